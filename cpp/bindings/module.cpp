@@ -1,0 +1,20 @@
+// The extension module only registers submodules; each bind_*.cpp owns one concern.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+void bind_dispatch(py::module_& m);
+void bind_mask(py::module_& m);
+void bind_crypto(py::module_& m);
+void bind_noise(py::module_& m);
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "medveil's C++ core: pixel masking, ChaCha20-Poly1305, CSPRNG and noise kernels";
+#ifdef MEDVEIL_VERSION
+    m.attr("__version__") = MEDVEIL_VERSION;
+#endif
+    bind_dispatch(m);
+    bind_mask(m);
+    bind_crypto(m);
+    bind_noise(m);
+}

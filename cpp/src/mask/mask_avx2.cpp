@@ -1,0 +1,68 @@
+// AVX2 kernels: 32-byte stores, four per iteration; compiled with -mavx2 and only called
+// after the dispatcher has seen AVX2 on the CPU.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "medveil/mask.hpp"
+
+namespace medveil::detail {
+
+void fill_avx2(std::uint8_t* dst, std::size_t nbytes, std::uint64_t pattern8, std::size_t itemsize) {
+    // Zero and other byte-uniform values (the usual mask values) go to libc's memset,
+    // which picks non-temporal stores for large runs.
+    if (byte_uniform(pattern8)) {
+        std::memset(dst, static_cast<int>(pattern8 & 0xFFU), nbytes);
+        return;
+    }
+    (void)itemsize;  // runs start on element boundaries and 32 is a multiple of any itemsize
+    const __m256i v = _mm256_set1_epi64x(static_cast<long long>(pattern8));
+    std::size_t i = 0;
+    for (; i + 128 <= nbytes; i += 128) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 32), v);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 64), v);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 96), v);
+    }
+    for (; i + 32 <= nbytes; i += 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
+    if (i < nbytes) {
+        alignas(32) std::uint8_t tail[32];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(tail), v);
+        std::memcpy(dst + i, tail, nbytes - i);
+    }
+}
+
+void fix_bits_avx2(void* data, std::size_t count, std::size_t itemsize, unsigned bits_stored,
+                   bool is_signed) {
+    auto* p = static_cast<std::uint8_t*>(data);
+    const std::size_t nbytes = count * itemsize;
+    std::size_t i = 0;
+    if (itemsize == 2) {
+        const auto m = static_cast<short>((1U << bits_stored) - 1U);
+        const auto s = static_cast<short>(is_signed ? (1U << (bits_stored - 1)) : 0U);
+        const __m256i vm = _mm256_set1_epi16(m), vs = _mm256_set1_epi16(s);
+        for (; i + 64 <= nbytes; i += 64) {
+            __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i));
+            __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 32));
+            a = _mm256_sub_epi16(_mm256_xor_si256(_mm256_and_si256(a, vm), vs), vs);
+            b = _mm256_sub_epi16(_mm256_xor_si256(_mm256_and_si256(b, vm), vs), vs);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + i), a);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + i + 32), b);
+        }
+    } else {
+        const auto m = static_cast<int>(bits_stored == 32 ? 0xFFFFFFFFU : (1U << bits_stored) - 1U);
+        const auto s = static_cast<int>(is_signed ? (1U << (bits_stored - 1)) : 0U);
+        const __m256i vm = _mm256_set1_epi32(m), vs = _mm256_set1_epi32(s);
+        for (; i + 64 <= nbytes; i += 64) {
+            __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i));
+            __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 32));
+            a = _mm256_sub_epi32(_mm256_xor_si256(_mm256_and_si256(a, vm), vs), vs);
+            b = _mm256_sub_epi32(_mm256_xor_si256(_mm256_and_si256(b, vm), vs), vs);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + i), a);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + i + 32), b);
+        }
+    }
+    if (i < nbytes) fix_bits_ref(p + i, (nbytes - i) / itemsize, itemsize, bits_stored, is_signed);
+}
+
+}  // namespace medveil::detail

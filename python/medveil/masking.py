@@ -1,0 +1,80 @@
+"""In-place pixel masking kernels of the C++ core, with input normalisation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Union
+
+import numpy as np
+
+from medveil import _core
+
+#: A rectangle (row0, row1, col0, col1) on every frame, or with a frame range
+#: (row0, row1, col0, col1, frame0, frame1). Ranges are half-open; they are clipped to the
+#: image, so negative starts mean 0 (not Python's from-the-end) and empty ranges are fine.
+Region = Union[Sequence[int], np.ndarray]  # noqa: UP007 (a runtime alias on 3.10)
+
+_ALL_FRAMES = np.iinfo(np.int64).max
+
+
+def regions_array(regions: Iterable[Region] | np.ndarray) -> np.ndarray:
+    """Normalise rectangles to the core's C-contiguous int64 array of shape (n, 6)."""
+    if isinstance(regions, np.ndarray):
+        arr = regions
+        if arr.ndim == 1 and arr.size == 0:
+            arr = arr.reshape(0, 4)
+        if arr.ndim != 2 or arr.shape[1] not in (4, 6):
+            raise ValueError(f"regions array must have shape (n, 4) or (n, 6), got {arr.shape}")
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"regions must hold integers, got dtype {arr.dtype}")
+        rows = arr.astype(np.int64, copy=False)
+    else:
+        items = list(regions)
+        for i, item in enumerate(items):
+            if len(item) not in (4, 6):
+                raise ValueError(
+                    f"region {i} has {len(item)} values; expected (row0, row1, col0, col1) "
+                    "or (row0, row1, col0, col1, frame0, frame1)"
+                )
+            for v in item:
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                    raise TypeError(f"region {i} holds {v!r}; coordinates must be integers")
+        out = np.empty((len(items), 6), dtype=np.int64)
+        for i, item in enumerate(items):
+            out[i, : len(item)] = item
+            if len(item) == 4:
+                out[i, 4:] = (0, _ALL_FRAMES)
+        return out
+    if rows.shape[1] == 4:
+        full = np.empty((rows.shape[0], 6), dtype=np.int64)
+        full[:, :4] = rows
+        full[:, 4] = 0
+        full[:, 5] = _ALL_FRAMES
+        return full
+    return np.ascontiguousarray(rows)
+
+
+def mask_regions(
+    pixels: np.ndarray,
+    regions: Iterable[Region] | np.ndarray,
+    value: int | float = 0,
+    *,
+    planar: bool = False,
+) -> None:
+    """Set every sample inside each rectangle to ``value``, in place, in one pass.
+
+    ``pixels`` is C-contiguous and writable, shaped (rows, cols), (frames, rows, cols),
+    (frames, rows, cols, samples) or, with ``planar=True``, (frames, samples, rows, cols).
+    """
+    if not isinstance(pixels, np.ndarray):
+        raise TypeError(f"pixels must be a numpy array, not {type(pixels).__name__}")
+    _core.mask.mask_regions(pixels, regions_array(regions), value, planar=planar)
+
+
+def fix_unused_bits(pixels: np.ndarray, bits_stored: int, signed: bool) -> None:
+    """Make the bits above ``bits_stored`` zero (unsigned) or sign copies (signed), in place."""
+    if not isinstance(pixels, np.ndarray):
+        raise TypeError(f"pixels must be a numpy array, not {type(pixels).__name__}")
+    if isinstance(bits_stored, bool) or not isinstance(bits_stored, (int, np.integer)):
+        raise TypeError(f"bits_stored must be an integer, got {bits_stored!r}")
+    _core.mask.fix_unused_bits(pixels, int(bits_stored), bool(signed))
