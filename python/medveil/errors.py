@@ -17,3 +17,7 @@ class DicomInputError(MedveilError):
 
 class AuthenticationError(MedveilError):
     """A ciphertext, tag, header or key failed authentication; nothing was decrypted."""
+
+
+class QuarantineError(MedveilError):
+    """A file cannot be cleaned for sure; it must be quarantined, never released."""
