@@ -33,6 +33,12 @@ namespace detail {
 void chacha20_xor_ref(const std::uint8_t key[32], const std::uint8_t nonce[12],
                       std::uint32_t counter, const std::uint8_t* in, std::uint8_t* out,
                       std::size_t len) noexcept;
+#ifdef MEDVEIL_HAVE_AVX2
+// Eight blocks per step, one state word of all eight blocks per ymm register.
+void chacha20_xor_avx2(const std::uint8_t key[32], const std::uint8_t nonce[12],
+                       std::uint32_t counter, const std::uint8_t* in, std::uint8_t* out,
+                       std::size_t len) noexcept;
+#endif
 }  // namespace detail
 
 }  // namespace medveil

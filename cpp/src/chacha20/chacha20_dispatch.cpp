@@ -11,7 +11,14 @@ void chacha20_xor(Backend backend, const std::uint8_t key[32], const std::uint8_
     const std::uint64_t blocks = (static_cast<std::uint64_t>(len) + 63U) / 64U;
     if (blocks > (std::uint64_t(1) << 32) - counter)
         throw std::length_error("chacha20: message too long for the 32-bit block counter");
-    (void)backend;  // only the portable path so far
+    if (len == 0) return;
+#ifdef MEDVEIL_HAVE_AVX2
+    if (backend == Backend::avx2) {
+        detail::chacha20_xor_avx2(key, nonce, counter, in, out, len);
+        return;
+    }
+#endif
+    (void)backend;
     detail::chacha20_xor_ref(key, nonce, counter, in, out, len);
 }
 

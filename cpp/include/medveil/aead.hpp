@@ -1,0 +1,40 @@
+// ChaCha20-Poly1305 AEAD (RFC 8439 section 2.8), detached tag.
+//
+// Seal: out = in XOR ChaCha20(key, nonce, counter 1), tag = Poly1305 over
+// aad | pad16 | out | pad16 | le64(aad_len) | le64(len) with the one-time key from block 0.
+// Open verifies the tag in constant time first and only then decrypts: on failure `out`
+// is left untouched (with in == out it still holds the ciphertext) and no plaintext byte
+// is ever written. in == out is allowed; other overlaps are not.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "medveil/dispatch.hpp"
+
+namespace medveil {
+
+constexpr std::size_t kAeadKeyBytes = 32;
+constexpr std::size_t kAeadNonceBytes = 12;
+constexpr std::size_t kAeadTagBytes = 16;
+// The 32-bit block counter starts at 1 for the payload: at most 2^32 - 1 blocks.
+constexpr std::uint64_t kAeadMaxBytes = ((std::uint64_t(1) << 32) - 1) * 64;
+
+// Throws std::length_error if len exceeds kAeadMaxBytes.
+void aead_seal(const std::uint8_t key[32], const std::uint8_t nonce[12], const std::uint8_t* aad,
+               std::size_t aad_len, const std::uint8_t* in, std::size_t len, std::uint8_t* out,
+               std::uint8_t tag[16]);
+void aead_seal(Backend backend, const std::uint8_t key[32], const std::uint8_t nonce[12],
+               const std::uint8_t* aad, std::size_t aad_len, const std::uint8_t* in,
+               std::size_t len, std::uint8_t* out, std::uint8_t tag[16]);
+
+// Returns false, writing nothing, when the tag does not authenticate (key, nonce, aad, in).
+[[nodiscard]] bool aead_open(const std::uint8_t key[32], const std::uint8_t nonce[12],
+                             const std::uint8_t* aad, std::size_t aad_len, const std::uint8_t* in,
+                             std::size_t len, const std::uint8_t tag[16], std::uint8_t* out);
+[[nodiscard]] bool aead_open(Backend backend, const std::uint8_t key[32],
+                             const std::uint8_t nonce[12], const std::uint8_t* aad,
+                             std::size_t aad_len, const std::uint8_t* in, std::size_t len,
+                             const std::uint8_t tag[16], std::uint8_t* out);
+
+}  // namespace medveil

@@ -1,0 +1,34 @@
+// Poly1305 one-time authenticator (RFC 8439 section 2.5).
+//
+// A key must authenticate one message only; the AEAD derives a fresh one per nonce.
+// Contexts are wiped by poly1305_final; a context abandoned early should be wiped with
+// secure_wipe by its owner.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace medveil {
+
+// Accumulator h in radix 2^64 (h2 holds the few bits above 2^128), clamped r, and the
+// pad s added at the end; buffer for a partial 16-byte block between updates.
+struct Poly1305 {
+    std::uint64_t r0, r1, s1;  // s1 = r1 + r1 / 4: folds 2^130 = 5 into the multiply
+    std::uint64_t h0, h1, h2;
+    std::uint64_t pad0, pad1;
+    std::uint8_t buf[16];
+    std::size_t buf_len;
+};
+
+void poly1305_init(Poly1305& ctx, const std::uint8_t key[32]) noexcept;
+void poly1305_update(Poly1305& ctx, const std::uint8_t* msg, std::size_t len) noexcept;
+// Writes the tag and wipes the context.
+void poly1305_final(Poly1305& ctx, std::uint8_t tag[16]) noexcept;
+// One-shot MAC of msg.
+void poly1305(const std::uint8_t key[32], const std::uint8_t* msg, std::size_t len,
+              std::uint8_t tag[16]) noexcept;
+
+// True when a == b; the time taken does not depend on where they differ.
+bool verify16(const std::uint8_t a[16], const std::uint8_t b[16]) noexcept;
+
+}  // namespace medveil
