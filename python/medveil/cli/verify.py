@@ -1,0 +1,56 @@
+"""``medveil verify ORIGINALS OUTPUT``: report every identifying value that survived."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medveil.verify import verify_archive
+
+
+def add_subparser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``verify`` subcommand."""
+    p = sub.add_parser(
+        "verify",
+        help="prove that no identifying value of the originals survived in the output",
+        description=(
+            "Learn identifying values from ORIGINALS and search every file of OUTPUT for "
+            "them (elements at every depth, raw bytes in UTF-8/Latin-1/UTF-16, hidden "
+            "pixel bits). Exit 0 when clean, 1 when anything was found, 2 on usage error. "
+            "Values are never printed: only a keyed hash, first character and length."
+        ),
+    )
+    p.add_argument("originals", type=Path, help="original DICOM file or directory")
+    p.add_argument("output", type=Path, help="de-identified file or directory to check")
+    p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="also count short values, common words and one-letter name components",
+    )
+    p.add_argument("--json", action="store_true", help="print the JSON report, not the table")
+    p.add_argument(
+        "--engine",
+        choices=("auto", "regex", "aho"),
+        default="auto",
+        help="matcher: Aho-Corasick (needs pyahocorasick) or one compiled regex",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the verification; returns 0 (clean), 1 (found) or 2 (usage error)."""
+    for label, path in (("ORIGINALS", args.originals), ("OUTPUT", args.output)):
+        if not path.exists():
+            print(f"medveil verify: {label} {path} does not exist", file=sys.stderr)
+            return 2
+    try:
+        report = verify_archive(args.originals, args.output, strict=args.strict, engine=args.engine)
+    except ImportError as exc:
+        print(f"medveil verify: {exc}", file=sys.stderr)
+        return 2
+    if args.report is not None:
+        args.report.write_text(report.to_json() + "\n", encoding="utf-8")
+    print(report.to_json() if args.json else report.table())
+    return report.exit_code

@@ -1,0 +1,175 @@
+"""One compiled automaton over every learned value, for text and for raw bytes.
+
+Two interchangeable engines find, at every start position of a haystack, the longest
+pattern that sits on word boundaries (no letter, digit or ``_`` right before or after it):
+
+* :class:`RegexMatcher`: the patterns folded into one trie-shaped regular expression
+  (``(?=(?<!\\w)(?:ab(?:c|d)|x)(?!\\w))``) so the regex engine walks a trie instead of trying
+  each pattern in turn; standard library only.
+* :class:`AhoCorasickMatcher`: ``pyahocorasick`` (the optional ``verify-fast`` extra), all
+  overlapping matches in one pass, boundaries checked afterwards.
+
+Both return the same matches (the tests compare them); :func:`make_matcher` picks
+Aho-Corasick when it is installed, as ``bench/bench_verify.py`` measured it faster, and the
+regex otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar
+
+AnyStr = TypeVar("AnyStr", str, bytes)
+
+try:  # optional extra: medveil[verify-fast]
+    import ahocorasick as _ahocorasick
+except ImportError:  # pragma: no cover - depends on the environment
+    _ahocorasick = None
+
+# Word characters for the boundary rule, per haystack kind. Byte haystacks are already
+# lower-cased ASCII, so only [a-z0-9_] count; UTF-16-LE patterns carry their own rule.
+_WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _trie(patterns: Iterable[AnyStr]) -> dict:
+    root: dict = {}
+    for p in patterns:
+        node = root
+        for ch in p if isinstance(p, str) else [p[i : i + 1] for i in range(len(p))]:
+            node = node.setdefault(ch, {})
+        node[""] = True  # end marker ('' never collides with a one-character key)
+    return root
+
+
+def _trie_regex(node: dict, esc: Callable[[list], str]) -> str:
+    """Regex text of a trie node; the 'end here' choice comes last, so matches are longest."""
+    branches = []
+    for ch in sorted(k for k in node if k != ""):
+        sub = node[ch]
+        # Follow single-child chains iteratively so long values do not nest groups deeply.
+        run = [ch]
+        while len(sub) == 1 and "" not in sub:
+            (nxt,) = sub.keys()
+            run.append(nxt)
+            sub = sub[nxt]
+        branches.append(esc(run) + _trie_regex(sub, esc))
+    if "" in node:
+        branches.append("")
+    if len(branches) == 1:
+        return branches[0]
+    return "(?:" + "|".join(branches) + ")"
+
+
+class _Base(Generic[AnyStr]):
+    """Shared interface: ``find(haystack)`` yields ``(start, end, pattern_index)``."""
+
+    def __init__(self, patterns: Sequence[AnyStr], *, utf16: bool = False) -> None:
+        self.patterns = list(patterns)
+        self.utf16 = utf16
+        self._index = {p: i for i, p in enumerate(self.patterns)}
+
+    def __len__(self) -> int:
+        return len(self.patterns)
+
+
+class RegexMatcher(_Base[AnyStr]):
+    """Trie-shaped compiled regex, longest boundary-respecting match at each position."""
+
+    def __init__(self, patterns: Sequence[AnyStr], *, utf16: bool = False) -> None:
+        super().__init__(patterns, utf16=utf16)
+        self._re: re.Pattern | None = None
+        if not self.patterns:
+            return
+        is_bytes = isinstance(self.patterns[0], bytes)
+        if is_bytes:
+
+            def esc(run: list) -> str:
+                return "".join(re.escape(b.decode("latin-1")) for b in run)
+
+            body = _trie_regex(_trie(self.patterns), esc)
+            if utf16:
+                # A code unit before/after the match must not be an ASCII word character.
+                pre, post = r"(?<![a-z0-9_]\x00)", r"(?![a-z0-9_]\x00)"
+            else:
+                pre, post = r"(?<![a-z0-9_])", r"(?![a-z0-9_])"
+            self._re = re.compile(f"(?=({pre}{body}{post}))".encode("latin-1"), re.DOTALL)
+        else:
+
+            def esc(run: list) -> str:
+                return re.escape("".join(run))
+
+            body = _trie_regex(_trie(self.patterns), esc)
+            self._re = re.compile(rf"(?=((?<!\w){body}(?!\w)))", re.DOTALL)
+
+    def find(self, haystack: AnyStr) -> list[tuple[int, int, int]]:
+        """Every ``(start, end, pattern index)`` of the longest match at each start."""
+        if self._re is None:
+            return []
+        out = []
+        index = self._index
+        for m in self._re.finditer(haystack):
+            s, e = m.span(1)
+            if e > s:
+                out.append((s, e, index[m.group(1)]))
+        return out
+
+
+def _is_word_char(h: str | bytes, i: int, utf16: bool) -> bool:
+    if isinstance(h, str):
+        return 0 <= i < len(h) and (h[i].isalnum() or h[i] == "_")
+    if utf16:
+        return 0 <= i and i + 1 < len(h) and h[i] in _WORD_BYTES and h[i + 1] == 0
+    return 0 <= i < len(h) and h[i] in _WORD_BYTES
+
+
+class AhoCorasickMatcher(_Base[AnyStr]):
+    """Aho-Corasick automaton (pyahocorasick); same results as :class:`RegexMatcher`."""
+
+    def __init__(self, patterns: Sequence[AnyStr], *, utf16: bool = False) -> None:
+        if _ahocorasick is None:
+            raise ImportError("pyahocorasick is not installed: pip install 'medveil[verify-fast]'")
+        super().__init__(patterns, utf16=utf16)
+        self._bytes = bool(self.patterns) and isinstance(self.patterns[0], bytes)
+        self._auto = None
+        if not self.patterns:
+            return
+        # pyahocorasick's str automaton takes str keys; bytes map 1:1 through Latin-1.
+        auto = _ahocorasick.Automaton()
+        for i, p in enumerate(self.patterns):
+            key = p.decode("latin-1") if self._bytes else p
+            auto.add_word(key, (i, len(key)))
+        auto.make_automaton()
+        self._auto = auto
+
+    def find(self, haystack: AnyStr) -> list[tuple[int, int, int]]:
+        """Every ``(start, end, pattern index)`` of the longest match at each start."""
+        if self._auto is None or not haystack:
+            return []
+        text = haystack.decode("latin-1") if self._bytes else haystack
+        utf16 = self.utf16
+        step = 2 if utf16 else 1
+        best: dict[int, tuple[int, int]] = {}
+        for end_idx, (i, n) in self._auto.iter(text):
+            s, e = end_idx + 1 - n, end_idx + 1
+            if _is_word_char(haystack, s - step, utf16) or _is_word_char(haystack, e, utf16):
+                continue
+            if s not in best or best[s][0] < e:
+                best[s] = (e, i)
+        return sorted((s, e, i) for s, (e, i) in best.items())
+
+
+def have_aho_corasick() -> bool:
+    """Whether the optional pyahocorasick engine is importable."""
+    return _ahocorasick is not None
+
+
+def make_matcher(
+    patterns: Sequence[AnyStr], *, utf16: bool = False, engine: str = "auto"
+) -> RegexMatcher | AhoCorasickMatcher:
+    """Build the fastest available matcher (``engine``: 'auto', 'regex' or 'aho')."""
+    if engine == "aho" or (engine == "auto" and _ahocorasick is not None):
+        return AhoCorasickMatcher(patterns, utf16=utf16)
+    if engine not in ("auto", "regex"):
+        raise ValueError(f"unknown matcher engine {engine!r}: use 'auto', 'regex' or 'aho'")
+    return RegexMatcher(patterns, utf16=utf16)

@@ -1,0 +1,222 @@
+"""Raw view of a DICOM file: byte range of every element, and where the pixel data lies.
+
+The parser-independent half of the verifier. A tolerant walker records the value range and
+path of each element at every depth (explicit/implicit VR, little/big endian, deflated
+datasets, undefined-length sequences and items, encapsulated pixel data), so a raw byte hit
+can be named by element path and the pixel data can be skipped. Anything the walker cannot
+follow is left unmapped: the byte search still covers it.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from pydicom.datadict import dictionary_VR
+
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
+)
+_UNDEFINED = 0xFFFFFFFF
+# Pixel data elements (at any depth, icons included) are excluded from the byte search.
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+_DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+_MAX_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Span:
+    """Value bytes ``[start, end)`` of one element in a buffer, with its path and VR."""
+
+    start: int
+    end: int
+    path: str
+    tag: int
+    vr: str
+    private: bool
+
+
+@dataclass
+class RawLayout:
+    """What the walker learned about one buffer (the file, or its inflated dataset)."""
+
+    name: str  # 'file' or 'inflated'
+    data: bytes
+    spans: list[Span] = field(default_factory=list)
+    pixel_ranges: list[tuple[int, int]] = field(default_factory=list)
+    meta_end: int = 0  # preamble + file meta end here (0 when there is no meta)
+    complete: bool = True  # False when the walker stopped early (truncated or odd data)
+
+    def element_at(self, start: int, end: int) -> Span | None:
+        """Innermost element whose value range contains ``[start, end)``."""
+        best = None
+        for sp in self.spans:
+            if (
+                sp.start <= start
+                and end <= sp.end
+                and (best is None or sp.end - sp.start < best.end - best.start)
+            ):
+                best = sp
+        return best
+
+
+class _Walker:
+    def __init__(self, layout: RawLayout, little: bool, explicit: bool) -> None:
+        self.lay = layout
+        self.buf = layout.data
+        self.e = "<" if little else ">"
+        self.explicit = explicit
+
+    def _u16(self, pos: int) -> int:
+        return struct.unpack_from(self.e + "H", self.buf, pos)[0]
+
+    def _u32(self, pos: int) -> int:
+        return struct.unpack_from(self.e + "I", self.buf, pos)[0]
+
+    def dataset(
+        self, pos: int, end: int, prefix: str, private: bool, depth: int, *, stop_group=None
+    ) -> int:
+        """Walk elements from ``pos`` to ``end``; returns where it stopped."""
+        buf = self.buf
+        while pos + 8 <= end:
+            group, elem = self._u16(pos), self._u16(pos + 2)
+            if stop_group is not None and group != stop_group:
+                return pos
+            tag = (group << 16) | elem
+            if group == 0xFFFE:
+                # Item or sequence delimiter: the caller's undefined-length container ends here.
+                return pos if elem != 0xE00D else pos + 8
+            vr_b = buf[pos + 4 : pos + 6]
+            if self.explicit and vr_b.isalpha() and vr_b.isupper():
+                if vr_b in _LONG_VRS:
+                    if pos + 12 > end:
+                        break
+                    length, hdr = self._u32(pos + 8), 12
+                else:
+                    length, hdr = self._u16(pos + 6), 8
+                vr = vr_b.decode()
+            else:
+                length, hdr = self._u32(pos + 4), 8
+                vr = dictionary_vr(tag)
+            start = pos + hdr
+            path = f"{prefix}({group:04X},{elem:04X})"
+            priv = private or group % 2 == 1
+            if length == _UNDEFINED:
+                if tag in PIXEL_TAGS:
+                    stop = self._encapsulated(start, end)
+                    self.lay.pixel_ranges.append((start, stop))
+                else:
+                    # SQ, or UN of undefined length (implicit VR little endian inside, PS3.5 6.2.2)
+                    stop = self._items(start, end, path, priv, depth, vr == "UN")
+                self.lay.spans.append(Span(start, stop, path, tag, vr, priv))
+                pos = stop
+                continue
+            stop = start + length
+            if stop > end:
+                self.lay.complete = False
+                stop = end
+            if tag in PIXEL_TAGS:
+                self.lay.pixel_ranges.append((start, stop))
+            elif vr == "SQ" and depth < _MAX_DEPTH:
+                self._items(start, stop, path, priv, depth, False)
+            self.lay.spans.append(Span(start, stop, path, tag, vr, priv))
+            pos = stop
+        if pos < end and stop_group is None:
+            self.lay.complete = False
+        return pos
+
+    def _items(self, pos: int, end: int, path: str, priv: bool, depth: int, un: bool) -> int:
+        if depth >= _MAX_DEPTH:
+            self.lay.complete = False
+            return end
+        saved = (self.e, self.explicit)
+        if un:
+            self.e, self.explicit = "<", False
+        i = 0
+        try:
+            while pos + 8 <= end:
+                group, elem = self._u16(pos), self._u16(pos + 2)
+                length = self._u32(pos + 4)
+                if group != 0xFFFE:
+                    self.lay.complete = False
+                    return end
+                if elem == 0xE0DD:
+                    return pos + 8
+                if elem != 0xE000:
+                    self.lay.complete = False
+                    return end
+                start = pos + 8
+                prefix = f"{path}[{i}]/"
+                if length == _UNDEFINED:
+                    pos = self.dataset(start, end, prefix, priv, depth + 1)
+                else:
+                    stop = min(start + length, end)
+                    self.dataset(start, stop, prefix, priv, depth + 1)
+                    pos = stop
+                i += 1
+            return pos
+        finally:
+            self.e, self.explicit = saved
+
+    def _encapsulated(self, pos: int, end: int) -> int:
+        while pos + 8 <= end:
+            group, elem, length = self._u16(pos), self._u16(pos + 2), self._u32(pos + 4)
+            if group != 0xFFFE or length == _UNDEFINED:
+                self.lay.complete = False
+                return end
+            pos += 8
+            if elem == 0xE0DD:
+                return pos
+            pos += length
+        return min(pos, end)
+
+
+def dictionary_vr(tag: int) -> str:
+    """VR of a tag from pydicom's dictionary, 'UN' when unknown or ambiguous."""
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+    return vr if len(vr) == 2 else "UN"
+
+
+def layouts(data: bytes) -> list[RawLayout]:
+    """Walk a file's bytes; a second layout holds the inflated dataset of deflated files."""
+    lay = RawLayout("file", data)
+    pos, ts = 0, None
+    try:
+        if len(data) >= 132 and data[128:132] == b"DICM":
+            pos = 132
+        if pos or data[:2] == b"\x02\x00":
+            # File meta: always explicit VR little endian, group 0002 only.
+            w = _Walker(lay, True, True)
+            pos = w.dataset(pos, len(data), "", False, 0, stop_group=0x0002)
+            lay.meta_end = pos
+            for sp in lay.spans:
+                if sp.tag == 0x00020010:
+                    ts = data[sp.start : sp.end].decode("ascii", "replace").strip("\x00 ")
+        if ts in _DEFLATED:
+            try:
+                inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[pos:])
+            except zlib.error:
+                lay.complete = False
+                lay.spans.append(Span(pos, len(data), "(deflated)", 0, "OB", False))
+                return [lay]
+            lay.spans.append(Span(pos, len(data), "(deflated)", 0, "OB", False))
+            inner = RawLayout("inflated", inflated)
+            _Walker(inner, True, True).dataset(0, len(inflated), "", False, 0)
+            return [lay, inner]
+        if ts is None:
+            # No meta: guess explicit VR when bytes 4-5 look like a VR.
+            explicit = data[pos + 4 : pos + 6].isalpha() and data[pos + 4 : pos + 6].isupper()
+            little = True
+        else:
+            explicit = ts != _IMPLICIT_LE
+            little = ts != _EXPLICIT_BE
+        _Walker(lay, little, explicit).dataset(pos, len(data), "", False, 0)
+    except struct.error:
+        lay.complete = False
+    return [lay]

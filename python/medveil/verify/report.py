@@ -1,0 +1,132 @@
+"""Findings and the verification report: counts per category, JSON and a table, no values.
+
+A finding names the output file, the element path (``(0008,1111)[0]/(0008,1155)``) or byte
+offset, how it was found, and the value only as a keyed hash plus its first character and
+length, so the report itself can be shared without re-leaking what it found.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+#: Report categories, in display order.
+CATEGORIES: tuple[str, ...] = (
+    "names",
+    "ids",
+    "dates",
+    "uids",
+    "free_text",
+    "private",
+    "meta",
+    "hidden_bits",
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One surviving identifier (or hidden pixel bits) in one output file."""
+
+    file: str
+    category: str
+    path: str  # element path, or '@OFFSET' / 'preamble@OFFSET' for unmapped bytes
+    how: str  # 'element', 'bytes:utf-8', 'bytes:latin-1', 'bytes:utf-16-le', 'pixels'
+    kind: str = ""  # kind of the learned value (names, ids, ...); '' for hidden bits
+    value_hash: str = ""  # keyed BLAKE2b of the normalised value, never the value
+    first: str = ""  # first character of the value
+    length: int = 0  # length of the normalised value
+    sources: tuple[str, ...] = ()  # originals the value was learned from (at most 3)
+    detail: str = ""
+
+    def hint(self) -> str:
+        """Non-revealing label of the value: first character and length."""
+        return f"{self.first}… ({self.length})" if self.length else ""
+
+
+@dataclass
+class VerifyReport:
+    """Result of :func:`medveil.verify.verify_archive`."""
+
+    originals: int = 0
+    outputs: int = 0
+    values: int = 0
+    dates: int = 0
+    skipped_values: int = 0
+    strict: bool = False
+    engine: str = ""
+    findings: list[Finding] = field(default_factory=list)
+    unreadable_originals: list[tuple[str, str]] = field(default_factory=list)
+    unreadable_outputs: list[tuple[str, str]] = field(default_factory=list)
+    not_dicom: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Number of findings per category (every category present, zeros included)."""
+        out = dict.fromkeys(CATEGORIES, 0)
+        for f in self.findings:
+            out[f.category] += 1
+        return out
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing was found and every output could be read."""
+        return not self.findings and not self.unreadable_outputs
+
+    @property
+    def exit_code(self) -> int:
+        """0 when clean, 1 otherwise (the CLI's exit status)."""
+        return 0 if self.clean else 1
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary of the whole report."""
+        return {
+            "clean": self.clean,
+            "strict": self.strict,
+            "engine": self.engine,
+            "originals": self.originals,
+            "outputs": self.outputs,
+            "values_searched": self.values,
+            "dates_searched": self.dates,
+            "values_not_counted": self.skipped_values,
+            "counts": self.counts(),
+            "findings": [
+                {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(f).items()}
+                for f in self.findings
+            ],
+            "unreadable_originals": [{"file": p, "error": e} for p, e in self.unreadable_originals],
+            "unreadable_outputs": [{"file": p, "error": e} for p, e in self.unreadable_outputs],
+            "not_dicom_outputs": self.not_dicom,
+            "incompletely_parsed_outputs": self.incomplete,
+        }
+
+    def to_json(self) -> str:
+        """The report as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    def table(self, max_rows: int = 200) -> str:
+        """Human-readable summary: counts per category, then one line per finding."""
+        lines = [
+            f"medveil verify: {self.originals} originals, {self.outputs} outputs, "
+            f"{self.values} values + {self.dates} dates searched "
+            f"({self.skipped_values} not counted{', strict' if self.strict else ''}; "
+            f"engine {self.engine})",
+            "",
+            f"{'category':<12} {'findings':>8}",
+        ]
+        lines += [f"{c:<12} {n:>8}" for c, n in self.counts().items()]
+        if self.findings:
+            lines += ["", f"{'category':<12} {'how':<16} {'value':<12} file  path"]
+            for f in self.findings[:max_rows]:
+                label = f.hint() or f.detail
+                lines.append(f"{f.category:<12} {f.how:<16} {label:<12} {f.file}  {f.path}")
+            if len(self.findings) > max_rows:
+                lines.append(f"... {len(self.findings) - max_rows} more (see --report)")
+        for title, items in (
+            ("unreadable output", self.unreadable_outputs),
+            ("unreadable original", self.unreadable_originals),
+        ):
+            lines += [f"{title}: {p} ({e})" for p, e in items]
+        lines += [f"not DICOM (byte search only): {p}" for p in self.not_dicom]
+        lines += [f"partly parsed (byte search covers the rest): {p}" for p in self.incomplete]
+        lines += ["", "CLEAN" if self.clean else "FOUND: identifying values survived"]
+        return "\n".join(lines)

@@ -1,0 +1,328 @@
+"""Hunt the learned values in every output: parsed elements, raw bytes, and pixel bits."""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import io
+import os
+import secrets
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataset import Dataset
+
+from medveil.verify.matcher import RegexMatcher, have_aho_corasick, make_matcher
+from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span, layouts
+from medveil.verify.report import Finding, VerifyReport
+from medveil.verify.values import (
+    ValueIndex,
+    classify,
+    dates_in,
+    element_texts,
+    learn,
+    normalize,
+    walk,
+)
+
+# Byte haystacks and patterns get the same transform: ASCII upper -> lower, '^' -> ' '.
+_FOLD = bytes((b + 32 if 65 <= b <= 90 else 32 if b == 0x5E else b) for b in range(256))
+_NUMERIC_VRS = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"})
+_DATE_VRS = frozenset({"DA", "DT", "TM"})
+_NATIVE_TS = frozenset(
+    {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+)
+_MAX_SOURCES = 3
+
+
+def _files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+class Scanner:
+    """The learned values compiled once into automata, applied to one output at a time."""
+
+    def __init__(
+        self,
+        index: ValueIndex,
+        *,
+        strict: bool = False,
+        engine: str = "auto",
+        hash_key: bytes | None = None,
+    ) -> None:
+        self.index = index
+        self.strict = strict
+        self.key = hash_key if hash_key is not None else secrets.token_bytes(32)
+        self.texts = sorted(index.values)
+        self.text_matcher = make_matcher(self.texts, engine=engine)
+        self.engine = "regex" if isinstance(self.text_matcher, RegexMatcher) else "aho-corasick"
+        byte_pats: dict[bytes, tuple[int, str]] = {}
+        u16_pats: dict[bytes, tuple[int, str]] = {}
+        for i, v in enumerate(self.texts):
+            for variant in {v, v.upper()}:
+                for enc in ("utf-8", "latin-1"):
+                    try:
+                        pat = variant.encode(enc).translate(_FOLD)
+                    except UnicodeEncodeError:
+                        continue
+                    byte_pats.setdefault(pat, (i, enc))
+                u16_pats.setdefault(variant.encode("utf-16-le").translate(_FOLD), (i, "utf-16-le"))
+        self._byte_info = list(byte_pats.values())
+        self._u16_info = list(u16_pats.values())
+        self.byte_matcher = make_matcher(list(byte_pats), engine=engine)
+        self.u16_matcher = make_matcher(list(u16_pats), utf16=True, engine=engine)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _finding(
+        self, file: str, category: str, path: str, how: str, value: str, kind: str
+    ) -> Finding:
+        lv = self.index.values.get(value) or self.index.dates.get(value)
+        sources = tuple(sorted(lv.sources)[:_MAX_SOURCES]) if lv else ()
+        digest = hashlib.blake2b(value.encode(), key=self.key[:64], digest_size=8).hexdigest()
+        return Finding(
+            file=file,
+            category=category,
+            path=path,
+            how=how,
+            kind=kind,
+            value_hash=digest,
+            first=value[:1],
+            length=len(value),
+            sources=sources,
+        )
+
+    @staticmethod
+    def _category(value_kind: str, in_meta: bool, private: bool, elem_kind: str | None) -> str:
+        if in_meta:
+            return "meta"
+        if private:
+            return "private"
+        if elem_kind is None:
+            return "free_text"
+        return elem_kind if value_kind == "private" else value_kind
+
+    # -- the three searches --------------------------------------------------------------
+    def scan_elements(self, file: str, ds: Dataset) -> tuple[list[Finding], set[tuple[str, str]]]:
+        """Search every parsed element (file meta, sequences, private, UN decoded)."""
+        findings: list[Finding] = []
+        seen: set[tuple[str, str]] = set()
+        parts: list[str] = []
+        starts: list[int] = []
+        info: list[tuple[str, bool, bool, str | None]] = []
+        pos = 0
+        meta = getattr(ds, "file_meta", None)
+        sources = [(walk(meta), True)] if meta is not None else []
+        sources.append((walk(ds), False))
+        for walker, in_meta in sources:
+            for path, elem, private in walker:
+                vr = elem.VR
+                if vr == "SQ" or int(elem.tag) in PIXEL_TAGS:
+                    continue
+                try:
+                    texts = element_texts(elem)
+                except Exception:
+                    continue
+                if vr in _DATE_VRS:
+                    for t in texts:
+                        for d in dates_in(t):
+                            if d in self.index.dates and (path, d) not in seen:
+                                seen.add((path, d))
+                                cat = self._category("dates", in_meta, private, "dates")
+                                findings.append(
+                                    self._finding(file, cat, path, "element", d, "dates")
+                                )
+                if vr in _NUMERIC_VRS and not self.strict:
+                    continue
+                kw = keyword_for_tag(elem.tag) or ""
+                ekind = classify(int(elem.tag), vr, kw, strict=True)
+                for t in texts:
+                    starts.append(pos)
+                    info.append((path, in_meta, private, ekind))
+                    n = normalize(t)
+                    parts.append(n)
+                    pos += len(n) + 1
+        haystack = "\x00".join(parts)
+        for s, _e, i in self.text_matcher.find(haystack):
+            j = bisect.bisect_right(starts, s) - 1
+            path, in_meta, private, ekind = info[j]
+            value = self.texts[i]
+            if (path, value) in seen:
+                continue
+            seen.add((path, value))
+            vkind = self.index.values[value].kind
+            cat = self._category(vkind, in_meta, private, ekind)
+            findings.append(self._finding(file, cat, path, "element", value, vkind))
+        return findings, seen
+
+    def scan_bytes(
+        self, file: str, data: bytes, seen: set[tuple[str, str]], dicom: bool
+    ) -> tuple[list[Finding], bool]:
+        """Raw search (UTF-8, Latin-1, UTF-16-LE) of the file outside pixel data."""
+        findings: list[Finding] = []
+        lays = layouts(data) if dicom else [RawLayout("file", data, complete=False)]
+        complete = all(lay.complete for lay in lays)
+        for lay in lays:
+            buf = lay.data
+            segments, cur = [], 0
+            for a, b in sorted(lay.pixel_ranges):
+                if a > cur:
+                    segments.append((cur, a))
+                cur = max(cur, b)
+            segments.append((cur, len(buf)))
+            for seg_start, seg_end in segments:
+                hay = buf[seg_start:seg_end].translate(_FOLD)
+                hits = [(s, e, self._byte_info[i]) for s, e, i in self.byte_matcher.find(hay)]
+                hits += [(s, e, self._u16_info[i]) for s, e, i in self.u16_matcher.find(hay)]
+                for s, e, (vi, enc) in hits:
+                    f = self._byte_finding(file, lay, s + seg_start, e + seg_start, vi, enc, seen)
+                    if f is not None:
+                        findings.append(f)
+        return findings, complete
+
+    def _byte_finding(
+        self,
+        file: str,
+        lay: RawLayout,
+        start: int,
+        end: int,
+        vi: int,
+        enc: str,
+        seen: set[tuple[str, str]],
+    ) -> Finding | None:
+        value = self.texts[vi]
+        vkind = self.index.values[value].kind
+        span: Span | None = lay.element_at(start, end) if lay.spans else None
+        if span is not None:
+            if (span.path, value) in seen:
+                return None  # already reported by the element search
+            if span.vr in _NUMERIC_VRS and not self.strict:
+                return None
+            seen.add((span.path, value))
+            in_meta = lay.name == "file" and span.tag >> 16 == 0x0002
+            kw = keyword_for_tag(span.tag) or ""
+            ekind = classify(span.tag, span.vr, kw, strict=True) if span.tag else None
+            cat = self._category(vkind, in_meta, span.private, ekind)
+            path = span.path if lay.name == "file" else f"{span.path} (inflated)"
+        else:
+            in_meta = lay.name == "file" and start < max(lay.meta_end, 132 if lay.meta_end else 0)
+            where = "preamble" if lay.meta_end and start < 128 else lay.name
+            path = f"{where}@{start}"
+            if (path, value) in seen:
+                return None
+            seen.add((path, value))
+            cat = "meta" if in_meta else ("private" if vkind == "private" else vkind)
+        return self._finding(file, cat, path, f"bytes:{enc}", value, vkind)
+
+    def scan_pixels(self, file: str, ds: Dataset) -> list[Finding]:
+        """Report samples with bits set outside BitsStored/HighBit (native syntaxes only)."""
+        if "PixelData" not in ds:
+            return []
+        meta = getattr(ds, "file_meta", None)
+        ts = str(getattr(meta, "TransferSyntaxUID", "1.2.840.10008.1.2")) if meta else None
+        if ts not in _NATIVE_TS and ts is not None:
+            return []
+        try:
+            ba = int(ds.BitsAllocated)
+            bs = int(ds.BitsStored)
+            hb = int(ds.get("HighBit", bs - 1))
+            signed = int(ds.get("PixelRepresentation", 0)) == 1
+            raw = ds.PixelData
+        except Exception:
+            return []
+        if ba not in (8, 16, 32) or not (0 < bs <= ba) or not (bs - 1 <= hb < ba):
+            return []
+        if bs == ba and hb == ba - 1:
+            return []
+        order = ">" if ts == "1.2.840.10008.1.2.2" else "<"
+        dtype = np.dtype(f"{order}u{ba // 8}")
+        n = len(raw) // dtype.itemsize
+        v = np.frombuffer(raw, dtype=dtype, count=n).astype(np.uint64)
+        low = hb - bs + 1
+        bad = (v & np.uint64((1 << low) - 1)) != 0 if low else np.zeros(n, dtype=bool)
+        if signed:
+            upper = v >> np.uint64(hb)
+            bad |= (upper != 0) & (upper != np.uint64((1 << (ba - hb)) - 1))
+        else:
+            bad |= (v >> np.uint64(hb + 1)) != 0
+        count = int(np.count_nonzero(bad))
+        if not count:
+            return []
+        return [
+            Finding(
+                file=file,
+                category="hidden_bits",
+                path="(7FE0,0010)",
+                how="pixels",
+                detail=f"{count} of {n} samples have bits outside BitsStored {bs}/HighBit {hb}",
+            )
+        ]
+
+    def scan_file(self, path: Path, report: VerifyReport) -> None:
+        """Scan one output file and add its findings (or its read error) to ``report``."""
+        name = str(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            report.unreadable_outputs.append((name, type(exc).__name__))
+            return
+        ds = None
+        # Only what looks like DICOM goes to pydicom (force=True would read anything).
+        if data[128:132] == b"DICM" or data[:2] in (b"\x02\x00", b"\x08\x00"):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            except Exception as exc:
+                report.incomplete.append(f"{name} ({type(exc).__name__})")
+        seen: set[tuple[str, str]] = set()
+        if ds is not None:
+            try:
+                found, seen = self.scan_elements(name, ds)
+            except Exception as exc:  # a dataset pydicom half-reads is still byte-searched
+                found = []
+                report.incomplete.append(name)
+                del exc
+            report.findings.extend(found)
+            report.findings.extend(self.scan_pixels(name, ds))
+        else:
+            report.not_dicom.append(name)
+        found, complete = self.scan_bytes(name, data, seen, ds is not None)
+        report.findings.extend(found)
+        if ds is not None and not complete and name not in report.incomplete:
+            report.incomplete.append(name)
+
+
+def verify_archive(
+    originals: str | os.PathLike,
+    output: str | os.PathLike,
+    strict: bool = False,
+    *,
+    engine: str = "auto",
+    hash_key: bytes | None = None,
+) -> VerifyReport:
+    """Learn identifying values from ``originals`` and report every survivor in ``output``."""
+    orig_files = _files(Path(originals))
+    index = learn(orig_files, strict=strict)
+    scanner = Scanner(index, strict=strict, engine=engine, hash_key=hash_key)
+    report = VerifyReport(
+        originals=index.originals,
+        values=len(index.values),
+        dates=len(index.dates),
+        skipped_values=index.skipped,
+        strict=strict,
+        engine=scanner.engine,
+        unreadable_originals=list(index.unreadable),
+    )
+    for path in _files(Path(output)):
+        report.outputs += 1
+        scanner.scan_file(path, report)
+    report.findings.sort(key=lambda f: (f.file, f.category, f.path, f.how))
+    return report
+
+
+__all__ = ["Scanner", "have_aho_corasick", "verify_archive"]

@@ -1,0 +1,337 @@
+"""Learn the identifying values of the originals, by VR and by the verifier's own keywords.
+
+This module deliberately does not import the de-identification engine's tag lists or
+profiles: an auditor that shares the engine's blind spots proves nothing. An element is
+identifying when
+
+* its VR is PN (``names``: the whole value and every ``^``/``=`` component), DA or DT
+  (``dates``: the 8-digit date), or UI (``uids``: unless the UID is in pydicom's UID
+  dictionary, i.e. a SOP class, transfer syntax or other DICOM constant, or is the
+  Implementation Class UID of the writing software), or AE (``ids``: application entity
+  titles name machines of the site);
+* it is a text element (LO, SH, UC, ST, LT, UT) whose keyword ends in ``ID``, ``IDs``,
+  ``Identifier``, ``Number`` or ``Numbers`` or names an issuer (``ids``: PatientID,
+  OtherPatientIDs, IssuerOfPatientID, AccessionNumber, StudyID, DeviceSerialNumber, ...);
+* it is a text element whose keyword contains one of :data:`IDENTITY_KEYWORDS`
+  (``free_text``: addresses, telephone numbers, institution, department and station names,
+  locations, patient comments and history, ...);
+* it is private (odd group, not a private creator) and holds text (LO, SH, UC, ST, LT, UT,
+  or UN that decodes to printable text): ``private``.
+
+Counting rule (not applied with ``strict=True``): a value is not searched for when, after
+normalisation (``^`` as space, lower case, trimmed), it is shorter than
+:data:`MIN_LENGTH` (4) characters, is in :data:`STOP_WORDS`, is a one-character name
+component, or is a private value that also occurs in the originals as a coded value of a
+standard element (a CS value, Manufacturer, ...), since vendors repeat such codes in their
+private groups. CS values of private elements are codes, not free text, and are learned only
+with ``strict``. Well-known UIDs are never searched for, not even with ``strict``: they are
+DICOM constants present in every valid file.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+try:
+    from pydicom._uid_dict import UID_dictionary as _UID_DICT
+except ImportError:  # pragma: no cover - pydicom layout change
+    _UID_DICT = {}
+
+#: Kinds of learned values, in priority order when one value has several kinds.
+KINDS: tuple[str, ...] = ("names", "ids", "uids", "dates", "free_text", "private")
+
+#: Values shorter than this (after normalisation) are not counted unless ``strict``.
+MIN_LENGTH = 4
+
+#: Words that are not identifying on their own (upper case; compared case-insensitively).
+STOP_WORDS: frozenset[str] = frozenset(
+    {
+        "YES",
+        "NO",
+        "NONE",
+        "NULL",
+        "N/A",
+        "UNKNOWN",
+        "ANONYMOUS",
+        "ANONYMIZED",
+        "ANONYMISED",
+        "DEIDENTIFIED",
+        "DE-IDENTIFIED",
+        "REMOVED",
+        "REDACTED",
+        "PATIENT",
+        "PHANTOM",
+        "TEST",
+        "OTHER",
+        "MALE",
+        "FEMALE",
+        "NORMAL",
+        "ORIGINAL",
+        "PRIMARY",
+        "SECONDARY",
+        "DERIVED",
+        "AXIAL",
+        "LOCALIZER",
+        "UNSPECIFIED",
+        "NOT APPLICABLE",
+        "DEFAULT",
+        "EMPTY",
+    }
+)
+
+#: Keyword fragments of text elements that carry identity (the verifier's own list).
+IDENTITY_KEYWORDS: tuple[str, ...] = (
+    "Address",
+    "Telephone",
+    "Telecom",
+    "Institution",
+    "Department",
+    "StationName",
+    "Location",
+    "Residence",
+    "Country",
+    "Region",
+    "Occupation",
+    "MilitaryRank",
+    "BranchOfService",
+    "MedicalAlerts",
+    "Allergies",
+    "PatientHistory",
+    "PatientComments",
+    "PatientState",
+    "InsurancePlan",
+    "ResponsibleOrganization",
+    "ReligiousPreference",
+    "EthnicGroup",
+    "BirthName",
+)
+
+_ID_KEYWORD = re.compile(r"(?:ID|IDs|Identifier|Identifiers|Number|Numbers)$|Issuer")
+_TEXT_VRS = frozenset({"LO", "SH", "UC", "ST", "LT", "UT"})
+_DATE_RE = re.compile(r"(?<!\d)(\d{4})\.?(\d{2})\.?(\d{2})(?!\d)")
+# Values of these standard elements are vendor/device codes repeated in private groups.
+_BENIGN_KEYWORDS = frozenset(
+    {"Manufacturer", "ManufacturerModelName", "SoftwareVersions", "ProtocolName"}
+)
+# Longer values are truncated: a shared 1 KiB prefix is a leak on its own.
+MAX_VALUE_CHARS = 1024
+
+
+def normalize(text: str) -> str:
+    """Normalise a value or haystack: ``^`` as space, lower case, outer blanks and NULs gone."""
+    return text.replace("^", " ").lower().strip(" \x00\t\r\n")
+
+
+def is_well_known_uid(uid: str) -> bool:
+    """Whether ``uid`` is a DICOM constant from pydicom's UID dictionary."""
+    return uid.strip("\x00 ") in _UID_DICT
+
+
+def dates_in(text: str) -> list[str]:
+    """The 8-digit dates (YYYYMMDD, also legacy YYYY.MM.DD) written in a date/time value."""
+    return ["".join(m.groups()) for m in _DATE_RE.finditer(text)]
+
+
+def classify(tag: int, vr: str, keyword: str, *, strict: bool = False) -> str | None:
+    """Kind of value an element holds (``names``, ``ids``, ...), or None when not identifying."""
+    group, elem = tag >> 16, tag & 0xFFFF
+    if group % 2 == 1:
+        if 0x0010 <= elem <= 0x00FF or group < 0x0008:
+            return None  # private creators name the vendor block; odd groups < 8 are illegal
+        if vr == "PN":
+            return "names"
+        if vr in ("DA", "DT"):
+            return "dates"
+        if vr == "UI":
+            return "uids"
+        if vr in _TEXT_VRS or vr in ("UN", "AE") or (strict and vr == "CS"):
+            return "private"
+        return None
+    if tag == 0x00020012 or tag == 0x00020013:
+        return None  # implementation class UID / version name identify the software
+    if vr == "PN":
+        return "names"
+    if vr in ("DA", "DT"):
+        return "dates"
+    if vr == "UI":
+        return "uids"
+    if vr == "AE":
+        return "ids"
+    if vr in _TEXT_VRS:
+        if _ID_KEYWORD.search(keyword):
+            return "ids"
+        if any(k in keyword for k in IDENTITY_KEYWORDS):
+            return "free_text"
+    return None
+
+
+def decode_un(raw: bytes) -> str | None:
+    """Text of a UN value when it decodes to printable characters, else None."""
+    for enc in ("utf-8", "latin-1"):
+        try:
+            text = raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        text = text.strip("\x00 ")
+        if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+            return text
+        return None
+    return None  # pragma: no cover - Latin-1 decodes every byte string
+
+
+def element_texts(elem: DataElement) -> list[str]:
+    """The string values of an element (multi-values split), decoded by pydicom."""
+    value = elem.value
+    if value is None or value == "":
+        return []
+    if isinstance(value, bytes | bytearray):
+        text = decode_un(bytes(value))
+        return [t for t in text.split("\\") if t] if text else []
+    if isinstance(value, list | tuple | pydicom.multival.MultiValue):
+        return [str(v) for v in value if v is not None and str(v) != ""]
+    return [str(value)]
+
+
+def walk(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, DataElement, bool]]:
+    """Every element at every depth as ``(path, element, inside_private)``; errors skipped.
+
+    Paths look like ``(0008,1111)[0]/(0008,1155)``. Elements whose value pydicom cannot
+    convert are yielded as UN with their raw bytes, so nothing is silently dropped.
+    """
+    yield from _walk(ds, prefix, False)
+
+
+def _walk(ds: Dataset, prefix: str, private: bool) -> Iterator[tuple[str, DataElement, bool]]:
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+        except Exception:
+            raw = ds.get_item(tag)
+            if raw is None or not isinstance(getattr(raw, "value", None), bytes | None):
+                continue
+            elem = DataElement(tag, "UN", raw.value or b"")
+        path = f"{prefix}({tag.group:04X},{tag.element:04X})"
+        priv = private or tag.is_private
+        yield path, elem, priv
+        if elem.VR == "SQ" and isinstance(elem.value, DicomSequence):
+            for i, item in enumerate(elem.value):
+                yield from _walk(item, f"{path}[{i}]/", priv)
+
+
+def read_dataset(path: Path) -> Dataset:
+    """Read a DICOM file with pydicom, tolerant of missing preambles; warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path, force=True)
+
+
+@dataclass
+class LearnedValue:
+    """One identifying value: its normalised text, kind, and where it was seen first."""
+
+    text: str
+    kind: str
+    sources: set[str] = field(default_factory=set)
+
+
+@dataclass
+class ValueIndex:
+    """Every identifying value learned from the originals, indexed once."""
+
+    values: dict[str, LearnedValue] = field(default_factory=dict)
+    dates: dict[str, LearnedValue] = field(default_factory=dict)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    originals: int = 0
+    skipped: int = 0
+
+    def add(self, text: str, kind: str, source: str, *, strict: bool, component: bool) -> None:
+        """Record one value under the counting rule; shorter or common values are skipped."""
+        norm = normalize(text)[:MAX_VALUE_CHARS]
+        if not norm:
+            return
+        if not strict and (
+            len(norm) < MIN_LENGTH or norm.upper() in STOP_WORDS or (component and len(norm) == 1)
+        ):
+            self.skipped += 1
+            return
+        table = self.dates if kind == "dates" else self.values
+        cur = table.get(norm)
+        if cur is None:
+            table[norm] = LearnedValue(norm, kind, {source})
+            return
+        cur.sources.add(source)
+        if KINDS.index(kind) < KINDS.index(cur.kind):
+            cur.kind = kind
+
+
+def _pn_parts(text: str) -> list[tuple[str, bool]]:
+    """A person name and its parts: each ``=`` group and each ``^`` component."""
+    out = [(text.rstrip("^= "), False)]
+    for group in text.split("="):
+        group = group.rstrip("^ ")
+        if group and group != text:
+            out.append((group, False))
+        comps = [c.strip() for c in group.split("^")]
+        out.extend((c, True) for c in comps if c)
+    return out
+
+
+def learn(paths: list[Path], *, strict: bool = False) -> ValueIndex:
+    """Read every original once and collect its identifying values into a :class:`ValueIndex`."""
+    index = ValueIndex()
+    benign: set[str] = set()
+    private_vals: list[tuple[str, str]] = []
+    for path in paths:
+        src = str(path)
+        try:
+            ds = read_dataset(path)
+        except Exception as exc:  # unreadable originals are reported, never fatal
+            index.unreadable.append((src, type(exc).__name__))
+            continue
+        index.originals += 1
+        meta = getattr(ds, "file_meta", None)
+        elems = list(walk(meta, "")) if meta is not None else []
+        elems += list(walk(ds, ""))
+        for _p, elem, _priv in elems:
+            vr = elem.VR
+            keyword = keyword_for_tag(elem.tag) or ""
+            kind = classify(int(elem.tag), vr, keyword, strict=strict)
+            try:
+                texts = element_texts(elem)
+            except Exception:
+                continue
+            if kind is None:
+                if not elem.tag.is_private and (vr == "CS" or keyword in _BENIGN_KEYWORDS):
+                    benign.update(normalize(t) for t in texts)
+                continue
+            for t in texts:
+                if kind == "dates":
+                    for d in dates_in(t):
+                        index.add(d, "dates", src, strict=True, component=False)
+                elif kind == "uids":
+                    t = t.strip("\x00 ")
+                    if not is_well_known_uid(t):
+                        index.add(t, "uids", src, strict=True, component=False)
+                elif kind == "names":
+                    for part, comp in _pn_parts(t):
+                        index.add(part, "names", src, strict=strict, component=comp)
+                elif kind == "private":
+                    private_vals.append((t, src))
+                else:
+                    index.add(t, kind, src, strict=strict, component=False)
+    for t, src in private_vals:
+        if strict or normalize(t) not in benign:
+            index.add(t, "private", src, strict=strict, component=False)
+        else:
+            index.skipped += 1
+    return index
