@@ -215,8 +215,8 @@ void bind_crypto(py::module_& m) {
             ByteView in = byte_view(data, "data", false);
             ByteView ad = byte_view(aad, "aad", false);
             if (in.size() < 16)
-                throw py::value_error("ciphertext must be at least 16 bytes (the tag), got " +
-                                      std::to_string(in.size()));
+                raise_auth("ciphertext is " + std::to_string(in.size()) +
+                           " bytes, shorter than the 16-byte tag: truncated or not sealed");
             const std::size_t len = in.size() - 16;
             if (static_cast<std::uint64_t>(len) > medveil::kAeadMaxBytes)
                 throw py::value_error("ciphertext is longer than ChaCha20-Poly1305 allows");
