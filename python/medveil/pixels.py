@@ -1,0 +1,499 @@
+"""Pixel-side de-identification: blank burned-in text by device rules, clear hidden bits.
+
+:class:`PixelCleaner` implements the pixel half of the PS3.15 Clean Pixel Data and Clean
+Graphics options. The de-identification engine calls :meth:`PixelCleaner.clean` on each
+dataset *before* it changes header values, so rule conditions see the original Manufacturer,
+Modality and so on. It fails closed: a file it cannot clean for sure raises
+:class:`~medveil.errors.QuarantineError` with the reason.
+
+Native transfer syntaxes are cleaned on the raw PixelData bytes (one copy, the C++ kernels,
+one write back); encapsulated ones are decoded through pydicom's pixel handlers (the
+``[codecs]`` extra), masked, and re-encoded losslessly to the original syntax when it was
+lossless and an encoder is installed, otherwise written as Explicit VR Little Endian.
+Files that need no change keep their PixelData object untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pydicom
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+from medveil.errors import QuarantineError
+from medveil.masking import fix_unused_bits, mask_regions
+from medveil.pixel_rules import PixelRule, RuleSet
+
+#: (row0, row1, col0, col1, frame0, frame1), half-open, clipped to the image.
+Region6 = tuple[int, int, int, int, int, int]
+
+NATIVE_LITTLE = frozenset(
+    {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
+)
+NATIVE_BIG = frozenset({ExplicitVRBigEndian})
+
+#: Lossless syntaxes we can write back as they came, with the pydicom encoding plugin to use.
+REENCODERS: dict[str, str] = {
+    RLELossless: "",  # pydicom's own RLE encoder or pylibjpeg-rle, whichever is there
+    JPEGLSLossless: "pyjpegls",
+    JPEG2000Lossless: "pylibjpeg",
+}
+
+#: Lossless syntaxes with no encoder in reach (they go out as Explicit VR Little Endian).
+LOSSLESS_NO_ENCODER = frozenset(
+    {
+        "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Non-Hierarchical (Process 14)
+        "1.2.840.10008.1.2.4.70",  # JPEG Lossless, First-Order Prediction (Process 14 SV1)
+        "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+        "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    }
+)
+
+#: Syntaxes that are (or may be) lossy, and the method code PS3.3 C.7.6.1.1.5 gives them.
+LOSSY_METHOD: dict[str, str] = {
+    "1.2.840.10008.1.2.4.50": "ISO_10918_1",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51": "ISO_10918_1",  # JPEG Extended
+    "1.2.840.10008.1.2.4.81": "ISO_14495_1",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.91": "ISO_15444_1",  # JPEG 2000 (lossy allowed)
+    "1.2.840.10008.1.2.4.203": "ISO_15444_15",  # HTJ2K (lossy allowed)
+}
+#: Of those, the ones that are always lossy whatever the header says.
+ALWAYS_LOSSY = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
+
+#: SOP classes whose images typically carry burned-in text (PS3.4 storage SOP classes):
+#: ultrasound, secondary captures (screen and document captures), and video/visible light.
+BURNED_IN_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.6.1": "US Image",
+    "1.2.840.10008.5.1.4.1.1.6": "US Image (retired)",
+    "1.2.840.10008.5.1.4.1.1.3.1": "US Multi-frame Image",
+    "1.2.840.10008.5.1.4.1.1.3": "US Multi-frame Image (retired)",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.7.1": "Multi-frame Single Bit SC Image",
+    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte SC Image",
+    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word SC Image",
+    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color SC Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.1": "VL Endoscopic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1": "Video Endoscopic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.2": "VL Microscopic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.2.1": "Video Microscopic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1": "Video Photographic Image",
+}
+#: Modalities that typically carry burned-in text whatever their SOP class.
+BURNED_IN_MODALITIES = frozenset({"US", "IVUS", "XC", "ES", "GM", "DOC", "SC"})
+
+
+@dataclass
+class PixelReport:
+    """What :meth:`PixelCleaner.clean` did to one dataset."""
+
+    rules_fired: list[str] = field(default_factory=list)
+    regions: list[Region6] = field(default_factory=list)
+    hidden_bits_cleared: bool = False
+    transfer_syntax_in: str = ""
+    transfer_syntax_out: str = ""
+    reencoded: bool = False
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def modified(self) -> bool:
+        """True when the pixel data was rewritten."""
+        return bool(self.regions) or self.hidden_bits_cleared or self.reencoded
+
+
+def burned_in_reasons(ds: pydicom.Dataset) -> list[str]:
+    """Say why ``ds`` probably has text burned into its pixels (empty when no reason)."""
+    reasons = []
+    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+        reasons.append("BurnedInAnnotation is YES")
+    sop = str(ds.get("SOPClassUID", ""))
+    if sop in BURNED_IN_SOP_CLASSES:
+        reasons.append(f"SOP class {BURNED_IN_SOP_CLASSES[sop]} typically has burned-in text")
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if modality in BURNED_IN_MODALITIES:
+        reasons.append(f"modality {modality} typically has burned-in text")
+    return reasons
+
+
+def _transfer_syntax(ds: pydicom.Dataset) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts:
+        return UID(ts)
+    # A dataset without file meta: fall back to how it was read (pydicom records it).
+    enc = getattr(ds, "original_encoding", (None, None))
+    if enc == (False, True):
+        return ExplicitVRBigEndian
+    return ImplicitVRLittleEndian if enc[0] in (True, None) else ExplicitVRLittleEndian
+
+
+def _int(ds: pydicom.Dataset, kw: str, default: int | None = None) -> int:
+    v = ds.get(kw, default)
+    if v is None or v == "":
+        if default is None:
+            raise QuarantineError(f"{kw} is missing; cannot locate the pixels to clean")
+        return default
+    try:
+        return int(v)
+    except (TypeError, ValueError) as exc:
+        raise QuarantineError(f"{kw} has the unusable value {v!r}") from exc
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    frames: int
+    rows: int
+    cols: int
+    samples: int
+    bits_allocated: int
+    bits_stored: int
+    high_bit: int
+    signed: bool
+    planar: bool
+    photometric: str
+
+    @classmethod
+    def of(cls, ds: pydicom.Dataset) -> _Geometry:
+        ba = _int(ds, "BitsAllocated")
+        bs = _int(ds, "BitsStored", ba)
+        spp = _int(ds, "SamplesPerPixel", 1)
+        geo = cls(
+            frames=max(1, _int(ds, "NumberOfFrames", 1)),
+            rows=_int(ds, "Rows"),
+            cols=_int(ds, "Columns"),
+            samples=spp,
+            bits_allocated=ba,
+            bits_stored=bs,
+            high_bit=_int(ds, "HighBit", bs - 1),
+            signed=_int(ds, "PixelRepresentation", 0) == 1,
+            planar=spp > 1 and _int(ds, "PlanarConfiguration", 0) == 1,
+            photometric=str(ds.get("PhotometricInterpretation", "")).strip().upper(),
+        )
+        if geo.rows <= 0 or geo.cols <= 0 or spp <= 0:
+            raise QuarantineError(f"image of {geo.rows} x {geo.cols} x {spp} has no pixels")
+        if not 1 <= bs <= ba:
+            raise QuarantineError(f"BitsStored {bs} is outside 1..BitsAllocated ({ba})")
+        return geo
+
+    @property
+    def subsampled(self) -> bool:
+        """True for 4:2:2 YBR, stored as Y Y Cb Cr per pair of pixels."""
+        return self.photometric in ("YBR_FULL_422", "YBR_PARTIAL_422")
+
+    def dtype(self, big_endian: bool = False) -> np.dtype:
+        if self.bits_allocated not in (8, 16, 32):
+            raise QuarantineError(
+                f"BitsAllocated {self.bits_allocated} is not supported for pixel cleaning"
+            )
+        dt = np.dtype(f"{'i' if self.signed else 'u'}{self.bits_allocated // 8}")
+        return dt.newbyteorder(">" if big_endian else "<")
+
+    def shape(self) -> tuple[int, ...]:
+        if self.subsampled:
+            return (self.frames, self.rows, self.cols // 2, 4)
+        if self.samples == 1:
+            return (self.frames, self.rows, self.cols)
+        if self.planar:
+            return (self.frames, self.samples, self.rows, self.cols)
+        return (self.frames, self.rows, self.cols, self.samples)
+
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape())) * (self.bits_allocated // 8)
+
+
+def _clip_regions(rules: list[PixelRule], geo: _Geometry) -> dict[int, list[Region6]]:
+    """Resolve every rule rectangle to image coordinates, grouped by fill value."""
+    out: dict[int, list[Region6]] = {}
+    for rule in rules:
+        for r0, r1, c0, c1, f0, f1 in rule.regions:
+            reg = (
+                min(r0, geo.rows),
+                min(r1, geo.rows),
+                min(c0, geo.cols),
+                min(c1, geo.cols),
+                min(f0, geo.frames),
+                geo.frames if f1 is None else min(f1, geo.frames),
+            )
+            if reg[0] < reg[1] and reg[2] < reg[3] and reg[4] < reg[5]:
+                out.setdefault(rule.fill, []).append(reg)
+    return out
+
+
+def _check_fill(fill: int, geo: _Geometry) -> None:
+    bs = geo.bits_stored
+    lo, hi = (-(1 << (bs - 1)), (1 << (bs - 1)) - 1) if geo.signed else (0, (1 << bs) - 1)
+    if not lo <= fill <= hi:
+        raise QuarantineError(
+            f"fill value {fill} does not fit {bs}-bit {'signed' if geo.signed else 'unsigned'} "
+            "pixels; fix the rule's 'fill'"
+        )
+
+
+def _fix_bits_8(arr: np.ndarray, bits_stored: int, signed: bool) -> None:
+    # The core kernel covers 16/32-bit samples; 8-bit with BitsStored < 8 is rare, do it here.
+    shift = 8 - bits_stored
+    if signed:
+        v = arr.view(np.int8)
+        np.right_shift(np.left_shift(v, shift), shift, out=v)
+    else:
+        np.bitwise_and(arr, (1 << bits_stored) - 1, out=arr)
+
+
+def _apply(
+    arr: np.ndarray,
+    groups: dict[int, list[Region6]],
+    geo: _Geometry,
+    *,
+    planar: bool,
+    subsampled: bool,
+) -> list[Region6]:
+    """Mask ``arr`` (in the kernel's layout) and return the regions as pixel coordinates."""
+    done: list[Region6] = []
+    for fill, regs in groups.items():
+        _check_fill(fill, geo)
+        if subsampled:
+            # Each Y Y Cb Cr quadruple covers two pixels: widen to whole pairs, never narrower.
+            regs = [
+                (a, b, c // 2 * 2, min(geo.cols, (d + 1) // 2 * 2), e, f)
+                for a, b, c, d, e, f in regs
+            ]
+            kernel = [(a, b, c // 2, d // 2, e, f) for a, b, c, d, e, f in regs]
+        else:
+            kernel = regs
+        mask_regions(arr, kernel, fill, planar=planar)
+        done.extend(regs)
+    return done
+
+
+class PixelCleaner:
+    """Blank burned-in text by device rules and clear overlay bits hidden above BitsStored."""
+
+    def __init__(
+        self,
+        rules: RuleSet | None = None,
+        *,
+        allow_unmatched_burned_in: bool = False,
+        clean_graphics: bool = True,
+    ) -> None:
+        """Use ``rules`` (default: the shipped CTP-derived set); fail closed unless allowed."""
+        self.rules = RuleSet.default() if rules is None else rules
+        self.allow_unmatched_burned_in = allow_unmatched_burned_in
+        self.clean_graphics = clean_graphics
+
+    def clean(self, ds: pydicom.Dataset, *, source: str = "") -> PixelReport:
+        """Clean pixel data of ds in place (masks, hidden bits).
+
+        Raises :class:`medveil.errors.QuarantineError` (with the reason) when it cannot be sure.
+        """
+        ts = _transfer_syntax(ds)
+        report = PixelReport(transfer_syntax_in=ts, transfer_syntax_out=ts, source=source)
+        fired = self.rules.matching(ds)
+        report.rules_fired = [r.id for r in fired]
+        has_pixels = "PixelData" in ds
+        if not has_pixels:
+            if fired and ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds):
+                raise QuarantineError(
+                    f"rule {fired[0].id} requires masking but float pixel data is not supported"
+                )
+            return report
+        geo = _Geometry.of(ds)
+        groups = _clip_regions(fired, geo)
+        if fired and not groups:
+            report.notes.append("matching rules' rectangles all lie outside the image")
+        if not groups and not self.allow_unmatched_burned_in:
+            reasons = burned_in_reasons(ds)
+            if reasons:
+                raise QuarantineError(
+                    "; ".join(reasons)
+                    + ", and no pixel rule masks anything in this image; add a rule for this "
+                    "device or allow unmatched burned-in annotation in the policy"
+                )
+        if ts in NATIVE_LITTLE or ts in NATIVE_BIG:
+            self._clean_native(ds, geo, groups, big_endian=ts in NATIVE_BIG, report=report)
+        elif ts.is_transfer_syntax and ts.is_compressed:
+            self._clean_encapsulated(ds, ts, geo, groups, report)
+        else:
+            raise QuarantineError(
+                f"unknown transfer syntax {ts}; cannot tell how the pixels are stored"
+            )
+        return report
+
+    # -- native ------------------------------------------------------------------------------
+
+    def _hidden_bits(self, geo: _Geometry) -> bool:
+        if not self.clean_graphics or geo.bits_stored >= geo.bits_allocated:
+            return False
+        if geo.high_bit != geo.bits_stored - 1:
+            raise QuarantineError(
+                f"HighBit {geo.high_bit} with BitsStored {geo.bits_stored}: pixel values not "
+                "aligned to bit 0 are not supported for Clean Graphics"
+            )
+        return True
+
+    def _fix_bits(self, arr: np.ndarray, geo: _Geometry) -> None:
+        if geo.bits_allocated == 8:
+            _fix_bits_8(arr, geo.bits_stored, geo.signed)
+        else:
+            fix_unused_bits(arr, geo.bits_stored, geo.signed)
+
+    def _clean_native(
+        self,
+        ds: pydicom.Dataset,
+        geo: _Geometry,
+        groups: dict[int, list[Region6]],
+        *,
+        big_endian: bool,
+        report: PixelReport,
+    ) -> None:
+        want_bits = self._hidden_bits(geo)
+        if not groups and not want_bits:
+            return
+        if geo.bits_allocated == 1:
+            if groups:
+                raise QuarantineError("masking 1-bit (packed) pixel data is not supported")
+            return
+        if geo.subsampled and (geo.bits_allocated != 8 or geo.cols % 2):
+            raise QuarantineError(f"{geo.photometric} needs 8-bit samples and an even width")
+        raw = ds.PixelData
+        n = geo.nbytes()
+        if len(raw) < n:
+            raise QuarantineError(f"PixelData holds {len(raw)} bytes, the header implies {n}")
+        dt = geo.dtype(big_endian)
+        view = np.frombuffer(raw, dtype=dt, count=n // dt.itemsize).reshape(geo.shape())
+        # One aligned, writable, native-order copy for the kernels; the original stays intact
+        # so that nothing changes when there is nothing to change.
+        arr = view.astype(dt.newbyteorder("="), copy=True)
+        if want_bits:
+            self._fix_bits(arr, geo)
+            report.hidden_bits_cleared = not np.array_equal(arr, view)
+        if groups:
+            report.regions = _apply(arr, groups, geo, planar=geo.planar, subsampled=geo.subsampled)
+        if not report.regions and not report.hidden_bits_cleared:
+            return
+        out = arr.astype(dt, copy=False).tobytes()
+        ds.PixelData = out + bytes(raw[n:])  # keep the trailing pad byte, if any
+
+    # -- encapsulated ------------------------------------------------------------------------
+
+    def _clean_encapsulated(
+        self,
+        ds: pydicom.Dataset,
+        ts: UID,
+        geo: _Geometry,
+        groups: dict[int, list[Region6]],
+        report: PixelReport,
+    ) -> None:
+        if not groups:
+            # Leave compressed pixels byte-identical; hidden bits need a decode to find.
+            if self._hidden_bits(geo):
+                report.notes.append(
+                    "compressed pixels not decoded (no mask needed): unused high bits not checked"
+                )
+            return
+        from pydicom.pixels import get_decoder
+
+        lossy = ts in LOSSY_METHOD
+        try:
+            decoder = get_decoder(ts)
+            if not decoder.is_available:
+                raise RuntimeError(f"no decoder plugin installed for {ts.name}")
+            # Lossy sources go out as RGB (what the issue asks for YBR_FULL_422); lossless ones
+            # keep their colour space so that the values round-trip exactly.
+            arr, meta = decoder.as_array(ds, as_rgb=lossy)
+        except Exception as exc:
+            raise QuarantineError(
+                f"cannot decode {ts.name} pixel data ({type(exc).__name__}: {exc}) but a pixel "
+                "rule requires masking; install medveil[codecs]"
+            ) from exc
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        photometric = str(meta.get("photometric_interpretation", geo.photometric))
+        dgeo = _Geometry(
+            frames=geo.frames,
+            rows=geo.rows,
+            cols=geo.cols,
+            samples=geo.samples,
+            bits_allocated=arr.dtype.itemsize * 8,
+            bits_stored=geo.bits_stored,
+            high_bit=geo.bits_stored - 1,
+            signed=arr.dtype.kind == "i",
+            planar=False,
+            photometric=photometric,
+        )
+        karr = arr.reshape(dgeo.shape()) if not dgeo.subsampled else None
+        if karr is None:
+            raise QuarantineError(f"decoder returned subsampled {photometric}; cannot mask it")
+        if self._hidden_bits(dgeo):
+            before = karr.copy()
+            self._fix_bits(karr, dgeo)
+            report.hidden_bits_cleared = not np.array_equal(before, karr)
+        report.regions = _apply(karr, groups, dgeo, planar=False, subsampled=False)
+        out_arr = karr.reshape(arr.shape)
+        if photometric != geo.photometric:
+            report.notes.append(f"photometric interpretation {geo.photometric} -> {photometric}")
+        ds.PhotometricInterpretation = photometric
+        if ts in REENCODERS and self._reencode(ds, ts, out_arr, report):
+            return
+        ds.set_pixel_data(out_arr, photometric, geo.bits_stored, generate_instance_uid=False)
+        report.transfer_syntax_out = ExplicitVRLittleEndian
+        report.reencoded = True
+        if lossy:
+            self._mark_lossy(ds, ts)
+
+    @staticmethod
+    def _reencode(ds: pydicom.Dataset, ts: UID, arr: np.ndarray, report: PixelReport) -> bool:
+        """Compress back to ``ts`` losslessly; True only if the result decodes to ``arr``."""
+        from pydicom.pixels import get_decoder, get_encoder
+
+        plugin = REENCODERS[ts]
+        enc = get_encoder(ts)
+        if not enc.is_available or (plugin and plugin not in enc.available_plugins):
+            report.notes.append(f"no {ts.name} encoder installed; wrote Explicit VR Little Endian")
+            return False
+        saved = {
+            kw: ds[kw].value
+            for kw in ("PixelData", "PlanarConfiguration", "PhotometricInterpretation")
+            if kw in ds
+        }
+        saved_ts = ds.file_meta.get("TransferSyntaxUID")
+        try:
+            if "PlanarConfiguration" in ds:
+                ds.PlanarConfiguration = 0
+            ds.compress(ts, arr, encoding_plugin=plugin, generate_instance_uid=False)
+            back, _ = get_decoder(ts).as_array(ds, as_rgb=False)
+            if back.dtype != arr.dtype or back.shape != arr.shape or not np.array_equal(back, arr):
+                raise ValueError("re-encoded pixels do not decode to the masked pixels")
+        except Exception as exc:
+            for kw, v in saved.items():
+                setattr(ds, kw, v)
+            if saved_ts is not None:
+                ds.file_meta.TransferSyntaxUID = saved_ts
+            report.notes.append(
+                f"{ts.name} re-encode failed ({type(exc).__name__}: {exc}); "
+                "wrote Explicit VR Little Endian"
+            )
+            return False
+        report.reencoded = True
+        report.transfer_syntax_out = ts
+        return True
+
+    @staticmethod
+    def _mark_lossy(ds: pydicom.Dataset, ts: UID) -> None:
+        """Keep the record that these pixels went through lossy compression (PS3.3 C.7.6.1.1.5)."""
+        if ts not in ALWAYS_LOSSY and str(ds.get("LossyImageCompression", "")) != "01":
+            return  # e.g. JPEG 2000 that the header says was lossless
+        ds.LossyImageCompression = "01"
+        if "LossyImageCompressionMethod" not in ds:
+            ds.LossyImageCompressionMethod = LOSSY_METHOD[ts]

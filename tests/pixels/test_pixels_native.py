@@ -1,0 +1,259 @@
+"""PixelCleaner on native transfer syntaxes: masks land on the right samples, nothing else moves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from medveil.errors import QuarantineError
+from medveil.pixel_rules import RuleSet
+from medveil.pixels import PixelCleaner
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from .helpers import (
+    RULE_RECTS,
+    RULES_TOML,
+    US_IMAGE,
+    burned_image,
+    expected_after,
+    make_dataset,
+)
+
+RULES = RuleSet.loads(RULES_TOML)
+
+CASES = [
+    # (photometric, dtype, bits_stored, samples, planar)
+    ("MONOCHROME2", "uint8", 8, 1, False),
+    ("MONOCHROME2", "uint16", 12, 1, False),
+    ("MONOCHROME2", "uint16", 16, 1, False),
+    ("MONOCHROME1", "int16", 12, 1, False),
+    ("MONOCHROME2", "int16", 16, 1, False),
+    ("MONOCHROME2", "uint32", 32, 1, False),
+    ("MONOCHROME2", "int32", 24, 1, False),
+    ("RGB", "uint8", 8, 3, False),
+    ("RGB", "uint8", 8, 3, True),
+    ("RGB", "uint16", 16, 3, True),
+    ("YBR_FULL", "uint8", 8, 3, False),
+]
+SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian]
+
+
+def _pixels(ds: pydicom.Dataset) -> np.ndarray:
+    """Decode with pydicom (an independent reader), always as (frames, rows, cols[, samples])."""
+    arr = ds.pixel_array if ds.PhotometricInterpretation != "YBR_FULL" else _raw_ybr(ds)
+    return arr if int(ds.get("NumberOfFrames", 1)) > 1 else arr[None]
+
+
+def _raw_ybr(ds: pydicom.Dataset) -> np.ndarray:
+    from pydicom.pixels import pixel_array
+
+    return pixel_array(ds, as_rgb=False)
+
+
+@pytest.mark.parametrize("ts", SYNTAXES, ids=["explicit-le", "implicit-le", "explicit-be"])
+@pytest.mark.parametrize(("photometric", "dtype", "bits", "samples", "planar"), CASES)
+@pytest.mark.parametrize("frames", [1, 3])
+def test_rectangles_hold_only_fill_rest_byte_identical(
+    ts: str, photometric: str, dtype: str, bits: int, samples: int, planar: bool, frames: int
+) -> None:
+    if ts == ImplicitVRLittleEndian and samples == 3 and dtype == "uint16":
+        pytest.skip("covered by the explicit syntaxes")
+    img = burned_image(frames=frames, samples=samples, dtype=dtype, bits_stored=bits, seed=bits)
+    want = expected_after(img)
+    # Text really was there, so the test can fail.
+    assert (img[:, 0:12, 4:60] != 0).sum() > 50
+    ds = make_dataset(
+        img, photometric=photometric, bits_stored=bits, planar=planar, transfer_syntax=ts
+    )
+    report = PixelCleaner(RULES).clean(ds, source="synthetic")
+    assert report.rules_fired == ["test-acme"]
+    assert report.transfer_syntax_out == ts and not report.reencoded
+    f1 = frames if frames < 3 else 3
+    expected_regions = [(0, 12, 4, 60, 0, frames)]
+    if frames > 1:
+        expected_regions.append((40, 52, 70, 90, 1, f1))
+    assert report.regions == expected_regions
+    ref = make_dataset(
+        want, photometric=photometric, bits_stored=bits, planar=planar, transfer_syntax=ts
+    )
+    assert ds.PixelData == ref.PixelData  # every byte outside the rectangles is unchanged
+    np.testing.assert_array_equal(_pixels(ds), want)
+
+
+def test_fill_value_from_rule() -> None:
+    rules = RuleSet.loads(
+        RULES_TOML.replace('description = "Acme', 'fill = 77\ndescription = "Acme')
+    )
+    img = burned_image(dtype="uint8")
+    ds = make_dataset(img)
+    PixelCleaner(rules).clean(ds)
+    np.testing.assert_array_equal(_pixels(ds), expected_after(img, fill=77))
+
+
+def test_fill_value_that_does_not_fit_quarantines() -> None:
+    rules = RuleSet.loads(
+        RULES_TOML.replace('description = "Acme', 'fill = 300\ndescription = "Acme')
+    )
+    ds = make_dataset(burned_image(dtype="uint8"))
+    with pytest.raises(QuarantineError, match="fill value 300"):
+        PixelCleaner(rules).clean(ds)
+
+
+def test_ybr_full_422_masks_whole_pixel_pairs() -> None:
+    rng = np.random.default_rng(3)
+    frames, rows, cols = 2, 20, 30
+    quads = rng.integers(1, 255, size=(frames, rows, cols // 2, 4), dtype=np.uint8)
+    rules = RuleSet.loads(
+        RULES_TOML.split("regions")[0] + "regions = [{ rows = [2, 9], cols = [5, 11] }]\n"
+    )
+    ds = make_dataset(
+        np.zeros((frames, rows, cols, 3), np.uint8),
+        photometric="YBR_FULL_422",
+        pixel_bytes=quads.tobytes(),
+    )
+    report = PixelCleaner(rules).clean(ds)
+    # Columns 5..10 live in pairs 2..5 (columns 4..11): all four bytes of each pair blanked.
+    assert report.regions == [(2, 9, 4, 12, 0, 2)]
+    want = quads.copy()
+    want[:, 2:9, 2:6, :] = 0
+    assert ds.PixelData == want.tobytes()
+
+
+def test_odd_length_pad_byte_kept() -> None:
+    img = burned_image(rows=63, cols=95, dtype="uint8")
+    ds = make_dataset(img)
+    assert len(ds.PixelData) == 63 * 95 + 1
+    PixelCleaner(RULES).clean(ds)
+    assert len(ds.PixelData) == 63 * 95 + 1
+    np.testing.assert_array_equal(_pixels(ds), expected_after(img))
+
+
+def test_default_rules_on_a_philips_iu22_frame() -> None:
+    img = np.full((1, 480, 640, 3), 200, dtype=np.uint8)
+    ds = make_dataset(img, modality="US", sop_class=US_IMAGE, manufacturer="Philips")
+    ds.ManufacturerModelName = "iU22"
+    ds.BurnedInAnnotation = "YES"
+    report = PixelCleaner().clean(ds)
+    assert report.rules_fired == ["ctp-21-us-philips"]
+    out = _pixels(ds)
+    assert (out[:, :47] == 0).all() and (out[:, 47:] == 200).all()
+
+
+# -- fail closed --------------------------------------------------------------------------------
+
+
+def test_burned_in_yes_without_rule_quarantines_and_rule_releases() -> None:
+    img = burned_image()
+    ds = make_dataset(img, manufacturer="Unknown Corp")
+    ds.BurnedInAnnotation = "YES"
+    with pytest.raises(QuarantineError, match="BurnedInAnnotation is YES"):
+        PixelCleaner(RULES).clean(ds)
+    ds.Manufacturer = "ACME Medical"  # now a rule matches
+    report = PixelCleaner(RULES).clean(ds)
+    assert report.rules_fired == ["test-acme"]
+    np.testing.assert_array_equal(_pixels(ds), expected_after(img))
+
+
+@pytest.mark.parametrize(
+    ("modality", "sop_class", "reason"),
+    [
+        ("US", US_IMAGE, "US Image"),
+        ("OT", "1.2.840.10008.5.1.4.1.1.7", "Secondary Capture"),
+        ("ES", "1.2.840.10008.5.1.4.1.1.77.1.1.1", "Video Endoscopic"),
+        ("XC", "1.2.840.10008.5.1.4.1.1.2", "modality XC"),
+    ],
+)
+def test_burned_in_classes_quarantine_unless_allowed(
+    modality: str, sop_class: str, reason: str
+) -> None:
+    ds = make_dataset(
+        burned_image(), manufacturer="Unknown Corp", modality=modality, sop_class=sop_class
+    )
+    with pytest.raises(QuarantineError, match=reason):
+        PixelCleaner(RULES).clean(ds)
+    before = ds.PixelData
+    report = PixelCleaner(RULES, allow_unmatched_burned_in=True).clean(ds)
+    assert report.rules_fired == [] and ds.PixelData is before
+
+
+def test_rule_whose_rectangles_miss_the_image_does_not_release() -> None:
+    ds = make_dataset(burned_image(rows=10, cols=3))  # rectangles start at column 4
+    ds.BurnedInAnnotation = "YES"
+    with pytest.raises(QuarantineError, match="no pixel rule masks anything"):
+        PixelCleaner(RULES).clean(ds)
+
+
+def test_no_rule_no_hidden_bits_leaves_pixel_data_untouched() -> None:
+    ds = make_dataset(burned_image(bits_stored=12), bits_stored=12, manufacturer="Other")
+    before = ds.PixelData
+    report = PixelCleaner(RULES).clean(ds)
+    assert ds.PixelData is before
+    assert not report.modified and report.regions == [] and not report.hidden_bits_cleared
+
+
+def test_truncated_pixel_data_quarantines() -> None:
+    ds = make_dataset(burned_image())
+    ds.PixelData = ds.PixelData[:-100]
+    with pytest.raises(QuarantineError, match="PixelData holds"):
+        PixelCleaner(RULES).clean(ds)
+
+
+def test_one_bit_pixels_cannot_be_masked() -> None:
+    ds = make_dataset(burned_image(dtype="uint8"))
+    ds.BitsAllocated = ds.BitsStored = 1
+    ds.HighBit = 0
+    with pytest.raises(QuarantineError, match="1-bit"):
+        PixelCleaner(RULES).clean(ds)
+
+
+def test_no_pixel_data_is_a_no_op() -> None:
+    ds = make_dataset(burned_image())
+    del ds.PixelData
+    ds.BurnedInAnnotation = "YES"
+    report = PixelCleaner(RULES).clean(ds)
+    assert report.rules_fired == ["test-acme"] and not report.modified
+
+
+# -- Clean Graphics: overlays hidden above BitsStored -----------------------------------------
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ExplicitVRBigEndian])
+@pytest.mark.parametrize(
+    ("dtype", "bits"), [("uint16", 12), ("int16", 12), ("uint8", 6), ("int32", 20)]
+)
+def test_high_bit_overlay_removed_low_bits_unchanged(ts: str, dtype: str, bits: int) -> None:
+    img = burned_image(frames=2, dtype=dtype, bits_stored=bits, seed=7)
+    dirty = img.copy()
+    overlay_bit = np.array(1 << (bits + 1), dtype=np.int64).astype(dtype)
+    dirty[:, 20:30, 10:50] |= overlay_bit  # a graphic plane hidden in an unused bit
+    ds = make_dataset(dirty, bits_stored=bits, transfer_syntax=ts, manufacturer="Other")
+    report = PixelCleaner(RULES).clean(ds)
+    assert report.hidden_bits_cleared and report.regions == []
+    clean = make_dataset(img, bits_stored=bits, transfer_syntax=ts)
+    assert ds.PixelData == clean.PixelData
+    # With Clean Graphics off, the file is left alone.
+    ds2 = make_dataset(dirty, bits_stored=bits, transfer_syntax=ts, manufacturer="Other")
+    before = ds2.PixelData
+    assert not PixelCleaner(RULES, clean_graphics=False).clean(ds2).hidden_bits_cleared
+    assert ds2.PixelData is before
+
+
+def test_overlay_and_mask_together() -> None:
+    img = burned_image(frames=3, dtype="uint16", bits_stored=10)
+    dirty = img | np.uint16(0x8000)
+    ds = make_dataset(dirty, bits_stored=10)
+    report = PixelCleaner(RULES).clean(ds)
+    assert report.hidden_bits_cleared and len(report.regions) == 2
+    assert ds.PixelData == make_dataset(expected_after(img), bits_stored=10).PixelData
+
+
+def test_high_bit_not_at_bits_stored_quarantines_only_for_clean_graphics() -> None:
+    ds = make_dataset(burned_image(bits_stored=12), bits_stored=12, manufacturer="Other")
+    ds.HighBit = 15
+    with pytest.raises(QuarantineError, match="HighBit 15"):
+        PixelCleaner(RULES).clean(ds)
+    PixelCleaner(RULES, clean_graphics=False).clean(ds)
+
+
+def test_rule_regions_constants_match_helper() -> None:
+    assert RULES.rules[0].regions == tuple(RULE_RECTS)
