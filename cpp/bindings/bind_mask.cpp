@@ -30,15 +30,16 @@ bool supported_dtype(char kind, py::ssize_t itemsize) {
 void value_bytes(const py::array& a, const py::object& value, std::uint8_t out[8]) {
     const char kind = a.dtype().kind();
     const auto itemsize = static_cast<std::size_t>(a.itemsize());
-    const std::string dt = dtype_str(a);
+    // Only error messages need the dtype's name; building it costs more than a small mask.
+    const auto dt = [&a] { return dtype_str(a); };
     if (kind == 'f') {
         if (!PyNumber_Check(value.ptr()) || PyComplex_Check(value.ptr()))
-            throw py::type_error("mask value must be a real number for dtype " + dt);
+            throw py::type_error("mask value must be a real number for dtype " + dt());
         const double v = PyFloat_AsDouble(value.ptr());
         if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
         if (itemsize == 4) {
             if (std::isfinite(v) && std::fabs(v) > std::numeric_limits<float>::max())
-                throw py::value_error("mask value " + std::to_string(v) + " does not fit dtype " + dt);
+                throw py::value_error("mask value " + std::to_string(v) + " does not fit dtype " + dt());
             const auto f = static_cast<float>(v);
             std::memcpy(out, &f, 4);
         } else {
@@ -53,7 +54,7 @@ void value_bytes(const py::array& a, const py::object& value, std::uint8_t out[8
                    py::cast<bool>(value.attr("is_integer")())) {
             iv = py::int_(value);
         } else {
-            throw py::type_error("mask value must be an integer for dtype " + dt + ", got " +
+            throw py::type_error("mask value must be an integer for dtype " + dt() + ", got " +
                                  std::string(py::str(py::repr(value))));
         }
         int overflow = 0;
@@ -63,7 +64,7 @@ void value_bytes(const py::array& a, const py::object& value, std::uint8_t out[8
         const long long hi = kind == 'u' ? static_cast<long long>((1ULL << bits) - 1) : (1LL << (bits - 1)) - 1;
         if (overflow != 0 || v < lo || v > hi)
             throw py::value_error("mask value " + std::string(py::str(iv)) + " does not fit dtype " +
-                                  dt + " (range " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+                                  dt() + " (range " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
         const auto u = static_cast<std::uint64_t>(v);
         std::memcpy(out, &u, 8);  // little-endian host: the low itemsize bytes are the element
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Union
 
@@ -17,6 +18,30 @@ Region = Union[Sequence[int], np.ndarray]  # noqa: UP007 (a runtime alias on 3.1
 _ALL_FRAMES = np.iinfo(np.int64).max
 
 
+def _uniform_int_rows(items: list) -> np.ndarray | None:
+    """Convert rows that all have the same length (4 or 6) and only hold integers, else None.
+
+    The checks run as C-level iterations (map, set) instead of a Python loop per value:
+    thousands of small rectangles otherwise cost more to convert than to mask.
+    """
+    if not items:
+        return None
+    lengths = set(map(len, items))
+    if lengths != {4} and lengths != {6}:
+        return None  # the per-item path names the offending region
+    types = set(map(type, itertools.chain.from_iterable(items)))
+    if not all(t is int or issubclass(t, np.integer) for t in types):
+        return None  # bools, floats, ...: the per-item path raises with the region index
+    rows = np.array(items, dtype=np.int64).reshape(len(items), lengths.pop())
+    if rows.shape[1] == 6:
+        return rows
+    full = np.empty((rows.shape[0], 6), dtype=np.int64)
+    full[:, :4] = rows
+    full[:, 4] = 0
+    full[:, 5] = _ALL_FRAMES
+    return full
+
+
 def regions_array(regions: Iterable[Region] | np.ndarray) -> np.ndarray:
     """Normalise rectangles to the core's C-contiguous int64 array of shape (n, 6)."""
     if isinstance(regions, np.ndarray):
@@ -30,6 +55,9 @@ def regions_array(regions: Iterable[Region] | np.ndarray) -> np.ndarray:
         rows = arr.astype(np.int64, copy=False)
     else:
         items = list(regions)
+        fast = _uniform_int_rows(items)
+        if fast is not None:
+            return fast
         for i, item in enumerate(items):
             if len(item) not in (4, 6):
                 raise ValueError(

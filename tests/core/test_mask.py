@@ -78,6 +78,88 @@ def test_many_regions_fused_on_large_stack(backend) -> None:
     np.testing.assert_array_equal(pixels, expected)
 
 
+# Enough frames and regions for the frame sweep to add, drop and re-plan regions often.
+frame_region = st.tuples(
+    st.integers(-3, 30),
+    st.integers(-3, 30),
+    st.integers(-3, 30),
+    st.integers(-3, 30),
+    st.integers(-2, 12),
+    st.integers(-2, 12),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    regions=st.lists(st.one_of(frame_region, region4), max_size=60),
+    dtype=st.sampled_from(["uint8", "int16", "float64"]),
+)
+def test_many_frame_ranges_match_numpy(backend, regions, dtype) -> None:
+    pixels = np.arange(10 * 24 * 28, dtype=dtype).reshape(10, 24, 28)
+    expected = reference_mask(pixels, regions, 3, planar=False)
+    mask_regions(pixels, regions, 3)
+    np.testing.assert_array_equal(pixels, expected)
+
+
+def test_thousands_of_regions_on_every_frame(backend) -> None:
+    rng = np.random.default_rng(11)
+    pixels = rng.integers(0, 255, size=(30, 64, 80, 3), dtype=np.uint8)
+    per_frame = [
+        (int(r), int(r) + int(h), int(c), int(c) + int(w), f, f + 1)
+        for f in range(30)
+        for r, h, c, w in rng.integers([-4, 0, -4, 0], [64, 20, 80, 40], size=(200, 4))
+    ]
+    everywhere = [(60, 70, 0, 80), (0, 64, 75, 90)]  # span all frames, clipped at the edges
+    regions = per_frame + everywhere
+    expected = reference_mask(pixels, regions, 200, planar=False)
+    mask_regions(pixels, regions, 200)
+    np.testing.assert_array_equal(pixels, expected)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "value", "region"),
+    [
+        # Over 8 MB written in runs of 16 KB or more: the AVX2 path streams these with
+        # non-temporal stores; runs start mid cache line (row 3, odd row lengths).
+        ((3, 1100, 1000), "float32", 1.5, (3, 1090, 0, 1000, 0, 3)),
+        ((6, 600, 799, 3), "uint8", 0, (1, 597, 0, 799, 0, 6)),
+        ((12, 400, 1030), "int16", -2, (0, 400, 0, 1030, 1, 12)),
+        # Partial-width runs of 32 KB: streamed one row at a time.
+        ((2, 400, 3000), "float64", -0.25, (2, 399, 5, 2995, 0, 2)),
+    ],
+)
+def test_long_fills_stream_correctly(backend, shape, dtype, value, region) -> None:
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(1, 100, size=shape).astype(dtype)
+    regions = [region, (0, 2, 0, 3)]  # a short run too, so both store kinds meet
+    expected = reference_mask(pixels, regions, value, planar=False)
+    mask_regions(pixels, regions, value)
+    np.testing.assert_array_equal(pixels, expected)
+
+
+def test_region_lists_fast_and_slow_paths_agree() -> None:
+    rng = np.random.default_rng(3)
+    coords = rng.integers(-5, 40, size=(50, 6))
+    as_tuples = [tuple(int(v) for v in row) for row in coords]
+    as_numpy_ints = [tuple(row) for row in coords]  # np.int64 items
+    mixed = [*as_tuples[:10], tuple(as_tuples[10][:4])]  # lengths 6 and 4: per-item path
+    from medveil.masking import regions_array
+
+    np.testing.assert_array_equal(regions_array(as_tuples), coords)
+    np.testing.assert_array_equal(regions_array(as_numpy_ints), coords)
+    np.testing.assert_array_equal(regions_array(coords), coords)
+    four = regions_array([t[:4] for t in as_tuples])
+    np.testing.assert_array_equal(four[:, :4], coords[:, :4])
+    assert (four[:, 4] == 0).all() and (four[:, 5] == np.iinfo(np.int64).max).all()
+    out = regions_array(mixed)
+    np.testing.assert_array_equal(out[:10], coords[:10])
+    np.testing.assert_array_equal(out[10, :4], coords[10, :4])
+    with pytest.raises(TypeError, match="integers"):
+        regions_array([(0, 1, 0, 2)] * 5 + [(0, True, 0, 2)])
+    with pytest.raises(TypeError, match="integers"):
+        regions_array([(0, 1, 0, 2), (0, 1, 0, 2.0)])
+
+
 def test_full_width_band_and_big_endian(backend) -> None:
     pixels = np.arange(4 * 50 * 64, dtype=">u2").reshape(4, 50, 64)
     expected = reference_mask(pixels, [(10, 30, 0, 64)], 0x1234, planar=False)

@@ -50,6 +50,10 @@ void fix_bits_ref(void* data, std::size_t count, std::size_t itemsize, unsigned 
                   bool is_signed);
 #ifdef MEDVEIL_HAVE_AVX2
 void fill_avx2(std::uint8_t* dst, std::size_t nbytes, std::uint64_t pattern8, std::size_t itemsize);
+// Same result with non-temporal stores (the written lines bypass the caches), fenced
+// before returning; for long runs of calls that write more than the caches hold.
+void fill_stream_avx2(std::uint8_t* dst, std::size_t nbytes, std::uint64_t pattern8,
+                      std::size_t itemsize);
 void fix_bits_avx2(void* data, std::size_t count, std::size_t itemsize, unsigned bits_stored,
                    bool is_signed);
 #endif

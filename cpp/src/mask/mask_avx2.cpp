@@ -32,6 +32,35 @@ void fill_avx2(std::uint8_t* dst, std::size_t nbytes, std::uint64_t pattern8, st
     }
 }
 
+void fill_stream_avx2(std::uint8_t* dst, std::size_t nbytes, std::uint64_t pattern8,
+                      std::size_t itemsize) {
+    // Streaming stores need 32-byte aligned addresses: ordinary stores up to the first
+    // 64-byte boundary (a whole line then goes out without being read first) and after the
+    // last one.
+    const auto addr = reinterpret_cast<std::uintptr_t>(dst);
+    const std::size_t head = static_cast<std::size_t>((64U - (addr & 63U)) & 63U);
+    if (nbytes < head + 128) {
+        fill_avx2(dst, nbytes, pattern8, itemsize);
+        return;
+    }
+    // The pattern is periodic in 8 bytes from dst; rotate it to stay in phase at dst+head.
+    const unsigned shift = static_cast<unsigned>(head % 8) * 8U;
+    const std::uint64_t phased =
+        shift == 0 ? pattern8 : (pattern8 >> shift) | (pattern8 << (64U - shift));
+    fill_avx2(dst, head, pattern8, itemsize);
+    const __m256i v = _mm256_set1_epi64x(static_cast<long long>(phased));
+    std::uint8_t* p = dst + head;
+    const std::size_t body = (nbytes - head) & ~std::size_t{63};
+    for (std::size_t i = 0; i < body; i += 64) {
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(p + i), v);
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(p + i + 32), v);
+    }
+    // Orders the weakly ordered streaming stores before anything the caller does next
+    // (releasing the array to other threads included).
+    _mm_sfence();
+    fill_avx2(p + body, nbytes - head - body, phased, itemsize);
+}
+
 void fix_bits_avx2(void* data, std::size_t count, std::size_t itemsize, unsigned bits_stored,
                    bool is_signed) {
     auto* p = static_cast<std::uint8_t*>(data);

@@ -1,5 +1,5 @@
-// Region planning shared by every backend: clip, group by frame, merge per row, and
-// coalesce adjacent runs so that full-width bands become one long fill.
+// Region planning shared by every backend: clip, group by frame range, merge per row into
+// byte spans, then fill the spans of every plane with software prefetch running ahead.
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -13,28 +13,51 @@ namespace {
 
 using FillFn = void (*)(std::uint8_t*, std::size_t, std::uint64_t, std::size_t);
 
-FillFn fill_for(Backend b) {
+struct Fills {
+    FillFn cached;    // ordinary stores: the data stays in cache for whoever reads it next
+    FillFn streamed;  // non-temporal where the backend has them, else the same as cached
+};
+
+Fills fills_for(Backend b) {
 #ifdef MEDVEIL_HAVE_AVX2
-    if (b == Backend::avx2) return detail::fill_avx2;
+    if (b == Backend::avx2) return {detail::fill_avx2, detail::fill_stream_avx2};
 #endif
     (void)b;
-    return detail::fill_ref;
+    return {detail::fill_ref, detail::fill_ref};
 }
 
-constexpr std::int64_t kPrefetchRows = 6;
-constexpr std::size_t kPrefetchMaxBytes = 1024;
+// Short spans scattered over a large stack are bound by memory latency: keep about this
+// many cache lines of the spans ahead in flight so that their misses overlap.
+constexpr std::size_t kAheadLines = 48;
+constexpr std::size_t kAheadSpans = 16;
+// Longer spans are streamed well by the hardware prefetcher.
+constexpr std::size_t kPrefetchMaxBytes = 4096;
+// Streaming stores pay off only when the whole call writes more than the caches hold
+// (then the lines would be evicted unread anyway) and for runs long enough that full
+// lines dominate; below that, ordinary stores keep the data warm for the next reader.
+constexpr std::size_t kStreamTotalBytes = std::size_t{8} << 20;
+constexpr std::size_t kStreamMinRun = std::size_t{16} << 10;
 
 std::int64_t clamp(std::int64_t v, std::int64_t lo, std::int64_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-// Collects byte runs and writes them only when the next run is not adjacent.
+// A byte range relative to the start of a plane.
+struct Span {
+    std::size_t offset, nbytes;
+};
+
+std::size_t lines_of(const Span& s) {
+    return ((s.offset + s.nbytes + 63) >> 6) - (s.offset >> 6);
+}
+
+// Collects byte runs and writes them only when the next run is not adjacent, so that
+// full-width bands and whole planes become one long fill.
 class Coalescer {
 public:
-    Coalescer(FillFn fill, std::uint64_t pattern8, std::size_t itemsize)
-        : fill_(fill), pattern8_(pattern8), itemsize_(itemsize) {}
+    Coalescer(Fills fills, bool stream, std::uint64_t pattern8, std::size_t itemsize)
+        : fills_(fills), stream_(stream), pattern8_(pattern8), itemsize_(itemsize) {}
     void add(std::uint8_t* p, std::size_t n) {
-        if (n == 0) return;
         if (start_ != nullptr && start_ + len_ == p) {
             len_ += n;
             return;
@@ -44,17 +67,108 @@ public:
         len_ = n;
     }
     void flush() {
-        if (start_ != nullptr) fill_(start_, len_, pattern8_, itemsize_);
+        if (start_ == nullptr) return;
+        const FillFn fill = stream_ && len_ >= kStreamMinRun ? fills_.streamed : fills_.cached;
+        fill(start_, len_, pattern8_, itemsize_);
         start_ = nullptr;
         len_ = 0;
     }
 
 private:
-    FillFn fill_;
+    Fills fills_;
+    bool stream_;
     std::uint64_t pattern8_;
     std::size_t itemsize_;
     std::uint8_t* start_ = nullptr;
     std::size_t len_ = 0;
+};
+
+// One frame range on which the same regions apply: its spans, and the planes it covers.
+struct Segment {
+    std::size_t plane0, plane1;  // global plane indices [plane0, plane1)
+    std::size_t first, last;     // spans[first..last)
+};
+
+// Appends the merged spans of `active` (sorted by c0) for one plane, in address order.
+void plan_spans(const std::vector<const Region*>& active, std::size_t row_bytes,
+                std::size_t col_bytes, std::vector<std::int64_t>& row_edges,
+                std::vector<std::pair<std::int64_t, std::int64_t>>& runs,
+                std::vector<Span>& spans) {
+    row_edges.clear();
+    for (const Region* r : active) {
+        row_edges.push_back(r->r0);
+        row_edges.push_back(r->r1);
+    }
+    std::sort(row_edges.begin(), row_edges.end());
+    row_edges.erase(std::unique(row_edges.begin(), row_edges.end()), row_edges.end());
+    for (std::size_t b = 0; b + 1 < row_edges.size(); ++b) {
+        const std::int64_t ra = row_edges[b], rb = row_edges[b + 1];
+        // Rows in [ra, rb) are covered by the same regions: merge their column runs once.
+        runs.clear();
+        std::int64_t run0 = -1, run1 = -1;
+        for (const Region* r : active) {
+            if (ra < r->r0 || ra >= r->r1) continue;
+            if (r->c0 > run1) {
+                if (run1 > run0) runs.emplace_back(run0, run1);
+                run0 = r->c0;
+                run1 = r->c1;
+            } else {
+                run1 = std::max(run1, r->c1);
+            }
+        }
+        if (run1 > run0) runs.emplace_back(run0, run1);
+        for (std::int64_t row = ra; row < rb; ++row) {
+            const std::size_t line = static_cast<std::size_t>(row) * row_bytes;
+            for (const auto& run : runs) {
+                const std::size_t off = line + static_cast<std::size_t>(run.first) * col_bytes;
+                const std::size_t n = static_cast<std::size_t>(run.second - run.first) * col_bytes;
+                if (!spans.empty() && spans.back().offset + spans.back().nbytes == off)
+                    spans.back().nbytes += n;  // a run ending a row meets one starting the next
+                else
+                    spans.push_back(Span{off, n});
+            }
+        }
+    }
+}
+
+// Prefetches for write the spans a little ahead of the one being filled. Its position is
+// (plane, span) over the same sequence the fill loop walks.
+class Prefetcher {
+public:
+    Prefetcher(std::uint8_t* data, std::size_t plane_bytes, const Span* spans, std::size_t n,
+               std::size_t plane0, std::size_t plane1)
+        : data_(data), plane_bytes_(plane_bytes), spans_(spans), n_(n), plane_(plane0),
+          plane1_(plane1) {}
+    // Called before filling; `consumed` is the line count of the span about to be filled.
+    void run_ahead(std::size_t consumed) {
+        lines_ahead_ = lines_ahead_ > consumed ? lines_ahead_ - consumed : 0;
+        spans_ahead_ = spans_ahead_ > 0 ? spans_ahead_ - 1 : 0;
+        while (lines_ahead_ < kAheadLines && spans_ahead_ < kAheadSpans && plane_ < plane1_) {
+            const Span& s = spans_[j_];
+            if (s.nbytes <= kPrefetchMaxBytes) {
+                // Integer addresses: aligning down may leave the array, which a pointer must not.
+                const auto base =
+                    reinterpret_cast<std::uintptr_t>(data_ + plane_ * plane_bytes_ + s.offset);
+                for (std::uintptr_t a = base & ~std::uintptr_t{63}; a < base + s.nbytes; a += 64)
+                    __builtin_prefetch(reinterpret_cast<const void*>(a), 1, 3);
+                lines_ahead_ += lines_of(s);
+            }
+            ++spans_ahead_;
+            if (++j_ == n_) {
+                j_ = 0;
+                ++plane_;
+            }
+        }
+    }
+
+private:
+    std::uint8_t* data_;
+    std::size_t plane_bytes_;
+    const Span* spans_;
+    std::size_t n_;
+    std::size_t plane_, plane1_;
+    std::size_t j_ = 0;
+    std::size_t lines_ahead_ = 0, spans_ahead_ = 0;
 };
 
 }  // namespace
@@ -69,7 +183,7 @@ void mask_regions(Backend backend, const PixelLayout& px, const Region* regions,
     const auto rows = static_cast<std::int64_t>(px.rows);
     const auto cols = static_cast<std::int64_t>(px.row_elems / px.col_scale);
 
-    // Clip once; the per-row loop then never checks bounds.
+    // Clip once; planning and filling then never check bounds.
     std::vector<Region> clipped;
     clipped.reserve(n_regions);
     for (std::size_t i = 0; i < n_regions; ++i) {
@@ -83,8 +197,6 @@ void mask_regions(Backend backend, const PixelLayout& px, const Region* regions,
         if (r.r0 < r.r1 && r.c0 < r.c1 && r.f0 < r.f1) clipped.push_back(r);
     }
     if (clipped.empty()) return;
-    std::sort(clipped.begin(), clipped.end(),
-              [](const Region& a, const Region& b) { return a.c0 < b.c0; });
 
     std::uint64_t pattern8 = 0;
     {
@@ -92,88 +204,74 @@ void mask_regions(Backend backend, const PixelLayout& px, const Region* regions,
         for (std::size_t i = 0; i < 8; ++i) rep[i] = pattern[i % px.itemsize];
         std::memcpy(&pattern8, rep, 8);
     }
-    Coalescer out(fill_for(backend), pattern8, px.itemsize);
     const std::size_t row_bytes = px.row_elems * px.itemsize;
     const std::size_t plane_bytes = row_bytes * px.rows;
     const std::size_t col_bytes = px.col_scale * px.itemsize;
 
-    // Frames sharing the same set of regions share one plan: the rows split into bands at
-    // every region edge, and each band's merged column runs are computed once.
+    // Sweep the frame axis: between consecutive frame edges the set of active regions is
+    // constant, so those frames share one plan. Regions enter in f0 order and leave when
+    // f1 is reached, so the sweep costs O(n log n) however many distinct ranges there are.
     std::vector<std::int64_t> frame_edges;
+    frame_edges.reserve(2 * clipped.size());
     for (const Region& r : clipped) {
         frame_edges.push_back(r.f0);
         frame_edges.push_back(r.f1);
     }
     std::sort(frame_edges.begin(), frame_edges.end());
     frame_edges.erase(std::unique(frame_edges.begin(), frame_edges.end()), frame_edges.end());
+    std::vector<const Region*> by_f0(clipped.size());
+    for (std::size_t i = 0; i < clipped.size(); ++i) by_f0[i] = &clipped[i];
+    std::stable_sort(by_f0.begin(), by_f0.end(),
+                     [](const Region* a, const Region* b) { return a->f0 < b->f0; });
 
-    struct Band {
-        std::int64_t r0, r1;
-        std::size_t first, last;  // runs[first..last)
-    };
-    std::vector<Band> bands;
-    std::vector<std::pair<std::int64_t, std::int64_t>> runs;
+    std::vector<Span> spans;
+    std::vector<Segment> segments;
     std::vector<const Region*> active;
     std::vector<std::int64_t> row_edges;
-
+    std::vector<std::pair<std::int64_t, std::int64_t>> runs;
+    std::size_t next = 0;
+    std::size_t total_bytes = 0;
     for (std::size_t e = 0; e + 1 < frame_edges.size(); ++e) {
         const std::int64_t fa = frame_edges[e], fb = frame_edges[e + 1];
-        active.clear();
-        row_edges.clear();
-        for (const Region& r : clipped) {
-            if (r.f0 <= fa && fa < r.f1) {
-                active.push_back(&r);  // stays sorted by c0
-                row_edges.push_back(r.r0);
-                row_edges.push_back(r.r1);
-            }
+        bool changed = false;
+        const auto old_size = active.size();
+        active.erase(std::remove_if(active.begin(), active.end(),
+                                    [fa](const Region* r) { return r->f1 <= fa; }),
+                     active.end());
+        changed = active.size() != old_size;
+        for (; next < by_f0.size() && by_f0[next]->f0 <= fa; ++next) {
+            active.push_back(by_f0[next]);
+            changed = true;
         }
         if (active.empty()) continue;
-        std::sort(row_edges.begin(), row_edges.end());
-        row_edges.erase(std::unique(row_edges.begin(), row_edges.end()), row_edges.end());
-        bands.clear();
-        runs.clear();
-        for (std::size_t b = 0; b + 1 < row_edges.size(); ++b) {
-            const std::int64_t ra = row_edges[b], rb = row_edges[b + 1];
-            const std::size_t first = runs.size();
-            std::int64_t run0 = -1, run1 = -1;
-            for (const Region* r : active) {
-                if (ra < r->r0 || ra >= r->r1) continue;
-                if (r->c0 > run1) {
-                    if (run1 > run0) runs.emplace_back(run0, run1);
-                    run0 = r->c0;
-                    run1 = r->c1;
-                } else {
-                    run1 = std::max(run1, r->c1);
-                }
-            }
-            if (run1 > run0) runs.emplace_back(run0, run1);
-            if (runs.size() > first) bands.push_back(Band{ra, rb, first, runs.size()});
+        const std::size_t plane0 = static_cast<std::size_t>(fa) * px.planes;
+        const std::size_t plane1 = static_cast<std::size_t>(fb) * px.planes;
+        if (!changed && !segments.empty() && segments.back().plane1 == plane0) {
+            segments.back().plane1 = plane1;  // same regions as the frames before: reuse
+        } else {
+            if (changed)
+                std::stable_sort(active.begin(), active.end(),
+                                 [](const Region* a, const Region* b) { return a->c0 < b->c0; });
+            const std::size_t first = spans.size();
+            plan_spans(active, row_bytes, col_bytes, row_edges, runs, spans);
+            segments.push_back(Segment{plane0, plane1, first, spans.size()});
         }
-        for (std::int64_t f = fa; f < fb; ++f) {
-            for (std::size_t p = 0; p < px.planes; ++p) {
-                std::uint8_t* plane =
-                    px.data + (static_cast<std::size_t>(f) * px.planes + p) * plane_bytes;
-                for (const Band& band : bands) {
-                    for (std::int64_t row = band.r0; row < band.r1; ++row) {
-                        std::uint8_t* line = plane + static_cast<std::size_t>(row) * row_bytes;
-                        // Short runs scattered over a large stack are bound by memory latency:
-                        // ask for the lines a few rows ahead so their misses overlap.
-                        if (row + kPrefetchRows < band.r1) {
-                            std::uint8_t* ahead = line + kPrefetchRows * row_bytes;
-                            for (std::size_t k = band.first; k < band.last; ++k) {
-                                const std::size_t b0 = static_cast<std::size_t>(runs[k].first) * col_bytes;
-                                const std::size_t b1 = static_cast<std::size_t>(runs[k].second) * col_bytes;
-                                if (b1 - b0 > kPrefetchMaxBytes) continue;  // long runs stream fine
-                                for (std::size_t o = b0; o < b1; o += 64) __builtin_prefetch(ahead + o, 1);
-                                __builtin_prefetch(ahead + b1 - 1, 1);
-                            }
-                        }
-                        for (std::size_t k = band.first; k < band.last; ++k)
-                            out.add(line + static_cast<std::size_t>(runs[k].first) * col_bytes,
-                                    static_cast<std::size_t>(runs[k].second - runs[k].first) *
-                                        col_bytes);
-                    }
-                }
+        std::size_t seg_bytes = 0;
+        for (std::size_t k = segments.back().first; k < segments.back().last; ++k)
+            seg_bytes += spans[k].nbytes;
+        total_bytes += seg_bytes * (plane1 - plane0);
+    }
+
+    Coalescer out(fills_for(backend), total_bytes >= kStreamTotalBytes, pattern8, px.itemsize);
+    for (const Segment& seg : segments) {
+        const Span* s = spans.data() + seg.first;
+        const std::size_t n = seg.last - seg.first;
+        Prefetcher ahead(px.data, plane_bytes, s, n, seg.plane0, seg.plane1);
+        for (std::size_t p = seg.plane0; p < seg.plane1; ++p) {
+            std::uint8_t* plane = px.data + p * plane_bytes;
+            for (std::size_t k = 0; k < n; ++k) {
+                ahead.run_ahead(s[k].nbytes <= kPrefetchMaxBytes ? lines_of(s[k]) : 0);
+                out.add(plane + s[k].offset, s[k].nbytes);
             }
         }
     }
