@@ -276,6 +276,25 @@ def _apply(
     return done
 
 
+def _write_native(ds: pydicom.Dataset, arr: np.ndarray, photometric: str) -> None:
+    """Store decoded pixels as Explicit VR Little Endian, interleaved, header to match."""
+    data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+    if len(data) % 2:
+        data += b"\x00"
+    for kw in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if kw in ds:
+            del ds[kw]  # they describe encapsulated frames only
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.PixelData = data
+    elem = ds["PixelData"]
+    elem.VR = "OB" if arr.dtype.itemsize == 1 else "OW"
+    elem.is_undefined_length = False
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = arr.dtype.itemsize * 8
+    if int(ds.get("SamplesPerPixel", 1)) > 1:
+        ds.PlanarConfiguration = 0
+
+
 class PixelCleaner:
     """Blank burned-in text by device rules and clear overlay bits hidden above BitsStored."""
 
@@ -410,7 +429,8 @@ class PixelCleaner:
                 raise RuntimeError(f"no decoder plugin installed for {ts.name}")
             # Lossy sources go out as RGB (what the issue asks for YBR_FULL_422); lossless ones
             # keep their colour space so that the values round-trip exactly.
-            arr, meta = decoder.as_array(ds, as_rgb=lossy)
+            # Unused bits are left as stored so that Clean Graphics sees (and reports) them.
+            arr, meta = decoder.as_array(ds, as_rgb=lossy, correct_unused_bits=False)
         except Exception as exc:
             raise QuarantineError(
                 f"cannot decode {ts.name} pixel data ({type(exc).__name__}: {exc}) but a pixel "
@@ -446,7 +466,7 @@ class PixelCleaner:
         ds.PhotometricInterpretation = photometric
         if ts in REENCODERS and self._reencode(ds, ts, out_arr, report):
             return
-        ds.set_pixel_data(out_arr, photometric, geo.bits_stored, generate_instance_uid=False)
+        _write_native(ds, out_arr, photometric)
         report.transfer_syntax_out = ExplicitVRLittleEndian
         report.reencoded = True
         if lossy:
