@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from medveil import __version__
 
 # Subcommand modules under medveil.cli; each has add_subparser(subparsers).
-SUBCOMMANDS: tuple[str, ...] = ("info", "verify")
+SUBCOMMANDS: tuple[str, ...] = ("info", "profile", "verify")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

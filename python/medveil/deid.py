@@ -1,0 +1,651 @@
+"""The de-identification engine: apply a compiled policy to a pydicom Dataset, in place.
+
+Every element at every depth (file meta, nested sequences, private blocks) is looked up
+once in the compiled policy; elements the policy keeps are not even decoded. Replacements
+are keyed (see :mod:`medveil.pseudonyms`), so the engine has no shared state and many
+processes or machines give the same output for the same input and secret.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.valuerep import PersonName
+
+from medveil import __version__
+from medveil.errors import DicomInputError
+from medveil.policy import CompiledPolicy, Policy
+from medveil.profile import (
+    BASIC_PROFILE_CODE,
+    COMBINED_ACTIONS,
+    Option,
+    Rule,
+    resolve_combined,
+    safe_private_elements,
+)
+from medveil.pseudonyms import Keyed, is_well_known_uid
+
+TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
+BYTES_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+NUMBER_VRS = frozenset({"DS", "IS", "FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT"})
+MAX_LEN = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "DS": 16, "IS": 12, "UC": 1 << 30}
+DUMMY: dict[str, object] = {
+    "AE": "ANONYMOUS",
+    "AS": "000Y",
+    "CS": "ANONYMIZED",
+    "DA": "19000101",
+    "DT": "19000101000000",
+    "TM": "000000",
+    "DS": "0",
+    "IS": "0",
+    "LO": "ANONYMIZED",
+    "LT": "ANONYMIZED",
+    "PN": "ANONYMIZED",
+    "SH": "ANONYMIZED",
+    "ST": "ANONYMIZED",
+    "UC": "ANONYMIZED",
+    "UT": "ANONYMIZED",
+    "UR": "urn:medveil:anonymized",
+    "FL": 0.0,
+    "FD": 0.0,
+    "SL": 0,
+    "SS": 0,
+    "UL": 0,
+    "US": 0,
+    "SV": 0,
+    "UV": 0,
+    "AT": 0,
+}
+_DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d %b %Y", "%b %d, %Y")
+
+
+@dataclass
+class DeidReport:
+    """What the engine did to one dataset: actions by tag path, never values."""
+
+    actions: Counter[str] = field(default_factory=Counter)
+    entries: list[tuple[str, str]] = field(default_factory=list)
+    date_offset_days: int = 0
+    pixels: object | None = None
+
+    def add(self, path: str, action: str) -> None:
+        """Record one action taken at an element path."""
+        self.actions[action] += 1
+        self.entries.append((path, action))
+
+
+def _vr_of(elem: object, tag: int) -> str:
+    vr = getattr(elem, "VR", None)
+    if vr:
+        return str(vr)
+    try:
+        return dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        return "UN"
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _empty(vr: str) -> object:
+    if vr == "SQ":
+        return Sequence([])
+    if vr in BYTES_VRS:
+        return b""
+    if vr in NUMBER_VRS:
+        return None
+    return ""
+
+
+class _PatientContext:
+    """Per-dataset facts read before anything changes: offsets and identifying values."""
+
+    def __init__(self, ds: Dataset, keyed: Keyed, policy: Policy) -> None:
+        self.patient_key = str(ds.get("PatientID", "") or "") or str(
+            ds.get("PatientName", "") or ""
+        )
+        self.offset = keyed.date_offset(self.patient_key, policy.shift_days)
+        self._policy = policy
+        self._regex: re.Pattern[str] | None = None
+        # Read now: the walk may empty these elements before any text needs cleaning.
+        self.terms = self.identifying_terms(ds)
+
+    @staticmethod
+    def identifying_terms(ds: Dataset) -> list[str]:
+        terms: list[str] = []
+        for kw in (
+            "PatientName",
+            "OtherPatientNames",
+            "PatientBirthName",
+            "PatientMotherBirthName",
+            "ReferringPhysicianName",
+            "PerformingPhysicianName",
+            "OperatorsName",
+        ):
+            val = ds.get(kw)
+            if val is None:
+                continue
+            for pn in val if isinstance(val, (list, MultiValue)) else [val]:
+                name = PersonName(pn) if not isinstance(pn, PersonName) else pn
+                for comp in re.split(r"[\^= ,]+", str(name)):
+                    if len(comp) >= 2:
+                        terms.append(comp)
+        for kw in (
+            "PatientID",
+            "OtherPatientIDs",
+            "AccessionNumber",
+            "StudyID",
+            "MedicalRecordLocator",
+            "PatientAddress",
+            "PatientTelephoneNumbers",
+        ):
+            val = ds.get(kw)
+            if val:
+                for v in val if isinstance(val, (list, MultiValue)) else [val]:
+                    if len(str(v).strip()) >= 2:
+                        terms.append(str(v).strip())
+        bd = str(ds.get("PatientBirthDate", "") or "")
+        if len(bd) == 8 and bd.isdigit():
+            try:
+                d = _dt.date(int(bd[:4]), int(bd[4:6]), int(bd[6:]))
+            except ValueError:
+                d = None
+            terms.append(bd)
+            if d is not None:
+                terms.extend(d.strftime(f) for f in _DATE_FORMATS[1:])
+        return terms
+
+    def cleaner(self) -> re.Pattern[str]:
+        if self._regex is None:
+            terms = sorted(set(self.terms), key=len, reverse=True)
+            parts = [r"(?<!\w)" + re.escape(t) + r"(?!\w)" for t in terms]
+            parts.extend(f"(?:{p})" for p in self._policy.clean_patterns)
+            self._regex = re.compile("|".join(parts) or r"(?!x)x", re.IGNORECASE)
+        return self._regex
+
+    def clean_text(self, text: str) -> str:
+        cleaned = self.cleaner().sub(self._policy.clean_replacement, text)
+        return re.sub(r"[ \t]{2,}", " ", cleaned).strip() if cleaned != text else text
+
+
+class Deidentifier:
+    """Applies a policy to datasets; safe to create once per process and reuse."""
+
+    def __init__(self, policy: Policy | None = None, secret: bytes | None = None) -> None:
+        if secret is None:
+            raise ValueError(
+                "a 32-byte project secret is required (see medveil.pseudonyms.load_secret)"
+            )
+        self.policy = policy or Policy.default()
+        self.compiled: CompiledPolicy = self.policy.compile()
+        self.keyed = Keyed(secret)
+        self._safe_private = safe_private_elements() if self.compiled.retain_safe_private else {}
+        self._pixels = None
+        if self.policy.has(Option.CLEAN_PIXEL_DATA):
+            try:
+                from medveil.pixel_rules import RuleSet
+                from medveil.pixels import PixelCleaner
+            except ImportError:  # pragma: no cover - pixel cleaning lands separately
+                self._pixels = None
+            else:
+                rules = RuleSet.default()
+                for extra in self.policy.pixel_rule_files:
+                    rules = rules + RuleSet.load(extra)
+                # Overlays hidden in unused pixel bits are removed whenever pixels are
+                # cleaned: the Basic Profile removes overlay data, wherever it is stored.
+                self._pixels = PixelCleaner(
+                    rules,
+                    allow_unmatched_burned_in=self.policy.allow_unmatched_burned_in,
+                    clean_graphics=True,
+                )
+
+    # ------------------------------------------------------------------ public API
+    def apply(self, ds: Dataset, *, source: str = "") -> DeidReport:
+        """De-identify ds in place; the report lists actions by tag path, never values."""
+        report = DeidReport()
+        ctx = _PatientContext(ds, self.keyed, self.policy)
+        report.date_offset_days = ctx.offset if self.compiled.shift_dates else 0
+        if self._pixels is not None and "PixelData" in ds:
+            # Before header changes: device rules match the original Manufacturer etc.
+            report.pixels = self._pixels.clean(ds, source=source)
+        self._walk(ds, ctx, report, "")
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None:
+            self._walk(meta, ctx, report, "meta")
+            if "SOPInstanceUID" in ds and "MediaStorageSOPInstanceUID" in meta:
+                meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        self._cap_age(ds, report)
+        self._mark(ds)
+        return report
+
+    def apply_bytes(self, data: bytes, *, source: str = "<bytes>") -> tuple[bytes, DeidReport]:
+        """De-identify one DICOM file given as bytes; return the new file's bytes."""
+        ds = read_dataset(io.BytesIO(data), source)
+        report = self.apply(ds, source=source)
+        return write_dataset(ds), report
+
+    def apply_file(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> DeidReport:
+        """De-identify one file into dst (written to a temporary name, then renamed)."""
+        ds = read_dataset(src, str(src))
+        report = self.apply(ds, source=str(src))
+        atomic_write(Path(dst), write_dataset(ds))
+        return report
+
+    # ------------------------------------------------------------------ the walk
+    def _walk(self, ds: Dataset, ctx: _PatientContext, report: DeidReport, path: str) -> None:
+        compiled = self.compiled
+        by_tag = compiled.by_tag
+        d = ds._dict
+        private: list[int] = []
+        for tag in list(d.keys()):
+            tag = int(tag)
+            rule = by_tag.get(tag)
+            if rule is None:
+                group = tag >> 16
+                if group & 1:
+                    private.append(tag)
+                    continue
+                if tag & 0xFFFF == 0 and group != 2:
+                    del ds[tag]  # group lengths are stale after any change
+                    continue
+                rule = compiled.rule_for(tag)
+                if rule is None:
+                    self._unknown(ds, tag, ctx, report, path)
+                    continue
+            self._act(ds, tag, rule, ctx, report, path)
+        if private:
+            self._private(ds, private, ctx, report, path)
+
+    def _unknown(
+        self, ds: Dataset, tag: int, ctx: _PatientContext, report: DeidReport, path: str
+    ) -> None:
+        compiled = self.compiled
+        if not compiled.keep_unknown and tag not in compiled.allow and tag >> 16 != 2:
+            del ds[tag]
+            report.add(path + _tag_text(tag), "X")
+            return
+        vr = _vr_of(ds._dict[tag], tag)
+        if vr == "SQ":
+            self._recurse(ds, tag, ctx, report, path)
+        elif vr in ("DA", "DT") and compiled.shift_dates:
+            self._shift(ds[tag], ctx, report, path + _tag_text(tag))
+
+    def _recurse(
+        self, ds: Dataset, tag: int, ctx: _PatientContext, report: DeidReport, path: str
+    ) -> None:
+        elem = ds[tag]
+        if elem.VR != "SQ" or not elem.value:
+            return
+        base = path + _tag_text(tag)
+        for i, item in enumerate(elem.value):
+            self._walk(item, ctx, report, f"{base}[{i}]/")
+
+    def _act(
+        self, ds: Dataset, tag: int, rule: Rule, ctx: _PatientContext, report: DeidReport, path: str
+    ) -> None:
+        action = rule.action
+        where = path + _tag_text(tag)
+        if action == "K":
+            if _vr_of(ds._dict[tag], tag) == "SQ":
+                self._recurse(ds, tag, ctx, report, path)
+            return
+        if action == "X":
+            del ds[tag]
+            report.add(where, "X")
+            return
+        elem = ds[tag]
+        vr = elem.VR
+        if action in COMBINED_ACTIONS:
+            action = resolve_combined(
+                action,
+                vr=vr,
+                in_std_comp_iod=rule.in_std_comp_iod,
+                empty=elem.is_empty,
+                mode=self.policy.combined_codes,
+            )
+            if action == "X":
+                del ds[tag]
+                report.add(where, "X")
+                return
+            if action == "K":
+                self._recurse(ds, tag, ctx, report, path)
+                return
+        if action == "Z":
+            elem.value = _empty(vr)
+        elif action == "D":
+            self._dummy(elem)
+        elif action == "U":
+            self._replace_uids(elem)
+        elif action == "C":
+            self._clean(ds, tag, elem, ctx, report, path)
+        elif action == "pseudonym":
+            self._pseudonym(elem, rule)
+        else:
+            self._policy_action(elem, rule, action)
+        report.add(where, action)
+
+    # ------------------------------------------------------------------ actions
+    def _dummy(self, elem: DataElement) -> None:
+        vr = elem.VR
+        if elem.is_empty:
+            return  # an empty value is already free of identity, and valid for its Type
+        if vr == "UI":
+            self._replace_uids(elem)
+        elif vr == "SQ":
+            elem.value = Sequence([Dataset()])
+        elif vr in BYTES_VRS:
+            elem.value = b"\x00\x00"
+        else:
+            elem.value = DUMMY.get(vr, "")
+
+    def _replace_uids(self, elem: DataElement) -> None:
+        if elem.VR != "UI" or elem.is_empty:
+            if elem.VR not in ("UI", "SQ") and not elem.is_empty:
+                elem.value = _empty(elem.VR)
+            return
+        uid = self.keyed.uid
+        value = elem.value
+        if isinstance(value, (list, MultiValue)):
+            elem.value = [v if is_well_known_uid(str(v)) else uid(str(v)) for v in value]
+        elif not is_well_known_uid(str(value)):
+            elem.value = uid(str(value))
+
+    def _pseudonym(self, elem: DataElement, rule: Rule) -> None:
+        if elem.is_empty:
+            return
+        vr = elem.VR
+        kind = {
+            "PatientID": "patient",
+            "OtherPatientIDs": "patient",
+            "IssuerOfPatientID": "issuer",
+        }.get(rule.keyword, rule.keyword or rule.selector)
+        prefix = self.policy.pseudonym_prefix
+        length = self.policy.pseudonym_length
+        limit = MAX_LEN.get(vr, 64)
+        if len(prefix) + length > limit:
+            prefix, length = "", min(length, limit)
+
+        def one(v: object) -> str:
+            text = str(v).strip()
+            return self.keyed.pseudonym(kind, text, length, prefix) if text else ""
+
+        value = elem.value
+        if isinstance(value, (list, MultiValue)):
+            elem.value = [one(v) for v in value]
+        else:
+            elem.value = one(value)
+
+    def _clean(
+        self,
+        ds: Dataset,
+        tag: int,
+        elem: DataElement,
+        ctx: _PatientContext,
+        report: DeidReport,
+        path: str,
+    ) -> None:
+        vr = elem.VR
+        if vr == "SQ":
+            self._recurse(ds, tag, ctx, report, path)
+        elif vr in ("DA", "DT"):
+            if self.compiled.shift_dates:
+                self._shift(elem, ctx, report, path + _tag_text(tag))
+            elif not self.compiled.full_dates:
+                elem.value = _empty(vr)
+        elif vr == "TM":
+            pass  # whole-day shifts leave times of day as they were
+        elif vr == "AE":
+            self._pseudonym(elem, Rule(_tag_text(tag), "AE", "pseudonym", "clean"))
+        elif vr in TEXT_VRS:
+            value = elem.value
+            if isinstance(value, (list, MultiValue)):
+                elem.value = [ctx.clean_text(str(v)) for v in value]
+            elif value is not None:
+                elem.value = ctx.clean_text(str(value))
+        else:
+            # Binary or numeric values cannot be cleaned of text reliably: empty them.
+            elem.value = _empty(vr)
+
+    def _shift(
+        self, elem: DataElement, ctx: _PatientContext, report: DeidReport, where: str
+    ) -> None:
+        if elem.is_empty:
+            return
+        value = elem.value
+        values = list(value) if isinstance(value, (list, MultiValue)) else [value]
+        out = []
+        for v in values:
+            shifted = shift_date_value(str(v), ctx.offset, elem.VR)
+            if shifted is None:
+                # A date we cannot parse cannot be shifted for sure: it is removed.
+                report.add(where, "date-unparseable-emptied")
+                shifted = ""
+            out.append(shifted)
+        elem.value = out if len(out) > 1 else out[0]
+
+    def _policy_action(self, elem: DataElement, rule: Rule, action: str) -> None:
+        from medveil import generalize
+
+        generalize.apply(elem, rule, action)
+
+    def _private(
+        self, ds: Dataset, tags: list[int], ctx: _PatientContext, report: DeidReport, path: str
+    ) -> None:
+        creators: dict[tuple[int, int], str] = {}
+        for tag in tags:
+            elem_no = tag & 0xFFFF
+            if 0x0010 <= elem_no <= 0x00FF:
+                value = ds[tag].value
+                creators[(tag >> 16, elem_no)] = (
+                    value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
+                ).strip()
+        keep_blocks: set[tuple[int, int]] = set()
+        for tag in tags:
+            group, elem_no = tag >> 16, tag & 0xFFFF
+            if elem_no < 0x1000:
+                continue  # creators (and stray low elements) are decided below
+            block = elem_no >> 8
+            creator = creators.get((group, block))
+            key = (creator or "", group, elem_no & 0xFF)
+            rule = self.compiled.private_overrides.get(key) if creator is not None else None
+            if rule is not None:
+                if rule.action == "X":
+                    del ds[tag]
+                    report.add(path + _tag_text(tag), "X")
+                    continue
+                keep_blocks.add((group, block))
+                if rule.action != "K":
+                    self._act(ds, tag, rule, ctx, report, path)
+                continue
+            if creator is not None and key in self._safe_private:
+                keep_blocks.add((group, block))
+                report.add(path + _tag_text(tag), "K-safe-private")
+                continue
+            del ds[tag]
+            report.add(path + _tag_text(tag), "X")
+        for tag in tags:
+            group, elem_no = tag >> 16, tag & 0xFFFF
+            if elem_no >= 0x1000:
+                continue
+            if 0x0010 <= elem_no <= 0x00FF and (group, elem_no) in keep_blocks:
+                continue
+            del ds[tag]
+            report.add(path + _tag_text(tag), "X")
+
+    # ------------------------------------------------------------------ finishing
+    def _cap_age(self, ds: Dataset, report: DeidReport) -> None:
+        age = ds.get("PatientAge")
+        if not age:
+            return
+        m = re.fullmatch(r"(\d{3})([DWMY])", str(age).strip())
+        if m is None:
+            ds.PatientAge = ""
+            report.add("(0010,1010)", "age-unparseable-emptied")
+            return
+        n, unit = int(m.group(1)), m.group(2)
+        years = n / {"D": 365.25, "W": 52.18, "M": 12, "Y": 1}[unit]
+        if years > 89:
+            # HIPAA Safe Harbor: ages over 89 are aggregated into one category.
+            ds.PatientAge = "090Y"
+            report.add("(0010,1010)", "age-capped")
+
+    def _mark(self, ds: Dataset) -> None:
+        policy = self.policy
+        ds.PatientIdentityRemoved = "YES"
+        applied = [
+            o
+            for o in Option
+            if policy.has(o) and (o is not Option.CLEAN_PIXEL_DATA or self._pixels)
+        ]
+        method = "medveil " + __version__ + ": DICOM PS3.15 E.1 Basic Profile"
+        if applied:
+            method += " + " + ", ".join(o.name.lower() for o in applied)
+        ds.DeidentificationMethod = method[:64]
+        codes = []
+        for value, meaning in [BASIC_PROFILE_CODE, *((o.code, o.meaning) for o in applied)]:
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            codes.append(item)
+        ds.DeidentificationMethodCodeSequence = Sequence(codes)
+        if policy.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES):
+            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        elif policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
+            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+        else:
+            ds.LongitudinalTemporalInformationModified = "REMOVED"
+
+
+def shift_date_value(value: str, days: int, vr: str) -> str | None:
+    """Shift one DA or DT value (or a 'from-to' range) by whole days; None if unparseable."""
+    value = value.strip()
+    if not value:
+        return value
+    if "-" in value and vr == "DA":
+        parts = value.split("-")
+        if len(parts) == 2:
+            shifted = [shift_date_value(p, days, vr) if p else "" for p in parts]
+            return None if None in shifted else "-".join(s or "" for s in shifted)
+    head = value[:8]
+    if not head.isdigit():
+        return None
+    if len(value) < 8 and vr == "DT":
+        # Year (or year-month) precision: shift a mid-period day and keep the precision.
+        year = int(value[:4]) if value[:4].isdigit() else None
+        if year is None:
+            return None
+        month = int(value[4:6]) if len(value) >= 6 and value[4:6].isdigit() else 7
+        try:
+            d = _dt.date(year, month, 15) + _dt.timedelta(days=days)
+        except ValueError:
+            return None
+        return d.strftime("%Y%m%d")[: len(value)]
+    try:
+        d = _dt.date(int(head[:4]), int(head[4:6]), int(head[6:8])) + _dt.timedelta(days=days)
+    except (ValueError, OverflowError):
+        return None
+    if vr == "DA" and len(value) != 8:
+        return None
+    return f"{d.year:04d}{d.month:02d}{d.day:02d}" + value[8:]
+
+
+def read_dataset(src: str | os.PathLike[str] | io.BytesIO, name: str) -> Dataset:
+    """Read a DICOM file fully, with a clear error naming the file when it is not DICOM."""
+    try:
+        ds = pydicom.dcmread(src, force=False)
+    except pydicom.errors.InvalidDicomError:
+        try:
+            if isinstance(src, io.BytesIO):
+                src.seek(0)
+            ds = pydicom.dcmread(src, force=True)
+        except Exception as exc:
+            raise DicomInputError(f"{name}: not a DICOM file ({exc})") from None
+        if len(ds._dict) == 0 or (not hasattr(ds, "SOPClassUID") and not hasattr(ds, "PatientID")):
+            raise DicomInputError(
+                f"{name}: not a DICOM file (no preamble, no parsable dataset)"
+            ) from None
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        NotImplementedError,
+    ) as exc:
+        raise DicomInputError(f"{name}: cannot read: {exc}") from None
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    return ds
+
+
+def write_dataset(ds: Dataset) -> bytes:
+    """Serialise a dataset in its original encoding, with file meta made consistent."""
+    buf = io.BytesIO()
+    meta = ds.file_meta
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = getattr(ds, "original_encoding", (None, None))
+        if little is False:
+            meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+        elif implicit is False:
+            meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        else:
+            meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    if "SOPClassUID" in ds and "MediaStorageSOPClassUID" not in meta:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "SOPInstanceUID" in ds:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    # A dataset without SOP Class/Instance cannot have conformant file meta; it is still
+    # written (preamble, meta, dataset) so it stays readable.
+    conformant = "MediaStorageSOPClassUID" in meta and "MediaStorageSOPInstanceUID" in meta
+    try:
+        if conformant:
+            ds.save_as(buf, enforce_file_format=True)
+        else:
+            # Without SOP Class/Instance no conformant file meta exists: write the bare
+            # dataset in its transfer syntax (readable as a dataset without preamble).
+            ts = meta.TransferSyntaxUID
+            ds.file_meta = FileMetaDataset()
+            pydicom.dcmwrite(
+                buf,
+                ds,
+                implicit_vr=ts.is_implicit_VR,
+                little_endian=ts.is_little_endian,
+                enforce_file_format=False,
+            )
+    except Exception as exc:
+        raise DicomInputError(f"cannot be written after de-identification: {exc}") from None
+    return buf.getvalue()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write data to a temporary name in the target folder, fsync, then rename over path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

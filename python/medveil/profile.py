@@ -1,0 +1,233 @@
+"""The DICOM PS3.15 Annex E confidentiality profile, built from the standard's own tables.
+
+Table E.1-1 (attributes and actions) and Table E.3.10-1 (safe private attributes) ship as
+CSV in ``medveil/data`` (DICOM PS3.15 2026c, © NEMA); nothing here is hand-typed.
+
+How an action is chosen for an attribute (documented behaviour, tested):
+
+1. The Basic Profile column gives the starting action.
+2. Each option the policy selects may change it (a non-empty cell in that option's
+   column). When two selected options disagree, the more protective one wins: C (clean)
+   beats K (keep). In 2026c this only happens for device calibration dates, which Retain
+   Device Identity keeps and Retain Longitudinal Modified Dates shifts: they are shifted.
+3. Combined codes (X/Z, X/D, Z/D, X/Z/D, X/Z/U*) are resolved per element by
+   :func:`resolve_combined`, so an output stays a valid instance of its IOD whenever the
+   input was (see that function).
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+ATTRIBUTION = "DICOM PS3.15 2026c, © NEMA"
+
+
+class Option(enum.Enum):
+    """A PS3.15 Annex E profile option, with its CSV column and its CID 7050 code."""
+
+    RETAIN_SAFE_PRIVATE = ("rtn_safe_priv", "113111", "Retain Safe Private Option")
+    RETAIN_UIDS = ("rtn_uids", "113110", "Retain UIDs Option")
+    RETAIN_DEVICE_IDENTITY = ("rtn_dev_id", "113109", "Retain Device Identity Option")
+    RETAIN_INSTITUTION_IDENTITY = ("rtn_inst_id", "113112", "Retain Institution Identity Option")
+    RETAIN_PATIENT_CHARACTERISTICS = (
+        "rtn_pat_chars",
+        "113108",
+        "Retain Patient Characteristics Option",
+    )
+    RETAIN_LONGITUDINAL_FULL_DATES = (
+        "rtn_long_full_dates",
+        "113106",
+        "Retain Longitudinal Temporal Information Full Dates Option",
+    )
+    RETAIN_LONGITUDINAL_MODIFIED_DATES = (
+        "rtn_long_modif_dates",
+        "113107",
+        "Retain Longitudinal Temporal Information Modified Dates Option",
+    )
+    CLEAN_DESCRIPTORS = ("clean_desc", "113105", "Clean Descriptors Option")
+    CLEAN_STRUCTURED_CONTENT = ("clean_struct_cont", "113104", "Clean Structured Content Option")
+    CLEAN_GRAPHICS = ("clean_graph", "113103", "Clean Graphics Option")
+    CLEAN_PIXEL_DATA = ("", "113101", "Clean Pixel Data Option")
+
+    @property
+    def column(self) -> str:
+        """The option's column in Table E.1-1 ('' for options that have none)."""
+        return self.value[0]
+
+    @property
+    def code(self) -> str:
+        """The option's code value in CID 7050 (coding scheme DCM)."""
+        return self.value[1]
+
+    @property
+    def meaning(self) -> str:
+        """The option's code meaning in CID 7050."""
+        return self.value[2]
+
+    @classmethod
+    def from_name(cls, name: str) -> Option:
+        """Look an option up by its lower-case name, e.g. 'retain_uids'."""
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            known = ", ".join(o.name.lower() for o in cls)
+            raise ValueError(f"unknown profile option {name!r} (known: {known})") from None
+
+
+BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
+
+# Options that cannot be selected together.
+EXCLUSIVE = ((Option.RETAIN_LONGITUDINAL_FULL_DATES, Option.RETAIN_LONGITUDINAL_MODIFIED_DATES),)
+
+SIMPLE_ACTIONS = frozenset({"D", "Z", "X", "K", "C", "U"})
+COMBINED_ACTIONS = frozenset({"X/Z", "X/D", "Z/D", "X/Z/D", "X/Z/U*"})
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One row of Table E.1-1."""
+
+    tag_text: str
+    keyword: str
+    name: str
+    retired: bool
+    in_std_comp_iod: bool
+    basic: str
+    cells: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The action in force for one attribute (or mask) and what decided it."""
+
+    selector: str  # "(0010,0010)" or a mask such as "(60xx,4000)"
+    keyword: str
+    action: str  # a simple or combined action code, or a policy action name
+    decided_by: str  # "basic", an option name, or "policy"
+    in_std_comp_iod: bool = True
+    params: tuple[tuple[str, object], ...] = ()
+
+    def param(self, name: str, default: object = None) -> object:
+        """Return a parameter of a policy action (e.g. a bin width)."""
+        return dict(self.params).get(name, default)
+
+
+@lru_cache(maxsize=1)
+def table_rows() -> tuple[TableRow, ...]:
+    """Rows of Table E.1-1 as shipped in the package."""
+    text = resources.files("medveil.data").joinpath("ps315_e1_1.csv").read_text("utf-8")
+    option_columns = [o.column for o in Option if o.column]
+    out = []
+    for row in csv.DictReader(text.splitlines()):
+        out.append(
+            TableRow(
+                tag_text=row["tag"],
+                keyword=row["keyword"],
+                name=row["name"],
+                retired=row["retired"] == "Y",
+                in_std_comp_iod=row["in_std_comp_iod"] == "Y",
+                basic=row["basic_profile"],
+                cells={c: row[c] for c in option_columns if row[c]},
+            )
+        )
+    return tuple(out)
+
+
+_TAG_RE = re.compile(r"^\(([0-9A-Fa-fx]{4}),([0-9A-Fa-fx]{4})\)$")
+
+
+def parse_tag_pattern(text: str) -> tuple[int, int, int, int]:
+    """Parse '(gggg,eeee)' with 'x' wildcards into (group, group_mask, elem, elem_mask)."""
+    m = _TAG_RE.match(text.strip())
+    if not m:
+        raise ValueError(f"not a tag or tag mask: {text!r} (expected '(gggg,eeee)', x = any)")
+
+    def part(s: str) -> tuple[int, int]:
+        value = int(s.lower().replace("x", "0"), 16)
+        mask = int("".join("0" if ch in "xX" else "f" for ch in s), 16)
+        return value, mask
+
+    g, gm = part(m.group(1))
+    e, em = part(m.group(2))
+    return g, gm, e, em
+
+
+def option_action(row: TableRow, options: Iterable[Option]) -> tuple[str, str]:
+    """Return (action, decided_by) for a table row under the selected options."""
+    action, decided = row.basic, "basic"
+    for opt in options:
+        cell = row.cells.get(opt.column) if opt.column else None
+        if not cell:
+            continue
+        # The more protective choice wins when two selected options disagree.
+        if decided != "basic" and action == "C" and cell == "K":
+            continue
+        action, decided = cell, opt.name.lower()
+    return action, decided
+
+
+@dataclass(frozen=True)
+class SafePrivate:
+    """One row of Table E.3.10-1: a private element by creator and element offset."""
+
+    group: int
+    offset: int  # low byte of the element: the block byte is the creator's
+    creator: str
+    vr: str
+
+
+@lru_cache(maxsize=1)
+def safe_private_elements() -> dict[tuple[str, int, int], SafePrivate]:
+    """Table E.3.10-1 keyed by (creator, group, element offset)."""
+    text = resources.files("medveil.data").joinpath("ps315_e3_10_1_safe_private.csv")
+    out: dict[tuple[str, int, int], SafePrivate] = {}
+    for row in csv.DictReader(text.read_text("utf-8").splitlines()):
+        g, _gm, e, _em = parse_tag_pattern(row["tag"])
+        sp = SafePrivate(
+            group=g, offset=e & 0xFF, creator=row["private_creator"].strip(), vr=row["vr"]
+        )
+        out[(sp.creator, sp.group, sp.offset)] = sp
+    return out
+
+
+def resolve_combined(action: str, *, vr: str, in_std_comp_iod: bool, empty: bool, mode: str) -> str:
+    """Resolve a combined code (X/Z, X/D, Z/D, X/Z/D, X/Z/U*) for one element.
+
+    Table E.1-1 lets the choice depend on the attribute's Type in the IOD, which the table
+    does not give. The rule implemented (mode "conservative", the default):
+
+    - An attribute that is in no standard composite IOD cannot be required by one: the most
+      removing choice is taken (X, else Z, else D).
+    - Otherwise the output must stay valid whether the attribute is Type 1, 2 or 3 there:
+      a present but empty value stays empty (Z) where Z is allowed, since only a Type 2 or
+      3 attribute can have been empty; a non-empty value becomes a dummy (D) where D is
+      allowed (valid for every Type), else empty (Z: valid for Types 2 and 3, the only
+      ones X/Z admits), else removed.
+    - X/Z/U*: a sequence is kept and its items cleaned by their own rules (the U applies to
+      the UIDs inside), a UID is replaced (U), anything else is emptied (Z).
+
+    Mode "minimal" always takes the most removing choice (X, else Z, else D).
+    """
+    if action == "X/Z/U*":
+        if vr == "SQ":
+            return "K"
+        if vr == "UI":
+            return "U"
+        return "Z" if in_std_comp_iod and mode == "conservative" else "X"
+    choices = action.split("/")
+    if mode == "minimal" or not in_std_comp_iod:
+        for pick in ("X", "Z", "D"):
+            if pick in choices:
+                return pick
+    if empty and "Z" in choices:
+        return "Z"
+    for pick in ("D", "Z", "X"):
+        if pick in choices:
+            return pick
+    raise ValueError(f"not a combined action: {action!r}")

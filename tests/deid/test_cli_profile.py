@@ -1,0 +1,37 @@
+"""`medveil profile` prints the rule table in force, and the HIPAA view."""
+
+from __future__ import annotations
+
+from medveil.cli.main import main
+
+
+def test_profile_lists_rules_and_sources(capsys, tmp_path) -> None:
+    assert main(["profile"]) == 0
+    out = capsys.readouterr().out
+    assert "© NEMA" in out
+    assert "(0010,0010)    PatientName" in out and "pseudonym" in out
+    assert "(0008,0020)    StudyDate" in out and "retain_longitudinal_modified_dates" in out
+    policy = tmp_path / "p.toml"
+    policy.write_text('[profile]\noptions = ["retain_uids"]\nunknown_elements = "remove"\n')
+    assert main(["profile", "--policy", str(policy)]) == 0
+    out = capsys.readouterr().out
+    assert "allow-list" in out
+    assert (
+        "(0020,000D)    StudyInstanceUID                              K          retain_uids" in out
+    )
+
+
+def test_profile_hipaa_shows_open_categories(capsys, tmp_path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text('[profile]\noptions = ["retain_device_identity"]\n')
+    assert main(["profile", "--policy", str(policy), "--hipaa"]) == 0
+    out = capsys.readouterr().out
+    assert "M. Device identifiers" in out and "OPEN: retain_device_identity" in out
+    assert out.count("A. Names\n    handled") == 1
+
+
+def test_profile_bad_policy_exit_2(capsys, tmp_path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text("[elements]\nNoSuchKeyword = 'X'\n")
+    assert main(["profile", "--policy", str(policy)]) == 2
+    assert "p.toml:2:" in capsys.readouterr().out
