@@ -21,3 +21,7 @@ class AuthenticationError(MedveilError):
 
 class QuarantineError(MedveilError):
     """A file cannot be cleaned for sure; it must be quarantined, never released."""
+
+
+class BudgetExceededError(MedveilError):
+    """A differentially private query would spend more epsilon than the budget has left."""

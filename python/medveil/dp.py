@@ -1,0 +1,464 @@
+"""Differential privacy: exact Laplace noise, a persisted privacy budget, noisy statistics.
+
+Noise comes from the C++ core (``medveil._core.noise``): a ChaCha20 generator seeded by the
+operating system and samplers that compare random bits with rationals in integer
+arithmetic, so the distributions are exact (Canonne, Kamath, Steinke 2020) instead of
+floating-point approximations, which leak the true value through their low bits
+(Mironov 2012).
+
+Two kinds of noise:
+
+- :func:`discrete_laplace`: integers ``z`` with probability proportional to
+  ``exp(-|z| / scale)``; used for counts, which are integers already.
+- :func:`laplace` / :func:`add_laplace`: the float-safe Laplace mechanism. Values are rounded
+  to a grid ``g = 2^k`` (the smallest power of two >= ``(sensitivity / epsilon) / 2^40``, as
+  in Google's differential-privacy library) and integer noise of scale ``scale / g`` is added
+  on that grid, so every output is an exact multiple of ``g``. Rounding moves each value by
+  at most ``g / 2``, so two neighbouring inputs may differ by ``sensitivity + g`` after
+  rounding; the scale is therefore calibrated to ``(sensitivity + g) / epsilon``
+  (:func:`calibrated_scale`), which keeps the release ``epsilon``-DP. ``g`` is about
+  ``2^-40`` of the noise scale, so the extra noise is negligible.
+
+The privacy unit is the patient: callers reduce data to one contribution per patient (or a
+stated cap per patient, which multiplies the sensitivity) before noise is added; the
+``medveil stats`` command does so. Every release is charged to a :class:`PrivacyBudget`
+first; the budget of a cohort lives in its catalog (SQLite), so separate runs and processes
+together cannot spend more than its total.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medveil import _core
+from medveil.errors import BudgetExceededError, MedveilError
+
+__all__ = [
+    "GRANULARITY_PARAM",
+    "LedgerEntry",
+    "PrivacyBudget",
+    "add_laplace",
+    "calibrated_scale",
+    "default_rng",
+    "discrete_laplace",
+    "discrete_laplace_interval",
+    "granularity",
+    "insecure_rng",
+    "laplace",
+    "laplace_interval",
+    "noisy_count",
+    "noisy_mean",
+    "noisy_sum",
+    "noisy_value",
+]
+
+#: The grid is the smallest power of two >= scale / GRANULARITY_PARAM.
+GRANULARITY_PARAM = 2.0**40
+
+Rng = _core.noise.Rng
+
+_rng_lock = threading.Lock()
+_rng: Rng | None = None
+
+
+def default_rng() -> Rng:
+    """Return the process-wide generator, seeded from the operating system on first use."""
+    global _rng
+    with _rng_lock:
+        if _rng is None:
+            _rng = Rng()
+        return _rng
+
+
+def insecure_rng(seed: int | bytes) -> Rng:
+    """Return a reproducible generator: NOT PRIVATE, for tests and benchmarks only."""
+    if isinstance(seed, int):
+        if seed < 0 or seed >= 2**256:
+            raise ValueError("an integer seed must be in [0, 2^256)")
+        seed = seed.to_bytes(32, "little")
+    return Rng.insecure_from_seed(bytes(seed))
+
+
+def _check_positive(name: str, x: float) -> float:
+    x = float(x)
+    if not (x > 0.0 and math.isfinite(x)):
+        raise ValueError(f"{name} must be a positive finite number, got {x!r}")
+    return x
+
+
+def _rational(scale: float | Fraction) -> tuple[int, int]:
+    if isinstance(scale, Fraction):
+        if scale <= 0:
+            raise ValueError("scale must be positive")
+        if scale.numerator > 2**62 or scale.denominator > 2**62:
+            raise ValueError("a Fraction scale needs numerator and denominator <= 2^62")
+        return scale.numerator, scale.denominator
+    return tuple(_core.noise.rational_scale(_check_positive("scale", scale)))  # type: ignore[return-value]
+
+
+def granularity(scale: float) -> float:
+    """The grid g = 2^k the float-safe Laplace uses for this scale (about scale / 2^40)."""
+    return math.ldexp(1.0, _core.noise.grid_exponent(_check_positive("scale", scale)))
+
+
+def calibrated_scale(sensitivity: float, epsilon: float) -> tuple[float, float]:
+    """Return (scale, g): the Laplace scale (sensitivity + g) / epsilon and its grid g."""
+    sensitivity = _check_positive("sensitivity", sensitivity)
+    epsilon = _check_positive("epsilon", epsilon)
+    k = _core.noise.grid_exponent(sensitivity / epsilon)
+    g = math.ldexp(1.0, k)
+    # Round up: a float quotient a hair below the true one would be a hair less private.
+    scale = math.nextafter((sensitivity + g) / epsilon, math.inf)
+    # The grid stays the one chosen for sensitivity / epsilon (the +g changes it by 2^-40).
+    return scale, g
+
+
+def discrete_laplace(
+    scale: float | Fraction, size: int | None = None, *, rng: Rng | None = None
+) -> Any:
+    """Exact discrete Laplace noise: integers z with P(z) proportional to exp(-|z|/scale)."""
+    num, den = _rational(scale)
+    n = 1 if size is None else int(size)
+    out = _core.noise.discrete_laplace(rng or default_rng(), num, den, n)
+    return int(out[0]) if size is None else out
+
+
+def laplace(scale: float, size: int | None = None, *, rng: Rng | None = None) -> Any:
+    """Float-safe Laplace noise of the given scale: exact multiples of granularity(scale)."""
+    scale = _check_positive("scale", scale)
+    k = _core.noise.grid_exponent(scale)
+    n = 1 if size is None else int(size)
+    out = _core.noise.laplace_on_grid(rng or default_rng(), None, scale, k, n)
+    return float(out[0]) if size is None else out
+
+
+def add_laplace(
+    values: Any,
+    sensitivity: float,
+    epsilon: float,
+    *,
+    budget: PrivacyBudget | None = None,
+    label: str = "add_laplace",
+    rng: Rng | None = None,
+) -> np.ndarray:
+    """Release values + float-safe Laplace noise: epsilon-DP for the L1 sensitivity given."""
+    scale, g = calibrated_scale(sensitivity, epsilon)
+    x = np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(-1))
+    if np.isnan(x).any():
+        raise ValueError("values contain NaN; clean or clamp them before adding noise")
+    if budget is not None:
+        budget.charge(epsilon, label)
+    k = math.frexp(g)[1] - 1  # g is exactly 2^k
+    out = _core.noise.laplace_on_grid(rng or default_rng(), x, scale, k)
+    return out.reshape(np.shape(values))
+
+
+def laplace_interval(scale: float, confidence: float = 0.95) -> float:
+    """Half-width w with P(|Laplace(scale)| <= w) = confidence."""
+    return -_check_positive("scale", scale) * math.log(1.0 - confidence)
+
+
+def discrete_laplace_interval(scale: float, confidence: float = 0.95) -> int:
+    """Smallest integer w with P(|discrete Laplace(scale)| <= w) >= confidence."""
+    scale = _check_positive("scale", scale)
+    q = math.exp(-1.0 / scale)
+    # P(|Z| > w) = 2 q^(w+1) / (1 + q); solve for the first w where it is <= 1 - confidence.
+    tail = 1.0 - confidence
+    w = max(0, math.ceil(math.log(tail * (1.0 + q) / 2.0) / math.log(q) - 1.0)) if q > 0 else 0
+    while w > 0 and 2.0 * q**w / (1.0 + q) <= tail:
+        w -= 1
+    while 2.0 * q ** (w + 1) / (1.0 + q) > tail:
+        w += 1
+    return int(w)
+
+
+def noisy_count(
+    count: int,
+    epsilon: float,
+    *,
+    sensitivity: int = 1,
+    budget: PrivacyBudget | None = None,
+    label: str = "count",
+    rng: Rng | None = None,
+) -> int:
+    """Release an integer count (each patient changes it by <= sensitivity) with exact noise."""
+    if int(sensitivity) < 1:
+        raise ValueError("sensitivity of a count is a positive integer")
+    epsilon = _check_positive("epsilon", epsilon)
+    # Rounded up to the next double: a hair more noise, never less.
+    scale = math.nextafter(int(sensitivity) / epsilon, math.inf)
+    if budget is not None:
+        budget.charge(epsilon, label)
+    return int(count) + int(discrete_laplace(scale, rng=rng))
+
+
+def noisy_sum(
+    values: Any,
+    lower: float,
+    upper: float,
+    epsilon: float,
+    *,
+    budget: PrivacyBudget | None = None,
+    label: str = "sum",
+    rng: Rng | None = None,
+) -> float:
+    """Release the sum of per-patient values clamped to [lower, upper] (one value per patient)."""
+    lower, upper = float(lower), float(upper)
+    if not lower < upper:
+        raise ValueError("lower must be below upper")
+    x = np.clip(np.asarray(values, dtype=np.float64).reshape(-1), lower, upper)
+    # Adding or removing a patient changes the clamped sum by at most max(|lower|, |upper|).
+    sensitivity = max(abs(lower), abs(upper)) or (upper - lower)
+    if budget is not None:
+        budget.charge(epsilon, label)
+    return float(add_laplace([math.fsum(x)], sensitivity, epsilon, rng=rng)[0])
+
+
+def noisy_mean(
+    values: Any,
+    lower: float,
+    upper: float,
+    epsilon: float,
+    *,
+    budget: PrivacyBudget | None = None,
+    label: str = "mean",
+    rng: Rng | None = None,
+) -> float:
+    """Release the mean of per-patient values clamped to [lower, upper]: epsilon/2 each for
+    a centred noisy sum and a noisy count, their ratio clamped to the bounds."""
+    lower, upper = float(lower), float(upper)
+    if not lower < upper:
+        raise ValueError("lower must be below upper")
+    epsilon = _check_positive("epsilon", epsilon)
+    if budget is not None:
+        budget.charge(epsilon, label)
+    x = np.clip(np.asarray(values, dtype=np.float64).reshape(-1), lower, upper)
+    mid, half = (lower + upper) / 2.0, (upper - lower) / 2.0
+    # Centring makes one patient move the sum by at most half the range, not max(|bound|).
+    s = float(add_laplace([math.fsum(x - mid)], half, epsilon / 2.0, rng=rng)[0])
+    n = noisy_count(len(x), epsilon / 2.0, rng=rng)
+    if n <= 0:
+        return mid
+    return min(upper, max(lower, mid + s / n))
+
+
+def noisy_value(
+    value: float, sensitivity: float, epsilon: float, lower: float, upper: float
+) -> float:
+    """Clamp one numeric header value to [lower, upper] and add float-safe Laplace noise."""
+    lower, upper = float(lower), float(upper)
+    if not lower < upper:
+        raise ValueError(f"noise bounds need lower < upper, got [{lower}, {upper}]")
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError("cannot add noise to NaN")
+    clamped = min(upper, max(lower, v))
+    # The clamped value moves by at most upper - lower, whatever sensitivity is claimed.
+    sens = min(_check_positive("sensitivity", sensitivity), upper - lower)
+    return float(add_laplace([clamped], sens, epsilon)[0])
+
+
+# --- privacy budget ---------------------------------------------------------------------
+
+# Epsilons are accounted in integer units of 1e-12, so sums are exact. A charge rounds up
+# to the next unit, except that a value within 1e-15 of a unit counts as that unit: the
+# float 0.1 is 0.1000000000000000055..., and ten charges of 0.1 must spend exactly 1.0.
+# (The most a release can be under-charged that way is 1e-15.) Totals round down.
+_UNIT = 10**12
+
+
+def _units_up(eps: float) -> int:
+    exact = Fraction(eps) * _UNIT
+    nearest = round(exact)
+    if abs(exact - nearest) <= Fraction(1, 1000):
+        return int(nearest)
+    return math.ceil(exact)
+
+
+def _units_down(eps: float) -> int:
+    return math.floor(Fraction(eps) * _UNIT)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One charged release: when, how much epsilon, and what it was for."""
+
+    at: float
+    epsilon: float
+    label: str
+
+
+class PrivacyBudget:
+    """A total epsilon spent by sequential composition; every release is charged first.
+
+    With ``path`` the budget lives in that SQLite file (tables ``dp_budget`` and
+    ``dp_ledger``) and each charge is a ``BEGIN IMMEDIATE`` transaction that re-reads what
+    was spent, so concurrent processes serialise and can never overspend together. The
+    total is fixed when the budget is first created; later opens must agree with it or
+    omit it. Without ``path`` the budget lives in memory only.
+    """
+
+    def __init__(
+        self,
+        total_epsilon: float | None = None,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        name: str = "default",
+    ) -> None:
+        self.name = name
+        self._path = Path(path) if path is not None else None
+        self._lock = threading.Lock()
+        self._mem: list[LedgerEntry] = []
+        if total_epsilon is not None:
+            _check_positive("total_epsilon", total_epsilon)
+        if self._path is None:
+            if total_epsilon is None:
+                raise ValueError("an in-memory PrivacyBudget needs total_epsilon")
+            self._total_units = _units_down(total_epsilon)
+            return
+        with self._transaction() as con:
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS dp_budget (name TEXT PRIMARY KEY, "
+                "total_units INTEGER NOT NULL, created REAL NOT NULL)"
+            )
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS dp_ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "name TEXT NOT NULL, units INTEGER NOT NULL, label TEXT NOT NULL, at REAL NOT NULL)"
+            )
+            row = con.execute(
+                "SELECT total_units FROM dp_budget WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                if total_epsilon is None:
+                    raise MedveilError(
+                        f"no privacy budget '{name}' in {self._path}; create it by giving a "
+                        "total epsilon (e.g. --total-epsilon 4)"
+                    )
+                self._total_units = _units_down(total_epsilon)
+                con.execute(
+                    "INSERT INTO dp_budget (name, total_units, created) VALUES (?, ?, ?)",
+                    (name, self._total_units, time.time()),
+                )
+            else:
+                self._total_units = int(row[0])
+                if total_epsilon is not None and _units_down(total_epsilon) != self._total_units:
+                    raise MedveilError(
+                        f"privacy budget '{name}' in {self._path} has total epsilon "
+                        f"{self._total_units / _UNIT:g}, not {total_epsilon:g}; a cohort's total "
+                        "is fixed when first set (omit --total-epsilon to use it)"
+                    )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        assert self._path is not None
+        con = sqlite3.connect(self._path, timeout=60.0, isolation_level=None)
+        try:
+            # IMMEDIATE takes the write lock before reading, so two charges cannot both
+            # read the same "spent" and both succeed.
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    @property
+    def total(self) -> float:
+        """The total epsilon of this budget."""
+        return self._total_units / _UNIT
+
+    def _spent_units(self, con: sqlite3.Connection | None = None) -> int:
+        if self._path is None:
+            return sum(_units_up(e.epsilon) for e in self._mem)
+        assert con is not None
+        row = con.execute(
+            "SELECT COALESCE(SUM(units), 0) FROM dp_ledger WHERE name = ?", (self.name,)
+        ).fetchone()
+        return int(row[0])
+
+    @property
+    def spent(self) -> float:
+        """Epsilon charged so far (by every process sharing the catalog)."""
+        if self._path is None:
+            with self._lock:
+                return self._spent_units() / _UNIT
+        with self._transaction() as con:
+            return self._spent_units(con) / _UNIT
+
+    @property
+    def remaining(self) -> float:
+        """Epsilon still available."""
+        return max(0.0, self.total - self.spent)
+
+    def charge(self, epsilon: float, label: str = "release") -> None:
+        """Charge epsilon for one release, or raise BudgetExceededError and charge nothing."""
+        epsilon = _check_positive("epsilon", epsilon)
+        units = _units_up(epsilon)
+        if self._path is None:
+            with self._lock:
+                spent = self._spent_units()
+                self._refuse_if_over(spent, units, epsilon, label)
+                self._mem.append(LedgerEntry(time.time(), epsilon, label))
+            return
+        with self._transaction() as con:
+            spent = self._spent_units(con)
+            self._refuse_if_over(spent, units, epsilon, label)
+            con.execute(
+                "INSERT INTO dp_ledger (name, units, label, at) VALUES (?, ?, ?, ?)",
+                (self.name, units, label, time.time()),
+            )
+
+    def _refuse_if_over(self, spent: int, units: int, epsilon: float, label: str) -> None:
+        if spent + units > self._total_units:
+            left = max(0, self._total_units - spent) / _UNIT
+            raise BudgetExceededError(
+                f"query '{label}' needs epsilon {epsilon:g} but only {left:g} of the total "
+                f"{self.total:g} is left (spent {spent / _UNIT:g}); nothing was released. "
+                "Ask with a smaller epsilon, or accept that this cohort's budget is used up."
+            )
+
+    def ledger(self) -> list[LedgerEntry]:
+        """Every charge so far, oldest first."""
+        if self._path is None:
+            with self._lock:
+                return list(self._mem)
+        with self._transaction() as con:
+            rows = con.execute(
+                "SELECT at, units, label FROM dp_ledger WHERE name = ? ORDER BY id", (self.name,)
+            ).fetchall()
+        return [LedgerEntry(float(a), int(u) / _UNIT, str(lab)) for a, u, lab in rows]
+
+    def charge_all(self, parts: Sequence[tuple[float, str]]) -> None:
+        """Charge several releases atomically: all of them or none."""
+        total = math.fsum(e for e, _ in parts)
+        if self._path is None:
+            with self._lock:
+                need = sum(_units_up(e) for e, _ in parts)
+                self._refuse_if_over(
+                    self._spent_units(), need, total, "+".join(s for _, s in parts)
+                )
+                self._mem.extend(LedgerEntry(time.time(), e, s) for e, s in parts)
+            return
+        with self._transaction() as con:
+            need = sum(_units_up(e) for e, _ in parts)
+            self._refuse_if_over(self._spent_units(con), need, total, "+".join(s for _, s in parts))
+            for e, s in parts:
+                con.execute(
+                    "INSERT INTO dp_ledger (name, units, label, at) VALUES (?, ?, ?, ?)",
+                    (self.name, _units_up(e), s, time.time()),
+                )
