@@ -64,14 +64,18 @@ class Scanner:
         byte_pats: dict[bytes, tuple[int, str]] = {}
         u16_pats: dict[bytes, tuple[int, str]] = {}
         for i, v in enumerate(self.texts):
-            for variant in {v, v.upper()}:
+            variants = {v, v.upper()}
+            for sp in index.values[v].spellings:
+                variants |= {sp, sp.lower(), sp.upper()}
+            for variant in variants:
                 for enc in ("utf-8", "latin-1"):
                     try:
                         pat = variant.encode(enc).translate(_FOLD)
                     except UnicodeEncodeError:
                         continue
                     byte_pats.setdefault(pat, (i, enc))
-                u16_pats.setdefault(variant.encode("utf-16-le").translate(_FOLD), (i, "utf-16-le"))
+                pat = variant.encode("utf-16-le").translate(_FOLD)
+                u16_pats.setdefault(pat, (i, "utf-16-le"))
         self._byte_info = list(byte_pats.values())
         self._u16_info = list(u16_pats.values())
         self.byte_matcher = make_matcher(list(byte_pats), engine=engine)
@@ -209,8 +213,11 @@ class Scanner:
             cat = self._category(vkind, in_meta, span.private, ekind)
             path = span.path if lay.name == "file" else f"{span.path} (inflated)"
         else:
-            in_meta = lay.name == "file" and start < max(lay.meta_end, 132 if lay.meta_end else 0)
-            where = "preamble" if lay.meta_end and start < 128 else lay.name
+            preamble = lay.name == "file" and lay.meta_end > 0 and start < 128
+            if lay.complete and lay.spans and not preamble:
+                return None  # bytes of element headers, which hold no text
+            in_meta = lay.name == "file" and start < lay.meta_end
+            where = "preamble" if preamble else lay.name
             path = f"{where}@{start}"
             if (path, value) in seen:
                 return None

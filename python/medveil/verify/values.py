@@ -118,6 +118,7 @@ IDENTITY_KEYWORDS: tuple[str, ...] = (
 
 _ID_KEYWORD = re.compile(r"(?:ID|IDs|Identifier|Identifiers|Number|Numbers)$|Issuer")
 _TEXT_VRS = frozenset({"LO", "SH", "UC", "ST", "LT", "UT"})
+_LEAD_DATE_RE = re.compile(r"(\d{8})\d")
 _DATE_RE = re.compile(r"(?<!\d)(\d{4})\.?(\d{2})\.?(\d{2})(?!\d)")
 # Values of these standard elements are vendor/device codes repeated in private groups.
 _BENIGN_KEYWORDS = frozenset(
@@ -125,11 +126,12 @@ _BENIGN_KEYWORDS = frozenset(
 )
 # Longer values are truncated: a shared 1 KiB prefix is a leak on its own.
 MAX_VALUE_CHARS = 1024
+_MAX_SPELLINGS = 4
 
 
 def normalize(text: str) -> str:
-    """Normalise a value or haystack: ``^`` as space, lower case, outer blanks and NULs gone."""
-    return text.replace("^", " ").lower().strip(" \x00\t\r\n")
+    """Normalise a value or haystack: ``^`` as space, case-folded, outer blanks and NULs gone."""
+    return text.replace("^", " ").casefold().strip(" \x00\t\r\n")
 
 
 def is_well_known_uid(uid: str) -> bool:
@@ -138,8 +140,16 @@ def is_well_known_uid(uid: str) -> bool:
 
 
 def dates_in(text: str) -> list[str]:
-    """The 8-digit dates (YYYYMMDD, also legacy YYYY.MM.DD) written in a date/time value."""
-    return ["".join(m.groups()) for m in _DATE_RE.finditer(text)]
+    """The 8-digit dates (YYYYMMDD, also legacy YYYY.MM.DD) in a DA, DT or TM value.
+
+    A DA value or range yields its dates; a DT value (or a TM that carries a date) starts
+    with one, followed by the time digits.
+    """
+    found = ["".join(m.groups()) for m in _DATE_RE.finditer(text)]
+    lead = _LEAD_DATE_RE.match(text.strip())
+    if lead and lead.group(1) not in found:
+        found.append(lead.group(1))
+    return found
 
 
 def classify(tag: int, vr: str, keyword: str, *, strict: bool = False) -> str | None:
@@ -242,6 +252,7 @@ class LearnedValue:
     text: str
     kind: str
     sources: set[str] = field(default_factory=set)
+    spellings: set[str] = field(default_factory=set)  # as written, for the byte search
 
 
 @dataclass
@@ -267,9 +278,10 @@ class ValueIndex:
         table = self.dates if kind == "dates" else self.values
         cur = table.get(norm)
         if cur is None:
-            table[norm] = LearnedValue(norm, kind, {source})
-            return
+            cur = table[norm] = LearnedValue(norm, kind)
         cur.sources.add(source)
+        if len(cur.spellings) < _MAX_SPELLINGS:
+            cur.spellings.add(text.replace("^", " ").strip(" \x00\t\r\n")[:MAX_VALUE_CHARS])
         if KINDS.index(kind) < KINDS.index(cur.kind):
             cur.kind = kind
 
@@ -297,6 +309,9 @@ def learn(paths: list[Path], *, strict: bool = False) -> ValueIndex:
             ds = read_dataset(path)
         except Exception as exc:  # unreadable originals are reported, never fatal
             index.unreadable.append((src, type(exc).__name__))
+            continue
+        if len(ds) == 0:
+            index.unreadable.append((src, "no data elements"))
             continue
         index.originals += 1
         meta = getattr(ds, "file_meta", None)
