@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from medveil import __version__
 
 # Subcommand modules under medveil.cli; each has add_subparser(subparsers).
-SUBCOMMANDS: tuple[str, ...] = ("info", "profile", "verify")
+SUBCOMMANDS: tuple[str, ...] = ("info", "profile", "verify", "stats")
 
 
 def build_parser() -> argparse.ArgumentParser:
