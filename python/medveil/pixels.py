@@ -250,6 +250,20 @@ def _fix_bits_8(arr: np.ndarray, bits_stored: int, signed: bool) -> None:
         np.bitwise_and(arr, (1 << bits_stored) - 1, out=arr)
 
 
+def _has_hidden_bits(arr: np.ndarray, geo: _Geometry) -> bool:
+    """True when some sample has bits above BitsStored that are not zero / sign copies.
+
+    A sample's unused bits are all zero (unsigned) or all copies of bit BitsStored-1 (signed)
+    exactly when its value lies in the BitsStored range, so two read-only reductions tell,
+    with no copy of the pixels.
+    """
+    if arr.size == 0:
+        return False
+    bs = geo.bits_stored
+    lo, hi = (-(1 << (bs - 1)), (1 << (bs - 1)) - 1) if geo.signed else (0, (1 << bs) - 1)
+    return bool(arr.max() > hi or (geo.signed and arr.min() < lo))
+
+
 def _apply(
     arr: np.ndarray,
     groups: dict[int, list[Region6]],
@@ -390,18 +404,22 @@ class PixelCleaner:
             raise QuarantineError(f"PixelData holds {len(raw)} bytes, the header implies {n}")
         dt = geo.dtype(big_endian)
         view = np.frombuffer(raw, dtype=dt, count=n // dt.itemsize).reshape(geo.shape())
-        # One aligned, writable, native-order copy for the kernels; the original stays intact
-        # so that nothing changes when there is nothing to change.
+        dirty_bits = want_bits and _has_hidden_bits(view, geo)
+        if not groups and not dirty_bits:
+            return  # nothing to change: PixelData stays the very same object
+        # One aligned, writable, native-order copy for the kernels.
         arr = view.astype(dt.newbyteorder("="), copy=True)
-        if want_bits:
+        if dirty_bits:
             self._fix_bits(arr, geo)
-            report.hidden_bits_cleared = not np.array_equal(arr, view)
+            report.hidden_bits_cleared = True
         if groups:
             report.regions = _apply(arr, groups, geo, planar=geo.planar, subsampled=geo.subsampled)
         if not report.regions and not report.hidden_bits_cleared:
             return
-        out = arr.astype(dt, copy=False).tobytes()
-        ds.PixelData = out + bytes(raw[n:])  # keep the trailing pad byte, if any
+        if big_endian:
+            arr.byteswap(inplace=True)  # back to the file's byte order; arr is not used after
+        out = arr.tobytes()
+        ds.PixelData = out + raw[n:] if len(raw) > n else out  # keep a trailing pad byte
 
     # -- encapsulated ------------------------------------------------------------------------
 
@@ -455,10 +473,9 @@ class PixelCleaner:
         karr = arr.reshape(dgeo.shape()) if not dgeo.subsampled else None
         if karr is None:
             raise QuarantineError(f"decoder returned subsampled {photometric}; cannot mask it")
-        if self._hidden_bits(dgeo):
-            before = karr.copy()
+        if self._hidden_bits(dgeo) and _has_hidden_bits(karr, dgeo):
             self._fix_bits(karr, dgeo)
-            report.hidden_bits_cleared = not np.array_equal(before, karr)
+            report.hidden_bits_cleared = True
         report.regions = _apply(karr, groups, dgeo, planar=False, subsampled=False)
         out_arr = karr.reshape(arr.shape)
         if photometric != geo.photometric:
