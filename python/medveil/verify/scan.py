@@ -248,14 +248,15 @@ class Scanner:
         order = ">" if ts == "1.2.840.10008.1.2.2" else "<"
         dtype = np.dtype(f"{order}u{ba // 8}")
         n = len(raw) // dtype.itemsize
-        v = np.frombuffer(raw, dtype=dtype, count=n).astype(np.uint64)
+        v = np.frombuffer(raw, dtype=dtype, count=n).astype(dtype.newbyteorder("="), copy=False)
+        ut = v.dtype.type
         low = hb - bs + 1
-        bad = (v & np.uint64((1 << low) - 1)) != 0 if low else np.zeros(n, dtype=bool)
+        bad = (v & ut((1 << low) - 1)) != 0 if low else np.zeros(n, dtype=bool)
         if signed:
-            upper = v >> np.uint64(hb)
-            bad |= (upper != 0) & (upper != np.uint64((1 << (ba - hb)) - 1))
-        else:
-            bad |= (v >> np.uint64(hb + 1)) != 0
+            upper = v >> ut(hb)  # the sign bit and everything above it
+            bad |= (upper != 0) & (upper != ut((1 << (ba - hb)) - 1))
+        elif hb + 1 < ba:
+            bad |= (v >> ut(hb + 1)) != 0
         count = int(np.count_nonzero(bad))
         if not count:
             return []
@@ -313,7 +314,17 @@ def verify_archive(
     hash_key: bytes | None = None,
 ) -> VerifyReport:
     """Learn identifying values from ``originals`` and report every survivor in ``output``."""
-    orig_files = _files(Path(originals))
+    # pydicom converts values lazily and warns about non-conformant ones; a verifier reads
+    # whatever it is given, so those warnings are not errors here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _verify(Path(originals), Path(output), strict, engine, hash_key)
+
+
+def _verify(
+    originals: Path, output: Path, strict: bool, engine: str, hash_key: bytes | None
+) -> VerifyReport:
+    orig_files = _files(originals)
     index = learn(orig_files, strict=strict)
     scanner = Scanner(index, strict=strict, engine=engine, hash_key=hash_key)
     report = VerifyReport(
@@ -325,7 +336,7 @@ def verify_archive(
         engine=scanner.engine,
         unreadable_originals=list(index.unreadable),
     )
-    for path in _files(Path(output)):
+    for path in _files(output):
         report.outputs += 1
         scanner.scan_file(path, report)
     report.findings.sort(key=lambda f: (f.file, f.category, f.path, f.how))
