@@ -6,16 +6,27 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "buffer.hpp"
 #include "medveil/mask.hpp"
 
 namespace py = pybind11;
 using medveil::bindings::dtype_str;
-using medveil::bindings::native_byteorder;
 using medveil::bindings::require_inplace;
 
 namespace {
+
+// The dtype's byte order read from its descriptor: no attribute lookup, no string.
+bool native_order(const py::array& a) {
+    const char bo = a.dtype().byteorder();
+    return bo == '=' || bo == '|' ||
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+           bo == '>';
+#else
+           bo == '<';
+#endif
+}
 
 const char* kSupported = "uint8, int8, uint16, int16, uint32, int32, float32 or float64";
 
@@ -71,7 +82,7 @@ void value_bytes(const py::array& a, const py::object& value, std::uint8_t out[8
         std::memmove(out, out + 8 - itemsize, itemsize);
 #endif
     }
-    if (!native_byteorder(a)) std::reverse(out, out + itemsize);
+    if (!native_order(a)) std::reverse(out, out + itemsize);
 }
 
 medveil::PixelLayout layout_of(py::array& a, bool planar) {
@@ -121,16 +132,28 @@ void bind_mask(py::module_& m) {
         [](py::array pixels, py::array regions, const py::object& value, bool planar) {
             check_pixels(pixels);
             if (regions.dtype().kind() != 'i' || regions.itemsize() != 8 || regions.ndim() != 2 ||
-                regions.shape(1) != 6 || !(regions.flags() & py::array::c_style) ||
-                !native_byteorder(regions))
+                (regions.shape(1) != 6 && regions.shape(1) != 4) ||
+                !(regions.flags() & py::array::c_style) || !native_order(regions))
                 throw py::value_error("regions must be a C-contiguous int64 array of shape (n, 6): "
-                                      "row0, row1, col0, col1, frame0, frame1");
+                                      "row0, row1, col0, col1, frame0, frame1 (or (n, 4): "
+                                      "row0, row1, col0, col1 on every frame)");
             std::uint8_t pattern[8] = {};
             value_bytes(pixels, value, pattern);
             medveil::PixelLayout px = layout_of(pixels, planar);
             if (pixels.size() == 0) return;
             const auto* r = static_cast<const medveil::Region*>(regions.data());
             const auto n = static_cast<std::size_t>(regions.shape(0));
+            std::vector<medveil::Region> widened;
+            if (regions.shape(1) == 4) {
+                // Rectangles without a frame range apply to every frame.
+                const auto* q = static_cast<const std::int64_t*>(regions.data());
+                widened.resize(n);
+                for (std::size_t i = 0; i < n; ++i)
+                    widened[i] = medveil::Region{q[4 * i], q[4 * i + 1], q[4 * i + 2],
+                                                 q[4 * i + 3], 0,
+                                                 std::numeric_limits<std::int64_t>::max()};
+                r = widened.data();
+            }
             {
                 // Safe without the GIL: both buffers are held by the py::array arguments
                 // and the kernel touches no Python object.
@@ -150,7 +173,7 @@ void bind_mask(py::module_& m) {
                 throw py::type_error("fix_unused_bits needs 16- or 32-bit integer pixels, got " +
                                      dtype_str(pixels));
             require_inplace(pixels, "pixels");
-            if (!native_byteorder(pixels))
+            if (!native_order(pixels))
                 throw py::value_error("pixels are not in native byte order; convert with "
                                       "arr.byteswap().view(arr.dtype.newbyteorder())");
             const int bits = static_cast<int>(8 * pixels.itemsize());

@@ -208,6 +208,26 @@ void mask_regions(Backend backend, const PixelLayout& px, const Region* regions,
     const std::size_t plane_bytes = row_bytes * px.rows;
     const std::size_t col_bytes = px.col_scale * px.itemsize;
 
+    if (clipped.size() == 1) {
+        // One rectangle needs no plan: its rows are at a constant stride, which the hardware
+        // prefetcher follows, and skipping the planner keeps small masks as cheap as numpy's.
+        const Region& r = clipped[0];
+        const std::size_t p0 = static_cast<std::size_t>(r.f0) * px.planes;
+        const std::size_t p1 = static_cast<std::size_t>(r.f1) * px.planes;
+        const std::size_t off = static_cast<std::size_t>(r.c0) * col_bytes;
+        const std::size_t n = static_cast<std::size_t>(r.c1 - r.c0) * col_bytes;
+        const std::size_t nrows = static_cast<std::size_t>(r.r1 - r.r0);
+        Coalescer out(fills_for(backend), (p1 - p0) * nrows * n >= kStreamTotalBytes, pattern8,
+                      px.itemsize);
+        for (std::size_t p = p0; p < p1; ++p) {
+            std::uint8_t* line =
+                px.data + p * plane_bytes + static_cast<std::size_t>(r.r0) * row_bytes + off;
+            for (std::size_t k = 0; k < nrows; ++k, line += row_bytes) out.add(line, n);
+        }
+        out.flush();
+        return;
+    }
+
     // Sweep the frame axis: between consecutive frame edges the set of active regions is
     // constant, so those frames share one plan. Regions enter in f0 order and leave when
     // f1 is reached, so the sweep costs O(n log n) however many distinct ranges there are.
