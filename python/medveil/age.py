@@ -1,0 +1,546 @@
+"""Sealed files in the age format (age-encryption.org/v1, specified at c2sp.org/age).
+
+The header (X25519 and scrypt recipient stanzas, the header MAC, HKDF) is built and
+checked here with the ``cryptography`` package; the payload (64 KiB ChaCha20-Poly1305
+chunks with the STREAM nonce: 11-byte big-endian chunk counter || last-chunk flag) is
+sealed and opened by medveil's C++ core, several chunks at a time on all cores, reading
+and writing a bounded window so memory stays constant for any file size.
+
+Files written here open with the ``age`` command and ``pyrage``, and theirs open here.
+Decryption writes to a temporary name next to the destination and renames it only
+after the final chunk has verified: a wrong key, a modified, truncated, reordered or
+extended file leaves no plaintext behind and raises
+:class:`~medveil.errors.AuthenticationError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import hmac
+import io
+import os
+import re
+import secrets
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from medveil import _core, crypto
+from medveil.errors import AuthenticationError
+
+__all__ = [
+    "DEFAULT_SCRYPT_WORK_FACTOR",
+    "bech32_decode",
+    "bech32_encode",
+    "decrypt",
+    "decrypt_bytes",
+    "decrypt_file",
+    "encrypt",
+    "encrypt_bytes",
+    "encrypt_file",
+    "generate_identity",
+    "keygen",
+    "load_identities",
+    "recipient_from_identity",
+]
+
+VERSION_LINE = b"age-encryption.org/v1\n"
+CHUNK: int = _core.crypto.AGE_CHUNK
+SEALED_CHUNK: int = _core.crypto.AGE_SEALED_CHUNK
+DEFAULT_SCRYPT_WORK_FACTOR = 18  # what the age command uses: about a second per file
+MAX_SCRYPT_WORK_FACTOR = 22  # refuse headers that would ask for more (age's own limit)
+X25519_LABEL = b"age-encryption.org/v1/X25519"
+SCRYPT_LABEL = b"age-encryption.org/v1/scrypt"
+IDENTITY_HRP = "age-secret-key-"
+RECIPIENT_HRP = "age"
+# Chunks handed to the core per call: 16 MiB of plaintext, so memory stays bounded while
+# every thread gets enough chunks to amortise its start.
+BATCH_CHUNKS = 256
+MAX_HEADER_LINE = 1 << 16
+
+Progress = Callable[[int], None]
+
+
+# --- Bech32 (BIP 173, without its 90-character limit, as age uses it) -------------------
+
+_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+
+
+def _polymod(values: Iterable[int]) -> int:
+    chk = 1
+    for v in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i in range(5):
+            chk ^= _GEN[i] if (top >> i) & 1 else 0
+    return chk
+
+
+def _hrp_expand(hrp: str) -> list[int]:
+    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+
+
+def _convert_bits(data: Iterable[int], frm: int, to: int, pad: bool) -> list[int]:
+    acc = bits = 0
+    out: list[int] = []
+    maxv = (1 << to) - 1
+    for v in data:
+        acc = (acc << frm) | v
+        bits += frm
+        while bits >= to:
+            bits -= to
+            out.append((acc >> bits) & maxv)
+    if pad:
+        if bits:
+            out.append((acc << (to - bits)) & maxv)
+    elif bits >= frm or (acc << (to - bits)) & maxv:
+        raise ValueError("bech32: non-zero padding bits")
+    return out
+
+
+def bech32_encode(hrp: str, data: bytes) -> str:
+    """Encode bytes as Bech32 with the given human-readable part (lowercase result)."""
+    hrp = hrp.lower()
+    values = _convert_bits(data, 8, 5, pad=True)
+    poly = _polymod([*_hrp_expand(hrp), *values, 0, 0, 0, 0, 0, 0]) ^ 1
+    checksum = [(poly >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(_CHARSET[v] for v in values + checksum)
+
+
+def bech32_decode(text: str) -> tuple[str, bytes]:
+    """Decode a Bech32 string into (lowercase hrp, bytes); raises ValueError if invalid."""
+    if text.lower() != text and text.upper() != text:
+        raise ValueError("bech32: mixed case")
+    text = text.lower()
+    pos = text.rfind("1")
+    if pos < 1 or pos + 7 > len(text):
+        raise ValueError("bech32: missing separator or checksum")
+    hrp, rest = text[:pos], text[pos + 1 :]
+    if any(not 33 <= ord(c) <= 126 for c in hrp):
+        raise ValueError("bech32: invalid character in the prefix")
+    try:
+        values = [_CHARSET.index(c) for c in rest]
+    except ValueError:
+        raise ValueError("bech32: invalid character") from None
+    if _polymod([*_hrp_expand(hrp), *values]) != 1:
+        raise ValueError("bech32: checksum mismatch")
+    return hrp, bytes(_convert_bits(values[:-6], 5, 8, pad=False))
+
+
+# --- keys --------------------------------------------------------------------------------
+
+
+def _x25519_public(secret: bytes) -> bytes:
+    return X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw()
+
+
+def _parse_identity(identity: str) -> bytes:
+    try:
+        hrp, data = bech32_decode(identity.strip())
+    except ValueError as exc:
+        raise ValueError(f"not an age X25519 identity (AGE-SECRET-KEY-1...): {exc}") from None
+    if hrp != IDENTITY_HRP or len(data) != 32:
+        raise ValueError("not an age X25519 identity (expected AGE-SECRET-KEY-1... of 32 bytes)")
+    return data
+
+
+def _parse_recipient(recipient: str) -> bytes:
+    try:
+        hrp, data = bech32_decode(recipient.strip())
+    except ValueError as exc:
+        raise ValueError(f"not an age X25519 recipient (age1...): {exc}") from None
+    if hrp != RECIPIENT_HRP or len(data) != 32:
+        raise ValueError("not an age X25519 recipient (expected age1... of 32 bytes)")
+    return data
+
+
+def generate_identity() -> tuple[str, str]:
+    """Create a new X25519 identity; returns (AGE-SECRET-KEY-1..., age1... recipient)."""
+    secret = secrets.token_bytes(32)
+    return bech32_encode(IDENTITY_HRP, secret).upper(), bech32_encode(
+        RECIPIENT_HRP, _x25519_public(secret)
+    )
+
+
+def recipient_from_identity(identity: str) -> str:
+    """The age1... public recipient of an AGE-SECRET-KEY-1... identity."""
+    return bech32_encode(RECIPIENT_HRP, _x25519_public(_parse_identity(identity)))
+
+
+def keygen(path: str | os.PathLike[str]) -> str:
+    """Write a new identity file (mode 0600, never overwriting); returns its recipient."""
+    identity, recipient = generate_identity()
+    created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    text = f"# created: {created}\n# public key: {recipient}\n{identity}\n"
+    # O_EXCL: an existing key file is never replaced; 0600 from the start, not chmod later.
+    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return recipient
+
+
+def load_identities(path: str | os.PathLike[str]) -> list[str]:
+    """Read the AGE-SECRET-KEY-1... lines of an identity file (comments are skipped)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            _parse_identity(line)
+            out.append(line)
+    if not out:
+        raise ValueError(f"{path}: no AGE-SECRET-KEY-1... identity found")
+    return out
+
+
+# --- header ------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+_B64_RE = re.compile(r"[A-Za-z0-9+/]*")
+
+
+def _unb64(text: str) -> bytes:
+    """Strict unpadded base64: canonical encodings only, as the spec requires."""
+    if not _B64_RE.fullmatch(text) or len(text) % 4 == 1:
+        raise AuthenticationError("age header: invalid base64")
+    data = base64.b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise AuthenticationError("age header: non-canonical base64")
+    return data
+
+
+def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+
+
+@dataclass
+class _Stanza:
+    args: list[str]
+    body: bytes
+
+    def encode(self) -> bytes:
+        body = _b64(self.body)
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+        if not lines or len(lines[-1]) == 64:
+            lines.append("")  # the body always ends with a line shorter than 64 columns
+        return ("-> " + " ".join(self.args) + "\n" + "\n".join(lines) + "\n").encode()
+
+
+def _wrap(key: bytes, file_key: bytes) -> bytes:
+    return crypto.seal(key, bytes(12), file_key)
+
+
+def _x25519_stanza(recipient: bytes, file_key: bytes) -> _Stanza:
+    eph = X25519PrivateKey.generate()
+    share = eph.public_key().public_bytes_raw()
+    shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient))
+    wrap_key = _hkdf(shared, share + recipient, X25519_LABEL)
+    return _Stanza(["X25519", _b64(share)], _wrap(wrap_key, file_key))
+
+
+def _scrypt_key(passphrase: bytes, salt: bytes, work_factor: int) -> bytes:
+    kdf = Scrypt(salt=SCRYPT_LABEL + salt, length=32, n=1 << work_factor, r=8, p=1)
+    return kdf.derive(passphrase)
+
+
+def _scrypt_stanza(passphrase: bytes, file_key: bytes, work_factor: int) -> _Stanza:
+    salt = secrets.token_bytes(16)
+    key = _scrypt_key(passphrase, salt, work_factor)
+    return _Stanza(["scrypt", _b64(salt), str(work_factor)], _wrap(key, file_key))
+
+
+def _header_mac(file_key: bytes, header_up_to_dashes: bytes) -> bytes:
+    mac = crypto_hmac.HMAC(_hkdf(file_key, b"", b"header"), hashes.SHA256())
+    mac.update(header_up_to_dashes)
+    return mac.finalize()
+
+
+def _write_header(writer: BinaryIO, file_key: bytes, stanzas: Sequence[_Stanza]) -> None:
+    head = VERSION_LINE + b"".join(s.encode() for s in stanzas) + b"---"
+    writer.write(head + b" " + _b64(_header_mac(file_key, head)).encode() + b"\n")
+
+
+def _readline(reader: BinaryIO) -> bytes:
+    line = reader.readline(MAX_HEADER_LINE)
+    if not line.endswith(b"\n"):
+        raise AuthenticationError("age header: truncated or not an age file")
+    return line
+
+
+def _read_header(reader: BinaryIO) -> tuple[list[_Stanza], bytes, bytes]:
+    """Parse the header; returns (stanzas, bytes covered by the MAC, the MAC)."""
+    first = _readline(reader)
+    if first != VERSION_LINE:
+        raise AuthenticationError(
+            "not an age v1 file (the first line is not 'age-encryption.org/v1'); "
+            "ASCII-armored files are not supported: decode them with `age -d` first"
+        )
+    raw = [first]
+    stanzas: list[_Stanza] = []
+    while True:
+        line = _readline(reader)
+        if line.startswith(b"--- "):
+            raw.append(b"---")
+            try:
+                mac = _unb64(line[4:-1].decode("ascii"))
+            except UnicodeDecodeError:
+                raise AuthenticationError("age header: invalid MAC line") from None
+            if len(mac) != 32:
+                raise AuthenticationError("age header: the MAC must be 32 bytes")
+            if not stanzas:
+                raise AuthenticationError("age header: no recipient stanza")
+            return stanzas, b"".join(raw), mac
+        if not line.startswith(b"-> "):
+            raise AuthenticationError("age header: expected a stanza or the MAC line")
+        raw.append(line)
+        try:
+            args = line[3:-1].decode("ascii").split(" ")
+        except UnicodeDecodeError:
+            raise AuthenticationError("age header: non-ASCII stanza arguments") from None
+        if any(not a or any(not 33 <= ord(c) <= 126 for c in a) for a in args):
+            raise AuthenticationError("age header: malformed stanza arguments")
+        body_parts = []
+        while True:
+            bline = _readline(reader)
+            raw.append(bline)
+            text = bline[:-1]
+            if len(text) > 64:
+                raise AuthenticationError("age header: stanza body line longer than 64 columns")
+            body_parts.append(text.decode("ascii", errors="replace"))
+            if len(text) < 64:
+                break
+        stanzas.append(_Stanza(args, _unb64("".join(body_parts))))
+
+
+def _unwrap(
+    stanzas: Sequence[_Stanza], identities: Sequence[bytes], passphrase: bytes | None
+) -> bytes:
+    """Recover the file key from the first stanza an identity or passphrase opens."""
+    if any(s.args[0] == "scrypt" for s in stanzas) and len(stanzas) != 1:
+        raise AuthenticationError("age header: an scrypt stanza must be the only stanza")
+    for s in stanzas:
+        if s.args[0] == "X25519":
+            if len(s.args) != 2:
+                raise AuthenticationError("age header: X25519 stanza needs one argument")
+            share = _unb64(s.args[1])
+            if len(share) != 32 or len(s.body) != 32:
+                raise AuthenticationError("age header: malformed X25519 stanza")
+            for secret in identities:
+                try:
+                    shared = X25519PrivateKey.from_private_bytes(secret).exchange(
+                        X25519PublicKey.from_public_bytes(share)
+                    )
+                except ValueError:
+                    raise AuthenticationError("age header: X25519 share of low order") from None
+                if not any(shared):
+                    raise AuthenticationError("age header: all-zero X25519 shared secret")
+                wrap_key = _hkdf(shared, share + _x25519_public(secret), X25519_LABEL)
+                with contextlib.suppress(AuthenticationError):
+                    return crypto.open(wrap_key, bytes(12), s.body)
+        elif s.args[0] == "scrypt" and passphrase is not None:
+            if len(s.args) != 3 or not re.fullmatch(r"[1-9][0-9]*", s.args[2]):
+                raise AuthenticationError("age header: malformed scrypt stanza")
+            salt, wf = _unb64(s.args[1]), int(s.args[2])
+            if len(salt) != 16 or len(s.body) != 32:
+                raise AuthenticationError("age header: malformed scrypt stanza")
+            if wf > MAX_SCRYPT_WORK_FACTOR:
+                raise AuthenticationError(
+                    f"age header: scrypt work factor {wf} is above the limit "
+                    f"{MAX_SCRYPT_WORK_FACTOR}"
+                )
+            try:
+                return crypto.open(_scrypt_key(passphrase, salt, wf), bytes(12), s.body)
+            except AuthenticationError:
+                raise AuthenticationError("wrong passphrase (or the header was modified)") from None
+    kinds = sorted({s.args[0] for s in stanzas})
+    raise AuthenticationError(
+        f"none of the given keys opens this file (its recipient stanzas: {', '.join(kinds)}); "
+        "check the identity file or passphrase"
+    )
+
+
+# --- payload -----------------------------------------------------------------------------
+
+
+def _read_full(reader: BinaryIO, buf: memoryview) -> int:
+    """Fill buf from reader until it is full or the input ends; returns bytes read."""
+    got = 0
+    while got < len(buf):
+        n = reader.readinto(buf[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _run_payload(
+    reader: BinaryIO,
+    writer: BinaryIO,
+    key: bytes,
+    threads: int,
+    progress: Progress | None,
+    sealing: bool,
+) -> None:
+    """Seal or open the payload through a bounded window of whole chunks.
+
+    A full window is processed except its last chunk, which is carried over: only the
+    next read can tell whether it is the final chunk. The window starts at one chunk and
+    grows to BATCH_CHUNKS, so small files allocate little and large ones use all threads.
+    """
+    unit = CHUNK if sealing else SEALED_CHUNK
+    kernel = _core.crypto.age_seal_chunks if sealing else _core.crypto.age_open_chunks
+    chunks = 1
+    inbuf = bytearray(unit * (chunks + 1))
+    outbuf = bytearray(SEALED_CHUNK * (chunks + 1))
+    carry = 0
+    index = 0
+    while True:
+        view = memoryview(inbuf)
+        n = carry + _read_full(reader, view[carry:])
+        if n < len(inbuf):  # the input ended: the rest, with the last chunk flagged
+            w = kernel(key, index, view[:n], outbuf, final=True, threads=threads)
+            writer.write(memoryview(outbuf)[:w])
+            if progress:
+                progress(n)
+            return
+        body = n - unit
+        w = kernel(key, index, view[:body], outbuf, final=False, threads=threads)
+        writer.write(memoryview(outbuf)[:w])
+        if progress:
+            progress(body)
+        index += body // unit
+        if chunks < BATCH_CHUNKS:
+            chunks = min(BATCH_CHUNKS, chunks * 4)
+            grown = bytearray(unit * (chunks + 1))
+            grown[:unit] = view[body:n]
+            inbuf, outbuf = grown, bytearray(SEALED_CHUNK * (chunks + 1))
+        else:
+            view[:unit] = view[body:n]
+        carry = unit
+
+
+# --- public API --------------------------------------------------------------------------
+
+
+def _as_bytes(passphrase: str | bytes | None) -> bytes | None:
+    if passphrase is None:
+        return None
+    return passphrase.encode() if isinstance(passphrase, str) else bytes(passphrase)
+
+
+def encrypt(
+    reader: BinaryIO,
+    writer: BinaryIO,
+    *,
+    recipients: Sequence[str] = (),
+    passphrase: str | bytes | None = None,
+    work_factor: int = DEFAULT_SCRYPT_WORK_FACTOR,
+    threads: int = 0,
+    progress: Progress | None = None,
+) -> None:
+    """Encrypt a binary stream to age recipients (age1...) or to a passphrase."""
+    if bool(recipients) == (passphrase is not None):
+        raise ValueError("give either recipients or a passphrase (age allows no mix)")
+    if not 1 <= work_factor <= MAX_SCRYPT_WORK_FACTOR:
+        raise ValueError(f"work_factor must be in 1..{MAX_SCRYPT_WORK_FACTOR}")
+    file_key = secrets.token_bytes(16)
+    pw = _as_bytes(passphrase)
+    if pw is not None:
+        if not pw:
+            raise ValueError("the passphrase must not be empty")
+        stanzas = [_scrypt_stanza(pw, file_key, work_factor)]
+    else:
+        stanzas = [_x25519_stanza(_parse_recipient(r), file_key) for r in recipients]
+    _write_header(writer, file_key, stanzas)
+    nonce = secrets.token_bytes(16)
+    writer.write(nonce)
+    _run_payload(reader, writer, _hkdf(file_key, nonce, b"payload"), threads, progress, True)
+
+
+def decrypt(
+    reader: BinaryIO,
+    writer: BinaryIO,
+    *,
+    identities: Sequence[str] = (),
+    passphrase: str | bytes | None = None,
+    threads: int = 0,
+    progress: Progress | None = None,
+) -> None:
+    """Decrypt an age stream; raises AuthenticationError on a wrong key or any tampering.
+
+    Plaintext of verified chunks reaches ``writer`` before the end is verified; callers
+    writing to a file should use :func:`decrypt_file`, which releases nothing on failure.
+    """
+    if not identities and passphrase is None:
+        raise ValueError("give identities or a passphrase")
+    secrets_ = [_parse_identity(i) for i in identities]
+    stanzas, covered, mac = _read_header(reader)
+    file_key = _unwrap(stanzas, secrets_, _as_bytes(passphrase))
+    if not hmac.compare_digest(_header_mac(file_key, covered), mac):
+        raise AuthenticationError("age header MAC mismatch: the header was modified")
+    nonce = reader.read(16)
+    if len(nonce) != 16:
+        raise AuthenticationError("age payload truncated: no payload nonce")
+    _run_payload(reader, writer, _hkdf(file_key, nonce, b"payload"), threads, progress, False)
+
+
+def encrypt_bytes(data: bytes, **kwargs: Any) -> bytes:
+    """Encrypt bytes in memory; keyword arguments as for :func:`encrypt`."""
+    out = io.BytesIO()
+    encrypt(io.BytesIO(data), out, **kwargs)
+    return out.getvalue()
+
+
+def decrypt_bytes(data: bytes, **kwargs: Any) -> bytes:
+    """Decrypt bytes in memory; keyword arguments as for :func:`decrypt`."""
+    out = io.BytesIO()
+    decrypt(io.BytesIO(data), out, **kwargs)
+    return out.getvalue()
+
+
+@contextlib.contextmanager
+def _atomic_output(dst: Path) -> Iterator[BinaryIO]:
+    """A temporary file next to dst, renamed onto dst only if the block succeeds."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def encrypt_file(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    **kwargs: Any,
+) -> None:
+    """Encrypt the file src to dst (written under a temporary name, then renamed)."""
+    with open(src, "rb") as reader, _atomic_output(Path(dst)) as writer:
+        encrypt(reader, writer, **kwargs)
+
+
+def decrypt_file(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    **kwargs: Any,
+) -> None:
+    """Decrypt src to dst; dst appears only after the final chunk verified (mode 0600)."""
+    with open(src, "rb") as reader, _atomic_output(Path(dst)) as writer:
+        decrypt(reader, writer, **kwargs)
