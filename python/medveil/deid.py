@@ -203,7 +203,7 @@ class Deidentifier:
             else:
                 rules = RuleSet.default()
                 for extra in self.policy.pixel_rule_files:
-                    rules = rules + RuleSet.load(extra)
+                    rules = RuleSet(rules=rules.rules + RuleSet.load(extra).rules, meta=rules.meta)
                 # Overlays hidden in unused pixel bits are removed whenever pixels are
                 # cleaned: the Basic Profile removes overlay data, wherever it is stored.
                 self._pixels = PixelCleaner(
@@ -590,7 +590,38 @@ def read_dataset(src: str | os.PathLike[str] | io.BytesIO, name: str) -> Dataset
         raise DicomInputError(f"{name}: cannot read: {exc}") from None
     if getattr(ds, "file_meta", None) is None:
         ds.file_meta = FileMetaDataset()
+    check_pixel_length(ds, name)
     return ds
+
+
+def check_pixel_length(ds: Dataset, name: str) -> None:
+    """Raise DicomInputError when native pixel data is shorter than its header says.
+
+    pydicom returns whatever bytes a truncated file still has; a short PixelData is the
+    usual sign of an interrupted copy, and cleaning such a file cannot be trusted.
+    """
+    elem = ds._dict.get(0x7FE00010)
+    ts = getattr(ds.file_meta, "TransferSyntaxUID", None)
+    if elem is None or (ts is not None and ts.is_compressed):
+        return
+    try:
+        expected = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1) or 1)
+            * int(ds.get("NumberOfFrames", 1) or 1)
+            * int(ds.BitsAllocated)
+        )
+    except (AttributeError, TypeError, ValueError):
+        return
+    # The declared length is not what was read: a truncated file has a shorter value.
+    value = elem.value
+    length = len(value) if value is not None else 0
+    if length * 8 < expected:
+        raise DicomInputError(
+            f"{name}: truncated: pixel data holds {length} bytes, "
+            f"the header needs {(expected + 7) // 8}"
+        )
 
 
 def write_dataset(ds: Dataset) -> bytes:

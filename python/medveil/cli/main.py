@@ -10,7 +10,17 @@ from collections.abc import Sequence
 from medveil import __version__
 
 # Subcommand modules under medveil.cli; each has add_subparser(subparsers).
-SUBCOMMANDS: tuple[str, ...] = ("info", "profile", "verify", "stats")
+SUBCOMMANDS: tuple[str, ...] = (
+    "info",
+    "deid",
+    "profile",
+    "verify",
+    "stats",
+    "qa",
+    "seal",
+    "unseal",
+    "keygen",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,429 @@
+"""Archive conversion: de-identify a folder tree, .zip or .tar(.gz) into a new archive.
+
+The parent process only lists inputs and writes the run records; worker processes read,
+de-identify, post-check and write each file. Inputs are streamed to the workers with a
+bounded number in flight, so memory does not grow with the archive. Every input ends up
+written, skipped (not DICOM) or quarantined (with a reason); nothing half written ever
+carries a final name, and ``resume=True`` continues a killed run to the same output.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sqlite3
+import tarfile
+import time
+import warnings
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from medveil.errors import DicomInputError, MedveilError
+from medveil.policy import Policy
+from medveil.pseudonyms import Keyed
+
+RECORDS = ".medveil"
+CATALOG_COLUMNS = (
+    ("patient_pseudonym", "TEXT"),
+    ("study_uid", "TEXT"),
+    ("series_uid", "TEXT"),
+    ("sop_uid", "TEXT"),
+    ("modality", "TEXT"),
+    ("body_part", "TEXT"),
+    ("sex", "TEXT"),
+    ("age_band", "TEXT"),
+    ("study_date", "TEXT"),
+    ("manufacturer", "TEXT"),
+    ("rows", "INTEGER"),
+    ("columns", "INTEGER"),
+    ("frames", "INTEGER"),
+    ("slice_thickness", "REAL"),
+    ("path", "TEXT"),
+    ("size", "INTEGER"),
+    ("sha256", "TEXT"),
+)
+
+
+@dataclass
+class RunSummary:
+    """Counts and timing of one archive run (no PHI)."""
+
+    files_in: int = 0
+    written: int = 0
+    skipped: int = 0
+    quarantined: int = 0
+    resumed: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    actions: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def files_per_second(self) -> float:
+        """Throughput in input files per second."""
+        return self.files_in / self.seconds if self.seconds else 0.0
+
+    @property
+    def mb_per_second(self) -> float:
+        """Throughput in input megabytes per second."""
+        return self.bytes_in / 1e6 / self.seconds if self.seconds else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything was clean, 1 when anything was quarantined or interrupted."""
+        return 1 if self.quarantined or self.interrupted else 0
+
+    def to_json(self) -> dict[str, object]:
+        """The summary as a JSON-ready dict."""
+        out = asdict(self)
+        out["actions"] = dict(self.actions)
+        out["files_per_second"] = round(self.files_per_second, 2)
+        out["mb_per_second"] = round(self.mb_per_second, 2)
+        return out
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input: a display name (may hold PHI: console only), a path or bytes."""
+
+    name: str
+    path: str | None = None
+    data: bytes | None = None
+
+
+# ---------------------------------------------------------------------------- inputs
+def iter_inputs(source: str | os.PathLike[str]) -> Iterator[Item]:
+    """Yield every file of a folder tree (sorted), a .zip or a .tar(.gz) archive."""
+    src = Path(source)
+    if src.is_dir():
+        for root, dirs, files in os.walk(src):
+            dirs.sort()
+            dirs[:] = [d for d in dirs if d != RECORDS]
+            for f in sorted(files):
+                p = os.path.join(root, f)
+                yield Item(name=os.path.relpath(p, src), path=p)
+        return
+    if zipfile.is_zipfile(src):
+        with zipfile.ZipFile(src) as zf:
+            for info in sorted(zf.infolist(), key=lambda i: i.filename):
+                if not info.is_dir():
+                    yield Item(name=f"{src.name}!{info.filename}", data=zf.read(info))
+        return
+    if tarfile.is_tarfile(src):
+        # Stream mode: members are read in archive order without seeking or unpacking.
+        with tarfile.open(src, mode="r|*") as tf:
+            for member in tf:
+                if member.isfile():
+                    f = tf.extractfile(member)
+                    if f is not None:
+                        yield Item(name=f"{src.name}!{member.name}", data=f.read())
+        return
+    if src.is_file():
+        yield Item(name=src.name, path=str(src))
+        return
+    raise MedveilError(f"{src}: input not found (expected a folder, .zip or .tar archive)")
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """True for a file with the DICM preamble, or one that starts like a bare dataset."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group = int.from_bytes(head[0:2], "little")
+    elem = int.from_bytes(head[2:4], "little")
+    # A dataset without preamble starts with a low even group (0002..0010) element.
+    return (
+        group in (0x0002, 0x0008, 0x0010)
+        and elem < 0x1000
+        and (head[4:6].isalpha() or int.from_bytes(head[4:8], "little") < 0x10000)
+    )
+
+
+# ---------------------------------------------------------------------------- workers
+_ENGINE = None
+_OUTPUT: Path | None = None
+
+
+def _init_worker(policy: Policy, secret: bytes, output: str) -> None:
+    """Create one engine per worker process; silence pydicom (its warnings quote values)."""
+    global _ENGINE, _OUTPUT
+    from medveil.deid import Deidentifier
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    warnings.simplefilter("ignore")
+    logging.getLogger("pydicom").disabled = True
+    _ENGINE = Deidentifier(policy, secret)
+    _OUTPUT = Path(output)
+
+
+def _age_band(age: str) -> str:
+    from medveil.generalize import age_band
+
+    band = age_band(age) if age else ""
+    if not band:
+        return ""
+    lo = int(band[:3])
+    return "90+" if lo >= 90 else f"{lo}-{lo + 4}"
+
+
+def _safe_component(uid: str) -> str:
+    return "".join(ch for ch in uid if ch.isalnum() or ch in ".-_") or "unknown"
+
+
+def process_item(item: Item) -> dict[str, object]:
+    """Worker task: read, de-identify, post-check and write one input; return its record."""
+    from medveil.deid import read_dataset, write_dataset
+    from medveil.postcheck import identity_terms, post_check
+
+    assert _ENGINE is not None and _OUTPUT is not None
+    try:
+        if item.data is not None:
+            raw = item.data
+        else:
+            with open(item.path, "rb") as f:  # type: ignore[arg-type]
+                raw = f.read()
+    except OSError as exc:
+        return {"status": "quarantined", "reason": f"cannot read: {exc.strerror}", "size_in": 0}
+    size_in = len(raw)
+    if size_in == 0:
+        return {"status": "skipped", "reason": "empty file", "size_in": 0}
+    if not looks_like_dicom(raw[:132]):
+        return {"status": "skipped", "reason": "not DICOM", "size_in": size_in}
+    try:
+        ds = read_dataset(io.BytesIO(raw), "input")
+        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+            raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
+        terms = identity_terms(ds)
+        report = _ENGINE.apply(ds, source=item.name)
+        data = write_dataset(ds)
+        post_check(data, terms)
+    except MedveilError as exc:
+        return {
+            "status": "quarantined",
+            "reason": str(exc).replace("input: ", ""),
+            "size_in": size_in,
+        }
+    except Exception as exc:  # fail closed: anything unexpected keeps the file out
+        return {
+            "status": "quarantined",
+            "reason": f"{type(exc).__name__}: {exc}"[:300],
+            "size_in": size_in,
+        }
+    pseudonym = str(ds.get("PatientID", "") or "") or "unknown-patient"
+    rel = Path(
+        _safe_component(pseudonym),
+        _safe_component(str(ds.get("StudyInstanceUID", ""))),
+        _safe_component(str(ds.get("SeriesInstanceUID", ""))),
+        _safe_component(str(ds.get("SOPInstanceUID", ""))) + ".dcm",
+    )
+    from medveil.deid import atomic_write
+
+    atomic_write(_OUTPUT / rel, data)
+
+    def num(kw: str) -> object:
+        v = ds.get(kw)
+        try:
+            return float(v) if kw == "SliceThickness" else int(v)
+        except (TypeError, ValueError):
+            return None
+
+    row = {
+        "patient_pseudonym": pseudonym,
+        "study_uid": str(ds.get("StudyInstanceUID", "")),
+        "series_uid": str(ds.get("SeriesInstanceUID", "")),
+        "sop_uid": str(ds.get("SOPInstanceUID", "")),
+        "modality": str(ds.get("Modality", "") or ""),
+        "body_part": str(ds.get("BodyPartExamined", "") or ""),
+        "sex": str(ds.get("PatientSex", "") or ""),
+        "age_band": _age_band(str(ds.get("PatientAge", "") or "")),
+        "study_date": str(ds.get("StudyDate", "") or ""),
+        "manufacturer": str(ds.get("Manufacturer", "") or ""),
+        "rows": num("Rows"),
+        "columns": num("Columns"),
+        "frames": num("NumberOfFrames") or 1,
+        "slice_thickness": num("SliceThickness"),
+        "path": rel.as_posix(),
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    return {"status": "written", "row": row, "size_in": size_in, "actions": dict(report.actions)}
+
+
+# ---------------------------------------------------------------------------- records
+class RunRecords:
+    """The run's records under OUTPUT/.medveil: catalog, quarantine list, summary."""
+
+    def __init__(self, output: Path, keyed: Keyed) -> None:
+        self.dir = output / RECORDS
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.keyed = keyed
+        self.db = sqlite3.connect(self.dir / "catalog.sqlite", timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        cols = ", ".join(f"{n} {t}" for n, t in CATALOG_COLUMNS)
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS instances ({cols}, source_key TEXT)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS inputs"
+            " (source_key TEXT PRIMARY KEY, status TEXT, reason TEXT, size_in INTEGER)"
+        )
+        self.db.commit()
+        self._last_commit = time.monotonic()
+
+    def done_keys(self) -> set[str]:
+        """Keys of inputs finished by an earlier (interrupted) run."""
+        return {k for (k,) in self.db.execute("SELECT source_key FROM inputs")}
+
+    def record(self, key: str, result: dict[str, object]) -> None:
+        """Store one input's outcome; commits in batches (and always at close)."""
+        if result["status"] == "written":
+            row = result["row"]
+            assert isinstance(row, dict)
+            names = [n for n, _ in CATALOG_COLUMNS]
+            self.db.execute("DELETE FROM instances WHERE source_key = ?", (key,))
+            self.db.execute(
+                f"INSERT INTO instances ({', '.join(names)}, source_key) VALUES "
+                f"({', '.join('?' * (len(names) + 1))})",
+                [row[n] for n in names] + [key],
+            )
+        self.db.execute(
+            "INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?)",
+            (key, result["status"], result.get("reason"), result.get("size_in", 0)),
+        )
+        if time.monotonic() - self._last_commit > 1.0:
+            self.db.commit()
+            self._last_commit = time.monotonic()
+
+    def finish(self, summary: RunSummary) -> None:
+        """Commit the catalog and write the quarantine list and the summary (no PHI)."""
+        self.db.commit()
+        rows = self.db.execute(
+            "SELECT source_key, reason FROM inputs WHERE status = 'quarantined' ORDER BY source_key"
+        ).fetchall()
+        with open(self.dir / "quarantine.jsonl.tmp", "w", encoding="utf-8") as f:
+            for key, reason in rows:
+                f.write(json.dumps({"input": key, "reason": reason}) + "\n")
+        os.replace(self.dir / "quarantine.jsonl.tmp", self.dir / "quarantine.jsonl")
+        with open(self.dir / "summary.json.tmp", "w", encoding="utf-8") as f:
+            json.dump(summary.to_json(), f, indent=2)
+        os.replace(self.dir / "summary.json.tmp", self.dir / "summary.json")
+        self.db.close()
+
+
+def _remove_partial_files(output: Path) -> None:
+    for root, _dirs, files in os.walk(output):
+        for f in files:
+            if f.startswith(".") and f.endswith(".tmp"):
+                os.unlink(os.path.join(root, f))
+
+
+# ---------------------------------------------------------------------------- driver
+def deidentify_archive(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    policy: Policy | None = None,
+    secret: bytes,
+    workers: int | None = None,
+    resume: bool = False,
+    progress: Callable[[RunSummary], None] | None = None,
+    on_quarantine: Callable[[str, str], None] | None = None,
+) -> RunSummary:
+    """De-identify every DICOM file under input into output; returns the run's summary.
+
+    ``progress`` is called after every file with the running summary; ``on_quarantine``
+    with (input name, reason) for each quarantined file (the name may hold PHI: show it,
+    do not store it).
+    """
+    policy = policy or Policy.default()
+    out = Path(output)
+    src = Path(input)
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise MedveilError(f"{out}: the output must not be the input or inside it")
+    if out.exists() and any(p.name != RECORDS for p in out.iterdir()) and not resume:
+        raise MedveilError(f"{out}: output folder is not empty (use --resume to continue a run)")
+    out.mkdir(parents=True, exist_ok=True)
+    keyed = Keyed(secret)
+    records = RunRecords(out, keyed)
+    done = records.done_keys() if resume else set()
+    if resume:
+        _remove_partial_files(out)
+    workers = workers or os.cpu_count() or 1
+    summary = RunSummary()
+    t0 = time.perf_counter()
+    ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(policy, secret, str(out)),
+    )
+    in_flight: dict[cf.Future[dict[str, object]], tuple[str, str]] = {}
+    limit = workers * 4
+
+    def collect() -> None:
+        finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+        for fut in finished:
+            key, name = in_flight.pop(fut)
+            try:
+                result = fut.result()
+            except Exception as exc:  # a crashed worker: the file is quarantined
+                result = {
+                    "status": "quarantined",
+                    "reason": f"worker failed: {type(exc).__name__}",
+                    "size_in": 0,
+                }
+            summary.bytes_in += int(result.get("size_in", 0) or 0)
+            status = result["status"]
+            if status == "written":
+                summary.written += 1
+                summary.bytes_out += int(result["row"]["size"])  # type: ignore[index]
+                summary.actions.update(result.get("actions", {}))  # type: ignore[arg-type]
+            elif status == "skipped":
+                summary.skipped += 1
+            else:
+                summary.quarantined += 1
+                if on_quarantine:
+                    on_quarantine(name, str(result.get("reason")))
+            records.record(key, result)
+            summary.files_in += 1
+            if progress:
+                summary.seconds = time.perf_counter() - t0
+                progress(summary)
+
+    try:
+        for item in iter_inputs(src):
+            key = keyed.path_token(item.name)
+            if key in done:
+                summary.resumed += 1
+                continue
+            while len(in_flight) >= limit:
+                collect()
+            in_flight[pool.submit(process_item, item)] = (key, item.name)
+        while in_flight:
+            collect()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        for fut in in_flight:
+            fut.cancel()
+        while in_flight:
+            try:
+                collect()
+            except KeyboardInterrupt:
+                break
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        summary.seconds = time.perf_counter() - t0
+        records.finish(summary)
+    if resume:
+        summary.files_in += summary.resumed
+    return summary

@@ -1,0 +1,140 @@
+"""A small synthetic archive with planted fake PHI, for `medveil deid --demo`.
+
+Generated on the fly with pydicom (nothing real, nothing downloaded): two patients, a CT
+series, an MR series, a multi-frame ultrasound with text burned into its top rows (and a
+pixel rule for that device), plus one non-DICOM file that the run skips.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
+US_MULTI = "1.2.840.10008.5.1.4.1.1.3.1"
+DEMO_ROOT = "1.2.826.0.1.3680043.10.1311."
+
+
+def _base(patient: dict[str, str], sop_class: str, study: str, series: str, n: int) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = f"{series}.{n}"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = series
+    ds.PatientName = patient["name"]
+    ds.PatientID = patient["id"]
+    ds.PatientBirthDate = patient["birth"]
+    ds.PatientSex = patient["sex"]
+    ds.PatientAge = patient["age"]
+    ds.PatientAddress = patient["address"]
+    ds.AccessionNumber = patient["acc"]
+    ds.InstitutionName = "Demo General Hospital"
+    ds.ReferringPhysicianName = "Strange^Stephen"
+    ds.StudyDate = patient["date"]
+    ds.SeriesDate = patient["date"]
+    ds.StudyTime = "101500"
+    ds.StudyDescription = f"Follow-up for {patient['name'].replace('^', ' ')} MRN {patient['id']}"
+    ds.InstanceNumber = n
+    ds.SeriesNumber = 1
+    block = ds.private_block(0x0019, "DEMO VENDOR", create=True)
+    block.add_new(0x01, "LO", patient["name"])
+    return ds
+
+
+def _image(ds: Dataset, pixels: np.ndarray, samples: int = 1) -> None:
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = "MONOCHROME2" if samples == 1 else "RGB"
+    if samples == 3:
+        ds.PlanarConfiguration = 0
+    if pixels.ndim == (4 if samples == 3 else 3):
+        ds.NumberOfFrames = pixels.shape[0]
+    ds.Rows, ds.Columns = pixels.shape[-3:-1] if samples == 3 else pixels.shape[-2:]
+    ds.BitsAllocated = pixels.dtype.itemsize * 8
+    ds.BitsStored = 12 if pixels.dtype.itemsize == 2 else 8
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
+    ds.PixelData = pixels.tobytes()
+
+
+def write_demo_archive(folder: str | Path) -> list[Path]:
+    """Write the demo archive into folder and return the files written."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2026)
+    patients = [
+        {
+            "name": "Fakename^Alice^Q",
+            "id": "DEMO-10001",
+            "birth": "19580704",
+            "sex": "F",
+            "age": "066Y",
+            "address": "1 Imaginary Road, Nowhere",
+            "acc": "A0001",
+            "date": "20240110",
+        },
+        {
+            "name": "Placeholder^Bob",
+            "id": "DEMO-10002",
+            "birth": "19320229",
+            "sex": "M",
+            "age": "092Y",
+            "address": "2 Fictional Street, Elsewhere",
+            "acc": "A0002",
+            "date": "20240212",
+        },
+    ]
+    written = []
+    for p, patient in enumerate(patients):
+        study = f"{DEMO_ROOT}{p + 1}"
+        for kind, sop in (("ct", CT), ("mr", MR)):
+            series = f"{study}.{1 if kind == 'ct' else 2}"
+            for n in range(1, 4):
+                ds = _base(patient, sop, study, series, n)
+                ds.Modality = kind.upper()
+                ds.Manufacturer = "MEDVEIL DEMO"
+                ds.SliceThickness = "2.5" if kind == "ct" else "5"
+                ds.BodyPartExamined = "CHEST" if kind == "ct" else "HEAD"
+                pixels = rng.integers(0, 4096, size=(64, 64)).astype(
+                    np.int16 if kind == "ct" else np.uint16
+                )
+                _image(ds, pixels)
+                path = out / f"patient{p + 1}" / kind / f"img{n}.dcm"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ds.save_as(path, enforce_file_format=True)
+                written.append(path)
+        # Ultrasound with the patient's name "burned" into the top rows of every frame.
+        ds = _base(patient, US_MULTI, study, f"{study}.3", 1)
+        ds.Modality = "US"
+        ds.Manufacturer = "MEDVEIL DEMO"
+        ds.ManufacturerModelName = "DemoSound 1"
+        ds.BurnedInAnnotation = "YES"
+        frames = rng.integers(0, 200, size=(4, 48, 64, 3), dtype=np.uint8)
+        frames[:, :8, :40, :] = 255  # the "text" band the demo pixel rule masks
+        ds.FrameTime = "33.3"
+        ds.FrameIncrementPointer = 0x00181063
+        _image(ds, frames, samples=3)
+        path = out / f"patient{p + 1}" / "us" / "cine.dcm"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+        written.append(path)
+    note = out / "README.txt"
+    note.write_text("Synthetic demo archive generated by medveil; all names are fake.\n")
+    written.append(note)
+    return written
+
+
+def demo_rule_file() -> Path:
+    """The pixel rule file for the demo's ultrasound device."""
+    return Path(__file__).with_name("data") / "demo_pixel_rules.toml"
+
+
+# Keep generate_uid importable for callers building bigger demo sets.
+__all__ = ["demo_rule_file", "generate_uid", "write_demo_archive"]

@@ -1,0 +1,70 @@
+"""Post-check of a de-identified file: re-read it and hunt the original identity in it.
+
+Independent of the rule table: whatever the policy did, the written header bytes must
+not contain the patient's name components, IDs, accession number or birth date, and the
+file must parse and say PatientIdentityRemoved = YES. A file that fails is quarantined.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from medveil.errors import QuarantineError
+
+IDENTITY_KEYWORDS = (
+    "PatientName",
+    "OtherPatientNames",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "PatientID",
+    "OtherPatientIDs",
+    "AccessionNumber",
+    "PatientBirthDate",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "MedicalRecordLocator",
+)
+MIN_TERM = 3
+_PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
+
+
+def identity_terms(ds: Dataset) -> list[bytes]:
+    """The original identifying values (and name components) of a dataset, as bytes."""
+    terms: set[str] = set()
+    for kw in IDENTITY_KEYWORDS:
+        value = ds.get(kw)
+        if value is None or value == "":
+            continue
+        for v in value if isinstance(value, (list, MultiValue)) else [value]:
+            text = str(v).strip()
+            if not text:
+                continue
+            terms.add(text)
+            if kw.endswith(("Name", "Names")):
+                terms.update(p for p in re.split(r"[\^= ,]+", text) if p)
+    return sorted({t.encode("utf-8", "ignore").lower() for t in terms if len(t) >= MIN_TERM})
+
+
+def post_check(data: bytes, terms: list[bytes]) -> None:
+    """Raise QuarantineError if data does not parse or still holds an identifying term."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    except Exception as exc:
+        raise QuarantineError(f"post-check: output does not parse: {exc}") from None
+    if ds.get("PatientIdentityRemoved") != "YES":
+        raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
+    end = data.rfind(_PIXEL_TAG_LE)
+    header = (data[:end] if end > 0 else data).lower()
+    if not terms:
+        return
+    # Alphanumeric boundaries keep a short numeric ID from matching inside a long UID.
+    pattern = re.compile(
+        b"|".join(b"(?<![0-9a-z])" + re.escape(t) + b"(?![0-9a-z])" for t in terms)
+    )
+    if pattern.search(header):
+        raise QuarantineError("post-check: an original identifying value is still in the output")

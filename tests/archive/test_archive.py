@@ -1,0 +1,182 @@
+"""Archive conversion end to end: accounting, determinism, bad inputs, zip/tar, kill + resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import pydicom
+import pytest
+from medveil.archive import deidentify_archive
+from medveil.demo import demo_rule_file, write_demo_archive
+from medveil.policy import Policy
+
+SECRET = bytes(range(32))
+POLICY = Policy(pixel_rule_files=(str(demo_rule_file()),))
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every output file (run records excluded)."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".medveil" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("demo-in")
+    write_demo_archive(folder)
+    return folder
+
+
+def test_end_to_end_accounts_for_every_input(demo, tmp_path) -> None:
+    out = tmp_path / "out"
+    summary = deidentify_archive(demo, out, policy=POLICY, secret=SECRET, workers=2)
+    assert (summary.files_in, summary.written, summary.skipped, summary.quarantined) == (
+        15,
+        14,
+        1,
+        0,
+    )
+    assert summary.exit_code == 0
+    files = [p for p in out.rglob("*.dcm")]
+    assert len(files) == 14
+    patients = {p.relative_to(out).parts[0] for p in files}
+    studies = {p.relative_to(out).parts[1] for p in files}
+    series = {p.relative_to(out).parts[2] for p in files}
+    assert (len(patients), len(studies), len(series)) == (2, 2, 6)
+    for p in files:
+        ds = pydicom.dcmread(p)
+        assert p.parts[-4] == ds.PatientID and p.stem == ds.SOPInstanceUID
+        assert "Fakename" not in str(ds.PatientName) and ds.PatientIdentityRemoved == "YES"
+    db = sqlite3.connect(out / ".medveil" / "catalog.sqlite")
+    rows = db.execute(
+        "SELECT patient_pseudonym, modality, age_band, path, sha256 FROM instances"
+    ).fetchall()
+    assert len(rows) == 14 and {r[1] for r in rows} == {"CT", "MR", "US"}
+    assert {r[2] for r in rows} == {"65-69", "90+"}
+    for _pid, _mod, _age, rel, digest in rows:
+        assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest
+    summary_json = json.loads((out / ".medveil" / "summary.json").read_text())
+    assert summary_json["written"] == 14
+    # The secret never lands in the output tree.
+    for p in out.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert SECRET not in data and SECRET.hex().encode() not in data
+
+
+def test_same_output_across_runs_worker_counts_and_containers(demo, tmp_path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    deidentify_archive(demo, a, policy=POLICY, secret=SECRET, workers=1)
+    deidentify_archive(demo, b, policy=POLICY, secret=SECRET, workers=2)
+    assert tree(a) == tree(b)
+    zpath = tmp_path / "in.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for p in sorted(demo.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(demo).as_posix())
+    tpath = tmp_path / "in.tar.gz"
+    with tarfile.open(tpath, "w:gz") as tf:
+        tf.add(demo, arcname=".")
+    z, t = tmp_path / "z", tmp_path / "t"
+    deidentify_archive(zpath, z, policy=POLICY, secret=SECRET, workers=2)
+    deidentify_archive(tpath, t, policy=POLICY, secret=SECRET, workers=2)
+    assert tree(z) == tree(a) == tree(t)
+
+
+def test_bad_inputs_are_skipped_or_quarantined(demo, tmp_path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    good = next(demo.rglob("img1.dcm")).read_bytes()
+    (src / "good.dcm").write_bytes(good)
+    (src / "truncated.dcm").write_bytes(good[: len(good) // 3])
+    (src / "zero.dcm").write_bytes(b"")
+    (src / "notes.txt").write_text("not dicom at all")
+    (src / "garbage.dcm").write_bytes(b"\0" * 128 + b"DICM" + os.urandom(300))
+    locked = src / "locked.dcm"
+    locked.write_bytes(good)
+    locked.chmod(0)
+    reasons: dict[str, str] = {}
+    summary = deidentify_archive(
+        src,
+        tmp_path / "out",
+        policy=POLICY,
+        secret=SECRET,
+        workers=2,
+        on_quarantine=lambda name, why: reasons.__setitem__(name, why),
+    )
+    locked.chmod(0o600)
+    can_lock = os.geteuid() != 0  # root reads a mode-0 file anyway
+    assert summary.files_in == 6 and summary.written == (1 if can_lock else 2)
+    assert summary.skipped == 2  # zero-byte and text
+    assert "truncated.dcm" in reasons and "garbage.dcm" in reasons
+    if can_lock:
+        assert "cannot read" in reasons["locked.dcm"]
+    assert summary.exit_code == 1
+    lines = (tmp_path / "out" / ".medveil" / "quarantine.jsonl").read_text().splitlines()
+    assert len(lines) == len(reasons)
+    assert all(".dcm" not in line for line in lines)  # keyed hashes, never paths
+
+
+def test_output_must_be_empty_without_resume(demo, tmp_path) -> None:
+    out = tmp_path / "out"
+    deidentify_archive(demo, out, policy=POLICY, secret=SECRET, workers=1)
+    with pytest.raises(Exception, match="not empty"):
+        deidentify_archive(demo, out, policy=POLICY, secret=SECRET, workers=1)
+
+
+def test_kill_then_resume_gives_identical_output(tmp_path) -> None:
+    src = tmp_path / "in"
+    for i in range(12):
+        write_demo_archive(src / f"batch{i}")
+    reference = tmp_path / "ref"
+    deidentify_archive(src, reference, policy=POLICY, secret=SECRET, workers=2)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET.hex())
+    rules = demo_rule_file()
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(f'[pixels]\nrules = ["{rules}"]\n')
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "medveil",
+        "deid",
+        str(src),
+        str(out),
+        "--policy",
+        str(policy_file),
+        "--secret-file",
+        str(secret_file),
+        "--workers",
+        "2",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(out.rglob("*.dcm"))) < 20:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(list(out.rglob("*.dcm")))
+    assert partial < 168, "the run finished before it could be killed"
+    for p in out.rglob("*.dcm"):
+        pydicom.dcmread(p)  # nothing half written under a final name
+    rc = subprocess.run([*cmd, "--resume"], capture_output=True, text=True).returncode
+    assert rc == 0
+    assert tree(out) == tree(reference)
+    assert not [p for p in out.rglob("*.tmp")]
