@@ -1,0 +1,133 @@
+"""medveil qa: thumbnails, windowing, outlines, grouping, sampling, the PHI opt-in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from medveil.cli.main import main as cli_main
+from medveil.pixel_rules import RuleSet
+from medveil.qa import QaItem, display_u8, sample_items, thumbnail, write_report
+
+from .helpers import RULES_TOML, US_IMAGE, burned_image, make_dataset
+
+pytest.importorskip("PIL")
+
+RULES = RuleSet.loads(RULES_TOML)
+
+
+def _archive(tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    for i in range(3):
+        ds = make_dataset(expected_after(i), manufacturer="ACME Medical")
+        ds.save_as(out / "a" / f"acme{i}.dcm", enforce_file_format=True)
+    for i in range(2):
+        ds = make_dataset(
+            burned_image(samples=3, dtype="uint8", seed=i),
+            manufacturer="Other",
+            modality="US",
+            sop_class=US_IMAGE,
+        )
+        ds.save_as(out / f"other{i}.dcm", enforce_file_format=True)
+    (out / "notes.txt").write_text("not dicom")
+    (out / ".medveil").mkdir()
+    (out / ".medveil" / "quarantine.jsonl").write_text(
+        json.dumps({"input": "in/us.dcm", "reason": "BurnedInAnnotation is YES, no pixel rule"})
+        + "\n"
+        + json.dumps({"input": "in/bad.dcm", "reason": "cannot read: EOF"})
+        + "\n"
+    )
+    return out
+
+
+def expected_after(seed: int) -> np.ndarray:
+    from .helpers import expected_after as ea
+
+    return ea(burned_image(seed=seed))
+
+
+def test_display_window_and_monochrome1() -> None:
+    ds = pydicom.Dataset()
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.WindowCenter, ds.WindowWidth = 100, 200
+    frame = np.array([[0, 100, 200, 300]], dtype=np.uint16)
+    np.testing.assert_array_equal(display_u8(ds, frame), [[0, 127, 255, 255]])
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    np.testing.assert_array_equal(display_u8(ds, frame), [[255, 127, 0, 0]])
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -100  # window applies to rescaled values
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    np.testing.assert_array_equal(display_u8(ds, frame), [[0, 0, 127, 255]])
+
+
+def test_thumbnail_outlines_the_masked_rectangle(tmp_path: Path) -> None:
+    ds = make_dataset(np.full((1, 64, 96), 1000, np.uint16))
+    ds.WindowCenter, ds.WindowWidth = 1000, 10
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    item = QaItem(path=path, label="x", device="d", regions=[(10, 30, 20, 60, 0, 1)])
+    img = np.asarray(thumbnail(item, size=256))
+    assert img.shape == (64, 96, 3)  # never enlarged
+    assert tuple(img[10, 40]) == (255, 0, 0) and tuple(img[29, 40]) == (255, 0, 0)
+    assert tuple(img[20, 20]) == (255, 0, 0) and tuple(img[20, 59]) == (255, 0, 0)
+    assert tuple(img[20, 40]) == (127, 127, 127)  # inside: the image, not the outline
+    item.regions = [(10, 30, 20, 60, 1, 2)]  # on another frame: not drawn
+    assert (np.asarray(thumbnail(item, size=256))[..., 1] == 127).all()
+
+
+def test_sample_spreads_over_devices() -> None:
+    items = [
+        QaItem(Path(f"{d}{i}"), f"{d}{i}", d) for d in "abc" for i in range(10 if d == "a" else 2)
+    ]
+    picked = sample_items(items, 5, seed=1)
+    assert len(picked) == 5 and {p.device for p in picked} == {"a", "b", "c"}
+    assert sample_items(items, 5, seed=1) == picked
+    assert sample_items(items, None) == items
+
+
+def test_report_groups_by_device_and_hides_quarantined_by_default(tmp_path: Path) -> None:
+    out = _archive(tmp_path)
+    index = write_report(out, rules=RULES)
+    page = index.read_text()
+    assert "OT · ACME Medical Veil 3000 — 3 image(s)" in page
+    assert "US · Other Veil 3000 — 2 image(s)" in page
+    assert "test-acme ×3" in page and "matched again" in page
+    assert "QUARANTINED" not in page and "in/us.dcm" not in page
+    sheets = sorted(index.parent.glob("sheet-*.png"))
+    assert len(sheets) == 2
+    from PIL import Image
+
+    with Image.open(sheets[0]) as im:
+        assert (np.asarray(im.convert("RGB")) == (255, 0, 0)).all(axis=-1).any()  # outlines
+
+
+def test_quarantined_inputs_only_on_request_with_warning(tmp_path: Path) -> None:
+    out = _archive(tmp_path)
+    index = write_report(out, rules=RULES, include_quarantined=tmp_path / "in-root", sample=2)
+    page = index.read_text()
+    assert "QUARANTINED INPUT" in page and "may show patient names" in page
+    assert "in/us.dcm" in page and "in/bad.dcm" not in page  # only pixel reasons
+    assert "2 of 5 de-identified images" in page
+
+
+def test_recorded_pixel_reports_are_preferred(tmp_path: Path) -> None:
+    out = _archive(tmp_path)
+    (out / ".medveil" / "pixels.jsonl").write_text(
+        json.dumps({"path": "other0.dcm", "rules": ["site-x"], "regions": [[0, 5, 0, 5, 0, 1]]})
+        + "\n"
+    )
+    page = write_report(out, rules=RULES).read_text()
+    assert "site-x ×1" in page and "test-acme" not in page and "recorded by the run" in page
+
+
+def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = _archive(tmp_path)
+    rules = tmp_path / "r.toml"
+    rules.write_text(RULES_TOML)
+    assert cli_main(["qa", str(out), "--rules", str(rules), "--out", str(tmp_path / "qa")]) == 0
+    assert (tmp_path / "qa" / "index.html").exists()
+    assert "index.html" in capsys.readouterr().out
+    assert cli_main(["qa", str(tmp_path / "missing")]) == 2
