@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -211,9 +212,13 @@ void bind_noise(py::module_& m) {
             auto* p = a.mutable_data();
             const auto count = static_cast<std::size_t>(n);
             for (std::size_t i = 0; xp != nullptr && i < count; ++i)
-                if (xp[i] != xp[i]) throw py::value_error("values contain NaN");
+                if (!std::isfinite(xp[i]))
+                    throw py::value_error("values must be finite (NaN or inf found); clamp them");
+            const double lambda = std::ldexp(scale, -k);
+            if (!(lambda <= noise::kMaxGridScale))
+                throw py::value_error("scale / 2^k is above 2^44: use a coarser grid (larger k)");
             try {
-                (void)noise::rational_scale(std::ldexp(scale, -k));
+                (void)noise::rational_scale(lambda);
             } catch (const std::invalid_argument& e) {
                 throw py::value_error(std::string("scale / 2^k: ") + e.what());
             }

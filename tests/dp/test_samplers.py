@@ -210,16 +210,21 @@ def test_grid_outputs_are_exact_multiples_of_g(backend: str, scale: float) -> No
     assert np.all(pure == np.round(pure))
 
 
-def test_grid_rounds_value_first_and_handles_extremes() -> None:
+def test_grid_handles_extremes_without_float_holes() -> None:
     rng = dp.insecure_rng(9)
-    k = N.grid_exponent(1.0)
-    # A huge scale on a tiny value: the value's rounding to the grid is visible.
-    y = N.laplace_on_grid(rng, np.array([np.inf, -np.inf, 1e300]), 1.0, k)
-    assert np.all(np.isfinite(y))  # clamped to +-2^62 grid steps, not inf or an error
-    with pytest.raises(ValueError, match="NaN"):
-        N.laplace_on_grid(rng, np.array([1.0, np.nan]), 1.0, k)
+    k = N.grid_exponent(1e-9)  # g = 2^-70: values of 200 are 2^77 grid steps
+    y = N.laplace_on_grid(rng, np.array([200.0, -200.0, 1e300, 0.1]), 1e-9, k)
+    assert abs(y[0] - 200.0) < 1e-6 and abs(y[1] + 200.0) < 1e-6  # not clamped to 2^-8
+    assert np.all(y / 2.0**k == np.round(y / 2.0**k))
+    assert np.isfinite(y[2]) and y[2] > 0  # clamped to 2^1000 grid steps, not inf
+    assert abs(y[3] - 0.1) < 1e-6
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="finite"):
+            N.laplace_on_grid(rng, np.array([1.0, bad]), 1.0, N.grid_exponent(1.0))
     with pytest.raises(ValueError):
-        N.laplace_on_grid(rng, np.zeros((2, 2)), 1.0, k)
+        N.laplace_on_grid(rng, np.zeros((2, 2)), 1.0, N.grid_exponent(1.0))
+    with pytest.raises(ValueError, match="coarser grid"):
+        N.laplace_on_grid(rng, None, 1.0, -50, 4)
 
 
 def test_calibrated_scale_accounts_for_the_grid() -> None:

@@ -70,12 +70,14 @@ int grid_exponent(double scale);
 // Float-safe Laplace mechanism on the grid g = 2^k:
 //   out[i] = g * (round(x[i] / g) + discrete_laplace(scale / g))
 // with x == nullptr meaning zeros (pure noise). Every output is an exact multiple of g.
-// round(x / g) is clamped to +-2^62 and the integer sum saturates at the int64 range; both
-// are deterministic functions of the private value or of the noisy integer, so they cost
-// no privacy. Rounding to the grid moves a value by up to g/2, so neighbours' rounded
-// values differ by up to sensitivity + g: the caller must pass
-// scale >= (sensitivity + g) / epsilon (medveil.dp does). Throws on a NaN input before
-// drawing any noise.
+// round(x / g) is clamped to +-2^1000 grid steps (monotone, so no extra sensitivity); the
+// integer sum is computed exactly and rounded once to a double, which only happens beyond
+// 2^53 grid steps and is a function of the private sum alone (post-processing). Rounding
+// to the grid moves a value by up to g/2, so neighbours' rounded values differ by up to
+// sensitivity + g: the caller must pass scale >= (sensitivity + g) / epsilon (medveil.dp
+// does). scale / g must be at most kMaxGridScale (Google's choice of g gives about 2^40).
+// Throws on a NaN or infinite input before drawing any noise.
+constexpr double kMaxGridScale = 17592186044416.0;  // 2^44
 void laplace_on_grid(Csprng& rng, const double* x, std::size_t count, double scale, int k,
                      double* out);
 

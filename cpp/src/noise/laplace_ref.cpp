@@ -297,27 +297,35 @@ int grid_exponent(double scale) {
 
 void laplace_on_grid(Csprng& rng, const double* x, std::size_t count, double scale, int k,
                      double* out) {
-    if (k < -1000 || k > 1000) throw std::invalid_argument("laplace_on_grid: grid exponent out of range");
+    if (k < -1000 || k > 1000)
+        throw std::invalid_argument("laplace_on_grid: grid exponent out of range");
     if (x != nullptr)
         for (std::size_t i = 0; i < count; ++i)
-            if (std::isnan(x[i])) throw std::invalid_argument("laplace_on_grid: input is NaN");
-    const Params p(rational_scale(std::ldexp(scale, -k)));
+            if (!std::isfinite(x[i]))
+                throw std::invalid_argument("laplace_on_grid: values must be finite (clamp them)");
+    const double lambda = std::ldexp(scale, -k);
+    if (!(lambda <= kMaxGridScale))
+        throw std::invalid_argument("laplace_on_grid: scale / 2^k above 2^44; use a coarser grid");
+    const Params p(rational_scale(lambda));
     check_rational(Rational{p.t, p.s}, "laplace_on_grid");
-    constexpr double kLimit = 4611686018427387904.0;  // 2^62
-    constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
-    constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+    constexpr double kClamp = 0x1p1000;     // grid steps; far beyond any real value
+    constexpr double kExactInt = 0x1p53;    // integers below this are exact doubles
     State st;
     for (std::size_t i = 0; i < count; ++i) {
-        std::int64_t n = 0;
+        double q = 0.0;
         if (x != nullptr) {
-            double q = std::nearbyint(std::ldexp(x[i], -k));  // exact scaling by a power of two
-            q = q < -kLimit ? -kLimit : (q > kLimit ? kLimit : q);
-            n = static_cast<std::int64_t>(q);
+            // x / 2^k is exact (barring underflow, which rounds to 0 anyway); clamping is
+            // monotone and 1-Lipschitz, so it adds no sensitivity.
+            q = std::nearbyint(std::ldexp(x[i], -k));
+            q = q < -kClamp ? -kClamp : (q > kClamp ? kClamp : q);
         }
         const std::int64_t y = st.sample(rng, p);
-        std::int64_t sum;
-        if (__builtin_add_overflow(n, y, &sum)) sum = y > 0 ? kMax : kMin;
-        out[i] = std::ldexp(static_cast<double>(sum), k);
+        if (y <= -static_cast<std::int64_t>(kExactInt) || y >= static_cast<std::int64_t>(kExactInt))
+            throw std::overflow_error("laplace_on_grid: noise beyond 2^53 grid steps");
+        // q and y are exact doubles, so q + y is the exact integer sum rounded once to a
+        // double: a function of the private output alone (post-processing), exact whenever
+        // it is below 2^53. Scaling by 2^k is exact short of overflow.
+        out[i] = std::ldexp(q + static_cast<double>(y), k);
     }
 }
 
