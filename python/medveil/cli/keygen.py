@@ -1,0 +1,36 @@
+"""``medveil keygen FILE``: create an age X25519 identity file (mode 0600)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medveil import age
+
+
+def add_subparser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``keygen`` subcommand."""
+    p = sub.add_parser(
+        "keygen",
+        help="create an age identity file and print its public key",
+        description=(
+            "Write a new age X25519 identity (AGE-SECRET-KEY-1...) to FILE with mode 0600, "
+            "refusing to overwrite, and print the age1... public key to give to `medveil "
+            "seal --recipient` or `age -r`. Keep FILE secret and backed up: without it the "
+            "sealed files cannot be opened."
+        ),
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="identity file to create")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Create the identity file; prints the public key, returns 2 if FILE exists."""
+    try:
+        recipient = age.keygen(args.file)
+    except FileExistsError:
+        print(f"medveil keygen: {args.file} exists; not overwriting a key", file=sys.stderr)
+        return 2
+    print(recipient)
+    return 0

@@ -1,0 +1,130 @@
+"""``medveil seal IN OUT``: encrypt a file or a folder tree into age files.
+
+The output opens with the ``age`` command (``age -d -i key.txt FILE.age``) as well as with
+``medveil unseal``. Passphrases come from ``MEDVEIL_PASSPHRASE`` or a prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from medveil import age
+from medveil.errors import AuthenticationError
+
+PASSPHRASE_ENV = "MEDVEIL_PASSPHRASE"
+SUFFIX = ".age"
+
+
+def read_passphrase(confirm: bool) -> str:
+    """The passphrase from MEDVEIL_PASSPHRASE, else asked twice (once when unsealing)."""
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env is not None:
+        if not env:
+            raise ValueError(f"{PASSPHRASE_ENV} is set but empty")
+        return env
+    first = getpass.getpass("Passphrase: ")
+    if not first:
+        raise ValueError("the passphrase must not be empty")
+    if confirm and getpass.getpass("Confirm passphrase: ") != first:
+        raise ValueError("the passphrases do not match")
+    return first
+
+
+def plan(src: Path, dst: Path, to_name: Callable[[str], str | None]) -> Iterator[tuple[Path, Path]]:
+    """(input, output) pairs: one for a file, every mapped file of a folder tree otherwise."""
+    if src.is_file():
+        yield src, dst
+        return
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        name = to_name(path.name)
+        if name is not None:
+            yield path, dst / path.relative_to(src).parent / name
+
+
+def run_jobs(
+    jobs: list[tuple[Path, Path]],
+    work: Callable[[Path, Path, Callable[[int], None]], None],
+    force: bool,
+    verb: str,
+) -> int:
+    """Run work(src, dst, progress) over every job with one byte-progress bar."""
+    clash = [d for _, d in jobs if d.exists()]
+    if clash and not force:
+        print(
+            f"medveil {verb}: {clash[0]} exists ({len(clash)} output(s) would be replaced); "
+            "use --force",
+            file=sys.stderr,
+        )
+        return 2
+    total = sum(s.stat().st_size for s, _ in jobs)
+    with tqdm(total=total, unit="B", unit_scale=True, desc=verb, disable=None) as bar:
+        for src, dst in jobs:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                work(src, dst, bar.update)
+            except AuthenticationError as exc:
+                bar.close()
+                print(f"medveil {verb}: {src}: {exc}", file=sys.stderr)
+                return 1
+    return 0
+
+
+def add_subparser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``seal`` subcommand."""
+    p = sub.add_parser(
+        "seal",
+        help="encrypt a file or folder tree into age files (X25519 recipient or passphrase)",
+        description=(
+            "Encrypt IN into the age format (age-encryption.org/v1). A folder is mirrored "
+            "into OUT with '.age' added to every file name. Outputs are written under a "
+            f"temporary name and renamed when complete. The passphrase is read from "
+            f"${PASSPHRASE_ENV} or asked for."
+        ),
+    )
+    p.add_argument("input", type=Path, metavar="IN", help="file or folder to encrypt")
+    p.add_argument("output", type=Path, metavar="OUT", help="age file, or folder for a tree")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "-r",
+        "--recipient",
+        action="append",
+        metavar="AGE_PUBLIC_KEY",
+        help="age1... public key to encrypt to (repeatable)",
+    )
+    who.add_argument("-p", "--passphrase", action="store_true", help="encrypt to a passphrase")
+    p.add_argument("--threads", type=int, default=0, help="worker threads (0: all cores)")
+    p.add_argument("--force", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Seal IN to OUT; returns 0 on success, 1 on a crypto failure, 2 on a usage error."""
+    if not args.input.exists():
+        print(f"medveil seal: {args.input} does not exist", file=sys.stderr)
+        return 2
+    try:
+        if args.passphrase:
+            keys: dict[str, object] = {"passphrase": read_passphrase(confirm=True)}
+        else:
+            for r in args.recipient:
+                age.bech32_decode(r)  # fail before any work on a mistyped key
+            keys = {"recipients": args.recipient}
+        jobs = list(plan(args.input, args.output, lambda name: name + SUFFIX))
+        return run_jobs(
+            jobs,
+            lambda s, d, progress: age.encrypt_file(
+                s, d, threads=args.threads, progress=progress, **keys
+            ),
+            args.force,
+            "seal",
+        )
+    except ValueError as exc:
+        print(f"medveil seal: {exc}", file=sys.stderr)
+        return 2
