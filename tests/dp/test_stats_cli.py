@@ -1,0 +1,153 @@
+"""``medveil stats`` on a synthetic cohort catalog with the archive engine's schema."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from medveil import dp
+from medveil.cli import stats
+from medveil.cli.main import main
+
+SCHEMA = (
+    "CREATE TABLE instances (patient_pseudonym TEXT, study_uid TEXT, series_uid TEXT, "
+    "sop_uid TEXT, modality TEXT, body_part TEXT, sex TEXT, age_band TEXT, study_date TEXT, "
+    "manufacturer TEXT, rows INTEGER, columns INTEGER, frames INTEGER, slice_thickness REAL, "
+    "path TEXT, size INTEGER, sha256 TEXT)"
+)
+
+# patient, modality, sex, age_band, slice thickness, number of images
+COHORT = [
+    ("P1", "CT", "F", "060Y", 1.0, 40),  # one patient with many images counts once
+    ("P2", "CT", "F", "060Y", 3.0, 2),
+    ("P3", "CT", "M", "045Y", 5.0, 1),
+    ("P4", "MR", "F", "060Y", None, 3),
+    ("P5", "MR", "M", "090Y", 2.0, 1),
+    ("P6", "XYZ", "M", "045Y", 20.0, 1),  # outside the modality domain, clamped thickness
+]
+
+
+def make_catalog(root: Path, rows: list[tuple] = COHORT) -> Path:
+    """Write OUTPUT/.medveil/catalog.sqlite with one row per image."""
+    (root / ".medveil").mkdir(parents=True, exist_ok=True)
+    path = root / ".medveil" / "catalog.sqlite"
+    con = sqlite3.connect(path)
+    con.execute(SCHEMA)
+    n = 0
+    for patient, modality, sex, age, thick, images in rows:
+        for _ in range(images):
+            n += 1
+            con.execute(
+                "INSERT INTO instances VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (patient, f"st{patient}", f"se{patient}", f"sop{n}", modality, "CHEST", sex,
+                 age, "20200101", "ACME", 512, 512, 1, thick, f"f{n}.dcm", 1000, "0" * 64),
+            )  # fmt: skip
+    con.commit()
+    con.close()
+    return path
+
+
+def test_counts_patients_not_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_catalog(tmp_path)
+    out_json = tmp_path / "release.json"
+    # epsilon 1000: discrete Laplace scale 1e-3, so the noise is 0 with probability 1 - 1e-434.
+    rc = main(["stats", str(tmp_path), "--epsilon", "1000", "--total-epsilon", "2000",
+               "--by", "modality,sex", "--json", str(out_json)])  # fmt: skip
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "spent 1000 of 2000, 1000 left" in text
+    release = json.loads(out_json.read_text())
+    counts = {(r["modality"], r["sex"]): r["noisy_count"] for r in release["rows"]}
+    assert counts[("CT", "F")] == 2  # P1 (40 images) and P2
+    assert counts[("CT", "M")] == 1
+    assert counts[("MR", "F")] == 1 and counts[("MR", "M")] == 1
+    assert counts[("(other)", "M")] == 1  # 'XYZ' is not in the public modality domain
+    assert counts[("US", "F")] == 0  # empty cells of the domain are released too
+    assert sum(counts.values()) == 6
+    assert release["unit"] == "patient" and release["warnings"] == []
+    for r in release["rows"]:
+        assert r["ci95_low"] <= r["noisy_count"] <= r["ci95_high"]
+
+
+def test_small_noisy_counts_are_not_clipped(tmp_path: Path) -> None:
+    catalog = make_catalog(tmp_path)
+    budget = dp.PrivacyBudget(10.0, catalog, name="cohort")
+    release = stats.compute(catalog, ["sex"], 0.1, budget, rng=dp.insecure_rng(8))
+    values = [r["noisy_count"] for r in release["rows"]]
+    assert min(values) < 0  # scale 10 noise on counts of 0..3: negatives are shown as is
+    w = dp.discrete_laplace_interval(release["count_noise"]["scale"])
+    assert all(r["ci95_high"] - r["noisy_count"] == w for r in release["rows"])
+
+
+def test_budget_is_charged_and_refused_across_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_catalog(tmp_path)
+    args = ["stats", str(tmp_path), "--epsilon", "1.5", "--by", "sex"]
+    assert main([*args, "--total-epsilon", "4"]) == 0
+    assert main(args) == 0  # the total is remembered in the catalog
+    capsys.readouterr()
+    assert main(args) == 1  # 3 spent, 1.5 more would exceed 4
+    err = capsys.readouterr().err
+    assert "only 1 of the total 4 is left" in err
+    assert (
+        dp.PrivacyBudget(None, tmp_path / ".medveil" / "catalog.sqlite", name="cohort").spent == 3.0
+    )
+    assert main([*args, "--total-epsilon", "5"]) == 1  # the total cannot be raised later
+
+
+def test_mean_with_bounds_and_csv(tmp_path: Path) -> None:
+    make_catalog(tmp_path)
+    out_csv = tmp_path / "t.csv"
+    rc = main(["stats", str(tmp_path), "--epsilon", "4000", "--total-epsilon", "4000",
+               "--by", "sex", "--mean", "slice_thickness", "--bounds", "0,10",
+               "--csv", str(out_csv)])  # fmt: skip
+    assert rc == 0
+    with out_csv.open() as f:
+        rows = {r["sex"]: r for r in csv.DictReader(f)}
+    # F: P1 (1.0), P2 (3.0); P4 has no value. M: P3 5.0, P5 2.0, P6 20 clamped to 10.
+    assert float(rows["F"]["noisy_mean_slice_thickness"]) == pytest.approx(2.0, abs=0.05)
+    assert float(rows["M"]["noisy_mean_slice_thickness"]) == pytest.approx(17 / 3, abs=0.05)
+    assert rows["O"]["noisy_mean_slice_thickness"] == ""  # no patients: no mean
+    budget = dp.PrivacyBudget(None, tmp_path / ".medveil" / "catalog.sqlite", name="cohort")
+    assert [round(e.epsilon, 6) for e in budget.ledger()] == [2000.0, 1000.0, 1000.0]
+
+
+def test_cap_on_cells_per_patient(tmp_path: Path) -> None:
+    rows = [("P1", "CT", "F", "060Y", 1.0, 1), ("P1", "MR", "F", "060Y", 1.0, 1)]
+    catalog = make_catalog(tmp_path, rows)
+    budget = dp.PrivacyBudget(1e6, catalog, name="cohort")
+    one = stats.compute(catalog, ["modality"], 1000, budget, rng=dp.insecure_rng(1))
+    assert sum(r["noisy_count"] for r in one["rows"]) == 1  # one patient, one cell
+    two = stats.compute(catalog, ["modality"], 1000, budget, cap=2, rng=dp.insecure_rng(1))
+    got = {r["modality"]: r["noisy_count"] for r in two["rows"]}
+    assert got["CT"] == 1 and got["MR"] == 1
+    assert two["count_noise"]["scale"] == pytest.approx(2 / 1000)  # sensitivity = cap
+
+
+def test_columns_without_domain_warn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_catalog(tmp_path)
+    rc = main(["stats", str(tmp_path), "--epsilon", "1", "--total-epsilon", "4",
+               "--by", "manufacturer"])  # fmt: skip
+    assert rc == 0
+    assert "no public domain" in capsys.readouterr().err
+    rc = main(["stats", str(tmp_path), "--epsilon", "1", "--by", "manufacturer",
+               "--domain", "manufacturer=ACME,OTHERCO"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert rc == 0 and "no public domain" not in err and "OTHERCO" in out
+
+
+def test_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", str(tmp_path), "--epsilon", "1", "--by", "sex"]) == 1
+    assert "no cohort catalog" in capsys.readouterr().err
+    make_catalog(tmp_path)
+    assert main(["stats", str(tmp_path), "--epsilon", "1", "--by", "sex"]) == 1
+    assert "total epsilon" in capsys.readouterr().err
+    base = ["stats", str(tmp_path), "--epsilon", "1", "--total-epsilon", "3"]
+    assert main([*base, "--by", "path"]) == 1
+    assert main([*base, "--by", "sex", "--mean", "slice_thickness"]) == 1
+    assert main([*base, "--by", "sex", "--mean", "size", "--bounds", "5,1"]) == 1
+    assert dp.PrivacyBudget(None, tmp_path / ".medveil" / "catalog.sqlite", name="cohort").spent == 0
