@@ -7,28 +7,43 @@
 #include "medveil/mask.hpp"
 
 namespace medveil::detail {
+namespace {
+constexpr std::size_t kInlineFillMax = 2048;
+}  // namespace
 
 void fill_avx2(std::uint8_t* dst, std::size_t nbytes, std::uint64_t pattern8, std::size_t itemsize) {
-    // Zero and other byte-uniform values (the usual mask values) go to libc's memset,
-    // which picks non-temporal stores for large runs.
-    if (byte_uniform(pattern8)) {
+    // Long runs of zero and other byte-uniform values (the usual mask values) go to libc's
+    // memset; short ones (label rows) are cheaper inline than through the call.
+    if (nbytes > kInlineFillMax && byte_uniform(pattern8)) {
         std::memset(dst, static_cast<int>(pattern8 & 0xFFU), nbytes);
         return;
     }
-    (void)itemsize;  // runs start on element boundaries and 32 is a multiple of any itemsize
-    const __m256i v = _mm256_set1_epi64x(static_cast<long long>(pattern8));
-    std::size_t i = 0;
-    for (; i + 128 <= nbytes; i += 128) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 32), v);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 64), v);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 96), v);
-    }
-    for (; i + 32 <= nbytes; i += 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
-    if (i < nbytes) {
-        alignas(32) std::uint8_t tail[32];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(tail), v);
-        std::memcpy(dst + i, tail, nbytes - i);
+    // Runs start on element boundaries and have whole elements, and 8, 16 and 32 are
+    // multiples of any itemsize: a store at dst + nbytes - 32 (etc.) is in phase with the
+    // pattern, so the tail is one overlapping store instead of a byte loop.
+    (void)itemsize;
+    if (nbytes >= 32) {
+        const __m256i v = _mm256_set1_epi64x(static_cast<long long>(pattern8));
+        std::size_t i = 0;
+        for (; i + 128 <= nbytes; i += 128) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 32), v);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 64), v);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 96), v);
+        }
+        for (; i + 32 <= nbytes; i += 32)
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
+        if (i < nbytes) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + nbytes - 32), v);
+    } else if (nbytes >= 16) {
+        const __m128i v = _mm_set1_epi64x(static_cast<long long>(pattern8));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), v);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + nbytes - 16), v);
+    } else if (nbytes >= 8) {
+        std::memcpy(dst, &pattern8, 8);
+        std::memcpy(dst + nbytes - 8, &pattern8, 8);
+    } else {
+        for (std::size_t i = 0; i < nbytes; ++i)
+            dst[i] = static_cast<std::uint8_t>(pattern8 >> (8U * i));
     }
 }
 
