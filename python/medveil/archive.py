@@ -10,8 +10,6 @@ carries a final name, and ``resume=True`` continues a killed run to the same out
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
-import io
 import json
 import logging
 import multiprocessing
@@ -27,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from medveil.errors import DicomInputError, MedveilError
+from medveil.errors import MedveilError
 from medveil.policy import Policy
 from medveil.pseudonyms import Keyed
 
@@ -134,22 +132,6 @@ def iter_inputs(source: str | os.PathLike[str]) -> Iterator[Item]:
     raise MedveilError(f"{src}: input not found (expected a folder, .zip or .tar archive)")
 
 
-def looks_like_dicom(head: bytes) -> bool:
-    """True for a file with the DICM preamble, or one that starts like a bare dataset."""
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return True
-    if len(head) < 8:
-        return False
-    group = int.from_bytes(head[0:2], "little")
-    elem = int.from_bytes(head[2:4], "little")
-    # A dataset without preamble starts with a low even group (0002..0010) element.
-    return (
-        group in (0x0002, 0x0008, 0x0010)
-        and elem < 0x1000
-        and (head[4:6].isalpha() or int.from_bytes(head[4:8], "little") < 0x10000)
-    )
-
-
 # ---------------------------------------------------------------------------- workers
 _ENGINE = None
 _OUTPUT: Path | None = None
@@ -167,24 +149,10 @@ def _init_worker(policy: Policy, secret: bytes, output: str) -> None:
     _OUTPUT = Path(output)
 
 
-def _age_band(age: str) -> str:
-    from medveil.generalize import age_band
-
-    band = age_band(age) if age else ""
-    if not band:
-        return ""
-    lo = int(band[:3])
-    return "90+" if lo >= 90 else f"{lo}-{lo + 4}"
-
-
-def _safe_component(uid: str) -> str:
-    return "".join(ch for ch in uid if ch.isalnum() or ch in ".-_") or "unknown"
-
-
 def process_item(item: Item) -> dict[str, object]:
-    """Worker task: read, de-identify, post-check and write one input; return its record."""
-    from medveil.deid import read_dataset, write_dataset
-    from medveil.postcheck import identity_terms, post_check
+    """Worker task: read, clean and write one input; return its record for the parent."""
+    from medveil.deid import atomic_write
+    from medveil.instance import clean_instance
 
     assert _ENGINE is not None and _OUTPUT is not None
     try:
@@ -195,69 +163,16 @@ def process_item(item: Item) -> dict[str, object]:
                 raw = f.read()
     except OSError as exc:
         return {"status": "quarantined", "reason": f"cannot read: {exc.strerror}", "size_in": 0}
-    size_in = len(raw)
-    if size_in == 0:
-        return {"status": "skipped", "reason": "empty file", "size_in": 0}
-    if not looks_like_dicom(raw[:132]):
-        return {"status": "skipped", "reason": "not DICOM", "size_in": size_in}
-    try:
-        ds = read_dataset(io.BytesIO(raw), "input")
-        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
-            raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
-        terms = identity_terms(ds)
-        report = _ENGINE.apply(ds, source=item.name)
-        data = write_dataset(ds)
-        post_check(data, terms)
-    except MedveilError as exc:
-        return {
-            "status": "quarantined",
-            "reason": str(exc).replace("input: ", ""),
-            "size_in": size_in,
-        }
-    except Exception as exc:  # fail closed: anything unexpected keeps the file out
-        return {
-            "status": "quarantined",
-            "reason": f"{type(exc).__name__}: {exc}"[:300],
-            "size_in": size_in,
-        }
-    pseudonym = str(ds.get("PatientID", "") or "") or "unknown-patient"
-    rel = Path(
-        _safe_component(pseudonym),
-        _safe_component(str(ds.get("StudyInstanceUID", ""))),
-        _safe_component(str(ds.get("SeriesInstanceUID", ""))),
-        _safe_component(str(ds.get("SOPInstanceUID", ""))) + ".dcm",
-    )
-    from medveil.deid import atomic_write
-
-    atomic_write(_OUTPUT / rel, data)
-
-    def num(kw: str) -> object:
-        v = ds.get(kw)
-        try:
-            return float(v) if kw == "SliceThickness" else int(v)
-        except (TypeError, ValueError):
-            return None
-
-    row = {
-        "patient_pseudonym": pseudonym,
-        "study_uid": str(ds.get("StudyInstanceUID", "")),
-        "series_uid": str(ds.get("SeriesInstanceUID", "")),
-        "sop_uid": str(ds.get("SOPInstanceUID", "")),
-        "modality": str(ds.get("Modality", "") or ""),
-        "body_part": str(ds.get("BodyPartExamined", "") or ""),
-        "sex": str(ds.get("PatientSex", "") or ""),
-        "age_band": _age_band(str(ds.get("PatientAge", "") or "")),
-        "study_date": str(ds.get("StudyDate", "") or ""),
-        "manufacturer": str(ds.get("Manufacturer", "") or ""),
-        "rows": num("Rows"),
-        "columns": num("Columns"),
-        "frames": num("NumberOfFrames") or 1,
-        "slice_thickness": num("SliceThickness"),
-        "path": rel.as_posix(),
-        "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+    result = clean_instance(_ENGINE, raw, item.name)
+    if result.status == "written":
+        atomic_write(_OUTPUT / result.relpath, result.data)
+    return {
+        "status": result.status,
+        "reason": result.reason,
+        "size_in": result.size_in,
+        "row": result.row,
+        "actions": result.actions,
     }
-    return {"status": "written", "row": row, "size_in": size_in, "actions": dict(report.actions)}
 
 
 # ---------------------------------------------------------------------------- records

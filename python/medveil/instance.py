@@ -1,0 +1,130 @@
+"""One instance through the whole pipeline: bytes in, de-identified bytes and catalog row out.
+
+The archive run, the Spark job and the network gateway all call :func:`clean_instance`, so
+a file gets the same decision and the same bytes whichever way it arrives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from pydicom.dataset import Dataset
+
+from medveil.deid import Deidentifier, read_dataset, write_dataset
+from medveil.errors import DicomInputError, MedveilError, QuarantineError
+from medveil.generalize import age_band
+from medveil.postcheck import identity_terms, post_check
+
+
+@dataclass
+class CleanResult:
+    """The outcome for one input: status 'written', 'skipped' or 'quarantined'."""
+
+    status: str
+    reason: str = ""
+    size_in: int = 0
+    data: bytes = b""
+    relpath: str = ""
+    row: dict[str, object] = field(default_factory=dict)
+    actions: dict[str, int] = field(default_factory=dict)
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """True for a file with the DICM preamble, or one that starts like a bare dataset."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group = int.from_bytes(head[0:2], "little")
+    elem = int.from_bytes(head[2:4], "little")
+    # A dataset without preamble starts with a low even group (0002..0010) element.
+    return (
+        group in (0x0002, 0x0008, 0x0010)
+        and elem < 0x1000
+        and (head[4:6].isalpha() or int.from_bytes(head[4:8], "little") < 0x10000)
+    )
+
+
+def safe_component(uid: str) -> str:
+    """A path component made only of UID-safe characters."""
+    return "".join(ch for ch in uid if ch.isalnum() or ch in ".-_") or "unknown"
+
+
+def age_band_label(age: str) -> str:
+    """A catalog age band such as '65-69' or '90+' from a DICOM AS value."""
+    band = age_band(age) if age else ""
+    if not band:
+        return ""
+    lo = int(band[:3])
+    return "90+" if lo >= 90 else f"{lo}-{lo + 4}"
+
+
+def output_relpath(ds: Dataset) -> str:
+    """<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm of a cleaned dataset."""
+    return str(
+        PurePosixPath(
+            safe_component(str(ds.get("PatientID", "") or "") or "unknown-patient"),
+            safe_component(str(ds.get("StudyInstanceUID", ""))),
+            safe_component(str(ds.get("SeriesInstanceUID", ""))),
+            safe_component(str(ds.get("SOPInstanceUID", ""))) + ".dcm",
+        )
+    )
+
+
+def catalog_row(ds: Dataset, relpath: str, data: bytes) -> dict[str, object]:
+    """The de-identified metadata of one written instance (the cohort catalog row)."""
+
+    def num(kw: str) -> object:
+        v = ds.get(kw)
+        try:
+            return float(v) if kw == "SliceThickness" else int(v)
+        except (TypeError, ValueError):
+            return None
+
+    return {
+        "patient_pseudonym": relpath.split("/", 1)[0],
+        "study_uid": str(ds.get("StudyInstanceUID", "")),
+        "series_uid": str(ds.get("SeriesInstanceUID", "")),
+        "sop_uid": str(ds.get("SOPInstanceUID", "")),
+        "modality": str(ds.get("Modality", "") or ""),
+        "body_part": str(ds.get("BodyPartExamined", "") or ""),
+        "sex": str(ds.get("PatientSex", "") or ""),
+        "age_band": age_band_label(str(ds.get("PatientAge", "") or "")),
+        "study_date": str(ds.get("StudyDate", "") or ""),
+        "manufacturer": str(ds.get("Manufacturer", "") or ""),
+        "rows": num("Rows"),
+        "columns": num("Columns"),
+        "frames": num("NumberOfFrames") or 1,
+        "slice_thickness": num("SliceThickness"),
+        "path": relpath,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def clean_instance(engine: Deidentifier, raw: bytes, name: str = "input") -> CleanResult:
+    """De-identify and post-check one file's bytes; never raises for a bad input."""
+    size_in = len(raw)
+    if size_in == 0:
+        return CleanResult("skipped", "empty file")
+    if not looks_like_dicom(raw[:132]):
+        return CleanResult("skipped", "not DICOM", size_in)
+    try:
+        ds = read_dataset(io.BytesIO(raw), "input")
+        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+            raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
+        terms = identity_terms(ds)
+        report = engine.apply(ds, source=name)
+        data = write_dataset(ds)
+        post_check(data, terms)
+    except (MedveilError, QuarantineError) as exc:
+        return CleanResult("quarantined", str(exc).replace("input: ", ""), size_in)
+    except Exception as exc:  # fail closed: anything unexpected keeps the file out
+        return CleanResult("quarantined", f"{type(exc).__name__}: {exc}"[:300], size_in)
+    relpath = output_relpath(ds)
+    return CleanResult(
+        "written", "", size_in, data, relpath, catalog_row(ds, relpath, data), dict(report.actions)
+    )
