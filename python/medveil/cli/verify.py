@@ -31,6 +31,15 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the JSON report, not the table")
     p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="ELEMENTS",
+        help="comma-separated keywords or (gggg,eeee) the policy keeps on purpose (e.g. "
+        "StationName,DeviceSerialNumber under Retain Device Identity): findings there are "
+        "listed but not counted; repeatable",
+    )
+    p.add_argument(
         "--engine",
         choices=("auto", "regex", "aho"),
         default="auto",
@@ -45,9 +54,12 @@ def run(args: argparse.Namespace) -> int:
         if not path.exists():
             print(f"medveil verify: {label} {path} does not exist", file=sys.stderr)
             return 2
+    allow = [x for arg in args.allow for x in arg.split(",") if x.strip()]
     try:
-        report = verify_archive(args.originals, args.output, strict=args.strict, engine=args.engine)
-    except ImportError as exc:
+        report = verify_archive(
+            args.originals, args.output, strict=args.strict, allow=allow, engine=args.engine
+        )
+    except (ImportError, ValueError) as exc:
         print(f"medveil verify: {exc}", file=sys.stderr)
         return 2
     if args.report is not None:

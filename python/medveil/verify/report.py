@@ -55,6 +55,7 @@ class VerifyReport:
     strict: bool = False
     engine: str = ""
     findings: list[Finding] = field(default_factory=list)
+    allowed: list[Finding] = field(default_factory=list)  # in elements the policy keeps
     unreadable_originals: list[tuple[str, str]] = field(default_factory=list)
     unreadable_outputs: list[tuple[str, str]] = field(default_factory=list)
     not_dicom: list[str] = field(default_factory=list)
@@ -89,10 +90,8 @@ class VerifyReport:
             "dates_searched": self.dates,
             "values_not_counted": self.skipped_values,
             "counts": self.counts(),
-            "findings": [
-                {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(f).items()}
-                for f in self.findings
-            ],
+            "findings": [_finding_dict(f) for f in self.findings],
+            "allowed": [_finding_dict(f) for f in self.allowed],
             "unreadable_originals": [{"file": p, "error": e} for p, e in self.unreadable_originals],
             "unreadable_outputs": [{"file": p, "error": e} for p, e in self.unreadable_outputs],
             "not_dicom_outputs": self.not_dicom,
@@ -121,6 +120,12 @@ class VerifyReport:
                 lines.append(f"{f.category:<12} {f.how:<16} {label:<12} {f.file}  {f.path}")
             if len(self.findings) > max_rows:
                 lines.append(f"... {len(self.findings) - max_rows} more (see --report)")
+        if self.allowed:
+            lines.append(
+                f"allowed (kept on purpose by the policy, not counted): {len(self.allowed)}"
+            )
+            for f in self.allowed[:max_rows]:
+                lines.append(f"  allowed {f.category:<12} {f.hint():<12} {f.file}  {f.path}")
         for title, items in (
             ("unreadable output", self.unreadable_outputs),
             ("unreadable original", self.unreadable_originals),
@@ -130,3 +135,7 @@ class VerifyReport:
         lines += [f"partly parsed (byte search covers the rest): {p}" for p in self.incomplete]
         lines += ["", "CLEAN" if self.clean else "FOUND: identifying values survived"]
         return "\n".join(lines)
+
+
+def _finding_dict(f: Finding) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(f).items()}

@@ -6,13 +6,15 @@ import bisect
 import hashlib
 import io
 import os
+import re
 import secrets
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 
 from medveil.verify.matcher import RegexMatcher, have_aho_corasick, make_matcher
@@ -36,6 +38,53 @@ _NATIVE_TS = frozenset(
     {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
 )
 _MAX_SOURCES = 3
+
+
+_TAG_IN_PATH = re.compile(r"\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)")
+
+
+def _extends_uid(text: str, s: int, e: int) -> bool:
+    """Whether a UID match is only part of a longer UID (``x.<uid>`` or ``<uid>.y``)."""
+    after = text[e : e + 2]
+    before = text[max(0, s - 2) : s]
+    return (len(after) == 2 and after[0] == "." and after[1].isdigit()) or (
+        len(before) == 2 and before[1] == "." and before[0].isdigit()
+    )
+
+
+def leaf_tag(path: str) -> int | None:
+    """Tag of the innermost element named in a finding path, or None for raw offsets."""
+    tags = _TAG_IN_PATH.findall(path)
+    return int(tags[-1][0] + tags[-1][1], 16) if tags else None
+
+
+def resolve_tags(items: Iterable[int | str]) -> set[int]:
+    """Tags from ints, keywords or ``(gggg,eeee)`` / ``ggggeeee`` strings; ValueError if unknown."""
+    out: set[int] = set()
+    for item in items:
+        if isinstance(item, int):
+            out.add(item)
+            continue
+        text = item.strip()
+        m = re.fullmatch(r"\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?", text)
+        tag = int(m.group(1) + m.group(2), 16) if m else tag_for_keyword(text)
+        if tag is None:
+            raise ValueError(f"unknown element {text!r}: use a keyword or (gggg,eeee)")
+        out.add(tag)
+    return out
+
+
+def looks_like_dicom(data: bytes) -> bool:
+    """DICM at 128, or a first element that parses as a tag with a VR or a fitting length."""
+    if data[128:132] == b"DICM":
+        return True
+    if len(data) < 8:
+        return False
+    group = int.from_bytes(data[:2], "little")
+    if group % 2 or not 0x0002 <= group <= 0x7FE0:
+        return False
+    vr = data[4:6]
+    return (vr.isalpha() and vr.isupper()) or int.from_bytes(data[4:8], "little") <= len(data) - 8
 
 
 def _files(root: Path) -> list[Path]:
@@ -157,8 +206,10 @@ class Scanner:
             value = self.texts[i]
             if (path, value) in seen:
                 continue
-            seen.add((path, value))
             vkind = self.index.values[value].kind
+            if vkind == "uids" and _extends_uid(haystack, s, _e):
+                continue
+            seen.add((path, value))
             cat = self._category(vkind, in_meta, private, ekind)
             findings.append(self._finding(file, cat, path, "element", value, vkind))
         return findings, seen
@@ -200,6 +251,15 @@ class Scanner:
     ) -> Finding | None:
         value = self.texts[vi]
         vkind = self.index.values[value].kind
+        if vkind == "uids":
+            step = 2 if enc == "utf-16-le" else 1
+            window = lay.data[max(0, start - 2 * step) : end + 2 * step]
+            text = window.decode(enc, "replace")
+            pre = len(lay.data[max(0, start - 2 * step) : start].decode(enc, "replace"))
+            if _extends_uid(
+                text, pre, len(text) - len(lay.data[end : end + 2 * step].decode(enc, "replace"))
+            ):
+                return None
         span: Span | None = lay.element_at(start, end) if lay.spans else None
         if span is not None:
             if (span.path, value) in seen:
@@ -280,7 +340,7 @@ class Scanner:
             return
         ds = None
         # Only what looks like DICOM goes to pydicom (force=True would read anything).
-        if data[128:132] == b"DICM" or data[:2] in (b"\x02\x00", b"\x08\x00"):
+        if looks_like_dicom(data):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -310,15 +370,28 @@ def verify_archive(
     output: str | os.PathLike,
     strict: bool = False,
     *,
+    allow: Iterable[int | str] = (),
     engine: str = "auto",
     hash_key: bytes | None = None,
 ) -> VerifyReport:
-    """Learn identifying values from ``originals`` and report every survivor in ``output``."""
+    """Learn identifying values from ``originals`` and report every survivor in ``output``.
+
+    ``allow`` names elements (keywords, ``(gggg,eeee)`` or int tags) that the policy keeps
+    on purpose, e.g. StationName under Retain Device Identity: findings there are listed
+    under ``allowed`` and do not make the output unclean. The values are still searched
+    everywhere else.
+    """
+    allowed_tags = resolve_tags(allow)
     # pydicom converts values lazily and warns about non-conformant ones; a verifier reads
     # whatever it is given, so those warnings are not errors here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _verify(Path(originals), Path(output), strict, engine, hash_key)
+        report = _verify(Path(originals), Path(output), strict, engine, hash_key)
+    if allowed_tags:
+        kept = [x for x in report.findings if leaf_tag(x.path) not in allowed_tags]
+        report.allowed = [x for x in report.findings if leaf_tag(x.path) in allowed_tags]
+        report.findings = kept
+    return report
 
 
 def _verify(

@@ -19,13 +19,19 @@ identifying when
   or UN that decodes to printable text): ``private``.
 
 Counting rule (not applied with ``strict=True``): a value is not searched for when, after
-normalisation (``^`` as space, lower case, trimmed), it is shorter than
-:data:`MIN_LENGTH` (4) characters, is in :data:`STOP_WORDS`, is a one-character name
-component, or is a private value that also occurs in the originals as a coded value of a
-standard element (a CS value, Manufacturer, ...), since vendors repeat such codes in their
-private groups. CS values of private elements are codes, not free text, and are learned only
-with ``strict``. Well-known UIDs are never searched for, not even with ``strict``: they are
-DICOM constants present in every valid file.
+normalisation (``^`` as space, case-folded, trimmed), it is shorter than :data:`MIN_LENGTH`
+(4) characters, has no letter or digit, is in :data:`STOP_WORDS`, is a one-character name
+component, or (names, dates and UIDs excepted) also occurs in the originals, as a whole or as
+a word-bounded part, in a coded value of a standard element (any CS value, Manufacturer,
+ManufacturerModelName, SoftwareVersions, ImplementationVersionName): vendors repeat such
+codes in their private groups, and an institution named like its scanner's maker says
+nothing about the patient. CS values of private elements are codes, not
+free text, and are learned only with ``strict``.
+
+Never searched for, not even with ``strict``: well-known UIDs (DICOM constants present in
+every valid file), the Implementation Class UID of the software that wrote an original
+(wherever else it is repeated, e.g. InstanceCreatorUID), and coding scheme identification
+(CodingScheme* elements name public terminologies).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+
+from medveil.verify.matcher import make_matcher
 
 try:
     from pydicom._uid_dict import UID_dictionary as _UID_DICT
@@ -122,7 +130,7 @@ _LEAD_DATE_RE = re.compile(r"(\d{8})\d")
 _DATE_RE = re.compile(r"(?<!\d)(\d{4})\.?(\d{2})\.?(\d{2})(?!\d)")
 # Values of these standard elements are vendor/device codes repeated in private groups.
 _BENIGN_KEYWORDS = frozenset(
-    {"Manufacturer", "ManufacturerModelName", "SoftwareVersions", "ProtocolName"}
+    {"Manufacturer", "ManufacturerModelName", "SoftwareVersions", "ImplementationVersionName"}
 )
 # Longer values are truncated: a shared 1 KiB prefix is a leak on its own.
 MAX_VALUE_CHARS = 1024
@@ -169,6 +177,8 @@ def classify(tag: int, vr: str, keyword: str, *, strict: bool = False) -> str | 
         return None
     if tag == 0x00020012 or tag == 0x00020013:
         return None  # implementation class UID / version name identify the software
+    if keyword.startswith("CodingScheme"):
+        return None  # identification of a public terminology (SNOMED, LOINC, DCM, ...)
     if vr == "PN":
         return "names"
     if vr in ("DA", "DT"):
@@ -271,7 +281,10 @@ class ValueIndex:
         if not norm:
             return
         if not strict and (
-            len(norm) < MIN_LENGTH or norm.upper() in STOP_WORDS or (component and len(norm) == 1)
+            len(norm) < MIN_LENGTH
+            or norm.upper() in STOP_WORDS
+            or (component and len(norm) == 1)
+            or not any(c.isalnum() for c in norm)
         ):
             self.skipped += 1
             return
@@ -302,7 +315,8 @@ def learn(paths: list[Path], *, strict: bool = False) -> ValueIndex:
     """Read every original once and collect its identifying values into a :class:`ValueIndex`."""
     index = ValueIndex()
     benign: set[str] = set()
-    private_vals: list[tuple[str, str]] = []
+    software_uids: set[str] = set()
+    pending: list[tuple[str, str, str]] = []  # (text, kind, source), decided after the pass
     for path in paths:
         src = str(path)
         try:
@@ -310,8 +324,9 @@ def learn(paths: list[Path], *, strict: bool = False) -> ValueIndex:
         except Exception as exc:  # unreadable originals are reported, never fatal
             index.unreadable.append((src, type(exc).__name__))
             continue
-        if len(ds) == 0:
-            index.unreadable.append((src, "no data elements"))
+        if not any(keyword_for_tag(t) for t in ds.keys()):
+            # Nothing pydicom recognises: a misparse would teach nothing, so say so.
+            index.unreadable.append((src, "no standard data elements"))
             continue
         index.originals += 1
         meta = getattr(ds, "file_meta", None)
@@ -328,6 +343,8 @@ def learn(paths: list[Path], *, strict: bool = False) -> ValueIndex:
             if kind is None:
                 if not elem.tag.is_private and (vr == "CS" or keyword in _BENIGN_KEYWORDS):
                     benign.update(normalize(t) for t in texts)
+                elif int(elem.tag) == 0x00020012:
+                    software_uids.update(normalize(t) for t in texts)
                 continue
             for t in texts:
                 if kind == "dates":
@@ -336,17 +353,25 @@ def learn(paths: list[Path], *, strict: bool = False) -> ValueIndex:
                 elif kind == "uids":
                     t = t.strip("\x00 ")
                     if not is_well_known_uid(t):
-                        index.add(t, "uids", src, strict=True, component=False)
+                        pending.append((t, "uids", src))
                 elif kind == "names":
+                    # A name stays a name even when it also reads like a device code.
                     for part, comp in _pn_parts(t):
                         index.add(part, "names", src, strict=strict, component=comp)
-                elif kind == "private":
-                    private_vals.append((t, src))
                 else:
-                    index.add(t, kind, src, strict=strict, component=False)
-    for t, src in private_vals:
-        if strict or normalize(t) not in benign:
-            index.add(t, "private", src, strict=strict, component=False)
-        else:
+                    pending.append((t, kind, src))
+    in_benign: set[str] = set()
+    if not strict and benign:
+        # Values written (word-bounded) inside a device/software code are that code's words.
+        texts = sorted({normalize(t) for t, kind, _ in pending if kind != "uids"})
+        matcher = make_matcher(texts)
+        in_benign = {texts[i] for _s, _e, i in matcher.find("\x00".join(sorted(benign)))}
+    for t, kind, src in pending:
+        norm = normalize(t)
+        if kind == "uids" and norm in software_uids:
+            index.skipped += 1  # the writing software's UID, repeated e.g. in InstanceCreatorUID
+        elif kind != "uids" and norm in in_benign:
             index.skipped += 1
+        else:
+            index.add(t, kind, src, strict=strict, component=False)
     return index
