@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         if not path.exists():
             print(f"medveil verify: {label} {path} does not exist", file=sys.stderr)
             return 2
-    allow = [x for arg in args.allow for x in arg.split(",") if x.strip()]
+    # Split on commas, except those inside a (gggg,eeee) tag.
+    allow = [x for arg in args.allow for x in re.findall(r"\([^)]*\)|[^,\s]+", arg)]
     try:
         report = verify_archive(
             args.originals, args.output, strict=args.strict, allow=allow, engine=args.engine

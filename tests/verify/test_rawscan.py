@@ -1,0 +1,80 @@
+"""The raw walker agrees with pydicom on element paths, and finds the pixel data to skip."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from medveil.verify.rawscan import layouts
+from medveil.verify.values import walk
+from pydicom import dcmread
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+)
+
+from tests.verify import factory as f
+from tests.verify.test_verify import PLANTS
+
+
+def _rich_output():
+    ds = f.clean_output()
+    for _id, plant, *_ in PLANTS:
+        plant(ds)
+    return ds
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        ExplicitVRLittleEndian,
+        ImplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+        DeflatedExplicitVRLittleEndian,
+    ],
+)
+def test_walker_paths_equal_pydicom_paths(tmp_path, ts) -> None:
+    path = f.save(_rich_output(), tmp_path / "o.dcm", transfer_syntax=ts)
+    data = path.read_bytes()
+    lays = layouts(data)
+    ds = dcmread(io.BytesIO(data))
+    expected = {p for p, _e, _priv in walk(ds.file_meta)} | {p for p, _e, _priv in walk(ds)}
+    got = {sp.path for lay in lays for sp in lay.spans} - {"(deflated)"}
+    assert got == expected
+    assert all(lay.complete for lay in lays)
+    inner = lays[-1]
+    ((start, end),) = inner.pixel_ranges
+    assert inner.data[start:end] == ds.PixelData
+    assert (lays[0].meta_end > 132) and lays[0].name == "file"
+    assert (len(lays) == 2) == (ts == DeflatedExplicitVRLittleEndian)
+
+
+def test_encapsulated_pixel_data_is_skipped_but_trailing_elements_are_not(tmp_path) -> None:
+    originals = f.save(f.original(), tmp_path / "orig" / "o.dcm")
+    ds = f.clean_output()
+    ds.PixelData = encapsulate([b"\xff\xd8" + f.MRN.encode() + b" \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds.BitsStored, ds.HighBit = 16, 15
+    ds.private_block(0x7FE1, "TRAILING FAKE", create=True).add_new(0x01, "LO", f.PRIVATE_TEXT)
+    out = f.save(ds, tmp_path / "out" / "o.dcm", transfer_syntax=JPEGBaseline8Bit)
+    lay = layouts(out.read_bytes())[0]
+    ((start, end),) = lay.pixel_ranges
+    assert out.read_bytes().index(f.MRN.encode()) in range(start, end)
+    from medveil.verify import verify_archive
+
+    report = verify_archive(originals, out)
+    assert [(x.category, x.path) for x in report.findings] == [("private", "(7FE1,1001)")]
+
+
+def test_truncated_file_is_incomplete_not_an_error() -> None:
+    data = f.clean_output()
+    buf = io.BytesIO()
+    data.save_as(buf, enforce_file_format=True)
+    raw = buf.getvalue()
+    lay = layouts(raw[: len(raw) - 20])[0]
+    assert not lay.complete
+    assert layouts(b"")[0].spans == []
