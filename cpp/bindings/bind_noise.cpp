@@ -82,6 +82,8 @@ void bind_noise(py::module_& m) {
             "NOT PRIVATE: a reproducible generator for tests and benchmarks only.")
         .def_property_readonly("deterministic", &Csprng::deterministic,
                                "True for a fixed-seed (test-only, not private) generator.")
+        .def_property_readonly("bytes_used", &Csprng::bytes_used,
+                               "Keystream bytes handed out or discarded so far (diagnostic).")
         .def(
             "bytes",
             [](Csprng& rng, py::ssize_t n) {

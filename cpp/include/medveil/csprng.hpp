@@ -55,8 +55,24 @@ public:
         pos_ += 4;
         return from_le32(v);
     }
+    inline std::uint16_t next_u16() {
+        if (end_ - pos_ < 2) refill();
+        std::uint16_t v;
+        std::memcpy(&v, buf_ + pos_, 2);
+        pos_ += 2;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        v = __builtin_bswap16(v);
+#endif
+        return v;
+    }
     // Copies n keystream bytes into out.
     void fill(std::uint8_t* out, std::size_t n);
+
+    // Keystream bytes handed out or discarded so far (a diagnostic for the benchmarks:
+    // how many random bytes a sampler spends per sample).
+    std::uint64_t bytes_used() const noexcept {
+        return refills_ * (kBufferBytes - kKeyBytes) - (end_ - pos_);
+    }
 
     // Held by the bindings while a kernel runs without the GIL, so two Python threads
     // sharing a generator cannot hand out the same bytes twice.
@@ -84,6 +100,7 @@ private:
     std::uint8_t key_[kKeyBytes];
     std::size_t pos_ = kBufferBytes;
     std::size_t end_ = kBufferBytes;
+    std::uint64_t refills_ = 0;
     long pid_ = 0;
     bool deterministic_ = false;
     std::mutex mutex_;

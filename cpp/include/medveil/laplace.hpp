@@ -52,10 +52,11 @@ void bernoulli_exp(Csprng& rng, std::uint64_t num, std::uint64_t den, std::uint8
 // continuous limit: Y = floor(scale * E) for an exponential E, drawn exactly with von
 // Neumann's comparison method (a uniform F, accepted with probability exp(-F) by counting
 // a descending run of further uniforms; the number of rejections is the integer part).
-// Each uniform is a lazily extended string of 32-bit chunks, so a comparison almost
-// always costs one 32-bit word and ties are resolved by drawing more, never by rounding.
-// The floor is an exact 128-bit computation on F's bits. About 6 words per sample
-// instead of CKS's ~10 64-bit words, with the same exact output distribution.
+// Each uniform is a lazily extended string of 16-bit chunks, so a comparison almost
+// always costs 16 random bits and ties are resolved by drawing more, never by rounding.
+// The floor is an exact 128-bit computation on F's bits (as many as the scale needs).
+// About 9 bytes of keystream per sample at scale 10 and 15 at the grid scale 2^40,
+// against ~40 for CKS as written, with the same exact output distribution.
 void discrete_laplace(Csprng& rng, Rational scale, std::int64_t* out, std::size_t count);
 
 // The literal CKS 2020 Algorithm 2 (scale = num / den; uniform U on {0..num-1} accepted

@@ -92,6 +92,7 @@ void Csprng::refill() {
     secure_wipe(buf_, kKeyBytes);
     pos_ = kKeyBytes;
     end_ = kBufferBytes;
+    ++refills_;
 }
 
 void Csprng::fill(std::uint8_t* out, std::size_t n) {

@@ -14,9 +14,13 @@ namespace {
 
 using u128 = unsigned __int128;
 
-// 32 chunks = 1024 bits. Needing more means 31 ties of 32 random bits in one comparison
-// (probability 2^-992); the sampler then throws rather than decide with fewer bits.
-constexpr unsigned kMaxChunks = 32;
+// Uniform reals are drawn 16 bits at a time: a comparison of two uniforms is decided by
+// the first chunk with probability 1 - 2^-16, so wider chunks would mostly waste keystream
+// (which is where the time goes). 64 chunks = 1024 bits; needing more means 63 ties in a
+// row (probability 2^-1008), and the sampler then throws rather than decide inexactly.
+using Chunk = std::uint16_t;
+constexpr unsigned kChunkBits = 16;
+constexpr unsigned kMaxChunks = 64;
 
 [[noreturn]] void too_many_chunks() {
     throw std::runtime_error("noise sampler: a comparison needed more than 1024 random bits "
@@ -26,12 +30,12 @@ constexpr unsigned kMaxChunks = 32;
 // A uniform real in [0, 1) known by a prefix of 32-bit chunks, most significant first;
 // further chunks are drawn on demand and kept, since the value is compared again later.
 struct Lazy {
-    std::uint32_t c[kMaxChunks] = {};
+    Chunk c[kMaxChunks] = {};
     unsigned n = 0;
-    std::uint32_t chunk(Csprng& rng, unsigned i) {
+    Chunk chunk(Csprng& rng, unsigned i) {
         while (n <= i) {
             if (n == kMaxChunks) too_many_chunks();
-            c[n++] = rng.next_u32();
+            c[n++] = rng.next_u16();
         }
         return c[i];
     }
@@ -39,27 +43,27 @@ struct Lazy {
 
 // Given a fresh uniform whose first chunk v0 equals cur's first chunk, draws its further
 // chunks into `out` and returns whether it is below cur (extending cur as needed).
-bool fresh_below_tied(Csprng& rng, std::uint32_t v0, Lazy& cur, Lazy& out) {
+bool fresh_below_tied(Csprng& rng, Chunk v0, Lazy& cur, Lazy& out) {
     out.c[0] = v0;
     out.n = 1;
     for (unsigned i = 1;; ++i) {
-        const std::uint32_t a = out.chunk(rng, i);
-        const std::uint32_t b = cur.chunk(rng, i);
+        const Chunk a = out.chunk(rng, i);
+        const Chunk b = cur.chunk(rng, i);
         if (a != b) return a < b;
     }
 }
 
 // Whether a uniform real R in [0, 1) is >= m / t (0 < m < t <= 2^94), where R's chunks
 // are F.c[idx..] followed by fresh chunks. Each step decides unless m/t falls inside the
-// 2^-32-wide interval the chunk picked, so it costs one chunk with probability 1 - 2^-32.
+// 2^-16-wide interval the chunk picked, so it costs one chunk with probability 1 - 2^-16.
 bool rest_at_least(Csprng& rng, const Lazy* f, unsigned idx, u128 m, u128 t) {
     for (;;) {
-        const std::uint32_t c = (f != nullptr && idx < f->n) ? f->c[idx] : rng.next_u32();
+        const Chunk c = (f != nullptr && idx < f->n) ? f->c[idx] : rng.next_u16();
         ++idx;
-        const u128 big_m = m << 32;
+        const u128 big_m = m << kChunkBits;
         const u128 ct = static_cast<u128>(c) * t;
-        if (ct >= big_m) return true;       // R >= c / 2^32 >= m / t
-        if (ct + t <= big_m) return false;  // R < (c + 1) / 2^32 <= m / t
+        if (ct >= big_m) return true;       // R >= c / 2^16 >= m / t
+        if (ct + t <= big_m) return false;  // R < (c + 1) / 2^16 <= m / t
         m = big_m - ct;                     // R's remaining bits decide; 0 < m < t again
     }
 }
@@ -113,17 +117,26 @@ void check_rational(Rational r, const char* what) {
         throw std::invalid_argument(std::string(what) + ": scale above 2^52 is not supported");
 }
 
-// The scale t/s with the division by s prepared: a shift when s is a power of two.
+// The scale t/s with the division by s prepared (a shift when s is a power of two), and
+// how many chunks of F to draw up front: the fewest whose 2^-bits resolution, times the
+// scale, is below 1, so the floor is decided or has a single integer in doubt.
 struct Params {
     std::uint64_t t, s;
-    int shift;  // log2(s) when s is a power of two, else -1
-    explicit Params(Rational r) : t(r.num), s(r.den), shift(-1) {
+    int shift;        // log2(s) when s is a power of two, else -1
+    unsigned chunks;  // 1..4 (scale <= 2^52 < 2^64)
+    explicit Params(Rational r) : t(r.num), s(r.den), shift(-1), chunks(4) {
         if ((s & (s - 1)) == 0) shift = __builtin_ctzll(s);
+        for (unsigned n = 1; n <= 4; ++n) {
+            if (static_cast<u128>(t) < (static_cast<u128>(s) << (kChunkBits * n))) {
+                chunks = n;
+                break;
+            }
+        }
     }
     std::uint64_t div(std::uint64_t x) const { return shift >= 0 ? x >> shift : x / s; }
 };
 
-// floor((t/s) * (J + F)) exactly, F the accepted uniform (first 64 bits in F.c[0..1]).
+// floor((t/s) * (J + F)) exactly, F the accepted uniform (its first p.chunks chunks drawn).
 std::int64_t scaled_floor(Csprng& rng, const Lazy& f, const Params& p, std::uint64_t j) {
     u128 q1 = 0;
     std::uint64_t r1 = 0;
@@ -137,17 +150,21 @@ std::int64_t scaled_floor(Csprng& rng, const Lazy& f, const Params& p, std::uint
             r1 = static_cast<std::uint64_t>(a % p.s);
         }
     }
-    const std::uint64_t w = (static_cast<std::uint64_t>(f.c[0]) << 32) | f.c[1];
-    // F lies in [w, w + 1) / 2^64, so (r1 + t F) / s lies in [lo, lo + t) / (s 2^64).
-    const u128 lo = (static_cast<u128>(r1) << 64) + static_cast<u128>(p.t) * w;
-    const std::uint64_t y_lo = p.div(static_cast<std::uint64_t>(lo >> 64));
-    const std::uint64_t y_hi = p.div(static_cast<std::uint64_t>((lo + (p.t - 1)) >> 64));
+    const unsigned bits = kChunkBits * p.chunks;  // B <= 64
+    std::uint64_t w = 0;
+    for (unsigned i = 0; i < p.chunks; ++i) w = (w << kChunkBits) | f.c[i];
+    // F lies in [w, w + 1) / 2^B, so (r1 + t F) / s lies in [lo, lo + t) / (s 2^B); t < s 2^B
+    // by the choice of p.chunks, so at most one integer boundary falls inside. lo >> B is
+    // r1 + floor(t w / 2^B) < s + t <= 2^63.
+    const u128 lo = (static_cast<u128>(r1) << bits) + static_cast<u128>(p.t) * w;
+    const std::uint64_t y_lo = p.div(static_cast<std::uint64_t>(lo >> bits));
+    const std::uint64_t y_hi = p.div(static_cast<std::uint64_t>((lo + (p.t - 1)) >> bits));
     u128 y = q1 + y_lo;
     if (y_lo != y_hi) {
-        // One integer k = y_lo + 1 inside the interval: the floor is k iff the bits of F
-        // beyond the first 64, read as R in [0, 1), satisfy t R >= k s 2^64 - lo.
-        const u128 m = (static_cast<u128>((y_lo + 1) * p.s) << 64) - lo;
-        if (rest_at_least(rng, &f, 2, m, p.t)) y += 1;
+        // The boundary k = y_lo + 1 is inside: the floor is k iff the bits of F beyond the
+        // first B, read as R in [0, 1), satisfy t R >= k s 2^B - lo (0 < that < t).
+        const u128 m = (static_cast<u128>((y_lo + 1) * p.s) << bits) - lo;
+        if (rest_at_least(rng, &f, p.chunks, m, p.t)) y += 1;
     }
     if (y > static_cast<u128>(std::numeric_limits<std::int64_t>::max()))
         throw std::overflow_error("discrete_laplace: noise beyond the int64 range");
@@ -162,14 +179,13 @@ inline std::int64_t sample_one(Csprng& rng, const Params& p, Lazy& f, Lazy& s, L
         // Von Neumann: F uniform, then a descending run F > U2 > U3 > ...; F is accepted
         // (with probability exp(-F)) iff the run has an even number of steps.
         for (;;) {
-            f.c[0] = rng.next_u32();
-            f.c[1] = rng.next_u32();
-            f.n = 2;
-            std::uint32_t cur0 = f.c[0];
+            for (unsigned i = 0; i < p.chunks; ++i) f.c[i] = rng.next_u16();
+            f.n = p.chunks;
+            Chunk cur0 = f.c[0];
             int mode = 0;  // current minimum: 0 = F, 1 = one chunk cur0 only, 2 = in s
             unsigned steps = 0;
             for (;;) {
-                const std::uint32_t u = rng.next_u32();
+                const Chunk u = rng.next_u16();
                 if (u < cur0) {
                     cur0 = u;
                     mode = 1;
