@@ -137,6 +137,33 @@ def test_long_fills_stream_correctly(backend, shape, dtype, value, region) -> No
     np.testing.assert_array_equal(pixels, expected)
 
 
+def test_region_arrays_reach_the_core_in_every_form(backend) -> None:
+    from medveil import _core
+
+    rng = np.random.default_rng(9)
+    pixels = rng.integers(0, 1000, size=(5, 30, 40), dtype=np.int32)
+    six = rng.integers(-3, 45, size=(12, 6)).astype(np.int64)
+    six[:, 4:] = rng.integers(-1, 7, size=(12, 2))
+    regions = [tuple(int(v) for v in row) for row in six]
+    expected = reference_mask(pixels, regions, 77, planar=False)
+    # Every other row of a (24, 6) array: not C-contiguous, so the wrapper copies it.
+    spaced = np.zeros((24, 6), dtype=np.int64)
+    spaced[::2] = six
+    for form in (six, spaced[::2], six.astype(np.int16), six.astype(">i8")):
+        got = pixels.copy()
+        mask_regions(got, form, 77)
+        np.testing.assert_array_equal(got, expected)
+    # Four int64 columns go to the core as they are and mean "every frame".
+    four = six[:, :4].copy()
+    got = pixels.copy()
+    _core.mask.mask_regions(got, four, 77)
+    np.testing.assert_array_equal(got, reference_mask(pixels, [tuple(r) for r in four], 77, False))
+    with pytest.raises(ValueError, match=r"\(n, 6\)"):
+        _core.mask.mask_regions(got, six[:, :5].copy(), 0)
+    with pytest.raises(ValueError, match="C-contiguous int64"):
+        _core.mask.mask_regions(got, spaced[::2], 0)
+
+
 def test_region_lists_fast_and_slow_paths_agree() -> None:
     rng = np.random.default_rng(3)
     coords = rng.integers(-5, 40, size=(50, 6))
