@@ -137,9 +137,15 @@ def test_tag_helpers() -> None:
     assert keyword_for_tag(0x00100020) == "PatientID"
 
 
-def test_original_without_standard_elements_is_reported(tmp_path: Path) -> None:
-    junk = tmp_path / "orig" / "junk.dcm"
-    junk.parent.mkdir()
-    junk.write_bytes(b" " + b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100" * 3)  # off by one byte
-    index = learn([junk])
-    assert [r for _p, r in index.unreadable] == ["no standard data elements"]
+def test_unusable_originals_are_reported(tmp_path: Path) -> None:
+    root = tmp_path / "orig"
+    root.mkdir()
+    (root / "a.txt").write_bytes(b" " + b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100")  # off by one
+    # Parses as one element (0820,0500): DICOM-like, but nothing pydicom knows.
+    (root / "b.dcm").write_bytes(b"\x20\x08\x00\x05" + (4).to_bytes(4, "little") + b"abcd")
+    index = learn(sorted(root.iterdir()))
+    assert [(Path(p).name, r) for p, r in index.unreadable] == [
+        ("a.txt", "not DICOM"),
+        ("b.dcm", "no standard data elements"),
+    ]
+    assert index.originals == 0

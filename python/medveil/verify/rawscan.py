@@ -220,3 +220,16 @@ def layouts(data: bytes) -> list[RawLayout]:
     except struct.error:
         lay.complete = False
     return [lay]
+
+
+def looks_like_dicom(data: bytes) -> bool:
+    """DICM at 128, or a first element that parses as a tag with a VR or a fitting length."""
+    if data[128:132] == b"DICM":
+        return True
+    if len(data) < 8:
+        return False
+    group = int.from_bytes(data[:2], "little")
+    if group % 2 or not 0x0002 <= group <= 0x7FE0:
+        return False
+    vr = data[4:6]
+    return (vr.isalpha() and vr.isupper()) or int.from_bytes(data[4:8], "little") <= len(data) - 8

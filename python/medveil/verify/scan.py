@@ -18,7 +18,7 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 
 from medveil.verify.matcher import RegexMatcher, have_aho_corasick, make_matcher
-from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span, layouts
+from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span, layouts, looks_like_dicom
 from medveil.verify.report import Finding, VerifyReport
 from medveil.verify.values import (
     ValueIndex,
@@ -72,19 +72,6 @@ def resolve_tags(items: Iterable[int | str]) -> set[int]:
             raise ValueError(f"unknown element {text!r}: use a keyword or (gggg,eeee)")
         out.add(tag)
     return out
-
-
-def looks_like_dicom(data: bytes) -> bool:
-    """DICM at 128, or a first element that parses as a tag with a VR or a fitting length."""
-    if data[128:132] == b"DICM":
-        return True
-    if len(data) < 8:
-        return False
-    group = int.from_bytes(data[:2], "little")
-    if group % 2 or not 0x0002 <= group <= 0x7FE0:
-        return False
-    vr = data[4:6]
-    return (vr.isalpha() and vr.isupper()) or int.from_bytes(data[4:8], "little") <= len(data) - 8
 
 
 def _files(root: Path) -> list[Path]:

@@ -11,10 +11,11 @@ identifying when
   titles name machines of the site);
 * it is a text element (LO, SH, UC, ST, LT, UT) whose keyword ends in ``ID``, ``IDs``,
   ``Identifier``, ``Number`` or ``Numbers`` or names an issuer (``ids``: PatientID,
-  OtherPatientIDs, IssuerOfPatientID, AccessionNumber, StudyID, DeviceSerialNumber, ...);
+  OtherPatientIDs, IssuerOfPatientID, AccessionNumber, StudyID, DeviceSerialNumber,
+  PatientTelephoneNumbers, ...);
 * it is a text element whose keyword contains one of :data:`IDENTITY_KEYWORDS`
-  (``free_text``: addresses, telephone numbers, institution, department and station names,
-  locations, patient comments and history, ...);
+  (``free_text``: addresses, institution, department and station names, locations, patient
+  comments and history, ...);
 * it is private (odd group, not a private creator) and holds text (LO, SH, UC, ST, LT, UT,
   or UN that decodes to printable text): ``private``.
 
@@ -36,11 +37,13 @@ every valid file), the Implementation Class UID of the software that wrote an or
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 from pydicom.datadict import keyword_for_tag
@@ -49,6 +52,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from medveil.verify.matcher import make_matcher
+from medveil.verify.rawscan import looks_like_dicom
 
 try:
     from pydicom._uid_dict import UID_dictionary as _UID_DICT
@@ -248,11 +252,11 @@ def _walk(ds: Dataset, prefix: str, private: bool) -> Iterator[tuple[str, DataEl
                 yield from _walk(item, f"{path}[{i}]/", priv)
 
 
-def read_dataset(path: Path) -> Dataset:
+def read_dataset(src: Path | BinaryIO) -> Dataset:
     """Read a DICOM file with pydicom, tolerant of missing preambles; warnings silenced."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, force=True)
+        return pydicom.dcmread(src, force=True)
 
 
 @dataclass
@@ -320,7 +324,11 @@ def learn(paths: list[Path], *, strict: bool = False) -> ValueIndex:
     for path in paths:
         src = str(path)
         try:
-            ds = read_dataset(path)
+            data = path.read_bytes()
+            if not looks_like_dicom(data):
+                index.unreadable.append((src, "not DICOM"))
+                continue
+            ds = read_dataset(io.BytesIO(data))
         except Exception as exc:  # unreadable originals are reported, never fatal
             index.unreadable.append((src, type(exc).__name__))
             continue
