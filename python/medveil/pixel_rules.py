@@ -97,7 +97,7 @@ def attribute_text(ds: pydicom.Dataset, tag: BaseTag) -> str | None:
 class Condition:
     """A predicate over a dataset's header; build with :func:`parse_condition`."""
 
-    def matches(self, ds: pydicom.Dataset) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
         """Say whether ``ds`` satisfies this condition."""
         raise NotImplementedError
 
@@ -146,9 +146,14 @@ class Leaf(Condition):
                 raise PolicyError(f"bad regex {self.value!r} on {self.attr}: {exc}") from exc
         object.__setattr__(self, "_regex", rx)
 
-    def matches(self, ds: pydicom.Dataset) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
         """Say whether ``ds`` satisfies this comparison."""
-        text = attribute_text(ds, self.tag)
+        if cache is None:
+            text = attribute_text(ds, self.tag)
+        elif self.tag in cache:
+            text = cache[self.tag]
+        else:
+            text = cache[self.tag] = attribute_text(ds, self.tag)
         if self.op == "present":
             return (text is not None) == bool(self.value)
         text = text or ""
@@ -187,9 +192,9 @@ class AllOf(Condition):
 
     children: tuple[Condition, ...]
 
-    def matches(self, ds: pydicom.Dataset) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
         """Say whether every child matches ``ds``."""
-        return all(c.matches(ds) for c in self.children)
+        return all(c.matches(ds, cache) for c in self.children)
 
     def to_toml(self) -> str:
         """Render as a one-line TOML inline table."""
@@ -206,9 +211,9 @@ class AnyOf(Condition):
 
     children: tuple[Condition, ...]
 
-    def matches(self, ds: pydicom.Dataset) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
         """Say whether any child matches ``ds``."""
-        return any(c.matches(ds) for c in self.children)
+        return any(c.matches(ds, cache) for c in self.children)
 
     def to_toml(self) -> str:
         """Render as a one-line TOML inline table."""
@@ -225,9 +230,9 @@ class Not(Condition):
 
     child: Condition
 
-    def matches(self, ds: pydicom.Dataset) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
         """Say whether the child does not match ``ds``."""
-        return not self.child.matches(ds)
+        return not self.child.matches(ds, cache)
 
     def to_toml(self) -> str:
         """Render as a one-line TOML inline table."""
@@ -319,9 +324,9 @@ class PixelRule:
     description: str = ""
     fill: int = 0
 
-    def matches(self, ds: pydicom.Dataset) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
         """Say whether this rule applies to ``ds``."""
-        return self.match.matches(ds)
+        return self.match.matches(ds, cache)
 
     def to_toml(self) -> str:
         """Render as a ``[[rule]]`` TOML block."""
@@ -433,7 +438,8 @@ class RuleSet:
 
     def matching(self, ds: pydicom.Dataset) -> list[PixelRule]:
         """Return every rule whose condition ``ds`` satisfies, in file order."""
-        return [r for r in self.rules if r.matches(ds)]
+        cache: dict = {}  # each attribute is read once, however many rules test it
+        return [r for r in self.rules if r.matches(ds, cache)]
 
     def to_toml(self, header: str = "") -> str:
         """Render the whole rule set as TOML (round-trips through :meth:`loads`)."""
