@@ -277,3 +277,33 @@ def test_numpy_and_memoryview_inputs(backend: str) -> None:
     out = np.empty(2000, np.uint8)
     crypto.open_into(key, nonce, memoryview(sealed), out)
     assert np.array_equal(out.view(np.uint16), arr)
+
+
+# --- Poly1305 on its own, against OpenSSL ------------------------------------------------
+
+
+@PROPERTY
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    n=st.one_of(st.integers(0, 2000), st.integers(0, 100_000)),
+    seed=st.integers(0, 2**32 - 1),
+    fill=st.sampled_from([None, 0x00, 0xFF]),
+)
+def test_poly1305_matches_openssl(
+    backend: str, key: bytes, n: int, seed: int, fill: int | None
+) -> None:
+    from cryptography.hazmat.primitives.poly1305 import Poly1305
+
+    data = np.random.default_rng(seed).bytes(n) if fill is None else bytes([fill]) * n
+    assert crypto.poly1305(key, data) == Poly1305.generate_tag(key, data)
+
+
+@pytest.mark.parametrize("n", [512, 513, 4096 + 15, 65536, 100_003])
+def test_poly1305_extreme_keys(backend: str, n: int) -> None:
+    # The largest clamped r and all-ones blocks give the largest limbs and carries; all
+    # zeros and r = 0 the smallest.
+    from cryptography.hazmat.primitives.poly1305 import Poly1305
+
+    for key in (b"\xff" * 32, b"\xff" * 16 + bytes(16), bytes(32), bytes(16) + b"\xff" * 16):
+        for data in (b"\xff" * n, bytes(n), b"\xfb" + b"\xff" * (n - 1)):
+            assert crypto.poly1305(key, data) == Poly1305.generate_tag(key, data)

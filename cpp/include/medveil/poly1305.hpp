@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "medveil/dispatch.hpp"
+
 namespace medveil {
 
 // Accumulator h in radix 2^64 (h2 holds the few bits above 2^128), clamped r, and the
@@ -18,10 +20,16 @@ struct Poly1305 {
     std::uint64_t pad0, pad1;
     std::uint8_t buf[16];
     std::size_t buf_len;
+    // r, r^2, r^3, r^4 in radix 2^26, filled on first use by the 4-way SIMD path.
+    std::uint32_t pow26[4][5];
+    bool have_pow26;
 };
 
 void poly1305_init(Poly1305& ctx, const std::uint8_t key[32]) noexcept;
 void poly1305_update(Poly1305& ctx, const std::uint8_t* msg, std::size_t len) noexcept;
+// The same on a chosen backend (the AEAD passes its own, so one call uses one backend).
+void poly1305_update(Backend backend, Poly1305& ctx, const std::uint8_t* msg,
+                     std::size_t len) noexcept;
 // Writes the tag and wipes the context.
 void poly1305_final(Poly1305& ctx, std::uint8_t tag[16]) noexcept;
 // One-shot MAC of msg.
@@ -30,5 +38,12 @@ void poly1305(const std::uint8_t key[32], const std::uint8_t* msg, std::size_t l
 
 // True when a == b; the time taken does not depend on where they differ.
 bool verify16(const std::uint8_t a[16], const std::uint8_t b[16]) noexcept;
+
+namespace detail {
+#ifdef MEDVEIL_HAVE_AVX2
+// Absorbs 4 * groups full 16-byte blocks, four lanes at a time (Horner in r^4 per lane).
+void poly1305_blocks_avx2(Poly1305& ctx, const std::uint8_t* msg, std::size_t groups) noexcept;
+#endif
+}  // namespace detail
 
 }  // namespace medveil

@@ -29,7 +29,7 @@ void start_mac(Backend backend, Poly1305& mac, const std::uint8_t key[32],
     poly1305_init(mac, block0);
     secure_wipe(block0, sizeof block0);
     static const std::uint8_t zeros[16] = {};
-    poly1305_update(mac, aad, aad_len);
+    poly1305_update(backend, mac, aad, aad_len);
     if (aad_len % 16 != 0) poly1305_update(mac, zeros, 16 - aad_len % 16);
 }
 
@@ -57,7 +57,7 @@ void aead_seal(Backend backend, const std::uint8_t key[32], const std::uint8_t n
     for (std::size_t off = 0; off < len; off += kSlice) {
         const std::size_t n = len - off < kSlice ? len - off : kSlice;
         chacha20_xor(backend, key, nonce, counter, in + off, out + off, n);
-        poly1305_update(mac, out + off, n);
+        poly1305_update(backend, mac, out + off, n);
         counter += static_cast<std::uint32_t>(kSlice / 64);
     }
     finish_mac(mac, aad_len, len, tag);
@@ -69,7 +69,7 @@ bool aead_open(Backend backend, const std::uint8_t key[32], const std::uint8_t n
     check_length(len);
     Poly1305 mac;
     start_mac(backend, mac, key, nonce, aad, aad_len);
-    poly1305_update(mac, in, len);
+    poly1305_update(backend, mac, in, len);
     std::uint8_t expected[16];
     finish_mac(mac, aad_len, len, expected);
     const bool ok = verify16(expected, tag);

@@ -73,9 +73,16 @@ void poly1305_init(Poly1305& ctx, const std::uint8_t key[32]) noexcept {
     ctx.pad1 = load64_le(key + 24);
     ctx.buf_len = 0;
     std::memset(ctx.buf, 0, sizeof ctx.buf);
+    std::memset(ctx.pow26, 0, sizeof ctx.pow26);
+    ctx.have_pow26 = false;
 }
 
 void poly1305_update(Poly1305& ctx, const std::uint8_t* msg, std::size_t len) noexcept {
+    poly1305_update(active_backend(), ctx, msg, len);
+}
+
+void poly1305_update(Backend backend, Poly1305& ctx, const std::uint8_t* msg,
+                     std::size_t len) noexcept {
     if (len == 0) return;
     if (ctx.buf_len > 0) {
         const std::size_t take = len < 16 - ctx.buf_len ? len : 16 - ctx.buf_len;
@@ -87,7 +94,19 @@ void poly1305_update(Poly1305& ctx, const std::uint8_t* msg, std::size_t len) no
         blocks(ctx, ctx.buf, 1, 1);
         ctx.buf_len = 0;
     }
-    const std::size_t full = len / 16;
+    std::size_t full = len / 16;
+#ifdef MEDVEIL_HAVE_AVX2
+    // The vector path pays a fixed cost per call (powers of r once, lane set-up and the
+    // final fold each time), so it takes only long runs.
+    if (backend == Backend::avx2 && full >= 32) {
+        const std::size_t groups = full / 4;
+        detail::poly1305_blocks_avx2(ctx, msg, groups);
+        msg += 64 * groups;
+        len -= 64 * groups;
+        full -= 4 * groups;
+    }
+#endif
+    (void)backend;
     if (full > 0) blocks(ctx, msg, full, 1);
     msg += 16 * full;
     len -= 16 * full;
