@@ -242,6 +242,23 @@ def test_charset_decoded_name(originals: Path, tmp_path: Path) -> None:
     }
 
 
+def test_iso_2022_name_found_by_element_search(tmp_path: Path) -> None:
+    """A name learned in UTF-8 and released in ISO 2022 (JIS escapes) is decoded and found."""
+    orig = f.original()
+    orig.PatientName = "Yamadaya^Tarou=山田屋^太郎"
+    originals = f.save(orig, tmp_path / "orig" / "o.dcm")
+    ds = f.clean_output()
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    ds.ReferringPhysicianName = "=山田屋^太郎"
+    out = f.save(ds, tmp_path / "out" / "o.dcm")
+    assert "山田屋".encode() not in out.read_bytes()  # so no UTF-8 byte search can see it
+    report = _verify(originals, out)
+    assert [(x.category, x.path, x.how) for x in report.findings] == [
+        ("names", "(0008,0090)", "element")
+    ]
+    assert "山" not in report.table() + report.to_json()
+
+
 def test_implicit_vr_private_un_and_deflated(originals: Path, tmp_path: Path) -> None:
     """Private elements read back as UN (implicit VR), and deflated datasets, are searched."""
     ds = f.clean_output()

@@ -33,7 +33,7 @@ class Finding:
     how: str  # 'element', 'bytes:utf-8', 'bytes:latin-1', 'bytes:utf-16-le', 'pixels'
     kind: str = ""  # kind of the learned value (names, ids, ...); '' for hidden bits
     value_hash: str = ""  # keyed BLAKE2b of the normalised value, never the value
-    first: str = ""  # first character of the value
+    first: str = ""  # first character of the value if ASCII, else '*'
     length: int = 0  # length of the normalised value
     sources: tuple[str, ...] = ()  # originals the value was learned from (at most 3)
     detail: str = ""

@@ -131,7 +131,8 @@ class Scanner:
             how=how,
             kind=kind,
             value_hash=digest,
-            first=value[:1],
+            # One ideogram can be a whole surname: only an ASCII initial is shown.
+            first=value[:1] if value[:1].isascii() else "*",
             length=len(value),
             sources=sources,
         )
@@ -338,10 +339,9 @@ class Scanner:
         if ds is not None:
             try:
                 found, seen = self.scan_elements(name, ds)
-            except Exception as exc:  # a dataset pydicom half-reads is still byte-searched
+            except Exception:  # a dataset pydicom half-reads is still byte-searched
                 found = []
                 report.incomplete.append(name)
-                del exc
             report.findings.extend(found)
             report.findings.extend(self.scan_pixels(name, ds))
         else:
