@@ -290,6 +290,63 @@ def _apply(
     return done
 
 
+def _byte_spans(regs: list[Region6], geo: _Geometry, itemsize: int) -> np.ndarray:
+    """Byte ranges [start, stop) of the samples inside ``regs``, sorted and merged."""
+    s = geo.samples
+    if geo.planar:
+        plane = geo.rows * geo.cols * itemsize
+        frame, row, px, planes = s * plane, geo.cols * itemsize, itemsize, range(s)
+    else:
+        frame = geo.rows * geo.cols * s * itemsize
+        row, px, planes, plane = geo.cols * s * itemsize, s * itemsize, range(1), 0
+    chunks = []
+    for r0, r1, c0, c1, f0, f1 in regs:
+        fr = np.arange(f0, f1, dtype=np.int64)[:, None, None] * frame
+        pl = np.array(planes, dtype=np.int64)[None, :, None] * plane
+        if c0 == 0 and c1 == geo.cols:
+            rows = np.array([r0], dtype=np.int64)[None, None, :] * row  # whole rows: one span
+            length = (r1 - r0) * row
+        else:
+            rows = np.arange(r0, r1, dtype=np.int64)[None, None, :] * row
+            length = (c1 - c0) * px
+        starts = (fr + pl + rows).ravel() + c0 * px
+        chunks.append(np.stack([starts, starts + length], axis=1))
+    spans = np.concatenate(chunks)
+    spans = spans[np.argsort(spans[:, 0], kind="stable")]
+    # Merge overlapping or touching spans: a new group starts where a start passes every
+    # earlier stop.
+    reach = np.maximum.accumulate(spans[:, 1])
+    new = np.ones(len(spans), dtype=bool)
+    new[1:] = spans[1:, 0] > reach[:-1]
+    idx = np.flatnonzero(new)
+    ends = np.append(reach[idx[1:] - 1], reach[-1])
+    return np.stack([spans[idx, 0], ends], axis=1)
+
+
+def _splice(
+    raw: bytes, groups: dict[int, list[Region6]], geo: _Geometry, dt: np.dtype
+) -> tuple[list[Region6], bytes]:
+    """Return the regions and ``raw`` with every region's samples set to its fill value."""
+    done: list[Region6] = []
+    out = raw
+    for fill, regs in groups.items():
+        _check_fill(fill, geo)
+        spans = _byte_spans(regs, geo, dt.itemsize)
+        longest = int((spans[:, 1] - spans[:, 0]).max())
+        pattern = memoryview(np.full(longest // dt.itemsize, fill, dtype=dt).tobytes())
+        src = memoryview(out)
+        pieces: list[memoryview] = []
+        pos = 0
+        for a, b in spans.tolist():
+            pieces.append(src[pos:a])
+            pieces.append(pattern[: b - a])
+            pos = b
+        pieces.append(src[pos:])
+        out = b"".join(pieces)
+        done.extend(regs)
+    return done, out
+
+
 def _write_native(ds: pydicom.Dataset, arr: np.ndarray, photometric: str) -> None:
     """Store decoded pixels as Explicit VR Little Endian, interleaved, header to match."""
     data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
@@ -407,6 +464,12 @@ class PixelCleaner:
         dirty_bits = want_bits and _has_hidden_bits(view, geo)
         if not groups and not dirty_bits:
             return  # nothing to change: PixelData stays the very same object
+        if not dirty_bits and not geo.subsampled:
+            # Masks only: splice the fill into a copy of the original bytes, so the output
+            # is built in a single pass (one allocation), whatever the size of the image.
+            report.regions, out = _splice(raw, groups, geo, dt)
+            ds.PixelData = out
+            return
         # One aligned, writable, native-order copy for the kernels.
         arr = view.astype(dt.newbyteorder("="), copy=True)
         if dirty_bits:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from medveil import mask_regions
 from medveil.errors import QuarantineError
 from medveil.pixel_rules import RuleSet
-from medveil.pixels import PixelCleaner
+from medveil.pixels import PixelCleaner, _Geometry, _splice
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .helpers import (
@@ -257,3 +260,70 @@ def test_high_bit_not_at_bits_stored_quarantines_only_for_clean_graphics() -> No
 
 def test_rule_regions_constants_match_helper() -> None:
     assert RULES.rules[0].regions == tuple(RULE_RECTS)
+
+
+# -- the byte-splicing path against the array kernels (differential, random layouts) ----------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    frames=st.integers(1, 3),
+    rows=st.integers(1, 12),
+    cols=st.integers(1, 12),
+    samples=st.sampled_from([1, 3]),
+    planar=st.booleans(),
+    dtype=st.sampled_from(["uint8", "int16", ">u2", "<i4", ">i4"]),
+    raw_regions=st.lists(
+        st.tuples(*(st.integers(0, 13) for _ in range(4)), st.integers(0, 3), st.integers(0, 3)),
+        min_size=1,
+        max_size=5,
+    ),
+    fills=st.lists(st.integers(0, 100), min_size=1, max_size=2),
+)
+def test_splice_equals_array_masking(
+    frames: int,
+    rows: int,
+    cols: int,
+    samples: int,
+    planar: bool,
+    dtype: str,
+    raw_regions: list[tuple[int, ...]],
+    fills: list[int],
+) -> None:
+    dt = np.dtype(dtype)
+    geo = _Geometry(
+        frames=frames,
+        rows=rows,
+        cols=cols,
+        samples=samples,
+        bits_allocated=dt.itemsize * 8,
+        bits_stored=dt.itemsize * 8,
+        high_bit=dt.itemsize * 8 - 1,
+        signed=dt.kind == "i",
+        planar=planar and samples > 1,
+        photometric="RGB" if samples == 3 else "MONOCHROME2",
+    )
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, size=geo.nbytes(), dtype=np.uint8).tobytes() + b"\x07"
+    groups: dict[int, list] = {}
+    for i, (a, b, c, d, e, f) in enumerate(raw_regions):
+        reg = (min(a, b, rows), min(max(a, b), rows), min(c, d, cols), min(max(c, d), cols))
+        reg += (min(e, f, frames), min(max(e, f), frames))
+        if reg[0] < reg[1] and reg[2] < reg[3] and reg[4] < reg[5]:
+            groups.setdefault(fills[i % len(fills)], []).append(reg)
+    if not groups:
+        return
+    _, spliced = _splice(raw, groups, geo, dt)
+    arr = np.frombuffer(raw, dtype=dt, count=geo.nbytes() // dt.itemsize)
+    arr = arr.reshape(geo.shape()).astype(dt.newbyteorder("="))
+    for fill, regs in groups.items():
+        mask_regions(arr, regs, fill, planar=geo.planar)
+    assert spliced == arr.astype(dt).tobytes() + b"\x07"
+
+
+def test_splice_nested_and_overlapping_spans() -> None:
+    geo = _Geometry(1, 1, 20, 1, 8, 8, 7, False, False, "MONOCHROME2")
+    raw = bytes(range(1, 21))
+    regs = [(0, 1, 0, 10, 0, 1), (0, 1, 2, 3, 0, 1), (0, 1, 5, 6, 0, 1), (0, 1, 9, 12, 0, 1)]
+    _, out = _splice(raw, {0: regs}, geo, np.dtype("uint8"))
+    assert out == bytes(12) + bytes(range(13, 21))
