@@ -26,10 +26,10 @@ Fills fills_for(Backend b) {
     return {detail::fill_ref, detail::fill_ref};
 }
 
-// Short spans scattered over a large stack are bound by memory latency: keep about this
-// many cache lines of the spans ahead in flight so that their misses overlap.
-constexpr std::size_t kAheadLines = 48;
-constexpr std::size_t kAheadSpans = 16;
+// Short spans scattered over a large stack are bound by memory latency: while filling
+// one, ask for the lines of the span this many places ahead so that their misses overlap
+// (label rows are 2-10 lines, so about 50 lines are in flight).
+constexpr std::size_t kAheadSpans = 8;
 // Longer spans are streamed well by the hardware prefetcher.
 constexpr std::size_t kPrefetchMaxBytes = 4096;
 // Streaming stores pay off only when the whole call writes more than the caches hold
@@ -47,8 +47,12 @@ struct Span {
     std::size_t offset, nbytes;
 };
 
-std::size_t lines_of(const Span& s) {
-    return ((s.offset + s.nbytes + 63) >> 6) - (s.offset >> 6);
+// Integer addresses: aligning down may leave the array, which a pointer must not.
+inline void prefetch_span(const std::uint8_t* p, std::size_t nbytes) {
+    if (nbytes > kPrefetchMaxBytes) return;
+    const auto base = reinterpret_cast<std::uintptr_t>(p);
+    for (std::uintptr_t a = base & ~std::uintptr_t{63}; a < base + nbytes; a += 64)
+        __builtin_prefetch(reinterpret_cast<const void*>(a), 1, 3);
 }
 
 // Collects byte runs and writes them only when the next run is not adjacent, so that
@@ -81,12 +85,6 @@ private:
     std::size_t itemsize_;
     std::uint8_t* start_ = nullptr;
     std::size_t len_ = 0;
-};
-
-// One frame range on which the same regions apply: its spans, and the planes it covers.
-struct Segment {
-    std::size_t plane0, plane1;  // global plane indices [plane0, plane1)
-    std::size_t first, last;     // spans[first..last)
 };
 
 // Appends the merged spans of `active` (sorted by c0) for one plane, in address order.
@@ -131,45 +129,30 @@ void plan_spans(const std::vector<const Region*>& active, std::size_t row_bytes,
     }
 }
 
-// Prefetches for write the spans a little ahead of the one being filled. Its position is
-// (plane, span) over the same sequence the fill loop walks.
-class Prefetcher {
-public:
-    Prefetcher(std::uint8_t* data, std::size_t plane_bytes, const Span* spans, std::size_t n,
-               std::size_t plane0, std::size_t plane1)
-        : data_(data), plane_bytes_(plane_bytes), spans_(spans), n_(n), plane_(plane0),
-          plane1_(plane1) {}
-    // Called before filling; `consumed` is the line count of the span about to be filled.
-    void run_ahead(std::size_t consumed) {
-        lines_ahead_ = lines_ahead_ > consumed ? lines_ahead_ - consumed : 0;
-        spans_ahead_ = spans_ahead_ > 0 ? spans_ahead_ - 1 : 0;
-        while (lines_ahead_ < kAheadLines && spans_ahead_ < kAheadSpans && plane_ < plane1_) {
-            const Span& s = spans_[j_];
-            if (s.nbytes <= kPrefetchMaxBytes) {
-                // Integer addresses: aligning down may leave the array, which a pointer must not.
-                const auto base =
-                    reinterpret_cast<std::uintptr_t>(data_ + plane_ * plane_bytes_ + s.offset);
-                for (std::uintptr_t a = base & ~std::uintptr_t{63}; a < base + s.nbytes; a += 64)
-                    __builtin_prefetch(reinterpret_cast<const void*>(a), 1, 3);
-                lines_ahead_ += lines_of(s);
+// Fills `spans` in every plane of [plane0, plane1), prefetching the span kAheadSpans places
+// on (in this plane, or at the start of the next).
+void fill_planes(Coalescer& out, std::uint8_t* data, std::size_t plane_bytes,
+                 const std::vector<Span>& spans, std::size_t plane0, std::size_t plane1) {
+    const Span* s = spans.data();
+    const std::size_t n = spans.size();
+    for (std::size_t p = plane0; p < plane1; ++p) {
+        std::uint8_t* plane = data + p * plane_bytes;
+        std::size_t k = 0;
+        if (n > kAheadSpans) {
+            for (; k + kAheadSpans < n; ++k) {
+                prefetch_span(plane + s[k + kAheadSpans].offset, s[k + kAheadSpans].nbytes);
+                out.add(plane + s[k].offset, s[k].nbytes);
             }
-            ++spans_ahead_;
-            if (++j_ == n_) {
-                j_ = 0;
-                ++plane_;
+            if (p + 1 < plane1) {
+                for (std::size_t j = 0; k < n; ++k, ++j) {
+                    prefetch_span(plane + plane_bytes + s[j].offset, s[j].nbytes);
+                    out.add(plane + s[k].offset, s[k].nbytes);
+                }
             }
         }
+        for (; k < n; ++k) out.add(plane + s[k].offset, s[k].nbytes);
     }
-
-private:
-    std::uint8_t* data_;
-    std::size_t plane_bytes_;
-    const Span* spans_;
-    std::size_t n_;
-    std::size_t plane_, plane1_;
-    std::size_t j_ = 0;
-    std::size_t lines_ahead_ = 0, spans_ahead_ = 0;
-};
+}
 
 }  // namespace
 
@@ -244,57 +227,51 @@ void mask_regions(Backend backend, const PixelLayout& px, const Region* regions,
     std::stable_sort(by_f0.begin(), by_f0.end(),
                      [](const Region* a, const Region* b) { return a->f0 < b->f0; });
 
+    // Streaming stores are chosen from the regions' total area (overlaps counted twice, a
+    // heuristic only), known before the first fill.
+    double area_bytes = 0;
+    for (const Region& r : clipped)
+        area_bytes += static_cast<double>(r.r1 - r.r0) * static_cast<double>(r.c1 - r.c0) *
+                      static_cast<double>(r.f1 - r.f0) * static_cast<double>(px.planes * col_bytes);
+    Coalescer out(fills_for(backend), area_bytes >= static_cast<double>(kStreamTotalBytes),
+                  pattern8, px.itemsize);
+
+    // Planned per segment and filled right away: the span list of one frame's regions stays
+    // in L1 however many frames the call covers.
     std::vector<Span> spans;
-    std::vector<Segment> segments;
     std::vector<const Region*> active;
     std::vector<std::int64_t> row_edges;
     std::vector<std::pair<std::int64_t, std::int64_t>> runs;
     std::size_t next = 0;
-    std::size_t total_bytes = 0;
+    std::size_t plane0 = 0, plane1 = 0;  // planes of the pending plan
     for (std::size_t e = 0; e + 1 < frame_edges.size(); ++e) {
         const std::int64_t fa = frame_edges[e], fb = frame_edges[e + 1];
-        bool changed = false;
         const auto old_size = active.size();
         active.erase(std::remove_if(active.begin(), active.end(),
                                     [fa](const Region* r) { return r->f1 <= fa; }),
                      active.end());
-        changed = active.size() != old_size;
+        bool changed = active.size() != old_size;
         for (; next < by_f0.size() && by_f0[next]->f0 <= fa; ++next) {
             active.push_back(by_f0[next]);
             changed = true;
         }
+        const std::size_t pa = static_cast<std::size_t>(fa) * px.planes;
+        const std::size_t pb = static_cast<std::size_t>(fb) * px.planes;
+        if (!changed && !active.empty() && plane1 == pa) {
+            plane1 = pb;  // same regions as the frames before: reuse the plan
+            continue;
+        }
+        fill_planes(out, px.data, plane_bytes, spans, plane0, plane1);
+        plane0 = plane1 = 0;
         if (active.empty()) continue;
-        const std::size_t plane0 = static_cast<std::size_t>(fa) * px.planes;
-        const std::size_t plane1 = static_cast<std::size_t>(fb) * px.planes;
-        if (!changed && !segments.empty() && segments.back().plane1 == plane0) {
-            segments.back().plane1 = plane1;  // same regions as the frames before: reuse
-        } else {
-            if (changed)
-                std::stable_sort(active.begin(), active.end(),
-                                 [](const Region* a, const Region* b) { return a->c0 < b->c0; });
-            const std::size_t first = spans.size();
-            plan_spans(active, row_bytes, col_bytes, row_edges, runs, spans);
-            segments.push_back(Segment{plane0, plane1, first, spans.size()});
-        }
-        std::size_t seg_bytes = 0;
-        for (std::size_t k = segments.back().first; k < segments.back().last; ++k)
-            seg_bytes += spans[k].nbytes;
-        total_bytes += seg_bytes * (plane1 - plane0);
+        std::stable_sort(active.begin(), active.end(),
+                         [](const Region* a, const Region* b) { return a->c0 < b->c0; });
+        spans.clear();
+        plan_spans(active, row_bytes, col_bytes, row_edges, runs, spans);
+        plane0 = pa;
+        plane1 = pb;
     }
-
-    Coalescer out(fills_for(backend), total_bytes >= kStreamTotalBytes, pattern8, px.itemsize);
-    for (const Segment& seg : segments) {
-        const Span* s = spans.data() + seg.first;
-        const std::size_t n = seg.last - seg.first;
-        Prefetcher ahead(px.data, plane_bytes, s, n, seg.plane0, seg.plane1);
-        for (std::size_t p = seg.plane0; p < seg.plane1; ++p) {
-            std::uint8_t* plane = px.data + p * plane_bytes;
-            for (std::size_t k = 0; k < n; ++k) {
-                ahead.run_ahead(s[k].nbytes <= kPrefetchMaxBytes ? lines_of(s[k]) : 0);
-                out.add(plane + s[k].offset, s[k].nbytes);
-            }
-        }
-    }
+    fill_planes(out, px.data, plane_bytes, spans, plane0, plane1);
     out.flush();
 }
 
