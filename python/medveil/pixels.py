@@ -111,6 +111,23 @@ class PixelReport:
         """True when the pixel data was rewritten."""
         return bool(self.regions) or self.hidden_bits_cleared or self.reencoded
 
+    def record(self, path: str) -> dict[str, object]:
+        """A JSON-ready line for ``OUTPUT/.medveil/pixels.jsonl`` (read by ``medveil qa``).
+
+        ``path`` is the output file's path relative to OUTPUT; ``source`` (the input name,
+        which may hold PHI) is deliberately left out.
+        """
+        return {
+            "path": path,
+            "rules": list(self.rules_fired),
+            "regions": [list(r) for r in self.regions],
+            "hidden_bits_cleared": self.hidden_bits_cleared,
+            "transfer_syntax_in": str(self.transfer_syntax_in),
+            "transfer_syntax_out": str(self.transfer_syntax_out),
+            "reencoded": self.reencoded,
+            "notes": list(self.notes),
+        }
+
 
 def burned_in_reasons(ds: pydicom.Dataset) -> list[str]:
     """Say why ``ds`` probably has text burned into its pixels (empty when no reason)."""
@@ -533,9 +550,13 @@ class PixelCleaner:
             planar=False,
             photometric=photometric,
         )
-        karr = arr.reshape(dgeo.shape()) if not dgeo.subsampled else None
-        if karr is None:
+        if dgeo.subsampled:
             raise QuarantineError(f"decoder returned subsampled {photometric}; cannot mask it")
+        if arr.size != int(np.prod(dgeo.shape())):
+            raise QuarantineError(
+                f"decoded {arr.shape} pixels, the header implies {dgeo.shape()}; cannot mask"
+            )
+        karr = arr.reshape(dgeo.shape())
         if self._hidden_bits(dgeo) and _has_hidden_bits(karr, dgeo):
             self._fix_bits(karr, dgeo)
             report.hidden_bits_cleared = True

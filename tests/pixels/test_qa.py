@@ -10,6 +10,7 @@ import pydicom
 import pytest
 from medveil.cli.main import main as cli_main
 from medveil.pixel_rules import RuleSet
+from medveil.pixels import PixelCleaner
 from medveil.qa import QaItem, display_u8, sample_items, thumbnail, write_report
 
 from .helpers import RULES_TOML, US_IMAGE, burned_image, make_dataset
@@ -115,12 +116,15 @@ def test_quarantined_inputs_only_on_request_with_warning(tmp_path: Path) -> None
 
 def test_recorded_pixel_reports_are_preferred(tmp_path: Path) -> None:
     out = _archive(tmp_path)
-    (out / ".medveil" / "pixels.jsonl").write_text(
-        json.dumps({"path": "other0.dcm", "rules": ["site-x"], "regions": [[0, 5, 0, 5, 0, 1]]})
-        + "\n"
-    )
+    site = RuleSet.loads(RULES_TOML.replace("test-acme", "site-x").replace("acme", "other"))
+    ds = make_dataset(burned_image(), manufacturer="Other")
+    report = PixelCleaner(site).clean(ds, source="PHI-bearing input name")
+    line = json.dumps(report.record("other0.dcm"))
+    assert "PHI-bearing" not in line
+    (out / ".medveil" / "pixels.jsonl").write_text(line + "\n")
     page = write_report(out, rules=RULES).read_text()
     assert "site-x ×1" in page and "test-acme" not in page and "recorded by the run" in page
+    assert "0,12,4,60,0,1" in page
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
