@@ -626,23 +626,16 @@ def check_pixel_length(ds: Dataset, name: str) -> None:
 
 def write_dataset(ds: Dataset) -> bytes:
     """Serialise a dataset in its original encoding, with file meta made consistent."""
+    from medveil.writer import prepare_meta
+
     buf = io.BytesIO()
+    prepare_meta(ds)
     meta = ds.file_meta
-    if "TransferSyntaxUID" not in meta:
-        implicit, little = getattr(ds, "original_encoding", (None, None))
-        if little is False:
-            meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
-        elif implicit is False:
-            meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-        else:
-            meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
-    if "SOPClassUID" in ds and "MediaStorageSOPClassUID" not in meta:
-        meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    if "SOPInstanceUID" in ds:
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     # A dataset without SOP Class/Instance cannot have conformant file meta; it is still
     # written (preamble, meta, dataset) so it stays readable.
     conformant = "MediaStorageSOPClassUID" in meta and "MediaStorageSOPInstanceUID" in meta
+    # The 128-byte preamble is free for applications and can carry anything: zero it.
+    ds.preamble = b"\x00" * 128
     try:
         if conformant:
             ds.save_as(buf, enforce_file_format=True)

@@ -13,10 +13,11 @@ from pathlib import PurePosixPath
 
 from pydicom.dataset import Dataset
 
-from medveil.deid import Deidentifier, read_dataset, write_dataset
+from medveil.deid import Deidentifier, read_dataset
 from medveil.errors import DicomInputError, MedveilError, QuarantineError
 from medveil.generalize import age_band
 from medveil.postcheck import identity_terms, post_check
+from medveil.writer import write_fast_or_generic
 
 
 @dataclass
@@ -118,8 +119,8 @@ def clean_instance(engine: Deidentifier, raw: bytes, name: str = "input") -> Cle
             raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
         terms = identity_terms(ds)
         report = engine.apply(ds, source=name)
-        data = write_dataset(ds)
-        post_check(data, terms)
+        data, pixel_at = write_fast_or_generic(ds)
+        post_check(data, terms, pixel_at)
     except (MedveilError, QuarantineError) as exc:
         return CleanResult("quarantined", str(exc).replace("input: ", ""), size_in)
     except Exception as exc:  # fail closed: anything unexpected keeps the file out

@@ -50,16 +50,21 @@ def identity_terms(ds: Dataset) -> list[bytes]:
     return sorted({t.encode("utf-8", "ignore").lower() for t in terms if len(t) >= MIN_TERM})
 
 
-def post_check(data: bytes, terms: list[bytes]) -> None:
-    """Raise QuarantineError if data does not parse or still holds an identifying term."""
+def post_check(data: bytes, terms: list[bytes], pixel_at: int | None = None) -> None:
+    """Raise QuarantineError if data does not parse or still holds an identifying term.
+
+    ``pixel_at`` is where the top-level Pixel Data starts (from the writer); without it
+    the last Pixel Data tag in the file is taken. Pixels are not searched.
+    """
+    end = data.rfind(_PIXEL_TAG_LE) if pixel_at is None else pixel_at
+    header_bytes = data[:end] if end > 0 else data
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+        ds = pydicom.dcmread(io.BytesIO(header_bytes), force=True)
     except Exception as exc:
         raise QuarantineError(f"post-check: output does not parse: {exc}") from None
     if ds.get("PatientIdentityRemoved") != "YES":
         raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
-    end = data.rfind(_PIXEL_TAG_LE)
-    header = (data[:end] if end > 0 else data).lower()
+    header = header_bytes.lower()
     if not terms:
         return
     # Alphanumeric boundaries keep a short numeric ID from matching inside a long UID.

@@ -1,0 +1,126 @@
+"""A fast DICOM writer: elements the engine left untouched are copied as raw bytes.
+
+pydicom's writer re-wraps every element; after de-identification most elements are still
+the :class:`~pydicom.dataelem.RawDataElement` the reader produced, so their encoded form
+is just tag + VR + length + the original value bytes. Only converted (changed or added)
+elements go through pydicom's encoder. The output is byte-identical to
+:func:`medveil.deid.write_dataset` (a test checks this on every pydicom test file), and
+the writer also reports where the top-level Pixel Data starts, so the post-check can scan
+the header without searching the pixels.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_file_meta_info
+
+from medveil.errors import DicomInputError
+
+LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
+PIXEL_DATA = 0x7FE00010
+_UNDEFINED = 0xFFFFFFFF
+
+
+def fast_write(ds: Dataset) -> tuple[bytes, int]:
+    """Encode ds like write_dataset; return (file bytes, offset of Pixel Data or -1)."""
+    meta = ds.file_meta
+    ts = meta.TransferSyntaxUID
+    implicit, little = ts.is_implicit_VR, ts.is_little_endian
+    if ds.original_encoding != (implicit, little) or (
+        ds.original_character_set != ds._character_set
+    ):
+        raise DicomInputError("encoding changed: the fast writer only copies like for like")
+    if ts.is_deflated:
+        raise DicomInputError("deflated transfer syntax: use the generic writer")
+    if "MediaStorageSOPClassUID" not in meta or "MediaStorageSOPInstanceUID" not in meta:
+        raise DicomInputError("no conformant file meta: use the generic writer")
+    head = DicomBytesIO()
+    head.write(b"\x00" * 128 + b"DICM")  # the original preamble may hide data: never copied
+    write_file_meta_info(head, meta, enforce_standard=True)
+    parts: list[bytes] = [head.getvalue()]
+    size = len(parts[0])
+    pixel_at = -1
+    end = "<" if little else ">"
+    tag_fmt = struct.Struct(end + "HH")
+    short_len = struct.Struct(end + "H")
+    long_len = struct.Struct(end + "L")
+    encoding = ds.get("SpecificCharacterSet", "iso8859")
+    d = ds._dict
+    for tag in sorted(d):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue  # retired group lengths are not written (PS3.5 7.2)
+        elem = d[tag]
+        if tag == PIXEL_DATA:
+            pixel_at = size
+        value = elem.value if isinstance(elem, RawDataElement) else None
+        if (
+            isinstance(elem, RawDataElement)
+            and isinstance(value, (bytes, bytearray))
+            and elem.length != _UNDEFINED
+            # pydicom resolves UN to the dictionary VR when writing: let it.
+            and (implicit or (elem.VR is not None and len(elem.VR) == 2 and elem.VR != "UN"))
+            and (implicit or elem.VR in LONG_VRS or len(value) <= 0xFFFF)
+        ):
+            parts.append(tag_fmt.pack(tag >> 16, tag & 0xFFFF))
+            if implicit:
+                parts.append(long_len.pack(len(value)))
+                size += 8
+            elif elem.VR in LONG_VRS:
+                parts.append(elem.VR.encode("ascii") + b"\x00\x00" + long_len.pack(len(value)))
+                size += 12
+            else:
+                parts.append(elem.VR.encode("ascii") + short_len.pack(len(value)))
+                size += 8
+            parts.append(value)
+            size += len(value)
+            continue
+        scratch = DicomBytesIO()
+        scratch.is_little_endian = little
+        scratch.is_implicit_VR = implicit
+        write_data_element(scratch, ds.get_item(tag), encoding)
+        chunk = scratch.getvalue()
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts), pixel_at
+
+
+def write_fast_or_generic(ds: Dataset) -> tuple[bytes, int]:
+    """fast_write when the dataset allows it, else medveil.deid.write_dataset."""
+    from medveil.deid import write_dataset
+
+    prepare_meta(ds)
+    try:
+        return fast_write(ds)
+    except DicomInputError:
+        data = write_dataset(ds)
+        return data, data.rfind(b"\xe0\x7f\x10\x00")
+
+
+def prepare_meta(ds: Dataset) -> None:
+    """Make the file meta consistent with the dataset, and top-level VRs explicit.
+
+    Raw elements read with VR UN are decoded, so pydicom gives them their dictionary VR:
+    both writers then produce the same bytes (pydicom alone would convert only the
+    elements something happened to read).
+    """
+    for tag, elem in list(ds._dict.items()):
+        if isinstance(elem, RawDataElement) and elem.VR == "UN":
+            ds[tag]
+    meta = ds.file_meta
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = getattr(ds, "original_encoding", (None, None))
+        if little is False:
+            meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+        elif implicit is False:
+            meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        else:
+            meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    if "SOPClassUID" in ds and "MediaStorageSOPClassUID" not in meta:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "SOPInstanceUID" in ds:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
