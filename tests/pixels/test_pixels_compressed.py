@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from medveil.errors import QuarantineError
 from medveil.pixel_rules import RuleSet
-from medveil.pixels import PixelCleaner
+from medveil.pixels import LOSSY_METHOD, PixelCleaner
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.pixels import pixel_array
@@ -182,3 +182,51 @@ def test_bundled_lossless_files_round_trip(name: str) -> None:
     want = before.copy()
     want[:, 0:10, 0:40] = 0
     np.testing.assert_array_equal(_frames(ds, as_rgb=False), want)
+
+
+BUNDLED_COMPRESSED = [
+    "693_J2KI.dcm",
+    "GDCMJ2K_TextGBR.dcm",
+    "J2K_pixelrep_mismatch.dcm",
+    "JPEG2000.dcm",
+    "JPEGLSNearLossless_08.dcm",
+    "JPGExtended.dcm",
+    "MR_small_jp2klossless.dcm",
+    "SC_jpeg_no_color_transform.dcm",
+    "SC_rgb_dcmtk_+eb+cy+np.dcm",
+    "SC_rgb_dcmtk_+eb+cy+s2.dcm",
+    "SC_rgb_gdcm_KY.dcm",
+    "SC_rgb_jls_lossy_line.dcm",
+    "SC_rgb_jpeg_gdcm.dcm",  # JPEG lossless SV1: no encoder, goes native
+    "SC_rgb_rle_16bit_2frame.dcm",
+    "SC_rgb_small_odd_jpeg.dcm",
+    "examples_jpeg2k.dcm",
+    "examples_ybr_color.dcm",  # 30 frames of YBR_FULL_422 JPEG
+    "rtdose_rle.dcm",  # 32-bit RLE: no 32-bit RLE encoder, goes native
+]
+
+
+@pytest.mark.parametrize("name", BUNDLED_COMPRESSED)
+def test_every_bundled_compressed_file_masks_exactly(name: str) -> None:
+    path = get_testdata_file(name)
+    assert path is not None
+    ds = pydicom.dcmread(path)
+    lossy = ds.file_meta.TransferSyntaxUID in LOSSY_METHOD
+    before = _frames(ds, as_rgb=lossy).copy()
+    report = PixelCleaner(WHOLE_TOP).clean(ds)
+    assert report.reencoded and report.regions
+    assert report.transfer_syntax_out in (report.transfer_syntax_in, ExplicitVRLittleEndian)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    again = pydicom.dcmread(io.BytesIO(buf.getvalue()))
+    want = before.copy()
+    want[:, 0:10, 0:40] = 0
+    np.testing.assert_array_equal(_frames(again, as_rgb=lossy), want)
+
+
+@pytest.mark.parametrize("name", ["JPEG-lossy.dcm", "JPEG2000-embedded-sequence-delimiter.dcm"])
+def test_bundled_broken_files_quarantine(name: str) -> None:
+    path = get_testdata_file(name)
+    assert path is not None
+    with pytest.raises(QuarantineError, match="cannot decode"):
+        PixelCleaner(WHOLE_TOP).clean(pydicom.dcmread(path))
