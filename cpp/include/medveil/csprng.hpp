@@ -65,6 +65,17 @@ public:
 #endif
         return v;
     }
+    // The next 8 bytes as a little-endian word, without consuming them; skip(n) then
+    // consumes the first n <= 8 of them. Lets a sampler look at four 16-bit chunks at once
+    // and consume only those whose values it used (the rest stay fresh).
+    inline std::uint64_t peek_u64() {
+        if (end_ - pos_ < 8) refill();
+        std::uint64_t v;
+        std::memcpy(&v, buf_ + pos_, 8);
+        return from_le(v);
+    }
+    inline void skip(std::size_t n) noexcept { pos_ += n; }
+
     // Copies n keystream bytes into out.
     void fill(std::uint8_t* out, std::size_t n);
 

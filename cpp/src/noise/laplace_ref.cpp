@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "medveil/chacha20.hpp"
 
@@ -137,6 +138,8 @@ struct Params {
 };
 
 // floor((t/s) * (J + F)) exactly, F the accepted uniform (its first p.chunks chunks drawn).
+// C = p.chunks as a template argument, so shifts and loops are constants.
+template <unsigned C>
 std::int64_t scaled_floor(Csprng& rng, const Lazy& f, const Params& p, std::uint64_t j) {
     u128 q1 = 0;
     std::uint64_t r1 = 0;
@@ -150,9 +153,9 @@ std::int64_t scaled_floor(Csprng& rng, const Lazy& f, const Params& p, std::uint
             r1 = static_cast<std::uint64_t>(a % p.s);
         }
     }
-    const unsigned bits = kChunkBits * p.chunks;  // B <= 64
+    constexpr unsigned bits = kChunkBits * C;  // B <= 64
     std::uint64_t w = 0;
-    for (unsigned i = 0; i < p.chunks; ++i) w = (w << kChunkBits) | f.c[i];
+    for (unsigned i = 0; i < C; ++i) w = (w << kChunkBits) | f.c[i];
     // F lies in [w, w + 1) / 2^B, so (r1 + t F) / s lies in [lo, lo + t) / (s 2^B); t < s 2^B
     // by the choice of p.chunks, so at most one integer boundary falls inside. lo >> B is
     // r1 + floor(t w / 2^B) < s + t <= 2^63.
@@ -164,7 +167,7 @@ std::int64_t scaled_floor(Csprng& rng, const Lazy& f, const Params& p, std::uint
         // The boundary k = y_lo + 1 is inside: the floor is k iff the bits of F beyond the
         // first B, read as R in [0, 1), satisfy t R >= k s 2^B - lo (0 < that < t).
         const u128 m = (static_cast<u128>((y_lo + 1) * p.s) << bits) - lo;
-        if (rest_at_least(rng, &f, p.chunks, m, p.t)) y += 1;
+        if (rest_at_least(rng, &f, C, m, p.t)) y += 1;
     }
     if (y > static_cast<u128>(std::numeric_limits<std::int64_t>::max()))
         throw std::overflow_error("discrete_laplace: noise beyond the int64 range");
@@ -172,6 +175,7 @@ std::int64_t scaled_floor(Csprng& rng, const Lazy& f, const Params& p, std::uint
 }
 
 // One discrete Laplace sample; `bits`/`nbits` is a reservoir of sign bits.
+template <unsigned C>
 inline std::int64_t sample_one(Csprng& rng, const Params& p, Lazy& f, Lazy& s, Lazy& tmp,
                                std::uint32_t& bits, unsigned& nbits) {
     for (;;) {
@@ -179,8 +183,34 @@ inline std::int64_t sample_one(Csprng& rng, const Params& p, Lazy& f, Lazy& s, L
         // Von Neumann: F uniform, then a descending run F > U2 > U3 > ...; F is accepted
         // (with probability exp(-F)) iff the run has an even number of steps.
         for (;;) {
-            for (unsigned i = 0; i < p.chunks; ++i) f.c[i] = rng.next_u16();
-            f.n = p.chunks;
+            {
+                const std::uint64_t w = rng.peek_u64();  // F's C chunks in keystream order
+                for (unsigned i = 0; i < C; ++i) f.c[i] = static_cast<Chunk>(w >> (kChunkBits * i));
+                rng.skip(2 * C);
+                f.n = C;
+            }
+            // Fast path: the next four chunks decide the run without a data-dependent
+            // branch per comparison, unless a used chunk ties or all four descend; only the
+            // chunks the decision looked at are consumed.
+            {
+                const std::uint64_t w = rng.peek_u64();
+                const auto u1 = static_cast<Chunk>(w), u2 = static_cast<Chunk>(w >> 16);
+                const auto u3 = static_cast<Chunk>(w >> 32), u4 = static_cast<Chunk>(w >> 48);
+                const unsigned d1 = u1 < f.c[0], d2 = u2 < u1, d3 = u3 < u2, d4 = u4 < u3;
+                const unsigned r3 = d1 & d2, r4 = r3 & d3;
+                const unsigned tie = static_cast<unsigned>(u1 == f.c[0]) |
+                                     (d1 & static_cast<unsigned>(u2 == u1)) |
+                                     (r3 & static_cast<unsigned>(u3 == u2)) |
+                                     (r4 & static_cast<unsigned>(u4 == u3));
+                if (__builtin_expect((tie | (r4 & d4)) == 0, 1)) {
+                    const unsigned steps = d1 + r3 + r4;
+                    rng.skip(2 * (steps + 1));
+                    if ((steps & 1) == 0) break;
+                    if (++j == kMaxTerm) throw std::overflow_error("discrete_laplace: runaway sample");
+                    continue;
+                }
+            }
+            // General path (same chunks, same order): ties and long runs.
             Chunk cur0 = f.c[0];
             int mode = 0;  // current minimum: 0 = F, 1 = one chunk cur0 only, 2 = in s
             unsigned steps = 0;
@@ -206,7 +236,7 @@ inline std::int64_t sample_one(Csprng& rng, const Params& p, Lazy& f, Lazy& s, L
             if ((steps & 1) == 0) break;
             if (++j == kMaxTerm) throw std::overflow_error("discrete_laplace: runaway sample");
         }
-        const std::int64_t y = scaled_floor(rng, f, p, j);
+        const std::int64_t y = scaled_floor<C>(rng, f, p, j);
         if (nbits == 0) {
             bits = rng.next_u32();
             nbits = 32;
@@ -235,10 +265,30 @@ struct State {
         secure_wipe(&tmp, sizeof tmp);
         secure_wipe(&bits, sizeof bits);
     }
+    template <unsigned C>
     std::int64_t sample(Csprng& rng, const Params& p) {
-        return sample_one(rng, p, f, s, tmp, bits, nbits);
+        return sample_one<C>(rng, p, f, s, tmp, bits, nbits);
     }
 };
+
+// Calls body(std::integral_constant<unsigned, C>) for C = chunks (1..4).
+template <typename Body>
+void with_chunks(unsigned chunks, Body&& body) {
+    switch (chunks) {
+        case 1: body(std::integral_constant<unsigned, 1>{}); break;
+        case 2: body(std::integral_constant<unsigned, 2>{}); break;
+        case 3: body(std::integral_constant<unsigned, 3>{}); break;
+        default: body(std::integral_constant<unsigned, 4>{}); break;
+    }
+}
+
+// Nearest integer, ties to even (the default rounding mode): adding and subtracting 2^52
+// with v's sign leaves no fraction bits; beyond 2^52 every double is an integer already.
+inline double round_to_integer(double v) noexcept {
+    if (!(std::fabs(v) < 0x1p52)) return v;
+    const double m = std::copysign(0x1p52, v);
+    return (v + m) - m;
+}
 
 }  // namespace
 
@@ -280,7 +330,9 @@ void discrete_laplace(Csprng& rng, Rational scale, std::int64_t* out, std::size_
     check_rational(scale, "discrete_laplace");
     const Params p(scale);
     State st;
-    for (std::size_t i = 0; i < count; ++i) out[i] = st.sample(rng, p);
+    with_chunks(p.chunks, [&](auto c) {
+        for (std::size_t i = 0; i < count; ++i) out[i] = st.sample<decltype(c)::value>(rng, p);
+    });
 }
 
 void discrete_laplace_cks(Csprng& rng, Rational scale, std::int64_t* out, std::size_t count) {
@@ -324,25 +376,31 @@ void laplace_on_grid(Csprng& rng, const double* x, std::size_t count, double sca
         throw std::invalid_argument("laplace_on_grid: scale / 2^k above 2^44; use a coarser grid");
     const Params p(rational_scale(lambda));
     check_rational(Rational{p.t, p.s}, "laplace_on_grid");
-    constexpr double kClamp = 0x1p1000;     // grid steps; far beyond any real value
-    constexpr double kExactInt = 0x1p53;    // integers below this are exact doubles
+    constexpr double kClamp = 0x1p1000;   // grid steps; far beyond any real value
+    constexpr double kExactInt = 0x1p53;  // integers below this are exact doubles
+    // |k| <= 1000, so 2^k and 2^-k are normal doubles and multiplying by them is the same
+    // single correctly rounded (here: exact, short of over/underflow) operation as ldexp.
+    const double g = std::ldexp(1.0, k), inv_g = std::ldexp(1.0, -k);
     State st;
-    for (std::size_t i = 0; i < count; ++i) {
-        double q = 0.0;
-        if (x != nullptr) {
-            // x / 2^k is exact (barring underflow, which rounds to 0 anyway); clamping is
-            // monotone and 1-Lipschitz, so it adds no sensitivity.
-            q = std::nearbyint(std::ldexp(x[i], -k));
-            q = q < -kClamp ? -kClamp : (q > kClamp ? kClamp : q);
+    with_chunks(p.chunks, [&](auto c) {
+        for (std::size_t i = 0; i < count; ++i) {
+            double q = 0.0;
+            if (x != nullptr) {
+                // x / 2^k is exact (barring underflow, which rounds to 0 anyway); clamping
+                // is monotone and 1-Lipschitz, so it adds no sensitivity.
+                q = round_to_integer(x[i] * inv_g);
+                q = q < -kClamp ? -kClamp : (q > kClamp ? kClamp : q);
+            }
+            const std::int64_t y = st.sample<decltype(c)::value>(rng, p);
+            if (y <= -static_cast<std::int64_t>(kExactInt) ||
+                y >= static_cast<std::int64_t>(kExactInt))
+                throw std::overflow_error("laplace_on_grid: noise beyond 2^53 grid steps");
+            // q and y are exact doubles, so q + y is the exact integer sum rounded once to
+            // a double: a function of the private output alone (post-processing), exact
+            // whenever it is below 2^53. Scaling by 2^k is exact short of overflow.
+            out[i] = (q + static_cast<double>(y)) * g;
         }
-        const std::int64_t y = st.sample(rng, p);
-        if (y <= -static_cast<std::int64_t>(kExactInt) || y >= static_cast<std::int64_t>(kExactInt))
-            throw std::overflow_error("laplace_on_grid: noise beyond 2^53 grid steps");
-        // q and y are exact doubles, so q + y is the exact integer sum rounded once to a
-        // double: a function of the private output alone (post-processing), exact whenever
-        // it is below 2^53. Scaling by 2^k is exact short of overflow.
-        out[i] = std::ldexp(q + static_cast<double>(y), k);
-    }
+    });
 }
 
 }  // namespace medveil::noise
