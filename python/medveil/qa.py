@@ -112,9 +112,10 @@ def collect(output: Path, rules: RuleSet | None = None) -> tuple[list[QaItem], s
             item.rules = [r.id for r in fired]
             frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
             item.regions = [
-                (r0, r1, c0, c1, f0, frames if f1 is None else f1)
+                (r0, r1, c0, c1, f0, frames if f1 is None else min(f1, frames))
                 for rule in fired
                 for r0, r1, c0, c1, f0, f1 in rule.regions
+                if f0 < frames
             ]
         items.append(item)
     source = (

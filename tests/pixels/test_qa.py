@@ -96,6 +96,8 @@ def test_report_groups_by_device_and_hides_quarantined_by_default(tmp_path: Path
     assert "OT · ACME Medical Veil 3000 — 3 image(s)" in page
     assert "US · Other Veil 3000 — 2 image(s)" in page
     assert "test-acme ×3" in page and "matched again" in page
+    # Single-frame files: the rule's frames 1-2 rectangle does not apply, frame ranges clip.
+    assert "0,12,4,60,0,1" in page and "40,52,70,90" not in page
     assert "QUARANTINED" not in page and "in/us.dcm" not in page
     sheets = sorted(index.parent.glob("sheet-*.png"))
     assert len(sheets) == 2
