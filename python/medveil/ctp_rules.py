@@ -204,6 +204,26 @@ class CtpRule:
     line: int
 
 
+def _closing_brace(src: str, brace: int) -> int:
+    """Index of the '}' that ends the signature opened at ``brace`` (strings may hold braces)."""
+    i = brace + 1
+    while i < len(src):
+        ch = src[i]
+        if ch == '"':
+            start = i
+            i += 1
+            while i < len(src) and src[i] != '"':
+                i += 2 if src[i] == "\\" else 1
+            if i >= len(src):
+                raise CtpSyntaxError(f"unterminated string at {_where(src, start)}")
+        elif ch == "{":
+            raise CtpSyntaxError(f"nested '{{' in the signature at {_where(src, brace)}")
+        elif ch == "}":
+            return i
+        i += 1
+    raise CtpSyntaxError(f"'{{' at {_where(src, brace)} is never closed")
+
+
 def parse_script(src: str) -> list[CtpRule]:
     """Parse a whole CTP pixel script into its signatures and rectangles, in file order."""
     rules: list[CtpRule] = []
@@ -237,11 +257,7 @@ def parse_script(src: str) -> list[CtpRule]:
             sub = " / ".join(subs)
         if brace < 0:
             break
-        close = src.find("}", brace + 1)
-        if close < 0:
-            raise CtpSyntaxError(f"'{{' at {_where(src, brace)} is never closed")
-        if "{" in src[brace + 1 : close]:
-            raise CtpSyntaxError(f"nested '{{' in the signature at {_where(src, brace)}")
+        close = _closing_brace(src, brace)
         cond = parse_signature(src, brace + 1, close)
         # The rectangles: consecutive (x,y,w,h) groups right after the closing brace.
         rects: list[tuple[int, int, int, int]] = []

@@ -159,3 +159,15 @@ def test_convert_records_provenance() -> None:
     rs = convert(SCRIPT, source_name="x.script")
     assert rs.meta["source_sha256"] == hashlib.sha256(SCRIPT.encode()).hexdigest()
     assert rs.meta["converted_from"] == "x.script"
+
+
+def test_strings_may_hold_braces_parentheses_and_quotes() -> None:
+    rules = parse_script(
+        "*****\nUS\n*****\n"
+        'Odd device (model "X")\n'
+        '{ SeriesDescription.contains("{dose} (x,y,w,h) \\"q\\"") } (1,2,3,4)\n'
+        "remark (not a rectangle)\n"
+    )
+    assert len(rules) == 1 and rules[0].rects == ((1, 2, 3, 4),)
+    assert rules[0].condition == Leaf("SeriesDescription", "contains", '{dose} (x,y,w,h) "q"')
+    assert (rules[0].section, rules[0].vendor) == ("US", 'Odd device (model "X")')
