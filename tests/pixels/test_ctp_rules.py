@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from medveil.ctp_rules import CtpSyntaxError, convert, main, parse_script, parse_signature
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from medveil.ctp_rules import (
+    METHODS,
+    CtpSyntaxError,
+    convert,
+    main,
+    parse_script,
+    parse_signature,
+)
 from medveil.pixel_rules import AllOf, AnyOf, Condition, Leaf, Not, RuleSet, parse_attr
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import FileMetaDataset
@@ -171,3 +180,50 @@ def test_strings_may_hold_braces_parentheses_and_quotes() -> None:
     assert len(rules) == 1 and rules[0].rects == ((1, 2, 3, 4),)
     assert rules[0].condition == Leaf("SeriesDescription", "contains", '{dose} (x,y,w,h) "q"')
     assert (rules[0].section, rules[0].vendor) == ("US", 'Odd device (model "X")')
+
+
+# -- property: render random expression trees as CTP text, parse them back --------------------
+
+_OPS = {v: k for k, v in METHODS.items() if v[0] != "regex"}  # (op, ignore_case) -> method
+_ATTRS = ["Modality", "Manufacturer", "Rows", "ImageType", "(0008,1090)", "(6000,0022)"]
+
+
+def _to_ctp(c: Condition) -> str:
+    if isinstance(c, Leaf):
+        name = f"[{c.attr[1:-1]}]" if c.attr.startswith("(") else c.attr
+        text = str(c.value).replace("\\", "\\\\").replace('"', '\\"')
+        return f'{name}.{_OPS[(c.op, c.ignore_case)]}("{text}")'
+    if isinstance(c, Not):
+        return "!" + _wrap(c.child)
+    sep = " * " if isinstance(c, AllOf) else " + "
+    return sep.join(_wrap(k) for k in c.children)
+
+
+def _wrap(c: Condition) -> str:
+    return _to_ctp(c) if isinstance(c, (Leaf, Not)) else f"( {_to_ctp(c)} )"
+
+
+_leaves = st.builds(
+    Leaf,
+    st.sampled_from(_ATTRS),
+    st.sampled_from(["equals", "contains", "prefix", "suffix"]),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=8),
+    st.booleans(),
+)
+_trees = st.recursive(
+    _leaves,
+    lambda kids: st.one_of(
+        st.builds(Not, kids),
+        st.lists(kids, min_size=2, max_size=3).map(lambda k: AllOf(tuple(k))),
+        st.lists(kids, min_size=2, max_size=3).map(lambda k: AnyOf(tuple(k))),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_trees)
+def test_parser_round_trips_random_expressions(tree: Condition) -> None:
+    text = "*****\nX\n*****\n{ " + _to_ctp(tree) + " }\n (0,0,1,1)\n"
+    (rule,) = parse_script(text)
+    assert rule.condition == tree
