@@ -130,7 +130,11 @@ class PixelReport:
 
 
 def burned_in_reasons(ds: pydicom.Dataset) -> list[str]:
-    """Say why ``ds`` probably has text burned into its pixels (empty when no reason)."""
+    """Say why ``ds`` probably has text burned into its pixels (empty when no reason).
+
+    BurnedInAnnotation = NO does not clear a class-based reason: devices of these classes
+    are known to set it wrongly, and quarantine is the safe side.
+    """
     reasons = []
     if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
         reasons.append("BurnedInAnnotation is YES")

@@ -327,3 +327,19 @@ def test_splice_nested_and_overlapping_spans() -> None:
     regs = [(0, 1, 0, 10, 0, 1), (0, 1, 2, 3, 0, 1), (0, 1, 5, 6, 0, 1), (0, 1, 9, 12, 0, 1)]
     _, out = _splice(raw, {0: regs}, geo, np.dtype("uint8"))
     assert out == bytes(12) + bytes(range(13, 21))
+
+
+def test_deflated_syntax_round_trips_through_a_file(tmp_path) -> None:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    img = burned_image(frames=3, dtype="int16", bits_stored=12)
+    ds = make_dataset(img, bits_stored=12, transfer_syntax=DeflatedExplicitVRLittleEndian)
+    path = tmp_path / "d.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    ds = pydicom.dcmread(path)
+    report = PixelCleaner(RULES).clean(ds)
+    assert report.transfer_syntax_out == DeflatedExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    again = pydicom.dcmread(path)
+    assert again.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    np.testing.assert_array_equal(_pixels(again), expected_after(img))
