@@ -179,6 +179,13 @@ def test_burned_in_classes_quarantine_unless_allowed(
     assert report.rules_fired == [] and ds.PixelData is before
 
 
+def test_burned_in_no_does_not_release_a_burned_in_class() -> None:
+    ds = make_dataset(burned_image(), manufacturer="Unknown", modality="US", sop_class=US_IMAGE)
+    ds.BurnedInAnnotation = "NO"
+    with pytest.raises(QuarantineError, match="US Image"):
+        PixelCleaner(RULES).clean(ds)
+
+
 def test_rule_whose_rectangles_miss_the_image_does_not_release() -> None:
     ds = make_dataset(burned_image(rows=10, cols=3))  # rectangles start at column 4
     ds.BurnedInAnnotation = "YES"
