@@ -150,4 +150,6 @@ def test_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main([*base, "--by", "path"]) == 1
     assert main([*base, "--by", "sex", "--mean", "slice_thickness"]) == 1
     assert main([*base, "--by", "sex", "--mean", "size", "--bounds", "5,1"]) == 1
-    assert dp.PrivacyBudget(None, tmp_path / ".medveil" / "catalog.sqlite", name="cohort").spent == 0
+    assert (
+        dp.PrivacyBudget(None, tmp_path / ".medveil" / "catalog.sqlite", name="cohort").spent == 0
+    )
