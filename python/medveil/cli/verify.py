@@ -19,7 +19,7 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
             "Learn identifying values from ORIGINALS and search every file of OUTPUT for "
             "them (elements at every depth, raw bytes in UTF-8/Latin-1/UTF-16, hidden "
             "pixel bits). Exit 0 when clean, 1 when anything was found, 2 on usage error. "
-            "Values are never printed: only a keyed hash, first character and length."
+            "Values are never printed: only a keyed hash, ASCII initial and length."
         ),
     )
     p.add_argument("originals", type=Path, help="original DICOM file or directory")
@@ -28,7 +28,8 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="also count short values, common words and one-letter name components",
+        help="also count short values, common words, one-letter name components and values "
+        "that repeat device codes (see medveil.verify.values)",
     )
     p.add_argument("--json", action="store_true", help="print the JSON report, not the table")
     p.add_argument(

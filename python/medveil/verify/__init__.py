@@ -16,8 +16,11 @@ them in every output file, without relying on file names:
    names the element path of each hit);
 3. pixel samples with bits set outside BitsStored/HighBit (native transfer syntaxes).
 
-Findings carry the file, the element path, and the value only as a keyed hash, its first
-character and its length.
+Findings carry the file, the element path, and the value only as a keyed hash, its ASCII
+initial and its length. Elements a policy keeps on purpose (``allow=["StationName"]``, e.g.
+under Retain Device Identity) are listed as ``allowed`` and do not count; their values are
+still hunted everywhere else. The report is clean (exit code 0) when nothing was found and
+every output could be read; non-DICOM outputs (run records, notes) get the byte search.
 
 Example::
 
