@@ -32,6 +32,7 @@ the file meta group are looked at, never items of sequences. Ranges are half-ope
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Mapping
@@ -420,8 +421,7 @@ class RuleSet:
     @classmethod
     def default(cls) -> RuleSet:
         """The rules shipped with medveil (RSNA CTP's library, converted)."""
-        res = resources.files("medveil").joinpath("data", DEFAULT_RULES)
-        return cls.loads(res.read_text(encoding="utf-8"), f"medveil/data/{DEFAULT_RULES}")
+        return _default_rules()
 
     def __add__(self, other: RuleSet) -> RuleSet:
         """Concatenate two rule sets (site rules after the defaults); ids must stay unique."""
@@ -455,3 +455,10 @@ class RuleSet:
             out.append(r.to_toml())
             out.append("")
         return "\n".join(out)
+
+
+@functools.cache
+def _default_rules() -> RuleSet:
+    # Parsed once per process: a RuleSet is immutable, and parsing takes tens of milliseconds.
+    res = resources.files("medveil").joinpath("data", DEFAULT_RULES)
+    return RuleSet.loads(res.read_text(encoding="utf-8"), f"medveil/data/{DEFAULT_RULES}")
