@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from medveil.verify.rawscan import layouts
 from medveil.verify.values import walk
 from pydicom import dcmread
@@ -78,3 +80,33 @@ def test_truncated_file_is_incomplete_not_an_error() -> None:
     lay = layouts(raw[: len(raw) - 20])[0]
     assert not lay.complete
     assert layouts(b"")[0].spans == []
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_damaged_files_never_crash_the_verifier(tmp_path, data) -> None:
+    """Truncated or bit-flipped outputs are reported, and the planted ID is still found."""
+    from medveil.verify import verify_archive
+
+    originals = tmp_path / "orig" / "o.dcm"
+    if not originals.exists():
+        f.save(f.original(), originals)
+    ds = f.clean_output()
+    ds.ImageComments = f"see {f.MRN} "
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    raw = bytearray(buf.getvalue())
+    where = raw.index(f.MRN.encode())
+    cut = data.draw(st.integers(where + len(f.MRN) + 1, len(raw)), label="cut")
+    flips = data.draw(st.lists(st.integers(0, where - 1), max_size=6), label="flips")
+    for i in flips:
+        raw[i] ^= 0xFF
+    out = tmp_path / "out" / "damaged.dcm"
+    out.parent.mkdir(exist_ok=True)
+    out.write_bytes(bytes(raw[:cut]))
+    for lay in layouts(bytes(raw[:cut])):
+        assert all(0 <= sp.start <= sp.end <= len(lay.data) for sp in lay.spans)
+    report = verify_archive(originals.parent, out)
+    assert any(x.kind == "ids" for x in report.findings), report.table()

@@ -207,7 +207,10 @@ class Scanner:
     ) -> tuple[list[Finding], bool]:
         """Raw search (UTF-8, Latin-1, UTF-16-LE) of the file outside pixel data."""
         findings: list[Finding] = []
-        lays = layouts(data) if dicom else [RawLayout("file", data, complete=False)]
+        try:
+            lays = layouts(data) if dicom else [RawLayout("file", data, complete=False)]
+        except Exception:  # the walker only names paths: search the bytes without it
+            lays = [RawLayout("file", data, complete=False)]
         complete = all(lay.complete for lay in lays)
         for lay in lays:
             buf = lay.data
