@@ -30,6 +30,10 @@ from medveil.policy import Policy
 from medveil.pseudonyms import Keyed
 
 RECORDS = ".medveil"
+# A worker task: up to this many files, or this many bytes of archive members carried to
+# the worker; its outputs are made durable with one file-system flush.
+CHUNK_FILES = 16
+CHUNK_BYTES = 64 << 20
 CATALOG_COLUMNS = (
     ("patient_pseudonym", "TEXT"),
     ("study_uid", "TEXT"),
@@ -149,30 +153,67 @@ def _init_worker(policy: Policy, secret: bytes, output: str) -> None:
     _OUTPUT = Path(output)
 
 
-def process_item(item: Item) -> dict[str, object]:
-    """Worker task: read, clean and write one input; return its record for the parent."""
-    from medveil.deid import atomic_write
+def _read(item: Item) -> bytes:
+    if item.data is not None:
+        return item.data
+    with open(item.path, "rb") as f:  # type: ignore[arg-type]
+        return f.read()
+
+
+def process_chunk(items: list[Item]) -> list[dict[str, object]]:
+    """Worker task: clean a few inputs, make their outputs durable together, return records."""
+    from medveil.durable import BatchWriter
     from medveil.instance import clean_instance
 
     assert _ENGINE is not None and _OUTPUT is not None
+    batch = BatchWriter(_OUTPUT)
+    out: list[dict[str, object]] = []
     try:
-        if item.data is not None:
-            raw = item.data
-        else:
-            with open(item.path, "rb") as f:  # type: ignore[arg-type]
-                raw = f.read()
-    except OSError as exc:
-        return {"status": "quarantined", "reason": f"cannot read: {exc.strerror}", "size_in": 0}
-    result = clean_instance(_ENGINE, raw, item.name)
-    if result.status == "written":
-        atomic_write(_OUTPUT / result.relpath, result.data)
-    return {
-        "status": result.status,
-        "reason": result.reason,
-        "size_in": result.size_in,
-        "row": result.row,
-        "actions": result.actions,
-    }
+        for item in items:
+            try:
+                raw = _read(item)
+            except OSError as exc:
+                out.append(
+                    {
+                        "status": "quarantined",
+                        "reason": f"cannot read: {exc.strerror}",
+                        "size_in": 0,
+                    }
+                )
+                continue
+            result = clean_instance(_ENGINE, raw, item.name)
+            if result.status == "written":
+                batch.add(_OUTPUT / result.relpath, result.data)
+            out.append(
+                {
+                    "status": result.status,
+                    "reason": result.reason,
+                    "size_in": result.size_in,
+                    "row": result.row,
+                    "actions": result.actions,
+                }
+            )
+        batch.commit()
+    except BaseException:
+        batch.abort()
+        raise
+    return out
+
+
+def _chunks(
+    items: Iterator[tuple[str, Item]], max_items: int, max_bytes: int
+) -> Iterator[list[tuple[str, Item]]]:
+    """Group inputs into worker tasks, bounded by count and by bytes carried."""
+    chunk: list[tuple[str, Item]] = []
+    size = 0
+    for key, item in items:
+        chunk.append((key, item))
+        size += len(item.data) if item.data is not None else 0
+        if len(chunk) >= max_items or size >= max_bytes:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 # ---------------------------------------------------------------------------- records
@@ -282,48 +323,54 @@ def deidentify_archive(
         initializer=_init_worker,
         initargs=(policy, secret, str(out)),
     )
-    in_flight: dict[cf.Future[dict[str, object]], tuple[str, str]] = {}
-    limit = workers * 4
+    in_flight: dict[cf.Future[list[dict[str, object]]], list[tuple[str, str]]] = {}
+    limit = workers * 2
+
+    def account(key: str, name: str, result: dict[str, object]) -> None:
+        summary.bytes_in += int(result.get("size_in", 0) or 0)  # type: ignore[call-overload]
+        status = result["status"]
+        if status == "written":
+            summary.written += 1
+            summary.bytes_out += int(result["row"]["size"])  # type: ignore[index]
+            summary.actions.update(result.get("actions", {}))  # type: ignore[arg-type]
+        elif status == "skipped":
+            summary.skipped += 1
+        else:
+            summary.quarantined += 1
+            if on_quarantine:
+                on_quarantine(name, str(result.get("reason")))
+        records.record(key, result)
+        summary.files_in += 1
+        if progress:
+            summary.seconds = time.perf_counter() - t0
+            progress(summary)
 
     def collect() -> None:
         finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
         for fut in finished:
-            key, name = in_flight.pop(fut)
+            names = in_flight.pop(fut)
             try:
-                result = fut.result()
-            except Exception as exc:  # a crashed worker: the file is quarantined
-                result = {
-                    "status": "quarantined",
-                    "reason": f"worker failed: {type(exc).__name__}",
-                    "size_in": 0,
-                }
-            summary.bytes_in += int(result.get("size_in", 0) or 0)
-            status = result["status"]
-            if status == "written":
-                summary.written += 1
-                summary.bytes_out += int(result["row"]["size"])  # type: ignore[index]
-                summary.actions.update(result.get("actions", {}))  # type: ignore[arg-type]
-            elif status == "skipped":
-                summary.skipped += 1
-            else:
-                summary.quarantined += 1
-                if on_quarantine:
-                    on_quarantine(name, str(result.get("reason")))
-            records.record(key, result)
-            summary.files_in += 1
-            if progress:
-                summary.seconds = time.perf_counter() - t0
-                progress(summary)
+                results = fut.result()
+            except Exception as exc:  # a crashed worker: its files are quarantined
+                failed = {"status": "quarantined", "reason": f"worker failed: {type(exc).__name__}"}
+                results = [dict(failed, size_in=0) for _ in names]
+            for (key, name), result in zip(names, results, strict=True):
+                account(key, name, result)
 
-    try:
+    def pending() -> Iterator[tuple[str, Item]]:
         for item in iter_inputs(src):
             key = keyed.path_token(item.name)
             if key in done:
                 summary.resumed += 1
                 continue
+            yield key, item
+
+    try:
+        for chunk in _chunks(pending(), max_items=CHUNK_FILES, max_bytes=CHUNK_BYTES):
             while len(in_flight) >= limit:
                 collect()
-            in_flight[pool.submit(process_item, item)] = (key, item.name)
+            fut = pool.submit(process_chunk, [item for _key, item in chunk])
+            in_flight[fut] = [(key, item.name) for key, item in chunk]
         while in_flight:
             collect()
     except KeyboardInterrupt:

@@ -25,6 +25,7 @@ from pydicom.sequence import Sequence
 from pydicom.valuerep import PersonName
 
 from medveil import __version__
+from medveil.durable import atomic_write
 from medveil.errors import DicomInputError
 from medveil.policy import CompiledPolicy, Policy
 from medveil.profile import (
@@ -654,22 +655,3 @@ def write_dataset(ds: Dataset) -> bytes:
     except Exception as exc:
         raise DicomInputError(f"cannot be written after de-identification: {exc}") from None
     return buf.getvalue()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write data to a temporary name in the target folder, fsync, then rename over path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
