@@ -12,8 +12,10 @@ Competitors, each drawing `size` samples of scale 1 (Laplace) or 10 (discrete):
   vector (its float-safe Laplace), timed once each on `--opendp-size` elements because
   they run at tens of thousands of samples per second.
 
-Method: every repetition times every fast competitor once, in an order rotated per
-repetition, so load from other processes hits them alike; times are medians, ratios are
+Method: times are CPU time of this process (time.process_time): every competitor is
+single-threaded, and on a shared machine wall time mostly measures the other tenants.
+Every repetition times every fast competitor once, in an order rotated per repetition, so
+cache and frequency effects of other load hit them alike; times are medians, ratios are
 medians of per-repetition ratios with their p10-p90 range. Before timing, medveil's outputs
 are checked (exact grid multiples, variance within 1% of 2 scale^2), so a fast wrong
 sampler cannot pass.
@@ -37,10 +39,10 @@ N = _core.noise
 
 
 def timed(fn: Callable[[], object]) -> float:
-    """Seconds one call of fn takes."""
-    t0 = time.perf_counter()
+    """CPU seconds one call of fn takes (every competitor is single-threaded)."""
+    t0 = time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.process_time() - t0
 
 
 def pct(xs: list[float], q: float) -> float:

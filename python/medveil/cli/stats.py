@@ -188,7 +188,7 @@ def compute(
 
     cols = ", ".join(_column_sql(c) for c in by)
     extra = f", {mean}" if mean else ""
-    con = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)
+    con = sqlite3.connect(f"{catalog.resolve().as_uri()}?mode=ro", uri=True)
     try:
         rows = con.execute(
             # Column names come from the whitelists above, never from free text.
@@ -331,6 +331,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except (MedveilError, ValueError) as exc:
         print(f"medveil stats: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"medveil stats: cannot use the catalog {args.output}: {exc}", file=sys.stderr)
         return 1
     for w in release["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
