@@ -7,7 +7,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from medveil import dp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from medveil import _core, dp
 from scipy import stats
 
 
@@ -73,3 +75,41 @@ def test_scalar_and_array_forms() -> None:
         dp.laplace(-1.0)
     with pytest.raises(ValueError):
         dp.insecure_rng(-1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=2.0**-80, max_value=2.0**52, allow_nan=False, allow_infinity=False))
+def test_rational_scale_never_rounds_down(scale: float) -> None:
+    num, den = _core.noise.rational_scale(scale)
+    assert 1 <= num <= 2**62 and 1 <= den <= 2**62
+    exact = Fraction(scale)
+    got = Fraction(num, den)
+    assert got >= exact
+    if exact.denominator <= 2**62:
+        assert got == exact
+    else:
+        assert got - exact < Fraction(1, 2**62)  # rounded up by less than one 2^-62 step
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(min_value=1e-6, max_value=1e9, allow_nan=False),
+    st.floats(min_value=1e-4, max_value=1e4, allow_nan=False),
+)
+def test_calibration_covers_sensitivity_plus_grid(sensitivity: float, epsilon: float) -> None:
+    scale, g = dp.calibrated_scale(sensitivity, epsilon)
+    base = Fraction(sensitivity) / Fraction(epsilon)
+    assert Fraction(g) >= base / 2**40 > Fraction(g) / 2  # the power of two Google picks
+    assert Fraction(scale) * Fraction(epsilon) >= Fraction(sensitivity) + Fraction(g)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=1e-6, max_value=10.0), min_size=1, max_size=30))
+def test_budget_accounting_is_exact_and_monotone(charges: list[float]) -> None:
+    b = dp.PrivacyBudget(sum(charges) * 2 + 1)
+    spent = 0.0
+    for c in charges:
+        b.charge(c)
+        assert b.spent >= spent
+        spent = b.spent
+    assert b.spent == pytest.approx(sum(charges), abs=1e-9)
