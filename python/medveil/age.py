@@ -21,14 +21,17 @@ import datetime
 import hmac
 import io
 import os
+import queue
 import re
 import secrets
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -63,9 +66,10 @@ X25519_LABEL = b"age-encryption.org/v1/X25519"
 SCRYPT_LABEL = b"age-encryption.org/v1/scrypt"
 IDENTITY_HRP = "age-secret-key-"
 RECIPIENT_HRP = "age"
-# Chunks handed to the core per call: 16 MiB of plaintext, so memory stays bounded while
+# Chunks handed to the core per call: 8 MiB of plaintext, so memory stays bounded while
 # every thread gets enough chunks to amortise its start.
-BATCH_CHUNKS = 256
+BATCH_CHUNKS = 128
+PIPELINE_BUFFERS = 3  # windows in flight: one being read, one sealed, one written
 MAX_HEADER_LINE = 1 << 16
 
 Progress = Callable[[int], None]
@@ -395,42 +399,114 @@ def _run_payload(
     progress: Progress | None,
     sealing: bool,
 ) -> None:
-    """Seal or open the payload through a bounded window of whole chunks.
+    """Seal or open the payload through bounded windows of whole chunks.
 
-    A full window is processed except its last chunk, which is carried over: only the
-    next read can tell whether it is the final chunk. The window starts at one chunk and
-    grows to BATCH_CHUNKS, so small files allocate little and large ones use all threads.
+    A full window is processed except its last chunk, which is carried into the next
+    window: only the next read can tell whether it is the final chunk. Inputs of at most
+    one chunk are done inline; larger ones run as a pipeline (a reader thread, the core
+    on all cores in this thread, a writer thread) over a fixed set of buffers, so memory
+    stays constant and the disk works while the cores compute.
     """
     unit = CHUNK if sealing else SEALED_CHUNK
     kernel = _core.crypto.age_seal_chunks if sealing else _core.crypto.age_open_chunks
-    chunks = 1
-    inbuf = bytearray(unit * (chunks + 1))
-    outbuf = bytearray(SEALED_CHUNK * (chunks + 1))
-    carry = 0
-    index = 0
-    while True:
-        view = memoryview(inbuf)
-        n = carry + _read_full(reader, view[carry:])
-        if n < len(inbuf):  # the input ended: the rest, with the last chunk flagged
-            w = kernel(key, index, view[:n], outbuf, final=True, threads=threads)
-            writer.write(memoryview(outbuf)[:w])
-            if progress:
-                progress(n)
-            return
-        body = n - unit
-        w = kernel(key, index, view[:body], outbuf, final=False, threads=threads)
-        writer.write(memoryview(outbuf)[:w])
+    first = bytearray(2 * unit)
+    n = _read_full(reader, memoryview(first))
+    if n < len(first):
+        out = bytearray(2 * SEALED_CHUNK)
+        w = kernel(key, 0, memoryview(first)[:n], out, final=True, threads=threads)
+        writer.write(memoryview(out)[:w])
         if progress:
-            progress(body)
-        index += body // unit
-        if chunks < BATCH_CHUNKS:
-            chunks = min(BATCH_CHUNKS, chunks * 4)
-            grown = bytearray(unit * (chunks + 1))
-            grown[:unit] = view[body:n]
-            inbuf, outbuf = grown, bytearray(SEALED_CHUNK * (chunks + 1))
-        else:
-            view[:unit] = view[body:n]
-        carry = unit
+            progress(n)
+        return
+
+    # The queues are unbounded: the fixed pools of buffers bound the memory, and puts
+    # never block, so stopping on an error only has to wake the blocked gets.
+    size = unit * (BATCH_CHUNKS + 1)
+    free_in: queue.SimpleQueue = queue.SimpleQueue()
+    free_out: queue.SimpleQueue = queue.SimpleQueue()
+    for _ in range(PIPELINE_BUFFERS):
+        # np.empty, not bytearray: no up-front zeroing, so a file of a few chunks only
+        # touches the pages it uses.
+        free_in.put(np.empty(size, np.uint8))
+        free_out.put(np.empty(SEALED_CHUNK * (BATCH_CHUNKS + 1), np.uint8))
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def read_loop() -> None:
+        try:
+            buf = free_in.get()
+            if buf is None or stop.is_set():
+                return
+            view = memoryview(buf)
+            view[: 2 * unit] = first
+            carry = 2 * unit
+            while True:
+                n = carry + _read_full(reader, view[carry:])
+                if n < size:
+                    work.put((view, n, True))
+                    return
+                body = n - unit
+                work.put((view, body, False))
+                nxt = free_in.get()
+                if nxt is None or stop.is_set():
+                    return
+                nview = memoryview(nxt)
+                nview[:unit] = view[body:n]  # the consumer only reads view[:body]
+                view, carry = nview, unit
+        except BaseException as exc:  # re-raised by the caller
+            failures.append(exc)
+            work.put(None)
+
+    def write_loop() -> None:
+        try:
+            while True:
+                item = done.get()
+                if item is None or stop.is_set():
+                    return
+                out, w, consumed = item
+                writer.write(memoryview(out)[:w])
+                if progress:
+                    progress(consumed)
+                free_out.put(out)
+        except BaseException as exc:
+            failures.append(exc)
+            free_out.put(None)
+
+    reading = threading.Thread(target=read_loop, name="medveil-age-read", daemon=True)
+    writing = threading.Thread(target=write_loop, name="medveil-age-write", daemon=True)
+    reading.start()
+    writing.start()
+    try:
+        index = 0
+        while True:
+            item = work.get()
+            if item is None:
+                break
+            view, length, final = item
+            out = free_out.get()
+            if out is None:
+                break
+            w = kernel(key, index, view[:length], out, final=final, threads=threads)
+            index += length // unit
+            free_in.put(view.obj)
+            done.put((out, w, length))
+            if final:
+                break
+        done.put(None)  # after the last window: the writer drains and returns
+        writing.join()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        stop.set()
+        free_in.put(None)
+        done.put(None)
+        reading.join()
+        writing.join()
+    if failures:
+        raise failures[0]
 
 
 # --- public API --------------------------------------------------------------------------
