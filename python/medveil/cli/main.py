@@ -20,6 +20,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "seal",
     "unseal",
     "keygen",
+    "serve",
 )
 
 

@@ -1,0 +1,121 @@
+"""``medveil serve``: a de-identifying DICOM Storage SCP (store or forward)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from medveil.errors import MedveilError, PolicyError
+
+if TYPE_CHECKING:
+    from medveil.gateway import GatewayConfig
+
+
+def add_subparser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``serve`` subcommand."""
+    p = sub.add_parser(
+        "serve",
+        help="run a DICOM gateway that de-identifies every instance it receives",
+        description=(
+            "Accept C-ECHO and C-STORE, de-identify each instance exactly as `medveil deid` "
+            "would, and acknowledge it only once it is written durably (--store) or spooled "
+            "for forwarding (--forward). Quarantined instances get status 0xC000 and are "
+            "logged by a keyed hash. Logs are JSON lines on stderr, without PHI. SIGTERM "
+            "finishes the instances in flight, then exits. Needs medveil[net]."
+        ),
+    )
+    p.add_argument("--port", type=int, default=11112, help="TCP port (default 11112)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
+    p.add_argument("--ae-title", default="MEDVEIL", help="our AE title (default MEDVEIL)")
+    p.add_argument("--policy", help="policy TOML file (default: the built-in policy)")
+    p.add_argument("--secret-file", required=True, help="32-byte project secret")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--store", metavar="DIR", help="write cleaned instances under DIR")
+    out.add_argument(
+        "--forward", metavar="HOST:PORT:AET", help="forward cleaned instances to a DICOM node"
+    )
+    p.add_argument(
+        "--spool",
+        metavar="DIR",
+        help="with --forward: where instances wait for the destination (default ./medveil-spool)",
+    )
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="AET@HOST",
+        help="allowed caller: AE title at an address, network or host ('*' for any); repeatable",
+    )
+    p.add_argument("--tls-cert", help="server certificate (PEM) to listen with TLS")
+    p.add_argument("--tls-key", help="private key (PEM) of --tls-cert")
+    p.add_argument("--tls-ca", help="CA bundle (PEM): require client certificates it signed")
+    p.add_argument("--workers", type=int, default=None, help="cleaning processes (default: cores)")
+    p.add_argument(
+        "--max-pending-mb",
+        type=int,
+        default=512,
+        help="received bytes waiting for a worker before senders are slowed (default 512)",
+    )
+    p.add_argument(
+        "--retry-max-seconds",
+        type=float,
+        default=30.0,
+        help="longest back-off between forwarding attempts (default 30)",
+    )
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> GatewayConfig:
+    """Build the gateway configuration from parsed arguments."""
+    from medveil.gateway import AllowRule, GatewayConfig, parse_forward
+    from medveil.policy import Policy
+    from medveil.pseudonyms import load_secret
+
+    policy = Policy.load(args.policy) if args.policy else Policy.default()
+    return GatewayConfig(
+        policy=policy,
+        secret=load_secret(args.secret_file),
+        store=Path(args.store) if args.store else None,
+        forward=parse_forward(args.forward) if args.forward else None,
+        spool=Path(args.spool) if args.spool else None,
+        port=args.port,
+        host=args.host,
+        ae_title=args.ae_title,
+        allow=[AllowRule.parse(a) for a in args.allow],
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_ca=args.tls_ca,
+        workers=args.workers,
+        max_pending_bytes=args.max_pending_mb << 20,
+        retry_max=args.retry_max_seconds,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or SIGINT; exit 0 after a clean shutdown, 2 on a setup error."""
+    try:
+        from medveil.gateway import Gateway
+    except ImportError as exc:
+        print(f"medveil serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        gateway = Gateway(config_from_args(args))
+        gateway.start()
+    except (MedveilError, PolicyError, OSError) as exc:
+        print(f"medveil serve: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop.wait(1.0):
+        pass
+    gateway.stop()
+    return 0

@@ -1,0 +1,782 @@
+"""De-identifying DICOM gateway: a Storage SCP that cleans every instance it receives.
+
+Every received instance is re-encoded to the bytes a Part 10 file would hold (the encoded
+dataset exactly as the peer sent it, behind file meta for the negotiated transfer syntax)
+and goes through :func:`medveil.instance.clean_instance` in a worker process, so what the
+gateway stores is byte-identical to what ``medveil deid`` writes from the same files with
+the same secret. The C-STORE response is sent only once the instance is durable:
+
+* ``--store DIR``: written atomically (fsync, rename, fsync of the folder) into DIR;
+* ``--forward HOST:PORT:AET``: written the same way into a local spool, from which a
+  background thread forwards it and deletes it only after the destination accepted it,
+  retrying with back-off while the destination is unreachable or busy.
+
+Quarantined instances never reach the output; they are logged by a keyed hash of their SOP
+Instance UID and answered with status 0xC000 (see :data:`STATUS_QUARANTINED`). The log is
+JSON lines and never holds PHI: no names, no original UIDs, no file content.
+
+Needs pynetdicom (``pip install medveil[net]``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as _dt
+import ipaddress
+import json
+import logging
+import multiprocessing
+import os
+import socket
+import ssl
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from medveil.errors import MedveilError
+from medveil.policy import Policy
+from medveil.pseudonyms import Keyed
+
+try:
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+    from pynetdicom.sop_class import Verification
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("the DICOM gateway needs pynetdicom: pip install 'medveil[net]'") from exc
+
+#: C-STORE success.
+STATUS_SUCCESS = 0x0000
+#: Quarantined by the de-identification pipeline. PS3.4 B.2.3 offers "Refused: Out of
+#: Resources" (A7xx) and "Error: Cannot understand" (Cxxx) among the failures. A7xx tells
+#: the sender the SCP is short of resources, so retrying later may succeed; a quarantine
+#: is a verdict on the content (unreadable, burned-in text without a rule, a leak found by
+#: the post-check) that the same instance will get again on every retry, which is what
+#: Cxxx says: the SCP could not process this data set.
+STATUS_QUARANTINED = 0xC000
+#: The gateway could not make the instance durable (disk full, worker crash, shutting
+#: down): "Refused: Out of Resources", a transient failure the sender should retry.
+STATUS_OUT_OF_RESOURCES = 0xA700
+
+#: Native transfer syntaxes: always cleanable.
+NATIVE_SYNTAXES: tuple[UID, ...] = (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+)
+
+
+def cleanable_transfer_syntaxes() -> list[UID]:
+    """Transfer syntaxes the pixel cleaner can handle here: native ones + decodable ones."""
+    from pydicom.pixels import get_decoder
+    from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS
+
+    out = list(NATIVE_SYNTAXES)
+    for uid in _PIXEL_DATA_DECODERS:
+        ts = UID(uid)
+        if ts in out or not ts.is_compressed:
+            continue
+        try:
+            available = get_decoder(ts).is_available
+        except Exception:  # a decoder that cannot even be looked up cannot clean
+            available = False
+        if available:
+            out.append(ts)
+    # The acceptor's order decides when a sender proposes several: never invite a sender
+    # to compress lossily what it could send as it is.
+    from medveil.pixels import LOSSY_METHOD
+
+    return sorted(out, key=lambda ts: (ts.is_compressed, ts in LOSSY_METHOD))
+
+
+def part10_bytes(event: Any) -> bytes:
+    """A received C-STORE data set as the Part 10 file pydicom would write for it.
+
+    The data set bytes are exactly those the peer sent (``encoded_dataset``, never decoded
+    and re-encoded). The file meta is the one ``Dataset.save_as(enforce_file_format=True)``
+    gives a data set that arrives without meta (as a network transfer does): SOP Class and
+    Instance from the request, the negotiated transfer syntax, and pydicom's implementation
+    identity, rather than pynetdicom's, so the cleaned output matches ``medveil deid`` on
+    files written by pydicom byte for byte.
+    """
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(str(event.request.AffectedSOPClassUID))
+    meta.MediaStorageSOPInstanceUID = UID(str(event.request.AffectedSOPInstanceUID))
+    meta.TransferSyntaxUID = UID(str(event.context.transfer_syntax))
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_file_meta_info(buf, meta, enforce_standard=True)
+    return b"".join(
+        (b"\x00" * 128, b"DICM", buf.getvalue(), event.encoded_dataset(include_meta=False))
+    )
+
+
+# ---------------------------------------------------------------------------- logging
+class JsonLog:
+    """Thread-safe JSON-lines event log; callers pass only PHI-free fields."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, **fields: object) -> None:
+        """Write one event line: {"ts": ..., "event": event, **fields}."""
+        record = {
+            "ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "event": event,
+            **fields,
+        }
+        line = json.dumps(record, default=str, sort_keys=False)
+        with self._lock:
+            try:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+            except (OSError, ValueError):  # a closed log stream must not stop the service
+                pass
+
+
+# ---------------------------------------------------------------------------- access
+@dataclass(frozen=True)
+class AllowRule:
+    """One allow-list entry: a calling AE title ('*' any) from a network ('*' any)."""
+
+    aet: str
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> AllowRule:
+        """Parse 'AET@HOST' where HOST is an address, a CIDR network, a host name or '*'."""
+        aet, sep, host = text.rpartition("@")
+        if not sep or not aet.strip() or not host.strip():
+            raise MedveilError(f"--allow {text!r}: expected AET@HOST (either may be '*')")
+        aet, host = aet.strip(), host.strip()
+        if len(aet) > 16:
+            raise MedveilError(f"--allow {text!r}: AE titles have at most 16 characters")
+        if host == "*":
+            return cls(aet, ())
+        try:
+            return cls(aet, (ipaddress.ip_network(host, strict=False),))
+        except ValueError:
+            pass
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except OSError as exc:
+            raise MedveilError(f"--allow {text!r}: cannot resolve {host}: {exc}") from None
+        nets = {ipaddress.ip_network(info[4][0]) for info in infos}
+        return cls(aet, tuple(sorted(nets, key=str)))
+
+    def matches(self, aet: str, address: str) -> bool:
+        """True when this rule admits a caller with this AE title from this address."""
+        if self.aet != "*" and self.aet != aet.strip():
+            return False
+        if not self.networks:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks)
+
+
+def parse_forward(text: str) -> tuple[str, int, str]:
+    """Parse HOST:PORT:AET (HOST may be a bracketed IPv6 address)."""
+    host_port, sep, aet = text.rpartition(":")
+    host, sep2, port = host_port.rpartition(":")
+    if not sep or not sep2 or not host or not aet:
+        raise MedveilError(f"--forward {text!r}: expected HOST:PORT:AET")
+    try:
+        port_no = int(port)
+    except ValueError:
+        raise MedveilError(f"--forward {text!r}: the port must be a number") from None
+    if not 0 < port_no < 65536 or len(aet) > 16:
+        raise MedveilError(f"--forward {text!r}: bad port or AE title longer than 16")
+    return host.strip("[]"), port_no, aet
+
+
+def server_tls_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:
+    """TLS context for the listener; with ``ca`` clients must present a certificate it signed."""
+    ctx = _HandshakeLater(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    if ca:
+        ctx.load_verify_locations(cafile=ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class _HandshakeLater(ssl.SSLContext):
+    """Wraps accepted sockets without a handshake: pynetdicom wraps them on the thread that
+    accepts connections, so a client that stalls its handshake would block every caller.
+    The gateway does the handshake on the connection's own thread instead."""
+
+    def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        """Wrap like SSLContext.wrap_socket but defer the handshake."""
+        kwargs["do_handshake_on_connect"] = False
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------- workers
+_ENGINE = None
+_OUT: Path | None = None
+
+
+def _init_worker(policy: Policy, secret: bytes, out: str) -> None:
+    """One engine per worker process; pydicom's warnings may quote values: silence them."""
+    global _ENGINE, _OUT
+    import signal
+
+    from medveil.deid import Deidentifier
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent drains, then shuts us down
+    warnings.simplefilter("ignore")
+    logging.getLogger("pydicom").disabled = True
+    _ENGINE = Deidentifier(policy, secret)
+    _OUT = Path(out)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_write(root: Path, relpath: str, data: bytes) -> Path:
+    """Atomic write of root/relpath (fsync + rename), then fsync of the folders it touched."""
+    from medveil.deid import atomic_write
+
+    path = root / relpath
+    # Folders created for this file must reach the disk too, or the rename could be lost.
+    new_dirs = []
+    d = path.parent
+    while d != root and not d.exists():
+        new_dirs.append(d)
+        d = d.parent
+    atomic_write(path, data)
+    _fsync_dir(path.parent)
+    for d in new_dirs:
+        _fsync_dir(d.parent)
+    return path
+
+
+def clean_and_write(raw: bytes, token: str) -> dict[str, object]:
+    """Worker task: clean one received instance and write it durably; return its outcome."""
+    from medveil.instance import clean_instance
+
+    assert _ENGINE is not None and _OUT is not None
+    result = clean_instance(_ENGINE, raw, token)
+    if result.status == "written":
+        durable_write(_OUT, result.relpath, result.data)
+    return {
+        "status": result.status,
+        "reason": result.reason[:200],
+        "relpath": result.relpath,
+        "size_in": result.size_in,
+        "size_out": len(result.data),
+    }
+
+
+# ---------------------------------------------------------------------------- memory
+class ByteBudget:
+    """Bounds the bytes of received instances waiting for or in de-identification."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        """Wait until n more bytes fit (one instance is always let through alone)."""
+        with self._cond:
+            while self.used and self.used + n > self.limit:
+                self._cond.wait()
+            self.used += n
+
+    def release(self, n: int) -> None:
+        """Give n bytes back."""
+        with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+# ---------------------------------------------------------------------------- forwarding
+def _permanent_failure(status: int) -> bool:
+    """True for destination statuses after which resending the same instance cannot help."""
+    if (status & 0xFF00) == 0xA700 or status in (0x0213, 0xFE00):
+        return False  # out of resources, resource limitation, cancel: try again later
+    return (status & 0xF000) in (0xA000, 0xC000) or status in (
+        0x0122,  # SOP class not supported
+        0x0124,  # not authorised
+        0x0211,  # unrecognised operation
+    )
+
+
+def _is_success(status: int) -> bool:
+    # Warnings (B000 coercion, B006 elements discarded, B007 mismatch) are acceptance.
+    return status == 0x0000 or (status & 0xF000) == 0xB000
+
+
+def iter_spool(spool: Path) -> Iterator[Path]:
+    """Finished spool files, oldest first (hidden temporary and rejected files excluded)."""
+    found = []
+    for root, dirs, files in os.walk(spool):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in files:
+            if f.startswith(".") or not f.endswith(".dcm"):
+                continue
+            p = Path(root) / f
+            try:
+                found.append((p.stat().st_mtime_ns, str(p)))
+            except FileNotFoundError:
+                continue
+    for _mtime, p in sorted(found):
+        yield Path(p)
+
+
+class Forwarder(threading.Thread):
+    """Sends spooled instances to the destination; deletes each only once it is accepted."""
+
+    def __init__(
+        self,
+        spool: Path,
+        destination: tuple[str, int, str],
+        *,
+        ae_title: str,
+        log: JsonLog,
+        retry_min: float = 0.5,
+        retry_max: float = 30.0,
+        batch: int = 64,
+    ) -> None:
+        super().__init__(name="medveil-forwarder", daemon=True)
+        self.spool = spool
+        self.host, self.port, self.aet = destination
+        self.ae_title = ae_title
+        self.log = log
+        self.retry_min = retry_min
+        self.retry_max = retry_max
+        self.batch = batch
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self.forwarded = 0
+        self.rejected_dir = spool / ".rejected"
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the thread to stop after the instance it is sending, and wait for it."""
+        self._stop.set()
+        self.wake.set()
+        self.join(timeout)
+
+    def run(self) -> None:
+        """Forward until stopped, backing off exponentially while the destination fails."""
+        delay = 0.0
+        while not self._stop.is_set():
+            if delay:
+                self._stop.wait(delay)
+                if self._stop.is_set():
+                    break
+            self.wake.clear()
+            pending = list(_take(iter_spool(self.spool), self.batch))
+            if not pending:
+                delay = 0.0
+                self.wake.wait(5.0)
+                continue
+            try:
+                sent, transient = self._send(pending)
+            except Exception as exc:  # never let the thread die: log, back off, retry
+                self.log("forward-error", error=f"{type(exc).__name__}: {exc}"[:200])
+                sent, transient = 0, True
+            if transient and not sent:
+                delay = min(self.retry_max, max(self.retry_min, delay * 2))
+                self.log(
+                    "forward-retry",
+                    pending=sum(1 for _ in iter_spool(self.spool)),
+                    retry_in_s=round(delay, 2),
+                )
+            else:
+                delay = 0.0
+
+    def _send(self, files: list[Path]) -> tuple[int, bool]:
+        """Send files over one association; return (accepted count, transient failure seen)."""
+        from pydicom.filereader import read_file_meta_info
+
+        metas: dict[Path, tuple[str, str, tuple[int, int]]] = {}
+        for p in files:
+            try:
+                st = p.stat()
+                meta = read_file_meta_info(p)
+                metas[p] = (
+                    str(meta.MediaStorageSOPClassUID),
+                    str(meta.TransferSyntaxUID),
+                    (st.st_ino, st.st_mtime_ns),
+                )
+            except FileNotFoundError:
+                continue
+        pairs = sorted({(c, t) for c, t, _ in metas.values()})[:128]
+        ae = AE(ae_title=self.ae_title)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+        for sop_class, ts in pairs:
+            ae.add_requested_context(sop_class, ts)
+        assoc = ae.associate(self.host, self.port, ae_title=self.aet)
+        if not assoc.is_established:
+            self.log("forward-unreachable", destination=f"{self.host}:{self.port}:{self.aet}")
+            return 0, True
+        sent = 0
+        transient = False
+        try:
+            accepted = {
+                (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+                for cx in assoc.accepted_contexts
+            }
+            for p, (sop_class, ts, ident) in metas.items():
+                if self._stop.is_set() or not assoc.is_established:
+                    transient = transient or not assoc.is_established
+                    break
+                if (sop_class, ts) not in accepted:
+                    if (sop_class, ts) in pairs:
+                        self._reject(p, "destination did not accept the SOP class/syntax")
+                    continue
+                rsp = assoc.send_c_store(p)
+                status = int(rsp.Status) if rsp is not None and "Status" in rsp else None
+                if status is None:
+                    transient = True  # no answer: the destination may not have it
+                    break
+                if _is_success(status):
+                    self._remove_if_unchanged(p, ident)
+                    sent += 1
+                elif _permanent_failure(status):
+                    self._reject(p, f"destination status 0x{status:04X}")
+                else:
+                    transient = True
+                    break
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        if sent:
+            self.forwarded += sent
+            self.log("forwarded", count=sent, total=self.forwarded)
+        return sent, transient
+
+    @staticmethod
+    def _remove_if_unchanged(path: Path, ident: tuple[int, int]) -> None:
+        # A newer copy received while this one was being sent keeps its place in the spool.
+        try:
+            st = path.stat()
+            if (st.st_ino, st.st_mtime_ns) == ident:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _reject(self, path: Path, reason: str) -> None:
+        rel = path.relative_to(self.spool)
+        target = self.rejected_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        self.log("forward-rejected", path=str(rel), reason=reason)
+
+
+def _take(it: Iterator[Path], n: int) -> Iterator[Path]:
+    for i, x in enumerate(it):
+        if i >= n:
+            return
+        yield x
+
+
+# ---------------------------------------------------------------------------- gateway
+@dataclass
+class GatewayConfig:
+    """Everything ``medveil serve`` is configured with."""
+
+    policy: Policy
+    secret: bytes
+    store: Path | None = None
+    forward: tuple[str, int, str] | None = None
+    spool: Path | None = None
+    port: int = 11112
+    host: str = "0.0.0.0"
+    ae_title: str = "MEDVEIL"
+    allow: list[AllowRule] = field(default_factory=list)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    workers: int | None = None
+    max_pending_bytes: int = 512 << 20
+    retry_min: float = 0.5
+    retry_max: float = 30.0
+    drain_timeout: float = 60.0
+
+
+class Gateway:
+    """The Storage SCP: access control, cleaning in a process pool, durable store/forward."""
+
+    def __init__(self, config: GatewayConfig, log: JsonLog | None = None) -> None:
+        if (config.store is None) == (config.forward is None):
+            raise MedveilError("give exactly one of --store DIR or --forward HOST:PORT:AET")
+        if bool(config.tls_cert) != bool(config.tls_key):
+            raise MedveilError("--tls-cert and --tls-key go together")
+        if config.tls_ca and not config.tls_cert:
+            raise MedveilError("--tls-ca needs --tls-cert and --tls-key")
+        self.config = config
+        self.log = log or JsonLog()
+        self.keyed = Keyed(config.secret)
+        if config.store is not None:
+            self.out = Path(config.store)
+        else:
+            self.out = Path(config.spool or "medveil-spool")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.syntaxes = cleanable_transfer_syntaxes()
+        self.workers = config.workers or os.cpu_count() or 1
+        self.budget = ByteBudget(config.max_pending_bytes)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
+        self._draining = False
+        self._server: Any = None
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self.forwarder: Forwarder | None = None
+        self.counts = {"written": 0, "quarantined": 0, "refused": 0, "rejected": 0}
+        self.ssl_context = (
+            server_tls_context(config.tls_cert, config.tls_key, config.tls_ca)
+            if config.tls_cert and config.tls_key
+            else None
+        )
+
+    # -- life cycle ----------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """The port actually listened on (useful with port 0)."""
+        return int(self._server.server_address[1]) if self._server else self.config.port
+
+    def start(self) -> None:
+        """Start the worker pool, the forwarder and the listener; returns at once."""
+        cfg = self.config
+        _remove_temporaries(self.out)
+        # forkserver: the listener's threads are never forked into a worker.
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_init_worker,
+            initargs=(_picklable(cfg.policy), cfg.secret, str(self.out)),
+        )
+        if cfg.forward is not None:
+            self.forwarder = Forwarder(
+                self.out,
+                cfg.forward,
+                ae_title=cfg.ae_title,
+                log=self.log,
+                retry_min=cfg.retry_min,
+                retry_max=cfg.retry_max,
+            )
+            self.forwarder.start()
+        ae = AE(ae_title=cfg.ae_title)
+        ae.maximum_associations = max(10, 4 * self.workers)
+        ae.network_timeout = ae.acse_timeout = 30
+        ae.dimse_timeout = 300  # a large instance may wait its turn for a worker
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, self.syntaxes)
+        ae.add_supported_context(Verification, NATIVE_SYNTAXES[:2])
+        handlers = [
+            (evt.EVT_CONN_OPEN, self._on_connect),
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_RELEASED, self._on_released),
+            (evt.EVT_ABORTED, self._on_aborted),
+        ]
+        self._ae = ae
+        self._server = ae.start_server(
+            (cfg.host, cfg.port),
+            block=False,
+            evt_handlers=handlers,
+            ssl_context=self.ssl_context,
+        )
+        self.log(
+            "listening",
+            host=cfg.host,
+            port=self.port,
+            ae_title=cfg.ae_title,
+            tls=self.ssl_context is not None,
+            client_certificates=bool(cfg.tls_ca),
+            mode="store" if cfg.store is not None else "forward",
+            workers=self.workers,
+            transfer_syntaxes=len(self.syntaxes),
+            allow=[r.aet + "@" + (",".join(map(str, r.networks)) or "*") for r in cfg.allow],
+        )
+        if not cfg.allow:
+            self.log("warning", message="no --allow list: any calling AE title is accepted")
+
+    def stop(self) -> None:
+        """Clean shutdown: refuse new work, finish in-flight instances, then stop everything."""
+        with self._lock:
+            if self._draining:
+                return
+            self._draining = True
+        self.log("shutdown", stage="draining", in_flight=self._in_flight)
+        if self._server is not None:
+            self._server.shutdown()  # no new connections from here on
+        deadline = time.monotonic() + self.config.drain_timeout
+        with self._idle:
+            while self._in_flight and time.monotonic() < deadline:
+                self._idle.wait(0.1)
+        for assoc in list(self._ae.active_associations):
+            assoc.abort()
+        if self.forwarder is not None:
+            self.forwarder.stop(timeout=self.config.drain_timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.log("shutdown", stage="done", **self.counts)
+
+    def __enter__(self) -> Gateway:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- handlers (association threads) --------------------------------------------------------
+    @staticmethod
+    def _address(event: Any) -> str:
+        try:
+            return str(event.assoc.requestor.address)
+        except Exception:
+            return ""
+
+    def _on_connect(self, event: Any) -> None:
+        sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+        if not isinstance(sock, ssl.SSLSocket):
+            return
+        address = str(event.address[0]) if event.address else ""
+        try:
+            sock.settimeout(self._ae.network_timeout)
+            sock.do_handshake()
+            sock.settimeout(None)
+        except (OSError, ValueError) as exc:
+            self.counts["rejected"] += 1
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            self.log("tls-rejected", address=address, reason=str(reason))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _on_requested(self, event: Any) -> None:
+        assoc = event.assoc
+        rq = assoc.requestor.primitive
+        aet = str(getattr(rq, "calling_ae_title", "") or "").strip()
+        address = self._address(event)
+        if self._draining:
+            assoc.acse.send_reject(0x02, 0x03, 0x01)  # transient: temporary congestion
+            assoc.kill()
+            self.log("association-rejected", calling_aet=aet, address=address, reason="draining")
+            return
+        rules = self.config.allow
+        if rules and not any(r.matches(aet, address) for r in rules):
+            with self._lock:
+                self.counts["rejected"] += 1
+            assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent: calling AE not recognised
+            assoc.kill()
+            self.log("association-rejected", calling_aet=aet, address=address, reason="not allowed")
+            return
+        self.log("association", calling_aet=aet, address=address)
+
+    def _on_released(self, event: Any) -> None:
+        self.log("released", calling_aet=str(event.assoc.requestor.ae_title).strip())
+
+    def _on_aborted(self, event: Any) -> None:
+        self.log("aborted", calling_aet=str(event.assoc.requestor.ae_title).strip())
+
+    def _on_echo(self, event: Any) -> int:
+        return STATUS_SUCCESS
+
+    def _refuse(self, token: str, why: str, status: int) -> Dataset:
+        with self._lock:
+            self.counts["refused"] += 1
+        self.log("refused", instance=token, reason=why, status=f"0x{status:04X}")
+        rsp = Dataset()
+        rsp.Status = status
+        rsp.ErrorComment = why[:64]
+        return rsp
+
+    def _on_store(self, event: Any) -> Dataset | int:
+        t0 = time.perf_counter()
+        token = self.keyed.path_token(str(event.request.AffectedSOPInstanceUID))
+        with self._lock:
+            if self._draining:
+                draining = True
+            else:
+                draining = False
+                self._in_flight += 1
+        if draining:
+            return self._refuse(token, "gateway shutting down", STATUS_OUT_OF_RESOURCES)
+        try:
+            raw = part10_bytes(event)
+            self.budget.acquire(len(raw))
+            try:
+                assert self._pool is not None
+                outcome = self._pool.submit(clean_and_write, raw, token).result()
+            finally:
+                self.budget.release(len(raw))
+        except Exception as exc:  # worker died, disk full, ...: not durable, so not accepted
+            return self._refuse(
+                token, f"not stored: {type(exc).__name__}"[:64], STATUS_OUT_OF_RESOURCES
+            )
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+        ms = round((time.perf_counter() - t0) * 1000, 1)
+        if outcome["status"] == "written":
+            with self._lock:
+                self.counts["written"] += 1
+            if self.forwarder is not None:
+                self.forwarder.wake.set()
+            self.log("stored", instance=token, path=outcome["relpath"], ms=ms)
+            return STATUS_SUCCESS
+        with self._lock:
+            self.counts["quarantined"] += 1
+        self.log("quarantined", instance=token, reason=outcome["reason"], ms=ms)
+        rsp = Dataset()
+        rsp.Status = STATUS_QUARANTINED
+        rsp.ErrorComment = "quarantined by de-identification; see gateway log"
+        return rsp
+
+
+def _picklable(policy: Policy) -> Policy:
+    """The policy without its compiled cache (rebuilt in each worker)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(policy) and any(
+        f.name == "_compiled" for f in dataclasses.fields(policy)
+    ):
+        return dataclasses.replace(policy, _compiled=None)
+    return policy
+
+
+def _remove_temporaries(root: Path) -> None:
+    """Drop half-written temporaries left by a killed run (they were never acknowledged)."""
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            if f.startswith(".") and f.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(dirpath, f))
+                except OSError:
+                    pass
