@@ -21,6 +21,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "unseal",
     "keygen",
     "serve",
+    "reidentify",
+    "vault",
 )
 
 

@@ -1,0 +1,166 @@
+"""``medveil vault keygen|export|rotate|audit``: manage the re-identification vault."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medveil.errors import AuthenticationError, MedveilError
+
+
+def add_subparser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``vault`` subcommand and its actions."""
+    p = sub.add_parser(
+        "vault",
+        help="re-identification vault: create a key, export the crosswalk, rotate the key",
+        description=(
+            "Manage the vault that `medveil deid --vault URL --vault-key FILE` fills: the "
+            "crosswalk from pseudonyms and new UIDs to the original values, each sealed "
+            "with ChaCha20-Poly1305 under the vault key."
+        ),
+    )
+    acts = p.add_subparsers(dest="vault_command", metavar="ACTION")
+
+    k = acts.add_parser(
+        "keygen",
+        help="create a vault key file (mode 0600, never overwriting)",
+        description=(
+            "Write 32 random bytes as hex to FILE with mode 0600. Keep it apart from the "
+            "pseudonym secret and backed up: without it the vault cannot be read."
+        ),
+    )
+    k.add_argument("file", type=Path, metavar="FILE")
+    k.set_defaults(func=run_keygen)
+
+    e = acts.add_parser(
+        "export",
+        help="write the crosswalk (CSV) for a site as an age file",
+        description=(
+            "Decrypt the whole crosswalk (or the patients listed with --only) and write it "
+            "as CSV inside an age file sealed to the site's age1... public key or a "
+            "passphrase ($MEDVEIL_PASSPHRASE or asked). The export is audited."
+        ),
+    )
+    _vault_args(e)
+    e.add_argument("--key-file", required=True, metavar="K", help="the vault key file")
+    who = e.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "-r", "--recipient", action="append", metavar="AGE_PUBLIC_KEY", help="age1... (repeatable)"
+    )
+    who.add_argument("-p", "--passphrase", action="store_true", help="seal to a passphrase")
+    e.add_argument(
+        "--only", type=Path, metavar="FILE", help="file of patient pseudonyms, one per line"
+    )
+    e.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    e.add_argument("output", type=Path, metavar="OUT", help="age file to write")
+    e.set_defaults(func=run_export)
+
+    r = acts.add_parser(
+        "rotate",
+        help="re-seal every row under a new vault key, in one transaction",
+        description=(
+            "Open every sealed value with the old key and seal it again with the new one "
+            "(create it first with `medveil vault keygen`), all in one transaction: if any "
+            "value fails to open, nothing changes. Writers still using the old key fail."
+        ),
+    )
+    _vault_args(r)
+    r.add_argument("--old-key", required=True, metavar="K", help="the current vault key file")
+    r.add_argument("--new-key", required=True, metavar="K", help="the new vault key file")
+    r.set_defaults(func=run_rotate)
+
+    a = acts.add_parser(
+        "audit",
+        help="print the audit log (who asked what, when; no key needed, no PHI)",
+    )
+    _vault_args(a)
+    a.set_defaults(func=run_audit)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _vault_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--vault",
+        required=True,
+        metavar="URL",
+        help="sqlite:///path, a file path, or postgresql://",
+    )
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    """Create the key file; returns 2 if it exists."""
+    from medveil.vault import keygen
+
+    try:
+        keygen(args.file)
+    except FileExistsError:
+        print(f"medveil vault keygen: {args.file} exists; not overwriting a key", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"medveil vault keygen: {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(f"medveil vault keygen: wrote {args.file} (mode 0600)", file=sys.stderr)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Export the crosswalk sealed for a site; 0 on success, 2 on any error."""
+    from medveil import age
+    from medveil.cli.seal import read_passphrase
+    from medveil.vault import Vault
+
+    if args.output.exists() and not args.force:
+        print(f"medveil vault export: {args.output} exists; use --force", file=sys.stderr)
+        return 2
+    try:
+        if args.passphrase:
+            keys: dict[str, object] = {"passphrase": read_passphrase(confirm=True)}
+        else:
+            for rcpt in args.recipient:
+                age.bech32_decode(rcpt)  # a mistyped key fails before anything is decrypted
+            keys = {"recipients": args.recipient}
+        only = None
+        if args.only:
+            only = [x.strip() for x in args.only.read_text().splitlines() if x.strip()]
+        with Vault.open(args.vault, args.key_file, create=False) as vault:
+            n = vault.export(args.output, only=only, **keys)  # type: ignore[arg-type]
+    except (AuthenticationError, MedveilError, ValueError, OSError) as exc:
+        print(f"medveil vault export: {exc}", file=sys.stderr)
+        return 2
+    print(f"medveil vault export: {n} rows sealed into {args.output}", file=sys.stderr)
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    """Re-seal the vault under the new key; 0 on success, 2 on any error (nothing changed)."""
+    from medveil.vault import Vault, load_key
+
+    try:
+        new_key = load_key(args.new_key)
+        with Vault.open(args.vault, args.old_key, create=False) as vault:
+            n = vault.rotate(new_key)
+    except (AuthenticationError, MedveilError, ValueError) as exc:
+        print(f"medveil vault rotate: {exc}; the vault is unchanged", file=sys.stderr)
+        return 2
+    print(
+        f"medveil vault rotate: {n} values re-sealed; the old key no longer opens the vault",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Print the audit log as tab-separated lines."""
+    from medveil.vault import Vault
+
+    try:
+        # The audit log holds no PHI and is readable without the key (any 32 bytes do).
+        with Vault(args.vault, bytes(32), create=False, check_key=False) as vault:
+            rows = vault.audit_log()
+    except MedveilError as exc:
+        print(f"medveil vault audit: {exc}", file=sys.stderr)
+        return 2
+    for row in rows:
+        print("\t".join(row[k] for k in ("at", "os_user", "host", "action", "query", "outcome")))
+    return 0
