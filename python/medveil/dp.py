@@ -156,8 +156,8 @@ def add_laplace(
     """Release values + float-safe Laplace noise: epsilon-DP for the L1 sensitivity given."""
     scale, g = calibrated_scale(sensitivity, epsilon)
     x = np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(-1))
-    if np.isnan(x).any():
-        raise ValueError("values contain NaN; clean or clamp them before adding noise")
+    if not np.isfinite(x).all():
+        raise ValueError("values contain NaN or inf; clean or clamp them before adding noise")
     if budget is not None:
         budget.charge(epsilon, label)
     k = math.frexp(g)[1] - 1  # g is exactly 2^k
@@ -199,6 +199,7 @@ def noisy_count(
     epsilon = _check_positive("epsilon", epsilon)
     # Rounded up to the next double: a hair more noise, never less.
     scale = math.nextafter(int(sensitivity) / epsilon, math.inf)
+    _rational(scale)  # an unusable scale must fail before the budget is charged
     if budget is not None:
         budget.charge(epsilon, label)
     return int(count) + int(discrete_laplace(scale, rng=rng))

@@ -153,3 +153,17 @@ def test_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert (
         dp.PrivacyBudget(None, tmp_path / ".medveil" / "catalog.sqlite", name="cohort").spent == 0
     )
+
+
+def test_unusable_epsilon_charges_nothing(tmp_path: Path) -> None:
+    make_catalog(tmp_path)
+    assert main(["stats", str(tmp_path), "--epsilon", "1e-20", "--total-epsilon", "3",
+                 "--by", "sex"]) == 1  # fmt: skip
+    budget = dp.PrivacyBudget(None, tmp_path / ".medveil" / "catalog.sqlite", name="cohort")
+    assert budget.spent == 0
+    b = dp.PrivacyBudget(1.0)
+    with pytest.raises(ValueError):
+        dp.noisy_count(3, 1e-20, budget=b)
+    with pytest.raises(ValueError):
+        dp.add_laplace([1.0, float("inf")], 1.0, 0.5, budget=b)
+    assert b.spent == 0

@@ -183,6 +183,10 @@ def compute(
     parts = [(eps_count, f"stats counts by {','.join(by)}")]
     if mean:
         parts += [(epsilon / 4.0, f"stats sum of {mean}"), (epsilon / 4.0, f"stats n of {mean}")]
+    count_scale = math.nextafter(cap / eps_count, math.inf)
+    n_scale = math.nextafter(cap / (epsilon / 4.0), math.inf)
+    for scale in (count_scale, n_scale) if mean else (count_scale,):
+        _core.noise.rational_scale(scale)  # fails (ValueError) before anything is charged
     # Charged before anything is computed: a refused query releases nothing.
     budget.charge_all(parts)
 
@@ -248,14 +252,12 @@ def compute(
                 nval[i] += 1
                 sums[i] += min(hi, max(lo, math.fsum(vals) / len(vals))) - mid
 
-    count_scale = math.nextafter(cap / eps_count, math.inf)
     noisy_counts = counts + dp.discrete_laplace(count_scale, len(cells), rng=rng)
     half_width = dp.discrete_laplace_interval(count_scale)
     means = None
     if mean:
         eps_part = epsilon / 4.0
         noisy_sums = dp.add_laplace(sums, cap * half, eps_part, rng=rng)
-        n_scale = math.nextafter(cap / eps_part, math.inf)
         noisy_n = nval + dp.discrete_laplace(n_scale, len(cells), rng=rng)
         means = [
             None if n <= 0 else min(hi, max(lo, mid + s / n))
