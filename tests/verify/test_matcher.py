@@ -18,10 +18,10 @@ def brute(patterns: list, hay, utf16: bool = False) -> list[tuple[int, int, int]
 
     def word(i: int) -> bool:
         if isinstance(hay, str):
-            return 0 <= i < len(hay) and (hay[i].isalnum() or hay[i] == "_")
+            return 0 <= i < len(hay) and hay[i].isalnum()
         if utf16:
-            return i >= 0 and i + 1 < len(hay) and bool(re.match(rb"[a-z0-9_]\x00", hay[i : i + 2]))
-        return 0 <= i < len(hay) and bool(re.match(rb"[a-z0-9_]", hay[i : i + 1]))
+            return i >= 0 and i + 1 < len(hay) and bool(re.match(rb"[a-z0-9]\x00", hay[i : i + 2]))
+        return 0 <= i < len(hay) and bool(re.match(rb"[a-z0-9]", hay[i : i + 1]))
 
     best: dict[int, tuple[int, int]] = {}
     for i, p in enumerate(patterns):

@@ -1,10 +1,11 @@
 """One compiled automaton over every learned value, for text and for raw bytes.
 
 Two interchangeable engines find, at every start position of a haystack, the longest
-pattern that sits on word boundaries (no letter, digit or ``_`` right before or after it):
+pattern that sits on word boundaries (no letter or digit right before or after it; ``_``
+separates words, as in ``DOE_JANE``):
 
 * :class:`RegexMatcher`: the patterns folded into one trie-shaped regular expression
-  (``(?=(?<!\\w)(?:ab(?:c|d)|x)(?!\\w))``) so the regex engine walks a trie instead of trying
+  (``(?=((?<![^\\W_])(?:ab(?:c|d)|x)(?![^\\W_])))``) so the regex engine walks a trie, not
   each pattern in turn; standard library only.
 * :class:`AhoCorasickMatcher`: ``pyahocorasick`` (the optional ``verify-fast`` extra), all
   overlapping matches in one pass, boundaries checked afterwards.
@@ -28,8 +29,9 @@ except ImportError:  # pragma: no cover - depends on the environment
     _ahocorasick = None
 
 # Word characters for the boundary rule, per haystack kind. Byte haystacks are already
-# lower-cased ASCII, so only [a-z0-9_] count; UTF-16-LE patterns carry their own rule.
-_WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
+# lower-cased ASCII, so only [a-z0-9] count; UTF-16-LE patterns carry their own rule.
+# "_" separates words (DOE_JANE in a file name or an AE title is a name).
+_WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789")
 
 
 def _trie(patterns: Iterable[AnyStr]) -> dict:
@@ -90,9 +92,9 @@ class RegexMatcher(_Base[AnyStr]):
             body = _trie_regex(_trie(self.patterns), esc)
             if utf16:
                 # A code unit before/after the match must not be an ASCII word character.
-                pre, post = r"(?<![a-z0-9_]\x00)", r"(?![a-z0-9_]\x00)"
+                pre, post = r"(?<![a-z0-9]\x00)", r"(?![a-z0-9]\x00)"
             else:
-                pre, post = r"(?<![a-z0-9_])", r"(?![a-z0-9_])"
+                pre, post = r"(?<![a-z0-9])", r"(?![a-z0-9])"
             self._re = re.compile(f"(?=({pre}{body}{post}))".encode("latin-1"), re.DOTALL)
         else:
 
@@ -100,7 +102,7 @@ class RegexMatcher(_Base[AnyStr]):
                 return re.escape("".join(run))
 
             body = _trie_regex(_trie(self.patterns), esc)
-            self._re = re.compile(rf"(?=((?<!\w){body}(?!\w)))", re.DOTALL)
+            self._re = re.compile(rf"(?=((?<![^\W_]){body}(?![^\W_])))", re.DOTALL)
 
     def find(self, haystack: AnyStr) -> list[tuple[int, int, int]]:
         """Every ``(start, end, pattern index)`` of the longest match at each start."""
@@ -117,7 +119,7 @@ class RegexMatcher(_Base[AnyStr]):
 
 def _is_word_char(h: str | bytes, i: int, utf16: bool) -> bool:
     if isinstance(h, str):
-        return 0 <= i < len(h) and (h[i].isalnum() or h[i] == "_")
+        return 0 <= i < len(h) and h[i].isalnum()
     if utf16:
         return 0 <= i and i + 1 < len(h) and h[i] in _WORD_BYTES and h[i + 1] == 0
     return 0 <= i < len(h) and h[i] in _WORD_BYTES
