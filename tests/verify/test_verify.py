@@ -380,3 +380,25 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys) -> None:
 def test_finding_hint_is_not_the_value() -> None:
     x = Finding(file="f", category="names", path="(0010,0010)", how="element", first="d", length=7)
     assert x.hint() == "d… (7)"
+
+
+def test_values_in_file_and_folder_names_are_findings_and_redacted(tmp_path: Path, capsys) -> None:
+    """PACS exports name folders after patients: the report names them, never prints them."""
+    orig_root = tmp_path / "orig"
+    f.save(f.original(), orig_root / "DOELING_JANETTE" / "ct1.dcm")
+    out = tmp_path / "out"
+    ds = f.clean_output()
+    ds.PatientID = f.MRN
+    f.save(ds, out / "Doeling Janette" / f"{f.MRN}.dcm")
+    report = _verify(orig_root, out)
+    got = {(x.category, x.path, x.how) for x in report.findings}
+    assert ("ids", "(file name)", "file-name") in got
+    assert ("names", "(folder name)", "file-name") in got
+    assert ("ids", "(0010,0020)", "element") in got
+    assert {x.file for x in report.findings} == {str(out / "[redacted]" / "[redacted]")}
+    assert {s for x in report.findings for s in x.sources} == {
+        str(orig_root / "[redacted]" / "ct1.dcm")
+    }
+    assert main(["verify", str(orig_root), str(out), "--json"]) == 1
+    printed = capsys.readouterr()
+    _assert_no_value_printed(printed.out, printed.err)

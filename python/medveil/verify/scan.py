@@ -90,8 +90,11 @@ class Scanner:
         strict: bool = False,
         engine: str = "auto",
         hash_key: bytes | None = None,
+        originals_root: Path | None = None,
     ) -> None:
         self.index = index
+        self.originals_root = originals_root or Path()
+        self._display_cache: dict[str, tuple[str, list[tuple[str, str]]]] = {}
         self.strict = strict
         self.key = hash_key if hash_key is not None else secrets.token_bytes(32)
         self.texts = sorted(index.values)
@@ -122,7 +125,14 @@ class Scanner:
         self, file: str, category: str, path: str, how: str, value: str, kind: str
     ) -> Finding:
         lv = self.index.values.get(value) or self.index.dates.get(value)
-        sources = tuple(sorted(lv.sources)[:_MAX_SOURCES]) if lv else ()
+        sources = (
+            tuple(
+                self.display(self.originals_root, Path(src))[0]
+                for src in sorted(lv.sources)[:_MAX_SOURCES]
+            )
+            if lv
+            else ()
+        )
         digest = hashlib.blake2b(value.encode(), key=self.key[:64], digest_size=8).hexdigest()
         return Finding(
             file=file,
@@ -321,9 +331,50 @@ class Scanner:
             )
         ]
 
-    def scan_file(self, path: Path, report: VerifyReport) -> None:
+    def _name_hits(self, part: str) -> list[str]:
+        """Learned values written in one file or folder name ('_' and '.' as spaces)."""
+        text = normalize(part.replace("_", " "))
+        hits = []
+        for s, e, i in self.text_matcher.find(text):
+            value = self.texts[i]
+            if self.index.values[value].kind == "uids" and _extends_uid(text, s, e):
+                continue
+            hits.append(value)
+        return hits
+
+    def display(self, root: Path, path: Path) -> tuple[str, list[tuple[str, str]]]:
+        """``path`` for the report, with every name below ``root`` that holds a value redacted.
+
+        Returns the printable path and the ``(value, 'folder'|'file')`` hits, so a patient
+        name in a folder name is reported as a finding instead of being printed.
+        """
+        key = str(path)
+        cached = self._display_cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            parts = path.relative_to(root).parts
+            base = root
+        except ValueError:
+            parts, base = path.parts, Path()
+        shown, hits = [], []
+        for j, part in enumerate(parts):
+            found = self._name_hits(part)
+            kind = "file" if j == len(parts) - 1 else "folder"
+            hits += [(v, kind) for v in found]
+            shown.append("[redacted]" if found else part)
+        result = (str(base.joinpath(*shown)) if shown else str(base), hits)
+        self._display_cache[key] = result
+        return result
+
+    def scan_file(self, path: Path, report: VerifyReport, root: Path | None = None) -> None:
         """Scan one output file and add its findings (or its read error) to ``report``."""
-        name = str(path)
+        name, name_hits = self.display(root if root is not None else path.parent, path)
+        for value, where in name_hits:
+            kind = self.index.values[value].kind
+            report.findings.append(
+                self._finding(name, kind, f"({where} name)", "file-name", value, kind)
+            )
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -389,7 +440,10 @@ def _verify(
 ) -> VerifyReport:
     orig_files = _files(originals)
     index = learn(orig_files, strict=strict)
-    scanner = Scanner(index, strict=strict, engine=engine, hash_key=hash_key)
+    orig_root = originals if originals.is_dir() else originals.parent
+    scanner = Scanner(
+        index, strict=strict, engine=engine, hash_key=hash_key, originals_root=orig_root
+    )
     report = VerifyReport(
         originals=index.originals,
         values=len(index.values),
@@ -397,11 +451,14 @@ def _verify(
         skipped_values=index.skipped,
         strict=strict,
         engine=scanner.engine,
-        unreadable_originals=list(index.unreadable),
+        unreadable_originals=[
+            (scanner.display(orig_root, Path(p))[0], e) for p, e in index.unreadable
+        ],
     )
+    out_root = output if output.is_dir() else output.parent
     for path in _files(output):
         report.outputs += 1
-        scanner.scan_file(path, report)
+        scanner.scan_file(path, report, out_root)
     report.findings.sort(key=lambda f: (f.file, f.category, f.path, f.how))
     return report
 
