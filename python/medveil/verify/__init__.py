@@ -14,10 +14,12 @@ them in every output file, without relying on file names:
 2. a raw byte search of the whole file in UTF-8, Latin-1 and UTF-16-LE, ``^`` read as a
    space, ASCII case-insensitive, outside the pixel data (located by a raw walker that also
    names the element path of each hit);
-3. pixel samples with bits set outside BitsStored/HighBit (native transfer syntaxes).
+3. pixel samples with bits set outside BitsStored/HighBit (native transfer syntaxes);
+4. the output's file and folder names (a patient name as a folder name is a leak too).
 
 Findings carry the file, the element path, and the value only as a keyed hash, its ASCII
-initial and its length. Elements a policy keeps on purpose (``allow=["StationName"]``, e.g.
+initial and its length; file and folder names that hold a value are printed as
+``[redacted]``. Elements a policy keeps on purpose (``allow=["StationName"]``, e.g.
 under Retain Device Identity) are listed as ``allowed`` and do not count; their values are
 still hunted everywhere else. The report is clean (exit code 0) when nothing was found and
 every output could be read; non-DICOM outputs (run records, notes) get the byte search.
