@@ -13,15 +13,19 @@ import io
 import os
 import re
 from collections import Counter
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 from medveil import __version__
@@ -37,6 +41,7 @@ from medveil.profile import (
     safe_private_elements,
 )
 from medveil.pseudonyms import Keyed, is_well_known_uid
+from medveil.writer import LONG_VRS, prepare_meta
 
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 BYTES_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -195,6 +200,8 @@ class Deidentifier:
         self.keyed = Keyed(secret)
         self._safe_private = safe_private_elements() if self.compiled.retain_safe_private else {}
         self._pixels = None
+        self._mark_template: Dataset | None = None
+        self._mark_raw: dict[tuple[bool, bool], dict[BaseTag, RawDataElement]] = {}
         if self.policy.has(Option.CLEAN_PIXEL_DATA):
             try:
                 from medveil.pixel_rules import RuleSet
@@ -503,32 +510,77 @@ class Deidentifier:
             ds.PatientAge = "090Y"
             report.add("(0010,1010)", "age-capped")
 
+    def _marks(self) -> Dataset:
+        """The elements that say how this dataset was de-identified (built once)."""
+        if self._mark_template is None:
+            policy = self.policy
+            applied = [
+                o
+                for o in Option
+                if policy.has(o) and (o is not Option.CLEAN_PIXEL_DATA or self._pixels)
+            ]
+            marks = Dataset()
+            marks.PatientIdentityRemoved = "YES"
+            # LO is limited to 64 characters per value, so each part is its own value.
+            marks.DeidentificationMethod = [
+                f"medveil {__version__}",
+                "DICOM PS3.15 E.1 Basic Application Confidentiality Profile",
+                *(o.meaning for o in applied),
+            ]
+            codes = []
+            for value, meaning in [BASIC_PROFILE_CODE, *((o.code, o.meaning) for o in applied)]:
+                item = Dataset()
+                item.CodeValue = value
+                item.CodingSchemeDesignator = "DCM"
+                item.CodeMeaning = meaning
+                codes.append(item)
+            marks.DeidentificationMethodCodeSequence = Sequence(codes)
+            if policy.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES):
+                marks.LongitudinalTemporalInformationModified = "MODIFIED"
+            elif policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
+                marks.LongitudinalTemporalInformationModified = "UNMODIFIED"
+            else:
+                marks.LongitudinalTemporalInformationModified = "REMOVED"
+            self._mark_template = marks
+        return self._mark_template
+
     def _mark(self, ds: Dataset) -> None:
-        policy = self.policy
-        ds.PatientIdentityRemoved = "YES"
-        applied = [
-            o
-            for o in Option
-            if policy.has(o) and (o is not Option.CLEAN_PIXEL_DATA or self._pixels)
-        ]
-        method = "medveil " + __version__ + ": DICOM PS3.15 E.1 Basic Profile"
-        if applied:
-            method += " + " + ", ".join(o.name.lower() for o in applied)
-        ds.DeidentificationMethod = method[:64]
-        codes = []
-        for value, meaning in [BASIC_PROFILE_CODE, *((o.code, o.meaning) for o in applied)]:
-            item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
-            codes.append(item)
-        ds.DeidentificationMethodCodeSequence = Sequence(codes)
-        if policy.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES):
-            ds.LongitudinalTemporalInformationModified = "MODIFIED"
-        elif policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
-            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
-        else:
-            ds.LongitudinalTemporalInformationModified = "REMOVED"
+        encoding = getattr(ds, "original_encoding", (None, None))
+        if None in encoding:
+            for elem in self._marks():
+                ds[elem.tag] = deepcopy(elem)
+            return
+        raw = self._mark_raw.get(encoding)
+        if raw is None:
+            raw = self._mark_raw[encoding] = encode_raw(self._marks(), *encoding)
+        # Pre-encoded: the writer copies these bytes instead of encoding them per file.
+        ds._dict.update(raw)
+
+
+def encode_raw(ds: Dataset, implicit: bool, little: bool) -> dict[BaseTag, RawDataElement]:
+    """Encode each top-level element of ds once, as RawDataElements for that encoding."""
+    out: dict[BaseTag, RawDataElement] = {}
+    for elem in ds:
+        if elem.VR == "SQ":
+            elem.is_undefined_length = False
+        fp = DicomBytesIO()
+        fp.is_implicit_VR, fp.is_little_endian = implicit, little
+        write_data_element(fp, elem)
+        data = fp.getvalue()
+        header = 8 if implicit or elem.VR not in LONG_VRS else 12
+        value = data[header:]
+        out[elem.tag] = RawDataElement(
+            elem.tag,
+            None if implicit else elem.VR,
+            len(value),
+            value,
+            0,
+            implicit,
+            little,
+            True,
+            False,
+        )
+    return out
 
 
 def shift_date_value(value: str, days: int, vr: str) -> str | None:
@@ -627,7 +679,6 @@ def check_pixel_length(ds: Dataset, name: str) -> None:
 
 def write_dataset(ds: Dataset) -> bytes:
     """Serialise a dataset in its original encoding, with file meta made consistent."""
-    from medveil.writer import prepare_meta
 
     buf = io.BytesIO()
     prepare_meta(ds)
