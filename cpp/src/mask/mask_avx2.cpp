@@ -25,6 +25,13 @@ void fill_avx2(std::uint8_t* dst, std::size_t nbytes, std::uint64_t pattern8, st
     if (nbytes >= 32) {
         const __m256i v = _mm256_set1_epi64x(static_cast<long long>(pattern8));
         std::size_t i = 0;
+        if (nbytes >= 256) {
+            // numpy only aligns to 16 bytes, so half of all 32-byte stores would straddle
+            // two lines: one unaligned store, then on from the next 32-byte boundary (an
+            // element boundary too, so still in phase).
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), v);
+            i = 32U - (reinterpret_cast<std::uintptr_t>(dst) & 31U);
+        }
         for (; i + 128 <= nbytes; i += 128) {
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 32), v);
