@@ -152,11 +152,12 @@ def _transfer_syntax(ds: pydicom.Dataset) -> UID:
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if ts:
         return UID(ts)
-    # A dataset without file meta: fall back to how it was read (pydicom records it).
-    enc = getattr(ds, "original_encoding", (None, None))
-    if enc == (False, True):
+    # A dataset without file meta: fall back to how it was read, as pydicom records it in
+    # (implicit VR, little endian); one built in memory is taken as implicit little endian.
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if little is False:
         return ExplicitVRBigEndian
-    return ImplicitVRLittleEndian if enc[0] in (True, None) else ExplicitVRLittleEndian
+    return ExplicitVRLittleEndian if implicit is False else ImplicitVRLittleEndian
 
 
 def _int(ds: pydicom.Dataset, kw: str, default: int | None = None) -> int:

@@ -350,3 +350,22 @@ def test_deflated_syntax_round_trips_through_a_file(tmp_path) -> None:
     again = pydicom.dcmread(path)
     assert again.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
     np.testing.assert_array_equal(_pixels(again), expected_after(img))
+
+
+@pytest.mark.parametrize(
+    ("name", "big_endian"), [("MR_small_bigendian.dcm", True), ("MR_small.dcm", False)]
+)
+def test_dataset_without_file_meta_uses_its_read_encoding(name: str, big_endian: bool) -> None:
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file(name))
+    before = ds.pixel_array.copy()
+    del ds.file_meta.TransferSyntaxUID
+    ds.Manufacturer, ds.ManufacturerModelName = "ACME", "Veil 1"
+    report = PixelCleaner(RULES).clean(ds)
+    assert (report.transfer_syntax_in == ExplicitVRBigEndian) is big_endian
+    dt = before.dtype.newbyteorder(">" if big_endian else "<")
+    after = np.frombuffer(ds.PixelData, dtype=dt).reshape(before.shape)
+    want = before.copy()
+    want[0:12, 4:60] = 0
+    np.testing.assert_array_equal(after, want)
