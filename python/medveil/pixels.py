@@ -598,7 +598,7 @@ class PixelCleaner:
             if "PlanarConfiguration" in ds:
                 ds.PlanarConfiguration = 0
             ds.compress(ts, arr, encoding_plugin=plugin, generate_instance_uid=False)
-            back, _ = get_decoder(ts).as_array(ds, as_rgb=False)
+            back, _ = get_decoder(ts).as_array(ds, as_rgb=False, correct_unused_bits=False)
             if back.dtype != arr.dtype or back.shape != arr.shape or not np.array_equal(back, arr):
                 raise ValueError("re-encoded pixels do not decode to the masked pixels")
         except Exception as exc:
@@ -606,8 +606,9 @@ class PixelCleaner:
                 setattr(ds, kw, v)
             if saved_ts is not None:
                 ds.file_meta.TransferSyntaxUID = saved_ts
+            first = (str(exc).splitlines() or [""])[0]
             report.notes.append(
-                f"{ts.name} re-encode failed ({type(exc).__name__}: {exc}); "
+                f"{ts.name} re-encode failed ({type(exc).__name__}: {first}); "
                 "wrote Explicit VR Little Endian"
             )
             return False

@@ -230,3 +230,15 @@ def test_bundled_broken_files_quarantine(name: str) -> None:
     assert path is not None
     with pytest.raises(QuarantineError, match="cannot decode"):
         PixelCleaner(WHOLE_TOP).clean(pydicom.dcmread(path))
+
+
+def test_hidden_bits_kept_when_clean_graphics_is_off_still_reencode() -> None:
+    img = burned_image(frames=2, dtype="uint16", bits_stored=12)
+    dirty = img | np.uint16(0x4000)
+    ds = make_dataset(dirty, bits_stored=12)
+    ds.BitsStored, ds.HighBit = 16, 15
+    ds.compress(RLELossless, generate_instance_uid=False)
+    ds.BitsStored, ds.HighBit = 12, 11
+    report = PixelCleaner(RULES, clean_graphics=False).clean(ds)
+    assert not report.hidden_bits_cleared and report.transfer_syntax_out == RLELossless
+    np.testing.assert_array_equal(_frames(ds, correct_unused_bits=False), expected_after(dirty) | 0)
