@@ -37,6 +37,7 @@ class Span:
     tag: int
     vr: str
     private: bool
+    truncated: bool = False  # the declared length ran past the data: the walk went astray
 
 
 @dataclass
@@ -115,14 +116,15 @@ class _Walker:
                 pos = stop
                 continue
             stop = start + length
-            if stop > end:
+            truncated = stop > end
+            if truncated:
                 self.lay.complete = False
                 stop = end
             if tag in PIXEL_TAGS:
                 self.lay.pixel_ranges.append((start, stop))
             elif vr == "SQ" and depth < _MAX_DEPTH:
                 self._items(start, stop, path, priv, depth, False)
-            self.lay.spans.append(Span(start, stop, path, tag, vr, priv))
+            self.lay.spans.append(Span(start, stop, path, tag, vr, priv, truncated))
             pos = stop
         if pos < end and stop_group is None:
             self.lay.complete = False

@@ -33,6 +33,7 @@ from medveil.verify.values import (
 # Byte haystacks and patterns get the same transform: ASCII upper -> lower, '^' -> ' '.
 _FOLD = bytes((b + 32 if 65 <= b <= 90 else 32 if b == 0x5E else b) for b in range(256))
 _NUMERIC_VRS = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"})
+_TEXT_NUMBER_VRS = frozenset({"IS", "DS"})
 _DATE_VRS = frozenset({"DA", "DT", "TM"})
 _NATIVE_TS = frozenset(
     {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
@@ -262,11 +263,13 @@ class Scanner:
             ):
                 return None
         span: Span | None = lay.element_at(start, end) if lay.spans else None
+        if span is not None and span.truncated:
+            span = None  # a length that runs past the end names no real element
         if span is not None:
             if (span.path, value) in seen:
                 return None  # already reported by the element search
-            if span.vr in _NUMERIC_VRS and not self.strict:
-                return None
+            if span.vr in _TEXT_NUMBER_VRS and not self.strict:
+                return None  # an ID of digits equal to an instance number is no leak
             seen.add((span.path, value))
             in_meta = lay.name == "file" and span.tag >> 16 == 0x0002
             kw = keyword_for_tag(span.tag) or ""
