@@ -517,12 +517,17 @@ class PixelCleaner:
         report: PixelReport,
     ) -> None:
         if not groups:
-            # Leave compressed pixels byte-identical; hidden bits need a decode to find.
-            if self._hidden_bits(geo):
+            if not self._hidden_bits(geo):
+                return  # nothing to do: the compressed pixels stay byte-identical
+            if ts != RLELossless:
+                # JPEG-family codestreams carry BitsStored-bit samples, so there are no
+                # unused bits to hide things in (unless the codestream is deeper than the
+                # header says, which only a decode could tell).
                 report.notes.append(
                     "compressed pixels not decoded (no mask needed): unused high bits not checked"
                 )
-            return
+                return
+            # RLE stores whole bytes: an overlay can hide above BitsStored. Decode to look.
         from pydicom.pixels import get_decoder
 
         lossy = ts in LOSSY_METHOD
@@ -535,9 +540,10 @@ class PixelCleaner:
             # Unused bits are left as stored so that Clean Graphics sees (and reports) them.
             arr, meta = decoder.as_array(ds, as_rgb=lossy, correct_unused_bits=False)
         except Exception as exc:
+            why = "a pixel rule requires masking" if groups else "Clean Graphics must check it"
             raise QuarantineError(
-                f"cannot decode {ts.name} pixel data ({type(exc).__name__}: {exc}) but a pixel "
-                "rule requires masking; install medveil[codecs]"
+                f"cannot decode {ts.name} pixel data ({type(exc).__name__}: {exc}) but {why}; "
+                "install medveil[codecs]"
             ) from exc
         arr = np.ascontiguousarray(arr)
         if not arr.flags.writeable:
@@ -565,6 +571,8 @@ class PixelCleaner:
         if self._hidden_bits(dgeo) and _has_hidden_bits(karr, dgeo):
             self._fix_bits(karr, dgeo)
             report.hidden_bits_cleared = True
+        elif not groups:
+            return  # decoded only to look for hidden bits, and there are none
         report.regions = _apply(karr, groups, dgeo, planar=False, subsampled=False)
         out_arr = karr.reshape(arr.shape)
         if photometric != geo.photometric:

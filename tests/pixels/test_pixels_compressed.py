@@ -91,14 +91,28 @@ def test_lossless_without_encoder_goes_native(monkeypatch: pytest.MonkeyPatch) -
     np.testing.assert_array_equal(_frames(ds), expected_after(img))
 
 
-def test_compressed_without_masking_is_left_byte_identical() -> None:
+@pytest.mark.parametrize("ts", [RLELossless, JPEGLSLossless, JPEG2000Lossless])
+def test_compressed_without_masking_is_left_byte_identical(ts: str) -> None:
     img = burned_image(dtype="uint16", bits_stored=12)
     ds = make_dataset(img, bits_stored=12, manufacturer="Other")
-    ds.compress(RLELossless, generate_instance_uid=False)
+    ds.compress(ts, generate_instance_uid=False)
     before = ds.PixelData
     report = PixelCleaner(RULES).clean(ds)
     assert ds.PixelData is before and not report.modified
-    assert report.notes and "not checked" in report.notes[0]
+    # RLE is decoded to look for hidden bits (none here); JPEG-family streams are not.
+    assert bool(report.notes) == (ts != RLELossless)
+
+
+def test_rle_hidden_bits_found_without_any_rule() -> None:
+    img = burned_image(dtype="uint16", bits_stored=12)
+    ds = make_dataset(img | np.uint16(0x2000), bits_stored=12, manufacturer="Other")
+    ds.BitsStored, ds.HighBit = 16, 15
+    ds.compress(RLELossless, generate_instance_uid=False)
+    ds.BitsStored, ds.HighBit = 12, 11
+    report = PixelCleaner(RULES).clean(ds)
+    assert report.hidden_bits_cleared and report.regions == []
+    assert report.transfer_syntax_out == RLELossless
+    np.testing.assert_array_equal(_frames(ds, correct_unused_bits=False), img)
 
 
 @pytest.mark.parametrize(
