@@ -260,3 +260,17 @@ def test_hidden_bits_kept_when_clean_graphics_is_off() -> None:
     assert report.transfer_syntax_out == ExplicitVRLittleEndian and "re-encode" in report.notes[0]
     out = np.frombuffer(ds.PixelData, dtype="<u2").reshape(dirty.shape)
     np.testing.assert_array_equal(out, expected_after(dirty))
+
+
+def test_video_syntax_with_a_rule_quarantines() -> None:
+    from pydicom.uid import MPEG4HP41
+
+    ds = make_dataset(burned_image(dtype="uint8", samples=3), sop_class=VIDEO_ENDOSCOPIC)
+    ds.file_meta.TransferSyntaxUID = MPEG4HP41
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3 not really mpeg"])
+    ds["PixelData"].VR = "OB"
+    with pytest.raises(QuarantineError, match="cannot decode MPEG-4"):
+        PixelCleaner(RULES).clean(ds)
+
+
+VIDEO_ENDOSCOPIC = "1.2.840.10008.5.1.4.1.1.77.1.1.1"
