@@ -47,7 +47,8 @@ MISSING = ""
 
 BUILTIN_DOMAINS: dict[str, tuple[str, ...]] = {
     "sex": ("F", "M", "O"),
-    "age_band": tuple(f"{a:03d}Y" for a in range(0, 91, 5)),
+    # The archive engine's catalog labels: '0-4', '5-9', ..., '85-89', '90+'.
+    "age_band": (*(f"{a}-{a + 4}" for a in range(0, 90, 5)), "90+"),
     "modality": (
         "CT",
         "MR",
