@@ -149,3 +149,14 @@ def test_unusable_originals_are_reported(tmp_path: Path) -> None:
         ("b.dcm", "no standard data elements"),
     ]
     assert index.originals == 0
+
+
+def test_outermost_drops_contained_matches() -> None:
+    from medveil.verify.scan import outermost
+
+    assert outermost([(0, 17, 0), (0, 7, 1), (8, 15, 2), (20, 24, 3), (22, 30, 4)]) == [
+        (0, 17, 0),
+        (20, 24, 3),
+        (22, 30, 4),
+    ]
+    assert outermost([]) == []

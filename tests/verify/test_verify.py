@@ -402,3 +402,12 @@ def test_values_in_file_and_folder_names_are_findings_and_redacted(tmp_path: Pat
     assert main(["verify", str(orig_root), str(out), "--json"]) == 1
     printed = capsys.readouterr()
     _assert_no_value_printed(printed.out, printed.err)
+
+
+def test_one_finding_per_name_not_per_component(originals: Path, tmp_path: Path) -> None:
+    ds = f.clean_output()
+    ds.PatientName = f.NAME
+    ds.StudyDescription = "Janette Doeling, follow-up"  # given name first, no middle
+    out = f.save(ds, tmp_path / "o.dcm")
+    found = [(x.path, x.length) for x in _verify(originals, out).findings]
+    assert found == [("(0008,1030)", len("janette doeling")), ("(0010,0010)", len(f.NAME))]

@@ -116,8 +116,10 @@ class VerifyReport:
         if self.findings:
             lines += ["", f"{'category':<12} {'how':<16} {'value':<12} file  path"]
             for f in self.findings[:max_rows]:
-                label = f.hint() or f.detail
-                lines.append(f"{f.category:<12} {f.how:<16} {label:<12} {f.file}  {f.path}")
+                extra = f"  ({f.detail})" if f.detail else ""
+                lines.append(
+                    f"{f.category:<12} {f.how:<16} {f.hint() or '-':<12} {f.file}  {f.path}{extra}"
+                )
             if len(self.findings) > max_rows:
                 lines.append(f"... {len(self.findings) - max_rows} more (see --report)")
         if self.allowed:

@@ -75,6 +75,18 @@ def resolve_tags(items: Iterable[int | str]) -> set[int]:
     return out
 
 
+def outermost(hits: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Drop matches lying inside a longer one (a name's components inside the full name)."""
+    out: list[tuple[int, int, int]] = []
+    reach = -1
+    for h in sorted(hits, key=lambda h: (h[0], -h[1])):
+        if h[1] <= reach:
+            continue
+        out.append(h)
+        reach = h[1]
+    return out
+
+
 def _files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
@@ -199,7 +211,7 @@ class Scanner:
                     parts.append(n)
                     pos += len(n) + 1
         haystack = "\x00".join(parts)
-        for s, _e, i in self.text_matcher.find(haystack):
+        for s, _e, i in outermost(self.text_matcher.find(haystack)):
             j = bisect.bisect_right(starts, s) - 1
             path, in_meta, private, ekind = info[j]
             value = self.texts[i]
@@ -233,9 +245,10 @@ class Scanner:
             segments.append((cur, len(buf)))
             for seg_start, seg_end in segments:
                 hay = buf[seg_start:seg_end].translate(_FOLD)
-                hits = [(s, e, self._byte_info[i]) for s, e, i in self.byte_matcher.find(hay)]
-                hits += [(s, e, self._u16_info[i]) for s, e, i in self.u16_matcher.find(hay)]
-                for s, e, (vi, enc) in hits:
+                found = [(s, e, i) for s, e, i in self.byte_matcher.find(hay)]
+                found += [(s, e, -1 - i) for s, e, i in self.u16_matcher.find(hay)]
+                for s, e, i in outermost(found):
+                    vi, enc = self._byte_info[i] if i >= 0 else self._u16_info[-1 - i]
                     f = self._byte_finding(file, lay, s + seg_start, e + seg_start, vi, enc, seen)
                     if f is not None:
                         findings.append(f)

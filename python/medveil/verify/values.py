@@ -4,7 +4,8 @@ This module deliberately does not import the de-identification engine's tag list
 profiles: an auditor that shares the engine's blind spots proves nothing. An element is
 identifying when
 
-* its VR is PN (``names``: the whole value and every ``^``/``=`` component), DA or DT
+* its VR is PN (``names``: the whole value, every ``^``/``=`` component, and "Family
+  Given" / "Given Family" as free text would write them), DA or DT
   (``dates``: the 8-digit date), or UI (``uids``: unless the UID is in pydicom's UID
   dictionary, i.e. a SOP class, transfer syntax or other DICOM constant, or is the
   Implementation Class UID of the writing software), or AE (``ids``: application entity
@@ -312,6 +313,11 @@ def _pn_parts(text: str) -> list[tuple[str, bool]]:
             out.append((group, False))
         comps = [c.strip() for c in group.split("^")]
         out.extend((c, True) for c in comps if c)
+        if len(comps) > 2 and comps[0] and comps[1]:
+            # Free text writes "Family Given" or "Given Family", without the middle name.
+            out += [(f"{comps[0]} {comps[1]}", False), (f"{comps[1]} {comps[0]}", False)]
+        elif len(comps) == 2 and comps[0] and comps[1]:
+            out.append((f"{comps[1]} {comps[0]}", False))
     return out
 
 
