@@ -31,6 +31,7 @@ from pydicom.valuerep import PersonName
 from medveil import __version__
 from medveil.durable import atomic_write
 from medveil.errors import DicomInputError
+from medveil.peek import peek_int
 from medveil.policy import CompiledPolicy, Policy
 from medveil.profile import (
     BASIC_PROFILE_CODE,
@@ -657,16 +658,13 @@ def check_pixel_length(ds: Dataset, name: str) -> None:
     ts = getattr(ds.file_meta, "TransferSyntaxUID", None)
     if elem is None or (ts is not None and ts.is_compressed):
         return
-    try:
-        expected = (
-            int(ds.Rows)
-            * int(ds.Columns)
-            * int(ds.get("SamplesPerPixel", 1) or 1)
-            * int(ds.get("NumberOfFrames", 1) or 1)
-            * int(ds.BitsAllocated)
-        )
-    except (AttributeError, TypeError, ValueError):
+    rows, cols = peek_int(ds, 0x00280010), peek_int(ds, 0x00280011)
+    bits = peek_int(ds, 0x00280100)
+    if rows is None or cols is None or bits is None:
         return
+    expected = (
+        rows * cols * (peek_int(ds, 0x00280002, 1) or 1) * (peek_int(ds, 0x00280008, 1) or 1) * bits
+    )
     # The declared length is not what was read: a truncated file has a shorter value.
     value = elem.value
     length = len(value) if value is not None else 0

@@ -15,7 +15,7 @@ import struct
 
 import pydicom
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
 
@@ -39,10 +39,8 @@ def fast_write(ds: Dataset) -> tuple[bytes, int]:
         raise DicomInputError("deflated transfer syntax: use the generic writer")
     if "MediaStorageSOPClassUID" not in meta or "MediaStorageSOPInstanceUID" not in meta:
         raise DicomInputError("no conformant file meta: use the generic writer")
-    head = DicomBytesIO()
-    head.write(b"\x00" * 128 + b"DICM")  # the original preamble may hide data: never copied
-    write_file_meta_info(head, meta, enforce_standard=True)
-    parts: list[bytes] = [head.getvalue()]
+    # The original preamble may hide data: it is never copied.
+    parts: list[bytes] = [b"\x00" * 128 + b"DICM" + encode_file_meta(meta)]
     size = len(parts[0])
     pixel_at = -1
     end = "<" if little else ">"
@@ -87,6 +85,58 @@ def fast_write(ds: Dataset) -> tuple[bytes, int]:
         parts.append(chunk)
         size += len(chunk)
     return b"".join(parts), pixel_at
+
+
+_META_SOP_INSTANCE = 0x00020003
+_META_CACHE: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
+
+
+def _split_meta(encoded: bytes) -> tuple[bytes, bytes]:
+    """Split pydicom's encoded meta into the elements before and after the SOP instance UID."""
+    pos, pre_end, post_start = 0, -1, -1
+    while pos < len(encoded):
+        group, elem = struct.unpack_from("<HH", encoded, pos)
+        vr = encoded[pos + 4 : pos + 6].decode("ascii")
+        if vr in LONG_VRS:
+            length, head = struct.unpack_from("<L", encoded, pos + 8)[0], 12
+        else:
+            length, head = struct.unpack_from("<H", encoded, pos + 6)[0], 8
+        tag = (group << 16) | elem
+        if tag == 0x00020000:
+            first = pos + head + length
+        if tag == _META_SOP_INSTANCE:
+            pre_end, post_start = pos, pos + head + length
+        pos += head + length
+    return encoded[first:pre_end], encoded[post_start:]
+
+
+def encode_file_meta(meta: FileMetaDataset) -> bytes:
+    """Encode the File Meta Information exactly as pydicom does, reusing a per-run template.
+
+    Within a run only MediaStorageSOPInstanceUID changes from file to file, so the other
+    elements (as completed by pydicom's validation) are encoded once and reused.
+    """
+    key = tuple(
+        (int(t), e.VR, e.value if isinstance(e.value, bytes) else str(e.value))
+        for t, e in meta.items()
+        if int(t) not in (0x00020000, _META_SOP_INSTANCE)
+    )
+    cached = _META_CACHE.get(key)
+    if cached is None:
+        full = DicomBytesIO()
+        full.is_little_endian, full.is_implicit_VR = True, False
+        write_file_meta_info(full, meta, enforce_standard=True)  # validates and completes meta
+        pre, post = _split_meta(full.getvalue())
+        if len(_META_CACHE) > 64:
+            _META_CACHE.clear()
+        _META_CACHE[key] = cached = (pre, post)
+    pre, post = cached
+    uid = str(meta.MediaStorageSOPInstanceUID).encode("ascii")
+    if len(uid) % 2:
+        uid += b"\x00"
+    mid = b"\x02\x00\x03\x00UI" + struct.pack("<H", len(uid)) + uid
+    body = pre + mid + post
+    return b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<L", len(body)) + body
 
 
 def write_fast_or_generic(ds: Dataset) -> tuple[bytes, int]:

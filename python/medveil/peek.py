@@ -1,0 +1,34 @@
+"""Read element values without converting the dataset's raw elements.
+
+Reading ``ds.Rows`` makes pydicom replace the raw element by a decoded one for good, and
+the writer must then encode it again. Code that only looks (pixel geometry, rule
+conditions) peeks instead, so untouched elements stay raw and are copied byte for byte.
+"""
+
+from __future__ import annotations
+
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
+from pydicom.dataset import Dataset
+
+
+def peek(ds: Dataset, tag: int, default: object = None) -> object:
+    """The value of element `tag` (top level), decoded but not stored back into ds."""
+    elem = ds._dict.get(tag)
+    if elem is None:
+        return default
+    if isinstance(elem, RawDataElement):
+        elem = convert_raw_data_element(elem, encoding=ds._character_set, ds=ds)
+    return elem.value
+
+
+def peek_int(ds: Dataset, tag: int, default: int | None = None) -> int | None:
+    """An integer element value (first value if multi-valued), without converting ds."""
+    value = peek(ds, tag)
+    if value is None or value == "":
+        return default
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else default  # type: ignore[index,arg-type]
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
