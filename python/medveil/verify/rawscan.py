@@ -25,6 +25,7 @@ _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
 _DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
 _MAX_DEPTH = 32
+_ITEM_LE = b"\xfe\xff\x00\xe0"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,13 @@ class _Walker:
                 self.lay.pixel_ranges.append((start, stop))
             elif vr == "SQ" and depth < _MAX_DEPTH:
                 self._items(start, stop, path, priv, depth, False)
+            elif (
+                vr == "UN"
+                and depth < _MAX_DEPTH
+                and (dictionary_vr(tag) == "SQ" or self.buf[start : start + 4] == _ITEM_LE)
+            ):
+                # A sequence sent as UN: implicit VR little endian inside (PS3.5 6.2.2).
+                self._items(start, stop, path, priv, depth, True)
             self.lay.spans.append(Span(start, stop, path, tag, vr, priv, truncated))
             pos = stop
         if pos < end and stop_group is None:
@@ -212,9 +220,11 @@ def layouts(data: bytes) -> list[RawLayout]:
             _Walker(inner, True, True).dataset(0, len(inflated), "", False, 0)
             return [lay, inner]
         if ts is None:
-            # No meta: guess explicit VR when bytes 4-5 look like a VR.
+            # No meta: guess explicit VR when bytes 4-5 look like a VR, and the byte order
+            # that makes the first group number small (datasets start with low groups).
             explicit = data[pos + 4 : pos + 6].isalpha() and data[pos + 4 : pos + 6].isupper()
-            little = True
+            first = data[pos : pos + 2]
+            little = int.from_bytes(first, "little") <= int.from_bytes(first, "big")
         else:
             explicit = ts != _IMPLICIT_LE
             little = ts != _EXPLICIT_BE
