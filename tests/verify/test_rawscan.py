@@ -139,3 +139,16 @@ def test_walker_agrees_with_pydicom_on_its_test_files(path: str) -> None:
     assert expected <= got
     un = {p for p, e, _pv in walk(ds) if e.VR == "UN"}
     assert all(any(x.startswith(u + "[") for u in un) for x in got - expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_element_at_is_the_innermost_containing_span(data) -> None:
+    buf = io.BytesIO()
+    _rich_output().save_as(buf, enforce_file_format=True)
+    (lay,) = layouts(buf.getvalue())
+    start = data.draw(st.integers(0, len(lay.data) - 1))
+    end = data.draw(st.integers(start + 1, min(len(lay.data), start + 40)))
+    containing = [sp for sp in lay.spans if sp.start <= start and end <= sp.end]
+    best = min(containing, key=lambda sp: sp.end - sp.start, default=None)
+    assert lay.element_at(start, end) == best

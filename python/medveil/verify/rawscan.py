@@ -9,6 +9,7 @@ follow is left unmapped: the byte search still covers it.
 
 from __future__ import annotations
 
+import bisect
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -51,18 +52,25 @@ class RawLayout:
     pixel_ranges: list[tuple[int, int]] = field(default_factory=list)
     meta_end: int = 0  # preamble + file meta end here (0 when there is no meta)
     complete: bool = True  # False when the walker stopped early (truncated or odd data)
+    _order: list[Span] | None = field(default=None, repr=False)
+    _starts: list[int] = field(default_factory=list, repr=False)
 
     def element_at(self, start: int, end: int) -> Span | None:
-        """Innermost element whose value range contains ``[start, end)``."""
-        best = None
-        for sp in self.spans:
-            if (
-                sp.start <= start
-                and end <= sp.end
-                and (best is None or sp.end - sp.start < best.end - best.start)
-            ):
-                best = sp
-        return best
+        """Innermost element whose value range contains ``[start, end)``.
+
+        Element ranges nest like a tree, so among the spans that contain the range the one
+        that starts last is the innermost: search back from the last start <= ``start``.
+        """
+        if self._order is None or len(self._order) != len(self.spans):
+            self._order = sorted(self.spans, key=lambda sp: (sp.start, -sp.end))
+            self._starts = [sp.start for sp in self._order]
+        i = bisect.bisect_right(self._starts, start) - 1
+        while i >= 0:
+            sp = self._order[i]
+            if end <= sp.end:
+                return sp
+            i -= 1
+        return None
 
 
 class _Walker:
