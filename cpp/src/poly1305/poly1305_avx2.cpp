@@ -96,25 +96,27 @@ inline Vec5 mulmod(const Vec5& h, const __m256i r[5], const __m256i r5[5]) noexc
             s = _mm256_add_epi64(s, _mm256_mul_epu32(h.v[i], r5[k - i + 5]));
         d[k] = s;
     }
-    // d0 -> d1 -> ... -> d4 -> (times 5) d0 -> d1: every limb ends below 2^26 + 2^13 or so.
-    __m256i c = _mm256_srli_epi64(d[0], 26);
+    // Two carry chains side by side (d0 -> d1 -> d2 -> d3 and d3 -> d4 -> 5 * d0 -> d1)
+    // halve the latency of the serial chain; every limb ends below 2^26 plus a carry.
+    __m256i c0 = _mm256_srli_epi64(d[0], 26), c3 = _mm256_srli_epi64(d[3], 26);
     d[0] = _mm256_and_si256(d[0], mask);
-    d[1] = _mm256_add_epi64(d[1], c);
-    c = _mm256_srli_epi64(d[1], 26);
-    d[1] = _mm256_and_si256(d[1], mask);
-    d[2] = _mm256_add_epi64(d[2], c);
-    c = _mm256_srli_epi64(d[2], 26);
-    d[2] = _mm256_and_si256(d[2], mask);
-    d[3] = _mm256_add_epi64(d[3], c);
-    c = _mm256_srli_epi64(d[3], 26);
     d[3] = _mm256_and_si256(d[3], mask);
-    d[4] = _mm256_add_epi64(d[4], c);
-    c = _mm256_srli_epi64(d[4], 26);
+    d[1] = _mm256_add_epi64(d[1], c0);
+    d[4] = _mm256_add_epi64(d[4], c3);
+    __m256i c1 = _mm256_srli_epi64(d[1], 26), c4 = _mm256_srli_epi64(d[4], 26);
+    d[1] = _mm256_and_si256(d[1], mask);
     d[4] = _mm256_and_si256(d[4], mask);
-    d[0] = _mm256_add_epi64(d[0], _mm256_add_epi64(c, _mm256_slli_epi64(c, 2)));
-    c = _mm256_srli_epi64(d[0], 26);
+    d[2] = _mm256_add_epi64(d[2], c1);
+    d[0] = _mm256_add_epi64(d[0], _mm256_add_epi64(c4, _mm256_slli_epi64(c4, 2)));
+    __m256i c2 = _mm256_srli_epi64(d[2], 26);
+    c0 = _mm256_srli_epi64(d[0], 26);
+    d[2] = _mm256_and_si256(d[2], mask);
     d[0] = _mm256_and_si256(d[0], mask);
-    d[1] = _mm256_add_epi64(d[1], c);
+    d[3] = _mm256_add_epi64(d[3], c2);
+    d[1] = _mm256_add_epi64(d[1], c0);
+    c3 = _mm256_srli_epi64(d[3], 26);
+    d[3] = _mm256_and_si256(d[3], mask);
+    d[4] = _mm256_add_epi64(d[4], c3);
     Vec5 out;
     for (int k = 0; k < 5; ++k) out.v[k] = d[k];
     return out;
