@@ -411,3 +411,54 @@ def test_one_finding_per_name_not_per_component(originals: Path, tmp_path: Path)
     out = f.save(ds, tmp_path / "o.dcm")
     found = [(x.path, x.length) for x in _verify(originals, out).findings]
     assert found == [("(0008,1030)", len("janette doeling")), ("(0010,0010)", len(f.NAME))]
+
+
+def test_zip_and_tar_archives_are_opened(tmp_path: Path) -> None:
+    """Originals shipped as a .tar.gz teach; a .zip release is searched member by member."""
+    import tarfile
+    import zipfile
+
+    src = f.save(f.original(), tmp_path / "stage" / "ct1.dcm")
+    originals = tmp_path / "orig.tar.gz"
+    with tarfile.open(originals, "w:gz") as tf:
+        tf.add(src, arcname="DOELING_JANETTE/ct1.dcm")
+    ds = f.clean_output()
+    ds.PatientID = f.MRN
+    leaked = f.save(ds, tmp_path / "stage" / "leak.dcm")
+    clean = f.save(f.clean_output(), tmp_path / "stage" / "clean.dcm")
+    out = tmp_path / "out"
+    out.mkdir()
+    with zipfile.ZipFile(out / "release.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(leaked, "a/1.dcm")
+        zf.write(clean, "b/2.dcm")
+    report = _verify(originals, out)
+    assert report.originals == 1 and report.outputs == 2
+    assert [(x.file, x.category, x.path) for x in report.findings] == [
+        (str(out / "release.zip") + "!a/1.dcm", "ids", "(0010,0020)")
+    ]
+    assert report.findings[0].sources == (f"{originals}![redacted]/ct1.dcm",)
+
+
+def test_broken_archive_is_an_unreadable_output(originals: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "release.tar.gz").write_bytes(b"\x1f\x8b" + b"\x00" * 50)
+    (out / "x.tar").write_bytes(b"not a tar at all")
+    report = _verify(originals, out)
+    assert [p for p, _e in report.unreadable_outputs] == [
+        str(out / "release.tar.gz"),
+        str(out / "x.tar"),
+    ]
+    assert all(e.endswith("Error") for _p, e in report.unreadable_outputs)
+    assert report.findings == [] and report.exit_code == 1
+
+
+def test_nothing_learned_is_not_clean(tmp_path: Path, capsys) -> None:
+    (tmp_path / "orig").mkdir()
+    (tmp_path / "orig" / "notes.txt").write_text("no DICOM here")
+    out = f.save(f.clean_output(), tmp_path / "out" / "o.dcm")
+    report = _verify(tmp_path / "orig", out)
+    assert report.findings == [] and not report.clean and report.exit_code == 1
+    assert "NOT VERIFIED" in report.table()
+    assert main(["verify", str(tmp_path / "orig"), str(out)]) == 1
+    capsys.readouterr()

@@ -70,8 +70,11 @@ class VerifyReport:
 
     @property
     def clean(self) -> bool:
-        """True when nothing was found and every output could be read."""
-        return not self.findings and not self.unreadable_outputs
+        """True when nothing was found, every output could be read, and originals were read.
+
+        With no readable original there is nothing to search for: that proves nothing.
+        """
+        return not self.findings and not self.unreadable_outputs and self.originals > 0
 
     @property
     def exit_code(self) -> int:
@@ -135,7 +138,14 @@ class VerifyReport:
             lines += [f"{title}: {p} ({e})" for p, e in items]
         lines += [f"not DICOM (byte search only): {p}" for p in self.not_dicom]
         lines += [f"partly parsed (byte search covers the rest): {p}" for p in self.incomplete]
-        lines += ["", "CLEAN" if self.clean else "FOUND: identifying values survived"]
+        if self.originals == 0:
+            lines.append("no original could be read: there was nothing to search for")
+        if self.clean:
+            lines += ["", "CLEAN"]
+        elif self.findings or self.unreadable_outputs:
+            lines += ["", "FOUND: identifying values survived, or outputs could not be read"]
+        else:
+            lines += ["", "NOT VERIFIED"]
         return "\n".join(lines)
 
 

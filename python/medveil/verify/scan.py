@@ -17,6 +17,7 @@ import pydicom
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 
+from medveil.verify.inputs import Item, iter_items
 from medveil.verify.matcher import RegexMatcher, have_aho_corasick, make_matcher
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span, layouts, looks_like_dicom
 from medveil.verify.report import Finding, VerifyReport
@@ -87,12 +88,6 @@ def outermost(hits: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     return out
 
 
-def _files(root: Path) -> list[Path]:
-    if root.is_file():
-        return [root]
-    return sorted(p for p in root.rglob("*") if p.is_file())
-
-
 class Scanner:
     """The learned values compiled once into automata, applied to one output at a time."""
 
@@ -140,7 +135,7 @@ class Scanner:
         lv = self.index.values.get(value) or self.index.dates.get(value)
         sources = (
             tuple(
-                self.display(self.originals_root, Path(src))[0]
+                self.display(self.originals_root, src)[0]
                 for src in sorted(lv.sources)[:_MAX_SOURCES]
             )
             if lv
@@ -358,43 +353,52 @@ class Scanner:
             hits.append(value)
         return hits
 
-    def display(self, root: Path, path: Path) -> tuple[str, list[tuple[str, str]]]:
-        """``path`` for the report, with every name below ``root`` that holds a value redacted.
+    def display(self, root: Path, name: str) -> tuple[str, list[tuple[str, str]]]:
+        """A file name for the report, every folder/file name that holds a value redacted.
 
-        Returns the printable path and the ``(value, 'folder'|'file')`` hits, so a patient
-        name in a folder name is reported as a finding instead of being printed.
+        ``name`` is a path, or ``archive!member`` for a member of a zip/tar. Returns the
+        printable name and the ``(value, 'folder'|'file')`` hits, so a patient name used as
+        a folder name is reported as a finding instead of being printed.
         """
-        key = str(path)
-        cached = self._display_cache.get(key)
+        cached = self._display_cache.get(name)
         if cached is not None:
             return cached
+        disk, bang, member = name.partition("!")
+        path = Path(disk)
         try:
-            parts = path.relative_to(root).parts
+            parts = list(path.relative_to(root).parts)
             base = root
         except ValueError:
-            parts, base = path.parts, Path()
+            parts, base = list(path.parts), Path()
+        n_disk = len(parts)
+        parts += [p for p in member.split("/") if p] if bang else []
         shown, hits = [], []
         for j, part in enumerate(parts):
             found = self._name_hits(part)
             kind = "file" if j == len(parts) - 1 else "folder"
             hits += [(v, kind) for v in found]
             shown.append("[redacted]" if found else part)
-        result = (str(base.joinpath(*shown)) if shown else str(base), hits)
-        self._display_cache[key] = result
+        text = str(base.joinpath(*shown[:n_disk])) if n_disk else str(base)
+        if bang:
+            text += "!" + "/".join(shown[n_disk:])
+        result = (text, hits)
+        self._display_cache[name] = result
         return result
 
-    def scan_file(self, path: Path, report: VerifyReport, root: Path | None = None) -> None:
+    def scan_file(self, item: Item | Path, report: VerifyReport, root: Path | None = None) -> None:
         """Scan one output file and add its findings (or its read error) to ``report``."""
-        name, name_hits = self.display(root if root is not None else path.parent, path)
+        if isinstance(item, Path):
+            item = Item(item)
+        name, name_hits = self.display(root if root is not None else item.path.parent, item.name)
         for value, where in name_hits:
             kind = self.index.values[value].kind
             report.findings.append(
                 self._finding(name, kind, f"({where} name)", "file-name", value, kind)
             )
         try:
-            data = path.read_bytes()
+            data = item.read()
         except OSError as exc:
-            report.unreadable_outputs.append((name, type(exc).__name__))
+            report.unreadable_outputs.append((name, item.error or type(exc).__name__))
             return
         ds = None
         # Only what looks like DICOM goes to pydicom (force=True would read anything).
@@ -454,8 +458,7 @@ def verify_archive(
 def _verify(
     originals: Path, output: Path, strict: bool, engine: str, hash_key: bytes | None
 ) -> VerifyReport:
-    orig_files = _files(originals)
-    index = learn(orig_files, strict=strict)
+    index = learn(iter_items(originals), strict=strict)
     orig_root = originals if originals.is_dir() else originals.parent
     scanner = Scanner(
         index, strict=strict, engine=engine, hash_key=hash_key, originals_root=orig_root
@@ -467,14 +470,12 @@ def _verify(
         skipped_values=index.skipped,
         strict=strict,
         engine=scanner.engine,
-        unreadable_originals=[
-            (scanner.display(orig_root, Path(p))[0], e) for p, e in index.unreadable
-        ],
+        unreadable_originals=[(scanner.display(orig_root, p)[0], e) for p, e in index.unreadable],
     )
     out_root = output if output.is_dir() else output.parent
-    for path in _files(output):
+    for item in iter_items(output):
         report.outputs += 1
-        scanner.scan_file(path, report, out_root)
+        scanner.scan_file(item, report, out_root)
     report.findings.sort(key=lambda f: (f.file, f.category, f.path, f.how))
     return report
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -52,6 +52,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from medveil.verify.inputs import Item
 from medveil.verify.matcher import make_matcher
 from medveil.verify.rawscan import looks_like_dicom
 
@@ -321,16 +322,18 @@ def _pn_parts(text: str) -> list[tuple[str, bool]]:
     return out
 
 
-def learn(paths: list[Path], *, strict: bool = False) -> ValueIndex:
+def learn(items: Iterable[Path | Item], *, strict: bool = False) -> ValueIndex:
     """Read every original once and collect its identifying values into a :class:`ValueIndex`."""
     index = ValueIndex()
     benign: set[str] = set()
     software_uids: set[str] = set()
     pending: list[tuple[str, str, str]] = []  # (text, kind, source), decided after the pass
-    for path in paths:
-        src = str(path)
+    for item in items:
+        if isinstance(item, Path):
+            item = Item(item)
+        src = item.name
         try:
-            data = path.read_bytes()
+            data = item.read()
             if not looks_like_dicom(data):
                 index.unreadable.append((src, "not DICOM"))
                 continue
