@@ -23,6 +23,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "serve",
     "reidentify",
     "vault",
+    "spark_deid",
 )
 
 

@@ -1,0 +1,120 @@
+"""``medveil spark-deid INPUT OUTPUT --master URL``: de-identify an archive on Apache Spark.
+
+Also reached as ``medveil deid --engine spark``. Needs the ``spark`` extra (pyspark) and a
+Java runtime; on a cluster, submit it with spark-submit (see docs/spark.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from medveil.errors import MedveilError, PolicyError
+from medveil.policy import Policy
+from medveil.pseudonyms import default_secret_path
+
+
+def add_subparser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``spark-deid`` subcommand."""
+    p = sub.add_parser(
+        "spark-deid",
+        help="de-identify an archive on Apache Spark (same output as `medveil deid`)",
+        description=(
+            "List INPUT (a folder or a Hadoop file system URI such as hdfs://...) with Spark, "
+            "de-identify every file on the executors and write OUTPUT with the same layout and "
+            "bytes as `medveil deid`. The secret file must exist at the same path on every node."
+        ),
+    )
+    p.add_argument("input", help="input folder or URI (hdfs://, s3a://, file://, ...)")
+    p.add_argument("output", help="output folder or URI (local/NFS; others through pyarrow)")
+    add_spark_options(p)
+    p.add_argument("--policy", help="policy TOML file (default: the built-in policy)")
+    p.add_argument(
+        "--secret-file", help="32-byte project secret, present at this path on every node"
+    )
+    p.set_defaults(func=run)
+
+
+def add_spark_options(p: argparse.ArgumentParser) -> None:
+    """The Spark-only options (shared with ``medveil deid --engine spark``)."""
+    p.add_argument(
+        "--master",
+        help="Spark master URL, e.g. local[4], spark://host:7077, yarn "
+        "(default: the one spark-submit gives)",
+    )
+    p.add_argument("--partitions", type=int, help="Spark tasks to split the files into")
+    p.add_argument(
+        "--sqlite", action="store_true", help="also merge the catalog into catalog.sqlite"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="write into a non-empty OUTPUT (same bytes)"
+    )
+
+
+def _secret_file(args: argparse.Namespace, policy: Policy) -> str:
+    path = getattr(args, "secret_file", None) or policy.secret_file
+    if path:
+        return str(path)
+    default = default_secret_path()
+    if default.exists():
+        return str(default)
+    raise MedveilError(
+        "give --secret-file (a 32-byte secret present at the same path on every Spark node); "
+        "the Spark engine never creates one"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the Spark job and print a summary; exit 0 clean, 1 quarantined, 2 error."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        print(
+            "medveil: the Spark engine needs pyspark: pip install 'medveil[spark]'", file=sys.stderr
+        )
+        return 2
+    from medveil.spark import deidentify_archive
+
+    if not args.input or not args.output:
+        print("medveil: give INPUT and OUTPUT", file=sys.stderr)
+        return 2
+    try:
+        policy = Policy.load(args.policy) if args.policy else Policy.default()
+        secret_file = _secret_file(args, policy)
+    except (PolicyError, MedveilError) as exc:
+        print(f"medveil: {exc}", file=sys.stderr)
+        return 2
+
+    # A session already running in this process (a notebook, a test) is used and left open.
+    running = SparkSession.getActiveSession()
+    builder = SparkSession.builder.appName("medveil deid")
+    if args.master:
+        builder = builder.master(args.master)
+    spark = running or builder.getOrCreate()
+    try:
+        df = deidentify_archive(
+            spark,
+            args.input,
+            args.output,
+            policy=policy,
+            secret_file=secret_file,
+            partitions=getattr(args, "partitions", None),
+            sqlite=getattr(args, "sqlite", False),
+            overwrite=getattr(args, "overwrite", False),
+        )
+        counts = {r["status"]: r["count"] for r in df.groupBy("status").count().collect()}
+    except MedveilError as exc:
+        print(f"medveil: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if running is None:
+            spark.stop()
+    written, skipped, quarantined = (
+        counts.get(k, 0) for k in ("written", "skipped", "quarantined")
+    )
+    print(
+        f"medveil deid (spark) done: {sum(counts.values())} files in, {written} written, "
+        f"{skipped} skipped (not DICOM), {quarantined} quarantined. "
+        f"Records: {args.output.rstrip('/')}/.medveil"
+    )
+    return 1 if quarantined else 0

@@ -1,0 +1,287 @@
+"""Spark engine vs the local archive run: same files, same bytes, same decisions, same catalog.
+
+Spark runs for real in local[2] mode (one session for the module). Skipped, with the reason
+shown, when pyspark or a Java runtime is missing (`pip install .[spark]`; CI installs Java
+from .ci/apt-packages).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import zipfile
+from pathlib import Path
+
+import pydicom
+import pytest
+from medveil.archive import deidentify_archive as local_deidentify_archive
+from medveil.demo import demo_rule_file, write_demo_archive
+from medveil.errors import MedveilError
+from medveil.policy import Policy
+from medveil.pseudonyms import Keyed
+
+pyspark = pytest.importorskip("pyspark", reason="pyspark not installed (pip install .[spark])")
+if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+    pytest.skip(
+        "no Java runtime for Spark (apt-get install default-jre-headless)", allow_module_level=True
+    )
+
+from medveil import spark as mspark  # noqa: E402
+from medveil.cli.main import main as cli_main  # noqa: E402
+
+SECRET = bytes(range(32))
+POLICY = Policy(pixel_rule_files=(str(demo_rule_file()),))
+FOLDERS = ("site-a", "site-b/2024", "site c")
+CORRUPT = "broken/truncated.dcm"
+GARBAGE = "broken/garbage.dcm"
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every output file (run records excluded)."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".medveil" not in p.parts
+    }
+
+
+def local_inputs(out: Path) -> dict[str, tuple[str, str]]:
+    """input key -> (status, reason) from the local run's SQLite records."""
+    db = sqlite3.connect(out / ".medveil" / "catalog.sqlite")
+    try:
+        return {
+            k: (s, r or "")
+            for k, s, r in db.execute("SELECT source_key, status, reason FROM inputs")
+        }
+    finally:
+        db.close()
+
+
+def local_catalog(db_path: Path) -> list[tuple[object, ...]]:
+    """Every instances row (sorted), as the local tools read it."""
+    db = sqlite3.connect(db_path)
+    try:
+        return sorted(db.execute("SELECT * FROM instances").fetchall(), key=repr)
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """One local[2] Spark session for the whole module."""
+    from pyspark.sql import SparkSession
+
+    # Executors must run this interpreter (the one with medveil installed).
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("medveil-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """The demo archive in three sub-folders (distinct patients and UIDs), plus bad files."""
+    root = tmp_path_factory.mktemp("spark-in")
+    for k, sub in enumerate(FOLDERS):
+        write_demo_archive(root / sub)
+        for p in (root / sub).rglob("*.dcm"):
+            ds = pydicom.dcmread(p)
+            ds.PatientID = f"{ds.PatientID}-{k}"
+            ds.PatientName = f"{ds.PatientName}{k}"
+            for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+                setattr(ds, kw, f"{getattr(ds, kw)}.{k}")
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.save_as(p, enforce_file_format=True)
+    good = (root / FOLDERS[0] / "patient1" / "ct" / "img1.dcm").read_bytes()
+    (root / "broken").mkdir()
+    (root / CORRUPT).write_bytes(good[: len(good) // 3])
+    (root / GARBAGE).write_bytes(b"\0" * 128 + b"DICM" + os.urandom(64))
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_out(archive, tmp_path_factory) -> Path:
+    """The single-machine run (2 workers) on the same archive."""
+    out = tmp_path_factory.mktemp("local") / "out"
+    local_deidentify_archive(archive, out, policy=POLICY, secret=SECRET, workers=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def spark_run(spark, archive, tmp_path_factory):
+    """The Spark run with the secret passed in the closure, SQLite merge on."""
+    out = tmp_path_factory.mktemp("spark") / "out"
+    df = mspark.deidentify_archive(
+        spark, str(archive), str(out), policy=POLICY, secret=SECRET, sqlite=True
+    )
+    return out, {r["input_key"]: r.asDict() for r in df.collect()}
+
+
+def test_same_files_and_bytes_as_local_run(local_out, spark_run) -> None:
+    out, _rows = spark_run
+    expected = tree(local_out)
+    assert len(expected) == 3 * 14
+    assert tree(out) == expected
+
+
+def test_same_decisions_and_sizes_as_local_run(archive, local_out, spark_run) -> None:
+    _out, rows = spark_run
+    local = local_inputs(local_out)
+    assert {k: (r["status"], r["reason"]) for k, r in rows.items()} == local
+    statuses = [r["status"] for r in rows.values()]
+    assert (
+        statuses.count("written"),
+        statuses.count("skipped"),
+        statuses.count("quarantined"),
+    ) == (
+        42,
+        3,
+        2,
+    )
+    for r in rows.values():
+        assert (r["output_path"] != "") == (r["status"] == "written")
+        if r["output_path"]:
+            assert r["size_out"] == (_out / r["output_path"]).stat().st_size
+    # Keys are the local run's keyed hashes of the paths relative to the input root.
+    keyed = Keyed(SECRET)
+    names = [p.relative_to(archive).as_posix() for p in archive.rglob("*") if p.is_file()]
+    assert set(rows) == {keyed.path_token(n) for n in names}
+    assert sum(r["size_in"] for r in rows.values()) == sum(
+        (archive / n).stat().st_size for n in names
+    )
+
+
+def test_corrupt_files_are_reported_and_do_not_fail_the_job(spark_run) -> None:
+    out, rows = spark_run
+    keyed = Keyed(SECRET)
+    for name in (CORRUPT, GARBAGE):
+        row = rows[keyed.path_token(name)]
+        assert row["status"] == "quarantined" and row["reason"]
+        assert row["output_path"] == "" and row["size_out"] == 0
+    lines = (out / ".medveil" / "quarantine.jsonl").read_text().splitlines()
+    listed = [json.loads(line) for line in lines]
+    assert {q["input"] for q in listed} == {keyed.path_token(CORRUPT), keyed.path_token(GARBAGE)}
+    summary = json.loads((out / ".medveil" / "summary.json").read_text())
+    assert (summary["files_in"], summary["written"], summary["quarantined"]) == (47, 42, 2)
+
+
+def test_catalog_parquet_and_sqlite_match_local_catalog(spark, local_out, spark_run) -> None:
+    out, _rows = spark_run
+    expected = local_catalog(local_out / ".medveil" / "catalog.sqlite")
+    assert len(expected) == 42
+    assert local_catalog(out / ".medveil" / "catalog.sqlite") == expected
+    parquet = spark.read.parquet(str(out / ".medveil" / "catalog.parquet"))
+    names = [n for n, _ in mspark.CATALOG_COLUMNS] + ["source_key"]
+    assert parquet.columns == names
+    got = sorted((tuple(r) for r in parquet.collect()), key=repr)
+    assert got == expected
+
+
+def test_no_secret_in_conf_or_outputs(spark, spark_run) -> None:
+    out, _rows = spark_run
+    conf = repr(spark.sparkContext.getConf().getAll())
+    assert SECRET.hex() not in conf and repr(SECRET) not in conf
+    job = repr(mspark._Job(policy=POLICY, root="r", output="o", secret=SECRET))
+    assert repr(SECRET) not in job and " secret=" not in job
+    for p in out.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert SECRET not in data and SECRET.hex().encode() not in data
+
+
+def test_secret_file_on_executors_and_partitions_give_same_output(
+    spark, archive, local_out, tmp_path
+) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET.hex() + "\n")
+    out = tmp_path / "out"
+    df = mspark.deidentify_archive(
+        spark,
+        f"file://{archive}",
+        f"file://{out}",
+        policy=POLICY,
+        secret_file=str(secret_file),
+        partitions=7,
+    )
+    assert tree(out) == tree(local_out)
+    assert {r["input_key"]: (r["status"], r["reason"]) for r in df.collect()} == local_inputs(
+        local_out
+    )
+    assert not (out / ".medveil" / "catalog.sqlite").exists()  # only on request
+
+
+def test_refuses_bad_arguments(spark, archive, tmp_path) -> None:
+    with pytest.raises(MedveilError, match="inside it"):
+        mspark.deidentify_archive(spark, str(archive), str(archive / "out"), secret=SECRET)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "file").write_text("x")
+    with pytest.raises(MedveilError, match="not empty"):
+        mspark.deidentify_archive(spark, str(archive), str(busy), secret=SECRET)
+    zipped = tmp_path / "a.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("x.dcm", b"x")
+    with pytest.raises(MedveilError, match="unpack"):
+        mspark.deidentify_archive(spark, str(zipped), str(tmp_path / "o"), secret=SECRET)
+    with pytest.raises(MedveilError, match="not found"):
+        mspark.deidentify_archive(spark, str(tmp_path / "nope"), str(tmp_path / "o"), secret=SECRET)
+    with pytest.raises(ValueError, match="32 bytes"):
+        mspark.deidentify_archive(spark, str(archive), str(tmp_path / "o"), secret=b"short")
+    with pytest.raises(MedveilError, match="either"):
+        mspark.deidentify_archive(
+            spark, str(archive), str(tmp_path / "o"), secret=SECRET, secret_file="f"
+        )
+
+
+def test_cli_spark_deid(spark, archive, local_out, tmp_path, capsys) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET.hex())
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[pixels]\nrules = ["{demo_rule_file()}"]\n')
+    out = tmp_path / "out"
+    args = ["spark-deid", str(archive), str(out), "--master", "local[2]"]
+    args += ["--secret-file", str(secret_file), "--policy", str(policy), "--sqlite"]
+    assert cli_main(args) == 1  # two files quarantined
+    printed = capsys.readouterr()
+    assert "42 written" in printed.out and "2 quarantined" in printed.out
+    assert SECRET.hex() not in printed.out + printed.err
+    assert tree(out) == tree(local_out)
+    assert local_catalog(out / ".medveil" / "catalog.sqlite") == local_catalog(
+        local_out / ".medveil" / "catalog.sqlite"
+    )
+    assert spark.sparkContext._jsc is not None  # the CLI left the running session alone
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "name"),
+    [
+        ("file:/data/in/a/b.dcm", "file:/data/in", "a/b.dcm"),
+        ("file:/data/in/a b/ü.dcm", "file:/data/in/", "a b/ü.dcm"),
+        ("hdfs://nn:8020/x/y.dcm", "hdfs://nn:8020/x", "y.dcm"),
+        ("file:/data/in/one.dcm", "file:/data/in/one.dcm", "one.dcm"),
+        ("file:/data/input2/z.dcm", "file:/data/in", "file:/data/input2/z.dcm"),
+    ],
+)
+def test_relative_name(path: str, root: str, name: str) -> None:
+    assert mspark.relative_name(path, root) == name
+
+
+def test_output_uris() -> None:
+    assert mspark.is_local_uri("/x/y") and mspark.is_local_uri("file:///x/y")
+    assert not mspark.is_local_uri("hdfs://nn/x") and not mspark.is_local_uri("s3://b/x")
+    assert mspark.local_path("file:///x/a%20b") == Path("/x/a b")
+    assert mspark.local_path("rel/dir") == Path("rel/dir")
