@@ -451,3 +451,14 @@ def test_writer_with_a_rotated_key_fails(vault_url: str, key: bytes) -> None:
             stale.record([b])
     finally:
         stale.close()
+
+
+def test_batches_larger_than_one_flush_are_counted_and_stored(vault_url: str, key: bytes) -> None:
+    idents = make_identities(300, 1, 1)  # 900 rows: more than one automatic flush
+    with Vault(vault_url, key) as v:
+        assert v.record(idents) == 900
+        assert v.record(idents) == 0
+        counts = v.counts()
+        assert (counts["patients"], counts["studies"], counts["series"]) == (300, 300, 300)
+        expect_lookup(v, idents[0])
+        expect_lookup(v, idents[-1])

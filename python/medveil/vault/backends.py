@@ -35,6 +35,9 @@ class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ...) -> Any:
         """Run one statement."""
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement per row; returns the rows affected in total."""
+
     def fetchone(self) -> Any:
         """Next row or None."""
 
@@ -68,6 +71,26 @@ def _backoff(attempt: int) -> None:
 
 
 # ----------------------------------------------------------------------------- SQLite
+class _SQLiteCursor:
+    """sqlite3's cursor with executemany returning the rows affected."""
+
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._cur.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        self._cur.executemany(sql, rows)
+        return int(self._cur.rowcount)
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+
 class SQLiteBackend:
     """An SQLite file in WAL mode; writers serialise through BEGIN IMMEDIATE + retries."""
 
@@ -103,7 +126,7 @@ class SQLiteBackend:
             cur = self.db.cursor()
             try:
                 cur.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
-                out = fn(cur)
+                out = fn(_SQLiteCursor(cur))
                 cur.execute("COMMIT")
                 return out
             except sqlite3.OperationalError as exc:
@@ -147,6 +170,11 @@ class _PgCursor:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._cur.execute(sql.replace("?", "%s"), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        # psycopg 3 pipelines executemany: one round trip per batch, not per row.
+        self._cur.executemany(sql.replace("?", "%s"), rows)
+        return int(self._cur.rowcount)
 
     def fetchone(self) -> Any:
         row = self._cur.fetchone()

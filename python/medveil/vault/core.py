@@ -215,6 +215,7 @@ class Vault:
         self._pending: dict[str, dict[str, tuple]] = {t: {} for t in TABLES}
         self._seen: dict[str, set[str]] = {t: set() for t in TABLES}
         self._last_flush = time.monotonic()
+        self.inserted = 0  # rows this object added to the vault (not counting existing ones)
         try:
             self._migrate(create)
             self.key_ok = self._install_or_check_key(create)
@@ -395,9 +396,11 @@ class Vault:
 
     def record(self, identities: Iterable[Identity | Mapping[str, object]]) -> int:
         """Add every identity and write them now; returns rows newly inserted."""
+        start = self.inserted
         for i in identities:
             self.add(i)
-        return self.flush()
+        self.flush()
+        return self.inserted - start
 
     def flush(self) -> int:
         """Write the queued rows in one transaction; returns how many were new."""
@@ -417,14 +420,18 @@ class Vault:
                     f"INSERT INTO {table} ({', '.join(names)}) VALUES "
                     f"({', '.join('?' * len(names))}) ON CONFLICT ({keycol}) DO NOTHING"
                 )
-                for key, (parent, sealed) in rows.items():
-                    params = [key, *([parent] if parentcol else []), *sealed, now]
-                    res = cur.execute(sql, params)
-                    inserted += max(getattr(res, "rowcount", 0) or 0, 0)
+                if not rows:
+                    continue
+                params = [
+                    (key, *([parent] if parentcol else []), *sealed, now)
+                    for key, (parent, sealed) in rows.items()
+                ]
+                inserted += max(cur.executemany(sql, params), 0)
             return inserted
 
         n = self.backend.transaction(write)
         self._pending = {t: {} for t in TABLES}
+        self.inserted += n
         return n
 
     # ------------------------------------------------------------------- reading
