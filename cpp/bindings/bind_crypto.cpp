@@ -151,6 +151,28 @@ void bind_crypto(py::module_& m) {
         "or writes into `out` and returns None.");
 
     c.def(
+        "chacha20_keystream",
+        [](const py::object& key, const py::object& nonce, py::ssize_t length,
+           const py::int_& counter) {
+            ByteView k = fixed(key, "key", 32), n = fixed(nonce, "nonce", 12);
+            if (length < 0) throw py::value_error("length must be >= 0");
+            const std::uint32_t ctr = counter_arg(counter);
+            std::uint8_t* dst = nullptr;
+            py::bytes result = new_bytes(static_cast<std::size_t>(length), &dst);
+            {
+                // Safe without the GIL: key and nonce stay exported, `result` is private.
+                py::gil_scoped_release release;
+                // in == nullptr: the core writes the keystream itself (the CSPRNG's path).
+                medveil::chacha20_xor(k.data(), n.data(), ctr, nullptr, dst,
+                                      static_cast<std::size_t>(length));
+            }
+            return result;
+        },
+        py::arg("key"), py::arg("nonce"), py::arg("length"), py::kw_only(),
+        py::arg("counter") = py::int_(0),
+        "`length` bytes of ChaCha20 keystream from block `counter` (unauthenticated).");
+
+    c.def(
         "poly1305",
         [](const py::object& key, const py::object& data) {
             ByteView k = fixed(key, "key", 32);

@@ -529,6 +529,8 @@ def encrypt(
     progress: Progress | None = None,
 ) -> None:
     """Encrypt a binary stream to age recipients (age1...) or to a passphrase."""
+    if threads < 0:
+        raise ValueError("threads must be >= 0 (0: one per core)")
     if bool(recipients) == (passphrase is not None):
         raise ValueError("give either recipients or a passphrase (age allows no mix)")
     if not 1 <= work_factor <= MAX_SCRYPT_WORK_FACTOR:
@@ -561,6 +563,8 @@ def decrypt(
     Plaintext of verified chunks reaches ``writer`` before the end is verified; callers
     writing to a file should use :func:`decrypt_file`, which releases nothing on failure.
     """
+    if threads < 0:
+        raise ValueError("threads must be >= 0 (0: one per core)")
     if not identities and passphrase is None:
         raise ValueError("give identities or a passphrase")
     secrets_ = [_parse_identity(i) for i in identities]

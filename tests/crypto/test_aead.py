@@ -159,6 +159,18 @@ def test_keystream_when_data_is_zero(backend: str) -> None:
     assert ks == enc.encryptor().update(bytes(1000))
 
 
+@pytest.mark.parametrize("n", [0, 1, 64, 193, 511, 512, 513, 4099, 100_000])
+def test_keystream_without_input(backend: str, n: int) -> None:
+    # The in == nullptr path of the core, which the noise CSPRNG uses.
+    from medveil import _core
+
+    key, nonce = os.urandom(32), os.urandom(12)
+    ks = _core.crypto.chacha20_keystream(key, nonce, n, counter=7)
+    assert ks == crypto.chacha20_xor(key, nonce, bytes(n), counter=7)
+    enc = Cipher(algorithms.ChaCha20(key, (7).to_bytes(4, "little") + nonce), None)
+    assert ks == enc.encryptor().update(bytes(n))
+
+
 def test_backends_agree_on_large_input() -> None:
     from medveil import _core, set_backend
 
