@@ -462,3 +462,10 @@ def test_batches_larger_than_one_flush_are_counted_and_stored(vault_url: str, ke
         assert (counts["patients"], counts["studies"], counts["series"]) == (300, 300, 300)
         expect_lookup(v, idents[0])
         expect_lookup(v, idents[-1])
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path, key: bytes) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("this is not an SQLite database, and never was one\n" * 20)
+    with pytest.raises(VaultError, match="not an SQLite vault"):
+        Vault(path, key)

@@ -111,12 +111,25 @@ class SQLiteBackend:
         # the write lock is taken up front instead of on upgrade, where SQLite cannot wait
         # and fails with "database is locked" at once.
         self.db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-        try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.DatabaseError as exc:
-            self.db.close()
-            raise VaultError(f"{self.path}: not an SQLite vault ({exc})") from None
+        deadline = time.monotonic() + lock_timeout
+        attempt = 0
+        while True:
+            try:
+                # Switching a new file to WAL needs a moment of exclusive access, which
+                # another process creating the same vault may hold: retry like a writer.
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc).lower() and time.monotonic() < deadline:
+                    attempt += 1
+                    _backoff(attempt)
+                    continue
+                self.db.close()
+                raise VaultError(f"{self.path}: cannot open the SQLite vault ({exc})") from None
+            except sqlite3.DatabaseError as exc:
+                self.db.close()
+                raise VaultError(f"{self.path}: not an SQLite vault ({exc})") from None
 
     def transaction(self, fn: Callable[[Cursor], T], *, write: bool = True) -> T:
         """Run fn(cursor) in one transaction (retried whole on lock conflicts); commit."""

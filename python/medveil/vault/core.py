@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import datetime
 import getpass
+import hmac
 import io
 import os
 import secrets
@@ -360,6 +361,10 @@ class Vault:
         if blob is None or not self._key_opens(self._key, blob):
             self.key_ok = False
             raise self._wrong_key()
+
+    def uses_key(self, key: bytes) -> bool:
+        """True if key is this vault's key (to refuse a vault key equal to another secret)."""
+        return hmac.compare_digest(bytes(key), self._key)
 
     # ------------------------------------------------------------------- writing
     def add(self, identity: Identity | Mapping[str, object]) -> None:
