@@ -160,3 +160,18 @@ def test_outermost_drops_contained_matches() -> None:
         (22, 30, 4),
     ]
     assert outermost([]) == []
+
+
+def test_private_dates_are_dates(tmp_path: Path) -> None:
+    """A private value that reads as a date is learned as a date and checked as one."""
+    orig = f.original()
+    orig.private_block(0x0023, "FAKE DATES", create=True).add_new(0x01, "LO", "20190917")
+    originals = f.save(orig, tmp_path / "orig" / "o.dcm")
+    index = learn([originals])
+    assert "20190917" in index.dates and "20190917" not in index.values
+    ds = f.clean_output()
+    ds.StudyID = "20190917"  # not a date element: a number, not a date leak
+    ds.private_block(0x0025, "OTHER", create=True).add_new(0x07, "UN", b"20190917")
+    out = f.save(ds, tmp_path / "out" / "o.dcm")
+    found = [(x.category, x.path, x.kind) for x in verify_archive(originals, out).findings]
+    assert found == [("private", "(0025,1007)", "dates")]

@@ -17,13 +17,15 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
         help="prove that no identifying value of the originals survived in the output",
         description=(
             "Learn identifying values from ORIGINALS and search every file of OUTPUT for "
-            "them (elements at every depth, raw bytes in UTF-8/Latin-1/UTF-16, hidden "
-            "pixel bits). Exit 0 when clean, 1 when anything was found, 2 on usage error. "
-            "Values are never printed: only a keyed hash, ASCII initial and length."
+            "them (elements at every depth, raw bytes in UTF-8/Latin-1/UTF-16, file names, "
+            "hidden pixel bits; folders, .zip and .tar(.gz) archives). Exit 0 when clean; "
+            "1 when anything was found, an output could not be read or no original could; "
+            "2 on usage error. Values are never printed: only a keyed hash, ASCII initial "
+            "and length."
         ),
     )
-    p.add_argument("originals", type=Path, help="original DICOM file or directory")
-    p.add_argument("output", type=Path, help="de-identified file or directory to check")
+    p.add_argument("originals", type=Path, help="original DICOM file, folder or archive")
+    p.add_argument("output", type=Path, help="de-identified file, folder or archive to check")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument(
         "--strict",

@@ -5,12 +5,13 @@ values of the originals by VR and by its own short keyword list (see
 :mod:`medveil.verify.values`, whose docstring states the counting rule: values under 4
 characters, :data:`STOP_WORDS`, one-character name components and vendor codes repeated in
 private groups are not counted unless ``strict``; well-known UIDs never are), then hunts for
-them in every output file, without relying on file names:
+them in every output file, without relying on file names (folders are walked, .zip and
+.tar(.gz) archives opened member by member):
 
 1. every parsed element at every depth (file meta, sequences, private elements, UN values
    decoded as text, any specific character set as pydicom decodes it), through one
    automaton over all values; dates count when they appear unshifted in a DA, DT or TM
-   element;
+   element (or a private value that reads as a date);
 2. a raw byte search of the whole file in UTF-8, Latin-1 and UTF-16-LE, ``^`` read as a
    space, ASCII case-insensitive, outside the pixel data (located by a raw walker that also
    names the element path of each hit);
@@ -21,8 +22,9 @@ Findings carry the file, the element path, and the value only as a keyed hash, i
 initial and its length; file and folder names that hold a value are printed as
 ``[redacted]``. Elements a policy keeps on purpose (``allow=["StationName"]``, e.g.
 under Retain Device Identity) are listed as ``allowed`` and do not count; their values are
-still hunted everywhere else. The report is clean (exit code 0) when nothing was found and
-every output could be read; non-DICOM outputs (run records, notes) get the byte search.
+still hunted everywhere else. The report is clean (exit code 0) when nothing was found,
+every output could be read and at least one original was; non-DICOM outputs (run records,
+notes) get the byte search.
 
 Example::
 

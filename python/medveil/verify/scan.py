@@ -26,6 +26,7 @@ from medveil.verify.values import (
     classify,
     dates_in,
     element_texts,
+    is_date_value,
     learn,
     normalize,
     walk,
@@ -186,7 +187,7 @@ class Scanner:
                     texts = element_texts(elem)
                 except Exception:
                     continue
-                if vr in _DATE_VRS:
+                if vr in _DATE_VRS or (private and texts and is_date_value(texts[0])):
                     for t in texts:
                         for d in dates_in(t):
                             if d in self.index.dates and (path, d) not in seen:

@@ -18,7 +18,9 @@ identifying when
   (``free_text``: addresses, institution, department and station names, locations, patient
   comments and history, ...);
 * it is private (odd group, not a private creator) and holds text (LO, SH, UC, ST, LT, UT,
-  or UN that decodes to printable text): ``private``.
+  or UN that decodes to printable text): ``private``; a private value that reads as a whole
+  DA/DT value (YYYYMMDD...) is a ``dates`` value instead, checked in date elements and in
+  private values that read as dates.
 
 Counting rule (not applied with ``strict=True``): a value is not searched for when, after
 normalisation (``^`` as space, case-folded, trimmed), it is shorter than :data:`MIN_LENGTH`
@@ -133,6 +135,10 @@ IDENTITY_KEYWORDS: tuple[str, ...] = (
 _ID_KEYWORD = re.compile(r"(?:ID|IDs|Identifier|Identifiers|Number|Numbers)$|Issuer")
 _TEXT_VRS = frozenset({"LO", "SH", "UC", "ST", "LT", "UT"})
 _LEAD_DATE_RE = re.compile(r"(\d{8})\d")
+# A whole value that reads as a DA or DT (a private date the parser sees only as UN text).
+_DATE_VALUE_RE = re.compile(
+    r"(19|20)\d\d(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(\d{2,6}(\.\d{1,6})?)?([+-]\d{4})?"
+)
 _DATE_RE = re.compile(r"(?<!\d)(\d{4})\.?(\d{2})\.?(\d{2})(?!\d)")
 # Values of these standard elements are vendor/device codes repeated in private groups.
 _BENIGN_KEYWORDS = frozenset(
@@ -151,6 +157,11 @@ def normalize(text: str) -> str:
 def is_well_known_uid(uid: str) -> bool:
     """Whether ``uid`` is a DICOM constant from pydicom's UID dictionary."""
     return uid.strip("\x00 ") in _UID_DICT
+
+
+def is_date_value(text: str) -> bool:
+    """Whether a whole (UN or private) value reads as a DA or DT value."""
+    return _DATE_VALUE_RE.fullmatch(text.strip(" \x00")) is not None
 
 
 def dates_in(text: str) -> list[str]:
@@ -375,6 +386,8 @@ def learn(items: Iterable[Path | Item], *, strict: bool = False) -> ValueIndex:
                     # A name stays a name even when it also reads like a device code.
                     for part, comp in _pn_parts(t):
                         index.add(part, "names", src, strict=strict, component=comp)
+                elif kind == "private" and is_date_value(t):
+                    index.add(dates_in(t)[0], "dates", src, strict=True, component=False)
                 else:
                     pending.append((t, kind, src))
     in_benign: set[str] = set()
