@@ -207,14 +207,14 @@ class Scanner:
                     parts.append(n)
                     pos += len(n) + 1
         haystack = "\x00".join(parts)
-        for s, _e, i in outermost(self.text_matcher.find(haystack)):
+        for s, e, i in outermost(self.text_matcher.find(haystack)):
             j = bisect.bisect_right(starts, s) - 1
             path, in_meta, private, ekind = info[j]
             value = self.texts[i]
             if (path, value) in seen:
                 continue
             vkind = self.index.values[value].kind
-            if vkind == "uids" and _extends_uid(haystack, s, _e):
+            if vkind == "uids" and _extends_uid(haystack, s, e):
                 continue
             seen.add((path, value))
             cat = self._category(vkind, in_meta, private, ekind)

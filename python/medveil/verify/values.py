@@ -147,6 +147,7 @@ _BENIGN_KEYWORDS = frozenset(
 # Longer values are truncated: a shared 1 KiB prefix is a leak on its own.
 MAX_VALUE_CHARS = 1024
 _MAX_SPELLINGS = 4
+_MAX_SOURCES = 16
 
 
 def normalize(text: str) -> str:
@@ -274,7 +275,7 @@ def read_dataset(src: Path | BinaryIO) -> Dataset:
 
 @dataclass
 class LearnedValue:
-    """One identifying value: its normalised text, kind, and where it was seen first."""
+    """One identifying value: its normalised text, kind, and originals it was seen in."""
 
     text: str
     kind: str
@@ -309,7 +310,8 @@ class ValueIndex:
         cur = table.get(norm)
         if cur is None:
             cur = table[norm] = LearnedValue(norm, kind)
-        cur.sources.add(source)
+        if len(cur.sources) < _MAX_SOURCES:  # enough to point at originals, bounded memory
+            cur.sources.add(source)
         if len(cur.spellings) < _MAX_SPELLINGS:
             cur.spellings.add(text.replace("^", " ").strip(" \x00\t\r\n")[:MAX_VALUE_CHARS])
         if KINDS.index(kind) < KINDS.index(cur.kind):
