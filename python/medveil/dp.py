@@ -108,6 +108,13 @@ def _rational(scale: float | Fraction) -> tuple[int, int]:
     return tuple(_core.noise.rational_scale(_check_positive("scale", scale)))  # type: ignore[return-value]
 
 
+def _ceil_double(x: Fraction) -> float:
+    """The smallest double >= x: a scale a hair below the exact one would be less private
+    (float sums and quotients round to nearest, e.g. 1 + 2^-53 == 1.0)."""
+    d = float(x)
+    return d if Fraction(d) >= x else math.nextafter(d, math.inf)
+
+
 def granularity(scale: float) -> float:
     """The grid g = 2^k the float-safe Laplace uses for this scale (about scale / 2^40)."""
     return math.ldexp(1.0, _core.noise.grid_exponent(_check_positive("scale", scale)))
@@ -119,8 +126,7 @@ def calibrated_scale(sensitivity: float, epsilon: float) -> tuple[float, float]:
     epsilon = _check_positive("epsilon", epsilon)
     k = _core.noise.grid_exponent(sensitivity / epsilon)
     g = math.ldexp(1.0, k)
-    # Round up: a float quotient a hair below the true one would be a hair less private.
-    scale = math.nextafter((sensitivity + g) / epsilon, math.inf)
+    scale = _ceil_double((Fraction(sensitivity) + Fraction(g)) / Fraction(epsilon))
     # The grid stays the one chosen for sensitivity / epsilon (the +g changes it by 2^-40).
     return scale, g
 
