@@ -93,6 +93,8 @@ class VerifyReport:
             "dates_searched": self.dates,
             "values_not_counted": self.skipped_values,
             "counts": self.counts(),
+            # Equal hashes mean equal values within this report; the key is random per run.
+            "value_hash": "keyed BLAKE2b-64 of the normalised value, key random per run",
             "findings": [_finding_dict(f) for f in self.findings],
             "allowed": [_finding_dict(f) for f in self.allowed],
             "unreadable_originals": [{"file": p, "error": e} for p, e in self.unreadable_originals],
