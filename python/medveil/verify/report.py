@@ -94,7 +94,8 @@ class VerifyReport:
             "values_not_counted": self.skipped_values,
             "counts": self.counts(),
             # Equal hashes mean equal values within this report; the key is random per run.
-            "value_hash": "keyed BLAKE2b-64 of the normalised value, key random per run",
+            "value_hash": "keyed BLAKE2b-64 of the normalised value (key random per run "
+            "unless the API caller passed hash_key)",
             "findings": [_finding_dict(f) for f in self.findings],
             "allowed": [_finding_dict(f) for f in self.allowed],
             "unreadable_originals": [{"file": p, "error": e} for p, e in self.unreadable_originals],
