@@ -375,23 +375,23 @@ class Forwarder(threading.Thread):
         self.retry_max = retry_max
         self.batch = batch
         self.wake = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.forwarded = 0
         self.rejected_dir = spool / ".rejected"
 
     def stop(self, timeout: float | None = None) -> None:
         """Ask the thread to stop after the instance it is sending, and wait for it."""
-        self._stop.set()
+        self._halt.set()
         self.wake.set()
         self.join(timeout)
 
     def run(self) -> None:
         """Forward until stopped, backing off exponentially while the destination fails."""
         delay = 0.0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             if delay:
-                self._stop.wait(delay)
-                if self._stop.is_set():
+                self._halt.wait(delay)
+                if self._halt.is_set():
                     break
             self.wake.clear()
             pending = list(_take(iter_spool(self.spool), self.batch))
@@ -435,6 +435,12 @@ class Forwarder(threading.Thread):
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
         for sop_class, ts in pairs:
             ae.add_requested_context(sop_class, ts)
+        # pynetdicom leaves its socket unclosed when the connection is refused: look first.
+        try:
+            socket.create_connection((self.host, self.port), timeout=10).close()
+        except OSError:
+            self.log("forward-unreachable", destination=f"{self.host}:{self.port}:{self.aet}")
+            return 0, True
         assoc = ae.associate(self.host, self.port, ae_title=self.aet)
         if not assoc.is_established:
             self.log("forward-unreachable", destination=f"{self.host}:{self.port}:{self.aet}")
@@ -447,7 +453,7 @@ class Forwarder(threading.Thread):
                 for cx in assoc.accepted_contexts
             }
             for p, (sop_class, ts, ident) in metas.items():
-                if self._stop.is_set() or not assoc.is_established:
+                if self._halt.is_set() or not assoc.is_established:
                     transient = transient or not assoc.is_established
                     break
                 if (sop_class, ts) not in accepted:
@@ -673,10 +679,9 @@ class Gateway:
             self.counts["rejected"] += 1
             reason = getattr(exc, "reason", None) or type(exc).__name__
             self.log("tls-rejected", address=address, reason=str(reason))
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            # Closed here, not just shut down: pynetdicom skips close() when its own
+            # shutdown() of a failed TLS socket raises, which would leak the descriptor.
+            sock.close()
 
     def _on_requested(self, event: Any) -> None:
         assoc = event.assoc
@@ -684,17 +689,19 @@ class Gateway:
         aet = str(getattr(rq, "calling_ae_title", "") or "").strip()
         address = self._address(event)
         if self._draining:
+            self.log("association-rejected", calling_aet=aet, address=address, reason="draining")
             assoc.acse.send_reject(0x02, 0x03, 0x01)  # transient: temporary congestion
             assoc.kill()
-            self.log("association-rejected", calling_aet=aet, address=address, reason="draining")
             return
         rules = self.config.allow
         if rules and not any(r.matches(aet, address) for r in rules):
             with self._lock:
                 self.counts["rejected"] += 1
-            assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent: calling AE not recognised
-            assoc.kill()
             self.log("association-rejected", calling_aet=aet, address=address, reason="not allowed")
+            # Permanent, "calling AE title not recognised": the nearest reason PS3.8 has,
+            # also for a known title calling from an address it is not allowed from.
+            assoc.acse.send_reject(0x01, 0x01, 0x03)
+            assoc.kill()
             return
         self.log("association", calling_aet=aet, address=address)
 
