@@ -59,6 +59,7 @@ __all__ = [
     "laplace",
     "laplace_interval",
     "noisy_count",
+    "noisy_exact_sums",
     "noisy_mean",
     "noisy_sum",
     "noisy_value",
@@ -120,14 +121,21 @@ def granularity(scale: float) -> float:
     return math.ldexp(1.0, _core.noise.grid_exponent(_check_positive("scale", scale)))
 
 
-def calibrated_scale(sensitivity: float, epsilon: float) -> tuple[float, float]:
-    """Return (scale, g): the Laplace scale (sensitivity + g) / epsilon and its grid g."""
+def calibrated_scale(
+    sensitivity: float, epsilon: float, *, coordinates: int = 1
+) -> tuple[float, float]:
+    """Return (scale, g): the Laplace scale (sensitivity + coordinates * g) / epsilon and
+    its grid g, for values of which one individual changes at most `coordinates`."""
     sensitivity = _check_positive("sensitivity", sensitivity)
     epsilon = _check_positive("epsilon", epsilon)
+    if int(coordinates) < 1:
+        raise ValueError("coordinates must be >= 1")
     k = _core.noise.grid_exponent(sensitivity / epsilon)
     g = math.ldexp(1.0, k)
-    scale = _ceil_double((Fraction(sensitivity) + Fraction(g)) / Fraction(epsilon))
-    # The grid stays the one chosen for sensitivity / epsilon (the +g changes it by 2^-40).
+    # Each rounded coordinate may move by up to g more than the value itself.
+    extra = Fraction(g) * int(coordinates)
+    scale = _ceil_double((Fraction(sensitivity) + extra) / Fraction(epsilon))
+    # The grid stays the one chosen for sensitivity / epsilon (the extra is ~2^-40 of it).
     return scale, g
 
 
@@ -159,9 +167,14 @@ def add_laplace(
     label: str = "add_laplace",
     rng: Rng | None = None,
 ) -> np.ndarray:
-    """Release values + float-safe Laplace noise: epsilon-DP for the L1 sensitivity given."""
-    scale, g = calibrated_scale(sensitivity, epsilon)
+    """Release values + float-safe Laplace noise: epsilon-DP for the L1 sensitivity given.
+
+    Every value is rounded to the grid, so the scale covers one grid step per value
+    (``coordinates = values.size``). Values that are float sums carry their own summation
+    error, which this does not cover: release sums with :func:`noisy_sum`, which sums exactly.
+    """
     x = np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(-1))
+    scale, g = calibrated_scale(sensitivity, epsilon, coordinates=max(1, x.size))
     if not np.isfinite(x).all():
         raise ValueError("values contain NaN or inf; clean or clamp them before adding noise")
     if budget is not None:
@@ -211,6 +224,35 @@ def noisy_count(
     return int(count) + int(discrete_laplace(scale, rng=rng))
 
 
+def noisy_exact_sums(
+    sums: Sequence[Fraction],
+    sensitivity: float,
+    epsilon: float,
+    *,
+    coordinates: int = 1,
+    rng: Rng | None = None,
+) -> list[float]:
+    """Release exact (Fraction) sums + Laplace noise on the grid (no budget charge here).
+
+    Each sum is rounded to the grid from its exact value, so floating-point summation
+    error never enters the sensitivity (Casacuberta et al. 2022 show how float sums break
+    the usual bound); one individual may change `coordinates` of the sums by `sensitivity`
+    in total. The result (grid steps + noise) is exact and rounded once to a double.
+    """
+    scale, g = calibrated_scale(sensitivity, epsilon, coordinates=coordinates)
+    gf = Fraction(g)
+    steps = [round(Fraction(v) / gf) for v in sums]
+    noise = discrete_laplace(scale / g, len(steps), rng=rng) if steps else []
+    return [float((n + int(y)) * gf) for n, y in zip(steps, noise, strict=True)]
+
+
+def _centre(lower: float, upper: float) -> tuple[float, float]:
+    """(mid, bound): a double mid and the smallest double >= |x - mid| on [lower, upper]."""
+    mid = (lower + upper) / 2.0
+    lo, hi, m = Fraction(lower), Fraction(upper), Fraction(mid)
+    return mid, _ceil_double(max(hi - m, m - lo))
+
+
 def noisy_sum(
     values: Any,
     lower: float,
@@ -228,9 +270,11 @@ def noisy_sum(
     x = np.clip(np.asarray(values, dtype=np.float64).reshape(-1), lower, upper)
     # Adding or removing a patient changes the clamped sum by at most max(|lower|, |upper|).
     sensitivity = max(abs(lower), abs(upper)) or (upper - lower)
+    calibrated_scale(sensitivity, epsilon)  # bad parameters fail before the charge
     if budget is not None:
         budget.charge(epsilon, label)
-    return float(add_laplace([math.fsum(x)], sensitivity, epsilon, rng=rng)[0])
+    exact = sum((Fraction(v) for v in x.tolist()), Fraction(0))
+    return noisy_exact_sums([exact], sensitivity, epsilon, rng=rng)[0]
 
 
 def noisy_mean(
@@ -252,9 +296,10 @@ def noisy_mean(
     if budget is not None:
         budget.charge(epsilon, label)
     x = np.clip(np.asarray(values, dtype=np.float64).reshape(-1), lower, upper)
-    mid, half = (lower + upper) / 2.0, (upper - lower) / 2.0
     # Centring makes one patient move the sum by at most half the range, not max(|bound|).
-    s = float(add_laplace([math.fsum(x - mid)], half, epsilon / 2.0, rng=rng)[0])
+    mid, bound = _centre(lower, upper)
+    exact = sum((Fraction(v) for v in (x - mid).tolist()), Fraction(0))
+    s = noisy_exact_sums([exact], bound, epsilon / 2.0, rng=rng)[0]
     n = noisy_count(len(x), epsilon / 2.0, rng=rng)
     if n <= 0:
         return mid

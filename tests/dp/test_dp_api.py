@@ -114,3 +114,29 @@ def test_budget_accounting_is_exact_and_monotone(charges: list[float]) -> None:
         assert b.spent >= spent
         spent = b.spent
     assert b.spent == pytest.approx(sum(charges), abs=1e-9)
+
+
+def test_exact_sums_round_once_to_the_grid() -> None:
+    rng = dp.insecure_rng(12)
+    third = Fraction(1, 3)
+    scale, g = dp.calibrated_scale(1.0, 1.0)
+    outs = np.array(dp.noisy_exact_sums([third] * 20_000, 1.0, 1.0, coordinates=20_000, rng=rng))
+    assert np.all(outs / g == np.round(outs / g))
+    steps = outs / g - round(third / Fraction(g))  # exact integers: the noise in grid steps
+    scale_n, _ = dp.calibrated_scale(1.0, 1.0, coordinates=20_000)
+    assert scale_n > scale  # one grid step per coordinate is paid for
+    assert stats.kstest(steps * g, stats.laplace(scale=scale_n).cdf).pvalue > 1e-3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(min_value=1e-6, max_value=1e9, allow_nan=False),
+    st.floats(min_value=1e-4, max_value=1e4, allow_nan=False),
+    st.integers(min_value=1, max_value=10**6),
+)
+def test_calibration_pays_a_grid_step_per_coordinate(
+    sensitivity: float, epsilon: float, coordinates: int
+) -> None:
+    scale, g = dp.calibrated_scale(sensitivity, epsilon, coordinates=coordinates)
+    need = Fraction(sensitivity) + coordinates * Fraction(g)
+    assert Fraction(scale) * Fraction(epsilon) >= need

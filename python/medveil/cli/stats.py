@@ -32,6 +32,7 @@ import math
 import sqlite3
 import sys
 from collections import defaultdict
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -237,8 +238,9 @@ def compute(
 
     counts = np.zeros(len(cells), dtype=np.int64)
     lo, hi = bounds if bounds else (0.0, 1.0)
-    mid, half = (lo + hi) / 2.0, (hi - lo) / 2.0
-    sums = np.zeros(len(cells), dtype=np.float64)
+    mid, bound = dp._centre(lo, hi)
+    # Exact sums: float accumulation error would add to the sensitivity.
+    sums = [Fraction(0)] * len(cells)
     nval = np.zeros(len(cells), dtype=np.int64)
     for patient in sorted(per_patient):
         contribution = per_patient[patient]
@@ -251,18 +253,19 @@ def compute(
             vals = contribution[key]
             if mean and vals:
                 nval[i] += 1
-                sums[i] += min(hi, max(lo, math.fsum(vals) / len(vals))) - mid
+                sums[i] += Fraction(min(hi, max(lo, math.fsum(vals) / len(vals))) - mid)
 
     noisy_counts = counts + dp.discrete_laplace(count_scale, len(cells), rng=rng)
     half_width = dp.discrete_laplace_interval(count_scale)
     means = None
     if mean:
         eps_part = epsilon / 4.0
-        noisy_sums = dp.add_laplace(sums, cap * half, eps_part, rng=rng)
+        # One patient changes at most `cap` cells' sums, each by at most `bound`.
+        noisy_sums = dp.noisy_exact_sums(sums, cap * bound, eps_part, coordinates=cap, rng=rng)
         noisy_n = nval + dp.discrete_laplace(n_scale, len(cells), rng=rng)
         means = [
             None if n <= 0 else min(hi, max(lo, mid + s / n))
-            for s, n in zip(noisy_sums.tolist(), noisy_n.tolist(), strict=True)
+            for s, n in zip(noisy_sums, noisy_n.tolist(), strict=True)
         ]
 
     out_rows = []
