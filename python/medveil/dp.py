@@ -16,8 +16,12 @@ Two kinds of noise:
   on that grid, so every output is an exact multiple of ``g``. Rounding moves each value by
   at most ``g / 2``, so two neighbouring inputs may differ by ``sensitivity + g`` after
   rounding; the scale is therefore calibrated to ``(sensitivity + g) / epsilon``
-  (:func:`calibrated_scale`), which keeps the release ``epsilon``-DP. ``g`` is about
-  ``2^-40`` of the noise scale, so the extra noise is negligible.
+  (:func:`calibrated_scale`), which keeps the release ``epsilon``-DP; for a vector of which
+  one individual may change ``c`` coordinates it is ``(sensitivity + c g) / epsilon``.
+  ``g`` is about ``2^-40`` of the noise scale, so the extra noise is negligible.
+- Sums (:func:`noisy_sum`, :func:`noisy_mean`, :func:`noisy_exact_sums`) are computed
+  exactly (fractions) and rounded once to the grid: a float running sum's rounding error
+  could otherwise exceed the sensitivity the noise was calibrated for.
 
 The privacy unit is the patient: callers reduce data to one contribution per patient (or a
 stated cap per patient, which multiplies the sensitivity) before noise is added; the
