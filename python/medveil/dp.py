@@ -322,7 +322,8 @@ def noisy_value(
         raise ValueError("cannot add noise to NaN")
     clamped = min(upper, max(lower, v))
     # The clamped value moves by at most upper - lower, whatever sensitivity is claimed.
-    sens = min(_check_positive("sensitivity", sensitivity), upper - lower)
+    span = _ceil_double(Fraction(upper) - Fraction(lower))  # a float difference may round down
+    sens = min(_check_positive("sensitivity", sensitivity), span)
     return float(add_laplace([clamped], sens, epsilon)[0])
 
 
