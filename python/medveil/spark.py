@@ -29,7 +29,6 @@ import sqlite3
 import time
 import uuid
 import warnings
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,58 +323,74 @@ def deidentify_archive(
     records = output_uri.rstrip("/") + "/" + RECORDS
 
     t0 = time.perf_counter()
-    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-    listing = reader.load(input_uri)
+    listing = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(input_uri)
     n_files = len(listing.inputFiles())
     default = max(2 * spark.sparkContext.defaultParallelism, math.ceil(n_files / 256))
     with _file_partitioning(spark, max(1, partitions or default)):
         # The scan is planned here (partition boundaries are fixed once the RDD exists).
-        rdd = reader.load(input_uri).select("path", "content").rdd
+        rdd = listing.select("path", "content").rdd
     job = _Job(policy=policy, root=root, output=output_uri, secret=secret, secret_file=secret_file)
     results = rdd.mapPartitions(functools.partial(clean_partition, job))
     full = spark.createDataFrame(results, _schema()).persist(StorageLevel.MEMORY_AND_DISK)
 
+    # Job 1 runs the de-identification (and fills the cache); the others read the cache.
     names = [n for n, _ in CATALOG_COLUMNS]
     catalog = full.filter(F.col("status") == "written").select(*names, F.col("input_key"))
     catalog = catalog.withColumnRenamed("input_key", "source_key")
     catalog.write.mode("overwrite").parquet(records + "/catalog.parquet")
     summary_df = full.select(*[n for n, _ in SUMMARY_COLUMNS])
     summary_df.write.mode("overwrite").parquet(records + "/inputs.parquet")
-
     summary = RunSummary()
-    for status, count, b_in, b_out in (
-        full.groupBy("status").agg(F.count(F.lit(1)), F.sum("size_in"), F.sum("size_out")).collect()
-    ):
-        summary.files_in += count
-        summary.bytes_in += int(b_in or 0)
-        summary.bytes_out += int(b_out or 0)
-        setattr(summary, status, getattr(summary, status) + count)
-    summary.actions = Counter(
-        {
-            k: int(v)
-            for k, v in full.select(F.explode("actions"))
-            .groupBy("key")
-            .agg(F.sum("value"))
-            .collect()
-        }
-    )
+    quarantined: list[tuple[str, str]] = []
+    tally = full.select("input_key", "status", "reason", "size_in", "size_out", "actions")
+    for part in tally.rdd.mapPartitions(_tally).collect():
+        summary.files_in += part.files_in
+        summary.written += part.written
+        summary.skipped += part.skipped
+        summary.quarantined += part.quarantined
+        summary.bytes_in += part.bytes_in
+        summary.bytes_out += part.bytes_out
+        summary.actions.update(part.actions)
+        quarantined.extend(part.quarantine)
     summary.seconds = time.perf_counter() - t0
     if is_local_uri(output_uri):
-        _write_local_records(local_path(output_uri) / RECORDS, full, summary, sqlite)
+        folder = local_path(output_uri) / RECORDS
+        _write_local_records(folder, sorted(quarantined), summary)
+        if sqlite:
+            merge_sqlite(folder / "catalog.sqlite", full)
     return summary_df
 
 
-def _write_local_records(folder: Path, full: DataFrame, summary: RunSummary, sqlite: bool) -> None:
-    """quarantine.jsonl and summary.json as the local run writes them; the SQLite catalog."""
-    from pyspark.sql import functions as F
+@dataclass
+class _Tally(RunSummary):
+    """One partition's counts, and its quarantined (input key, reason) pairs."""
 
+    quarantine: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _tally(rows: Iterable[Any]) -> Iterator[_Tally]:
+    """Executor task: count one partition's results (a single small object per partition)."""
+    t = _Tally()
+    for key, status, reason, size_in, size_out, actions in rows:
+        t.files_in += 1
+        t.bytes_in += size_in or 0
+        t.bytes_out += size_out or 0
+        if status == "written":
+            t.written += 1
+            t.actions.update(actions or {})
+        elif status == "skipped":
+            t.skipped += 1
+        else:
+            t.quarantined += 1
+            t.quarantine.append((key, reason))
+    yield t
+
+
+def _write_local_records(
+    folder: Path, quarantined: list[tuple[str, str]], summary: RunSummary
+) -> None:
+    """quarantine.jsonl and summary.json, as the local run writes them."""
     folder.mkdir(parents=True, exist_ok=True)
-    quarantined = (
-        full.filter(F.col("status") == "quarantined")
-        .select("input_key", "reason")
-        .orderBy("input_key")
-        .toLocalIterator()
-    )
     tmp = folder / "quarantine.jsonl.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         for key, reason in quarantined:
@@ -385,8 +400,6 @@ def _write_local_records(folder: Path, full: DataFrame, summary: RunSummary, sql
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(dict(summary.to_json(), engine="spark"), f, indent=2)
     os.replace(tmp, folder / "summary.json")
-    if sqlite:
-        merge_sqlite(folder / "catalog.sqlite", full)
 
 
 def merge_sqlite(db_path: Path, full: DataFrame) -> None:
