@@ -20,8 +20,8 @@ struct Poly1305 {
     std::uint64_t pad0, pad1;
     std::uint8_t buf[16];
     std::size_t buf_len;
-    // r, r^2, r^3, r^4 in radix 2^26, filled on first use by the 4-way SIMD path.
-    std::uint32_t pow26[4][5];
+    // r, r^2, r^3, r^4, r^8 in radix 2^26, filled on first use by the 4-way SIMD path.
+    std::uint32_t pow26[5][5];
     bool have_pow26;
 };
 

@@ -2,7 +2,8 @@
 //
 // With n = 4J blocks m_0..m_{n-1}, h = sum_i m_i r^(n-i) = sum_k r^(4-k) A_k, where lane k
 // accumulates A_k = sum_j m_{4j+k} (r^4)^(J-1-j). So the loop is A = A * r^4 + M on all
-// four lanes, and the last step multiplies lane k by r^(4-k) instead and sums the lanes.
+// four lanes (run as two interleaved chains in r^8 to hide the multiply latency), and the
+// last step multiplies lane k by r^(4-k) instead and sums the lanes.
 // Numbers are held in radix 2^26 (five limbs, one 64-bit lane each) because
 // _mm256_mul_epu32 gives 32x32->64 products: limbs < 2^28 times 5 r < 2^29 summed five
 // times stay below 2^64. The running h of the scalar code enters lane 0 of the first
@@ -70,12 +71,13 @@ void mul26(const std::uint64_t a[5], const std::uint64_t b[5], std::uint64_t out
 }
 
 void make_powers(Poly1305& c) noexcept {
-    std::uint64_t p[4][5];
+    std::uint64_t p[5][5];
     to26(c.r0, c.r1, 0, p[0]);
     mul26(p[0], p[0], p[1]);
     mul26(p[1], p[0], p[2]);
     mul26(p[2], p[0], p[3]);
-    for (int i = 0; i < 4; ++i)
+    mul26(p[3], p[3], p[4]);  // r^8 for the two interleaved chains
+    for (int i = 0; i < 5; ++i)
         for (int j = 0; j < 5; ++j) c.pow26[i][j] = static_cast<std::uint32_t>(p[i][j]);
     c.have_pow26 = true;
     secure_wipe(p, sizeof p);
@@ -145,12 +147,14 @@ inline Vec5 load4(const std::uint8_t* m) noexcept {
 void poly1305_blocks_avx2(Poly1305& ctx, const std::uint8_t* msg, std::size_t groups) noexcept {
     if (groups == 0) return;
     if (!ctx.have_pow26) make_powers(ctx);
-    // Broadcast r^4 (and 5 r^4) for the loop; per-lane powers for the last step, in the
-    // (0, 2, 1, 3) lane order of load4: lane k needs r^(4-k).
-    __m256i r4[5], r4x5[5], rl[5], rlx5[5];
+    // Broadcast r^4 and r^8 (and 5 times each) for the loops; per-lane powers for the
+    // last step, in the (0, 2, 1, 3) lane order of load4: lane k needs r^(4-k).
+    __m256i r4[5], r4x5[5], r8[5], r8x5[5], rl[5], rlx5[5];
     for (int j = 0; j < 5; ++j) {
         r4[j] = _mm256_set1_epi64x(ctx.pow26[3][j]);
         r4x5[j] = _mm256_set1_epi64x(5LL * ctx.pow26[3][j]);
+        r8[j] = _mm256_set1_epi64x(ctx.pow26[4][j]);
+        r8x5[j] = _mm256_set1_epi64x(5LL * ctx.pow26[4][j]);
         rl[j] = _mm256_setr_epi64x(ctx.pow26[3][j], ctx.pow26[1][j], ctx.pow26[2][j],
                                    ctx.pow26[0][j]);
         rlx5[j] = _mm256_setr_epi64x(5LL * ctx.pow26[3][j], 5LL * ctx.pow26[1][j],
@@ -161,11 +165,37 @@ void poly1305_blocks_avx2(Poly1305& ctx, const std::uint8_t* msg, std::size_t gr
     Vec5 acc = load4(msg);
     for (int j = 0; j < 5; ++j)
         acc.v[j] = _mm256_add_epi64(acc.v[j], _mm256_setr_epi64x(static_cast<long long>(h[j]), 0, 0, 0));
-    for (std::size_t g = 1; g < groups; ++g) {
-        msg += 64;
+    msg += 64;
+    std::size_t left = groups - 1;
+    if (left % 2 == 1) {
         acc = mulmod(acc, r4, r4x5);
         const Vec5 m = load4(msg);
         for (int j = 0; j < 5; ++j) acc.v[j] = _mm256_add_epi64(acc.v[j], m.v[j]);
+        msg += 64;
+        --left;
+    }
+    if (left > 0) {
+        // The remaining 2P groups M_1..M_2P as two Horner chains in r^8, which the core
+        // runs side by side: acc <- acc r^8 + M_2t and odd <- odd r^8 + M_2t-1; at the
+        // end acc + odd r^4 is the single chain's acc r^(8P) + sum M_i r^(4(2P - i)).
+        Vec5 odd = load4(msg);
+        acc = mulmod(acc, r8, r8x5);
+        Vec5 m = load4(msg + 64);
+        for (int j = 0; j < 5; ++j) acc.v[j] = _mm256_add_epi64(acc.v[j], m.v[j]);
+        msg += 128;
+        for (left -= 2; left > 0; left -= 2) {
+            odd = mulmod(odd, r8, r8x5);
+            acc = mulmod(acc, r8, r8x5);
+            const Vec5 m1 = load4(msg);
+            const Vec5 m2 = load4(msg + 64);
+            for (int j = 0; j < 5; ++j) {
+                odd.v[j] = _mm256_add_epi64(odd.v[j], m1.v[j]);
+                acc.v[j] = _mm256_add_epi64(acc.v[j], m2.v[j]);
+            }
+            msg += 128;
+        }
+        odd = mulmod(odd, r4, r4x5);
+        for (int j = 0; j < 5; ++j) acc.v[j] = _mm256_add_epi64(acc.v[j], odd.v[j]);
     }
     acc = mulmod(acc, rl, rlx5);
     // Sum the four lanes limb by limb, then back to radix 2^64 for the scalar code.
@@ -185,11 +215,10 @@ void poly1305_blocks_avx2(Poly1305& ctx, const std::uint8_t* msg, std::size_t gr
     secure_wipe(h, sizeof h);
     secure_wipe(lanes, sizeof lanes);
     secure_wipe(&lo, sizeof lo);
-    for (int j = 0; j < 5; ++j) {
-        r4[j] = r4x5[j] = rl[j] = rlx5[j] = _mm256_setzero_si256();
-    }
     secure_wipe(r4, sizeof r4);
     secure_wipe(r4x5, sizeof r4x5);
+    secure_wipe(r8, sizeof r8);
+    secure_wipe(r8x5, sizeof r8x5);
     secure_wipe(rl, sizeof rl);
     secure_wipe(rlx5, sizeof rlx5);
 }
