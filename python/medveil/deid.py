@@ -13,25 +13,25 @@ import io
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
-from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.valuerep import PersonName
 
 from medveil import __version__
 from medveil.durable import atomic_write
 from medveil.errors import DicomInputError
-from medveil.peek import peek_int
+from medveil.peek import peek, peek_int
 from medveil.policy import CompiledPolicy, Policy
 from medveil.profile import (
     BASIC_PROFILE_CODE,
@@ -83,14 +83,19 @@ class DeidReport:
     """What the engine did to one dataset: actions by tag path, never values."""
 
     actions: Counter[str] = field(default_factory=Counter)
-    entries: list[tuple[str, str]] = field(default_factory=list)
+    taken: list[tuple[str, int, str]] = field(default_factory=list)
     date_offset_days: int = 0
     pixels: object | None = None
 
-    def add(self, path: str, action: str) -> None:
-        """Record one action taken at an element path."""
+    def add(self, path: str, tag: int, action: str) -> None:
+        """Record one action taken on element `tag` under the sequence path `path`."""
         self.actions[action] += 1
-        self.entries.append((path, action))
+        self.taken.append((path, tag, action))
+
+    @property
+    def entries(self) -> list[tuple[str, str]]:
+        """(element path, action) pairs, e.g. ('(0008,1140)[0]/(0008,1155)', 'U')."""
+        return [(path + _tag_text(tag), action) for path, tag, action in self.taken]
 
 
 def _vr_of(elem: object, tag: int) -> str:
@@ -101,6 +106,12 @@ def _vr_of(elem: object, tag: int) -> str:
         return dictionary_VR(tag).split(" or ")[0]
     except KeyError:
         return "UN"
+
+
+def _remove(ds: Dataset, tag: int) -> None:
+    # Straight from the element dict: Dataset.__delitem__ costs more than the whole
+    # decision for the hundreds of private elements a file can carry.
+    ds._dict.pop(tag, None)
 
 
 def _tag_text(tag: int) -> str:
@@ -117,54 +128,80 @@ def _empty(vr: str) -> object:
     return ""
 
 
+_NAME_KEYWORDS = (
+    "PatientName",
+    "OtherPatientNames",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
+)
+_ID_KEYWORDS = (
+    "PatientID",
+    "OtherPatientIDs",
+    "AccessionNumber",
+    "StudyID",
+    "MedicalRecordLocator",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+)
+_TERM_TAGS = tuple(tag_for_keyword(k) for k in (*_NAME_KEYWORDS, *_ID_KEYWORDS, "PatientBirthDate"))
+
+
+def _values(value: object) -> list[object]:
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, MultiValue)) else [value]
+
+
 class _PatientContext:
     """Per-dataset facts read before anything changes: offsets and identifying values."""
 
     def __init__(self, ds: Dataset, keyed: Keyed, policy: Policy) -> None:
-        self.patient_key = str(ds.get("PatientID", "") or "") or str(
-            ds.get("PatientName", "") or ""
-        )
+        self.patient_key = str(peek(ds, 0x00100020) or "") or str(peek(ds, 0x00100010) or "")
         self.offset = keyed.date_offset(self.patient_key, policy.shift_days)
         self._policy = policy
         self._regex: re.Pattern[str] | None = None
-        # Read now: the walk may empty these elements before any text needs cleaning.
-        self.terms = self.identifying_terms(ds)
+        self._ds = ds
+        # The walk may replace these elements before any text needs cleaning: keep the
+        # originals (raw elements are immutable; decoded ones are copied by value).
+        self._snapshot = {
+            tag: e if isinstance(e, RawDataElement) else e.value
+            for tag in _TERM_TAGS
+            if (e := ds._dict.get(tag)) is not None
+        }
+        self._terms: list[str] | None = None
+
+    @property
+    def terms(self) -> list[str]:
+        """The dataset's own identifying values, as text to remove from descriptions."""
+        if self._terms is None:
+            self._terms = self.identifying_terms(self._original)
+        return self._terms
+
+    def _original(self, keyword: str) -> object:
+        item = self._snapshot.get(tag_for_keyword(keyword))
+        if isinstance(item, RawDataElement):
+            return convert_raw_data_element(
+                item, encoding=self._ds._character_set, ds=self._ds
+            ).value
+        return item
 
     @staticmethod
-    def identifying_terms(ds: Dataset) -> list[str]:
+    def identifying_terms(get: Callable[[str], object]) -> list[str]:
+        """Name components, IDs and birth-date spellings, from a keyword lookup."""
         terms: list[str] = []
-        for kw in (
-            "PatientName",
-            "OtherPatientNames",
-            "PatientBirthName",
-            "PatientMotherBirthName",
-            "ReferringPhysicianName",
-            "PerformingPhysicianName",
-            "OperatorsName",
-        ):
-            val = ds.get(kw)
-            if val is None:
-                continue
-            for pn in val if isinstance(val, (list, MultiValue)) else [val]:
-                name = PersonName(pn) if not isinstance(pn, PersonName) else pn
-                for comp in re.split(r"[\^= ,]+", str(name)):
+        for kw in _NAME_KEYWORDS:
+            for pn in _values(get(kw)):
+                for comp in re.split(r"[\^= ,]+", str(pn)):
                     if len(comp) >= 2:
                         terms.append(comp)
-        for kw in (
-            "PatientID",
-            "OtherPatientIDs",
-            "AccessionNumber",
-            "StudyID",
-            "MedicalRecordLocator",
-            "PatientAddress",
-            "PatientTelephoneNumbers",
-        ):
-            val = ds.get(kw)
-            if val:
-                for v in val if isinstance(val, (list, MultiValue)) else [val]:
-                    if len(str(v).strip()) >= 2:
-                        terms.append(str(v).strip())
-        bd = str(ds.get("PatientBirthDate", "") or "")
+        for kw in _ID_KEYWORDS:
+            for v in _values(get(kw)):
+                if len(str(v).strip()) >= 2:
+                    terms.append(str(v).strip())
+        bd = str(get("PatientBirthDate") or "")
         if len(bd) == 8 and bd.isdigit():
             try:
                 d = _dt.date(int(bd[:4]), int(bd[4:6]), int(bd[6:]))
@@ -268,7 +305,7 @@ class Deidentifier:
                     private.append(tag)
                     continue
                 if tag & 0xFFFF == 0 and group != 2:
-                    del ds[tag]  # group lengths are stale after any change
+                    _remove(ds, tag)  # group lengths are stale after any change
                     continue
                 rule = compiled.rule_for(tag)
                 if rule is None:
@@ -283,14 +320,14 @@ class Deidentifier:
     ) -> None:
         compiled = self.compiled
         if not compiled.keep_unknown and tag not in compiled.allow and tag >> 16 != 2:
-            del ds[tag]
-            report.add(path + _tag_text(tag), "X")
+            _remove(ds, tag)
+            report.add(path, tag, "X")
             return
         vr = _vr_of(ds._dict[tag], tag)
         if vr == "SQ":
             self._recurse(ds, tag, ctx, report, path)
         elif vr in ("DA", "DT") and compiled.shift_dates:
-            self._shift(ds[tag], ctx, report, path + _tag_text(tag))
+            self._shift(ds[tag], ctx, report, path, tag)
 
     def _recurse(
         self, ds: Dataset, tag: int, ctx: _PatientContext, report: DeidReport, path: str
@@ -306,14 +343,18 @@ class Deidentifier:
         self, ds: Dataset, tag: int, rule: Rule, ctx: _PatientContext, report: DeidReport, path: str
     ) -> None:
         action = rule.action
-        where = path + _tag_text(tag)
         if action == "K":
             if _vr_of(ds._dict[tag], tag) == "SQ":
                 self._recurse(ds, tag, ctx, report, path)
             return
         if action == "X":
-            del ds[tag]
-            report.add(where, "X")
+            _remove(ds, tag)
+            report.add(path, tag, "X")
+            return
+        raw = ds._dict[tag]
+        if isinstance(raw, RawDataElement) and self._act_raw(
+            ds, tag, raw, rule, action, report, path
+        ):
             return
         elem = ds[tag]
         vr = elem.VR
@@ -326,8 +367,8 @@ class Deidentifier:
                 mode=self.policy.combined_codes,
             )
             if action == "X":
-                del ds[tag]
-                report.add(where, "X")
+                _remove(ds, tag)
+                report.add(path, tag, "X")
                 return
             if action == "K":
                 self._recurse(ds, tag, ctx, report, path)
@@ -344,7 +385,58 @@ class Deidentifier:
             self._pseudonym(elem, rule)
         else:
             self._policy_action(elem, rule, action)
-        report.add(where, action)
+        report.add(path, tag, action)
+
+    def _act_raw(
+        self,
+        ds: Dataset,
+        tag: int,
+        raw: RawDataElement,
+        rule: Rule,
+        action: str,
+        report: DeidReport,
+        path: str,
+    ) -> bool:
+        """Z, D and U straight from the raw bytes, without decoding the old value.
+
+        Returns False when the element needs the general path (sequences, UN, C, ...).
+        """
+        vr = _vr_of(raw, tag)
+        if vr in ("SQ", "UN") or (action not in ("Z", "D", "U") and action not in COMBINED_ACTIONS):
+            return False
+        value = raw.value
+        empty = not value or not bytes(value).strip(b"\x00 ")
+        if action in COMBINED_ACTIONS:
+            action = resolve_combined(
+                action,
+                vr=vr,
+                in_std_comp_iod=rule.in_std_comp_iod,
+                empty=empty,
+                mode=self.policy.combined_codes,
+            )
+            if action == "X":
+                _remove(ds, tag)
+                report.add(path, tag, "X")
+                return True
+            if action not in ("Z", "D", "U"):
+                return False
+        if action == "D" and vr == "UI":
+            action = "U"
+        if action == "Z":
+            ds._dict[tag] = DataElement(tag, vr, _empty(vr))
+        elif action == "D":
+            if not empty:
+                dummy = b"\x00\x00" if vr in BYTES_VRS else DUMMY.get(vr, "")
+                ds._dict[tag] = DataElement(tag, vr, dummy)
+        elif vr == "UI":
+            if not empty:
+                uids = bytes(value).decode("ascii", "replace").strip("\x00 ").split("\\")
+                new = [u if is_well_known_uid(u) else self.keyed.uid(u) for u in uids]
+                ds._dict[tag] = DataElement(tag, "UI", new if len(new) > 1 else new[0])
+        else:
+            return False
+        report.add(path, tag, action)
+        return True
 
     # ------------------------------------------------------------------ actions
     def _dummy(self, elem: DataElement) -> None:
@@ -411,7 +503,7 @@ class Deidentifier:
             self._recurse(ds, tag, ctx, report, path)
         elif vr in ("DA", "DT"):
             if self.compiled.shift_dates:
-                self._shift(elem, ctx, report, path + _tag_text(tag))
+                self._shift(elem, ctx, report, path, tag)
             elif not self.compiled.full_dates:
                 elem.value = _empty(vr)
         elif vr == "TM":
@@ -429,7 +521,7 @@ class Deidentifier:
             elem.value = _empty(vr)
 
     def _shift(
-        self, elem: DataElement, ctx: _PatientContext, report: DeidReport, where: str
+        self, elem: DataElement, ctx: _PatientContext, report: DeidReport, path: str, tag: int
     ) -> None:
         if elem.is_empty:
             return
@@ -440,7 +532,7 @@ class Deidentifier:
             shifted = shift_date_value(str(v), ctx.offset, elem.VR)
             if shifted is None:
                 # A date we cannot parse cannot be shifted for sure: it is removed.
-                report.add(where, "date-unparseable-emptied")
+                report.add(path, tag, "date-unparseable-emptied")
                 shifted = ""
             out.append(shifted)
         elem.value = out if len(out) > 1 else out[0]
@@ -472,8 +564,8 @@ class Deidentifier:
             rule = self.compiled.private_overrides.get(key) if creator is not None else None
             if rule is not None:
                 if rule.action == "X":
-                    del ds[tag]
-                    report.add(path + _tag_text(tag), "X")
+                    _remove(ds, tag)
+                    report.add(path, tag, "X")
                     continue
                 keep_blocks.add((group, block))
                 if rule.action != "K":
@@ -481,18 +573,22 @@ class Deidentifier:
                 continue
             if creator is not None and key in self._safe_private:
                 keep_blocks.add((group, block))
-                report.add(path + _tag_text(tag), "K-safe-private")
+                report.add(path, tag, "K-safe-private")
                 continue
-            del ds[tag]
-            report.add(path + _tag_text(tag), "X")
+            _remove(ds, tag)
+            report.add(path, tag, "X")
         for tag in tags:
             group, elem_no = tag >> 16, tag & 0xFFFF
             if elem_no >= 0x1000:
                 continue
             if 0x0010 <= elem_no <= 0x00FF and (group, elem_no) in keep_blocks:
                 continue
-            del ds[tag]
-            report.add(path + _tag_text(tag), "X")
+            _remove(ds, tag)
+            report.add(path, tag, "X")
+        # pydicom caches private blocks by creator; elements were removed behind its back.
+        blocks = getattr(ds, "_private_blocks", None)
+        if blocks:
+            blocks.clear()
 
     # ------------------------------------------------------------------ finishing
     def _cap_age(self, ds: Dataset, report: DeidReport) -> None:
@@ -502,14 +598,14 @@ class Deidentifier:
         m = re.fullmatch(r"(\d{3})([DWMY])", str(age).strip())
         if m is None:
             ds.PatientAge = ""
-            report.add("(0010,1010)", "age-unparseable-emptied")
+            report.add("", 0x00101010, "age-unparseable-emptied")
             return
         n, unit = int(m.group(1)), m.group(2)
         years = n / {"D": 365.25, "W": 52.18, "M": 12, "Y": 1}[unit]
         if years > 89:
             # HIPAA Safe Harbor: ages over 89 are aggregated into one category.
             ds.PatientAge = "090Y"
-            report.add("(0010,1010)", "age-capped")
+            report.add("", 0x00101010, "age-capped")
 
     def _marks(self) -> Dataset:
         """The elements that say how this dataset was de-identified (built once)."""
