@@ -152,3 +152,28 @@ def test_element_at_is_the_innermost_containing_span(data) -> None:
     containing = [sp for sp in lay.spans if sp.start <= start and end <= sp.end]
     best = min(containing, key=lambda sp: sp.end - sp.start, default=None)
     assert lay.element_at(start, end) == best
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("path", _bundled_files(), ids=lambda p: p.rsplit("/", 1)[-1])
+def test_every_learned_element_is_found_in_its_own_original(path: str) -> None:
+    """Completeness: verifying a file against itself reports every element it learned from
+    (learning and searching normalise the same way, at every depth, in every syntax)."""
+    from pathlib import Path
+
+    from medveil.verify import verify_archive
+    from medveil.verify.values import classify, element_texts, learn, normalize
+    from pydicom.datadict import keyword_for_tag
+
+    index = learn([Path(path)])
+    if not index.originals:
+        pytest.skip("not an original the verifier can learn from")
+    ds = dcmread(path, force=True)
+    expected = set()
+    for p, e, _priv in [*walk(ds.file_meta), *walk(ds)]:
+        kind = classify(int(e.tag), e.VR, keyword_for_tag(e.tag) or "")
+        texts = [normalize(t) for t in element_texts(e)] if kind else []
+        if any(t in index.values for t in texts) and e.VR not in ("IS", "DS"):
+            expected.add(p)
+    found = {x.path for x in verify_archive(path, path).findings}
+    assert expected <= found

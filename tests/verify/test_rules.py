@@ -175,3 +175,17 @@ def test_private_dates_are_dates(tmp_path: Path) -> None:
     out = f.save(ds, tmp_path / "out" / "o.dcm")
     found = [(x.category, x.path, x.kind) for x in verify_archive(originals, out).findings]
     assert found == [("private", "(0025,1007)", "dates")]
+
+
+def test_long_values_are_cut_at_a_word_break(tmp_path: Path) -> None:
+    """A 3 KB private note is searched by its first ~1 KiB, cut where a match can end."""
+    note = " ".join(f"word{i:04d}" for i in range(400))  # 3.6 KB, no break at 1024
+    orig = f.original()
+    orig.private_block(0x0027, "FAKE NOTES", create=True).add_new(0x01, "LT", note)
+    originals = f.save(orig, tmp_path / "orig" / "o.dcm")
+    (value,) = [v for v in learn([originals]).values if v.startswith("word0000")]
+    assert 512 < len(value) <= 1024 and note.startswith(value) and note[len(value)] == " "
+    ds = f.clean_output()
+    ds.ImageComments = note
+    out = f.save(ds, tmp_path / "out" / "o.dcm")
+    assert [x.path for x in verify_archive(originals, out).findings] == ["(0020,4000)"]

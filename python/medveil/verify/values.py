@@ -144,7 +144,7 @@ _DATE_RE = re.compile(r"(?<!\d)(\d{4})\.?(\d{2})\.?(\d{2})(?!\d)")
 _BENIGN_KEYWORDS = frozenset(
     {"Manufacturer", "ManufacturerModelName", "SoftwareVersions", "ImplementationVersionName"}
 )
-# Longer values are truncated: a shared 1 KiB prefix is a leak on its own.
+# Longer values are cut (before a word break): a shared 1 KiB prefix is a leak on its own.
 MAX_VALUE_CHARS = 1024
 _MAX_SPELLINGS = 4
 _MAX_SOURCES = 16
@@ -295,7 +295,7 @@ class ValueIndex:
 
     def add(self, text: str, kind: str, source: str, *, strict: bool, component: bool) -> None:
         """Record one value under the counting rule; shorter or common values are skipped."""
-        norm = normalize(text)[:MAX_VALUE_CHARS]
+        norm = _cut(normalize(text))
         if not norm:
             return
         if not strict and (
@@ -313,9 +313,23 @@ class ValueIndex:
         if len(cur.sources) < _MAX_SOURCES:  # enough to point at originals, bounded memory
             cur.sources.add(source)
         if len(cur.spellings) < _MAX_SPELLINGS:
-            cur.spellings.add(text.replace("^", " ").strip(" \x00\t\r\n")[:MAX_VALUE_CHARS])
+            cur.spellings.add(_cut(text.replace("^", " ").strip(" \x00\t\r\n")))
         if KINDS.index(kind) < KINDS.index(cur.kind):
             cur.kind = kind
+
+
+def _cut(text: str) -> str:
+    """At most MAX_VALUE_CHARS, cut before a non-alphanumeric character.
+
+    Matches must end on a word boundary, so a prefix that stops inside a word would never
+    match the text it was cut from.
+    """
+    if len(text) <= MAX_VALUE_CHARS:
+        return text
+    k = MAX_VALUE_CHARS
+    while k > MAX_VALUE_CHARS // 2 and text[k].isalnum():
+        k -= 1
+    return text[:k]
 
 
 def _pn_parts(text: str) -> list[tuple[str, bool]]:
