@@ -78,3 +78,18 @@ def test_unknown_engine_is_rejected() -> None:
 
     with pytest.raises(ValueError, match="engine"):
         make_matcher(["abcd"], engine="grep")
+
+
+def test_without_pyahocorasick_auto_falls_back_and_aho_is_a_usage_error(
+    monkeypatch, tmp_path, capsys
+) -> None:
+    from medveil.cli.main import main
+    from medveil.verify import matcher
+
+    monkeypatch.setattr(matcher, "_ahocorasick", None)
+    assert isinstance(matcher.make_matcher(["abcd"]), RegexMatcher)
+    with pytest.raises(ImportError, match="verify-fast"):
+        matcher.make_matcher(["abcd"], engine="aho")
+    (tmp_path / "a").write_bytes(b"x")
+    assert main(["verify", "--engine", "aho", str(tmp_path / "a"), str(tmp_path / "a")]) == 2
+    assert "verify-fast" in capsys.readouterr().err
