@@ -572,9 +572,10 @@ def decrypt(
     file_key = _unwrap(stanzas, secrets_, _as_bytes(passphrase))
     if not hmac.compare_digest(_header_mac(file_key, covered), mac):
         raise AuthenticationError("age header MAC mismatch: the header was modified")
-    nonce = reader.read(16)
-    if len(nonce) != 16:
+    nonce_buf = bytearray(16)
+    if _read_full(reader, memoryview(nonce_buf)) != 16:
         raise AuthenticationError("age payload truncated: no payload nonce")
+    nonce = bytes(nonce_buf)
     _run_payload(reader, writer, _hkdf(file_key, nonce, b"payload"), threads, progress, False)
 
 
