@@ -20,3 +20,21 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.param
     finally:
         medveil.set_backend(before)
+
+
+def bundled_test_files() -> list[str]:
+    """Every test file shipped inside pydicom itself (never the downloadable extras).
+
+    pydicom.data.get_testdata_files() also tries to download pydicom-data's files, with
+    retries, which stalls a machine without access to GitHub.
+    """
+    import os
+
+    from pydicom.data import DATA_ROOT
+
+    folder = os.path.join(DATA_ROOT, "test_files")
+    return sorted(
+        os.path.join(folder, f)
+        for f in os.listdir(folder)
+        if os.path.isfile(os.path.join(folder, f))
+    )

@@ -14,10 +14,12 @@ from medveil.errors import MedveilError
 from medveil.policy import Policy
 from medveil.profile import Option
 from medveil.pseudonyms import Keyed
-from pydicom.data import get_testdata_file, get_testdata_files
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
+
+from tests.conftest import bundled_test_files
 
 from .conftest import OTHER_SECRET, SECRET
 
@@ -226,7 +228,7 @@ def test_every_pydicom_test_file_goes_through() -> None:
     done = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        files = get_testdata_files("*")
+        files = bundled_test_files()
         for path in files:
             try:
                 ds = read_dataset(path, path)

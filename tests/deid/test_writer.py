@@ -9,7 +9,9 @@ from medveil.deid import Deidentifier, read_dataset, write_dataset
 from medveil.errors import DicomInputError, MedveilError
 from medveil.policy import Policy
 from medveil.writer import fast_write, prepare_meta
-from pydicom.data import get_testdata_files
+from pydicom.data import get_testdata_file
+
+from tests.conftest import bundled_test_files
 
 from .conftest import SECRET
 
@@ -19,7 +21,7 @@ def test_fast_writer_matches_pydicom_on_every_test_file() -> None:
     same = generic = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for path in get_testdata_files("*"):
+        for path in bundled_test_files():
             try:
                 a, b = read_dataset(path, path), read_dataset(path, path)
                 engine.apply(a)
@@ -41,7 +43,7 @@ def test_fast_writer_matches_pydicom_on_every_test_file() -> None:
 
 
 def test_preamble_is_zeroed(tmp_path) -> None:
-    path = get_testdata_files("CT_small.dcm")[0]
+    path = get_testdata_file("CT_small.dcm")
     ds = read_dataset(path, path)
     ds.preamble = b"SECRET" * 21 + b"XX"
     Deidentifier(Policy(), SECRET).apply(ds)
@@ -53,7 +55,7 @@ def test_preamble_is_zeroed(tmp_path) -> None:
 
 @pytest.mark.parametrize("name", ["image_dfl.dcm"])
 def test_deflated_goes_to_generic_writer(name) -> None:
-    path = get_testdata_files(name)[0]
+    path = get_testdata_file(name)
     ds = read_dataset(path, path)
     Deidentifier(Policy(allow_unmatched_burned_in=True), SECRET).apply(ds)
     prepare_meta(ds)
