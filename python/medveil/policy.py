@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
 from pydicom.datadict import dictionary_VR, keyword_dict, keyword_for_tag, tag_for_keyword
 
 from medveil.errors import PolicyError
@@ -51,6 +51,11 @@ from medveil.profile import (
     parse_tag_pattern,
     table_rows,
 )
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 has the same parser as the tomli backport
+    import tomli as tomllib
 
 DEFAULT_OPTIONS = (
     Option.RETAIN_LONGITUDINAL_MODIFIED_DATES,
