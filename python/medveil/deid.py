@@ -108,6 +108,14 @@ def _vr_of(elem: object, tag: int) -> str:
         return "UN"
 
 
+def _in_dictionary(tag: int) -> bool:
+    try:
+        dictionary_VR(tag)
+    except KeyError:
+        return False
+    return True
+
+
 def _remove(ds: Dataset, tag: int) -> None:
     # Straight from the element dict: Dataset.__delitem__ costs more than the whole
     # decision for the hundreds of private elements a file can carry.
@@ -322,6 +330,12 @@ class Deidentifier:
         if not compiled.keep_unknown and tag not in compiled.allow and tag >> 16 != 2:
             _remove(ds, tag)
             report.add(path, tag, "X")
+            return
+        if not _in_dictionary(tag):
+            # An even tag the standard does not define is a misparse or a vendor abuse:
+            # nobody can say what it holds, so it is not released.
+            _remove(ds, tag)
+            report.add(path, tag, "X-undefined-tag")
             return
         vr = _vr_of(ds._dict[tag], tag)
         if vr == "SQ":

@@ -252,3 +252,12 @@ def test_ct_small_roundtrip_keeps_pixels() -> None:
     assert back.PixelData == original.PixelData
     assert back.ImagePositionPatient == original.ImagePositionPatient
     assert back.PatientName != original.PatientName
+
+
+def test_undefined_even_tags_are_removed() -> None:
+    ds = planted_dataset()
+    ds.add_new(0x08200500, "UN", b"Zyxwvut^Henrietta MRN-48213-X")  # not in the dictionary
+    ds.add_new(0x00181030, "LO", "protocol")  # defined: its own rule decides
+    report = Deidentifier(HEADER_ONLY, SECRET).apply(ds)
+    assert 0x08200500 not in ds
+    assert ("(0820,0500)", "X-undefined-tag") in report.entries
