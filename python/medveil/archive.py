@@ -191,6 +191,7 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
                     "size_in": result.size_in,
                     "row": result.row,
                     "actions": result.actions,
+                    "pixels": result.pixels,
                 }
             )
         batch.commit()
@@ -234,6 +235,8 @@ class RunRecords:
         )
         self.db.commit()
         self._last_commit = time.monotonic()
+        # What the pixel cleaner did per written file (no PHI), for `medveil qa`.
+        self.pixel_log = open(self.dir / "pixels.jsonl", "a", encoding="utf-8")
 
     def done_keys(self) -> set[str]:
         """Keys of inputs finished by an earlier (interrupted) run."""
@@ -251,6 +254,8 @@ class RunRecords:
                 f"({', '.join('?' * (len(names) + 1))})",
                 [row[n] for n in names] + [key],
             )
+        if result.get("pixels"):
+            self.pixel_log.write(json.dumps(result["pixels"]) + "\n")
         self.db.execute(
             "INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?)",
             (key, result["status"], result.get("reason"), result.get("size_in", 0)),
@@ -262,6 +267,7 @@ class RunRecords:
     def finish(self, summary: RunSummary) -> None:
         """Commit the catalog and write the quarantine list and the summary (no PHI)."""
         self.db.commit()
+        self.pixel_log.close()
         rows = self.db.execute(
             "SELECT source_key, reason FROM inputs WHERE status = 'quarantined' ORDER BY source_key"
         ).fetchall()

@@ -31,6 +31,7 @@ class CleanResult:
     relpath: str = ""
     row: dict[str, object] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
+    pixels: dict[str, object] | None = None  # the pixel cleaner's record, for pixels.jsonl
 
 
 def looks_like_dicom(head: bytes) -> bool:
@@ -126,6 +127,14 @@ def clean_instance(engine: Deidentifier, raw: bytes, name: str = "input") -> Cle
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
         return CleanResult("quarantined", f"{type(exc).__name__}: {exc}"[:300], size_in)
     relpath = output_relpath(ds)
+    pixels = report.pixels.record(relpath) if report.pixels is not None else None
     return CleanResult(
-        "written", "", size_in, data, relpath, catalog_row(ds, relpath, data), dict(report.actions)
+        "written",
+        "",
+        size_in,
+        data,
+        relpath,
+        catalog_row(ds, relpath, data),
+        dict(report.actions),
+        pixels,  # type: ignore[arg-type]
     )

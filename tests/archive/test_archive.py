@@ -68,6 +68,12 @@ def test_end_to_end_accounts_for_every_input(demo, tmp_path) -> None:
     assert {r[2] for r in rows} == {"65-69", "90+"}
     for _pid, _mod, _age, rel, digest in rows:
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest
+    pixel_lines = [
+        json.loads(x) for x in (out / ".medveil" / "pixels.jsonl").read_text().splitlines()
+    ]
+    fired = {p["path"]: p["rules"] for p in pixel_lines}
+    us_paths = {r[3] for r in rows if r[1] == "US"}
+    assert len(us_paths) == 2 and all(fired[p] == ["demo-us-top-band"] for p in us_paths)
     summary_json = json.loads((out / ".medveil" / "summary.json").read_text())
     assert summary_json["written"] == 14
     # The secret never lands in the output tree.
