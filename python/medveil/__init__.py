@@ -16,9 +16,30 @@ except ImportError as exc:  # pragma: no cover - only hit on a broken install
 from medveil.backend import cpu_features, set_backend
 from medveil.masking import fix_unused_bits, mask_regions
 
+# The engine and the archive run import pydicom; load them on first use so that the
+# kernels stay a light import.
+_LAZY = {
+    "Deidentifier": "medveil.deid",
+    "Policy": "medveil.policy",
+    "deidentify_archive": "medveil.archive",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Load the engine, policy and archive API on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'medveil' has no attribute {name!r}")
+
+
 __all__ = [
+    "Deidentifier",
+    "Policy",
     "__version__",
     "cpu_features",
+    "deidentify_archive",
     "fix_unused_bits",
     "mask_regions",
     "set_backend",
