@@ -643,6 +643,11 @@ class Gateway:
         with self._idle:
             while self._in_flight and time.monotonic() < deadline:
                 self._idle.wait(0.1)
+        # Callers get 0xA700 for anything new and usually release; give them a moment
+        # before cutting the associations that are left.
+        grace = time.monotonic() + min(10.0, max(0.0, deadline - time.monotonic()))
+        while self._ae.active_associations and time.monotonic() < grace:
+            time.sleep(0.05)
         for assoc in list(self._ae.active_associations):
             assoc.abort()
         if self.forwarder is not None:
