@@ -12,16 +12,16 @@ import io
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import pydicom
+from medveil.deid import Deidentifier
+from medveil.policy import Policy
+from medveil.profile import Option
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
-
-from medveil.deid import Deidentifier
-from medveil.policy import Policy
-from medveil.profile import Option
 
 
 def nested_dataset() -> bytes:
@@ -60,8 +60,8 @@ def nested_dataset() -> bytes:
 def corpus() -> dict[str, bytes]:
     """The datasets benchmarked, as file bytes."""
     return {
-        "CT (pydicom CT_small)": open(get_testdata_file("CT_small.dcm"), "rb").read(),
-        "MR (pydicom MR_small)": open(get_testdata_file("MR_small.dcm"), "rb").read(),
+        "CT (pydicom CT_small)": Path(get_testdata_file("CT_small.dcm")).read_bytes(),
+        "MR (pydicom MR_small)": Path(get_testdata_file("MR_small.dcm")).read_bytes(),
         "SR-like, ~2,000 nested elements": nested_dataset(),
     }
 
@@ -88,7 +88,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    header_only = Policy(options=tuple(o for o in Policy().options if o is not Option.CLEAN_PIXEL_DATA))
+    header_only = Policy(
+        options=tuple(o for o in Policy().options if o is not Option.CLEAN_PIXEL_DATA)
+    )
     engine = Deidentifier(header_only, bytes(range(32)))
     tools: dict[str, Callable[[Dataset], object]] = {"medveil": engine.apply}
     try:
@@ -100,7 +102,9 @@ def main() -> None:
     try:
         from deid.dicom import replace_identifiers
 
-        tools["pydicom/deid"] = lambda ds: replace_identifiers([ds], save=False, remove_private=True)
+        tools["pydicom/deid"] = lambda ds: replace_identifiers(
+            [ds], save=False, remove_private=True
+        )
     except ImportError:
         print("deid not installed: skipped")
     print(f"{'dataset':34} {'tool':14} {'ms/dataset':>10} {'medveil x faster':>17}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import medveil
 import pydicom
 from pydicom.data import get_testdata_file
@@ -15,6 +17,6 @@ def test_readme_example_runs(tmp_path) -> None:
     ds.save_as(tmp_path / "ct-deid.dcm")
     src = tmp_path / "export"
     src.mkdir()
-    (src / "ct.dcm").write_bytes(open(get_testdata_file("CT_small.dcm"), "rb").read())
+    (src / "ct.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
     summary = medveil.deidentify_archive(src, tmp_path / "release", secret=secret, workers=1)
     assert (summary.written, summary.exit_code) == (1, 0)
