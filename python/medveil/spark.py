@@ -23,7 +23,6 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import os
 import sqlite3
 import time
@@ -54,9 +53,6 @@ SUMMARY_COLUMNS = (
 # Outputs made durable together (one syncfs) per batch on an executor, like the local run.
 BATCH_FILES = 64
 BATCH_BYTES = 64 << 20
-# Each file counts as this many bytes when Spark packs files into partitions, so that
-# partitions hold about the same number of files (the cost is mostly per file).
-_OPEN_COST = 1 << 32
 _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
@@ -227,24 +223,25 @@ def _qualify(spark: SparkSession, uri: str) -> tuple[str, bool]:
 
 
 @contextlib.contextmanager
-def _file_partitioning(spark: SparkSession, partitions: int) -> Iterator[None]:
-    """Make Spark's file scan plan about `partitions` partitions of equal file counts."""
-    wanted = {
-        "spark.sql.files.minPartitionNum": str(partitions),
-        "spark.sql.files.maxPartitionBytes": str(1 << 62),
-        "spark.sql.files.openCostInBytes": str(_OPEN_COST),
-    }
-    before = {k: spark.conf.get(k, None) for k in wanted}
-    for k, v in wanted.items():
-        spark.conf.set(k, v)
+def _file_partitioning(spark: SparkSession, partitions: int | None) -> Iterator[None]:
+    """Ask Spark's file scan for at least `partitions` partitions while it is planned.
+
+    Spark packs files into partitions counting each as its size plus
+    ``spark.sql.files.openCostInBytes`` (4 MB by default), up to
+    ``spark.sql.files.maxPartitionBytes``: partitions hold about equal work whether files
+    are many and small or few and large. Only the minimum count is changed here.
+    """
+    key = "spark.sql.files.minPartitionNum"
+    before = spark.conf.get(key, None)
+    if partitions:
+        spark.conf.set(key, str(partitions))
     try:
         yield
     finally:
-        for k, v in before.items():
-            if v is None:
-                spark.conf.unset(k)
-            else:
-                spark.conf.set(k, v)
+        if partitions and before is None:
+            spark.conf.unset(key)
+        elif partitions:
+            spark.conf.set(key, before)
 
 
 def _check_output(output_uri: str, input_root: str, overwrite: bool) -> None:
@@ -294,7 +291,8 @@ def deidentify_archive(
     ``size_in`` and ``size_out``. The catalog goes to ``OUTPUT/.medveil/catalog.parquet``,
     the per-file results to ``OUTPUT/.medveil/inputs.parquet``; for a local output also
     ``quarantine.jsonl`` and ``summary.json``, and with ``sqlite=True`` the local run's
-    ``catalog.sqlite`` (merged into an existing one).
+    ``catalog.sqlite`` (merged into an existing one). ``partitions`` asks Spark for at least
+    that many tasks (default: Spark's own packing of the files, see _file_partitioning).
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -324,9 +322,7 @@ def deidentify_archive(
 
     t0 = time.perf_counter()
     listing = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(input_uri)
-    n_files = len(listing.inputFiles())
-    default = max(2 * spark.sparkContext.defaultParallelism, math.ceil(n_files / 256))
-    with _file_partitioning(spark, max(1, partitions or default)):
+    with _file_partitioning(spark, partitions):
         # The scan is planned here (partition boundaries are fixed once the RDD exists).
         rdd = listing.select("path", "content").rdd
     job = _Job(policy=policy, root=root, output=output_uri, secret=secret, secret_file=secret_file)
