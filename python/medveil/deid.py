@@ -98,22 +98,33 @@ class DeidReport:
         return [(path + _tag_text(tag), action) for path, tag, action in self.taken]
 
 
+_DICT_VR: dict[int, str | None] = {}
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    """The tag's first dictionary VR, or None if the standard does not define it (memoised)."""
+    try:
+        return _DICT_VR[tag]
+    except KeyError:
+        pass
+    try:
+        vr: str | None = dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        vr = None
+    if len(_DICT_VR) < 100_000:
+        _DICT_VR[tag] = vr
+    return vr
+
+
 def _vr_of(elem: object, tag: int) -> str:
     vr = getattr(elem, "VR", None)
     if vr:
         return str(vr)
-    try:
-        return dictionary_VR(tag).split(" or ")[0]
-    except KeyError:
-        return "UN"
+    return _dictionary_vr(tag) or "UN"
 
 
 def _in_dictionary(tag: int) -> bool:
-    try:
-        dictionary_VR(tag)
-    except KeyError:
-        return False
-    return True
+    return _dictionary_vr(tag) is not None
 
 
 def _remove(ds: Dataset, tag: int) -> None:
@@ -367,7 +378,7 @@ class Deidentifier:
             return
         raw = ds._dict[tag]
         if isinstance(raw, RawDataElement) and self._act_raw(
-            ds, tag, raw, rule, action, report, path
+            ds, tag, raw, rule, action, report, path, ctx.offset
         ):
             return
         elem = ds[tag]
@@ -410,12 +421,18 @@ class Deidentifier:
         action: str,
         report: DeidReport,
         path: str,
+        offset: int,
     ) -> bool:
         """Z, D and U straight from the raw bytes, without decoding the old value.
 
         Returns False when the element needs the general path (sequences, UN, C, ...).
         """
         vr = _vr_of(raw, tag)
+        if action == "C" and vr == "TM":
+            report.add(path, tag, "C")  # whole-day shifts leave times of day as they were
+            return True
+        if action == "C" and vr in ("DA", "DT") and self.compiled.shift_dates and raw.value:
+            return self._shift_raw(ds, tag, raw, vr, report, path, offset)
         if vr in ("SQ", "UN") or (action not in ("Z", "D", "U") and action not in COMBINED_ACTIONS):
             return False
         value = raw.value
@@ -450,6 +467,32 @@ class Deidentifier:
         else:
             return False
         report.add(path, tag, action)
+        return True
+
+    def _shift_raw(
+        self,
+        ds: Dataset,
+        tag: int,
+        raw: RawDataElement,
+        vr: str,
+        report: DeidReport,
+        path: str,
+        offset: int,
+    ) -> bool:
+        """Shift a DA/DT value read straight from its (ASCII) bytes."""
+        try:
+            text = bytes(raw.value).decode("ascii").strip("\x00 ")
+        except UnicodeDecodeError:
+            return False
+        out = []
+        for v in text.split("\\"):
+            shifted = shift_date_value(v, offset, vr)
+            if shifted is None:
+                report.add(path, tag, "date-unparseable-emptied")
+                shifted = ""
+            out.append(shifted)
+        ds._dict[tag] = DataElement(tag, vr, out if len(out) > 1 else out[0])
+        report.add(path, tag, "C")
         return True
 
     # ------------------------------------------------------------------ actions
