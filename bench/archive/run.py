@@ -368,7 +368,7 @@ def memory(args: argparse.Namespace, tools: Tools, work: Path) -> list[Run]:
             print(f"building {n} small files in {src} ...", file=sys.stderr)
             corpus_mod.build_memory(src, n)
         nfiles, nbytes = warm(src)
-        for name in ("medveil 1 worker", "medveil all workers"):
+        for name in args.memory_tools.split(","):
             r = run_one(name, f"{n} files", src, work, tools, nfiles, nbytes, args.timeout)
             runs.append(r)
             print(
@@ -394,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="runs per tool (best is reported)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds before a run is killed")
     ap.add_argument("--memory", help="instead: medveil's peak RSS on N,M small files")
+    ap.add_argument(
+        "--memory-tools",
+        default="medveil all workers",
+        help="with --memory: 'medveil 1 worker', 'medveil all workers' or both, comma-separated",
+    )
     ap.add_argument("--json", help="also write every run to this JSON file")
     args = ap.parse_args(argv)
     work = Path(args.work)
