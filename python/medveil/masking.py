@@ -101,7 +101,10 @@ def mask_regions(
     """
     if not isinstance(pixels, np.ndarray):
         raise TypeError(f"pixels must be a numpy array, not {type(pixels).__name__}")
-    _core.mask.mask_regions(pixels, _core_regions(regions), value, planar=planar)
+    if planar:
+        _core.mask.mask_regions(pixels, _core_regions(regions), value, planar=True)
+    else:  # pybind11 spends about a microsecond matching a keyword argument
+        _core.mask.mask_regions(pixels, _core_regions(regions), value)
 
 
 def fix_unused_bits(pixels: np.ndarray, bits_stored: int, signed: bool) -> None:
