@@ -7,7 +7,7 @@
 // blocks a 32-bit counter allows), no (key, nonce, counter) block is ever produced twice,
 // and a later memory disclosure cannot reproduce noise that was already drawn.
 //
-// Words taken with next_u32/next_u64 stay in the buffer until the next refill overwrites
+// Words taken with next_u16/u32/u64 stay in the buffer until the next refill overwrites
 // it (at most 8 KiB of history); fill() wipes what it hands out.
 //
 // Seeding: from the operating system (getrandom, or /dev/urandom where it is missing).
