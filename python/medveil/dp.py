@@ -32,6 +32,8 @@ together cannot spend more than its total.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import os
 import sqlite3
@@ -60,6 +62,7 @@ __all__ = [
     "discrete_laplace_interval",
     "granularity",
     "insecure_rng",
+    "keyed_rng",
     "laplace",
     "laplace_interval",
     "noisy_count",
@@ -311,9 +314,20 @@ def noisy_mean(
 
 
 def noisy_value(
-    value: float, sensitivity: float, epsilon: float, lower: float, upper: float
+    value: float,
+    sensitivity: float,
+    epsilon: float,
+    lower: float,
+    upper: float,
+    *,
+    rng: Rng | None = None,
 ) -> float:
-    """Clamp one numeric header value to [lower, upper] and add float-safe Laplace noise."""
+    """Clamp one numeric header value to [lower, upper] and add float-safe Laplace noise.
+
+    A patient's header value (PatientWeight, PatientSize) repeats in every image; fresh noise
+    per image would let anyone average it away. Pass ``rng=keyed_rng(secret, patient, tag,
+    value)`` so every copy of one value gets the same noise (one release, epsilon once).
+    """
     lower, upper = float(lower), float(upper)
     if not lower < upper:
         raise ValueError(f"noise bounds need lower < upper, got [{lower}, {upper}]")
@@ -324,7 +338,23 @@ def noisy_value(
     # The clamped value moves by at most upper - lower, whatever sensitivity is claimed.
     span = _ceil_double(Fraction(upper) - Fraction(lower))  # a float difference may round down
     sens = min(_check_positive("sensitivity", sensitivity), span)
-    return float(add_laplace([clamped], sens, epsilon)[0])
+    return float(add_laplace([clamped], sens, epsilon, rng=rng)[0])
+
+
+def keyed_rng(secret: bytes, *context: str) -> Rng:
+    """A generator determined by a secret key and a context (HMAC-SHA256 seed).
+
+    Private as long as the secret is: the same (secret, context) always gives the same
+    noise, which is what repeated copies of one released value need, and without the
+    secret the stream is unpredictable ChaCha20. Not for independent releases: those must
+    use different contexts (or the OS-seeded default generator).
+    """
+    if len(secret) < 16:
+        raise ValueError("the secret must have at least 16 bytes")
+    # Length-prefixed parts: no two different contexts give the same message.
+    parts = [p.encode("utf-8") for p in context]
+    msg = b"medveil.dp.keyed_rng" + b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+    return Rng.insecure_from_seed(hmac.new(bytes(secret), msg, hashlib.sha256).digest())
 
 
 # --- privacy budget ---------------------------------------------------------------------

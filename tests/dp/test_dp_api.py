@@ -140,3 +140,16 @@ def test_calibration_pays_a_grid_step_per_coordinate(
     scale, g = dp.calibrated_scale(sensitivity, epsilon, coordinates=coordinates)
     need = Fraction(sensitivity) + coordinates * Fraction(g)
     assert Fraction(scale) * Fraction(epsilon) >= need
+
+
+def test_keyed_noise_repeats_per_context_so_copies_cannot_be_averaged() -> None:
+    secret = bytes(range(32))
+    a = dp.noisy_value(80.0, 5.0, 1.0, 0.0, 250.0, rng=dp.keyed_rng(secret, "MV123", "weight"))
+    b = dp.noisy_value(80.0, 5.0, 1.0, 0.0, 250.0, rng=dp.keyed_rng(secret, "MV123", "weight"))
+    c = dp.noisy_value(80.0, 5.0, 1.0, 0.0, 250.0, rng=dp.keyed_rng(secret, "MV124", "weight"))
+    d = dp.noisy_value(80.0, 5.0, 1.0, 0.0, 250.0, rng=dp.keyed_rng(bytes(32), "MV123", "weight"))
+    assert a == b and len({a, c, d}) == 3
+    # Context parts are separated, so ("ab", "c") and ("a", "bc") differ.
+    assert dp.keyed_rng(secret, "ab", "c").bytes(32) != dp.keyed_rng(secret, "a", "bc").bytes(32)
+    with pytest.raises(ValueError):
+        dp.keyed_rng(b"short", "x")
