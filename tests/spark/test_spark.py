@@ -37,7 +37,7 @@ SECRET = bytes(range(32))
 POLICY = Policy(pixel_rule_files=(str(demo_rule_file()),))
 FOLDERS = ("site-a", "site-b/2024", "site c")
 CORRUPT = "broken/truncated.dcm"
-GARBAGE = "broken/garbage.dcm"
+GARBAGE = "broken/garbage 100%.dcm"  # read by path on the executor
 
 
 def tree(folder: Path) -> dict[str, str]:
@@ -204,7 +204,7 @@ def test_no_secret_in_conf_or_outputs(spark, spark_run) -> None:
             assert SECRET not in data and SECRET.hex().encode() not in data
 
 
-def test_secret_file_on_executors_and_partitions_give_same_output(
+def test_secret_file_partitions_and_spark_reads_give_same_output(
     spark, archive, local_out, tmp_path
 ) -> None:
     secret_file = tmp_path / "secret"
@@ -217,6 +217,7 @@ def test_secret_file_on_executors_and_partitions_give_same_output(
         policy=POLICY,
         secret_file=str(secret_file),
         partitions=7,
+        spark_reads=True,  # the path non-local inputs take: bytes read by Spark
     )
     assert tree(out) == tree(local_out)
     assert {r["input_key"]: (r["status"], r["reason"]) for r in df.collect()} == local_inputs(
@@ -284,5 +285,6 @@ def test_relative_name(path: str, root: str, name: str) -> None:
 def test_output_uris() -> None:
     assert mspark.is_local_uri("/x/y") and mspark.is_local_uri("file:///x/y")
     assert not mspark.is_local_uri("hdfs://nn/x") and not mspark.is_local_uri("s3://b/x")
-    assert mspark.local_path("file:///x/a%20b") == Path("/x/a b")
+    assert mspark.local_path("file:/x/a b/100%20.dcm") == Path("/x/a b/100%20.dcm")
+    assert mspark.local_path("file:///x/y") == Path("/x/y")
     assert mspark.local_path("rel/dir") == Path("rel/dir")
