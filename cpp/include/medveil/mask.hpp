@@ -27,7 +27,9 @@ struct PixelLayout {
 };
 
 // Sets every element inside any region to the element whose bytes are
-// `pattern[0..itemsize)`, touching each covered byte exactly once.
+// `pattern[0..itemsize)` and writes no byte outside them. Overlapping regions are merged
+// before filling, so no area is filled twice (a run's vector stores may overlap by a few
+// bytes, with the same value). `px.data` must be aligned to the itemsize.
 void mask_regions(const PixelLayout& px, const Region* regions, std::size_t n_regions,
                   const std::uint8_t* pattern);
 void mask_regions(Backend backend, const PixelLayout& px, const Region* regions,
