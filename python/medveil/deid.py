@@ -31,7 +31,7 @@ from pydicom.tag import BaseTag
 from medveil import __version__
 from medveil.durable import atomic_write
 from medveil.errors import DicomInputError
-from medveil.peek import peek, peek_int
+from medveil.peek import peek, peek_int, raw_text
 from medveil.policy import CompiledPolicy, Policy
 from medveil.profile import (
     BASIC_PROFILE_CODE,
@@ -202,6 +202,10 @@ class _PatientContext:
     def _original(self, keyword: str) -> object:
         item = self._snapshot.get(tag_for_keyword(keyword))
         if isinstance(item, RawDataElement):
+            if item.VR not in ("UN", None) or item.is_implicit_VR:
+                values = raw_text(self._ds, item)
+                if values is not None:
+                    return values
             return convert_raw_data_element(
                 item, encoding=self._ds._character_set, ds=self._ds
             ).value
@@ -409,7 +413,7 @@ class Deidentifier:
         elif action == "pseudonym":
             self._pseudonym(elem, rule)
         else:
-            self._policy_action(elem, rule, action)
+            self._policy_action(elem, rule, action, ctx)
         report.add(path, tag, action)
 
     def _act_raw(
@@ -428,6 +432,15 @@ class Deidentifier:
         Returns False when the element needs the general path (sequences, UN, C, ...).
         """
         vr = _vr_of(raw, tag)
+        if action == "pseudonym" and vr in ("PN", "LO", "SH", "CS", "AE", "UC"):
+            values = raw_text(ds, raw)
+            if values is None:
+                return False
+            if values:
+                new = self._pseudonyms(vr, rule, values)
+                ds._dict[tag] = DataElement(tag, vr, new if len(new) > 1 else new[0])
+            report.add(path, tag, "pseudonym")
+            return True
         if action == "C" and vr == "TM":
             report.add(path, tag, "C")  # whole-day shifts leave times of day as they were
             return True
@@ -524,7 +537,13 @@ class Deidentifier:
     def _pseudonym(self, elem: DataElement, rule: Rule) -> None:
         if elem.is_empty:
             return
-        vr = elem.VR
+        value = elem.value
+        values = list(value) if isinstance(value, (list, MultiValue)) else [value]
+        new = self._pseudonyms(elem.VR, rule, values)
+        elem.value = new if isinstance(value, (list, MultiValue)) else new[0]
+
+    def _pseudonyms(self, vr: str, rule: Rule, values: list[object]) -> list[str]:
+        """Keyed pseudonyms for the values of one element, sized for its VR."""
         kind = {
             "PatientID": "patient",
             "OtherPatientIDs": "patient",
@@ -536,15 +555,11 @@ class Deidentifier:
         if len(prefix) + length > limit:
             prefix, length = "", min(length, limit)
 
-        def one(v: object) -> str:
+        out = []
+        for v in values:
             text = str(v).strip()
-            return self.keyed.pseudonym(kind, text, length, prefix) if text else ""
-
-        value = elem.value
-        if isinstance(value, (list, MultiValue)):
-            elem.value = [one(v) for v in value]
-        else:
-            elem.value = one(value)
+            out.append(self.keyed.pseudonym(kind, text, length, prefix) if text else "")
+        return out
 
     def _clean(
         self,
@@ -594,10 +609,24 @@ class Deidentifier:
             out.append(shifted)
         elem.value = out if len(out) > 1 else out[0]
 
-    def _policy_action(self, elem: DataElement, rule: Rule, action: str) -> None:
+    def _policy_action(
+        self, elem: DataElement, rule: Rule, action: str, ctx: _PatientContext
+    ) -> None:
         from medveil import generalize
 
-        generalize.apply(elem, rule, action)
+        rng_for = None
+        if action == "noise":
+            from medveil.dp import keyed_rng
+
+            # The same value of the same patient gets the same noise in every image, so
+            # averaging a patient's copies cannot remove it (the value costs epsilon once).
+            key = self.keyed.digest("noise-key", b"")
+            tag_text = _tag_text(int(elem.tag))
+
+            def rng_for(value: float) -> object:
+                return keyed_rng(key, ctx.patient_key, tag_text, repr(float(value)))
+
+        generalize.apply(elem, rule, action, rng_for=rng_for)
 
     def _private(
         self, ds: Dataset, tags: list[int], ctx: _PatientContext, report: DeidReport, path: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
@@ -58,8 +59,17 @@ def to_bin(value: float, width: float) -> float:
     return math.floor(float(value) / width) * width + width / 2
 
 
-def apply(elem: DataElement, rule: Rule, action: str) -> None:
-    """Apply a policy action (year, year_month, age_band, bin, map, value, noise) in place."""
+def apply(
+    elem: DataElement,
+    rule: Rule,
+    action: str,
+    *,
+    rng_for: Callable[[float], object] | None = None,
+) -> None:
+    """Apply a policy action (year, year_month, age_band, bin, map, value, noise) in place.
+
+    ``rng_for(value)`` gives the noise generator for one value (see medveil.dp.keyed_rng).
+    """
     vr = elem.VR
     if action == "year":
         _each(elem, lambda v: date_to_year(str(v), vr))
@@ -84,7 +94,15 @@ def apply(elem: DataElement, rule: Rule, action: str) -> None:
         eps = float(rule.param("epsilon"))
         sens = float(rule.param("sensitivity"))
         lo, hi = float(rule.param("lower")), float(rule.param("upper"))
-        _each(elem, lambda v: _number(vr, noisy_value(float(v), sens, eps, lo, hi)))
+        _each(
+            elem,
+            lambda v: _number(
+                vr,
+                noisy_value(
+                    float(v), sens, eps, lo, hi, rng=rng_for(float(v)) if rng_for else None
+                ),
+            ),
+        )
     else:
         raise ValueError(f"unknown policy action {action!r}")
 

@@ -32,3 +32,23 @@ def peek_int(ds: Dataset, tag: int, default: int | None = None) -> int | None:
         return int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return default
+
+
+def raw_text(ds: Dataset, elem: RawDataElement) -> list[str] | None:
+    """The values of a raw text element, decoded directly when that is unambiguous.
+
+    Only for datasets with a single plain character set and values without ISO 2022
+    escape sequences; otherwise None, and the caller lets pydicom decode.
+    """
+    charsets = ds._character_set
+    value = elem.value
+    if value is None:
+        return []
+    if len(charsets) != 1 or not isinstance(value, (bytes, bytearray)) or b"\x1b" in value:
+        return None
+    try:
+        text = bytes(value).decode(charsets[0])
+    except (LookupError, UnicodeDecodeError):
+        return None
+    text = text.rstrip("\x00 ")
+    return [v.strip(" ") for v in text.split("\\")] if text else []

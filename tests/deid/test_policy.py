@@ -93,3 +93,24 @@ def test_generalisation_helpers() -> None:
     assert date_to_year("20210317", "DA") == "20210101"
     assert age_band("093Y") == "090Y" and age_band("047Y") == "045Y" and age_band("006M") == "000Y"
     assert to_bin(73.2, 5) == 72.5
+
+
+def test_noise_action_is_keyed_per_patient_and_value() -> None:
+    policy = Policy.from_toml(
+        "[elements]\nPatientWeight = { action = 'noise', epsilon = 1.0, sensitivity = 1.0,"
+        " lower = 0, upper = 250 }\n"
+    )
+    engine = Deidentifier(policy, SECRET)
+
+    def noisy(pid: str, weight: str) -> float:
+        ds = Dataset()
+        ds.PatientID = pid
+        ds.PatientWeight = weight
+        engine.apply(ds)
+        return float(ds.PatientWeight)
+
+    # Every image of one patient carries the same noisy weight: averaging removes nothing.
+    assert noisy("P1", "70") == noisy("P1", "70")
+    draws = {noisy(f"P{i}", "70") for i in range(30)}
+    assert len(draws) > 20  # different patients get independent noise
+    assert all(-50 < w < 200 for w in draws)
