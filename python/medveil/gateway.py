@@ -6,7 +6,9 @@ and goes through :func:`medveil.instance.clean_instance` in a worker process, so
 gateway stores is byte-identical to what ``medveil deid`` writes from the same files with
 the same secret. The C-STORE response is sent only once the instance is durable:
 
-* ``--store DIR``: written atomically (fsync, rename, fsync of the folder) into DIR;
+* ``--store DIR``: written to a temporary name, flushed to disk, renamed, and the rename
+  flushed too (:class:`GroupCommit` does this for all instances finishing together, so
+  concurrent associations share the cost of a flush);
 * ``--forward HOST:PORT:AET``: written the same way into a local spool, from which a
   background thread forwards it and deletes it only after the destination accepted it,
   retrying with back-off while the destination is unreachable or busy.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import datetime as _dt
 import ipaddress
+import itertools
 import json
 import logging
 import multiprocessing
@@ -260,36 +263,148 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def durable_write(root: Path, relpath: str, data: bytes) -> Path:
-    """Atomic write of root/relpath (fsync + rename), then fsync of the folders it touched."""
-    from medveil.deid import atomic_write
+def _load_syncfs() -> Any:
+    try:
+        import ctypes
+        import ctypes.util
 
-    path = root / relpath
-    # Folders created for this file must reach the disk too, or the rename could be lost.
-    new_dirs = []
-    d = path.parent
-    while d != root and not d.exists():
-        new_dirs.append(d)
-        d = d.parent
-    atomic_write(path, data)
-    _fsync_dir(path.parent)
-    for d in new_dirs:
-        _fsync_dir(d.parent)
-    return path
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return getattr(libc, "syncfs", None)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return None
+
+
+_SYNCFS = _load_syncfs()
+_TMP_SEQ = itertools.count()
+
+
+def sync_filesystem(root: Path) -> None:
+    """Flush every dirty file and directory of root's file system to disk (syncfs)."""
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        if _SYNCFS(fd) != 0:
+            import ctypes
+
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(root))
+    finally:
+        os.close(fd)
+
+
+def write_temporary(path: Path, data: bytes) -> Path:
+    """Write data to a unique hidden temporary next to path; fsync it unless syncfs exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Unique per write: the same instance received twice at once gets two temporaries.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_TMP_SEQ)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if _SYNCFS is None:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+class GroupCommit:
+    """Makes written temporaries durable under their final names, many at a time.
+
+    One fsync per instance (file and folder) costs more than cleaning a small instance;
+    instances that finish while a flush runs are committed together by the next one:
+    flush the file system (the temporaries' data), rename, flush again (the renames).
+    ``commit`` returns only when its file is durable under its final name.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._cond = threading.Condition()
+        self._queue: list[tuple[Path, Path, threading.Event, list[BaseException]]] = []
+        self._closed = False
+        self.batches = 0
+        self._thread = threading.Thread(target=self._run, name="medveil-commit", daemon=True)
+        self._thread.start()
+
+    def commit(self, tmp: Path, final: Path) -> None:
+        """Rename tmp to final durably; raises OSError when that failed (tmp removed)."""
+        done = threading.Event()
+        errors: list[BaseException] = []
+        with self._cond:
+            if self._closed:
+                raise OSError("the gateway is shutting down")
+            self._queue.append((tmp, final, done, errors))
+            self._cond.notify()
+        done.wait()
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                batch, self._queue = self._queue, []
+                if not batch and self._closed:
+                    return
+            try:
+                self._flush(batch)
+            except BaseException as exc:  # every waiter learns it failed; nothing acked
+                for tmp, _final, _done, errors in batch:
+                    errors.append(exc)
+                    tmp.unlink(missing_ok=True)
+            for _tmp, _final, done, _errors in batch:
+                done.set()
+
+    def _flush(self, batch: list[tuple[Path, Path, threading.Event, list]]) -> None:
+        if _SYNCFS is not None:
+            sync_filesystem(self.root)  # the temporaries' data and the new folders
+        for tmp, final, _done, _errors in batch:
+            os.replace(tmp, final)
+        if _SYNCFS is not None:
+            sync_filesystem(self.root)  # the renames
+        else:
+            # Each file was fsynced by its writer; the folders hold the renames and any
+            # folder created for them.
+            dirs: set[Path] = set()
+            for _tmp, final, _done, _errors in batch:
+                d = final.parent
+                while d != self.root and d not in dirs and self.root in d.parents:
+                    dirs.add(d)
+                    d = d.parent
+            for d in (*dirs, self.root):
+                _fsync_dir(d)
+        self.batches += 1
 
 
 def clean_and_write(raw: bytes, token: str) -> dict[str, object]:
-    """Worker task: clean one received instance and write it durably; return its outcome."""
+    """Worker task: clean one received instance and write it under a temporary name.
+
+    The parent makes it durable under its final name (:class:`GroupCommit`) before it
+    acknowledges the instance.
+    """
     from medveil.instance import clean_instance
 
     assert _ENGINE is not None and _OUT is not None
     result = clean_instance(_ENGINE, raw, token)
+    tmp = ""
     if result.status == "written":
-        durable_write(_OUT, result.relpath, result.data)
+        tmp = str(write_temporary(_OUT / result.relpath, result.data))
     return {
         "status": result.status,
         "reason": result.reason[:200],
         "relpath": result.relpath,
+        "tmp": tmp,
         "size_in": result.size_in,
         "size_out": len(result.data),
     }
@@ -558,6 +673,7 @@ class Gateway:
         self._server: Any = None
         self._pool: cf.ProcessPoolExecutor | None = None
         self.forwarder: Forwarder | None = None
+        self._commit: GroupCommit | None = None
         self.counts = {"written": 0, "quarantined": 0, "refused": 0, "rejected": 0}
         self.ssl_context = (
             server_tls_context(config.tls_cert, config.tls_key, config.tls_ca)
@@ -575,6 +691,7 @@ class Gateway:
         """Start the worker pool, the forwarder and the listener; returns at once."""
         cfg = self.config
         _remove_temporaries(self.out)
+        self._commit = GroupCommit(self.out)
         # forkserver: the listener's threads are never forked into a worker.
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
         self._pool = cf.ProcessPoolExecutor(
@@ -646,7 +763,9 @@ class Gateway:
         # Callers get 0xA700 for anything new and usually release; give them a moment
         # before cutting the associations that are left.
         grace = time.monotonic() + min(10.0, max(0.0, deadline - time.monotonic()))
-        while self._ae.active_associations and time.monotonic() < grace:
+        while time.monotonic() < grace and any(
+            a.is_established for a in self._ae.active_associations
+        ):
             time.sleep(0.05)
         for assoc in list(self._ae.active_associations):
             assoc.abort()
@@ -654,6 +773,8 @@ class Gateway:
             self.forwarder.stop(timeout=self.config.drain_timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self._commit is not None:
+            self._commit.close()
         self.log("shutdown", stage="done", **self.counts)
 
     def __enter__(self) -> Gateway:
@@ -687,6 +808,9 @@ class Gateway:
             # Closed here, not just shut down: pynetdicom skips close() when its own
             # shutdown() of a failed TLS socket raises, which would leak the descriptor.
             sock.close()
+            # Nothing will arrive: let the association thread give up at once instead of
+            # waiting the ACSE timeout for an A-ASSOCIATE-RQ.
+            event.assoc.acse_timeout = 0.001
 
     def _on_requested(self, event: Any) -> None:
         assoc = event.assoc
@@ -747,6 +871,9 @@ class Gateway:
                 outcome = self._pool.submit(clean_and_write, raw, token).result()
             finally:
                 self.budget.release(len(raw))
+            if outcome["tmp"]:
+                assert self._commit is not None
+                self._commit.commit(Path(str(outcome["tmp"])), self.out / str(outcome["relpath"]))
         except Exception as exc:  # worker died, disk full, ...: not durable, so not accepted
             return self._refuse(
                 token, f"not stored: {type(exc).__name__}"[:64], STATUS_OUT_OF_RESOURCES
