@@ -55,7 +55,21 @@ def fast_write(ds: Dataset) -> tuple[bytes, int]:
         elem = d[tag]
         if tag == PIXEL_DATA:
             pixel_at = size
-        value = elem.value if isinstance(elem, RawDataElement) else None
+        if isinstance(elem, RawDataElement):
+            value = elem.value
+        elif (
+            elem.VR in ("OB", "OW")
+            and not elem.is_undefined_length
+            and isinstance(elem.value, (bytes, bytearray))
+            and len(elem.value) % 2 == 0
+        ):
+            # Decoded binary values (new pixel data) are written as the bytes they are.
+            value = elem.value
+            elem = RawDataElement(
+                tag, elem.VR, len(value or b""), value, 0, implicit, little, True, False
+            )
+        else:
+            value = None
         if (
             isinstance(elem, RawDataElement)
             and isinstance(value, (bytes, bytearray))
