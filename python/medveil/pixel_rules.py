@@ -46,6 +46,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.tag import BaseTag, Tag
 
 from medveil.errors import PolicyError
+from medveil.peek import peek
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,10 +90,11 @@ def attribute_text(ds: pydicom.Dataset, tag: BaseTag) -> str | None:
         container = getattr(ds, "file_meta", None)
     if container is None or tag not in container:
         return None
-    elem = container[tag]
+    elem = container.get_item(tag)
     if elem.VR == "SQ":
         return ""
-    return _value_text(elem.value)
+    # peek decodes without storing: the element stays raw and is copied byte for byte.
+    return _value_text(peek(container, tag))
 
 
 class Condition:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -32,6 +33,7 @@ from pydicom.uid import (
 
 from medveil.errors import QuarantineError
 from medveil.masking import fix_unused_bits, mask_regions
+from medveil.peek import peek
 from medveil.pixel_rules import PixelRule, RuleSet
 
 #: (row0, row1, col0, col1, frame0, frame1), half-open, clipped to the image.
@@ -136,12 +138,12 @@ def burned_in_reasons(ds: pydicom.Dataset) -> list[str]:
     are known to set it wrongly, and quarantine is the safe side.
     """
     reasons = []
-    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+    if str(_get(ds, "BurnedInAnnotation", "")).strip().upper() == "YES":
         reasons.append("BurnedInAnnotation is YES")
-    sop = str(ds.get("SOPClassUID", ""))
+    sop = str(_get(ds, "SOPClassUID", ""))
     if sop in BURNED_IN_SOP_CLASSES:
         reasons.append(f"SOP class {BURNED_IN_SOP_CLASSES[sop]} typically has burned-in text")
-    modality = str(ds.get("Modality", "")).strip().upper()
+    modality = str(_get(ds, "Modality", "")).strip().upper()
     if modality in BURNED_IN_MODALITIES:
         reasons.append(f"modality {modality} typically has burned-in text")
     return reasons
@@ -160,8 +162,16 @@ def _transfer_syntax(ds: pydicom.Dataset) -> UID:
     return ExplicitVRLittleEndian if implicit is False else ImplicitVRLittleEndian
 
 
+def _get(ds: pydicom.Dataset, kw: str, default: object = None) -> object:
+    # Looking must not decode the element in place, or the writer has to re-encode it.
+    tag = tag_for_keyword(kw)
+    return default if tag is None else peek(ds, tag, default)
+
+
 def _int(ds: pydicom.Dataset, kw: str, default: int | None = None) -> int:
-    v = ds.get(kw, default)
+    v = _get(ds, kw, default)
+    if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
+        v = v[0] if len(v) else default  # type: ignore[index,arg-type]
     if v is None or v == "":
         if default is None:
             raise QuarantineError(f"{kw} is missing; cannot locate the pixels to clean")
@@ -200,7 +210,7 @@ class _Geometry:
             high_bit=_int(ds, "HighBit", bs - 1),
             signed=_int(ds, "PixelRepresentation", 0) == 1,
             planar=spp > 1 and _int(ds, "PlanarConfiguration", 0) == 1,
-            photometric=str(ds.get("PhotometricInterpretation", "")).strip().upper(),
+            photometric=str(_get(ds, "PhotometricInterpretation", "")).strip().upper(),
         )
         if geo.rows <= 0 or geo.cols <= 0 or spp <= 0:
             raise QuarantineError(f"image of {geo.rows} x {geo.cols} x {spp} has no pixels")
