@@ -87,10 +87,15 @@ NATIVE_SYNTAXES: tuple[UID, ...] = (
 def cleanable_transfer_syntaxes() -> list[UID]:
     """Transfer syntaxes the pixel cleaner can handle here: native ones + decodable ones."""
     from pydicom.pixels import get_decoder
-    from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS
 
+    from medveil.pixels import LOSSLESS_NO_ENCODER, LOSSY_METHOD, REENCODERS
+
+    try:  # every syntax pydicom has a decoder for
+        from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS as known
+    except ImportError:  # pragma: no cover - a pydicom that moved it: the ones medveil knows
+        known = {**REENCODERS, **LOSSY_METHOD, **dict.fromkeys(LOSSLESS_NO_ENCODER)}
     out = list(NATIVE_SYNTAXES)
-    for uid in _PIXEL_DATA_DECODERS:
+    for uid in known:
         ts = UID(uid)
         if ts in out or not ts.is_compressed:
             continue
@@ -102,8 +107,6 @@ def cleanable_transfer_syntaxes() -> list[UID]:
             out.append(ts)
     # The acceptor's order decides when a sender proposes several: never invite a sender
     # to compress lossily what it could send as it is.
-    from medveil.pixels import LOSSY_METHOD
-
     return sorted(out, key=lambda ts: (ts.is_compressed, ts in LOSSY_METHOD))
 
 
@@ -692,14 +695,7 @@ class Gateway:
         cfg = self.config
         _remove_temporaries(self.out)
         self._commit = GroupCommit(self.out)
-        # forkserver: the listener's threads are never forked into a worker.
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
-        self._pool = cf.ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context(method),
-            initializer=_init_worker,
-            initargs=(_picklable(cfg.policy), cfg.secret, str(self.out)),
-        )
+        self._pool = self._new_pool()
         if cfg.forward is not None:
             self.forwarder = Forwarder(
                 self.out,
@@ -746,6 +742,33 @@ class Gateway:
         )
         if not cfg.allow:
             self.log("warning", message="no --allow list: any calling AE title is accepted")
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        # forkserver: the listener's threads are never forked into a worker.
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+        return cf.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_init_worker,
+            initargs=(_picklable(self.config.policy), self.config.secret, str(self.out)),
+        )
+
+    def _clean(self, raw: bytes, token: str) -> dict[str, object]:
+        """Run clean_and_write in the pool; a pool broken by a dead worker is replaced once."""
+        pool = self._pool
+        assert pool is not None
+        try:
+            return pool.submit(clean_and_write, raw, token).result()
+        except cf.process.BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool and not self._draining:
+                    self._pool = self._new_pool()
+                    self.log("worker-pool-restarted", reason="a worker process died")
+                    pool.shutdown(wait=False)
+                fresh = self._pool
+            # Every instance in flight in the dead pool failed with it; each gets one more
+            # try (an instance that kills its worker again is refused with 0xA700).
+            return fresh.submit(clean_and_write, raw, token).result()
 
     def stop(self) -> None:
         """Clean shutdown: refuse new work, finish in-flight instances, then stop everything."""
@@ -802,7 +825,8 @@ class Gateway:
             sock.do_handshake()
             sock.settimeout(None)
         except (OSError, ValueError) as exc:
-            self.counts["rejected"] += 1
+            with self._lock:
+                self.counts["rejected"] += 1
             reason = getattr(exc, "reason", None) or type(exc).__name__
             self.log("tls-rejected", address=address, reason=str(reason))
             # Closed here, not just shut down: pynetdicom skips close() when its own
@@ -867,8 +891,7 @@ class Gateway:
             raw = part10_bytes(event)
             self.budget.acquire(len(raw))
             try:
-                assert self._pool is not None
-                outcome = self._pool.submit(clean_and_write, raw, token).result()
+                outcome = self._clean(raw, token)
             finally:
                 self.budget.release(len(raw))
             if outcome["tmp"]:

@@ -138,3 +138,15 @@ def test_medveil_serve_exits_cleanly_on_sigterm(demo, tmp_path):
     events = [e["event"] for e in lines]
     assert events.count("stored") == len(ct_mr)
     assert lines[-1]["event"] == "shutdown" and lines[-1]["stage"] == "done"
+
+
+def test_a_dead_worker_is_replaced_and_nothing_is_lost(start_gateway, demo):
+    files, reference = demo
+    gw, log = start_gateway(workers=1)
+    assert send(gw.port, files[:1]) == [0]
+    for pid in list(gw._pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)  # let the pool notice
+    assert send(gw.port, files) == [0] * len(files)
+    assert tree(gw.config.store) == reference
+    assert len(log.events("worker-pool-restarted")) == 1
