@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,14 @@ class Competitor:
     fn: Callable[[], float]  # returns elapsed seconds
     nbytes: int
     times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # CPU seconds (age part only)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) plus its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def timed(op: Callable[[], object], calls: int) -> Callable[[], float]:
@@ -245,38 +254,46 @@ def bench_age(mib: int, repeat: int, markdown: bool) -> None:
         recipient = age.keygen(key)
         idents = age.load_identities(key)
 
-        def medveil_seal(threads: int) -> Callable[[], float]:
+        comps: list[Competitor] = []
+
+        def measured(index: int, action: Callable[[], object]) -> Callable[[], float]:
             def run() -> float:
-                t = time.perf_counter()
-                age.encrypt_file(
-                    src, work / f"m{threads}.age", recipients=[recipient], threads=threads
-                )
-                return time.perf_counter() - t
+                c, t = cpu_seconds(), time.perf_counter()
+                action()
+                wall = time.perf_counter() - t
+                comps[index].cpu.append(cpu_seconds() - c)
+                return wall
 
             return run
 
-        comps = [
-            Competitor("medveil age, 1 thread", medveil_seal(1), size),
-            Competitor(f"medveil age, all ({os.cpu_count()}) threads", medveil_seal(0), size),
-        ]
+        def medveil_seal(threads: int) -> Callable[[], object]:
+            out = work / f"m{threads}.age"
+            return lambda: age.encrypt_file(src, out, recipients=[recipient], threads=threads)
+
+        comps.append(Competitor("medveil age, 1 thread", measured(0, medveil_seal(1)), size))
+        comps.append(
+            Competitor(
+                f"medveil age, all ({os.cpu_count()}) threads", measured(1, medveil_seal(0)), size
+            )
+        )
         age_cmd = shutil.which("age")
         if age_cmd:
-
-            def age_seal() -> float:
-                t = time.perf_counter()
-                subprocess.run(
-                    [age_cmd, "-r", recipient, "-o", str(work / "a.age"), str(src)], check=True
+            argv = [age_cmd, "-r", recipient, "-o", str(work / "a.age"), str(src)]
+            comps.append(
+                Competitor(
+                    "age command", measured(2, lambda: subprocess.run(argv, check=True)), size
                 )
-                return time.perf_counter() - t
-
-            comps.append(Competitor("age command", age_seal, size))
+            )
         interleave(comps, repeat)
         # Every output opens, and to the original.
         for name in ("m1.age", "m0.age", "a.age"):
             if (work / name).exists():
                 age.decrypt_file(work / name, work / "back", identities=idents)
                 assert _same(work / "back", src), name
-        report(f"age file sealing, {mib} MiB on tmpfs", comps, comps[0], markdown)
+        report(f"age file sealing, {mib} MiB on tmpfs (wall time)", comps, comps[0], markdown)
+        print("  CPU seconds per GiB (all threads and children; median):")
+        for c in comps:
+            print(f"    {c.name:<28} {np.median(c.cpu) * (1 << 30) / size:.2f}")
         if age_cmd:
             report("  ... relative to the age command", comps, comps[-1], markdown)
     finally:
