@@ -95,13 +95,19 @@ class _LocalSink:
         self.batch.abort()
 
 
+def arrow_uri(uri: str) -> str:
+    """The URI pyarrow.fs understands for a Hadoop one (s3a:// and s3n:// are s3:// there)."""
+    scheme, sep, rest = uri.partition("://")
+    return f"s3://{rest}" if sep and scheme in ("s3a", "s3n") else uri
+
+
 class _ArrowSink:
     """Outputs on a remote file system through pyarrow.fs (HDFS, S3, GCS, Azure)."""
 
     def __init__(self, uri: str) -> None:
         from pyarrow import fs as pafs
 
-        self.fs, self.root = pafs.FileSystem.from_uri(uri)
+        self.fs, self.root = pafs.FileSystem.from_uri(arrow_uri(uri))
         # Object stores publish an object only when its upload completes, so a direct
         # write is already atomic there; HDFS needs the temporary name and a rename.
         self.rename = self.fs.type_name in ("hdfs", "local")
@@ -276,7 +282,7 @@ def _check_output(output_uri: str, input_root: str, overwrite: bool) -> None:
             "pyarrow on every node, or write to a file system mounted on every node"
         ) from None
     try:
-        pafs.FileSystem.from_uri(output_uri)
+        pafs.FileSystem.from_uri(arrow_uri(output_uri))
     except Exception as exc:
         raise MedveilError(f"{output_uri}: pyarrow cannot open this output ({exc})") from None
 
