@@ -213,6 +213,8 @@ def bench_primitives(repeat: int, markdown: bool, helper: Helper | None) -> None
             seal.append(Competitor("openssl-avx2", helper.op("seal", size, calls), size))
         interleave(seal, repeat)
         report(f"ChaCha20-Poly1305 seal, {size // MIB} MiB, one thread", seal, base, markdown)
+        if helper is not None:
+            report("  ... relative to openssl-avx2", seal, seal[-1], markdown)
 
         xo = bytearray(size + 64)
         xm = bytearray(size)
@@ -236,6 +238,8 @@ def bench_primitives(repeat: int, markdown: bool, helper: Helper | None) -> None
             raw.append(Competitor("openssl-avx2", helper.op("xor", size, calls), size))
         interleave(raw, repeat)
         report(f"ChaCha20 (raw keystream XOR), {size // MIB} MiB, one thread", raw, base, markdown)
+        if helper is not None:
+            report("  ... relative to openssl-avx2", raw, raw[-1], markdown)
 
 
 def bench_age(mib: int, repeat: int, markdown: bool) -> None:
