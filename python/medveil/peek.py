@@ -41,6 +41,8 @@ def raw_text(ds: Dataset, elem: RawDataElement) -> list[str] | None:
     escape sequences; otherwise None, and the caller lets pydicom decode.
     """
     charsets = ds._character_set
+    if isinstance(charsets, str):
+        charsets = [charsets]
     value = elem.value
     if value is None:
         return []
