@@ -278,6 +278,7 @@ def _load_syncfs() -> Any:
 
 
 _SYNCFS = _load_syncfs()
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 _TMP_SEQ = itertools.count()
 
 
@@ -718,6 +719,7 @@ class Gateway:
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_PDU_RECV, self._on_pdu),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),
         ]
@@ -817,6 +819,14 @@ class Gateway:
 
     def _on_connect(self, event: Any) -> None:
         sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+        if sock is None:
+            return
+        try:
+            # pynetdicom writes a response in several small sends; with Nagle on, each
+            # C-STORE waits for the peer's delayed ACK (~40 ms on Linux).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         if not isinstance(sock, ssl.SSLSocket):
             return
         address = str(event.address[0]) if event.address else ""
@@ -835,6 +845,18 @@ class Gateway:
             # Nothing will arrive: let the association thread give up at once instead of
             # waiting the ACSE timeout for an A-ASSOCIATE-RQ.
             event.assoc.acse_timeout = 0.001
+
+    @staticmethod
+    def _on_pdu(event: Any) -> None:
+        # A sender with Nagle's algorithm on holds the data set PDU until the command PDU
+        # is acknowledged, and Linux delays that ACK by 40 ms: acknowledge at once instead
+        # (quick-ACK mode does not stick, so it is renewed on every PDU).
+        sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+        if sock is not None and _TCP_QUICKACK is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except OSError:
+                pass
 
     def _on_requested(self, event: Any) -> None:
         assoc = event.assoc
