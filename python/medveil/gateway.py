@@ -4,7 +4,11 @@ Every received instance is re-encoded to the bytes a Part 10 file would hold (th
 dataset exactly as the peer sent it, behind file meta for the negotiated transfer syntax)
 and goes through :func:`medveil.instance.clean_instance` in a worker process, so what the
 gateway stores is byte-identical to what ``medveil deid`` writes from the same files with
-the same secret. The C-STORE response is sent only once the instance is durable:
+the same secret. (A network transfer carries no file meta: the meta written is the one
+pydicom gives a data set without it. A file written by other software keeps its writer's
+Implementation Class UID and Version Name through ``medveil deid``, so there those two meta
+elements differ; the data set is still byte-identical.) The C-STORE response is sent only
+once the instance is durable:
 
 * ``--store DIR``: written to a temporary name, flushed to disk, renamed, and the rename
   flushed too (:class:`GroupCommit` does this for all instances finishing together, so
@@ -16,6 +20,10 @@ the same secret. The C-STORE response is sent only once the instance is durable:
 Quarantined instances never reach the output; they are logged by a keyed hash of their SOP
 Instance UID and answered with status 0xC000 (see :data:`STATUS_QUARANTINED`). The log is
 JSON lines and never holds PHI: no names, no original UIDs, no file content.
+
+Memory is bounded: at most ``max(10, 4 * workers)`` associations at once (pynetdicom holds
+each one's current data set), and received instances waiting for a worker share a byte
+budget (``max_pending_bytes``); a sender over budget waits, which TCP passes back to it.
 
 Needs pynetdicom (``pip install medveil[net]``).
 """
@@ -675,6 +683,7 @@ class Gateway:
         self._in_flight = 0
         self._draining = False
         self._server: Any = None
+        self._ae: Any = None
         self._pool: cf.ProcessPoolExecutor | None = None
         self.forwarder: Forwarder | None = None
         self._commit: GroupCommit | None = None
@@ -788,11 +797,10 @@ class Gateway:
         # Callers get 0xA700 for anything new and usually release; give them a moment
         # before cutting the associations that are left.
         grace = time.monotonic() + min(10.0, max(0.0, deadline - time.monotonic()))
-        while time.monotonic() < grace and any(
-            a.is_established for a in self._ae.active_associations
-        ):
+        active = (lambda: list(self._ae.active_associations)) if self._ae else list
+        while time.monotonic() < grace and any(a.is_established for a in active()):
             time.sleep(0.05)
-        for assoc in list(self._ae.active_associations):
+        for assoc in active():
             assoc.abort()
         if self.forwarder is not None:
             self.forwarder.stop(timeout=self.config.drain_timeout)
@@ -822,8 +830,7 @@ class Gateway:
         if sock is None:
             return
         try:
-            # pynetdicom writes a response in several small sends; with Nagle on, each
-            # C-STORE waits for the peer's delayed ACK (~40 ms on Linux).
+            # As DCMTK does: a response's small PDUs go out at once, not after an ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
