@@ -38,6 +38,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import socket
 import ssl
 import sys
@@ -414,12 +415,25 @@ def clean_and_write(raw: bytes, token: str) -> dict[str, object]:
         tmp = str(write_temporary(_OUT / result.relpath, result.data))
     return {
         "status": result.status,
-        "reason": result.reason[:200],
+        "reason": scrub_reason(result.reason),
         "relpath": result.relpath,
         "tmp": tmp,
         "size_in": result.size_in,
         "size_out": len(result.data),
     }
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'")
+_NUMBERS = re.compile(r"\d[\d.:/^-]{5,}")
+
+
+def scrub_reason(reason: str) -> str:
+    """A quarantine reason safe for the log: quoted values and long numbers blanked.
+
+    medveil's own reasons name tags and rules, never values; an unexpected exception's
+    message may quote a value (a name, a date, a UID), so those are cut out.
+    """
+    return _NUMBERS.sub("#", _QUOTED.sub("'…'", reason))[:200]
 
 
 # ---------------------------------------------------------------------------- memory

@@ -159,3 +159,19 @@ def test_dcmtk_storescu_study_arrives_identical_to_file_based_run(start_gateway,
         assert stored[rel] == data, rel
     assert {e["calling_aet"] for e in log.events("association")} == {"DCMTKSCU"}
     assert_no_phi(log.text, files)
+
+
+@pytest.mark.parametrize(
+    ("reason", "kept", "gone"),
+    [
+        ("ValueError: bad DA value '19580704'", "ValueError", "19580704"),
+        ('KeyError: "Fakename^Alice"', "KeyError", "Fakename"),
+        ("uid 1.2.826.0.1.3680043.10.1311.1.2 invalid", "invalid", "1311"),
+        ("post-check: PatientIdentityRemoved is not YES", "PatientIdentityRemoved", "\x00"),
+    ],
+)
+def test_quarantine_reasons_are_scrubbed_of_values(reason, kept, gone):
+    from medveil.gateway import scrub_reason
+
+    out = scrub_reason(reason)
+    assert kept in out and gone not in out
