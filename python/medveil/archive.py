@@ -183,7 +183,7 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
                 continue
             result = clean_instance(_ENGINE, raw, item.name)
             if result.status == "written":
-                batch.add(_OUTPUT / result.relpath, result.data)
+                batch.add(_OUTPUT / result.relpath, result.parts)
             out.append(
                 {
                     "status": result.status,

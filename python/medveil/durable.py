@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
@@ -22,19 +23,20 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def _write(tmp: Path, data: bytes, fsync: bool) -> None:
+def _write(tmp: Path, data: bytes | Sequence[bytes], fsync: bool) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        for chunk in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
         if fsync:
             os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
     """Write data to a temporary name in the target folder, fsync, then rename over path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
@@ -55,8 +57,8 @@ class BatchWriter:
         # twice in an export) keeps one temporary, rewritten, like two plain writes would.
         self.pending: dict[Path, Path] = {}
 
-    def add(self, path: Path, data: bytes) -> None:
-        """Write data under a temporary name next to path (not yet visible)."""
+    def add(self, path: Path, data: bytes | Sequence[bytes]) -> None:
+        """Write data (bytes, or chunks in order) under a temporary name next to path."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_name(path)
         try:

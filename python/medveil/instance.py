@@ -27,11 +27,21 @@ class CleanResult:
     status: str
     reason: str = ""
     size_in: int = 0
-    data: bytes = b""
+    parts: list[bytes] = field(default_factory=list)  # the output file, in order
     relpath: str = ""
     row: dict[str, object] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
     pixels: dict[str, object] | None = None  # the pixel cleaner's record, for pixels.jsonl
+
+    @property
+    def data(self) -> bytes:
+        """The output file as one bytes object (joins the parts: a copy)."""
+        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+
+    @property
+    def size_out(self) -> int:
+        """Length of the output file in bytes."""
+        return sum(len(p) for p in self.parts)
 
 
 def looks_like_dicom(head: bytes) -> bool:
@@ -76,7 +86,7 @@ def output_relpath(ds: Dataset) -> str:
     )
 
 
-def catalog_row(ds: Dataset, relpath: str, data: bytes) -> dict[str, object]:
+def catalog_row(ds: Dataset, relpath: str, parts: list[bytes]) -> dict[str, object]:
     """The de-identified metadata of one written instance (the cohort catalog row)."""
 
     def num(kw: str) -> object:
@@ -102,9 +112,29 @@ def catalog_row(ds: Dataset, relpath: str, data: bytes) -> dict[str, object]:
         "frames": num("NumberOfFrames") or 1,
         "slice_thickness": num("SliceThickness"),
         "path": relpath,
-        "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": sum(len(p) for p in parts),
+        "sha256": _sha256(parts),
     }
+
+
+def _sha256(parts: list[bytes]) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+    return h.hexdigest()
+
+
+def _header(parts: list[bytes], pixel_at: int) -> bytes:
+    """The bytes before offset pixel_at (the whole file if -1), joined."""
+    if pixel_at < 0:
+        return b"".join(parts)
+    out, size = [], 0
+    for p in parts:
+        if size >= pixel_at:
+            break
+        out.append(p[: pixel_at - size])
+        size += len(p)
+    return b"".join(out)
 
 
 def clean_instance(engine: Deidentifier, raw: bytes, name: str = "input") -> CleanResult:
@@ -120,8 +150,9 @@ def clean_instance(engine: Deidentifier, raw: bytes, name: str = "input") -> Cle
             raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
         terms = identity_terms(ds)
         report = engine.apply(ds, source=name)
-        data, pixel_at = write_fast_or_generic(ds)
-        post_check(data, terms, pixel_at)
+        parts, pixel_at = write_fast_or_generic(ds)
+        header = _header(parts, pixel_at)
+        post_check(header, terms, len(header))
     except (MedveilError, QuarantineError) as exc:
         return CleanResult("quarantined", str(exc).replace("input: ", ""), size_in)
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
@@ -132,9 +163,9 @@ def clean_instance(engine: Deidentifier, raw: bytes, name: str = "input") -> Cle
         "written",
         "",
         size_in,
-        data,
+        parts,
         relpath,
-        catalog_row(ds, relpath, data),
+        catalog_row(ds, relpath, parts),
         dict(report.actions),
         pixels,  # type: ignore[arg-type]
     )

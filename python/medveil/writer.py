@@ -26,8 +26,22 @@ PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
 
 
+# Values at least this large are passed on as they are, never copied into a joined buffer.
+BIG_VALUE = 1 << 16
+
+
 def fast_write(ds: Dataset) -> tuple[bytes, int]:
     """Encode ds like write_dataset; return (file bytes, offset of Pixel Data or -1)."""
+    chunks, pixel_at = fast_write_parts(ds)
+    return b"".join(chunks), pixel_at
+
+
+def fast_write_parts(ds: Dataset) -> tuple[list[bytes], int]:
+    """Encode ds like write_dataset, as chunks whose concatenation is the file.
+
+    Small pieces are joined; large values (pixel data) stay the objects they are, so a
+    100 MB image is never copied to be written or hashed.
+    """
     meta = ds.file_meta
     ts = meta.TransferSyntaxUID
     implicit, little = ts.is_implicit_VR, ts.is_little_endian
@@ -41,6 +55,7 @@ def fast_write(ds: Dataset) -> tuple[bytes, int]:
         raise DicomInputError("no conformant file meta: use the generic writer")
     # The original preamble may hide data: it is never copied.
     parts: list[bytes] = [b"\x00" * 128 + b"DICM" + encode_file_meta(meta)]
+    big: list[tuple[int, bytes]] = []  # (index in parts, value kept as is)
     size = len(parts[0])
     pixel_at = -1
     end = "<" if little else ">"
@@ -88,7 +103,11 @@ def fast_write(ds: Dataset) -> tuple[bytes, int]:
             else:
                 parts.append(elem.VR.encode("ascii") + short_len.pack(len(value)))
                 size += 8
-            parts.append(value)
+            if len(value) >= BIG_VALUE:
+                big.append((len(parts), value))
+                parts.append(b"")
+            else:
+                parts.append(value)
             size += len(value)
             continue
         scratch = DicomBytesIO()
@@ -98,7 +117,14 @@ def fast_write(ds: Dataset) -> tuple[bytes, int]:
         chunk = scratch.getvalue()
         parts.append(chunk)
         size += len(chunk)
-    return b"".join(parts), pixel_at
+    chunks: list[bytes] = []
+    start = 0
+    for index, value in big:
+        chunks.append(b"".join(parts[start:index]))
+        chunks.append(value)
+        start = index + 1
+    chunks.append(b"".join(parts[start:]))
+    return [c for c in chunks if c], pixel_at
 
 
 _META_SOP_INSTANCE = 0x00020003
@@ -153,16 +179,16 @@ def encode_file_meta(meta: FileMetaDataset) -> bytes:
     return b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<L", len(body)) + body
 
 
-def write_fast_or_generic(ds: Dataset) -> tuple[bytes, int]:
-    """fast_write when the dataset allows it, else medveil.deid.write_dataset."""
+def write_fast_or_generic(ds: Dataset) -> tuple[list[bytes], int]:
+    """fast_write_parts when the dataset allows it, else medveil.deid.write_dataset."""
     from medveil.deid import write_dataset
 
     prepare_meta(ds)
     try:
-        return fast_write(ds)
+        return fast_write_parts(ds)
     except DicomInputError:
         data = write_dataset(ds)
-        return data, data.rfind(b"\xe0\x7f\x10\x00")
+        return [data], data.rfind(b"\xe0\x7f\x10\x00")
 
 
 def prepare_meta(ds: Dataset) -> None:
