@@ -139,3 +139,28 @@ def test_destination_failure_statuses_keep_the_instance(tmp_path, demo):
 def test_destination_status_classes(status, success, permanent):
     assert _is_success(status) is success
     assert _permanent_failure(status) is permanent
+
+
+def test_spool_survives_a_gateway_restart(start_gateway, demo, tmp_path):
+    """Instances acknowledged while the destination was down go out after a restart."""
+    files, reference = demo
+    port = free_port()
+    spool = tmp_path / "spool"
+    forward = ("127.0.0.1", port, "RESEARCH")
+    gw, _log = start_gateway(forward=forward, spool=spool, retry_min=0.05, retry_max=0.2)
+    assert send(gw.port, files) == [0] * len(files)
+    gw.stop()
+    assert tree(spool) == reference
+    dest = Destination(port)
+    try:
+        _gw2, log2 = start_gateway(forward=forward, spool=spool, retry_min=0.05, retry_max=0.2)
+        wait_until(lambda: not list(iter_spool(spool)) and len(dest.received) >= len(files))
+        time.sleep(0.5)
+        expected = [
+            str(pydicom.dcmread(pydicom.filebase.DicomBytesIO(d)).SOPInstanceUID)
+            for d in reference.values()
+        ]
+        assert sorted(uid for uid, _ in dest.received) == sorted(expected)
+    finally:
+        dest.stop()
+    assert sum(int(e["count"]) for e in log2.events("forwarded")) == len(files)
