@@ -153,11 +153,19 @@ def _init_worker(policy: Policy, secret: bytes, output: str) -> None:
     _OUTPUT = Path(output)
 
 
-def _read(item: Item) -> bytes:
+def _read(item: Item) -> bytes | bytearray:
     if item.data is not None:
         return item.data
-    with open(item.path, "rb") as f:  # type: ignore[arg-type]
-        return f.read()
+    # One buffer the size of the file: the pipeline masks pixels in it and writes from it.
+    with open(item.path, "rb", buffering=0) as f:  # type: ignore[arg-type]
+        buf = bytearray(os.fstat(f.fileno()).st_size)
+        view, got = memoryview(buf), 0
+        while got < len(buf):
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    return buf if got == len(buf) else buf[:got]
 
 
 def process_chunk(items: list[Item]) -> list[dict[str, object]]:

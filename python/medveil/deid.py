@@ -799,13 +799,54 @@ def shift_date_value(value: str, days: int, vr: str) -> str | None:
     return f"{d.year:04d}{d.month:02d}{d.day:02d}" + value[8:]
 
 
-def read_dataset(src: str | os.PathLike[str] | io.BytesIO, name: str) -> Dataset:
-    """Read a DICOM file fully, with a clear error naming the file when it is not DICOM."""
+class _BufferReader(io.RawIOBase):
+    """A file over a bytearray whose large reads are views, not copies.
+
+    pydicom keeps what read() returns as element values, so Pixel Data read through this
+    is a writable view of the caller's buffer: the pixel cleaner masks it in place.
+    """
+
+    def __init__(self, buf: bytearray) -> None:
+        super().__init__()
+        self._view = memoryview(buf)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes | memoryview:  # type: ignore[override]
+        end = (
+            len(self._view) if size is None or size < 0 else min(self._pos + size, len(self._view))
+        )
+        chunk = self._view[self._pos : end]
+        self._pos = end
+        return chunk if len(chunk) >= 65536 else bytes(chunk)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = (0, self._pos, len(self._view))[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def read_dataset(src: str | os.PathLike[str] | io.BytesIO | bytearray, name: str) -> Dataset:
+    """Read a DICOM file fully, with a clear error naming the file when it is not DICOM.
+
+    A bytearray is read without copying its large values: they stay views of it, and the
+    pixel cleaner may change it in place.
+    """
+    if isinstance(src, bytearray):
+        src = _BufferReader(src)  # type: ignore[assignment]
     try:
         ds = pydicom.dcmread(src, force=False)
     except pydicom.errors.InvalidDicomError:
         try:
-            if isinstance(src, io.BytesIO):
+            if isinstance(src, (io.BytesIO, _BufferReader)):
                 src.seek(0)
             ds = pydicom.dcmread(src, force=True)
         except Exception as exc:

@@ -137,15 +137,21 @@ def _header(parts: list[bytes], pixel_at: int) -> bytes:
     return b"".join(out)
 
 
-def clean_instance(engine: Deidentifier, raw: bytes, name: str = "input") -> CleanResult:
-    """De-identify and post-check one file's bytes; never raises for a bad input."""
+def clean_instance(
+    engine: Deidentifier, raw: bytes | bytearray, name: str = "input"
+) -> CleanResult:
+    """De-identify and post-check one file's bytes; never raises for a bad input.
+
+    Given a bytearray, large values are not copied: pixel data is masked in place in it
+    and the result's parts refer to it.
+    """
     size_in = len(raw)
     if size_in == 0:
         return CleanResult("skipped", "empty file")
     if not looks_like_dicom(raw[:132]):
         return CleanResult("skipped", "not DICOM", size_in)
     try:
-        ds = read_dataset(io.BytesIO(raw), "input")
+        ds = read_dataset(raw if isinstance(raw, bytearray) else io.BytesIO(raw), "input")
         if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
             raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
         terms = identity_terms(ds)

@@ -75,7 +75,7 @@ def fast_write_parts(ds: Dataset) -> tuple[list[bytes], int]:
         elif (
             elem.VR in ("OB", "OW")
             and not elem.is_undefined_length
-            and isinstance(elem.value, (bytes, bytearray))
+            and isinstance(elem.value, (bytes, bytearray, memoryview))
             and len(elem.value) % 2 == 0
         ):
             # Decoded binary values (new pixel data) are written as the bytes they are.
@@ -87,7 +87,7 @@ def fast_write_parts(ds: Dataset) -> tuple[list[bytes], int]:
             value = None
         if (
             isinstance(elem, RawDataElement)
-            and isinstance(value, (bytes, bytearray))
+            and isinstance(value, (bytes, bytearray, memoryview))
             and elem.length != _UNDEFINED
             # pydicom resolves UN to the dictionary VR when writing: let it.
             and (implicit or (elem.VR is not None and len(elem.VR) == 2 and elem.VR != "UN"))
