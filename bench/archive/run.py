@@ -181,7 +181,7 @@ def measure(argv: list[str], timeout: float) -> tuple[float, int, dict[str, floa
     done.set()
     sampler.join()
     try:
-        largest = float(Path(rss_file.name).read_text().split()[-1]) / 1024  # KB
+        largest = float(Path(rss_file.name).read_text().split()[-1]) * 1024 / 1e6  # KiB
     except (ValueError, IndexError):
         largest = 0.0
     os.unlink(rss_file.name)
@@ -308,6 +308,21 @@ def fmt_ratios(best: dict[tuple[str, str], Run], parts: list[str]) -> str:
     return "\n".join(lines)
 
 
+def print_tables(runs: list[Run]) -> None:
+    """Print the results table (best run per tool and part) and the goal ratios."""
+    best: dict[tuple[str, str], Run] = {}
+    for r in runs:
+        key = (r.part, r.tool)
+        cur = best.get(key)
+        if cur is None or (r.ok, -r.seconds) > (cur.ok, -cur.seconds):
+            best[key] = r
+    parts = list(dict.fromkeys(r.part for r in runs))
+    names = list(dict.fromkeys(r.tool for r in runs))
+    print(fmt_table(best, parts, names))
+    print()
+    print(fmt_ratios(best, parts))
+
+
 def setup(work: Path) -> Tools:
     """Secret, policy (with the US pixel rule) and a throw-away certificate for gdcmanon."""
     work.mkdir(parents=True, exist_ok=True)
@@ -399,8 +414,13 @@ def main(argv: list[str] | None = None) -> int:
         default="medveil all workers",
         help="with --memory: 'medveil 1 worker', 'medveil all workers' or both, comma-separated",
     )
+    ap.add_argument("--from-json", help="only re-print the tables of a run saved with --json")
     ap.add_argument("--json", help="also write every run to this JSON file")
     args = ap.parse_args(argv)
+    if args.from_json:
+        saved = [Run(**r) for r in json.loads(Path(args.from_json).read_text())]
+        print_tables(saved)
+        return 0
     work = Path(args.work)
     tools = setup(work)
     print(f"start: {time.strftime('%H:%M:%S')}, load {os.getloadavg()}", file=sys.stderr)
@@ -419,17 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     else:
         runs = bench(args, tools, work)
-        best: dict[tuple[str, str], Run] = {}
-        for r in runs:
-            key = (r.part, r.tool)
-            cur = best.get(key)
-            if cur is None or (r.ok, -r.seconds) > (cur.ok, -cur.seconds):
-                best[key] = r
-        parts = list(dict.fromkeys(r.part for r in runs))
-        names = list(dict.fromkeys(r.tool for r in runs))
-        print(fmt_table(best, parts, names))
-        print()
-        print(fmt_ratios(best, parts))
+        print_tables(runs)
     print(f"end: {time.strftime('%H:%M:%S')}, load {os.getloadavg()}", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in runs], indent=1))
