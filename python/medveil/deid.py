@@ -120,7 +120,7 @@ def _vr_of(elem: object, tag: int) -> str:
     vr = getattr(elem, "VR", None)
     if vr:
         return str(vr)
-    return _dictionary_vr(tag) or "UN"
+    return _dictionary_vr(int(tag)) or "UN"
 
 
 def _in_dictionary(tag: int) -> bool:
@@ -319,18 +319,21 @@ class Deidentifier:
         by_tag = compiled.by_tag
         d = ds._dict
         private: list[int] = []
+        # `tag` is the dataset's own key object: the element dict finds it by identity,
+        # while an equal int would go through BaseTag.__eq__ in Python. The policy's
+        # dicts are keyed by plain ints, so they are asked with int(tag).
         for tag in list(d.keys()):
-            tag = int(tag)
-            rule = by_tag.get(tag)
+            itag = int(tag)
+            rule = by_tag.get(itag)
             if rule is None:
-                group = tag >> 16
+                group = itag >> 16
                 if group & 1:
                     private.append(tag)
                     continue
-                if tag & 0xFFFF == 0 and group != 2:
+                if itag & 0xFFFF == 0 and group != 2:
                     _remove(ds, tag)  # group lengths are stale after any change
                     continue
-                rule = compiled.rule_for(tag)
+                rule = compiled.rule_for(itag)
                 if rule is None:
                     self._unknown(ds, tag, ctx, report, path)
                     continue
@@ -342,11 +345,11 @@ class Deidentifier:
         self, ds: Dataset, tag: int, ctx: _PatientContext, report: DeidReport, path: str
     ) -> None:
         compiled = self.compiled
-        if not compiled.keep_unknown and tag not in compiled.allow and tag >> 16 != 2:
+        if not compiled.keep_unknown and int(tag) not in compiled.allow and tag >> 16 != 2:
             _remove(ds, tag)
             report.add(path, tag, "X")
             return
-        if not _in_dictionary(tag):
+        if not _in_dictionary(int(tag)):
             # An even tag the standard does not define is a misparse or a vendor abuse:
             # nobody can say what it holds, so it is not released.
             _remove(ds, tag)
