@@ -127,6 +127,57 @@ def _in_dictionary(tag: int) -> bool:
     return _dictionary_vr(tag) is not None
 
 
+_ASCII_VRS = frozenset(
+    {
+        "AE",
+        "AS",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "IS",
+        "LO",
+        "LT",
+        "PN",
+        "SH",
+        "ST",
+        "TM",
+        "UC",
+        "UI",
+        "UR",
+        "UT",
+    }
+)
+
+
+def _put(ds: Dataset, tag: int, raw: RawDataElement, vr: str, values: list[object]) -> None:
+    """Replace an element by new values, pre-encoded when they are plain ASCII text.
+
+    ASCII is valid in every DICOM character set, so the bytes are the same whatever the
+    dataset's; such elements stay raw and the writer copies them without re-encoding.
+    """
+    if vr in _ASCII_VRS and all(isinstance(v, str) and v.isascii() for v in values):
+        text = "\\".join(values).encode("ascii")  # type: ignore[arg-type]
+        if len(text) % 2:
+            text += b"\x00" if vr == "UI" else b" "
+        ds._dict[tag] = RawDataElement(
+            tag,
+            None if raw.is_implicit_VR else vr,
+            len(text),
+            text,
+            0,
+            raw.is_implicit_VR,
+            raw.is_little_endian,
+            True,
+            False,
+        )
+        return
+    if not values:
+        ds._dict[tag] = DataElement(tag, vr, _empty(vr))
+    else:
+        ds._dict[tag] = DataElement(tag, vr, values if len(values) > 1 else values[0])
+
+
 def _remove(ds: Dataset, tag: int) -> None:
     # Straight from the element dict: Dataset.__delitem__ costs more than the whole
     # decision for the hundreds of private elements a file can carry.
@@ -441,7 +492,7 @@ class Deidentifier:
                 return False
             if values:
                 new = self._pseudonyms(vr, rule, values)
-                ds._dict[tag] = DataElement(tag, vr, new if len(new) > 1 else new[0])
+                _put(ds, tag, raw, vr, new)
             report.add(path, tag, "pseudonym")
             return True
         if action == "C" and vr == "TM":
@@ -470,16 +521,16 @@ class Deidentifier:
         if action == "D" and vr == "UI":
             action = "U"
         if action == "Z":
-            ds._dict[tag] = DataElement(tag, vr, _empty(vr))
+            _put(ds, tag, raw, vr, [])
         elif action == "D":
             if not empty:
                 dummy = b"\x00\x00" if vr in BYTES_VRS else DUMMY.get(vr, "")
-                ds._dict[tag] = DataElement(tag, vr, dummy)
+                _put(ds, tag, raw, vr, [dummy])
         elif vr == "UI":
             if not empty:
                 uids = bytes(value).decode("ascii", "replace").strip("\x00 ").split("\\")
                 new = [u if is_well_known_uid(u) else self.keyed.uid(u) for u in uids]
-                ds._dict[tag] = DataElement(tag, "UI", new if len(new) > 1 else new[0])
+                _put(ds, tag, raw, "UI", new)
         else:
             return False
         report.add(path, tag, action)
@@ -507,7 +558,7 @@ class Deidentifier:
                 report.add(path, tag, "date-unparseable-emptied")
                 shifted = ""
             out.append(shifted)
-        ds._dict[tag] = DataElement(tag, vr, out if len(out) > 1 else out[0])
+        _put(ds, tag, raw, vr, out)
         report.add(path, tag, "C")
         return True
 
