@@ -150,6 +150,9 @@ _ASCII_VRS = frozenset(
 )
 
 
+_CLEANABLE_TEXT = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "CS"})
+
+
 def _put(ds: Dataset, tag: int, raw: RawDataElement, vr: str, values: list[object]) -> None:
     """Replace an element by new values, pre-encoded when they are plain ASCII text.
 
@@ -436,7 +439,7 @@ class Deidentifier:
             return
         raw = ds._dict[tag]
         if isinstance(raw, RawDataElement) and self._act_raw(
-            ds, tag, raw, rule, action, report, path, ctx.offset
+            ds, tag, raw, rule, action, report, path, ctx
         ):
             return
         elem = ds[tag]
@@ -479,7 +482,7 @@ class Deidentifier:
         action: str,
         report: DeidReport,
         path: str,
-        offset: int,
+        ctx: _PatientContext,
     ) -> bool:
         """Z, D and U straight from the raw bytes, without decoding the old value.
 
@@ -498,8 +501,18 @@ class Deidentifier:
         if action == "C" and vr == "TM":
             report.add(path, tag, "C")  # whole-day shifts leave times of day as they were
             return True
+        if action == "C" and vr in _CLEANABLE_TEXT:
+            values = raw_text(ds, raw)
+            if values is None:
+                return False
+            cleaned = [ctx.clean_text(v) for v in values]
+            if cleaned != values:
+                _put(ds, tag, raw, vr, cleaned)  # type: ignore[arg-type]
+            # else: nothing identifying in it, and the original bytes stay as they were
+            report.add(path, tag, "C")
+            return True
         if action == "C" and vr in ("DA", "DT") and self.compiled.shift_dates and raw.value:
-            return self._shift_raw(ds, tag, raw, vr, report, path, offset)
+            return self._shift_raw(ds, tag, raw, vr, report, path, ctx.offset)
         if vr in ("SQ", "UN") or (action not in ("Z", "D", "U") and action not in COMBINED_ACTIONS):
             return False
         value = raw.value
