@@ -76,8 +76,8 @@ def spark():
     from pyspark.sql import SparkSession
 
     # Executors must run this interpreter (the one with medveil installed).
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    saved = {k: os.environ.get(k) for k in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
+    os.environ.update(dict.fromkeys(saved, sys.executable))
     session = (
         SparkSession.builder.master("local[2]")
         .appName("medveil-tests")
@@ -91,6 +91,11 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from medveil.spark import deidentify_archive
 
+    # Reached from `medveil deid --engine spark`: its local-engine options do not apply.
+    local_only = [
+        f"--{name}"
+        for name in ("demo", "resume", "workers", "vault")
+        if getattr(args, name, None) not in (None, False)
+    ]
+    if local_only:
+        print(
+            f"medveil: {', '.join(local_only)}: not available with the Spark engine",
+            file=sys.stderr,
+        )
+        return 2
     if not args.input or not args.output:
         print("medveil: give INPUT and OUTPUT", file=sys.stderr)
         return 2
