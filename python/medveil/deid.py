@@ -201,7 +201,8 @@ def _empty(vr: str) -> object:
     return ""
 
 
-_NAME_KEYWORDS = (
+# Person names of a dataset whose components Clean Descriptors removes from free text.
+NAME_KEYWORDS = (
     "PatientName",
     "OtherPatientNames",
     "PatientBirthName",
@@ -219,7 +220,7 @@ _ID_KEYWORDS = (
     "PatientAddress",
     "PatientTelephoneNumbers",
 )
-_TERM_TAGS = tuple(tag_for_keyword(k) for k in (*_NAME_KEYWORDS, *_ID_KEYWORDS, "PatientBirthDate"))
+_TERM_TAGS = tuple(tag_for_keyword(k) for k in (*NAME_KEYWORDS, *_ID_KEYWORDS, "PatientBirthDate"))
 
 
 def _values(value: object) -> list[object]:
@@ -269,7 +270,7 @@ class _PatientContext:
     def identifying_terms(get: Callable[[str], object]) -> list[str]:
         """Name components, IDs and birth-date spellings, from a keyword lookup."""
         terms: list[str] = []
-        for kw in _NAME_KEYWORDS:
+        for kw in NAME_KEYWORDS:
             for pn in _values(get(kw)):
                 for comp in re.split(r"[\^= ,]+", str(pn)):
                     if len(comp) >= 2:

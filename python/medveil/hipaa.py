@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medveil.deid import NAME_KEYWORDS
 from medveil.policy import CompiledPolicy
 from medveil.profile import Option
 
@@ -12,16 +13,7 @@ from medveil.profile import Option
 CATEGORIES: tuple[tuple[str, tuple[str, ...], tuple[Option, ...]], ...] = (
     (
         "A. Names",
-        (
-            "PatientName",
-            "OtherPatientNames",
-            "PatientBirthName",
-            "PatientMotherBirthName",
-            "ReferringPhysicianName",
-            "PerformingPhysicianName",
-            "OperatorsName",
-            "ResponsiblePerson",
-        ),
+        (*NAME_KEYWORDS, "ResponsiblePerson"),
         (),
     ),
     (
