@@ -19,12 +19,18 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
 
+from medveil._version import __version__
 from medveil.errors import DicomInputError
 
 LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
 PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
 
+
+# medveil's Implementation Class UID: the 2.25 form of uuid5(NAMESPACE_URL,
+# "https://github.com/medveil/medveil#implementation"), fixed so outputs are reproducible.
+IMPLEMENTATION_CLASS_UID = "2.25.239146330412718645523627206655271444772"
+IMPLEMENTATION_VERSION_NAME = ("MEDVEIL_" + __version__)[:16]
 
 # Values at least this large are passed on as they are, never copied into a joined buffer.
 BIG_VALUE = 1 << 16
@@ -214,3 +220,7 @@ def prepare_meta(ds: Dataset) -> None:
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
     if "SOPInstanceUID" in ds:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    # medveil wrote this file: the source's software identity does not travel with it, and
+    # a file gets the same meta whether it arrived as a file or over the network.
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME

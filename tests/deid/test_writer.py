@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 
+import pydicom
 import pytest
 from medveil.deid import Deidentifier, read_dataset, write_dataset
 from medveil.errors import DicomInputError, MedveilError
@@ -61,3 +63,15 @@ def test_deflated_goes_to_generic_writer(name) -> None:
     prepare_meta(ds)
     with pytest.raises(DicomInputError, match="deflated"):
         fast_write(ds)
+
+
+def test_meta_names_medveil_as_the_implementation() -> None:
+    path = get_testdata_file("CT_small.dcm")
+    ds = read_dataset(path, path)
+    ds.file_meta.ImplementationVersionName = "SCANNER_X_9"
+    Deidentifier(Policy(), SECRET).apply(ds)
+    prepare_meta(ds)
+    data, _ = fast_write(ds)
+    assert b"SCANNER_X_9" not in data
+    back = pydicom.dcmread(io.BytesIO(data))
+    assert back.file_meta.ImplementationVersionName.startswith("MEDVEIL_")
