@@ -24,10 +24,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medveil.errors import MedveilError
 from medveil.policy import Policy
 from medveil.pseudonyms import Keyed
+
+if TYPE_CHECKING:
+    from medveil.vault import Vault
 
 RECORDS = ".medveil"
 # A worker task: up to this many files, or this many bytes of archive members carried to
@@ -139,11 +143,19 @@ def iter_inputs(source: str | os.PathLike[str]) -> Iterator[Item]:
 # ---------------------------------------------------------------------------- workers
 _ENGINE = None
 _OUTPUT: Path | None = None
+_CAPTURE = False  # send each instance's identity to the parent, for the vault
+_EMBED = None  # OriginalsEmbedder of --embed-originals
 
 
-def _init_worker(policy: Policy, secret: bytes, output: str) -> None:
+def _init_worker(
+    policy: Policy,
+    secret: bytes,
+    output: str,
+    capture_identity: bool = False,
+    embed_cert: str | None = None,
+) -> None:
     """Create one engine per worker process; silence pydicom (its warnings quote values)."""
-    global _ENGINE, _OUTPUT
+    global _ENGINE, _OUTPUT, _CAPTURE, _EMBED
     from medveil.deid import Deidentifier
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
@@ -151,6 +163,11 @@ def _init_worker(policy: Policy, secret: bytes, output: str) -> None:
     logging.getLogger("pydicom").disabled = True
     _ENGINE = Deidentifier(policy, secret)
     _OUTPUT = Path(output)
+    _CAPTURE = capture_identity
+    if embed_cert:
+        from medveil.vault.embed import OriginalsEmbedder
+
+        _EMBED = OriginalsEmbedder(embed_cert)
 
 
 def _read(item: Item) -> bytes | bytearray:
@@ -189,7 +206,9 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
                     }
                 )
                 continue
-            result = clean_instance(_ENGINE, raw, item.name)
+            result = clean_instance(
+                _ENGINE, raw, item.name, capture_identity=_CAPTURE, embed=_EMBED
+            )
             if result.status == "written":
                 batch.add(_OUTPUT / result.relpath, result.parts)
             out.append(
@@ -200,6 +219,7 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
                     "row": result.row,
                     "actions": result.actions,
                     "pixels": result.pixels,
+                    "identity": result.identity,
                 }
             )
         batch.commit()
@@ -307,12 +327,16 @@ def deidentify_archive(
     resume: bool = False,
     progress: Callable[[RunSummary], None] | None = None,
     on_quarantine: Callable[[str, str], None] | None = None,
+    vault: Vault | None = None,
+    embed_originals: str | os.PathLike[str] | None = None,
 ) -> RunSummary:
     """De-identify every DICOM file under input into output; returns the run's summary.
 
     ``progress`` is called after every file with the running summary; ``on_quarantine``
     with (input name, reason) for each quarantined file (the name may hold PHI: show it,
-    do not store it).
+    do not store it). ``vault`` (a :class:`medveil.vault.Vault`, owned by the caller)
+    receives every patient, study and series written; ``embed_originals`` (an X.509
+    certificate file) seals each file's replaced originals into it (PS3.15 E.1.1).
     """
     policy = policy or Policy.default()
     out = Path(output)
@@ -321,6 +345,12 @@ def deidentify_archive(
         raise MedveilError(f"{out}: the output must not be the input or inside it")
     if out.exists() and any(p.name != RECORDS for p in out.iterdir()) and not resume:
         raise MedveilError(f"{out}: output folder is not empty (use --resume to continue a run)")
+    if vault is not None and vault.uses_key(secret):
+        raise MedveilError("the vault key must differ from the pseudonym secret")
+    if embed_originals:
+        from medveil.vault.embed import OriginalsEmbedder
+
+        OriginalsEmbedder(embed_originals)  # a bad certificate fails before any work
     out.mkdir(parents=True, exist_ok=True)
     keyed = Keyed(secret)
     records = RunRecords(out, keyed)
@@ -335,7 +365,13 @@ def deidentify_archive(
         max_workers=workers,
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(policy, secret, str(out)),
+        initargs=(
+            policy,
+            secret,
+            str(out),
+            vault is not None,
+            str(embed_originals) if embed_originals else None,
+        ),
     )
     in_flight: dict[cf.Future[list[dict[str, object]]], list[tuple[str, str]]] = {}
     limit = workers * 2
@@ -353,6 +389,11 @@ def deidentify_archive(
             summary.quarantined += 1
             if on_quarantine:
                 on_quarantine(name, str(result.get("reason")))
+        if vault is not None and result.get("identity"):
+            # Committed before the input is recorded as done, so a resumed run never
+            # skips a file whose identity the vault lacks.
+            vault.add(result["identity"])  # type: ignore[arg-type]
+            vault.flush()
         records.record(key, result)
         summary.files_in += 1
         if progress:

@@ -17,6 +17,8 @@ from medveil.deid import Deidentifier, read_dataset
 from medveil.errors import DicomInputError, MedveilError, QuarantineError
 from medveil.generalize import age_band
 from medveil.postcheck import identity_terms, post_check
+from medveil.vault.capture import identity_of, read_originals
+from medveil.vault.embed import OriginalsEmbedder
 from medveil.writer import write_fast_or_generic
 
 
@@ -32,6 +34,8 @@ class CleanResult:
     row: dict[str, object] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
     pixels: dict[str, object] | None = None  # the pixel cleaner's record, for pixels.jsonl
+    # With capture_identity: originals + new pseudonym/UIDs for the vault (PHI: never log).
+    identity: dict[str, object] = field(default_factory=dict)
 
     @property
     def data(self) -> bytes:
@@ -138,12 +142,19 @@ def _header(parts: list[bytes], pixel_at: int) -> bytes:
 
 
 def clean_instance(
-    engine: Deidentifier, raw: bytes | bytearray, name: str = "input"
+    engine: Deidentifier,
+    raw: bytes | bytearray,
+    name: str = "input",
+    *,
+    capture_identity: bool = False,
+    embed: OriginalsEmbedder | None = None,
 ) -> CleanResult:
     """De-identify and post-check one file's bytes; never raises for a bad input.
 
     Given a bytearray, large values are not copied: pixel data is masked in place in it
-    and the result's parts refer to it.
+    and the result's parts refer to it. ``capture_identity`` fills ``result.identity``
+    for the re-identification vault; ``embed`` seals the replaced originals into the
+    Encrypted Attributes Sequence (PS3.15 E.1.1).
     """
     size_in = len(raw)
     if size_in == 0:
@@ -155,7 +166,11 @@ def clean_instance(
         if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
             raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
         terms = identity_terms(ds)
+        originals = read_originals(ds) if capture_identity else None
+        before = embed.snapshot(ds) if embed is not None else None
         report = engine.apply(ds, source=name)
+        if embed is not None:
+            embed.embed(before, ds)  # type: ignore[arg-type]
         parts, pixel_at = write_fast_or_generic(ds)
         header = _header(parts, pixel_at)
         post_check(header, terms, len(header))
@@ -165,6 +180,11 @@ def clean_instance(
         return CleanResult("quarantined", f"{type(exc).__name__}: {exc}"[:300], size_in)
     relpath = output_relpath(ds)
     pixels = report.pixels.record(relpath) if report.pixels is not None else None
+    identity = (
+        identity_of(originals, ds, relpath.split("/", 1)[0], report.date_offset_days)
+        if originals is not None
+        else {}
+    )
     return CleanResult(
         "written",
         "",
@@ -174,4 +194,5 @@ def clean_instance(
         catalog_row(ds, relpath, parts),
         dict(report.actions),
         pixels,  # type: ignore[arg-type]
+        identity,
     )

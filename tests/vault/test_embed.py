@@ -159,3 +159,49 @@ def test_openssl_cms_decrypts_it(tmp_path: Path, demo_file: Path) -> None:
     assert mod.PatientID == original.PatientID
     assert mod.StudyInstanceUID == original.StudyInstanceUID
     assert "PixelData" not in mod
+
+
+def test_archive_run_embeds_originals(tmp_path: Path) -> None:
+    from medveil.archive import RECORDS, deidentify_archive
+
+    from tests.vault.test_archive_vault import demo_policy, source_datasets
+
+    key, cert, cert_path, _ = make_recipient(tmp_path)
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_demo_archive(src)
+    summary = deidentify_archive(
+        src, out, policy=demo_policy(), secret=b"\x02" * 32, workers=1, embed_originals=cert_path
+    )
+    assert summary.quarantined == 0 and summary.written > 0
+    by_sop = {str(ds.SOPInstanceUID): ds for ds in source_datasets(src)}
+    files = [p for p in out.rglob("*.dcm") if RECORDS not in p.parts]
+    assert len(files) == summary.written
+    for path in files:
+        cleaned = pydicom.dcmread(path)
+        assert ENCRYPTED_ATTRIBUTES_SEQUENCE in cleaned
+        restored = restore_originals(cleaned, key, cert)
+        original = by_sop[str(restored.SOPInstanceUID)]
+        for kw in (
+            "PatientID",
+            "PatientName",
+            "PatientBirthDate",
+            "AccessionNumber",
+            "StudyInstanceUID",
+            "SeriesInstanceUID",
+            "StudyDate",
+            "InstitutionName",
+        ):
+            assert restored[kw] == original[kw], kw
+
+
+def test_bad_certificate_fails_before_any_work(tmp_path: Path) -> None:
+    from medveil.archive import deidentify_archive
+    from medveil.errors import MedveilError
+
+    bad = tmp_path / "bad.crt"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    src = tmp_path / "in"
+    write_demo_archive(src)
+    with pytest.raises(MedveilError, match=r"not an X\.509 certificate"):
+        deidentify_archive(src, tmp_path / "out", secret=b"\x02" * 32, embed_originals=bad)
+    assert not (tmp_path / "out").exists()

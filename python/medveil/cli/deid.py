@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hmac
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +33,21 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run into OUTPUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    p.add_argument(
+        "--vault",
+        metavar="URL",
+        help="record the crosswalk in a re-identification vault: sqlite:///path, a file "
+        "path, or postgresql://... (needs --vault-key)",
+    )
+    p.add_argument(
+        "--vault-key", metavar="FILE", help="vault key file (create with `medveil vault keygen`)"
+    )
+    p.add_argument(
+        "--embed-originals",
+        metavar="CERT",
+        help="seal each file's replaced originals for this X.509 (RSA) recipient into the "
+        "Encrypted Attributes Sequence (PS3.15 E.1.1 reversible de-identification)",
+    )
     p.set_defaults(func=run)
 
 
@@ -49,6 +65,25 @@ def _secret(args: argparse.Namespace, policy: Policy) -> bytes:
         file=sys.stderr,
     )
     return secret
+
+
+def _open_vault(args: argparse.Namespace, secret: bytes):  # type: ignore[no-untyped-def]
+    """The vault of --vault/--vault-key, or None; a missing half or a reused key is an error."""
+    url, key_file = getattr(args, "vault", None), getattr(args, "vault_key", None)
+    if not url and not key_file:
+        return None
+    if not url or not key_file:
+        raise MedveilError(
+            "--vault and --vault-key go together (create a key with `medveil vault keygen FILE`)"
+        )
+    from medveil.vault import Vault, load_key
+
+    key = load_key(key_file)
+    if hmac.compare_digest(key, secret):
+        raise MedveilError(
+            "the vault key must differ from the pseudonym secret (`medveil vault keygen FILE`)"
+        )
+    return Vault(url, key)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             print("medveil deid: give INPUT and OUTPUT, or --demo OUT", file=sys.stderr)
             return 2
         secret = _secret(args, policy)
+        vault = _open_vault(args, secret)
     except (PolicyError, MedveilError) as exc:
         print(f"medveil: {exc}", file=sys.stderr)
         return 2
@@ -107,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=progress,
             on_quarantine=quarantined,
+            vault=vault,
+            embed_originals=getattr(args, "embed_originals", None),
         )
     except MedveilError as exc:
         print(f"medveil: {exc}", file=sys.stderr)
@@ -114,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+        if vault is not None:
+            vault.close()
     state = "interrupted" if summary.interrupted else "done"
     print(
         f"medveil deid {state}: {summary.files_in} files in, {summary.written} written, "

@@ -95,7 +95,7 @@ class OriginalsEmbedder:
         out = Dataset()
         for elem in ds:
             if not _never_embedded(elem.tag):
-                out.add(copy.deepcopy(elem))
+                out.add(_copy(elem))
         return out
 
     def modified(self, before: Dataset, after: Dataset) -> Dataset:
@@ -134,6 +134,24 @@ class OriginalsEmbedder:
         enc.EncryptedContent = envelope
         after.EncryptedAttributesSequence = Sequence([enc])
         return len(item)
+
+
+def _copy(elem: DataElement) -> DataElement:
+    """A deep copy that owns its bytes: large values read zero-copy are views of a buffer
+    that the pixel cleaner and the writer go on to reuse (and views cannot be deep-copied).
+    """
+    if elem.VR == "SQ":
+        items = []
+        for item in elem.value:
+            new = Dataset()
+            for sub in item:
+                new.add(_copy(sub))
+            items.append(new)
+        return DataElement(elem.tag, "SQ", Sequence(items))
+    value = elem.value
+    if isinstance(value, memoryview):
+        value = bytes(value)
+    return DataElement(elem.tag, elem.VR, copy.deepcopy(value))
 
 
 def _changed(a: DataElement, b: DataElement) -> bool:
