@@ -205,3 +205,17 @@ def test_bad_certificate_fails_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(MedveilError, match=r"not an X\.509 certificate"):
         deidentify_archive(src, tmp_path / "out", secret=b"\x02" * 32, embed_originals=bad)
     assert not (tmp_path / "out").exists()
+
+
+def test_deid_cli_embed_originals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medveil.cli.main import main
+
+    key, cert, cert_path, _ = make_recipient(tmp_path)
+    secret = tmp_path / "secret"
+    secret.write_text("ab" * 32 + "\n")
+    out = tmp_path / "out"
+    args = ["deid", "--demo", str(out), "--secret-file", str(secret), "--quiet", "--workers", "1"]
+    assert main([*args, "--embed-originals", str(cert_path)]) == 0
+    (first, *_) = sorted(out.rglob("*.dcm"))
+    restored = restore_originals(pydicom.dcmread(first), key, cert)
+    assert str(restored.PatientID).startswith("DEMO-")
