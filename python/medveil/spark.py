@@ -28,7 +28,7 @@ import sqlite3
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,9 +83,9 @@ class _LocalSink:
         self.root = root
         self.bytes = 0
 
-    def add(self, relpath: str, data: bytes) -> None:
-        self.batch.add(self.root / relpath, data)
-        self.bytes += len(data)
+    def add(self, relpath: str, parts: Sequence[bytes]) -> None:
+        self.batch.add(self.root / relpath, parts)
+        self.bytes += sum(len(p) for p in parts)
         if len(self.batch.pending) >= BATCH_FILES or self.bytes >= BATCH_BYTES:
             self.commit()
 
@@ -114,14 +114,15 @@ class _ArrowSink:
         # write is already atomic there; HDFS needs the temporary name and a rename.
         self.rename = self.fs.type_name in ("hdfs", "local")
 
-    def add(self, relpath: str, data: bytes) -> None:
+    def add(self, relpath: str, parts: Sequence[bytes]) -> None:
         final = f"{self.root.rstrip('/')}/{relpath}"
         parent, name = final.rsplit("/", 1)
         self.fs.create_dir(parent, recursive=True)
         target = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp" if self.rename else final
         try:
             with self.fs.open_output_stream(target) as f:
-                f.write(data)
+                for part in parts:
+                    f.write(part)
             if self.rename:
                 self.fs.move(target, final)
         except BaseException:
@@ -165,6 +166,8 @@ def _sink(output: str) -> _LocalSink | _ArrowSink:
 
 def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ...]]:
     """Executor task: clean each (path, content) row, write it, yield its result row."""
+    from medveil.archive import Item
+    from medveil.archive import _read as read_item
     from medveil.deid import Deidentifier
     from medveil.instance import CleanResult, clean_instance
 
@@ -179,30 +182,29 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
     try:
         for row in rows:
             name = relative_name(row[0], job.root)
-            if len(row) > 1:  # bytes read by Spark (HDFS, object stores)
-                result = clean_instance(engine, bytes(row[1] or b""), name)
-            else:  # a local/NFS input: read here, as the local run does
+            if len(row) > 1:  # bytes read by Spark (HDFS, object stores): a bytearray
+                result = clean_instance(engine, row[1] or b"", name)
+            else:  # a local/NFS input: read here into one buffer, as the local run does
                 try:
-                    with open(local_path(row[0]), "rb") as f:
-                        raw = f.read()
+                    raw = read_item(Item(name=name, path=str(local_path(row[0]))))
                 except OSError as exc:
                     result = CleanResult("quarantined", f"cannot read: {exc.strerror}")
                 else:
                     result = clean_instance(engine, raw, name)
-                    del raw
             status, reason, relpath, size_out = result.status, result.reason, "", 0
             if status == "written":
                 try:
-                    sink.add(result.relpath, result.data)
+                    sink.add(result.relpath, result.parts)
                 except OSError as exc:
                     status, reason = "quarantined", f"cannot write: {exc.strerror or exc}"
                 else:
-                    relpath, size_out = result.relpath, len(result.data)
+                    relpath, size_out = result.relpath, result.size_out
             catalog = [result.row[n] for n in names] if relpath else [None] * len(names)
             actions = dict(result.actions) if relpath else {}
+            pixels = json.dumps(result.pixels) if relpath and result.pixels else None
             key = keyed.path_token(name)
             sizes = (result.size_in, size_out)
-            pending.append((key, status, reason, relpath, *sizes, *catalog, actions))
+            pending.append((key, status, reason, relpath, *sizes, *catalog, actions, pixels))
             # Results are released only once their files are durable under final names.
             if not sink_pending(sink):
                 yield from pending
@@ -227,6 +229,7 @@ def _schema() -> Any:
     fields = [T.StructField(n, kinds[t], True) for n, t in SUMMARY_COLUMNS]
     fields += [T.StructField(n, kinds[t], True) for n, t in CATALOG_COLUMNS]
     fields.append(T.StructField("actions", T.MapType(T.StringType(), T.LongType()), True))
+    fields.append(T.StructField("pixels", T.StringType(), True))  # a pixels.jsonl line
     return T.StructType(fields)
 
 
@@ -389,6 +392,7 @@ def deidentify_archive(
     if is_local_uri(output_uri):
         folder = local_path(output_uri) / RECORDS
         _write_local_records(folder, sorted(quarantined), summary)
+        _write_pixel_log(folder / "pixels.jsonl", full.select("pixels").coalesce(few))
         if sqlite:
             merge_sqlite(folder / "catalog.sqlite", full)
     return summary_df
@@ -433,6 +437,16 @@ def _write_local_records(
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(dict(summary.to_json(), engine="spark"), f, indent=2)
     os.replace(tmp, folder / "summary.json")
+
+
+def _write_pixel_log(path: Path, pixels: DataFrame) -> None:
+    """pixels.jsonl (what the pixel cleaner did per written file, no PHI) for `medveil qa`."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for (line,) in pixels.toLocalIterator():
+            if line:
+                f.write(line + "\n")
+    os.replace(tmp, path)
 
 
 def merge_sqlite(db_path: Path, full: DataFrame) -> None:

@@ -142,6 +142,12 @@ def test_same_files_and_bytes_as_local_run(local_out, spark_run) -> None:
     expected = tree(local_out)
     assert len(expected) == 3 * 14
     assert tree(out) == expected
+    # The pixel cleaner's records (medveil qa reads them): the same lines, in another order.
+    lines = {
+        folder: sorted((folder / ".medveil" / "pixels.jsonl").read_text().splitlines())
+        for folder in (out, local_out)
+    }
+    assert len(lines[out]) == 42 and lines[out] == lines[local_out]
 
 
 def test_same_decisions_and_sizes_as_local_run(archive, local_out, spark_run) -> None:
@@ -273,6 +279,21 @@ def test_cli_spark_deid(spark, archive, local_out, tmp_path, capsys) -> None:
     assert spark.sparkContext._jsc is not None  # the CLI left the running session alone
 
 
+def test_deid_engine_spark(spark, archive, local_out, tmp_path, capsys) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET.hex())
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[pixels]\nrules = ["{demo_rule_file()}"]\n')
+    out = tmp_path / "out"
+    args = ["deid", str(archive), str(out), "--engine", "spark", "--master", "local[2]"]
+    args += ["--secret-file", str(secret_file), "--policy", str(policy)]
+    assert cli_main([*args, "--resume"]) == 2  # a local-engine option
+    assert "--resume" in capsys.readouterr().err and not out.exists()
+    assert cli_main(args) == 1
+    assert "42 written" in capsys.readouterr().out
+    assert tree(out) == tree(local_out)
+
+
 @pytest.mark.parametrize(
     ("path", "root", "name"),
     [
@@ -301,9 +322,9 @@ def test_arrow_sink_writes_through_pyarrow_fs(tmp_path) -> None:
     pytest.importorskip("pyarrow", reason="pyarrow not installed (non-local outputs need it)")
     sink = mspark._ArrowSink(f"file://{tmp_path}/out")
     assert sink.rename  # a file system with rename: temporary name first
-    sink.add("P1/1.2/1.2.3/1.2.3.4.dcm", b"first")
-    sink.add("P1/1.2/1.2.3/1.2.3.4.dcm", b"second")  # a retried task rewrites the file
-    sink.add("P2/9/9.1/9.1.1.dcm", b"other")
+    sink.add("P1/1.2/1.2.3/1.2.3.4.dcm", [b"first"])
+    sink.add("P1/1.2/1.2.3/1.2.3.4.dcm", [b"sec", memoryview(b"ond")])  # a retried task
+    sink.add("P2/9/9.1/9.1.1.dcm", [b"other"])
     sink.commit()
     files = {
         p.relative_to(tmp_path).as_posix(): p.read_bytes()

@@ -48,6 +48,13 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
         help="seal each file's replaced originals for this X.509 (RSA) recipient into the "
         "Encrypted Attributes Sequence (PS3.15 E.1.1 reversible de-identification)",
     )
+    p.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="worker processes on this machine, or Apache Spark (as `medveil spark-deid`)",
+    )
+    p.add_argument("--master", help="Spark master URL with --engine spark, e.g. local[4], yarn")
     p.set_defaults(func=run)
 
 
@@ -88,6 +95,10 @@ def _open_vault(args: argparse.Namespace, secret: bytes):  # type: ignore[no-unt
 
 def run(args: argparse.Namespace) -> int:
     """Run the archive conversion and print a summary; exit 0 clean, 1 quarantined, 2 error."""
+    if getattr(args, "engine", "local") == "spark":
+        from medveil.cli.spark_deid import run as run_spark
+
+        return run_spark(args)
     from medveil.archive import deidentify_archive
 
     try:

@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     # Reached from `medveil deid --engine spark`: its local-engine options do not apply.
     local_only = [
-        f"--{name}"
-        for name in ("demo", "resume", "workers", "vault")
+        f"--{name.replace('_', '-')}"
+        for name in ("demo", "resume", "workers", "vault", "vault_key", "embed_originals")
         if getattr(args, name, None) not in (None, False)
     ]
     if local_only:
