@@ -11,6 +11,9 @@ the original header (``openssl cms -decrypt -inform DER -binary`` opens it too);
 else learns anything from it.
 
 Pixel data is never embedded: burned-in text removed from the pixels stays removed.
+EnvelopedData with AES-CBC keeps the originals secret but does not authenticate them: a
+modified Encrypted Content may fail to open or open to altered values. Where that
+matters, sign the files (Digital Signatures Sequence) or keep the vault as the reference.
 """
 
 from __future__ import annotations
