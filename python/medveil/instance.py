@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 from medveil.deid import Deidentifier, read_dataset
 from medveil.errors import DicomInputError, MedveilError, QuarantineError
 from medveil.generalize import age_band
+from medveil.peek import peek_int, peek_str
 from medveil.postcheck import identity_terms, post_check
 from medveil.vault.capture import identity_of, read_originals
 from medveil.vault.embed import OriginalsEmbedder
@@ -82,10 +83,10 @@ def output_relpath(ds: Dataset) -> str:
     """<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm of a cleaned dataset."""
     return str(
         PurePosixPath(
-            safe_component(str(ds.get("PatientID", "") or "") or "unknown-patient"),
-            safe_component(str(ds.get("StudyInstanceUID", ""))),
-            safe_component(str(ds.get("SeriesInstanceUID", ""))),
-            safe_component(str(ds.get("SOPInstanceUID", ""))) + ".dcm",
+            safe_component(peek_str(ds, 0x00100020) or "unknown-patient"),
+            safe_component(peek_str(ds, 0x0020000D)),
+            safe_component(peek_str(ds, 0x0020000E)),
+            safe_component(peek_str(ds, 0x00080018)) + ".dcm",
         )
     )
 
@@ -93,28 +94,28 @@ def output_relpath(ds: Dataset) -> str:
 def catalog_row(ds: Dataset, relpath: str, parts: list[bytes]) -> dict[str, object]:
     """The de-identified metadata of one written instance (the cohort catalog row)."""
 
-    def num(kw: str) -> object:
-        v = ds.get(kw)
+    def num(tag: int) -> object:
+        text = peek_str(ds, tag).split("\\")[0].strip()
         try:
-            return float(v) if kw == "SliceThickness" else int(v)
-        except (TypeError, ValueError):
+            return float(text) if tag == 0x00180050 else int(float(text))
+        except ValueError:
             return None
 
     return {
         "patient_pseudonym": relpath.split("/", 1)[0],
-        "study_uid": str(ds.get("StudyInstanceUID", "")),
-        "series_uid": str(ds.get("SeriesInstanceUID", "")),
-        "sop_uid": str(ds.get("SOPInstanceUID", "")),
-        "modality": str(ds.get("Modality", "") or ""),
-        "body_part": str(ds.get("BodyPartExamined", "") or ""),
-        "sex": str(ds.get("PatientSex", "") or ""),
-        "age_band": age_band_label(str(ds.get("PatientAge", "") or "")),
-        "study_date": str(ds.get("StudyDate", "") or ""),
-        "manufacturer": str(ds.get("Manufacturer", "") or ""),
-        "rows": num("Rows"),
-        "columns": num("Columns"),
-        "frames": num("NumberOfFrames") or 1,
-        "slice_thickness": num("SliceThickness"),
+        "study_uid": peek_str(ds, 0x0020000D),
+        "series_uid": peek_str(ds, 0x0020000E),
+        "sop_uid": peek_str(ds, 0x00080018),
+        "modality": peek_str(ds, 0x00080060),
+        "body_part": peek_str(ds, 0x00180015),
+        "sex": peek_str(ds, 0x00100040),
+        "age_band": age_band_label(peek_str(ds, 0x00101010)),
+        "study_date": peek_str(ds, 0x00080020),
+        "manufacturer": peek_str(ds, 0x00080070),
+        "rows": peek_int(ds, 0x00280010),
+        "columns": peek_int(ds, 0x00280011),
+        "frames": num(0x00280008) or 1,
+        "slice_thickness": num(0x00180050),
         "path": relpath,
         "size": sum(len(p) for p in parts),
         "sha256": _sha256(parts),

@@ -54,3 +54,20 @@ def raw_text(ds: Dataset, elem: RawDataElement) -> list[str] | None:
         return None
     text = text.rstrip("\x00 ")
     return [v.strip(" ") for v in text.split("\\")] if text else []
+
+
+def peek_str(ds: Dataset, tag: int, default: str = "") -> str:
+    """An element's value as text (multi-values joined by backslash), without converting ds."""
+    elem = ds._dict.get(tag)
+    if elem is None:
+        return default
+    if isinstance(elem, RawDataElement) and elem.VR != "UN":
+        values = raw_text(ds, elem)
+        if values is not None:
+            return "\\".join(values)
+    value = peek(ds, tag)
+    if value is None:
+        return default
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)  # type: ignore[union-attr]
+    return str(value)

@@ -59,7 +59,8 @@ def post_check(data: bytes, terms: list[bytes], pixel_at: int | None = None) -> 
     end = data.rfind(_PIXEL_TAG_LE) if pixel_at is None else pixel_at
     header_bytes = data[:end] if end > 0 else data
     try:
-        ds = pydicom.dcmread(io.BytesIO(header_bytes), force=True)
+        # Every element header is parsed again; only the mark is decoded.
+        ds = pydicom.dcmread(io.BytesIO(header_bytes), force=True, specific_tags=[0x00120062])
     except Exception as exc:
         raise QuarantineError(f"post-check: output does not parse: {exc}") from None
     if ds.get("PatientIdentityRemoved") != "YES":
