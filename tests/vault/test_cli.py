@@ -44,6 +44,10 @@ def test_reidentify_prints_the_original(
     assert f"PatientName: {ident.patient_name}" in out
     assert f"original SeriesInstanceUID: {ident.original_series_uid}" in out
     assert f"AccessionNumber: {ident.accession_number}" in out
+    # A folder path of the released archive works as well as the bare pseudonym.
+    folder = f"released/{ident.pseudonym}/"
+    assert main(["reidentify", "--vault", filled, "--key-file", str(key_file), folder]) == 0
+    assert f"PatientID: {ident.patient_id}" in capsys.readouterr().out
     assert main(["reidentify", "--vault", filled, "--key-file", str(key_file), "MVNONE"]) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and "not in the vault" in captured.err

@@ -39,6 +39,12 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _key_of(query: str) -> str:
+    """A pseudonym or UID; a path into the released archive (OUT/<pseudonym>/) gives its
+    last component, so a folder can be pasted as it is."""
+    return query.strip().rstrip("/").rsplit("/", 1)[-1]
+
+
 def run(args: argparse.Namespace) -> int:
     """Look up every query; prints nothing at all unless the key opens the vault."""
     from medveil.vault import Vault
@@ -48,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         with Vault.open(args.vault, args.key_file, create=False, check_key=False) as vault:
             # Answers are collected first and printed only if every lookup succeeded, so a
             # modified row met in the middle leaves no partial answer on screen.
-            answers = [(q, vault.lookup(q)) for q in args.query]
+            answers = [(q, vault.lookup(_key_of(q))) for q in args.query]
     except AuthenticationError as exc:
         print(f"medveil reidentify: {exc}", file=sys.stderr)
         return 2
