@@ -11,12 +11,12 @@ import base64
 import hashlib
 import hmac
 import os
-import stat
 from pathlib import Path
 
 from pydicom._uid_dict import UID_dictionary
 
 from medveil.errors import MedveilError
+from medveil.keyfile import create_key_file, read_key_file
 
 SECRET_BYTES = 32
 # 2.25 is the UUID-derived root (ITU-T X.667): 128 bits as one decimal number.
@@ -30,34 +30,12 @@ class PseudonymCollisionError(MedveilError):
 
 def load_secret(path: str | os.PathLike[str]) -> bytes:
     """Read a 32-byte project secret from a file (raw bytes, or 64 hex characters)."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise MedveilError(f"cannot read the secret file {p}: {exc.strerror}") from None
-    text = data.strip()
-    if len(text) == 2 * SECRET_BYTES:
-        try:
-            return bytes.fromhex(text.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            pass
-    if len(data) == SECRET_BYTES:
-        return data
-    raise MedveilError(
-        f"the secret file {p} must hold {SECRET_BYTES} random bytes or {2 * SECRET_BYTES} hex "
-        "characters (create one with `medveil secret FILE`)"
-    )
+    return read_key_file(path, SECRET_BYTES, "secret", "medveil secret FILE")
 
 
 def create_secret(path: str | os.PathLike[str]) -> bytes:
     """Create a new random secret file readable only by its owner (mode 0600) and return it."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    secret = os.urandom(SECRET_BYTES)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret.hex() + "\n")
-    return secret
+    return create_key_file(path, SECRET_BYTES)
 
 
 def default_secret_path() -> Path:

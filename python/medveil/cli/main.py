@@ -20,6 +20,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "seal",
     "unseal",
     "keygen",
+    "secret",
     "serve",
     "reidentify",
     "vault",
