@@ -145,6 +145,7 @@ _ENGINE = None
 _OUTPUT: Path | None = None
 _CAPTURE = False  # send each instance's identity to the parent, for the vault
 _EMBED = None  # OriginalsEmbedder of --embed-originals
+_DURABLE = True  # flush each batch to disk before its files get their final names
 
 
 def _init_worker(
@@ -153,9 +154,10 @@ def _init_worker(
     output: str,
     capture_identity: bool = False,
     embed_cert: str | None = None,
+    durable: bool = True,
 ) -> None:
     """Create one engine per worker process; silence pydicom (its warnings quote values)."""
-    global _ENGINE, _OUTPUT, _CAPTURE, _EMBED
+    global _ENGINE, _OUTPUT, _CAPTURE, _EMBED, _DURABLE
     from medveil.deid import Deidentifier
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
@@ -164,6 +166,7 @@ def _init_worker(
     _ENGINE = Deidentifier(policy, secret)
     _OUTPUT = Path(output)
     _CAPTURE = capture_identity
+    _DURABLE = durable
     if embed_cert:
         from medveil.vault.embed import OriginalsEmbedder
 
@@ -191,7 +194,7 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
     from medveil.instance import clean_instance
 
     assert _ENGINE is not None and _OUTPUT is not None
-    batch = BatchWriter(_OUTPUT)
+    batch = BatchWriter(_OUTPUT, durable=_DURABLE)
     out: list[dict[str, object]] = []
     try:
         for item in items:
@@ -329,9 +332,12 @@ def deidentify_archive(
     on_quarantine: Callable[[str, str], None] | None = None,
     vault: Vault | None = None,
     embed_originals: str | os.PathLike[str] | None = None,
+    durable: bool = True,
 ) -> RunSummary:
     """De-identify every DICOM file under input into output; returns the run's summary.
 
+    ``durable=False`` skips the flush to disk (renames stay atomic: a killed run still
+    leaves no partial file, but a power cut can lose recent ones).
     ``progress`` is called after every file with the running summary; ``on_quarantine``
     with (input name, reason) for each quarantined file (the name may hold PHI: show it,
     do not store it). ``vault`` (a :class:`medveil.vault.Vault`, owned by the caller)
@@ -371,6 +377,7 @@ def deidentify_archive(
             str(out),
             vault is not None,
             str(embed_originals) if embed_originals else None,
+            durable,
         ),
     )
     in_flight: dict[cf.Future[list[dict[str, object]]], list[tuple[str, str]]] = {}

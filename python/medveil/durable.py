@@ -24,7 +24,7 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def _write(tmp: Path, data: bytes | Sequence[bytes], fsync: bool) -> None:
+def _write(tmp: Path, data: bytes | Sequence[bytes], fsync: bool, writeback: bool = True) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         for chunk in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
@@ -33,7 +33,7 @@ def _write(tmp: Path, data: bytes | Sequence[bytes], fsync: bool) -> None:
                 view = view[os.write(fd, view) :]
         if fsync:
             os.fsync(fd)
-        elif _start_writeback is not None:
+        elif writeback and _start_writeback is not None:
             # Start writing this file to disk now, without waiting: the batch's one
             # flush at commit then finds most of its data already written, and the disk
             # works while the next files are being cleaned.
@@ -57,8 +57,11 @@ def atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
 class BatchWriter:
     """Collects files as temporaries; commit() flushes them to disk once, then renames."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
         self.root = root
+        # durable=False keeps the atomic renames (no partial file under a final name if
+        # the process dies) but not the flush: a power cut may lose recent files.
+        self.durable = durable
         # final path -> temporary; a path written twice in one batch (the same instance
         # twice in an export) keeps one temporary, rewritten, like two plain writes would.
         self.pending: dict[Path, Path] = {}
@@ -68,7 +71,7 @@ class BatchWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_name(path)
         try:
-            _write(tmp, data, fsync=_syncfs is None)
+            _write(tmp, data, fsync=self.durable and _syncfs is None, writeback=self.durable)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -78,7 +81,7 @@ class BatchWriter:
         """Make every pending file durable and give it its final name."""
         if not self.pending:
             return
-        if _syncfs is not None:
+        if self.durable and _syncfs is not None:
             fd = os.open(self.root, os.O_RDONLY)
             try:
                 if _syncfs(fd) != 0:

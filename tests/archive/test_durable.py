@@ -35,3 +35,19 @@ def test_atomic_write_replaces(tmp_path) -> None:
     atomic_write(tmp_path / "f", b"old")
     atomic_write(tmp_path / "f", b"new")
     assert (tmp_path / "f").read_bytes() == b"new" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_non_durable_batch_still_renames_atomically(tmp_path, monkeypatch) -> None:
+    import medveil.durable as durable
+
+    flushed = []
+    monkeypatch.setattr(durable, "_syncfs", lambda fd: flushed.append(fd) or 0)
+    batch = BatchWriter(tmp_path, durable=False)
+    batch.add(tmp_path / "x.dcm", [b"ab", b"cd"])
+    assert not (tmp_path / "x.dcm").exists()
+    batch.commit()
+    assert (tmp_path / "x.dcm").read_bytes() == b"abcd" and flushed == []
+    durable_batch = BatchWriter(tmp_path)
+    durable_batch.add(tmp_path / "y.dcm", b"z")
+    durable_batch.commit()
+    assert len(flushed) == 1
