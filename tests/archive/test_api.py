@@ -20,3 +20,20 @@ def test_readme_example_runs(tmp_path) -> None:
     (src / "ct.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
     summary = medveil.deidentify_archive(src, tmp_path / "release", secret=secret, workers=1)
     assert (summary.written, summary.exit_code) == (1, 0)
+
+
+def test_cli_no_fsync_writes_the_same_files(tmp_path) -> None:
+    from medveil.cli.main import main
+
+    src = tmp_path / "export"
+    src.mkdir()
+    (src / "ct.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
+    key = tmp_path / "k"
+    key.write_text(bytes(range(32)).hex())
+    args = ["deid", str(src), "--quiet", "--secret-file", str(key), "--workers", "1"]
+    assert main([*args[:2], str(tmp_path / "a"), *args[2:]]) == 0
+    assert main([*args[:2], str(tmp_path / "b"), *args[2:], "--no-fsync"]) == 0
+    a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.dcm"))
+    b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.dcm"))
+    assert a == b and len(a) == 1
+    assert (tmp_path / "a" / a[0]).read_bytes() == (tmp_path / "b" / b[0]).read_bytes()

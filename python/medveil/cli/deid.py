@@ -34,6 +34,12 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run into OUTPUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     p.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="skip flushing outputs to disk (renames stay atomic; a power cut may lose "
+        "recent files): for scratch outputs",
+    )
+    p.add_argument(
         "--vault",
         metavar="URL",
         help="record the crosswalk in a re-identification vault: sqlite:///path, a file "
@@ -156,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             on_quarantine=quarantined,
             vault=vault,
             embed_originals=getattr(args, "embed_originals", None),
+            durable=not args.no_fsync,
         )
     except MedveilError as exc:
         print(f"medveil: {exc}", file=sys.stderr)
