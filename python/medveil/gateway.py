@@ -38,7 +38,6 @@ import json
 import logging
 import multiprocessing
 import os
-import re
 import socket
 import ssl
 import sys
@@ -62,6 +61,7 @@ from pydicom.uid import (
 )
 
 from medveil.errors import MedveilError
+from medveil.instance import scrub_reason
 from medveil.policy import Policy
 from medveil.pseudonyms import Keyed
 
@@ -421,19 +421,6 @@ def clean_and_write(raw: bytes, token: str) -> dict[str, object]:
         "size_in": result.size_in,
         "size_out": len(result.data),
     }
-
-
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'")
-_NUMBERS = re.compile(r"\d[\d.:/^-]{5,}")
-
-
-def scrub_reason(reason: str) -> str:
-    """A quarantine reason safe for the log: quoted values and long numbers blanked.
-
-    medveil's own reasons name tags and rules, never values; an unexpected exception's
-    message may quote a value (a name, a date, a UID), so those are cut out.
-    """
-    return _NUMBERS.sub("#", _QUOTED.sub("'…'", reason))[:200]
 
 
 # ---------------------------------------------------------------------------- memory

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -142,6 +143,19 @@ def _header(parts: list[bytes], pixel_at: int) -> bytes:
     return b"".join(out)
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'")
+_NUMBERS = re.compile(r"\d[\d.:/^-]{5,}")
+
+
+def scrub_reason(reason: str) -> str:
+    """A quarantine reason safe for run records and logs: quoted values and long numbers blanked.
+
+    medveil's own reasons name tags and rules, never values; an unexpected exception's
+    message may quote a value (a name, a date, a UID), so those are cut out.
+    """
+    return _NUMBERS.sub("#", _QUOTED.sub("'…'", reason))[:200]
+
+
 def clean_instance(
     engine: Deidentifier,
     raw: bytes | bytearray,
@@ -176,9 +190,9 @@ def clean_instance(
         header = _header(parts, pixel_at)
         post_check(header, terms, len(header))
     except (MedveilError, QuarantineError) as exc:
-        return CleanResult("quarantined", str(exc).replace("input: ", ""), size_in)
+        return CleanResult("quarantined", scrub_reason(str(exc).replace("input: ", "")), size_in)
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
-        return CleanResult("quarantined", f"{type(exc).__name__}: {exc}"[:300], size_in)
+        return CleanResult("quarantined", scrub_reason(f"{type(exc).__name__}: {exc}"), size_in)
     relpath = output_relpath(ds)
     pixels = report.pixels.record(relpath) if report.pixels is not None else None
     identity = (

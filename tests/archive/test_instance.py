@@ -39,3 +39,16 @@ def test_in_place_and_copying_paths_agree(demo_files) -> None:
             np.testing.assert_array_equal(after[:, 8:], before[:, 8:])  # the rest untouched
             masked += 1
     assert masked == 2
+
+
+def test_quarantine_reasons_carry_no_values(demo_files, monkeypatch) -> None:
+    engine = Deidentifier(Policy(pixel_rule_files=(str(demo_rule_file()),)), SECRET)
+
+    def broken(ds, source=""):  # an unexpected failure whose message quotes PHI
+        raise ValueError("cannot handle 'Fakename^Alice^Q' born 19580704")
+
+    monkeypatch.setattr(engine, "apply", broken)
+    result = clean_instance(engine, bytes(demo_files[0]))
+    assert result.status == "quarantined"
+    assert "Fakename" not in result.reason and "19580704" not in result.reason
+    assert result.reason.startswith("ValueError: cannot handle")
