@@ -7,6 +7,7 @@ void bind_dispatch(py::module_& m);
 void bind_mask(py::module_& m);
 void bind_crypto(py::module_& m);
 void bind_noise(py::module_& m);
+void bind_textscreen(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "medveil's C++ core: pixel masking, ChaCha20-Poly1305, CSPRNG and noise kernels";
@@ -17,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
     bind_mask(m);
     bind_crypto(m);
     bind_noise(m);
+    bind_textscreen(m);
 }

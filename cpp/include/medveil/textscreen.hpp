@@ -1,0 +1,46 @@
+// Burned-in text screen: cheap per-frame search for lines of glyph-like blobs.
+//
+// Algorithm (the Python test suite re-implements it in numpy and compares box for box):
+//  1. Local mean over a (2r+1)^2 window clipped to the frame: sum S and pixel count N.
+//     A pixel p is "bright" when p*N > S + t*N, "dark" when p*N + t*N < S.
+//  2. 8-connected components of the marked pixels, labelled from row runs with union-find.
+//  3. A component is a glyph when min_h <= height <= max_h, width <= 4*height and
+//     10*area >= height*width and (20*area <= 19*height*width or 4*width <= height):
+//     density 0.1 .. 0.95, or any density for thin bars such as I, l and 1.
+//  4. Two glyphs join a line when max(h) <= 2*min(h), 2*row_overlap >= min(h) and the
+//     horizontal gap g (negative when the column ranges overlap) has 2*g < 3*max(h);
+//     lines are the connected groups of that relation. Lines with >= 2 glyphs are kept.
+//  Score = glyphs * mean glyph contrast, a glyph's contrast being the mean over its pixels
+//  of |p*N - S| / N. Boxes are half-open [row0, row1) x [col0, col1).
+//
+// Callers (the bindings) check dtypes, shapes and contiguity; these functions trust them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace medveil {
+
+struct TextScreenParams {
+    int radius = 7;          // window is (2*radius+1)^2
+    int threshold = 40;      // grey levels above / below the local mean
+    int min_height = 4;
+    int max_height = 120;
+    bool bright = true;      // look for text brighter than its background
+    bool dark = true;        // and / or darker
+};
+
+struct TextBox {
+    std::int64_t frame, row0, row1, col0, col1, glyphs;
+    double score;
+};
+
+// Appends the line boxes of every frame of a C-contiguous (frames, rows, cols) uint8
+// stack to `out`, per frame in polarity order (bright, then dark), each sorted by
+// (row0, col0, row1, col1).
+void find_text_boxes(const std::uint8_t* data, std::size_t frames, std::size_t rows,
+                     std::size_t cols, const TextScreenParams& params,
+                     std::vector<TextBox>& out);
+
+}  // namespace medveil
