@@ -1,0 +1,140 @@
+"""Burned-in text screen (C++ core) vs a numpy/scipy implementation of the same algorithm.
+
+Run: python bench/bench_textscreen.py [--frames 60] [--repeat 5] [--peer-frames 4]
+
+Corpus: a (frames, 600, 800) uint8 ultrasound-like stack (Rayleigh speckle inside a
+sector, black outside) with a few lines of text rendered by Pillow in the corners of every
+frame. MB/s counts 8-bit input pixels per second on one thread (the kernel is single
+threaded); medians over the repetitions. The numpy/scipy peer runs on the first
+--peer-frames frames only (it is slow) and its boxes are compared with the core's first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from medveil import _core
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+
+def us_stack(frames: int, rows: int = 600, cols: int = 800, seed: int = 0) -> np.ndarray:
+    """Speckle in a sector with rendered annotation text on every frame."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    ang = np.arctan2(xx - cols / 2, yy + 40)
+    rad = np.hypot(xx - cols / 2, yy + 40)
+    sector = (np.abs(ang) < 0.6) & (rad > 80) & (rad < rows - 20)
+    layer = Image.new("L", (cols, rows), 0)
+    draw = ImageDraw.Draw(layer)
+    draw.text((10, 8), "ACME US 3000  LIVER", fill=255, font=ImageFont.load_default(size=16))
+    draw.text((10, 30), "DOE^JANE  1970-01-01", fill=255, font=ImageFont.load_default(size=14))
+    draw.text((600, 560), "MI 1.1 TIS 0.4", fill=230, font=ImageFont.load_default(size=12))
+    text = np.asarray(layer)
+    out = np.empty((frames, rows, cols), dtype=np.uint8)
+    for f in range(frames):
+        speckle = np.clip(rng.rayleigh(28.0, size=(rows, cols)), 0, 255).astype(np.uint8)
+        out[f] = np.maximum(np.where(sector, speckle, 0).astype(np.uint8), text)
+    return out
+
+
+def peer_frame(
+    img: np.ndarray, threshold: int = 40, r: int = 7, min_h: int = 4, max_h: int = 120
+) -> list:
+    """The screen of textscreen.hpp in numpy/scipy: [(row0, row1, col0, col1, glyphs, score)]."""
+    h, w = img.shape
+    p = np.zeros((h + 1, w + 1), dtype=np.int32)
+    p[1:, 1:] = img.astype(np.int32).cumsum(0).cumsum(1)
+    ys, xs = np.arange(h), np.arange(w)
+    y0, y1 = np.maximum(ys - r, 0), np.minimum(ys + r, h - 1) + 1
+    x0, x1 = np.maximum(xs - r, 0), np.minimum(xs + r, w - 1) + 1
+    s = p[np.ix_(y1, x1)] - p[np.ix_(y0, x1)] - p[np.ix_(y1, x0)] + p[np.ix_(y0, x0)]
+    n = (y1 - y0)[:, None] * (x1 - x0)[None, :]
+    pn = img.astype(np.int32) * n
+    contrast = np.abs(pn - s) / n
+    out = []
+    for mask in (pn > s + threshold * n, pn + threshold * n < s):
+        labels, k = ndimage.label(mask, structure=np.ones((3, 3), dtype=int))
+        if k == 0:
+            continue
+        area = np.bincount(labels.ravel(), minlength=k + 1)[1:]
+        csum = np.bincount(labels.ravel(), weights=contrast.ravel(), minlength=k + 1)[1:]
+        sl = ndimage.find_objects(labels)
+        bb = np.array([(a.start, a.stop, b.start, b.stop) for a, b in sl], dtype=np.int64)
+        gh, gw = bb[:, 1] - bb[:, 0], bb[:, 3] - bb[:, 2]
+        keep = (gh >= min_h) & (gh <= max_h) & (gw <= 4 * gh) & (10 * area >= gh * gw)
+        keep &= (20 * area <= 19 * gh * gw) | (4 * gw <= gh)
+        g, gh, gc = bb[keep], gh[keep], (csum / area)[keep]
+        m = len(g)
+        if m < 2:
+            continue
+        lo = np.minimum(gh[:, None], gh[None, :])
+        hi = np.maximum(gh[:, None], gh[None, :])
+        overlap = np.minimum(g[:, None, 1], g[None, :, 1]) - np.maximum(
+            g[:, None, 0], g[None, :, 0]
+        )
+        gap = np.maximum(g[None, :, 2] - g[:, None, 3], g[:, None, 2] - g[None, :, 3])
+        link = (hi <= 2 * lo) & (2 * overlap >= lo) & (2 * gap < 3 * hi)
+        i, j = np.nonzero(link)
+        _, lab = connected_components(
+            coo_matrix((np.ones(len(i)), (i, j)), shape=(m, m)), directed=False
+        )
+        lines = []
+        for li in np.unique(lab):
+            sel = lab == li
+            if sel.sum() < 2:
+                continue
+            q = g[sel]
+            lines.append(
+                (
+                    int(q[:, 0].min()),
+                    int(q[:, 1].max()),
+                    int(q[:, 2].min()),
+                    int(q[:, 3].max()),
+                    int(sel.sum()),
+                    float(gc[sel].sum()),
+                )
+            )
+        out += sorted(lines, key=lambda b: (b[0], b[2], b[1], b[3]))
+    return out
+
+
+def main() -> None:
+    """Time the core and the numpy/scipy peer on the same stack and print MB/s."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--peer-frames", type=int, default=4)
+    args = ap.parse_args()
+    stack = us_stack(args.frames)
+    boxes, scores = _core.textscreen.find_text_boxes(stack)
+    for f in range(min(args.peer_frames, args.frames)):
+        sel = boxes[:, 0] == f
+        got = [tuple(b[1:]) for b in boxes[sel].tolist()]
+        want = peer_frame(stack[f])
+        assert got == [w[:5] for w in want], f"frame {f}: core and peer boxes disagree"
+        assert np.allclose(scores[sel], [w[5] for w in want], rtol=1e-9), f"frame {f}: scores"
+    per_frame = len(boxes) / args.frames
+    core_t, peer_t = [], []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        _core.textscreen.find_text_boxes(stack)
+        core_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for f in range(args.peer_frames):
+            peer_frame(stack[f])
+        peer_t.append(time.perf_counter() - t0)
+    core_mbs = stack.nbytes / np.median(core_t) / 1e6
+    peer_mbs = args.peer_frames * stack[0].nbytes / np.median(peer_t) / 1e6
+    print(f"stack {stack.shape} uint8, {per_frame:.1f} boxes/frame, boxes match the peer")
+    print(f"medveil core : {core_mbs:8.1f} MB/s (one thread)")
+    print(f"numpy/scipy  : {peer_mbs:8.1f} MB/s")
+    print(f"ratio        : {core_mbs / peer_mbs:8.1f}x")
+
+
+if __name__ == "__main__":
+    main()
