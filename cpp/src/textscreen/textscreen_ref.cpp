@@ -49,8 +49,11 @@ struct Pass {
     }
 
     // Extracts the runs of one marked row and links them to the previous row's runs.
-    void add_row(std::int32_t y, std::size_t cols, const std::uint8_t* px,
-                 const std::int32_t* pn, const std::int32_t* s, const std::int32_t* n) {
+    // `px` is the image row, `prefix` its row of vertical window sums as prefix sums, and
+    // the window of column c spans [lo(c), hi(c)] with rowcount * colcount[c] pixels.
+    void add_row(std::int32_t y, std::size_t cols, std::size_t r, const std::uint8_t* px,
+                 const std::uint32_t* prefix, std::int32_t rowcount,
+                 const std::int32_t* colcount) {
         const std::size_t begin = runs.size();
         const std::uint8_t* m = mask.data();
         std::size_t c = 0;
@@ -64,16 +67,20 @@ struct Pass {
             if (!m[c]) { ++c; continue; }
             const std::size_t start = c;
             double contrast = 0.0;
+            // Marked pixels are few, so their contrast is recomputed here rather than
+            // stored for every pixel by the classifying loop.
             while (c < cols && m[c]) {
-                const std::int32_t d = pn[c] - s[c];
-                contrast += static_cast<double>(d < 0 ? -d : d) / static_cast<double>(n[c]);
+                const std::size_t lo = c >= r ? c - r : 0, hi = std::min(c + r, cols - 1);
+                const auto sum = static_cast<std::int32_t>(prefix[hi + 1] - prefix[lo]);
+                const std::int32_t cnt = rowcount * colcount[c];
+                const std::int32_t d = static_cast<std::int32_t>(px[c]) * cnt - sum;
+                contrast += static_cast<double>(d < 0 ? -d : d) / static_cast<double>(cnt);
                 ++c;
             }
             runs.push_back(Run{y, static_cast<std::int32_t>(start), static_cast<std::int32_t>(c),
                                contrast});
             parent.push_back(static_cast<std::uint32_t>(parent.size()));
         }
-        (void)px;
         const std::size_t end = runs.size();
         // 8-connectivity: runs [a0, a1) and [b0, b1) on adjacent rows touch when
         // a0 <= b1 and b0 <= a1.
@@ -186,7 +193,7 @@ void find_text_boxes(const std::uint8_t* data, std::size_t frames, std::size_t r
     const auto r = static_cast<std::size_t>(p.radius);
     // Window sums stay below 2^32, so modular uint32 prefix sums give them exactly.
     std::vector<std::uint32_t> colsum(cols), prefix(cols + 1);
-    std::vector<std::int32_t> s(cols), n(cols), pn(cols), colcount(cols);
+    std::vector<std::int32_t> colcount(cols);
     for (std::size_t c = 0; c < cols; ++c) {
         const std::size_t lo = c >= r ? c - r : 0, hi = std::min(c + r, cols - 1);
         colcount[c] = static_cast<std::int32_t>(hi - lo + 1);
@@ -204,12 +211,15 @@ void find_text_boxes(const std::uint8_t* data, std::size_t frames, std::size_t r
             for (std::size_t c = 0; c < cols; ++c) colsum[c] += img[y * cols + c];
         for (std::size_t y = 0; y < rows; ++y) {
             if (y > 0) {
-                if (y + r < rows) {
-                    const std::uint8_t* add = img + (y + r) * cols;
+                const bool has_add = y + r < rows, has_sub = y > r;
+                const std::uint8_t* add = img + (has_add ? y + r : 0) * cols;
+                const std::uint8_t* sub = img + (has_sub ? y - r - 1 : 0) * cols;
+                if (has_add && has_sub) {
+                    for (std::size_t c = 0; c < cols; ++c)
+                        colsum[c] = colsum[c] + add[c] - sub[c];
+                } else if (has_add) {
                     for (std::size_t c = 0; c < cols; ++c) colsum[c] += add[c];
-                }
-                if (y > r) {
-                    const std::uint8_t* sub = img + (y - r - 1) * cols;
+                } else if (has_sub) {
                     for (std::size_t c = 0; c < cols; ++c) colsum[c] -= sub[c];
                 }
             }
@@ -218,27 +228,41 @@ void find_text_boxes(const std::uint8_t* data, std::size_t frames, std::size_t r
             prefix[0] = 0;
             for (std::size_t c = 0; c < cols; ++c) prefix[c + 1] = prefix[c] + colsum[c];
             const std::uint8_t* row = img + y * cols;
-            bool any_b = false, any_d = false;
-            for (std::size_t c = 0; c < cols; ++c) {
+            const std::uint32_t* P = prefix.data();
+            std::uint8_t* mb = bright.mask.data();
+            std::uint8_t* md = dark.mask.data();
+            // Border columns have clipped windows; the interior loop below has a fixed
+            // window and no branches, so the compiler vectorises it.
+            const std::size_t inner0 = std::min(r, cols);
+            const std::size_t inner1 = cols > r ? std::max(cols - r, inner0) : inner0;
+            auto classify = [&](std::size_t c) {
                 const std::size_t lo = c >= r ? c - r : 0, hi = std::min(c + r, cols - 1);
-                const auto sum = static_cast<std::int32_t>(prefix[hi + 1] - prefix[lo]);
+                const auto sum = static_cast<std::int32_t>(P[hi + 1] - P[lo]);
                 const std::int32_t cnt = rowcount * colcount[c];
                 const std::int32_t v = static_cast<std::int32_t>(row[c]) * cnt;
-                s[c] = sum;
-                n[c] = cnt;
-                pn[c] = v;
-                const std::uint8_t b = (p.bright && v > sum + t * cnt) ? 1 : 0;
-                const std::uint8_t d = (p.dark && v + t * cnt < sum) ? 1 : 0;
-                bright.mask[c] = b;
-                dark.mask[c] = d;
-                any_b |= b != 0;
-                any_d |= d != 0;
+                mb[c] = v > sum + t * cnt ? 1 : 0;
+                md[c] = v + t * cnt < sum ? 1 : 0;
+            };
+            for (std::size_t c = 0; c < inner0; ++c) classify(c);
+            for (std::size_t c = inner1; c < cols; ++c) classify(c);
+            {
+                // cnt <= 129^2 fits int16, so the product is a 16x16->32 bit multiply,
+                // which SSE2 has (a 32-bit lane multiply needs SSE4.1).
+                const auto cnt = static_cast<std::int16_t>(rowcount * static_cast<std::int32_t>(2 * r + 1));
+                const std::int32_t tc = t * static_cast<std::int32_t>(cnt);
+                for (std::size_t c = inner0; c < inner1; ++c) {
+                    const auto sum = static_cast<std::int32_t>(P[c + r + 1] - P[c - r]);
+                    const std::int32_t v = static_cast<std::int32_t>(static_cast<std::int16_t>(row[c])) *
+                                           static_cast<std::int32_t>(cnt);
+                    mb[c] = static_cast<std::uint8_t>(v > sum + tc);
+                    md[c] = static_cast<std::uint8_t>(v + tc < sum);
+                }
             }
+            if (!p.bright) std::fill(bright.mask.begin(), bright.mask.end(), std::uint8_t{0});
+            if (!p.dark) std::fill(dark.mask.begin(), dark.mask.end(), std::uint8_t{0});
             const auto yy = static_cast<std::int32_t>(y);
-            if (any_b) bright.add_row(yy, cols, row, pn.data(), s.data(), n.data());
-            else bright.prev_begin = bright.prev_end = bright.runs.size();
-            if (any_d) dark.add_row(yy, cols, row, pn.data(), s.data(), n.data());
-            else dark.prev_begin = dark.prev_end = dark.runs.size();
+            bright.add_row(yy, cols, r, row, P, rowcount, colcount.data());
+            dark.add_row(yy, cols, r, row, P, rowcount, colcount.data());
         }
         const auto fi = static_cast<std::int64_t>(f);
         if (p.bright) bright.finish(fi, p, out);
