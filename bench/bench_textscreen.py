@@ -5,8 +5,9 @@ Run: python bench/bench_textscreen.py [--frames 60] [--repeat 5] [--peer-frames 
 Corpus: a (frames, 600, 800) uint8 ultrasound-like stack (Rayleigh speckle inside a
 sector, black outside) with a few lines of text rendered by Pillow in the corners of every
 frame. MB/s counts 8-bit input pixels per second on one thread (the kernel is single
-threaded); medians over the repetitions. The numpy/scipy peer runs on the first
---peer-frames frames only (it is slow) and its boxes are compared with the core's first.
+threaded), for every SIMD backend of this machine; medians over the repetitions. The
+numpy/scipy peer runs on the first --peer-frames frames only (it is slow) and its boxes
+are compared with the core's first.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import medveil
 import numpy as np
 from medveil import _core
 from PIL import Image, ImageDraw, ImageFont
@@ -119,21 +121,31 @@ def main() -> None:
         assert got == [w[:5] for w in want], f"frame {f}: core and peer boxes disagree"
         assert np.allclose(scores[sel], [w[5] for w in want], rtol=1e-9), f"frame {f}: scores"
     per_frame = len(boxes) / args.frames
-    core_t, peer_t = [], []
-    for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        _core.textscreen.find_text_boxes(stack)
-        core_t.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for f in range(args.peer_frames):
-            peer_frame(stack[f])
-        peer_t.append(time.perf_counter() - t0)
-    core_mbs = stack.nbytes / np.median(core_t) / 1e6
+    backends = list(_core.dispatch.available())
+    before = _core.dispatch.active()
+    core_t: dict[str, list[float]] = {b: [] for b in backends}
+    peer_t = []
+    try:
+        for _ in range(args.repeat):
+            for b in backends:
+                medveil.set_backend(b)
+                t0 = time.perf_counter()
+                got_b, _ = _core.textscreen.find_text_boxes(stack)
+                core_t[b].append(time.perf_counter() - t0)
+                assert np.array_equal(got_b, boxes), f"backend {b} disagrees"
+            t0 = time.perf_counter()
+            for f in range(args.peer_frames):
+                peer_frame(stack[f])
+            peer_t.append(time.perf_counter() - t0)
+    finally:
+        medveil.set_backend(before)
     peer_mbs = args.peer_frames * stack[0].nbytes / np.median(peer_t) / 1e6
     print(f"stack {stack.shape} uint8, {per_frame:.1f} boxes/frame, boxes match the peer")
-    print(f"medveil core : {core_mbs:8.1f} MB/s (one thread)")
-    print(f"numpy/scipy  : {peer_mbs:8.1f} MB/s")
-    print(f"ratio        : {core_mbs / peer_mbs:8.1f}x")
+    for b in backends:
+        mbs = stack.nbytes / np.median(core_t[b]) / 1e6
+        ratio = mbs / peer_mbs
+        print(f"medveil core ({b:6s}): {mbs:8.1f} MB/s (one thread), {ratio:6.1f}x numpy/scipy")
+    print(f"numpy/scipy          : {peer_mbs:8.1f} MB/s")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "medveil/dispatch.hpp"
+
 namespace medveil {
 
 struct TextScreenParams {
@@ -42,5 +44,29 @@ struct TextBox {
 void find_text_boxes(const std::uint8_t* data, std::size_t frames, std::size_t rows,
                      std::size_t cols, const TextScreenParams& params,
                      std::vector<TextBox>& out);
+void find_text_boxes(Backend backend, const std::uint8_t* data, std::size_t frames,
+                     std::size_t rows, std::size_t cols, const TextScreenParams& params,
+                     std::vector<TextBox>& out);
+
+namespace detail {
+// Marks columns c in [c0, c1) of one row whose window lies inside the frame
+// (r <= c < cols - r): bright[c] = row[c]*cnt > S + tc, dark[c] = row[c]*cnt + tc < S,
+// with S = prefix[c+r+1] - prefix[c-r] (mod 2^32), cnt <= 129^2, tc = threshold * cnt.
+using ClassifyFn = void (*)(const std::uint32_t* prefix, const std::uint8_t* row,
+                            std::size_t c0, std::size_t c1, std::size_t r, std::int32_t cnt,
+                            std::int32_t tc, std::uint8_t* bright, std::uint8_t* dark);
+void classify_interior_ref(const std::uint32_t* prefix, const std::uint8_t* row,
+                           std::size_t c0, std::size_t c1, std::size_t r, std::int32_t cnt,
+                           std::int32_t tc, std::uint8_t* bright, std::uint8_t* dark);
+#ifdef MEDVEIL_HAVE_AVX2
+void classify_interior_avx2(const std::uint32_t* prefix, const std::uint8_t* row,
+                            std::size_t c0, std::size_t c1, std::size_t r, std::int32_t cnt,
+                            std::int32_t tc, std::uint8_t* bright, std::uint8_t* dark);
+#endif
+// The whole screen with the given interior classifier.
+void find_text_boxes_with(ClassifyFn classify, const std::uint8_t* data, std::size_t frames,
+                          std::size_t rows, std::size_t cols, const TextScreenParams& params,
+                          std::vector<TextBox>& out);
+}  // namespace detail
 
 }  // namespace medveil

@@ -187,8 +187,26 @@ struct Pass {
 
 }  // namespace
 
-void find_text_boxes(const std::uint8_t* data, std::size_t frames, std::size_t rows,
-                     std::size_t cols, const TextScreenParams& p, std::vector<TextBox>& out) {
+namespace detail {
+
+void classify_interior_ref(const std::uint32_t* prefix, const std::uint8_t* row,
+                           std::size_t c0, std::size_t c1, std::size_t r, std::int32_t cnt,
+                           std::int32_t tc, std::uint8_t* bright, std::uint8_t* dark) {
+    // cnt <= 129^2 fits int16, so the product is a 16x16->32 bit multiply, which SSE2
+    // has (a 32-bit lane multiply needs SSE4.1): the compiler vectorises this loop.
+    const auto cnt16 = static_cast<std::int16_t>(cnt);
+    for (std::size_t c = c0; c < c1; ++c) {
+        const auto sum = static_cast<std::int32_t>(prefix[c + r + 1] - prefix[c - r]);
+        const std::int32_t v = static_cast<std::int32_t>(static_cast<std::int16_t>(row[c])) *
+                               static_cast<std::int32_t>(cnt16);
+        bright[c] = static_cast<std::uint8_t>(v > sum + tc);
+        dark[c] = static_cast<std::uint8_t>(v + tc < sum);
+    }
+}
+
+void find_text_boxes_with(ClassifyFn classify_interior, const std::uint8_t* data,
+                          std::size_t frames, std::size_t rows, std::size_t cols,
+                          const TextScreenParams& p, std::vector<TextBox>& out) {
     if (rows == 0 || cols == 0) return;
     const auto r = static_cast<std::size_t>(p.radius);
     // Window sums stay below 2^32, so modular uint32 prefix sums give them exactly.
@@ -231,8 +249,7 @@ void find_text_boxes(const std::uint8_t* data, std::size_t frames, std::size_t r
             const std::uint32_t* P = prefix.data();
             std::uint8_t* mb = bright.mask.data();
             std::uint8_t* md = dark.mask.data();
-            // Border columns have clipped windows; the interior loop below has a fixed
-            // window and no branches, so the compiler vectorises it.
+            // Border columns have clipped windows; interior ones share one window size.
             const std::size_t inner0 = std::min(r, cols);
             const std::size_t inner1 = cols > r ? std::max(cols - r, inner0) : inner0;
             auto classify = [&](std::size_t c) {
@@ -246,17 +263,8 @@ void find_text_boxes(const std::uint8_t* data, std::size_t frames, std::size_t r
             for (std::size_t c = 0; c < inner0; ++c) classify(c);
             for (std::size_t c = inner1; c < cols; ++c) classify(c);
             {
-                // cnt <= 129^2 fits int16, so the product is a 16x16->32 bit multiply,
-                // which SSE2 has (a 32-bit lane multiply needs SSE4.1).
-                const auto cnt = static_cast<std::int16_t>(rowcount * static_cast<std::int32_t>(2 * r + 1));
-                const std::int32_t tc = t * static_cast<std::int32_t>(cnt);
-                for (std::size_t c = inner0; c < inner1; ++c) {
-                    const auto sum = static_cast<std::int32_t>(P[c + r + 1] - P[c - r]);
-                    const std::int32_t v = static_cast<std::int32_t>(static_cast<std::int16_t>(row[c])) *
-                                           static_cast<std::int32_t>(cnt);
-                    mb[c] = static_cast<std::uint8_t>(v > sum + tc);
-                    md[c] = static_cast<std::uint8_t>(v + tc < sum);
-                }
+                const std::int32_t cnt = rowcount * static_cast<std::int32_t>(2 * r + 1);
+                classify_interior(P, row, inner0, inner1, r, cnt, t * cnt, mb, md);
             }
             if (!p.bright) std::fill(bright.mask.begin(), bright.mask.end(), std::uint8_t{0});
             if (!p.dark) std::fill(dark.mask.begin(), dark.mask.end(), std::uint8_t{0});
@@ -270,4 +278,5 @@ void find_text_boxes(const std::uint8_t* data, std::size_t frames, std::size_t r
     }
 }
 
+}  // namespace detail
 }  // namespace medveil
