@@ -43,6 +43,9 @@ void bind_textscreen(py::module_& m) {
             constexpr auto lim = static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max());
             if (rows >= lim || cols >= lim)
                 throw py::value_error("image rows and cols must be < 2**31");
+            // Runs of a frame are numbered with uint32 in the union-find.
+            if (rows * cols >= (std::size_t{1} << 32))
+                throw py::value_error("a frame must have fewer than 2**32 pixels");
             medveil::TextScreenParams p;
             p.bright = bright;
             p.dark = dark;
