@@ -543,7 +543,7 @@ class Deidentifier:
         elif vr == "UI":
             if not empty:
                 uids = bytes(value).decode("ascii", "replace").strip("\x00 ").split("\\")
-                new = [u if is_well_known_uid(u) else self.keyed.uid(u) for u in uids]
+                new = self._map_uids(uids)
                 _put(ds, tag, raw, "UI", new)
         else:
             return False
@@ -565,14 +565,7 @@ class Deidentifier:
             text = bytes(raw.value).decode("ascii").strip("\x00 ")
         except UnicodeDecodeError:
             return False
-        out = []
-        for v in text.split("\\"):
-            shifted = shift_date_value(v, offset, vr)
-            if shifted is None:
-                report.add(path, tag, "date-unparseable-emptied")
-                shifted = ""
-            out.append(shifted)
-        _put(ds, tag, raw, vr, out)
+        _put(ds, tag, raw, vr, _shift_values(text.split("\\"), offset, vr, report, path, tag))
         report.add(path, tag, "C")
         return True
 
@@ -595,12 +588,15 @@ class Deidentifier:
             if elem.VR not in ("UI", "SQ") and not elem.is_empty:
                 elem.value = _empty(elem.VR)
             return
-        uid = self.keyed.uid
         value = elem.value
         if isinstance(value, (list, MultiValue)):
-            elem.value = [v if is_well_known_uid(str(v)) else uid(str(v)) for v in value]
-        elif not is_well_known_uid(str(value)):
-            elem.value = uid(str(value))
+            elem.value = self._map_uids([str(v) for v in value])
+        else:
+            elem.value = self._map_uids([str(value)])[0]
+
+    def _map_uids(self, uids: list[str]) -> list[str]:
+        """Keyed replacements for UIDs; well-known ones (SOP classes, ...) stay as they are."""
+        return [u if is_well_known_uid(u) else self.keyed.uid(u) for u in uids]
 
     def _pseudonym(self, elem: DataElement, rule: Rule) -> None:
         if elem.is_empty:
@@ -667,14 +663,7 @@ class Deidentifier:
             return
         value = elem.value
         values = list(value) if isinstance(value, (list, MultiValue)) else [value]
-        out = []
-        for v in values:
-            shifted = shift_date_value(str(v), ctx.offset, elem.VR)
-            if shifted is None:
-                # A date we cannot parse cannot be shifted for sure: it is removed.
-                report.add(path, tag, "date-unparseable-emptied")
-                shifted = ""
-            out.append(shifted)
+        out = _shift_values([str(v) for v in values], ctx.offset, elem.VR, report, path, tag)
         elem.value = out if len(out) > 1 else out[0]
 
     def _policy_action(
@@ -831,6 +820,21 @@ def encode_raw(ds: Dataset, implicit: bool, little: bool) -> dict[BaseTag, RawDa
             True,
             False,
         )
+    return out
+
+
+def _shift_values(
+    values: list[str], days: int, vr: str, report: DeidReport, path: str, tag: int
+) -> list[str]:
+    """Shift each DA/DT value; one that cannot be parsed cannot be shifted for sure and is
+    emptied (and reported)."""
+    out = []
+    for v in values:
+        shifted = shift_date_value(v, days, vr)
+        if shifted is None:
+            report.add(path, tag, "date-unparseable-emptied")
+            shifted = ""
+        out.append(shifted)
     return out
 
 
