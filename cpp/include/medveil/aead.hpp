@@ -14,6 +14,8 @@
 
 namespace medveil {
 
+struct Poly1305;
+
 constexpr std::size_t kAeadKeyBytes = 32;
 constexpr std::size_t kAeadNonceBytes = 12;
 constexpr std::size_t kAeadTagBytes = 16;
@@ -36,5 +38,17 @@ void aead_seal(Backend backend, const std::uint8_t key[32], const std::uint8_t n
                              const std::uint8_t nonce[12], const std::uint8_t* aad,
                              std::size_t aad_len, const std::uint8_t* in, std::size_t len,
                              const std::uint8_t tag[16], std::uint8_t* out);
+
+namespace detail {
+#ifdef MEDVEIL_HAVE_AVX2
+// The stitched seal loop: encrypts steps * 512 bytes from block `counter` (eight AVX2
+// ChaCha20 blocks per step) and absorbs the ciphertext into mac, whose partial-block
+// buffer must be empty, the four-lane Poly1305 of each step's ciphertext running
+// during the next step's rounds.
+void aead_seal_stitched_avx2(const std::uint8_t key[32], const std::uint8_t nonce[12],
+                             std::uint32_t counter, const std::uint8_t* in, std::uint8_t* out,
+                             std::size_t steps, Poly1305& mac) noexcept;
+#endif
+}  // namespace detail
 
 }  // namespace medveil
