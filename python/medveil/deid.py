@@ -334,6 +334,8 @@ class Deidentifier:
                     rules,
                     allow_unmatched_burned_in=self.policy.allow_unmatched_burned_in,
                     clean_graphics=True,
+                    pixel_text=self.policy.pixel_text,
+                    text_mask=self.policy.pixel_mask,
                 )
 
     # ------------------------------------------------------------------ public API

@@ -35,6 +35,8 @@ from medveil.errors import QuarantineError
 from medveil.masking import fix_unused_bits, mask_regions
 from medveil.peek import peek
 from medveil.pixel_rules import PixelRule, RuleSet
+from medveil.textdetect import PIXEL_TEXT_MODES, Detection, TextDetector, frame_runs, grey_frames
+from medveil.textmatch import Identifiers
 
 #: (row0, row1, col0, col1, frame0, frame1), half-open, clipped to the image.
 Region6 = tuple[int, int, int, int, int, int]
@@ -107,6 +109,7 @@ class PixelReport:
     reencoded: bool = False
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    detected: list[Detection] = field(default_factory=list)  # burned-in text detection
 
     @property
     def modified(self) -> bool:
@@ -128,6 +131,7 @@ class PixelReport:
             "transfer_syntax_out": str(self.transfer_syntax_out),
             "reencoded": self.reencoded,
             "notes": list(self.notes),
+            "detected": [d.record() for d in self.detected],
         }
 
 
@@ -399,7 +403,12 @@ def _write_native(ds: pydicom.Dataset, arr: np.ndarray, photometric: str) -> Non
 
 
 class PixelCleaner:
-    """Blank burned-in text by device rules and clear overlay bits hidden above BitsStored."""
+    """Blank burned-in text by device rules and/or detection, clear hidden overlay bits.
+
+    ``pixel_text`` is "rules" (device rules only), "detect" (text detection only) or
+    "detect+rules" (both); ``text_mask`` is "all-text" or "identifiers" (see
+    :mod:`medveil.textdetect`).
+    """
 
     def __init__(
         self,
@@ -407,11 +416,21 @@ class PixelCleaner:
         *,
         allow_unmatched_burned_in: bool = False,
         clean_graphics: bool = True,
+        pixel_text: str = "rules",
+        text_mask: str = "all-text",
+        detector: TextDetector | None = None,
     ) -> None:
         """Use ``rules`` (default: the shipped CTP-derived set); fail closed unless allowed."""
+        if pixel_text not in PIXEL_TEXT_MODES:
+            raise ValueError(f"pixel_text must be one of {PIXEL_TEXT_MODES}, got {pixel_text!r}")
         self.rules = RuleSet.default() if rules is None else rules
         self.allow_unmatched_burned_in = allow_unmatched_burned_in
         self.clean_graphics = clean_graphics
+        self.pixel_text = pixel_text
+        self.use_rules = pixel_text != "detect"
+        if detector is None and pixel_text != "rules":
+            detector = TextDetector(text_mask)  # type: ignore[arg-type]
+        self.detector = detector if pixel_text != "rules" else None
 
     def clean(self, ds: pydicom.Dataset, *, source: str = "") -> PixelReport:
         """Clean pixel data of ds in place (masks, hidden bits).
@@ -420,7 +439,7 @@ class PixelCleaner:
         """
         ts = _transfer_syntax(ds)
         report = PixelReport(transfer_syntax_in=ts, transfer_syntax_out=ts, source=source)
-        fired = self.rules.matching(ds)
+        fired = self.rules.matching(ds) if self.use_rules else []
         report.rules_fired = [r.id for r in fired]
         has_pixels = "PixelData" in ds
         if not has_pixels:
@@ -433,7 +452,13 @@ class PixelCleaner:
         groups = _clip_regions(fired, geo)
         if fired and not groups:
             report.notes.append("matching rules' rectangles all lie outside the image")
-        if not groups and not self.allow_unmatched_burned_in:
+        # Read before the header is de-identified (the engine cleans pixels first).
+        ids = (
+            Identifiers.from_dataset(ds)
+            if self.detector is not None and self.detector.mask == "identifiers"
+            else None
+        )
+        if self.detector is None and not groups and not self.allow_unmatched_burned_in:
             reasons = burned_in_reasons(ds)
             if reasons:
                 raise QuarantineError(
@@ -442,14 +467,61 @@ class PixelCleaner:
                     "device or allow unmatched burned-in annotation in the policy"
                 )
         if ts in NATIVE_LITTLE or ts in NATIVE_BIG:
-            self._clean_native(ds, geo, groups, big_endian=ts in NATIVE_BIG, report=report)
+            self._clean_native(ds, geo, groups, big_endian=ts in NATIVE_BIG, report=report, ids=ids)
         elif ts.is_transfer_syntax and ts.is_compressed:
-            self._clean_encapsulated(ds, ts, geo, groups, report)
+            self._clean_encapsulated(ds, ts, geo, groups, report, ids)
         else:
             raise QuarantineError(
                 f"unknown transfer syntax {ts}; cannot tell how the pixels are stored"
             )
         return report
+
+    # -- text detection ----------------------------------------------------------------------
+
+    def _detect(
+        self,
+        ds: pydicom.Dataset,
+        arr: np.ndarray | None,
+        geo: _Geometry,
+        groups: dict[int, list[Region6]],
+        report: PixelReport,
+        ids: Identifiers | None,
+    ) -> dict[int, list[Region6]]:
+        """Add the masked text boxes of ``arr`` (kernel layout) to ``groups``; fail closed.
+
+        A file that says BurnedInAnnotation YES, where neither a rule nor detection found
+        any text, is quarantined unless the policy allows unmatched burned-in annotation.
+        """
+        assert self.detector is not None
+        if arr is not None:
+            frames = grey_frames(
+                arr,
+                planar=geo.planar,
+                subsampled=geo.subsampled,
+                photometric=geo.photometric,
+                bits_stored=geo.bits_stored,
+                signed=geo.signed,
+            )
+            report.detected = self.detector.detect(frames, ids)
+        else:
+            report.notes.append("1-bit pixels are not screened for burned-in text")
+        runs = frame_runs(report.detected)
+        if runs:
+            groups = {k: list(v) for k, v in groups.items()}
+            groups.setdefault(0, []).extend(runs)
+        if report.detected:
+            masked = sum(d.masked for d in report.detected)
+            report.notes.append(
+                f"text detection: {len(report.detected)} line(s) found, {masked} masked"
+            )
+        elif not groups and not self.allow_unmatched_burned_in:
+            if str(_get(ds, "BurnedInAnnotation", "")).strip().upper() == "YES":
+                raise QuarantineError(
+                    "BurnedInAnnotation is YES, but no pixel rule matched and text detection "
+                    "found no text; add a rule for this device or allow unmatched burned-in "
+                    "annotation in the policy"
+                )
+        return groups
 
     # -- native ------------------------------------------------------------------------------
 
@@ -477,13 +549,17 @@ class PixelCleaner:
         *,
         big_endian: bool,
         report: PixelReport,
+        ids: Identifiers | None = None,
     ) -> None:
         want_bits = self._hidden_bits(geo)
-        if not groups and not want_bits:
+        detecting = self.detector is not None
+        if not groups and not want_bits and not detecting:
             return
         if geo.bits_allocated == 1:
             if groups:
                 raise QuarantineError("masking 1-bit (packed) pixel data is not supported")
+            if detecting:
+                self._detect(ds, None, geo, groups, report, ids)
             return
         if geo.subsampled and (geo.bits_allocated != 8 or geo.cols % 2):
             raise QuarantineError(f"{geo.photometric} needs 8-bit samples and an even width")
@@ -493,6 +569,8 @@ class PixelCleaner:
             raise QuarantineError(f"PixelData holds {len(raw)} bytes, the header implies {n}")
         dt = geo.dtype(big_endian)
         view = np.frombuffer(raw, dtype=dt, count=n // dt.itemsize).reshape(geo.shape())
+        if detecting:
+            groups = self._detect(ds, view, geo, groups, report, ids)
         dirty_bits = want_bits and _has_hidden_bits(view, geo)
         if not groups and not dirty_bits:
             return  # nothing to change: PixelData stays the very same object
@@ -538,8 +616,10 @@ class PixelCleaner:
         geo: _Geometry,
         groups: dict[int, list[Region6]],
         report: PixelReport,
+        ids: Identifiers | None = None,
     ) -> None:
-        if not groups:
+        detecting = self.detector is not None
+        if not groups and not detecting:
             if not self._hidden_bits(geo):
                 return  # nothing to do: the compressed pixels stay byte-identical
             if ts != RLELossless:
@@ -563,7 +643,13 @@ class PixelCleaner:
             # Unused bits are left as stored so that Clean Graphics sees (and reports) them.
             arr, meta = decoder.as_array(ds, as_rgb=lossy, correct_unused_bits=False)
         except Exception as exc:
-            why = "a pixel rule requires masking" if groups else "Clean Graphics must check it"
+            why = (
+                "a pixel rule requires masking"
+                if groups
+                else "text detection must look at it"
+                if detecting
+                else "Clean Graphics must check it"
+            )
             raise QuarantineError(
                 f"cannot decode {ts.name} pixel data ({type(exc).__name__}: {exc}) but {why}; "
                 "install medveil[codecs]"
@@ -591,6 +677,8 @@ class PixelCleaner:
                 f"decoded {arr.shape} pixels, the header implies {dgeo.shape()}; cannot mask"
             )
         karr = arr.reshape(dgeo.shape())
+        if detecting:
+            groups = self._detect(ds, karr, dgeo, groups, report, ids)
         if self._hidden_bits(dgeo) and _has_hidden_bits(karr, dgeo):
             self._fix_bits(karr, dgeo)
             report.hidden_bits_cleared = True

@@ -185,6 +185,8 @@ class Policy:
     clean_replacement: str = ""
     allow_unmatched_burned_in: bool = False
     pixel_rule_files: tuple[str, ...] = ()
+    pixel_text: str = "rules"  # "rules" | "detect" | "detect+rules" (burned-in text)
+    pixel_mask: str = "all-text"  # "all-text" | "identifiers" (what detection masks)
     overrides: tuple[ElementOverride, ...] = ()
     source: str = "<built-in default>"
     _compiled: CompiledPolicy | None = field(default=None, repr=False, compare=False)
@@ -344,7 +346,21 @@ class _PolicyParser:
             kw["clean_patterns"] = tuple(cd["patterns"])
         if "replacement" in cd:
             kw["clean_replacement"] = str(cd["replacement"])
-        px = self.table(data, "pixels", {"rules", "allow_unmatched_burned_in"})
+        px = self.table(
+            data, "pixels", {"rules", "allow_unmatched_burned_in", "pixel_text", "mask"}
+        )
+        for key, field_name, choices in (
+            ("pixel_text", "pixel_text", ("rules", "detect", "detect+rules")),
+            ("mask", "pixel_mask", ("all-text", "identifiers")),
+        ):
+            if key in px:
+                if px[key] not in choices:
+                    raise self.fail(
+                        key,
+                        f"[pixels] {key} must be one of {', '.join(repr(c) for c in choices)}, "
+                        f"got {px[key]!r}",
+                    )
+                kw[field_name] = px[key]
         if "rules" in px:
             kw["pixel_rule_files"] = tuple(os.path.expanduser(str(r)) for r in px["rules"])
         if "allow_unmatched_burned_in" in px:

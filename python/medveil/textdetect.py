@@ -1,0 +1,329 @@
+"""Burned-in text detection: screen every frame, OCR the candidates, plan the boxes to mask.
+
+The pixel cleaner calls :class:`TextDetector` on images no device rule covers (policy
+``pixel_text = "detect"``) or on every image (``"detect+rules"``):
+
+1. :func:`grey_frames` turns the decoded pixels (any layout the cleaner handles) into a
+   (frames, rows, cols) uint8 stack;
+2. the C++ screen (:func:`medveil.textscreen.find_text_boxes`) finds candidate text lines,
+   with its threshold raised on frames whose background is itself noisy;
+3. each box is padded (anti-aliased edges, accents and punctuation lie outside the glyph
+   components the screen groups);
+4. ``mask = "all-text"`` masks every box; ``mask = "identifiers"`` sends each padded box
+   (never the whole image) to Tesseract and masks it when the text matches an identifying
+   value of the file's own header (:mod:`medveil.textmatch`), or when OCR cannot read it.
+
+OCR text is PHI: only its length leaves this module.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from medveil.errors import QuarantineError
+from medveil.textmatch import Identifiers
+from medveil.textscreen import find_text_boxes
+
+MaskMode = Literal["all-text", "identifiers"]
+MASK_MODES = ("all-text", "identifiers")
+PIXEL_TEXT_MODES = ("rules", "detect", "detect+rules")
+
+#: Frames whose background noise (robust sigma of neighbour differences) is high get a
+#: threshold of NOISE_FACTOR * sigma instead of the screen's base threshold, so speckle
+#: and dithering are not taken for glyphs.
+NOISE_FACTOR = 2.0
+#: Rows sampled for the noise estimate (every NOISE_STEP-th row).
+NOISE_STEP = 4
+#: Text height OCR is given (Tesseract reads best at ~30-40 px per line).
+OCR_HEIGHT = 40
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A detected text line: padded box on one frame, and whether it is masked.
+
+    ``text_len`` is the number of non-blank characters OCR read (None when no OCR ran);
+    ``why`` says why it is masked or kept: "all-text", "identifier", "unreadable", "kept".
+    """
+
+    frame: int
+    row0: int
+    row1: int
+    col0: int
+    col1: int
+    masked: bool
+    why: str
+    text_len: int | None = None
+
+    def record(self) -> dict[str, object]:
+        """A JSON-ready description for the run records (no OCR text: it is PHI)."""
+        return {
+            "frame": self.frame,
+            "box": [self.row0, self.row1, self.col0, self.col1],
+            "source": "detect",
+            "masked": self.masked,
+            "why": self.why,
+            "text_len": self.text_len,
+        }
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma of (..., 3) uint8 samples, in 16-bit integer arithmetic (fast)."""
+    acc = rgb[..., 0].astype(np.uint16)
+    acc *= 77
+    tmp = rgb[..., 1].astype(np.uint16)
+    tmp *= 150
+    acc += tmp
+    np.multiply(rgb[..., 2], 29, out=tmp, dtype=np.uint16, casting="unsafe")
+    acc += tmp
+    acc += 128
+    acc >>= 8
+    return acc.astype(np.uint8)
+
+
+def _to_u8(a: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
+    """Scale each frame's value range onto 0..255 (values outside BitsStored clipped)."""
+    if a.dtype == np.uint8 and bits_stored >= 8:
+        return np.ascontiguousarray(a)
+    top = 1 << (bits_stored - 1 if signed else bits_stored)
+    lo_v, hi_v = (-top, top - 1) if signed else (0, top - 1)
+    f = np.clip(a.astype(np.float32), lo_v, hi_v)
+    lo = f.min(axis=(1, 2), keepdims=True)
+    hi = f.max(axis=(1, 2), keepdims=True)
+    span = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)
+    f -= lo
+    f *= 255.0 / span
+    return np.ascontiguousarray(np.rint(f).astype(np.uint8))
+
+
+def grey_frames(
+    arr: np.ndarray,
+    *,
+    planar: bool = False,
+    subsampled: bool = False,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 8,
+    signed: bool = False,
+) -> np.ndarray:
+    """A (frames, rows, cols) uint8 grey stack of pixels in the pixel cleaner's layout.
+
+    Layouts: (f, r, c) grey; (f, r, c, s) interleaved; (f, s, r, c) planar; (f, r, c/2, 4)
+    Y Y Cb Cr 4:2:2. For YBR colour the Y plane is the grey image; RGB goes through luma.
+    """
+    a = np.asarray(arr)
+    if subsampled:
+        f, r, half, _ = a.shape
+        return np.ascontiguousarray(a[..., :2]).reshape(f, r, half * 2).astype(np.uint8)
+    if a.ndim == 4:
+        if planar:
+            a = np.moveaxis(a, 1, -1)
+        if photometric.startswith("YBR"):
+            a = a[..., 0]
+        elif a.shape[-1] >= 3 and a.dtype == np.uint8:
+            return _luma(a[..., :3])
+        else:
+            a = a[..., :3].mean(axis=-1) if a.shape[-1] >= 3 else a[..., 0]
+    if a.ndim == 2:
+        a = a[np.newaxis]
+    out = _to_u8(a, bits_stored, signed)
+    if photometric == "MONOCHROME1":
+        out = 255 - out  # as displayed (the screen looks for both polarities anyway)
+    return out
+
+
+def noise_threshold(frame: np.ndarray, base: int) -> int:
+    """The screen threshold for one uint8 frame: base, or more on a noisy background."""
+    sample = frame[::NOISE_STEP]
+    d = np.abs(np.diff(sample.astype(np.int16), axis=1)).ravel()
+    if d.size == 0:
+        return base
+    # Median of |neighbour difference| / (0.6745 * sqrt 2) estimates the noise sigma; flat
+    # areas (zero differences) pull it down, which is right: text there is easy to see.
+    med = float(np.bincount(d, minlength=1).cumsum().searchsorted(d.size / 2))
+    sigma = med / 0.9539
+    return max(base, min(200, int(np.ceil(NOISE_FACTOR * sigma))))
+
+
+def pad_box(
+    row0: int, row1: int, col0: int, col1: int, rows: int, cols: int
+) -> tuple[int, int, int, int]:
+    """Grow a screen box to cover the whole rendered line, clipped to the frame."""
+    h = row1 - row0
+    pv = max(2, (h + 2) // 3)
+    ph = max(3, (2 * h + 2) // 3)
+    return max(0, row0 - pv), min(rows, row1 + pv), max(0, col0 - ph), min(cols, col1 + ph)
+
+
+def _merge(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Union boxes that overlap (repeat until stable); the screen reports both polarities."""
+    out = sorted(boxes)
+    changed = True
+    while changed:
+        changed = False
+        merged: list[tuple[int, int, int, int]] = []
+        for b in out:
+            for i, m in enumerate(merged):
+                if b[0] < m[1] and m[0] < b[1] and b[2] < m[3] and m[2] < b[3]:
+                    merged[i] = (min(b[0], m[0]), max(b[1], m[1]), min(b[2], m[2]), max(b[3], m[3]))
+                    changed = True
+                    break
+            else:
+                merged.append(b)
+        out = sorted(merged)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def ocr_available() -> bool:
+    """True when pytesseract and the tesseract binary (with English data) are installed."""
+    try:
+        import pytesseract
+    except ImportError:
+        return False
+    try:
+        pytesseract.get_tesseract_version()
+    except Exception:
+        return False
+    return True
+
+
+def ocr_line(crop: np.ndarray) -> str:
+    """OCR one padded text-line crop (uint8 grey) with Tesseract; returns the text."""
+    import pytesseract
+    from PIL import Image
+
+    img = np.asarray(crop, dtype=np.uint8)
+    # Tesseract wants dark text on a light page: the background dominates a line crop.
+    if np.median(img) < 128:
+        img = 255 - img
+    h = img.shape[0]
+    scale = max(1.0, min(4.0, OCR_HEIGHT / max(1, h) * 1.5))
+    pil = Image.fromarray(np.ascontiguousarray(img))
+    if scale > 1.0:
+        pil = pil.resize(
+            (max(1, round(img.shape[1] * scale)), max(1, round(h * scale))), Image.LANCZOS
+        )
+    page = Image.new("L", (pil.width + 20, pil.height + 20), 255)
+    page.paste(pil, (10, 10))
+    return str(pytesseract.image_to_string(page, lang="eng", config="--psm 7"))
+
+
+class TextDetector:
+    """Finds burned-in text lines and decides which to mask (all, or identifying ones)."""
+
+    def __init__(
+        self,
+        mask: MaskMode = "all-text",
+        *,
+        threshold: int = 40,
+        min_height: int = 4,
+        max_height: int = 120,
+        ocr: Callable[[np.ndarray], str] | None = None,
+    ) -> None:
+        """``ocr`` overrides Tesseract (tests); None uses :func:`ocr_line` when installed."""
+        if mask not in MASK_MODES:
+            raise ValueError(f"mask must be one of {MASK_MODES}, got {mask!r}")
+        self.mask = mask
+        self.threshold = threshold
+        self.min_height = min_height
+        self.max_height = max_height
+        self._ocr = ocr
+
+    def screen(self, frames: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+        """Padded candidate boxes (frame, row0, row1, col0, col1) of a uint8 stack."""
+        _, rows, cols = frames.shape
+        return [
+            (f, *pad_box(r0, r1, c0, c1, rows, cols)) for f, r0, r1, c0, c1 in self.lines(frames)
+        ]
+
+    def lines(self, frames: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+        """Unpadded candidate lines (frame, row0, row1, col0, col1), both polarities merged."""
+        n = frames.shape[0]
+        per_frame: dict[int, list[tuple[int, int, int, int]]] = {}
+        thresholds = [noise_threshold(frames[f], self.threshold) for f in range(n)]
+        start = 0
+        while start < n:
+            # Consecutive frames with the same threshold go to the core in one call.
+            stop = start + 1
+            while stop < n and thresholds[stop] == thresholds[start]:
+                stop += 1
+            for b in find_text_boxes(
+                frames[start:stop],
+                threshold=thresholds[start],
+                min_height=self.min_height,
+                max_height=self.max_height,
+            ):
+                per_frame.setdefault(start + b.frame, []).append((b.row0, b.row1, b.col0, b.col1))
+            start = stop
+        # Merge before padding: the two polarities report the same line (and the holes of
+        # its letters), while padded boxes of neighbouring lines would run together.
+        return [(f, *box) for f in sorted(per_frame) for box in _merge(per_frame[f])]
+
+    def detect(self, frames: np.ndarray, identifiers: Identifiers | None = None) -> list[Detection]:
+        """Every candidate line of a (frames, rows, cols) uint8 stack, with the decision.
+
+        Raises QuarantineError in identifiers mode when there is text to read but no OCR.
+        """
+        _, rows, cols = frames.shape
+        lines = self.lines(frames)
+        boxes = [(f, *pad_box(r0, r1, c0, c1, rows, cols)) for f, r0, r1, c0, c1 in lines]
+        if self.mask == "all-text" or not boxes:
+            return [Detection(f, r0, r1, c0, c1, True, "all-text") for f, r0, r1, c0, c1 in boxes]
+        ocr = self._ocr
+        if ocr is None:
+            if not ocr_available():
+                raise QuarantineError(
+                    "burned-in text found and the policy masks identifiers only "
+                    '(mask = "identifiers"), but OCR is not installed (pytesseract and the '
+                    "tesseract binary with English data); install medveil[ocr] and "
+                    'tesseract-ocr, or use mask = "all-text"'
+                )
+            ocr = ocr_line
+        ids = identifiers if identifiers is not None else Identifiers(frozenset(), ())
+        seen: dict[bytes, tuple[bool, str, int]] = {}
+        out = []
+        for (f, r0, r1, c0, c1), (_, a0, a1, b0, b1) in zip(boxes, lines, strict=True):
+            # OCR sees the line with a thin margin only (the mask's margin may reach into
+            # the next line, and Tesseract is told to read a single line).
+            h = a1 - a0
+            crop = frames[f, max(0, a0 - 2) : a1 + 2, max(0, b0 - h // 2) : b1 + h // 2]
+            # A static overlay repeats byte for byte on every frame of a cine: read it once.
+            key = np.array(crop.shape, dtype=np.int64).tobytes() + crop.tobytes()
+            if key not in seen:
+                text = ocr(crop)
+                length = sum(1 for ch in text if not ch.isspace())
+                if sum(ch.isalnum() for ch in text) == 0:
+                    # Fail closed: a line the screen found but OCR cannot read may be a name.
+                    seen[key] = (True, "unreadable", length)
+                elif ids.matches(text):
+                    seen[key] = (True, "identifier", length)
+                else:
+                    seen[key] = (False, "kept", length)
+                del text
+            masked, why, length = seen[key]
+            out.append(Detection(f, r0, r1, c0, c1, masked, why, length))
+        return out
+
+
+def frame_runs(detections: list[Detection]) -> list[tuple[int, int, int, int, int, int]]:
+    """The masked boxes as (row0, row1, col0, col1, frame0, frame1) regions, frame runs joined."""
+    by_box: dict[tuple[int, int, int, int], list[int]] = {}
+    for d in detections:
+        if d.masked:
+            by_box.setdefault((d.row0, d.row1, d.col0, d.col1), []).append(d.frame)
+    out = []
+    for (r0, r1, c0, c1), frames in sorted(by_box.items()):
+        frames = sorted(set(frames))
+        first = prev = frames[0]
+        for f in frames[1:]:
+            if f != prev + 1:
+                out.append((r0, r1, c0, c1, first, prev + 1))
+                first = f
+            prev = f
+        out.append((r0, r1, c0, c1, first, prev + 1))
+    return out
