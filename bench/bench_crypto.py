@@ -321,6 +321,9 @@ def main() -> None:
     ap.add_argument("--age-mib", type=int, default=1024, help="size of the age test file")
     ap.add_argument("--age-repeat", type=int, default=3)
     ap.add_argument("--no-age", action="store_true", help="skip the file sealing part")
+    ap.add_argument(
+        "--no-primitives", action="store_true", help="skip the one-thread primitive part"
+    )
     ap.add_argument("--no-helper", action="store_true", help="skip the AVX-512-masked OpenSSL")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
@@ -330,12 +333,13 @@ def main() -> None:
         f"backends {', '.join(_core.dispatch.available())}; "
         f"avx512f {'yes' if cpu['avx512f'] else 'no'}; python {platform.python_version()}"
     )
-    helper = None if args.no_helper else Helper()
-    try:
-        bench_primitives(args.repeat, args.markdown, helper)
-    finally:
-        if helper is not None:
-            helper.close()
+    if not args.no_primitives:
+        helper = None if args.no_helper else Helper()
+        try:
+            bench_primitives(args.repeat, args.markdown, helper)
+        finally:
+            if helper is not None:
+                helper.close()
     if not args.no_age:
         bench_age(args.age_mib, args.age_repeat, args.markdown)
 

@@ -24,6 +24,7 @@ import os
 import queue
 import re
 import secrets
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -70,6 +71,9 @@ RECIPIENT_HRP = "age"
 # (12 MiB) stay in L3 while every thread still gets enough chunks to amortise its start.
 BATCH_CHUNKS = 32
 PIPELINE_BUFFERS = 3  # windows in flight: one being read, one sealed, one written
+# Chunks per batch on the positional path (regular files): each worker reads, seals and
+# writes 1 MiB at a time, so a batch stays in that core's caches from read to write.
+POSITIONAL_BATCH_CHUNKS = 16
 MAX_HEADER_LINE = 1 << 16
 
 Progress = Callable[[int], None]
@@ -391,6 +395,126 @@ def _read_full(reader: BinaryIO, buf: memoryview) -> int:
     return got
 
 
+def _file_fd(stream: Any, writing: bool) -> int | None:
+    """The descriptor of a regular, seekable file behind stream, else None.
+
+    Positional I/O needs a regular file (not a pipe or terminal) and, for writing, one not
+    opened for appending (pwrite would ignore the offset there).
+    """
+    try:
+        fd = stream.fileno()
+        if not stream.seekable() or not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        if writing:
+            import fcntl  # POSIX only: elsewhere the ImportError keeps the stream path
+
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+                return None
+    except (AttributeError, OSError, ValueError, ImportError):
+        return None
+    return fd
+
+
+def _pread_full(fd: int, buf: memoryview, offset: int) -> int:
+    """Read len(buf) bytes at offset (fewer only at end of file); returns bytes read."""
+    got = 0
+    while got < len(buf):
+        n = os.preadv(fd, [buf[got:]], offset + got)
+        if n == 0:
+            break
+        got += n
+    return got
+
+
+def _pwrite_full(fd: int, buf: memoryview, offset: int) -> None:
+    """Write all of buf at offset."""
+    done = 0
+    while done < len(buf):
+        done += os.pwrite(fd, buf[done:], offset + done)
+
+
+def _run_positional(
+    fd_in: int,
+    in_base: int,
+    in_len: int,
+    fd_out: int,
+    out_base: int,
+    key: bytes,
+    threads: int,
+    progress: Progress | None,
+    sealing: bool,
+) -> int:
+    """Seal or open in_len payload bytes of a regular file with positional reads and writes.
+
+    Every chunk's place in both files follows from its index, so the input is cut into
+    batches and each worker thread reads a batch (pread), runs the core on it and writes
+    the result (pwrite) itself: no hand-over between threads, the batch stays in that
+    core's caches, and with threads=1 everything runs on the calling thread. Returns the
+    bytes written.
+    """
+    unit_in, unit_out = (CHUNK, SEALED_CHUNK) if sealing else (SEALED_CHUNK, CHUNK)
+    kernel = _core.crypto.age_seal_chunks if sealing else _core.crypto.age_open_chunks
+    chunks = max(1, -(-in_len // unit_in))
+    per = POSITIONAL_BATCH_CHUNKS
+    batches = -(-chunks // per)
+    if threads == 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+        threads = threads or os.cpu_count() or 1
+    workers = max(1, min(threads, batches))
+    claim = iter(range(batches))  # next() on a range iterator is atomic under the GIL
+    claim_lock = threading.Lock()
+    progress_lock = threading.Lock()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    written = [0] * batches
+
+    def work() -> None:
+        try:
+            inbuf = memoryview(np.empty(per * unit_in, np.uint8))
+            outbuf = np.empty(per * SEALED_CHUNK, np.uint8)
+            while not stop.is_set():
+                with claim_lock:
+                    b = next(claim, None)
+                if b is None:
+                    return
+                first = b * per
+                offset = first * unit_in
+                want = min(per * unit_in, in_len - offset)
+                got = _pread_full(fd_in, inbuf[:want], in_base + offset)
+                if got != want:
+                    raise OSError("the input file shrank while it was being processed")
+                w = kernel(key, first, inbuf[:want], outbuf, final=b == batches - 1, threads=1)
+                _pwrite_full(fd_out, memoryview(outbuf)[:w], out_base + first * unit_out)
+                written[b] = w
+                if progress:
+                    with progress_lock:
+                        progress(want)
+        except BaseException as exc:  # re-raised by the caller
+            failures.append(exc)
+            stop.set()
+
+    helpers = [
+        threading.Thread(target=work, name=f"medveil-age-{i}", daemon=True)
+        for i in range(workers - 1)
+    ]
+    for t in helpers:
+        t.start()
+    try:
+        work()  # returns once every batch is claimed, or on the first failure anywhere
+    finally:
+        stop.set()
+        for t in helpers:
+            t.join()
+    if failures:
+        # A worker stopped by another's failure may add its own error: report the cause,
+        # an authentication failure before anything else.
+        auth = [f for f in failures if isinstance(f, AuthenticationError)]
+        raise (auth or failures)[0]
+    if os.pread(fd_in, 1, in_base + in_len):
+        raise OSError("the input file grew while it was being processed")
+    return sum(written)
+
+
 def _run_payload(
     reader: BinaryIO,
     writer: BinaryIO,
@@ -409,6 +533,19 @@ def _run_payload(
     """
     unit = CHUNK if sealing else SEALED_CHUNK
     kernel = _core.crypto.age_seal_chunks if sealing else _core.crypto.age_open_chunks
+    fd_in, fd_out = _file_fd(reader, False), _file_fd(writer, True)
+    if fd_in is not None and fd_out is not None:
+        in_base = reader.tell()
+        in_len = os.fstat(fd_in).st_size - in_base
+        if in_len > 2 * unit:
+            writer.flush()
+            out_base = writer.tell()
+            w = _run_positional(
+                fd_in, in_base, in_len, fd_out, out_base, key, threads, progress, sealing
+            )
+            reader.seek(in_base + in_len)
+            writer.seek(out_base + w)
+            return
     first = bytearray(2 * unit)
     n = _read_full(reader, memoryview(first))
     if n < len(first):

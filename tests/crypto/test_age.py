@@ -162,6 +162,125 @@ def test_files_round_trip_and_no_partial_output(tmp_path: Path, identity: tuple[
     ]
 
 
+# --- the positional path for regular files --------------------------------------------
+
+
+@pytest.fixture
+def positional_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the worker count asked of every positional run, with 2-chunk batches."""
+    calls: list[int] = []
+    real = age._run_positional
+
+    def spy(*args: object, **kwargs: object) -> int:
+        calls.append(args[6])  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(age, "_run_positional", spy)
+    monkeypatch.setattr(age, "POSITIONAL_BATCH_CHUNKS", 2)
+    return calls
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("size", [2 * CHUNK + 1, 4 * CHUNK, 5 * CHUNK, 7 * CHUNK + 5])
+def test_positional_files_match_the_stream_path(
+    tmp_path: Path,
+    identity: tuple[str, str],
+    positional_calls: list[int],
+    size: int,
+    threads: int,
+) -> None:
+    # Regular files go through pread/seal/pwrite workers; batches of 2 chunks put batch
+    # boundaries (and the final chunk) at every position, and the result must be a file
+    # the stream path opens, and vice versa.
+    ident, recipient = identity
+    data = rand(size, size + threads)
+    src = tmp_path / "plain"
+    src.write_bytes(data)
+    age.encrypt_file(src, tmp_path / "x.age", recipients=[recipient], threads=threads)
+    assert positional_calls == [threads]
+    sealed = (tmp_path / "x.age").read_bytes()
+    assert age.decrypt_bytes(sealed, identities=[ident]) == data
+    (tmp_path / "s.age").write_bytes(age.encrypt_bytes(data, recipients=[recipient]))
+    age.decrypt_file(tmp_path / "s.age", tmp_path / "back", identities=[ident], threads=threads)
+    assert positional_calls == [threads, threads]
+    assert (tmp_path / "back").read_bytes() == data
+
+
+@needs_age
+def test_positional_files_open_with_the_age_command(
+    tmp_path: Path, positional_calls: list[int]
+) -> None:
+    data = rand(9 * CHUNK + 100, 11)
+    (tmp_path / "pt").write_bytes(data)
+    key = tmp_path / "key.txt"
+    recipient = age.keygen(key)
+    age.encrypt_file(tmp_path / "pt", tmp_path / "m.age", recipients=[recipient], threads=2)
+    assert run_age(["-d", "-i", str(key), str(tmp_path / "m.age")]) == data
+    run_age(["-e", "-r", recipient, "-o", str(tmp_path / "a.age"), str(tmp_path / "pt")])
+    age.decrypt_file(
+        tmp_path / "a.age", tmp_path / "a.out", identities=age.load_identities(key), threads=2
+    )
+    assert (tmp_path / "a.out").read_bytes() == data
+    assert positional_calls == [2, 2]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_positional_tampering_releases_nothing(
+    tmp_path: Path, identity: tuple[str, str], positional_calls: list[int], threads: int
+) -> None:
+    ident, recipient = identity
+    (tmp_path / "pt").write_bytes(rand(8 * CHUNK + 1, 12))
+    age.encrypt_file(tmp_path / "pt", tmp_path / "x.age", recipients=[recipient])
+    blob = bytearray((tmp_path / "x.age").read_bytes())
+    header, _, chunks = split(bytes(blob))
+    blob[len(header) + 16 + 5 * SEALED + 7] ^= 1  # a byte of chunk 5, in the third batch
+    (tmp_path / "bad.age").write_bytes(blob)
+    with pytest.raises(AuthenticationError, match="chunk 5"):
+        age.decrypt_file(
+            tmp_path / "bad.age", tmp_path / "out", identities=[ident], threads=threads
+        )
+    # Dropping the last chunk makes chunk 7 a non-final chunk where the end is expected.
+    (tmp_path / "cut.age").write_bytes(bytes(blob[: len(header) + 16 + 8 * SEALED]))
+    with pytest.raises(AuthenticationError):
+        age.decrypt_file(
+            tmp_path / "cut.age", tmp_path / "out", identities=[ident], threads=threads
+        )
+    assert not (tmp_path / "out").exists()
+    assert len(chunks) == 9
+    assert positional_calls == [0, threads, threads]
+
+
+def test_positional_refuses_a_file_that_changed_size(tmp_path: Path) -> None:
+    key = bytes(32)
+    src = tmp_path / "pt"
+    src.write_bytes(rand(3 * CHUNK, 13))
+    with open(src, "rb") as fi, open(tmp_path / "o", "wb") as fo:
+        # The size was taken as one byte less than the file holds: it grew.
+        with pytest.raises(OSError, match="grew"):
+            age._run_positional(fi.fileno(), 0, 3 * CHUNK - 1, fo.fileno(), 0, key, 1, None, True)
+        # ... or one byte more: it shrank under the last batch.
+        with pytest.raises(OSError, match="shrank"):
+            age._run_positional(fi.fileno(), 0, 3 * CHUNK + 1, fo.fileno(), 0, key, 2, None, True)
+
+
+def test_appending_writer_takes_the_stream_path(
+    tmp_path: Path, identity: tuple[str, str], positional_calls: list[int]
+) -> None:
+    # pwrite on an O_APPEND descriptor ignores its offset: such writers are streamed.
+    ident, recipient = identity
+    data = rand(5 * CHUNK, 14)
+    (tmp_path / "out.age").write_bytes(b"")
+    with io.BytesIO(data) as src, open(tmp_path / "out.age", "ab") as dst:
+        age.encrypt(src, dst, recipients=[recipient])
+    with open(tmp_path / "pt", "wb") as fh:
+        fh.write(data)
+    with open(tmp_path / "pt", "rb") as src, open(tmp_path / "out2.age", "ab") as dst:
+        age.encrypt(src, dst, recipients=[recipient])
+    assert positional_calls == []
+    for name in ("out.age", "out2.age"):
+        assert age.decrypt_bytes((tmp_path / name).read_bytes(), identities=[ident]) == data
+
+
 # --- tampering -----------------------------------------------------------------------
 
 
@@ -294,7 +413,7 @@ def test_bad_arguments() -> None:
 
 # --- interoperability ----------------------------------------------------------------
 
-INTEROP_SIZES = [0, 1, CHUNK, CHUNK + 1]
+INTEROP_SIZES = [0, 1, CHUNK, CHUNK + 1, 5 * CHUNK + 3]
 
 
 @needs_age
