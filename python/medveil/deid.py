@@ -229,6 +229,10 @@ def _values(value: object) -> list[object]:
     return list(value) if isinstance(value, (list, MultiValue)) else [value]
 
 
+# Files of one patient come in runs: their Clean Descriptors pattern is built once.
+_CLEANERS: dict[tuple[tuple[str, ...], tuple[str, ...]], re.Pattern[str]] = {}
+
+
 class _PatientContext:
     """Per-dataset facts read before anything changes: offsets and identifying values."""
 
@@ -292,10 +296,17 @@ class _PatientContext:
 
     def cleaner(self) -> re.Pattern[str]:
         if self._regex is None:
-            terms = sorted(set(self.terms), key=len, reverse=True)
-            parts = [r"(?<!\w)" + re.escape(t) + r"(?!\w)" for t in terms]
-            parts.extend(f"(?:{p})" for p in self._policy.clean_patterns)
-            self._regex = re.compile("|".join(parts) or r"(?!x)x", re.IGNORECASE)
+            key = (tuple(self.terms), self._policy.clean_patterns)
+            regex = _CLEANERS.get(key)
+            if regex is None:
+                terms = sorted(set(self.terms), key=len, reverse=True)
+                parts = [r"(?<!\w)" + re.escape(t) + r"(?!\w)" for t in terms]
+                parts.extend(f"(?:{p})" for p in self._policy.clean_patterns)
+                regex = re.compile("|".join(parts) or r"(?!x)x", re.IGNORECASE)
+                if len(_CLEANERS) >= 256:
+                    _CLEANERS.clear()
+                _CLEANERS[key] = regex
+            self._regex = regex
         return self._regex
 
     def clean_text(self, text: str) -> str:

@@ -7,8 +7,53 @@ conditions) peeks instead, so untouched elements stay raw and are copied byte fo
 
 from __future__ import annotations
 
+import struct
+
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pydicom.valuerep import PersonName
+
+_NUMBERS = {
+    "US": struct.Struct("<H"),
+    "UL": struct.Struct("<L"),
+    "SS": struct.Struct("<h"),
+    "SL": struct.Struct("<l"),
+}
+_TEXT_TYPES: dict[str, type] = {
+    "CS": str,
+    "LO": str,
+    "SH": str,
+    "LT": str,
+    "ST": str,
+    "UT": str,
+    "UC": str,
+    "PN": PersonName,
+    "UI": UID,
+}
+_NOT_PLAIN = object()
+
+
+def plain_value(elem: RawDataElement) -> object:
+    """pydicom's value of a raw element, decoded directly for one plain single value.
+
+    Covers little-endian single numbers and single ASCII text values, where pydicom's
+    conversion is a decode and a strip; anything else returns a sentinel (use pydicom).
+    """
+    value = elem.value
+    vr = elem.VR
+    if not elem.is_little_endian or not isinstance(value, bytes):
+        return _NOT_PLAIN
+    number = _NUMBERS.get(vr)  # type: ignore[arg-type]
+    if number is not None:
+        return number.unpack(value)[0] if len(value) == number.size else _NOT_PLAIN
+    kind = _TEXT_TYPES.get(vr)  # type: ignore[arg-type]
+    if kind is None or not value.isascii() or b"\\" in value or b"\x1b" in value:
+        return _NOT_PLAIN
+    text = value.decode("ascii").rstrip("\x00 ")
+    if not text:
+        return _NOT_PLAIN  # pydicom's empty values depend on the VR and its settings
+    return text if kind is str else kind(text)
 
 
 def peek(ds: Dataset, tag: int, default: object = None) -> object:
@@ -17,6 +62,9 @@ def peek(ds: Dataset, tag: int, default: object = None) -> object:
     if elem is None:
         return default
     if isinstance(elem, RawDataElement):
+        value = plain_value(elem)
+        if value is not _NOT_PLAIN:
+            return value
         elem = convert_raw_data_element(elem, encoding=ds._character_set, ds=ds)
     return elem.value
 

@@ -88,9 +88,9 @@ def attribute_text(ds: pydicom.Dataset, tag: BaseTag) -> str | None:
     container: pydicom.Dataset | None = ds
     if tag.group == 0x0002:
         container = getattr(ds, "file_meta", None)
-    if container is None or tag not in container:
+    elem = None if container is None else container._dict.get(tag)
+    if elem is None:
         return None
-    elem = container.get_item(tag)
     if elem.VR == "SQ":
         return ""
     # peek decodes without storing: the element stays raw and is copied byte for byte.
@@ -137,10 +137,12 @@ class Leaf(Condition):
     value: str | bool
     ignore_case: bool = False
     tag: BaseTag = field(init=False, compare=False, repr=False)
+    itag: int = field(init=False, compare=False, repr=False)
     _regex: re.Pattern[str] | None = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tag", parse_attr(self.attr))
+        object.__setattr__(self, "itag", int(self.tag))
         rx = None
         if self.op == "regex":
             try:
@@ -153,10 +155,12 @@ class Leaf(Condition):
         """Say whether ``ds`` satisfies this comparison."""
         if cache is None:
             text = attribute_text(ds, self.tag)
-        elif self.tag in cache:
-            text = cache[self.tag]
         else:
-            text = cache[self.tag] = attribute_text(ds, self.tag)
+            # Keyed by plain int: a BaseTag key would compare through Python code.
+            key = self.itag
+            text = (
+                cache[key] if key in cache else cache.setdefault(key, attribute_text(ds, self.tag))
+            )
         if self.op == "present":
             return (text is not None) == bool(self.value)
         text = text or ""
@@ -353,6 +357,10 @@ class RuleSet:
 
     rules: tuple[PixelRule, ...]
     meta: Mapping[str, Any] = field(default_factory=dict)
+    _tags: tuple[BaseTag, ...] | None = field(default=None, init=False, compare=False, repr=False)
+    _answers: dict[tuple[str | None, ...], tuple[PixelRule, ...]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], where: str = "rules") -> RuleSet:
@@ -440,8 +448,22 @@ class RuleSet:
 
     def matching(self, ds: pydicom.Dataset) -> list[PixelRule]:
         """Return every rule whose condition ``ds`` satisfies, in file order."""
-        cache: dict = {}  # each attribute is read once, however many rules test it
-        return [r for r in self.rules if r.matches(ds, cache)]
+        # Conditions read nothing but these attributes' texts, so the answer is a function
+        # of them; the files of one series share them, and the rules run once per series.
+        tags = self._tags
+        if tags is None:
+            found = {parse_attr(a) for r in self.rules for a in r.match.attrs()}
+            tags = tuple(sorted(found))
+            object.__setattr__(self, "_tags", tags)
+        cache = {int(t): attribute_text(ds, t) for t in tags}
+        key = tuple(cache.values())
+        hit = self._answers.get(key)
+        if hit is None:
+            hit = tuple(r for r in self.rules if r.matches(ds, cache))
+            if len(self._answers) >= 1024:
+                self._answers.clear()
+            self._answers[key] = hit
+        return list(hit)
 
     def to_toml(self, header: str = "") -> str:
         """Render the whole rule set as TOML (round-trips through :meth:`loads`)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -35,12 +36,21 @@ _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
 
 def identity_terms(ds: Dataset) -> list[bytes]:
     """The original identifying values (and name components) of a dataset, as bytes."""
-    terms: set[str] = set()
-    for kw in IDENTITY_KEYWORDS:
+
+    def values(kw: str) -> list[object]:
         value = ds.get(kw)
         if value is None or value == "":
-            continue
-        for v in value if isinstance(value, (list, MultiValue)) else [value]:
+            return []
+        return list(value) if isinstance(value, (list, MultiValue)) else [value]
+
+    return terms_from(values)
+
+
+def terms_from(values: Callable[[str], list[object]]) -> list[bytes]:
+    """identity_terms from a lookup of each IDENTITY_KEYWORDS' values."""
+    terms: set[str] = set()
+    for kw in IDENTITY_KEYWORDS:
+        for v in values(kw):
             text = str(v).strip()
             if not text:
                 continue
@@ -65,12 +75,26 @@ def post_check(data: bytes, terms: list[bytes], pixel_at: int | None = None) -> 
         raise QuarantineError(f"post-check: output does not parse: {exc}") from None
     if ds.get("PatientIdentityRemoved") != "YES":
         raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
-    header = header_bytes.lower()
-    if not terms:
-        return
-    # Alphanumeric boundaries keep a short numeric ID from matching inside a long UID.
-    pattern = re.compile(
-        b"|".join(b"(?<![0-9a-z])" + re.escape(t) + b"(?![0-9a-z])" for t in terms)
-    )
-    if pattern.search(header):
+    if holds_term(header_bytes.lower(), terms):
         raise QuarantineError("post-check: an original identifying value is still in the output")
+
+
+_WORD = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def holds_term(header: bytes, terms: list[bytes]) -> bool:
+    """True if a (lower-case) term occurs in the lower-cased header as a whole word.
+
+    Alphanumeric boundaries keep a short numeric ID from matching inside a long UID.
+    """
+    word = _WORD
+    for term in terms:
+        at = header.find(term)
+        while at >= 0:
+            end = at + len(term)
+            if (at == 0 or header[at - 1] not in word) and (
+                end == len(header) or header[end] not in word
+            ):
+                return True
+            at = header.find(term, at + 1)
+    return False

@@ -7,9 +7,10 @@ import io
 import numpy as np
 import pydicom
 import pytest
+from medveil import instance
 from medveil.deid import Deidentifier
 from medveil.demo import demo_rule_file, write_demo_archive
-from medveil.instance import clean_instance
+from medveil.instance import clean_instance, raw_engine_of
 from medveil.policy import Policy
 
 SECRET = bytes(range(32))
@@ -41,13 +42,18 @@ def test_in_place_and_copying_paths_agree(demo_files) -> None:
     assert masked == 2
 
 
-def test_quarantine_reasons_carry_no_values(demo_files, monkeypatch) -> None:
+@pytest.mark.parametrize("road", ["dataset", "raw"])
+def test_quarantine_reasons_carry_no_values(demo_files, monkeypatch, road) -> None:
     engine = Deidentifier(Policy(pixel_rule_files=(str(demo_rule_file()),)), SECRET)
 
-    def broken(ds, source=""):  # an unexpected failure whose message quotes PHI
+    def broken(*args, **kwargs):  # an unexpected failure whose message quotes PHI
         raise ValueError("cannot handle 'Fakename^Alice^Q' born 19580704")
 
-    monkeypatch.setattr(engine, "apply", broken)
+    if road == "dataset":
+        monkeypatch.setattr(instance, "USE_RAW_ENGINE", False)
+        monkeypatch.setattr(engine, "apply", broken)
+    else:
+        monkeypatch.setattr(raw_engine_of(engine), "apply", broken)
     result = clean_instance(engine, bytes(demo_files[0]))
     assert result.status == "quarantined"
     assert "Fakename" not in result.reason and "19580704" not in result.reason

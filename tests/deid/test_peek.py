@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pydicom
-from medveil.peek import peek, raw_text
+from medveil.peek import _NOT_PLAIN, peek, plain_value, raw_text
+from pydicom.data import DATA_ROOT
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.multival import MultiValue
 
@@ -53,3 +55,34 @@ def test_peek_does_not_convert() -> None:
     assert peek(ds, 0x00280010) == 128
     assert isinstance(ds._dict[0x00280010], RawDataElement)
     assert peek(ds, 0x00990099, "absent") == "absent"
+
+
+def test_plain_values_are_pydicoms_values() -> None:
+    """Every element peek decodes itself gets the value (and type) pydicom would give."""
+
+    checked = 0
+    for path in sorted(Path(DATA_ROOT, "test_files").rglob("*")):
+        if not path.is_file():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(path, force=True)
+            except Exception:
+                continue
+            for owner in (ds, getattr(ds, "file_meta", None) or ds):
+                for elem in list(owner._dict.values()):
+                    if not isinstance(elem, RawDataElement):
+                        continue
+                    fast = plain_value(elem)
+                    if fast is _NOT_PLAIN:
+                        continue
+                    try:
+                        ref = convert_raw_data_element(
+                            elem, encoding=owner._character_set, ds=owner
+                        ).value
+                    except Exception:
+                        continue
+                    checked += 1
+                    assert (fast, type(fast), str(fast)) == (ref, type(ref), str(ref)), elem.tag
+    assert checked > 1000

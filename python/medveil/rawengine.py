@@ -1,0 +1,808 @@
+"""The raw-byte engine: de-identify a plain little-endian file straight from its bytes.
+
+The Dataset engine (:mod:`medveil.deid`) builds pydicom objects for every element, walks
+them and writes them again; on a CT slice that is most of the time the archive run takes.
+This engine scans the element headers with :mod:`struct`, decides each element with the
+same compiled policy and the same value functions, copies the bytes of what it keeps in
+runs, encodes only what changes, and leaves Pixel Data where it is in the input buffer.
+
+It covers the common case: Explicit VR Little Endian files with a file meta header, one
+plain character set, no UN elements and no undefined lengths outside sequences. For
+anything else, and for every action it does not implement, it raises :class:`NotRaw` and
+the caller uses the Dataset engine. Its output is byte-for-byte the Dataset engine's (the
+tests check it on every file they have); it is a faster road to the same file.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from pydicom.charset import convert_encodings
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
+
+from medveil.deid import (
+    _CLEANABLE_TEXT,
+    BYTES_VRS,
+    DUMMY,
+    Deidentifier,
+    DeidReport,
+    _PatientContext,
+    _shift_values,
+    _tag_text,
+    check_pixel_length,
+)
+from medveil.errors import QuarantineError
+from medveil.postcheck import IDENTITY_KEYWORDS, holds_term, terms_from
+from medveil.profile import COMBINED_ACTIONS, Rule, resolve_combined
+from medveil.writer import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    PIXEL_DATA,
+    encode_file_meta,
+)
+
+_LONG = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR", b"UT", b"SV", b"UV"}
+)
+_SHORT = frozenset(
+    {
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO",
+        b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+    }
+)  # fmt: skip
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_UNDEFINED = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQ_END = 0xFFFEE0DD
+_TAG = struct.Struct("<HH")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<L")
+_HEAD = struct.Struct("<HH2sH")  # tag, VR and a short length, in one call
+_LONG_VR_STR = frozenset(v.decode() for v in _LONG)
+_ITEM_DELIMS = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+_SEQ_DELIMS = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+class _View(Dataset):
+    """A Dataset over raw elements whose character set is worked out once, not per value."""
+
+    @classmethod
+    def over(cls, elements: dict[BaseTag, RawDataElement]) -> _View:
+        """A view of these elements, read as Explicit VR Little Endian.
+
+        Built from a template's attributes: Dataset.__init__ sets a dozen of them through
+        its keyword-checking __setattr__, which costs more than the rest of the view.
+        """
+        view = cls.__new__(cls)
+        state = view.__dict__
+        state.update(_VIEW_STATE)
+        state["_dict"] = elements
+        state["_private_blocks"] = {}
+        state["_pixel_array_opts"] = {"use_pdh": False}
+        state["_pixel_id"] = {}
+        return view
+
+    @property
+    def _character_set(self) -> str | list[str]:
+        cached = self.__dict__.get("_charsets")
+        if cached is None:
+            cached = Dataset._character_set.fget(self)  # type: ignore[attr-defined]
+            self.__dict__["_charsets"] = cached
+        return cached
+
+
+class NotRaw(Exception):
+    """This file (or this policy on it) needs the Dataset engine."""
+
+
+class _Elem:
+    """One element of the input: where its header and value are, and its items if SQ."""
+
+    __slots__ = ("end", "items", "length", "start", "tag", "vr", "vstart")
+
+    def __init__(
+        self, tag: int, vr: str, start: int, vstart: int, length: int, end: int, items: list
+    ) -> None:
+        self.tag, self.vr, self.start, self.vstart = tag, vr, start, vstart
+        self.length, self.end, self.items = length, end, items
+
+
+class _Item:
+    """One sequence item: its elements and how its length was encoded."""
+
+    __slots__ = ("elems", "end", "start", "undefined")
+
+    def __init__(self, elems: list[_Elem], undefined: bool, start: int, end: int) -> None:
+        self.elems, self.undefined, self.start, self.end = elems, undefined, start, end
+
+
+def _scan(buf: bytearray | bytes, pos: int, end: int, top: bool) -> tuple[list[_Elem], int]:
+    """The elements from pos up to end (or up to an item delimiter); returns (elems, pos)."""
+    elems: list[_Elem] = []
+    head, u32 = _HEAD.unpack_from, _U32.unpack_from
+    last = -1
+    while pos < end:
+        if pos + 8 > end:
+            raise NotRaw("truncated element header")
+        group, el, vrb, length = head(buf, pos)
+        tag = (group << 16) | el
+        if tag == _ITEM_END:
+            return elems, pos + 8
+        if tag <= last:
+            raise NotRaw("elements out of order")
+        last = tag
+        if vrb in _SHORT:
+            vstart = pos + 8
+        elif vrb in _LONG:
+            length = u32(buf, pos + 8)[0]
+            vstart = pos + 12
+        else:
+            raise NotRaw("UN or unknown VR")
+        vr = vrb.decode()
+        if vr == "SQ":
+            items, stop = _scan_items(buf, vstart, length, end)
+            elems.append(_Elem(tag, vr, pos, vstart, length, stop, items))
+            pos = stop
+            continue
+        if length == _UNDEFINED:
+            raise NotRaw("undefined length outside a sequence")
+        stop = vstart + length
+        if stop > end:
+            raise NotRaw("value runs past the end")
+        elems.append(_Elem(tag, vr, pos, vstart, length, stop, []))
+        pos = stop
+    if not top:
+        raise NotRaw("item without delimiter")
+    return elems, pos
+
+
+def _scan_items(buf: bytearray | bytes, pos: int, length: int, end: int) -> tuple[list, int]:
+    """The items of a sequence value starting at pos; returns (items, end of the element)."""
+    undefined = length == _UNDEFINED
+    stop = end if undefined else pos + length
+    if stop > end:
+        raise NotRaw("sequence runs past the end")
+    items: list[_Item] = []
+    while pos < stop:
+        if pos + 8 > stop:
+            raise NotRaw("truncated item header")
+        group, el = _TAG.unpack_from(buf, pos)
+        tag = (group << 16) | el
+        ilen = _U32.unpack_from(buf, pos + 4)[0]
+        if tag == _SEQ_END:
+            if not undefined:
+                raise NotRaw("sequence delimiter in a defined-length sequence")
+            return items, pos + 8
+        if tag != _ITEM:
+            raise NotRaw("not an item in a sequence")
+        start = pos
+        if ilen == _UNDEFINED:
+            elems, pos = _scan(buf, pos + 8, stop, False)
+            items.append(_Item(elems, True, start, pos))
+        else:
+            iend = pos + 8 + ilen
+            if iend > stop:
+                raise NotRaw("item runs past its sequence")
+            elems, pos = _scan(buf, pos + 8, iend, True)
+            items.append(_Item(elems, False, start, iend))
+    if undefined:
+        raise NotRaw("sequence without delimiter")
+    return items, stop
+
+
+def _header(tag: int, vr: str, length: int) -> bytes:
+    """Explicit VR little-endian element header."""
+    head = _TAG.pack(tag >> 16, tag & 0xFFFF) + vr.encode()
+    if vr in _LONG_VR_STR:
+        return head + b"\x00\x00" + _U32.pack(length)
+    if length > 0xFFFF:
+        raise NotRaw("value too long for its VR")
+    return head + _U16.pack(length)
+
+
+def _text_bytes(vr: str, values: list[str]) -> bytes:
+    """Values as _put stores them (ASCII only; anything else goes to the Dataset engine)."""
+    if not all(v.isascii() for v in values):
+        raise NotRaw("non-ASCII replacement")
+    text = "\\".join(values).encode("ascii")
+    if len(text) % 2:
+        text += b"\x00" if vr == "UI" else b" "
+    return text
+
+
+@dataclass
+class RawOutcome:
+    """What the raw engine made of one file."""
+
+    parts: list[bytes | memoryview]
+    pixel_at: int
+    report: DeidReport
+    original: Dataset  # top level of the input, as raw elements
+    terms: list[bytes]  # its identifying values, for the post-check
+    final: Dataset  # top level of the output's catalog elements, as raw elements
+
+
+_CHARSETS: dict[bytes, str] = {}
+_CATALOG_TAGS = (
+    0x00080018,
+    0x00080020,
+    0x00080060,
+    0x00080070,
+    0x00100020,
+    0x00100040,
+    0x00101010,
+    0x00180015,
+    0x00180050,
+    0x0020000D,
+    0x0020000E,
+    0x00280008,
+    0x00280010,
+    0x00280011,
+)
+
+
+class RawEngine:
+    """De-identifies Explicit VR Little Endian files from their bytes, like its Deidentifier."""
+
+    def __init__(self, engine: Deidentifier) -> None:
+        """Use the policy, secret, pixel cleaner and marks of ``engine``."""
+        self.engine = engine
+        self.compiled = engine.compiled
+        self.policy = engine.policy
+        raw = encode_raw_marks(engine)
+        self._marks = {
+            int(t): _header(int(t), e.VR, len(e.value)) + e.value for t, e in raw.items()
+        }
+
+    # ------------------------------------------------------------------ entry point
+    def apply(self, buf: bytearray, name: str = "input") -> RawOutcome:
+        """De-identify one file held in buf (pixels are masked in place in it)."""
+        if len(buf) < 144 or buf[128:132] != b"DICM":
+            raise NotRaw("no preamble")
+        if buf[132:136] != b"\x02\x00\x00\x00" or buf[136:138] != b"UL":
+            raise NotRaw("no meta group length")
+        meta_end = 144 + _U32.unpack_from(buf, 140)[0]
+        meta_elems, _ = _scan(buf, 132, meta_end, True)
+        self.buf = buf
+        self.view = memoryview(buf)
+        meta = FileMetaDataset({BaseTag(e.tag): self._raw(e) for e in meta_elems})
+        ts = meta._dict.get(0x00020010)
+        if ts is None or bytes(ts.value).rstrip(b"\x00 ") != _EXPLICIT_LE.encode():
+            raise NotRaw("not Explicit VR Little Endian")
+        elems, _ = _scan(buf, meta_end, len(buf), True)
+        top = _View.over({BaseTag(e.tag): self._raw(e) for e in elems})
+        top.__dict__["file_meta"] = meta
+        charset = top._dict.get(0x00080005)
+        key = bytes(charset.value) if charset is not None else b""
+        codec = _CHARSETS.get(key)
+        if codec is None:
+            codecs = convert_encodings(top._character_set)
+            if len(codecs) != 1:
+                raise NotRaw("more than one character set")
+            codec = _CHARSETS[key] = codecs[0]
+        self.codec = codec
+        if "SOPClassUID" not in top or "SOPInstanceUID" not in top:
+            raise NotRaw("not a composite instance")
+        check_pixel_length(top, name)
+        engine = self.engine
+        report = DeidReport()
+        ctx = _PatientContext(top, engine.keyed, self.policy)
+        report.date_offset_days = ctx.offset if self.compiled.shift_dates else 0
+        self.final = {}
+        self.final_vr = {}
+        self.age_override = None
+        self.pixel_elem = None
+        # The walk only reads the buffer, so everything that may send the file to the
+        # Dataset engine happens before the pixels are masked in place.
+        out, _changed = self._walk(elems, ctx, report, "", top=True)
+        self._cap_age(report)
+        new_pixels = None
+        if engine._pixels is not None and PIXEL_DATA in top._dict:
+            before = top._dict[PIXEL_DATA].value
+            report.pixels = engine._pixels.clean(top, source=name)
+            after = top._dict[PIXEL_DATA].value
+            if after is not before:
+                new_pixels = after
+        pieces = self._assemble(out, new_pixels)
+        # The file meta goes through the Dataset engine's own walk: a handful of elements.
+        engine._walk(meta, ctx, report, "meta")
+        sop = self._final_text(0x00080018)
+        if sop is not None and "MediaStorageSOPInstanceUID" in meta:
+            meta.MediaStorageSOPInstanceUID = sop
+        if "MediaStorageSOPClassUID" not in meta:
+            raise NotRaw("no Media Storage SOP Class")
+        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+        head = b"\x00" * 128 + b"DICM" + encode_file_meta(meta)
+        parts: list[bytes | memoryview] = []
+        pending = [head]
+        size = len(head)
+        pixel_at = -1
+        for tag, chunk, big in pieces:
+            if tag == PIXEL_DATA:
+                pixel_at = size
+            size += len(chunk)
+            if big:
+                parts.append(b"".join(pending))
+                parts.append(chunk)
+                pending = []
+            else:
+                pending.append(chunk)
+        if pending:
+            parts.append(b"".join(pending))
+        values = {}
+        for tag in _CATALOG_TAGS:
+            text = self.final.get(tag)
+            if text is not None:
+                vr = self.final_vr[tag]
+                values[BaseTag(tag)] = RawDataElement(
+                    BaseTag(tag), vr, len(text), text, 0, False, True, True, False
+                )
+        if charset is not None:
+            values[BaseTag(0x00080005)] = charset
+        final = _View.over(values)
+        terms = terms_from(lambda kw: self._values(top, kw))
+        return RawOutcome([p for p in parts if len(p)], pixel_at, report, top, terms, final)
+
+    # ------------------------------------------------------------------ pieces
+    def _raw(self, e: _Elem) -> RawDataElement:
+        end = e.end - 8 if e.vr == "SQ" and e.length == _UNDEFINED else e.end
+        value = (
+            self.view[e.vstart : end] if e.tag == PIXEL_DATA else bytes(self.buf[e.vstart : end])
+        )
+        length = _UNDEFINED if e.vr == "SQ" and e.length == _UNDEFINED else len(value)
+        return RawDataElement(
+            BaseTag(e.tag), e.vr, length, value, e.vstart, False, True, True, False
+        )
+
+    def _values(self, top: Dataset, keyword: str) -> list[object]:
+        """An element's values as identity_terms reads them, decoded straight from its bytes."""
+        elem = top._dict.get(_KEYWORD_TAGS[keyword])
+        if elem is None:
+            return []
+        value = elem.value
+        if elem.VR == "SQ" or not isinstance(value, bytes) or b"\x1b" in value:
+            found = top.get(keyword)
+            if found is None or found == "":
+                return []
+            return list(found) if isinstance(found, (list, MultiValue)) else [found]
+        try:
+            text = value.decode(self.codec)
+        except UnicodeDecodeError:
+            raise NotRaw("undecodable identifying value") from None
+        return [v.rstrip("\x00 ") for v in text.split("\\")] if text.rstrip("\x00 ") else []
+
+    def _final_text(self, tag: int) -> str | None:
+        value = self.final.get(tag)
+        if value is None:
+            return None
+        return value.decode("ascii", "replace").rstrip("\x00 ")
+
+    def _assemble(self, out: list, new_pixels: object) -> list[tuple[int, object, bool]]:
+        """Top-level output pieces in tag order: (tag, bytes, is a big value)."""
+        pieces: list[tuple[int, object, bool]] = []
+        marks = sorted(self._marks.items())
+        mi = 0
+        for tag, chunk in out:
+            while mi < len(marks) and marks[mi][0] < tag:
+                pieces.append((marks[mi][0], marks[mi][1], False))
+                mi += 1
+            if mi < len(marks) and marks[mi][0] == tag:
+                pieces.append((tag, marks[mi][1], False))
+                mi += 1
+                continue
+            if tag == 0x00101010 and self.age_override is not None:
+                pieces.append((tag, self.age_override, False))
+                continue
+            if tag == PIXEL_DATA:
+                e = self.pixel_elem
+                value = new_pixels if new_pixels is not None else self.view[e.vstart : e.end]
+                if len(value) % 2:
+                    raise NotRaw("odd-length pixel data")
+                pieces.append((tag, _header(tag, e.vr, len(value)), False))
+                pieces.append((-1, value, len(value) >= 65536))
+                continue
+            pieces.append((tag, chunk, False))
+        for tag, chunk in marks[mi:]:
+            pieces.append((tag, chunk, False))
+        return pieces
+
+    # ------------------------------------------------------------------ the walk
+    def _walk(
+        self, elems: list[_Elem], ctx: _PatientContext, report: DeidReport, path: str, top: bool
+    ) -> tuple[list[tuple[int, bytes]], bool]:
+        """Decide every element of one dataset; returns ((tag, bytes) in order, changed)."""
+        compiled = self.compiled
+        by_tag = compiled.by_tag
+        out: list[tuple[int, bytes | None]] = []
+        changed = False
+        private: list[int] = []
+        by_pos: dict[int, _Elem] = {}
+        for e in elems:
+            tag = e.tag
+            rule = by_tag.get(tag)
+            if rule is None:
+                group = tag >> 16
+                if group & 1:
+                    by_pos[tag] = e
+                    out.append((tag, None))
+                    private.append(tag)
+                    continue
+                if tag & 0xFFFF == 0 and group != 2:
+                    changed = True
+                    continue
+                rule = compiled.rule_for(tag)
+                if rule is None:
+                    res = self._unknown(e, ctx, report, path)
+                else:
+                    res = self._act(e, rule, ctx, report, path)
+            else:
+                res = self._act(e, rule, ctx, report, path)
+            if res is None:
+                changed = True
+                continue
+            chunk, did_change = res
+            changed |= did_change
+            if top and tag in _CATALOG_TAGS_SET:
+                self._note_final(e, chunk)
+            if tag == PIXEL_DATA and top:
+                self.pixel_elem = e
+            out.append((tag, chunk))
+        if private:
+            keep = self._private(private, by_pos, ctx, report, path)
+            changed |= len(keep) != len(private) or any(d is not True for d in keep.values())
+            resolved: list[tuple[int, bytes]] = []
+            for tag, chunk in out:
+                if chunk is None:
+                    decision = keep.get(tag)
+                    if decision is None:
+                        continue
+                    e = by_pos[tag]
+                    chunk = self._copy(e) if decision is True else decision
+                resolved.append((tag, chunk))
+            return resolved, changed
+        return out, changed  # type: ignore[return-value]
+
+    def _note_final(self, e: _Elem, chunk: bytes) -> None:
+        """Remember the output value of a catalog element (the bytes after its header)."""
+        head = 12 if e.vr in _LONG_VR_STR else 8
+        self.final_vr[e.tag] = e.vr
+        self.final[e.tag] = bytes(chunk[head:])
+
+    def _copy(self, e: _Elem) -> bytes:
+        return bytes(self.buf[e.start : e.end]) if e.tag != PIXEL_DATA else b""
+
+    def _text(self, e: _Elem) -> list[str]:
+        """The values of a text element, as raw_text decodes them."""
+        value = self.buf[e.vstart : e.end]
+        if b"\x1b" in value:
+            raise NotRaw("ISO 2022 escapes")
+        try:
+            text = bytes(value).decode(self.codec)
+        except UnicodeDecodeError:
+            raise NotRaw("undecodable text") from None
+        text = text.rstrip("\x00 ")
+        return [v.strip(" ") for v in text.split("\\")] if text else []
+
+    def _put(self, e: _Elem, values: list[str]) -> tuple[bytes, bool]:
+        value = _text_bytes(e.vr, values)
+        return _header(e.tag, e.vr, len(value)) + value, True
+
+    def _act(
+        self, e: _Elem, rule: Rule, ctx: _PatientContext, report: DeidReport, path: str
+    ) -> tuple[bytes, bool] | None:
+        """Apply one rule; None removes the element."""
+        action = rule.action
+        tag, vr = e.tag, e.vr
+        if action == "K":
+            if vr == "SQ":
+                return self._recurse(e, ctx, report, path)
+            return self._copy(e), False
+        if action == "X":
+            report.add(path, tag, "X")
+            return None
+        if vr == "SQ":
+            return self._act_sequence(e, rule, action, ctx, report, path)
+        if action == "pseudonym" and vr in ("PN", "LO", "SH", "CS", "AE", "UC"):
+            values = self._text(e)
+            report.add(path, tag, "pseudonym")
+            if not values:
+                return self._copy(e), False
+            return self._put(e, self.engine._pseudonyms(vr, rule, values))
+        if action == "C" and vr == "TM":
+            report.add(path, tag, "C")
+            return self._copy(e), False
+        if action == "C" and vr in _CLEANABLE_TEXT:
+            values = self._text(e)
+            cleaned = [ctx.clean_text(v) for v in values]
+            report.add(path, tag, "C")
+            if cleaned != values:
+                return self._put(e, cleaned)
+            return self._copy(e), False
+        if action == "C" and vr in ("DA", "DT") and self.compiled.shift_dates and not e.length:
+            report.add(path, tag, "C")
+            return self._copy(e), False
+        if action == "C" and vr in ("DA", "DT") and self.compiled.shift_dates and e.length:
+            try:
+                text = bytes(self.buf[e.vstart : e.end]).decode("ascii").strip("\x00 ")
+            except UnicodeDecodeError:
+                raise NotRaw("non-ASCII date") from None
+            new = _shift_values(text.split("\\"), ctx.offset, vr, report, path, tag)
+            report.add(path, tag, "C")
+            return self._put(e, new)
+        if action not in ("Z", "D", "U") and action not in COMBINED_ACTIONS:
+            raise NotRaw(f"action {action} on {vr}")
+        value = self.buf[e.vstart : e.end]
+        empty = not value or not bytes(value).strip(b"\x00 ")
+        if action in COMBINED_ACTIONS:
+            action = resolve_combined(
+                action,
+                vr=vr,
+                in_std_comp_iod=rule.in_std_comp_iod,
+                empty=empty,
+                mode=self.policy.combined_codes,
+            )
+            if action == "X":
+                report.add(path, tag, "X")
+                return None
+            if action not in ("Z", "D", "U"):
+                raise NotRaw(f"combined action resolved to {action}")
+        if action == "D" and vr == "UI":
+            action = "U"
+        if action == "Z":
+            report.add(path, tag, action)
+            return _header(tag, vr, 0), True
+        if action == "D":
+            report.add(path, tag, action)
+            if empty:
+                return self._copy(e), False
+            if vr in BYTES_VRS:
+                return _header(tag, vr, 2) + b"\x00\x00", True
+            dummy = DUMMY.get(vr, "")
+            if not isinstance(dummy, str):
+                raise NotRaw("numeric dummy")
+            return self._put(e, [dummy])
+        if vr == "UI":
+            report.add(path, tag, action)
+            if empty:
+                return self._copy(e), False
+            uids = bytes(value).decode("ascii", "replace").strip("\x00 ").split("\\")
+            return self._put(e, self.engine._map_uids(uids))
+        raise NotRaw(f"U on {vr}")
+
+    def _act_sequence(
+        self,
+        e: _Elem,
+        rule: Rule,
+        action: str,
+        ctx: _PatientContext,
+        report: DeidReport,
+        path: str,
+    ) -> tuple[bytes, bool] | None:
+        """Z, D, U, C and combined codes on a sequence, as the Dataset engine's general path."""
+        empty = not e.items
+        if action in COMBINED_ACTIONS:
+            action = resolve_combined(
+                action,
+                vr="SQ",
+                in_std_comp_iod=rule.in_std_comp_iod,
+                empty=empty,
+                mode=self.policy.combined_codes,
+            )
+            if action == "X":
+                report.add(path, e.tag, "X")
+                return None
+            if action == "K":
+                return self._recurse(e, ctx, report, path)
+        if action == "C":
+            res = self._recurse(e, ctx, report, path)
+            report.add(path, e.tag, "C")
+            return res
+        if action == "U":
+            report.add(path, e.tag, "U")
+            return self._recurse_copy(e)
+        if action == "Z" or (action == "D" and empty):
+            report.add(path, e.tag, action)
+            if empty:
+                return self._recurse_copy(e)
+            return self._sequence(e, []), True
+        if action == "D":
+            report.add(path, e.tag, action)
+            return self._sequence(e, [(b"", False)]), True
+        raise NotRaw(f"action {action} on a sequence")
+
+    def _recurse_copy(self, e: _Elem) -> tuple[bytes, bool]:
+        return self._sequence(
+            e,
+            [
+                (self.buf[i.start + 8 : i.end - (8 if i.undefined else 0)], i.undefined)
+                for i in e.items
+            ],
+        ), False
+
+    def _recurse(
+        self, e: _Elem, ctx: _PatientContext, report: DeidReport, path: str
+    ) -> tuple[bytes, bool]:
+        base = path + _tag_text(e.tag)
+        bodies: list[tuple[bytes, bool]] = []
+        changed = False
+        for i, item in enumerate(e.items):
+            for sub in item.elems:
+                if sub.tag == 0x00080005:
+                    raise NotRaw("character set inside an item")
+            out, did = self._walk(item.elems, ctx, report, f"{base}[{i}]/", top=False)
+            changed |= did
+            bodies.append((b"".join(chunk for _, chunk in out), item.undefined))
+        return self._sequence(e, bodies), changed
+
+    def _sequence(self, e: _Elem, bodies: list[tuple[bytes, bool]]) -> bytes:
+        """Encode a sequence as pydicom writes one read from a file."""
+        items = []
+        for body, undefined in bodies:
+            if undefined:
+                items.append(b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + bytes(body) + _ITEM_DELIMS)
+            else:
+                items.append(b"\xfe\xff\x00\xe0" + _U32.pack(len(body)) + bytes(body))
+        value = b"".join(items)
+        head = _TAG.pack(e.tag >> 16, e.tag & 0xFFFF) + b"SQ\x00\x00"
+        if e.length == _UNDEFINED:
+            return head + b"\xff\xff\xff\xff" + value + _SEQ_DELIMS
+        return head + _U32.pack(len(value)) + value
+
+    def _unknown(
+        self, e: _Elem, ctx: _PatientContext, report: DeidReport, path: str
+    ) -> tuple[bytes, bool] | None:
+        compiled = self.compiled
+        tag = e.tag
+        if not compiled.keep_unknown and tag not in compiled.allow and tag >> 16 != 2:
+            report.add(path, tag, "X")
+            return None
+        from medveil.deid import _in_dictionary
+
+        if not _in_dictionary(tag):
+            report.add(path, tag, "X-undefined-tag")
+            return None
+        if e.vr == "SQ":
+            return self._recurse(e, ctx, report, path)
+        if e.vr in ("DA", "DT") and compiled.shift_dates:
+            raise NotRaw("date in an unknown element")
+        return self._copy(e), False
+
+    def _private(
+        self,
+        tags: list[int],
+        by_pos: dict[int, _Elem],
+        ctx: _PatientContext,
+        report: DeidReport,
+        path: str,
+    ) -> dict[int, object]:
+        """The Dataset engine's private-block decisions; tag -> True (keep) or new bytes."""
+        creators: dict[tuple[int, int], str] = {}
+        creator_bytes: dict[int, bytes] = {}
+        for tag in tags:
+            elem_no = tag & 0xFFFF
+            if 0x0010 <= elem_no <= 0x00FF:
+                e = by_pos[tag]
+                if e.vr == "SQ":
+                    raise NotRaw("sequence as private creator")
+                text = bytes(self.buf[e.vstart : e.end])
+                if b"\\" in text:
+                    raise NotRaw("multi-valued private creator")
+                try:
+                    decoded = text.decode(self.codec)
+                except UnicodeDecodeError:
+                    raise NotRaw("undecodable private creator") from None
+                if e.vr not in _TEXTISH:
+                    raise NotRaw("private creator of a binary VR")
+                value = decoded.rstrip("\x00 ")
+                creators[(tag >> 16, elem_no)] = value.strip()
+                # The Dataset engine decodes creators, so pydicom writes them re-encoded.
+                encoded = value.encode(self.codec)
+                if len(encoded) % 2:
+                    encoded += b" "
+                creator_bytes[tag] = _header(tag, e.vr, len(encoded)) + encoded
+        keep: dict[int, object] = {}
+        keep_blocks: set[tuple[int, int]] = set()
+        safe = self.engine._safe_private
+        for tag in tags:
+            group, elem_no = tag >> 16, tag & 0xFFFF
+            if elem_no < 0x1000:
+                continue
+            block = elem_no >> 8
+            creator = creators.get((group, block))
+            key = (creator or "", group, elem_no & 0xFF)
+            rule = self.compiled.private_overrides.get(key) if creator is not None else None
+            if rule is not None:
+                if rule.action == "X":
+                    report.add(path, tag, "X")
+                    continue
+                keep_blocks.add((group, block))
+                if rule.action != "K":
+                    res = self._act(by_pos[tag], rule, ctx, report, path)
+                    if res is not None:
+                        keep[tag] = res[0] if res[1] else True
+                else:
+                    keep[tag] = True
+                continue
+            if creator is not None and key in safe:
+                keep_blocks.add((group, block))
+                report.add(path, tag, "K-safe-private")
+                keep[tag] = True
+                continue
+            report.add(path, tag, "X")
+        for tag in tags:
+            group, elem_no = tag >> 16, tag & 0xFFFF
+            if elem_no >= 0x1000:
+                continue
+            if 0x0010 <= elem_no <= 0x00FF and (group, elem_no) in keep_blocks:
+                keep[tag] = creator_bytes[tag]
+                continue
+            report.add(path, tag, "X")
+        for tag, decision in keep.items():
+            if decision is True and by_pos[tag].vr == "SQ":
+                raise NotRaw("private sequence kept")
+        return keep
+
+    def _cap_age(self, report: DeidReport) -> None:
+        """Safe Harbor's age cap on the output value, as the Dataset engine does it."""
+        import re
+
+        value = self.final.get(0x00101010)
+        if value is None:
+            return
+        text = value.decode("latin-1").rstrip("\x00 ")
+        if not text:
+            return
+        m = re.fullmatch(r"(\d{3})([DWMY])", text.strip())
+        if m is None:
+            new = b""
+            report.add("", 0x00101010, "age-unparseable-emptied")
+        else:
+            n, unit = int(m.group(1)), m.group(2)
+            if n / {"D": 365.25, "W": 52.18, "M": 12, "Y": 1}[unit] <= 89:
+                return
+            new = b"090Y"
+            report.add("", 0x00101010, "age-capped")
+        self.final[0x00101010] = new
+        self.final_vr[0x00101010] = "AS"
+        self.age_override = _header(0x00101010, "AS", len(new)) + new
+
+
+_template = Dataset()
+_template.set_original_encoding(False, True, None)
+_VIEW_STATE = {k: v for k, v in _template.__dict__.items() if k != "_dict"}
+del _template
+_KEYWORD_TAGS = {kw: tag_for_keyword(kw) for kw in IDENTITY_KEYWORDS}
+_TEXTISH = frozenset({"LO", "SH", "CS", "AE", "UC", "ST", "LT", "UT", "PN"})
+_CATALOG_TAGS_SET = frozenset(_CATALOG_TAGS)
+
+
+def encode_raw_marks(engine: Deidentifier) -> dict[BaseTag, RawDataElement]:
+    """The engine's de-identification marks, encoded for Explicit VR Little Endian."""
+    from medveil.deid import encode_raw
+
+    cached = engine._mark_raw.get((False, True))
+    if cached is None:
+        cached = engine._mark_raw[(False, True)] = encode_raw(engine._marks(), False, True)
+    return cached
+
+
+def check_output(header: bytes, terms: list[bytes]) -> None:
+    """Post-check a raw-engine output: its header parses again, is marked, holds no term."""
+    try:
+        if header[128:132] != b"DICM":
+            raise NotRaw("no preamble")
+        elems, _ = _scan(header, 132, len(header), True)
+    except (NotRaw, struct.error) as exc:
+        raise QuarantineError(f"post-check: output does not parse: {exc}") from None
+    mark = next((e for e in elems if e.tag == 0x00120062), None)
+    if mark is None or bytes(header[mark.vstart : mark.end]).rstrip(b"\x00 ") != b"YES":
+        raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
+    if holds_term(header.lower(), terms):
+        raise QuarantineError("post-check: an original identifying value is still in the output")
