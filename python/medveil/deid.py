@@ -231,6 +231,7 @@ def _values(value: object) -> list[object]:
 
 # Files of one patient come in runs: their Clean Descriptors pattern is built once.
 _CLEANERS: dict[tuple[tuple[str, ...], tuple[str, ...]], re.Pattern[str]] = {}
+_TERMS: dict[tuple[object, ...], list[str]] = {}
 
 
 class _PatientContext:
@@ -255,7 +256,27 @@ class _PatientContext:
     def terms(self) -> list[str]:
         """The dataset's own identifying values, as text to remove from descriptions."""
         if self._terms is None:
+            snapshot = self._snapshot
+            key = None
+            if all(
+                isinstance(e, RawDataElement) and isinstance(e.value, (bytes, type(None)))
+                for e in snapshot.values()
+            ):
+                # A patient's files carry the same values: their terms are worked out once.
+                charset = self._ds._dict.get(0x00080005)
+                key = (
+                    None if charset is None else repr(charset.value),
+                    tuple((int(t), bytes(e.value or b""), e.VR) for t, e in snapshot.items()),
+                )
+                terms = _TERMS.get(key)
+                if terms is not None:
+                    self._terms = terms
+                    return terms
             self._terms = self.identifying_terms(self._original)
+            if key is not None:
+                if len(_TERMS) >= 256:
+                    _TERMS.clear()
+                _TERMS[key] = self._terms
         return self._terms
 
     def _original(self, keyword: str) -> object:

@@ -67,8 +67,13 @@ def looks_like_dicom(head: bytes) -> bool:
     )
 
 
+_UID_TEXT = re.compile(r"[0-9A-Za-z._-]+")
+
+
 def safe_component(uid: str) -> str:
     """A path component made only of UID-safe characters."""
+    if _UID_TEXT.fullmatch(uid):
+        return uid  # the usual case, and what the filter below would return
     return "".join(ch for ch in uid if ch.isalnum() or ch in ".-_") or "unknown"
 
 
