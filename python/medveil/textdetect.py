@@ -39,6 +39,21 @@ PIXEL_TEXT_MODES = ("rules", "detect", "detect+rules")
 NOISE_FACTOR = 2.0
 #: Rows sampled for the noise estimate (every NOISE_STEP-th row).
 NOISE_STEP = 4
+#: A line grows sideways over ink at most this many line heights away, ...
+EXTEND_LINES = 4
+#: ... across gaps of at most this many line heights.
+GAP_LINES = 2
+#: Candidates in noise are kept when they have this many glyphs ...
+MIN_GLYPHS_IN_NOISE = 4
+#: ... or when their ink stands out by this many sigma.
+STRONG_FACTOR = 4.0
+#: Candidate lines narrower than this fraction of their height are not text.
+NARROW = 0.2
+#: Two-glyph (or 40 px tall) candidates with less ink than this fraction of their box
+#: are the edges of drawn frames and panels.
+SPARSE_INK = 0.08
+#: Candidate lines whose stroke width exceeds this fraction of their height are blobs.
+BLOB_STROKE = 0.3
 #: Text height OCR is given (Tesseract reads best at ~30-40 px per line).
 OCR_HEIGHT = 40
 
@@ -149,27 +164,148 @@ def noise_threshold(frame: np.ndarray, base: int) -> int:
     return max(base, min(200, int(np.ceil(NOISE_FACTOR * sigma))))
 
 
+def _median_run(ink: np.ndarray) -> float:
+    """Median length of the runs of True along the last axis (0 when there are none)."""
+    edges = np.diff(np.pad(ink, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    starts = np.nonzero(edges == 1)
+    stops = np.nonzero(edges == -1)
+    if starts[0].size == 0:
+        return 0.0
+    return float(np.median(stops[1] - starts[1]))
+
+
+def not_text(frame: np.ndarray, box: tuple[int, int, int, int], glyphs: int) -> bool:
+    """True when a candidate line is solid blobs or a pair of bars, not strokes of text.
+
+    Text strokes are thin for their line: the stroke width (the smaller of the median
+    horizontal and vertical ink run) stays below ~0.25 of the line height even in black
+    weights; filled discs and ellipses have runs close to their diameter. And two glyphs
+    that leave nearly all of their box empty are two edges of a drawn frame or panel.
+    """
+    r0, r1, c0, c1 = box
+    h = r1 - r0
+    if c1 - c0 < NARROW * h:
+        return True  # two glyphs side by side are never this narrow: stacked edges
+    c = frame[r0:r1, c0:c1].astype(np.int16)
+    # The background level from the rows just outside the box: inside, a dense bold
+    # line may have more ink than background.
+    ring = np.concatenate(
+        [frame[max(0, r0 - 2) : r0, c0:c1].ravel(), frame[r1 : r1 + 2, c0:c1].ravel()]
+    )
+    bg = int(np.median(ring if ring.size else c))
+    dev = np.abs(c - bg)
+    top = int(dev.max())
+    if top < 20:
+        return False
+    ink = dev > top // 2
+    if glyphs <= 2:
+        # Two glyphs need two columns of ink with a gap between them; one piece of ink
+        # means the screen paired the background around a single mark (an "L" marker).
+        cols = np.flatnonzero(ink.any(axis=0))
+        if cols.size == 0 or int((np.diff(cols) > 1).sum()) == 0:
+            return True
+    if h < 12:
+        return False
+    if (glyphs <= 2 or h >= 40) and float(ink.mean()) < SPARSE_INK:
+        return True
+    width = min(_median_run(ink), _median_run(ink.T))
+    return width >= 6 and width > BLOB_STROKE * h
+
+
+def noisy_surround(
+    frame: np.ndarray, box: tuple[int, int, int, int], threshold: int, glyphs: int
+) -> bool:
+    """True when a candidate is more likely a clump of noise than a line of text.
+
+    The noise is measured on the bands of one line height above and below the box (text
+    on a flat background has none there; speckle does). In noise, a candidate is kept
+    when the screen's threshold was above NOISE_FACTOR sigma of that noise, when it has
+    MIN_GLYPHS_IN_NOISE glyphs or more (speckle rarely lines up three blobs of one size),
+    or when its ink contrast is STRONG_FACTOR sigma or more.
+    """
+    if glyphs >= MIN_GLYPHS_IN_NOISE:
+        return False
+    r0, r1, c0, c1 = box
+    h = r1 - r0
+    bands = [frame[max(0, r0 - h) : r0, c0:c1], frame[r1 : r1 + h, c0:c1]]
+    diffs = [np.abs(np.diff(b.astype(np.int16), axis=1)).ravel() for b in bands if b.size]
+    d = np.concatenate(diffs) if diffs else np.zeros(0, dtype=np.int16)
+    if d.size < 16:
+        return False
+    # The upper quartile, not the median: a band half on the black border of an image and
+    # half in its speckle must count as noisy.
+    sigma = float(np.percentile(d, 75)) / 0.9539
+    if threshold >= NOISE_FACTOR * sigma:
+        return False
+    crop = frame[r0:r1, c0:c1].astype(np.int16)
+    contrast = float(np.percentile(np.abs(crop - np.median(crop)), 95))
+    return contrast < STRONG_FACTOR * sigma
+
+
+def extend_line(
+    frame: np.ndarray, box: tuple[int, int, int, int], threshold: int
+) -> tuple[int, int, int, int]:
+    """Grow a line sideways over ink in its rows, across gaps of up to GAP_LINES heights.
+
+    The screen joins glyphs across gaps of 1.5 heights; a last glyph after a colon and
+    a space ("Se: 3") or a word after a wide space is left out, as are marks too small
+    to be glyphs ("-", "."). Growth stops after EXTEND_LINES heights on each side.
+    """
+    r0, r1, c0, c1 = box
+    h = r1 - r0
+    cols = frame.shape[1]
+    lo, hi = max(0, c0 - EXTEND_LINES * h), min(cols, c1 + EXTEND_LINES * h)
+    band = frame[r0:r1, lo:hi].astype(np.int16)
+    ink = (np.abs(band - int(np.median(band))) > threshold).any(axis=0)
+    gap = GAP_LINES * h
+    right = c1 - lo
+    x = right
+    while x < hi - lo and x - right <= gap:
+        if ink[x]:
+            right = x + 1
+        x += 1
+    left = c0 - lo
+    x = left - 1
+    while x >= 0 and left - 1 - x <= gap:
+        if ink[x]:
+            left = x
+        x -= 1
+    return r0, r1, lo + left, lo + right
+
+
 def pad_box(
     row0: int, row1: int, col0: int, col1: int, rows: int, cols: int
 ) -> tuple[int, int, int, int]:
     """Grow a screen box to cover the whole rendered line, clipped to the frame."""
     h = row1 - row0
     pv = max(2, (h + 2) // 3)
-    ph = max(3, (2 * h + 2) // 3)
+    ph = max(3, h)  # a trailing glyph after a wide space ("Se: 3") is not in the line
     return max(0, row0 - pv), min(rows, row1 + pv), max(0, col0 - ph), min(cols, col1 + ph)
 
 
-def _merge(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
-    """Union boxes that overlap (repeat until stable); the screen reports both polarities."""
+def _merge(
+    boxes: list[tuple[int, int, int, int, int]],
+) -> list[tuple[int, int, int, int, int]]:
+    """Union (row0, row1, col0, col1, glyphs) boxes that overlap, keeping the most glyphs.
+
+    The screen reports a line once per polarity (and per window radius), plus the holes
+    of its letters; repeated until stable.
+    """
     out = sorted(boxes)
     changed = True
     while changed:
         changed = False
-        merged: list[tuple[int, int, int, int]] = []
+        merged: list[tuple[int, int, int, int, int]] = []
         for b in out:
             for i, m in enumerate(merged):
                 if b[0] < m[1] and m[0] < b[1] and b[2] < m[3] and m[2] < b[3]:
-                    merged[i] = (min(b[0], m[0]), max(b[1], m[1]), min(b[2], m[2]), max(b[3], m[3]))
+                    merged[i] = (
+                        min(b[0], m[0]),
+                        max(b[1], m[1]),
+                        min(b[2], m[2]),
+                        max(b[3], m[3]),
+                        max(b[4], m[4]),
+                    )
                     changed = True
                     break
             else:
@@ -220,18 +356,27 @@ class TextDetector:
         self,
         mask: MaskMode = "all-text",
         *,
-        threshold: int = 40,
+        threshold: int = 30,
         min_height: int = 4,
         max_height: int = 120,
+        radii: tuple[int, ...] = (7, 15),
+        wide_extra: int = 10,
         ocr: Callable[[np.ndarray], str] | None = None,
     ) -> None:
-        """``ocr`` overrides Tesseract (tests); None uses :func:`ocr_line` when installed."""
+        """Screen with ``threshold`` and each window radius in ``radii``.
+
+        Radii after the first (bold and large text, whose strokes fill the small window)
+        use ``threshold + wide_extra``. ``ocr`` overrides Tesseract (tests); None uses
+        :func:`ocr_line` when installed.
+        """
         if mask not in MASK_MODES:
             raise ValueError(f"mask must be one of {MASK_MODES}, got {mask!r}")
         self.mask = mask
         self.threshold = threshold
         self.min_height = min_height
         self.max_height = max_height
+        self.radii = radii
+        self.wide_extra = wide_extra
         self._ocr = ocr
 
     def screen(self, frames: np.ndarray) -> list[tuple[int, int, int, int, int]]:
@@ -243,8 +388,8 @@ class TextDetector:
 
     def lines(self, frames: np.ndarray) -> list[tuple[int, int, int, int, int]]:
         """Unpadded candidate lines (frame, row0, row1, col0, col1), both polarities merged."""
-        n = frames.shape[0]
-        per_frame: dict[int, list[tuple[int, int, int, int]]] = {}
+        n, rows, cols = frames.shape
+        per_frame: dict[int, list[tuple[int, int, int, int, int]]] = {}
         thresholds = [noise_threshold(frames[f], self.threshold) for f in range(n)]
         start = 0
         while start < n:
@@ -252,17 +397,49 @@ class TextDetector:
             stop = start + 1
             while stop < n and thresholds[stop] == thresholds[start]:
                 stop += 1
-            for b in find_text_boxes(
-                frames[start:stop],
-                threshold=thresholds[start],
-                min_height=self.min_height,
-                max_height=self.max_height,
-            ):
-                per_frame.setdefault(start + b.frame, []).append((b.row0, b.row1, b.col0, b.col1))
+            for i, radius in enumerate(self.radii):
+                # The wider windows look for large and bold text, with a higher
+                # threshold: they see more of the background's texture too.
+                for b in find_text_boxes(
+                    frames[start:stop],
+                    threshold=thresholds[start] + (self.wide_extra if i else 0),
+                    min_height=self.min_height,
+                    max_height=self.max_height,
+                    radius=radius,
+                ):
+                    per_frame.setdefault(start + b.frame, []).append(
+                        (b.row0, b.row1, b.col0, b.col1, b.glyphs)
+                    )
             start = stop
         # Merge before padding: the two polarities report the same line (and the holes of
         # its letters), while padded boxes of neighbouring lines would run together.
-        return [(f, *box) for f in sorted(per_frame) for box in _merge(per_frame[f])]
+        out = []
+        verdicts: dict[bytes, tuple[int, int, int, int] | None] = {}
+        for f in sorted(per_frame):
+            for r0, r1, c0, c1, glyphs in _merge(per_frame[f]):
+                # The checks read up to one line height above and below the box and
+                # EXTEND_LINES heights to each side: a static overlay gives the same
+                # pixels there on every frame of a cine, and the same verdict.
+                h = r1 - r0
+                near = frames[
+                    f,
+                    max(0, r0 - h) : min(rows, r1 + h),
+                    max(0, c0 - EXTEND_LINES * h) : min(cols, c1 + EXTEND_LINES * h),
+                ]
+                key = (
+                    np.array([r0, r1, c0, c1, glyphs, thresholds[f]], np.int64).tobytes()
+                    + near.tobytes()
+                )
+                if key not in verdicts:
+                    box = (r0, r1, c0, c1)
+                    text = not not_text(frames[f], box, glyphs) and not noisy_surround(
+                        frames[f], box, thresholds[f], glyphs
+                    )
+                    verdicts[key] = extend_line(frames[f], box, thresholds[f]) if text else None
+                line = verdicts[key]
+                if line is not None:
+                    out.append((f, *line))
+        return out
 
     def detect(self, frames: np.ndarray, identifiers: Identifiers | None = None) -> list[Detection]:
         """Every candidate line of a (frames, rows, cols) uint8 stack, with the decision.

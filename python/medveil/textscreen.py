@@ -22,6 +22,7 @@ class TextBox:
     col0: int
     col1: int
     score: float
+    glyphs: int = 0
 
 
 def to_uint8_frames(image: np.ndarray) -> np.ndarray:
@@ -70,8 +71,13 @@ def find_text_boxes(
     min_height: int = 4,
     max_height: int = 120,
     threshold: int = 40,
+    radius: int = 7,
 ) -> list[TextBox]:
-    """Find candidate burned-in text lines in a 2-d, 3-d (frames) or RGB image."""
+    """Find candidate burned-in text lines in a 2-d, 3-d (frames) or RGB image.
+
+    ``radius`` sets the local-mean window ((2 radius + 1) squared): it must be wider than
+    the strokes, so bold or large text needs a larger one.
+    """
     if polarity not in ("both", "bright", "dark"):
         raise ValueError(f"polarity must be 'both', 'bright' or 'dark', got {polarity!r}")
     frames = to_uint8_frames(image)
@@ -82,8 +88,9 @@ def find_text_boxes(
         min_height=min_height,
         max_height=max_height,
         threshold=threshold,
+        radius=radius,
     )
     return [
-        TextBox(int(b[0]), int(b[1]), int(b[2]), int(b[3]), int(b[4]), float(s))
+        TextBox(int(b[0]), int(b[1]), int(b[2]), int(b[3]), int(b[4]), float(s), int(b[5]))
         for b, s in zip(boxes.tolist(), scores.tolist(), strict=True)
     ]
