@@ -4,7 +4,10 @@
 ``OUTPUT/.medveil/qa/index.html`` with one PNG contact sheet per device (Manufacturer +
 model), each thumbnail showing the first frame, windowed for display, with the blanked
 rectangles outlined in red and the pixel rules that fired written under it. A reviewer can
-scan thousands of images in minutes for text the rules missed.
+scan thousands of images in minutes for text the rules missed. Boxes found by burned-in
+text detection (policy ``pixel_text = "detect"``) are outlined in cyan when masked and in
+green when kept (``mask = "identifiers"``: OCR read text that matched no identifier); the
+OCR text itself is never recorded, only its length, shown as ``▮▮▮▮▮ (5 chars)``.
 
 Which rules fired comes from ``OUTPUT/.medveil/pixels.jsonl`` (one JSON object per line:
 ``{"path": relative path, "rules": [ids], "regions": [[r0, r1, c0, c1, f0, f1], ...]}``)
@@ -40,6 +43,10 @@ if TYPE_CHECKING:  # pragma: no cover
 RECORDS = ".medveil"
 PIXEL_RECORDS = "pixels.jsonl"
 QUARANTINE = "quarantine.jsonl"
+#: Outline colours: rule rectangles, detected text masked, detected text kept.
+RULE_COLOUR = (255, 0, 0)
+DETECTED_COLOUR = (0, 200, 255)
+KEPT_COLOUR = (0, 220, 0)
 #: Words in a quarantine reason that say the pixels were the problem.
 PIXEL_REASON_WORDS = ("pixel", "burned-in", "burnedinannotation", "decode", "bitsstored", "highbit")
 
@@ -55,6 +62,22 @@ class QaItem:
     regions: list[tuple[int, ...]] = field(default_factory=list)
     note: str = ""
     quarantined: bool = False
+    detected: list[dict] = field(default_factory=list)  # text detection records (no text)
+
+
+def redacted(text_len: object) -> str:
+    """OCR text shown as its length only (it is PHI): '▮▮▮▮▮ (5 chars)'."""
+    if not isinstance(text_len, int) or isinstance(text_len, bool):
+        return "not read by OCR"
+    return f"{'▮' * min(text_len, 24)} ({text_len} char{'' if text_len == 1 else 's'})"
+
+
+def _is_detected(reg: tuple[int, ...], boxes: set[tuple[int, int, int, int]]) -> bool:
+    """True when a masked region is one of the detected boxes (give or take a pixel pair)."""
+    r0, r1, c0, c1 = reg[:4]
+    return any(
+        r0 == b[0] and r1 == b[1] and abs(c0 - b[2]) <= 1 and abs(c1 - b[3]) <= 1 for b in boxes
+    )
 
 
 def _require_pillow() -> None:
@@ -107,6 +130,7 @@ def collect(output: Path, rules: RuleSet | None = None) -> tuple[list[QaItem], s
         if rel in records:
             item.rules = list(records[rel].get("rules", []))
             item.regions = [tuple(int(v) for v in r) for r in records[rel].get("regions", [])]
+            item.detected = list(records[rel].get("detected", []))
         elif not records:
             fired = rules.matching(ds)
             item.rules = [r.id for r in fired]
@@ -215,18 +239,26 @@ def thumbnail(item: QaItem, size: int = 256) -> Image.Image:
     if scale < 1.0:
         img = img.resize((max(1, round(cols * scale)), max(1, round(rows * scale))), Image.BILINEAR)
     draw = ImageDraw.Draw(img)
-    for reg in item.regions:
-        r0, r1, c0, c1 = reg[:4]
-        f0, f1 = (reg[4], reg[5]) if len(reg) == 6 else (0, 1)
-        if not f0 <= 0 < f1:
-            continue  # the rectangle is on other frames, not the one shown
+
+    def outline(r0: int, r1: int, c0: int, c1: int, colour: tuple[int, int, int]) -> None:
         box = (
             c0 * scale,
             r0 * scale,
             max(c0 * scale, c1 * scale - 1),
             max(r0 * scale, r1 * scale - 1),
         )
-        draw.rectangle(box, outline=(255, 0, 0), width=2)
+        draw.rectangle(box, outline=colour, width=2)
+
+    shown = [d for d in item.detected if d.get("frame", 0) == 0]
+    detected_boxes = {tuple(int(v) for v in d["box"]) for d in item.detected}
+    for reg in item.regions:
+        f0, f1 = (reg[4], reg[5]) if len(reg) == 6 else (0, 1)
+        if not f0 <= 0 < f1:
+            continue  # the rectangle is on other frames, not the one shown
+        if not _is_detected(reg, detected_boxes):  # type: ignore[arg-type]
+            outline(*reg[:4], RULE_COLOUR)
+    for d in shown:
+        outline(*(int(v) for v in d["box"]), DETECTED_COLOUR if d.get("masked") else KEPT_COLOUR)
     return img
 
 
@@ -248,10 +280,50 @@ def contact_sheet(
         rules = (
             ", ".join(it.rules) if it.rules else ("QUARANTINED" if it.quarantined else "no rule")
         )
+        if it.detected:
+            rules += f" +{sum(1 for d in it.detected if d.get('masked'))} detected"
         draw.text((x, y + size + 2), f"#{start + i} {rules}"[:48], fill=(255, 255, 0))
         if it.note:
             draw.text((x, y + size + 14), it.note[:48], fill=(255, 128, 128))
     return sheet
+
+
+def _swatch(colour: tuple[int, int, int]) -> str:
+    r, g, b = colour
+    return (
+        f"<span style='display:inline-block;width:1em;height:1em;vertical-align:middle;"
+        f"border:2px solid rgb({r},{g},{b})'></span>"
+    )
+
+
+def _legend() -> str:
+    """The HTML legend of the outline colours."""
+    return (
+        "<p class='legend'>"
+        f"{_swatch(RULE_COLOUR)} blanked by a device pixel rule &nbsp; "
+        f"{_swatch(DETECTED_COLOUR)} burned-in text found by detection, blanked &nbsp; "
+        f"{_swatch(KEPT_COLOUR)} text found and read by OCR, kept (matched no identifier "
+        "of the file). OCR text is shown by its length only: ▮▮▮▮▮ (5 chars).</p>"
+    )
+
+
+def _detected_cell(detected: list[dict]) -> str:
+    """Detected boxes of the first frame with their decision and redacted text."""
+    rows = []
+    for d in detected:
+        if d.get("frame", 0) != 0:
+            continue
+        box = ",".join(str(int(v)) for v in d.get("box", []))
+        state = "masked" if d.get("masked") else "kept"
+        why = str(d.get("why", ""))
+        rows.append(
+            f"{state} [{html.escape(box)}] {html.escape(why)}: "
+            f"{html.escape(redacted(d.get('text_len')))}"
+        )
+    more = sum(1 for d in detected if d.get("frame", 0) != 0)
+    if more:
+        rows.append(f"(+{more} on other frames)")
+    return "<br>".join(rows)
 
 
 def write_report(
@@ -291,7 +363,8 @@ def write_report(
         f"<p>{len(items)} of {total} de-identified images"
         + (f" (a sample spread over devices, seed {seed})" if len(items) < total else "")
         + f", in {sum(1 for g in groups if not g.startswith('quarantined'))} device groups. "
-        "Red outlines: rectangles blanked by pixel rules. Look for text outside them.</p>",
+        "Look for text outside the outlined boxes.</p>",
+        _legend(),
         f"<p>Source of rules and rectangles: {html.escape(source)}.</p>",
     ]
     if include_quarantined is not None:
@@ -318,13 +391,15 @@ def write_report(
             contact_sheet(chunk, start + 1, size=size).save(dest / name, optimize=True)
             parts.append(f"<p><img src='{name}' alt='{html.escape(device)} sheet'></p>")
         parts.append(
-            "<table><tr><th>#</th><th>file</th><th>rules</th><th>rectangles</th><th>note</th></tr>"
+            "<table><tr><th>#</th><th>file</th><th>rules</th><th>rectangles</th>"
+            "<th>detected text (first frame)</th><th>note</th></tr>"
         )
         for i, it in enumerate(members, start=1):
             regs = "; ".join(",".join(str(v) for v in r) for r in it.regions)
             parts.append(
                 f"<tr><td>{i}</td><td>{html.escape(it.label)}</td>"
                 f"<td>{html.escape(', '.join(it.rules))}</td><td>{html.escape(regs)}</td>"
+                f"<td>{_detected_cell(it.detected)}</td>"
                 f"<td>{html.escape(it.note)}</td></tr>"
             )
         parts.append("</table>")
