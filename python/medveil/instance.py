@@ -175,7 +175,9 @@ def raw_engine_of(engine: Deidentifier) -> RawEngine:
     return raw
 
 
-def _clean_raw(engine: Deidentifier, raw: bytes | bytearray, name: str) -> CleanResult | None:
+def _clean_raw(
+    engine: Deidentifier, raw: bytes | bytearray | memoryview, name: str
+) -> CleanResult | None:
     """clean_instance through the raw-byte engine; None when the file needs the Dataset one."""
     size_in = len(raw)
     try:
@@ -206,7 +208,7 @@ def _clean_raw(engine: Deidentifier, raw: bytes | bytearray, name: str) -> Clean
 
 def clean_instance(
     engine: Deidentifier,
-    raw: bytes | bytearray,
+    raw: bytes | bytearray | memoryview,
     name: str = "input",
     *,
     capture_identity: bool = False,
@@ -214,15 +216,15 @@ def clean_instance(
 ) -> CleanResult:
     """De-identify and post-check one file's bytes; never raises for a bad input.
 
-    Given a bytearray, large values are not copied: pixel data is masked in place in it
-    and the result's parts refer to it. ``capture_identity`` fills ``result.identity``
-    for the re-identification vault; ``embed`` seals the replaced originals into the
-    Encrypted Attributes Sequence (PS3.15 E.1.1).
+    Given a bytearray or a writable memoryview, large values are not copied: pixel data
+    is masked in place in it and the result's parts refer to it. ``capture_identity``
+    fills ``result.identity`` for the re-identification vault; ``embed`` seals the
+    replaced originals into the Encrypted Attributes Sequence (PS3.15 E.1.1).
     """
     size_in = len(raw)
     if size_in == 0:
         return CleanResult("skipped", "empty file")
-    if not looks_like_dicom(raw[:132]):
+    if not looks_like_dicom(bytes(raw[:132])):
         return CleanResult("skipped", "not DICOM", size_in)
     if USE_RAW_ENGINE and not capture_identity and embed is None:
         done = _clean_raw(engine, raw, name)

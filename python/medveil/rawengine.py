@@ -261,8 +261,8 @@ class RawEngine:
         }
 
     # ------------------------------------------------------------------ entry point
-    def apply(self, buf: bytearray, name: str = "input") -> RawOutcome:
-        """De-identify one file held in buf (pixels are masked in place in it)."""
+    def apply(self, buf: bytes | bytearray | memoryview, name: str = "input") -> RawOutcome:
+        """De-identify one file held in buf (pixels are masked in place if it is writable)."""
         if len(buf) < 144 or buf[128:132] != b"DICM":
             raise NotRaw("no preamble")
         if buf[132:136] != b"\x02\x00\x00\x00" or buf[136:138] != b"UL":
@@ -480,11 +480,11 @@ class RawEngine:
 
     def _text(self, e: _Elem) -> list[str]:
         """The values of a text element, as raw_text decodes them."""
-        value = self.buf[e.vstart : e.end]
+        value = bytes(self.buf[e.vstart : e.end])
         if b"\x1b" in value:
             raise NotRaw("ISO 2022 escapes")
         try:
-            text = bytes(value).decode(self.codec)
+            text = value.decode(self.codec)
         except UnicodeDecodeError:
             raise NotRaw("undecodable text") from None
         text = text.rstrip("\x00 ")
