@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -13,6 +14,7 @@ from medveil.archive import deidentify_archive
 from medveil.deid import Deidentifier
 from medveil.errors import PolicyError
 from medveil.instance import clean_instance
+from medveil.pixels import PixelCleaner
 from medveil.policy import Policy
 
 from tests.pixels.helpers import US_IMAGE, make_dataset
@@ -130,3 +132,31 @@ def test_archive_run_records_detected_boxes(tmp_path) -> None:
     assert len(recs) == 1 and recs[0]["detected"]
     q = (out / ".medveil" / "quarantine.jsonl").read_text()
     assert "text detection found no text" in q
+
+
+def test_compressed_pixels_are_decoded_screened_and_masked() -> None:
+    from pydicom.pixels import pixel_array
+    from pydicom.uid import RLELossless
+
+    img = np.zeros((2, 120, 200), dtype=np.uint8)
+    for f in range(2):
+        box = draw_text(img[f], "DOE^JANE 1970", 10, 20, size=16)
+    ds = make_dataset(img)
+    ds.compress(RLELossless, img, generate_instance_uid=False)
+    rep = PixelCleaner(pixel_text="detect").clean(ds)
+    assert rep.reencoded and rep.transfer_syntax_out == RLELossless
+    out = pixel_array(ds)
+    r0, r1, c0, c1 = box
+    assert not out[:, r0:r1, c0:c1].any()
+    blank = make_dataset(np.zeros((1, 64, 64), dtype=np.uint8))
+    blank.compress(RLELossless, np.zeros((64, 64), dtype=np.uint8), generate_instance_uid=False)
+    before = blank.PixelData
+    assert PixelCleaner(pixel_text="detect").clean(blank).regions == []
+    assert blank.PixelData is before  # decoded to look, nothing found: left as it was
+
+
+def test_readme_policy_example_parses_with_the_pixel_text_keys() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    p = Policy.from_toml(block, source="README.md")
+    assert (p.pixel_text, p.pixel_mask) == ("detect+rules", "identifiers")
