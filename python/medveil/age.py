@@ -464,6 +464,7 @@ def _run_positional(
     claim = iter(range(batches))  # next() on a range iterator is atomic under the GIL
     claim_lock = threading.Lock()
     progress_lock = threading.Lock()
+    write_lock = threading.Lock()
     stop = threading.Event()
     failures: list[BaseException] = []
     written = [0] * batches
@@ -484,7 +485,10 @@ def _run_positional(
                 if got != want:
                     raise OSError("the input file shrank while it was being processed")
                 w = kernel(key, first, inbuf[:want], outbuf, final=b == batches - 1, threads=1)
-                _pwrite_full(fd_out, memoryview(outbuf)[:w], out_base + first * unit_out)
+                # Writes to one file serialise on the kernel's inode lock anyway; waiting
+                # here sleeps, where a writer blocked in the kernel may spin on the lock.
+                with write_lock:
+                    _pwrite_full(fd_out, memoryview(outbuf)[:w], out_base + first * unit_out)
                 written[b] = w
                 if progress:
                     with progress_lock:
