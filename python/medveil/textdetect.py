@@ -41,8 +41,10 @@ NOISE_FACTOR = 2.0
 NOISE_STEP = 4
 #: A line grows sideways over ink at most this many line heights away, ...
 EXTEND_LINES = 4
-#: ... across gaps of at most this many line heights.
+#: ... across gaps of at most this many line heights; never more than EXTEND_MAX px
+#: (tall candidates are more often drawings than text).
 GAP_LINES = 2
+EXTEND_MAX = 128
 #: Candidates in noise are kept when they have this many glyphs ...
 MIN_GLYPHS_IN_NOISE = 4
 #: ... or when their ink stands out by this many sigma.
@@ -254,10 +256,11 @@ def extend_line(
     r0, r1, c0, c1 = box
     h = r1 - r0
     cols = frame.shape[1]
-    lo, hi = max(0, c0 - EXTEND_LINES * h), min(cols, c1 + EXTEND_LINES * h)
+    reach = min(EXTEND_LINES * h, EXTEND_MAX)
+    lo, hi = max(0, c0 - reach), min(cols, c1 + reach)
     band = frame[r0:r1, lo:hi].astype(np.int16)
     ink = (np.abs(band - int(np.median(band))) > threshold).any(axis=0)
-    gap = GAP_LINES * h
+    gap = min(GAP_LINES * h, EXTEND_MAX // 2)
     right = c1 - lo
     x = right
     while x < hi - lo and x - right <= gap:
@@ -389,7 +392,7 @@ class TextDetector:
     def lines(self, frames: np.ndarray) -> list[tuple[int, int, int, int, int]]:
         """Unpadded candidate lines (frame, row0, row1, col0, col1), both polarities merged."""
         n, rows, cols = frames.shape
-        per_frame: dict[int, list[tuple[int, int, int, int, int]]] = {}
+        found: list[dict[int, list[tuple[int, int, int, int, int]]]] = [{} for _ in self.radii]
         thresholds = [noise_threshold(frames[f], self.threshold) for f in range(n)]
         start = 0
         while start < n:
@@ -407,10 +410,24 @@ class TextDetector:
                     max_height=self.max_height,
                     radius=radius,
                 ):
-                    per_frame.setdefault(start + b.frame, []).append(
+                    found[i].setdefault(start + b.frame, []).append(
                         (b.row0, b.row1, b.col0, b.col1, b.glyphs)
                     )
             start = stop
+        per_frame: dict[int, list[tuple[int, int, int, int, int]]] = {}
+        for f in range(n):
+            fine = _merge(found[0].get(f, []))
+            coarse = [
+                w
+                for w in _merge([b for extra in found[1:] for b in extra.get(f, [])])
+                # Wide windows only add lines the fine one missed: their boxes can span
+                # two neighbouring lines, and OCR reads one line at a time.
+                if not any(
+                    w[0] < m[1] and m[0] < w[1] and w[2] < m[3] and m[2] < w[3] for m in fine
+                )
+            ]
+            if fine or coarse:
+                per_frame[f] = fine + coarse
         # Merge before padding: the two polarities report the same line (and the holes of
         # its letters), while padded boxes of neighbouring lines would run together.
         out = []
@@ -424,7 +441,7 @@ class TextDetector:
                 near = frames[
                     f,
                     max(0, r0 - h) : min(rows, r1 + h),
-                    max(0, c0 - EXTEND_LINES * h) : min(cols, c1 + EXTEND_LINES * h),
+                    max(0, c0 - EXTEND_MAX) : min(cols, c1 + EXTEND_MAX),
                 ]
                 key = (
                     np.array([r0, r1, c0, c1, glyphs, thresholds[f]], np.int64).tobytes()
