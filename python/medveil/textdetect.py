@@ -45,6 +45,8 @@ EXTEND_LINES = 4
 #: (tall candidates are more often drawings than text).
 GAP_LINES = 2
 EXTEND_MAX = 128
+#: Candidates with more glyphs than this skip the shape and noise checks.
+CHECK_GLYPHS = 4
 #: Candidates in noise are kept when they have this many glyphs ...
 MIN_GLYPHS_IN_NOISE = 4
 #: ... or when their ink stands out by this many sigma.
@@ -332,7 +334,11 @@ def ocr_available() -> bool:
 
 
 def ocr_line(crop: np.ndarray) -> str:
-    """OCR one padded text-line crop (uint8 grey) with Tesseract; returns the text."""
+    """OCR a padded text-line crop (uint8 grey) with Tesseract; returns the text.
+
+    Page segmentation mode 6 (a block of text): a crop usually holds one line, but two
+    lines close together can come as one box, and mode 7 (one line) garbles those.
+    """
     import pytesseract
     from PIL import Image
 
@@ -349,7 +355,7 @@ def ocr_line(crop: np.ndarray) -> str:
         )
     page = Image.new("L", (pil.width + 20, pil.height + 20), 255)
     page.paste(pil, (10, 10))
-    return str(pytesseract.image_to_string(page, lang="eng", config="--psm 7"))
+    return str(pytesseract.image_to_string(page, lang="eng", config="--psm 6")).strip()
 
 
 class TextDetector:
@@ -362,7 +368,7 @@ class TextDetector:
         threshold: int = 30,
         min_height: int = 4,
         max_height: int = 120,
-        radii: tuple[int, ...] = (7, 15),
+        radii: tuple[int, ...] = (7,),
         wide_extra: int = 10,
         ocr: Callable[[np.ndarray], str] | None = None,
     ) -> None:
@@ -449,8 +455,11 @@ class TextDetector:
                 )
                 if key not in verdicts:
                     box = (r0, r1, c0, c1)
-                    text = not not_text(frames[f], box, glyphs) and not noisy_surround(
-                        frames[f], box, thresholds[f], glyphs
+                    # Blobs, frame edges and speckle clumps line up only a few "glyphs";
+                    # a long line is text (or, at worst, over-masked).
+                    text = glyphs > CHECK_GLYPHS or (
+                        not not_text(frames[f], box, glyphs)
+                        and not noisy_surround(frames[f], box, thresholds[f], glyphs)
                     )
                     verdicts[key] = extend_line(frames[f], box, thresholds[f]) if text else None
                 line = verdicts[key]
@@ -482,8 +491,8 @@ class TextDetector:
         seen: dict[bytes, tuple[bool, str, int]] = {}
         out = []
         for (f, r0, r1, c0, c1), (_, a0, a1, b0, b1) in zip(boxes, lines, strict=True):
-            # OCR sees the line with a thin margin only (the mask's margin may reach into
-            # the next line, and Tesseract is told to read a single line).
+            # OCR sees the line with a thin margin only: the mask's margin may reach into
+            # the next line, whose cut-off glyphs would be read as noise.
             h = a1 - a0
             crop = frames[f, max(0, a0 - 2) : a1 + 2, max(0, b0 - h // 2) : b1 + h // 2]
             # A static overlay repeats byte for byte on every frame of a cine: read it once.

@@ -338,3 +338,13 @@ def test_ocr_reads_a_rendered_line_both_polarities() -> None:
         text = textdetect.ocr_line(img)
         ids = Identifiers.from_values(names=["Smith^John"], dates=["19611203"])
         assert ids.matches(text)
+
+
+@pytest.mark.usefixtures("tesseract")
+def test_two_lines_in_one_box_are_both_read() -> None:
+    img = np.zeros((1, 80, 320), dtype=np.uint8)
+    draw_text(img[0], "ACME 3000 LIVER", 4, 8, size=14)
+    name = draw_text(img[0], "MRN0042917 SMITH", 22, 8, size=14)
+    det = TextDetector("identifiers")
+    dets = det.detect(img, Identifiers.from_values(names=["Smith^John"], ids=["MRN0042917"]))
+    assert covered(frame_runs(dets), name, 0)
