@@ -186,7 +186,7 @@ def _clean_raw(
         except NotRaw:
             return None
         header = _header(out.parts, out.pixel_at)  # type: ignore[arg-type]
-        check_output(header, out.terms)
+        check_output(header, out.terms, out.implicit)
     except (MedveilError, QuarantineError) as exc:
         return CleanResult("quarantined", scrub_reason(str(exc).replace("input: ", "")), size_in)
     except Exception as exc:  # fail closed: anything unexpected keeps the file out

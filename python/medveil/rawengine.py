@@ -6,7 +6,7 @@ This engine scans the element headers with :mod:`struct`, decides each element w
 same compiled policy and the same value functions, copies the bytes of what it keeps in
 runs, encodes only what changes, and leaves Pixel Data where it is in the input buffer.
 
-It covers the common case: Explicit VR Little Endian files with a file meta header, one
+It covers the common case: Explicit or Implicit VR Little Endian files with file meta, one
 plain character set, no UN elements and no undefined lengths outside sequences. For
 anything else, and for every action it does not implement, it raises :class:`NotRaw` and
 the caller uses the Dataset engine. Its output is byte-for-byte the Dataset engine's (the
@@ -16,6 +16,7 @@ tests check it on every file they have); it is a faster road to the same file.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom.charset import convert_encodings
@@ -31,6 +32,7 @@ from medveil.deid import (
     DUMMY,
     Deidentifier,
     DeidReport,
+    _dictionary_vr,
     _PatientContext,
     _shift_values,
     _tag_text,
@@ -64,6 +66,8 @@ _TAG = struct.Struct("<HH")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<L")
 _HEAD = struct.Struct("<HH2sH")  # tag, VR and a short length, in one call
+_IHEAD = struct.Struct("<HHL")  # tag and length of an Implicit VR element
+_IMPLICIT_LE = "1.2.840.10008.1.2"
 _LONG_VR_STR = frozenset(v.decode() for v in _LONG)
 _ITEM_DELIMS = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
 _SEQ_DELIMS = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
@@ -73,7 +77,7 @@ class _View(Dataset):
     """A Dataset over raw elements whose character set is worked out once, not per value."""
 
     @classmethod
-    def over(cls, elements: dict[BaseTag, RawDataElement]) -> _View:
+    def over(cls, elements: dict[BaseTag, RawDataElement], implicit: bool = False) -> _View:
         """A view of these elements, read as Explicit VR Little Endian.
 
         Built from a template's attributes: Dataset.__init__ sets a dozen of them through
@@ -81,7 +85,7 @@ class _View(Dataset):
         """
         view = cls.__new__(cls)
         state = view.__dict__
-        state.update(_VIEW_STATE)
+        state.update(_VIEW_STATE[implicit])
         state["_dict"] = elements
         state["_private_blocks"] = {}
         state["_pixel_array_opts"] = {"use_pdh": False}
@@ -162,8 +166,54 @@ def _scan(buf: bytearray | bytes, pos: int, end: int, top: bool) -> tuple[list[_
     return elems, pos
 
 
-def _scan_items(buf: bytearray | bytes, pos: int, length: int, end: int) -> tuple[list, int]:
+def _implicit_vr(tag: int) -> str:
+    """The VR the Dataset engine gives an Implicit VR element (_vr_of's rule)."""
+    if tag >> 16 & 1 and 0x0010 <= tag & 0xFFFF <= 0x00FF:
+        return "LO"  # private creators, as pydicom reads them
+    return _dictionary_vr(tag) or "UN"
+
+
+def _scan_implicit(
+    buf: bytearray | bytes, pos: int, end: int, top: bool
+) -> tuple[list[_Elem], int]:
+    """_scan for Implicit VR Little Endian: VRs come from the data dictionary."""
+    elems: list[_Elem] = []
+    head = _IHEAD.unpack_from
+    last = -1
+    while pos < end:
+        if pos + 8 > end:
+            raise NotRaw("truncated element header")
+        group, el, length = head(buf, pos)
+        tag = (group << 16) | el
+        if tag == _ITEM_END:
+            return elems, pos + 8
+        if tag <= last:
+            raise NotRaw("elements out of order")
+        last = tag
+        vstart = pos + 8
+        vr = _implicit_vr(tag)
+        if vr == "SQ":
+            items, stop = _scan_items(buf, vstart, length, end, _scan_implicit)
+            elems.append(_Elem(tag, vr, pos, vstart, length, stop, items))
+            pos = stop
+            continue
+        if length == _UNDEFINED:
+            raise NotRaw("undefined length outside a known sequence")
+        stop = vstart + length
+        if stop > end:
+            raise NotRaw("value runs past the end")
+        elems.append(_Elem(tag, vr, pos, vstart, length, stop, []))
+        pos = stop
+    if not top:
+        raise NotRaw("item without delimiter")
+    return elems, pos
+
+
+def _scan_items(
+    buf: bytearray | bytes, pos: int, length: int, end: int, scan: Callable | None = None
+) -> tuple[list, int]:
     """The items of a sequence value starting at pos; returns (items, end of the element)."""
+    scan = scan or _scan
     undefined = length == _UNDEFINED
     stop = end if undefined else pos + length
     if stop > end:
@@ -183,21 +233,23 @@ def _scan_items(buf: bytearray | bytes, pos: int, length: int, end: int) -> tupl
             raise NotRaw("not an item in a sequence")
         start = pos
         if ilen == _UNDEFINED:
-            elems, pos = _scan(buf, pos + 8, stop, False)
+            elems, pos = scan(buf, pos + 8, stop, False)
             items.append(_Item(elems, True, start, pos))
         else:
             iend = pos + 8 + ilen
             if iend > stop:
                 raise NotRaw("item runs past its sequence")
-            elems, pos = _scan(buf, pos + 8, iend, True)
+            elems, pos = scan(buf, pos + 8, iend, True)
             items.append(_Item(elems, False, start, iend))
     if undefined:
         raise NotRaw("sequence without delimiter")
     return items, stop
 
 
-def _header(tag: int, vr: str, length: int) -> bytes:
-    """Explicit VR little-endian element header."""
+def _header(tag: int, vr: str, length: int, implicit: bool = False) -> bytes:
+    """Little-endian element header, Explicit VR unless implicit."""
+    if implicit:
+        return _TAG.pack(tag >> 16, tag & 0xFFFF) + _U32.pack(length)
     head = _TAG.pack(tag >> 16, tag & 0xFFFF) + vr.encode()
     if vr in _LONG_VR_STR:
         return head + b"\x00\x00" + _U32.pack(length)
@@ -226,6 +278,7 @@ class RawOutcome:
     original: Dataset  # top level of the input, as raw elements
     terms: list[bytes]  # its identifying values, for the post-check
     final: Dataset  # top level of the output's catalog elements, as raw elements
+    implicit: bool  # the output's encoding: Implicit VR (else Explicit VR) Little Endian
 
 
 _CHARSETS: dict[bytes, str] = {}
@@ -255,10 +308,14 @@ class RawEngine:
         self.engine = engine
         self.compiled = engine.compiled
         self.policy = engine.policy
-        raw = encode_raw_marks(engine)
-        self._marks = {
-            int(t): _header(int(t), e.VR, len(e.value)) + e.value for t, e in raw.items()
+        self._marks_by = {
+            implicit: {
+                int(t): _header(int(t), e.VR, len(e.value), implicit) + e.value
+                for t, e in encode_raw_marks(engine, implicit).items()
+            }
+            for implicit in (False, True)
         }
+        self.implicit = False
 
     # ------------------------------------------------------------------ entry point
     def apply(self, buf: bytes | bytearray | memoryview, name: str = "input") -> RawOutcome:
@@ -273,10 +330,14 @@ class RawEngine:
         self.view = memoryview(buf)
         meta = FileMetaDataset({BaseTag(e.tag): self._raw(e) for e in meta_elems})
         ts = meta._dict.get(0x00020010)
-        if ts is None or bytes(ts.value).rstrip(b"\x00 ") != _EXPLICIT_LE.encode():
-            raise NotRaw("not Explicit VR Little Endian")
-        elems, _ = _scan(buf, meta_end, len(buf), True)
-        top = _View.over({BaseTag(e.tag): self._raw(e) for e in elems})
+        syntax = None if ts is None else bytes(ts.value).rstrip(b"\x00 ").decode("latin-1")
+        if syntax not in (_EXPLICIT_LE, _IMPLICIT_LE):
+            raise NotRaw("not Explicit or Implicit VR Little Endian")
+        self.implicit = implicit = syntax == _IMPLICIT_LE
+        self._marks = self._marks_by[implicit]
+        scan = _scan_implicit if implicit else _scan
+        elems, _ = scan(buf, meta_end, len(buf), True)
+        top = _View.over({BaseTag(e.tag): self._raw(e) for e in elems}, implicit)
         top.__dict__["file_meta"] = meta
         charset = top._dict.get(0x00080005)
         key = bytes(charset.value) if charset is not None else b""
@@ -348,7 +409,9 @@ class RawEngine:
             values[BaseTag(0x00080005)] = charset
         final = _View.over(values)
         terms = terms_from(lambda kw: self._values(top, kw))
-        return RawOutcome([p for p in parts if len(p)], pixel_at, report, top, terms, final)
+        return RawOutcome(
+            [p for p in parts if len(p)], pixel_at, report, top, terms, final, implicit
+        )
 
     # ------------------------------------------------------------------ pieces
     def _raw(self, e: _Elem) -> RawDataElement:
@@ -357,8 +420,12 @@ class RawEngine:
             self.view[e.vstart : end] if e.tag == PIXEL_DATA else bytes(self.buf[e.vstart : end])
         )
         length = _UNDEFINED if e.vr == "SQ" and e.length == _UNDEFINED else len(value)
+        if e.tag >> 16 == 2 or not self.implicit:
+            return RawDataElement(
+                BaseTag(e.tag), e.vr, length, value, e.vstart, False, True, True, False
+            )
         return RawDataElement(
-            BaseTag(e.tag), e.vr, length, value, e.vstart, False, True, True, False
+            BaseTag(e.tag), None, length, value, e.vstart, True, True, True, False
         )
 
     def _values(self, top: Dataset, keyword: str) -> list[object]:
@@ -405,7 +472,7 @@ class RawEngine:
                 value = new_pixels if new_pixels is not None else self.view[e.vstart : e.end]
                 if len(value) % 2:
                     raise NotRaw("odd-length pixel data")
-                pieces.append((tag, _header(tag, e.vr, len(value)), False))
+                pieces.append((tag, _header(tag, e.vr, len(value), self.implicit), False))
                 pieces.append((-1, value, len(value) >= 65536))
                 continue
             pieces.append((tag, chunk, False))
@@ -471,7 +538,7 @@ class RawEngine:
 
     def _note_final(self, e: _Elem, chunk: bytes) -> None:
         """Remember the output value of a catalog element (the bytes after its header)."""
-        head = 12 if e.vr in _LONG_VR_STR else 8
+        head = 12 if e.vr in _LONG_VR_STR and not self.implicit else 8
         self.final_vr[e.tag] = e.vr
         self.final[e.tag] = bytes(chunk[head:])
 
@@ -492,7 +559,7 @@ class RawEngine:
 
     def _put(self, e: _Elem, values: list[str]) -> tuple[bytes, bool]:
         value = _text_bytes(e.vr, values)
-        return _header(e.tag, e.vr, len(value)) + value, True
+        return _header(e.tag, e.vr, len(value), self.implicit) + value, True
 
     def _act(
         self, e: _Elem, rule: Rule, ctx: _PatientContext, report: DeidReport, path: str
@@ -509,6 +576,8 @@ class RawEngine:
             return None
         if vr == "SQ":
             return self._act_sequence(e, rule, action, ctx, report, path)
+        if vr == "UN":
+            raise NotRaw(f"action {action} on an element of unknown VR")
         if action == "pseudonym" and vr in ("PN", "LO", "SH", "CS", "AE", "UC"):
             values = self._text(e)
             report.add(path, tag, "pseudonym")
@@ -557,13 +626,13 @@ class RawEngine:
             action = "U"
         if action == "Z":
             report.add(path, tag, action)
-            return _header(tag, vr, 0), True
+            return _header(tag, vr, 0, self.implicit), True
         if action == "D":
             report.add(path, tag, action)
             if empty:
                 return self._copy(e), False
             if vr in BYTES_VRS:
-                return _header(tag, vr, 2) + b"\x00\x00", True
+                return _header(tag, vr, 2, self.implicit) + b"\x00\x00", True
             dummy = DUMMY.get(vr, "")
             if not isinstance(dummy, str):
                 raise NotRaw("numeric dummy")
@@ -650,7 +719,7 @@ class RawEngine:
             else:
                 items.append(b"\xfe\xff\x00\xe0" + _U32.pack(len(body)) + bytes(body))
         value = b"".join(items)
-        head = _TAG.pack(e.tag >> 16, e.tag & 0xFFFF) + b"SQ\x00\x00"
+        head = _TAG.pack(e.tag >> 16, e.tag & 0xFFFF) + (b"" if self.implicit else b"SQ\x00\x00")
         if e.length == _UNDEFINED:
             return head + b"\xff\xff\xff\xff" + value + _SEQ_DELIMS
         return head + _U32.pack(len(value)) + value
@@ -706,7 +775,7 @@ class RawEngine:
                 encoded = value.encode(self.codec)
                 if len(encoded) % 2:
                     encoded += b" "
-                creator_bytes[tag] = _header(tag, e.vr, len(encoded)) + encoded
+                creator_bytes[tag] = _header(tag, e.vr, len(encoded), self.implicit) + encoded
         keep: dict[int, object] = {}
         keep_blocks: set[tuple[int, int]] = set()
         safe = self.engine._safe_private
@@ -771,34 +840,39 @@ class RawEngine:
             report.add("", 0x00101010, "age-capped")
         self.final[0x00101010] = new
         self.final_vr[0x00101010] = "AS"
-        self.age_override = _header(0x00101010, "AS", len(new)) + new
+        self.age_override = _header(0x00101010, "AS", len(new), self.implicit) + new
 
 
-_template = Dataset()
-_template.set_original_encoding(False, True, None)
-_VIEW_STATE = {k: v for k, v in _template.__dict__.items() if k != "_dict"}
-del _template
+_VIEW_STATE: dict[bool, dict[str, object]] = {}
+for _implicit in (False, True):
+    _template = Dataset()
+    _template.set_original_encoding(_implicit, True, None)
+    _VIEW_STATE[_implicit] = {k: v for k, v in _template.__dict__.items() if k != "_dict"}
+del _template, _implicit
 _KEYWORD_TAGS = {kw: tag_for_keyword(kw) for kw in IDENTITY_KEYWORDS}
 _TEXTISH = frozenset({"LO", "SH", "CS", "AE", "UC", "ST", "LT", "UT", "PN"})
 _CATALOG_TAGS_SET = frozenset(_CATALOG_TAGS)
 
 
-def encode_raw_marks(engine: Deidentifier) -> dict[BaseTag, RawDataElement]:
-    """The engine's de-identification marks, encoded for Explicit VR Little Endian."""
+def encode_raw_marks(engine: Deidentifier, implicit: bool) -> dict[BaseTag, RawDataElement]:
+    """The engine's de-identification marks, encoded for (Implicit or Explicit) VR LE."""
     from medveil.deid import encode_raw
 
-    cached = engine._mark_raw.get((False, True))
+    cached = engine._mark_raw.get((implicit, True))
     if cached is None:
-        cached = engine._mark_raw[(False, True)] = encode_raw(engine._marks(), False, True)
+        cached = engine._mark_raw[(implicit, True)] = encode_raw(engine._marks(), implicit, True)
     return cached
 
 
-def check_output(header: bytes, terms: list[bytes]) -> None:
+def check_output(header: bytes, terms: list[bytes], implicit: bool = False) -> None:
     """Post-check a raw-engine output: its header parses again, is marked, holds no term."""
     try:
         if header[128:132] != b"DICM":
             raise NotRaw("no preamble")
-        elems, _ = _scan(header, 132, len(header), True)
+        meta_end = 144 + _U32.unpack_from(header, 140)[0]
+        _scan(header, 132, meta_end, True)
+        scan = _scan_implicit if implicit else _scan
+        elems, _ = scan(header, meta_end, len(header), True)
     except (NotRaw, struct.error) as exc:
         raise QuarantineError(f"post-check: output does not parse: {exc}") from None
     mark = next((e for e in elems if e.tag == 0x00120062), None)
