@@ -19,6 +19,11 @@ _syncfs = getattr(_libc, "syncfs", None)
 _start_writeback = getattr(os, "sync_file_range", None)
 
 
+# Folders this process has made (or found): a series' files all go to one, and asking the
+# kernel again for each file costs a system call and a path walk.
+_MADE: set[Path] = set()
+
+
 def temp_name(path: Path) -> Path:
     """The hidden temporary name a file is written under before its rename."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -27,10 +32,18 @@ def temp_name(path: Path) -> Path:
 def _write(tmp: Path, data: bytes | Sequence[bytes], fsync: bool, writeback: bool = True) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        for chunk in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
+        chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
+        views = [memoryview(c).cast("B") for c in chunks if len(c)]
+        while views:
+            # One system call for the whole file (header and pixels are separate chunks);
+            # a short write resumes where it stopped.
+            batch = views[:1024]  # IOV_MAX
+            done = os.writev(fd, batch) if len(batch) > 1 else os.write(fd, batch[0])
+            while views and done >= len(views[0]):
+                done -= len(views[0])
+                views.pop(0)
+            if views and done:
+                views[0] = views[0][done:]
         if fsync:
             os.fsync(fd)
         elif writeback and _start_writeback is not None:
@@ -68,10 +81,20 @@ class BatchWriter:
 
     def add(self, path: Path, data: bytes | Sequence[bytes]) -> None:
         """Write data (bytes, or chunks in order) under a temporary name next to path."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        parent = path.parent
+        if parent not in _MADE:
+            parent.mkdir(parents=True, exist_ok=True)
+            if len(_MADE) >= 4096:
+                _MADE.clear()
+            _MADE.add(parent)
         tmp = temp_name(path)
         try:
-            _write(tmp, data, fsync=self.durable and _syncfs is None, writeback=self.durable)
+            try:
+                _write(tmp, data, fsync=self.durable and _syncfs is None, writeback=self.durable)
+            except FileNotFoundError:
+                # The folder went away since this process made it: make it again.
+                parent.mkdir(parents=True, exist_ok=True)
+                _write(tmp, data, fsync=self.durable and _syncfs is None, writeback=self.durable)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
