@@ -18,6 +18,7 @@ OCR text is PHI: only its length leaves this module.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,11 @@ NARROW = 0.2
 SPARSE_INK = 0.08
 #: Candidate lines whose stroke width exceeds this fraction of their height are blobs.
 BLOB_STROKE = 0.3
+#: OCR reading fewer letters and digits than this share of what the box width implies
+#: counts as unreadable (and is masked).
+MIN_READ = 0.4
+#: OCR whose mean word confidence is below this counts as unreadable (and is masked).
+MIN_CONF = 50.0
 #: Text height OCR is given (Tesseract reads best at ~30-40 px per line).
 OCR_HEIGHT = 40
 
@@ -67,7 +73,9 @@ class Detection:
     """A detected text line: padded box on one frame, and whether it is masked.
 
     ``text_len`` is the number of non-blank characters OCR read (None when no OCR ran);
-    ``why`` says why it is masked or kept: "all-text", "identifier", "unreadable", "kept".
+    ``why`` says why it is masked or kept: "all-text", "identifier", "unreadable" (OCR read
+    nothing, or much less than the box holds), "same line" (another piece of the line is
+    an identifier) or "kept".
     """
 
     frame: int
@@ -334,7 +342,12 @@ def ocr_available() -> bool:
 
 
 def ocr_line(crop: np.ndarray) -> str:
-    """OCR a padded text-line crop (uint8 grey) with Tesseract; returns the text.
+    """OCR a padded text-line crop (uint8 grey) with Tesseract; returns the text."""
+    return ocr_read(crop)[0]
+
+
+def ocr_read(crop: np.ndarray) -> tuple[str, float]:
+    """OCR a text-line crop with Tesseract: the words read and their mean confidence (0-100).
 
     Page segmentation mode 6 (a block of text): a crop usually holds one line, but two
     lines close together can come as one box, and mode 7 (one line) garbles those.
@@ -355,7 +368,17 @@ def ocr_line(crop: np.ndarray) -> str:
         )
     page = Image.new("L", (pil.width + 20, pil.height + 20), 255)
     page.paste(pil, (10, 10))
-    return str(pytesseract.image_to_string(page, lang="eng", config="--psm 6")).strip()
+    data = pytesseract.image_to_data(
+        page, lang="eng", config="--psm 6", output_type=pytesseract.Output.DICT
+    )
+    words = [
+        (str(w), float(c))
+        for w, c in zip(data["text"], data["conf"], strict=True)
+        if str(w).strip()
+    ]
+    if not words:
+        return "", 0.0
+    return " ".join(w for w, _ in words), sum(c for _, c in words) / len(words)
 
 
 class TextDetector:
@@ -370,13 +393,13 @@ class TextDetector:
         max_height: int = 120,
         radii: tuple[int, ...] = (7,),
         wide_extra: int = 10,
-        ocr: Callable[[np.ndarray], str] | None = None,
+        ocr: Callable[[np.ndarray], str | tuple[str, float]] | None = None,
     ) -> None:
         """Screen with ``threshold`` and each window radius in ``radii``.
 
         Radii after the first (bold and large text, whose strokes fill the small window)
-        use ``threshold + wide_extra``. ``ocr`` overrides Tesseract (tests); None uses
-        :func:`ocr_line` when installed.
+        use ``threshold + wide_extra``. ``ocr`` overrides Tesseract (tests) and returns the
+        text or (text, mean confidence 0-100); None uses :func:`ocr_read` when installed.
         """
         if mask not in MASK_MODES:
             raise ValueError(f"mask must be one of {MASK_MODES}, got {mask!r}")
@@ -486,7 +509,7 @@ class TextDetector:
                     "tesseract binary with English data); install medveil[ocr] and "
                     'tesseract-ocr, or use mask = "all-text"'
                 )
-            ocr = ocr_line
+            ocr = ocr_read
         ids = identifiers if identifiers is not None else Identifiers(frozenset(), ())
         seen: dict[bytes, tuple[bool, str, int]] = {}
         out = []
@@ -498,19 +521,49 @@ class TextDetector:
             # A static overlay repeats byte for byte on every frame of a cine: read it once.
             key = np.array(crop.shape, dtype=np.int64).tobytes() + crop.tobytes()
             if key not in seen:
-                text = ocr(crop)
+                read = ocr(crop)
+                text, conf = read if isinstance(read, tuple) else (read, 100.0)
                 length = sum(1 for ch in text if not ch.isspace())
-                if sum(ch.isalnum() for ch in text) == 0:
-                    # Fail closed: a line the screen found but OCR cannot read may be a name.
-                    seen[key] = (True, "unreadable", length)
+                # About one character per 0.85 line heights of width; OCR that returns far
+                # fewer has lost most of the line, and what it lost may be the name. Low
+                # confidence means it read texture (text over speckle) as letters.
+                expected = (b1 - b0) / (0.85 * max(1, h))
+                if sum(ch.isalnum() for ch in text) < MIN_READ * expected or conf < MIN_CONF:
+                    seen[key] = (True, "unreadable", length)  # fail closed
                 elif ids.matches(text):
                     seen[key] = (True, "identifier", length)
                 else:
                     seen[key] = (False, "kept", length)
-                del text
+                del text, read
             masked, why, length = seen[key]
             out.append(Detection(f, r0, r1, c0, c1, masked, why, length))
-        return out
+        return _mask_line_neighbours(out)
+
+
+def _mask_line_neighbours(dets: list[Detection]) -> list[Detection]:
+    """Mask the kept pieces of a text line one of whose pieces matched an identifier.
+
+    The screen may cut a line at a wide space ("ID 12345   DOB 1970-01-31"); OCR may read
+    one piece badly and the other well. A line that holds an identifier is masked whole.
+    """
+    out = list(dets)
+    changed = True
+    while changed:
+        changed = False
+        for i, d in enumerate(out):
+            if d.masked:
+                continue
+            h = d.row1 - d.row0
+            for m in out:
+                if not m.masked or m.frame != d.frame or m.why == "unreadable":
+                    continue
+                overlap = min(d.row1, m.row1) - max(d.row0, m.row0)
+                gap = max(m.col0 - d.col1, d.col0 - m.col1)
+                if 2 * overlap >= min(h, m.row1 - m.row0) and gap <= 3 * h:
+                    out[i] = dataclasses.replace(d, masked=True, why="same line")
+                    changed = True
+                    break
+    return out
 
 
 def frame_runs(detections: list[Detection]) -> list[tuple[int, int, int, int, int, int]]:

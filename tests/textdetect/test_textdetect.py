@@ -348,3 +348,53 @@ def test_two_lines_in_one_box_are_both_read() -> None:
     det = TextDetector("identifiers")
     dets = det.detect(img, Identifiers.from_values(names=["Smith^John"], ids=["MRN0042917"]))
     assert covered(frame_runs(dets), name, 0)
+
+
+def test_ocr_reading_much_less_than_the_box_holds_is_unreadable() -> None:
+    img = np.zeros((1, 60, 320), dtype=np.uint8)
+    draw_text(img[0], "ID PID1638413 SMITH", 10, 8, size=16)
+    # A line of ~19 characters read as 3: OCR lost most of it, so it is masked.
+    dets = TextDetector("identifiers", ocr=lambda c: "I3 ").detect(img, Identifiers.from_values())
+    assert dets and all(d.masked and d.why == "unreadable" for d in dets)
+    dets = TextDetector("identifiers", ocr=lambda c: "ID PID1638413 SMYTH").detect(
+        img, Identifiers.from_values(names=["Jones^Ann"])
+    )
+    assert dets and not any(d.masked for d in dets)
+
+
+def test_a_line_with_an_identifier_is_masked_whole() -> None:
+    d = textdetect.Detection
+    dets = [
+        d(0, 10, 30, 10, 120, False, "kept", 8),
+        d(0, 11, 29, 150, 260, True, "identifier", 10),
+        d(0, 60, 80, 10, 120, False, "kept", 5),  # another line: kept
+        d(1, 10, 30, 10, 120, False, "kept", 8),  # same place, other frame: kept
+    ]
+    out = textdetect._mask_line_neighbours(dets)
+    assert [(x.masked, x.why) for x in out] == [
+        (True, "same line"),
+        (True, "identifier"),
+        (False, "kept"),
+        (False, "kept"),
+    ]
+
+
+def test_low_confidence_ocr_is_unreadable() -> None:
+    img = np.zeros((1, 60, 320), dtype=np.uint8)
+    draw_text(img[0], "KIDNEY LEFT POLE", 10, 8, size=16)
+    ids = Identifiers.from_values(names=["Jones^Ann"])
+    garbled = TextDetector("identifiers", ocr=lambda c: ("SS eee Be OV d af mee", 24.0))
+    assert all(d.masked and d.why == "unreadable" for d in garbled.detect(img, ids))
+    sure = TextDetector("identifiers", ocr=lambda c: ("KIDNEY LEFT POLE", 93.0))
+    assert not any(d.masked for d in sure.detect(img, ids))
+
+
+@pytest.mark.usefixtures("tesseract")
+def test_ocr_read_reports_confidence() -> None:
+    img = np.full((40, 260), 255, dtype=np.uint8)
+    draw_text(img, "KIDNEY LEFT POLE", 10, 8, size=16, value=0)
+    text, conf = textdetect.ocr_read(img)
+    assert "KIDNEY" in text.upper() and conf > textdetect.MIN_CONF
+    noise = np.random.default_rng(0).integers(0, 256, size=(40, 260), dtype=np.uint8)
+    text, conf = textdetect.ocr_read(noise)
+    assert conf < textdetect.MIN_CONF or not any(ch.isalnum() for ch in text)
