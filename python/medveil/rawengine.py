@@ -3,8 +3,8 @@
 The Dataset engine (:mod:`medveil.deid`) builds pydicom objects for every element, walks
 them and writes them again; on a CT slice that is most of the time the archive run takes.
 This engine scans the element headers with :mod:`struct`, decides each element with the
-same compiled policy and the same value functions, copies the bytes of what it keeps in
-runs, encodes only what changes, and leaves Pixel Data where it is in the input buffer.
+same compiled policy and the same value functions, copies the bytes of what it keeps,
+encodes only what changes, and leaves Pixel Data where it is in the input buffer.
 
 It covers the common case: Explicit or Implicit VR Little Endian files with file meta, one
 plain character set, no UN elements and no undefined lengths outside sequences. For
