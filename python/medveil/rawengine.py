@@ -6,7 +6,8 @@ This engine scans the element headers with :mod:`struct`, decides each element w
 same compiled policy and the same value functions, copies the bytes of what it keeps,
 encodes only what changes, and leaves Pixel Data where it is in the input buffer.
 
-It covers the common case: Explicit or Implicit VR Little Endian files with file meta, one
+It covers the common case: Explicit or Implicit VR Little Endian files with file meta (and
+the compressed syntaxes, while their pixels need no change), one
 plain character set, no UN elements and no undefined lengths outside sequences. For
 anything else, and for every action it does not implement, it raises :class:`NotRaw` and
 the caller uses the Dataset engine. Its output is byte-for-byte the Dataset engine's (the
@@ -19,6 +20,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pydicom.uid
 from pydicom.charset import convert_encodings
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
@@ -68,6 +70,12 @@ _U32 = struct.Struct("<L")
 _HEAD = struct.Struct("<HH2sH")  # tag, VR and a short length, in one call
 _IHEAD = struct.Struct("<HHL")  # tag and length of an Implicit VR element
 _IMPLICIT_LE = "1.2.840.10008.1.2"
+# Compressed syntaxes: Explicit VR Little Endian with encapsulated Pixel Data.
+_ENCAPSULATED = frozenset(
+    str(uid)
+    for uid in pydicom.uid.AllTransferSyntaxes
+    if uid.is_compressed and uid.is_little_endian and not uid.is_implicit_VR and not uid.is_deflated
+)
 _LONG_VR_STR = frozenset(v.decode() for v in _LONG)
 _ITEM_DELIMS = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
 _SEQ_DELIMS = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
@@ -155,7 +163,12 @@ def _scan(buf: bytearray | bytes, pos: int, end: int, top: bool) -> tuple[list[_
             pos = stop
             continue
         if length == _UNDEFINED:
-            raise NotRaw("undefined length outside a sequence")
+            if tag != PIXEL_DATA:
+                raise NotRaw("undefined length outside a sequence")
+            stop = _fragments_end(buf, vstart, end)
+            elems.append(_Elem(tag, vr, pos, vstart, length, stop, []))
+            pos = stop
+            continue
         stop = vstart + length
         if stop > end:
             raise NotRaw("value runs past the end")
@@ -207,6 +220,19 @@ def _scan_implicit(
     if not top:
         raise NotRaw("item without delimiter")
     return elems, pos
+
+
+def _fragments_end(buf: bytearray | bytes, pos: int, end: int) -> int:
+    """Where encapsulated Pixel Data starting at pos ends (after its sequence delimiter)."""
+    while pos + 8 <= end:
+        group, el, length = _IHEAD.unpack_from(buf, pos)
+        tag = (group << 16) | el
+        if tag == _SEQ_END:
+            return pos + 8
+        if tag != _ITEM or length == _UNDEFINED or pos + 8 + length > end:
+            raise NotRaw("malformed encapsulated pixel data")
+        pos += 8 + length
+    raise NotRaw("encapsulated pixel data without delimiter")
 
 
 def _scan_items(
@@ -331,8 +357,8 @@ class RawEngine:
         meta = FileMetaDataset({BaseTag(e.tag): self._raw(e) for e in meta_elems})
         ts = meta._dict.get(0x00020010)
         syntax = None if ts is None else bytes(ts.value).rstrip(b"\x00 ").decode("latin-1")
-        if syntax not in (_EXPLICIT_LE, _IMPLICIT_LE):
-            raise NotRaw("not Explicit or Implicit VR Little Endian")
+        if syntax not in (_EXPLICIT_LE, _IMPLICIT_LE) and syntax not in _ENCAPSULATED:
+            raise NotRaw("not a little-endian transfer syntax it covers")
         self.implicit = implicit = syntax == _IMPLICIT_LE
         self._marks = self._marks_by[implicit]
         scan = _scan_implicit if implicit else _scan
@@ -370,6 +396,18 @@ class RawEngine:
             after = top._dict[PIXEL_DATA].value
             if after is not before:
                 new_pixels = after
+            pixel_report = report.pixels
+            if (
+                self.pixel_elem is not None
+                and self.pixel_elem.length == _UNDEFINED
+                and (
+                    new_pixels is not None
+                    or pixel_report.modified  # type: ignore[attr-defined]
+                    or pixel_report.transfer_syntax_out != pixel_report.transfer_syntax_in  # type: ignore[attr-defined]
+                )
+            ):
+                # Decoded, masked and re-encoded: the Dataset engine writes that file.
+                raise NotRaw("compressed pixels changed")
         pieces = self._assemble(out, new_pixels)
         # The file meta goes through the Dataset engine's own walk: a handful of elements.
         engine._walk(meta, ctx, report, "meta")
@@ -415,11 +453,11 @@ class RawEngine:
 
     # ------------------------------------------------------------------ pieces
     def _raw(self, e: _Elem) -> RawDataElement:
-        end = e.end - 8 if e.vr == "SQ" and e.length == _UNDEFINED else e.end
+        end = e.end - 8 if e.length == _UNDEFINED else e.end
         value = (
             self.view[e.vstart : end] if e.tag == PIXEL_DATA else bytes(self.buf[e.vstart : end])
         )
-        length = _UNDEFINED if e.vr == "SQ" and e.length == _UNDEFINED else len(value)
+        length = _UNDEFINED if e.length == _UNDEFINED else len(value)
         if e.tag >> 16 == 2 or not self.implicit:
             return RawDataElement(
                 BaseTag(e.tag), e.vr, length, value, e.vstart, False, True, True, False
@@ -469,6 +507,11 @@ class RawEngine:
                 continue
             if tag == PIXEL_DATA:
                 e = self.pixel_elem
+                if e.length == _UNDEFINED:
+                    pieces.append((tag, _header(tag, e.vr, _UNDEFINED, self.implicit), False))
+                    pieces.append((-1, self.view[e.vstart : e.end - 8], e.end - e.vstart >= 65536))
+                    pieces.append((-1, _SEQ_DELIMS, False))
+                    continue
                 value = new_pixels if new_pixels is not None else self.view[e.vstart : e.end]
                 if len(value) % 2:
                     raise NotRaw("odd-length pixel data")
