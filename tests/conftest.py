@@ -38,3 +38,13 @@ def bundled_test_files() -> list[str]:
         for f in os.listdir(folder)
         if os.path.isfile(os.path.join(folder, f))
     )
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """The bytes of every file of the bundled demo archive (CT, MR, multi-frame US)."""
+    from medveil.demo import write_demo_archive
+
+    folder = tmp_path_factory.mktemp("demo")
+    write_demo_archive(folder)
+    return [p.read_bytes() for p in sorted(folder.rglob("*.dcm"))]

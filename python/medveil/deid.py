@@ -551,23 +551,13 @@ class Deidentifier:
         if vr in ("SQ", "UN") or (action not in ("Z", "D", "U") and action not in COMBINED_ACTIONS):
             return False
         value = raw.value
-        empty = not value or not bytes(value).strip(b"\x00 ")
-        if action in COMBINED_ACTIONS:
-            action = resolve_combined(
-                action,
-                vr=vr,
-                in_std_comp_iod=rule.in_std_comp_iod,
-                empty=empty,
-                mode=self.policy.combined_codes,
-            )
-            if action == "X":
-                _remove(ds, tag)
-                report.add(path, tag, "X")
-                return True
-            if action not in ("Z", "D", "U"):
-                return False
-        if action == "D" and vr == "UI":
-            action = "U"
+        action, empty = resolve_on_bytes(action, vr, rule, value, self.policy.combined_codes)
+        if action == "X":
+            _remove(ds, tag)
+            report.add(path, tag, "X")
+            return True
+        if action not in ("Z", "D", "U"):
+            return False
         if action == "Z":
             _put(ds, tag, raw, vr, [])
         elif action == "D":
@@ -576,9 +566,7 @@ class Deidentifier:
                 _put(ds, tag, raw, vr, [dummy])
         elif vr == "UI":
             if not empty:
-                uids = bytes(value).decode("ascii", "replace").strip("\x00 ").split("\\")
-                new = self._map_uids(uids)
-                _put(ds, tag, raw, "UI", new)
+                _put(ds, tag, raw, "UI", self._map_uids(uids_of(value)))
         else:
             return False
         report.add(path, tag, action)
@@ -730,38 +718,15 @@ class Deidentifier:
                 creators[(tag >> 16, elem_no)] = (
                     value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
                 ).strip()
-        keep_blocks: set[tuple[int, int]] = set()
-        for tag in tags:
-            group, elem_no = tag >> 16, tag & 0xFFFF
-            if elem_no < 0x1000:
-                continue  # creators (and stray low elements) are decided below
-            block = elem_no >> 8
-            creator = creators.get((group, block))
-            key = (creator or "", group, elem_no & 0xFF)
-            rule = self.compiled.private_overrides.get(key) if creator is not None else None
-            if rule is not None:
-                if rule.action == "X":
-                    _remove(ds, tag)
-                    report.add(path, tag, "X")
-                    continue
-                keep_blocks.add((group, block))
-                if rule.action != "K":
-                    self._act(ds, tag, rule, ctx, report, path)
-                continue
-            if creator is not None and key in self._safe_private:
-                keep_blocks.add((group, block))
-                report.add(path, tag, "K-safe-private")
-                continue
-            _remove(ds, tag)
-            report.add(path, tag, "X")
-        for tag in tags:
-            group, elem_no = tag >> 16, tag & 0xFFFF
-            if elem_no >= 0x1000:
-                continue
-            if 0x0010 <= elem_no <= 0x00FF and (group, elem_no) in keep_blocks:
-                continue
-            _remove(ds, tag)
-            report.add(path, tag, "X")
+        plan = plan_private(tags, creators, self.compiled.private_overrides, self._safe_private)
+        for tag, decision, rule in plan:
+            if decision == "X":
+                _remove(ds, tag)
+                report.add(path, tag, "X")
+            elif decision == "act":
+                self._act(ds, tag, rule, ctx, report, path)  # type: ignore[arg-type]
+            elif decision == "K-safe-private":
+                report.add(path, tag, decision)
         # pydicom caches private blocks by creator; elements were removed behind its back.
         blocks = getattr(ds, "_private_blocks", None)
         if blocks:
@@ -855,6 +820,70 @@ def encode_raw(ds: Dataset, implicit: bool, little: bool) -> dict[BaseTag, RawDa
             False,
         )
     return out
+
+
+def plan_private(
+    tags: list[int],
+    creators: dict[tuple[int, int], str],
+    overrides: dict[tuple[str, int, int], Rule],
+    safe: dict,
+) -> list[tuple[int, str, Rule | None]]:
+    """What happens to each private element of one dataset, in the order it is reported.
+
+    Decisions: "X" (removed), "act" (the policy's rule for it applies), "keep" (the
+    policy keeps it), "K-safe-private" (kept by Retain Safe Private), "creator" (the
+    creator of a block that keeps something). Data elements come first, then the low ones.
+    """
+    plan: list[tuple[int, str, Rule | None]] = []
+    keep_blocks: set[tuple[int, int]] = set()
+    for tag in tags:
+        group, elem_no = tag >> 16, tag & 0xFFFF
+        if elem_no < 0x1000:
+            continue  # creators (and stray low elements) are decided below
+        block = elem_no >> 8
+        creator = creators.get((group, block))
+        key = (creator or "", group, elem_no & 0xFF)
+        rule = overrides.get(key) if creator is not None else None
+        if rule is not None:
+            if rule.action == "X":
+                plan.append((tag, "X", None))
+                continue
+            keep_blocks.add((group, block))
+            plan.append((tag, "keep" if rule.action == "K" else "act", rule))
+            continue
+        if creator is not None and key in safe:
+            keep_blocks.add((group, block))
+            plan.append((tag, "K-safe-private", None))
+            continue
+        plan.append((tag, "X", None))
+    for tag in tags:
+        group, elem_no = tag >> 16, tag & 0xFFFF
+        if elem_no >= 0x1000:
+            continue
+        if 0x0010 <= elem_no <= 0x00FF and (group, elem_no) in keep_blocks:
+            plan.append((tag, "creator", None))
+            continue
+        plan.append((tag, "X", None))
+    return plan
+
+
+def resolve_on_bytes(
+    action: str, vr: str, rule: Rule, value: bytes | memoryview | None, mode: str
+) -> tuple[str, bool]:
+    """What Z, D, U or a combined code comes to on a raw value, and whether that is empty."""
+    empty = not value or not bytes(value).strip(b"\x00 ")
+    if action in COMBINED_ACTIONS:
+        action = resolve_combined(
+            action, vr=vr, in_std_comp_iod=rule.in_std_comp_iod, empty=empty, mode=mode
+        )
+    if action == "D" and vr == "UI":
+        action = "U"  # a dummy UID would be one shared by every file: map it instead
+    return action, empty
+
+
+def uids_of(value: bytes | memoryview) -> list[str]:
+    """The UIDs of a raw UI value."""
+    return bytes(value).decode("ascii", "replace").strip("\x00 ").split("\\")
 
 
 def _shift_values(

@@ -17,7 +17,6 @@ tests check it on every file they have); it is a faster road to the same file.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pydicom.uid
@@ -39,6 +38,9 @@ from medveil.deid import (
     _shift_values,
     _tag_text,
     check_pixel_length,
+    plan_private,
+    resolve_on_bytes,
+    uids_of,
 )
 from medveil.errors import QuarantineError
 from medveil.postcheck import IDENTITY_KEYWORDS, holds_term, terms_from
@@ -134,44 +136,54 @@ class _Item:
         self.elems, self.undefined, self.start, self.end = elems, undefined, start, end
 
 
-def _scan(buf: bytearray | bytes, pos: int, end: int, top: bool) -> tuple[list[_Elem], int]:
-    """The elements from pos up to end (or up to an item delimiter); returns (elems, pos)."""
+def _scan(
+    buf: bytearray | bytes, pos: int, end: int, top: bool, implicit: bool = False
+) -> tuple[list[_Elem], int]:
+    """The elements from pos up to end (or up to an item delimiter); returns (elems, pos).
+
+    Implicit VR elements get their VR from the data dictionary, as the Dataset engine
+    reads them.
+    """
     elems: list[_Elem] = []
-    head, u32 = _HEAD.unpack_from, _U32.unpack_from
+    head, ihead, u32 = _HEAD.unpack_from, _IHEAD.unpack_from, _U32.unpack_from
     last = -1
     while pos < end:
         if pos + 8 > end:
             raise NotRaw("truncated element header")
-        group, el, vrb, length = head(buf, pos)
-        tag = (group << 16) | el
+        if implicit:
+            group, el, length = ihead(buf, pos)
+            tag = (group << 16) | el
+            vr = "" if tag == _ITEM_END else _implicit_vr(tag)
+            vstart = pos + 8
+        else:
+            group, el, vrb, length = head(buf, pos)
+            tag = (group << 16) | el
+            if vrb in _SHORT:
+                vstart = pos + 8
+            elif vrb in _LONG:
+                length = u32(buf, pos + 8)[0]
+                vstart = pos + 12
+            elif tag != _ITEM_END:
+                raise NotRaw("UN or unknown VR")
+            vr = vrb.decode("latin-1")
         if tag == _ITEM_END:
             return elems, pos + 8
         if tag <= last:
             raise NotRaw("elements out of order")
         last = tag
-        if vrb in _SHORT:
-            vstart = pos + 8
-        elif vrb in _LONG:
-            length = u32(buf, pos + 8)[0]
-            vstart = pos + 12
-        else:
-            raise NotRaw("UN or unknown VR")
-        vr = vrb.decode()
         if vr == "SQ":
-            items, stop = _scan_items(buf, vstart, length, end)
+            items, stop = _scan_items(buf, vstart, length, end, implicit)
             elems.append(_Elem(tag, vr, pos, vstart, length, stop, items))
             pos = stop
             continue
         if length == _UNDEFINED:
-            if tag != PIXEL_DATA:
+            if tag != PIXEL_DATA or implicit:
                 raise NotRaw("undefined length outside a sequence")
             stop = _fragments_end(buf, vstart, end)
-            elems.append(_Elem(tag, vr, pos, vstart, length, stop, []))
-            pos = stop
-            continue
-        stop = vstart + length
-        if stop > end:
-            raise NotRaw("value runs past the end")
+        else:
+            stop = vstart + length
+            if stop > end:
+                raise NotRaw("value runs past the end")
         elems.append(_Elem(tag, vr, pos, vstart, length, stop, []))
         pos = stop
     if not top:
@@ -184,42 +196,6 @@ def _implicit_vr(tag: int) -> str:
     if tag >> 16 & 1 and 0x0010 <= tag & 0xFFFF <= 0x00FF:
         return "LO"  # private creators, as pydicom reads them
     return _dictionary_vr(tag) or "UN"
-
-
-def _scan_implicit(
-    buf: bytearray | bytes, pos: int, end: int, top: bool
-) -> tuple[list[_Elem], int]:
-    """_scan for Implicit VR Little Endian: VRs come from the data dictionary."""
-    elems: list[_Elem] = []
-    head = _IHEAD.unpack_from
-    last = -1
-    while pos < end:
-        if pos + 8 > end:
-            raise NotRaw("truncated element header")
-        group, el, length = head(buf, pos)
-        tag = (group << 16) | el
-        if tag == _ITEM_END:
-            return elems, pos + 8
-        if tag <= last:
-            raise NotRaw("elements out of order")
-        last = tag
-        vstart = pos + 8
-        vr = _implicit_vr(tag)
-        if vr == "SQ":
-            items, stop = _scan_items(buf, vstart, length, end, _scan_implicit)
-            elems.append(_Elem(tag, vr, pos, vstart, length, stop, items))
-            pos = stop
-            continue
-        if length == _UNDEFINED:
-            raise NotRaw("undefined length outside a known sequence")
-        stop = vstart + length
-        if stop > end:
-            raise NotRaw("value runs past the end")
-        elems.append(_Elem(tag, vr, pos, vstart, length, stop, []))
-        pos = stop
-    if not top:
-        raise NotRaw("item without delimiter")
-    return elems, pos
 
 
 def _fragments_end(buf: bytearray | bytes, pos: int, end: int) -> int:
@@ -236,10 +212,9 @@ def _fragments_end(buf: bytearray | bytes, pos: int, end: int) -> int:
 
 
 def _scan_items(
-    buf: bytearray | bytes, pos: int, length: int, end: int, scan: Callable | None = None
+    buf: bytearray | bytes, pos: int, length: int, end: int, implicit: bool
 ) -> tuple[list, int]:
     """The items of a sequence value starting at pos; returns (items, end of the element)."""
-    scan = scan or _scan
     undefined = length == _UNDEFINED
     stop = end if undefined else pos + length
     if stop > end:
@@ -259,13 +234,13 @@ def _scan_items(
             raise NotRaw("not an item in a sequence")
         start = pos
         if ilen == _UNDEFINED:
-            elems, pos = scan(buf, pos + 8, stop, False)
+            elems, pos = _scan(buf, pos + 8, stop, False, implicit)
             items.append(_Item(elems, True, start, pos))
         else:
             iend = pos + 8 + ilen
             if iend > stop:
                 raise NotRaw("item runs past its sequence")
-            elems, pos = scan(buf, pos + 8, iend, True)
+            elems, pos = _scan(buf, pos + 8, iend, True, implicit)
             items.append(_Item(elems, False, start, iend))
     if undefined:
         raise NotRaw("sequence without delimiter")
@@ -361,8 +336,7 @@ class RawEngine:
             raise NotRaw("not a little-endian transfer syntax it covers")
         self.implicit = implicit = syntax == _IMPLICIT_LE
         self._marks = self._marks_by[implicit]
-        scan = _scan_implicit if implicit else _scan
-        elems, _ = scan(buf, meta_end, len(buf), True)
+        elems, _ = _scan(buf, meta_end, len(buf), True, implicit)
         top = _View.over({BaseTag(e.tag): self._raw(e) for e in elems}, implicit)
         top.__dict__["file_meta"] = meta
         charset = top._dict.get(0x00080005)
@@ -651,22 +625,12 @@ class RawEngine:
         if action not in ("Z", "D", "U") and action not in COMBINED_ACTIONS:
             raise NotRaw(f"action {action} on {vr}")
         value = self.buf[e.vstart : e.end]
-        empty = not value or not bytes(value).strip(b"\x00 ")
-        if action in COMBINED_ACTIONS:
-            action = resolve_combined(
-                action,
-                vr=vr,
-                in_std_comp_iod=rule.in_std_comp_iod,
-                empty=empty,
-                mode=self.policy.combined_codes,
-            )
-            if action == "X":
-                report.add(path, tag, "X")
-                return None
-            if action not in ("Z", "D", "U"):
-                raise NotRaw(f"combined action resolved to {action}")
-        if action == "D" and vr == "UI":
-            action = "U"
+        action, empty = resolve_on_bytes(action, vr, rule, value, self.policy.combined_codes)
+        if action == "X":
+            report.add(path, tag, "X")
+            return None
+        if action not in ("Z", "D", "U"):
+            raise NotRaw(f"combined action resolved to {action}")
         if action == "Z":
             report.add(path, tag, action)
             return _header(tag, vr, 0, self.implicit), True
@@ -684,8 +648,7 @@ class RawEngine:
             report.add(path, tag, action)
             if empty:
                 return self._copy(e), False
-            uids = bytes(value).decode("ascii", "replace").strip("\x00 ").split("\\")
-            return self._put(e, self.engine._map_uids(uids))
+            return self._put(e, self.engine._map_uids(uids_of(value)))
         raise NotRaw(f"U on {vr}")
 
     def _act_sequence(
@@ -820,42 +783,22 @@ class RawEngine:
                     encoded += b" "
                 creator_bytes[tag] = _header(tag, e.vr, len(encoded), self.implicit) + encoded
         keep: dict[int, object] = {}
-        keep_blocks: set[tuple[int, int]] = set()
-        safe = self.engine._safe_private
-        for tag in tags:
-            group, elem_no = tag >> 16, tag & 0xFFFF
-            if elem_no < 0x1000:
-                continue
-            block = elem_no >> 8
-            creator = creators.get((group, block))
-            key = (creator or "", group, elem_no & 0xFF)
-            rule = self.compiled.private_overrides.get(key) if creator is not None else None
-            if rule is not None:
-                if rule.action == "X":
-                    report.add(path, tag, "X")
-                    continue
-                keep_blocks.add((group, block))
-                if rule.action != "K":
-                    res = self._act(by_pos[tag], rule, ctx, report, path)
-                    if res is not None:
-                        keep[tag] = res[0] if res[1] else True
-                else:
-                    keep[tag] = True
-                continue
-            if creator is not None and key in safe:
-                keep_blocks.add((group, block))
-                report.add(path, tag, "K-safe-private")
-                keep[tag] = True
-                continue
-            report.add(path, tag, "X")
-        for tag in tags:
-            group, elem_no = tag >> 16, tag & 0xFFFF
-            if elem_no >= 0x1000:
-                continue
-            if 0x0010 <= elem_no <= 0x00FF and (group, elem_no) in keep_blocks:
+        plan = plan_private(
+            tags, creators, self.compiled.private_overrides, self.engine._safe_private
+        )
+        for tag, decision, rule in plan:
+            if decision == "X":
+                report.add(path, tag, "X")
+            elif decision == "act":
+                res = self._act(by_pos[tag], rule, ctx, report, path)  # type: ignore[arg-type]
+                if res is not None:
+                    keep[tag] = res[0] if res[1] else True
+            elif decision == "creator":
                 keep[tag] = creator_bytes[tag]
-                continue
-            report.add(path, tag, "X")
+            else:
+                if decision == "K-safe-private":
+                    report.add(path, tag, decision)
+                keep[tag] = True
         for tag, decision in keep.items():
             if decision is True and by_pos[tag].vr == "SQ":
                 raise NotRaw("private sequence kept")
@@ -914,8 +857,7 @@ def check_output(header: bytes, terms: list[bytes], implicit: bool = False) -> N
             raise NotRaw("no preamble")
         meta_end = 144 + _U32.unpack_from(header, 140)[0]
         _scan(header, 132, meta_end, True)
-        scan = _scan_implicit if implicit else _scan
-        elems, _ = scan(header, meta_end, len(header), True)
+        elems, _ = _scan(header, meta_end, len(header), True, implicit)
     except (NotRaw, struct.error) as exc:
         raise QuarantineError(f"post-check: output does not parse: {exc}") from None
     mark = next((e for e in elems if e.tag == 0x00120062), None)

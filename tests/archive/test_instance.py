@@ -9,18 +9,11 @@ import pydicom
 import pytest
 from medveil import instance
 from medveil.deid import Deidentifier
-from medveil.demo import demo_rule_file, write_demo_archive
+from medveil.demo import demo_rule_file
 from medveil.instance import clean_instance, raw_engine_of
 from medveil.policy import Policy
 
 SECRET = bytes(range(32))
-
-
-@pytest.fixture(scope="module")
-def demo_files(tmp_path_factory) -> list[bytes]:
-    folder = tmp_path_factory.mktemp("demo")
-    write_demo_archive(folder)
-    return [p.read_bytes() for p in sorted(folder.rglob("*.dcm"))]
 
 
 def test_in_place_and_copying_paths_agree(demo_files) -> None:

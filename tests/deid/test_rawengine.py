@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from medveil import instance
 from medveil.deid import Deidentifier
-from medveil.demo import demo_rule_file, write_demo_archive
+from medveil.demo import demo_rule_file
 from medveil.instance import CleanResult, clean_instance, raw_engine_of
 from medveil.policy import Policy
 from medveil.profile import Option
@@ -78,13 +78,6 @@ def test_pydicom_files_give_the_same_bytes(policy) -> None:
         taken += 1
         assert_same(a, b)
     assert taken >= 40  # the raw engine is not just declining everything
-
-
-@pytest.fixture(scope="module")
-def demo_files(tmp_path_factory) -> list[bytes]:
-    folder = tmp_path_factory.mktemp("demo")
-    write_demo_archive(folder)
-    return [p.read_bytes() for p in sorted(folder.rglob("*.dcm"))]
 
 
 def test_demo_archive_takes_the_raw_road_with_the_same_bytes(demo_files) -> None:
