@@ -270,6 +270,9 @@ class RunRecords:
         self.db.execute("PRAGMA journal_mode=WAL")
         cols = ", ".join(f"{n} {t}" for n, t in CATALOG_COLUMNS)
         self.db.execute(f"CREATE TABLE IF NOT EXISTS instances ({cols}, source_key TEXT)")
+        # Each record first deletes the input's earlier row (a resumed run may redo it):
+        # without an index that is a scan of the whole catalog per file, quadratic in all.
+        self.db.execute("CREATE INDEX IF NOT EXISTS instances_source ON instances (source_key)")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS inputs"
             " (source_key TEXT PRIMARY KEY, status TEXT, reason TEXT, size_in INTEGER)"
