@@ -317,6 +317,7 @@ class RawEngine:
             for implicit in (False, True)
         }
         self.implicit = False
+        self._plain: dict[int, str] = {}
 
     # ------------------------------------------------------------------ entry point
     def apply(self, buf: bytes | bytearray | memoryview, name: str = "input") -> RawOutcome:
@@ -508,8 +509,20 @@ class RawEngine:
         changed = False
         private: list[int] = []
         by_pos: dict[int, _Elem] = {}
+        plain = self._plain
+        view = self.view
         for e in elems:
             tag = e.tag
+            vr = plain.get(tag)
+            if vr is None:
+                vr = plain[tag] = self._plain_vr(tag)
+            if vr == e.vr and tag != PIXEL_DATA:
+                # Kept as it is, nothing to report: the common case, decided once per tag.
+                chunk = view[e.start : e.end]
+                if top and tag in _CATALOG_TAGS_SET:
+                    self._note_final(e, chunk)
+                out.append((tag, chunk))
+                continue
             rule = by_tag.get(tag)
             if rule is None:
                 group = tag >> 16
@@ -553,14 +566,34 @@ class RawEngine:
             return resolved, changed
         return out, changed  # type: ignore[return-value]
 
+    def _plain_vr(self, tag: int) -> str:
+        """The VR with which this tag is kept as it is, unreported ("" if never)."""
+        compiled = self.compiled
+        if tag >> 16 & 1:
+            return ""
+        vr = _dictionary_vr(tag) or ""
+        if vr in ("", "SQ"):
+            return ""  # files that give it another VR take the general path
+        rule = compiled.by_tag.get(tag)
+        if rule is None:
+            if tag & 0xFFFF == 0 and tag >> 16 != 2:
+                return ""
+            rule = compiled.rule_for(tag)
+        if rule is not None:
+            return vr if rule.action == "K" else ""
+        if not compiled.keep_unknown and tag not in compiled.allow and tag >> 16 != 2:
+            return ""
+        return "" if vr in ("DA", "DT") and compiled.shift_dates else vr
+
     def _note_final(self, e: _Elem, chunk: bytes) -> None:
         """Remember the output value of a catalog element (the bytes after its header)."""
         head = 12 if e.vr in _LONG_VR_STR and not self.implicit else 8
         self.final_vr[e.tag] = e.vr
         self.final[e.tag] = bytes(chunk[head:])
 
-    def _copy(self, e: _Elem) -> bytes:
-        return bytes(self.buf[e.start : e.end]) if e.tag != PIXEL_DATA else b""
+    def _copy(self, e: _Elem) -> bytes | memoryview:
+        # A view of the input: the output is joined from the pieces once, at the end.
+        return self.view[e.start : e.end] if e.tag != PIXEL_DATA else b""
 
     def _text(self, e: _Elem) -> list[str]:
         """The values of a text element, as raw_text decodes them."""
