@@ -59,7 +59,7 @@ NARROW = 0.2
 SPARSE_INK = 0.08
 #: Candidate lines whose stroke width exceeds this fraction of their height are blobs.
 BLOB_STROKE = 0.3
-#: OCR reading fewer letters and digits than this share of what the box width implies
+#: OCR reading fewer letters and digits than this share of the glyphs the screen counted
 #: counts as unreadable (and is masked).
 MIN_READ = 0.4
 #: OCR whose mean word confidence is below this counts as unreadable (and is masked).
@@ -356,6 +356,11 @@ def ocr_read(crop: np.ndarray) -> tuple[str, float]:
     from PIL import Image
 
     img = np.asarray(crop, dtype=np.uint8)
+    # Low-contrast text (grey on grey, coloured on coloured) reads better stretched.
+    lo, hi = (float(v) for v in np.percentile(img, [1, 99]))
+    if hi > lo:
+        img = np.clip((img.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255)
+        img = img.astype(np.uint8)
     # Tesseract wants dark text on a light page: the background dominates a line crop.
     if np.median(img) < 128:
         img = 255 - img
@@ -420,6 +425,10 @@ class TextDetector:
 
     def lines(self, frames: np.ndarray) -> list[tuple[int, int, int, int, int]]:
         """Unpadded candidate lines (frame, row0, row1, col0, col1), both polarities merged."""
+        return [line[:5] for line in self.lines_with_glyphs(frames)]
+
+    def lines_with_glyphs(self, frames: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
+        """:meth:`lines` with the screen's glyph count of each line as a sixth item."""
         n, rows, cols = frames.shape
         found: list[dict[int, list[tuple[int, int, int, int, int]]]] = [{} for _ in self.radii]
         thresholds = [noise_threshold(frames[f], self.threshold) for f in range(n)]
@@ -487,7 +496,7 @@ class TextDetector:
                     verdicts[key] = extend_line(frames[f], box, thresholds[f]) if text else None
                 line = verdicts[key]
                 if line is not None:
-                    out.append((f, *line))
+                    out.append((f, *line, glyphs))
         return out
 
     def detect(self, frames: np.ndarray, identifiers: Identifiers | None = None) -> list[Detection]:
@@ -496,8 +505,8 @@ class TextDetector:
         Raises QuarantineError in identifiers mode when there is text to read but no OCR.
         """
         _, rows, cols = frames.shape
-        lines = self.lines(frames)
-        boxes = [(f, *pad_box(r0, r1, c0, c1, rows, cols)) for f, r0, r1, c0, c1 in lines]
+        lines = self.lines_with_glyphs(frames)
+        boxes = [(f, *pad_box(r0, r1, c0, c1, rows, cols)) for f, r0, r1, c0, c1, _ in lines]
         if self.mask == "all-text" or not boxes:
             return [Detection(f, r0, r1, c0, c1, True, "all-text") for f, r0, r1, c0, c1 in boxes]
         ocr = self._ocr
@@ -513,22 +522,21 @@ class TextDetector:
         ids = identifiers if identifiers is not None else Identifiers(frozenset(), ())
         seen: dict[bytes, tuple[bool, str, int]] = {}
         out = []
-        for (f, r0, r1, c0, c1), (_, a0, a1, b0, b1) in zip(boxes, lines, strict=True):
+        for (f, r0, r1, c0, c1), (_, a0, a1, b0, b1, glyphs) in zip(boxes, lines, strict=True):
             # OCR sees the line with a thin margin only: the mask's margin may reach into
             # the next line, whose cut-off glyphs would be read as noise.
             h = a1 - a0
             crop = frames[f, max(0, a0 - 2) : a1 + 2, max(0, b0 - h // 2) : b1 + h // 2]
             # A static overlay repeats byte for byte on every frame of a cine: read it once.
-            key = np.array(crop.shape, dtype=np.int64).tobytes() + crop.tobytes()
+            key = np.array((*crop.shape, glyphs), dtype=np.int64).tobytes() + crop.tobytes()
             if key not in seen:
                 read = ocr(crop)
                 text, conf = read if isinstance(read, tuple) else (read, 100.0)
                 length = sum(1 for ch in text if not ch.isspace())
-                # About one character per 0.85 line heights of width; OCR that returns far
-                # fewer has lost most of the line, and what it lost may be the name. Low
-                # confidence means it read texture (text over speckle) as letters.
-                expected = (b1 - b0) / (0.85 * max(1, h))
-                if sum(ch.isalnum() for ch in text) < MIN_READ * expected or conf < MIN_CONF:
+                # The screen counted about one glyph per letter or digit; OCR that returns
+                # far fewer has lost most of the line, and what it lost may be the name.
+                # Low confidence means it read texture (text over speckle) as letters.
+                if sum(ch.isalnum() for ch in text) < MIN_READ * glyphs or conf < MIN_CONF:
                     seen[key] = (True, "unreadable", length)  # fail closed
                 elif ids.matches(text):
                     seen[key] = (True, "identifier", length)
@@ -559,7 +567,7 @@ def _mask_line_neighbours(dets: list[Detection]) -> list[Detection]:
                     continue
                 overlap = min(d.row1, m.row1) - max(d.row0, m.row0)
                 gap = max(m.col0 - d.col1, d.col0 - m.col1)
-                if 2 * overlap >= min(h, m.row1 - m.row0) and gap <= 3 * h:
+                if 2 * overlap >= min(h, m.row1 - m.row0) and gap <= 2 * h:
                     out[i] = dataclasses.replace(d, masked=True, why="same line")
                     changed = True
                     break
