@@ -100,17 +100,25 @@ class Detection:
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma of (..., 3) uint8 samples, in 16-bit integer arithmetic (fast)."""
-    acc = rgb[..., 0].astype(np.uint16)
-    acc *= 77
-    tmp = rgb[..., 1].astype(np.uint16)
-    tmp *= 150
-    acc += tmp
-    np.multiply(rgb[..., 2], 29, out=tmp, dtype=np.uint16, casting="unsafe")
-    acc += tmp
-    acc += 128
-    acc >>= 8
-    return acc.astype(np.uint8)
+    """Rec. 601 luma of (frames, rows, cols, 3) uint8 samples, 16-bit integer arithmetic.
+
+    Frame by frame into two reused buffers: whole-stack temporaries of a long cine cost
+    more in page faults than the arithmetic.
+    """
+    out = np.empty(rgb.shape[:-1], dtype=np.uint8)
+    acc = np.empty(rgb.shape[1:-1], dtype=np.uint16)
+    tmp = np.empty_like(acc)
+    for f in range(rgb.shape[0]):
+        frame = rgb[f]
+        np.multiply(frame[..., 0], 77, out=acc, dtype=np.uint16, casting="unsafe")
+        np.multiply(frame[..., 1], 150, out=tmp, dtype=np.uint16, casting="unsafe")
+        acc += tmp
+        np.multiply(frame[..., 2], 29, out=tmp, dtype=np.uint16, casting="unsafe")
+        acc += tmp
+        acc += 128
+        acc >>= 8
+        np.copyto(out[f], acc, casting="unsafe")
+    return out
 
 
 def _to_u8(a: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
