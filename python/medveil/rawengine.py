@@ -49,7 +49,8 @@ from medveil.writer import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
     PIXEL_DATA,
-    encode_file_meta,
+    file_meta_template,
+    splice_file_meta,
 )
 
 _LONG = frozenset(
@@ -318,6 +319,7 @@ class RawEngine:
         }
         self.implicit = False
         self._plain: dict[int, str] = {}
+        self._meta_templates: dict[tuple, tuple[bytes, bytes, list]] = {}
 
     # ------------------------------------------------------------------ entry point
     def apply(self, buf: bytes | bytearray | memoryview, name: str = "input") -> RawOutcome:
@@ -384,16 +386,10 @@ class RawEngine:
                 # Decoded, masked and re-encoded: the Dataset engine writes that file.
                 raise NotRaw("compressed pixels changed")
         pieces = self._assemble(out, new_pixels)
-        # The file meta goes through the Dataset engine's own walk: a handful of elements.
-        engine._walk(meta, ctx, report, "meta")
         sop = self._final_text(0x00080018)
-        if sop is not None and "MediaStorageSOPInstanceUID" in meta:
-            meta.MediaStorageSOPInstanceUID = sop
-        if "MediaStorageSOPClassUID" not in meta:
-            raise NotRaw("no Media Storage SOP Class")
-        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-        head = b"\x00" * 128 + b"DICM" + encode_file_meta(meta)
+        if not sop:
+            raise NotRaw("no SOP Instance UID in the output")
+        head = b"\x00" * 128 + b"DICM" + self._file_meta(meta_elems, meta, ctx, report, sop)
         parts: list[bytes | memoryview] = []
         pending = [head]
         size = len(head)
@@ -457,6 +453,55 @@ class RawEngine:
         except UnicodeDecodeError:
             raise NotRaw("undecodable identifying value") from None
         return [v.rstrip("\x00 ") for v in text.split("\\")] if text.rstrip("\x00 ") else []
+
+    def _file_meta(
+        self,
+        elems: list[_Elem],
+        meta: FileMetaDataset,
+        ctx: _PatientContext,
+        report: DeidReport,
+        sop: str,
+    ) -> bytes:
+        """The output's File Meta Information, as the Dataset engine and writer make it.
+
+        The meta goes through the Dataset engine's own walk and pydicom's meta writer, once
+        per distinct meta: within a run only the SOP Instance UID changes between files.
+        """
+        key = (
+            *(
+                (e.tag, bytes(self.buf[e.vstart : e.end]))
+                for e in elems
+                if e.tag not in (0x00020000, 0x00020003)
+            ),
+            any(e.tag == 0x00020003 and e.length for e in elems),
+            self._meta_context(elems, ctx),
+        )
+        cached = self._meta_templates.get(key)
+        if cached is None:
+            walked = DeidReport()
+            self.engine._walk(meta, ctx, walked, "meta")
+            if "MediaStorageSOPClassUID" not in meta:
+                raise NotRaw("no Media Storage SOP Class")
+            meta.MediaStorageSOPInstanceUID = sop
+            meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+            meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+            pre, post = file_meta_template(meta)
+            if len(self._meta_templates) >= 256:
+                self._meta_templates.clear()
+            cached = self._meta_templates[key] = (pre, post, list(walked.taken))
+        pre, post, taken = cached
+        for path, tag, action in taken:
+            report.add(path, tag, action)
+        return splice_file_meta(pre, post, sop)
+
+    def _meta_context(self, elems: list[_Elem], ctx: _PatientContext) -> object:
+        """What of the patient the meta's rules read: nothing, unless one cleans or shifts."""
+        compiled = self.compiled
+        for e in elems:
+            rule = compiled.by_tag.get(e.tag) or compiled.rule_for(e.tag)
+            if rule is not None and rule.action not in _CONTEXT_FREE:
+                return (ctx.offset, tuple(ctx.terms))
+        return None
 
     def _final_text(self, tag: int) -> str | None:
         value = self.final.get(tag)
@@ -868,6 +913,8 @@ for _implicit in (False, True):
     _template.set_original_encoding(_implicit, True, None)
     _VIEW_STATE[_implicit] = {k: v for k, v in _template.__dict__.items() if k != "_dict"}
 del _template, _implicit
+# Actions whose result depends on the value alone (and the secret), not on the patient.
+_CONTEXT_FREE = frozenset({"K", "X", "Z", "D", "U", "pseudonym", *COMBINED_ACTIONS})
 _KEYWORD_TAGS = {kw: tag_for_keyword(kw) for kw in IDENTITY_KEYWORDS}
 _TEXTISH = frozenset({"LO", "SH", "CS", "AE", "UC", "ST", "LT", "UT", "PN"})
 _CATALOG_TAGS_SET = frozenset(_CATALOG_TAGS)

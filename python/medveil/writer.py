@@ -162,6 +162,12 @@ def encode_file_meta(meta: FileMetaDataset) -> bytes:
     Within a run only MediaStorageSOPInstanceUID changes from file to file, so the other
     elements (as completed by pydicom's validation) are encoded once and reused.
     """
+    pre, post = file_meta_template(meta)
+    return splice_file_meta(pre, post, str(meta.MediaStorageSOPInstanceUID))
+
+
+def file_meta_template(meta: FileMetaDataset) -> tuple[bytes, bytes]:
+    """The encoded meta elements before and after MediaStorageSOPInstanceUID (cached)."""
     key = tuple(
         (int(t), e.VR, e.value if isinstance(e.value, bytes) else str(e.value))
         for t, e in meta.items()
@@ -172,12 +178,15 @@ def encode_file_meta(meta: FileMetaDataset) -> bytes:
         full = DicomBytesIO()
         full.is_little_endian, full.is_implicit_VR = True, False
         write_file_meta_info(full, meta, enforce_standard=True)  # validates and completes meta
-        pre, post = _split_meta(full.getvalue())
         if len(_META_CACHE) > 64:
             _META_CACHE.clear()
-        _META_CACHE[key] = cached = (pre, post)
-    pre, post = cached
-    uid = str(meta.MediaStorageSOPInstanceUID).encode("ascii")
+        _META_CACHE[key] = cached = _split_meta(full.getvalue())
+    return cached
+
+
+def splice_file_meta(pre: bytes, post: bytes, sop_instance_uid: str) -> bytes:
+    """The encoded File Meta Information group with this SOP Instance UID between pre and post."""
+    uid = sop_instance_uid.encode("ascii")
     if len(uid) % 2:
         uid += b"\x00"
     mid = b"\x02\x00\x03\x00UI" + struct.pack("<H", len(uid)) + uid
