@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from medveil import textdetect
 from medveil.errors import QuarantineError
 from medveil.pixels import PixelCleaner
@@ -398,3 +400,30 @@ def test_ocr_read_reports_confidence() -> None:
     noise = np.random.default_rng(0).integers(0, 256, size=(40, 260), dtype=np.uint8)
     text, conf = textdetect.ocr_read(noise)
     assert conf < textdetect.MIN_CONF or not any(ch.isalnum() for ch in text)
+
+
+WORDS = st.sampled_from(["DOE^JANE", "ID 4711", "31.01.1970", "LIVER", "Smith, John", "MI 1.1"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    text=WORDS,
+    size=st.integers(12, 40),
+    row=st.integers(0, 150),
+    col=st.integers(0, 150),
+    background=st.integers(0, 255),
+    contrast=st.integers(80, 200),
+    speckled=st.booleans(),
+)
+def test_text_anywhere_on_flat_or_speckle_is_masked(
+    text: str, size: int, row: int, col: int, background: int, contrast: int, speckled: bool
+) -> None:
+    img = np.full((1, 200, 320), background, dtype=np.uint8)
+    if speckled:
+        img[0] = np.maximum(img[0], speckle(200, 320))
+        background = int(np.percentile(img, 90))
+    value = background + contrast if background + contrast <= 255 else background - contrast
+    assume(value >= 0)  # else there is no room for that contrast on this background
+    box = draw_text(img[0], text, row, col, size=size, value=value)
+    rep = PixelCleaner(pixel_text="detect").clean(make_dataset(img))
+    assert covered(rep.regions, box, 0), (text, size, row, col, background, value)
