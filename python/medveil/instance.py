@@ -187,23 +187,29 @@ def _clean_raw(
             return None
         header = _header(out.parts, out.pixel_at)  # type: ignore[arg-type]
         check_output(header, out.terms, out.implicit)
-    except (MedveilError, QuarantineError) as exc:
-        return CleanResult("quarantined", scrub_reason(str(exc).replace("input: ", "")), size_in)
+        relpath = output_relpath(out.final)
+        report = out.report
+        pixels = report.pixels.record(relpath) if report.pixels is not None else None  # type: ignore[attr-defined]
+        row = catalog_row(out.final, relpath, out.parts)  # type: ignore[arg-type]
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
-        return CleanResult("quarantined", scrub_reason(f"{type(exc).__name__}: {exc}"), size_in)
-    relpath = output_relpath(out.final)
-    report = out.report
-    pixels = report.pixels.record(relpath) if report.pixels is not None else None  # type: ignore[attr-defined]
+        return _quarantined(exc, size_in)
     return CleanResult(
         "written",
         "",
         size_in,
-        out.parts,  # type: ignore[arg-type]
+        out.parts,
         relpath,
-        catalog_row(out.final, relpath, out.parts),  # type: ignore[arg-type]
+        row,
         dict(report.actions),
-        pixels,
+        pixels,  # type: ignore[arg-type]
     )
+
+
+def _quarantined(exc: Exception, size_in: int) -> CleanResult:
+    """The result for a file that cannot be cleaned for sure, with a reason free of values."""
+    if isinstance(exc, (MedveilError, QuarantineError)):
+        return CleanResult("quarantined", scrub_reason(str(exc).replace("input: ", "")), size_in)
+    return CleanResult("quarantined", scrub_reason(f"{type(exc).__name__}: {exc}"), size_in)
 
 
 def clean_instance(
@@ -243,24 +249,23 @@ def clean_instance(
         parts, pixel_at = write_fast_or_generic(ds)
         header = _header(parts, pixel_at)
         post_check(header, terms, len(header))
-    except (MedveilError, QuarantineError) as exc:
-        return CleanResult("quarantined", scrub_reason(str(exc).replace("input: ", "")), size_in)
+        relpath = output_relpath(ds)
+        pixels = report.pixels.record(relpath) if report.pixels is not None else None
+        identity = (
+            identity_of(originals, ds, relpath.split("/", 1)[0], report.date_offset_days)
+            if originals is not None
+            else {}
+        )
+        row = catalog_row(ds, relpath, parts)
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
-        return CleanResult("quarantined", scrub_reason(f"{type(exc).__name__}: {exc}"), size_in)
-    relpath = output_relpath(ds)
-    pixels = report.pixels.record(relpath) if report.pixels is not None else None
-    identity = (
-        identity_of(originals, ds, relpath.split("/", 1)[0], report.date_offset_days)
-        if originals is not None
-        else {}
-    )
+        return _quarantined(exc, size_in)
     return CleanResult(
         "written",
         "",
         size_in,
         parts,
         relpath,
-        catalog_row(ds, relpath, parts),
+        row,
         dict(report.actions),
         pixels,  # type: ignore[arg-type]
         identity,

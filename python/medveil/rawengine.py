@@ -42,7 +42,7 @@ from medveil.deid import (
     resolve_on_bytes,
     uids_of,
 )
-from medveil.errors import QuarantineError
+from medveil.errors import MedveilError, QuarantineError
 from medveil.postcheck import IDENTITY_KEYWORDS, holds_term, terms_from
 from medveil.profile import COMBINED_ACTIONS, Rule, resolve_combined
 from medveil.writer import (
@@ -319,11 +319,81 @@ class RawEngine:
         }
         self.implicit = False
         self._plain: dict[int, str] = {}
+        self.charset: RawDataElement | None = None
         self._meta_templates: dict[tuple, tuple[bytes, bytes, list]] = {}
 
     # ------------------------------------------------------------------ entry point
     def apply(self, buf: bytes | bytearray | memoryview, name: str = "input") -> RawOutcome:
         """De-identify one file held in buf (pixels are masked in place if it is writable)."""
+        try:
+            # Everything that may send the file to the Dataset engine happens here, before
+            # the pixels are masked in place: the buffer is only read.
+            top, out, head, report = self._header_work(buf)
+        except (NotRaw, MedveilError):
+            raise
+        except Exception as exc:
+            # A damaged file the scanner let through: the Dataset engine names the problem.
+            raise NotRaw(f"{type(exc).__name__} while reading") from None
+        engine = self.engine
+        new_pixels = None
+        if engine._pixels is not None and PIXEL_DATA in top._dict:
+            before = top._dict[PIXEL_DATA].value
+            report.pixels = engine._pixels.clean(top, source=name)
+            after = top._dict[PIXEL_DATA].value
+            if after is not before:
+                new_pixels = after
+            pixel_report = report.pixels
+            if (
+                self.pixel_elem is not None
+                and self.pixel_elem.length == _UNDEFINED
+                and (
+                    new_pixels is not None
+                    or pixel_report.modified  # type: ignore[attr-defined]
+                    or pixel_report.transfer_syntax_out != pixel_report.transfer_syntax_in  # type: ignore[attr-defined]
+                )
+            ):
+                # Decoded, masked and re-encoded: the Dataset engine writes that file. The
+                # input was not touched (compressed pixels are never masked in place).
+                raise NotRaw("compressed pixels changed")
+        if new_pixels is not None and len(new_pixels) % 2:  # type: ignore[arg-type]
+            raise NotRaw("odd-length new pixel data")  # a new object: the input is untouched
+        pieces = self._assemble(out, new_pixels)
+        parts: list[bytes | memoryview] = []
+        pending = [head]
+        size = len(head)
+        pixel_at = -1
+        for tag, chunk, big in pieces:
+            if tag == PIXEL_DATA:
+                pixel_at = size
+            size += len(chunk)
+            if big:
+                parts.append(b"".join(pending))
+                parts.append(chunk)
+                pending = []
+            else:
+                pending.append(chunk)
+        if pending:
+            parts.append(b"".join(pending))
+        values = {}
+        for tag in _CATALOG_TAGS:
+            text = self.final.get(tag)
+            if text is not None:
+                vr = self.final_vr[tag]
+                values[BaseTag(tag)] = RawDataElement(
+                    BaseTag(tag), vr, len(text), text, 0, False, True, True, False
+                )
+        if self.charset is not None:
+            values[BaseTag(0x00080005)] = self.charset
+        final = _View.over(values)
+        terms = terms_from(lambda kw: self._values(top, kw))
+        return RawOutcome(
+            [p for p in parts if len(p)], pixel_at, report, top, terms, final, self.implicit
+        )
+
+    def _header_work(
+        self, buf: bytes | bytearray | memoryview
+    ) -> tuple[Dataset, list, bytes, DeidReport]:
+        """Scan, decide every element and encode the file meta; the buffer is only read."""
         if len(buf) < 144 or buf[128:132] != b"DICM":
             raise NotRaw("no preamble")
         if buf[132:136] != b"\x02\x00\x00\x00" or buf[136:138] != b"UL":
@@ -353,7 +423,8 @@ class RawEngine:
         self.codec = codec
         if "SOPClassUID" not in top or "SOPInstanceUID" not in top:
             raise NotRaw("not a composite instance")
-        check_pixel_length(top, name)
+        # "input", not the file's name: the reason goes to the run records, names may be PHI.
+        check_pixel_length(top, "input")
         engine = self.engine
         report = DeidReport()
         ctx = _PatientContext(top, engine.keyed, self.policy)
@@ -362,65 +433,17 @@ class RawEngine:
         self.final_vr = {}
         self.age_override = None
         self.pixel_elem = None
-        # The walk only reads the buffer, so everything that may send the file to the
-        # Dataset engine happens before the pixels are masked in place.
         out, _changed = self._walk(elems, ctx, report, "", top=True)
-        self._cap_age(report)
-        new_pixels = None
-        if engine._pixels is not None and PIXEL_DATA in top._dict:
-            before = top._dict[PIXEL_DATA].value
-            report.pixels = engine._pixels.clean(top, source=name)
-            after = top._dict[PIXEL_DATA].value
-            if after is not before:
-                new_pixels = after
-            pixel_report = report.pixels
-            if (
-                self.pixel_elem is not None
-                and self.pixel_elem.length == _UNDEFINED
-                and (
-                    new_pixels is not None
-                    or pixel_report.modified  # type: ignore[attr-defined]
-                    or pixel_report.transfer_syntax_out != pixel_report.transfer_syntax_in  # type: ignore[attr-defined]
-                )
-            ):
-                # Decoded, masked and re-encoded: the Dataset engine writes that file.
-                raise NotRaw("compressed pixels changed")
-        pieces = self._assemble(out, new_pixels)
+        pixel = self.pixel_elem
+        if pixel is not None and pixel.length != _UNDEFINED and (pixel.end - pixel.vstart) % 2:
+            raise NotRaw("odd-length pixel data")
         sop = self._final_text(0x00080018)
         if not sop:
             raise NotRaw("no SOP Instance UID in the output")
         head = b"\x00" * 128 + b"DICM" + self._file_meta(meta_elems, meta, ctx, report, sop)
-        parts: list[bytes | memoryview] = []
-        pending = [head]
-        size = len(head)
-        pixel_at = -1
-        for tag, chunk, big in pieces:
-            if tag == PIXEL_DATA:
-                pixel_at = size
-            size += len(chunk)
-            if big:
-                parts.append(b"".join(pending))
-                parts.append(chunk)
-                pending = []
-            else:
-                pending.append(chunk)
-        if pending:
-            parts.append(b"".join(pending))
-        values = {}
-        for tag in _CATALOG_TAGS:
-            text = self.final.get(tag)
-            if text is not None:
-                vr = self.final_vr[tag]
-                values[BaseTag(tag)] = RawDataElement(
-                    BaseTag(tag), vr, len(text), text, 0, False, True, True, False
-                )
-        if charset is not None:
-            values[BaseTag(0x00080005)] = charset
-        final = _View.over(values)
-        terms = terms_from(lambda kw: self._values(top, kw))
-        return RawOutcome(
-            [p for p in parts if len(p)], pixel_at, report, top, terms, final, implicit
-        )
+        self._cap_age(report)  # after the meta, as the Dataset engine reports it
+        self.charset = charset
+        return top, out, head, report
 
     # ------------------------------------------------------------------ pieces
     def _raw(self, e: _Elem) -> RawDataElement:
@@ -533,8 +556,6 @@ class RawEngine:
                     pieces.append((-1, _SEQ_DELIMS, False))
                     continue
                 value = new_pixels if new_pixels is not None else self.view[e.vstart : e.end]
-                if len(value) % 2:
-                    raise NotRaw("odd-length pixel data")
                 pieces.append((tag, _header(tag, e.vr, len(value), self.implicit), False))
                 pieces.append((-1, value, len(value) >= 65536))
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pydicom
@@ -12,6 +13,8 @@ from medveil.deid import Deidentifier
 from medveil.demo import demo_rule_file
 from medveil.instance import clean_instance, raw_engine_of
 from medveil.policy import Policy
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import BaseTag
 
 SECRET = bytes(range(32))
 
@@ -51,3 +54,22 @@ def test_quarantine_reasons_carry_no_values(demo_files, monkeypatch, road) -> No
     assert result.status == "quarantined"
     assert "Fakename" not in result.reason and "19580704" not in result.reason
     assert result.reason.startswith("ValueError: cannot handle")
+
+
+@pytest.mark.parametrize("road", ["dataset", "raw"])
+def test_a_header_value_of_impossible_length_is_quarantined_not_raised(
+    demo_files, monkeypatch, road
+) -> None:
+    """Rows with 3 bytes: the catalog cannot read it, and the file is kept out, not a crash."""
+    monkeypatch.setattr(instance, "USE_RAW_ENGINE", road == "raw")
+    engine = Deidentifier(Policy(pixel_rule_files=(str(demo_rule_file()),)), SECRET)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as in the archive's workers: pydicom warns, we decide
+        ds = pydicom.dcmread(io.BytesIO(demo_files[0]))
+        rows = BaseTag(0x00280010)  # written as these 3 raw bytes
+        ds._dict[rows] = RawDataElement(rows, "US", 3, b"\x00\x02\x00", 0, False, True, True, False)
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        result = clean_instance(engine, buf.getvalue())
+    assert result.status == "quarantined"
+    assert result.reason, result

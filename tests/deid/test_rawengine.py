@@ -228,3 +228,25 @@ def test_generated_files_give_the_same_bytes(values, items, private, policy, imp
         a, b = both(engine, data)
     assert b is not None, "the raw engine should cover plain little-endian files"
     assert_same(a, b)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    which=st.integers(0, 10),
+    cut=st.one_of(st.none(), st.integers(132, 4000)),
+    flips=st.lists(st.tuples(st.integers(132, 3000), st.integers(0, 255)), max_size=4),
+)
+def test_damaged_files_are_declined_or_cleaned_alike(demo_files, which, cut, flips) -> None:
+    """Truncated or corrupted headers: the raw engine declines them or does what pydicom does."""
+    data = bytearray(demo_files[which % len(demo_files)])
+    for at, value in flips:
+        if at < len(data):
+            data[at] = value
+    if cut is not None:
+        del data[cut:]
+    engine = Deidentifier(Policy(pixel_rule_files=(str(demo_rule_file()),)), SECRET)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = both(engine, bytes(data))
+    if b is not None:
+        assert_same(a, b)
