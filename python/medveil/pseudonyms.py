@@ -53,6 +53,7 @@ class Keyed:
         self._secret = bytes(secret)
         self._uid_cache: dict[str, str] = {}
         self._seen: dict[tuple[str, str], bytes] = {}
+        self._pseudonyms: dict[tuple[str, str, int, str], str] = {}
 
     def digest(self, domain: str, value: str | bytes) -> bytes:
         """HMAC-SHA256 of value under the secret, separated by a domain label."""
@@ -78,6 +79,10 @@ class Keyed:
         20 characters carry 100 bits: for 10^9 patients the chance of any collision is
         about 4e-13. A collision seen within one run raises PseudonymCollisionError.
         """
+        memo_key = (kind, original, length, prefix)
+        known = self._pseudonyms.get(memo_key)
+        if known is not None:
+            return known  # a patient's files repeat the value, and it was checked already
         d = self.digest("pseudonym:" + kind, original.strip())
         text = prefix + base64.b32encode(d).decode("ascii").rstrip("=")[:length]
         fingerprint = hashlib.sha256(original.strip().encode("utf-8", "surrogateescape")).digest()
@@ -91,6 +96,9 @@ class Keyed:
                 f"two different {kind} values map to the same pseudonym; use a longer "
                 "pseudonym length in the policy"
             )
+        if len(self._pseudonyms) > 100_000:
+            self._pseudonyms.clear()
+        self._pseudonyms[memo_key] = text
         return text
 
     def date_offset(self, patient_key: str, max_days: int) -> int:
