@@ -241,6 +241,7 @@ def thumbnail(item: QaItem, size: int = 256) -> Image.Image:
     draw = ImageDraw.Draw(img)
 
     def outline(r0: int, r1: int, c0: int, c1: int, colour: tuple[int, int, int]) -> None:
+        """Draw a box given in image pixels, scaled to the thumbnail."""
         box = (
             c0 * scale,
             r0 * scale,

@@ -217,6 +217,7 @@ class Identifiers:
         """The identifying values of ``ds`` as it is now: call before de-identification."""
 
         def collect(kws: tuple[str, ...]) -> list[str]:
+            """Every value of every keyword in ``kws`` that ds has."""
             return [v for kw in kws for v in _values(ds, kw)]
 
         return cls.from_values(
