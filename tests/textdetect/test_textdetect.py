@@ -427,3 +427,16 @@ def test_text_anywhere_on_flat_or_speckle_is_masked(
     box = draw_text(img[0], text, row, col, size=size, value=value)
     rep = PixelCleaner(pixel_text="detect").clean(make_dataset(img))
     assert covered(rep.regions, box, 0), (text, size, row, col, background, value)
+
+
+def test_screen_reports_glyph_counts_and_radius() -> None:
+    from medveil.textscreen import find_text_boxes
+
+    img = np.zeros((60, 300), dtype=np.uint8)
+    draw_text(img, "ABCDE 4711", 10, 10, size=20)
+    boxes = find_text_boxes(img)
+    assert max(b.glyphs for b in boxes) >= 8  # ten characters, one a space
+    wide = find_text_boxes(img, radius=15)
+    assert wide and all(b.glyphs >= 2 for b in wide)
+    with pytest.raises(ValueError, match="radius"):
+        find_text_boxes(img, radius=0)
