@@ -161,19 +161,20 @@ def _scan(
             tag = (group << 16) | el
             if vrb in _SHORT:
                 vstart = pos + 8
-            elif vrb in _LONG:
+            elif vrb in _LONG or vrb == b"UN":
                 length = u32(buf, pos + 8)[0]
                 vstart = pos + 12
             elif tag != _ITEM_END:
-                raise NotRaw("UN or unknown VR")
+                raise NotRaw("unknown VR")
             vr = vrb.decode("latin-1")
         if tag == _ITEM_END:
             return elems, pos + 8
         if tag <= last:
             raise NotRaw("elements out of order")
         last = tag
-        if vr == "SQ":
-            items, stop = _scan_items(buf, vstart, length, end, implicit)
+        if vr == "SQ" or (vr == "UN" and length == _UNDEFINED):
+            # An undefined-length UN is a sequence in Implicit VR (PS3.5 6.2.2).
+            items, stop = _scan_items(buf, vstart, length, end, implicit or vr == "UN")
             elems.append(_Elem(tag, vr, pos, vstart, length, stop, items))
             pos = stop
             continue
@@ -627,7 +628,7 @@ class RawEngine:
                     if decision is None:
                         continue
                     e = by_pos[tag]
-                    chunk = self._copy(e) if decision is True else decision
+                    chunk = self._keep(e) if decision is True else decision
                 resolved.append((tag, chunk))
             return resolved, changed
         return out, changed  # type: ignore[return-value]
@@ -656,6 +657,12 @@ class RawEngine:
         head = 12 if e.vr in _LONG_VR_STR and not self.implicit else 8
         self.final_vr[e.tag] = e.vr
         self.final[e.tag] = bytes(chunk[head:])
+
+    def _keep(self, e: _Elem) -> bytes | memoryview:
+        """The element unchanged; an explicit UN one is not (pydicom writes it as its VR)."""
+        if e.vr == "UN" and not self.implicit:
+            raise NotRaw("an element of VR UN is kept")
+        return self._copy(e)
 
     def _copy(self, e: _Elem) -> bytes | memoryview:
         # A view of the input: the output is joined from the pieces once, at the end.
@@ -686,7 +693,7 @@ class RawEngine:
         if action == "K":
             if vr == "SQ":
                 return self._recurse(e, ctx, report, path)
-            return self._copy(e), False
+            return self._keep(e), False
         if action == "X":
             report.add(path, tag, "X")
             return None
@@ -846,7 +853,7 @@ class RawEngine:
             return self._recurse(e, ctx, report, path)
         if e.vr in ("DA", "DT") and compiled.shift_dates:
             raise NotRaw("date in an unknown element")
-        return self._copy(e), False
+        return self._keep(e), False
 
     def _private(
         self,
@@ -863,7 +870,7 @@ class RawEngine:
             elem_no = tag & 0xFFFF
             if 0x0010 <= elem_no <= 0x00FF:
                 e = by_pos[tag]
-                if e.vr == "SQ":
+                if e.vr == "SQ" or e.items:
                     raise NotRaw("sequence as private creator")
                 text = bytes(self.buf[e.vstart : e.end])
                 if b"\\" in text:
@@ -872,7 +879,7 @@ class RawEngine:
                     decoded = text.decode(self.codec)
                 except UnicodeDecodeError:
                     raise NotRaw("undecodable private creator") from None
-                if e.vr not in _TEXTISH:
+                if e.vr not in _TEXTISH and e.vr != "UN":
                     raise NotRaw("private creator of a binary VR")
                 value = decoded.rstrip("\x00 ")
                 creators[(tag >> 16, elem_no)] = value.strip()
@@ -880,7 +887,9 @@ class RawEngine:
                 encoded = value.encode(self.codec)
                 if len(encoded) % 2:
                     encoded += b" "
-                creator_bytes[tag] = _header(tag, e.vr, len(encoded), self.implicit) + encoded
+                # pydicom reads a creator of VR UN as the LO it always is.
+                vr = "LO" if e.vr == "UN" else e.vr
+                creator_bytes[tag] = _header(tag, vr, len(encoded), self.implicit) + encoded
         keep: dict[int, object] = {}
         plan = plan_private(
             tags, creators, self.compiled.private_overrides, self.engine._safe_private
