@@ -1,14 +1,16 @@
 // Stitched ChaCha20-Poly1305 seal for AVX2: one pass over the message instead of two.
 //
-// The eight-block ChaCha20 step is a few long dependency chains (add, xor, rotate) that
-// leave vector issue slots idle. While step j's rounds run, the four-lane Poly1305 absorbs
-// the ciphertext of step j-1 (still in L1), one 64-byte group after each of the first
-// seven double rounds, and step j's first group right after it is written; the out-of-
-// order core fills the idle slots of one with the other. Measured on the dev machine (Zen
-// 4, 1 MiB, CPU time): 2.3 GB/s against 2.1 GB/s for encrypt-then-MAC in 128 KiB slices
-// with the same kernels. A scalar radix-2^64 Poly1305 in the integer units, stitched the
-// same way (the scheme of OpenSSL's and BoringSSL's hand-written code), was slower here:
-// 1.2 GB/s, bound by the ~1.7 cycles/byte of compiled scalar Poly1305.
+// While step j's eight-block ChaCha20 runs its ten double rounds, the four-lane Poly1305
+// absorbs the ciphertext of step j-1 (still in L1), one 64-byte group after each of the
+// first seven double rounds, and step j's first group right after it is written. The
+// out-of-order core overlaps each group's multiply-and-carry chain with the rounds, and
+// the ciphertext is re-read from L1 rather than L2. Measured on the dev machine (Zen 4,
+// 1 MiB, CPU time): 2.3 GB/s against 2.1 GB/s for encrypt-then-MAC in 128 KiB slices with
+// the same kernels. Slower here, and so not used: the scalar radix-2^64 Poly1305 stitched
+// in the integer units (the scheme of OpenSSL's and BoringSSL's hand-written code; 1.2
+// GB/s, bound by ~1.7 cycles/byte of compiled scalar Poly1305), a hybrid giving 8 or 16
+// of every 32 blocks to the scalar code (2.0-2.1 GB/s), the groups placed between column
+// and diagonal rounds, or lagging a whole step (5-10% slower).
 // Compiled with -mavx2 and only called after the dispatcher saw AVX2 on the CPU.
 #include "medveil/aead.hpp"
 
