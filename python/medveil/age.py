@@ -401,6 +401,8 @@ def _file_fd(stream: Any, writing: bool) -> int | None:
     Positional I/O needs a regular file (not a pipe or terminal) and, for writing, one not
     opened for appending (pwrite would ignore the offset there).
     """
+    if not (hasattr(os, "preadv") and hasattr(os, "pwrite")):
+        return None  # platforms without positional I/O keep the stream path
     try:
         fd = stream.fileno()
         if not stream.seekable() or not stat.S_ISREG(os.fstat(fd).st_mode):
