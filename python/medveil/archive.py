@@ -73,6 +73,8 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     actions: Counter[str] = field(default_factory=Counter)
+    # Written files per engine: "raw" (bytes scanned directly) or "dataset" (pydicom).
+    engines: Counter[str] = field(default_factory=Counter)
 
     @property
     def files_per_second(self) -> float:
@@ -93,6 +95,7 @@ class RunSummary:
         """The summary as a JSON-ready dict."""
         out = asdict(self)
         out["actions"] = dict(self.actions)
+        out["engines"] = dict(self.engines)
         out["files_per_second"] = round(self.files_per_second, 2)
         out["mb_per_second"] = round(self.mb_per_second, 2)
         return out
@@ -233,6 +236,7 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
                     "actions": result.actions,
                     "pixels": result.pixels,
                     "identity": result.identity,
+                    "engine": result.engine,
                 }
             )
         batch.commit()
@@ -403,6 +407,7 @@ def deidentify_archive(
             summary.written += 1
             summary.bytes_out += int(result["row"]["size"])  # type: ignore[index]
             summary.actions.update(result.get("actions", {}))  # type: ignore[arg-type]
+            summary.engines[str(result.get("engine") or "dataset")] += 1
         elif status == "skipped":
             summary.skipped += 1
         else:

@@ -39,6 +39,7 @@ class CleanResult:
     pixels: dict[str, object] | None = None  # the pixel cleaner's record, for pixels.jsonl
     # With capture_identity: originals + new pseudonym/UIDs for the vault (PHI: never log).
     identity: dict[str, object] = field(default_factory=dict)
+    engine: str = ""  # which engine wrote it: "raw" or "dataset"
 
     @property
     def data(self) -> bytes:
@@ -202,6 +203,7 @@ def _clean_raw(
         row,
         dict(report.actions),
         pixels,  # type: ignore[arg-type]
+        engine="raw",
     )
 
 
@@ -269,4 +271,5 @@ def clean_instance(
         dict(report.actions),
         pixels,  # type: ignore[arg-type]
         identity,
+        engine="dataset",
     )

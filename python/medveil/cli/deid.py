@@ -8,10 +8,14 @@ import hmac
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy import Policy
 from medveil.pseudonyms import create_secret, default_secret_path, load_secret
+
+if TYPE_CHECKING:
+    from medveil.archive import RunSummary
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
@@ -178,6 +182,15 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.skipped} skipped (not DICOM), {summary.quarantined} quarantined"
         f"{f', {summary.resumed} already done' if summary.resumed else ''}; "
         f"{summary.seconds:.1f} s, {summary.files_per_second:.0f} files/s, "
-        f"{summary.mb_per_second:.1f} MB/s. Records: {Path(args.output) / '.medveil'}"
+        f"{summary.mb_per_second:.1f} MB/s{_engines(summary)}. "
+        f"Records: {Path(args.output) / '.medveil'}"
     )
     return summary.exit_code
+
+
+def _engines(summary: RunSummary) -> str:
+    """' (1990 by the raw-byte engine, 10 by the Dataset engine)', or '' when none written."""
+    raw, dataset = summary.engines.get("raw", 0), summary.engines.get("dataset", 0)
+    if not raw + dataset:
+        return ""
+    return f" ({raw} by the raw-byte engine, {dataset} by the Dataset engine)"
