@@ -89,7 +89,7 @@ class _View(Dataset):
 
     @classmethod
     def over(cls, elements: dict[BaseTag, RawDataElement], implicit: bool = False) -> _View:
-        """A view of these elements, read as Explicit VR Little Endian.
+        """A view of these elements, read as (Explicit, or Implicit if implicit) VR LE.
 
         Built from a template's attributes: Dataset.__init__ sets a dozen of them through
         its keyword-checking __setattr__, which costs more than the rest of the view.
