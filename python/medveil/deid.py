@@ -201,7 +201,8 @@ def _empty(vr: str) -> object:
     return ""
 
 
-# Person names of a dataset whose components Clean Descriptors removes from free text.
+# Person names of a dataset: Clean Descriptors removes their components from free text,
+# text detection masks them in pixels, the HIPAA report lists them.
 NAME_KEYWORDS = (
     "PatientName",
     "OtherPatientNames",
@@ -209,6 +210,8 @@ NAME_KEYWORDS = (
     "PatientMotherBirthName",
     "ReferringPhysicianName",
     "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "PhysiciansOfRecord",
     "OperatorsName",
 )
 _ID_KEYWORDS = (

@@ -21,20 +21,9 @@ from dataclasses import dataclass
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
+from medveil.deid import NAME_KEYWORDS  # person names: every component identifies alone
 from medveil.peek import peek_str
 
-#: Person names: every component is an identifier on its own.
-NAME_KEYWORDS = (
-    "PatientName",
-    "OtherPatientNames",
-    "PatientBirthName",
-    "PatientMotherBirthName",
-    "ReferringPhysicianName",
-    "PerformingPhysicianName",
-    "NameOfPhysiciansReadingStudy",
-    "PhysiciansOfRecord",
-    "OperatorsName",
-)
 #: Identifiers matched as a whole (a token, or adjacent tokens run together).
 ID_KEYWORDS = (
     "PatientID",
