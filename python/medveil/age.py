@@ -467,7 +467,7 @@ def _run_positional(
         # Two workers read interleaved batches, still one forward sweep: ask for the larger
         # read-ahead window of sequential access (a hint; no effect on tmpfs).
         os.posix_fadvise(fd_in, in_base, in_len, os.POSIX_FADV_SEQUENTIAL)
-    claim = iter(range(batches))  # next() on a range iterator is atomic under the GIL
+    claim = iter(range(batches))
     claim_lock = threading.Lock()
     progress_lock = threading.Lock()
     write_lock = threading.Lock()
