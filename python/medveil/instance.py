@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 
 from pydicom.dataset import Dataset
 
-from medveil.deid import Deidentifier, read_dataset
+from medveil.deid import Deidentifier, DeidReport, read_dataset
 from medveil.errors import DicomInputError, MedveilError, QuarantineError
 from medveil.generalize import age_band
 from medveil.peek import peek_int, peek_str
@@ -188,22 +188,38 @@ def _clean_raw(
             return None
         header = _header(out.parts, out.pixel_at)  # type: ignore[arg-type]
         check_output(header, out.terms, out.implicit)
-        relpath = output_relpath(out.final)
-        report = out.report
-        pixels = report.pixels.record(relpath) if report.pixels is not None else None  # type: ignore[attr-defined]
-        row = catalog_row(out.final, relpath, out.parts)  # type: ignore[arg-type]
+        return _written(out.final, out.parts, out.report, size_in, "raw")  # type: ignore[arg-type]
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
         return _quarantined(exc, size_in)
+
+
+def _written(
+    ds: Dataset,
+    parts: list[bytes],
+    report: DeidReport,
+    size_in: int,
+    engine: str,
+    originals: dict[str, str] | None = None,
+) -> CleanResult:
+    """The result for a written file: its path, catalog row and records, from the output's ds."""
+    relpath = output_relpath(ds)
+    pixels = report.pixels.record(relpath) if report.pixels is not None else None  # type: ignore[attr-defined]
+    identity = (
+        identity_of(originals, ds, relpath.split("/", 1)[0], report.date_offset_days)
+        if originals is not None
+        else {}
+    )
     return CleanResult(
         "written",
         "",
         size_in,
-        out.parts,
+        parts,
         relpath,
-        row,
+        catalog_row(ds, relpath, parts),
         dict(report.actions),
-        pixels,  # type: ignore[arg-type]
-        engine="raw",
+        pixels,
+        identity,
+        engine,
     )
 
 
@@ -251,25 +267,6 @@ def clean_instance(
         parts, pixel_at = write_fast_or_generic(ds)
         header = _header(parts, pixel_at)
         post_check(header, terms, len(header))
-        relpath = output_relpath(ds)
-        pixels = report.pixels.record(relpath) if report.pixels is not None else None
-        identity = (
-            identity_of(originals, ds, relpath.split("/", 1)[0], report.date_offset_days)
-            if originals is not None
-            else {}
-        )
-        row = catalog_row(ds, relpath, parts)
+        return _written(ds, parts, report, size_in, "dataset", originals)
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
         return _quarantined(exc, size_in)
-    return CleanResult(
-        "written",
-        "",
-        size_in,
-        parts,
-        relpath,
-        row,
-        dict(report.actions),
-        pixels,  # type: ignore[arg-type]
-        identity,
-        engine="dataset",
-    )
