@@ -75,6 +75,8 @@ class RunSummary:
     actions: Counter[str] = field(default_factory=Counter)
     # Written files per engine: "raw" (bytes scanned directly) or "dataset" (pydicom).
     engines: Counter[str] = field(default_factory=Counter)
+    # Why the raw-byte engine left files to the Dataset engine (fixed texts, no values).
+    declined: Counter[str] = field(default_factory=Counter)
 
     @property
     def files_per_second(self) -> float:
@@ -96,6 +98,7 @@ class RunSummary:
         out = asdict(self)
         out["actions"] = dict(self.actions)
         out["engines"] = dict(self.engines)
+        out["declined"] = dict(self.declined)
         out["files_per_second"] = round(self.files_per_second, 2)
         out["mb_per_second"] = round(self.mb_per_second, 2)
         return out
@@ -114,6 +117,8 @@ class Item:
 def iter_inputs(source: str | os.PathLike[str]) -> Iterator[Item]:
     """Yield every file of a folder tree (sorted), a .zip or a .tar(.gz) archive."""
     src = Path(source)
+    if not src.exists():
+        raise MedveilError(f"{src}: input not found (expected a folder, .zip or .tar archive)")
     if src.is_dir():
         for root, dirs, files in os.walk(src):
             dirs.sort()
@@ -237,6 +242,7 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
                     "pixels": result.pixels,
                     "identity": result.identity,
                     "engine": result.engine,
+                    "declined": result.declined,
                 }
             )
         batch.commit()
@@ -364,6 +370,8 @@ def deidentify_archive(
     policy = policy or Policy.default()
     out = Path(output)
     src = Path(input)
+    if not src.exists():  # before the output folder and its records are made
+        raise MedveilError(f"{src}: input not found (expected a folder, .zip or .tar archive)")
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise MedveilError(f"{out}: the output must not be the input or inside it")
     if out.exists() and any(p.name != RECORDS for p in out.iterdir()) and not resume:
@@ -408,6 +416,8 @@ def deidentify_archive(
             summary.bytes_out += int(result["row"]["size"])  # type: ignore[index]
             summary.actions.update(result.get("actions", {}))  # type: ignore[arg-type]
             summary.engines[str(result.get("engine") or "dataset")] += 1
+            if result.get("declined"):
+                summary.declined[str(result["declined"])] += 1
         elif status == "skipped":
             summary.skipped += 1
         else:

@@ -40,6 +40,8 @@ class CleanResult:
     # With capture_identity: originals + new pseudonym/UIDs for the vault (PHI: never log).
     identity: dict[str, object] = field(default_factory=dict)
     engine: str = ""  # which engine wrote it: "raw" or "dataset"
+    # Why the raw-byte engine declined the file (no values in it), when the Dataset one wrote it.
+    declined: str = ""
 
     @property
     def data(self) -> bytes:
@@ -178,14 +180,14 @@ def raw_engine_of(engine: Deidentifier) -> RawEngine:
 
 def _clean_raw(
     engine: Deidentifier, raw: bytes | bytearray | memoryview, name: str
-) -> CleanResult | None:
-    """clean_instance through the raw-byte engine; None when the file needs the Dataset one."""
+) -> CleanResult | str:
+    """clean_instance through the raw-byte engine; why not, when the file needs the Dataset one."""
     size_in = len(raw)
     try:
         try:
             out = raw_engine_of(engine).apply(raw, name)
-        except NotRaw:
-            return None
+        except NotRaw as why:
+            return str(why)
         header = _header(out.parts, out.pixel_at)  # type: ignore[arg-type]
         check_output(header, out.terms, out.implicit)
         return _written(out.final, out.parts, out.report, size_in, "raw")  # type: ignore[arg-type]
@@ -250,10 +252,12 @@ def clean_instance(
         return CleanResult("skipped", "empty file")
     if not looks_like_dicom(bytes(raw[:132])):
         return CleanResult("skipped", "not DICOM", size_in)
+    declined = "raw-byte engine off" if not USE_RAW_ENGINE else "vault capture"
     if USE_RAW_ENGINE and not capture_identity and embed is None:
         done = _clean_raw(engine, raw, name)
-        if done is not None:
+        if isinstance(done, CleanResult):
             return done
+        declined = done
     try:
         ds = read_dataset(raw if isinstance(raw, bytearray) else io.BytesIO(raw), "input")
         if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
@@ -267,6 +271,8 @@ def clean_instance(
         parts, pixel_at = write_fast_or_generic(ds)
         header = _header(parts, pixel_at)
         post_check(header, terms, len(header))
-        return _written(ds, parts, report, size_in, "dataset", originals)
+        result = _written(ds, parts, report, size_in, "dataset", originals)
+        result.declined = declined
+        return result
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
         return _quarantined(exc, size_in)

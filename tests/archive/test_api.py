@@ -37,3 +37,31 @@ def test_cli_no_fsync_writes_the_same_files(tmp_path) -> None:
     b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.dcm"))
     assert a == b and len(a) == 1
     assert (tmp_path / "a" / a[0]).read_bytes() == (tmp_path / "b" / b[0]).read_bytes()
+
+
+def test_missing_input_is_a_usage_error_and_makes_no_output(tmp_path, capsys) -> None:
+    from medveil.cli.main import main
+
+    key = tmp_path / "k"
+    key.write_text(bytes(range(32)).hex())
+    out = tmp_path / "release"
+    code = main(["deid", str(tmp_path / "no-such-export"), str(out), "--secret-file", str(key)])
+    assert code == 2
+    assert "input not found" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_summary_says_which_engine_wrote_what(tmp_path, capsys) -> None:
+    from medveil.cli.main import main
+
+    src = tmp_path / "export"
+    src.mkdir()
+    for name in ("CT_small.dcm", "MR_small_bigendian.dcm"):
+        (src / name).write_bytes(Path(get_testdata_file(name)).read_bytes())
+    key = tmp_path / "k"
+    key.write_text(bytes(range(32)).hex())
+    out = tmp_path / "release"
+    assert main(["deid", str(src), str(out), "--quiet", "--secret-file", str(key)]) == 0
+    line = capsys.readouterr().out
+    assert "1 by the raw-byte engine, 1 by the Dataset engine" in line
+    assert "1 not a little-endian transfer syntax it covers" in line

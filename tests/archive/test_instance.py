@@ -73,3 +73,18 @@ def test_a_header_value_of_impossible_length_is_quarantined_not_raised(
         result = clean_instance(engine, buf.getvalue())
     assert result.status == "quarantined"
     assert result.reason, result
+
+
+def test_a_declined_file_says_why_without_values(demo_files) -> None:
+    """Big endian is the Dataset engine's: the result names the reason, never a value."""
+    from pydicom.data import get_testdata_file
+
+    engine = Deidentifier(Policy(), SECRET)
+    with open(get_testdata_file("MR_small_bigendian.dcm"), "rb") as f:
+        big_endian = f.read()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = clean_instance(engine, big_endian)
+    assert result.status == "written" and result.engine == "dataset"
+    assert result.declined == "not a little-endian transfer syntax it covers"
+    assert clean_instance(engine, demo_files[0]).engine == "raw"

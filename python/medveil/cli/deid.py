@@ -193,4 +193,7 @@ def _engines(summary: RunSummary) -> str:
     raw, dataset = summary.engines.get("raw", 0), summary.engines.get("dataset", 0)
     if not raw + dataset:
         return ""
-    return f" ({raw} by the raw-byte engine, {dataset} by the Dataset engine)"
+    why = "; ".join(f"{n} {reason}" for reason, n in summary.declined.most_common(3))
+    return f" ({raw} by the raw-byte engine, {dataset} by the Dataset engine" + (
+        f": {why})" if why else ")"
+    )
