@@ -437,7 +437,7 @@ class Deidentifier:
         self, ds: Dataset, tag: int, ctx: _PatientContext, report: DeidReport, path: str
     ) -> None:
         compiled = self.compiled
-        if not compiled.keep_unknown and int(tag) not in compiled.allow and tag >> 16 != 2:
+        if not compiled.keeps_unknown(int(tag)):
             _remove(ds, tag)
             report.add(path, tag, "X")
             return

@@ -94,10 +94,17 @@ def raw_text(ds: Dataset, elem: RawDataElement) -> list[str] | None:
     value = elem.value
     if value is None:
         return []
-    if len(charsets) != 1 or not isinstance(value, (bytes, bytearray)) or b"\x1b" in value:
+    if len(charsets) != 1 or not isinstance(value, (bytes, bytearray)):
         return None
+    return decode_text(bytes(value), charsets[0])
+
+
+def decode_text(value: bytes, codec: str) -> list[str] | None:
+    """The values of a text element's bytes in one plain character set (None if not plain)."""
+    if b"\x1b" in value:
+        return None  # ISO 2022 escapes: pydicom switches character sets on them
     try:
-        text = bytes(value).decode(charsets[0])
+        text = value.decode(codec)
     except (LookupError, UnicodeDecodeError):
         return None
     text = text.rstrip("\x00 ")

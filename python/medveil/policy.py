@@ -573,6 +573,10 @@ class CompiledPolicy:
         self.shift_dates = policy.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
         self.full_dates = policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES)
 
+    def keeps_unknown(self, tag: int) -> bool:
+        """True when an element no rule names is kept (allow-list mode: its list, file meta)."""
+        return self.keep_unknown or tag in self.allow or tag >> 16 == 2
+
     def rule_for(self, tag: int) -> Rule | None:
         """The rule for a standard (even-group) tag, or None when no rule names it."""
         rule = self.by_tag.get(tag)

@@ -34,6 +34,7 @@ from medveil.deid import (
     Deidentifier,
     DeidReport,
     _dictionary_vr,
+    _in_dictionary,
     _PatientContext,
     _shift_values,
     _tag_text,
@@ -43,6 +44,7 @@ from medveil.deid import (
     uids_of,
 )
 from medveil.errors import MedveilError, QuarantineError
+from medveil.peek import decode_text
 from medveil.postcheck import IDENTITY_KEYWORDS, holds_term, terms_from
 from medveil.profile import COMBINED_ACTIONS, Rule, resolve_combined
 from medveil.writer import (
@@ -278,7 +280,6 @@ class RawOutcome:
     parts: list[bytes | memoryview]
     pixel_at: int
     report: DeidReport
-    original: Dataset  # top level of the input, as raw elements
     terms: list[bytes]  # its identifying values, for the post-check
     final: Dataset  # top level of the output's catalog elements, as raw elements
     implicit: bool  # the output's encoding: Implicit VR (else Explicit VR) Little Endian
@@ -388,7 +389,7 @@ class RawEngine:
         final = _View.over(values)
         terms = terms_from(lambda kw: self._values(top, kw))
         return RawOutcome(
-            [p for p in parts if len(p)], pixel_at, report, top, terms, final, self.implicit
+            [p for p in parts if len(p)], pixel_at, report, terms, final, self.implicit
         )
 
     def _header_work(
@@ -434,7 +435,7 @@ class RawEngine:
         self.final_vr = {}
         self.age_override = None
         self.pixel_elem = None
-        out, _changed = self._walk(elems, ctx, report, "", top=True)
+        out = self._walk(elems, ctx, report, "", top=True)
         pixel = self.pixel_elem
         if pixel is not None and pixel.length != _UNDEFINED and (pixel.end - pixel.vstart) % 2:
             raise NotRaw("odd-length pixel data")
@@ -453,12 +454,10 @@ class RawEngine:
             self.view[e.vstart : end] if e.tag == PIXEL_DATA else bytes(self.buf[e.vstart : end])
         )
         length = _UNDEFINED if e.length == _UNDEFINED else len(value)
-        if e.tag >> 16 == 2 or not self.implicit:
-            return RawDataElement(
-                BaseTag(e.tag), e.vr, length, value, e.vstart, False, True, True, False
-            )
+        implicit = self.implicit and e.tag >> 16 != 2  # the file meta is always explicit
+        vr = None if implicit else e.vr
         return RawDataElement(
-            BaseTag(e.tag), None, length, value, e.vstart, True, True, True, False
+            BaseTag(e.tag), vr, length, value, e.vstart, implicit, True, True, False
         )
 
     def _values(self, top: Dataset, keyword: str) -> list[object]:
@@ -568,12 +567,11 @@ class RawEngine:
     # ------------------------------------------------------------------ the walk
     def _walk(
         self, elems: list[_Elem], ctx: _PatientContext, report: DeidReport, path: str, top: bool
-    ) -> tuple[list[tuple[int, bytes]], bool]:
-        """Decide every element of one dataset; returns ((tag, bytes) in order, changed)."""
+    ) -> list[tuple[int, bytes | memoryview]]:
+        """Decide every element of one dataset; returns (tag, bytes) in order."""
         compiled = self.compiled
         by_tag = compiled.by_tag
-        out: list[tuple[int, bytes | None]] = []
-        changed = False
+        out: list[tuple[int, bytes | memoryview | None]] = []
         private: list[int] = []
         by_pos: dict[int, _Elem] = {}
         plain = self._plain
@@ -599,8 +597,7 @@ class RawEngine:
                     private.append(tag)
                     continue
                 if tag & 0xFFFF == 0 and group != 2:
-                    changed = True
-                    continue
+                    continue  # group lengths are stale after any change
                 rule = compiled.rule_for(tag)
                 if rule is None:
                     res = self._unknown(e, ctx, report, path)
@@ -609,10 +606,8 @@ class RawEngine:
             else:
                 res = self._act(e, rule, ctx, report, path)
             if res is None:
-                changed = True
                 continue
-            chunk, did_change = res
-            changed |= did_change
+            chunk = res
             if top and tag in _CATALOG_TAGS_SET:
                 self._note_final(e, chunk)
             if tag == PIXEL_DATA and top:
@@ -620,18 +615,12 @@ class RawEngine:
             out.append((tag, chunk))
         if private:
             keep = self._private(private, by_pos, ctx, report, path)
-            changed |= len(keep) != len(private) or any(d is not True for d in keep.values())
-            resolved: list[tuple[int, bytes]] = []
-            for tag, chunk in out:
-                if chunk is None:
-                    decision = keep.get(tag)
-                    if decision is None:
-                        continue
-                    e = by_pos[tag]
-                    chunk = self._keep(e) if decision is True else decision
-                resolved.append((tag, chunk))
-            return resolved, changed
-        return out, changed  # type: ignore[return-value]
+            return [
+                (tag, chunk if chunk is not None else keep[tag])
+                for tag, chunk in out
+                if chunk is not None or tag in keep
+            ]
+        return out  # type: ignore[return-value]
 
     def _plain_vr(self, tag: int) -> str:
         """The VR with which this tag is kept as it is, unreported ("" if never)."""
@@ -648,7 +637,7 @@ class RawEngine:
             rule = compiled.rule_for(tag)
         if rule is not None:
             return vr if rule.action == "K" else ""
-        if not compiled.keep_unknown and tag not in compiled.allow and tag >> 16 != 2:
+        if not compiled.keeps_unknown(tag):
             return ""
         return "" if vr in ("DA", "DT") and compiled.shift_dates else vr
 
@@ -670,30 +659,25 @@ class RawEngine:
 
     def _text(self, e: _Elem) -> list[str]:
         """The values of a text element, as raw_text decodes them."""
-        value = bytes(self.buf[e.vstart : e.end])
-        if b"\x1b" in value:
-            raise NotRaw("ISO 2022 escapes")
-        try:
-            text = value.decode(self.codec)
-        except UnicodeDecodeError:
-            raise NotRaw("undecodable text") from None
-        text = text.rstrip("\x00 ")
-        return [v.strip(" ") for v in text.split("\\")] if text else []
+        values = decode_text(bytes(self.buf[e.vstart : e.end]), self.codec)
+        if values is None:
+            raise NotRaw("ISO 2022 escapes or undecodable text")
+        return values
 
-    def _put(self, e: _Elem, values: list[str]) -> tuple[bytes, bool]:
+    def _put(self, e: _Elem, values: list[str]) -> bytes:
         value = _text_bytes(e.vr, values)
-        return _header(e.tag, e.vr, len(value), self.implicit) + value, True
+        return _header(e.tag, e.vr, len(value), self.implicit) + value
 
     def _act(
         self, e: _Elem, rule: Rule, ctx: _PatientContext, report: DeidReport, path: str
-    ) -> tuple[bytes, bool] | None:
+    ) -> bytes | memoryview | None:
         """Apply one rule; None removes the element."""
         action = rule.action
         tag, vr = e.tag, e.vr
         if action == "K":
             if vr == "SQ":
                 return self._recurse(e, ctx, report, path)
-            return self._keep(e), False
+            return self._keep(e)
         if action == "X":
             report.add(path, tag, "X")
             return None
@@ -705,21 +689,21 @@ class RawEngine:
             values = self._text(e)
             report.add(path, tag, "pseudonym")
             if not values:
-                return self._copy(e), False
+                return self._copy(e)
             return self._put(e, self.engine._pseudonyms(vr, rule, values))
         if action == "C" and vr == "TM":
             report.add(path, tag, "C")
-            return self._copy(e), False
+            return self._copy(e)
         if action == "C" and vr in _CLEANABLE_TEXT:
             values = self._text(e)
             cleaned = [ctx.clean_text(v) for v in values]
             report.add(path, tag, "C")
             if cleaned != values:
                 return self._put(e, cleaned)
-            return self._copy(e), False
+            return self._copy(e)
         if action == "C" and vr in ("DA", "DT") and self.compiled.shift_dates and not e.length:
             report.add(path, tag, "C")
-            return self._copy(e), False
+            return self._copy(e)
         if action == "C" and vr in ("DA", "DT") and self.compiled.shift_dates and e.length:
             try:
                 text = bytes(self.buf[e.vstart : e.end]).decode("ascii").strip("\x00 ")
@@ -739,13 +723,13 @@ class RawEngine:
             raise NotRaw(f"combined action resolved to {action}")
         if action == "Z":
             report.add(path, tag, action)
-            return _header(tag, vr, 0, self.implicit), True
+            return _header(tag, vr, 0, self.implicit)
         if action == "D":
             report.add(path, tag, action)
             if empty:
-                return self._copy(e), False
+                return self._copy(e)
             if vr in BYTES_VRS:
-                return _header(tag, vr, 2, self.implicit) + b"\x00\x00", True
+                return _header(tag, vr, 2, self.implicit) + b"\x00\x00"
             dummy = DUMMY.get(vr, "")
             if not isinstance(dummy, str):
                 raise NotRaw("numeric dummy")
@@ -753,7 +737,7 @@ class RawEngine:
         if vr == "UI":
             report.add(path, tag, action)
             if empty:
-                return self._copy(e), False
+                return self._copy(e)
             return self._put(e, self.engine._map_uids(uids_of(value)))
         raise NotRaw(f"U on {vr}")
 
@@ -765,7 +749,7 @@ class RawEngine:
         ctx: _PatientContext,
         report: DeidReport,
         path: str,
-    ) -> tuple[bytes, bool] | None:
+    ) -> bytes | memoryview | None:
         """Z, D, U, C and combined codes on a sequence, as the Dataset engine's general path."""
         empty = not e.items
         if action in COMBINED_ACTIONS:
@@ -792,35 +776,31 @@ class RawEngine:
             report.add(path, e.tag, action)
             if empty:
                 return self._recurse_copy(e)
-            return self._sequence(e, []), True
+            return self._sequence(e, [])
         if action == "D":
             report.add(path, e.tag, action)
-            return self._sequence(e, [(b"", False)]), True
+            return self._sequence(e, [(b"", False)])
         raise NotRaw(f"action {action} on a sequence")
 
-    def _recurse_copy(self, e: _Elem) -> tuple[bytes, bool]:
+    def _recurse_copy(self, e: _Elem) -> bytes:
         return self._sequence(
             e,
             [
                 (self.buf[i.start + 8 : i.end - (8 if i.undefined else 0)], i.undefined)
                 for i in e.items
             ],
-        ), False
+        )
 
-    def _recurse(
-        self, e: _Elem, ctx: _PatientContext, report: DeidReport, path: str
-    ) -> tuple[bytes, bool]:
+    def _recurse(self, e: _Elem, ctx: _PatientContext, report: DeidReport, path: str) -> bytes:
         base = path + _tag_text(e.tag)
         bodies: list[tuple[bytes, bool]] = []
-        changed = False
         for i, item in enumerate(e.items):
             for sub in item.elems:
                 if sub.tag == 0x00080005:
                     raise NotRaw("character set inside an item")
-            out, did = self._walk(item.elems, ctx, report, f"{base}[{i}]/", top=False)
-            changed |= did
+            out = self._walk(item.elems, ctx, report, f"{base}[{i}]/", top=False)
             bodies.append((b"".join(chunk for _, chunk in out), item.undefined))
-        return self._sequence(e, bodies), changed
+        return self._sequence(e, bodies)
 
     def _sequence(self, e: _Elem, bodies: list[tuple[bytes, bool]]) -> bytes:
         """Encode a sequence as pydicom writes one read from a file."""
@@ -838,14 +818,12 @@ class RawEngine:
 
     def _unknown(
         self, e: _Elem, ctx: _PatientContext, report: DeidReport, path: str
-    ) -> tuple[bytes, bool] | None:
+    ) -> bytes | memoryview | None:
         compiled = self.compiled
         tag = e.tag
-        if not compiled.keep_unknown and tag not in compiled.allow and tag >> 16 != 2:
+        if not compiled.keeps_unknown(tag):
             report.add(path, tag, "X")
             return None
-        from medveil.deid import _in_dictionary
-
         if not _in_dictionary(tag):
             report.add(path, tag, "X-undefined-tag")
             return None
@@ -853,7 +831,7 @@ class RawEngine:
             return self._recurse(e, ctx, report, path)
         if e.vr in ("DA", "DT") and compiled.shift_dates:
             raise NotRaw("date in an unknown element")
-        return self._keep(e), False
+        return self._keep(e)
 
     def _private(
         self,
@@ -862,8 +840,8 @@ class RawEngine:
         ctx: _PatientContext,
         report: DeidReport,
         path: str,
-    ) -> dict[int, object]:
-        """The Dataset engine's private-block decisions; tag -> True (keep) or new bytes."""
+    ) -> dict[int, bytes | memoryview]:
+        """The Dataset engine's private-block decisions; tag -> the bytes of what is kept."""
         creators: dict[tuple[int, int], str] = {}
         creator_bytes: dict[int, bytes] = {}
         for tag in tags:
@@ -890,7 +868,7 @@ class RawEngine:
                 # pydicom reads a creator of VR UN as the LO it always is.
                 vr = "LO" if e.vr == "UN" else e.vr
                 creator_bytes[tag] = _header(tag, vr, len(encoded), self.implicit) + encoded
-        keep: dict[int, object] = {}
+        keep: dict[int, bytes | memoryview] = {}
         plan = plan_private(
             tags, creators, self.compiled.private_overrides, self.engine._safe_private
         )
@@ -900,16 +878,15 @@ class RawEngine:
             elif decision == "act":
                 res = self._act(by_pos[tag], rule, ctx, report, path)  # type: ignore[arg-type]
                 if res is not None:
-                    keep[tag] = res[0] if res[1] else True
+                    keep[tag] = res
             elif decision == "creator":
                 keep[tag] = creator_bytes[tag]
             else:
                 if decision == "K-safe-private":
                     report.add(path, tag, decision)
-                keep[tag] = True
-        for tag, decision in keep.items():
-            if decision is True and by_pos[tag].vr == "SQ":
-                raise NotRaw("private sequence kept")
+                if by_pos[tag].vr == "SQ":
+                    raise NotRaw("private sequence kept")
+                keep[tag] = self._keep(by_pos[tag])
         return keep
 
     def _cap_age(self, report: DeidReport) -> None:
