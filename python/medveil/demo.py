@@ -7,11 +7,16 @@ pixel rule for that device), plus one non-DICOM file that the run skips.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+if TYPE_CHECKING:
+    from medveil.policy import Policy
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
@@ -136,5 +141,14 @@ def demo_rule_file() -> Path:
     return Path(__file__).with_name("data") / "demo_pixel_rules.toml"
 
 
+def with_demo_rules(policy: Policy) -> Policy:
+    """The policy plus the demo ultrasound's pixel rule (what `medveil deid --demo` runs)."""
+    return dataclasses.replace(
+        policy,
+        pixel_rule_files=(*policy.pixel_rule_files, str(demo_rule_file())),
+        _compiled=None,
+    )
+
+
 # Keep generate_uid importable for callers building bigger demo sets.
-__all__ = ["demo_rule_file", "generate_uid", "write_demo_archive"]
+__all__ = ["demo_rule_file", "generate_uid", "with_demo_rules", "write_demo_archive"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import socket
 import time
 from pathlib import Path
 
-from medveil.demo import demo_rule_file
+from medveil.demo import with_demo_rules
 from medveil.gateway import JsonLog
 from medveil.policy import Policy
 
@@ -54,12 +53,7 @@ def free_port() -> int:
 
 def demo_policy() -> Policy:
     """The default policy plus the demo ultrasound's pixel rule."""
-    policy = Policy.default()
-    return dataclasses.replace(
-        policy,
-        pixel_rule_files=(*policy.pixel_rule_files, str(demo_rule_file())),
-        _compiled=None,
-    )
+    return with_demo_rules(Policy.default())
 
 
 def tree(root: Path) -> dict[str, bytes]:

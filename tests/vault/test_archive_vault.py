@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pydicom
 import pytest
 from medveil.archive import RECORDS, deidentify_archive
 from medveil.cli.main import main
-from medveil.demo import demo_rule_file, write_demo_archive
+from medveil.demo import with_demo_rules, write_demo_archive
 from medveil.policy import Policy
 from medveil.pseudonyms import Keyed
 from medveil.vault import Vault
@@ -18,12 +17,7 @@ from medveil.vault import Vault
 
 def demo_policy() -> Policy:
     """The default policy plus the demo's pixel rule (as `medveil deid --demo` uses)."""
-    policy = Policy.default()
-    return dataclasses.replace(
-        policy,
-        pixel_rule_files=(*policy.pixel_rule_files, str(demo_rule_file())),
-        _compiled=None,
-    )
+    return with_demo_rules(Policy.default())
 
 
 def source_datasets(folder: Path) -> list[pydicom.Dataset]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hmac
 import sys
 import tempfile
@@ -114,15 +113,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         policy = Policy.load(args.policy) if args.policy else Policy.default()
         if args.demo:
-            from medveil.demo import demo_rule_file, write_demo_archive
+            from medveil.demo import with_demo_rules, write_demo_archive
 
             source = Path(tempfile.mkdtemp(prefix="medveil-demo-"))
             write_demo_archive(source)
-            policy = dataclasses.replace(
-                policy,
-                pixel_rule_files=(*policy.pixel_rule_files, str(demo_rule_file())),
-                _compiled=None,
-            )
+            policy = with_demo_rules(policy)
             args.input, args.output = str(source), args.demo
             print(f"medveil: demo archive with fake PHI written to {source}", file=sys.stderr)
         if not args.input or not args.output:
