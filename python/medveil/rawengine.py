@@ -312,11 +312,12 @@ class RawEngine:
         self.engine = engine
         self.compiled = engine.compiled
         self.policy = engine.policy
+        # (tag, encoded element) in tag order, for each encoding: merged into every output.
         self._marks_by = {
-            implicit: {
-                int(t): _header(int(t), e.VR, len(e.value), implicit) + e.value
+            implicit: sorted(
+                (int(t), _header(int(t), e.VR, len(e.value), implicit) + e.value)
                 for t, e in encode_raw_marks(engine, implicit).items()
-            }
+            )
             for implicit in (False, True)
         }
         self.implicit = False
@@ -535,7 +536,7 @@ class RawEngine:
     def _assemble(self, out: list, new_pixels: object) -> list[tuple[int, object, bool]]:
         """Top-level output pieces in tag order: (tag, bytes, is a big value)."""
         pieces: list[tuple[int, object, bool]] = []
-        marks = sorted(self._marks.items())
+        marks = self._marks
         mi = 0
         for tag, chunk in out:
             while mi < len(marks) and marks[mi][0] < tag:
