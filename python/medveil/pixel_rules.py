@@ -43,6 +43,7 @@ from typing import Any
 
 import pydicom
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.tag import BaseTag, Tag
 
 from medveil.errors import PolicyError
@@ -81,6 +82,31 @@ def _value_text(value: Any) -> str:
     if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
         return "\\".join(_value_text(v) for v in value)
     return str(value)
+
+
+def _raw_key(ds: pydicom.Dataset, tags: tuple[BaseTag, ...]) -> tuple[object, ...] | None:
+    """The undecoded bytes the rules' attribute texts come from, or None if some are decoded.
+
+    Equal bytes (with the same VR, byte order and character set) decode to equal texts, so
+    this key finds a series' cached answer without decoding its attributes again.
+    """
+    meta = getattr(ds, "file_meta", None)
+    charset = ds._dict.get(0x00080005)
+    if charset is not None and not (
+        isinstance(charset, RawDataElement) and isinstance(charset.value, bytes)
+    ):
+        return None
+    parts: list[object] = [None if charset is None else charset.value]
+    for tag in tags:
+        container = meta if tag >> 16 == 0x0002 else ds
+        elem = None if container is None else container._dict.get(tag)
+        if elem is None:
+            parts.append(None)
+        elif isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
+            parts.append((elem.VR, elem.is_little_endian, elem.value))
+        else:
+            return None
+    return ("raw", *parts)
 
 
 def attribute_text(ds: pydicom.Dataset, tag: BaseTag) -> str | None:
@@ -358,7 +384,7 @@ class RuleSet:
     rules: tuple[PixelRule, ...]
     meta: Mapping[str, Any] = field(default_factory=dict)
     _tags: tuple[BaseTag, ...] | None = field(default=None, init=False, compare=False, repr=False)
-    _answers: dict[tuple[str | None, ...], tuple[PixelRule, ...]] = field(
+    _answers: dict[tuple[object, ...], tuple[PixelRule, ...]] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
 
@@ -455,14 +481,14 @@ class RuleSet:
             found = {parse_attr(a) for r in self.rules for a in r.match.attrs()}
             tags = tuple(sorted(found))
             object.__setattr__(self, "_tags", tags)
-        cache = {int(t): attribute_text(ds, t) for t in tags}
-        key = tuple(cache.values())
-        hit = self._answers.get(key)
+        key = _raw_key(ds, tags)
+        hit = self._answers.get(key) if key is not None else None
         if hit is None:
+            cache = {int(t): attribute_text(ds, t) for t in tags}
             hit = tuple(r for r in self.rules if r.matches(ds, cache))
             if len(self._answers) >= 1024:
                 self._answers.clear()
-            self._answers[key] = hit
+            self._answers[tuple(cache.values()) if key is None else key] = hit
         return list(hit)
 
     def to_toml(self, header: str = "") -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -164,6 +165,14 @@ def _transfer_syntax(ds: pydicom.Dataset) -> UID:
     if little is False:
         return ExplicitVRBigEndian
     return ExplicitVRLittleEndian if implicit is False else ImplicitVRLittleEndian
+
+
+def _pixel_bytes(ds: pydicom.Dataset) -> bytes | memoryview:
+    """The Pixel Data value; a raw element's bytes as they are (pydicom would return them too)."""
+    elem = ds._dict.get(0x7FE00010)
+    if isinstance(elem, RawDataElement) and isinstance(elem.value, (bytes, memoryview)):
+        return elem.value
+    return ds.PixelData  # type: ignore[no-any-return]
 
 
 def _get(ds: pydicom.Dataset, kw: str, default: object = None) -> object:
@@ -563,7 +572,7 @@ class PixelCleaner:
             return
         if geo.subsampled and (geo.bits_allocated != 8 or geo.cols % 2):
             raise QuarantineError(f"{geo.photometric} needs 8-bit samples and an even width")
-        raw = ds.PixelData
+        raw = _pixel_bytes(ds)
         n = geo.nbytes()
         if len(raw) < n:
             raise QuarantineError(f"PixelData holds {len(raw)} bytes, the header implies {n}")
