@@ -1,6 +1,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -12,6 +13,79 @@
 namespace py = pybind11;
 using medveil::bindings::dtype_str;
 
+namespace {
+
+struct Geometry {
+    std::size_t frames, rows, cols, channels;
+};
+
+// Checks a uint8 C-contiguous image: (rows, cols), (frames, rows, cols), and when
+// `allow_rgb` also (frames, rows, cols, 3) interleaved RGB.
+Geometry check_image(const py::array& image, bool allow_rgb) {
+    if (image.dtype().kind() != 'u' || image.itemsize() != 1)
+        throw py::type_error("image must be uint8, got " + dtype_str(image));
+    const int nd = static_cast<int>(image.ndim());
+    if (nd != 2 && nd != 3 && !(allow_rgb && nd == 4))
+        throw py::value_error(std::string("image must have shape (rows, cols) or (frames, rows, "
+                                          "cols)") +
+                              (allow_rgb ? " or (frames, rows, cols, 3)" : "") +
+                              "; got ndim=" + std::to_string(nd));
+    if (nd == 4 && image.shape(3) != 3)
+        throw py::value_error("a 4-d image must be (frames, rows, cols, 3) RGB; got " +
+                              std::to_string(image.shape(3)) + " samples per pixel");
+    if (!(image.flags() & py::array::c_style))
+        throw py::value_error("image must be C-contiguous; use np.ascontiguousarray()");
+    Geometry g{};
+    const int sp = nd == 4 ? 3 : nd;  // dims before the samples
+    g.frames = sp == 3 ? static_cast<std::size_t>(image.shape(0)) : 1u;
+    g.rows = static_cast<std::size_t>(image.shape(sp - 2));
+    g.cols = static_cast<std::size_t>(image.shape(sp - 1));
+    g.channels = nd == 4 ? 3u : 1u;
+    // Run coordinates are stored as int32.
+    constexpr auto lim = static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max());
+    if (g.rows >= lim || g.cols >= lim)
+        throw py::value_error("image rows and cols must be < 2**31");
+    // Runs of a frame are numbered with uint32 in the union-find.
+    if (g.rows * g.cols >= (std::size_t{1} << 32))
+        throw py::value_error("a frame must have fewer than 2**32 pixels");
+    return g;
+}
+
+medveil::TextScreenParams check_params(bool bright, bool dark, int min_height, int max_height,
+                                       int threshold, int radius) {
+    if (min_height < 1 || max_height < min_height)
+        throw py::value_error("need 1 <= min_height <= max_height, got " +
+                              std::to_string(min_height) + ", " + std::to_string(max_height));
+    if (max_height > 1000000) throw py::value_error("max_height must be <= 1000000");
+    if (threshold < 0 || threshold > 255) throw py::value_error("threshold must be in 0..255");
+    if (radius < 1 || radius > 64) throw py::value_error("radius must be in 1..64");
+    medveil::TextScreenParams p;
+    p.bright = bright;
+    p.dark = dark;
+    p.min_height = min_height;
+    p.max_height = max_height;
+    p.threshold = threshold;
+    p.radius = radius;
+    return p;
+}
+
+py::tuple boxes_to_arrays(const std::vector<medveil::TextBox>& out) {
+    const auto n = static_cast<py::ssize_t>(out.size());
+    py::array_t<std::int64_t> boxes({n, static_cast<py::ssize_t>(6)});
+    py::array_t<double> scores(n);
+    auto b = boxes.mutable_unchecked<2>();
+    auto s = scores.mutable_unchecked<1>();
+    for (py::ssize_t i = 0; i < n; ++i) {
+        const auto& t = out[static_cast<std::size_t>(i)];
+        b(i, 0) = t.frame; b(i, 1) = t.row0; b(i, 2) = t.row1;
+        b(i, 3) = t.col0; b(i, 4) = t.col1; b(i, 5) = t.glyphs;
+        s(i) = t.score;
+    }
+    return py::make_tuple(boxes, scores);
+}
+
+}  // namespace
+
 void bind_textscreen(py::module_& m) {
     auto sub = m.def_submodule("textscreen", "Burned-in text screen over 8-bit frames");
 
@@ -19,64 +93,122 @@ void bind_textscreen(py::module_& m) {
         "find_text_boxes",
         [](const py::array& image, bool bright, bool dark, int min_height, int max_height,
            int threshold, int radius) {
-            if (image.dtype().kind() != 'u' || image.itemsize() != 1)
-                throw py::type_error("image must be uint8, got " + dtype_str(image));
-            if (image.ndim() != 2 && image.ndim() != 3)
-                throw py::value_error("image must have shape (rows, cols) or (frames, rows, "
-                                      "cols); got ndim=" + std::to_string(image.ndim()));
-            if (!(image.flags() & py::array::c_style))
-                throw py::value_error("image must be C-contiguous; use np.ascontiguousarray()");
-            if (min_height < 1 || max_height < min_height)
-                throw py::value_error("need 1 <= min_height <= max_height, got " +
-                                      std::to_string(min_height) + ", " +
-                                      std::to_string(max_height));
-            if (max_height > 1000000)
-                throw py::value_error("max_height must be <= 1000000");
-            if (threshold < 0 || threshold > 255)
-                throw py::value_error("threshold must be in 0..255");
-            if (radius < 1 || radius > 64) throw py::value_error("radius must be in 1..64");
-            const int nd = static_cast<int>(image.ndim());
-            const auto frames = nd == 3 ? static_cast<std::size_t>(image.shape(0)) : 1u;
-            const auto rows = static_cast<std::size_t>(image.shape(nd - 2));
-            const auto cols = static_cast<std::size_t>(image.shape(nd - 1));
-            // Run coordinates are stored as int32.
-            constexpr auto lim = static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max());
-            if (rows >= lim || cols >= lim)
-                throw py::value_error("image rows and cols must be < 2**31");
-            // Runs of a frame are numbered with uint32 in the union-find.
-            if (rows * cols >= (std::size_t{1} << 32))
-                throw py::value_error("a frame must have fewer than 2**32 pixels");
-            medveil::TextScreenParams p;
-            p.bright = bright;
-            p.dark = dark;
-            p.min_height = min_height;
-            p.max_height = max_height;
-            p.threshold = threshold;
-            p.radius = radius;
+            const Geometry g = check_image(image, false);
+            const auto p = check_params(bright, dark, min_height, max_height, threshold, radius);
             std::vector<medveil::TextBox> out;
             const auto* data = static_cast<const std::uint8_t*>(image.data());
             if (image.size() > 0) {
                 // Safe without the GIL: `image` holds the buffer for the whole call, and
                 // the kernel reads it and writes only to `out`.
                 py::gil_scoped_release release;
-                medveil::find_text_boxes(data, frames, rows, cols, p, out);
+                medveil::find_text_boxes(data, g.frames, g.rows, g.cols, 1, p, nullptr, nullptr,
+                                         out);
             }
-            const auto n = static_cast<py::ssize_t>(out.size());
-            py::array_t<std::int64_t> boxes({n, static_cast<py::ssize_t>(6)});
-            py::array_t<double> scores(n);
-            auto b = boxes.mutable_unchecked<2>();
-            auto s = scores.mutable_unchecked<1>();
-            for (py::ssize_t i = 0; i < n; ++i) {
-                const auto& t = out[static_cast<std::size_t>(i)];
-                b(i, 0) = t.frame; b(i, 1) = t.row0; b(i, 2) = t.row1;
-                b(i, 3) = t.col0; b(i, 4) = t.col1; b(i, 5) = t.glyphs;
-                s(i) = t.score;
-            }
-            return py::make_tuple(boxes, scores);
+            return boxes_to_arrays(out);
         },
         py::arg("image"), py::kw_only(), py::arg("bright") = true, py::arg("dark") = true,
         py::arg("min_height") = 4, py::arg("max_height") = 120, py::arg("threshold") = 40,
         py::arg("radius") = 7,
         "Candidate text lines of a uint8 (rows, cols) or (frames, rows, cols) image: "
         "(int64 (n, 6) frame, row0, row1, col0, col1, glyphs; float64 (n,) scores).");
+
+    sub.def(
+        "screen",
+        [](const py::array& image, bool bright, bool dark, int min_height, int max_height,
+           int threshold, int radius, const py::object& thresholds, double noise_factor,
+           int noise_step, int noise_max) {
+            const Geometry g = check_image(image, true);
+            auto p = check_params(bright, dark, min_height, max_height, threshold, radius);
+            if (!std::isfinite(noise_factor) || noise_factor < 0.0 || noise_factor > 1000.0)
+                throw py::value_error("noise_factor must be in 0..1000");
+            if (noise_step < 1) throw py::value_error("noise_step must be >= 1");
+            if (noise_max < 0 || noise_max > 255)
+                throw py::value_error("noise_max must be in 0..255");
+            p.noise_factor = noise_factor;
+            p.noise_step = noise_step;
+            p.noise_max = noise_max;
+            py::array_t<std::int32_t, py::array::c_style> tin;
+            if (!thresholds.is_none()) {
+                const auto a = py::array::ensure(thresholds);
+                if (!a || a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
+                    throw py::type_error("thresholds must be an integer array");
+                if (a.ndim() != 1 || static_cast<std::size_t>(a.shape(0)) != g.frames)
+                    throw py::value_error("thresholds must have shape (frames,) = (" +
+                                          std::to_string(g.frames) + ",)");
+                tin = py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>::
+                    ensure(a);
+                for (py::ssize_t i = 0; i < tin.shape(0); ++i)
+                    if (tin.at(i) < 0 || tin.at(i) > 255)
+                        throw py::value_error("thresholds must be in 0..255");
+                // A wider integer dtype must not wrap into range on the int32 cast.
+                const auto lo = a.attr("min")().cast<long long>();
+                const auto hi = a.attr("max")().cast<long long>();
+                if (g.frames > 0 && (lo < 0 || hi > 255))
+                    throw py::value_error("thresholds must be in 0..255");
+            }
+            py::array_t<std::int32_t> used(static_cast<py::ssize_t>(g.frames));
+            std::vector<medveil::TextBox> out;
+            const auto* data = static_cast<const std::uint8_t*>(image.data());
+            const std::int32_t* tp = thresholds.is_none() ? nullptr : tin.data();
+            std::int32_t* up = used.mutable_data();
+            {
+                // Safe without the GIL: `image`, `tin` and `used` are held by this frame
+                // for the whole call; the kernel reads the first two and writes `used`
+                // and `out` only.
+                py::gil_scoped_release release;
+                medveil::find_text_boxes(data, g.frames, g.rows, g.cols, g.channels, p, tp, up,
+                                         out);
+            }
+            py::tuple bs = boxes_to_arrays(out);
+            return py::make_tuple(bs[0], bs[1], used);
+        },
+        py::arg("image"), py::kw_only(), py::arg("bright") = true, py::arg("dark") = true,
+        py::arg("min_height") = 4, py::arg("max_height") = 120, py::arg("threshold") = 40,
+        py::arg("radius") = 7, py::arg("thresholds") = py::none(),
+        py::arg("noise_factor") = 0.0, py::arg("noise_step") = 4, py::arg("noise_max") = 200,
+        "The screen on a uint8 grey (rows, cols) / (frames, rows, cols) or RGB (frames, rows, "
+        "cols, 3) stack (RGB screened as Rec. 601 luma), with a per-frame threshold: given "
+        "(`thresholds`), from each frame's noise (`noise_factor` > 0) or `threshold`. Returns "
+        "(boxes int64 (n, 6), scores float64 (n,), thresholds used int32 (frames,)).");
+
+    sub.def(
+        "luma",
+        [](const py::array& rgb) {
+            if (rgb.dtype().kind() != 'u' || rgb.itemsize() != 1)
+                throw py::type_error("rgb must be uint8, got " + dtype_str(rgb));
+            const int nd = static_cast<int>(rgb.ndim());
+            if (nd != 3 && nd != 4)
+                throw py::value_error("rgb must have shape (rows, cols, 3) or (frames, rows, "
+                                      "cols, 3); got ndim=" + std::to_string(nd));
+            if (rgb.shape(nd - 1) != 3)
+                throw py::value_error("rgb must have 3 samples per pixel, got " +
+                                      std::to_string(rgb.shape(nd - 1)));
+            const auto cols = static_cast<std::size_t>(rgb.shape(nd - 2));
+            if ((rgb.strides(nd - 1) != 1 || rgb.strides(nd - 2) != 3) && cols > 1)
+                throw py::value_error("rgb pixels must be packed (strides 3, 1 in the last two "
+                                      "dimensions); slice rows and frames only, or copy");
+            const std::size_t rows = static_cast<std::size_t>(rgb.shape(nd - 3));
+            const std::size_t frames = nd == 4 ? static_cast<std::size_t>(rgb.shape(0)) : 1u;
+            const py::ssize_t rs = rgb.strides(nd - 3), fs = nd == 4 ? rgb.strides(0) : 0;
+            std::vector<py::ssize_t> shape(rgb.shape(), rgb.shape() + nd - 1);
+            py::array_t<std::uint8_t> out(shape);
+            const auto* src = static_cast<const std::uint8_t*>(rgb.data());
+            std::uint8_t* dst = out.mutable_data();
+            const medveil::Backend be = medveil::active_backend();
+            {
+                // Safe without the GIL: both arrays are held by this frame; the kernel
+                // reads `rgb` within its shape and strides and writes `out` only.
+                py::gil_scoped_release release;
+                for (std::size_t f = 0; f < frames; ++f)
+                    for (std::size_t y = 0; y < rows; ++y)
+                        medveil::luma_row(be,
+                                          src + static_cast<py::ssize_t>(f) * fs +
+                                              static_cast<py::ssize_t>(y) * rs,
+                                          cols, dst + (f * rows + y) * cols);
+            }
+            return out;
+        },
+        py::arg("rgb"),
+        "Rec. 601 luma (77 R + 150 G + 29 B + 128) >> 8 of uint8 RGB pixels (rows, cols, 3) "
+        "or (frames, rows, cols, 3), any row and frame strides; returns C-contiguous uint8.");
 }

@@ -36,7 +36,7 @@ from medveil.errors import QuarantineError
 from medveil.masking import fix_unused_bits, mask_regions
 from medveil.peek import peek
 from medveil.pixel_rules import PixelRule, RuleSet
-from medveil.textdetect import PIXEL_TEXT_MODES, Detection, TextDetector, frame_runs, grey_frames
+from medveil.textdetect import PIXEL_TEXT_MODES, Detection, TextDetector, frame_runs, screen_input
 from medveil.textmatch import Identifiers
 
 #: (row0, row1, col0, col1, frame0, frame1), half-open, clipped to the image.
@@ -503,7 +503,9 @@ class PixelCleaner:
         """
         assert self.detector is not None
         if arr is not None:
-            frames = grey_frames(
+            # Interleaved 8-bit RGB goes to the screen as it is (luma is computed in the
+            # core, row by row); other layouts become a grey stack first.
+            frames = screen_input(
                 arr,
                 planar=geo.planar,
                 subsampled=geo.subsampled,

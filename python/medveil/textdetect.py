@@ -3,10 +3,12 @@
 The pixel cleaner calls :class:`TextDetector` on images no device rule covers (policy
 ``pixel_text = "detect"``) or on every image (``"detect+rules"``):
 
-1. :func:`grey_frames` turns the decoded pixels (any layout the cleaner handles) into a
-   (frames, rows, cols) uint8 stack;
-2. the C++ screen (:func:`medveil.textscreen.find_text_boxes`) finds candidate text lines,
-   with its threshold raised on frames whose background is itself noisy;
+1. :func:`screen_input` passes interleaved 8-bit RGB on as it is (the core converts it to
+   luma row by row) and turns any other layout the cleaner handles into a (frames, rows,
+   cols) uint8 grey stack (:func:`grey_frames`);
+2. the C++ screen (``medveil._core.textscreen.screen``) finds candidate text lines, with
+   its threshold raised on frames whose background is itself noisy (the noise estimate of
+   :func:`noise_threshold`, computed in the core);
 3. each box is padded (anti-aliased edges, accents and punctuation lie outside the glyph
    components the screen groups);
 4. ``mask = "all-text"`` masks every box; ``mask = "identifiers"`` sends each padded box
@@ -26,9 +28,9 @@ from typing import Literal
 
 import numpy as np
 
+from medveil import _core
 from medveil.errors import QuarantineError
 from medveil.textmatch import Identifiers
-from medveil.textscreen import find_text_boxes
 
 MaskMode = Literal["all-text", "identifiers"]
 MASK_MODES = ("all-text", "identifiers")
@@ -40,6 +42,8 @@ PIXEL_TEXT_MODES = ("rules", "detect", "detect+rules")
 NOISE_FACTOR = 2.0
 #: Rows sampled for the noise estimate (every NOISE_STEP-th row).
 NOISE_STEP = 4
+#: The noise never raises the threshold above this.
+NOISE_MAX = 200
 #: A line grows sideways over ink at most this many line heights away, ...
 EXTEND_LINES = 4
 #: ... across gaps of at most this many line heights; never more than EXTEND_MAX px
@@ -171,6 +175,60 @@ def grey_frames(
     return out
 
 
+def screen_input(
+    arr: np.ndarray,
+    *,
+    planar: bool = False,
+    subsampled: bool = False,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 8,
+    signed: bool = False,
+) -> np.ndarray:
+    """The stack the screen reads: interleaved 8-bit RGB as it is, else :func:`grey_frames`.
+
+    The core converts RGB to luma row by row with the formula of :func:`_luma`, so a cine
+    is never converted (or copied, when contiguous) as a whole.
+    """
+    a = np.asarray(arr)
+    if (
+        a.ndim == 4
+        and not planar
+        and not subsampled
+        and not photometric.startswith("YBR")
+        and a.shape[-1] == 3
+        and a.dtype == np.uint8
+    ):
+        return np.ascontiguousarray(a)
+    return grey_frames(
+        a,
+        planar=planar,
+        subsampled=subsampled,
+        photometric=photometric,
+        bits_stored=bits_stored,
+        signed=signed,
+    )
+
+
+class _GreyFrames:
+    """Grey frames of a screen input, for the candidate checks and OCR crops.
+
+    A grey stack is its own; an RGB frame is converted to luma (in the core) the first
+    time it is asked for, and only frames with candidates are.
+    """
+
+    def __init__(self, stack: np.ndarray) -> None:
+        self.stack = stack
+        self._luma: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, f: int) -> np.ndarray:
+        """The uint8 (rows, cols) grey frame f."""
+        if self.stack.ndim == 3:
+            return self.stack[f]
+        if f not in self._luma:
+            self._luma[f] = _core.textscreen.luma(self.stack[f])
+        return self._luma[f]
+
+
 def noise_threshold(frame: np.ndarray, base: int) -> int:
     """The screen threshold for one uint8 frame: base, or more on a noisy background."""
     sample = frame[::NOISE_STEP]
@@ -181,7 +239,7 @@ def noise_threshold(frame: np.ndarray, base: int) -> int:
     # areas (zero differences) pull it down, which is right: text there is easy to see.
     med = float(np.bincount(d, minlength=1).cumsum().searchsorted(d.size / 2))
     sigma = med / 0.9539
-    return max(base, min(200, int(np.ceil(NOISE_FACTOR * sigma))))
+    return max(base, min(NOISE_MAX, int(np.ceil(NOISE_FACTOR * sigma))))
 
 
 def _median_run(ink: np.ndarray) -> float:
@@ -426,7 +484,7 @@ class TextDetector:
 
     def screen(self, frames: np.ndarray) -> list[tuple[int, int, int, int, int]]:
         """Padded candidate boxes (frame, row0, row1, col0, col1) of a uint8 stack."""
-        _, rows, cols = frames.shape
+        _, rows, cols = frames.shape[:3]
         return [
             (f, *pad_box(r0, r1, c0, c1, rows, cols)) for f, r0, r1, c0, c1 in self.lines(frames)
         ]
@@ -435,33 +493,51 @@ class TextDetector:
         """Unpadded candidate lines (frame, row0, row1, col0, col1), both polarities merged."""
         return [line[:5] for line in self.lines_with_glyphs(frames)]
 
-    def lines_with_glyphs(self, frames: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
-        """:meth:`lines` with the screen's glyph count of each line as a sixth item."""
-        n, rows, cols = frames.shape
+    def _screen(
+        self, frames: np.ndarray
+    ) -> tuple[list[dict[int, list[tuple[int, int, int, int, int]]]], list[int]]:
+        """Core screen boxes per radius and frame, and each frame's threshold."""
         found: list[dict[int, list[tuple[int, int, int, int, int]]]] = [{} for _ in self.radii]
-        thresholds = [noise_threshold(frames[f], self.threshold) for f in range(n)]
-        start = 0
-        while start < n:
-            # Consecutive frames with the same threshold go to the core in one call.
-            stop = start + 1
-            while stop < n and thresholds[stop] == thresholds[start]:
-                stop += 1
-            for i, radius in enumerate(self.radii):
-                # The wider windows look for large and bold text, with a higher
-                # threshold: they see more of the background's texture too.
-                for b in find_text_boxes(
-                    frames[start:stop],
-                    threshold=thresholds[start] + (self.wide_extra if i else 0),
-                    min_height=self.min_height,
-                    max_height=self.max_height,
-                    radius=radius,
-                ):
-                    found[i].setdefault(start + b.frame, []).append(
-                        (b.row0, b.row1, b.col0, b.col1, b.glyphs)
-                    )
-            start = stop
+        kw = dict(min_height=self.min_height, max_height=self.max_height)
+        # The first radius estimates each frame's noise threshold in the core; the wider
+        # windows look for large and bold text with a higher one: they see more of the
+        # background's texture too.
+        boxes, _, used = _core.textscreen.screen(
+            frames,
+            threshold=self.threshold,
+            radius=self.radii[0],
+            noise_factor=NOISE_FACTOR,
+            noise_step=NOISE_STEP,
+            noise_max=NOISE_MAX,
+            **kw,
+        )
+        per_radius = [boxes]
+        for radius in self.radii[1:]:
+            wide = np.minimum(used.astype(np.int64) + self.wide_extra, 255)
+            per_radius.append(
+                _core.textscreen.screen(frames, thresholds=wide, radius=radius, **kw)[0]
+            )
+        for i, bs in enumerate(per_radius):
+            for f, r0, r1, c0, c1, glyphs in bs.tolist():
+                found[i].setdefault(f, []).append((r0, r1, c0, c1, glyphs))
+        return found, used.tolist()
+
+    def lines_with_glyphs(self, frames: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
+        """:meth:`lines` with the screen's glyph count of each line as a sixth item.
+
+        ``frames`` is a uint8 grey (frames, rows, cols) or RGB (frames, rows, cols, 3)
+        stack (see :func:`screen_input`).
+        """
+        return self._lines(frames, _GreyFrames(frames))
+
+    def _lines(
+        self, frames: np.ndarray, grey: _GreyFrames
+    ) -> list[tuple[int, int, int, int, int, int]]:
+        """:meth:`lines_with_glyphs`, reading the checks' pixels from ``grey``."""
+        _, rows, cols = frames.shape[:3]
+        found, thresholds = self._screen(frames)
         per_frame: dict[int, list[tuple[int, int, int, int, int]]] = {}
-        for f in range(n):
+        for f in sorted(set().union(*found)):
             fine = _merge(found[0].get(f, []))
             coarse = [
                 w
@@ -479,13 +555,13 @@ class TextDetector:
         out = []
         verdicts: dict[bytes, tuple[int, int, int, int] | None] = {}
         for f in sorted(per_frame):
+            frame = grey[f]
             for r0, r1, c0, c1, glyphs in _merge(per_frame[f]):
                 # The checks read up to one line height above and below the box and
                 # EXTEND_LINES heights to each side: a static overlay gives the same
                 # pixels there on every frame of a cine, and the same verdict.
                 h = r1 - r0
-                near = frames[
-                    f,
+                near = frame[
                     max(0, r0 - h) : min(rows, r1 + h),
                     max(0, c0 - EXTEND_MAX) : min(cols, c1 + EXTEND_MAX),
                 ]
@@ -498,22 +574,25 @@ class TextDetector:
                     # Blobs, frame edges and speckle clumps line up only a few "glyphs";
                     # a long line is text (or, at worst, over-masked).
                     text = glyphs > CHECK_GLYPHS or (
-                        not not_text(frames[f], box, glyphs)
-                        and not noisy_surround(frames[f], box, thresholds[f], glyphs)
+                        not not_text(frame, box, glyphs)
+                        and not noisy_surround(frame, box, thresholds[f], glyphs)
                     )
-                    verdicts[key] = extend_line(frames[f], box, thresholds[f]) if text else None
+                    verdicts[key] = extend_line(frame, box, thresholds[f]) if text else None
                 line = verdicts[key]
                 if line is not None:
                     out.append((f, *line, glyphs))
         return out
 
     def detect(self, frames: np.ndarray, identifiers: Identifiers | None = None) -> list[Detection]:
-        """Every candidate line of a (frames, rows, cols) uint8 stack, with the decision.
+        """Every candidate line of a uint8 grey or RGB stack, with the decision.
 
-        Raises QuarantineError in identifiers mode when there is text to read but no OCR.
+        ``frames`` is (frames, rows, cols) grey or (frames, rows, cols, 3) RGB (see
+        :func:`screen_input`). Raises QuarantineError in identifiers mode when there is
+        text to read but no OCR.
         """
-        _, rows, cols = frames.shape
-        lines = self.lines_with_glyphs(frames)
+        _, rows, cols = frames.shape[:3]
+        grey = _GreyFrames(frames)
+        lines = self._lines(frames, grey)
         boxes = [(f, *pad_box(r0, r1, c0, c1, rows, cols)) for f, r0, r1, c0, c1, _ in lines]
         if self.mask == "all-text" or not boxes:
             return [Detection(f, r0, r1, c0, c1, True, "all-text") for f, r0, r1, c0, c1 in boxes]
@@ -534,7 +613,7 @@ class TextDetector:
             # OCR sees the line with a thin margin only: the mask's margin may reach into
             # the next line, whose cut-off glyphs would be read as noise.
             h = a1 - a0
-            crop = frames[f, max(0, a0 - 2) : a1 + 2, max(0, b0 - h // 2) : b1 + h // 2]
+            crop = grey[f][max(0, a0 - 2) : a1 + 2, max(0, b0 - h // 2) : b1 + h // 2]
             # A static overlay repeats byte for byte on every frame of a cine: read it once.
             key = np.array((*crop.shape, glyphs), dtype=np.int64).tobytes() + crop.tobytes()
             if key not in seen:

@@ -1,6 +1,10 @@
 // Burned-in text screen: cheap per-frame search for lines of glyph-like blobs.
 //
 // Algorithm (the Python test suite re-implements it in numpy and compares box for box):
+//  0. Input is grey (one sample per pixel) or interleaved RGB, which is screened as its
+//     Rec. 601 luma (77 R + 150 G + 29 B + 128) >> 8, computed row by row into a ring of
+//     2r+2 rows (never a whole frame). The threshold t of a frame is given, or estimated
+//     from its noise (see noise_threshold below).
 //  1. Local mean over a (2r+1)^2 window clipped to the frame: sum S and pixel count N.
 //     A pixel p is "bright" when p*N > S + t*N, "dark" when p*N + t*N < S.
 //  2. 8-connected components of the marked pixels, labelled from row runs with union-find.
@@ -12,6 +16,14 @@
 //     lines are the connected groups of that relation. Lines with >= 2 glyphs are kept.
 //  Score = glyphs * mean glyph contrast, a glyph's contrast being the mean over its pixels
 //  of |p*N - S| / N. Boxes are half-open [row0, row1) x [col0, col1).
+//
+// Noise threshold of a frame (noise_factor > 0): d = |p[y][x+1] - p[y][x]| over the rows
+// y = 0, step, 2 step, ...; med = the smallest m with 2 * #{d <= m} >= #d; the threshold is
+// max(threshold, min(noise_max, ceil(noise_factor * (med / 0.9539)))) (med / 0.9539
+// estimates the noise sigma), or `threshold` when the frame has fewer than 2 columns.
+//
+// Windows of r <= 7 hold at most 225 pixels, so every sum fits 16 bits: those run in
+// uint16 lanes (16 per AVX2 register); wider windows use 32-bit sums, scalar only.
 //
 // Callers (the bindings) check dtypes, shapes and contiguity; these functions trust them.
 #pragma once
@@ -31,6 +43,9 @@ struct TextScreenParams {
     int max_height = 120;
     bool bright = true;      // look for text brighter than its background
     bool dark = true;        // and / or darker
+    double noise_factor = 0.0;  // > 0: per-frame threshold from the frame's noise
+    int noise_step = 4;         // every noise_step-th row is sampled for the noise
+    int noise_max = 200;        // the noise threshold never exceeds this
 };
 
 struct TextBox {
@@ -38,34 +53,55 @@ struct TextBox {
     double score;
 };
 
-// Appends the line boxes of every frame of a C-contiguous (frames, rows, cols) uint8
-// stack to `out`, per frame in polarity order (bright, then dark), each sorted by
-// (row0, col0, row1, col1).
+// Appends the line boxes of every frame of a C-contiguous (frames, rows, cols, channels)
+// uint8 stack (channels 1: grey, 3: interleaved RGB) to `out`, per frame in polarity
+// order (bright, then dark), each sorted by (row0, col0, row1, col1). `thresholds_in`
+// (frames values in 0..255, or null) overrides the threshold of each frame;
+// `thresholds_out` (frames values, or null) receives the threshold each frame used.
 void find_text_boxes(const std::uint8_t* data, std::size_t frames, std::size_t rows,
-                     std::size_t cols, const TextScreenParams& params,
+                     std::size_t cols, std::size_t channels, const TextScreenParams& params,
+                     const std::int32_t* thresholds_in, std::int32_t* thresholds_out,
                      std::vector<TextBox>& out);
 void find_text_boxes(Backend backend, const std::uint8_t* data, std::size_t frames,
-                     std::size_t rows, std::size_t cols, const TextScreenParams& params,
-                     std::vector<TextBox>& out);
+                     std::size_t rows, std::size_t cols, std::size_t channels,
+                     const TextScreenParams& params, const std::int32_t* thresholds_in,
+                     std::int32_t* thresholds_out, std::vector<TextBox>& out);
+
+// Rec. 601 luma (77 R + 150 G + 29 B + 128) >> 8 of n interleaved RGB pixels.
+void luma_row(Backend backend, const std::uint8_t* rgb, std::size_t n, std::uint8_t* out);
 
 namespace detail {
-// Marks columns c in [c0, c1) of one row whose window lies inside the frame
-// (r <= c < cols - r): bright[c] = row[c]*cnt > S + tc, dark[c] = row[c]*cnt + tc < S,
-// with S = prefix[c+r+1] - prefix[c-r] (mod 2^32), cnt <= 129^2, tc = threshold * cnt.
-using ClassifyFn = void (*)(const std::uint32_t* prefix, const std::uint8_t* row,
-                            std::size_t c0, std::size_t c1, std::size_t r, std::int32_t cnt,
-                            std::int32_t tc, std::uint8_t* bright, std::uint8_t* dark);
-void classify_interior_ref(const std::uint32_t* prefix, const std::uint8_t* row,
-                           std::size_t c0, std::size_t c1, std::size_t r, std::int32_t cnt,
-                           std::int32_t tc, std::uint8_t* bright, std::uint8_t* dark);
+// The per-pixel kernels of the 16-bit window pass, one table per backend.
+struct TextScreenKernels {
+    // out[i] = luma of rgb[3i .. 3i+2], i < n.
+    void (*luma)(const std::uint8_t* rgb, std::size_t n, std::uint8_t* out);
+    // v[i] += add[i] - sub[i] (mod 2^16), i < n; add or sub may be null (not added).
+    void (*colsum16)(std::uint16_t* v, const std::uint8_t* add, const std::uint8_t* sub,
+                     std::size_t n);
+    // p[i + 1] = p[i] + v[i] (mod 2^16) for i < n; p[0] is read, not written.
+    void (*prefix16)(const std::uint16_t* v, std::size_t n, std::uint16_t* p);
+    // For every column c < cols, with S = p[c+r+1] - p[c-r] (mod 2^16; p must be readable
+    // at [-r, cols+r]), sets bit c of bright when px[c]*cnt > S + tc, of dark when
+    // px[c]*cnt + tc < S; cnt <= 257, tc <= 65535, bits beyond cols left zero. Words are
+    // overwritten (no need to clear them). Border columns (c < r, c >= cols - r) get the
+    // interior formula here; the caller redoes them with their clipped windows.
+    void (*classify16)(const std::uint16_t* p, const std::uint8_t* px, std::size_t cols,
+                       std::size_t r, std::uint32_t cnt, std::uint32_t tc,
+                       std::uint64_t* bright, std::uint64_t* dark);
+    // out[i] = |row[i + 1] - row[i]| for i < n - 1 (n >= 1).
+    void (*absdiff)(const std::uint8_t* row, std::size_t n, std::uint8_t* out);
+    // How many of d[0 .. n) are <= k.
+    std::size_t (*count_le)(const std::uint8_t* d, std::size_t n, std::uint8_t k);
+};
+extern const TextScreenKernels kTextScreenRef;
 #ifdef MEDVEIL_HAVE_AVX2
-void classify_interior_avx2(const std::uint32_t* prefix, const std::uint8_t* row,
-                            std::size_t c0, std::size_t c1, std::size_t r, std::int32_t cnt,
-                            std::int32_t tc, std::uint8_t* bright, std::uint8_t* dark);
+extern const TextScreenKernels kTextScreenAvx2;
 #endif
-// The whole screen with the given interior classifier.
-void find_text_boxes_with(ClassifyFn classify, const std::uint8_t* data, std::size_t frames,
-                          std::size_t rows, std::size_t cols, const TextScreenParams& params,
+// The whole screen with the given kernels.
+void find_text_boxes_with(const TextScreenKernels& k, const std::uint8_t* data,
+                          std::size_t frames, std::size_t rows, std::size_t cols,
+                          std::size_t channels, const TextScreenParams& params,
+                          const std::int32_t* thresholds_in, std::int32_t* thresholds_out,
                           std::vector<TextBox>& out);
 }  // namespace detail
 

@@ -1,5 +1,6 @@
-// Scalar text screen; see textscreen.hpp for the exact algorithm it implements.
+// Scalar text screen and the frame driver; see textscreen.hpp for the exact algorithm.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <numeric>
@@ -12,12 +13,17 @@ namespace {
 
 struct Run {
     std::int32_t row, c0, c1;  // [c0, c1)
-    double contrast;           // sum over its pixels of |p*N - S| / N
+    // Its pixels' contrast |p*N - S| / N: as integer |p*N - S| summed over the pixels
+    // with a full (2r+1)^2 window (divided once per glyph), and as the double sum of the
+    // others.
+    std::int64_t full;
+    double part;
 };
 
 struct Comp {
     std::int64_t r0, r1, c0, c1, area;
-    double contrast;
+    std::int64_t full;
+    double part;
 };
 
 std::uint32_t find_root(std::vector<std::uint32_t>& parent, std::uint32_t i) {
@@ -35,12 +41,21 @@ void unite(std::vector<std::uint32_t>& parent, std::uint32_t a, std::uint32_t b)
     if (a < b) parent[b] = a; else parent[a] = b;
 }
 
+inline void set_bit(std::uint64_t* w, std::size_t c, bool on) {
+    const std::uint64_t m = std::uint64_t{1} << (c & 63);
+    if (on) w[c >> 6] |= m; else w[c >> 6] &= ~m;
+}
+
 // Per-polarity state: runs of the current frame and where each row's runs start.
 struct Pass {
     std::vector<Run> runs;
     std::size_t prev_begin = 0, prev_end = 0;  // runs of the previous row
     std::vector<std::uint32_t> parent;
-    std::vector<std::uint8_t> mask;
+    std::vector<std::uint64_t> bits;  // the row's marks, one bit per column
+    std::vector<std::uint32_t> starts, stops;  // the row's runs, before they are stored
+    std::vector<std::uint32_t> prev_starts, prev_stops;  // and the previous row's
+    std::vector<std::uint32_t> comp_of;        // component of each root run
+    std::vector<Comp> comps;
 
     void reset() {
         runs.clear();
@@ -48,71 +63,151 @@ struct Pass {
         prev_begin = prev_end = 0;
     }
 
+    // Appends one run. Fields are stored one by one: building the struct first and
+    // copying it made the compiler reload it wider than it was written, which stalls.
+    void push_run(std::int32_t y, std::size_t c0, std::size_t c1, std::int64_t full,
+                  double part) {
+        runs.emplace_back();
+        Run& rr = runs.back();
+        rr.row = y;
+        rr.c0 = static_cast<std::int32_t>(c0);
+        rr.c1 = static_cast<std::int32_t>(c1);
+        rr.full = full;
+        rr.part = part;
+        parent.push_back(static_cast<std::uint32_t>(parent.size()));
+    }
+
+    // Starts and stops of the runs of set bits of the row, in column order.
+    std::size_t split_runs(std::size_t cols) {
+        const std::size_t nwords = bits.size();
+        starts.resize(cols / 2 + 2);
+        stops.resize(cols / 2 + 2);
+        std::uint32_t* st = starts.data();
+        std::uint32_t* sp = stops.data();
+        std::size_t ns = 0, ne = 0;
+        std::uint64_t prev = 0;  // top bit of the previous word
+        for (std::size_t i = 0; i < nwords; ++i) {
+            const std::uint64_t x = bits[i];
+            if ((x | prev) == 0) continue;
+            // A run starts at a set bit after a clear one, and stops at a clear bit after
+            // a set one.
+            const std::uint64_t before = (x << 1) | prev;
+            std::uint64_t s = x & ~before, e = ~x & before;
+            const auto base = static_cast<std::uint32_t>(i * 64);
+            while (s) {
+                st[ns++] = base + static_cast<std::uint32_t>(__builtin_ctzll(s));
+                s &= s - 1;
+            }
+            while (e) {
+                sp[ne++] = base + static_cast<std::uint32_t>(__builtin_ctzll(e));
+                e &= e - 1;
+            }
+            prev = x >> 63;
+        }
+        // Bits past the last column are clear, so only a full last word leaves a run open.
+        if (ne < ns) sp[ne++] = static_cast<std::uint32_t>(cols);
+        return ns;
+    }
+
     // Extracts the runs of one marked row and links them to the previous row's runs.
-    // `px` is the image row, `prefix` its row of vertical window sums as prefix sums, and
-    // the window of column c spans [lo(c), hi(c)] with rowcount * colcount[c] pixels.
+    // `px` is the image row, `prefix` its row of vertical window sums as prefix sums
+    // (modular in Acc), and the window of column c spans [lo(c), hi(c)] with
+    // rowcount * colcount[c] pixels.
+    template <typename Acc>
     void add_row(std::int32_t y, std::size_t cols, std::size_t r, const std::uint8_t* px,
-                 const std::uint32_t* prefix, std::int32_t rowcount,
-                 const std::int32_t* colcount) {
+                 const Acc* prefix, std::int32_t rowcount, const std::int32_t* colcount) {
         const std::size_t begin = runs.size();
-        const std::uint8_t* m = mask.data();
-        std::size_t c = 0;
-        while (c < cols) {
-            // Most of a frame is background: skip eight unmarked pixels at a time.
-            if (c + 8 <= cols) {
-                std::uint64_t w;
-                std::memcpy(&w, m + c, 8);
-                if (w == 0) { c += 8; continue; }
-            }
-            if (!m[c]) { ++c; continue; }
-            const std::size_t start = c;
+        const std::size_t n = split_runs(cols);
+        const bool full_rows = rowcount == static_cast<std::int32_t>(2 * r + 1);
+        const std::size_t inner1 = cols > r ? cols - r : 0;
+        const std::int32_t icnt = rowcount * static_cast<std::int32_t>(2 * r + 1);
+        for (std::size_t k = 0; k < n; ++k) {
+            const std::size_t start = starts[k], stop = stops[k];
             double contrast = 0.0;
+            std::int64_t full = 0;
             // Marked pixels are few, so their contrast is recomputed here rather than
-            // stored for every pixel by the classifying loop.
-            while (c < cols && m[c]) {
-                const std::size_t lo = c >= r ? c - r : 0, hi = std::min(c + r, cols - 1);
-                const auto sum = static_cast<std::int32_t>(prefix[hi + 1] - prefix[lo]);
-                const std::int32_t cnt = rowcount * colcount[c];
-                const std::int32_t d = static_cast<std::int32_t>(px[c]) * cnt - sum;
+            // stored for every pixel by the classifying loop. Interior columns share one
+            // pixel count: their |p*N - S| add up exactly as integers, and are divided
+            // once per run (once per glyph for the rows whose window is not clipped).
+            const std::size_t in0 = std::max(start, std::min(r, stop));
+            const std::size_t in1 = std::max(in0, std::min(stop, inner1));
+            auto border = [&](std::size_t x) {
+                const std::size_t lo = x >= r ? x - r : 0, hi = std::min(x + r, cols - 1);
+                const auto sum = static_cast<std::int32_t>(static_cast<Acc>(prefix[hi + 1] -
+                                                                            prefix[lo]));
+                const std::int32_t cnt = rowcount * colcount[x];
+                const std::int32_t d = static_cast<std::int32_t>(px[x]) * cnt - sum;
                 contrast += static_cast<double>(d < 0 ? -d : d) / static_cast<double>(cnt);
-                ++c;
+            };
+            for (std::size_t c = start; c < in0; ++c) border(c);
+            if (in1 > in0) {
+                std::int64_t acc = 0;
+                for (std::size_t c = in0; c < in1; ++c) {
+                    const auto sum = static_cast<std::int32_t>(
+                        static_cast<Acc>(prefix[c + r + 1] - prefix[c - r]));
+                    const std::int32_t d = static_cast<std::int32_t>(px[c]) * icnt - sum;
+                    acc += d < 0 ? -d : d;
+                }
+                if (full_rows)
+                    full = acc;
+                else
+                    contrast += static_cast<double>(acc) / static_cast<double>(icnt);
             }
-            runs.push_back(Run{y, static_cast<std::int32_t>(start), static_cast<std::int32_t>(c),
-                               contrast});
-            parent.push_back(static_cast<std::uint32_t>(parent.size()));
+            for (std::size_t c = in1; c < stop; ++c) border(c);
+            push_run(y, start, stop, full, contrast);
         }
         const std::size_t end = runs.size();
         // 8-connectivity: runs [a0, a1) and [b0, b1) on adjacent rows touch when
-        // a0 <= b1 and b0 <= a1.
-        std::size_t j = prev_begin;
-        for (std::size_t i = begin; i < end; ++i) {
-            while (j < prev_end && runs[j].c1 < runs[i].c0) ++j;
-            for (std::size_t k = j; k < prev_end && runs[k].c0 <= runs[i].c1; ++k)
-                unite(parent, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(k));
+        // a0 <= b1 and b0 <= a1. Read from the compact per-row arrays.
+        const std::size_t np = prev_end - prev_begin;
+        const std::uint32_t* ps = prev_starts.data();
+        const std::uint32_t* pe = prev_stops.data();
+        std::size_t j = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::uint32_t a0 = starts[i], a1 = stops[i];
+            while (j < np && pe[j] < a0) ++j;
+            for (std::size_t k = j; k < np && ps[k] <= a1; ++k)
+                unite(parent, static_cast<std::uint32_t>(begin + i),
+                      static_cast<std::uint32_t>(prev_begin + k));
         }
         prev_begin = begin;
         prev_end = end;
+        starts.swap(prev_starts);
+        stops.swap(prev_stops);
     }
 
     void finish(std::int64_t frame, const TextScreenParams& p, std::vector<TextBox>& out) {
         const std::size_t nr = runs.size();
         if (nr == 0) return;
-        std::vector<std::int64_t> comp_of(nr, -1);
-        std::vector<Comp> comps;
+        const double full_cnt = static_cast<double>((2 * p.radius + 1) * (2 * p.radius + 1));
+        comp_of.resize(nr);
+        comps.clear();
         for (std::size_t i = 0; i < nr; ++i) {
+            // unite() keeps the smallest index as the root, so a component's root is its
+            // first run: seen before any other run of it.
             const std::uint32_t r = find_root(parent, static_cast<std::uint32_t>(i));
             const Run& run = runs[i];
-            if (comp_of[r] < 0) {
-                comp_of[r] = static_cast<std::int64_t>(comps.size());
-                comps.push_back(Comp{run.row, run.row + 1, run.c0, run.c1, 0, 0.0});
+            if (r == i) {
+                comp_of[i] = static_cast<std::uint32_t>(comps.size());
+                comps.emplace_back();
+                Comp& cp = comps.back();
+                cp.r0 = run.row;
+                cp.r1 = run.row + 1;
+                cp.c0 = run.c0;
+                cp.c1 = run.c1;
+                cp.area = run.c1 - run.c0;
+                cp.full = run.full;
+                cp.part = run.part;
+                continue;
             }
-            Comp& cp = comps[static_cast<std::size_t>(comp_of[r])];
-            cp.r0 = std::min<std::int64_t>(cp.r0, run.row);
+            Comp& cp = comps[comp_of[r]];
+            // Runs come in row order: the component's first row is its root's.
             cp.r1 = std::max<std::int64_t>(cp.r1, run.row + 1);
             cp.c0 = std::min<std::int64_t>(cp.c0, run.c0);
             cp.c1 = std::max<std::int64_t>(cp.c1, run.c1);
             cp.area += run.c1 - run.c0;
-            cp.contrast += run.contrast;
+            cp.full += run.full;
+            cp.part += run.part;
         }
         std::vector<Comp> glyphs;
         for (const Comp& cp : comps) {
@@ -153,7 +248,8 @@ struct Pass {
         for (std::size_t i = 0; i < ng; ++i) {
             const std::uint32_t r = find_root(gp, static_cast<std::uint32_t>(i));
             const Comp& g = glyphs[i];
-            const double gc = g.contrast / static_cast<double>(g.area);
+            const double gc =
+                (static_cast<double>(g.full) / full_cnt + g.part) / static_cast<double>(g.area);
             if (line_of[r] < 0) {
                 line_of[r] = static_cast<std::int64_t>(lines.size());
                 lines.push_back(TextBox{frame, g.r0, g.r1, g.c0, g.c1, 0, 0.0});
@@ -185,97 +281,281 @@ struct Pass {
     }
 };
 
-}  // namespace
+// The luma rows of one frame: pointers into a grey frame, or a ring of 2r+2 rows
+// converted from RGB when they enter the window (each row exactly once per frame).
+class Rows {
+public:
+    Rows(const detail::TextScreenKernels& k, std::size_t cols, std::size_t channels,
+         std::size_t ring)
+        : k_(k), cols_(cols), channels_(channels), ring_(ring),
+          buf_(channels == 1 ? 0 : ring * cols) {}
 
-namespace detail {
-
-void classify_interior_ref(const std::uint32_t* prefix, const std::uint8_t* row,
-                           std::size_t c0, std::size_t c1, std::size_t r, std::int32_t cnt,
-                           std::int32_t tc, std::uint8_t* bright, std::uint8_t* dark) {
-    // cnt <= 129^2 fits int16, so the product is a 16x16->32 bit multiply, which SSE2
-    // has (a 32-bit lane multiply needs SSE4.1): the compiler vectorises this loop.
-    const auto cnt16 = static_cast<std::int16_t>(cnt);
-    for (std::size_t c = c0; c < c1; ++c) {
-        const auto sum = static_cast<std::int32_t>(prefix[c + r + 1] - prefix[c - r]);
-        const std::int32_t v = static_cast<std::int32_t>(static_cast<std::int16_t>(row[c])) *
-                               static_cast<std::int32_t>(cnt16);
-        bright[c] = static_cast<std::uint8_t>(v > sum + tc);
-        dark[c] = static_cast<std::uint8_t>(v + tc < sum);
+    void start(const std::uint8_t* frame) { frame_ = frame; }
+    // Converts row y (call in increasing y, each row once, before row(y)).
+    void load(std::size_t y) {
+        if (channels_ != 1) k_.luma(frame_ + y * cols_ * 3, cols_, buf_.data() + slot(y));
     }
+    const std::uint8_t* row(std::size_t y) const {
+        return channels_ == 1 ? frame_ + y * cols_ : buf_.data() + slot(y);
+    }
+
+private:
+    std::size_t slot(std::size_t y) const { return (y % ring_) * cols_; }
+    const detail::TextScreenKernels& k_;
+    std::size_t cols_, channels_, ring_;
+    const std::uint8_t* frame_ = nullptr;
+    std::vector<std::uint8_t> buf_;
+};
+
+// The noise threshold of one frame (see textscreen.hpp). The median is found by counting:
+// usually one count tells that it is too low to raise the threshold above the base.
+int noise_threshold(const detail::TextScreenKernels& k, const std::uint8_t* frame,
+                    std::size_t rows, std::size_t cols, std::size_t channels,
+                    const TextScreenParams& p, std::vector<std::uint8_t>& tmp,
+                    std::vector<std::uint8_t>& diffs) {
+    if (cols < 2) return p.threshold;
+    const auto step = static_cast<std::size_t>(p.noise_step);
+    const std::size_t m = cols - 1, sampled = (rows + step - 1) / step;
+    diffs.resize(sampled * m);
+    for (std::size_t i = 0; i < sampled; ++i) {
+        const std::uint8_t* row = frame + i * step * cols * channels;
+        if (channels != 1) {
+            k.luma(row, cols, tmp.data());
+            row = tmp.data();
+        }
+        k.absdiff(row, cols, diffs.data() + i * m);
+    }
+    const std::size_t n = diffs.size();
+    // The threshold a median of v gives, before the base: monotone in v.
+    auto from_median = [&](int v) {
+        const double t = std::ceil(p.noise_factor * (static_cast<double>(v) / 0.9539));
+        return t >= static_cast<double>(p.noise_max) ? p.noise_max : static_cast<int>(t);
+    };
+    auto at_least_half = [&](int v) {
+        return 2 * k.count_le(diffs.data(), n, static_cast<std::uint8_t>(v)) >= n;
+    };
+    int lo = 0;  // the median is >= lo
+    int kb = -1;  // the largest median that leaves the base threshold
+    while (kb < 255 && from_median(kb + 1) <= p.threshold) ++kb;
+    if (kb >= 0) {
+        if (at_least_half(kb)) return p.threshold;
+        lo = kb + 1;
+    }
+    int hi = 255;  // at_least_half(255) holds
+    while (lo < hi) {
+        const int mid = lo + (hi - lo) / 2;
+        if (at_least_half(mid)) hi = mid; else lo = mid + 1;
+    }
+    return std::max(p.threshold, from_median(lo));
 }
 
-void find_text_boxes_with(ClassifyFn classify_interior, const std::uint8_t* data,
-                          std::size_t frames, std::size_t rows, std::size_t cols,
-                          const TextScreenParams& p, std::vector<TextBox>& out) {
-    if (rows == 0 || cols == 0) return;
+// Sets the bits of the border columns (c < r or c >= cols - r), whose windows are
+// clipped, with their own pixel counts.
+template <typename Acc>
+void classify_borders(const Acc* P, const std::uint8_t* row, std::size_t cols, std::size_t r,
+                      std::int32_t rowcount, const std::int32_t* colcount, std::int32_t t,
+                      std::uint64_t* mb, std::uint64_t* md) {
+    auto one = [&](std::size_t c) {
+        const std::size_t lo = c >= r ? c - r : 0, hi = std::min(c + r, cols - 1);
+        const auto sum = static_cast<std::int32_t>(static_cast<Acc>(P[hi + 1] - P[lo]));
+        const std::int32_t cnt = rowcount * colcount[c];
+        const std::int32_t v = static_cast<std::int32_t>(row[c]) * cnt;
+        set_bit(mb, c, v > sum + t * cnt);
+        set_bit(md, c, v + t * cnt < sum);
+    };
+    const std::size_t inner0 = std::min(r, cols);
+    const std::size_t inner1 = cols > r ? std::max(cols - r, inner0) : inner0;
+    for (std::size_t c = 0; c < inner0; ++c) one(c);
+    for (std::size_t c = inner1; c < cols; ++c) one(c);
+}
+
+// Pad of the prefix rows: classify16 reads p[c - r] .. p[c + r + 1] for every column.
+constexpr std::size_t kPad = 64;
+
+void screen_frames(const detail::TextScreenKernels& k, const std::uint8_t* data,
+                   std::size_t frames, std::size_t rows, std::size_t cols,
+                   std::size_t channels, const TextScreenParams& p,
+                   const std::int32_t* thresholds_in, std::int32_t* thresholds_out,
+                   std::vector<TextBox>& out) {
     const auto r = static_cast<std::size_t>(p.radius);
-    // Window sums stay below 2^32, so modular uint32 prefix sums give them exactly.
-    std::vector<std::uint32_t> colsum(cols), prefix(cols + 1);
+    // A (2r+1)^2 window of 8-bit pixels sums to < 2^16 when r <= 7 (225 * 255).
+    const bool narrow = r <= 7;
     std::vector<std::int32_t> colcount(cols);
     for (std::size_t c = 0; c < cols; ++c) {
         const std::size_t lo = c >= r ? c - r : 0, hi = std::min(c + r, cols - 1);
         colcount[c] = static_cast<std::int32_t>(hi - lo + 1);
     }
+    // Vertical window sums and their prefix rows, in the accumulator width of the path.
+    std::vector<std::uint16_t> colsum16(narrow ? cols : 0), pbuf16(narrow ? cols + 1 + 2 * kPad : 0);
+    std::vector<std::uint32_t> colsum32(narrow ? 0 : cols), prefix32(narrow ? 0 : cols + 1);
+    const std::size_t nwords = (cols + 63) / 64;
     Pass bright, dark;
-    bright.mask.resize(cols);
-    dark.mask.resize(cols);
-    const std::int32_t t = p.threshold;
+    bright.bits.assign(nwords, 0);
+    dark.bits.assign(nwords, 0);
+    Rows lum(k, cols, channels, 2 * r + 2);
+    std::vector<std::uint8_t> tmp(cols), diffs;
     for (std::size_t f = 0; f < frames; ++f) {
-        const std::uint8_t* img = data + f * rows * cols;
+        const std::uint8_t* img = data + f * rows * cols * channels;
+        std::int32_t t = p.threshold;
+        if (thresholds_in != nullptr)
+            t = thresholds_in[f];
+        else if (p.noise_factor > 0.0)
+            t = noise_threshold(k, img, rows, cols, channels, p, tmp, diffs);
+        if (thresholds_out != nullptr) thresholds_out[f] = t;
         bright.reset();
         dark.reset();
-        std::fill(colsum.begin(), colsum.end(), 0u);
-        for (std::size_t y = 0; y <= std::min(r, rows - 1); ++y)
-            for (std::size_t c = 0; c < cols; ++c) colsum[c] += img[y * cols + c];
+        lum.start(img);
+        const std::size_t top = std::min(r, rows - 1);
+        for (std::size_t y = 0; y <= top; ++y) lum.load(y);
+        if (narrow) {
+            std::fill(colsum16.begin(), colsum16.end(), std::uint16_t{0});
+            for (std::size_t y = 0; y <= top; ++y)
+                k.colsum16(colsum16.data(), lum.row(y), nullptr, cols);
+        } else {
+            std::fill(colsum32.begin(), colsum32.end(), 0u);
+            for (std::size_t y = 0; y <= top; ++y) {
+                const std::uint8_t* px = lum.row(y);
+                for (std::size_t c = 0; c < cols; ++c) colsum32[c] += px[c];
+            }
+        }
         for (std::size_t y = 0; y < rows; ++y) {
             if (y > 0) {
                 const bool has_add = y + r < rows, has_sub = y > r;
-                const std::uint8_t* add = img + (has_add ? y + r : 0) * cols;
-                const std::uint8_t* sub = img + (has_sub ? y - r - 1 : 0) * cols;
-                if (has_add && has_sub) {
+                if (has_add) lum.load(y + r);
+                const std::uint8_t* add = has_add ? lum.row(y + r) : nullptr;
+                const std::uint8_t* sub = has_sub ? lum.row(y - r - 1) : nullptr;
+                if (narrow) {
+                    if (has_add || has_sub) k.colsum16(colsum16.data(), add, sub, cols);
+                } else {
+                    // Window sums stay below 2^32, so modular uint32 arithmetic is exact.
                     for (std::size_t c = 0; c < cols; ++c)
-                        colsum[c] = colsum[c] + add[c] - sub[c];
-                } else if (has_add) {
-                    for (std::size_t c = 0; c < cols; ++c) colsum[c] += add[c];
-                } else if (has_sub) {
-                    for (std::size_t c = 0; c < cols; ++c) colsum[c] -= sub[c];
+                        colsum32[c] = colsum32[c] + (add ? add[c] : 0u) - (sub ? sub[c] : 0u);
                 }
             }
             const std::size_t ylo = y >= r ? y - r : 0, yhi = std::min(y + r, rows - 1);
             const auto rowcount = static_cast<std::int32_t>(yhi - ylo + 1);
-            prefix[0] = 0;
-            for (std::size_t c = 0; c < cols; ++c) prefix[c + 1] = prefix[c] + colsum[c];
-            const std::uint8_t* row = img + y * cols;
-            const std::uint32_t* P = prefix.data();
-            std::uint8_t* mb = bright.mask.data();
-            std::uint8_t* md = dark.mask.data();
-            // Border columns have clipped windows; interior ones share one window size.
-            const std::size_t inner0 = std::min(r, cols);
-            const std::size_t inner1 = cols > r ? std::max(cols - r, inner0) : inner0;
-            auto classify = [&](std::size_t c) {
-                const std::size_t lo = c >= r ? c - r : 0, hi = std::min(c + r, cols - 1);
-                const auto sum = static_cast<std::int32_t>(P[hi + 1] - P[lo]);
-                const std::int32_t cnt = rowcount * colcount[c];
-                const std::int32_t v = static_cast<std::int32_t>(row[c]) * cnt;
-                mb[c] = v > sum + t * cnt ? 1 : 0;
-                md[c] = v + t * cnt < sum ? 1 : 0;
-            };
-            for (std::size_t c = 0; c < inner0; ++c) classify(c);
-            for (std::size_t c = inner1; c < cols; ++c) classify(c);
-            {
-                const std::int32_t cnt = rowcount * static_cast<std::int32_t>(2 * r + 1);
-                classify_interior(P, row, inner0, inner1, r, cnt, t * cnt, mb, md);
-            }
-            if (!p.bright) std::fill(bright.mask.begin(), bright.mask.end(), std::uint8_t{0});
-            if (!p.dark) std::fill(dark.mask.begin(), dark.mask.end(), std::uint8_t{0});
+            const std::uint8_t* row = lum.row(y);
+            std::uint64_t* mb = bright.bits.data();
+            std::uint64_t* md = dark.bits.data();
             const auto yy = static_cast<std::int32_t>(y);
-            bright.add_row(yy, cols, r, row, P, rowcount, colcount.data());
-            dark.add_row(yy, cols, r, row, P, rowcount, colcount.data());
+            const std::int32_t icnt = rowcount * static_cast<std::int32_t>(2 * r + 1);
+            if (narrow) {
+                std::uint16_t* P = pbuf16.data() + kPad;
+                P[0] = 0;
+                k.prefix16(colsum16.data(), cols, P);
+                // Past the row the pad repeats the total; before it, zeros (set once
+                // below). Only border columns read them, and those are redone.
+                std::fill(P + cols + 1, P + cols + 1 + kPad, P[cols]);
+                k.classify16(P, row, cols, r, static_cast<std::uint32_t>(icnt),
+                             static_cast<std::uint32_t>(t * icnt), mb, md);
+                classify_borders(P, row, cols, r, rowcount, colcount.data(), t, mb, md);
+                if (!p.bright) std::fill(bright.bits.begin(), bright.bits.end(), 0);
+                if (!p.dark) std::fill(dark.bits.begin(), dark.bits.end(), 0);
+                bright.add_row(yy, cols, r, row, static_cast<const std::uint16_t*>(P), rowcount,
+                               colcount.data());
+                dark.add_row(yy, cols, r, row, static_cast<const std::uint16_t*>(P), rowcount,
+                             colcount.data());
+            } else {
+                std::uint32_t* P = prefix32.data();
+                P[0] = 0;
+                for (std::size_t c = 0; c < cols; ++c) P[c + 1] = P[c] + colsum32[c];
+                std::fill(bright.bits.begin(), bright.bits.end(), 0);
+                std::fill(dark.bits.begin(), dark.bits.end(), 0);
+                for (std::size_t c = r; c + r < cols; ++c) {
+                    const auto sum = static_cast<std::int32_t>(P[c + r + 1] - P[c - r]);
+                    const std::int32_t v = static_cast<std::int32_t>(row[c]) * icnt;
+                    if (v > sum + t * icnt) set_bit(mb, c, true);
+                    if (v + t * icnt < sum) set_bit(md, c, true);
+                }
+                classify_borders(static_cast<const std::uint32_t*>(P), row, cols, r, rowcount,
+                                 colcount.data(), t, mb, md);
+                if (!p.bright) std::fill(bright.bits.begin(), bright.bits.end(), 0);
+                if (!p.dark) std::fill(dark.bits.begin(), dark.bits.end(), 0);
+                bright.add_row(yy, cols, r, row, static_cast<const std::uint32_t*>(P), rowcount,
+                               colcount.data());
+                dark.add_row(yy, cols, r, row, static_cast<const std::uint32_t*>(P), rowcount,
+                             colcount.data());
+            }
         }
         const auto fi = static_cast<std::int64_t>(f);
         if (p.bright) bright.finish(fi, p, out);
         if (p.dark) dark.finish(fi, p, out);
     }
+}
+
+void luma_ref(const std::uint8_t* rgb, std::size_t n, std::uint8_t* out) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const unsigned v = 77u * rgb[3 * i] + 150u * rgb[3 * i + 1] + 29u * rgb[3 * i + 2] + 128u;
+        out[i] = static_cast<std::uint8_t>(v >> 8);
+    }
+}
+
+void colsum16_ref(std::uint16_t* v, const std::uint8_t* add, const std::uint8_t* sub,
+                  std::size_t n) {
+    if (add && sub) {
+        for (std::size_t i = 0; i < n; ++i)
+            v[i] = static_cast<std::uint16_t>(v[i] + add[i] - sub[i]);
+    } else if (add) {
+        for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::uint16_t>(v[i] + add[i]);
+    } else if (sub) {
+        for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::uint16_t>(v[i] - sub[i]);
+    }
+}
+
+void prefix16_ref(const std::uint16_t* v, std::size_t n, std::uint16_t* p) {
+    for (std::size_t i = 0; i < n; ++i) p[i + 1] = static_cast<std::uint16_t>(p[i] + v[i]);
+}
+
+void classify16_ref(const std::uint16_t* p, const std::uint8_t* px, std::size_t cols,
+                    std::size_t r, std::uint32_t cnt, std::uint32_t tc, std::uint64_t* bright,
+                    std::uint64_t* dark) {
+    const std::size_t nwords = (cols + 63) / 64;
+    const auto* base = p - static_cast<std::ptrdiff_t>(r);
+    for (std::size_t w = 0; w < nwords; ++w) {
+        std::uint64_t b = 0, d = 0;
+        const std::size_t end = std::min(cols, 64 * w + 64);
+        for (std::size_t c = 64 * w; c < end; ++c) {
+            const std::uint32_t sum = static_cast<std::uint16_t>(p[c + r + 1] - base[c]);
+            const std::uint32_t v = px[c] * cnt;
+            b |= std::uint64_t{v > sum + tc} << (c & 63);
+            d |= std::uint64_t{v + tc < sum} << (c & 63);
+        }
+        bright[w] = b;
+        dark[w] = d;
+    }
+}
+
+void absdiff_ref(const std::uint8_t* row, std::size_t n, std::uint8_t* out) {
+    for (std::size_t i = 0; i + 1 < n; ++i)
+        out[i] = static_cast<std::uint8_t>(row[i] > row[i + 1] ? row[i] - row[i + 1]
+                                                               : row[i + 1] - row[i]);
+}
+
+std::size_t count_le_ref(const std::uint8_t* d, std::size_t n, std::uint8_t k) {
+    std::size_t c = 0;
+    for (std::size_t i = 0; i < n; ++i) c += d[i] <= k;
+    return c;
+}
+
+}  // namespace
+
+namespace detail {
+
+const TextScreenKernels kTextScreenRef = {luma_ref,       colsum16_ref, prefix16_ref,
+                                          classify16_ref, absdiff_ref,  count_le_ref};
+
+void find_text_boxes_with(const TextScreenKernels& k, const std::uint8_t* data,
+                          std::size_t frames, std::size_t rows, std::size_t cols,
+                          std::size_t channels, const TextScreenParams& p,
+                          const std::int32_t* thresholds_in, std::int32_t* thresholds_out,
+                          std::vector<TextBox>& out) {
+    if (rows == 0 || cols == 0) {
+        // Nothing to screen; the frames still report the threshold they would use.
+        for (std::size_t f = 0; thresholds_out != nullptr && f < frames; ++f)
+            thresholds_out[f] = thresholds_in != nullptr ? thresholds_in[f] : p.threshold;
+        return;
+    }
+    screen_frames(k, data, frames, rows, cols, channels, p, thresholds_in, thresholds_out, out);
 }
 
 }  // namespace detail
