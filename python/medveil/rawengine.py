@@ -16,17 +16,20 @@ tests check it on every file they have); it is a faster road to the same file.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 
+import numpy as np
 import pydicom.uid
 from pydicom.charset import convert_encodings
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import DicomDictionary, RepeatersDictionary, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+from medveil._core import scan_elements
 from medveil.deid import (
     _CLEANABLE_TEXT,
     BYTES_VRS,
@@ -58,22 +61,11 @@ from medveil.writer import (
 _LONG = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR", b"UT", b"SV", b"UV"}
 )
-_SHORT = frozenset(
-    {
-        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO",
-        b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
-    }
-)  # fmt: skip
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _UNDEFINED = 0xFFFFFFFF
-_ITEM = 0xFFFEE000
-_ITEM_END = 0xFFFEE00D
-_SEQ_END = 0xFFFEE0DD
 _TAG = struct.Struct("<HH")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<L")
-_HEAD = struct.Struct("<HH2sH")  # tag, VR and a short length, in one call
-_IHEAD = struct.Struct("<HHL")  # tag and length of an Implicit VR element
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 # Compressed syntaxes: Explicit VR Little Endian with encapsulated Pixel Data.
 _ENCAPSULATED = frozenset(
@@ -84,6 +76,8 @@ _ENCAPSULATED = frozenset(
 _LONG_VR_STR = frozenset(v.decode() for v in _LONG)
 _ITEM_DELIMS = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
 _SEQ_DELIMS = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_VR_NAMES: dict[int, str] = {}  # the scanner's VR codes (two bytes, little-endian) as text
+_NO_ITEMS: list = []  # shared by every element that is not a sequence; never appended to
 
 
 class _View(Dataset):
@@ -140,59 +134,50 @@ class _Item:
 
 
 def _scan(
-    buf: bytearray | bytes, pos: int, end: int, top: bool, implicit: bool = False
+    buf: bytearray | bytes | memoryview, pos: int, end: int, implicit: bool = False
 ) -> tuple[list[_Elem], int]:
-    """The elements from pos up to end (or up to an item delimiter); returns (elems, pos).
+    """The elements of the data set buf[pos:end] as a tree; returns (elems, stop).
 
-    Implicit VR elements get their VR from the data dictionary, as the Dataset engine
-    reads them.
+    The core scans the element headers (``medveil._core.scan_elements``) and this builds
+    the tree from its rows. Implicit VR elements get their VR from the data dictionary,
+    as the Dataset engine reads them.
     """
-    elems: list[_Elem] = []
-    head, ihead, u32 = _HEAD.unpack_from, _IHEAD.unpack_from, _U32.unpack_from
-    last = -1
-    while pos < end:
-        if pos + 8 > end:
-            raise NotRaw("truncated element header")
-        if implicit:
-            group, el, length = ihead(buf, pos)
-            tag = (group << 16) | el
-            vr = "" if tag == _ITEM_END else _implicit_vr(tag)
-            vstart = pos + 8
-        else:
-            group, el, vrb, length = head(buf, pos)
-            tag = (group << 16) | el
-            if vrb in _SHORT:
-                vstart = pos + 8
-            elif vrb in _LONG or vrb == b"UN":
-                length = u32(buf, pos + 8)[0]
-                vstart = pos + 12
-            elif tag != _ITEM_END:
-                raise NotRaw("unknown VR")
-            vr = vrb.decode("latin-1")
-        if tag == _ITEM_END:
-            return elems, pos + 8
-        if tag <= last:
-            raise NotRaw("elements out of order")
-        last = tag
-        if vr == "SQ" or (vr == "UN" and length == _UNDEFINED):
-            # An undefined-length UN is a sequence in Implicit VR (PS3.5 6.2.2).
-            items, stop = _scan_items(buf, vstart, length, end, implicit or vr == "UN")
-            elems.append(_Elem(tag, vr, pos, vstart, length, stop, items))
-            pos = stop
-            continue
-        if length == _UNDEFINED:
-            if tag != PIXEL_DATA or implicit:
+    if end > len(buf):
+        raise NotRaw("data set runs past the end")
+    rows, stop, error = scan_elements(buf, pos, end, implicit, _SQ_TAGS)
+    if error is not None:
+        raise NotRaw(error)
+    elems, _ = _tree(rows.tolist(), 0, -1)
+    return elems, stop
+
+
+def _tree(rows: list[list[int]], i: int, n: int) -> tuple[list[_Elem], int]:
+    """The next n elements (all when n < 0) of the scanner's rows from row i, with items."""
+    out: list[_Elem] = []
+    total = len(rows)
+    vr_names = _VR_NAMES
+    while n and i < total:
+        tag, code, start, vstart, length, end, nitems, _ = rows[i]
+        i += 1
+        vr = vr_names.get(code) if code else _implicit_vr(tag)
+        if vr is None:
+            vr = vr_names[code] = chr(code & 0xFF) + chr(code >> 8)
+        items: list[_Item] = _NO_ITEMS
+        if nitems >= 0:
+            # Implicit VR: the scanner opens every undefined length as a sequence; only
+            # sequences and unknown (UN) elements may have one.
+            if not code and vr not in ("SQ", "UN"):
                 raise NotRaw("undefined length outside a sequence")
-            stop = _fragments_end(buf, vstart, end)
-        else:
-            stop = vstart + length
-            if stop > end:
-                raise NotRaw("value runs past the end")
-        elems.append(_Elem(tag, vr, pos, vstart, length, stop, []))
-        pos = stop
-    if not top:
-        raise NotRaw("item without delimiter")
-    return elems, pos
+            items = []
+            for _ in range(nitems):
+                _, undefined, istart, iend, nelems, _, _, _ = rows[i]
+                sub, i = _tree(rows, i + 1, nelems)
+                items.append(_Item(sub, undefined == 1, istart, iend))
+        elif vr == "SQ":
+            raise NotRaw("sequence the scanner did not open")
+        out.append(_Elem(tag, vr, start, vstart, length, end, items))
+        n -= 1
+    return out, i
 
 
 def _implicit_vr(tag: int) -> str:
@@ -200,55 +185,6 @@ def _implicit_vr(tag: int) -> str:
     if tag >> 16 & 1 and 0x0010 <= tag & 0xFFFF <= 0x00FF:
         return "LO"  # private creators, as pydicom reads them
     return _dictionary_vr(tag) or "UN"
-
-
-def _fragments_end(buf: bytearray | bytes, pos: int, end: int) -> int:
-    """Where encapsulated Pixel Data starting at pos ends (after its sequence delimiter)."""
-    while pos + 8 <= end:
-        group, el, length = _IHEAD.unpack_from(buf, pos)
-        tag = (group << 16) | el
-        if tag == _SEQ_END:
-            return pos + 8
-        if tag != _ITEM or length == _UNDEFINED or pos + 8 + length > end:
-            raise NotRaw("malformed encapsulated pixel data")
-        pos += 8 + length
-    raise NotRaw("encapsulated pixel data without delimiter")
-
-
-def _scan_items(
-    buf: bytearray | bytes, pos: int, length: int, end: int, implicit: bool
-) -> tuple[list, int]:
-    """The items of a sequence value starting at pos; returns (items, end of the element)."""
-    undefined = length == _UNDEFINED
-    stop = end if undefined else pos + length
-    if stop > end:
-        raise NotRaw("sequence runs past the end")
-    items: list[_Item] = []
-    while pos < stop:
-        if pos + 8 > stop:
-            raise NotRaw("truncated item header")
-        group, el = _TAG.unpack_from(buf, pos)
-        tag = (group << 16) | el
-        ilen = _U32.unpack_from(buf, pos + 4)[0]
-        if tag == _SEQ_END:
-            if not undefined:
-                raise NotRaw("sequence delimiter in a defined-length sequence")
-            return items, pos + 8
-        if tag != _ITEM:
-            raise NotRaw("not an item in a sequence")
-        start = pos
-        if ilen == _UNDEFINED:
-            elems, pos = _scan(buf, pos + 8, stop, False, implicit)
-            items.append(_Item(elems, True, start, pos))
-        else:
-            iend = pos + 8 + ilen
-            if iend > stop:
-                raise NotRaw("item runs past its sequence")
-            elems, pos = _scan(buf, pos + 8, iend, True, implicit)
-            items.append(_Item(elems, False, start, iend))
-    if undefined:
-        raise NotRaw("sequence without delimiter")
-    return items, stop
 
 
 def _header(tag: int, vr: str, length: int, implicit: bool = False) -> bytes:
@@ -402,7 +338,7 @@ class RawEngine:
         if buf[132:136] != b"\x02\x00\x00\x00" or buf[136:138] != b"UL":
             raise NotRaw("no meta group length")
         meta_end = 144 + _U32.unpack_from(buf, 140)[0]
-        meta_elems, _ = _scan(buf, 132, meta_end, True)
+        meta_elems, _ = _scan(buf, 132, meta_end)
         self.buf = buf
         self.view = memoryview(buf)
         meta = FileMetaDataset({BaseTag(e.tag): self._raw(e) for e in meta_elems})
@@ -412,7 +348,7 @@ class RawEngine:
             raise NotRaw("not a little-endian transfer syntax it covers")
         self.implicit = implicit = syntax == _IMPLICIT_LE
         self._marks = self._marks_by[implicit]
-        elems, _ = _scan(buf, meta_end, len(buf), True, implicit)
+        elems, _ = _scan(buf, meta_end, len(buf), implicit)
         top = _View.over({BaseTag(e.tag): self._raw(e) for e in elems}, implicit)
         top.__dict__["file_meta"] = meta
         charset = top._dict.get(0x00080005)
@@ -928,6 +864,25 @@ _TEXTISH = frozenset({"LO", "SH", "CS", "AE", "UC", "ST", "LT", "UT", "PN"})
 _CATALOG_TAGS_SET = frozenset(_CATALOG_TAGS)
 
 
+def _sequence_tags() -> np.ndarray:
+    """Every tag the data dictionary makes a sequence, for the scanner's Implicit VR reads."""
+    tags = {t for t in DicomDictionary if _dictionary_vr(t) == "SQ"}
+    for mask, entry in RepeatersDictionary.items():
+        if entry[0].split(" or ")[0] != "SQ":
+            continue
+        # A mask such as "50xx2600": each x is any hex digit.
+        for digits in itertools.product("0123456789abcdef", repeat=mask.count("x")):
+            text = mask
+            for d in digits:
+                text = text.replace("x", d, 1)
+            if _dictionary_vr(int(text, 16)) == "SQ":
+                tags.add(int(text, 16))
+    return np.array(sorted(tags), dtype=np.uint32)
+
+
+_SQ_TAGS = _sequence_tags()
+
+
 def encode_raw_marks(engine: Deidentifier, implicit: bool) -> dict[BaseTag, RawDataElement]:
     """The engine's de-identification marks, encoded for (Implicit or Explicit) VR LE."""
     from medveil.deid import encode_raw
@@ -944,12 +899,17 @@ def check_output(header: bytes, terms: list[bytes], implicit: bool = False) -> N
         if header[128:132] != b"DICM":
             raise NotRaw("no preamble")
         meta_end = 144 + _U32.unpack_from(header, 140)[0]
-        _scan(header, 132, meta_end, True)
-        elems, _ = _scan(header, meta_end, len(header), True, implicit)
+        _scan(header, 132, meta_end)
+        # The rows are enough here: no tree, only the top-level mark is looked at.
+        if meta_end > len(header):
+            raise NotRaw("data set runs past the end")
+        rows, _, error = scan_elements(header, meta_end, len(header), implicit, _SQ_TAGS)
+        if error is not None:
+            raise NotRaw(error)
     except (NotRaw, struct.error) as exc:
         raise QuarantineError(f"post-check: output does not parse: {exc}") from None
-    mark = next((e for e in elems if e.tag == 0x00120062), None)
-    if mark is None or bytes(header[mark.vstart : mark.end]).rstrip(b"\x00 ") != b"YES":
+    mark = rows[(rows[:, 0] == 0x00120062) & (rows[:, 7] == 0)]
+    if not len(mark) or bytes(header[mark[0, 3] : mark[0, 5]]).rstrip(b"\x00 ") != b"YES":
         raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
     if holds_term(header.lower(), terms):
         raise QuarantineError("post-check: an original identifying value is still in the output")
