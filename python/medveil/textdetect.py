@@ -24,7 +24,7 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import numpy as np
 
@@ -101,6 +101,11 @@ class Detection:
             "why": self.why,
             "text_len": self.text_len,
         }
+
+
+#: A grey frame as the checks read it: a uint8 (rows, cols) array, or an RGB frame whose
+#: slices come out as their luma (:class:`_LumaFrame`).
+GreyFrame: TypeAlias = "np.ndarray | _LumaFrame"
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -212,21 +217,33 @@ def screen_input(
 class _GreyFrames:
     """Grey frames of a screen input, for the candidate checks and OCR crops.
 
-    A grey stack is its own; an RGB frame is converted to luma (in the core) the first
-    time it is asked for, and only frames with candidates are.
+    A grey stack is its own; of RGB, only the regions the checks read are converted.
     """
 
     def __init__(self, stack: np.ndarray) -> None:
         self.stack = stack
-        self._luma: dict[int, np.ndarray] = {}
 
-    def __getitem__(self, f: int) -> np.ndarray:
-        """The uint8 (rows, cols) grey frame f."""
+    def __getitem__(self, f: int) -> np.ndarray | _LumaFrame:
+        """The uint8 (rows, cols) grey frame f (RGB: a view converting what is sliced)."""
         if self.stack.ndim == 3:
             return self.stack[f]
-        if f not in self._luma:
-            self._luma[f] = _core.textscreen.luma(self.stack[f])
-        return self._luma[f]
+        return _LumaFrame(self.stack[f])
+
+
+class _LumaFrame:
+    """One RGB frame seen as grey: slicing it returns the luma of the slice only.
+
+    The checks read a few line heights around each candidate; converting whole frames
+    for them cost more than the checks.
+    """
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb = rgb
+        self.shape = rgb.shape[:2]
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        """Luma (uint8) of rgb[key] for a pair of row and column slices."""
+        return _core.textscreen.luma(self.rgb[key])
 
 
 def noise_threshold(frame: np.ndarray, base: int) -> int:
@@ -242,6 +259,38 @@ def noise_threshold(frame: np.ndarray, base: int) -> int:
     return max(base, min(NOISE_MAX, int(np.ceil(NOISE_FACTOR * sigma))))
 
 
+def _median(a: np.ndarray) -> float:
+    """np.median of a non-empty array (same arithmetic) by a partial sort: the checks run
+    per candidate line, where np.median's own overhead outweighed its work."""
+    a = a.ravel()
+    n = a.size
+    if n == 0:
+        return float(np.median(a))
+    k = n // 2
+    if n % 2:
+        return float(np.partition(a, k)[k])
+    part = np.partition(a, (k - 1, k))
+    return (float(part[k - 1]) + float(part[k])) / 2
+
+
+def _quantile(a: np.ndarray, q: float) -> float:
+    """np.quantile(a, q) of a non-empty array, linear method, with numpy's arithmetic."""
+    a = a.ravel()
+    n = a.size
+    if n == 0:
+        return float(np.quantile(a, q))
+    virtual = (n - 1) * q
+    if virtual >= n - 1:
+        return float(a.max())
+    lo = int(np.floor(virtual))
+    part = np.partition(a, (lo, lo + 1))
+    x, y = float(part[lo]), float(part[lo + 1])
+    gamma = virtual - lo
+    d = y - x
+    # numpy's _lerp: from the nearer end, so that gamma 1 gives y exactly.
+    return y - d * (1 - gamma) if gamma >= 0.5 else x + d * gamma
+
+
 def _median_run(ink: np.ndarray) -> float:
     """Median length of the runs of True along the last axis (0 when there are none)."""
     edges = np.diff(np.pad(ink, ((0, 0), (1, 1))).astype(np.int8), axis=1)
@@ -249,10 +298,10 @@ def _median_run(ink: np.ndarray) -> float:
     stops = np.nonzero(edges == -1)
     if starts[0].size == 0:
         return 0.0
-    return float(np.median(stops[1] - starts[1]))
+    return _median(stops[1] - starts[1])
 
 
-def not_text(frame: np.ndarray, box: tuple[int, int, int, int], glyphs: int) -> bool:
+def not_text(frame: GreyFrame, box: tuple[int, int, int, int], glyphs: int) -> bool:
     """True when a candidate line is solid blobs or a pair of bars, not strokes of text.
 
     Text strokes are thin for their line: the stroke width (the smaller of the median
@@ -270,7 +319,7 @@ def not_text(frame: np.ndarray, box: tuple[int, int, int, int], glyphs: int) -> 
     ring = np.concatenate(
         [frame[max(0, r0 - 2) : r0, c0:c1].ravel(), frame[r1 : r1 + 2, c0:c1].ravel()]
     )
-    bg = int(np.median(ring if ring.size else c))
+    bg = int(_median(ring if ring.size else c))
     dev = np.abs(c - bg)
     top = int(dev.max())
     if top < 20:
@@ -291,7 +340,7 @@ def not_text(frame: np.ndarray, box: tuple[int, int, int, int], glyphs: int) -> 
 
 
 def noisy_surround(
-    frame: np.ndarray, box: tuple[int, int, int, int], threshold: int, glyphs: int
+    frame: GreyFrame, box: tuple[int, int, int, int], threshold: int, glyphs: int
 ) -> bool:
     """True when a candidate is more likely a clump of noise than a line of text.
 
@@ -312,16 +361,16 @@ def noisy_surround(
         return False
     # The upper quartile, not the median: a band half on the black border of an image and
     # half in its speckle must count as noisy.
-    sigma = float(np.percentile(d, 75)) / 0.9539
+    sigma = _quantile(d, 0.75) / 0.9539
     if threshold >= NOISE_FACTOR * sigma:
         return False
     crop = frame[r0:r1, c0:c1].astype(np.int16)
-    contrast = float(np.percentile(np.abs(crop - np.median(crop)), 95))
+    contrast = _quantile(np.abs(crop - _median(crop)), 0.95)
     return contrast < STRONG_FACTOR * sigma
 
 
 def extend_line(
-    frame: np.ndarray, box: tuple[int, int, int, int], threshold: int
+    frame: GreyFrame, box: tuple[int, int, int, int], threshold: int
 ) -> tuple[int, int, int, int]:
     """Grow a line sideways over ink in its rows, across gaps of up to GAP_LINES heights.
 
@@ -335,7 +384,7 @@ def extend_line(
     reach = min(EXTEND_LINES * h, EXTEND_MAX)
     lo, hi = max(0, c0 - reach), min(cols, c1 + reach)
     band = frame[r0:r1, lo:hi].astype(np.int16)
-    ink = (np.abs(band - int(np.median(band))) > threshold).any(axis=0)
+    ink = (np.abs(band - int(_median(band))) > threshold).any(axis=0)
     gap = min(GAP_LINES * h, EXTEND_MAX // 2)
     right = c1 - lo
     x = right
