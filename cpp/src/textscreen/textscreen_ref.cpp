@@ -51,7 +51,10 @@ struct Pass {
     std::vector<Run> runs;
     std::size_t prev_begin = 0, prev_end = 0;  // runs of the previous row
     std::vector<std::uint32_t> parent;
-    std::vector<std::uint64_t> bits;  // the row's marks, one bit per column
+    // Marks, one bit per column, of the row being labelled (bits), the one above it (up)
+    // and the one below it (down): a row is labelled once the next one is classified.
+    std::vector<std::uint64_t> bits, up, down;
+    bool drop_isolated = true;  // see split_runs
     std::vector<std::uint32_t> starts, stops;  // the row's runs, before they are stored
     std::vector<std::uint32_t> prev_starts, prev_stops;  // and the previous row's
     std::vector<std::uint32_t> comp_of;        // component of each root run
@@ -106,7 +109,42 @@ struct Pass {
         }
         // Bits past the last column are clear, so only a full last word leaves a run open.
         if (ne < ns) sp[ne++] = static_cast<std::uint32_t>(cols);
-        return ns;
+        if (!drop_isolated) return ns;
+        // A run with no marked pixel in the rows above and below (columns c0 - 1 .. c1) is
+        // a component one row high: never a glyph when min_height >= 2, and joined to no
+        // other component. Most runs in speckle and noise are such, so they are dropped
+        // here, before the contrast, union-find and component passes.
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < ns; ++i) {
+            const std::size_t lo = st[i] > 0 ? st[i] - 1 : 0;
+            const std::size_t hi = std::min<std::size_t>(sp[i], cols - 1);  // inclusive
+            if (any_bit(up.data(), lo, hi) || any_bit(down.data(), lo, hi)) {
+                st[kept] = st[i];
+                sp[kept] = sp[i];
+                ++kept;
+            }
+        }
+        return kept;
+    }
+
+    // True when any bit lo..hi (inclusive) of w is set.
+    static bool any_bit(const std::uint64_t* w, std::size_t lo, std::size_t hi) {
+        const std::size_t a = lo >> 6, b = hi >> 6;
+        const std::uint64_t first = ~std::uint64_t{0} << (lo & 63);
+        const std::uint64_t last = ~std::uint64_t{0} >> (63 - (hi & 63));
+        if (a == b) return (w[a] & first & last) != 0;
+        if (w[a] & first) return true;
+        for (std::size_t i = a + 1; i < b; ++i)
+            if (w[i]) return true;
+        return (w[b] & last) != 0;
+    }
+
+    // Rotates the bit rows: the labelled row becomes the one above, the one below becomes
+    // the one to label, and the old row above is reused for the next row's marks (returned).
+    std::uint64_t* advance() {
+        up.swap(bits);    // up = labelled row, bits = old up
+        bits.swap(down);  // bits = row to label, down = old up (to overwrite)
+        return down.data();
     }
 
     // Extracts the runs of one marked row and links them to the previous row's runs.
@@ -385,15 +423,27 @@ void screen_frames(const detail::TextScreenKernels& k, const std::uint8_t* data,
         const std::size_t lo = c >= r ? c - r : 0, hi = std::min(c + r, cols - 1);
         colcount[c] = static_cast<std::int32_t>(hi - lo + 1);
     }
-    // Vertical window sums and their prefix rows, in the accumulator width of the path.
-    std::vector<std::uint16_t> colsum16(narrow ? cols : 0), pbuf16(narrow ? cols + 1 + 2 * kPad : 0);
-    std::vector<std::uint32_t> colsum32(narrow ? 0 : cols), prefix32(narrow ? 0 : cols + 1);
+    // Vertical window sums and their prefix rows (of this row and the previous one, which
+    // is labelled now), in the accumulator width of the path.
+    std::vector<std::uint16_t> colsum16(narrow ? cols : 0);
+    std::vector<std::uint16_t> pbuf16[2];
+    std::vector<std::uint32_t> colsum32(narrow ? 0 : cols), prefix32[2];
+    for (auto& b : pbuf16) b.assign(narrow ? cols + 1 + 2 * kPad : 0, 0);
+    for (auto& b : prefix32) b.assign(narrow ? 0 : cols + 1, 0);
     const std::size_t nwords = (cols + 63) / 64;
     Pass bright, dark;
-    bright.bits.assign(nwords, 0);
-    dark.bits.assign(nwords, 0);
+    for (Pass* ps : {&bright, &dark}) {
+        ps->bits.assign(nwords, 0);
+        ps->up.assign(nwords, 0);
+        ps->down.assign(nwords, 0);
+        ps->drop_isolated = p.min_height >= 2;
+    }
     Rows lum(k, cols, channels, 2 * r + 2);
     std::vector<std::uint8_t> tmp(cols), diffs;
+    auto rowcount_of = [&](std::size_t y) {
+        const std::size_t ylo = y >= r ? y - r : 0, yhi = std::min(y + r, rows - 1);
+        return static_cast<std::int32_t>(yhi - ylo + 1);
+    };
     for (std::size_t f = 0; f < frames; ++f) {
         const std::uint8_t* img = data + f * rows * cols * channels;
         std::int32_t t = p.threshold;
@@ -402,8 +452,11 @@ void screen_frames(const detail::TextScreenKernels& k, const std::uint8_t* data,
         else if (p.noise_factor > 0.0)
             t = noise_threshold(k, img, rows, cols, channels, p, tmp, diffs);
         if (thresholds_out != nullptr) thresholds_out[f] = t;
-        bright.reset();
-        dark.reset();
+        for (Pass* ps : {&bright, &dark}) {
+            ps->reset();
+            // Becomes the row above row 0.
+            std::fill(ps->bits.begin(), ps->bits.end(), 0);
+        }
         lum.start(img);
         const std::size_t top = std::min(r, rows - 1);
         for (std::size_t y = 0; y <= top; ++y) lum.load(y);
@@ -418,6 +471,22 @@ void screen_frames(const detail::TextScreenKernels& k, const std::uint8_t* data,
                 for (std::size_t c = 0; c < cols; ++c) colsum32[c] += px[c];
             }
         }
+        // Labels row y of both polarities; their prefix rows of y are in buffer y % 2.
+        auto label = [&](std::size_t y) {
+            const std::uint8_t* row = lum.row(y);
+            const auto yy = static_cast<std::int32_t>(y);
+            const std::int32_t rc = rowcount_of(y);
+            for (Pass* ps : {&bright, &dark}) {
+                if (narrow)
+                    ps->add_row(yy, cols, r, row,
+                                static_cast<const std::uint16_t*>(pbuf16[y % 2].data() + kPad),
+                                rc, colcount.data());
+                else
+                    ps->add_row(yy, cols, r, row,
+                                static_cast<const std::uint32_t*>(prefix32[y % 2].data()), rc,
+                                colcount.data());
+            }
+        };
         for (std::size_t y = 0; y < rows; ++y) {
             if (y > 0) {
                 const bool has_add = y + r < rows, has_sub = y > r;
@@ -432,35 +501,29 @@ void screen_frames(const detail::TextScreenKernels& k, const std::uint8_t* data,
                         colsum32[c] = colsum32[c] + (add ? add[c] : 0u) - (sub ? sub[c] : 0u);
                 }
             }
-            const std::size_t ylo = y >= r ? y - r : 0, yhi = std::min(y + r, rows - 1);
-            const auto rowcount = static_cast<std::int32_t>(yhi - ylo + 1);
+            const std::int32_t rowcount = rowcount_of(y);
             const std::uint8_t* row = lum.row(y);
-            std::uint64_t* mb = bright.bits.data();
-            std::uint64_t* md = dark.bits.data();
-            const auto yy = static_cast<std::int32_t>(y);
+            // This row's marks go below the row labelled next.
+            std::uint64_t* mb = bright.down.data();
+            std::uint64_t* md = dark.down.data();
             const std::int32_t icnt = rowcount * static_cast<std::int32_t>(2 * r + 1);
             if (narrow) {
-                std::uint16_t* P = pbuf16.data() + kPad;
+                std::uint16_t* P = pbuf16[y % 2].data() + kPad;
                 P[0] = 0;
                 k.prefix16(colsum16.data(), cols, P);
-                // Past the row the pad repeats the total; before it, zeros (set once
-                // below). Only border columns read them, and those are redone.
+                // Past the row the pad repeats the total; before it, zeros (set at
+                // allocation). Only border columns read them, and those are redone.
                 std::fill(P + cols + 1, P + cols + 1 + kPad, P[cols]);
                 k.classify16(P, row, cols, r, static_cast<std::uint32_t>(icnt),
                              static_cast<std::uint32_t>(t * icnt), mb, md);
-                classify_borders(P, row, cols, r, rowcount, colcount.data(), t, mb, md);
-                if (!p.bright) std::fill(bright.bits.begin(), bright.bits.end(), 0);
-                if (!p.dark) std::fill(dark.bits.begin(), dark.bits.end(), 0);
-                bright.add_row(yy, cols, r, row, static_cast<const std::uint16_t*>(P), rowcount,
-                               colcount.data());
-                dark.add_row(yy, cols, r, row, static_cast<const std::uint16_t*>(P), rowcount,
-                             colcount.data());
+                classify_borders(static_cast<const std::uint16_t*>(P), row, cols, r, rowcount,
+                                 colcount.data(), t, mb, md);
             } else {
-                std::uint32_t* P = prefix32.data();
+                std::uint32_t* P = prefix32[y % 2].data();
                 P[0] = 0;
                 for (std::size_t c = 0; c < cols; ++c) P[c + 1] = P[c] + colsum32[c];
-                std::fill(bright.bits.begin(), bright.bits.end(), 0);
-                std::fill(dark.bits.begin(), dark.bits.end(), 0);
+                std::fill(mb, mb + nwords, 0);
+                std::fill(md, md + nwords, 0);
                 for (std::size_t c = r; c + r < cols; ++c) {
                     const auto sum = static_cast<std::int32_t>(P[c + r + 1] - P[c - r]);
                     const std::int32_t v = static_cast<std::int32_t>(row[c]) * icnt;
@@ -469,14 +532,17 @@ void screen_frames(const detail::TextScreenKernels& k, const std::uint8_t* data,
                 }
                 classify_borders(static_cast<const std::uint32_t*>(P), row, cols, r, rowcount,
                                  colcount.data(), t, mb, md);
-                if (!p.bright) std::fill(bright.bits.begin(), bright.bits.end(), 0);
-                if (!p.dark) std::fill(dark.bits.begin(), dark.bits.end(), 0);
-                bright.add_row(yy, cols, r, row, static_cast<const std::uint32_t*>(P), rowcount,
-                               colcount.data());
-                dark.add_row(yy, cols, r, row, static_cast<const std::uint32_t*>(P), rowcount,
-                             colcount.data());
             }
+            if (!p.bright) std::fill(mb, mb + nwords, 0);
+            if (!p.dark) std::fill(md, md + nwords, 0);
+            if (y > 0) label(y - 1);
+            bright.advance();
+            dark.advance();
         }
+        // The last row has no row below it.
+        std::fill(bright.down.begin(), bright.down.end(), 0);
+        std::fill(dark.down.begin(), dark.down.end(), 0);
+        label(rows - 1);
         const auto fi = static_cast<std::int64_t>(f);
         if (p.bright) bright.finish(fi, p, out);
         if (p.dark) dark.finish(fi, p, out);
