@@ -153,24 +153,22 @@ def _x25519_public(secret: bytes) -> bytes:
     return X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw()
 
 
-def _parse_identity(identity: str) -> bytes:
+def _parse_x25519(text: str, want_hrp: str, kind: str, form: str) -> bytes:
     try:
-        hrp, data = bech32_decode(identity.strip())
+        hrp, data = bech32_decode(text.strip())
     except ValueError as exc:
-        raise ValueError(f"not an age X25519 identity (AGE-SECRET-KEY-1...): {exc}") from None
-    if hrp != IDENTITY_HRP or len(data) != 32:
-        raise ValueError("not an age X25519 identity (expected AGE-SECRET-KEY-1... of 32 bytes)")
+        raise ValueError(f"not an age X25519 {kind} ({form}): {exc}") from None
+    if hrp != want_hrp or len(data) != 32:
+        raise ValueError(f"not an age X25519 {kind} (expected {form} of 32 bytes)")
     return data
+
+
+def _parse_identity(identity: str) -> bytes:
+    return _parse_x25519(identity, IDENTITY_HRP, "identity", "AGE-SECRET-KEY-1...")
 
 
 def _parse_recipient(recipient: str) -> bytes:
-    try:
-        hrp, data = bech32_decode(recipient.strip())
-    except ValueError as exc:
-        raise ValueError(f"not an age X25519 recipient (age1...): {exc}") from None
-    if hrp != RECIPIENT_HRP or len(data) != 32:
-        raise ValueError("not an age X25519 recipient (expected age1... of 32 bytes)")
-    return data
+    return _parse_x25519(recipient, RECIPIENT_HRP, "recipient", "age1...")
 
 
 def generate_identity() -> tuple[str, str]:
