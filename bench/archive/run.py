@@ -8,6 +8,9 @@ Builds the corpus (``corpus.py``) unless ``--corpus`` points at one, then for ea
 tool ``--repeat`` times, interleaved, each into a fresh output folder (removed and ``sync``ed
 after the run, untimed). The best run (shortest wall time) is reported with the 1-minute
 load average taken when it started. Wall time is the whole command, process start included.
+CPU is the user + system time of the tool and all its processes (GNU time's %U + %S): on a
+shared machine it moves much less than wall time, so the tables also compare files per CPU
+second.
 Peak memory: "largest process" is the exact peak RSS of the biggest process of the run
 (GNU time's %M: for medveil the parent or one worker, whichever is bigger); "tree sum" is the
 peak of the RSS summed over the process tree, sampled every 50 ms with psutil (forked
@@ -56,6 +59,9 @@ class Run:
     outputs: int
     ok: bool
     note: str = ""
+    # User + system CPU of the tool and every process it waited for (GNU time's %U + %S):
+    # on a shared machine it varies far less than wall time.
+    cpu_seconds: float = 0.0
 
     @property
     def files_per_s(self) -> float:
@@ -66,6 +72,11 @@ class Run:
     def mb_per_s(self) -> float:
         """Input megabytes (10^6 bytes) per second."""
         return self.megabytes / self.seconds if self.seconds else 0.0
+
+    @property
+    def files_per_cpu_s(self) -> float:
+        """Input files per CPU second (all of the tool's processes)."""
+        return self.files / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
 @dataclass
@@ -146,7 +157,7 @@ def measure(argv: list[str], timeout: float) -> tuple[float, int, dict[str, floa
     rss_file.close()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        ["/usr/bin/time", "-f", "%M", "-o", rss_file.name, *argv],
+        ["/usr/bin/time", "-f", "%M %U %S", "-o", rss_file.name, *argv],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -189,9 +200,10 @@ def measure(argv: list[str], timeout: float) -> tuple[float, int, dict[str, floa
     done.set()
     sampler.join()
     try:
-        largest = float(Path(rss_file.name).read_text().split()[-1]) * 1024 / 1e6  # KiB
-    except (ValueError, IndexError):
-        largest = 0.0
+        kib, user, system = (float(v) for v in Path(rss_file.name).read_text().split()[-3:])
+    except ValueError:
+        kib = user = system = 0.0
+    largest = kib * 1024 / 1e6
     os.unlink(rss_file.name)
     workers = [v for pid, v in peaks.items() if pid != tool_pid]
     figures = {
@@ -199,6 +211,7 @@ def measure(argv: list[str], timeout: float) -> tuple[float, int, dict[str, floa
         "tree": tree_peak,
         "parent": peaks.get(tool_pid, 0.0),
         "worker": max(workers, default=0.0),
+        "cpu": user + system,
     }
     tail = err.decode(errors="replace").strip().splitlines()[-3:]
     return seconds, rc, figures, " | ".join(tail)[:300]
@@ -263,15 +276,16 @@ def run_one(
         outputs,
         ok,
         note,
+        rss["cpu"],
     )
 
 
 def fmt_table(best: dict[tuple[str, str], Run], parts: list[str], names: list[str]) -> str:
     """The Markdown results table."""
     lines = [
-        "| part | tool | files/s | MB/s | s | peak RSS largest process MB | peak RSS tree sum MB "
-        "| load avg (1 min) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| part | tool | files/s | MB/s | s | CPU s | peak RSS largest process MB "
+        "| peak RSS tree sum MB | load avg (1 min) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for part in parts:
         for name in names:
@@ -281,7 +295,8 @@ def fmt_table(best: dict[tuple[str, str], Run], parts: list[str], names: list[st
             flag = "" if r.ok else f" (failed: {r.note})"
             lines.append(
                 f"| {part} | {name}{flag} | {r.files_per_s:.1f} | {r.mb_per_s:.0f} | "
-                f"{r.seconds:.2f} | {r.max_rss_mb:.0f} | {r.tree_rss_mb:.0f} | {r.load:.1f} |"
+                f"{r.seconds:.2f} | {r.cpu_seconds:.2f} | {r.max_rss_mb:.0f} | "
+                f"{r.tree_rss_mb:.0f} | {r.load:.1f} |"
             )
     return "\n".join(lines)
 
@@ -298,8 +313,9 @@ def fmt_ratios(best: dict[tuple[str, str], Run], parts: list[str]) -> str:
     lines = [
         "| part | 1 worker / fastest Python peer (files/s) | 1 worker / gdcmanon | "
         "1 worker / pydicom loop | all / 1 worker | 1 worker MB/s / cp -r | all MB/s / cp -r | "
-        "all MB/s / its floor (cp -r + sync when durable, else cp -r) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "all MB/s / its floor (cp -r + sync when durable, else cp -r) | "
+        "files per CPU s: 1 worker / gdcmanon | 1 worker / fastest Python peer |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for part in parts:
         for variant in ("", " no-fsync"):
@@ -318,7 +334,9 @@ def fmt_ratios(best: dict[tuple[str, str], Run], parts: list[str]) -> str:
                 f"{ratio(allw, one, 'files_per_s')} | "
                 f"{ratio(one, best.get((part, 'cp -r')), 'mb_per_s')} | "
                 f"{ratio(allw, best.get((part, 'cp -r')), 'mb_per_s')} | "
-                f"{ratio(allw, floor, 'mb_per_s')} |"
+                f"{ratio(allw, floor, 'mb_per_s')} | "
+                f"{ratio(one, best.get((part, 'gdcmanon')), 'files_per_cpu_s')} | "
+                f"{ratio(one, fastest, 'files_per_cpu_s')} |"
             )
     return "\n".join(lines)
 
