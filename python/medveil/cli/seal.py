@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -76,6 +77,60 @@ def run_jobs(
     return 0
 
 
+def add_arguments(
+    p: argparse.ArgumentParser,
+    *,
+    input_help: str,
+    output_help: str,
+    key_flags: tuple[str, str],
+    key_options: dict[str, Any],
+    passphrase_help: str,
+) -> None:
+    """Add IN, OUT, the key option (or -p/--passphrase), --threads and --force to p."""
+    p.add_argument("input", type=Path, metavar="IN", help=input_help)
+    p.add_argument("output", type=Path, metavar="OUT", help=output_help)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument(*key_flags, **key_options)
+    who.add_argument("-p", "--passphrase", action="store_true", help=passphrase_help)
+    p.add_argument("--threads", type=int, default=0, help="worker threads (0: all cores)")
+    p.add_argument("--force", action="store_true", help="replace existing outputs")
+
+
+def recipient_keys(args: argparse.Namespace) -> dict[str, object]:
+    """age.encrypt_* keyword arguments from args.passphrase (asked twice) or args.recipient."""
+    if args.passphrase:
+        return {"passphrase": read_passphrase(confirm=True)}
+    for r in args.recipient:
+        age.bech32_decode(r)  # fail before any work on a mistyped key
+    return {"recipients": args.recipient}
+
+
+def run_tree(
+    args: argparse.Namespace,
+    verb: str,
+    keys: Callable[[argparse.Namespace], dict[str, object]],
+    to_name: Callable[[str], str | None],
+    crypt: Callable[..., object],
+    usage_errors: tuple[type[Exception], ...],
+) -> int:
+    """Apply crypt to args.input -> args.output (file or tree); usage_errors report as exit 2."""
+    if not args.input.exists():
+        print(f"medveil {verb}: {args.input} does not exist", file=sys.stderr)
+        return 2
+    try:
+        kwargs = keys(args)
+        jobs = list(plan(args.input, args.output, to_name))
+        return run_jobs(
+            jobs,
+            lambda s, d, progress: crypt(s, d, threads=args.threads, progress=progress, **kwargs),
+            args.force,
+            verb,
+        )
+    except usage_errors as exc:
+        print(f"medveil {verb}: {exc}", file=sys.stderr)
+        return 2
+
+
 def add_subparser(sub: argparse._SubParsersAction) -> None:
     """Register the ``seal`` subcommand."""
     p = sub.add_parser(
@@ -88,43 +143,28 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
             f"${PASSPHRASE_ENV} or asked for."
         ),
     )
-    p.add_argument("input", type=Path, metavar="IN", help="file or folder to encrypt")
-    p.add_argument("output", type=Path, metavar="OUT", help="age file, or folder for a tree")
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument(
-        "-r",
-        "--recipient",
-        action="append",
-        metavar="AGE_PUBLIC_KEY",
-        help="age1... public key to encrypt to (repeatable)",
+    add_arguments(
+        p,
+        input_help="file or folder to encrypt",
+        output_help="age file, or folder for a tree",
+        key_flags=("-r", "--recipient"),
+        key_options={
+            "action": "append",
+            "metavar": "AGE_PUBLIC_KEY",
+            "help": "age1... public key to encrypt to (repeatable)",
+        },
+        passphrase_help="encrypt to a passphrase",
     )
-    who.add_argument("-p", "--passphrase", action="store_true", help="encrypt to a passphrase")
-    p.add_argument("--threads", type=int, default=0, help="worker threads (0: all cores)")
-    p.add_argument("--force", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Seal IN to OUT; returns 0 on success, 1 on a crypto failure, 2 on a usage error."""
-    if not args.input.exists():
-        print(f"medveil seal: {args.input} does not exist", file=sys.stderr)
-        return 2
-    try:
-        if args.passphrase:
-            keys: dict[str, object] = {"passphrase": read_passphrase(confirm=True)}
-        else:
-            for r in args.recipient:
-                age.bech32_decode(r)  # fail before any work on a mistyped key
-            keys = {"recipients": args.recipient}
-        jobs = list(plan(args.input, args.output, lambda name: name + SUFFIX))
-        return run_jobs(
-            jobs,
-            lambda s, d, progress: age.encrypt_file(
-                s, d, threads=args.threads, progress=progress, **keys
-            ),
-            args.force,
-            "seal",
-        )
-    except ValueError as exc:
-        print(f"medveil seal: {exc}", file=sys.stderr)
-        return 2
+    return run_tree(
+        args,
+        "seal",
+        recipient_keys,
+        lambda name: name + SUFFIX,
+        age.encrypt_file,
+        (ValueError,),
+    )
