@@ -172,6 +172,78 @@ void bind_textscreen(py::module_& m) {
         "(boxes int64 (n, 6), scores float64 (n,), thresholds used int32 (frames,)).");
 
     sub.def(
+        "check_lines",
+        [](const py::array& image, const py::array& lines, const py::array& thresholds,
+           std::int64_t check_glyphs, std::int64_t min_glyphs_in_noise, double narrow,
+           double sparse_ink, double blob_stroke, double noise_factor, double strong_factor,
+           std::int64_t extend_lines, std::int64_t gap_lines, std::int64_t extend_max) {
+            const Geometry g = check_image(image, true);
+            const auto lv = py::array_t<std::int64_t, py::array::c_style>::ensure(lines);
+            if (!lv || lines.dtype().kind() != 'i' || lv.ndim() != 2 || lv.shape(1) != 6)
+                throw py::value_error("lines must be an int64 array of shape (n, 6): frame, "
+                                      "row0, row1, col0, col1, glyphs");
+            const auto tv = py::array_t<std::int32_t, py::array::c_style>::ensure(thresholds);
+            if (!tv || thresholds.dtype().kind() != 'i' || tv.ndim() != 1 ||
+                static_cast<std::size_t>(tv.shape(0)) != g.frames)
+                throw py::value_error("thresholds must be an integer array of shape (frames,)");
+            const auto n = static_cast<std::size_t>(lv.shape(0));
+            const std::int64_t* L = lv.data();
+            const auto rows = static_cast<std::int64_t>(g.rows);
+            const auto cols = static_cast<std::int64_t>(g.cols);
+            for (std::size_t i = 0; i < n; ++i) {
+                const std::int64_t* l = L + 6 * i;
+                if (l[0] < 0 || l[0] >= static_cast<std::int64_t>(g.frames) || l[1] < 0 ||
+                    l[1] >= l[2] || l[2] > rows || l[3] < 0 || l[3] >= l[4] || l[4] > cols)
+                    throw py::value_error("line " + std::to_string(i) +
+                                          " is not a non-empty box inside a frame");
+            }
+            for (py::ssize_t f = 0; f < tv.shape(0); ++f)
+                if (tv.at(f) < 0 || tv.at(f) > 255)
+                    throw py::value_error("thresholds must be in 0..255");
+            if (extend_lines < 0 || gap_lines < 0 || extend_max < 0 || extend_lines > 1000 ||
+                gap_lines > 1000 || extend_max > (std::int64_t{1} << 30))
+                throw py::value_error("extend_lines, gap_lines, extend_max out of range");
+            medveil::LineCheckParams p;
+            p.check_glyphs = check_glyphs;
+            p.min_glyphs_in_noise = min_glyphs_in_noise;
+            p.narrow = narrow;
+            p.sparse_ink = sparse_ink;
+            p.blob_stroke = blob_stroke;
+            p.noise_factor = noise_factor;
+            p.strong_factor = strong_factor;
+            p.extend_lines = extend_lines;
+            p.gap_lines = gap_lines;
+            p.extend_max = extend_max;
+            py::array_t<std::int64_t> out({static_cast<py::ssize_t>(n), py::ssize_t{5}});
+            std::int64_t* o = out.mutable_data();
+            const auto* data = static_cast<const std::uint8_t*>(image.data());
+            const std::int32_t* T = tv.data();
+            {
+                // Safe without the GIL: image, lv, tv and out are held by this frame; the
+                // checks read inside the boxes' frames (checked above) and write `out`.
+                py::gil_scoped_release release;
+                for (std::size_t i = 0; i < n; ++i) {
+                    const std::int64_t* l = L + 6 * i;
+                    std::int64_t box[4] = {l[1], l[2], l[3], l[4]};
+                    const auto f = static_cast<std::size_t>(l[0]);
+                    const bool keep = medveil::check_line(data, g.rows, g.cols, g.channels, f,
+                                                          box, l[5], T[f], p);
+                    o[5 * i] = keep;
+                    for (int j = 0; j < 4; ++j) o[5 * i + 1 + j] = box[j];
+                }
+            }
+            return out;
+        },
+        py::arg("image"), py::arg("lines"), py::arg("thresholds"), py::kw_only(),
+        py::arg("check_glyphs"), py::arg("min_glyphs_in_noise"), py::arg("narrow"),
+        py::arg("sparse_ink"), py::arg("blob_stroke"), py::arg("noise_factor"),
+        py::arg("strong_factor"), py::arg("extend_lines"), py::arg("gap_lines"),
+        py::arg("extend_max"),
+        "The text detector's checks on candidate lines (frame, row0, row1, col0, col1, "
+        "glyphs) of a grey or RGB stack, with each frame's threshold: int64 (n, 5) of "
+        "(kept 0/1, row0, row1, col0, col1 grown over trailing ink).");
+
+    sub.def(
         "luma",
         [](const py::array& rgb) {
             if (rgb.dtype().kind() != 'u' || rgb.itemsize() != 1)

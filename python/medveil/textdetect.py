@@ -68,6 +68,19 @@ BLOB_STROKE = 0.3
 MIN_READ = 0.4
 #: OCR whose mean word confidence is below this counts as unreadable (and is masked).
 MIN_CONF = 50.0
+#: The check constants as the core's check_lines takes them.
+CHECKS = dict(
+    check_glyphs=CHECK_GLYPHS,
+    min_glyphs_in_noise=MIN_GLYPHS_IN_NOISE,
+    narrow=NARROW,
+    sparse_ink=SPARSE_INK,
+    blob_stroke=BLOB_STROKE,
+    noise_factor=NOISE_FACTOR,
+    strong_factor=STRONG_FACTOR,
+    extend_lines=EXTEND_LINES,
+    gap_lines=GAP_LINES,
+    extend_max=EXTEND_MAX,
+)
 #: Text height OCR is given (Tesseract reads best at ~30-40 px per line).
 OCR_HEIGHT = 40
 
@@ -577,13 +590,6 @@ class TextDetector:
         ``frames`` is a uint8 grey (frames, rows, cols) or RGB (frames, rows, cols, 3)
         stack (see :func:`screen_input`).
         """
-        return self._lines(frames, _GreyFrames(frames))
-
-    def _lines(
-        self, frames: np.ndarray, grey: _GreyFrames
-    ) -> list[tuple[int, int, int, int, int, int]]:
-        """:meth:`lines_with_glyphs`, reading the checks' pixels from ``grey``."""
-        _, rows, cols = frames.shape[:3]
         found, thresholds = self._screen(frames)
         per_frame: dict[int, list[tuple[int, int, int, int, int]]] = {}
         for f in sorted(set().union(*found)):
@@ -601,36 +607,34 @@ class TextDetector:
                 per_frame[f] = fine + coarse
         # Merge before padding: the two polarities report the same line (and the holes of
         # its letters), while padded boxes of neighbouring lines would run together.
-        out = []
-        verdicts: dict[bytes, tuple[int, int, int, int] | None] = {}
-        for f in sorted(per_frame):
-            frame = grey[f]
-            for r0, r1, c0, c1, glyphs in _merge(per_frame[f]):
-                # The checks read up to one line height above and below the box and
-                # EXTEND_LINES heights to each side: a static overlay gives the same
-                # pixels there on every frame of a cine, and the same verdict.
-                h = r1 - r0
-                near = frame[
-                    max(0, r0 - h) : min(rows, r1 + h),
-                    max(0, c0 - EXTEND_MAX) : min(cols, c1 + EXTEND_MAX),
-                ]
-                key = (
-                    np.array([r0, r1, c0, c1, glyphs, thresholds[f]], np.int64).tobytes()
-                    + near.tobytes()
-                )
-                if key not in verdicts:
-                    box = (r0, r1, c0, c1)
-                    # Blobs, frame edges and speckle clumps line up only a few "glyphs";
-                    # a long line is text (or, at worst, over-masked).
-                    text = glyphs > CHECK_GLYPHS or (
-                        not not_text(frame, box, glyphs)
-                        and not noisy_surround(frame, box, thresholds[f], glyphs)
-                    )
-                    verdicts[key] = extend_line(frame, box, thresholds[f]) if text else None
-                line = verdicts[key]
-                if line is not None:
-                    out.append((f, *line, glyphs))
-        return out
+        cands = [(f, *m) for f in sorted(per_frame) for m in _merge(per_frame[f])]
+        if not cands:
+            return []
+        # The checks (not_text, noisy_surround, extend_line: this module keeps them as the
+        # reference) run in the core, all candidates of the stack in one call.
+        checked = _core.textscreen.check_lines(
+            frames,
+            np.array(cands, dtype=np.int64),
+            np.array(thresholds, dtype=np.int32),
+            **CHECKS,
+        )
+        return [
+            (cand[0], r0, r1, c0, c1, cand[5])
+            for cand, (keep, r0, r1, c0, c1) in zip(cands, checked.tolist(), strict=True)
+            if keep
+        ]
+
+    @staticmethod
+    def check_reference(
+        frame: GreyFrame, box: tuple[int, int, int, int], glyphs: int, threshold: int
+    ) -> tuple[int, int, int, int] | None:
+        """The checks on one candidate line in Python: the extended box, or None if not text."""
+        # Blobs, frame edges and speckle clumps line up only a few "glyphs"; a long line
+        # is text (or, at worst, over-masked).
+        text = glyphs > CHECK_GLYPHS or (
+            not not_text(frame, box, glyphs) and not noisy_surround(frame, box, threshold, glyphs)
+        )
+        return extend_line(frame, box, threshold) if text else None
 
     def detect(self, frames: np.ndarray, identifiers: Identifiers | None = None) -> list[Detection]:
         """Every candidate line of a uint8 grey or RGB stack, with the decision.
@@ -640,8 +644,7 @@ class TextDetector:
         text to read but no OCR.
         """
         _, rows, cols = frames.shape[:3]
-        grey = _GreyFrames(frames)
-        lines = self._lines(frames, grey)
+        lines = self.lines_with_glyphs(frames)
         boxes = [(f, *pad_box(r0, r1, c0, c1, rows, cols)) for f, r0, r1, c0, c1, _ in lines]
         if self.mask == "all-text" or not boxes:
             return [Detection(f, r0, r1, c0, c1, True, "all-text") for f, r0, r1, c0, c1 in boxes]
@@ -656,6 +659,7 @@ class TextDetector:
                 )
             ocr = ocr_read
         ids = identifiers if identifiers is not None else Identifiers(frozenset(), ())
+        grey = _GreyFrames(frames)
         seen: dict[bytes, tuple[bool, str, int]] = {}
         out = []
         for (f, r0, r1, c0, c1), (_, a0, a1, b0, b1, glyphs) in zip(boxes, lines, strict=True):

@@ -67,6 +67,25 @@ void find_text_boxes(Backend backend, const std::uint8_t* data, std::size_t fram
                      const TextScreenParams& params, const std::int32_t* thresholds_in,
                      std::int32_t* thresholds_out, std::vector<TextBox>& out);
 
+// The checks on a candidate line (python/medveil/textdetect.py documents them and keeps
+// the reference implementation: not_text, noisy_surround, extend_line; the constants
+// come from there too).
+struct LineCheckParams {
+    std::int64_t check_glyphs = 4;        // lines with more glyphs skip the shape checks
+    std::int64_t min_glyphs_in_noise = 4;
+    double narrow = 0.2, sparse_ink = 0.08, blob_stroke = 0.3;
+    double noise_factor = 2.0, strong_factor = 4.0;
+    std::int64_t extend_lines = 4, gap_lines = 2, extend_max = 128;
+};
+
+// A candidate line on frame `frame` of a (frames, rows, cols, channels) stack (channels 1
+// or 3: RGB read as luma): true when it passes the checks, with `box` (row0, row1, col0,
+// col1) grown sideways over trailing ink; false when it is not text. `box` must lie in
+// the frame with row0 < row1, col0 < col1.
+bool check_line(const std::uint8_t* data, std::size_t rows, std::size_t cols,
+                std::size_t channels, std::size_t frame, std::int64_t box[4],
+                std::int64_t glyphs, std::int32_t threshold, const LineCheckParams& p);
+
 // Rec. 601 luma (77 R + 150 G + 29 B + 128) >> 8 of n interleaved RGB pixels.
 void luma_row(Backend backend, const std::uint8_t* rgb, std::size_t n, std::uint8_t* out);
 
