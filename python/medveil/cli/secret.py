@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 
 from medveil.pseudonyms import create_secret
 
@@ -15,18 +17,41 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Create the secret file; never prints the secret."""
+def create_key_file_reporting(
+    create: Callable[[str | os.PathLike[str]], object],
+    path: str | os.PathLike[str],
+    *,
+    exists: str,
+    failed: str,
+    done: str,
+    done_to_stderr: bool,
+) -> int:
+    """Run create(path) and report it; 2 if path exists or the OS refuses, else 0.
+
+    The messages are templates with {path} (and {error}, the OS's reason, in failed).
+    """
     try:
-        create_secret(args.file)
+        create(path)
     except FileExistsError:
-        print(f"medveil: {args.file} exists; it is kept as it is", file=sys.stderr)
+        print(exists.format(path=path), file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"medveil: cannot create {args.file}: {exc.strerror}", file=sys.stderr)
+        print(failed.format(path=path, error=exc.strerror), file=sys.stderr)
         return 2
-    print(
-        f"created {args.file}: keep it safe, and use the same secret for every run "
-        "whose pseudonyms must match"
-    )
+    print(done.format(path=path), file=sys.stderr if done_to_stderr else sys.stdout)
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Create the secret file; never prints the secret."""
+    return create_key_file_reporting(
+        create_secret,
+        args.file,
+        exists="medveil: {path} exists; it is kept as it is",
+        failed="medveil: cannot create {path}: {error}",
+        done=(
+            "created {path}: keep it safe, and use the same secret for every run "
+            "whose pseudonyms must match"
+        ),
+        done_to_stderr=False,
+    )

@@ -90,18 +90,17 @@ def _vault_args(p: argparse.ArgumentParser) -> None:
 
 def run_keygen(args: argparse.Namespace) -> int:
     """Create the key file; returns 2 if it exists."""
+    from medveil.cli.secret import create_key_file_reporting
     from medveil.vault import keygen
 
-    try:
-        keygen(args.file)
-    except FileExistsError:
-        print(f"medveil vault keygen: {args.file} exists; not overwriting a key", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"medveil vault keygen: {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
-    print(f"medveil vault keygen: wrote {args.file} (mode 0600)", file=sys.stderr)
-    return 0
+    return create_key_file_reporting(
+        keygen,
+        args.file,
+        exists="medveil vault keygen: {path} exists; not overwriting a key",
+        failed="medveil vault keygen: {path}: {error}",
+        done="medveil vault keygen: wrote {path} (mode 0600)",
+        done_to_stderr=True,
+    )
 
 
 def run_export(args: argparse.Namespace) -> int:
