@@ -105,20 +105,14 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export the crosswalk sealed for a site; 0 on success, 2 on any error."""
-    from medveil import age
-    from medveil.cli.seal import read_passphrase
+    from medveil.cli.seal import recipient_keys
     from medveil.vault import Vault
 
     if args.output.exists() and not args.force:
         print(f"medveil vault export: {args.output} exists; use --force", file=sys.stderr)
         return 2
     try:
-        if args.passphrase:
-            keys: dict[str, object] = {"passphrase": read_passphrase(confirm=True)}
-        else:
-            for rcpt in args.recipient:
-                age.bech32_decode(rcpt)  # a mistyped key fails before anything is decrypted
-            keys = {"recipients": args.recipient}
+        keys = recipient_keys(args)  # a mistyped key fails before anything is decrypted
         only = None
         if args.only:
             only = [x.strip() for x in args.only.read_text().splitlines() if x.strip()]
