@@ -116,7 +116,7 @@ void bind_textscreen(py::module_& m) {
         "screen",
         [](const py::array& image, bool bright, bool dark, int min_height, int max_height,
            int threshold, int radius, const py::object& thresholds, double noise_factor,
-           int noise_step, int noise_max) {
+           int noise_step, int noise_max, bool scores) {
             const Geometry g = check_image(image, true);
             auto p = check_params(bright, dark, min_height, max_height, threshold, radius);
             if (!std::isfinite(noise_factor) || noise_factor < 0.0 || noise_factor > 1000.0)
@@ -127,6 +127,7 @@ void bind_textscreen(py::module_& m) {
             p.noise_factor = noise_factor;
             p.noise_step = noise_step;
             p.noise_max = noise_max;
+            p.scores = scores;
             py::array_t<std::int32_t, py::array::c_style> tin;
             if (!thresholds.is_none()) {
                 const auto a = py::array::ensure(thresholds);
@@ -166,10 +167,12 @@ void bind_textscreen(py::module_& m) {
         py::arg("min_height") = 4, py::arg("max_height") = 120, py::arg("threshold") = 40,
         py::arg("radius") = 7, py::arg("thresholds") = py::none(),
         py::arg("noise_factor") = 0.0, py::arg("noise_step") = 4, py::arg("noise_max") = 200,
+        py::arg("scores") = true,
         "The screen on a uint8 grey (rows, cols) / (frames, rows, cols) or RGB (frames, rows, "
         "cols, 3) stack (RGB screened as Rec. 601 luma), with a per-frame threshold: given "
         "(`thresholds`), from each frame's noise (`noise_factor` > 0) or `threshold`. Returns "
-        "(boxes int64 (n, 6), scores float64 (n,), thresholds used int32 (frames,)).");
+        "(boxes int64 (n, 6), scores float64 (n,), thresholds used int32 (frames,)); with "
+        "scores=False every score is 0 (the boxes are the same, found faster).");
 
     sub.def(
         "check_lines",

@@ -560,7 +560,9 @@ class TextDetector:
     ) -> tuple[list[dict[int, list[tuple[int, int, int, int, int]]]], list[int]]:
         """Core screen boxes per radius and frame, and each frame's threshold."""
         found: list[dict[int, list[tuple[int, int, int, int, int]]]] = [{} for _ in self.radii]
-        kw = dict(min_height=self.min_height, max_height=self.max_height)
+        # The detector never reads the screen's scores: not computing them saves a pass
+        # over every marked pixel.
+        kw = dict(min_height=self.min_height, max_height=self.max_height, scores=False)
         # The first radius estimates each frame's noise threshold in the core; the wider
         # windows look for large and bold text with a higher one: they see more of the
         # background's texture too.

@@ -46,6 +46,7 @@ struct TextScreenParams {
     double noise_factor = 0.0;  // > 0: per-frame threshold from the frame's noise
     int noise_step = 4;         // every noise_step-th row is sampled for the noise
     int noise_max = 200;        // the noise threshold never exceeds this
+    bool scores = true;         // false: boxes only, every score 0 (saves the contrast pass)
 };
 
 struct TextBox {

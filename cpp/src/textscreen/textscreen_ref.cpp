@@ -53,8 +53,9 @@ struct Pass {
     std::vector<std::uint32_t> parent;
     // Marks, one bit per column, of the row being labelled (bits), the one above it (up)
     // and the one below it (down): a row is labelled once the next one is classified.
-    std::vector<std::uint64_t> bits, up, down;
+    std::vector<std::uint64_t> bits, up, down, near;
     bool drop_isolated = true;  // see split_runs
+    bool scores = true;         // compute the runs' contrast
     std::vector<std::uint32_t> starts, stops;  // the row's runs, before they are stored
     std::vector<std::uint32_t> prev_starts, prev_stops;  // and the previous row's
     std::vector<std::uint32_t> comp_of;        // component of each root run
@@ -114,15 +115,23 @@ struct Pass {
         // a component one row high: never a glyph when min_height >= 2, and joined to no
         // other component. Most runs in speckle and noise are such, so they are dropped
         // here, before the contrast, union-find and component passes.
+        near.resize(nwords);
+        for (std::size_t i = 0; i < nwords; ++i) near[i] = up[i] | down[i];
+        const std::uint64_t* nb = near.data();
         std::size_t kept = 0;
         for (std::size_t i = 0; i < ns; ++i) {
             const std::size_t lo = st[i] > 0 ? st[i] - 1 : 0;
             const std::size_t hi = std::min<std::size_t>(sp[i], cols - 1);  // inclusive
-            if (any_bit(up.data(), lo, hi) || any_bit(down.data(), lo, hi)) {
-                st[kept] = st[i];
-                sp[kept] = sp[i];
-                ++kept;
-            }
+            const std::size_t a = lo >> 6;
+            // Kept or not is data (unpredictable): compacted without a branch on it.
+            const bool keep =
+                a == (hi >> 6)
+                    ? (nb[a] & (~std::uint64_t{0} << (lo & 63)) &
+                       (~std::uint64_t{0} >> (63 - (hi & 63)))) != 0
+                    : any_bit(nb, lo, hi);
+            st[kept] = st[i];
+            sp[kept] = sp[i];
+            kept += keep;
         }
         return kept;
     }
@@ -159,7 +168,10 @@ struct Pass {
         const bool full_rows = rowcount == static_cast<std::int32_t>(2 * r + 1);
         const std::size_t inner1 = cols > r ? cols - r : 0;
         const std::int32_t icnt = rowcount * static_cast<std::int32_t>(2 * r + 1);
-        for (std::size_t k = 0; k < n; ++k) {
+        if (!scores) {
+            for (std::size_t k = 0; k < n; ++k) push_run(y, starts[k], stops[k], 0, 0.0);
+        }
+        for (std::size_t k = 0; scores && k < n; ++k) {
             const std::size_t start = starts[k], stop = stops[k];
             double contrast = 0.0;
             std::int64_t full = 0;
@@ -437,6 +449,7 @@ void screen_frames(const detail::TextScreenKernels& k, const std::uint8_t* data,
         ps->up.assign(nwords, 0);
         ps->down.assign(nwords, 0);
         ps->drop_isolated = p.min_height >= 2;
+        ps->scores = p.scores;
     }
     Rows lum(k, cols, channels, 2 * r + 2);
     std::vector<std::uint8_t> tmp(cols), diffs;
