@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from medveil.demo import new_instance
+from medveil.demo import set_pixels as pixels  # also bench_textdetect.py's corpus.pixels
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 DX = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -49,15 +50,9 @@ def patient(i: int) -> dict[str, str]:
 
 def header(p: dict[str, str], sop_class: str, study: str, series: str, n: int) -> Dataset:
     """A dataset with the identity, study and equipment attributes a PACS export carries."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds = new_instance(sop_class, f"{series}.{n}")
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = f"{series}.{n}"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = p["date"]
     ds.StudyTime = ds.SeriesTime = "101500"
     ds.AcquisitionTime = ds.ContentTime = f"1016{n % 60:02d}"
@@ -101,22 +96,6 @@ def header(p: dict[str, str], sop_class: str, study: str, series: str, n: int) -
     block.add_new(0x01, "LO", p["name"])
     block.add_new(0x02, "DS", "1.5")
     return ds
-
-
-def pixels(ds: Dataset, arr: np.ndarray, samples: int = 1, bits_stored: int = 12) -> None:
-    """Attach an image (frames, rows, cols[, 3]) with its pixel module attributes."""
-    ds.SamplesPerPixel = samples
-    ds.PhotometricInterpretation = "MONOCHROME2" if samples == 1 else "RGB"
-    if samples == 3:
-        ds.PlanarConfiguration = 0
-    if arr.ndim == (4 if samples == 3 else 3):
-        ds.NumberOfFrames = arr.shape[0]
-    ds.Rows, ds.Columns = arr.shape[-3:-1] if samples == 3 else arr.shape[-2:]
-    ds.BitsAllocated = arr.dtype.itemsize * 8
-    ds.BitsStored = bits_stored
-    ds.HighBit = bits_stored - 1
-    ds.PixelRepresentation = 1 if arr.dtype.kind == "i" else 0
-    ds.PixelData = arr.tobytes()
 
 
 def write(ds: Dataset, path: Path) -> None:

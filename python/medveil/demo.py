@@ -24,14 +24,43 @@ US_MULTI = "1.2.840.10008.5.1.4.1.1.3.1"
 DEMO_ROOT = "1.2.826.0.1.3680043.10.1311."
 
 
-def _base(patient: dict[str, str], sop_class: str, study: str, series: str, n: int) -> Dataset:
+def new_instance(sop_class: str, sop_instance: str) -> Dataset:
+    """An empty dataset of one SOP instance with file meta (Explicit VR Little Endian) to match."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_instance
     ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = f"{series}.{n}"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SOPInstanceUID = sop_instance
+    return ds
+
+
+def set_pixels(
+    ds: Dataset, pixels: np.ndarray, samples: int = 1, bits_stored: int | None = None
+) -> None:
+    """Attach pixels (frames, rows, cols[, 3]) and the pixel module attributes describing them.
+
+    bits_stored defaults to 12 for 16-bit pixels and 8 otherwise.
+    """
+    if bits_stored is None:
+        bits_stored = 12 if pixels.dtype.itemsize == 2 else 8
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = "MONOCHROME2" if samples == 1 else "RGB"
+    if samples == 3:
+        ds.PlanarConfiguration = 0
+    if pixels.ndim == (4 if samples == 3 else 3):
+        ds.NumberOfFrames = pixels.shape[0]
+    ds.Rows, ds.Columns = pixels.shape[-3:-1] if samples == 3 else pixels.shape[-2:]
+    ds.BitsAllocated = pixels.dtype.itemsize * 8
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
+    ds.PixelData = pixels.tobytes()
+
+
+def _base(patient: dict[str, str], sop_class: str, study: str, series: str, n: int) -> Dataset:
+    ds = new_instance(sop_class, f"{series}.{n}")
     ds.StudyInstanceUID = study
     ds.SeriesInstanceUID = series
     ds.PatientName = patient["name"]
@@ -52,21 +81,6 @@ def _base(patient: dict[str, str], sop_class: str, study: str, series: str, n: i
     block = ds.private_block(0x0019, "DEMO VENDOR", create=True)
     block.add_new(0x01, "LO", patient["name"])
     return ds
-
-
-def _image(ds: Dataset, pixels: np.ndarray, samples: int = 1) -> None:
-    ds.SamplesPerPixel = samples
-    ds.PhotometricInterpretation = "MONOCHROME2" if samples == 1 else "RGB"
-    if samples == 3:
-        ds.PlanarConfiguration = 0
-    if pixels.ndim == (4 if samples == 3 else 3):
-        ds.NumberOfFrames = pixels.shape[0]
-    ds.Rows, ds.Columns = pixels.shape[-3:-1] if samples == 3 else pixels.shape[-2:]
-    ds.BitsAllocated = pixels.dtype.itemsize * 8
-    ds.BitsStored = 12 if pixels.dtype.itemsize == 2 else 8
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
-    ds.PixelData = pixels.tobytes()
 
 
 def write_demo_archive(folder: str | Path) -> list[Path]:
@@ -110,7 +124,7 @@ def write_demo_archive(folder: str | Path) -> list[Path]:
                 pixels = rng.integers(0, 4096, size=(64, 64)).astype(
                     np.int16 if kind == "ct" else np.uint16
                 )
-                _image(ds, pixels)
+                set_pixels(ds, pixels)
                 path = out / f"patient{p + 1}" / kind / f"img{n}.dcm"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 ds.save_as(path, enforce_file_format=True)
@@ -125,7 +139,7 @@ def write_demo_archive(folder: str | Path) -> list[Path]:
         frames[:, :8, :40, :] = 255  # the "text" band the demo pixel rule masks
         ds.FrameTime = "33.3"
         ds.FrameIncrementPointer = 0x00181063
-        _image(ds, frames, samples=3)
+        set_pixels(ds, frames, samples=3)
         path = out / f"patient{p + 1}" / "us" / "cine.dcm"
         path.parent.mkdir(parents=True, exist_ok=True)
         ds.save_as(path, enforce_file_format=True)
@@ -151,4 +165,11 @@ def with_demo_rules(policy: Policy) -> Policy:
 
 
 # Keep generate_uid importable for callers building bigger demo sets.
-__all__ = ["demo_rule_file", "generate_uid", "with_demo_rules", "write_demo_archive"]
+__all__ = [
+    "demo_rule_file",
+    "generate_uid",
+    "new_instance",
+    "set_pixels",
+    "with_demo_rules",
+    "write_demo_archive",
+]
