@@ -10,14 +10,14 @@ import warnings
 import pydicom
 import pytest
 from medveil.deid import Deidentifier, read_dataset, shift_date_value, write_dataset
+from medveil.demo import new_instance
 from medveil.errors import MedveilError
 from medveil.policy import Policy
 from medveil.profile import Option
 from medveil.pseudonyms import Keyed
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
 
 from tests.conftest import bundled_test_files
 
@@ -41,14 +41,8 @@ PHI = {
 
 def planted_dataset() -> Dataset:
     """A synthetic CT header with fake PHI in standard, private, nested, meta and text elements."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    ds.file_meta.MediaStorageSOPInstanceUID = PHI["sop_uid"]
+    ds = new_instance("1.2.840.10008.5.1.4.1.1.2", PHI["sop_uid"])
     ds.file_meta.SourceApplicationEntityTitle = "GERTRUDECT1"
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    ds.SOPInstanceUID = PHI["sop_uid"]
     ds.StudyInstanceUID = PHI["study_uid"]
     ds.SeriesInstanceUID = PHI["series_uid"]
     ds.PatientName = PHI["name"]
