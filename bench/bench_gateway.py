@@ -18,30 +18,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import dataclasses
 import multiprocessing
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-
-
-def write_instances(folder: Path, template: Path, n: int) -> list[Path]:
-    """n copies of a demo file, each with its own SOP Instance UID."""
-    import pydicom
-
-    folder.mkdir(parents=True, exist_ok=True)
-    ds = pydicom.dcmread(template)
-    out = []
-    for i in range(n):
-        uid = f"{ds.SeriesInstanceUID}.8{i}"
-        ds.SOPInstanceUID = uid
-        ds.file_meta.MediaStorageSOPInstanceUID = uid
-        ds.InstanceNumber = i + 1
-        path = folder / f"i{i:05d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        out.append(path)
-    return out
 
 
 def _warm(_k: int) -> None:
@@ -83,7 +64,7 @@ def tree(root: Path) -> dict[str, bytes]:
 def main() -> int:
     """Run the benchmark and print a summary line per contender."""
     from medveil.archive import deidentify_archive
-    from medveil.demo import demo_rule_file, write_demo_archive
+    from medveil.demo import with_demo_rules, write_copies, write_demo_archive
     from medveil.gateway import Gateway, GatewayConfig, JsonLog
     from medveil.policy import Policy
 
@@ -100,13 +81,10 @@ def main() -> int:
     args = ap.parse_args()
 
     secret = bytes(range(32))
-    policy = Policy.default()
-    policy = dataclasses.replace(
-        policy, pixel_rule_files=(*policy.pixel_rule_files, str(demo_rule_file())), _compiled=None
-    )
+    policy = with_demo_rules(Policy.default())
     root = Path(tempfile.mkdtemp(prefix="medveil-bench-gateway-"))
     demo = [p for p in write_demo_archive(root / "demo") if p.suffix == ".dcm"]
-    files = write_instances(root / "in", demo[0], args.instances)
+    files = write_copies(root / "in", demo[0], args.instances)
     mb = sum(f.stat().st_size for f in files) / 1e6
 
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -150,6 +151,27 @@ def write_demo_archive(folder: str | Path) -> list[Path]:
     return written
 
 
+def write_copies(folder: str | Path, template: str | Path, n: int) -> list[Path]:
+    """Write n copies of a DICOM file into folder, each its own instance; return their paths.
+
+    Copy i gets SOP Instance UID <series>.9<i> (no demo instance uses it) and Instance
+    Number i + 1, so each copy is a distinct instance with its own de-identified output.
+    """
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = dcmread(template)
+    written = []
+    for i in range(n):
+        uid = f"{ds.SeriesInstanceUID}.9{i}"
+        ds.SOPInstanceUID = uid
+        ds.file_meta.MediaStorageSOPInstanceUID = uid
+        ds.InstanceNumber = i + 1
+        path = out / f"copy{i:05d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        written.append(path)
+    return written
+
+
 def demo_rule_file() -> Path:
     """The pixel rule file for the demo's ultrasound device."""
     return Path(__file__).with_name("data") / "demo_pixel_rules.toml"
@@ -171,5 +193,6 @@ __all__ = [
     "new_instance",
     "set_pixels",
     "with_demo_rules",
+    "write_copies",
     "write_demo_archive",
 ]

@@ -8,11 +8,13 @@ import socket
 import time
 from pathlib import Path
 
-from medveil.demo import with_demo_rules
+from medveil.demo import with_demo_rules, write_copies
 from medveil.gateway import JsonLog
 from medveil.policy import Policy
 
 SECRET = bytes(range(32))
+
+write_burst = write_copies  # the name the load tests use
 
 
 class CapturedLog(JsonLog):
@@ -84,21 +86,3 @@ def assert_no_phi(text: str, files: list[Path]) -> None:
     """Fail when any planted identifying value appears in text."""
     for value in phi_strings(files):
         assert value not in text, "an identifying value reached the gateway log"
-
-
-def write_burst(folder: Path, template: Path, n: int) -> list[Path]:
-    """n copies of a demo file, each with its own SOP Instance UID (and so its own output)."""
-    import pydicom
-
-    folder.mkdir(parents=True, exist_ok=True)
-    ds = pydicom.dcmread(template)
-    out = []
-    for i in range(n):
-        uid = f"{ds.SeriesInstanceUID}.9{i}"
-        ds.SOPInstanceUID = uid
-        ds.file_meta.MediaStorageSOPInstanceUID = uid
-        ds.InstanceNumber = i + 1
-        path = folder / f"burst{i:05d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        out.append(path)
-    return out
