@@ -8,6 +8,11 @@ frame. MB/s counts 8-bit input pixels per second on one thread (the kernel is si
 threaded), for every SIMD backend of this machine; medians over the repetitions. The
 numpy/scipy peer runs on the first --peer-frames frames only (it is slow) and its boxes
 are compared with the core's first.
+
+Then the text detector's own use of the screen (``screen``: per-frame noise threshold in
+the core, no scores) on the same stack as grey and as interleaved RGB (the core computes
+the luma row by row), against what the detector did before the luma and the noise
+estimate moved into the core: numpy luma and numpy noise estimate, then the grey screen.
 """
 
 from __future__ import annotations
@@ -105,6 +110,54 @@ def peer_frame(
     return out
 
 
+def detector_rows(stack: np.ndarray, repeat: int) -> None:
+    """The detector's screen on grey and RGB stacks, each backend, vs the numpy front end."""
+    from medveil.textdetect import NOISE_FACTOR, NOISE_MAX, NOISE_STEP, _luma, noise_threshold
+
+    rgb = np.repeat(stack[..., np.newaxis], 3, axis=-1)
+    rgb[..., 0] = np.clip(stack.astype(np.int16) + 9, 0, 255)  # channels differ
+    kw = dict(
+        threshold=30,
+        noise_factor=NOISE_FACTOR,
+        noise_step=NOISE_STEP,
+        noise_max=NOISE_MAX,
+        scores=False,
+    )
+    luma = _luma(rgb)
+    want, _, _ = _core.textscreen.screen(luma, **kw)
+
+    def numpy_front_end() -> np.ndarray:
+        grey = _luma(rgb)
+        thr = np.array([noise_threshold(grey[f], 30) for f in range(len(grey))], np.int32)
+        return _core.textscreen.screen(grey, thresholds=thr, scores=False)[0]
+
+    backends = list(_core.dispatch.available())
+    before = _core.dispatch.active()
+    times: dict[str, list[float]] = {}
+    try:
+        for _ in range(repeat):
+            for b in backends:
+                medveil.set_backend(b)
+                for label, img in (("grey", luma), ("RGB", rgb)):
+                    t0 = time.perf_counter()
+                    got, _, _ = _core.textscreen.screen(img, **kw)
+                    times.setdefault(f"{b} {label}", []).append(time.perf_counter() - t0)
+                    assert np.array_equal(got, want), f"{b} {label} disagrees"
+                t0 = time.perf_counter()
+                got = numpy_front_end()
+                times.setdefault(f"{b} numpy luma+noise, core grey", []).append(
+                    time.perf_counter() - t0
+                )
+                assert np.array_equal(got, want), f"{b} numpy front end disagrees"
+    finally:
+        medveil.set_backend(before)
+    px = luma.size
+    print(f"\ndetector screen (noise threshold, no scores) on {rgb.shape} RGB / its luma:")
+    for key, ts in times.items():
+        t = float(np.median(ts))
+        print(f"  {key:34s}: {px / t / 1e6:7.1f} Mpx/s, {1e3 * t / len(luma):6.3f} ms/frame")
+
+
 def main() -> None:
     """Time the core and the numpy/scipy peer on the same stack and print MB/s."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -146,6 +199,7 @@ def main() -> None:
         ratio = mbs / peer_mbs
         print(f"medveil core ({b:6s}): {mbs:8.1f} MB/s (one thread), {ratio:6.1f}x numpy/scipy")
     print(f"numpy/scipy          : {peer_mbs:8.1f} MB/s")
+    detector_rows(stack, args.repeat)
 
 
 if __name__ == "__main__":
