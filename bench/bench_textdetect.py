@@ -1,7 +1,7 @@
 """Burned-in text detection: recall, false masks, and what it adds to an archive run.
 
 Run: python bench/bench_textdetect.py [--images 60] [--seed 0] [--us-files 3] [--frames 30]
-     [--ocr 12] [--skip-archive]
+     [--ocr 12] [--rounds 3] [--skip-archive] [--skip-quality]
 
 1. Quality. A generated set of images, each kind both with text and without:
    ultrasound-like (600x800 uint8, correlated Rayleigh speckle in a sector, black outside),
@@ -19,8 +19,9 @@ Run: python bench/bench_textdetect.py [--images 60] [--seed 0] [--us-files 3] [-
    that are kept.
 3. Archive cost: ``medveil.deidentify_archive`` (one worker) on ``--us-files`` multi-frame
    ultrasound files built with ``bench/archive/corpus.py``'s header, with ``pixel_text =
-   "rules"`` (the corpus's device rule) and ``"detect"`` alternately, 3 rounds, in the same
-   process; CPU time of the parent plus its worker processes, and wall time. Two corpora:
+   "rules"`` (the corpus's device rule) and ``"detect"`` alternately, ``--rounds`` rounds
+   (3), in the same process; CPU time of the parent plus its worker processes (median), and
+   wall time. Two corpora:
    the archive corpus's own US cine (iid uniform RGB noise, a flat band where the name
    goes: the worst case for the screen) and a speckle cine with rendered text per frame.
 """
@@ -464,7 +465,10 @@ def archive_cost(args: argparse.Namespace) -> None:
     }
     secret = bytes(range(32))
     print(f"\n## Archive run, {args.us_files} US files x {args.frames} frames (600x800 RGB)\n")
-    print("| corpus | pixel_text | CPU s (median of 3) | wall s | written | masked lines/file |")
+    print(
+        f"| corpus | pixel_text | CPU s (median of {args.rounds}) | wall s | written "
+        "| masked lines/file |"
+    )
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="mv-textdetect-") as tmp:
         for label, realistic in (
@@ -476,7 +480,7 @@ def archive_cost(args: argparse.Namespace) -> None:
             times: dict[str, list[tuple[float, float]]] = {k: [] for k in policies}
             written: dict[str, int] = {}
             lines: dict[str, float] = {}
-            for rnd in range(3):
+            for rnd in range(args.rounds):
                 for mode, pol in policies.items():
                     out = Path(tmp) / f"out-{mode}-{rnd}-{realistic}"
                     c0, w0 = cpu(), time.perf_counter()
@@ -510,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ocr", type=int, default=12)
     ap.add_argument("--us-files", type=int, default=3)
     ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=3, help="archive runs per mode (median)")
     ap.add_argument("--skip-archive", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
     args = ap.parse_args(argv)
