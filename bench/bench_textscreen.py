@@ -11,7 +11,7 @@ are compared with the core's first.
 
 Then the text detector's own use of the screen (``screen``: per-frame noise threshold in
 the core, no scores) on the same stack as grey and as interleaved RGB (the core computes
-the luma row by row), against what the detector did before the luma and the noise
+the luma a frame at a time), against what the detector did before the luma and the noise
 estimate moved into the core: numpy luma and numpy noise estimate, then the grey screen.
 """
 

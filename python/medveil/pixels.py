@@ -504,7 +504,7 @@ class PixelCleaner:
         assert self.detector is not None
         if arr is not None:
             # Interleaved 8-bit RGB goes to the screen as it is (luma is computed in the
-            # core, row by row); other layouts become a grey stack first.
+            # core, a frame at a time); other layouts become a grey stack first.
             frames = screen_input(
                 arr,
                 planar=geo.planar,

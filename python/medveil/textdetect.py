@@ -4,7 +4,7 @@ The pixel cleaner calls :class:`TextDetector` on images no device rule covers (p
 ``pixel_text = "detect"``) or on every image (``"detect+rules"``):
 
 1. :func:`screen_input` passes interleaved 8-bit RGB on as it is (the core converts it to
-   luma row by row) and turns any other layout the cleaner handles into a (frames, rows,
+   luma a frame at a time) and turns any other layout the cleaner handles into a (frames, rows,
    cols) uint8 grey stack (:func:`grey_frames`);
 2. the C++ screen (``medveil._core.textscreen.screen``) finds candidate text lines, with
    its threshold raised on frames whose background is itself noisy (the noise estimate of
@@ -204,8 +204,8 @@ def screen_input(
 ) -> np.ndarray:
     """The stack the screen reads: interleaved 8-bit RGB as it is, else :func:`grey_frames`.
 
-    The core converts RGB to luma row by row with the formula of :func:`_luma`, so a cine
-    is never converted (or copied, when contiguous) as a whole.
+    The core converts RGB to luma a frame at a time with the formula of :func:`_luma`, so
+    a cine is never converted (or copied, when contiguous) as a whole.
     """
     a = np.asarray(arr)
     if (

@@ -2,9 +2,9 @@
 //
 // Algorithm (the Python test suite re-implements it in numpy and compares box for box):
 //  0. Input is grey (one sample per pixel) or interleaved RGB, which is screened as its
-//     Rec. 601 luma (77 R + 150 G + 29 B + 128) >> 8, computed row by row into a ring of
-//     2r+2 rows (never a whole frame). The threshold t of a frame is given, or estimated
-//     from its noise (see noise_threshold below).
+//     Rec. 601 luma (77 R + 150 G + 29 B + 128) >> 8, computed one frame at a time into a
+//     reused buffer (never the whole stack). The threshold t of a frame is given, or
+//     estimated from its noise (see noise_threshold below).
 //  1. Local mean over a (2r+1)^2 window clipped to the frame: sum S and pixel count N.
 //     A pixel p is "bright" when p*N > S + t*N, "dark" when p*N + t*N < S.
 //  2. 8-connected components of the marked pixels, labelled from row runs with union-find.
