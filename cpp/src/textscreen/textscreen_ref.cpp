@@ -13,9 +13,12 @@ namespace {
 
 struct Run {
     std::int32_t row, c0, c1;  // [c0, c1)
-    // Its pixels' contrast |p*N - S| / N: as integer |p*N - S| summed over the pixels
-    // with a full (2r+1)^2 window (divided once per glyph), and as the double sum of the
-    // others.
+};
+
+// A run's pixels' contrast |p*N - S| / N: as integer |p*N - S| summed over the pixels
+// with a full (2r+1)^2 window (divided once per glyph), and as the double sum of the
+// others. Kept apart from Run: without scores it is not computed at all.
+struct RunContrast {
     std::int64_t full;
     double part;
 };
@@ -49,6 +52,7 @@ inline void set_bit(std::uint64_t* w, std::size_t c, bool on) {
 // Per-polarity state: runs of the current frame and where each row's runs start.
 struct Pass {
     std::vector<Run> runs;
+    std::vector<RunContrast> contrasts;  // of each run, when scores are computed
     std::size_t prev_begin = 0, prev_end = 0;  // runs of the previous row
     std::vector<std::uint32_t> parent;
     // Marks, one bit per column, of the row being labelled (bits), the one above it (up)
@@ -63,21 +67,19 @@ struct Pass {
 
     void reset() {
         runs.clear();
+        contrasts.clear();
         parent.clear();
         prev_begin = prev_end = 0;
     }
 
     // Appends one run. Fields are stored one by one: building the struct first and
     // copying it made the compiler reload it wider than it was written, which stalls.
-    void push_run(std::int32_t y, std::size_t c0, std::size_t c1, std::int64_t full,
-                  double part) {
+    void push_run(std::int32_t y, std::size_t c0, std::size_t c1) {
         runs.emplace_back();
         Run& rr = runs.back();
         rr.row = y;
         rr.c0 = static_cast<std::int32_t>(c0);
         rr.c1 = static_cast<std::int32_t>(c1);
-        rr.full = full;
-        rr.part = part;
         parent.push_back(static_cast<std::uint32_t>(parent.size()));
     }
 
@@ -169,7 +171,7 @@ struct Pass {
         const std::size_t inner1 = cols > r ? cols - r : 0;
         const std::int32_t icnt = rowcount * static_cast<std::int32_t>(2 * r + 1);
         if (!scores) {
-            for (std::size_t k = 0; k < n; ++k) push_run(y, starts[k], stops[k], 0, 0.0);
+            for (std::size_t k = 0; k < n; ++k) push_run(y, starts[k], stops[k]);
         }
         for (std::size_t k = 0; scores && k < n; ++k) {
             const std::size_t start = starts[k], stop = stops[k];
@@ -204,7 +206,10 @@ struct Pass {
                     contrast += static_cast<double>(acc) / static_cast<double>(icnt);
             }
             for (std::size_t c = in1; c < stop; ++c) border(c);
-            push_run(y, start, stop, full, contrast);
+            push_run(y, start, stop);
+            contrasts.emplace_back();
+            contrasts.back().full = full;
+            contrasts.back().part = contrast;
         }
         const std::size_t end = runs.size();
         // 8-connectivity: runs [a0, a1) and [b0, b1) on adjacent rows touch when
@@ -246,8 +251,8 @@ struct Pass {
                 cp.c0 = run.c0;
                 cp.c1 = run.c1;
                 cp.area = run.c1 - run.c0;
-                cp.full = run.full;
-                cp.part = run.part;
+                cp.full = scores ? contrasts[i].full : 0;
+                cp.part = scores ? contrasts[i].part : 0.0;
                 continue;
             }
             Comp& cp = comps[comp_of[r]];
@@ -256,8 +261,10 @@ struct Pass {
             cp.c0 = std::min<std::int64_t>(cp.c0, run.c0);
             cp.c1 = std::max<std::int64_t>(cp.c1, run.c1);
             cp.area += run.c1 - run.c0;
-            cp.full += run.full;
-            cp.part += run.part;
+            if (scores) {
+                cp.full += contrasts[i].full;
+                cp.part += contrasts[i].part;
+            }
         }
         std::vector<Comp> glyphs;
         for (const Comp& cp : comps) {
