@@ -24,6 +24,9 @@ Run: python bench/bench_textdetect.py [--images 60] [--seed 0] [--us-files 3] [-
    wall time. Two corpora:
    the archive corpus's own US cine (iid uniform RGB noise, a flat band where the name
    goes: the worst case for the screen) and a speckle cine with rendered text per frame.
+   Then ``clean_instance`` alone on one file of each (what the detection adds per file
+   without the archive's reading and writing around it; minimum CPU time of the rounds,
+   which the machine's other load disturbs less than a median).
 """
 
 from __future__ import annotations
@@ -506,6 +509,47 @@ def archive_cost(args: argparse.Namespace) -> None:
             )
 
 
+def instance_cost(args: argparse.Namespace) -> None:
+    """clean_instance alone (no archive around it), rules vs detect: CPU, min of rounds."""
+    from medveil.deid import Deidentifier
+    from medveil.instance import clean_instance
+    from medveil.policy import Policy
+
+    rules_file = str(Path(__file__).resolve().parent / "archive" / "us_pixel_rules.toml")
+    engines = {
+        "rules": Deidentifier(Policy(pixel_rule_files=(rules_file,)), bytes(range(32))),
+        "detect": Deidentifier(Policy(pixel_text="detect"), bytes(range(32))),
+    }
+    rounds = max(5, args.rounds)
+    print(
+        f"\n## clean_instance alone, one {args.frames}-frame 600x800 RGB US file, CPU ms "
+        f"(min of {rounds}, modes alternating)\n"
+    )
+    print("| corpus | rules | detect | detect adds | per frame | detect / rules |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="mv-textdetect-") as tmp:
+        for label, realistic in (
+            ("archive corpus US (iid noise)", False),
+            ("speckle + text", True),
+        ):
+            src = Path(tmp) / ("real" if realistic else "corpus")
+            build_us(src, 1, args.frames, realistic)
+            raw = next(src.iterdir()).read_bytes()
+            times: dict[str, list[float]] = {k: [] for k in engines}
+            for eng in engines.values():
+                assert clean_instance(eng, raw).status == "written"  # warm up
+            for _ in range(rounds):
+                for mode, eng in engines.items():
+                    t0 = time.process_time()
+                    clean_instance(eng, raw)
+                    times[mode].append(time.process_time() - t0)
+            r, d = (1000 * min(times[k]) for k in ("rules", "detect"))
+            print(
+                f"| {label} | {r:.0f} | {d:.0f} | {d - r:.0f} | {(d - r) / args.frames:.2f} "
+                f"| {d / r:.2f}x |"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the quality and cost measurements; print markdown tables."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -524,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
             identifiers_quality(args)
     if not args.skip_archive:
         archive_cost(args)
+        instance_cost(args)
     return 0
 
 
