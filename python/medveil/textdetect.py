@@ -4,14 +4,18 @@ The pixel cleaner calls :class:`TextDetector` on images no device rule covers (p
 ``pixel_text = "detect"``) or on every image (``"detect+rules"``):
 
 1. :func:`screen_input` passes interleaved 8-bit RGB on as it is (the core converts it to
-   luma a frame at a time) and turns any other layout the cleaner handles into a (frames, rows,
-   cols) uint8 grey stack (:func:`grey_frames`);
+   luma a frame at a time) and turns any other layout the cleaner handles into a (frames,
+   rows, cols) uint8 grey stack (:func:`grey_frames`);
 2. the C++ screen (``medveil._core.textscreen.screen``) finds candidate text lines, with
    its threshold raised on frames whose background is itself noisy (the noise estimate of
    :func:`noise_threshold`, computed in the core);
-3. each box is padded (anti-aliased edges, accents and punctuation lie outside the glyph
+3. the candidates are checked (not blobs, frame edges or speckle clumps:
+   :func:`not_text`, :func:`noisy_surround`) and grown over trailing ink
+   (:func:`extend_line`), by the core's ``check_lines`` for all candidates of the stack
+   at once; the Python functions are the reference it is tested against;
+4. each box is padded (anti-aliased edges, accents and punctuation lie outside the glyph
    components the screen groups);
-4. ``mask = "all-text"`` masks every box; ``mask = "identifiers"`` sends each padded box
+5. ``mask = "all-text"`` masks every box; ``mask = "identifiers"`` sends each padded box
    (never the whole image) to Tesseract and masks it when the text matches an identifying
    value of the file's own header (:mod:`medveil.textmatch`), or when OCR cannot read it.
 
