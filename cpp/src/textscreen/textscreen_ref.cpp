@@ -289,10 +289,13 @@ struct Pass {
         for (std::size_t i = 0; i < ng; ++i) {
             const Comp& a = glyphs[i];
             const std::int64_t ha = a.r1 - a.r0;
+            // A partner is at most twice as tall as a (and at most max_h), and its gap
+            // below 1.5 times the taller height.
+            const std::int64_t reach = 3 * std::min(max_h, 2 * ha);
             for (std::size_t j = i + 1; j < ng; ++j) {
                 const Comp& b = glyphs[j];
                 // Sorted by c0: every later glyph is at least this far right.
-                if (2 * (b.c0 - a.c1) >= 3 * max_h) break;
+                if (2 * (b.c0 - a.c1) >= reach) break;
                 const std::int64_t hb = b.r1 - b.r0;
                 const std::int64_t lo = std::min(ha, hb), hi = std::max(ha, hb);
                 if (hi > 2 * lo) continue;
