@@ -10,8 +10,10 @@ carries a final name, and ``resume=True`` continues a killed run to the same out
 from __future__ import annotations
 
 import concurrent.futures as cf
+import errno
 import json
 import logging
+import lzma
 import multiprocessing
 import os
 import signal
@@ -20,11 +22,12 @@ import tarfile
 import time
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from medveil.errors import MedveilError
 from medveil.policy import Policy
@@ -106,11 +109,19 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class Item:
-    """One input: a display name (may hold PHI: console only), a path or bytes."""
+    """One input: a display name (may hold PHI: console only), a path or bytes.
+
+    With a path, ``member`` names a zip member and ``size`` >= 0 a byte range of the file
+    from ``offset`` (a member of an uncompressed tar): the worker reads them itself, so an
+    archive's bytes never pass through the parent.
+    """
 
     name: str
     path: str | None = None
     data: bytes | None = None
+    member: str | None = None
+    offset: int = 0
+    size: int = -1
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -128,24 +139,69 @@ def iter_inputs(source: str | os.PathLike[str]) -> Iterator[Item]:
                 yield Item(name=os.path.relpath(p, src), path=p)
         return
     if zipfile.is_zipfile(src):
-        with zipfile.ZipFile(src) as zf:
-            for info in sorted(zf.infolist(), key=lambda i: i.filename):
-                if not info.is_dir():
-                    yield Item(name=f"{src.name}!{info.filename}", data=zf.read(info))
+        try:
+            with zipfile.ZipFile(src) as zf:
+                names = sorted(i.filename for i in zf.infolist() if not i.is_dir())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise MedveilError(f"{src}: cannot list the zip archive: {exc}") from None
+        for member in names:
+            # The worker opens the zip and reads (inflates, CRC-checks) the member itself.
+            yield Item(name=f"{src.name}!{member}", path=str(src), member=member)
         return
     if tarfile.is_tarfile(src):
-        # Stream mode: members are read in archive order without seeking or unpacking.
-        with tarfile.open(src, mode="r|*") as tf:
-            for member in tf:
-                if member.isfile():
-                    f = tf.extractfile(member)
-                    if f is not None:
-                        yield Item(name=f"{src.name}!{member.name}", data=f.read())
+        yield from _tar_items(src)
         return
+    if src.name.lower().endswith(_ARCHIVE_SUFFIXES):
+        # Named as an archive, yet neither zipfile nor tarfile can open it.
+        raise MedveilError(f"{src}: the archive is damaged or cut short (it cannot be opened)")
     if src.is_file():
         yield Item(name=src.name, path=str(src))
         return
     raise MedveilError(f"{src}: input not found (expected a folder, .zip or .tar archive)")
+
+
+_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz")
+# What a damaged or cut tar (or its gzip, bzip2, xz stream) raises while it is read.
+_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+def _tar_items(src: Path) -> Iterator[Item]:
+    """The files of a tar archive: byte ranges when uncompressed, else streamed bytes."""
+    with open(src, "rb") as f:
+        magic = f.read(6)
+    compressed = magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00"
+    # Stream mode reads members in archive order without seeking or unpacking; on a plain
+    # tar the headers are read with seeks and each worker reads its members' bytes itself.
+    with tarfile.open(src, mode="r|*" if compressed else "r:") as tf:
+        while (member := _next_member(tf, src)) is not None:
+            tf.members.clear()  # TarFile keeps every header it read: memory grows otherwise
+            if not member.isfile():
+                continue
+            name = f"{src.name}!{member.name}"
+            if compressed or member.issparse():
+                try:
+                    f = tf.extractfile(member)
+                    data = f.read() if f is not None else None
+                except _TAR_ERRORS as exc:
+                    raise MedveilError(
+                        f"{src}: the tar archive is damaged or cut short ({exc})"
+                    ) from None
+                if data is not None and len(data) != member.size:
+                    # A cut bzip2 stream just ends: tarfile returns what it had.
+                    raise MedveilError(f"{src}: the tar archive is damaged or cut short")
+                if data is not None:
+                    yield Item(name=name, data=data)
+            else:
+                yield Item(name=name, path=str(src), offset=member.offset_data, size=member.size)
+
+
+def _next_member(tf: tarfile.TarFile, src: Path) -> tarfile.TarInfo | None:
+    """The next header of a tar archive; a damaged or cut archive is a clear error."""
+    try:
+        return tf.next()
+    except _TAR_ERRORS as exc:
+        # Nothing after this point can be found: the run stops here, with its records.
+        raise MedveilError(f"{src}: the tar archive is damaged or cut short ({exc})") from None
 
 
 # ---------------------------------------------------------------------------- workers
@@ -184,26 +240,83 @@ def _init_worker(
 _BUFFER = bytearray()  # the worker's read buffer, as large as the largest file so far
 
 
+_ZIPS: dict[str, zipfile.ZipFile] = {}  # zip archives this worker has open, by path
+
+
+def _buffer(size: int) -> memoryview:
+    """The first size bytes of the worker's read buffer, grown when needed."""
+    global _BUFFER
+    if size > len(_BUFFER):
+        _BUFFER = bytearray(size)
+    return memoryview(_BUFFER)[:size]
+
+
+def _fill(f: BinaryIO, view: memoryview) -> int:
+    """Read into view until it is full or the stream ends; the number of bytes read."""
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def _read(item: Item) -> bytes | memoryview:
     """The file's bytes: a view of the worker's one read buffer, valid until the next read.
 
     Reusing the buffer matters for large images: a fresh one is zero-filled page by page
-    before the file is read into it, which costs as much as the read itself.
+    before the file is read into it, which costs as much as the read itself. Raises
+    OSError (with the reason) when the file or archive member cannot be read whole.
     """
-    global _BUFFER
     if item.data is not None:
         return item.data
-    with open(item.path, "rb", buffering=0) as f:  # type: ignore[arg-type]
-        size = os.fstat(f.fileno()).st_size
-        if size > len(_BUFFER):
-            _BUFFER = bytearray(size)
-        view, got = memoryview(_BUFFER)[:size], 0
-        while got < size:
-            n = f.readinto(view[got:])
-            if not n:
-                break
-            got += n
-    return view[:got]
+    assert item.path is not None
+    if item.member is not None:
+        return _read_zip_member(item.path, item.member)
+    with open(item.path, "rb", buffering=0) as f:
+        if item.size >= 0:
+            f.seek(item.offset)
+            view = _buffer(item.size)
+            got = _fill(f, view)  # type: ignore[arg-type]
+            if got < item.size:
+                raise OSError(errno.EIO, "archive member is cut short")
+            return view
+        view = _buffer(os.fstat(f.fileno()).st_size)
+        return view[: _fill(f, view)]  # type: ignore[arg-type]
+
+
+def _read_zip_member(path: str, member: str) -> memoryview:
+    """A zip member's bytes, inflated and CRC-checked, in the worker's read buffer."""
+    zf = _ZIPS.get(path)
+    if zf is None:
+        if len(_ZIPS) >= 8:
+            for old in _ZIPS.values():
+                old.close()
+            _ZIPS.clear()
+        try:
+            zf = _ZIPS[path] = zipfile.ZipFile(path)
+        except zipfile.BadZipFile:
+            raise OSError(errno.EIO, "not a readable zip archive") from None
+    try:
+        info = zf.getinfo(member)
+    except KeyError:
+        raise OSError(errno.ENOENT, "zip member no longer in the archive") from None
+    try:
+        with zf.open(info) as f:
+            view = _buffer(info.file_size)
+            got = _fill(f, view)  # type: ignore[arg-type]
+            if got != info.file_size or f.read(1):
+                raise OSError(errno.EIO, "zip member is not the size its header says")
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        # CRC mismatch, damaged deflate stream, truncated archive: the archive's own checks.
+        raise OSError(errno.EIO, f"damaged zip member ({type(exc).__name__})") from None
+    except NotImplementedError:
+        raise OSError(errno.EIO, "zip member compressed with a method zipfile lacks") from None
+    except RuntimeError:
+        # zipfile's message names the member, and names may be PHI: a fixed text instead.
+        raise OSError(errno.EIO, "encrypted zip member") from None
+    return view
 
 
 def process_chunk(items: list[Item]) -> list[dict[str, object]]:
@@ -258,12 +371,18 @@ def _chunks(
     """Group inputs into worker tasks, bounded by count and by bytes carried."""
     chunk: list[tuple[str, Item]] = []
     size = 0
-    for key, item in items:
-        chunk.append((key, item))
-        size += len(item.data) if item.data is not None else 0
-        if len(chunk) >= max_items or size >= max_bytes:
+    try:
+        for key, item in items:
+            chunk.append((key, item))
+            size += len(item.data) if item.data is not None else 0
+            if len(chunk) >= max_items or size >= max_bytes:
+                yield chunk
+                chunk, size = [], 0
+    except MedveilError:
+        # The input cannot be listed further: what was listed still goes to the workers.
+        if chunk:
             yield chunk
-            chunk, size = [], 0
+        raise
     if chunk:
         yield chunk
 
@@ -439,6 +558,10 @@ def deidentify_archive(
         finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
         for fut in finished:
             names = in_flight.pop(fut)
+            if fut.cancelled():
+                # Never started (the executor hands tasks to its queue early, so this is
+                # rare): left unrecorded, so a resumed run does these inputs.
+                continue
             try:
                 results = fut.result()
             except Exception as exc:  # a crashed worker: its files are quarantined
@@ -455,12 +578,19 @@ def deidentify_archive(
                 continue
             yield key, item
 
+    listing_error: MedveilError | None = None
     try:
-        for chunk in _chunks(pending(), max_items=CHUNK_FILES, max_bytes=CHUNK_BYTES):
-            while len(in_flight) >= limit:
-                collect()
-            fut = pool.submit(process_chunk, [item for _key, item in chunk])
-            in_flight[fut] = [(key, item.name) for key, item in chunk]
+        try:
+            for chunk in _chunks(pending(), max_items=CHUNK_FILES, max_bytes=CHUNK_BYTES):
+                while len(in_flight) >= limit:
+                    collect()
+                fut = pool.submit(process_chunk, [item for _key, item in chunk])
+                in_flight[fut] = [(key, item.name) for key, item in chunk]
+        except MedveilError as exc:
+            # A damaged archive: the files listed before the damage are finished and
+            # recorded, then the run reports the error.
+            listing_error = exc
+            summary.interrupted = True  # the summary says the input was not covered
         while in_flight:
             collect()
     except KeyboardInterrupt:
@@ -476,6 +606,8 @@ def deidentify_archive(
         pool.shutdown(wait=True, cancel_futures=True)
         summary.seconds = time.perf_counter() - t0
         records.finish(summary)
+    if listing_error is not None:
+        raise listing_error
     if resume:
         summary.files_in += summary.resumed
     return summary

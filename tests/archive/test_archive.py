@@ -188,3 +188,32 @@ def test_kill_then_resume_gives_identical_output(tmp_path) -> None:
     assert rc == 0
     assert tree(out) == tree(reference)
     assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_ctrl_c_then_resume_gives_identical_output(tmp_path) -> None:
+    """Ctrl-C: the files in flight are finished and recorded, exit 1; --resume does the rest."""
+    src = tmp_path / "in"
+    for i in range(30):
+        write_demo_archive(src / f"batch{i}")
+    reference = tmp_path / "ref"
+    deidentify_archive(src, reference, policy=POLICY, secret=SECRET, workers=1)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET.hex())
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(f'[pixels]\nrules = ["{demo_rule_file()}"]\n')
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "medveil", "deid", str(src), str(out), "--quiet"]
+    cmd += ["--policy", str(policy_file), "--secret-file", str(secret_file), "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(out.rglob("*.dcm"))) < 5:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    summary = json.loads((out / ".medveil" / "summary.json").read_text())
+    assert summary["interrupted"] and summary["files_in"] < 450
+    assert summary["quarantined"] == 0  # nothing cancelled is reported as a failure
+    rc = subprocess.run([*cmd, "--resume"], capture_output=True, text=True).returncode
+    assert rc == 0
+    assert tree(out) == tree(reference)
