@@ -48,11 +48,10 @@ def to_uint8_frames(image: np.ndarray) -> np.ndarray:
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma of an RGB stack, rounded to uint8."""
+    """Rec. 601 luma of an RGB stack in uint8, by the core: the detector's own conversion."""
     if rgb.dtype != np.uint8:
         raise TypeError(f"RGB images must be uint8, got {rgb.dtype}")
-    w = np.array([299, 587, 114], dtype=np.uint32)
-    return ((rgb.astype(np.uint32) @ w + 500) // 1000).astype(np.uint8)
+    return _core.textscreen.luma(rgb)
 
 
 def _window(a: np.ndarray) -> np.ndarray:
