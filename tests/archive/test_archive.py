@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from medveil.archive import deidentify_archive
+from medveil.archive import RunSummary, deidentify_archive
 from medveil.demo import demo_rule_file, write_demo_archive
 from medveil.policy import Policy
 
@@ -31,6 +31,37 @@ def tree(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and ".medveil" not in p.parts
     }
+
+
+def run_with_reasons(src: Path, out: Path, workers: int) -> tuple[RunSummary, dict[str, str]]:
+    """deidentify_archive with the test policy, and every quarantined input's reason."""
+    reasons: dict[str, str] = {}
+    summary = deidentify_archive(
+        src,
+        out,
+        policy=POLICY,
+        secret=SECRET,
+        workers=workers,
+        on_quarantine=lambda name, why: reasons.__setitem__(name, why),
+    )
+    return summary, reasons
+
+
+def resumable_run(tmp_path: Path, batches: int, workers: int) -> tuple[list[str], Path, Path]:
+    """A demo archive of many batches, its reference output, and the CLI command to run it."""
+    src = tmp_path / "in"
+    for i in range(batches):
+        write_demo_archive(src / f"batch{i}")
+    reference = tmp_path / "ref"
+    deidentify_archive(src, reference, policy=POLICY, secret=SECRET, workers=workers)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET.hex())
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(f'[pixels]\nrules = ["{demo_rule_file()}"]\n')
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "medveil", "deid", str(src), str(out), "--quiet"]
+    cmd += ["--policy", str(policy_file), "--secret-file", str(secret_file)]
+    return [*cmd, "--workers", str(workers)], out, reference
 
 
 @pytest.fixture(scope="module")
@@ -116,15 +147,7 @@ def test_bad_inputs_are_skipped_or_quarantined(demo, tmp_path) -> None:
     locked = src / "locked.dcm"
     locked.write_bytes(good)
     locked.chmod(0)
-    reasons: dict[str, str] = {}
-    summary = deidentify_archive(
-        src,
-        tmp_path / "out",
-        policy=POLICY,
-        secret=SECRET,
-        workers=2,
-        on_quarantine=lambda name, why: reasons.__setitem__(name, why),
-    )
+    summary, reasons = run_with_reasons(src, tmp_path / "out", workers=2)
     locked.chmod(0o600)
     can_lock = os.geteuid() != 0  # root reads a mode-0 file anyway
     assert summary.files_in == 6 and summary.written == (1 if can_lock else 2)
@@ -146,32 +169,7 @@ def test_output_must_be_empty_without_resume(demo, tmp_path) -> None:
 
 
 def test_kill_then_resume_gives_identical_output(tmp_path) -> None:
-    src = tmp_path / "in"
-    for i in range(12):
-        write_demo_archive(src / f"batch{i}")
-    reference = tmp_path / "ref"
-    deidentify_archive(src, reference, policy=POLICY, secret=SECRET, workers=2)
-    secret_file = tmp_path / "secret"
-    secret_file.write_text(SECRET.hex())
-    rules = demo_rule_file()
-    policy_file = tmp_path / "policy.toml"
-    policy_file.write_text(f'[pixels]\nrules = ["{rules}"]\n')
-    out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "medveil",
-        "deid",
-        str(src),
-        str(out),
-        "--policy",
-        str(policy_file),
-        "--secret-file",
-        str(secret_file),
-        "--workers",
-        "2",
-        "--quiet",
-    ]
+    cmd, out, reference = resumable_run(tmp_path, batches=12, workers=2)
     proc = subprocess.Popen(
         cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -192,18 +190,7 @@ def test_kill_then_resume_gives_identical_output(tmp_path) -> None:
 
 def test_ctrl_c_then_resume_gives_identical_output(tmp_path) -> None:
     """Ctrl-C: the files in flight are finished and recorded, exit 1; --resume does the rest."""
-    src = tmp_path / "in"
-    for i in range(30):
-        write_demo_archive(src / f"batch{i}")
-    reference = tmp_path / "ref"
-    deidentify_archive(src, reference, policy=POLICY, secret=SECRET, workers=1)
-    secret_file = tmp_path / "secret"
-    secret_file.write_text(SECRET.hex())
-    policy_file = tmp_path / "policy.toml"
-    policy_file.write_text(f'[pixels]\nrules = ["{demo_rule_file()}"]\n')
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "medveil", "deid", str(src), str(out), "--quiet"]
-    cmd += ["--policy", str(policy_file), "--secret-file", str(secret_file), "--workers", "1"]
+    cmd, out, reference = resumable_run(tmp_path, batches=30, workers=1)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(out.rglob("*.dcm"))) < 5:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -15,7 +16,7 @@ from medveil.archive import Item, deidentify_archive, iter_inputs
 from medveil.demo import write_demo_archive
 from medveil.errors import MedveilError
 
-from .test_archive import POLICY, SECRET, tree
+from .test_archive import POLICY, SECRET, run_with_reasons, tree
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +95,7 @@ def test_damaged_zip_member_is_quarantined_and_the_run_goes_on(demo, tmp_path) -
     at = victim.header_offset + 30 + len(victim.filename.encode()) + 200
     data[at] ^= 0xFF  # a pixel byte: only the member's CRC can tell
     src.write_bytes(bytes(data))
-    reasons: dict[str, str] = {}
-    summary = deidentify_archive(
-        src,
-        tmp_path / "out",
-        policy=POLICY,
-        secret=SECRET,
-        workers=2,
-        on_quarantine=lambda name, why: reasons.__setitem__(name, why),
-    )
+    summary, reasons = run_with_reasons(src, tmp_path / "out", workers=2)
     assert (summary.written, summary.quarantined) == (13, 1)
     assert reasons == {f"in.zip!{victim.filename}": "cannot read: damaged zip member (BadZipFile)"}
     records = (tmp_path / "out" / ".medveil" / "quarantine.jsonl").read_text()
@@ -114,20 +107,14 @@ def test_cut_plain_tar_finishes_what_it_lists_then_says_so(demo, tmp_path) -> No
     items = list(iter_inputs(src))
     last = max((i for i in items if i.size > 0), key=lambda i: i.offset)
     src.write_bytes(src.read_bytes()[: last.offset + last.size // 2])
-    reasons: dict[str, str] = {}
     out = tmp_path / "out"
     with pytest.raises(MedveilError, match="damaged or cut short"):
-        deidentify_archive(
-            src,
-            out,
-            policy=POLICY,
-            secret=SECRET,
-            workers=1,
-            on_quarantine=lambda name, why: reasons.__setitem__(name, why),
-        )
+        run_with_reasons(src, out, workers=1)
     # Every member before the cut is written, the cut one quarantined, all recorded.
-    assert reasons == {last.name: "cannot read: archive member is cut short"}
     summary = json.loads((out / ".medveil" / "summary.json").read_text())
+    db = sqlite3.connect(out / ".medveil" / "catalog.sqlite")
+    reasons = db.execute("SELECT reason FROM inputs WHERE status = 'quarantined'").fetchall()
+    assert reasons == [("cannot read: archive member is cut short",)]
     assert summary["files_in"] == len(items) and summary["interrupted"]
     assert summary["written"] + summary["skipped"] + summary["quarantined"] == len(items)
     assert len(list(out.rglob("*.dcm"))) == summary["written"]
