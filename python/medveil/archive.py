@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import struct
 import tarfile
 import time
 import warnings
@@ -122,6 +123,10 @@ class Item:
     member: str | None = None
     offset: int = 0
     size: int = -1
+    # A zip member's (method, compressed size, CRC-32, flag bits) from the central
+    # directory, with offset its local header and size its length: the worker reads it
+    # without loading the archive's whole directory again.
+    packed: tuple[int, int, int, int] | None = None
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -141,12 +146,19 @@ def iter_inputs(source: str | os.PathLike[str]) -> Iterator[Item]:
     if zipfile.is_zipfile(src):
         try:
             with zipfile.ZipFile(src) as zf:
-                names = sorted(i.filename for i in zf.infolist() if not i.is_dir())
+                infos = sorted((i for i in zf.infolist() if not i.is_dir()), key=_by_name)
         except (zipfile.BadZipFile, OSError) as exc:
             raise MedveilError(f"{src}: cannot list the zip archive: {exc}") from None
-        for member in names:
-            # The worker opens the zip and reads (inflates, CRC-checks) the member itself.
-            yield Item(name=f"{src.name}!{member}", path=str(src), member=member)
+        for info in infos:
+            # The worker reads (inflates, CRC-checks) the member itself.
+            yield Item(
+                name=f"{src.name}!{info.filename}",
+                path=str(src),
+                member=info.filename,
+                offset=info.header_offset,
+                size=info.file_size,
+                packed=(info.compress_type, info.compress_size, info.CRC, info.flag_bits),
+            )
         return
     if tarfile.is_tarfile(src):
         yield from _tar_items(src)
@@ -163,6 +175,10 @@ def iter_inputs(source: str | os.PathLike[str]) -> Iterator[Item]:
 _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz")
 # What a damaged or cut tar (or its gzip, bzip2, xz stream) raises while it is read.
 _TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+def _by_name(info: zipfile.ZipInfo) -> str:
+    return info.filename
 
 
 def _tar_items(src: Path) -> Iterator[Item]:
@@ -273,6 +289,8 @@ def _read(item: Item) -> bytes | memoryview:
         return item.data
     assert item.path is not None
     if item.member is not None:
+        if item.packed is not None and _direct(item.packed):
+            return _read_zip_direct(item.path, item.offset, item.size, item.packed)
         return _read_zip_member(item.path, item.member)
     with open(item.path, "rb", buffering=0) as f:
         if item.size >= 0:
@@ -284,6 +302,62 @@ def _read(item: Item) -> bytes | memoryview:
             return view
         view = _buffer(os.fstat(f.fileno()).st_size)
         return view[: _fill(f, view)]  # type: ignore[arg-type]
+
+
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then the name and extra lengths
+
+
+def _direct(packed: tuple[int, int, int, int]) -> bool:
+    """Whether _read_zip_direct reads this member: stored or deflated, not encrypted."""
+    method, _, _, flags = packed
+    return method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) and not flags & 1
+
+
+def _read_zip_direct(
+    path: str, header: int, size: int, packed: tuple[int, int, int, int]
+) -> memoryview:
+    """A stored or deflated zip member from its local header, inflated and CRC-checked.
+
+    The sizes and CRC come from the central directory the parent read, so a worker never
+    loads the whole directory (zipfile would, for every archive it opens).
+    """
+    method, compressed, crc, _ = packed
+    view = _buffer(size)
+    with open(path, "rb", buffering=0) as f:
+        f.seek(header)
+        head = f.read(_LOCAL_HEADER.size)
+        if len(head) < _LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
+            raise OSError(errno.EIO, "damaged zip member (no local header)")
+        _, name_len, extra_len = _LOCAL_HEADER.unpack(head)
+        f.seek(header + _LOCAL_HEADER.size + name_len + extra_len)
+        if method == zipfile.ZIP_STORED:
+            if compressed != size or _fill(f, view) != size:  # type: ignore[arg-type]
+                raise OSError(errno.EIO, "damaged zip member (cut short)")
+        else:
+            inflate, got, left = zlib.decompressobj(-15), 0, compressed
+            try:
+                while left:
+                    chunk = f.read(min(left, 1 << 20))
+                    if not chunk:
+                        raise OSError(errno.EIO, "damaged zip member (cut short)")
+                    left -= len(chunk)
+                    # At most one byte past the member's size: enough to see it is too long.
+                    out = inflate.decompress(chunk, size - got + 1)
+                    if got + len(out) > size or inflate.unconsumed_tail:
+                        raise OSError(errno.EIO, "damaged zip member (longer than its size)")
+                    view[got : got + len(out)] = out
+                    got += len(out)
+            except zlib.error:
+                raise OSError(errno.EIO, "damaged zip member (deflate stream)") from None
+            if got != size or not inflate.eof:
+                raise OSError(errno.EIO, "damaged zip member (shorter than its size)")
+    if zlib.crc32(view) != crc:
+        raise OSError(errno.EIO, "damaged zip member (CRC-32 mismatch)")
+    return view
+
+
+class _ZipSize(OSError):
+    """A zip member whose inflated length is not the one its header gives."""
 
 
 def _read_zip_member(path: str, member: str) -> memoryview:
@@ -307,9 +381,11 @@ def _read_zip_member(path: str, member: str) -> memoryview:
             view = _buffer(info.file_size)
             got = _fill(f, view)  # type: ignore[arg-type]
             if got != info.file_size or f.read(1):
-                raise OSError(errno.EIO, "zip member is not the size its header says")
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        # CRC mismatch, damaged deflate stream, truncated archive: the archive's own checks.
+                raise _ZipSize(errno.EIO, "damaged zip member (not the size its header says)")
+    except _ZipSize:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, lzma.LZMAError, OSError) as exc:
+        # CRC mismatch, damaged deflate/bzip2/lzma stream (bz2 raises OSError), cut archive.
         raise OSError(errno.EIO, f"damaged zip member ({type(exc).__name__})") from None
     except NotImplementedError:
         raise OSError(errno.EIO, "zip member compressed with a method zipfile lacks") from None
@@ -335,7 +411,7 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
                 out.append(
                     {
                         "status": "quarantined",
-                        "reason": f"cannot read: {exc.strerror}",
+                        "reason": f"cannot read: {exc.strerror or type(exc).__name__}",
                         "size_in": 0,
                     }
                 )

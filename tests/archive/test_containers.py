@@ -7,10 +7,13 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from medveil import archive
 from medveil.archive import Item, deidentify_archive, iter_inputs
 from medveil.demo import write_demo_archive
@@ -87,19 +90,54 @@ def test_members_are_carried_as_references_not_bytes(demo, tmp_path) -> None:
             assert bytes(archive._read(item)) == tf.extractfile(member).read()  # type: ignore[union-attr]
 
 
-def test_damaged_zip_member_is_quarantined_and_the_run_goes_on(demo, tmp_path) -> None:
-    src = _zip(demo, tmp_path / "in.zip", zipfile.ZIP_STORED)
+@pytest.mark.parametrize(
+    "method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2], ids=str
+)
+def test_damaged_zip_member_is_quarantined_and_the_run_goes_on(demo, tmp_path, method) -> None:
+    src = _zip(demo, tmp_path / "in.zip", method)
     with zipfile.ZipFile(src) as zf:
         victim = next(i for i in zf.infolist() if i.filename.endswith(".dcm"))
     data = bytearray(src.read_bytes())
-    at = victim.header_offset + 30 + len(victim.filename.encode()) + 200
-    data[at] ^= 0xFF  # a pixel byte: only the member's CRC can tell
+    at = victim.header_offset + 30 + len(victim.filename.encode()) + victim.compress_size // 2
+    data[at] ^= 0xFF  # inside the member's data: only its CRC (or its inflation) can tell
     src.write_bytes(bytes(data))
     summary, reasons = run_with_reasons(src, tmp_path / "out", workers=2)
     assert (summary.written, summary.quarantined) == (13, 1)
-    assert reasons == {f"in.zip!{victim.filename}": "cannot read: damaged zip member (BadZipFile)"}
+    assert list(reasons) == [f"in.zip!{victim.filename}"]
+    assert reasons[f"in.zip!{victim.filename}"].startswith("cannot read: damaged zip member (")
     records = (tmp_path / "out" / ".medveil" / "quarantine.jsonl").read_text()
     assert victim.filename not in records
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    members=st.lists(
+        st.tuples(
+            st.binary(max_size=3000),
+            st.integers(0, 80_000),
+            st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_zip_members_read_by_the_worker_match_zipfile(members) -> None:
+    """Stored and deflated members, empty to 80 kB, some with ZIP64 headers, as zipfile reads."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for i, (head, pad, method, zip64) in enumerate(members):
+                body = head + bytes(range(256)) * (pad // 256)
+                info = zipfile.ZipInfo(f"m{i:02d}.bin")
+                info.compress_type = method
+                with zf.open(info, "w", force_zip64=zip64) as w:
+                    w.write(body)
+        items = list(iter_inputs(path))
+        assert all(i.packed is not None for i in items)
+        with zipfile.ZipFile(path) as zf:
+            for item in items:
+                assert bytes(archive._read(item)) == zf.read(item.member)  # type: ignore[arg-type]
 
 
 def test_cut_plain_tar_finishes_what_it_lists_then_says_so(demo, tmp_path) -> None:
