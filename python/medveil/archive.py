@@ -27,6 +27,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -146,7 +147,9 @@ def iter_inputs(source: str | os.PathLike[str]) -> Iterator[Item]:
     if zipfile.is_zipfile(src):
         try:
             with zipfile.ZipFile(src) as zf:
-                infos = sorted((i for i in zf.infolist() if not i.is_dir()), key=_by_name)
+                infos = sorted(
+                    (i for i in zf.infolist() if not i.is_dir()), key=attrgetter("filename")
+                )
         except (zipfile.BadZipFile, OSError) as exc:
             raise MedveilError(f"{src}: cannot list the zip archive: {exc}") from None
         for info in infos:
@@ -177,10 +180,6 @@ _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".t
 _TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
 
 
-def _by_name(info: zipfile.ZipInfo) -> str:
-    return info.filename
-
-
 def _tar_items(src: Path) -> Iterator[Item]:
     """The files of a tar archive: byte ranges when uncompressed, else streamed bytes."""
     with open(src, "rb") as f:
@@ -199,12 +198,10 @@ def _tar_items(src: Path) -> Iterator[Item]:
                     f = tf.extractfile(member)
                     data = f.read() if f is not None else None
                 except _TAR_ERRORS as exc:
-                    raise MedveilError(
-                        f"{src}: the tar archive is damaged or cut short ({exc})"
-                    ) from None
+                    raise _damaged_tar(src, exc) from None
                 if data is not None and len(data) != member.size:
                     # A cut bzip2 stream just ends: tarfile returns what it had.
-                    raise MedveilError(f"{src}: the tar archive is damaged or cut short")
+                    raise _damaged_tar(src)
                 if data is not None:
                     yield Item(name=name, data=data)
             else:
@@ -217,7 +214,13 @@ def _next_member(tf: tarfile.TarFile, src: Path) -> tarfile.TarInfo | None:
         return tf.next()
     except _TAR_ERRORS as exc:
         # Nothing after this point can be found: the run stops here, with its records.
-        raise MedveilError(f"{src}: the tar archive is damaged or cut short ({exc})") from None
+        raise _damaged_tar(src, exc) from None
+
+
+def _damaged_tar(src: Path, cause: BaseException | None = None) -> MedveilError:
+    """The error that stops a run at a damaged or cut tar (the cause's text, if any)."""
+    detail = f" ({cause})" if cause is not None else ""
+    return MedveilError(f"{src}: the tar archive is damaged or cut short{detail}")
 
 
 # ---------------------------------------------------------------------------- workers

@@ -142,13 +142,21 @@ def _scan(
     the tree from its rows. Implicit VR elements get their VR from the data dictionary,
     as the Dataset engine reads them.
     """
+    rows, stop = _rows(buf, pos, end, implicit)
+    elems, _ = _tree(rows.tolist(), 0, -1)
+    return elems, stop
+
+
+def _rows(
+    buf: bytearray | bytes | memoryview, pos: int, end: int, implicit: bool = False
+) -> tuple[np.ndarray, int]:
+    """The core scanner's rows of the data set buf[pos:end] and where it stopped; NotRaw."""
     if end > len(buf):
         raise NotRaw("data set runs past the end")
     rows, stop, error = scan_elements(buf, pos, end, implicit, _SQ_TAGS)
     if error is not None:
         raise NotRaw(error)
-    elems, _ = _tree(rows.tolist(), 0, -1)
-    return elems, stop
+    return rows, stop
 
 
 def _tree(rows: list[list[int]], i: int, n: int) -> tuple[list[_Elem], int]:
@@ -899,13 +907,9 @@ def check_output(header: bytes, terms: list[bytes], implicit: bool = False) -> N
         if header[128:132] != b"DICM":
             raise NotRaw("no preamble")
         meta_end = 144 + _U32.unpack_from(header, 140)[0]
-        _scan(header, 132, meta_end)
         # The rows are enough here: no tree, only the top-level mark is looked at.
-        if meta_end > len(header):
-            raise NotRaw("data set runs past the end")
-        rows, _, error = scan_elements(header, meta_end, len(header), implicit, _SQ_TAGS)
-        if error is not None:
-            raise NotRaw(error)
+        _rows(header, 132, meta_end)
+        rows, _ = _rows(header, meta_end, len(header), implicit)
     except (NotRaw, struct.error) as exc:
         raise QuarantineError(f"post-check: output does not parse: {exc}") from None
     mark = rows[(rows[:, 0] == 0x00120062) & (rows[:, 7] == 0)]
