@@ -450,6 +450,12 @@ def build_us(folder: Path, n: int, frames: int, realistic: bool) -> None:
         corpus.write(ds, folder / f"us_{i + 1:03d}.dcm")
 
 
+# The two cine corpora of the cost tables: (label, speckle with text rather than the archive
+# corpus's own pixels), and the archive corpus's device rule for the "rules" mode.
+US_CORPORA = (("archive corpus US (iid noise)", False), ("speckle + text", True))
+US_RULES = str(Path(__file__).resolve().parent / "archive" / "us_pixel_rules.toml")
+
+
 def cpu() -> float:
     """CPU seconds of this process and its reaped children."""
     t = os.times()
@@ -461,9 +467,8 @@ def archive_cost(args: argparse.Namespace) -> None:
     from medveil.archive import deidentify_archive
     from medveil.policy import Policy
 
-    rules_file = str(Path(__file__).resolve().parent / "archive" / "us_pixel_rules.toml")
     policies = {
-        "rules": Policy(pixel_rule_files=(rules_file,)),
+        "rules": Policy(pixel_rule_files=(US_RULES,)),
         "detect": Policy(pixel_text="detect"),
     }
     secret = bytes(range(32))
@@ -474,10 +479,7 @@ def archive_cost(args: argparse.Namespace) -> None:
     )
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="mv-textdetect-") as tmp:
-        for label, realistic in (
-            ("archive corpus US (iid noise)", False),
-            ("speckle + text", True),
-        ):
+        for label, realistic in US_CORPORA:
             src = Path(tmp) / ("real" if realistic else "corpus")
             build_us(src, args.us_files, args.frames, realistic)
             times: dict[str, list[tuple[float, float]]] = {k: [] for k in policies}
@@ -515,9 +517,8 @@ def instance_cost(args: argparse.Namespace) -> None:
     from medveil.instance import clean_instance
     from medveil.policy import Policy
 
-    rules_file = str(Path(__file__).resolve().parent / "archive" / "us_pixel_rules.toml")
     engines = {
-        "rules": Deidentifier(Policy(pixel_rule_files=(rules_file,)), bytes(range(32))),
+        "rules": Deidentifier(Policy(pixel_rule_files=(US_RULES,)), bytes(range(32))),
         "detect": Deidentifier(Policy(pixel_text="detect"), bytes(range(32))),
     }
     rounds = max(5, args.rounds)
@@ -528,10 +529,7 @@ def instance_cost(args: argparse.Namespace) -> None:
     print("| corpus | rules | detect | detect adds | per frame | detect / rules |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="mv-textdetect-") as tmp:
-        for label, realistic in (
-            ("archive corpus US (iid noise)", False),
-            ("speckle + text", True),
-        ):
+        for label, realistic in US_CORPORA:
             src = Path(tmp) / ("real" if realistic else "corpus")
             build_us(src, 1, args.frames, realistic)
             raw = next(src.iterdir()).read_bytes()
