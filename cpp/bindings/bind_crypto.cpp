@@ -272,8 +272,9 @@ void bind_crypto(py::module_& m) {
         },
         py::arg("key"), py::arg("nonce"), py::arg("data"), py::kw_only(),
         py::arg("aad") = py::bytes(), py::arg("out") = py::none(),
-        "ChaCha20-Poly1305 open of ciphertext || tag; raises AuthenticationError on any "
-        "mismatch, before writing any plaintext.");
+        "ChaCha20-Poly1305 open of ciphertext || tag, reading each input byte once; raises "
+        "AuthenticationError on any mismatch, with `out` wiped (in place: holding the "
+        "ciphertext again).");
 
     c.def("age_sealed_size", &medveil::age_sealed_size, py::arg("length"), py::arg("final"),
           "Bytes that `length` plaintext bytes take as sealed age chunks.");

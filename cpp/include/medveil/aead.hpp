@@ -2,9 +2,13 @@
 //
 // Seal: out = in XOR ChaCha20(key, nonce, counter 1), tag = Poly1305 over
 // aad | pad16 | out | pad16 | le64(aad_len) | le64(len) with the one-time key from block 0.
-// Open verifies the tag in constant time first and only then decrypts: on failure `out`
-// is left untouched (with in == out it still holds the ciphertext) and no plaintext byte
-// is ever written. in == out is allowed; other overlaps are not.
+// Open reads every byte of `in` and `tag` once: each stage of ciphertext is copied to a
+// local buffer that feeds both Poly1305 and the decryption, so a concurrent writer to
+// `in` cannot make it return plaintext other than the decryption of the authenticated
+// bytes. Plaintext is written to `out` as it goes and counts only when open returns true
+// (tags compared in constant time); on failure `out` is wiped (zeroed), or with in == out
+// encrypted again so it holds the ciphertext it held before. in == out is allowed; other
+// overlaps are not.
 #pragma once
 
 #include <cstddef>
@@ -30,7 +34,8 @@ void aead_seal(Backend backend, const std::uint8_t key[32], const std::uint8_t n
                const std::uint8_t* aad, std::size_t aad_len, const std::uint8_t* in,
                std::size_t len, std::uint8_t* out, std::uint8_t tag[16]);
 
-// Returns false, writing nothing, when the tag does not authenticate (key, nonce, aad, in).
+// Returns false, with `out` wiped (in place: restored), when the tag does not
+// authenticate (key, nonce, aad, in).
 [[nodiscard]] bool aead_open(const std::uint8_t key[32], const std::uint8_t nonce[12],
                              const std::uint8_t* aad, std::size_t aad_len, const std::uint8_t* in,
                              std::size_t len, const std::uint8_t tag[16], std::uint8_t* out);

@@ -35,8 +35,9 @@ struct AgeOpenResult {
 // Opens in[0..len) as sealed chunks first_index, ... into out (room for len bytes is
 // enough). If !final, len must be a multiple of kAgeSealedChunk; if final, the last chunk
 // must carry the flag and may be shorter, but must not be empty unless it is chunk 0.
-// A chunk is decrypted only after its own tag verifies; on failure out may hold plaintext
-// of other verified chunks, which the caller must discard. Throws std::invalid_argument
+// Each chunk is opened by aead_open, which reads its ciphertext once (a writer racing on
+// `in` cannot get altered plaintext accepted); if any chunk fails, the whole plaintext
+// area of out (plain length bytes) is wiped before returning. Throws std::invalid_argument
 // on a length that cannot be a run of chunks.
 AgeOpenResult age_open_chunks(const std::uint8_t key[32], std::uint64_t first_index,
                               const std::uint8_t* in, std::size_t len, bool final,

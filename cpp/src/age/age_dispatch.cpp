@@ -115,9 +115,14 @@ AgeOpenResult age_open_chunks(const std::uint8_t key[32], std::uint64_t first_in
             }
         }
     });
-    const std::uint64_t b = bad.load();
-    if (b != ~std::uint64_t(0)) return AgeOpenResult{false, 0, first_index + b};
     const std::size_t plain = len - 16 * chunks;
+    const std::uint64_t b = bad.load();
+    if (b != ~std::uint64_t(0)) {
+        // Chunks that verified hold plaintext the caller must not use: no plaintext of a
+        // run that failed leaves the core (aead_open already wiped the bad chunk).
+        secure_wipe(out, plain);
+        return AgeOpenResult{false, 0, first_index + b};
+    }
     return AgeOpenResult{true, plain, 0};
 }
 
