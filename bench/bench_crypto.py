@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from medveil import _core, age, crypto
+from medveil import _core, crypto
+from medveil.crypto import agefile as age
 
 MIB = 1 << 20
 KEY = bytes(range(32))

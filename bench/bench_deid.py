@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
-from medveil.deid import Deidentifier
-from medveil.policy import Policy
-from medveil.profile import Option
+from medveil.engine.dataset import Deidentifier
+from medveil.policy.schema import Policy
+from medveil.policy.standard import Option
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence

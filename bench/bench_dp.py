@@ -33,7 +33,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from medveil import _core, dp
+from medveil import _core
+from medveil.privacy import dp
 
 N = _core.noise
 

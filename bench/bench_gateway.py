@@ -63,10 +63,10 @@ def tree(root: Path) -> dict[str, bytes]:
 
 def main() -> int:
     """Run the benchmark and print a summary line per contender."""
-    from medveil.archive import deidentify_archive
-    from medveil.demo import with_demo_rules, write_copies, write_demo_archive
-    from medveil.gateway import Gateway, GatewayConfig, JsonLog
-    from medveil.policy import Policy
+    from medveil.net.gateway import Gateway, GatewayConfig, JsonLog
+    from medveil.policy.schema import Policy
+    from medveil.run.archive import deidentify_archive
+    from medveil.run.demo import with_demo_rules, write_copies, write_demo_archive
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--instances", type=int, default=1000)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import medveil
 import numpy as np
 from medveil import _core
-from medveil.masking import regions_array
+from medveil.pixels.masking import regions_array
 
 CACHE_LINE = 64
 

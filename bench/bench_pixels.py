@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from medveil.pixels import PixelCleaner
+from medveil.pixels.cleaner import PixelCleaner
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

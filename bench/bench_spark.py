@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from medveil.archive import deidentify_archive as local_run
-from medveil.policy import Policy
+from medveil.policy.schema import Policy
+from medveil.run.archive import deidentify_archive as local_run
 
 HERE = Path(__file__).resolve().parent
 SECRET = bytes(range(32))
@@ -80,7 +80,7 @@ def main() -> int:
     args = ap.parse_args()
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from medveil import spark as mspark
+    from medveil.run import spark as mspark
     from pyspark.sql import SparkSession
 
     work = Path(tempfile.mkdtemp(prefix="medveil-bench-spark-"))

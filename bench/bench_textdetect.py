@@ -43,8 +43,8 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from medveil.pixels import PixelCleaner
-from medveil.textdetect import ocr_available
+from medveil.pixels.cleaner import PixelCleaner
+from medveil.pixels.text.detect import ocr_available
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -464,8 +464,8 @@ def cpu() -> float:
 
 def archive_cost(args: argparse.Namespace) -> None:
     """deidentify_archive on US cines, rules vs detect, alternating, same process."""
-    from medveil.archive import deidentify_archive
-    from medveil.policy import Policy
+    from medveil.policy.schema import Policy
+    from medveil.run.archive import deidentify_archive
 
     policies = {
         "rules": Policy(pixel_rule_files=(US_RULES,)),
@@ -513,9 +513,9 @@ def archive_cost(args: argparse.Namespace) -> None:
 
 def instance_cost(args: argparse.Namespace) -> None:
     """clean_instance alone (no archive around it), rules vs detect: CPU, min of rounds."""
-    from medveil.deid import Deidentifier
-    from medveil.instance import clean_instance
-    from medveil.policy import Policy
+    from medveil.engine.dataset import Deidentifier
+    from medveil.engine.instance import clean_instance
+    from medveil.policy.schema import Policy
 
     engines = {
         "rules": Deidentifier(Policy(pixel_rule_files=(US_RULES,)), bytes(range(32))),

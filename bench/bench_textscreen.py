@@ -112,7 +112,13 @@ def peer_frame(
 
 def detector_rows(stack: np.ndarray, repeat: int) -> None:
     """The detector's screen on grey and RGB stacks, each backend, vs the numpy front end."""
-    from medveil.textdetect import NOISE_FACTOR, NOISE_MAX, NOISE_STEP, _luma, noise_threshold
+    from medveil.pixels.text.detect import (
+        NOISE_FACTOR,
+        NOISE_MAX,
+        NOISE_STEP,
+        _luma,
+        noise_threshold,
+    )
 
     rgb = np.repeat(stack[..., np.newaxis], 3, axis=-1)
     rgb[..., 0] = np.clip(stack.astype(np.int16) + 9, 0, 255)  # channels differ

@@ -145,8 +145,9 @@ def main() -> None:
         t_deid = 0.0
         print(f"peer pydicom read+write   {t_peer:6.2f} s")
         try:  # the engine itself, when it is installed: same files, one process
-            from medveil.deid import Deidentifier, write_dataset
-            from medveil.policy import Policy
+            from medveil.dicom.io import write_dataset
+            from medveil.engine.dataset import Deidentifier
+            from medveil.policy.schema import Policy
         except ImportError:
             pass
         else:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from bench_mask import label_rects
 from medveil import _core
-from medveil.masking import regions_array
+from medveil.pixels.masking import regions_array
 
 STACKS = {
     "CT (200,512,512) int16": ((200, 512, 512), "int16"),

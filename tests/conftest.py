@@ -43,7 +43,7 @@ def bundled_test_files() -> list[str]:
 @pytest.fixture(scope="session")
 def demo_files(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
     """The bytes of every file of the bundled demo archive (CT, MR, multi-frame US)."""
-    from medveil.demo import write_demo_archive
+    from medveil.run.demo import write_demo_archive
 
     folder = tmp_path_factory.mktemp("demo")
     write_demo_archive(folder)

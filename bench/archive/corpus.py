@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from medveil.demo import new_instance
-from medveil.demo import set_pixels as pixels  # also bench_textdetect.py's corpus.pixels
+from medveil.run.demo import new_instance
+from medveil.run.demo import set_pixels as pixels  # also bench_textdetect.py's corpus.pixels
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 

@@ -20,9 +20,9 @@ import time
 import warnings
 from pathlib import Path
 
-from medveil.deid import Deidentifier
-from medveil.instance import clean_instance
-from medveil.policy import Policy
+from medveil.engine.dataset import Deidentifier
+from medveil.engine.instance import clean_instance
+from medveil.policy.schema import Policy
 
 HERE = Path(__file__).resolve().parent
 

@@ -18,9 +18,9 @@ import numpy as np
 import pydicom
 import pytest
 import run as bench_run
-from medveil.deid import Deidentifier
-from medveil.instance import clean_instance
-from medveil.policy import Policy
+from medveil.engine.dataset import Deidentifier
+from medveil.engine.instance import clean_instance
+from medveil.policy.schema import Policy
 
 RULES = Path(__file__).resolve().parent / "us_pixel_rules.toml"
 

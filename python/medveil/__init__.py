@@ -13,15 +13,26 @@ except ImportError as exc:  # pragma: no cover - only hit on a broken install
         f"original error: {exc}"
     ) from exc
 
-from medveil.backend import cpu_features, set_backend
-from medveil.masking import fix_unused_bits, mask_regions
+from typing import TYPE_CHECKING
 
-# The engine and the archive run import pydicom; load them on first use so that the
-# kernels stay a light import.
+from medveil.backend import cpu_features, set_backend
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time __getattr__ loads these
+    from medveil.engine.dataset import Deidentifier
+    from medveil.pixels.masking import fix_unused_bits, mask_regions
+    from medveil.policy.keys import load_secret
+    from medveil.policy.schema import Policy
+    from medveil.run.archive import deidentify_archive
+
+# Everything but the backend switch loads on first use: importing medveil stays light, and
+# the root package sits above every layer without tying them together.
 _LAZY = {
-    "Deidentifier": "medveil.deid",
-    "Policy": "medveil.policy",
-    "deidentify_archive": "medveil.archive",
+    "Deidentifier": "medveil.engine.dataset",
+    "Policy": "medveil.policy.schema",
+    "deidentify_archive": "medveil.run.archive",
+    "load_secret": "medveil.policy.keys",
+    "fix_unused_bits": "medveil.pixels.masking",
+    "mask_regions": "medveil.pixels.masking",
 }
 
 
@@ -41,6 +52,7 @@ __all__ = [
     "cpu_features",
     "deidentify_archive",
     "fix_unused_bits",
+    "load_secret",
     "mask_regions",
     "set_backend",
 ]

@@ -11,7 +11,8 @@ import sys
 
 import numpy as np
 
-from medveil import _core, cpu_features, crypto, dp, fix_unused_bits, mask_regions, set_backend
+from medveil import _core, cpu_features, crypto, fix_unused_bits, mask_regions, set_backend
+from medveil.privacy import dp
 
 # RFC 8439 section 2.4.2 (ChaCha20 encryption) and section 2.8.2 (AEAD), in full.
 _KEY = bytes(range(32))

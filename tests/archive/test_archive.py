@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from medveil.archive import RunSummary, deidentify_archive
-from medveil.demo import demo_rule_file, write_demo_archive
-from medveil.policy import Policy
+from medveil.policy.schema import Policy
+from medveil.run.archive import RunSummary, deidentify_archive
+from medveil.run.demo import demo_rule_file, write_demo_archive
 
 SECRET = bytes(range(32))
 POLICY = Policy(pixel_rule_files=(str(demo_rule_file()),))

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from medveil import archive
-from medveil.archive import Item, deidentify_archive, iter_inputs
-from medveil.demo import write_demo_archive
 from medveil.errors import MedveilError
+from medveil.run import archive
+from medveil.run.archive import Item, deidentify_archive, iter_inputs
+from medveil.run.demo import write_demo_archive
 
 from .test_archive import POLICY, SECRET, run_with_reasons, tree
 

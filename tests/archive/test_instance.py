@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 import pydicom
 import pytest
-from medveil import instance
-from medveil.deid import Deidentifier
-from medveil.demo import demo_rule_file
-from medveil.instance import clean_instance, raw_engine_of
-from medveil.policy import Policy
+from medveil.engine import instance
+from medveil.engine.dataset import Deidentifier
+from medveil.engine.instance import clean_instance, raw_engine_of
+from medveil.policy.schema import Policy
+from medveil.run.demo import demo_rule_file
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import BaseTag
 

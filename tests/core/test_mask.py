@@ -170,7 +170,7 @@ def test_region_lists_fast_and_slow_paths_agree() -> None:
     as_tuples = [tuple(int(v) for v in row) for row in coords]
     as_numpy_ints = [tuple(row) for row in coords]  # np.int64 items
     mixed = [*as_tuples[:10], tuple(as_tuples[10][:4])]  # lengths 6 and 4: per-item path
-    from medveil.masking import regions_array
+    from medveil.pixels.masking import regions_array
 
     np.testing.assert_array_equal(regions_array(as_tuples), coords)
     np.testing.assert_array_equal(regions_array(as_numpy_ints), coords)

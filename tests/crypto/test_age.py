@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from medveil import _core, age
+from medveil import _core
+from medveil.crypto import agefile as age
 from medveil.errors import AuthenticationError
 
 from .conftest import needs_age, run_age

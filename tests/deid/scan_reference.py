@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from medveil.rawengine import _UNDEFINED, PIXEL_DATA, NotRaw, _Elem, _implicit_vr, _Item
+from medveil.engine.raw import _UNDEFINED, PIXEL_DATA, NotRaw, _Elem, _implicit_vr, _Item
 
 _LONG = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR", b"UT", b"SV", b"UV"}

@@ -9,12 +9,13 @@ import warnings
 
 import pydicom
 import pytest
-from medveil.deid import Deidentifier, read_dataset, shift_date_value, write_dataset
-from medveil.demo import new_instance
+from medveil.dicom.io import read_dataset, write_dataset
+from medveil.engine.dataset import Deidentifier, shift_date_value
 from medveil.errors import MedveilError
-from medveil.policy import Policy
-from medveil.profile import Option
-from medveil.pseudonyms import Keyed
+from medveil.policy.keys import Keyed
+from medveil.policy.schema import Policy
+from medveil.policy.standard import Option
+from medveil.run.demo import new_instance
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -106,7 +107,8 @@ def test_determinism_across_processes() -> None:
     code = (
         "import sys; from tests.deid.test_engine import planted_dataset, HEADER_ONLY; "
         "from tests.deid.conftest import SECRET; "
-        "from medveil.deid import Deidentifier, write_dataset; "
+        "from medveil.dicom.io import write_dataset; "
+        "from medveil.engine.dataset import Deidentifier; "
         "import hashlib; ds = planted_dataset(); Deidentifier(HEADER_ONLY, SECRET).apply(ds); "
         "print(hashlib.sha256(write_dataset(ds)).hexdigest())"
     )

@@ -7,9 +7,9 @@ import stat
 
 import pytest
 from medveil.cli.main import main
+from medveil.crypto.keyfile import create_key_file, read_key_file
 from medveil.errors import MedveilError
-from medveil.keyfile import create_key_file, read_key_file
-from medveil.pseudonyms import load_secret
+from medveil.policy.keys import load_secret
 
 
 def test_created_key_is_private_and_reads_back(tmp_path) -> None:

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 import pydicom
-from medveil.peek import _NOT_PLAIN, peek, plain_value, raw_text
+from medveil.dicom.peek import _NOT_PLAIN, peek, plain_value, raw_text
 from pydicom.data import DATA_ROOT
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.multival import MultiValue

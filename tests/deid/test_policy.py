@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from medveil.deid import Deidentifier
+from medveil.engine.dataset import Deidentifier
+from medveil.engine.generalize import age_band, date_to_year, to_bin
 from medveil.errors import PolicyError
-from medveil.generalize import age_band, date_to_year, to_bin
-from medveil.policy import Policy
-from medveil.profile import Option
+from medveil.policy.schema import Policy
+from medveil.policy.standard import Option
 from pydicom.dataset import Dataset
 
 from .conftest import SECRET

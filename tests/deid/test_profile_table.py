@@ -6,9 +6,9 @@ import csv
 from importlib import resources
 
 import pytest
-from medveil.deid import Deidentifier
-from medveil.policy import Policy
-from medveil.profile import Option, parse_tag_pattern, resolve_combined
+from medveil.engine.dataset import Deidentifier
+from medveil.policy.schema import Policy
+from medveil.policy.standard import Option, parse_tag_pattern, resolve_combined
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from medveil.pseudonyms import Keyed, PseudonymCollisionError
+from medveil.policy.keys import Keyed, PseudonymCollisionError
 
 from .conftest import OTHER_SECRET, SECRET
 

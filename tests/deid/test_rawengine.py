@@ -12,13 +12,13 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from medveil import instance
-from medveil.deid import Deidentifier
-from medveil.demo import demo_rule_file, write_demo_archive
-from medveil.instance import CleanResult, clean_instance, raw_engine_of
-from medveil.policy import Policy
-from medveil.profile import Option
-from medveil.rawengine import NotRaw, check_output
+from medveil.engine import instance
+from medveil.engine.dataset import Deidentifier
+from medveil.engine.instance import CleanResult, clean_instance, raw_engine_of
+from medveil.engine.raw import NotRaw, check_output
+from medveil.policy.schema import Policy
+from medveil.policy.standard import Option
+from medveil.run.demo import demo_rule_file, write_demo_archive
 from pydicom.data import DATA_ROOT
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from medveil._core import scan_elements
-from medveil.rawengine import _SQ_TAGS, NotRaw, _Elem, _scan
+from medveil.engine.raw import _SQ_TAGS, NotRaw, _Elem, _scan
 from pydicom.data import DATA_ROOT
 
 from . import scan_reference

@@ -7,10 +7,11 @@ import warnings
 
 import pydicom
 import pytest
-from medveil.deid import Deidentifier, read_dataset, write_dataset
+from medveil.dicom.io import read_dataset, write_dataset
+from medveil.dicom.writer import fast_write, prepare_meta
+from medveil.engine.dataset import Deidentifier
 from medveil.errors import DicomInputError, MedveilError
-from medveil.policy import Policy
-from medveil.writer import fast_write, prepare_meta
+from medveil.policy.schema import Policy
 from pydicom.data import get_testdata_file
 
 from tests.conftest import bundled_test_files

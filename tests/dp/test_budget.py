@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from medveil import dp
 from medveil.errors import BudgetExceededError, MedveilError
+from medveil.privacy import dp
 
 
 def test_in_memory_sequential_composition() -> None:
@@ -72,7 +72,7 @@ def test_persisted_total_is_fixed(tmp_path: Path) -> None:
 
 SPEND = """
 import sys
-from medveil import dp
+from medveil.privacy import dp
 from medveil.errors import BudgetExceededError
 b = dp.PrivacyBudget(None, sys.argv[1])
 ok = 0

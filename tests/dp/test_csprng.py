@@ -8,7 +8,8 @@ import sys
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-from medveil import _core, dp
+from medveil import _core
+from medveil.privacy import dp
 
 N = _core.noise
 
@@ -108,7 +109,7 @@ def test_seed_length_checked() -> None:
 
 FORK_SCRIPT = r"""
 import os, sys
-from medveil import dp
+from medveil.privacy import dp
 rng = dp.default_rng()
 rng.bytes(10)                       # buffer filled before the fork
 r, w = os.pipe()

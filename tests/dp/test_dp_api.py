@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from medveil import _core, dp
+from medveil import _core
+from medveil.privacy import dp
 from scipy import stats
 
 

@@ -14,7 +14,8 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from medveil import _core, dp
+from medveil import _core
+from medveil.privacy import dp
 
 TWO53 = 2**53
 

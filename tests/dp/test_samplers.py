@@ -13,7 +13,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from medveil import _core, dp
+from medveil import _core
+from medveil.privacy import dp
 from scipy import stats
 
 N = _core.noise

@@ -8,9 +8,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from medveil import dp
 from medveil.cli import stats
 from medveil.cli.main import main
+from medveil.privacy import dp
 
 SCHEMA = (
     "CREATE TABLE instances (patient_pseudonym TEXT, study_uid TEXT, series_uid TEXT, "

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("pynetdicom")
 
-from medveil.archive import deidentify_archive
-from medveil.demo import write_demo_archive
-from medveil.gateway import Gateway, GatewayConfig
+from medveil.net.gateway import Gateway, GatewayConfig
+from medveil.run.archive import deidentify_archive
+from medveil.run.demo import write_demo_archive
 
 from .helpers import SECRET, CapturedLog, demo_policy, tree
 

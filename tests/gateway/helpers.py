@@ -8,9 +8,9 @@ import socket
 import time
 from pathlib import Path
 
-from medveil.demo import with_demo_rules, write_copies
-from medveil.gateway import JsonLog
-from medveil.policy import Policy
+from medveil.net.gateway import JsonLog
+from medveil.policy.schema import Policy
+from medveil.run.demo import with_demo_rules, write_copies
 
 SECRET = bytes(range(32))
 

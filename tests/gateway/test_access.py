@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from medveil.errors import MedveilError
-from medveil.gateway import AllowRule, parse_forward
+from medveil.net.gateway import AllowRule, parse_forward
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 

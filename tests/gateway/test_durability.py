@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("pynetdicom")
 
-import medveil.gateway as gateway
-from medveil.gateway import GroupCommit, write_temporary
+import medveil.net.gateway as gateway
+from medveil.net.gateway import GroupCommit, write_temporary
 
 
 def test_concurrent_commits_are_grouped_and_all_land(tmp_path: Path, monkeypatch):

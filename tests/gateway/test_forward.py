@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("pynetdicom")
 
-from medveil.gateway import Forwarder, _is_success, _permanent_failure, iter_spool
+from medveil.net.gateway import Forwarder, _is_success, _permanent_failure, iter_spool
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 
 from .helpers import assert_no_phi, free_port, tree

@@ -16,8 +16,8 @@ import pytest
 
 pytest.importorskip("pynetdicom")
 
-from medveil.archive import deidentify_archive
-from medveil.gateway import STATUS_OUT_OF_RESOURCES
+from medveil.net.gateway import STATUS_OUT_OF_RESOURCES
+from medveil.run.archive import deidentify_archive
 
 from .helpers import SECRET, demo_policy, free_port, tree, write_burst
 from .test_store import scu, send

@@ -11,13 +11,13 @@ import pytest
 
 pytest.importorskip("pynetdicom")
 
-from medveil.gateway import (
+from medveil.net.gateway import (
     STATUS_QUARANTINED,
     cleanable_transfer_syntaxes,
     part10_bytes,
 )
-from medveil.policy import Policy
-from medveil.pseudonyms import Keyed
+from medveil.policy.keys import Keyed
+from medveil.policy.schema import Policy
 from pynetdicom import AE, StoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
@@ -171,7 +171,7 @@ def test_dcmtk_storescu_study_arrives_identical_to_file_based_run(start_gateway,
     ],
 )
 def test_quarantine_reasons_are_scrubbed_of_values(reason, kept, gone):
-    from medveil.gateway import scrub_reason
+    from medveil.net.gateway import scrub_reason
 
     out = scrub_reason(reason)
     assert kept in out and gone not in out

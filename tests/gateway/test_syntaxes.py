@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("pynetdicom")
 
-from medveil.archive import deidentify_archive
-from medveil.gateway import STATUS_QUARANTINED
+from medveil.net.gateway import STATUS_QUARANTINED
+from medveil.run.archive import deidentify_archive
 from pydicom.data import get_testdata_file
 from pynetdicom import AE
 

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from medveil.ctp_rules import (
+from medveil.pixels.ctp import (
     METHODS,
     CtpSyntaxError,
     convert,
@@ -18,7 +18,7 @@ from medveil.ctp_rules import (
     parse_script,
     parse_signature,
 )
-from medveil.pixel_rules import AllOf, AnyOf, Condition, Leaf, Not, RuleSet, parse_attr
+from medveil.pixels.rules import AllOf, AnyOf, Condition, Leaf, Not, RuleSet, parse_attr
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import FileMetaDataset
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydicom
 import pytest
 from medveil.errors import PolicyError
-from medveil.pixel_rules import RuleSet, attribute_text, parse_attr, parse_condition
+from medveil.pixels.rules import RuleSet, attribute_text, parse_attr, parse_condition
 from pydicom.dataset import FileMetaDataset
 
 from .helpers import RULES_TOML

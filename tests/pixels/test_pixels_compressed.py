@@ -8,8 +8,8 @@ import numpy as np
 import pydicom
 import pytest
 from medveil.errors import QuarantineError
-from medveil.pixel_rules import RuleSet
-from medveil.pixels import LOSSY_METHOD, PixelCleaner
+from medveil.pixels.cleaner import LOSSY_METHOD, PixelCleaner
+from medveil.pixels.rules import RuleSet
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.pixels import pixel_array
@@ -77,7 +77,7 @@ def test_lossless_round_trip_to_the_same_syntax(
 
 
 def test_lossless_without_encoder_goes_native(monkeypatch: pytest.MonkeyPatch) -> None:
-    import medveil.pixels as px
+    import medveil.pixels.cleaner as px
 
     monkeypatch.setitem(px.REENCODERS, JPEGLSLossless, "no-such-plugin")
     img = burned_image(frames=2, dtype="uint16", bits_stored=12)

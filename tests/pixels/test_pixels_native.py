@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from medveil import mask_regions
 from medveil.errors import QuarantineError
-from medveil.pixel_rules import RuleSet
-from medveil.pixels import PixelCleaner, _Geometry, _splice
+from medveil.pixels.cleaner import PixelCleaner, _Geometry, _splice
+from medveil.pixels.rules import RuleSet
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .helpers import (

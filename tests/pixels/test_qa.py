@@ -9,9 +9,9 @@ import numpy as np
 import pydicom
 import pytest
 from medveil.cli.main import main as cli_main
-from medveil.pixel_rules import RuleSet
-from medveil.pixels import PixelCleaner
-from medveil.qa import QaItem, display_u8, sample_items, thumbnail, write_report
+from medveil.pixels.cleaner import PixelCleaner
+from medveil.pixels.qa import QaItem, display_u8, sample_items, thumbnail, write_report
+from medveil.pixels.rules import RuleSet
 
 from .helpers import RULES_TOML, US_IMAGE, burned_image, make_dataset
 

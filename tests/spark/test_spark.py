@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from medveil.archive import deidentify_archive as local_deidentify_archive
-from medveil.demo import demo_rule_file, write_demo_archive
 from medveil.errors import MedveilError
-from medveil.policy import Policy
-from medveil.pseudonyms import Keyed
+from medveil.policy.keys import Keyed
+from medveil.policy.schema import Policy
+from medveil.run.archive import deidentify_archive as local_deidentify_archive
+from medveil.run.demo import demo_rule_file, write_demo_archive
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark not installed (pip install .[spark])")
 if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
@@ -30,8 +30,8 @@ if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
         "no Java runtime for Spark (apt-get install default-jre-headless)", allow_module_level=True
     )
 
-from medveil import spark as mspark  # noqa: E402
 from medveil.cli.main import main as cli_main  # noqa: E402
+from medveil.run import spark as mspark  # noqa: E402
 
 SECRET = bytes(range(32))
 POLICY = Policy(pixel_rule_files=(str(demo_rule_file()),))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from medveil import _core
-from medveil.textdetect import (
+from medveil.pixels.text.detect import (
     CHECKS,
     TextDetector,
     _luma,

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from medveil import textdetect
-from medveil.archive import deidentify_archive
-from medveil.deid import Deidentifier
+from medveil.engine.dataset import Deidentifier
+from medveil.engine.instance import clean_instance
 from medveil.errors import PolicyError
-from medveil.instance import clean_instance
-from medveil.pixels import PixelCleaner
-from medveil.policy import Policy
+from medveil.pixels.cleaner import PixelCleaner
+from medveil.pixels.text import detect as textdetect
+from medveil.policy.schema import Policy
+from medveil.run.archive import deidentify_archive
 
 from tests.pixels.helpers import US_IMAGE, make_dataset
 from tests.textdetect.render import covered, draw_text, speckle

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from medveil.archive import deidentify_archive
-from medveil.pixels import PixelCleaner
-from medveil.policy import Policy
-from medveil.qa import (
+from medveil.pixels.cleaner import PixelCleaner
+from medveil.pixels.qa import (
     DETECTED_COLOUR,
     KEPT_COLOUR,
     RULE_COLOUR,
@@ -19,7 +17,9 @@ from medveil.qa import (
     thumbnail,
     write_report,
 )
-from medveil.textdetect import TextDetector
+from medveil.pixels.text.detect import TextDetector
+from medveil.policy.schema import Policy
+from medveil.run.archive import deidentify_archive
 
 from tests.pixels.helpers import US_IMAGE, make_dataset
 from tests.textdetect.render import draw_text, speckle

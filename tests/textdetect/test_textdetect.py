@@ -7,11 +7,17 @@ import pydicom
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from medveil import textdetect
 from medveil.errors import QuarantineError
-from medveil.pixels import PixelCleaner
-from medveil.textdetect import TextDetector, frame_runs, grey_frames, noise_threshold, pad_box
-from medveil.textmatch import Identifiers
+from medveil.pixels.cleaner import PixelCleaner
+from medveil.pixels.text import detect as textdetect
+from medveil.pixels.text.detect import (
+    TextDetector,
+    frame_runs,
+    grey_frames,
+    noise_threshold,
+    pad_box,
+)
+from medveil.pixels.text.match import Identifiers
 
 from tests.pixels.helpers import US_IMAGE, make_dataset
 from tests.textdetect.render import covered, draw_text, speckle
@@ -200,7 +206,7 @@ def test_rules_mode_is_unchanged_and_still_quarantines_us_without_rule() -> None
 
 
 def test_detect_plus_rules_masks_both() -> None:
-    from medveil.pixel_rules import RuleSet
+    from medveil.pixels.rules import RuleSet
 
     from tests.pixels.helpers import RULES_TOML
 
@@ -433,7 +439,7 @@ def test_text_anywhere_on_flat_or_speckle_is_masked(
 
 
 def test_screen_reports_glyph_counts_and_radius() -> None:
-    from medveil.textscreen import find_text_boxes
+    from medveil.pixels.text.screen import find_text_boxes
 
     img = np.zeros((60, 300), dtype=np.uint8)
     draw_text(img, "ABCDE 4711", 10, 10, size=20)

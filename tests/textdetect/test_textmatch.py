@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from medveil.textmatch import (
+from medveil.pixels.text.match import (
     Identifiers,
     date_forms,
     edit_distance,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from medveil import _core
-from medveil.textdetect import NOISE_MAX, NOISE_STEP, _luma, noise_threshold
+from medveil.pixels.text.detect import NOISE_MAX, NOISE_STEP, _luma, noise_threshold
 
 from tests.textscreen.reference import reference_boxes
 from tests.textscreen.test_textscreen import _blocks_image

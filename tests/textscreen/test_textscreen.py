@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from medveil import _core
-from medveil.textscreen import TextBox, find_text_boxes
+from medveil.pixels.text.screen import TextBox, find_text_boxes
 from PIL import Image, ImageDraw, ImageFont
 
 from tests.textscreen.reference import reference_boxes

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from medveil.vault import keygen, load_key
+from medveil.crypto.vault import keygen, load_key
 
 PG_ENV = "MEDVEIL_TEST_PG_URL"
 _counter = itertools.count()

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from medveil.archive import RECORDS, deidentify_archive
 from medveil.cli.main import main
-from medveil.demo import with_demo_rules, write_demo_archive
-from medveil.policy import Policy
-from medveil.pseudonyms import Keyed
-from medveil.vault import Vault
+from medveil.crypto.vault import Vault
+from medveil.policy.keys import Keyed
+from medveil.policy.schema import Policy
+from medveil.run.archive import RECORDS, deidentify_archive
+from medveil.run.demo import with_demo_rules, write_demo_archive
 
 
 def demo_policy() -> Policy:

@@ -7,9 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from medveil import age
 from medveil.cli.main import main
-from medveil.vault import Vault, load_key
+from medveil.crypto import agefile as age
+from medveil.crypto.vault import Vault, load_key
 
 from tests.vault.test_vault import make_identities
 

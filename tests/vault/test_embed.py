@@ -14,17 +14,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from medveil.deid import Deidentifier
-from medveil.demo import write_demo_archive
-from medveil.errors import AuthenticationError
-from medveil.policy import Policy
-from medveil.vault.embed import (
+from medveil.crypto.vault.embed import (
     ENCRYPTED_ATTRIBUTES_SEQUENCE,
     OriginalsEmbedder,
     decode_dataset,
     decrypt_originals,
     restore_originals,
 )
+from medveil.engine.dataset import Deidentifier
+from medveil.errors import AuthenticationError
+from medveil.policy.schema import Policy
+from medveil.run.demo import write_demo_archive
 
 
 def make_recipient(
@@ -162,7 +162,7 @@ def test_openssl_cms_decrypts_it(tmp_path: Path, demo_file: Path) -> None:
 
 
 def test_archive_run_embeds_originals(tmp_path: Path) -> None:
-    from medveil.archive import RECORDS, deidentify_archive
+    from medveil.run.archive import RECORDS, deidentify_archive
 
     from tests.vault.test_archive_vault import demo_policy, source_datasets
 
@@ -195,8 +195,8 @@ def test_archive_run_embeds_originals(tmp_path: Path) -> None:
 
 
 def test_bad_certificate_fails_before_any_work(tmp_path: Path) -> None:
-    from medveil.archive import deidentify_archive
     from medveil.errors import MedveilError
+    from medveil.run.archive import deidentify_archive
 
     bad = tmp_path / "bad.crt"
     bad.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from medveil import age
-from medveil.errors import AuthenticationError, MedveilError
-from medveil.vault import (
+from medveil.crypto import agefile as age
+from medveil.crypto.vault import (
     CROSSWALK_COLUMNS,
     SCHEMA_VERSION,
     Identity,
@@ -25,6 +24,7 @@ from medveil.vault import (
     keygen,
     load_key,
 )
+from medveil.errors import AuthenticationError, MedveilError
 
 
 def make_identities(n_patients: int, studies: int = 2, series: int = 2) -> list[Identity]:

@@ -9,8 +9,9 @@ import pytest
 from medveil.verify import verify_archive
 from pydicom.data import get_testdata_file
 
-deid = pytest.importorskip("medveil.deid")
-policy_mod = pytest.importorskip("medveil.policy")
+deid = pytest.importorskip("medveil.engine.dataset")
+dicom_io = pytest.importorskip("medveil.dicom.io")
+policy_mod = pytest.importorskip("medveil.policy.schema")
 errors = pytest.importorskip("medveil.errors")
 
 SECRET = bytes(range(32))
@@ -56,7 +57,7 @@ def _deidentify(engine, names: list[str], orig: Path, out: Path) -> int:
         except errors.QuarantineError:
             continue
         (orig / name).write_bytes(Path(src).read_bytes())
-        (out / f"released-{i:03d}.dcm").write_bytes(deid.write_dataset(ds))
+        (out / f"released-{i:03d}.dcm").write_bytes(dicom_io.write_dataset(ds))
         released += 1
     return released
 
@@ -99,7 +100,7 @@ def test_broken_policy_keeping_a_private_name_is_caught(tmp_path: Path) -> None:
         deid.Deidentifier(policy, SECRET).apply(ds)
         out = tmp_path / name / "x.dcm"
         out.parent.mkdir()
-        out.write_bytes(deid.write_dataset(ds))
+        out.write_bytes(dicom_io.write_dataset(ds))
         report = verify_archive(orig.parent, out.parent, allow=DEVICE_IDENTITY)
         if expect_clean:
             assert report.findings == [], report.table()

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medveil.errors import MedveilError, PolicyError
-from medveil.policy import Policy
-from medveil.pseudonyms import create_secret, default_secret_path, load_secret
+from medveil.policy.keys import create_secret, default_secret_path, load_secret
+from medveil.policy.schema import Policy
 
 if TYPE_CHECKING:
-    from medveil.archive import RunSummary
+    from medveil.run.archive import RunSummary
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
@@ -92,7 +92,7 @@ def _open_vault(args: argparse.Namespace, secret: bytes):  # type: ignore[no-unt
         raise MedveilError(
             "--vault and --vault-key go together (create a key with `medveil vault keygen FILE`)"
         )
-    from medveil.vault import Vault, load_key
+    from medveil.crypto.vault import Vault, load_key
 
     key = load_key(key_file)
     if hmac.compare_digest(key, secret):
@@ -108,12 +108,12 @@ def run(args: argparse.Namespace) -> int:
         from medveil.cli.spark_deid import run as run_spark
 
         return run_spark(args)
-    from medveil.archive import deidentify_archive
+    from medveil.run.archive import deidentify_archive
 
     try:
         policy = Policy.load(args.policy) if args.policy else Policy.default()
         if args.demo:
-            from medveil.demo import with_demo_rules, write_demo_archive
+            from medveil.run.demo import with_demo_rules, write_demo_archive
 
             source = Path(tempfile.mkdtemp(prefix="medveil-demo-"))
             write_demo_archive(source)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medveil import age
+from medveil.crypto import agefile as age
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:

@@ -6,8 +6,8 @@ import argparse
 import json
 
 from medveil.errors import PolicyError
-from medveil.policy import Policy
-from medveil.profile import ATTRIBUTION
+from medveil.policy.schema import Policy
+from medveil.policy.standard import ATTRIBUTION
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     compiled = policy.compile()
     if args.hipaa:
-        from medveil.hipaa import assess
+        from medveil.policy.hipaa import assess
 
         status = assess(compiled)
         if args.json:

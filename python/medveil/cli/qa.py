@@ -38,8 +38,8 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the QA page and print where it is."""
-    from medveil.pixel_rules import RuleSet
-    from medveil.qa import write_report
+    from medveil.pixels.qa import write_report
+    from medveil.pixels.rules import RuleSet
 
     if not args.output.is_dir():
         print(f"medveil qa: {args.output} is not a folder")

@@ -47,7 +47,7 @@ def _key_of(query: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Look up every query; prints nothing at all unless the key opens the vault."""
-    from medveil.vault import Vault
+    from medveil.crypto.vault import Vault
 
     try:
         # check_key=False: a wrong key is refused inside lookup(), which audits the attempt.

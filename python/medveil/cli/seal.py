@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from medveil import age
+from medveil.crypto import agefile as age
 from medveil.errors import AuthenticationError
 
 PASSPHRASE_ENV = "MEDVEIL_PASSPHRASE"

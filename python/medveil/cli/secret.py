@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from medveil.pseudonyms import create_secret
+from medveil.policy.keys import create_secret
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:

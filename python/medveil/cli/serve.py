@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from medveil.errors import MedveilError, PolicyError
 
 if TYPE_CHECKING:
-    from medveil.gateway import GatewayConfig
+    from medveil.net.gateway import GatewayConfig
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
@@ -71,9 +71,9 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     """Build the gateway configuration from parsed arguments."""
-    from medveil.gateway import AllowRule, GatewayConfig, parse_forward
-    from medveil.policy import Policy
-    from medveil.pseudonyms import load_secret
+    from medveil.net.gateway import AllowRule, GatewayConfig, parse_forward
+    from medveil.policy.keys import load_secret
+    from medveil.policy.schema import Policy
 
     policy = Policy.load(args.policy) if args.policy else Policy.default()
     return GatewayConfig(
@@ -98,7 +98,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; exit 0 after a clean shutdown, 2 on a setup error."""
     try:
-        from medveil.gateway import Gateway
+        from medveil.net.gateway import Gateway
     except ImportError as exc:
         print(f"medveil serve: {exc}", file=sys.stderr)
         return 2

@@ -10,8 +10,8 @@ import argparse
 import sys
 
 from medveil.errors import MedveilError, PolicyError
-from medveil.policy import Policy
-from medveil.pseudonyms import default_secret_path
+from medveil.policy.keys import default_secret_path
+from medveil.policy.schema import Policy
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             "medveil: the Spark engine needs pyspark: pip install 'medveil[spark]'", file=sys.stderr
         )
         return 2
-    from medveil.spark import deidentify_archive
+    from medveil.run.spark import deidentify_archive
 
     # Reached from `medveil deid --engine spark`: its local-engine options do not apply.
     local_only = [

@@ -38,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from medveil import _core, dp
+from medveil import _core
 from medveil.errors import MedveilError
+from medveil.privacy import dp
 
 CATEGORICAL = ("modality", "body_part", "sex", "age_band", "manufacturer", "study_year")
 NUMERIC = ("rows", "columns", "frames", "slice_thickness", "size")

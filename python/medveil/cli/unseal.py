@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medveil import age
 from medveil.cli.seal import PASSPHRASE_ENV, SUFFIX, add_arguments, read_passphrase, run_tree
+from medveil.crypto import agefile as age
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:

@@ -91,7 +91,7 @@ def _vault_args(p: argparse.ArgumentParser) -> None:
 def run_keygen(args: argparse.Namespace) -> int:
     """Create the key file; returns 2 if it exists."""
     from medveil.cli.secret import create_key_file_reporting
-    from medveil.vault import keygen
+    from medveil.crypto.vault import keygen
 
     return create_key_file_reporting(
         keygen,
@@ -106,7 +106,7 @@ def run_keygen(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """Export the crosswalk sealed for a site; 0 on success, 2 on any error."""
     from medveil.cli.seal import recipient_keys
-    from medveil.vault import Vault
+    from medveil.crypto.vault import Vault
 
     if args.output.exists() and not args.force:
         print(f"medveil vault export: {args.output} exists; use --force", file=sys.stderr)
@@ -127,7 +127,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_rotate(args: argparse.Namespace) -> int:
     """Re-seal the vault under the new key; 0 on success, 2 on any error (nothing changed)."""
-    from medveil.vault import Vault, load_key
+    from medveil.crypto.vault import Vault, load_key
 
     try:
         new_key = load_key(args.new_key)
@@ -145,7 +145,7 @@ def run_rotate(args: argparse.Namespace) -> int:
 
 def run_audit(args: argparse.Namespace) -> int:
     """Print the audit log as tab-separated lines."""
-    from medveil.vault import Vault
+    from medveil.crypto.vault import Vault
 
     try:
         # The audit log holds no PHI and is readable without the key (any 32 bytes do).

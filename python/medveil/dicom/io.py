@@ -1,0 +1,157 @@
+"""Part 10 files in and out: a strict-enough reader with clear errors, and the writers.
+
+Reading and writing live here, below the engine, so that every layer that touches files
+(engine, run, net, verify's tests) shares one reader and one writer.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+
+from medveil.dicom.peek import peek_int
+from medveil.dicom.writer import fast_write_parts, prepare_meta
+from medveil.errors import DicomInputError
+
+
+class _BufferReader(io.RawIOBase):
+    """A file over a bytearray whose large reads are views, not copies.
+
+    pydicom keeps what read() returns as element values, so Pixel Data read through this
+    is a writable view of the caller's buffer: the pixel cleaner masks it in place.
+    """
+
+    def __init__(self, buf: bytearray) -> None:
+        super().__init__()
+        self._view = memoryview(buf)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes | memoryview:  # type: ignore[override]
+        end = (
+            len(self._view) if size is None or size < 0 else min(self._pos + size, len(self._view))
+        )
+        chunk = self._view[self._pos : end]
+        self._pos = end
+        return chunk if len(chunk) >= 65536 else bytes(chunk)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = (0, self._pos, len(self._view))[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def read_dataset(src: str | os.PathLike[str] | io.BytesIO | bytearray, name: str) -> Dataset:
+    """Read a DICOM file fully, with a clear error naming the file when it is not DICOM.
+
+    A bytearray is read without copying its large values: they stay views of it, and the
+    pixel cleaner may change it in place.
+    """
+    if isinstance(src, bytearray):
+        src = _BufferReader(src)  # type: ignore[assignment]
+    try:
+        ds = pydicom.dcmread(src, force=False)
+    except pydicom.errors.InvalidDicomError:
+        try:
+            if isinstance(src, (io.BytesIO, _BufferReader)):
+                src.seek(0)
+            ds = pydicom.dcmread(src, force=True)
+        except Exception as exc:
+            raise DicomInputError(f"{name}: not a DICOM file ({exc})") from None
+        if len(ds._dict) == 0 or (not hasattr(ds, "SOPClassUID") and not hasattr(ds, "PatientID")):
+            raise DicomInputError(
+                f"{name}: not a DICOM file (no preamble, no parsable dataset)"
+            ) from None
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        NotImplementedError,
+    ) as exc:
+        raise DicomInputError(f"{name}: cannot read: {exc}") from None
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    check_pixel_length(ds, name)
+    return ds
+
+
+def check_pixel_length(ds: Dataset, name: str) -> None:
+    """Raise DicomInputError when native pixel data is shorter than its header says.
+
+    pydicom returns whatever bytes a truncated file still has; a short PixelData is the
+    usual sign of an interrupted copy, and cleaning such a file cannot be trusted.
+    """
+    elem = ds._dict.get(0x7FE00010)
+    ts = getattr(ds.file_meta, "TransferSyntaxUID", None)
+    if elem is None or (ts is not None and ts.is_compressed):
+        return
+    rows, cols = peek_int(ds, 0x00280010), peek_int(ds, 0x00280011)
+    bits = peek_int(ds, 0x00280100)
+    if rows is None or cols is None or bits is None:
+        return
+    expected = (
+        rows * cols * (peek_int(ds, 0x00280002, 1) or 1) * (peek_int(ds, 0x00280008, 1) or 1) * bits
+    )
+    # The declared length is not what was read: a truncated file has a shorter value.
+    value = elem.value
+    length = len(value) if value is not None else 0
+    if length * 8 < expected:
+        raise DicomInputError(
+            f"{name}: truncated: pixel data holds {length} bytes, "
+            f"the header needs {(expected + 7) // 8}"
+        )
+
+
+def write_dataset(ds: Dataset) -> bytes:
+    """Serialise a dataset in its original encoding, with file meta made consistent."""
+
+    buf = io.BytesIO()
+    prepare_meta(ds)
+    meta = ds.file_meta
+    # A dataset without SOP Class/Instance cannot have conformant file meta; it is still
+    # written (preamble, meta, dataset) so it stays readable.
+    conformant = "MediaStorageSOPClassUID" in meta and "MediaStorageSOPInstanceUID" in meta
+    # The 128-byte preamble is free for applications and can carry anything: zero it.
+    ds.preamble = b"\x00" * 128
+    try:
+        if conformant:
+            ds.save_as(buf, enforce_file_format=True)
+        else:
+            # Without SOP Class/Instance no conformant file meta exists: write the bare
+            # dataset in its transfer syntax (readable as a dataset without preamble).
+            ts = meta.TransferSyntaxUID
+            ds.file_meta = FileMetaDataset()
+            pydicom.dcmwrite(
+                buf,
+                ds,
+                implicit_vr=ts.is_implicit_VR,
+                little_endian=ts.is_little_endian,
+                enforce_file_format=False,
+            )
+    except Exception as exc:
+        raise DicomInputError(f"cannot be written after de-identification: {exc}") from None
+    return buf.getvalue()
+
+
+def write_fast_or_generic(ds: Dataset) -> tuple[list[bytes], int]:
+    """Encode with fast_write_parts when the dataset allows it, else with write_dataset."""
+    prepare_meta(ds)
+    try:
+        return fast_write_parts(ds)
+    except DicomInputError:
+        data = write_dataset(ds)
+        return [data], data.rfind(b"\xe0\x7f\x10\x00")

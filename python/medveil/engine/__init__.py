@@ -1,0 +1,1 @@
+"""The de-identification engine: one decision layer, a Dataset and a raw-byte encoder."""

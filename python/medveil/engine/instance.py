@@ -1,0 +1,278 @@
+"""One instance through the whole pipeline: bytes in, de-identified bytes and catalog row out.
+
+The archive run, the Spark job and the network gateway all call :func:`clean_instance`, so
+a file gets the same decision and the same bytes whichever way it arrives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from pydicom.dataset import Dataset
+
+from medveil.crypto.vault.capture import identity_of, read_originals
+from medveil.crypto.vault.embed import OriginalsEmbedder
+from medveil.dicom.io import read_dataset, write_fast_or_generic
+from medveil.dicom.peek import peek_int, peek_str
+from medveil.engine.dataset import Deidentifier, DeidReport
+from medveil.engine.generalize import age_band
+from medveil.engine.postcheck import identity_terms, post_check
+from medveil.engine.raw import NotRaw, RawEngine, check_output
+from medveil.errors import DicomInputError, MedveilError, QuarantineError
+
+
+@dataclass
+class CleanResult:
+    """The outcome for one input: status 'written', 'skipped' or 'quarantined'."""
+
+    status: str
+    reason: str = ""
+    size_in: int = 0
+    parts: list[bytes] = field(default_factory=list)  # the output file, in order
+    relpath: str = ""
+    row: dict[str, object] = field(default_factory=dict)
+    actions: dict[str, int] = field(default_factory=dict)
+    pixels: dict[str, object] | None = None  # the pixel cleaner's record, for pixels.jsonl
+    # With capture_identity: originals + new pseudonym/UIDs for the vault (PHI: never log).
+    identity: dict[str, object] = field(default_factory=dict)
+    engine: str = ""  # which engine wrote it: "raw" or "dataset"
+    # Why the raw-byte engine declined the file (no values in it), when the Dataset one wrote it.
+    declined: str = ""
+
+    @property
+    def data(self) -> bytes:
+        """The output file as one bytes object (joins the parts: a copy)."""
+        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+
+    @property
+    def size_out(self) -> int:
+        """Length of the output file in bytes."""
+        return sum(len(p) for p in self.parts)
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """True for a file with the DICM preamble, or one that starts like a bare dataset."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group = int.from_bytes(head[0:2], "little")
+    elem = int.from_bytes(head[2:4], "little")
+    # A dataset without preamble starts with a low even group (0002..0010) element.
+    return (
+        group in (0x0002, 0x0008, 0x0010)
+        and elem < 0x1000
+        and (head[4:6].isalpha() or int.from_bytes(head[4:8], "little") < 0x10000)
+    )
+
+
+_UID_TEXT = re.compile(r"[0-9A-Za-z._-]+")
+
+
+def safe_component(uid: str) -> str:
+    """A path component made only of UID-safe characters."""
+    if _UID_TEXT.fullmatch(uid):
+        return uid  # the usual case, and what the filter below would return
+    return "".join(ch for ch in uid if ch.isalnum() or ch in ".-_") or "unknown"
+
+
+def age_band_label(age: str) -> str:
+    """A catalog age band such as '65-69' or '90+' from a DICOM AS value."""
+    band = age_band(age) if age else ""
+    if not band:
+        return ""
+    lo = int(band[:3])
+    return "90+" if lo >= 90 else f"{lo}-{lo + 4}"
+
+
+def output_relpath(ds: Dataset) -> str:
+    """<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm of a cleaned dataset."""
+    return str(
+        PurePosixPath(
+            safe_component(peek_str(ds, 0x00100020) or "unknown-patient"),
+            safe_component(peek_str(ds, 0x0020000D)),
+            safe_component(peek_str(ds, 0x0020000E)),
+            safe_component(peek_str(ds, 0x00080018)) + ".dcm",
+        )
+    )
+
+
+def catalog_row(ds: Dataset, relpath: str, parts: list[bytes]) -> dict[str, object]:
+    """The de-identified metadata of one written instance (the cohort catalog row)."""
+
+    def num(tag: int) -> object:
+        text = peek_str(ds, tag).split("\\")[0].strip()
+        try:
+            return float(text) if tag == 0x00180050 else int(float(text))
+        except ValueError:
+            return None
+
+    return {
+        "patient_pseudonym": relpath.split("/", 1)[0],
+        "study_uid": peek_str(ds, 0x0020000D),
+        "series_uid": peek_str(ds, 0x0020000E),
+        "sop_uid": peek_str(ds, 0x00080018),
+        "modality": peek_str(ds, 0x00080060),
+        "body_part": peek_str(ds, 0x00180015),
+        "sex": peek_str(ds, 0x00100040),
+        "age_band": age_band_label(peek_str(ds, 0x00101010)),
+        "study_date": peek_str(ds, 0x00080020),
+        "manufacturer": peek_str(ds, 0x00080070),
+        "rows": peek_int(ds, 0x00280010),
+        "columns": peek_int(ds, 0x00280011),
+        "frames": num(0x00280008) or 1,
+        "slice_thickness": num(0x00180050),
+        "path": relpath,
+        "size": sum(len(p) for p in parts),
+        "sha256": _sha256(parts),
+    }
+
+
+def _sha256(parts: list[bytes]) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+    return h.hexdigest()
+
+
+def _header(parts: list[bytes], pixel_at: int) -> bytes:
+    """The bytes before offset pixel_at (the whole file if -1), joined."""
+    if pixel_at < 0:
+        return b"".join(parts)
+    out, size = [], 0
+    for p in parts:
+        if size >= pixel_at:
+            break
+        out.append(p[: pixel_at - size])
+        size += len(p)
+    return b"".join(out)
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'")
+_NUMBERS = re.compile(r"\d[\d.:/^-]{5,}")
+
+
+def scrub_reason(reason: str) -> str:
+    """A quarantine reason safe for run records and logs: quoted values and long numbers blanked.
+
+    medveil's own reasons name tags and rules, never values; an unexpected exception's
+    message may quote a value (a name, a date, a UID), so those are cut out.
+    """
+    return _NUMBERS.sub("#", _QUOTED.sub("'…'", reason))[:200]
+
+
+# The raw-byte engine gives the same bytes as the Dataset engine, faster; tests turn it off
+# to compare the two.
+USE_RAW_ENGINE = True
+
+
+def raw_engine_of(engine: Deidentifier) -> RawEngine:
+    """The raw-byte engine sharing ``engine``'s policy and secret (made once per engine)."""
+    raw = getattr(engine, "_raw_engine", None)
+    if raw is None:
+        raw = engine._raw_engine = RawEngine(engine)  # type: ignore[attr-defined]
+    return raw
+
+
+def _clean_raw(
+    engine: Deidentifier, raw: bytes | bytearray | memoryview, name: str
+) -> CleanResult | str:
+    """clean_instance through the raw-byte engine; why not, when the file needs the Dataset one."""
+    size_in = len(raw)
+    try:
+        try:
+            out = raw_engine_of(engine).apply(raw, name)
+        except NotRaw as why:
+            return str(why)
+        header = _header(out.parts, out.pixel_at)  # type: ignore[arg-type]
+        check_output(header, out.terms, out.implicit)
+        return _written(out.final, out.parts, out.report, size_in, "raw")  # type: ignore[arg-type]
+    except Exception as exc:  # fail closed: anything unexpected keeps the file out
+        return _quarantined(exc, size_in)
+
+
+def _written(
+    ds: Dataset,
+    parts: list[bytes],
+    report: DeidReport,
+    size_in: int,
+    engine: str,
+    originals: dict[str, str] | None = None,
+) -> CleanResult:
+    """The result for a written file: its path, catalog row and records, from the output's ds."""
+    relpath = output_relpath(ds)
+    pixels = report.pixels.record(relpath) if report.pixels is not None else None  # type: ignore[attr-defined]
+    identity = (
+        identity_of(originals, ds, relpath.split("/", 1)[0], report.date_offset_days)
+        if originals is not None
+        else {}
+    )
+    return CleanResult(
+        "written",
+        "",
+        size_in,
+        parts,
+        relpath,
+        catalog_row(ds, relpath, parts),
+        dict(report.actions),
+        pixels,
+        identity,
+        engine,
+    )
+
+
+def _quarantined(exc: Exception, size_in: int) -> CleanResult:
+    """The result for a file that cannot be cleaned for sure, with a reason free of values."""
+    if isinstance(exc, (MedveilError, QuarantineError)):
+        return CleanResult("quarantined", scrub_reason(str(exc).replace("input: ", "")), size_in)
+    return CleanResult("quarantined", scrub_reason(f"{type(exc).__name__}: {exc}"), size_in)
+
+
+def clean_instance(
+    engine: Deidentifier,
+    raw: bytes | bytearray | memoryview,
+    name: str = "input",
+    *,
+    capture_identity: bool = False,
+    embed: OriginalsEmbedder | None = None,
+) -> CleanResult:
+    """De-identify and post-check one file's bytes; never raises for a bad input.
+
+    Given a bytearray or a writable memoryview, large values are not copied: pixel data
+    is masked in place in it and the result's parts refer to it. ``capture_identity``
+    fills ``result.identity`` for the re-identification vault; ``embed`` seals the
+    replaced originals into the Encrypted Attributes Sequence (PS3.15 E.1.1).
+    """
+    size_in = len(raw)
+    if size_in == 0:
+        return CleanResult("skipped", "empty file")
+    if not looks_like_dicom(bytes(raw[:132])):
+        return CleanResult("skipped", "not DICOM", size_in)
+    declined = "raw-byte engine off" if not USE_RAW_ENGINE else "vault capture"
+    if USE_RAW_ENGINE and not capture_identity and embed is None:
+        done = _clean_raw(engine, raw, name)
+        if isinstance(done, CleanResult):
+            return done
+        declined = done
+    try:
+        ds = read_dataset(raw if isinstance(raw, bytearray) else io.BytesIO(raw), "input")
+        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+            raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
+        terms = identity_terms(ds)
+        originals = read_originals(ds) if capture_identity else None
+        before = embed.snapshot(ds) if embed is not None else None
+        report = engine.apply(ds, source=name)
+        if embed is not None:
+            embed.embed(before, ds)  # type: ignore[arg-type]
+        parts, pixel_at = write_fast_or_generic(ds)
+        header = _header(parts, pixel_at)
+        post_check(header, terms, len(header))
+        result = _written(ds, parts, report, size_in, "dataset", originals)
+        result.declined = declined
+        return result
+    except Exception as exc:  # fail closed: anything unexpected keeps the file out
+        return _quarantined(exc, size_in)

@@ -1,0 +1,919 @@
+"""The raw-byte engine: de-identify a plain little-endian file straight from its bytes.
+
+The Dataset engine (:mod:`medveil.deid`) builds pydicom objects for every element, walks
+them and writes them again; on a CT slice that is most of the time the archive run takes.
+This engine scans the element headers with :mod:`struct`, decides each element with the
+same compiled policy and the same value functions, copies the bytes of what it keeps,
+encodes only what changes, and leaves Pixel Data where it is in the input buffer.
+
+It covers the common case: Explicit or Implicit VR Little Endian files with file meta (and
+the compressed syntaxes, while their pixels need no change), one
+plain character set, no UN elements and no undefined lengths outside sequences. For
+anything else, and for every action it does not implement, it raises :class:`NotRaw` and
+the caller uses the Dataset engine. Its output is byte-for-byte the Dataset engine's (the
+tests check it on every file they have); it is a faster road to the same file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom.uid
+from pydicom.charset import convert_encodings
+from pydicom.datadict import DicomDictionary, RepeatersDictionary, tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
+
+from medveil._core import scan_elements
+from medveil.dicom.io import check_pixel_length
+from medveil.dicom.keywords import IDENTITY_KEYWORDS
+from medveil.dicom.peek import decode_text
+from medveil.dicom.writer import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    PIXEL_DATA,
+    file_meta_template,
+    splice_file_meta,
+)
+from medveil.engine.dataset import (
+    _CLEANABLE_TEXT,
+    BYTES_VRS,
+    DUMMY,
+    Deidentifier,
+    DeidReport,
+    _dictionary_vr,
+    _in_dictionary,
+    _PatientContext,
+    _shift_values,
+    _tag_text,
+    encode_raw,
+    plan_private,
+    resolve_on_bytes,
+    uids_of,
+)
+from medveil.engine.postcheck import holds_term, terms_from
+from medveil.errors import MedveilError, QuarantineError
+from medveil.policy.standard import COMBINED_ACTIONS, Rule, resolve_combined
+
+_LONG = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR", b"UT", b"SV", b"UV"}
+)
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_UNDEFINED = 0xFFFFFFFF
+_TAG = struct.Struct("<HH")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<L")
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+# Compressed syntaxes: Explicit VR Little Endian with encapsulated Pixel Data.
+_ENCAPSULATED = frozenset(
+    str(uid)
+    for uid in pydicom.uid.AllTransferSyntaxes
+    if uid.is_compressed and uid.is_little_endian and not uid.is_implicit_VR and not uid.is_deflated
+)
+_LONG_VR_STR = frozenset(v.decode() for v in _LONG)
+_ITEM_DELIMS = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+_SEQ_DELIMS = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_VR_NAMES: dict[int, str] = {}  # the scanner's VR codes (two bytes, little-endian) as text
+_NO_ITEMS: list = []  # shared by every element that is not a sequence; never appended to
+
+
+class _View(Dataset):
+    """A Dataset over raw elements whose character set is worked out once, not per value."""
+
+    @classmethod
+    def over(cls, elements: dict[BaseTag, RawDataElement], implicit: bool = False) -> _View:
+        """A view of these elements, read as (Explicit, or Implicit if implicit) VR LE.
+
+        Built from a template's attributes: Dataset.__init__ sets a dozen of them through
+        its keyword-checking __setattr__, which costs more than the rest of the view.
+        """
+        view = cls.__new__(cls)
+        state = view.__dict__
+        state.update(_VIEW_STATE[implicit])
+        state["_dict"] = elements
+        state["_private_blocks"] = {}
+        state["_pixel_array_opts"] = {"use_pdh": False}
+        state["_pixel_id"] = {}
+        return view
+
+    @property
+    def _character_set(self) -> str | list[str]:
+        cached = self.__dict__.get("_charsets")
+        if cached is None:
+            cached = Dataset._character_set.fget(self)  # type: ignore[attr-defined]
+            self.__dict__["_charsets"] = cached
+        return cached
+
+
+class NotRaw(Exception):
+    """This file (or this policy on it) needs the Dataset engine."""
+
+
+class _Elem:
+    """One element of the input: where its header and value are, and its items if SQ."""
+
+    __slots__ = ("end", "items", "length", "start", "tag", "vr", "vstart")
+
+    def __init__(
+        self, tag: int, vr: str, start: int, vstart: int, length: int, end: int, items: list
+    ) -> None:
+        self.tag, self.vr, self.start, self.vstart = tag, vr, start, vstart
+        self.length, self.end, self.items = length, end, items
+
+
+class _Item:
+    """One sequence item: its elements and how its length was encoded."""
+
+    __slots__ = ("elems", "end", "start", "undefined")
+
+    def __init__(self, elems: list[_Elem], undefined: bool, start: int, end: int) -> None:
+        self.elems, self.undefined, self.start, self.end = elems, undefined, start, end
+
+
+def _scan(
+    buf: bytearray | bytes | memoryview, pos: int, end: int, implicit: bool = False
+) -> tuple[list[_Elem], int]:
+    """The elements of the data set buf[pos:end] as a tree; returns (elems, stop).
+
+    The core scans the element headers (``medveil._core.scan_elements``) and this builds
+    the tree from its rows. Implicit VR elements get their VR from the data dictionary,
+    as the Dataset engine reads them.
+    """
+    rows, stop = _rows(buf, pos, end, implicit)
+    elems, _ = _tree(rows.tolist(), 0, -1)
+    return elems, stop
+
+
+def _rows(
+    buf: bytearray | bytes | memoryview, pos: int, end: int, implicit: bool = False
+) -> tuple[np.ndarray, int]:
+    """The core scanner's rows of the data set buf[pos:end] and where it stopped; NotRaw."""
+    if end > len(buf):
+        raise NotRaw("data set runs past the end")
+    rows, stop, error = scan_elements(buf, pos, end, implicit, _SQ_TAGS)
+    if error is not None:
+        raise NotRaw(error)
+    return rows, stop
+
+
+def _tree(rows: list[list[int]], i: int, n: int) -> tuple[list[_Elem], int]:
+    """The next n elements (all when n < 0) of the scanner's rows from row i, with items."""
+    out: list[_Elem] = []
+    total = len(rows)
+    vr_names = _VR_NAMES
+    while n and i < total:
+        tag, code, start, vstart, length, end, nitems, _ = rows[i]
+        i += 1
+        vr = vr_names.get(code) if code else _implicit_vr(tag)
+        if vr is None:
+            vr = vr_names[code] = chr(code & 0xFF) + chr(code >> 8)
+        items: list[_Item] = _NO_ITEMS
+        if nitems >= 0:
+            # Implicit VR: the scanner opens every undefined length as a sequence; only
+            # sequences and unknown (UN) elements may have one.
+            if not code and vr not in ("SQ", "UN"):
+                raise NotRaw("undefined length outside a sequence")
+            items = []
+            for _ in range(nitems):
+                _, undefined, istart, iend, nelems, _, _, _ = rows[i]
+                sub, i = _tree(rows, i + 1, nelems)
+                items.append(_Item(sub, undefined == 1, istart, iend))
+        elif vr == "SQ":
+            raise NotRaw("sequence the scanner did not open")
+        out.append(_Elem(tag, vr, start, vstart, length, end, items))
+        n -= 1
+    return out, i
+
+
+def _implicit_vr(tag: int) -> str:
+    """The VR the Dataset engine gives an Implicit VR element (_vr_of's rule)."""
+    if tag >> 16 & 1 and 0x0010 <= tag & 0xFFFF <= 0x00FF:
+        return "LO"  # private creators, as pydicom reads them
+    return _dictionary_vr(tag) or "UN"
+
+
+def _header(tag: int, vr: str, length: int, implicit: bool = False) -> bytes:
+    """Little-endian element header, Explicit VR unless implicit."""
+    if implicit:
+        return _TAG.pack(tag >> 16, tag & 0xFFFF) + _U32.pack(length)
+    head = _TAG.pack(tag >> 16, tag & 0xFFFF) + vr.encode()
+    if vr in _LONG_VR_STR:
+        return head + b"\x00\x00" + _U32.pack(length)
+    if length > 0xFFFF:
+        raise NotRaw("value too long for its VR")
+    return head + _U16.pack(length)
+
+
+def _text_bytes(vr: str, values: list[str]) -> bytes:
+    """Values as _put stores them (ASCII only; anything else goes to the Dataset engine)."""
+    if not all(v.isascii() for v in values):
+        raise NotRaw("non-ASCII replacement")
+    text = "\\".join(values).encode("ascii")
+    if len(text) % 2:
+        text += b"\x00" if vr == "UI" else b" "
+    return text
+
+
+@dataclass
+class RawOutcome:
+    """What the raw engine made of one file."""
+
+    parts: list[bytes | memoryview]
+    pixel_at: int
+    report: DeidReport
+    terms: list[bytes]  # its identifying values, for the post-check
+    final: Dataset  # top level of the output's catalog elements, as raw elements
+    implicit: bool  # the output's encoding: Implicit VR (else Explicit VR) Little Endian
+
+
+_CHARSETS: dict[bytes, str] = {}
+_CATALOG_TAGS = (
+    0x00080018,
+    0x00080020,
+    0x00080060,
+    0x00080070,
+    0x00100020,
+    0x00100040,
+    0x00101010,
+    0x00180015,
+    0x00180050,
+    0x0020000D,
+    0x0020000E,
+    0x00280008,
+    0x00280010,
+    0x00280011,
+)
+
+
+class RawEngine:
+    """De-identifies Explicit VR Little Endian files from their bytes, like its Deidentifier."""
+
+    def __init__(self, engine: Deidentifier) -> None:
+        """Use the policy, secret, pixel cleaner and marks of ``engine``."""
+        self.engine = engine
+        self.compiled = engine.compiled
+        self.policy = engine.policy
+        # (tag, encoded element) in tag order, for each encoding: merged into every output.
+        self._marks_by = {
+            implicit: sorted(
+                (int(t), _header(int(t), e.VR, len(e.value), implicit) + e.value)
+                for t, e in encode_raw_marks(engine, implicit).items()
+            )
+            for implicit in (False, True)
+        }
+        self.implicit = False
+        self._plain: dict[int, str] = {}
+        self.charset: RawDataElement | None = None
+        self._meta_templates: dict[tuple, tuple[bytes, bytes, list]] = {}
+
+    # ------------------------------------------------------------------ entry point
+    def apply(self, buf: bytes | bytearray | memoryview, name: str = "input") -> RawOutcome:
+        """De-identify one file held in buf (pixels are masked in place if it is writable)."""
+        try:
+            # Everything that may send the file to the Dataset engine happens here, before
+            # the pixels are masked in place: the buffer is only read.
+            top, out, head, report = self._header_work(buf)
+        except (NotRaw, MedveilError):
+            raise
+        except Exception as exc:
+            # A damaged file the scanner let through: the Dataset engine names the problem.
+            raise NotRaw(f"{type(exc).__name__} while reading") from None
+        engine = self.engine
+        new_pixels = None
+        if engine._pixels is not None and PIXEL_DATA in top._dict:
+            before = top._dict[PIXEL_DATA].value
+            report.pixels = engine._pixels.clean(top, source=name)
+            after = top._dict[PIXEL_DATA].value
+            if after is not before:
+                new_pixels = after
+            pixel_report = report.pixels
+            if (
+                self.pixel_elem is not None
+                and self.pixel_elem.length == _UNDEFINED
+                and (
+                    new_pixels is not None
+                    or pixel_report.modified  # type: ignore[attr-defined]
+                    or pixel_report.transfer_syntax_out != pixel_report.transfer_syntax_in  # type: ignore[attr-defined]
+                )
+            ):
+                # Decoded, masked and re-encoded: the Dataset engine writes that file. The
+                # input was not touched (compressed pixels are never masked in place).
+                raise NotRaw("compressed pixels changed")
+        if new_pixels is not None and len(new_pixels) % 2:  # type: ignore[arg-type]
+            raise NotRaw("odd-length new pixel data")  # a new object: the input is untouched
+        pieces = self._assemble(out, new_pixels)
+        parts: list[bytes | memoryview] = []
+        pending = [head]
+        size = len(head)
+        pixel_at = -1
+        for tag, chunk, big in pieces:
+            if tag == PIXEL_DATA:
+                pixel_at = size
+            size += len(chunk)
+            if big:
+                parts.append(b"".join(pending))
+                parts.append(chunk)
+                pending = []
+            else:
+                pending.append(chunk)
+        if pending:
+            parts.append(b"".join(pending))
+        values = {}
+        for tag in _CATALOG_TAGS:
+            text = self.final.get(tag)
+            if text is not None:
+                vr = self.final_vr[tag]
+                values[BaseTag(tag)] = RawDataElement(
+                    BaseTag(tag), vr, len(text), text, 0, False, True, True, False
+                )
+        if self.charset is not None:
+            values[BaseTag(0x00080005)] = self.charset
+        final = _View.over(values)
+        terms = terms_from(lambda kw: self._values(top, kw))
+        return RawOutcome(
+            [p for p in parts if len(p)], pixel_at, report, terms, final, self.implicit
+        )
+
+    def _header_work(
+        self, buf: bytes | bytearray | memoryview
+    ) -> tuple[Dataset, list, bytes, DeidReport]:
+        """Scan, decide every element and encode the file meta; the buffer is only read."""
+        if len(buf) < 144 or buf[128:132] != b"DICM":
+            raise NotRaw("no preamble")
+        if buf[132:136] != b"\x02\x00\x00\x00" or buf[136:138] != b"UL":
+            raise NotRaw("no meta group length")
+        meta_end = 144 + _U32.unpack_from(buf, 140)[0]
+        meta_elems, _ = _scan(buf, 132, meta_end)
+        self.buf = buf
+        self.view = memoryview(buf)
+        meta = FileMetaDataset({BaseTag(e.tag): self._raw(e) for e in meta_elems})
+        ts = meta._dict.get(0x00020010)
+        syntax = None if ts is None else bytes(ts.value).rstrip(b"\x00 ").decode("latin-1")
+        if syntax not in (_EXPLICIT_LE, _IMPLICIT_LE) and syntax not in _ENCAPSULATED:
+            raise NotRaw("not a little-endian transfer syntax it covers")
+        self.implicit = implicit = syntax == _IMPLICIT_LE
+        self._marks = self._marks_by[implicit]
+        elems, _ = _scan(buf, meta_end, len(buf), implicit)
+        top = _View.over({BaseTag(e.tag): self._raw(e) for e in elems}, implicit)
+        top.__dict__["file_meta"] = meta
+        charset = top._dict.get(0x00080005)
+        key = bytes(charset.value) if charset is not None else b""
+        codec = _CHARSETS.get(key)
+        if codec is None:
+            codecs = convert_encodings(top._character_set)
+            if len(codecs) != 1:
+                raise NotRaw("more than one character set")
+            codec = _CHARSETS[key] = codecs[0]
+        self.codec = codec
+        if "SOPClassUID" not in top or "SOPInstanceUID" not in top:
+            raise NotRaw("not a composite instance")
+        # "input", not the file's name: the reason goes to the run records, names may be PHI.
+        check_pixel_length(top, "input")
+        engine = self.engine
+        report = DeidReport()
+        ctx = _PatientContext(top, engine.keyed, self.policy)
+        report.date_offset_days = ctx.offset if self.compiled.shift_dates else 0
+        self.final = {}
+        self.final_vr = {}
+        self.age_override = None
+        self.pixel_elem = None
+        out = self._walk(elems, ctx, report, "", top=True)
+        pixel = self.pixel_elem
+        if pixel is not None and pixel.length != _UNDEFINED and (pixel.end - pixel.vstart) % 2:
+            raise NotRaw("odd-length pixel data")
+        sop = self._final_text(0x00080018)
+        if not sop:
+            raise NotRaw("no SOP Instance UID in the output")
+        head = b"\x00" * 128 + b"DICM" + self._file_meta(meta_elems, meta, ctx, report, sop)
+        self._cap_age(report)  # after the meta, as the Dataset engine reports it
+        self.charset = charset
+        return top, out, head, report
+
+    # ------------------------------------------------------------------ pieces
+    def _raw(self, e: _Elem) -> RawDataElement:
+        end = e.end - 8 if e.length == _UNDEFINED else e.end
+        value = (
+            self.view[e.vstart : end] if e.tag == PIXEL_DATA else bytes(self.buf[e.vstart : end])
+        )
+        length = _UNDEFINED if e.length == _UNDEFINED else len(value)
+        implicit = self.implicit and e.tag >> 16 != 2  # the file meta is always explicit
+        vr = None if implicit else e.vr
+        return RawDataElement(
+            BaseTag(e.tag), vr, length, value, e.vstart, implicit, True, True, False
+        )
+
+    def _values(self, top: Dataset, keyword: str) -> list[object]:
+        """An element's values as identity_terms reads them, decoded straight from its bytes."""
+        elem = top._dict.get(_KEYWORD_TAGS[keyword])
+        if elem is None:
+            return []
+        value = elem.value
+        if elem.VR == "SQ" or not isinstance(value, bytes) or b"\x1b" in value:
+            found = top.get(keyword)
+            if found is None or found == "":
+                return []
+            return list(found) if isinstance(found, (list, MultiValue)) else [found]
+        try:
+            text = value.decode(self.codec)
+        except UnicodeDecodeError:
+            raise NotRaw("undecodable identifying value") from None
+        return [v.rstrip("\x00 ") for v in text.split("\\")] if text.rstrip("\x00 ") else []
+
+    def _file_meta(
+        self,
+        elems: list[_Elem],
+        meta: FileMetaDataset,
+        ctx: _PatientContext,
+        report: DeidReport,
+        sop: str,
+    ) -> bytes:
+        """The output's File Meta Information, as the Dataset engine and writer make it.
+
+        The meta goes through the Dataset engine's own walk and pydicom's meta writer, once
+        per distinct meta: within a run only the SOP Instance UID changes between files.
+        """
+        key = (
+            *(
+                (e.tag, bytes(self.buf[e.vstart : e.end]))
+                for e in elems
+                if e.tag not in (0x00020000, 0x00020003)
+            ),
+            any(e.tag == 0x00020003 and e.length for e in elems),
+            self._meta_context(elems, ctx),
+        )
+        cached = self._meta_templates.get(key)
+        if cached is None:
+            walked = DeidReport()
+            self.engine._walk(meta, ctx, walked, "meta")
+            if "MediaStorageSOPClassUID" not in meta:
+                raise NotRaw("no Media Storage SOP Class")
+            meta.MediaStorageSOPInstanceUID = sop
+            meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+            meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+            pre, post = file_meta_template(meta)
+            if len(self._meta_templates) >= 256:
+                self._meta_templates.clear()
+            cached = self._meta_templates[key] = (pre, post, list(walked.taken))
+        pre, post, taken = cached
+        for path, tag, action in taken:
+            report.add(path, tag, action)
+        return splice_file_meta(pre, post, sop)
+
+    def _meta_context(self, elems: list[_Elem], ctx: _PatientContext) -> object:
+        """What of the patient the meta's rules read: nothing, unless one cleans or shifts."""
+        compiled = self.compiled
+        for e in elems:
+            rule = compiled.by_tag.get(e.tag) or compiled.rule_for(e.tag)
+            if rule is not None and rule.action not in _CONTEXT_FREE:
+                return (ctx.offset, tuple(ctx.terms))
+        return None
+
+    def _final_text(self, tag: int) -> str | None:
+        value = self.final.get(tag)
+        if value is None:
+            return None
+        return value.decode("ascii", "replace").rstrip("\x00 ")
+
+    def _assemble(self, out: list, new_pixels: object) -> list[tuple[int, object, bool]]:
+        """Top-level output pieces in tag order: (tag, bytes, is a big value)."""
+        pieces: list[tuple[int, object, bool]] = []
+        marks = self._marks
+        mi = 0
+        for tag, chunk in out:
+            while mi < len(marks) and marks[mi][0] < tag:
+                pieces.append((marks[mi][0], marks[mi][1], False))
+                mi += 1
+            if mi < len(marks) and marks[mi][0] == tag:
+                pieces.append((tag, marks[mi][1], False))
+                mi += 1
+                continue
+            if tag == 0x00101010 and self.age_override is not None:
+                pieces.append((tag, self.age_override, False))
+                continue
+            if tag == PIXEL_DATA:
+                e = self.pixel_elem
+                if e.length == _UNDEFINED:
+                    pieces.append((tag, _header(tag, e.vr, _UNDEFINED, self.implicit), False))
+                    pieces.append((-1, self.view[e.vstart : e.end - 8], e.end - e.vstart >= 65536))
+                    pieces.append((-1, _SEQ_DELIMS, False))
+                    continue
+                value = new_pixels if new_pixels is not None else self.view[e.vstart : e.end]
+                pieces.append((tag, _header(tag, e.vr, len(value), self.implicit), False))
+                pieces.append((-1, value, len(value) >= 65536))
+                continue
+            pieces.append((tag, chunk, False))
+        for tag, chunk in marks[mi:]:
+            pieces.append((tag, chunk, False))
+        return pieces
+
+    # ------------------------------------------------------------------ the walk
+    def _walk(
+        self, elems: list[_Elem], ctx: _PatientContext, report: DeidReport, path: str, top: bool
+    ) -> list[tuple[int, bytes | memoryview]]:
+        """Decide every element of one dataset; returns (tag, bytes) in order."""
+        compiled = self.compiled
+        by_tag = compiled.by_tag
+        out: list[tuple[int, bytes | memoryview | None]] = []
+        private: list[int] = []
+        by_pos: dict[int, _Elem] = {}
+        plain = self._plain
+        view = self.view
+        for e in elems:
+            tag = e.tag
+            vr = plain.get(tag)
+            if vr is None:
+                vr = plain[tag] = self._plain_vr(tag)
+            if vr == e.vr and tag != PIXEL_DATA:
+                # Kept as it is, nothing to report: the common case, decided once per tag.
+                chunk = view[e.start : e.end]
+                if top and tag in _CATALOG_TAGS_SET:
+                    self._note_final(e, chunk)
+                out.append((tag, chunk))
+                continue
+            rule = by_tag.get(tag)
+            if rule is None:
+                group = tag >> 16
+                if group & 1:
+                    by_pos[tag] = e
+                    out.append((tag, None))
+                    private.append(tag)
+                    continue
+                if tag & 0xFFFF == 0 and group != 2:
+                    continue  # group lengths are stale after any change
+                rule = compiled.rule_for(tag)
+                if rule is None:
+                    res = self._unknown(e, ctx, report, path)
+                else:
+                    res = self._act(e, rule, ctx, report, path)
+            else:
+                res = self._act(e, rule, ctx, report, path)
+            if res is None:
+                continue
+            chunk = res
+            if top and tag in _CATALOG_TAGS_SET:
+                self._note_final(e, chunk)
+            if tag == PIXEL_DATA and top:
+                self.pixel_elem = e
+            out.append((tag, chunk))
+        if private:
+            keep = self._private(private, by_pos, ctx, report, path)
+            return [
+                (tag, chunk if chunk is not None else keep[tag])
+                for tag, chunk in out
+                if chunk is not None or tag in keep
+            ]
+        return out  # type: ignore[return-value]
+
+    def _plain_vr(self, tag: int) -> str:
+        """The VR with which this tag is kept as it is, unreported ("" if never)."""
+        compiled = self.compiled
+        if tag >> 16 & 1:
+            return ""
+        vr = _dictionary_vr(tag) or ""
+        if vr in ("", "SQ"):
+            return ""  # files that give it another VR take the general path
+        rule = compiled.by_tag.get(tag)
+        if rule is None:
+            if tag & 0xFFFF == 0 and tag >> 16 != 2:
+                return ""
+            rule = compiled.rule_for(tag)
+        if rule is not None:
+            return vr if rule.action == "K" else ""
+        if not compiled.keeps_unknown(tag):
+            return ""
+        return "" if vr in ("DA", "DT") and compiled.shift_dates else vr
+
+    def _note_final(self, e: _Elem, chunk: bytes) -> None:
+        """Remember the output value of a catalog element (the bytes after its header)."""
+        head = 12 if e.vr in _LONG_VR_STR and not self.implicit else 8
+        self.final_vr[e.tag] = e.vr
+        self.final[e.tag] = bytes(chunk[head:])
+
+    def _keep(self, e: _Elem) -> bytes | memoryview:
+        """The element unchanged; an explicit UN one is not (pydicom writes it as its VR)."""
+        if e.vr == "UN" and not self.implicit:
+            raise NotRaw("an element of VR UN is kept")
+        return self._copy(e)
+
+    def _copy(self, e: _Elem) -> bytes | memoryview:
+        # A view of the input: the output is joined from the pieces once, at the end.
+        return self.view[e.start : e.end] if e.tag != PIXEL_DATA else b""
+
+    def _text(self, e: _Elem) -> list[str]:
+        """The values of a text element, as raw_text decodes them."""
+        values = decode_text(bytes(self.buf[e.vstart : e.end]), self.codec)
+        if values is None:
+            raise NotRaw("ISO 2022 escapes or undecodable text")
+        return values
+
+    def _put(self, e: _Elem, values: list[str]) -> bytes:
+        value = _text_bytes(e.vr, values)
+        return _header(e.tag, e.vr, len(value), self.implicit) + value
+
+    def _act(
+        self, e: _Elem, rule: Rule, ctx: _PatientContext, report: DeidReport, path: str
+    ) -> bytes | memoryview | None:
+        """Apply one rule; None removes the element."""
+        action = rule.action
+        tag, vr = e.tag, e.vr
+        if action == "K":
+            if vr == "SQ":
+                return self._recurse(e, ctx, report, path)
+            return self._keep(e)
+        if action == "X":
+            report.add(path, tag, "X")
+            return None
+        if vr == "SQ":
+            return self._act_sequence(e, rule, action, ctx, report, path)
+        if vr == "UN":
+            raise NotRaw(f"action {action} on an element of unknown VR")
+        if action == "pseudonym" and vr in ("PN", "LO", "SH", "CS", "AE", "UC"):
+            values = self._text(e)
+            report.add(path, tag, "pseudonym")
+            if not values:
+                return self._copy(e)
+            return self._put(e, self.engine._pseudonyms(vr, rule, values))
+        if action == "C" and vr == "TM":
+            report.add(path, tag, "C")
+            return self._copy(e)
+        if action == "C" and vr in _CLEANABLE_TEXT:
+            values = self._text(e)
+            cleaned = [ctx.clean_text(v) for v in values]
+            report.add(path, tag, "C")
+            if cleaned != values:
+                return self._put(e, cleaned)
+            return self._copy(e)
+        if action == "C" and vr in ("DA", "DT") and self.compiled.shift_dates and not e.length:
+            report.add(path, tag, "C")
+            return self._copy(e)
+        if action == "C" and vr in ("DA", "DT") and self.compiled.shift_dates and e.length:
+            try:
+                text = bytes(self.buf[e.vstart : e.end]).decode("ascii").strip("\x00 ")
+            except UnicodeDecodeError:
+                raise NotRaw("non-ASCII date") from None
+            new = _shift_values(text.split("\\"), ctx.offset, vr, report, path, tag)
+            report.add(path, tag, "C")
+            return self._put(e, new)
+        if action not in ("Z", "D", "U") and action not in COMBINED_ACTIONS:
+            raise NotRaw(f"action {action} on {vr}")
+        value = self.buf[e.vstart : e.end]
+        action, empty = resolve_on_bytes(action, vr, rule, value, self.policy.combined_codes)
+        if action == "X":
+            report.add(path, tag, "X")
+            return None
+        if action not in ("Z", "D", "U"):
+            raise NotRaw(f"combined action resolved to {action}")
+        if action == "Z":
+            report.add(path, tag, action)
+            return _header(tag, vr, 0, self.implicit)
+        if action == "D":
+            report.add(path, tag, action)
+            if empty:
+                return self._copy(e)
+            if vr in BYTES_VRS:
+                return _header(tag, vr, 2, self.implicit) + b"\x00\x00"
+            dummy = DUMMY.get(vr, "")
+            if not isinstance(dummy, str):
+                raise NotRaw("numeric dummy")
+            return self._put(e, [dummy])
+        if vr == "UI":
+            report.add(path, tag, action)
+            if empty:
+                return self._copy(e)
+            return self._put(e, self.engine._map_uids(uids_of(value)))
+        raise NotRaw(f"U on {vr}")
+
+    def _act_sequence(
+        self,
+        e: _Elem,
+        rule: Rule,
+        action: str,
+        ctx: _PatientContext,
+        report: DeidReport,
+        path: str,
+    ) -> bytes | memoryview | None:
+        """Z, D, U, C and combined codes on a sequence, as the Dataset engine's general path."""
+        empty = not e.items
+        if action in COMBINED_ACTIONS:
+            action = resolve_combined(
+                action,
+                vr="SQ",
+                in_std_comp_iod=rule.in_std_comp_iod,
+                empty=empty,
+                mode=self.policy.combined_codes,
+            )
+            if action == "X":
+                report.add(path, e.tag, "X")
+                return None
+            if action == "K":
+                return self._recurse(e, ctx, report, path)
+        if action == "C":
+            res = self._recurse(e, ctx, report, path)
+            report.add(path, e.tag, "C")
+            return res
+        if action == "U":
+            report.add(path, e.tag, "U")
+            return self._recurse_copy(e)
+        if action == "Z" or (action == "D" and empty):
+            report.add(path, e.tag, action)
+            if empty:
+                return self._recurse_copy(e)
+            return self._sequence(e, [])
+        if action == "D":
+            report.add(path, e.tag, action)
+            return self._sequence(e, [(b"", False)])
+        raise NotRaw(f"action {action} on a sequence")
+
+    def _recurse_copy(self, e: _Elem) -> bytes:
+        return self._sequence(
+            e,
+            [
+                (self.buf[i.start + 8 : i.end - (8 if i.undefined else 0)], i.undefined)
+                for i in e.items
+            ],
+        )
+
+    def _recurse(self, e: _Elem, ctx: _PatientContext, report: DeidReport, path: str) -> bytes:
+        base = path + _tag_text(e.tag)
+        bodies: list[tuple[bytes, bool]] = []
+        for i, item in enumerate(e.items):
+            for sub in item.elems:
+                if sub.tag == 0x00080005:
+                    raise NotRaw("character set inside an item")
+            out = self._walk(item.elems, ctx, report, f"{base}[{i}]/", top=False)
+            bodies.append((b"".join(chunk for _, chunk in out), item.undefined))
+        return self._sequence(e, bodies)
+
+    def _sequence(self, e: _Elem, bodies: list[tuple[bytes, bool]]) -> bytes:
+        """Encode a sequence as pydicom writes one read from a file."""
+        items = []
+        for body, undefined in bodies:
+            if undefined:
+                items.append(b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + bytes(body) + _ITEM_DELIMS)
+            else:
+                items.append(b"\xfe\xff\x00\xe0" + _U32.pack(len(body)) + bytes(body))
+        value = b"".join(items)
+        head = _TAG.pack(e.tag >> 16, e.tag & 0xFFFF) + (b"" if self.implicit else b"SQ\x00\x00")
+        if e.length == _UNDEFINED:
+            return head + b"\xff\xff\xff\xff" + value + _SEQ_DELIMS
+        return head + _U32.pack(len(value)) + value
+
+    def _unknown(
+        self, e: _Elem, ctx: _PatientContext, report: DeidReport, path: str
+    ) -> bytes | memoryview | None:
+        compiled = self.compiled
+        tag = e.tag
+        if not compiled.keeps_unknown(tag):
+            report.add(path, tag, "X")
+            return None
+        if not _in_dictionary(tag):
+            report.add(path, tag, "X-undefined-tag")
+            return None
+        if e.vr == "SQ":
+            return self._recurse(e, ctx, report, path)
+        if e.vr in ("DA", "DT") and compiled.shift_dates:
+            raise NotRaw("date in an unknown element")
+        return self._keep(e)
+
+    def _private(
+        self,
+        tags: list[int],
+        by_pos: dict[int, _Elem],
+        ctx: _PatientContext,
+        report: DeidReport,
+        path: str,
+    ) -> dict[int, bytes | memoryview]:
+        """The Dataset engine's private-block decisions; tag -> the bytes of what is kept."""
+        creators: dict[tuple[int, int], str] = {}
+        creator_bytes: dict[int, bytes] = {}
+        for tag in tags:
+            elem_no = tag & 0xFFFF
+            if 0x0010 <= elem_no <= 0x00FF:
+                e = by_pos[tag]
+                if e.vr == "SQ" or e.items:
+                    raise NotRaw("sequence as private creator")
+                text = bytes(self.buf[e.vstart : e.end])
+                if b"\\" in text:
+                    raise NotRaw("multi-valued private creator")
+                try:
+                    decoded = text.decode(self.codec)
+                except UnicodeDecodeError:
+                    raise NotRaw("undecodable private creator") from None
+                if e.vr not in _TEXTISH and e.vr != "UN":
+                    raise NotRaw("private creator of a binary VR")
+                value = decoded.rstrip("\x00 ")
+                creators[(tag >> 16, elem_no)] = value.strip()
+                # The Dataset engine decodes creators, so pydicom writes them re-encoded.
+                encoded = value.encode(self.codec)
+                if len(encoded) % 2:
+                    encoded += b" "
+                # pydicom reads a creator of VR UN as the LO it always is.
+                vr = "LO" if e.vr == "UN" else e.vr
+                creator_bytes[tag] = _header(tag, vr, len(encoded), self.implicit) + encoded
+        keep: dict[int, bytes | memoryview] = {}
+        plan = plan_private(
+            tags, creators, self.compiled.private_overrides, self.engine._safe_private
+        )
+        for tag, decision, rule in plan:
+            if decision == "X":
+                report.add(path, tag, "X")
+            elif decision == "act":
+                res = self._act(by_pos[tag], rule, ctx, report, path)  # type: ignore[arg-type]
+                if res is not None:
+                    keep[tag] = res
+            elif decision == "creator":
+                keep[tag] = creator_bytes[tag]
+            else:
+                if decision == "K-safe-private":
+                    report.add(path, tag, decision)
+                if by_pos[tag].vr == "SQ":
+                    raise NotRaw("private sequence kept")
+                keep[tag] = self._keep(by_pos[tag])
+        return keep
+
+    def _cap_age(self, report: DeidReport) -> None:
+        """Safe Harbor's age cap on the output value, as the Dataset engine does it."""
+        import re
+
+        value = self.final.get(0x00101010)
+        if value is None:
+            return
+        text = value.decode("latin-1").rstrip("\x00 ")
+        if not text:
+            return
+        m = re.fullmatch(r"(\d{3})([DWMY])", text.strip())
+        if m is None:
+            new = b""
+            report.add("", 0x00101010, "age-unparseable-emptied")
+        else:
+            n, unit = int(m.group(1)), m.group(2)
+            if n / {"D": 365.25, "W": 52.18, "M": 12, "Y": 1}[unit] <= 89:
+                return
+            new = b"090Y"
+            report.add("", 0x00101010, "age-capped")
+        self.final[0x00101010] = new
+        self.final_vr[0x00101010] = "AS"
+        self.age_override = _header(0x00101010, "AS", len(new), self.implicit) + new
+
+
+_VIEW_STATE: dict[bool, dict[str, object]] = {}
+for _implicit in (False, True):
+    _template = Dataset()
+    _template.set_original_encoding(_implicit, True, None)
+    _VIEW_STATE[_implicit] = {k: v for k, v in _template.__dict__.items() if k != "_dict"}
+del _template, _implicit
+# Actions whose result depends on the value alone (and the secret), not on the patient.
+_CONTEXT_FREE = frozenset({"K", "X", "Z", "D", "U", "pseudonym", *COMBINED_ACTIONS})
+_KEYWORD_TAGS = {kw: tag_for_keyword(kw) for kw in IDENTITY_KEYWORDS}
+_TEXTISH = frozenset({"LO", "SH", "CS", "AE", "UC", "ST", "LT", "UT", "PN"})
+_CATALOG_TAGS_SET = frozenset(_CATALOG_TAGS)
+
+
+def _sequence_tags() -> np.ndarray:
+    """Every tag the data dictionary makes a sequence, for the scanner's Implicit VR reads."""
+    tags = {t for t in DicomDictionary if _dictionary_vr(t) == "SQ"}
+    for mask, entry in RepeatersDictionary.items():
+        if entry[0].split(" or ")[0] != "SQ":
+            continue
+        # A mask such as "50xx2600": each x is any hex digit.
+        for digits in itertools.product("0123456789abcdef", repeat=mask.count("x")):
+            text = mask
+            for d in digits:
+                text = text.replace("x", d, 1)
+            if _dictionary_vr(int(text, 16)) == "SQ":
+                tags.add(int(text, 16))
+    return np.array(sorted(tags), dtype=np.uint32)
+
+
+_SQ_TAGS = _sequence_tags()
+
+
+def encode_raw_marks(engine: Deidentifier, implicit: bool) -> dict[BaseTag, RawDataElement]:
+    """The engine's de-identification marks, encoded for (Implicit or Explicit) VR LE."""
+    cached = engine._mark_raw.get((implicit, True))
+    if cached is None:
+        cached = engine._mark_raw[(implicit, True)] = encode_raw(engine._marks(), implicit, True)
+    return cached
+
+
+def check_output(header: bytes, terms: list[bytes], implicit: bool = False) -> None:
+    """Post-check a raw-engine output: its header parses again, is marked, holds no term."""
+    try:
+        if header[128:132] != b"DICM":
+            raise NotRaw("no preamble")
+        meta_end = 144 + _U32.unpack_from(header, 140)[0]
+        # The rows are enough here: no tree, only the top-level mark is looked at.
+        _rows(header, 132, meta_end)
+        rows, _ = _rows(header, meta_end, len(header), implicit)
+    except (NotRaw, struct.error) as exc:
+        raise QuarantineError(f"post-check: output does not parse: {exc}") from None
+    mark = rows[(rows[:, 0] == 0x00120062) & (rows[:, 7] == 0)]
+    if not len(mark) or bytes(header[mark[0, 3] : mark[0, 5]]).rstrip(b"\x00 ") != b"YES":
+        raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
+    if holds_term(header.lower(), terms):
+        raise QuarantineError("post-check: an original identifying value is still in the output")

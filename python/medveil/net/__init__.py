@@ -1,0 +1,1 @@
+"""The DICOM network gateway (`medveil serve`)."""

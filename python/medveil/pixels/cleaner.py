@@ -1,0 +1,762 @@
+"""Pixel-side de-identification: blank burned-in text by device rules, clear hidden bits.
+
+:class:`PixelCleaner` implements the pixel half of the PS3.15 Clean Pixel Data and Clean
+Graphics options. The de-identification engine calls :meth:`PixelCleaner.clean` on each
+dataset *before* it changes header values, so rule conditions see the original Manufacturer,
+Modality and so on. It fails closed: a file it cannot clean for sure raises
+:class:`~medveil.errors.QuarantineError` with the reason.
+
+Native transfer syntaxes are cleaned on the raw PixelData bytes (one copy, the C++ kernels,
+one write back); encapsulated ones are decoded through pydicom's pixel handlers (the
+``[codecs]`` extra), masked, and re-encoded losslessly to the original syntax when it was
+lossless and an encoder is installed, otherwise written as Explicit VR Little Endian.
+Files that need no change keep their PixelData object untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+from medveil.dicom.peek import peek
+from medveil.errors import QuarantineError
+from medveil.pixels.masking import fix_unused_bits, mask_regions
+from medveil.pixels.rules import PixelRule, RuleSet
+from medveil.pixels.text.detect import (
+    PIXEL_TEXT_MODES,
+    Detection,
+    TextDetector,
+    frame_runs,
+    screen_input,
+)
+from medveil.pixels.text.match import Identifiers
+
+#: (row0, row1, col0, col1, frame0, frame1), half-open, clipped to the image.
+Region6 = tuple[int, int, int, int, int, int]
+
+NATIVE_LITTLE = frozenset(
+    {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
+)
+NATIVE_BIG = frozenset({ExplicitVRBigEndian})
+
+#: Lossless syntaxes we can write back as they came, with the pydicom encoding plugin to use.
+REENCODERS: dict[str, str] = {
+    RLELossless: "",  # pydicom's own RLE encoder or pylibjpeg-rle, whichever is there
+    JPEGLSLossless: "pyjpegls",
+    JPEG2000Lossless: "pylibjpeg",
+}
+
+#: Lossless syntaxes with no encoder in reach (they go out as Explicit VR Little Endian).
+LOSSLESS_NO_ENCODER = frozenset(
+    {
+        "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Non-Hierarchical (Process 14)
+        "1.2.840.10008.1.2.4.70",  # JPEG Lossless, First-Order Prediction (Process 14 SV1)
+        "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+        "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    }
+)
+
+#: Syntaxes that are (or may be) lossy, and the method code PS3.3 C.7.6.1.1.5 gives them.
+LOSSY_METHOD: dict[str, str] = {
+    "1.2.840.10008.1.2.4.50": "ISO_10918_1",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51": "ISO_10918_1",  # JPEG Extended
+    "1.2.840.10008.1.2.4.81": "ISO_14495_1",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.91": "ISO_15444_1",  # JPEG 2000 (lossy allowed)
+    "1.2.840.10008.1.2.4.203": "ISO_15444_15",  # HTJ2K (lossy allowed)
+}
+#: Of those, the ones that are always lossy whatever the header says.
+ALWAYS_LOSSY = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
+
+#: SOP classes whose images typically carry burned-in text (PS3.4 storage SOP classes):
+#: ultrasound, secondary captures (screen and document captures), and video/visible light.
+BURNED_IN_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.6.1": "US Image",
+    "1.2.840.10008.5.1.4.1.1.6": "US Image (retired)",
+    "1.2.840.10008.5.1.4.1.1.3.1": "US Multi-frame Image",
+    "1.2.840.10008.5.1.4.1.1.3": "US Multi-frame Image (retired)",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.7.1": "Multi-frame Single Bit SC Image",
+    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte SC Image",
+    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word SC Image",
+    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color SC Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.1": "VL Endoscopic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1": "Video Endoscopic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.2": "VL Microscopic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.2.1": "Video Microscopic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1": "Video Photographic Image",
+}
+#: Modalities that typically carry burned-in text whatever their SOP class.
+BURNED_IN_MODALITIES = frozenset({"US", "IVUS", "XC", "ES", "GM", "DOC", "SC"})
+
+
+@dataclass
+class PixelReport:
+    """What :meth:`PixelCleaner.clean` did to one dataset."""
+
+    rules_fired: list[str] = field(default_factory=list)
+    regions: list[Region6] = field(default_factory=list)
+    hidden_bits_cleared: bool = False
+    transfer_syntax_in: str = ""
+    transfer_syntax_out: str = ""
+    reencoded: bool = False
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+    detected: list[Detection] = field(default_factory=list)  # burned-in text detection
+
+    @property
+    def modified(self) -> bool:
+        """True when the pixel data was rewritten."""
+        return bool(self.regions) or self.hidden_bits_cleared or self.reencoded
+
+    def record(self, path: str) -> dict[str, object]:
+        """A JSON-ready line for ``OUTPUT/.medveil/pixels.jsonl`` (read by ``medveil qa``).
+
+        ``path`` is the output file's path relative to OUTPUT; ``source`` (the input name,
+        which may hold PHI) is deliberately left out.
+        """
+        return {
+            "path": path,
+            "rules": list(self.rules_fired),
+            "regions": [list(r) for r in self.regions],
+            "hidden_bits_cleared": self.hidden_bits_cleared,
+            "transfer_syntax_in": str(self.transfer_syntax_in),
+            "transfer_syntax_out": str(self.transfer_syntax_out),
+            "reencoded": self.reencoded,
+            "notes": list(self.notes),
+            "detected": [d.record() for d in self.detected],
+        }
+
+
+def burned_in_reasons(ds: pydicom.Dataset) -> list[str]:
+    """Say why ``ds`` probably has text burned into its pixels (empty when no reason).
+
+    BurnedInAnnotation = NO does not clear a class-based reason: devices of these classes
+    are known to set it wrongly, and quarantine is the safe side.
+    """
+    reasons = []
+    if str(_get(ds, "BurnedInAnnotation", "")).strip().upper() == "YES":
+        reasons.append("BurnedInAnnotation is YES")
+    sop = str(_get(ds, "SOPClassUID", ""))
+    if sop in BURNED_IN_SOP_CLASSES:
+        reasons.append(f"SOP class {BURNED_IN_SOP_CLASSES[sop]} typically has burned-in text")
+    modality = str(_get(ds, "Modality", "")).strip().upper()
+    if modality in BURNED_IN_MODALITIES:
+        reasons.append(f"modality {modality} typically has burned-in text")
+    return reasons
+
+
+def _transfer_syntax(ds: pydicom.Dataset) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts:
+        return UID(ts)
+    # A dataset without file meta: fall back to how it was read, as pydicom records it in
+    # (implicit VR, little endian); one built in memory is taken as implicit little endian.
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if little is False:
+        return ExplicitVRBigEndian
+    return ExplicitVRLittleEndian if implicit is False else ImplicitVRLittleEndian
+
+
+def _pixel_bytes(ds: pydicom.Dataset) -> bytes | memoryview:
+    """The Pixel Data value; a raw element's bytes as they are (pydicom would return them too)."""
+    elem = ds._dict.get(0x7FE00010)
+    if isinstance(elem, RawDataElement) and isinstance(elem.value, (bytes, memoryview)):
+        return elem.value
+    return ds.PixelData  # type: ignore[no-any-return]
+
+
+def _get(ds: pydicom.Dataset, kw: str, default: object = None) -> object:
+    # Looking must not decode the element in place, or the writer has to re-encode it.
+    tag = tag_for_keyword(kw)
+    return default if tag is None else peek(ds, tag, default)
+
+
+def _int(ds: pydicom.Dataset, kw: str, default: int | None = None) -> int:
+    v = _get(ds, kw, default)
+    if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
+        v = v[0] if len(v) else default  # type: ignore[index,arg-type]
+    if v is None or v == "":
+        if default is None:
+            raise QuarantineError(f"{kw} is missing; cannot locate the pixels to clean")
+        return default
+    try:
+        return int(v)
+    except (TypeError, ValueError) as exc:
+        raise QuarantineError(f"{kw} has the unusable value {v!r}") from exc
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    frames: int
+    rows: int
+    cols: int
+    samples: int
+    bits_allocated: int
+    bits_stored: int
+    high_bit: int
+    signed: bool
+    planar: bool
+    photometric: str
+
+    @classmethod
+    def of(cls, ds: pydicom.Dataset) -> _Geometry:
+        ba = _int(ds, "BitsAllocated")
+        bs = _int(ds, "BitsStored", ba)
+        spp = _int(ds, "SamplesPerPixel", 1)
+        geo = cls(
+            frames=max(1, _int(ds, "NumberOfFrames", 1)),
+            rows=_int(ds, "Rows"),
+            cols=_int(ds, "Columns"),
+            samples=spp,
+            bits_allocated=ba,
+            bits_stored=bs,
+            high_bit=_int(ds, "HighBit", bs - 1),
+            signed=_int(ds, "PixelRepresentation", 0) == 1,
+            planar=spp > 1 and _int(ds, "PlanarConfiguration", 0) == 1,
+            photometric=str(_get(ds, "PhotometricInterpretation", "")).strip().upper(),
+        )
+        if geo.rows <= 0 or geo.cols <= 0 or spp <= 0:
+            raise QuarantineError(f"image of {geo.rows} x {geo.cols} x {spp} has no pixels")
+        if not 1 <= bs <= ba:
+            raise QuarantineError(f"BitsStored {bs} is outside 1..BitsAllocated ({ba})")
+        return geo
+
+    @property
+    def subsampled(self) -> bool:
+        """True for 4:2:2 YBR, stored as Y Y Cb Cr per pair of pixels."""
+        return self.photometric in ("YBR_FULL_422", "YBR_PARTIAL_422")
+
+    def dtype(self, big_endian: bool = False) -> np.dtype:
+        if self.bits_allocated not in (8, 16, 32):
+            raise QuarantineError(
+                f"BitsAllocated {self.bits_allocated} is not supported for pixel cleaning"
+            )
+        dt = np.dtype(f"{'i' if self.signed else 'u'}{self.bits_allocated // 8}")
+        return dt.newbyteorder(">" if big_endian else "<")
+
+    def shape(self) -> tuple[int, ...]:
+        if self.subsampled:
+            return (self.frames, self.rows, self.cols // 2, 4)
+        if self.samples == 1:
+            return (self.frames, self.rows, self.cols)
+        if self.planar:
+            return (self.frames, self.samples, self.rows, self.cols)
+        return (self.frames, self.rows, self.cols, self.samples)
+
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape())) * (self.bits_allocated // 8)
+
+
+def _clip_regions(rules: list[PixelRule], geo: _Geometry) -> dict[int, list[Region6]]:
+    """Resolve every rule rectangle to image coordinates, grouped by fill value."""
+    out: dict[int, list[Region6]] = {}
+    for rule in rules:
+        for r0, r1, c0, c1, f0, f1 in rule.regions:
+            reg = (
+                min(r0, geo.rows),
+                min(r1, geo.rows),
+                min(c0, geo.cols),
+                min(c1, geo.cols),
+                min(f0, geo.frames),
+                geo.frames if f1 is None else min(f1, geo.frames),
+            )
+            if reg[0] < reg[1] and reg[2] < reg[3] and reg[4] < reg[5]:
+                out.setdefault(rule.fill, []).append(reg)
+    return out
+
+
+def _check_fill(fill: int, geo: _Geometry) -> None:
+    bs = geo.bits_stored
+    lo, hi = (-(1 << (bs - 1)), (1 << (bs - 1)) - 1) if geo.signed else (0, (1 << bs) - 1)
+    if not lo <= fill <= hi:
+        raise QuarantineError(
+            f"fill value {fill} does not fit {bs}-bit {'signed' if geo.signed else 'unsigned'} "
+            "pixels; fix the rule's 'fill'"
+        )
+
+
+def _fix_bits_8(arr: np.ndarray, bits_stored: int, signed: bool) -> None:
+    # The core kernel covers 16/32-bit samples; 8-bit with BitsStored < 8 is rare, do it here.
+    shift = 8 - bits_stored
+    if signed:
+        v = arr.view(np.int8)
+        np.right_shift(np.left_shift(v, shift), shift, out=v)
+    else:
+        np.bitwise_and(arr, (1 << bits_stored) - 1, out=arr)
+
+
+def _has_hidden_bits(arr: np.ndarray, geo: _Geometry) -> bool:
+    """True when some sample has bits above BitsStored that are not zero / sign copies.
+
+    A sample's unused bits are all zero (unsigned) or all copies of bit BitsStored-1 (signed)
+    exactly when its value lies in the BitsStored range, so two read-only reductions tell,
+    with no copy of the pixels.
+    """
+    if arr.size == 0:
+        return False
+    bs = geo.bits_stored
+    lo, hi = (-(1 << (bs - 1)), (1 << (bs - 1)) - 1) if geo.signed else (0, (1 << bs) - 1)
+    return bool(arr.max() > hi or (geo.signed and arr.min() < lo))
+
+
+def _apply(
+    arr: np.ndarray,
+    groups: dict[int, list[Region6]],
+    geo: _Geometry,
+    *,
+    planar: bool,
+    subsampled: bool,
+) -> list[Region6]:
+    """Mask ``arr`` (in the kernel's layout) and return the regions as pixel coordinates."""
+    done: list[Region6] = []
+    for fill, regs in groups.items():
+        _check_fill(fill, geo)
+        if subsampled:
+            # Each Y Y Cb Cr quadruple covers two pixels: widen to whole pairs, never narrower.
+            regs = [
+                (a, b, c // 2 * 2, min(geo.cols, (d + 1) // 2 * 2), e, f)
+                for a, b, c, d, e, f in regs
+            ]
+            kernel = [(a, b, c // 2, d // 2, e, f) for a, b, c, d, e, f in regs]
+        else:
+            kernel = regs
+        mask_regions(arr, kernel, fill, planar=planar)
+        done.extend(regs)
+    return done
+
+
+def _byte_spans(regs: list[Region6], geo: _Geometry, itemsize: int) -> np.ndarray:
+    """Byte ranges [start, stop) of the samples inside ``regs``, sorted and merged."""
+    s = geo.samples
+    if geo.planar:
+        plane = geo.rows * geo.cols * itemsize
+        frame, row, px, planes = s * plane, geo.cols * itemsize, itemsize, range(s)
+    else:
+        frame = geo.rows * geo.cols * s * itemsize
+        row, px, planes, plane = geo.cols * s * itemsize, s * itemsize, range(1), 0
+    chunks = []
+    for r0, r1, c0, c1, f0, f1 in regs:
+        fr = np.arange(f0, f1, dtype=np.int64)[:, None, None] * frame
+        pl = np.array(planes, dtype=np.int64)[None, :, None] * plane
+        if c0 == 0 and c1 == geo.cols:
+            rows = np.array([r0], dtype=np.int64)[None, None, :] * row  # whole rows: one span
+            length = (r1 - r0) * row
+        else:
+            rows = np.arange(r0, r1, dtype=np.int64)[None, None, :] * row
+            length = (c1 - c0) * px
+        starts = (fr + pl + rows).ravel() + c0 * px
+        chunks.append(np.stack([starts, starts + length], axis=1))
+    spans = np.concatenate(chunks)
+    spans = spans[np.argsort(spans[:, 0], kind="stable")]
+    # Merge overlapping or touching spans: a new group starts where a start passes every
+    # earlier stop.
+    reach = np.maximum.accumulate(spans[:, 1])
+    new = np.ones(len(spans), dtype=bool)
+    new[1:] = spans[1:, 0] > reach[:-1]
+    idx = np.flatnonzero(new)
+    ends = np.append(reach[idx[1:] - 1], reach[-1])
+    return np.stack([spans[idx, 0], ends], axis=1)
+
+
+def _splice(
+    raw: bytes, groups: dict[int, list[Region6]], geo: _Geometry, dt: np.dtype
+) -> tuple[list[Region6], bytes]:
+    """Return the regions and ``raw`` with every region's samples set to its fill value."""
+    done: list[Region6] = []
+    out = raw
+    for fill, regs in groups.items():
+        _check_fill(fill, geo)
+        spans = _byte_spans(regs, geo, dt.itemsize)
+        longest = int((spans[:, 1] - spans[:, 0]).max())
+        pattern = memoryview(np.full(longest // dt.itemsize, fill, dtype=dt).tobytes())
+        src = memoryview(out)
+        pieces: list[memoryview] = []
+        pos = 0
+        for a, b in spans.tolist():
+            pieces.append(src[pos:a])
+            pieces.append(pattern[: b - a])
+            pos = b
+        pieces.append(src[pos:])
+        out = b"".join(pieces)
+        done.extend(regs)
+    return done, out
+
+
+def _write_native(ds: pydicom.Dataset, arr: np.ndarray, photometric: str) -> None:
+    """Store decoded pixels as Explicit VR Little Endian, interleaved, header to match."""
+    data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+    if len(data) % 2:
+        data += b"\x00"
+    for kw in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if kw in ds:
+            del ds[kw]  # they describe encapsulated frames only
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.PixelData = data
+    elem = ds["PixelData"]
+    elem.VR = "OB" if arr.dtype.itemsize == 1 else "OW"
+    elem.is_undefined_length = False
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = arr.dtype.itemsize * 8
+    if int(ds.get("SamplesPerPixel", 1)) > 1:
+        ds.PlanarConfiguration = 0
+
+
+class PixelCleaner:
+    """Blank burned-in text by device rules and/or detection, clear hidden overlay bits.
+
+    ``pixel_text`` is "rules" (device rules only), "detect" (text detection only) or
+    "detect+rules" (both); ``text_mask`` is "all-text" or "identifiers" (see
+    :mod:`medveil.textdetect`).
+    """
+
+    def __init__(
+        self,
+        rules: RuleSet | None = None,
+        *,
+        allow_unmatched_burned_in: bool = False,
+        clean_graphics: bool = True,
+        pixel_text: str = "rules",
+        text_mask: str = "all-text",
+        detector: TextDetector | None = None,
+    ) -> None:
+        """Use ``rules`` (default: the shipped CTP-derived set); fail closed unless allowed."""
+        if pixel_text not in PIXEL_TEXT_MODES:
+            raise ValueError(f"pixel_text must be one of {PIXEL_TEXT_MODES}, got {pixel_text!r}")
+        self.rules = RuleSet.default() if rules is None else rules
+        self.allow_unmatched_burned_in = allow_unmatched_burned_in
+        self.clean_graphics = clean_graphics
+        self.pixel_text = pixel_text
+        self.use_rules = pixel_text != "detect"
+        if detector is None and pixel_text != "rules":
+            detector = TextDetector(text_mask)  # type: ignore[arg-type]
+        self.detector = detector if pixel_text != "rules" else None
+
+    def clean(self, ds: pydicom.Dataset, *, source: str = "") -> PixelReport:
+        """Clean pixel data of ds in place (masks, hidden bits).
+
+        Raises :class:`medveil.errors.QuarantineError` (with the reason) when it cannot be sure.
+        """
+        ts = _transfer_syntax(ds)
+        report = PixelReport(transfer_syntax_in=ts, transfer_syntax_out=ts, source=source)
+        fired = self.rules.matching(ds) if self.use_rules else []
+        report.rules_fired = [r.id for r in fired]
+        has_pixels = "PixelData" in ds
+        if not has_pixels:
+            if fired and ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds):
+                raise QuarantineError(
+                    f"rule {fired[0].id} requires masking but float pixel data is not supported"
+                )
+            return report
+        geo = _Geometry.of(ds)
+        groups = _clip_regions(fired, geo)
+        if fired and not groups:
+            report.notes.append("matching rules' rectangles all lie outside the image")
+        # Read before the header is de-identified (the engine cleans pixels first).
+        ids = (
+            Identifiers.from_dataset(ds)
+            if self.detector is not None and self.detector.mask == "identifiers"
+            else None
+        )
+        if self.detector is None and not groups and not self.allow_unmatched_burned_in:
+            reasons = burned_in_reasons(ds)
+            if reasons:
+                raise QuarantineError(
+                    "; ".join(reasons)
+                    + ", and no pixel rule masks anything in this image; add a rule for this "
+                    "device or allow unmatched burned-in annotation in the policy"
+                )
+        if ts in NATIVE_LITTLE or ts in NATIVE_BIG:
+            self._clean_native(ds, geo, groups, big_endian=ts in NATIVE_BIG, report=report, ids=ids)
+        elif ts.is_transfer_syntax and ts.is_compressed:
+            self._clean_encapsulated(ds, ts, geo, groups, report, ids)
+        else:
+            raise QuarantineError(
+                f"unknown transfer syntax {ts}; cannot tell how the pixels are stored"
+            )
+        return report
+
+    # -- text detection ----------------------------------------------------------------------
+
+    def _detect(
+        self,
+        ds: pydicom.Dataset,
+        arr: np.ndarray | None,
+        geo: _Geometry,
+        groups: dict[int, list[Region6]],
+        report: PixelReport,
+        ids: Identifiers | None,
+    ) -> dict[int, list[Region6]]:
+        """Add the masked text boxes of ``arr`` (kernel layout) to ``groups``; fail closed.
+
+        A file that says BurnedInAnnotation YES, where neither a rule nor detection found
+        any text, is quarantined unless the policy allows unmatched burned-in annotation.
+        """
+        assert self.detector is not None
+        if arr is not None:
+            # Interleaved 8-bit RGB goes to the screen as it is (luma is computed in the
+            # core, a frame at a time); other layouts become a grey stack first.
+            frames = screen_input(
+                arr,
+                planar=geo.planar,
+                subsampled=geo.subsampled,
+                photometric=geo.photometric,
+                bits_stored=geo.bits_stored,
+                signed=geo.signed,
+            )
+            report.detected = self.detector.detect(frames, ids)
+        else:
+            report.notes.append("1-bit pixels are not screened for burned-in text")
+        runs = frame_runs(report.detected)
+        if runs:
+            groups = {k: list(v) for k, v in groups.items()}
+            groups.setdefault(0, []).extend(runs)
+        if report.detected:
+            masked = sum(d.masked for d in report.detected)
+            report.notes.append(
+                f"text detection: {len(report.detected)} line(s) found, {masked} masked"
+            )
+        elif not groups and not self.allow_unmatched_burned_in:
+            if str(_get(ds, "BurnedInAnnotation", "")).strip().upper() == "YES":
+                raise QuarantineError(
+                    "BurnedInAnnotation is YES, but no pixel rule matched and text detection "
+                    "found no text; add a rule for this device or allow unmatched burned-in "
+                    "annotation in the policy"
+                )
+        return groups
+
+    # -- native ------------------------------------------------------------------------------
+
+    def _hidden_bits(self, geo: _Geometry) -> bool:
+        if not self.clean_graphics or geo.bits_stored >= geo.bits_allocated:
+            return False
+        if geo.high_bit != geo.bits_stored - 1:
+            raise QuarantineError(
+                f"HighBit {geo.high_bit} with BitsStored {geo.bits_stored}: pixel values not "
+                "aligned to bit 0 are not supported for Clean Graphics"
+            )
+        return True
+
+    def _fix_bits(self, arr: np.ndarray, geo: _Geometry) -> None:
+        if geo.bits_allocated == 8:
+            _fix_bits_8(arr, geo.bits_stored, geo.signed)
+        else:
+            fix_unused_bits(arr, geo.bits_stored, geo.signed)
+
+    def _clean_native(
+        self,
+        ds: pydicom.Dataset,
+        geo: _Geometry,
+        groups: dict[int, list[Region6]],
+        *,
+        big_endian: bool,
+        report: PixelReport,
+        ids: Identifiers | None = None,
+    ) -> None:
+        want_bits = self._hidden_bits(geo)
+        detecting = self.detector is not None
+        if not groups and not want_bits and not detecting:
+            return
+        if geo.bits_allocated == 1:
+            if groups:
+                raise QuarantineError("masking 1-bit (packed) pixel data is not supported")
+            if detecting:
+                self._detect(ds, None, geo, groups, report, ids)
+            return
+        if geo.subsampled and (geo.bits_allocated != 8 or geo.cols % 2):
+            raise QuarantineError(f"{geo.photometric} needs 8-bit samples and an even width")
+        raw = _pixel_bytes(ds)
+        n = geo.nbytes()
+        if len(raw) < n:
+            raise QuarantineError(f"PixelData holds {len(raw)} bytes, the header implies {n}")
+        dt = geo.dtype(big_endian)
+        view = np.frombuffer(raw, dtype=dt, count=n // dt.itemsize).reshape(geo.shape())
+        if detecting:
+            groups = self._detect(ds, view, geo, groups, report, ids)
+        dirty_bits = want_bits and _has_hidden_bits(view, geo)
+        if not groups and not dirty_bits:
+            return  # nothing to change: PixelData stays the very same object
+        if isinstance(raw, memoryview) and not raw.readonly and not big_endian:
+            # PixelData is a view of the caller's writable input buffer: clean it in place
+            # with the core's kernels, so a large image is never copied.
+            inplace = np.frombuffer(raw, dtype=dt, count=n // dt.itemsize).reshape(geo.shape())
+            if inplace.flags.aligned and inplace.flags.writeable:
+                if dirty_bits:
+                    self._fix_bits(inplace, geo)
+                    report.hidden_bits_cleared = True
+                if groups:
+                    report.regions = _apply(
+                        inplace, groups, geo, planar=geo.planar, subsampled=geo.subsampled
+                    )
+                return
+        if not dirty_bits and not geo.subsampled:
+            # Masks only: splice the fill into a copy of the original bytes, so the output
+            # is built in a single pass (one allocation), whatever the size of the image.
+            report.regions, out = _splice(raw, groups, geo, dt)
+            ds.PixelData = out
+            return
+        # One aligned, writable, native-order copy for the kernels.
+        arr = view.astype(dt.newbyteorder("="), copy=True)
+        if dirty_bits:
+            self._fix_bits(arr, geo)
+            report.hidden_bits_cleared = True
+        if groups:
+            report.regions = _apply(arr, groups, geo, planar=geo.planar, subsampled=geo.subsampled)
+        if not report.regions and not report.hidden_bits_cleared:
+            return
+        if big_endian:
+            arr.byteswap(inplace=True)  # back to the file's byte order; arr is not used after
+        out = arr.tobytes()
+        ds.PixelData = out + raw[n:] if len(raw) > n else out  # keep a trailing pad byte
+
+    # -- encapsulated ------------------------------------------------------------------------
+
+    def _clean_encapsulated(
+        self,
+        ds: pydicom.Dataset,
+        ts: UID,
+        geo: _Geometry,
+        groups: dict[int, list[Region6]],
+        report: PixelReport,
+        ids: Identifiers | None = None,
+    ) -> None:
+        detecting = self.detector is not None
+        if not groups and not detecting:
+            if not self._hidden_bits(geo):
+                return  # nothing to do: the compressed pixels stay byte-identical
+            if ts != RLELossless:
+                # JPEG-family codestreams carry BitsStored-bit samples, so there are no
+                # unused bits to hide things in (unless the codestream is deeper than the
+                # header says, which only a decode could tell).
+                report.notes.append(
+                    "compressed pixels not decoded (no mask needed): unused high bits not checked"
+                )
+                return
+            # RLE stores whole bytes: an overlay can hide above BitsStored. Decode to look.
+        from pydicom.pixels import get_decoder
+
+        lossy = ts in LOSSY_METHOD
+        try:
+            decoder = get_decoder(ts)
+            if not decoder.is_available:
+                raise RuntimeError(f"no decoder plugin installed for {ts.name}")
+            # Lossy sources go out as RGB (what the issue asks for YBR_FULL_422); lossless ones
+            # keep their colour space so that the values round-trip exactly.
+            # Unused bits are left as stored so that Clean Graphics sees (and reports) them.
+            arr, meta = decoder.as_array(ds, as_rgb=lossy, correct_unused_bits=False)
+        except Exception as exc:
+            why = (
+                "a pixel rule requires masking"
+                if groups
+                else "text detection must look at it"
+                if detecting
+                else "Clean Graphics must check it"
+            )
+            raise QuarantineError(
+                f"cannot decode {ts.name} pixel data ({type(exc).__name__}: {exc}) but {why}; "
+                "install medveil[codecs]"
+            ) from exc
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        photometric = str(meta.get("photometric_interpretation", geo.photometric))
+        dgeo = _Geometry(
+            frames=geo.frames,
+            rows=geo.rows,
+            cols=geo.cols,
+            samples=geo.samples,
+            bits_allocated=arr.dtype.itemsize * 8,
+            bits_stored=geo.bits_stored,
+            high_bit=geo.bits_stored - 1,
+            signed=arr.dtype.kind == "i",
+            planar=False,
+            photometric=photometric,
+        )
+        if dgeo.subsampled:
+            raise QuarantineError(f"decoder returned subsampled {photometric}; cannot mask it")
+        if arr.size != int(np.prod(dgeo.shape())):
+            raise QuarantineError(
+                f"decoded {arr.shape} pixels, the header implies {dgeo.shape()}; cannot mask"
+            )
+        karr = arr.reshape(dgeo.shape())
+        if detecting:
+            groups = self._detect(ds, karr, dgeo, groups, report, ids)
+        if self._hidden_bits(dgeo) and _has_hidden_bits(karr, dgeo):
+            self._fix_bits(karr, dgeo)
+            report.hidden_bits_cleared = True
+        elif not groups:
+            return  # decoded only to look for hidden bits, and there are none
+        report.regions = _apply(karr, groups, dgeo, planar=False, subsampled=False)
+        out_arr = karr.reshape(arr.shape)
+        if photometric != geo.photometric:
+            report.notes.append(f"photometric interpretation {geo.photometric} -> {photometric}")
+        ds.PhotometricInterpretation = photometric
+        if ts in REENCODERS and self._reencode(ds, ts, out_arr, report):
+            return
+        _write_native(ds, out_arr, photometric)
+        report.transfer_syntax_out = ExplicitVRLittleEndian
+        report.reencoded = True
+        if lossy:
+            self._mark_lossy(ds, ts)
+
+    @staticmethod
+    def _reencode(ds: pydicom.Dataset, ts: UID, arr: np.ndarray, report: PixelReport) -> bool:
+        """Compress back to ``ts`` losslessly; True only if the result decodes to ``arr``."""
+        from pydicom.pixels import get_decoder, get_encoder
+
+        plugin = REENCODERS[ts]
+        enc = get_encoder(ts)
+        if not enc.is_available or (plugin and plugin not in enc.available_plugins):
+            report.notes.append(f"no {ts.name} encoder installed; wrote Explicit VR Little Endian")
+            return False
+        saved = {
+            kw: ds[kw].value
+            for kw in ("PixelData", "PlanarConfiguration", "PhotometricInterpretation")
+            if kw in ds
+        }
+        saved_ts = ds.file_meta.get("TransferSyntaxUID")
+        try:
+            if "PlanarConfiguration" in ds:
+                ds.PlanarConfiguration = 0
+            ds.compress(ts, arr, encoding_plugin=plugin, generate_instance_uid=False)
+            back, _ = get_decoder(ts).as_array(ds, as_rgb=False, correct_unused_bits=False)
+            if back.dtype != arr.dtype or back.shape != arr.shape or not np.array_equal(back, arr):
+                raise ValueError("re-encoded pixels do not decode to the masked pixels")
+        except Exception as exc:
+            for kw, v in saved.items():
+                setattr(ds, kw, v)
+            if saved_ts is not None:
+                ds.file_meta.TransferSyntaxUID = saved_ts
+            first = (str(exc).splitlines() or [""])[0]
+            report.notes.append(
+                f"{ts.name} re-encode failed ({type(exc).__name__}: {first}); "
+                "wrote Explicit VR Little Endian"
+            )
+            return False
+        report.reencoded = True
+        report.transfer_syntax_out = ts
+        return True
+
+    @staticmethod
+    def _mark_lossy(ds: pydicom.Dataset, ts: UID) -> None:
+        """Keep the record that these pixels went through lossy compression (PS3.3 C.7.6.1.1.5)."""
+        if ts not in ALWAYS_LOSSY and str(ds.get("LossyImageCompression", "")) != "01":
+            return  # e.g. JPEG 2000 that the header says was lossless
+        ds.LossyImageCompression = "01"
+        if "LossyImageCompressionMethod" not in ds:
+            ds.LossyImageCompressionMethod = LOSSY_METHOD[ts]

@@ -1,0 +1,1 @@
+"""Burned-in text: the core's screen, the detector and identifier matching."""

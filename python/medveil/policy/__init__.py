@@ -1,0 +1,1 @@
+"""Policies: the PS3.15 tables, the TOML schema, keys and pseudonyms, HIPAA view."""

@@ -1,0 +1,1 @@
+"""Running over archives: inputs, the worker pool, records, Spark, the demo archive."""

@@ -1,0 +1,478 @@
+"""Archive conversion on Apache Spark: the same output as one machine, spread over a cluster.
+
+Spark lists the input files (a local folder or any Hadoop file system the session reads:
+``hdfs://``, ``s3a://``, ``abfs://``, ...) and reads their bytes on the executors. Each
+partition builds one :class:`~medveil.deid.Deidentifier` and sends every file through
+:func:`medveil.instance.clean_instance`, the pipeline the local run uses, so every file gets
+the same decision and the same output bytes. Keyed pseudonyms and UIDs need no shared state,
+so executors never talk to each other.
+
+Outputs are written by the executors themselves, atomically (temporary name, flushed to
+disk, renamed), under the same ``<pseudonym>/<study>/<series>/<sop>.dcm`` layout. A task
+that Spark retries or runs speculatively rewrites the same bytes under the same names.
+
+The secret: pass ``secret_file``, a path present on every node (read by each executor and
+never shipped), or ``secret`` bytes, which travel inside the task closure (never in the
+Spark configuration, never printed; but over Spark's RPC, encrypted only when
+``spark.network.crypto.enabled`` is on). See docs/spark.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import sqlite3
+import time
+import uuid
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from medveil.errors import MedveilError
+from medveil.policy.keys import Keyed, load_secret
+from medveil.policy.schema import Policy
+from medveil.run.archive import CATALOG_COLUMNS, RECORDS, RunSummary
+
+if TYPE_CHECKING:  # pyspark is an optional extra: `pip install medveil[spark]`
+    from pyspark.sql import DataFrame, SparkSession
+
+SUMMARY_COLUMNS = (
+    ("input_key", "TEXT"),
+    ("status", "TEXT"),
+    ("reason", "TEXT"),
+    ("output_path", "TEXT"),
+    ("size_in", "INTEGER"),
+    ("size_out", "INTEGER"),
+)
+# Outputs made durable together (one syncfs) per batch on an executor, like the local run.
+BATCH_FILES = 64
+BATCH_BYTES = 64 << 20
+# What one file costs, in bytes of reading, when Spark packs files into tasks.
+OPEN_COST = 1 << 20
+_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+# ---------------------------------------------------------------------------- outputs
+def is_local_uri(uri: str) -> bool:
+    """True for a plain path or a ``file:`` URI (written with os calls on each executor)."""
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
+
+
+def local_path(uri: str) -> Path:
+    """The local path of a plain path or ``file:`` URI (not %-decoded, as Hadoop prints it)."""
+    if uri.startswith("file://"):
+        return Path(uri[len("file://") :])
+    return Path(uri[len("file:") :] if uri.startswith("file:") else uri)
+
+
+class _LocalSink:
+    """Durable outputs on a file system every executor mounts at the same path."""
+
+    def __init__(self, root: Path) -> None:
+        from medveil.durable import BatchWriter
+
+        root.mkdir(parents=True, exist_ok=True)
+        self.batch = BatchWriter(root)
+        self.root = root
+        self.bytes = 0
+
+    def add(self, relpath: str, parts: Sequence[bytes]) -> None:
+        self.batch.add(self.root / relpath, parts)
+        self.bytes += sum(len(p) for p in parts)
+        if len(self.batch.pending) >= BATCH_FILES or self.bytes >= BATCH_BYTES:
+            self.commit()
+
+    def commit(self) -> None:
+        self.batch.commit()
+        self.bytes = 0
+
+    def abort(self) -> None:
+        self.batch.abort()
+
+
+def arrow_uri(uri: str) -> str:
+    """The URI pyarrow.fs understands for a Hadoop one (s3a:// and s3n:// are s3:// there)."""
+    scheme, sep, rest = uri.partition("://")
+    return f"s3://{rest}" if sep and scheme in ("s3a", "s3n") else uri
+
+
+class _ArrowSink:
+    """Outputs on a remote file system through pyarrow.fs (HDFS, S3, GCS, Azure)."""
+
+    def __init__(self, uri: str) -> None:
+        from pyarrow import fs as pafs
+
+        self.fs, self.root = pafs.FileSystem.from_uri(arrow_uri(uri))
+        # Object stores publish an object only when its upload completes, so a direct
+        # write is already atomic there; HDFS needs the temporary name and a rename.
+        self.rename = self.fs.type_name in ("hdfs", "local")
+
+    def add(self, relpath: str, parts: Sequence[bytes]) -> None:
+        final = f"{self.root.rstrip('/')}/{relpath}"
+        parent, name = final.rsplit("/", 1)
+        self.fs.create_dir(parent, recursive=True)
+        target = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp" if self.rename else final
+        try:
+            with self.fs.open_output_stream(target) as f:
+                for part in parts:
+                    f.write(part)
+            if self.rename:
+                self.fs.move(target, final)
+        except BaseException:
+            if self.rename:
+                with contextlib.suppress(Exception):
+                    self.fs.delete_file(target)
+            raise
+
+    def commit(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------- executors
+@dataclass(frozen=True)
+class _Job:
+    """What every partition needs; the secret is excluded from repr so it is never printed."""
+
+    policy: Policy
+    root: str
+    output: str
+    secret: bytes | None = field(default=None, repr=False)
+    secret_file: str | None = None
+
+
+def relative_name(path: str, root: str) -> str:
+    """The input's name as the local run stores it: its path relative to the input root."""
+    root = root.rstrip("/")
+    if path == root:  # the input is a single file
+        return path.rsplit("/", 1)[-1]
+    if path.startswith(root + "/"):
+        return path[len(root) + 1 :]
+    return path  # outside the root (a symlinked tree): the key still identifies it
+
+
+def _sink(output: str) -> _LocalSink | _ArrowSink:
+    return _LocalSink(local_path(output)) if is_local_uri(output) else _ArrowSink(output)
+
+
+def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ...]]:
+    """Executor task: clean each (path, content) row, write it, yield its result row."""
+    from medveil.engine.dataset import Deidentifier
+    from medveil.engine.instance import CleanResult, clean_instance
+    from medveil.run.archive import Item
+    from medveil.run.archive import _read as read_item
+
+    warnings.simplefilter("ignore")  # pydicom's warnings may quote header values (PHI)
+    logging.getLogger("pydicom").disabled = True
+    secret = job.secret if job.secret is not None else load_secret(job.secret_file)  # type: ignore[arg-type]
+    engine = Deidentifier(job.policy, secret)
+    keyed = Keyed(secret)
+    sink = _sink(job.output)
+    names = [n for n, _ in CATALOG_COLUMNS]
+    pending: list[tuple[object, ...]] = []
+    try:
+        for row in rows:
+            name = relative_name(row[0], job.root)
+            if len(row) > 1:  # bytes read by Spark (HDFS, object stores): a bytearray
+                result = clean_instance(engine, row[1] or b"", name)
+            else:  # a local/NFS input: read here into one buffer, as the local run does
+                try:
+                    raw = read_item(Item(name=name, path=str(local_path(row[0]))))
+                except OSError as exc:
+                    result = CleanResult("quarantined", f"cannot read: {exc.strerror}")
+                else:
+                    result = clean_instance(engine, raw, name)
+            status, reason, relpath, size_out = result.status, result.reason, "", 0
+            if status == "written":
+                try:
+                    sink.add(result.relpath, result.parts)
+                except OSError as exc:
+                    status, reason = "quarantined", f"cannot write: {exc.strerror or exc}"
+                else:
+                    relpath, size_out = result.relpath, result.size_out
+            catalog = [result.row[n] for n in names] if relpath else [None] * len(names)
+            actions = dict(result.actions) if relpath else {}
+            pixels = json.dumps(result.pixels) if relpath and result.pixels else None
+            key = keyed.path_token(name)
+            sizes = (result.size_in, size_out)
+            pending.append((key, status, reason, relpath, *sizes, *catalog, actions, pixels))
+            # Results are released only once their files are durable under final names.
+            if not sink_pending(sink):
+                yield from pending
+                pending.clear()
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    yield from pending
+
+
+def sink_pending(sink: _LocalSink | _ArrowSink) -> bool:
+    """True while a sink holds files not yet renamed to their final names."""
+    return isinstance(sink, _LocalSink) and bool(sink.batch.pending)
+
+
+# ---------------------------------------------------------------------------- driver
+def _schema() -> Any:
+    from pyspark.sql import types as T
+
+    kinds = {"TEXT": T.StringType(), "INTEGER": T.LongType(), "REAL": T.DoubleType()}
+    fields = [T.StructField(n, kinds[t], True) for n, t in SUMMARY_COLUMNS]
+    fields += [T.StructField(n, kinds[t], True) for n, t in CATALOG_COLUMNS]
+    fields.append(T.StructField("actions", T.MapType(T.StringType(), T.LongType()), True))
+    fields.append(T.StructField("pixels", T.StringType(), True))  # a pixels.jsonl line
+    return T.StructType(fields)
+
+
+def _qualify(spark: SparkSession, uri: str) -> tuple[str, bool]:
+    """The fully qualified URI Spark lists files under, and whether it is a single file."""
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    if not fs.exists(path):
+        raise MedveilError(f"{uri}: input not found")
+    return str(fs.makeQualified(path).toString()), bool(fs.getFileStatus(path).isFile())
+
+
+@contextlib.contextmanager
+def _file_partitioning(spark: SparkSession, partitions: int | None) -> Iterator[None]:
+    """Spark's file packing while the scan is planned: more files per task, `partitions`.
+
+    Spark packs files into tasks counting each as its size plus
+    ``spark.sql.files.openCostInBytes``, up to ``spark.sql.files.maxPartitionBytes``
+    (128 MB), so tasks hold about equal work whether files are many and small or few and
+    large. Its 4 MB open cost puts only ~28 CT slices in a task, where Spark's per-task cost
+    (~50 ms) is a third of the work: unless the session sets its own, 1 MB is used here.
+    ``partitions`` raises the minimum number of tasks.
+    """
+    wanted = {}
+    if spark.conf.get("spark.sql.files.openCostInBytes", None) is None:
+        wanted["spark.sql.files.openCostInBytes"] = str(OPEN_COST)
+    if partitions:
+        wanted["spark.sql.files.minPartitionNum"] = str(partitions)
+    before = {k: spark.conf.get(k, None) for k in wanted}
+    for k, v in wanted.items():
+        spark.conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
+
+
+def _check_output(output_uri: str, input_root: str, overwrite: bool) -> None:
+    if is_local_uri(output_uri):
+        out = local_path(output_uri).resolve()
+        if input_root.startswith("file:"):
+            src = local_path(input_root).resolve()
+            if out == src or src in out.parents:
+                raise MedveilError(f"{output_uri}: the output must not be the input or inside it")
+        if out.exists() and any(p.name != RECORDS for p in out.iterdir()) and not overwrite:
+            raise MedveilError(
+                f"{output_uri}: output folder is not empty (overwrite=True rewrites it; "
+                "the same inputs give the same files)"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    try:
+        from pyarrow import fs as pafs
+    except ImportError:
+        raise MedveilError(
+            f"{output_uri}: executors write non-local outputs through pyarrow.fs; install "
+            "pyarrow on every node, or write to a file system mounted on every node"
+        ) from None
+    try:
+        pafs.FileSystem.from_uri(arrow_uri(output_uri))
+    except Exception as exc:
+        raise MedveilError(f"{output_uri}: pyarrow cannot open this output ({exc})") from None
+
+
+def deidentify_archive(
+    spark: SparkSession,
+    input_uri: str,
+    output_uri: str,
+    *,
+    policy: Policy | None = None,
+    secret: bytes | None = None,
+    secret_file: str | None = None,
+    partitions: int | None = None,
+    sqlite: bool = False,
+    overwrite: bool = False,
+    spark_reads: bool | None = None,
+) -> DataFrame:
+    """De-identify every file under input_uri into output_uri on Spark; returns per-file results.
+
+    The returned DataFrame (cached) has one row per input file: ``input_key`` (the keyed
+    hash of its relative name, as the local run records it), ``status``
+    (written/skipped/quarantined), ``reason``, ``output_path`` (relative to output_uri),
+    ``size_in`` and ``size_out``. The catalog goes to ``OUTPUT/.medveil/catalog.parquet``,
+    the per-file results to ``OUTPUT/.medveil/inputs.parquet``; for a local output also
+    ``quarantine.jsonl`` and ``summary.json``, and with ``sqlite=True`` the local run's
+    ``catalog.sqlite`` (merged into an existing one). ``partitions`` asks Spark for at least
+    that many tasks (default: Spark's packing of the files, see _file_partitioning).
+    ``spark_reads``: Spark reads the file bytes (default for non-local inputs) or the Python
+    workers open the files themselves (default for local inputs).
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    policy = policy or Policy.default()
+    if secret is not None and secret_file is not None:
+        raise MedveilError("give either secret or secret_file, not both")
+    if secret is None and secret_file is None:
+        secret_file = policy.secret_file or None
+    if secret is not None:
+        Keyed(secret)  # checks the length here rather than on every executor
+        secret = bytes(secret)
+    elif secret_file is None:
+        raise MedveilError("a project secret is needed: secret_file (on every node) or secret")
+    elif os.path.exists(secret_file):
+        load_secret(secret_file)  # fail early on a bad file when the driver has it too
+    if sqlite and not is_local_uri(output_uri):
+        raise MedveilError("sqlite=True needs a local output; copy catalog.parquet instead")
+
+    root, single = _qualify(spark, input_uri)
+    if single and root.lower().endswith(_ARCHIVE_SUFFIXES):
+        raise MedveilError(
+            f"{input_uri}: Spark reads folders of files; unpack .zip/.tar archives first"
+        )
+    _check_output(output_uri, root, overwrite)
+    records = output_uri.rstrip("/") + "/" + RECORDS
+
+    t0 = time.perf_counter()
+    listing = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(input_uri)
+    with _file_partitioning(spark, partitions):
+        # The scan is planned here (partition boundaries are fixed once the RDD exists).
+        # Local inputs are read by the Python workers themselves: file bytes then never pass
+        # through the JVM heap and the JVM-to-Python pipe (less memory, less copying).
+        if spark_reads is None:
+            spark_reads = not root.startswith("file:")
+        columns = ["path", "content"] if spark_reads else ["path"]
+        rdd = listing.select(*columns).rdd
+    job = _Job(policy=policy, root=root, output=output_uri, secret=secret, secret_file=secret_file)
+    results = rdd.mapPartitions(functools.partial(clean_partition, job))
+    full = spark.createDataFrame(results, _schema()).persist(StorageLevel.MEMORY_AND_DISK)
+
+    # This job runs the de-identification, one task per input partition, and fills the
+    # cache. The record jobs then read the cache in a few large tasks: a Parquet writer and
+    # a commit per task would otherwise cost more than cleaning a partition's files.
+    full.count()
+    few = max(1, spark.sparkContext.defaultParallelism)
+    names = [n for n, _ in CATALOG_COLUMNS]
+    catalog = full.filter(F.col("status") == "written").select(*names, F.col("input_key"))
+    catalog = catalog.withColumnRenamed("input_key", "source_key").coalesce(few)
+    catalog.write.mode("overwrite").parquet(records + "/catalog.parquet")
+    summary_df = full.select(*[n for n, _ in SUMMARY_COLUMNS])
+    summary_df.coalesce(few).write.mode("overwrite").parquet(records + "/inputs.parquet")
+    summary = RunSummary()
+    quarantined: list[tuple[str, str]] = []
+    tally = full.select("input_key", "status", "reason", "size_in", "size_out", "actions")
+    for part in tally.coalesce(few).rdd.mapPartitions(_tally).collect():
+        summary.files_in += part.files_in
+        summary.written += part.written
+        summary.skipped += part.skipped
+        summary.quarantined += part.quarantined
+        summary.bytes_in += part.bytes_in
+        summary.bytes_out += part.bytes_out
+        summary.actions.update(part.actions)
+        quarantined.extend(part.quarantine)
+    summary.seconds = time.perf_counter() - t0
+    if is_local_uri(output_uri):
+        folder = local_path(output_uri) / RECORDS
+        _write_local_records(folder, sorted(quarantined), summary)
+        _write_pixel_log(folder / "pixels.jsonl", full.select("pixels").coalesce(few))
+        if sqlite:
+            merge_sqlite(folder / "catalog.sqlite", full)
+    return summary_df
+
+
+@dataclass
+class _Tally(RunSummary):
+    """One partition's counts, and its quarantined (input key, reason) pairs."""
+
+    quarantine: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _tally(rows: Iterable[Any]) -> Iterator[_Tally]:
+    """Executor task: count one partition's results (a single small object per partition)."""
+    t = _Tally()
+    for key, status, reason, size_in, size_out, actions in rows:
+        t.files_in += 1
+        t.bytes_in += size_in or 0
+        t.bytes_out += size_out or 0
+        if status == "written":
+            t.written += 1
+            t.actions.update(actions or {})
+        elif status == "skipped":
+            t.skipped += 1
+        else:
+            t.quarantined += 1
+            t.quarantine.append((key, reason))
+    yield t
+
+
+def _write_local_records(
+    folder: Path, quarantined: list[tuple[str, str]], summary: RunSummary
+) -> None:
+    """quarantine.jsonl and summary.json, as the local run writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "quarantine.jsonl.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for key, reason in quarantined:
+            f.write(json.dumps({"input": key, "reason": reason}) + "\n")
+    os.replace(tmp, folder / "quarantine.jsonl")
+    tmp = folder / "summary.json.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(dict(summary.to_json(), engine="spark"), f, indent=2)
+    os.replace(tmp, folder / "summary.json")
+
+
+def _write_pixel_log(path: Path, pixels: DataFrame) -> None:
+    """pixels.jsonl (what the pixel cleaner did per written file, no PHI) for `medveil qa`."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for (line,) in pixels.toLocalIterator():
+            if line:
+                f.write(line + "\n")
+    os.replace(tmp, path)
+
+
+def merge_sqlite(db_path: Path, full: DataFrame) -> None:
+    """Merge the run's results into a local catalog.sqlite with the local run's tables."""
+    names = [n for n, _ in CATALOG_COLUMNS]
+    db = sqlite3.connect(db_path, timeout=60)
+    try:
+        cols = ", ".join(f"{n} {t}" for n, t in CATALOG_COLUMNS)
+        db.execute(f"CREATE TABLE IF NOT EXISTS instances ({cols}, source_key TEXT)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS inputs"
+            " (source_key TEXT PRIMARY KEY, status TEXT, reason TEXT, size_in INTEGER)"
+        )
+        insert = (
+            f"INSERT INTO instances ({', '.join(names)}, source_key) VALUES "
+            f"({', '.join('?' * (len(names) + 1))})"
+        )
+        rows = full.select("input_key", "status", "reason", "size_in", *names).toLocalIterator()
+        for row in rows:
+            key, status, reason, size_in = row[0], row[1], row[2], row[3]
+            db.execute("DELETE FROM instances WHERE source_key = ?", (key,))
+            if status == "written":
+                db.execute(insert, [*row[4:], key])
+            db.execute(
+                "INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?)", (key, status, reason, size_in)
+            )
+        db.commit()
+    finally:
+        db.close()
