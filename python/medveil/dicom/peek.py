@@ -11,8 +11,11 @@ import struct
 
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName
+
+from medveil.dicom.pydicom_private import character_set, element
 
 _NUMBERS = {
     "US": struct.Struct("<H"),
@@ -58,14 +61,14 @@ def plain_value(elem: RawDataElement) -> object:
 
 def peek(ds: Dataset, tag: int, default: object = None) -> object:
     """The value of element `tag` (top level), decoded but not stored back into ds."""
-    elem = ds._dict.get(tag)
+    elem = element(ds, tag)
     if elem is None:
         return default
     if isinstance(elem, RawDataElement):
         value = plain_value(elem)
         if value is not _NOT_PLAIN:
             return value
-        elem = convert_raw_data_element(elem, encoding=ds._character_set, ds=ds)
+        elem = convert_raw_data_element(elem, encoding=character_set(ds), ds=ds)
     return elem.value
 
 
@@ -74,10 +77,10 @@ def peek_int(ds: Dataset, tag: int, default: int | None = None) -> int | None:
     value = peek(ds, tag)
     if value is None or value == "":
         return default
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0] if len(value) else default  # type: ignore[index,arg-type]
+    if isinstance(value, (list, tuple, MultiValue)):
+        value = value[0] if len(value) else default
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)  # type: ignore[call-overload]  # str, bytes, numbers: int() says
     except (TypeError, ValueError):
         return default
 
@@ -88,7 +91,7 @@ def raw_text(ds: Dataset, elem: RawDataElement) -> list[str] | None:
     Only for datasets with a single plain character set and values without ISO 2022
     escape sequences; otherwise None, and the caller lets pydicom decode.
     """
-    charsets = ds._character_set
+    charsets = character_set(ds)
     if isinstance(charsets, str):
         charsets = [charsets]
     value = elem.value
@@ -113,7 +116,7 @@ def decode_text(value: bytes, codec: str) -> list[str] | None:
 
 def peek_str(ds: Dataset, tag: int, default: str = "") -> str:
     """An element's value as text (multi-values joined by backslash), without converting ds."""
-    elem = ds._dict.get(tag)
+    elem = element(ds, tag)
     if elem is None:
         return default
     if isinstance(elem, RawDataElement) and elem.VR != "UN":
@@ -123,6 +126,6 @@ def peek_str(ds: Dataset, tag: int, default: str = "") -> str:
     value = peek(ds, tag)
     if value is None:
         return default
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)  # type: ignore[union-attr]
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join(str(v) for v in value)
     return str(value)

@@ -18,8 +18,10 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.uid import UID
 
 from medveil._version import __version__
+from medveil.dicom.pydicom_private import character_set, elements, raw_element
 from medveil.errors import DicomInputError
 
 LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
@@ -52,7 +54,7 @@ def fast_write_parts(ds: Dataset) -> tuple[list[bytes], int]:
     ts = meta.TransferSyntaxUID
     implicit, little = ts.is_implicit_VR, ts.is_little_endian
     if ds.original_encoding != (implicit, little) or (
-        ds.original_character_set != ds._character_set
+        ds.original_character_set != character_set(ds)
     ):
         raise DicomInputError("encoding changed: the fast writer only copies like for like")
     if ts.is_deflated:
@@ -61,7 +63,8 @@ def fast_write_parts(ds: Dataset) -> tuple[list[bytes], int]:
         raise DicomInputError("no conformant file meta: use the generic writer")
     # The original preamble may hide data: it is never copied.
     parts: list[bytes] = [b"\x00" * 128 + b"DICM" + encode_file_meta(meta)]
-    big: list[tuple[int, bytes]] = []  # (index in parts, value kept as is)
+    # (index in parts, value kept as is: large values stay views of the input, never copied)
+    big: list[tuple[int, bytes | bytearray | memoryview]] = []
     size = len(parts[0])
     pixel_at = -1
     end = "<" if little else ">"
@@ -69,13 +72,14 @@ def fast_write_parts(ds: Dataset) -> tuple[list[bytes], int]:
     short_len = struct.Struct(end + "H")
     long_len = struct.Struct(end + "L")
     encoding = ds.get("SpecificCharacterSet", "iso8859")
-    d = ds._dict
+    d = elements(ds)
     for tag in sorted(d):
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are not written (PS3.5 7.2)
         elem = d[tag]
         if tag == PIXEL_DATA:
             pixel_at = size
+        value: bytes | bytearray | memoryview | None
         if isinstance(elem, RawDataElement):
             value = elem.value
         elif (
@@ -86,34 +90,33 @@ def fast_write_parts(ds: Dataset) -> tuple[list[bytes], int]:
         ):
             # Decoded binary values (new pixel data) are written as the bytes they are.
             value = elem.value
-            elem = RawDataElement(
-                tag, elem.VR, len(value or b""), value, 0, implicit, little, True, False
-            )
+            elem = raw_element(tag, elem.VR, len(value), value, implicit=implicit, little=little)
         else:
             value = None
+        vr = elem.VR or ""
         if (
             isinstance(elem, RawDataElement)
             and isinstance(value, (bytes, bytearray, memoryview))
             and elem.length != _UNDEFINED
             # pydicom resolves UN to the dictionary VR when writing: let it.
-            and (implicit or (elem.VR is not None and len(elem.VR) == 2 and elem.VR != "UN"))
-            and (implicit or elem.VR in LONG_VRS or len(value) <= 0xFFFF)
+            and (implicit or (len(vr) == 2 and vr != "UN"))
+            and (implicit or vr in LONG_VRS or len(value) <= 0xFFFF)
         ):
             parts.append(tag_fmt.pack(tag >> 16, tag & 0xFFFF))
             if implicit:
                 parts.append(long_len.pack(len(value)))
                 size += 8
-            elif elem.VR in LONG_VRS:
-                parts.append(elem.VR.encode("ascii") + b"\x00\x00" + long_len.pack(len(value)))
+            elif vr in LONG_VRS:
+                parts.append(vr.encode("ascii") + b"\x00\x00" + long_len.pack(len(value)))
                 size += 12
             else:
-                parts.append(elem.VR.encode("ascii") + short_len.pack(len(value)))
+                parts.append(vr.encode("ascii") + short_len.pack(len(value)))
                 size += 8
             if len(value) >= BIG_VALUE:
                 big.append((len(parts), value))
                 parts.append(b"")
             else:
-                parts.append(value)
+                parts.append(bytes(value))
             size += len(value)
             continue
         scratch = DicomBytesIO()
@@ -127,7 +130,7 @@ def fast_write_parts(ds: Dataset) -> tuple[list[bytes], int]:
     start = 0
     for index, value in big:
         chunks.append(b"".join(parts[start:index]))
-        chunks.append(value)
+        chunks.append(value)  # type: ignore[arg-type]  # a view: written as is, never copied
         start = index + 1
     chunks.append(b"".join(parts[start:]))
     return [c for c in chunks if c], pixel_at
@@ -201,7 +204,7 @@ def prepare_meta(ds: Dataset) -> None:
     both writers then produce the same bytes (pydicom alone would convert only the
     elements something happened to read).
     """
-    for tag, elem in list(ds._dict.items()):
+    for tag, elem in list(elements(ds).items()):
         if isinstance(elem, RawDataElement) and elem.VR == "UN":
             ds[tag]
     meta = ds.file_meta
@@ -219,5 +222,5 @@ def prepare_meta(ds: Dataset) -> None:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     # medveil wrote this file: the source's software identity does not travel with it, and
     # a file gets the same meta whether it arrived as a file or over the network.
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
