@@ -13,6 +13,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from medveil.dicom.peek import peek_int
+from medveil.dicom.strict import StructureError, check_structure
 from medveil.dicom.writer import fast_write_parts, prepare_meta
 from medveil.errors import DicomInputError
 
@@ -52,12 +53,18 @@ class _BufferReader(io.RawIOBase):
         return self._pos
 
 
-def read_dataset(src: str | os.PathLike[str] | io.BytesIO | bytearray, name: str) -> Dataset:
+def read_dataset(
+    src: str | os.PathLike[str] | io.BytesIO | bytearray, name: str, *, strict: bool = True
+) -> Dataset:
     """Read a DICOM file fully, with a clear error naming the file when it is not DICOM.
 
-    A bytearray is read without copying its large values: they stay views of it, and the
-    pixel cleaner may change it in place.
+    With ``strict`` (the default) the file's structure is validated first
+    (:func:`medveil.dicom.strict.check_structure`): a damaged file raises StructureError
+    and is never read tolerantly. A bytearray is read without copying its large values:
+    they stay views of it, and the pixel cleaner may change it in place.
     """
+    if strict:
+        validate(src, name)
     if isinstance(src, bytearray):
         src = _BufferReader(src)  # type: ignore[assignment]
     try:
@@ -87,6 +94,27 @@ def read_dataset(src: str | os.PathLike[str] | io.BytesIO | bytearray, name: str
         ds.file_meta = FileMetaDataset()
     check_pixel_length(ds, name)
     return ds
+
+
+def validate(src: str | os.PathLike[str] | io.BytesIO | bytearray | bytes, name: str) -> None:
+    """Raise StructureError (naming ``name``) unless the file's structure is consistent."""
+    try:
+        if isinstance(src, io.BytesIO):
+            data: bytes | bytearray | memoryview = src.getbuffer()
+        elif isinstance(src, (bytes, bytearray)):
+            data = src
+        else:
+            with open(src, "rb") as fh:
+                data = fh.read()
+    except OSError as exc:
+        raise DicomInputError(f"{name}: cannot read: {exc}") from None
+    try:
+        check_structure(data)
+    except StructureError as exc:
+        raise StructureError(f"{name}: {exc}") from None
+    finally:
+        if isinstance(data, memoryview):
+            data.release()  # a BytesIO cannot be resized while a view of it is alive
 
 
 def check_pixel_length(ds: Dataset, name: str) -> None:

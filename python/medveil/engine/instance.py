@@ -18,6 +18,7 @@ from medveil.crypto.vault.capture import identity_of, read_originals
 from medveil.crypto.vault.embed import OriginalsEmbedder
 from medveil.dicom.io import read_dataset, write_fast_or_generic
 from medveil.dicom.peek import peek_int, peek_str
+from medveil.dicom.strict import check_structure
 from medveil.engine.dataset import Deidentifier, DeidReport
 from medveil.engine.generalize import age_band
 from medveil.engine.postcheck import identity_terms, post_check
@@ -183,6 +184,9 @@ def _clean_raw(
 ) -> CleanResult | str:
     """clean_instance through the raw-byte engine; why not, when the file needs the Dataset one."""
     size_in = len(raw)
+    damaged = _damaged(raw)
+    if damaged is not None:
+        return damaged
     try:
         try:
             out = raw_engine_of(engine).apply(raw, name)
@@ -193,6 +197,19 @@ def _clean_raw(
         return _written(out.final, out.parts, out.report, size_in, "raw")  # type: ignore[arg-type]
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
         return _quarantined(exc, size_in)
+
+
+def _damaged(raw: bytes | bytearray | memoryview) -> CleanResult | None:
+    """A quarantine result when the file's structure is inconsistent, before any engine.
+
+    Neither engine may read a damaged file tolerantly: a length that overruns swallows
+    the elements after it, and a tolerant reader then releases what it swallowed.
+    """
+    try:
+        check_structure(raw)
+    except Exception as exc:
+        return _quarantined(exc, len(raw))
+    return None
 
 
 def _written(
@@ -254,12 +271,17 @@ def clean_instance(
         return CleanResult("skipped", "not DICOM", size_in)
     declined = "raw-byte engine off" if not USE_RAW_ENGINE else "vault capture"
     if USE_RAW_ENGINE and not capture_identity and embed is None:
-        done = _clean_raw(engine, raw, name)
+        done = _clean_raw(engine, raw, name)  # validates the structure first
         if isinstance(done, CleanResult):
             return done
         declined = done
+    else:
+        damaged = _damaged(raw)
+        if damaged is not None:
+            return damaged
     try:
-        ds = read_dataset(raw if isinstance(raw, bytearray) else io.BytesIO(raw), "input")
+        src = raw if isinstance(raw, bytearray) else io.BytesIO(raw)
+        ds = read_dataset(src, "input", strict=False)  # validated above
         if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
             raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
         terms = identity_terms(ds)

@@ -1,0 +1,409 @@
+"""Strict structural validation of a Part 10 file, before any engine reads it.
+
+A tolerant reader repairs what it cannot follow, and a repair can hide data: a value whose
+length runs past the end swallows the elements after it (the patient's name among them),
+an item delimiter inside a defined-length item ends the item early for one reader and not
+for another. Every file is checked here first; any inconsistency is a
+:class:`StructureError` (a quarantine), so a tolerant parse is never on the path to a
+released file. What counts as inconsistent:
+
+* a value, item or sequence running past its container's end, a truncated element header
+  or file (bytes after the last element that are not an element);
+* a delimiter where it does not belong (a sequence delimiter in a defined-length sequence,
+  an item delimiter in a defined-length item, a delimiter with a non-zero length), a
+  sequence or undefined-length item without its delimiter, a non-item in a sequence;
+* a file meta group length that is not the meta's exact length, or a data set group length
+  ``(gggg,0000)`` that runs past its container (a stale one that only disagrees with its
+  group is common in real files and hides nothing: every reader here walks the elements);
+* an undefined length where the VR forbids it (only SQ, UN and encapsulated Pixel Data
+  may have one), an odd value length, a VR that is not a VR, the same tag twice;
+* a deflated data set that does not inflate exactly (bytes after the stream other than
+  zero padding or the stream's own CRC/size trailer).
+
+An Explicit VR data set whose first element is Implicit VR encoded (a known writer bug)
+is validated as Implicit VR throughout, which is how pydicom reads it; a mix is damage.
+
+Little-endian data sets go through the core's element scanner
+(``medveil._core.scan_elements``); its rows are then checked for what it tolerates. Big
+endian data sets, and files the scanner stops on for a reason that is not damage by itself
+(elements out of order), are walked here in Python with the same rules.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from functools import lru_cache
+
+import numpy as np
+from pydicom.datadict import dictionary_VR
+
+from medveil._core import scan_elements
+from medveil.errors import DicomInputError
+
+__all__ = ["StructureError", "check_structure", "dataset_offset", "inflate_dataset"]
+
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+_DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_PIXEL_DATA = 0x7FE00010
+_MAX_DEPTH = 64
+_SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split())
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UR UT SV UV UN".split())
+_VRS = _SHORT_VRS | _LONG_VRS
+
+
+class StructureError(DicomInputError):
+    """The file's structure is inconsistent: it is quarantined, never read tolerantly."""
+
+
+def _fail(why: str, at: int | None = None) -> StructureError:
+    where = f" at byte {at}" if at is not None else ""
+    return StructureError(f"structurally damaged: {why}{where}")
+
+
+@lru_cache(maxsize=1)
+def _sq_tags() -> np.ndarray:
+    """Every tag the data dictionary makes a sequence (for Implicit VR scans), sorted."""
+    from pydicom.datadict import DicomDictionary
+
+    tags = sorted(t for t, entry in DicomDictionary.items() if entry[0] == "SQ")
+    return np.array(tags, dtype=np.uint32)
+
+
+def _dict_vr(tag: int) -> str:
+    """The dictionary VR of a tag ('UN' when unknown; the first of 'OB or OW')."""
+    if tag >> 16 & 1:
+        return "LO" if 0x0010 <= tag & 0xFFFF <= 0x00FF else "UN"
+    try:
+        return dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        return "UN"
+
+
+def dataset_offset(data: bytes | bytearray | memoryview) -> tuple[int, int, str | None]:
+    """(meta start, data set start, transfer syntax) of a file; StructureError if damaged.
+
+    The file meta (group 0002, Explicit VR Little Endian) follows the 128-byte preamble
+    and ``DICM``, or starts the file when there is no preamble. Its group length, when
+    present, must be its exact length.
+    """
+    pos = 132 if len(data) >= 132 and bytes(data[128:132]) == b"DICM" else 0
+    start = pos
+    if len(data) - pos < 8 or bytes(data[pos : pos + 2]) != b"\x02\x00":
+        if pos:
+            raise _fail("no file meta after the preamble", pos)
+        return 0, 0, None
+    w = _Walker(data, little=True, explicit=True)
+    declared = None
+    ts = None
+    while pos + 8 <= len(data) and bytes(data[pos : pos + 2]) == b"\x02\x00":
+        tag, _, length, vstart = w.header(pos, len(data))
+        if length == _UNDEFINED:
+            raise _fail("undefined length in the file meta", pos)
+        end = vstart + length
+        if end > len(data):
+            raise _fail("file meta value runs past the end", pos)
+        if length % 2:
+            raise _fail("odd value length in the file meta", pos)
+        if tag == 0x00020000:
+            if pos != start or length != 4:
+                raise _fail("misplaced file meta group length", pos)
+            declared = vstart + 4 + struct.unpack_from("<I", data, vstart)[0]
+        elif tag == 0x00020010:
+            ts = bytes(data[vstart:end]).rstrip(b"\x00 ").decode("ascii", "replace")
+        pos = end
+    if declared is not None and declared != pos:
+        raise _fail("file meta group length is not the length of the file meta", start)
+    return start, pos, ts
+
+
+def _guess_syntax(data: bytes | bytearray | memoryview, pos: int) -> str:
+    """The transfer syntax of a data set without file meta, as pydicom guesses it."""
+    head = bytes(data[pos : pos + 6])
+    explicit = len(head) == 6 and head[4:6] in _SHORT_VRS | _LONG_VRS
+    # Data sets start with a low group: the byte order that reads it smaller is the one.
+    little = int.from_bytes(head[:2], "little") <= int.from_bytes(head[:2], "big")
+    if explicit:
+        return _EXPLICIT_LE if little else _EXPLICIT_BE
+    return _IMPLICIT_LE
+
+
+def inflate_dataset(data: bytes | bytearray | memoryview, pos: int) -> bytes:
+    """The inflated data set of a deflated file from ``pos``; StructureError unless exact."""
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = d.decompress(bytes(data[pos:]))
+        out += d.flush()
+    except zlib.error:
+        raise _fail("deflated data set does not inflate", pos) from None
+    if not d.eof:
+        raise _fail("deflated data set is cut short", pos)
+    rest = d.unused_data
+    # Some writers append the zlib (Adler-32) or gzip (CRC-32, size) trailer: no payload.
+    trailers = (
+        zlib.adler32(out).to_bytes(4, "big"),
+        zlib.crc32(out).to_bytes(4, "little") + (len(out) & 0xFFFFFFFF).to_bytes(4, "little"),
+    )
+    if rest.strip(b"\x00") and not any(
+        rest.startswith(t) and not rest[len(t) :].strip(b"\x00") for t in trailers
+    ):
+        raise _fail("bytes after the deflated data set", len(data) - len(rest))
+    return out
+
+
+def check_structure(data: bytes | bytearray | memoryview) -> str:
+    """Raise StructureError unless the whole file is structurally consistent; its syntax.
+
+    Returns the transfer syntax the data set was validated under.
+    """
+    _, pos, ts = dataset_offset(data)
+    if ts is None:
+        ts = _guess_syntax(data, pos)
+    if ts in _DEFLATED:
+        buf: bytes | bytearray | memoryview = inflate_dataset(data, pos)
+        pos, little, implicit = 0, True, False
+    else:
+        buf = data
+        little, implicit = ts != _EXPLICIT_BE, ts == _IMPLICIT_LE
+    if not implicit and len(buf) - pos >= 6 and bytes(buf[pos + 4 : pos + 6]) not in _VRS:
+        # Implicit VR under an Explicit VR syntax, as pydicom reads it (encapsulated
+        # pixel data then comes without a VR too).
+        _Walker(buf, little=little, explicit=False, fragments=True).top(pos)
+        return ts
+    if little:
+        _check_le(buf, pos, implicit)
+    else:
+        _Walker(buf, little=False, explicit=True).top(pos)
+    return ts
+
+
+def _check_le(buf: bytes | bytearray | memoryview, pos: int, implicit: bool) -> None:
+    """The core scanner's verdict on a little-endian data set, plus what it tolerates."""
+    rows, stop, error = scan_elements(buf, pos, len(buf), implicit, _sq_tags())
+    if error is not None:
+        if error in ("elements out of order", "unknown VR"):
+            # Not damage by itself (pydicom sorts), or a VR to name: walk it for the verdict.
+            _Walker(buf, little=True, explicit=not implicit).top(pos)
+            return
+        raise _fail(error, int(stop))
+    _check_rows(buf, rows, implicit)
+
+
+def _check_rows(buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit: bool) -> None:
+    """Odd lengths, delimiters, item extents and group lengths the scanner lets through."""
+    if not len(rows):
+        return
+    tags = rows[:, 0]
+    is_elem = tags >= 0
+    lengths = rows[:, 4]
+    defined = is_elem & (lengths != _UNDEFINED)
+    odd = defined & (lengths % 2 == 1)
+    if odd.any():
+        i = int(np.flatnonzero(odd)[0])
+        raise _fail("odd value length", int(rows[i, 2]))
+    if implicit:
+        opened = is_elem & (rows[:, 6] >= 0) & (lengths == _UNDEFINED)
+        for i in np.flatnonzero(opened):
+            if _dict_vr(int(tags[i])) not in ("SQ", "UN"):
+                raise _fail("undefined length outside a sequence", int(rows[i, 2]))
+    # Undefined-length sequences end with a delimiter whose length must be zero.
+    for i in np.flatnonzero(is_elem & (rows[:, 6] >= 0) & (lengths == _UNDEFINED)):
+        end = int(rows[i, 5])
+        if struct.unpack_from("<I", buf, end - 4)[0] != 0:
+            raise _fail("sequence delimiter with a length", end - 8)
+    items = np.flatnonzero(~is_elem).tolist()
+    groups = np.flatnonzero(is_elem & ((tags & 0xFFFF) == 0)).tolist()
+    if items or groups:
+        table = rows.tolist()  # plain ints: the loops below index it element by element
+        _check_items(buf, table, items)
+        _check_group_lengths(buf, table, groups)
+
+
+def _check_items(
+    buf: bytes | bytearray | memoryview, rows: list[list[int]], items: list[int]
+) -> None:
+    """Each defined-length item is filled exactly by its elements (no early delimiter)."""
+    n = len(rows)
+    for i in items:
+        _, undefined, start, end, nelems, _, _, d = rows[i]
+        if undefined:
+            if struct.unpack_from("<I", buf, end - 4)[0] != 0:
+                raise _fail("item delimiter with a length", end - 8)
+            continue
+        last = start + 8
+        j, seen = i + 1, 0
+        while seen < nelems and j < n:
+            if rows[j][0] >= 0 and rows[j][7] == d:
+                last = rows[j][5]
+                seen += 1
+            j += 1
+        if last != end:
+            raise _fail("item delimiter inside a defined-length item", last)
+
+
+def _check_group_lengths(
+    buf: bytes | bytearray | memoryview, rows: list[list[int]], groups: list[int]
+) -> None:
+    """A group length element must equal the bytes of its group's other elements."""
+    for i in groups:
+        _, _, start, vstart, length, end, _, d = rows[i]
+        if length != 4:
+            raise _fail("group length is not 4 bytes", start)
+        declared = struct.unpack_from("<I", buf, vstart)[0]
+        # The container's end: the enclosing item's, or the data set's.
+        limit = len(buf)
+        for j in range(i - 1, -1, -1):
+            row = rows[j]
+            if row[0] < 0 and row[7] == d:
+                limit = row[3]
+                break
+        if declared > limit - end:
+            raise _fail("group length runs past its container", start)
+
+
+class _Walker:
+    """The same rules in Python, for any byte order and VR encoding (the slow path)."""
+
+    def __init__(
+        self,
+        buf: bytes | bytearray | memoryview,
+        *,
+        little: bool,
+        explicit: bool,
+        fragments: bool = False,
+    ) -> None:
+        self.buf = buf
+        self.e = "<" if little else ">"
+        self.explicit = explicit
+        # Encapsulated Pixel Data in an Implicit VR data set (see check_structure).
+        self.implicit_fragments = fragments
+
+    def header(self, pos: int, end: int) -> tuple[int, str, int, int]:
+        """(tag, VR, length, value start) of the element at pos; StructureError if cut."""
+        if end - pos < 8:
+            raise _fail("truncated element header", pos)
+        g, e = struct.unpack_from(self.e + "HH", self.buf, pos)
+        tag = g << 16 | e
+        if g == 0xFFFE or not self.explicit:
+            length = struct.unpack_from(self.e + "I", self.buf, pos + 4)[0]
+            return tag, "" if g == 0xFFFE else _dict_vr(tag), length, pos + 8
+        code = bytes(self.buf[pos + 4 : pos + 6])
+        if code in _SHORT_VRS:
+            return (
+                tag,
+                code.decode(),
+                struct.unpack_from(self.e + "H", self.buf, pos + 6)[0],
+                pos + 8,
+            )
+        if code in _LONG_VRS:
+            if end - pos < 12:
+                raise _fail("truncated element header", pos)
+            if bytes(self.buf[pos + 6 : pos + 8]) != b"\x00\x00":
+                raise _fail("reserved bytes of an element header are not zero", pos)
+            length = struct.unpack_from(self.e + "I", self.buf, pos + 8)[0]
+            return tag, code.decode(), length, pos + 12
+        raise _fail("unknown VR", pos)
+
+    def top(self, pos: int) -> None:
+        """Validate the data set from pos to the end of the buffer."""
+        self.elements(pos, len(self.buf), 0, in_item=False)
+
+    def elements(self, pos: int, end: int, depth: int, *, in_item: bool) -> int:
+        """Elements up to end (or an item delimiter when in_item); returns where they stop."""
+        if depth > _MAX_DEPTH:
+            raise _fail("sequences nested too deep", pos)
+        seen: set[int] = set()
+        while pos < end:
+            tag, vr, length, vstart = self.header(pos, end)
+            if tag == _ITEM_END:
+                if not in_item:
+                    raise _fail("item delimiter outside an undefined-length item", pos)
+                if length:
+                    raise _fail("item delimiter with a length", pos)
+                return pos + 8
+            if tag >> 16 == 0xFFFE:
+                raise _fail("delimiter or item where an element belongs", pos)
+            if tag in seen:
+                raise _fail("the same element twice", pos)
+            seen.add(tag)
+            if tag & 0xFFFF == 0:
+                if length != 4 or vstart + 4 > end:
+                    raise _fail("group length is not 4 bytes", pos)
+                declared = struct.unpack_from(self.e + "I", self.buf, vstart)[0]
+                if declared > end - vstart - 4:
+                    raise _fail("group length runs past its container", pos)
+            un_seq = vr == "UN" and length == _UNDEFINED
+            if length == _UNDEFINED and tag == _PIXEL_DATA and self.implicit_fragments:
+                pos = self.fragments(vstart, end)
+                continue
+            if vr == "SQ" or un_seq or (not self.explicit and length == _UNDEFINED):
+                if length == _UNDEFINED and vr not in ("SQ", "UN"):
+                    raise _fail("undefined length outside a sequence", pos)
+                inner = _Walker(
+                    self.buf,
+                    little=self.e == "<",
+                    explicit=self.explicit and not un_seq,
+                    fragments=self.implicit_fragments,
+                )
+                pos = inner.items(vstart, length, end, depth + 1)
+                continue
+            if length == _UNDEFINED:
+                if tag != _PIXEL_DATA or not self.explicit:
+                    raise _fail("undefined length outside a sequence", pos)
+                pos = self.fragments(vstart, end)
+                continue
+            if length > end - vstart:
+                raise _fail("value runs past the end", pos)
+            if length % 2:
+                raise _fail("odd value length", pos)
+            pos = vstart + length
+        if in_item:
+            raise _fail("item without delimiter", pos)
+        return pos
+
+    def items(self, pos: int, length: int, end: int, depth: int) -> int:
+        """The items of a sequence value from pos; returns where the sequence ends."""
+        undefined = length == _UNDEFINED
+        if not undefined and length > end - pos:
+            raise _fail("sequence runs past the end", pos)
+        stop = end if undefined else pos + length
+        while pos < stop:
+            tag, _, ilen, vstart = self.header(pos, stop)
+            if tag == _SEQ_END:
+                if not undefined:
+                    raise _fail("sequence delimiter in a defined-length sequence", pos)
+                if ilen:
+                    raise _fail("sequence delimiter with a length", pos)
+                return pos + 8
+            if tag != _ITEM:
+                raise _fail("not an item in a sequence", pos)
+            if ilen == _UNDEFINED:
+                pos = self.elements(vstart, stop, depth, in_item=True)
+            else:
+                if ilen > stop - vstart:
+                    raise _fail("item runs past its sequence", pos)
+                iend = vstart + ilen
+                if self.elements(vstart, iend, depth, in_item=False) != iend:
+                    raise _fail("item delimiter inside a defined-length item", pos)
+                pos = iend
+        if undefined:
+            raise _fail("sequence without delimiter", pos)
+        return pos
+
+    def fragments(self, pos: int, end: int) -> int:
+        """Encapsulated Pixel Data: fragment items up to the sequence delimiter."""
+        while end - pos >= 8:
+            g, e, length = struct.unpack_from(self.e + "HHI", self.buf, pos)
+            tag = g << 16 | e
+            if tag == _SEQ_END:
+                if length:
+                    raise _fail("sequence delimiter with a length", pos)
+                return pos + 8
+            if tag != _ITEM or length == _UNDEFINED or length > end - pos - 8:
+                raise _fail("malformed encapsulated pixel data", pos)
+            pos += 8 + length
+        raise _fail("encapsulated pixel data without delimiter", pos)
