@@ -65,15 +65,16 @@ def read_dataset(
     """
     if strict:
         validate(src, name)
-    if isinstance(src, bytearray):
-        src = _BufferReader(src)  # type: ignore[assignment]
+    fh: str | os.PathLike[str] | io.BytesIO | _BufferReader = (
+        _BufferReader(src) if isinstance(src, bytearray) else src
+    )
     try:
-        ds = pydicom.dcmread(src, force=False)
+        ds = pydicom.dcmread(fh, force=False)  # type: ignore[arg-type]
     except pydicom.errors.InvalidDicomError:
         try:
-            if isinstance(src, (io.BytesIO, _BufferReader)):
-                src.seek(0)
-            ds = pydicom.dcmread(src, force=True)
+            if isinstance(fh, (io.BytesIO, _BufferReader)):
+                fh.seek(0)
+            ds = pydicom.dcmread(fh, force=True)  # type: ignore[arg-type]
         except Exception as exc:
             raise DicomInputError(f"{name}: not a DICOM file ({exc})") from None
         if len(ds._dict) == 0 or (not hasattr(ds, "SOPClassUID") and not hasattr(ds, "PatientID")):
@@ -123,7 +124,7 @@ def check_pixel_length(ds: Dataset, name: str) -> None:
     pydicom returns whatever bytes a truncated file still has; a short PixelData is the
     usual sign of an interrupted copy, and cleaning such a file cannot be trusted.
     """
-    elem = ds._dict.get(0x7FE00010)
+    elem = ds.get_item(0x7FE00010)
     ts = getattr(ds.file_meta, "TransferSyntaxUID", None)
     if elem is None or (ts is not None and ts.is_compressed):
         return

@@ -207,11 +207,11 @@ def _check_rows(buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit:
         raise _fail("odd value length", int(rows[i, 2]))
     if implicit:
         opened = is_elem & (rows[:, 6] >= 0) & (lengths == _UNDEFINED)
-        for i in np.flatnonzero(opened):
+        for i in np.flatnonzero(opened).tolist():
             if _dict_vr(int(tags[i])) not in ("SQ", "UN"):
                 raise _fail("undefined length outside a sequence", int(rows[i, 2]))
     # Undefined-length sequences end with a delimiter whose length must be zero.
-    for i in np.flatnonzero(is_elem & (rows[:, 6] >= 0) & (lengths == _UNDEFINED)):
+    for i in np.flatnonzero(is_elem & (rows[:, 6] >= 0) & (lengths == _UNDEFINED)).tolist():
         end = int(rows[i, 5])
         if struct.unpack_from("<I", buf, end - 4)[0] != 0:
             raise _fail("sequence delimiter with a length", end - 8)
