@@ -5,9 +5,13 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from medveil.errors import BudgetExceededError, MedveilError
 from medveil.privacy import dp
 
@@ -112,3 +116,94 @@ def test_concurrent_processes_never_overspend(tmp_path: Path) -> None:
     units = con.execute("SELECT SUM(units) FROM dp_ledger").fetchone()[0]
     con.close()
     assert units == 10**12
+
+
+# --- charges round up; failing queries charge nothing ----------------------------------
+
+
+@pytest.mark.parametrize("eps", [1e-15, 3e-16, 1e-18, 5e-324, 1e-13])
+def test_tiny_epsilon_is_never_free(eps: float) -> None:
+    b = dp.PrivacyBudget(1.0)
+    b.charge(eps, "tiny")
+    assert b.spent >= 1e-12  # rounded up to one accounting unit, not down to 0
+    assert b.ledger()[0].epsilon >= eps
+
+
+def test_released_tiny_epsilon_count_is_charged() -> None:
+    """A release at epsilon 1e-15 (scale 1e15, within the core's 2^52) costs something."""
+    b = dp.PrivacyBudget(1.0)
+    dp.noisy_count(3, 1e-15, budget=b, rng=dp.insecure_rng(3))
+    assert b.spent == 1e-12
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1e-300, max_value=1e6, allow_nan=False, allow_infinity=False))
+def test_charge_covers_the_noise_epsilon(eps: float) -> None:
+    """What is charged (exact units) is never below what the noise is calibrated to, and
+    never below the decimal the user typed."""
+    units = dp._units_up(eps)
+    charged = Fraction(units, dp._UNIT)
+    assert charged >= dp._noise_epsilon(eps)
+    assert charged >= Fraction(repr(eps))
+    assert units >= 1
+    # The scale a count uses covers the charged epsilon: sensitivity / scale <= charge.
+    if eps >= 1e-14:
+        assert Fraction(1) / Fraction(dp.count_scale(1, eps)) <= charged
+
+
+def test_decimal_charges_add_up_exactly() -> None:
+    b = dp.PrivacyBudget(0.3)
+    b.charge(0.1)
+    b.charge(0.2)  # 0.1 + 0.2 is 0.3 in decimals, whatever the floats say
+    assert b.remaining == 0.0
+    with pytest.raises(BudgetExceededError):
+        b.charge(1e-20)
+
+
+def test_total_stored_before_decimal_accounting_still_opens(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    dp.PrivacyBudget(1.0, path)
+    con = sqlite3.connect(path)
+    # A catalog written by the float accounting stored floor(0.3 * 1e12) = 299999999999.
+    con.execute("UPDATE dp_budget SET total_units = 299999999999")
+    con.commit()
+    con.close()
+    assert dp.PrivacyBudget(0.3, path).total == pytest.approx(0.3)
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        lambda b: dp.noisy_count(NAN, 0.5, budget=b),
+        lambda b: dp.noisy_count(2.5, 0.5, budget=b),
+        lambda b: dp.noisy_count(3, 1e-20, budget=b),  # scale over the core's 2^52
+        lambda b: dp.noisy_sum([1.0, NAN], 0.0, 1.0, 0.5, budget=b),
+        lambda b: dp.noisy_sum([1.0], 0.0, NAN, 0.5, budget=b),
+        lambda b: dp.noisy_sum([1e308] * 4, 0.0, 1.7e308, 0.5, budget=b),  # sum beyond a double
+        lambda b: dp.noisy_mean([1.0, NAN], 0.0, 2.0, 0.5, budget=b),
+        lambda b: dp.noisy_mean([1.0], 0.0, float("inf"), 0.5, budget=b),
+        lambda b: dp.noisy_mean([1.0], 0.0, 2.0, 1e-30, budget=b),
+        lambda b: dp.add_laplace([1.0, NAN], 1.0, 0.5, budget=b),
+        lambda b: dp.add_laplace([1e300], 1.0, 0.5, budget=b),  # the core would clamp it
+        lambda b: dp.add_laplace([1.0], 1.0, 1e-300, budget=b),
+    ],
+)
+def test_a_failing_query_charges_nothing(query: Any) -> None:
+    b = dp.PrivacyBudget(1.0)
+    with pytest.raises(ValueError):
+        query(b)
+    assert b.spent == 0 and b.ledger() == []
+
+
+def test_the_same_queries_with_good_inputs_are_charged() -> None:
+    b = dp.PrivacyBudget(10.0)
+    rng = dp.insecure_rng(4)
+    dp.noisy_count(3, 0.5, budget=b, rng=rng)
+    dp.noisy_sum([1.0, 2.0], 0.0, 2.0, 0.5, budget=b, rng=rng)
+    dp.noisy_mean([1.0, 2.0], 0.0, 2.0, 0.5, budget=b, rng=rng)
+    out = dp.add_laplace([1e200], 1.0, 0.5, budget=b, rng=rng)
+    assert out[0] == pytest.approx(1e200)  # large but within the grid: released as it is
+    assert b.spent == 2.0

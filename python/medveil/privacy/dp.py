@@ -24,10 +24,15 @@ Two kinds of noise:
   could otherwise exceed the sensitivity the noise was calibrated for.
 
 The privacy unit is the patient: callers reduce data to one contribution per patient (or a
-stated cap per patient, which multiplies the sensitivity) before noise is added; the
-``medveil stats`` command does so. Every release is charged to a :class:`PrivacyBudget`
-first; the budget of a cohort lives in its catalog (SQLite), so separate runs and processes
-together cannot spend more than its total.
+stated cap per patient, which multiplies the sensitivity) before noise is added;
+:mod:`medveil.privacy.stats` does so for ``medveil stats``. Every release is validated
+first (NaN, bounds, scales and values beyond what the core or a double holds raise
+``ValueError``), then charged to a :class:`PrivacyBudget`, then released: a query that
+fails costs nothing, and one that is charged cannot fail afterwards. Charges are exact
+(integer units of 1e-12, rounded up, so no positive epsilon is free); a float epsilon
+counts as the decimal it prints as, and noise is calibrated to no more than that. The
+budget of a cohort lives in its catalog (SQLite), so separate runs and processes together
+cannot spend more than its total.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import operator
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -44,7 +51,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -75,7 +82,10 @@ __all__ = [
 #: The grid is the smallest power of two >= scale / GRANULARITY_PARAM.
 GRANULARITY_PARAM = 2.0**40
 
-Rng = _core.noise.Rng
+if TYPE_CHECKING:
+    Rng = Any  # the compiled core ships no type stubs
+else:
+    Rng = _core.noise.Rng
 
 _rng_lock = threading.Lock()
 _rng: Rng | None = None
@@ -106,6 +116,41 @@ def _check_positive(name: str, x: float) -> float:
     return x
 
 
+#: An epsilon: a float (read as the decimal it prints as) or an exact Fraction.
+Epsilon = float | Fraction
+
+
+def _decimal(eps: Epsilon, name: str = "epsilon") -> Fraction:
+    """The exact value an epsilon stands for: a Fraction as it is, a float as the shortest
+    decimal that prints as it (0.1 is 1/10, what was typed), so ten charges of 0.1 are 1."""
+    if isinstance(eps, Fraction):
+        if not eps > 0:
+            raise ValueError(f"{name} must be positive, got {eps}")
+        return eps
+    return Fraction(repr(_check_positive(name, eps)))
+
+
+def _noise_epsilon(eps: Epsilon) -> Fraction:
+    """The epsilon noise is calibrated to: the smaller of the float and its decimal, so a
+    release never loses more privacy than the budget charges for it (see _units_up)."""
+    if isinstance(eps, Fraction):
+        return _decimal(eps)
+    x = _check_positive("epsilon", eps)
+    return min(Fraction(x), Fraction(repr(x)))
+
+
+def _check_count(count: Any) -> int:
+    """An exact integer count; NaN, infinities and fractions fail here, before any charge."""
+    try:
+        return operator.index(count)
+    except TypeError:
+        pass
+    x = float(count)
+    if not (math.isfinite(x) and x.is_integer()):
+        raise ValueError(f"a count must be a finite integer, got {x!r}")
+    return int(x)
+
+
 def _rational(scale: float | Fraction) -> tuple[int, int]:
     if isinstance(scale, Fraction):
         if scale <= 0:
@@ -119,8 +164,16 @@ def _rational(scale: float | Fraction) -> tuple[int, int]:
 def _ceil_double(x: Fraction) -> float:
     """The smallest double >= x: a scale a hair below the exact one would be less private
     (float sums and quotients round to nearest, e.g. 1 + 2^-53 == 1.0)."""
+    if x > _MAX_DOUBLE:
+        raise ValueError("the noise scale is above the largest double; use a larger epsilon")
     d = float(x)
-    return d if Fraction(d) >= x else math.nextafter(d, math.inf)
+    d = d if Fraction(d) >= x else math.nextafter(d, math.inf)
+    if not math.isfinite(d):
+        raise ValueError("the noise scale is above the largest double; use a larger epsilon")
+    return d
+
+
+_MAX_DOUBLE = Fraction(sys.float_info.max)
 
 
 def granularity(scale: float) -> float:
@@ -129,19 +182,24 @@ def granularity(scale: float) -> float:
 
 
 def calibrated_scale(
-    sensitivity: float, epsilon: float, *, coordinates: int = 1
+    sensitivity: float, epsilon: Epsilon, *, coordinates: int = 1
 ) -> tuple[float, float]:
     """Return (scale, g): the Laplace scale (sensitivity + coordinates * g) / epsilon and
     its grid g, for values of which one individual changes at most `coordinates`."""
     sensitivity = _check_positive("sensitivity", sensitivity)
-    epsilon = _check_positive("epsilon", epsilon)
+    eps = _noise_epsilon(epsilon)
     if int(coordinates) < 1:
         raise ValueError("coordinates must be >= 1")
-    k = _core.noise.grid_exponent(sensitivity / epsilon)
+    # The grid is a power of two near 2^-40 of the scale; any such choice is private.
+    fe = float(epsilon)
+    ratio = sensitivity / fe if fe > 0.0 else math.inf
+    if not math.isfinite(ratio):
+        raise ValueError("sensitivity / epsilon is above the largest double")
+    k = _core.noise.grid_exponent(ratio)
     g = math.ldexp(1.0, k)
     # Each rounded coordinate may move by up to g more than the value itself.
     extra = Fraction(g) * int(coordinates)
-    scale = _ceil_double((Fraction(sensitivity) + extra) / Fraction(epsilon))
+    scale = _ceil_double((Fraction(sensitivity) + extra) / eps)
     # The grid stays the one chosen for sensitivity / epsilon (the extra is ~2^-40 of it).
     return scale, g
 
@@ -184,11 +242,22 @@ def add_laplace(
     scale, g = calibrated_scale(sensitivity, epsilon, coordinates=max(1, x.size))
     if not np.isfinite(x).all():
         raise ValueError("values contain NaN or inf; clean or clamp them before adding noise")
+    k = math.frexp(g)[1] - 1  # g is exactly 2^k
+    # The core clamps values to 2^1000 grid steps: a larger one would come back wrong.
+    limit = math.ldexp(1.0, min(1023, _GRID_CLAMP_STEPS_LOG2 + k))
+    if x.size and float(np.max(np.abs(x))) > limit:
+        raise ValueError(
+            f"a value is above {limit:g}, the largest the noise grid of this scale holds; "
+            "clamp or rescale the values"
+        )
     if budget is not None:
         budget.charge(epsilon, label)
-    k = math.frexp(g)[1] - 1  # g is exactly 2^k
     out = _core.noise.laplace_on_grid(rng or default_rng(), x, scale, k)
     return out.reshape(np.shape(values))
+
+
+#: laplace_on_grid clamps rounded values to +-2^1000 grid steps (cpp/src/noise).
+_GRID_CLAMP_STEPS_LOG2 = 1000
 
 
 def laplace_interval(scale: float, confidence: float = 0.95) -> float:
@@ -210,9 +279,21 @@ def discrete_laplace_interval(scale: float, confidence: float = 0.95) -> int:
     return int(w)
 
 
+def count_scale(sensitivity: int, epsilon: Epsilon) -> float:
+    """The discrete Laplace scale of a count: the smallest double >= sensitivity / epsilon,
+    checked against the core's limits (a ValueError here, before any charge)."""
+    sens = _check_count(sensitivity)
+    if sens < 1:
+        raise ValueError("sensitivity of a count is a positive integer")
+    # Rounded up to a double: a hair more noise, never less.
+    scale = _ceil_double(Fraction(sens) / _noise_epsilon(epsilon))
+    _rational(scale)  # an unusable scale must fail before the budget is charged
+    return scale
+
+
 def noisy_count(
     count: int,
-    epsilon: float,
+    epsilon: Epsilon,
     *,
     sensitivity: int = 1,
     budget: PrivacyBudget | None = None,
@@ -220,21 +301,54 @@ def noisy_count(
     rng: Rng | None = None,
 ) -> int:
     """Release an integer count (each patient changes it by <= sensitivity) with exact noise."""
-    if int(sensitivity) < 1:
-        raise ValueError("sensitivity of a count is a positive integer")
-    epsilon = _check_positive("epsilon", epsilon)
-    # Rounded up to the next double: a hair more noise, never less.
-    scale = math.nextafter(int(sensitivity) / epsilon, math.inf)
-    _rational(scale)  # an unusable scale must fail before the budget is charged
+    n = _check_count(count)
+    scale = count_scale(sensitivity, epsilon)
     if budget is not None:
         budget.charge(epsilon, label)
-    return int(count) + int(discrete_laplace(scale, rng=rng))
+    return n + int(discrete_laplace(scale, rng=rng))
+
+
+@dataclass(frozen=True)
+class PreparedSums:
+    """Exact sums rounded to their noise grid and checked: releasing them cannot fail."""
+
+    steps: list[int]
+    grid: float
+    step_scale: float
+
+
+def prepare_exact_sums(
+    sums: Sequence[Fraction | float | int],
+    sensitivity: float,
+    epsilon: Epsilon,
+    *,
+    coordinates: int = 1,
+) -> PreparedSums:
+    """Round exact sums to the grid and check every limit, so a release after the charge
+    cannot fail: NaN, a scale or a sum beyond what a double or the core holds raise here."""
+    scale, g = calibrated_scale(sensitivity, epsilon, coordinates=coordinates)
+    gf = Fraction(g)
+    steps = [round(Fraction(v) / gf) for v in sums]  # Fraction(NaN) raises ValueError
+    step_scale = scale / g  # exact: g is a power of two
+    _rational(step_scale)
+    # The core refuses noise beyond 2^53 steps, so every output is below this bound.
+    if steps and (max(abs(n) for n in steps) + 2**53) * gf > _MAX_DOUBLE:
+        raise ValueError("a sum is too large to release as a double; clamp the values")
+    return PreparedSums(steps, g, step_scale)
+
+
+def release_sums(prepared: PreparedSums, *, rng: Rng | None = None) -> list[float]:
+    """Add the noise to prepared sums: (grid steps + noise) exactly, rounded once."""
+    gf = Fraction(prepared.grid)
+    steps = prepared.steps
+    noise = discrete_laplace(prepared.step_scale, len(steps), rng=rng) if steps else []
+    return [float((n + int(y)) * gf) for n, y in zip(steps, noise, strict=True)]
 
 
 def noisy_exact_sums(
-    sums: Sequence[Fraction],
+    sums: Sequence[Fraction | float | int],
     sensitivity: float,
-    epsilon: float,
+    epsilon: Epsilon,
     *,
     coordinates: int = 1,
     rng: Rng | None = None,
@@ -246,16 +360,29 @@ def noisy_exact_sums(
     the usual bound); one individual may change `coordinates` of the sums by `sensitivity`
     in total. The result (grid steps + noise) is exact and rounded once to a double.
     """
-    scale, g = calibrated_scale(sensitivity, epsilon, coordinates=coordinates)
-    gf = Fraction(g)
-    steps = [round(Fraction(v) / gf) for v in sums]
-    noise = discrete_laplace(scale / g, len(steps), rng=rng) if steps else []
-    return [float((n + int(y)) * gf) for n, y in zip(steps, noise, strict=True)]
+    prepared = prepare_exact_sums(sums, sensitivity, epsilon, coordinates=coordinates)
+    return release_sums(prepared, rng=rng)
+
+
+def _check_bounds(lower: float, upper: float) -> tuple[float, float]:
+    """Finite bounds with lower < upper (as floats), or ValueError."""
+    lo, hi = float(lower), float(upper)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"bounds need finite lower < upper, got [{lo}, {hi}]")
+    return lo, hi
+
+
+def _clamped(values: Any, lower: float, upper: float) -> Any:
+    """values as a flat float array clamped to [lower, upper]; NaN raises ValueError."""
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    if np.isnan(x).any():
+        raise ValueError("values contain NaN; drop or impute them before a release")
+    return np.clip(x, lower, upper)
 
 
 def _centre(lower: float, upper: float) -> tuple[float, float]:
     """(mid, bound): a double mid and the smallest double >= |x - mid| on [lower, upper]."""
-    mid = (lower + upper) / 2.0
+    mid = lower / 2.0 + upper / 2.0  # (lower + upper) / 2 overflows near the largest double
     lo, hi, m = Fraction(lower), Fraction(upper), Fraction(mid)
     return mid, _ceil_double(max(hi - m, m - lo))
 
@@ -271,17 +398,16 @@ def noisy_sum(
     rng: Rng | None = None,
 ) -> float:
     """Release the sum of per-patient values clamped to [lower, upper] (one value per patient)."""
-    lower, upper = float(lower), float(upper)
-    if not lower < upper:
-        raise ValueError("lower must be below upper")
-    x = np.clip(np.asarray(values, dtype=np.float64).reshape(-1), lower, upper)
+    lower, upper = _check_bounds(lower, upper)
+    x = _clamped(values, lower, upper)
     # Adding or removing a patient changes the clamped sum by at most max(|lower|, |upper|).
-    sensitivity = max(abs(lower), abs(upper)) or (upper - lower)
-    calibrated_scale(sensitivity, epsilon)  # bad parameters fail before the charge
+    sensitivity = max(abs(lower), abs(upper))
+    exact = sum((Fraction(v) for v in x.tolist()), Fraction(0))
+    # Everything that can fail does so before the charge: nothing is spent on an error.
+    prepared = prepare_exact_sums([exact], sensitivity, epsilon)
     if budget is not None:
         budget.charge(epsilon, label)
-    exact = sum((Fraction(v) for v in x.tolist()), Fraction(0))
-    return noisy_exact_sums([exact], sensitivity, epsilon, rng=rng)[0]
+    return release_sums(prepared, rng=rng)[0]
 
 
 def noisy_mean(
@@ -296,18 +422,19 @@ def noisy_mean(
 ) -> float:
     """Release the mean of per-patient values clamped to [lower, upper]: epsilon/2 each for
     a centred noisy sum and a noisy count, their ratio clamped to the bounds."""
-    lower, upper = float(lower), float(upper)
-    if not lower < upper:
-        raise ValueError("lower must be below upper")
-    epsilon = _check_positive("epsilon", epsilon)
-    if budget is not None:
-        budget.charge(epsilon, label)
-    x = np.clip(np.asarray(values, dtype=np.float64).reshape(-1), lower, upper)
+    lower, upper = _check_bounds(lower, upper)
+    half = _noise_epsilon(epsilon) / 2  # exact halves: together never above the charge
+    x = _clamped(values, lower, upper)
     # Centring makes one patient move the sum by at most half the range, not max(|bound|).
     mid, bound = _centre(lower, upper)
-    exact = sum((Fraction(v) for v in (x - mid).tolist()), Fraction(0))
-    s = noisy_exact_sums([exact], bound, epsilon / 2.0, rng=rng)[0]
-    n = noisy_count(len(x), epsilon / 2.0, rng=rng)
+    fmid = Fraction(mid)
+    exact = sum((Fraction(v) - fmid for v in x.tolist()), Fraction(0))
+    prepared = prepare_exact_sums([exact], bound, half)
+    n_scale = count_scale(1, half)
+    if budget is not None:
+        budget.charge(epsilon, label)
+    s = release_sums(prepared, rng=rng)[0]
+    n = len(x) + int(discrete_laplace(n_scale, rng=rng))
     if n <= 0:
         return mid
     return min(upper, max(lower, mid + s / n))
@@ -328,9 +455,7 @@ def noisy_value(
     per image would let anyone average it away. Pass ``rng=keyed_rng(secret, patient, tag,
     value)`` so every copy of one value gets the same noise (one release, epsilon once).
     """
-    lower, upper = float(lower), float(upper)
-    if not lower < upper:
-        raise ValueError(f"noise bounds need lower < upper, got [{lower}, {upper}]")
+    lower, upper = _check_bounds(lower, upper)
     v = float(value)
     if math.isnan(v):
         raise ValueError("cannot add noise to NaN")
@@ -359,22 +484,28 @@ def keyed_rng(secret: bytes, *context: str) -> Rng:
 
 # --- privacy budget ---------------------------------------------------------------------
 
-# Epsilons are accounted in integer units of 1e-12, so sums are exact. A charge rounds up
-# to the next unit, except that a value within 1e-15 of a unit counts as that unit: the
-# float 0.1 is 0.1000000000000000055..., and ten charges of 0.1 must spend exactly 1.0.
-# (The most a release can be under-charged that way is 1e-15.) Totals round down.
+# Epsilons are accounted in integer units of 1e-12, so sums are exact. An epsilon given
+# as a float stands for the decimal it prints as (the float 0.1 is 1/10, what was typed),
+# so ten charges of 0.1 spend exactly 1.0; the noise of every release is calibrated to the
+# smaller of the float and that decimal (_noise_epsilon), never to more than is charged.
+# A charge rounds up to the next unit, so any positive epsilon costs at least 1e-12 (none
+# is ever free); totals round down.
 _UNIT = 10**12
 
 
-def _units_up(eps: float) -> int:
-    exact = Fraction(eps) * _UNIT
-    nearest = round(exact)
-    if abs(exact - nearest) <= Fraction(1, 1000):
-        return int(nearest)
-    return math.ceil(exact)
+def _units_up(eps: Epsilon) -> int:
+    """The charge of eps in units, rounded up: >= 1 for every positive epsilon."""
+    return math.ceil(_decimal(eps) * _UNIT)
 
 
-def _units_down(eps: float) -> int:
+def _units_down(eps: Epsilon) -> int:
+    """A total in units, rounded down."""
+    return math.floor(_decimal(eps, "total_epsilon") * _UNIT)
+
+
+def _legacy_units_down(eps: float) -> int:
+    """How totals were stored before decimals: floor of the float (kept so old catalogs
+    still accept the total they were created with)."""
     return math.floor(Fraction(eps) * _UNIT)
 
 
@@ -407,7 +538,7 @@ class PrivacyBudget:
         self.name = name
         self._path = Path(path) if path is not None else None
         self._lock = threading.Lock()
-        self._mem: list[LedgerEntry] = []
+        self._mem: list[tuple[LedgerEntry, int]] = []  # (entry, units charged)
         if total_epsilon is not None:
             _check_positive("total_epsilon", total_epsilon)
         if self._path is None:
@@ -440,7 +571,12 @@ class PrivacyBudget:
                 )
             else:
                 self._total_units = int(row[0])
-                if total_epsilon is not None and _units_down(total_epsilon) != self._total_units:
+                given = (
+                    set()
+                    if total_epsilon is None
+                    else {_units_down(total_epsilon), _legacy_units_down(total_epsilon)}
+                )
+                if given and self._total_units not in given:
                     raise MedveilError(
                         f"privacy budget '{name}' in {self._path} has total epsilon "
                         f"{self._total_units / _UNIT:g}, not {total_epsilon:g}; a cohort's total "
@@ -471,7 +607,7 @@ class PrivacyBudget:
 
     def _spent_units(self, con: sqlite3.Connection | None = None) -> int:
         if self._path is None:
-            return sum(_units_up(e.epsilon) for e in self._mem)
+            return sum(u for _, u in self._mem)
         assert con is not None
         row = con.execute(
             "SELECT COALESCE(SUM(units), 0) FROM dp_ledger WHERE name = ?", (self.name,)
@@ -492,15 +628,14 @@ class PrivacyBudget:
         """Epsilon still available."""
         return max(0.0, self.total - self.spent)
 
-    def charge(self, epsilon: float, label: str = "release") -> None:
+    def charge(self, epsilon: Epsilon, label: str = "release") -> None:
         """Charge epsilon for one release, or raise BudgetExceededError and charge nothing."""
-        epsilon = _check_positive("epsilon", epsilon)
         units = _units_up(epsilon)
         if self._path is None:
             with self._lock:
                 spent = self._spent_units()
                 self._refuse_if_over(spent, units, epsilon, label)
-                self._mem.append(LedgerEntry(time.time(), epsilon, label))
+                self._mem.append((LedgerEntry(time.time(), units / _UNIT, label), units))
             return
         with self._transaction() as con:
             spent = self._spent_units(con)
@@ -510,11 +645,11 @@ class PrivacyBudget:
                 (self.name, units, label, time.time()),
             )
 
-    def _refuse_if_over(self, spent: int, units: int, epsilon: float, label: str) -> None:
+    def _refuse_if_over(self, spent: int, units: int, epsilon: Epsilon, label: str) -> None:
         if spent + units > self._total_units:
             left = max(0, self._total_units - spent) / _UNIT
             raise BudgetExceededError(
-                f"query '{label}' needs epsilon {epsilon:g} but only {left:g} of the total "
+                f"query '{label}' needs epsilon {float(epsilon):g} but only {left:g} of the total "
                 f"{self.total:g} is left (spent {spent / _UNIT:g}); nothing was released. "
                 "Ask with a smaller epsilon, or accept that this cohort's budget is used up."
             )
@@ -523,23 +658,26 @@ class PrivacyBudget:
         """Every charge so far, oldest first."""
         if self._path is None:
             with self._lock:
-                return list(self._mem)
+                return [e for e, _ in self._mem]
         with self._transaction() as con:
             rows = con.execute(
                 "SELECT at, units, label FROM dp_ledger WHERE name = ? ORDER BY id", (self.name,)
             ).fetchall()
         return [LedgerEntry(float(a), int(u) / _UNIT, str(lab)) for a, u, lab in rows]
 
-    def charge_all(self, parts: Sequence[tuple[float, str]]) -> None:
+    def charge_all(self, parts: Sequence[tuple[Epsilon, str]]) -> None:
         """Charge several releases atomically: all of them or none."""
-        total = math.fsum(e for e, _ in parts)
+        total = sum((_decimal(e) for e, _ in parts), Fraction(0))
         if self._path is None:
             with self._lock:
                 need = sum(_units_up(e) for e, _ in parts)
                 self._refuse_if_over(
                     self._spent_units(), need, total, "+".join(s for _, s in parts)
                 )
-                self._mem.extend(LedgerEntry(time.time(), e, s) for e, s in parts)
+                self._mem.extend(
+                    (LedgerEntry(time.time(), _units_up(e) / _UNIT, s), _units_up(e))
+                    for e, s in parts
+                )
             return
         with self._transaction() as con:
             need = sum(_units_up(e) for e, _ in parts)
