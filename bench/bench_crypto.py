@@ -2,6 +2,9 @@
 
 Run: python bench/bench_crypto.py [--repeat 9] [--age-mib 1024] [--no-age] [--markdown]
 
+The primitive part ends with a summary: medveil/OpenSSL per operation (seal, open, raw
+ChaCha20), size (1 MiB, 64 MiB) and backend, against both OpenSSLs.
+
 Method (the machine is shared, so single timings are noisy):
 - the one-thread primitives are timed in CPU time of their process (every competitor is
   single-threaded; on the shared 2-core machine wall time mostly measures the other
@@ -67,10 +70,14 @@ for line in sys.stdin:
     if size not in bufs:
         bufs[size] = (bytearray(size), bytearray(size + 16), bytearray(size + 64))
     data, out, out2 = bufs[size]
+    if op == "open":
+        aead.encrypt_into(nonce, data, None, out)
     t = time.process_time()
     for _ in range(calls):
         if op == "seal":
             aead.encrypt_into(nonce, data, None, out)
+        elif op == "open":
+            aead.decrypt_into(nonce, out, None, data)
         else:
             Cipher(algorithms.ChaCha20(key, bytes(4) + nonce), None).encryptor().update_into(
                 data, out2
@@ -190,8 +197,50 @@ def report(title: str, comps: list[Competitor], base: Competitor, markdown: bool
             )
 
 
+# (operation, size, backend) -> (ratio to openssl, ratio to openssl-avx2 or None)
+SUMMARY: dict[tuple[str, int, str], tuple[float, float | None]] = {}
+
+
+def run_op(
+    label: str,
+    size: int,
+    mine: Callable[[], None],
+    theirs: Callable[[], None],
+    check: Callable[[], None],
+    helper_op: Callable[[], float] | None,
+    repeat: int,
+    markdown: bool,
+) -> None:
+    """Time `mine` on every backend against OpenSSL (and the masked OpenSSL), and report."""
+    calls = max(1, (64 * MIB) // size)
+    comps: list[Competitor] = []
+    for b in _core.dispatch.available():
+        fn = with_backend(b, timed(mine, calls))
+        fn()
+        check()  # the output of this backend's call equals OpenSSL's
+        comps.append(Competitor(f"medveil {b}", fn, size))
+    base = Competitor("openssl", timed(theirs, calls), size)
+    comps.append(base)
+    masked = Competitor("openssl-avx2", helper_op, size) if helper_op is not None else None
+    if masked is not None:
+        comps.append(masked)
+    interleave(comps, repeat)
+    report(f"{label}, {size // MIB} MiB, one thread", comps, base, markdown)
+    if masked is not None:
+        report("  ... relative to openssl-avx2", comps, masked, markdown)
+    for c in comps:
+        if c.name.startswith("medveil "):
+            r = float(np.median(np.asarray(base.times) / np.asarray(c.times)))
+            r2 = (
+                float(np.median(np.asarray(masked.times) / np.asarray(c.times)))
+                if masked is not None
+                else None
+            )
+            SUMMARY[(label, size, c.name.removeprefix("medveil "))] = (r, r2)
+
+
 def bench_primitives(repeat: int, markdown: bool, helper: Helper | None) -> None:
-    """AEAD seal and raw ChaCha20 at 1 MiB and 64 MiB, every backend vs OpenSSL."""
+    """AEAD seal and open and raw ChaCha20 at 1 MiB and 64 MiB, every backend vs OpenSSL."""
     aead = ChaCha20Poly1305(KEY)
     for size in (MIB, 64 * MIB):
         calls = max(1, (64 * MIB) // size)
@@ -199,26 +248,38 @@ def bench_primitives(repeat: int, markdown: bool, helper: Helper | None) -> None
         out_m = bytearray(size + 16)
         out_o = bytearray(size + 16)
         aead.encrypt_into(NONCE, data, None, out_o)
-        seal: list[Competitor] = []
-        for b in _core.dispatch.available():
-            fn = with_backend(
-                b, timed(lambda d=data, o=out_m: crypto.seal_into(KEY, NONCE, d, o), calls)
-            )
-            fn()
-            assert out_m == out_o, f"medveil {b} seal differs from OpenSSL"
-            seal.append(Competitor(f"medveil {b}", fn, size))
-        base = Competitor(
-            "openssl",
-            timed(lambda d=data, o=out_o: aead.encrypt_into(NONCE, d, None, o), calls),
+        sealed = bytes(out_o)
+
+        def seal_check(m: bytearray = out_m, o: bytearray = out_o) -> None:
+            assert m == o, "medveil seal differs from OpenSSL"
+
+        run_op(
+            "ChaCha20-Poly1305 seal",
             size,
+            lambda d=data, o=out_m: crypto.seal_into(KEY, NONCE, d, o),
+            lambda d=data, o=out_o: aead.encrypt_into(NONCE, d, None, o),
+            seal_check,
+            helper.op("seal", size, calls) if helper is not None else None,
+            repeat,
+            markdown,
         )
-        seal.append(base)
-        if helper is not None:
-            seal.append(Competitor("openssl-avx2", helper.op("seal", size, calls), size))
-        interleave(seal, repeat)
-        report(f"ChaCha20-Poly1305 seal, {size // MIB} MiB, one thread", seal, base, markdown)
-        if helper is not None:
-            report("  ... relative to openssl-avx2", seal, seal[-1], markdown)
+
+        plain_m = bytearray(size)
+        plain_o = bytearray(size)
+
+        def open_check(m: bytearray = plain_m, d: bytes = data) -> None:
+            assert m == d, "medveil open differs from the plaintext"
+
+        run_op(
+            "ChaCha20-Poly1305 open",
+            size,
+            lambda c=sealed, o=plain_m: crypto.open_into(KEY, NONCE, c, o),
+            lambda c=sealed, o=plain_o: aead.decrypt_into(NONCE, c, None, o),
+            open_check,
+            helper.op("open", size, calls) if helper is not None else None,
+            repeat,
+            markdown,
+        )
 
         xo = bytearray(size + 64)
         xm = bytearray(size)
@@ -228,22 +289,44 @@ def bench_primitives(repeat: int, markdown: bool, helper: Helper | None) -> None
             Cipher(algorithms.ChaCha20(KEY, n), None).encryptor().update_into(d, o)
 
         openssl_xor()
-        raw: list[Competitor] = []
-        for b in _core.dispatch.available():
-            fn = with_backend(
-                b, timed(lambda d=data, o=xm: crypto.chacha20_xor_into(KEY, NONCE, d, o), calls)
-            )
-            fn()
-            assert xm == xo[:size], f"medveil {b} ChaCha20 differs from OpenSSL"
-            raw.append(Competitor(f"medveil {b}", fn, size))
-        base = Competitor("openssl", timed(openssl_xor, calls), size)
-        raw.append(base)
-        if helper is not None:
-            raw.append(Competitor("openssl-avx2", helper.op("xor", size, calls), size))
-        interleave(raw, repeat)
-        report(f"ChaCha20 (raw keystream XOR), {size // MIB} MiB, one thread", raw, base, markdown)
-        if helper is not None:
-            report("  ... relative to openssl-avx2", raw, raw[-1], markdown)
+
+        def xor_check(m: bytearray = xm, o: bytearray = xo, n: int = size) -> None:
+            assert m == o[:n], "medveil ChaCha20 differs from OpenSSL"
+
+        run_op(
+            "ChaCha20 (raw keystream XOR)",
+            size,
+            lambda d=data, o=xm: crypto.chacha20_xor_into(KEY, NONCE, d, o),
+            openssl_xor,
+            xor_check,
+            helper.op("xor", size, calls) if helper is not None else None,
+            repeat,
+            markdown,
+        )
+    print_summary(markdown)
+
+
+def print_summary(markdown: bool) -> None:
+    """medveil / OpenSSL per operation, size and backend (median of per-repetition ratios)."""
+    print("\nSummary: medveil / OpenSSL (>1: medveil faster), median per-repetition ratio")
+    backends = sorted({k[2] for k in SUMMARY}, key=_core.dispatch.available().index)
+    head = ["operation", "size"] + [f"{b} / openssl" for b in backends]
+    head += [f"{b} / openssl-avx2" for b in backends]
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+    else:
+        print("  " + "  ".join(f"{h:>22}" for h in head))
+    for label, size in dict.fromkeys((k[0], k[1]) for k in SUMMARY):
+        cells = [label, f"{size // MIB} MiB"]
+        cells += [f"{SUMMARY[(label, size, b)][0]:.2f}x" for b in backends]
+        for b in backends:
+            r2 = SUMMARY[(label, size, b)][1]
+            cells.append("-" if r2 is None else f"{r2:.2f}x")
+        if markdown:
+            print("| " + " | ".join(cells) + " |")
+        else:
+            print("  " + "  ".join(f"{c:>22}" for c in cells))
 
 
 def bench_age(mib: int, repeat: int, markdown: bool, where: str | None) -> None:

@@ -21,7 +21,7 @@ void bind_dispatch(py::module_& m) {
     d.def("set_backend", [](const std::string& name) {
             medveil::set_backend(medveil::backend_from_name(name));
         },
-        py::arg("name"), "Force a backend ('scalar' or 'avx2') for all kernels.");
+        py::arg("name"), "Force a backend ('scalar', 'avx2' or 'avx512') for all kernels.");
     d.def("cpu", [] {
             const auto& f = medveil::cpu_features();
             py::dict out;
@@ -31,6 +31,9 @@ void bind_dispatch(py::module_& m) {
             out["fma"] = f.fma;
             out["bmi2"] = f.bmi2;
             out["avx512f"] = f.avx512f;
+            out["avx512vl"] = f.avx512vl;
+            out["avx512bw"] = f.avx512bw;
+            out["avx512ifma"] = f.avx512ifma;
             return out;
         },
         "CPU features as the processor and OS report them.");

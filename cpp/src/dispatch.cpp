@@ -11,6 +11,7 @@ const char* backend_name(Backend b) noexcept {
     switch (b) {
         case Backend::scalar: return "scalar";
         case Backend::avx2: return "avx2";
+        case Backend::avx512: return "avx512";
     }
     return "unknown";
 }
@@ -18,8 +19,9 @@ const char* backend_name(Backend b) noexcept {
 Backend backend_from_name(const std::string& name) {
     if (name == "scalar" || name == "portable") return Backend::scalar;
     if (name == "avx2") return Backend::avx2;
+    if (name == "avx512") return Backend::avx512;
     throw std::invalid_argument("unknown SIMD backend '" + name +
-                                "' (expected 'scalar', 'avx2' or 'auto')");
+                                "' (expected 'scalar', 'avx2', 'avx512' or 'auto')");
 }
 
 namespace {
@@ -35,6 +37,9 @@ CpuFeatures detect() noexcept {
     f.fma = __builtin_cpu_supports("fma");
     f.bmi2 = __builtin_cpu_supports("bmi2");
     f.avx512f = __builtin_cpu_supports("avx512f");
+    f.avx512vl = __builtin_cpu_supports("avx512vl");
+    f.avx512bw = __builtin_cpu_supports("avx512bw");
+    f.avx512ifma = __builtin_cpu_supports("avx512ifma");
 #endif
     return f;
 }
@@ -48,11 +53,18 @@ bool compiled_in(Backend b) noexcept {
 #else
             return false;
 #endif
+        case Backend::avx512:
+#ifdef MEDVEIL_HAVE_AVX512
+            return true;
+#else
+            return false;
+#endif
     }
     return false;
 }
 
 Backend best_backend() noexcept {
+    if (backend_available(Backend::avx512)) return Backend::avx512;
     return backend_available(Backend::avx2) ? Backend::avx2 : Backend::scalar;
 }
 
@@ -87,13 +99,19 @@ bool backend_available(Backend b) noexcept {
     switch (b) {
         case Backend::scalar: return true;
         case Backend::avx2: return f.avx2 && f.fma && f.bmi2;
+        // IFMA is required rather than optional: one test run then covers every kernel
+        // the backend can run. CPUs with AVX-512F but no IFMA (Skylake-X, Cascade Lake)
+        // stay on avx2.
+        case Backend::avx512:
+            return f.avx2 && f.fma && f.bmi2 && f.avx512f && f.avx512vl && f.avx512bw &&
+                   f.avx512ifma;
     }
     return false;
 }
 
 std::vector<Backend> available_backends() {
     std::vector<Backend> out;
-    for (Backend b : {Backend::scalar, Backend::avx2})
+    for (Backend b : {Backend::scalar, Backend::avx2, Backend::avx512})
         if (backend_available(b)) out.push_back(b);
     return out;
 }

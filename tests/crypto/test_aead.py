@@ -226,6 +226,39 @@ def test_backends_agree_on_large_input() -> None:
     assert outs[0] == ChaCha20Poly1305(key).encrypt(nonce, data, b"ad")
 
 
+@PROPERTY
+@given(
+    n=st.one_of(st.integers(0, 5000), st.sampled_from([1023, 1024, 1025, 2047, 2048, 3073])),
+    aad_len=st.integers(0, 40),
+    src_off=st.integers(0, 63),
+    dst_off=st.integers(0, 63),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_odd_offsets_and_block_boundaries_match_openssl(
+    backend: str, n: int, aad_len: int, src_off: int, dst_off: int, seed: int
+) -> None:
+    # Every length from 0 to several KiB crosses each kernel's boundaries (16-byte Poly1305
+    # blocks, 64-byte ChaCha20 blocks, 512-byte AVX2 and 1024-byte AVX-512 steps, the
+    # 128-byte IFMA groups), on buffers starting at any offset from a 64-byte line.
+    rng = np.random.default_rng(seed)
+    key, nonce, aad, data = rng.bytes(32), rng.bytes(12), rng.bytes(aad_len), rng.bytes(n)
+    expected = ChaCha20Poly1305(key).encrypt(nonce, data, aad)
+    src = np.zeros(n + 64, np.uint8)[src_off : src_off + n]
+    src[:] = np.frombuffer(data, np.uint8)
+    dst = np.zeros(n + 16 + 64, np.uint8)[dst_off : dst_off + n + 16]
+    crypto.seal_into(key, nonce, src, dst, aad)
+    assert dst.tobytes() == expected
+    back = np.zeros(n + 64, np.uint8)[src_off : src_off + n]
+    crypto.open_into(key, nonce, dst, back, aad)
+    assert back.tobytes() == data
+    assert crypto.open(key, nonce, dst, aad) == data
+    if n:
+        dst[seed % n] ^= 0x80
+        with pytest.raises(AuthenticationError):
+            crypto.open_into(key, nonce, dst, back, aad)
+        assert not back.any()  # wiped
+
+
 # --- tampering -------------------------------------------------------------------------
 
 

@@ -11,7 +11,12 @@
 
 namespace medveil {
 
-enum class Backend { scalar = 0, avx2 = 1 };
+// avx512 (AVX-512 F/VL/BW + IFMA, on top of everything avx2 needs) has its own ChaCha20
+// and Poly1305; primitives without an AVX-512 kernel run their AVX2 one under it.
+enum class Backend { scalar = 0, avx2 = 1, avx512 = 2 };
+
+// True for the backends under which the AVX2 kernels may run (avx2 and avx512).
+constexpr bool has_avx2(Backend b) noexcept { return b == Backend::avx2 || b == Backend::avx512; }
 
 const char* backend_name(Backend b) noexcept;
 // Throws std::invalid_argument for an unknown name.
@@ -25,6 +30,9 @@ struct CpuFeatures {
     bool fma = false;
     bool bmi2 = false;
     bool avx512f = false;
+    bool avx512vl = false;
+    bool avx512bw = false;
+    bool avx512ifma = false;
 };
 const CpuFeatures& cpu_features() noexcept;
 

@@ -23,6 +23,9 @@ struct Poly1305 {
     // r, r^2, r^3, r^4, r^8 in radix 2^26, filled on first use by the 4-way SIMD path.
     std::uint32_t pow26[5][5];
     bool have_pow26;
+    // r^1 .. r^8 in radix 2^44 (three limbs), filled on first use by the 8-way IFMA path.
+    std::uint64_t pow44[8][3];
+    bool have_pow44;
 };
 
 void poly1305_init(Poly1305& ctx, const std::uint8_t key[32]) noexcept;
@@ -43,6 +46,10 @@ namespace detail {
 #ifdef MEDVEIL_HAVE_AVX2
 // Absorbs 4 * groups full 16-byte blocks, four lanes at a time (Horner in r^4 per lane).
 void poly1305_blocks_avx2(Poly1305& ctx, const std::uint8_t* msg, std::size_t groups) noexcept;
+#endif
+#ifdef MEDVEIL_HAVE_AVX512
+// Absorbs 8 * groups full 16-byte blocks, eight lanes at a time with AVX-512 IFMA.
+void poly1305_blocks_avx512(Poly1305& ctx, const std::uint8_t* msg, std::size_t groups) noexcept;
 #endif
 }  // namespace detail
 

@@ -14,6 +14,8 @@
 // Compiled with -mavx2 and only called after the dispatcher saw AVX2 on the CPU.
 #include "medveil/aead.hpp"
 
+#include <cstring>
+
 #include "../chacha20/chacha20_avx2_step.hpp"
 #include "../poly1305/poly1305_avx2_lanes.hpp"
 #include "medveil/chacha20.hpp"
@@ -49,6 +51,40 @@ void aead_seal_stitched_avx2(const std::uint8_t key[32], const std::uint8_t nonc
         pm = out + 64;
     }
     for (int g = 1; g < 8; ++g, pm += 64) lanes_absorb(acc, pm, r4, r4x5);
+    lanes_finish(mac, acc);
+    secure_wipe(&acc, sizeof acc);
+    secure_wipe(r4, sizeof r4);
+    secure_wipe(r4x5, sizeof r4x5);
+    secure_wipe(s, sizeof s);
+}
+
+void aead_open_stitched_avx2(const std::uint8_t key[32], const std::uint8_t nonce[12],
+                             std::uint32_t counter, const std::uint8_t* in, std::uint8_t* out,
+                             std::size_t steps, Poly1305& mac) noexcept {
+    // Open in the same shape: each 512-byte step of ciphertext is copied once into a
+    // local buffer, whose eight groups the four lanes absorb during the step's rounds
+    // while the step decrypts that same copy (a writer racing on `in` cannot make the
+    // decrypted bytes differ from the authenticated ones).
+    if (steps == 0) return;
+    __m256i s[16];
+    chacha20_avx2_state(key, nonce, s);
+    if (!mac.have_pow26) make_powers(mac);
+    __m256i r4[5], r4x5[5];
+    lanes_broadcast(mac, 0, r4, r4x5);
+    alignas(32) std::uint8_t stage[512];
+    Vec5 acc;
+    for (std::size_t j = 0; j < steps; ++j, in += 512, out += 512, counter += 8) {
+        std::memcpy(stage, in, 512);
+        // The compiler may not turn later reads of stage into fresh reads of in.
+        __asm__ __volatile__("" : : "r"(stage) : "memory");
+        if (j == 0)
+            acc = lanes_start(mac, stage);
+        else
+            lanes_absorb(acc, stage, r4, r4x5);
+        blocks8(s, counter, stage, out, [&](int i) {
+            if (i < 7) lanes_absorb(acc, stage + 64 * (i + 1), r4, r4x5);
+        });
+    }
     lanes_finish(mac, acc);
     secure_wipe(&acc, sizeof acc);
     secure_wipe(r4, sizeof r4);

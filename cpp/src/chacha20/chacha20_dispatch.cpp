@@ -12,6 +12,12 @@ void chacha20_xor(Backend backend, const std::uint8_t key[32], const std::uint8_
     if (blocks > (std::uint64_t(1) << 32) - counter)
         throw std::length_error("chacha20: message too long for the 32-bit block counter");
     if (len == 0) return;
+#ifdef MEDVEIL_HAVE_AVX512
+    if (backend == Backend::avx512) {
+        detail::chacha20_xor_avx512(key, nonce, counter, in, out, len);
+        return;
+    }
+#endif
 #ifdef MEDVEIL_HAVE_AVX2
     if (backend == Backend::avx2) {
         detail::chacha20_xor_avx2(key, nonce, counter, in, out, len);

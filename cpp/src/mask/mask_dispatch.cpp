@@ -20,7 +20,7 @@ struct Fills {
 
 Fills fills_for(Backend b) {
 #ifdef MEDVEIL_HAVE_AVX2
-    if (b == Backend::avx2) return {detail::fill_avx2, detail::fill_stream_avx2};
+    if (has_avx2(b)) return {detail::fill_avx2, detail::fill_stream_avx2};
 #endif
     (void)b;
     return {detail::fill_ref, detail::fill_ref};
@@ -288,7 +288,7 @@ void fix_unused_bits(Backend backend, void* data, std::size_t count, std::size_t
         throw std::invalid_argument("fix_unused_bits: bits_stored out of range for the container");
     if (bits_stored == 8 * itemsize) return;
 #ifdef MEDVEIL_HAVE_AVX2
-    if (backend == Backend::avx2) {
+    if (has_avx2(backend)) {
         detail::fix_bits_avx2(data, count, itemsize, bits_stored, is_signed);
         return;
     }

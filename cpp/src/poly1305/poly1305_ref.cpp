@@ -75,6 +75,8 @@ void poly1305_init(Poly1305& ctx, const std::uint8_t key[32]) noexcept {
     std::memset(ctx.buf, 0, sizeof ctx.buf);
     std::memset(ctx.pow26, 0, sizeof ctx.pow26);
     ctx.have_pow26 = false;
+    std::memset(ctx.pow44, 0, sizeof ctx.pow44);
+    ctx.have_pow44 = false;
 }
 
 void poly1305_update(Poly1305& ctx, const std::uint8_t* msg, std::size_t len) noexcept {
@@ -95,10 +97,21 @@ void poly1305_update(Backend backend, Poly1305& ctx, const std::uint8_t* msg,
         ctx.buf_len = 0;
     }
     std::size_t full = len / 16;
+#ifdef MEDVEIL_HAVE_AVX512
+    // Eight IFMA lanes; like the AVX2 path it pays a fixed cost per call (the final
+    // per-lane powers and fold), so it takes runs of 1 KiB and more.
+    if (backend == Backend::avx512 && full >= 64) {
+        const std::size_t groups = full / 8;
+        detail::poly1305_blocks_avx512(ctx, msg, groups);
+        msg += 128 * groups;
+        len -= 128 * groups;
+        full -= 8 * groups;
+    }
+#endif
 #ifdef MEDVEIL_HAVE_AVX2
     // The vector path pays a fixed cost per call (powers of r once, lane set-up and the
     // final fold each time), so it takes only long runs.
-    if (backend == Backend::avx2 && full >= 32) {
+    if (has_avx2(backend) && full >= 32) {
         const std::size_t groups = full / 4;
         detail::poly1305_blocks_avx2(ctx, msg, groups);
         msg += 64 * groups;

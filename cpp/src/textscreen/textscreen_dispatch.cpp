@@ -6,7 +6,7 @@ namespace {
 
 const detail::TextScreenKernels& kernels(Backend backend) {
 #ifdef MEDVEIL_HAVE_AVX2
-    if (backend == Backend::avx2) return detail::kTextScreenAvx2;
+    if (has_avx2(backend)) return detail::kTextScreenAvx2;
 #endif
     (void)backend;
     return detail::kTextScreenRef;
