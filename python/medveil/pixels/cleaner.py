@@ -15,12 +15,15 @@ Files that need no change keep their PixelData object untouched.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -44,6 +47,8 @@ from medveil.pixels.text.detect import (
     screen_input,
 )
 from medveil.pixels.text.match import Identifiers
+
+PIXEL_DATA_TAG = BaseTag(0x7FE00010)
 
 #: (row0, row1, col0, col1, frame0, frame1), half-open, clipped to the image.
 Region6 = tuple[int, int, int, int, int, int]
@@ -102,6 +107,19 @@ BURNED_IN_SOP_CLASSES: dict[str, str] = {
 }
 #: Modalities that typically carry burned-in text whatever their SOP class.
 BURNED_IN_MODALITIES = frozenset({"US", "IVUS", "XC", "ES", "GM", "DOC", "SC"})
+#: Classes that often carry burned-in text too (angiography and fluoroscopy runs with the
+#: patient's name in a corner) but that a device rule alone is not required for: in
+#: ``pixel_text = "auto"`` they are screened, in "rules" they are released as rules leave
+#: them, as before.
+SCREENED_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.12.1": "X-Ray Angiographic Image",
+    "1.2.840.10008.5.1.4.1.1.12.1.1": "Enhanced XA Image",
+    "1.2.840.10008.5.1.4.1.1.12.2": "X-Ray Radiofluoroscopic Image",
+    "1.2.840.10008.5.1.4.1.1.12.2.1": "Enhanced XRF Image",
+    "1.2.840.10008.5.1.4.1.1.12.3": "X-Ray Angiographic Bi-Plane Image (retired)",
+    "1.2.840.10008.5.1.4.1.1.104.1": "Encapsulated PDF",  # no pixels: listed for the record
+}
+SCREENED_MODALITIES = frozenset({"XA", "RF"})
 
 
 @dataclass
@@ -117,6 +135,12 @@ class PixelReport:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     detected: list[Detection] = field(default_factory=list)  # burned-in text detection
+    #: True when text detection looked at this file's pixels.
+    screened: bool = False
+    #: True when PS3.15's Clean Pixel Data option holds for this file (see
+    #: :func:`burned_in_annotation`); False for files without pixel data, and for files
+    #: that may keep burned-in text because the policy allows unmatched annotation.
+    clean_pixel_data: bool = False
 
     @property
     def modified(self) -> bool:
@@ -139,6 +163,8 @@ class PixelReport:
             "reencoded": self.reencoded,
             "notes": list(self.notes),
             "detected": [d.record() for d in self.detected],
+            "screened": self.screened,
+            "clean_pixel_data": self.clean_pixel_data,
         }
 
 
@@ -158,6 +184,49 @@ def burned_in_reasons(ds: pydicom.Dataset) -> list[str]:
     if modality in BURNED_IN_MODALITIES:
         reasons.append(f"modality {modality} typically has burned-in text")
     return reasons
+
+
+def text_classes(ds: pydicom.Dataset) -> list[str]:
+    """Why ``pixel_text = "auto"`` screens ``ds`` for burned-in text (empty: rules only).
+
+    The classes of :func:`burned_in_reasons` (US, SC, visible light and video, documents,
+    BurnedInAnnotation YES) plus angiography and fluoroscopy.
+    """
+    reasons = burned_in_reasons(ds)
+    sop = str(_get(ds, "SOPClassUID", ""))
+    if sop in SCREENED_SOP_CLASSES:
+        reasons.append(f"SOP class {SCREENED_SOP_CLASSES[sop]} often has burned-in text")
+    modality = str(_get(ds, "Modality", "")).strip().upper()
+    if modality in SCREENED_MODALITIES:
+        reasons.append(f"modality {modality} often has burned-in text")
+    return reasons
+
+
+def burned_in_annotation(report: PixelReport) -> str | None:
+    """The Burned In Annotation (0028,0301) value to write after cleaning; None: leave it.
+
+    PS3.15 E.3.1 (Clean Pixel Data Option): the attribute "shall be added to the Dataset
+    with a value of NO". Table E.1-1 has no row for (0028,0301), so the profile itself
+    never changes it. "NO" is returned only when the option holds for this file
+    (``report.clean_pixel_data``): the pixels were cleaned by a rule or screened by text
+    detection, or the file is of a class that does not carry burned-in text and does not
+    say it does. A file let through by ``allow_unmatched_burned_in`` with nothing masked
+    keeps its value (YES stays YES), and its De-identification Method Code Sequence must
+    then not list 113101 (see :func:`deidentification_codes`).
+    """
+    return "NO" if report.clean_pixel_data else None
+
+
+#: PS3.16 CID 7050 code of the option (DCM scheme).
+CLEAN_PIXEL_DATA_CODE = ("113101", "DCM", "Clean Pixel Data Option")
+
+
+def deidentification_codes(report: PixelReport | None) -> list[tuple[str, str, str]]:
+    """The pixel side's items for the De-identification Method Code Sequence (0012,0064).
+
+    [(113101, DCM, Clean Pixel Data Option)] when the option holds for the file, else [].
+    """
+    return [CLEAN_PIXEL_DATA_CODE] if report is not None and report.clean_pixel_data else []
 
 
 def _transfer_syntax(ds: pydicom.Dataset) -> UID:
@@ -398,6 +467,27 @@ def _splice(
     return done, out
 
 
+@contextmanager
+def _bytes_pixel_data(ds: pydicom.Dataset) -> Iterator[None]:
+    """Let pydicom decode a Pixel Data value held as a memoryview (the raw-byte engine's).
+
+    pydicom's encapsulated-frame parser wraps a non-bytes value in nothing and calls
+    ``.read`` on it (issue 19 item 1: ``AttributeError: 'memoryview' object has no
+    attribute 'read'``), so the compressed bytes are copied for the decode (they are small
+    next to the decoded frames) and the original element is put back afterwards, so the
+    caller still sees its own, untouched, object.
+    """
+    elem = ds._dict.get(PIXEL_DATA_TAG)
+    if not (isinstance(elem, RawDataElement) and isinstance(elem.value, memoryview)):
+        yield
+        return
+    ds._dict[PIXEL_DATA_TAG] = elem._replace(value=bytes(elem.value))
+    try:
+        yield
+    finally:
+        ds._dict[PIXEL_DATA_TAG] = elem
+
+
 def _write_native(ds: pydicom.Dataset, arr: np.ndarray, photometric: str) -> None:
     """Store decoded pixels as Explicit VR Little Endian, interleaved, header to match."""
     data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
@@ -420,9 +510,10 @@ def _write_native(ds: pydicom.Dataset, arr: np.ndarray, photometric: str) -> Non
 class PixelCleaner:
     """Blank burned-in text by device rules and/or detection, clear hidden overlay bits.
 
-    ``pixel_text`` is "rules" (device rules only), "detect" (text detection only) or
-    "detect+rules" (both); ``text_mask`` is "all-text" or "identifiers" (see
-    :mod:`medveil.textdetect`).
+    ``pixel_text`` is "rules" (device rules only), "detect" (text detection only),
+    "detect+rules" (both) or "auto" (both on the classes :func:`text_classes` names, rules
+    only on the rest); ``text_mask`` is "all-text" or "identifiers" (see
+    :mod:`medveil.pixels.text.detect`).
     """
 
     def __init__(
@@ -457,12 +548,37 @@ class PixelCleaner:
         fired = self.rules.matching(ds) if self.use_rules else []
         report.rules_fired = [r.id for r in fired]
         has_pixels = "PixelData" in ds
-        if not has_pixels:
-            if fired and ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds):
-                raise QuarantineError(
-                    f"rule {fired[0].id} requires masking but float pixel data is not supported"
-                )
-            return report
+        if has_pixels:
+            detector = self._detector_for(ds)
+            # Read before anything changes: whether the option holds depends on the input.
+            says_yes = str(_get(ds, "BurnedInAnnotation", "")).strip().upper() == "YES"
+            expected = bool(burned_in_reasons(ds))
+            self._clean(ds, ts, fired, detector, report)
+            masked = bool(report.regions)
+            report.clean_pixel_data = (
+                masked if says_yes else masked or report.screened or not expected
+            )
+        elif fired and ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds):
+            raise QuarantineError(
+                f"rule {fired[0].id} requires masking but float pixel data is not supported"
+            )
+        return report
+
+    def _detector_for(self, ds: pydicom.Dataset) -> TextDetector | None:
+        """The detector to run on ``ds``: always, never, or by class in "auto" mode."""
+        if self.pixel_text == "auto" and not text_classes(ds):
+            return None
+        return self.detector
+
+    def _clean(
+        self,
+        ds: pydicom.Dataset,
+        ts: UID,
+        fired: list[PixelRule],
+        detector: TextDetector | None,
+        report: PixelReport,
+    ) -> None:
+        """Mask, screen and clear hidden bits of a dataset with pixel data (see clean)."""
         geo = _Geometry.of(ds)
         groups = _clip_regions(fired, geo)
         if fired and not groups:
@@ -470,10 +586,10 @@ class PixelCleaner:
         # Read before the header is de-identified (the engine cleans pixels first).
         ids = (
             Identifiers.from_dataset(ds)
-            if self.detector is not None and self.detector.mask == "identifiers"
+            if detector is not None and detector.mask == "identifiers"
             else None
         )
-        if self.detector is None and not groups and not self.allow_unmatched_burned_in:
+        if detector is None and not groups and not self.allow_unmatched_burned_in:
             reasons = burned_in_reasons(ds)
             if reasons:
                 raise QuarantineError(
@@ -482,14 +598,21 @@ class PixelCleaner:
                     "device or allow unmatched burned-in annotation in the policy"
                 )
         if ts in NATIVE_LITTLE or ts in NATIVE_BIG:
-            self._clean_native(ds, geo, groups, big_endian=ts in NATIVE_BIG, report=report, ids=ids)
+            self._clean_native(
+                ds,
+                geo,
+                groups,
+                big_endian=ts in NATIVE_BIG,
+                report=report,
+                ids=ids,
+                detector=detector,
+            )
         elif ts.is_transfer_syntax and ts.is_compressed:
-            self._clean_encapsulated(ds, ts, geo, groups, report, ids)
+            self._clean_encapsulated(ds, ts, geo, groups, report, ids, detector)
         else:
             raise QuarantineError(
                 f"unknown transfer syntax {ts}; cannot tell how the pixels are stored"
             )
-        return report
 
     # -- text detection ----------------------------------------------------------------------
 
@@ -501,13 +624,14 @@ class PixelCleaner:
         groups: dict[int, list[Region6]],
         report: PixelReport,
         ids: Identifiers | None,
+        detector: TextDetector,
     ) -> dict[int, list[Region6]]:
         """Add the masked text boxes of ``arr`` (kernel layout) to ``groups``; fail closed.
 
         A file that says BurnedInAnnotation YES, where neither a rule nor detection found
-        any text, is quarantined unless the policy allows unmatched burned-in annotation.
+        any text, is quarantined unless the policy allows unmatched burned-in annotation;
+        so is a file of a burned-in text class whose pixels cannot be screened (1-bit).
         """
-        assert self.detector is not None
         if arr is not None:
             # Interleaved 8-bit RGB goes to the screen as it is (luma is computed in the
             # core, a frame at a time); other layouts become a grey stack first.
@@ -519,8 +643,16 @@ class PixelCleaner:
                 bits_stored=geo.bits_stored,
                 signed=geo.signed,
             )
-            report.detected = self.detector.detect(frames, ids)
+            report.detected = detector.detect(frames, ids)
+            report.screened = True
         else:
+            reasons = text_classes(ds)
+            if reasons and not groups and not self.allow_unmatched_burned_in:
+                raise QuarantineError(
+                    "; ".join(reasons) + ", but text detection cannot screen 1-bit (packed) "
+                    "pixels; add a rule for this device or allow unmatched burned-in "
+                    "annotation in the policy"
+                )
             report.notes.append("1-bit pixels are not screened for burned-in text")
         runs = frame_runs(report.detected)
         if runs:
@@ -567,16 +699,17 @@ class PixelCleaner:
         big_endian: bool,
         report: PixelReport,
         ids: Identifiers | None = None,
+        detector: TextDetector | None = None,
     ) -> None:
         want_bits = self._hidden_bits(geo)
-        detecting = self.detector is not None
+        detecting = detector is not None
         if not groups and not want_bits and not detecting:
             return
         if geo.bits_allocated == 1:
             if groups:
                 raise QuarantineError("masking 1-bit (packed) pixel data is not supported")
-            if detecting:
-                self._detect(ds, None, geo, groups, report, ids)
+            if detector is not None:
+                self._detect(ds, None, geo, groups, report, ids, detector)
             return
         if geo.subsampled and (geo.bits_allocated != 8 or geo.cols % 2):
             raise QuarantineError(f"{geo.photometric} needs 8-bit samples and an even width")
@@ -586,8 +719,8 @@ class PixelCleaner:
             raise QuarantineError(f"PixelData holds {len(raw)} bytes, the header implies {n}")
         dt = geo.dtype(big_endian)
         view = np.frombuffer(raw, dtype=dt, count=n // dt.itemsize).reshape(geo.shape())
-        if detecting:
-            groups = self._detect(ds, view, geo, groups, report, ids)
+        if detector is not None:
+            groups = self._detect(ds, view, geo, groups, report, ids, detector)
         dirty_bits = want_bits and _has_hidden_bits(view, geo)
         if not groups and not dirty_bits:
             return  # nothing to change: PixelData stays the very same object
@@ -634,8 +767,9 @@ class PixelCleaner:
         groups: dict[int, list[Region6]],
         report: PixelReport,
         ids: Identifiers | None = None,
+        detector: TextDetector | None = None,
     ) -> None:
-        detecting = self.detector is not None
+        detecting = detector is not None
         if not groups and not detecting:
             if not self._hidden_bits(geo):
                 return  # nothing to do: the compressed pixels stay byte-identical
@@ -658,7 +792,8 @@ class PixelCleaner:
             # Lossy sources go out as RGB (what the issue asks for YBR_FULL_422); lossless ones
             # keep their colour space so that the values round-trip exactly.
             # Unused bits are left as stored so that Clean Graphics sees (and reports) them.
-            arr, meta = decoder.as_array(ds, as_rgb=lossy, correct_unused_bits=False)
+            with _bytes_pixel_data(ds):
+                arr, meta = decoder.as_array(ds, as_rgb=lossy, correct_unused_bits=False)
         except Exception as exc:
             why = (
                 "a pixel rule requires masking"
@@ -694,8 +829,8 @@ class PixelCleaner:
                 f"decoded {arr.shape} pixels, the header implies {dgeo.shape()}; cannot mask"
             )
         karr = arr.reshape(dgeo.shape())
-        if detecting:
-            groups = self._detect(ds, karr, dgeo, groups, report, ids)
+        if detector is not None:
+            groups = self._detect(ds, karr, dgeo, groups, report, ids, detector)
         if self._hidden_bits(dgeo) and _has_hidden_bits(karr, dgeo):
             self._fix_bits(karr, dgeo)
             report.hidden_bits_cleared = True

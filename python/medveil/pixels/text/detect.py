@@ -1,7 +1,9 @@
 """Burned-in text detection: screen every frame, OCR the candidates, plan the boxes to mask.
 
-The pixel cleaner calls :class:`TextDetector` on images no device rule covers (policy
-``pixel_text = "detect"``) or on every image (``"detect+rules"``):
+The pixel cleaner calls :class:`TextDetector` on every image (policy ``pixel_text =
+"detect"`` or ``"detect+rules"``), or only on images of the classes that usually carry
+burned-in text (``"auto"``: US, SC, XA/RF, document and visible-light classes, and any file
+whose BurnedInAnnotation is YES; see :func:`medveil.pixels.cleaner.text_classes`):
 
 1. :func:`screen_input` passes interleaved 8-bit RGB on as it is (the core converts it to
    luma a frame at a time) and turns any other layout the cleaner handles into a (frames,
@@ -38,7 +40,7 @@ from medveil.pixels.text.match import Identifiers
 
 MaskMode = Literal["all-text", "identifiers"]
 MASK_MODES = ("all-text", "identifiers")
-PIXEL_TEXT_MODES = ("rules", "detect", "detect+rules")
+PIXEL_TEXT_MODES = ("rules", "detect", "detect+rules", "auto")
 
 #: Frames whose background noise (robust sigma of neighbour differences) is high get a
 #: threshold of NOISE_FACTOR * sigma instead of the screen's base threshold, so speckle
