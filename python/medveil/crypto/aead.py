@@ -88,7 +88,9 @@ def open_into(
 ) -> int:
     """Verify, then decrypt into out (len(ciphertext) - 16 bytes); returns bytes written.
 
-    Raises AuthenticationError, leaving ``out`` untouched, when the tag does not verify.
+    Each input byte is read once (a writer racing on ``ciphertext`` cannot get altered
+    plaintext accepted). Raises AuthenticationError when the tag does not verify, with
+    ``out`` wiped (zeroed; opened in place, it holds the ciphertext again).
     """
     _core.crypto.aead_open(key, nonce, ciphertext, aad=aad, out=out)
     return memoryview(ciphertext).nbytes - TAG_BYTES
