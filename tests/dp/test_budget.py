@@ -207,3 +207,8 @@ def test_the_same_queries_with_good_inputs_are_charged() -> None:
     out = dp.add_laplace([1e200], 1.0, 0.5, budget=b, rng=rng)
     assert out[0] == pytest.approx(1e200)  # large but within the grid: released as it is
     assert b.spent == 2.0
+
+
+def test_total_beyond_the_ledger_integer_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at most 9223372"):
+        dp.PrivacyBudget(1e7, tmp_path / "c.sqlite")

@@ -8,9 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from medveil.cli import stats
 from medveil.cli.main import main
-from medveil.privacy import dp
+from medveil.privacy import dp, stats
 
 SCHEMA = (
     "CREATE TABLE instances (patient_pseudonym TEXT, study_uid TEXT, series_uid TEXT, "
@@ -67,7 +66,8 @@ def test_counts_patients_not_images(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert counts[("(other)", "M")] == 1  # 'XYZ' is not in the public modality domain
     assert counts[("US", "F")] == 0  # empty cells of the domain are released too
     assert sum(counts.values()) == 6
-    assert release["unit"] == "patient" and release["warnings"] == []
+    assert release["unit"].startswith("patient") and release["warnings"] == []
+    assert release["dp"] is True
     for r in release["rows"]:
         assert r["ci95_low"] <= r["noisy_count"] <= r["ci95_high"]
 
@@ -96,7 +96,7 @@ def test_budget_is_charged_and_refused_across_runs(
     assert (
         dp.PrivacyBudget(None, tmp_path / ".medveil" / "catalog.sqlite", name="cohort").spent == 3.0
     )
-    assert main([*args, "--total-epsilon", "5"]) == 1  # the total cannot be raised later
+    assert main([*args, "--total-epsilon", "5"]) == 2  # the total cannot be raised later
 
 
 def test_mean_with_bounds_and_csv(tmp_path: Path) -> None:
@@ -128,28 +128,81 @@ def test_cap_on_cells_per_patient(tmp_path: Path) -> None:
     assert two["count_noise"]["scale"] == pytest.approx(2 / 1000)  # sensitivity = cap
 
 
-def test_columns_without_domain_warn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _spent(root: Path) -> float:
+    return dp.PrivacyBudget(None, root / ".medveil" / "catalog.sqlite", name="cohort").spent
+
+
+@pytest.mark.parametrize("column", ["manufacturer", "body_part", "study_year"])
+def test_column_without_domain_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], column: str
+) -> None:
     make_catalog(tmp_path)
     rc = main(["stats", str(tmp_path), "--epsilon", "1", "--total-epsilon", "4",
-               "--by", "manufacturer"])  # fmt: skip
-    assert rc == 0
-    assert "no public domain" in capsys.readouterr().err
-    rc = main(["stats", str(tmp_path), "--epsilon", "1", "--by", "manufacturer",
-               "--domain", "manufacturer=ACME,OTHERCO"])  # fmt: skip
+               "--by", f"sex,{column}"])  # fmt: skip
     out, err = capsys.readouterr()
-    assert rc == 0 and "no public domain" not in err and "OTHERCO" in out
+    assert rc == 2 and out == ""
+    assert f"{column} have no public domain" in err
+    assert f"--domain {column}=" in err and "--allow-data-domain" in err  # the remedies
+    assert "ACME" not in err and "CHEST" not in err  # no label of the data is shown
+    assert _spent(tmp_path) == 0
+
+
+def test_public_domain_from_option_or_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_catalog(tmp_path)
+    base = ["stats", str(tmp_path), "--epsilon", "1000", "--total-epsilon", "4000"]
+    rc = main([*base, "--by", "manufacturer", "--domain", "manufacturer=ACME,OTHERCO"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and "NOT" not in out + err and "OTHERCO" in out
+    domains = tmp_path / "domains.toml"
+    domains.write_text('[domains]\nstudy_year = "2019..2021"\nbody_part = ["HEAD"]\n')
+    out_json = tmp_path / "r.json"
+    rc = main([*base, "--by", "study_year,body_part", "--domain-file", str(domains),
+               "--json", str(out_json)])  # fmt: skip
+    assert rc == 0
+    release = json.loads(out_json.read_text())
+    counts = {(r["study_year"], r["body_part"]): r["noisy_count"] for r in release["rows"]}
+    assert set(counts) == {
+        (y, b) for y in ("2019", "2020", "2021", "(other)", "") for b in ("HEAD", "(other)", "")
+    }
+    assert counts[("2020", "(other)")] == 6  # CHEST is outside the public domain
+    assert release["dp"] is True
+
+
+def test_allow_data_domain_says_not_dp_and_charges(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_catalog(tmp_path)
+    out_json = tmp_path / "r.json"
+    rc = main(["stats", str(tmp_path), "--epsilon", "1", "--total-epsilon", "4",
+               "--by", "manufacturer", "--allow-data-domain", "--json", str(out_json)])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert out.startswith("NOT DIFFERENTIALLY PRIVATE") and "NOT DIFFERENTIALLY PRIVATE" in err
+    release = json.loads(out_json.read_text())
+    assert release["dp"] is False and release["domain_from_data"] == ["manufacturer"]
+    assert [r["manufacturer"] for r in release["rows"]] == ["ACME"]
+    assert _spent(tmp_path) == 1.0  # charged like any other query
+    catalog = tmp_path / ".medveil" / "catalog.sqlite"
+    labels = [e.label for e in dp.PrivacyBudget(None, catalog, name="cohort").ledger()]
+    assert labels == ["stats counts by manufacturer (NOT DP: domain from the data)"]
 
 
 def test_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["stats", str(tmp_path), "--epsilon", "1", "--by", "sex"]) == 1
+    assert main(["stats", str(tmp_path), "--epsilon", "1", "--by", "sex"]) == 2
     assert "no cohort catalog" in capsys.readouterr().err
     make_catalog(tmp_path)
-    assert main(["stats", str(tmp_path), "--epsilon", "1", "--by", "sex"]) == 1
+    assert main(["stats", str(tmp_path), "--epsilon", "1", "--by", "sex"]) == 2
     assert "total epsilon" in capsys.readouterr().err
     base = ["stats", str(tmp_path), "--epsilon", "1", "--total-epsilon", "3"]
-    assert main([*base, "--by", "path"]) == 1
-    assert main([*base, "--by", "sex", "--mean", "slice_thickness"]) == 1
-    assert main([*base, "--by", "sex", "--mean", "size", "--bounds", "5,1"]) == 1
+    assert main([*base, "--by", "path"]) == 2
+    assert main([*base, "--by", "sex", "--mean", "slice_thickness"]) == 2
+    assert main([*base, "--by", "sex", "--mean", "size", "--bounds", "5,1"]) == 2
+    assert main([*base, "--by", "sex", "--mean", "size", "--bounds", "0,nan"]) == 2
+    assert main([*base, "--by", "sex", "--mean", "size", "--bounds=-inf,inf"]) == 2
+    assert main([*base, "--by", "sex", "--domain", "sex=F,M", "--domain", "path=x"]) == 2
+    assert main([*base, "--by", "study_year", "--domain", "study_year=2024..2010"]) == 2
     assert (
         dp.PrivacyBudget(None, tmp_path / ".medveil" / "catalog.sqlite", name="cohort").spent == 0
     )
@@ -158,7 +211,7 @@ def test_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_unusable_epsilon_charges_nothing(tmp_path: Path) -> None:
     make_catalog(tmp_path)
     assert main(["stats", str(tmp_path), "--epsilon", "1e-20", "--total-epsilon", "3",
-                 "--by", "sex"]) == 1  # fmt: skip
+                 "--by", "sex"]) == 2  # fmt: skip
     budget = dp.PrivacyBudget(None, tmp_path / ".medveil" / "catalog.sqlite", name="cohort")
     assert budget.spent == 0
     b = dp.PrivacyBudget(1.0)

@@ -499,8 +499,14 @@ def _units_up(eps: Epsilon) -> int:
 
 
 def _units_down(eps: Epsilon) -> int:
-    """A total in units, rounded down."""
-    return math.floor(_decimal(eps, "total_epsilon") * _UNIT)
+    """A total in units, rounded down (at most what SQLite's INTEGER holds)."""
+    units = math.floor(_decimal(eps, "total_epsilon") * _UNIT)
+    if units > _MAX_UNITS:
+        raise ValueError(f"total_epsilon must be at most {_MAX_UNITS // _UNIT}")
+    return units
+
+
+_MAX_UNITS = 2**63 - 1
 
 
 def _legacy_units_down(eps: float) -> int:
