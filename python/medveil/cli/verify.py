@@ -19,7 +19,8 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
             "Learn identifying values from ORIGINALS and search every file of OUTPUT for "
             "them (elements at every depth, raw bytes in UTF-8/Latin-1/UTF-16, file names, "
             "hidden pixel bits; folders, .zip and .tar(.gz) archives). Exit 0 when clean; "
-            "1 when anything was found, an output could not be read or no original could; "
+            "1 when anything was found, an output could not be read, no original could, or "
+            "an original is structurally damaged (cannot verify); "
             "2 on usage error. Values are never printed: only a keyed hash, ASCII initial "
             "and length."
         ),

@@ -41,7 +41,7 @@ from pydicom.datadict import dictionary_VR
 from medveil._core import scan_elements
 from medveil.errors import DicomInputError
 
-__all__ = ["StructureError", "check_structure", "dataset_offset", "inflate_dataset"]
+__all__ = ["StructureError", "check_structure", "dataset_offset", "inflate_dataset", "sq_tags"]
 
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -66,7 +66,7 @@ def _fail(why: str, at: int | None = None) -> StructureError:
 
 
 @lru_cache(maxsize=1)
-def _sq_tags() -> np.ndarray:
+def sq_tags() -> np.ndarray:
     """Every tag the data dictionary makes a sequence (for Implicit VR scans), sorted."""
     from pydicom.datadict import DicomDictionary
 
@@ -183,7 +183,7 @@ def check_structure(data: bytes | bytearray | memoryview) -> str:
 
 def _check_le(buf: bytes | bytearray | memoryview, pos: int, implicit: bool) -> None:
     """The core scanner's verdict on a little-endian data set, plus what it tolerates."""
-    rows, stop, error = scan_elements(buf, pos, len(buf), implicit, _sq_tags())
+    rows, stop, error = scan_elements(buf, pos, len(buf), implicit, sq_tags())
     if error is not None:
         if error in ("elements out of order", "unknown VR"):
             # Not damage by itself (pydicom sorts), or a VR to name: walk it for the verdict.

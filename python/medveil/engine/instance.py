@@ -21,9 +21,10 @@ from medveil.dicom.peek import peek_int, peek_str
 from medveil.dicom.strict import check_structure
 from medveil.engine.dataset import Deidentifier, DeidReport
 from medveil.engine.generalize import age_band
-from medveil.engine.postcheck import identity_terms, post_check
+from medveil.engine.postcheck import Allowance, Terms, check_written, learn_terms
 from medveil.engine.raw import NotRaw, RawEngine, check_output
 from medveil.errors import DicomInputError, MedveilError, QuarantineError
+from medveil.policy.standard import Option
 
 
 @dataclass
@@ -180,23 +181,58 @@ def raw_engine_of(engine: Deidentifier) -> RawEngine:
 
 
 def _clean_raw(
-    engine: Deidentifier, raw: bytes | bytearray | memoryview, name: str
+    engine: Deidentifier,
+    raw: bytes | bytearray | memoryview,
+    name: str,
+    terms: Terms | None = None,
 ) -> CleanResult | str:
-    """clean_instance through the raw-byte engine; why not, when the file needs the Dataset one."""
+    """clean_instance through the raw-byte engine; why not, when the file needs the Dataset one.
+
+    ``terms``: the post-check's terms when the caller already learned them.
+    """
     size_in = len(raw)
-    damaged = _damaged(raw)
-    if damaged is not None:
-        return damaged
+    if terms is None:
+        damaged = _damaged(raw)
+        if damaged is not None:
+            return damaged
     try:
+        # Learned before the engine runs: it may mask the pixels of ``raw`` in place.
+        terms = learn_terms(raw) if terms is None else terms
         try:
             out = raw_engine_of(engine).apply(raw, name)
         except NotRaw as why:
             return str(why)
         header = _header(out.parts, out.pixel_at)  # type: ignore[arg-type]
         check_output(header, out.terms, out.implicit)
+        check_written(b"".join(out.parts), terms, allowance(engine))
         return _written(out.final, out.parts, out.report, size_in, "raw")  # type: ignore[arg-type]
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
         return _quarantined(exc, size_in)
+
+
+def allowance(engine: Deidentifier) -> Allowance:
+    """What the engine's policy keeps on purpose, for the post-check (made once per engine).
+
+    Elements a Retain option or the operator's own override keeps (action K); private
+    elements under Retain Safe Private; UIDs and dates everywhere under Retain UIDs and
+    Retain Longitudinal Full Dates.
+    """
+    cached = getattr(engine, "_allowance", None)
+    if cached is None:
+        compiled = engine.compiled
+        policy = compiled.policy
+        tags = frozenset(
+            tag
+            for tag, rule in compiled.by_tag.items()
+            if rule.action == "K"
+            and (str(rule.decided_by).startswith("retain_") or rule.decided_by == "policy")
+        )
+        kinds = {"uids"} if policy.has(Option.RETAIN_UIDS) else set()
+        if policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
+            kinds.add("dates")
+        cached = Allowance(tags, policy.has(Option.RETAIN_SAFE_PRIVATE), frozenset(kinds))
+        engine._allowance = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def _damaged(raw: bytes | bytearray | memoryview) -> CleanResult | None:
@@ -269,30 +305,32 @@ def clean_instance(
         return CleanResult("skipped", "empty file")
     if not looks_like_dicom(bytes(raw[:132])):
         return CleanResult("skipped", "not DICOM", size_in)
+    damaged = _damaged(raw)
+    if damaged is not None:
+        return damaged
+    try:
+        # From the input's bytes, before an engine may mask its pixels in place.
+        terms = learn_terms(raw)
+    except Exception as exc:
+        return _quarantined(exc, size_in)
     declined = "raw-byte engine off" if not USE_RAW_ENGINE else "vault capture"
     if USE_RAW_ENGINE and not capture_identity and embed is None:
-        done = _clean_raw(engine, raw, name)  # validates the structure first
+        done = _clean_raw(engine, raw, name, terms)
         if isinstance(done, CleanResult):
             return done
         declined = done
-    else:
-        damaged = _damaged(raw)
-        if damaged is not None:
-            return damaged
     try:
         src = raw if isinstance(raw, bytearray) else io.BytesIO(raw)
         ds = read_dataset(src, "input", strict=False)  # validated above
         if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
             raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
-        terms = identity_terms(ds)
         originals = read_originals(ds) if capture_identity else None
         before = embed.snapshot(ds) if embed is not None else None
         report = engine.apply(ds, source=name)
         if embed is not None:
             embed.embed(before, ds)  # type: ignore[arg-type]
-        parts, pixel_at = write_fast_or_generic(ds)
-        header = _header(parts, pixel_at)
-        post_check(header, terms, len(header))
+        parts, _ = write_fast_or_generic(ds)
+        check_written(b"".join(parts), terms, allowance(engine))
         result = _written(ds, parts, report, size_in, "dataset", originals)
         result.declined = declined
         return result

@@ -1,22 +1,42 @@
-"""Post-check of a de-identified file: re-read it and hunt the original identity in it.
+"""Post-check of a de-identified file: an independent search of the WRITTEN bytes.
 
-Independent of the rule table: whatever the policy did, the written header bytes must
-not contain the patient's name components, IDs, accession number or birth date, and the
-file must parse and say PatientIdentityRemoved = YES. A file that fails is quarantined.
+Independent of the rule table and of how either engine read the input. The terms are
+learned from the input's bytes (structurally validated first) by the verifier's own
+learner (:mod:`medveil.verify`: names, IDs, UIDs, dates, identifying free text and private
+text, by VR), plus the patient's identity (:data:`IDENTITY_KEYWORDS`, name components from
+three letters, the birth date in the spellings people write). The written file is then
+walked to its end, inflated first when deflated (file meta, every depth, after Pixel
+Data), each value decoded with its own character set and searched with word boundaries
+computed on the value; and the raw bytes of every value are searched in UTF-8, Latin-1,
+UTF-16 and the other character sets pydicom writes. A file that does not parse to its end,
+is not marked PatientIdentityRemoved = YES or holds a term is quarantined.
+
+A value the policy keeps on purpose (the same text at the same element path in input and
+output: StationName under Retain Device Identity, a kept private value) is not a term,
+except names and the patient's identity, which are never kept; UIDs and dates only when
+the policy retains them (``retained``).
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import pydicom
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
 from medveil.errors import QuarantineError
+from medveil.verify.elements import Decoded, decoded_elements, value_segments
+from medveil.verify.matcher import make_matcher
+from medveil.verify.rawscan import RawLayout, Span
+from medveil.verify.values import STOP_WORDS, Learner, normalize
 
 MIN_TERM = 3
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
@@ -86,3 +106,234 @@ def holds_term(header: bytes, terms: list[bytes]) -> bool:
                 return True
             at = header.find(term, at + 1)
     return False
+
+
+# --------------------------------------------------------------------------- the redesign
+_IDENTITY_TAGS = frozenset(
+    t for t in (tag_for_keyword(kw) for kw in IDENTITY_KEYWORDS) if t is not None
+)
+_NAME_TAGS = frozenset(
+    t for t in (tag_for_keyword(kw) for kw in IDENTITY_KEYWORDS if "Name" in kw) if t
+)
+_BIRTH_DATE = 0x00100030
+_MARK = 0x00120062
+# Kinds of learned values the policy may keep in place (same path, same text).
+_KEEPABLE = frozenset({"ids", "free_text", "private"})
+# Byte encodings a value may be written in besides the file's declared ones.
+_ENCODINGS = (
+    "utf-8",
+    "latin-1",
+    "utf-16-le",
+    "utf-16-be",
+    "iso2022_jp",
+    "shift_jis",
+    "euc_kr",
+    "gb18030",
+    "iso8859_2",
+    "iso8859_5",
+    "iso8859_7",
+)
+_ASCII_ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be")
+_FOLD = bytes((b + 32 if 65 <= b <= 90 else 32 if b == 0x5E else b) for b in range(256))
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+
+
+def birth_date_spellings(da: str) -> list[str]:
+    """A DA value as people write it: 1951-02-27, 27/02/1951, 27.02.1951, 27 feb 1951, ..."""
+    if len(da) != 8 or not da.isdigit():
+        return []
+    y, m, d = da[:4], da[4:6], da[6:]
+    out = [da, f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{y}.{m}.{d}", f"{d}/{m}/{y}", f"{d}.{m}.{y}"]
+    out += [f"{d}-{m}-{y}", f"{m}/{d}/{y}", f"{m}-{d}-{y}"]
+    if 1 <= int(m) <= 12:
+        mon = _MONTHS[int(m) - 1]
+        for dd in {d, d.lstrip("0")}:
+            out += [f"{dd} {mon} {y}", f"{mon} {dd} {y}", f"{dd}-{mon}-{y}", f"{mon} {dd}, {y}"]
+    return out
+
+
+@dataclass
+class Terms:
+    """What the post-check searches for, learned from one input file."""
+
+    always: set[str] = field(default_factory=set)  # never kept: names, patient identity
+    kinds: dict[str, str] = field(default_factory=dict)  # other value -> kind
+    spellings: dict[str, set[str]] = field(default_factory=dict)  # value -> as written
+
+    def __len__(self) -> int:
+        return len(self.always) + len(self.kinds)
+
+
+@lru_cache(maxsize=4096)
+def _keyword(tag: int) -> str:
+    """The dictionary keyword of a tag ('' for private and unknown tags)."""
+    return keyword_for_tag(tag) or ""
+
+
+def learn_terms(data: bytes | bytearray | memoryview) -> Terms:
+    """The terms to hunt in the output, learned from the input file's bytes.
+
+    Call it on a file that passed :func:`medveil.dicom.strict.check_structure`: the walk
+    then follows the file exactly, so every element at every depth is learned from.
+    """
+    _, decoded = decoded_elements(bytes(data))
+    learner = Learner(strict=False)
+    terms = Terms()
+    for d in decoded:
+        sp = d.span
+        if not d.texts:
+            continue
+        kw = _keyword(sp.tag)
+        learner.element(sp.tag, sp.vr, kw, d.texts, bool(sp.tag >> 16 & 1), "input")
+        if sp.tag in _IDENTITY_TAGS:
+            for t in d.texts:
+                _identity(terms, sp.tag, t)
+    index = learner.finish()
+    for v, lv in index.values.items():
+        if lv.kind == "names":
+            terms.always.add(v)
+        elif v not in terms.always:
+            terms.kinds[v] = lv.kind
+        terms.spellings.setdefault(v, set()).update(lv.spellings)
+    for v in index.dates:
+        if v not in terms.always:
+            terms.kinds[v] = "dates"
+    for v in terms.always:
+        terms.kinds.pop(v, None)
+    return terms
+
+
+def _identity(terms: Terms, tag: int, text: str) -> None:
+    """The patient's own values: whole, name components from 3 letters, birth spellings."""
+    whole = normalize(text)
+    if whole.upper() in STOP_WORDS:
+        return  # "ANONYMIZED", "UNKNOWN": a placeholder, not an identity
+    if len(whole) >= MIN_TERM:
+        terms.always.add(whole)
+        terms.spellings.setdefault(whole, set()).add(text.replace("^", " ").strip())
+    if tag in _NAME_TAGS:
+        for part in re.split(r"[\^= ,]+", whole):
+            if len(part) >= MIN_TERM and part.upper() not in STOP_WORDS:
+                terms.always.add(part)
+    if tag == _BIRTH_DATE:
+        for spelled in birth_date_spellings(text.strip()):
+            terms.always.add(spelled)
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What the policy keeps on purpose: learned values there are not leaks.
+
+    ``tags``: elements kept by a Retain option or the operator's own K override (their
+    own and other learned values found inside them are allowed); ``private``: private
+    elements kept under Retain Safe Private; ``kinds``: kinds kept everywhere ('uids'
+    under Retain UIDs, 'dates' under Retain Longitudinal Full Dates). Names and the
+    patient's identity are never allowed anywhere.
+    """
+
+    tags: frozenset[int] = frozenset()
+    private: bool = False
+    kinds: frozenset[str] = frozenset()
+
+    def covers(self, span: Span | None) -> bool:
+        """Whether a value at this element is kept on purpose."""
+        if span is None:
+            return False
+        return span.tag in self.tags or (self.private and span.private)
+
+
+def check_written(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> None:
+    """Raise QuarantineError unless the written file parses to its end, is marked, is clean."""
+    try:
+        lays, decoded = decoded_elements(data)
+    except Exception as exc:
+        raise QuarantineError(f"post-check: output does not parse: {type(exc).__name__}") from None
+    if not all(lay.complete for lay in lays):
+        raise QuarantineError("post-check: output does not parse to its end")
+    body = lays[-1]
+    mark = [
+        d for d in decoded if d.span.tag == _MARK and d.layout is body and "/" not in d.span.path
+    ]
+    if not mark or mark[0].texts != ("YES",):
+        raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
+    always = sorted(terms.always)
+    others = sorted(v for v, kind in terms.kinds.items() if kind not in allow.kinds)
+    where = _find_decoded(decoded, always, others, allow) or _find_bytes(
+        lays, always, others, allow, terms
+    )
+    if where:
+        raise QuarantineError(
+            f"post-check: an original identifying value is still in the output ({where})"
+        )
+
+
+_NUMBER_VRS = frozenset({"IS", "DS"})
+
+
+def _find_decoded(
+    decoded: list[Decoded], always: list[str], others: list[str], allow: Allowance
+) -> str:
+    """The path of an element whose decoded value holds a term ('' if none)."""
+    for terms, skip_allowed in ((always, False), (others, True)):
+        if not terms:
+            continue
+        parts: list[str] = []
+        owners: list[Decoded] = []
+        for d in decoded:
+            if d.span.vr in _NUMBER_VRS or (skip_allowed and allow.covers(d.span)):
+                continue  # an ID of digits equal to an instance number is no leak
+            for t in d.texts:
+                parts.append(normalize(t))
+                owners.append(d)
+        if not parts:
+            continue
+        hits = make_matcher(terms).find("\x00".join(parts))
+        if hits:
+            starts = [0]
+            for p in parts[:-1]:
+                starts.append(starts[-1] + len(p) + 1)
+            return owners[bisect.bisect_right(starts, hits[0][0]) - 1].span.path
+    return ""
+
+
+def _patterns(values: list[str], terms: Terms) -> list[bytes]:
+    """Each value (as learned, upper case, as written) in every plausible byte encoding."""
+    patterns: set[bytes] = set()
+    for v in values:
+        for variant in {v, v.upper(), *terms.spellings.get(v, ())}:
+            # ASCII reads the same in every ASCII-compatible set: UTF-8 and UTF-16 suffice.
+            for enc in _ASCII_ENCODINGS if variant.isascii() else _ENCODINGS:
+                try:
+                    pat = variant.encode(enc).translate(_FOLD)
+                except (UnicodeEncodeError, LookupError):
+                    continue
+                if len(pat) >= MIN_TERM:
+                    patterns.add(pat)
+    return sorted(patterns)
+
+
+def _find_bytes(
+    lays: list[RawLayout], always: list[str], others: list[str], allow: Allowance, terms: Terms
+) -> str:
+    """Where a term's bytes (any plausible encoding) are in a value's raw bytes ('' if none)."""
+    segments = list(value_segments(lays))
+    for values, skip_allowed in ((always, False), (others, True)):
+        patterns = _patterns(values, terms)
+        if not patterns:
+            continue
+        chosen = [
+            (sp, lay.data[a:b])
+            for lay, sp, a, b in segments
+            if not (skip_allowed and allow.covers(sp))
+            and not (sp is not None and sp.vr in _NUMBER_VRS)
+        ]
+        hay = b"\x00\x00".join(chunk for _, chunk in chosen).translate(_FOLD)
+        hits = make_matcher(patterns).find(hay)
+        if hits:
+            at, pos = hits[0][0], 0
+            for sp, chunk in chosen:
+                if at < pos + len(chunk):
+                    return f"raw bytes of {sp.path if sp is not None else 'the preamble'}"
+                pos += len(chunk) + 2
+            return "raw bytes"
+    return ""

@@ -58,6 +58,8 @@ class VerifyReport:
     allowed: list[Finding] = field(default_factory=list)  # in elements the policy keeps
     unreadable_originals: list[tuple[str, str]] = field(default_factory=list)
     unreadable_outputs: list[tuple[str, str]] = field(default_factory=list)
+    # Originals whose structure is damaged: what they hide cannot be learned for sure.
+    damaged_originals: list[tuple[str, str]] = field(default_factory=list)
     not_dicom: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
 
@@ -72,9 +74,16 @@ class VerifyReport:
     def clean(self) -> bool:
         """True when nothing was found, every output could be read, and originals were read.
 
-        With no readable original there is nothing to search for: that proves nothing.
+        With no readable original there is nothing to search for: that proves nothing. A
+        structurally damaged original cannot be verified (a tolerant reader may not see
+        what its overrun lengths hide), so it makes the report not clean either.
         """
-        return not self.findings and not self.unreadable_outputs and self.originals > 0
+        return (
+            not self.findings
+            and not self.unreadable_outputs
+            and not self.damaged_originals
+            and self.originals > 0
+        )
 
     @property
     def exit_code(self) -> int:
@@ -100,6 +109,7 @@ class VerifyReport:
             "allowed": [_finding_dict(f) for f in self.allowed],
             "unreadable_originals": [{"file": p, "error": e} for p, e in self.unreadable_originals],
             "unreadable_outputs": [{"file": p, "error": e} for p, e in self.unreadable_outputs],
+            "damaged_originals": [{"file": p, "error": e} for p, e in self.damaged_originals],
             "not_dicom_outputs": self.not_dicom,
             "incompletely_parsed_outputs": self.incomplete,
         }
@@ -137,6 +147,7 @@ class VerifyReport:
         for title, items in (
             ("unreadable output", self.unreadable_outputs),
             ("unreadable original", self.unreadable_originals),
+            ("cannot verify: damaged original", self.damaged_originals),
         ):
             lines += [f"{title}: {p} ({e})" for p, e in items]
         lines += [f"not DICOM (byte search only): {p}" for p in self.not_dicom]
@@ -145,6 +156,8 @@ class VerifyReport:
             lines.append("no original could be read: there was nothing to search for")
         if self.clean:
             lines += ["", "CLEAN"]
+        elif self.damaged_originals and not self.findings:
+            lines += ["", "CANNOT VERIFY: an original is structurally damaged"]
         elif self.findings or self.unreadable_outputs:
             lines += ["", "FOUND: identifying values survived, or outputs could not be read"]
         else:

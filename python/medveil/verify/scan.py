@@ -472,6 +472,7 @@ def _verify(
         strict=strict,
         engine=scanner.engine,
         unreadable_originals=[(scanner.display(orig_root, p)[0], e) for p, e in index.unreadable],
+        damaged_originals=[(scanner.display(orig_root, p)[0], e) for p, e in index.damaged],
     )
     out_root = output if output.is_dir() else output.parent
     for item in iter_items(output):

@@ -54,6 +54,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from medveil.dicom.strict import StructureError, check_structure
 from medveil.verify.inputs import Item
 from medveil.verify.matcher import make_matcher
 from medveil.verify.rawscan import looks_like_dicom
@@ -290,6 +291,7 @@ class ValueIndex:
     values: dict[str, LearnedValue] = field(default_factory=dict)
     dates: dict[str, LearnedValue] = field(default_factory=dict)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     originals: int = 0
     skipped: int = 0
 
@@ -349,12 +351,82 @@ def _pn_parts(text: str) -> list[tuple[str, bool]]:
     return out
 
 
+class Learner:
+    """Collects identifying values element by element; :meth:`finish` applies the rules.
+
+    The verifier feeds it pydicom's elements of every original; the engine's post-check
+    feeds it the decoded elements of one input (:mod:`medveil.verify.elements`). Both
+    then search for the same values, learned by the same rules.
+    """
+
+    def __init__(self, *, strict: bool = False) -> None:
+        self.strict = strict
+        self.index = ValueIndex()
+        self.benign: set[str] = set()
+        self.software_uids: set[str] = set()
+        self.pending: list[tuple[str, str, str]] = []  # (text, kind, source), decided later
+
+    def element(
+        self, tag: int, vr: str, keyword: str, texts: Iterable[str], private: bool, src: str
+    ) -> None:
+        """Learn from one element's text values (``private``: a private tag)."""
+        strict = self.strict
+        index = self.index
+        kind = classify(tag, vr, keyword, strict=strict)
+        if kind is None:
+            if not private and (vr == "CS" or keyword in _BENIGN_KEYWORDS):
+                self.benign.update(normalize(t) for t in texts)
+            elif tag == 0x00020012:
+                self.software_uids.update(normalize(t) for t in texts)
+            return
+        for t in texts:
+            if kind == "dates":
+                for d in dates_in(t):
+                    index.add(d, "dates", src, strict=True, component=False)
+            elif kind == "uids":
+                t = t.strip("\x00 ")
+                if not is_well_known_uid(t):
+                    self.pending.append((t, "uids", src))
+            elif kind == "names":
+                # A name stays a name even when it also reads like a device code.
+                for part, comp in _pn_parts(t):
+                    index.add(part, "names", src, strict=strict, component=comp)
+            elif kind == "private" and is_date_value(t):
+                index.add(dates_in(t)[0], "dates", src, strict=True, component=False)
+            else:
+                self.pending.append((t, kind, src))
+
+    def finish(self) -> ValueIndex:
+        """The learned values, after the counting rule's file-wide exceptions."""
+        index, strict = self.index, self.strict
+        in_benign: set[str] = set()
+        if not strict and self.benign:
+            # Values written (word-bounded) inside a device/software code are its words.
+            texts = sorted({normalize(t) for t, kind, _ in self.pending if kind != "uids"})
+            matcher = make_matcher(texts)
+            found = matcher.find("\x00".join(sorted(self.benign)))
+            in_benign = {texts[i] for _s, _e, i in found}
+        for t, kind, src in self.pending:
+            norm = normalize(t)
+            if kind == "uids" and norm in self.software_uids:
+                index.skipped += 1  # the writing software's UID, repeated (InstanceCreatorUID)
+            elif kind != "uids" and norm in in_benign:
+                index.skipped += 1
+            else:
+                index.add(t, kind, src, strict=strict, component=False)
+        self.pending = []
+        return index
+
+
 def learn(items: Iterable[Path | Item], *, strict: bool = False) -> ValueIndex:
-    """Read every original once and collect its identifying values into a :class:`ValueIndex`."""
-    index = ValueIndex()
-    benign: set[str] = set()
-    software_uids: set[str] = set()
-    pending: list[tuple[str, str, str]] = []  # (text, kind, source), decided after the pass
+    """Read every original once and collect its identifying values into a :class:`ValueIndex`.
+
+    An original whose structure is damaged (:func:`medveil.dicom.strict.check_structure`)
+    is still learned from, as far as pydicom reads it, and listed in ``damaged``: the
+    verifier cannot vouch for an output made from it.
+    """
+    learner = Learner(strict=strict)
+    index = learner.index
     for item in items:
         if isinstance(item, Path):
             item = Item(item)
@@ -364,6 +436,11 @@ def learn(items: Iterable[Path | Item], *, strict: bool = False) -> ValueIndex:
             if not looks_like_dicom(data):
                 index.unreadable.append((src, "not DICOM"))
                 continue
+            try:
+                check_structure(data)
+                damage = ""
+            except StructureError as exc:
+                damage = str(exc)
             ds = read_dataset(io.BytesIO(data))
         except Exception as exc:  # unreadable originals are reported, never fatal
             index.unreadable.append((src, type(exc).__name__))
@@ -373,51 +450,18 @@ def learn(items: Iterable[Path | Item], *, strict: bool = False) -> ValueIndex:
             index.unreadable.append((src, "no standard data elements"))
             continue
         index.originals += 1
+        if damage:
+            index.damaged.append((src, damage))
         meta = getattr(ds, "file_meta", None)
         elems = list(walk(meta, "")) if meta is not None else []
         elems += list(walk(ds, ""))
         for _p, elem, _priv in elems:
-            vr = elem.VR
-            keyword = keyword_for_tag(elem.tag) or ""
-            kind = classify(int(elem.tag), vr, keyword, strict=strict)
             try:
                 texts = element_texts(elem)
             except Exception:
                 continue
-            if kind is None:
-                if not elem.tag.is_private and (vr == "CS" or keyword in _BENIGN_KEYWORDS):
-                    benign.update(normalize(t) for t in texts)
-                elif int(elem.tag) == 0x00020012:
-                    software_uids.update(normalize(t) for t in texts)
-                continue
-            for t in texts:
-                if kind == "dates":
-                    for d in dates_in(t):
-                        index.add(d, "dates", src, strict=True, component=False)
-                elif kind == "uids":
-                    t = t.strip("\x00 ")
-                    if not is_well_known_uid(t):
-                        pending.append((t, "uids", src))
-                elif kind == "names":
-                    # A name stays a name even when it also reads like a device code.
-                    for part, comp in _pn_parts(t):
-                        index.add(part, "names", src, strict=strict, component=comp)
-                elif kind == "private" and is_date_value(t):
-                    index.add(dates_in(t)[0], "dates", src, strict=True, component=False)
-                else:
-                    pending.append((t, kind, src))
-    in_benign: set[str] = set()
-    if not strict and benign:
-        # Values written (word-bounded) inside a device/software code are that code's words.
-        texts = sorted({normalize(t) for t, kind, _ in pending if kind != "uids"})
-        matcher = make_matcher(texts)
-        in_benign = {texts[i] for _s, _e, i in matcher.find("\x00".join(sorted(benign)))}
-    for t, kind, src in pending:
-        norm = normalize(t)
-        if kind == "uids" and norm in software_uids:
-            index.skipped += 1  # the writing software's UID, repeated e.g. in InstanceCreatorUID
-        elif kind != "uids" and norm in in_benign:
-            index.skipped += 1
-        else:
-            index.add(t, kind, src, strict=strict, component=False)
-    return index
+            tag = int(elem.tag)
+            learner.element(
+                tag, elem.VR, keyword_for_tag(elem.tag) or "", texts, elem.tag.is_private, src
+            )
+    return learner.finish()

@@ -1,0 +1,235 @@
+"""Every element value of a file, decoded with the file's own character sets, from its bytes.
+
+The shared front end of the verifier and of the engine's post-check: the raw walker
+(:mod:`medveil.verify.rawscan`) gives the byte range of each element at every depth (file
+meta, sequences, private blocks, after Pixel Data, inside a deflated data set), and this
+decodes each text value with the Specific Character Set in force where it sits (the data
+set's, or an item's own). Nothing here trusts a tolerant parser: a file the walker cannot
+follow to its end is reported incomplete, and callers treat that as a failure.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.datadict import keyword_for_tag
+
+from medveil._core import scan_elements
+from medveil.dicom.strict import StructureError, dataset_offset, inflate_dataset, sq_tags
+from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span, dictionary_vr, layouts
+from medveil.verify.values import Learner, ValueIndex, decode_un
+
+# VRs whose value is text in the data set's character set (multi-valued with backslash).
+_CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
+_SINGLE_VALUED = frozenset({"LT", "ST", "UT", "UR"})
+# Binary values: searched as bytes only, never decoded as text.
+_NUMERIC_VRS = frozenset(
+    {"US", "SS", "UL", "SL", "FL", "FD", "AT", "OF", "OD", "OL", "OV", "SV", "UV", "OW"}
+)
+_PN_DELIMS = {0x5E, 0x3D, 0x5C}
+_TEXT_DELIMS = {0x0D, 0x0A, 0x09, 0x0C, 0x5C}
+_CHARSET = 0x00080005
+_ASCII_ONLY = ["iso8859"]
+_VR_BYTES = frozenset(
+    b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US "
+    b"OB OD OF OL OV OW SQ UC UR UT SV UV UN".split()
+)
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+_ITEM_TAG = b"\xfe\xff\x00\xe0"
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One element's value: where it is (layout, span) and its text values (maybe none)."""
+
+    layout: RawLayout
+    span: Span
+    texts: tuple[str, ...]
+
+    @property
+    def in_meta(self) -> bool:
+        """True for a file meta element (group 0002 of the file itself)."""
+        return self.layout.name == "file" and self.span.start < self.layout.meta_end
+
+
+def _codecs(raw: bytes) -> list[str]:
+    """Python codecs of a Specific Character Set value (ASCII when unknown)."""
+    terms = [t.strip(" \x00") for t in raw.decode("latin-1").split("\\")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return convert_encodings(terms)  # type: ignore[arg-type]
+        except Exception:
+            return ["iso8859"]
+
+
+def _prefix(path: str) -> str:
+    """The item prefix of an element path: ``(0008,1111)[0]/`` of ``(0008,1111)[0]/(x,y)``."""
+    return path[: path.rfind("/") + 1]
+
+
+def _parent(prefix: str) -> str:
+    """The enclosing item's prefix (``''`` at the top)."""
+    inner = prefix[:-1]
+    return inner[: inner.rfind("/") + 1] if "/" in inner else ""
+
+
+def span_texts(data: bytes, span: Span, codecs: list[str]) -> tuple[str, ...]:
+    """The text values of one element's bytes, decoded as its VR and character set say."""
+    vr = span.vr
+    if span.end <= span.start or vr == "SQ" or vr in _NUMERIC_VRS:
+        return ()
+    raw = data[span.start : span.end]
+    if vr in _CHARSET_VRS:
+        if codecs == _ASCII_ONLY and raw.isascii():
+            text = raw.decode("ascii")  # the usual case, without pydicom's machinery
+        else:
+            try:
+                text = decode_bytes(raw, codecs, _PN_DELIMS if vr == "PN" else _TEXT_DELIMS)
+            except Exception:
+                text = raw.decode("latin-1")
+    elif vr in _ASCII_VRS:
+        text = raw.decode("latin-1")
+    else:  # UN, OB, unknown: text only if it reads as text
+        text = decode_un(raw) or ""
+        vr = "UT"
+    values = [text] if vr in _SINGLE_VALUED else text.split("\\")
+    return tuple(t for t in (v.strip(" \x00") for v in values) if t)
+
+
+def decoded_elements(data: bytes) -> tuple[list[RawLayout], list[Decoded]]:
+    """The file's layouts and every non-pixel element value in them, decoded.
+
+    Sequences are listed (without texts) so callers see the whole tree; the deflated
+    blob of a deflated file is not decoded (its inflated layout is).
+    """
+    lays = scanned_layouts(data) or layouts(data)
+    out: list[Decoded] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns on every odd character set
+        for lay in lays:
+            _decode_layout(lay, out)
+    return lays, out
+
+
+def _decode_layout(lay: RawLayout, out: list[Decoded]) -> None:
+    """Append the decoded values of one layout to out."""
+    buf = lay.data
+    charsets: dict[str, list[str]] = {}
+    for sp in lay.spans:
+        if sp.tag == _CHARSET:
+            charsets[_prefix(sp.path)] = _codecs(buf[sp.start : sp.end])
+    for sp in lay.spans:
+        if sp.tag in PIXEL_TAGS or (sp.tag == 0 and sp.path == "(deflated)"):
+            continue
+        prefix = _prefix(sp.path)
+        codecs = charsets.get(prefix)
+        while codecs is None and prefix:
+            prefix = _parent(prefix)
+            codecs = charsets.get(prefix)
+        out.append(Decoded(lay, sp, span_texts(buf, sp, codecs or _ASCII_ONLY)))
+
+
+def scanned_layouts(data: bytes) -> list[RawLayout] | None:
+    """The layouts of a well-formed little-endian file from the core's element scanner.
+
+    The fast road for files that passed the strict check (and for the engines' own
+    output); None when the scanner cannot read the file, and the tolerant walker of
+    :mod:`medveil.verify.rawscan` does instead.
+    """
+    try:
+        meta_start, pos, ts = dataset_offset(data)
+        if ts is None or ts == _EXPLICIT_BE:
+            return None
+        lay = RawLayout("file", data, meta_end=pos)
+        if meta_start < pos:
+            _spans(lay, data, meta_start, pos, False)
+        if ts in _DEFLATED:
+            lay.spans.append(Span(pos, len(data), "(deflated)", 0, "OB", False))
+            inner = RawLayout("inflated", inflate_dataset(data, pos))
+            _spans(inner, inner.data, 0, len(inner.data), False)
+            return [lay, inner]
+        implicit = ts == _IMPLICIT_LE
+        if not implicit and bytes(data[pos + 4 : pos + 6]) not in _VR_BYTES:
+            return None  # Implicit VR under an Explicit VR syntax: the walker reads it
+        _spans(lay, data, pos, len(data), implicit)
+        return [lay]
+    except (StructureError, ValueError):
+        return None
+
+
+def _spans(lay: RawLayout, buf: bytes, pos: int, end: int, implicit: bool) -> None:
+    """Fill lay's spans and pixel ranges from the scanner's rows of buf[pos:end]."""
+    rows, _stop, error = scan_elements(buf, pos, end, implicit, sq_tags())
+    if error is not None:
+        raise ValueError(error)
+    prefix = [""]  # element path prefix per depth
+    private = [False]
+    seq_path: dict[int, str] = {}
+    seq_private: dict[int, bool] = {}
+    counter: dict[int, int] = {}
+    spans = lay.spans
+    for tag, code, _start, vstart, _length, stop, nitems, depth in rows.tolist():
+        if tag < 0:  # an item of the sequence one level up
+            i = counter.get(depth, 0)
+            counter[depth] = i + 1
+            del prefix[depth:], private[depth:]
+            prefix.append(seq_path[depth - 1] + f"[{i}]/")
+            private.append(seq_private[depth - 1])
+            continue
+        del prefix[depth + 1 :], private[depth + 1 :]
+        vr = (chr(code & 0xFF) + chr(code >> 8)) if code else dictionary_vr(tag)
+        path = f"{prefix[depth]}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        priv = private[depth] or bool(tag >> 16 & 1)
+        if nitems >= 0:
+            seq_path[depth] = path
+            seq_private[depth] = priv
+            counter[depth + 1] = 0
+            if vr not in ("SQ", "UN"):
+                vr = "SQ"
+        elif tag in PIXEL_TAGS:
+            lay.pixel_ranges.append((vstart, stop))
+        elif vr == "UN" and buf[vstart : vstart + 4] == _ITEM_TAG:
+            # A sequence sent as UN with a defined length: the tolerant walker opens it.
+            raise ValueError("sequence inside a UN value")
+        spans.append(Span(vstart, stop, path, tag, vr, priv))
+
+
+def value_segments(lays: list[RawLayout]) -> Iterator[tuple[RawLayout, Span | None, int, int]]:
+    """Byte ranges to search raw: the preamble and every leaf value outside pixel data.
+
+    Element headers are left out (they hold tags and lengths, no text), so a word
+    boundary is always computed on a value, never across the next element's tag.
+    """
+    deflated = len(lays) > 1
+    for lay in lays:
+        if lay.name == "file" and lay.meta_end >= 128:
+            yield lay, None, 0, 128
+        walked = {sp.path[: sp.path.rfind("[")] for sp in lay.spans if "[" in sp.path}
+        for sp in lay.spans:
+            if sp.tag in PIXEL_TAGS or sp.end <= sp.start:
+                continue
+            if deflated and lay.name == "file" and sp.path == "(deflated)":
+                continue  # searched inflated
+            if sp.vr == "SQ" or sp.path in walked:
+                continue  # its items' elements are segments of their own
+            yield lay, sp, sp.start, sp.end
+
+
+def learn_bytes(data: bytes, *, strict: bool = False, src: str = "input") -> ValueIndex:
+    """The identifying values of one file, learned from its decoded bytes (every depth)."""
+    learner = Learner(strict=strict)
+    _, decoded = decoded_elements(data)
+    for d in decoded:
+        sp = d.span
+        if d.texts:
+            kw = keyword_for_tag(sp.tag) or ""
+            learner.element(sp.tag, sp.vr, kw, d.texts, bool(sp.tag >> 16 & 1), src)
+    learner.index.originals = 1
+    return learner.finish()
