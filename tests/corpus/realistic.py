@@ -824,6 +824,7 @@ def _dicomdir(g: _Gen, root: Path) -> None:
         return
     fs = FileSet()
     fs.ID = "SBGH_CD_0001"
+    fs.UID = UID(g.uid())  # pydicom would pick a random one
     staged = []
     for inst in first:
         src = root / inst.path
