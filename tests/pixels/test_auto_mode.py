@@ -11,9 +11,6 @@ import io
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataelem import RawDataElement
-from pydicom.uid import RLELossless
-
 from medveil.errors import QuarantineError
 from medveil.pixels.cleaner import (
     CLEAN_PIXEL_DATA_CODE,
@@ -23,6 +20,9 @@ from medveil.pixels.cleaner import (
     text_classes,
 )
 from medveil.pixels.rules import RuleSet
+from pydicom.dataelem import RawDataElement
+from pydicom.uid import RLELossless
+
 from tests.pixels.helpers import CT_IMAGE, US_IMAGE, make_dataset
 from tests.textdetect.render import covered, draw_text, speckle
 
