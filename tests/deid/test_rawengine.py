@@ -50,7 +50,8 @@ def both(engine: Deidentifier, data: bytes) -> tuple[CleanResult, CleanResult | 
 
 
 def assert_same(a: CleanResult, b: CleanResult) -> None:
-    assert (a.status, a.reason) == (b.status, b.reason)
+    # The post-check may name the element it found a value in: the verdict must agree.
+    assert (a.status, a.reason.split(" (")[0]) == (b.status, b.reason.split(" (")[0])
     if a.status == "written":
         assert a.data == b.data
         assert a.relpath == b.relpath

@@ -40,25 +40,23 @@ from medveil.dicom.writer import (
     file_meta_template,
     splice_file_meta,
 )
-from medveil.engine.dataset import (
-    _CLEANABLE_TEXT,
-    BYTES_VRS,
-    DUMMY,
-    Deidentifier,
+from medveil.engine.dataset import Deidentifier
+from medveil.engine.decide import (
+    Decision,
     DeidReport,
-    _dictionary_vr,
-    _in_dictionary,
-    _PatientContext,
-    _shift_values,
-    _tag_text,
-    encode_raw,
-    plan_private,
-    resolve_on_bytes,
-    uids_of,
+    Identity,
+    Kind,
+    PatientContext,
+    cap_age,
+    dictionary_vr,
+    identity_of,
+    is_empty,
+    tag_text,
+    zero_value,
 )
 from medveil.engine.postcheck import holds_term, terms_from
 from medveil.errors import MedveilError, QuarantineError
-from medveil.policy.standard import COMBINED_ACTIONS, Rule, resolve_combined
+from medveil.policy.standard import COMBINED_ACTIONS, Rule
 
 _LONG = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR", b"UT", b"SV", b"UV"}
@@ -194,7 +192,26 @@ def _implicit_vr(tag: int) -> str:
     """The VR the Dataset engine gives an Implicit VR element (_vr_of's rule)."""
     if tag >> 16 & 1 and 0x0010 <= tag & 0xFFFF <= 0x00FF:
         return "LO"  # private creators, as pydicom reads them
-    return _dictionary_vr(tag) or "UN"
+    return dictionary_vr(tag) or "UN"
+
+
+def _meta_end(buf: bytes | bytearray | memoryview) -> int:
+    """Where the file meta ends: after the last group 0002 element from offset 132."""
+    pos, size = 132, len(buf)
+    while pos + 8 <= size and buf[pos : pos + 2] == b"\x02\x00":
+        vr = bytes(buf[pos + 4 : pos + 6])
+        if vr in _LONG:
+            if pos + 12 > size:
+                break
+            length = _U32.unpack_from(buf, pos + 8)[0]
+            if length == _UNDEFINED:
+                raise NotRaw("undefined length in the file meta")
+            pos += 12 + length
+        else:
+            pos += 8 + _U16.unpack_from(buf, pos + 6)[0]
+    if pos > size:
+        raise NotRaw("file meta runs past the end")
+    return pos
 
 
 def _header(tag: int, vr: str, length: int, implicit: bool = False) -> bytes:
@@ -258,6 +275,7 @@ class RawEngine:
         self.engine = engine
         self.compiled = engine.compiled
         self.policy = engine.policy
+        self.decider = engine.decider
         # (tag, encoded element) in tag order, for each encoding: merged into every output.
         self._marks_by = {
             implicit: sorted(
@@ -283,11 +301,11 @@ class RawEngine:
         except Exception as exc:
             # A damaged file the scanner let through: the Dataset engine names the problem.
             raise NotRaw(f"{type(exc).__name__} while reading") from None
-        engine = self.engine
+        pixels = self.engine.pixels
         new_pixels = None
-        if engine._pixels is not None and PIXEL_DATA in top._dict:
+        if pixels is not None and PIXEL_DATA in top._dict:
             before = top._dict[PIXEL_DATA].value
-            report.pixels = engine._pixels.clean(top, source=name)
+            report.pixels = pixels.clean(top, source=name)  # type: ignore[attr-defined]
             after = top._dict[PIXEL_DATA].value
             if after is not before:
                 new_pixels = after
@@ -347,7 +365,9 @@ class RawEngine:
             raise NotRaw("no preamble")
         if buf[132:136] != b"\x02\x00\x00\x00" or buf[136:138] != b"UL":
             raise NotRaw("no meta group length")
-        meta_end = 144 + _U32.unpack_from(buf, 140)[0]
+        # The meta ends where group 2 does, whatever its group length says: pydicom reads
+        # it so, and a short length must not carry meta elements into the data set.
+        meta_end = _meta_end(buf)
         meta_elems, _ = _scan(buf, 132, meta_end)
         self.buf = buf
         self.view = memoryview(buf)
@@ -374,9 +394,10 @@ class RawEngine:
             raise NotRaw("not a composite instance")
         # "input", not the file's name: the reason goes to the run records, names may be PHI.
         check_pixel_length(top, "input")
-        engine = self.engine
         report = DeidReport()
-        ctx = _PatientContext(top, engine.keyed, self.policy)
+        ctx = self.decider.context(
+            lambda kw: [str(v) for v in self._values(top, kw)], lambda: self._identity(top, elems)
+        )
         report.date_offset_days = ctx.offset if self.compiled.shift_dates else 0
         self.final = {}
         self.final_vr = {}
@@ -397,9 +418,11 @@ class RawEngine:
     # ------------------------------------------------------------------ pieces
     def _raw(self, e: _Elem) -> RawDataElement:
         end = e.end - 8 if e.length == _UNDEFINED else e.end
-        value = (
-            self.view[e.vstart : end] if e.tag == PIXEL_DATA else bytes(self.buf[e.vstart : end])
-        )
+        if e.tag == PIXEL_DATA and e.length != _UNDEFINED:
+            value: bytes | memoryview = self.view[e.vstart : end]  # masked in place
+        else:
+            # Encapsulated pixels are bytes: pydicom's frame parser cannot read a view.
+            value = bytes(self.buf[e.vstart : end])
         length = _UNDEFINED if e.length == _UNDEFINED else len(value)
         implicit = self.implicit and e.tag >> 16 != 2  # the file meta is always explicit
         vr = None if implicit else e.vr
@@ -407,9 +430,24 @@ class RawEngine:
             BaseTag(e.tag), vr, length, value, e.vstart, implicit, True, True, False
         )
 
+    def _identity(self, top: Dataset, elems: list[_Elem]) -> Identity:
+        """The file's identifying values: its keywords' values and every PN in it."""
+        names: list[str] = []
+        stack = [elems]
+        while stack:
+            for e in stack.pop():
+                if self._vr(e) == "PN":
+                    names.extend(self._text(e))
+                elif e.vr == "SQ":
+                    stack.extend(item.elems for item in e.items)
+        return identity_of(lambda kw: [str(v) for v in self._values(top, kw)], names)
+
     def _values(self, top: Dataset, keyword: str) -> list[object]:
         """An element's values as identity_terms reads them, decoded straight from its bytes."""
-        elem = top._dict.get(_KEYWORD_TAGS[keyword])
+        tag = _KEYWORD_TAGS.get(keyword)
+        if tag is None:
+            tag = _KEYWORD_TAGS[keyword] = tag_for_keyword(keyword)
+        elem = top._dict.get(tag)
         if elem is None:
             return []
         value = elem.value
@@ -419,16 +457,18 @@ class RawEngine:
                 return []
             return list(found) if isinstance(found, (list, MultiValue)) else [found]
         try:
-            text = value.decode(self.codec)
+            values = decode_text(value, self.codec)
         except UnicodeDecodeError:
-            raise NotRaw("undecodable identifying value") from None
-        return [v.rstrip("\x00 ") for v in text.split("\\")] if text.rstrip("\x00 ") else []
+            values = None
+        if values is None:
+            raise NotRaw("undecodable identifying value")
+        return list(values)
 
     def _file_meta(
         self,
         elems: list[_Elem],
         meta: FileMetaDataset,
-        ctx: _PatientContext,
+        ctx: PatientContext,
         report: DeidReport,
         sop: str,
     ) -> bytes:
@@ -449,7 +489,7 @@ class RawEngine:
         cached = self._meta_templates.get(key)
         if cached is None:
             walked = DeidReport()
-            self.engine._walk(meta, ctx, walked, "meta")
+            meta = self._meta_out(elems, ctx, walked)
             if "MediaStorageSOPClassUID" not in meta:
                 raise NotRaw("no Media Storage SOP Class")
             meta.MediaStorageSOPInstanceUID = sop
@@ -464,13 +504,38 @@ class RawEngine:
             report.add(path, tag, action)
         return splice_file_meta(pre, post, sop)
 
-    def _meta_context(self, elems: list[_Elem], ctx: _PatientContext) -> object:
+    def _meta_out(self, elems: list[_Elem], ctx: PatientContext, report: DeidReport) -> Dataset:
+        """The file meta after the walk, as raw elements for pydicom's meta writer."""
+        implicit, self.implicit = self.implicit, False  # the meta is always Explicit VR
+        try:
+            out = self._walk(elems, ctx, report, "meta", top=False)
+        finally:
+            self.implicit = implicit
+        meta = FileMetaDataset()
+        for tag, chunk in out:
+            data = bytes(chunk)
+            vr = data[4:6].decode("latin-1")
+            value = data[12:] if vr in _LONG_VR_STR else data[8:]
+            meta._dict[BaseTag(tag)] = RawDataElement(
+                tag=BaseTag(tag),
+                VR=vr,
+                length=len(value),
+                value=value,
+                value_tell=0,
+                is_implicit_VR=False,
+                is_little_endian=True,
+                is_raw=True,
+                is_buffered=False,
+            )
+        return meta
+
+    def _meta_context(self, elems: list[_Elem], ctx: PatientContext) -> object:
         """What of the patient the meta's rules read: nothing, unless one cleans or shifts."""
         compiled = self.compiled
         for e in elems:
             rule = compiled.by_tag.get(e.tag) or compiled.rule_for(e.tag)
             if rule is not None and rule.action not in _CONTEXT_FREE:
-                return (ctx.offset, tuple(ctx.terms))
+                return (ctx.offset, ctx.identity)
         return None
 
     def _final_text(self, tag: int) -> str | None:
@@ -513,11 +578,11 @@ class RawEngine:
 
     # ------------------------------------------------------------------ the walk
     def _walk(
-        self, elems: list[_Elem], ctx: _PatientContext, report: DeidReport, path: str, top: bool
+        self, elems: list[_Elem], ctx: PatientContext, report: DeidReport, path: str, top: bool
     ) -> list[tuple[int, bytes | memoryview]]:
         """Decide every element of one dataset; returns (tag, bytes) in order."""
-        compiled = self.compiled
-        by_tag = compiled.by_tag
+        by_tag = self.compiled.by_tag
+        decider = self.decider
         out: list[tuple[int, bytes | memoryview | None]] = []
         private: list[int] = []
         by_pos: dict[int, _Elem] = {}
@@ -537,21 +602,21 @@ class RawEngine:
                 continue
             rule = by_tag.get(tag)
             if rule is None:
-                group = tag >> 16
-                if group & 1:
+                route, rule = decider.rule(tag)
+                if route == "private":
                     by_pos[tag] = e
                     out.append((tag, None))
                     private.append(tag)
                     continue
-                if tag & 0xFFFF == 0 and group != 2:
-                    continue  # group lengths are stale after any change
-                rule = compiled.rule_for(tag)
-                if rule is None:
-                    res = self._unknown(e, ctx, report, path)
-                else:
-                    res = self._act(e, rule, ctx, report, path)
+                if route == "drop":
+                    continue
+            if rule is None:
+                decision = decider.unknown(
+                    tag, self._vr(e), self._empty(e), lambda e=e: self._text(e), ctx
+                )
             else:
-                res = self._act(e, rule, ctx, report, path)
+                decision = self._decide(e, rule, ctx)
+            res = self._do(e, decision, ctx, report, path)
             if res is None:
                 continue
             chunk = res
@@ -574,7 +639,7 @@ class RawEngine:
         compiled = self.compiled
         if tag >> 16 & 1:
             return ""
-        vr = _dictionary_vr(tag) or ""
+        vr = dictionary_vr(tag) or ""
         if vr in ("", "SQ"):
             return ""  # files that give it another VR take the general path
         rule = compiled.by_tag.get(tag)
@@ -615,131 +680,78 @@ class RawEngine:
         value = _text_bytes(e.vr, values)
         return _header(e.tag, e.vr, len(value), self.implicit) + value
 
-    def _act(
-        self, e: _Elem, rule: Rule, ctx: _PatientContext, report: DeidReport, path: str
-    ) -> bytes | memoryview | None:
-        """Apply one rule; None removes the element."""
-        action = rule.action
-        tag, vr = e.tag, e.vr
-        if action == "K":
-            if vr == "SQ":
-                return self._recurse(e, ctx, report, path)
-            return self._keep(e)
-        if action == "X":
-            report.add(path, tag, "X")
-            return None
-        if vr == "SQ":
-            return self._act_sequence(e, rule, action, ctx, report, path)
-        if vr == "UN":
-            raise NotRaw(f"action {action} on an element of unknown VR")
-        if action == "pseudonym" and vr in ("PN", "LO", "SH", "CS", "AE", "UC"):
-            values = self._text(e)
-            report.add(path, tag, "pseudonym")
-            if not values:
-                return self._copy(e)
-            return self._put(e, self.engine._pseudonyms(vr, rule, values))
-        if action == "C" and vr == "TM":
-            report.add(path, tag, "C")
-            return self._copy(e)
-        if action == "C" and vr in _CLEANABLE_TEXT:
-            values = self._text(e)
-            cleaned = [ctx.clean_text(v) for v in values]
-            report.add(path, tag, "C")
-            if cleaned != values:
-                return self._put(e, cleaned)
-            return self._copy(e)
-        if action == "C" and vr in ("DA", "DT") and self.compiled.shift_dates and not e.length:
-            report.add(path, tag, "C")
-            return self._copy(e)
-        if action == "C" and vr in ("DA", "DT") and self.compiled.shift_dates and e.length:
-            try:
-                text = bytes(self.buf[e.vstart : e.end]).decode("ascii").strip("\x00 ")
-            except UnicodeDecodeError:
-                raise NotRaw("non-ASCII date") from None
-            new = _shift_values(text.split("\\"), ctx.offset, vr, report, path, tag)
-            report.add(path, tag, "C")
-            return self._put(e, new)
-        if action not in ("Z", "D", "U") and action not in COMBINED_ACTIONS:
-            raise NotRaw(f"action {action} on {vr}")
-        value = self.buf[e.vstart : e.end]
-        action, empty = resolve_on_bytes(action, vr, rule, value, self.policy.combined_codes)
-        if action == "X":
-            report.add(path, tag, "X")
-            return None
-        if action not in ("Z", "D", "U"):
-            raise NotRaw(f"combined action resolved to {action}")
-        if action == "Z":
-            report.add(path, tag, action)
-            return _header(tag, vr, 0, self.implicit)
-        if action == "D":
-            report.add(path, tag, action)
-            if empty:
-                return self._copy(e)
-            if vr in BYTES_VRS:
-                return _header(tag, vr, 2, self.implicit) + b"\x00\x00"
-            dummy = DUMMY.get(vr, "")
-            if not isinstance(dummy, str):
-                raise NotRaw("numeric dummy")
-            return self._put(e, [dummy])
-        if vr == "UI":
-            report.add(path, tag, action)
-            if empty:
-                return self._copy(e)
-            return self._put(e, self.engine._map_uids(uids_of(value)))
-        raise NotRaw(f"U on {vr}")
+    def _empty(self, e: _Elem) -> bool:
+        """True when the element holds nothing (a sequence: no items)."""
+        if e.vr == "SQ":
+            return not e.items
+        return is_empty(self.buf[e.vstart : e.end])
 
-    def _act_sequence(
-        self,
-        e: _Elem,
-        rule: Rule,
-        action: str,
-        ctx: _PatientContext,
-        report: DeidReport,
-        path: str,
+    def _decide(self, e: _Elem, rule: Rule, ctx: PatientContext) -> Decision:
+        """The decision layer's answer for an element with a rule."""
+        empty = False if rule.action in ("K", "X") and e.vr != "SQ" else self._empty(e)
+        return self.decider.act(e.tag, self._vr(e), rule, empty, lambda: self._text(e), ctx)
+
+    @staticmethod
+    def _vr(e: _Elem) -> str:
+        """The VR the element is decided with: UN reads as the dictionary's, as pydicom does."""
+        if e.vr == "UN":
+            return dictionary_vr(e.tag) or "UN"
+        return e.vr
+
+    def _do(
+        self, e: _Elem, decision: Decision, ctx: PatientContext, report: DeidReport, path: str
     ) -> bytes | memoryview | None:
-        """Z, D, U, C and combined codes on a sequence, as the Dataset engine's general path."""
-        empty = not e.items
-        if action in COMBINED_ACTIONS:
-            action = resolve_combined(
-                action,
-                vr="SQ",
-                in_std_comp_iod=rule.in_std_comp_iod,
-                empty=empty,
-                mode=self.policy.combined_codes,
+        """Carry out one decision: the element's output bytes, or None to remove it."""
+        kind, vr, tag = decision.kind, e.vr, e.tag
+        out: bytes | memoryview | None
+        if kind is Kind.REMOVE:
+            out = None
+        elif vr == "UN":
+            raise NotRaw(f"action {decision.report or 'K'} on an element of unknown VR")
+        elif kind is Kind.KEEP:
+            out = self._recurse(e, ctx, report, path) if vr == "SQ" else self._keep(e)
+        elif kind is Kind.PUT:
+            out = self._put(e, list(decision.values))
+        elif kind is Kind.EMPTY:
+            out = self._sequence(e, []) if vr == "SQ" else _header(tag, vr, 0, self.implicit)
+        elif kind is Kind.ZERO:
+            zero = zero_value(vr)
+            out = _header(tag, vr, len(zero), self.implicit) + zero
+        elif kind is Kind.DUMMY_ITEMS:
+            out = self._sequence(e, [(self._dummy_body(i), i.undefined) for i in e.items])
+        else:
+            raise NotRaw(f"action {decision.report} on {vr}")
+        report.record(path, tag, decision)
+        return out
+
+    def _dummy_body(self, item: _Item) -> bytes:
+        """An item of a sequence whose action is D, every value its VR's dummy."""
+        decider = self.decider
+        chunks: list[bytes | memoryview] = []
+        for e in item.elems:
+            decision = decider.dummy_item_element(
+                e.tag, self._vr(e), self._empty(e), lambda e=e: self._text(e)
             )
-            if action == "X":
-                report.add(path, e.tag, "X")
-                return None
-            if action == "K":
-                return self._recurse(e, ctx, report, path)
-        if action == "C":
-            res = self._recurse(e, ctx, report, path)
-            report.add(path, e.tag, "C")
-            return res
-        if action == "U":
-            report.add(path, e.tag, "U")
-            return self._recurse_copy(e)
-        if action == "Z" or (action == "D" and empty):
-            report.add(path, e.tag, action)
-            if empty:
-                return self._recurse_copy(e)
-            return self._sequence(e, [])
-        if action == "D":
-            report.add(path, e.tag, action)
-            return self._sequence(e, [(b"", False)])
-        raise NotRaw(f"action {action} on a sequence")
+            kind = decision.kind
+            if kind is Kind.REMOVE:
+                continue
+            if e.vr == "UN":
+                raise NotRaw("an element of VR UN in a dummy item")
+            if kind is Kind.PUT:
+                chunks.append(self._put(e, list(decision.values)))
+            elif kind is Kind.ZERO:
+                zero = zero_value(e.vr)
+                chunks.append(_header(e.tag, e.vr, len(zero), self.implicit) + zero)
+            elif kind is Kind.DUMMY_ITEMS:
+                chunks.append(
+                    self._sequence(e, [(self._dummy_body(i), i.undefined) for i in e.items])
+                )
+            else:
+                chunks.append(self._copy(e))
+        return b"".join(chunks)
 
-    def _recurse_copy(self, e: _Elem) -> bytes:
-        return self._sequence(
-            e,
-            [
-                (self.buf[i.start + 8 : i.end - (8 if i.undefined else 0)], i.undefined)
-                for i in e.items
-            ],
-        )
-
-    def _recurse(self, e: _Elem, ctx: _PatientContext, report: DeidReport, path: str) -> bytes:
-        base = path + _tag_text(e.tag)
+    def _recurse(self, e: _Elem, ctx: PatientContext, report: DeidReport, path: str) -> bytes:
+        base = path + tag_text(e.tag)
         bodies: list[tuple[bytes, bool]] = []
         for i, item in enumerate(e.items):
             for sub in item.elems:
@@ -763,28 +775,11 @@ class RawEngine:
             return head + b"\xff\xff\xff\xff" + value + _SEQ_DELIMS
         return head + _U32.pack(len(value)) + value
 
-    def _unknown(
-        self, e: _Elem, ctx: _PatientContext, report: DeidReport, path: str
-    ) -> bytes | memoryview | None:
-        compiled = self.compiled
-        tag = e.tag
-        if not compiled.keeps_unknown(tag):
-            report.add(path, tag, "X")
-            return None
-        if not _in_dictionary(tag):
-            report.add(path, tag, "X-undefined-tag")
-            return None
-        if e.vr == "SQ":
-            return self._recurse(e, ctx, report, path)
-        if e.vr in ("DA", "DT") and compiled.shift_dates:
-            raise NotRaw("date in an unknown element")
-        return self._keep(e)
-
     def _private(
         self,
         tags: list[int],
         by_pos: dict[int, _Elem],
-        ctx: _PatientContext,
+        ctx: PatientContext,
         report: DeidReport,
         path: str,
     ) -> dict[int, bytes | memoryview]:
@@ -816,21 +811,19 @@ class RawEngine:
                 vr = "LO" if e.vr == "UN" else e.vr
                 creator_bytes[tag] = _header(tag, vr, len(encoded), self.implicit) + encoded
         keep: dict[int, bytes | memoryview] = {}
-        plan = plan_private(
-            tags, creators, self.compiled.private_overrides, self.engine._safe_private
-        )
-        for tag, decision, rule in plan:
-            if decision == "X":
+        for tag, verdict, rule in self.decider.plan_private(tags, creators):
+            if verdict == "X":
                 report.add(path, tag, "X")
-            elif decision == "act":
-                res = self._act(by_pos[tag], rule, ctx, report, path)  # type: ignore[arg-type]
+            elif verdict == "act":
+                e = by_pos[tag]
+                res = self._do(e, self._decide(e, rule, ctx), ctx, report, path)  # type: ignore[arg-type]
                 if res is not None:
                     keep[tag] = res
-            elif decision == "creator":
+            elif verdict == "creator":
                 keep[tag] = creator_bytes[tag]
             else:
-                if decision == "K-safe-private":
-                    report.add(path, tag, decision)
+                if verdict == "K-safe-private":
+                    report.add(path, tag, verdict)
                 if by_pos[tag].vr == "SQ":
                     raise NotRaw("private sequence kept")
                 keep[tag] = self._keep(by_pos[tag])
@@ -838,24 +831,17 @@ class RawEngine:
 
     def _cap_age(self, report: DeidReport) -> None:
         """Safe Harbor's age cap on the output value, as the Dataset engine does it."""
-        import re
-
         value = self.final.get(0x00101010)
         if value is None:
             return
-        text = value.decode("latin-1").rstrip("\x00 ")
-        if not text:
+        values = decode_text(value, self.codec)
+        if values is None:
+            raise NotRaw("undecodable age")
+        capped = cap_age("\\".join(values))
+        if capped is None:
             return
-        m = re.fullmatch(r"(\d{3})([DWMY])", text.strip())
-        if m is None:
-            new = b""
-            report.add("", 0x00101010, "age-unparseable-emptied")
-        else:
-            n, unit = int(m.group(1)), m.group(2)
-            if n / {"D": 365.25, "W": 52.18, "M": 12, "Y": 1}[unit] <= 89:
-                return
-            new = b"090Y"
-            report.add("", 0x00101010, "age-capped")
+        new = capped[0].encode("ascii")
+        report.add("", 0x00101010, capped[1])
         self.final[0x00101010] = new
         self.final_vr[0x00101010] = "AS"
         self.age_override = _header(0x00101010, "AS", len(new), self.implicit) + new
@@ -869,14 +855,14 @@ for _implicit in (False, True):
 del _template, _implicit
 # Actions whose result depends on the value alone (and the secret), not on the patient.
 _CONTEXT_FREE = frozenset({"K", "X", "Z", "D", "U", "pseudonym", *COMBINED_ACTIONS})
-_KEYWORD_TAGS = {kw: tag_for_keyword(kw) for kw in IDENTITY_KEYWORDS}
+_KEYWORD_TAGS: dict[str, int] = {kw: tag_for_keyword(kw) for kw in IDENTITY_KEYWORDS}
 _TEXTISH = frozenset({"LO", "SH", "CS", "AE", "UC", "ST", "LT", "UT", "PN"})
 _CATALOG_TAGS_SET = frozenset(_CATALOG_TAGS)
 
 
 def _sequence_tags() -> np.ndarray:
     """Every tag the data dictionary makes a sequence, for the scanner's Implicit VR reads."""
-    tags = {t for t in DicomDictionary if _dictionary_vr(t) == "SQ"}
+    tags = {t for t in DicomDictionary if dictionary_vr(t) == "SQ"}
     for mask, entry in RepeatersDictionary.items():
         if entry[0].split(" or ")[0] != "SQ":
             continue
@@ -885,7 +871,7 @@ def _sequence_tags() -> np.ndarray:
             text = mask
             for d in digits:
                 text = text.replace("x", d, 1)
-            if _dictionary_vr(int(text, 16)) == "SQ":
+            if dictionary_vr(int(text, 16)) == "SQ":
                 tags.add(int(text, 16))
     return np.array(sorted(tags), dtype=np.uint32)
 
@@ -895,10 +881,7 @@ _SQ_TAGS = _sequence_tags()
 
 def encode_raw_marks(engine: Deidentifier, implicit: bool) -> dict[BaseTag, RawDataElement]:
     """The engine's de-identification marks, encoded for (Implicit or Explicit) VR LE."""
-    cached = engine._mark_raw.get((implicit, True))
-    if cached is None:
-        cached = engine._mark_raw[(implicit, True)] = encode_raw(engine._marks(), implicit, True)
-    return cached
+    return engine.marks_raw(implicit, True)
 
 
 def check_output(header: bytes, terms: list[bytes], implicit: bool = False) -> None:

@@ -1,0 +1,769 @@
+"""The one decision layer of both engines: what happens to each element, from plain values.
+
+The Dataset engine (:mod:`medveil.engine.dataset`) and the raw-byte engine
+(:mod:`medveil.engine.raw`) read and write bytes differently; everything else is asked
+here: the action after combined-code resolution, replacement values, the free-text
+cleaning terms and the cleaned text, the private-block verdicts, date shifts and the age
+cap. Inputs are tags, VRs and decoded values, so both roads give the same answer.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from pydicom.datadict import dictionary_VR
+
+from medveil.dicom.keywords import CLEAN_ID_KEYWORDS, NAME_KEYWORDS
+from medveil.policy.keys import Keyed, is_well_known_uid
+from medveil.policy.schema import CompiledPolicy, Policy
+from medveil.policy.standard import COMBINED_ACTIONS, Rule, resolve_combined
+
+TEXT_VRS: Final = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
+BYTES_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+NUMBER_VRS: Final = frozenset({"DS", "IS", "FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT"})
+#: Binary numbers: the byte size of one value (a dummy is one zero value).
+NUMBER_SIZES: Final = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "AT": 4, "FD": 8, "SV": 8}
+MAX_LEN: Final = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "DS": 16, "IS": 12}
+DUMMY: Final[dict[str, str]] = {
+    "AE": "ANONYMOUS",
+    "AS": "000Y",
+    "CS": "ANONYMIZED",
+    "DA": "19000101",
+    "DT": "19000101000000",
+    "TM": "000000",
+    "DS": "0",
+    "IS": "0",
+    "LO": "ANONYMIZED",
+    "LT": "ANONYMIZED",
+    "PN": "ANONYMIZED",
+    "SH": "ANONYMIZED",
+    "ST": "ANONYMIZED",
+    "UC": "ANONYMIZED",
+    "UT": "ANONYMIZED",
+    "UR": "urn:medveil:anonymized",
+}
+#: Years per unit of an AS value (Safe Harbor's cap and the age bands read ages with it).
+AGE_UNITS: Final = {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}
+_AGE = re.compile(r"(\d{3})([DWMY])")
+#: VRs whose value is text: their dummy and cleaned values are written as text.
+TEXTUAL_VRS: Final = TEXT_VRS | {"AS", "DA", "DT", "TM", "DS", "IS", "UI"}
+
+
+class Kind(enum.Enum):
+    """What an engine does to one element's bytes."""
+
+    KEEP = "keep"  # unchanged (a sequence: its items walked with their own rules)
+    REMOVE = "remove"
+    EMPTY = "empty"  # present with an empty value (a sequence: no items)
+    PUT = "put"  # new text values (Decision.values)
+    ZERO = "zero"  # a dummy binary value: one zero value of the VR's size
+    DUMMY_ITEMS = "dummy-items"  # a sequence whose items become dummy items
+    GENERAL = "general"  # a policy action on decoded values (Dataset engine only)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one element: what to do, what to report, and the new values."""
+
+    kind: Kind
+    report: str = ""  # the action the report records ("" for none)
+    values: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # extra report entries, recorded before `report`
+
+
+KEEP: Final = Decision(Kind.KEEP)
+REMOVED: Final = Decision(Kind.REMOVE, "X")
+
+
+@dataclass
+class DeidReport:
+    """What the engine did to one dataset: actions by tag path, never values."""
+
+    actions: Counter[str] = field(default_factory=Counter)
+    taken: list[tuple[str, int, str]] = field(default_factory=list)
+    date_offset_days: int = 0
+    pixels: object | None = None
+
+    def add(self, path: str, tag: int, action: str) -> None:
+        """Record one action taken on element `tag` under the sequence path `path`."""
+        self.actions[action] += 1
+        self.taken.append((path, tag, action))
+
+    def record(self, path: str, tag: int, decision: Decision) -> None:
+        """Record a decision's notes and action."""
+        for note in decision.notes:
+            self.add(path, tag, note)
+        if decision.report:
+            self.add(path, tag, decision.report)
+
+    @property
+    def entries(self) -> list[tuple[str, str]]:
+        """(element path, action) pairs, e.g. ('(0008,1140)[0]/(0008,1155)', 'U')."""
+        return [(path + tag_text(tag), action) for path, tag, action in self.taken]
+
+
+def tag_text(tag: int) -> str:
+    """'(gggg,eeee)' for a tag."""
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+# ---------------------------------------------------------------------- dictionary
+_DICT_VRS: dict[int, tuple[str, ...]] = {}
+
+
+def dictionary_vrs(tag: int) -> tuple[str, ...]:
+    """The VRs the data dictionary allows for a tag, first the usual one; () if undefined."""
+    try:
+        return _DICT_VRS[tag]
+    except KeyError:
+        pass
+    try:
+        vrs = tuple(dictionary_VR(tag).split(" or "))
+    except KeyError:
+        vrs = ()
+    if len(_DICT_VRS) < 100_000:
+        _DICT_VRS[tag] = vrs
+    return vrs
+
+
+def dictionary_vr(tag: int) -> str | None:
+    """The tag's first dictionary VR, or None if the standard does not define it."""
+    vrs = dictionary_vrs(tag)
+    return vrs[0] if vrs else None
+
+
+def in_dictionary(tag: int) -> bool:
+    """True when the standard defines the tag."""
+    return bool(dictionary_vrs(tag))
+
+
+def vr_conflict(tag: int, vr: str) -> bool:
+    """True when a standard tag is written with a VR its definition does not allow.
+
+    Such an element is not what its keyword says (a UID written as a sequence, a date
+    written as LO): no rule for the keyword can be trusted on it, so it is removed.
+    UN (the value's VR was not known to the writer) is read as the dictionary's VR.
+    """
+    if tag >> 16 & 1 or vr == "UN":
+        return False
+    vrs = dictionary_vrs(tag)
+    return bool(vrs) and vr not in vrs
+
+
+# ---------------------------------------------------------------------- values
+def is_empty(value: bytes | bytearray | memoryview | None) -> bool:
+    """True for a raw value that holds nothing but padding."""
+    return not value or not bytes(value).strip(b"\x00 ")
+
+
+def uids_of(value: bytes | bytearray | memoryview) -> list[str]:
+    """The UIDs of a raw UI value."""
+    return bytes(value).decode("ascii", "replace").strip("\x00 ").split("\\")
+
+
+def zero_value(vr: str) -> bytes:
+    """The bytes of a binary dummy: one zero value of the VR (two bytes for OB, OW, ...)."""
+    return b"\x00" * NUMBER_SIZES.get(vr, 8 if vr == "UV" else 2)
+
+
+# ---------------------------------------------------------------------- dates
+# One DT value: YYYY[MM[DD[HH[MM[SS[.F{1,6}]]]]]] and an optional &ZZXX offset.
+_DT_ONE = re.compile(r"(\d{4}(?:\d{2}){0,5}(?:\.\d{1,6})?)([+-]\d{4})?")
+
+
+def _valid_offset(offset: str) -> bool:
+    return not offset or (int(offset[1:3]) <= 14 and int(offset[3:5]) < 60)
+
+
+def shift_date_value(value: str, days: int, vr: str) -> str | None:
+    """Shift one DA or DT value, or every component of a range 'A-B', by whole days.
+
+    None when it cannot be parsed (and so cannot be shifted for sure).
+    """
+    value = value.strip()
+    if not value:
+        return value
+    if vr == "DT":
+        m = _DT_ONE.fullmatch(value)
+        if m is not None and _valid_offset(m.group(2) or ""):
+            return _shift_one(m.group(1), days, vr, m.group(2) or "")
+    elif "-" not in value:
+        return _shift_one(value, days, vr, "")
+    # A range: each side is a value (or empty, for an open end). A DT side may carry its
+    # own offset, so every '-' is tried as the range separator.
+    for at in [i for i, ch in enumerate(value) if ch == "-"]:
+        left, right = value[:at], value[at + 1 :]
+        if "-" in right and vr == "DA":
+            continue
+        sides = [shift_date_value(s, days, vr) if s else "" for s in (left, right)]
+        if (left or right) and None not in sides and "-" not in (sides[0] or ""):
+            return f"{sides[0]}-{sides[1]}"
+    return None
+
+
+def _shift_one(value: str, days: int, vr: str, offset: str) -> str | None:
+    head = value[:8]
+    if not value[:4].isdigit():
+        return None
+    if len(value) < 8:
+        if vr != "DT" or not value.isdigit() or len(value) not in (4, 6):
+            return None
+        # Year (or year-month) precision: shift a mid-period day and keep the precision.
+        month = int(value[4:6]) if len(value) == 6 else 7
+        try:
+            d = _dt.date(int(value[:4]), month, 15) + _dt.timedelta(days=days)
+        except (ValueError, OverflowError):
+            return None
+        return d.strftime("%Y%m%d")[: len(value)] + offset
+    if not head.isdigit() or (vr == "DA" and len(value) != 8):
+        return None
+    try:
+        d = _dt.date(int(head[:4]), int(head[4:6]), int(head[6:8])) + _dt.timedelta(days=days)
+    except (ValueError, OverflowError):
+        return None
+    return f"{d.year:04d}{d.month:02d}{d.day:02d}" + value[8:] + offset
+
+
+def shift_values(values: Iterable[str], days: int, vr: str) -> tuple[tuple[str, ...], int]:
+    """Each DA/DT value shifted, and how many could not be parsed (those are emptied)."""
+    out: list[str] = []
+    bad = 0
+    for v in values:
+        shifted = shift_date_value(v, days, vr)
+        if shifted is None:
+            bad += 1
+            shifted = ""
+        out.append(shifted)
+    return tuple(out), bad
+
+
+# ---------------------------------------------------------------------- ages
+def age_years(value: str) -> float | None:
+    """An AS value ('047Y', '030M', ...) in years; None when it is not one."""
+    m = _AGE.fullmatch(value.strip())
+    if m is None:
+        return None
+    return int(m.group(1)) / AGE_UNITS[m.group(2)]
+
+
+def cap_age(value: str) -> tuple[str, str] | None:
+    """Safe Harbor's age cap: (new value, report action), or None to keep the value.
+
+    Ages over 89 become one category (090Y); a value that is not an age is emptied.
+    """
+    text = value.rstrip("\x00 ")
+    if not text:
+        return None
+    years = age_years(text)
+    if years is None:
+        return "", "age-unparseable-emptied"
+    if years > 89:
+        return "090Y", "age-capped"
+    return None
+
+
+# ---------------------------------------------------------------------- free text
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_YEAR = r"(?:1[89]|20)\d{2}"
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+_MON = r"(?:0?[1-9]|1[0-2])"
+#: Dates in the spellings people and devices write, as one alternation.
+DATE_PATTERNS: Final = (
+    rf"(?<!\d){_YEAR}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d*(?:\.\d+)?",  # 19510227[hhmmss]
+    rf"(?<!\d){_YEAR}([-/. ]){_MON}\1{_DAY}(?!\d)",  # 1951-02-27, 1951/02/27, 1951.2.27
+    rf"(?<!\d){_DAY}([-/. ]){_MON}\2(?:{_YEAR}|\d{{2}})(?!\d)",  # 27/02/1951, 27.02.51
+    rf"(?<!\d){_MON}([-/. ]){_DAY}\3(?:{_YEAR}|\d{{2}})(?!\d)",  # 02/27/1951
+    rf"(?<![^\W_]){_DAY}(?:st|nd|rd|th)?[-/. ]*{_MONTH}[-/., ]*(?:{_YEAR}|\d{{2}})(?!\d)",
+    rf"(?<![^\W_]){_MONTH}[-/. ]*{_DAY}(?:st|nd|rd|th)?[-/., ]*(?:{_YEAR}|\d{{2}})(?!\d)",
+    rf"(?<![^\W_]){_MONTH}[-/., ]*{_YEAR}(?!\d)",  # Feb 1951
+)
+#: International and national phone numbers: +CC then groups of digits.
+PHONE_PATTERN: Final = r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\d)"
+_CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]")
+_NAME_SPLIT = re.compile(r"[\^=]")
+_WORD_SPLIT = re.compile(r"[\W_]+")
+# Names: not inside a longer word (digits and punctuation are boundaries), or at a
+# camel-case change ('seenByDoe'); the lookarounds are case-sensitive on purpose.
+_NAME_START = r"(?:(?<![^\W\d_])|(?-i:(?<=[a-z])(?=[A-Z])))"
+_NAME_END = r"(?:(?![^\W\d_])|(?-i:(?<=[a-z])(?=[A-Z])))"
+_INITIAL = r"[^\W\d_]\.?(?![^\W\d_])"
+_SEP = r"[\s_.,^=\-'/]*"
+_ALNUM_BEFORE = r"(?<![^\W_])"
+_ALNUM_AFTER = r"(?![^\W_])"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The identifying values of one file, decoded: what free-text cleaning removes."""
+
+    values: tuple[tuple[str, tuple[str, ...]], ...]  # (keyword, values) of IDENTITY_SOURCES
+    names: tuple[str, ...]  # every PN value anywhere in the file, sorted
+
+
+#: Keywords whose values free-text cleaning removes (besides every PN in the file).
+IDENTITY_SOURCES: Final = (
+    *NAME_KEYWORDS,
+    *CLEAN_ID_KEYWORDS,
+    "PatientBirthDate",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers",
+)
+_PHRASE_KEYWORDS = frozenset(
+    {
+        "PatientAddress",
+        "InstitutionName",
+        "InstitutionAddress",
+        "InstitutionalDepartmentName",
+        "ReferringPhysicianAddress",
+    }
+)
+
+
+def identity_of(values: Callable[[str], list[str]], names: Iterable[str]) -> Identity:
+    """An Identity from a keyword lookup of decoded values and the file's PN values."""
+    return Identity(
+        tuple((kw, tuple(values(kw))) for kw in IDENTITY_SOURCES),
+        tuple(sorted(set(names))),
+    )
+
+
+def birth_date_spellings(value: str) -> list[str]:
+    """The common spellings of one DA birth date ('19510227' -> '27/02/1951', ...)."""
+    if len(value) != 8 or not value.isdigit():
+        return [value] if value else []
+    try:
+        d = _dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    except ValueError:
+        return [value]
+    y, m, dd = f"{d.year:04d}", f"{d.month:02d}", f"{d.day:02d}"
+    mon, month = d.strftime("%b"), d.strftime("%B")
+    out = {value}
+    for sep in ("-", "/", ".", " "):
+        for mm, day in ((m, dd), (str(d.month), str(d.day))):
+            out.update({f"{y}{sep}{mm}{sep}{day}", f"{day}{sep}{mm}{sep}{y}"})
+            out.update({f"{mm}{sep}{day}{sep}{y}", f"{day}{sep}{mm}{sep}{y[2:]}"})
+            out.add(f"{mm}{sep}{day}{sep}{y[2:]}")
+    for name in (mon, month):
+        for day in (dd, str(d.day)):
+            out.update({f"{day} {name} {y}", f"{day}-{name}-{y}", f"{day}{name}{y}"})
+            out.update({f"{name} {day}, {y}", f"{name} {day} {y}", f"{day}. {name} {y}"})
+    return sorted(out)
+
+
+def _flexible(text: str) -> str:
+    """A regex for text whose punctuation and spacing may be written any way."""
+    words = [w for w in _WORD_SPLIT.split(text) if w]
+    return r"[\W_]*".join(re.escape(w) for w in words)
+
+
+def _bounded(text: str) -> str:
+    """text as a whole token: letters and digits do not continue it on either side.
+
+    A side that is a digit only needs a non-digit beside it ('MRN12345' holds 12345).
+    """
+    body = _flexible(text)
+    before = r"(?<!\d)" if text[:1].isdigit() else _ALNUM_BEFORE
+    after = r"(?!\d)" if text[-1:].isdigit() else _ALNUM_AFTER
+    return before + body + after
+
+
+def _name_parts(pn: str) -> list[str]:
+    """The components of a PN value and their words (length 2 and more)."""
+    parts: set[str] = set()
+    for comp in _NAME_SPLIT.split(pn):
+        comp = comp.strip()
+        if len(comp) >= 2:
+            parts.add(comp)
+        parts.update(w for w in _WORD_SPLIT.split(comp) if len(w) >= 2)
+    return sorted(parts)
+
+
+@dataclass(frozen=True)
+class TextCleaner:
+    """Clean Descriptors on one file: its identity and the policy's patterns, compiled."""
+
+    terms: re.Pattern[str]
+    dates: re.Pattern[str] | None
+    patterns: re.Pattern[str] | None
+    replacement: str
+
+    def clean(self, text: str) -> str:
+        """text without the file's identifying values, dates and pattern matches."""
+        out = self.terms.sub(self.replacement, text)
+        if self.dates is not None:
+            out = self.dates.sub(self.replacement, out)
+        if self.patterns is not None:
+            out = self.patterns.sub(self.replacement, out)
+        return re.sub(r"[ \t]{2,}", " ", out).strip() if out != text else text
+
+
+def build_cleaner(
+    identity: Identity, patterns: tuple[str, ...], replacement: str, remove_dates: bool
+) -> TextCleaner:
+    """The free-text cleaner for one identity (names, IDs, phrases, the birth date)."""
+    values = dict(identity.values)
+    names: set[str] = set()
+    for kw in NAME_KEYWORDS:
+        for pn in values.get(kw, ()):
+            names.update(_name_parts(pn))
+    for pn in identity.names:
+        names.update(_name_parts(pn))
+    latin = sorted((n for n in names if not _CJK.search(n)), key=lambda n: (-len(n), n))
+    cjk = sorted((n for n in names if _CJK.search(n)), key=lambda n: (-len(n), n))
+    alts: list[str] = []
+    if latin:
+        name = "(?:" + "|".join(_flexible(n) for n in latin) + ")"
+        follow = f"(?:{_SEP}(?:{name}|{_INITIAL}))*"
+        alts.append(f"{_NAME_START}(?:{_INITIAL}{_SEP})*{name}{follow}{_NAME_END}")
+    if cjk:
+        # CJK text has no spaces between words: a CJK name is removed wherever it stands.
+        alts.append("(?:" + "|".join(re.escape(n) for n in cjk) + ")+")
+    tokens: set[str] = set()
+    for kw, vals in identity.values:
+        if kw in NAME_KEYWORDS:
+            continue
+        for v in vals:
+            v = v.strip()
+            if kw == "PatientBirthDate":
+                tokens.update(birth_date_spellings(v))
+            elif len(v) >= 2 and (kw in CLEAN_ID_KEYWORDS or kw in _PHRASE_KEYWORDS):
+                tokens.add(v)
+            elif len(v) >= 2 and kw == "ReferringPhysicianTelephoneNumbers":
+                tokens.add(v)
+    tokens = {t for t in tokens if _WORD_SPLIT.sub("", t)}
+    alts.extend(_bounded(t) for t in sorted(tokens, key=lambda t: (-len(t), t)))
+    terms = re.compile("|".join(alts) or r"(?!x)x", re.IGNORECASE)
+    dates = re.compile("|".join(DATE_PATTERNS), re.IGNORECASE) if remove_dates else None
+    # A pattern's match is widened over the ID characters glued to it, so 'MRN DEMO-10001'
+    # does not leave '-10001' behind.
+    pats = [f"(?:{p})(?:[-/#.:]*[^\\W_]+)*" for p in patterns] + [PHONE_PATTERN]
+    return TextCleaner(terms, dates, re.compile("|".join(pats), re.IGNORECASE), replacement)
+
+
+_CLEANERS: dict[tuple[Identity, tuple[str, ...], str, bool], TextCleaner] = {}
+
+
+def cleaner_for(
+    identity: Identity, patterns: tuple[str, ...], replacement: str, remove_dates: bool
+) -> TextCleaner:
+    """build_cleaner, memoised: a patient's files come in runs and share one cleaner."""
+    key = (identity, patterns, replacement, remove_dates)
+    found = _CLEANERS.get(key)
+    if found is None:
+        if len(_CLEANERS) >= 256:
+            _CLEANERS.clear()
+        found = _CLEANERS[key] = build_cleaner(identity, patterns, replacement, remove_dates)
+    return found
+
+
+# ---------------------------------------------------------------------- the patient
+class PatientContext:
+    """Per-file facts read before anything changes: the date offset and the identity.
+
+    ``identity`` is called at most once, when text is first cleaned; the engine makes
+    sure what it reads is the input as it was.
+    """
+
+    def __init__(
+        self,
+        patient_key: str,
+        identity: Callable[[], Identity],
+        keyed: Keyed,
+        policy: Policy,
+        compiled: CompiledPolicy,
+    ) -> None:
+        self.patient_key = patient_key
+        self.offset = keyed.date_offset(patient_key, policy.shift_days)
+        self._identity = identity
+        self._policy = policy
+        self._compiled = compiled
+        self._cleaner: TextCleaner | None = None
+
+    @property
+    def identity(self) -> Identity:
+        """The file's identifying values (read once)."""
+        found = self._identity()
+        self._identity = lambda: found
+        return found
+
+    def cleaner(self) -> TextCleaner:
+        """This file's free-text cleaner."""
+        if self._cleaner is None:
+            policy = self._policy
+            self._cleaner = cleaner_for(
+                self.identity,
+                tuple(policy.clean_patterns),
+                policy.clean_replacement,
+                not self._compiled.full_dates,
+            )
+        return self._cleaner
+
+    def clean_text(self, text: str) -> str:
+        """Clean Descriptors on one text value."""
+        return self.cleaner().clean(text)
+
+
+def patient_key_of(values: Callable[[str], list[str]]) -> str:
+    """The key a patient's date offset derives from: the Patient ID, else the name."""
+    return "\\".join(values("PatientID")) or "\\".join(values("PatientName"))
+
+
+# ---------------------------------------------------------------------- decisions
+_PSEUDONYM_KIND = {
+    "PatientID": "patient",
+    "OtherPatientIDs": "patient",
+    "IssuerOfPatientID": "issuer",
+}
+
+
+class Decider:
+    """Answers, for one policy and secret, what happens to each element."""
+
+    def __init__(self, policy: Policy, keyed: Keyed, safe_private: Mapping[object, object]) -> None:
+        self.policy = policy
+        self.compiled = policy.compile()
+        self.keyed = keyed
+        self.safe_private = safe_private
+        self.mode = str(getattr(policy.combined_codes, "value", policy.combined_codes))
+
+    def context(
+        self, values: Callable[[str], list[str]], identity: Callable[[], Identity]
+    ) -> PatientContext:
+        """The patient context of one file from its decoded values."""
+        return PatientContext(
+            patient_key_of(values), identity, self.keyed, self.policy, self.compiled
+        )
+
+    def rule(self, tag: int) -> tuple[str, Rule | None]:
+        """The route of a tag: ('rule', its rule), or 'private', 'drop', 'unknown' and None."""
+        rule = self.compiled.by_tag.get(tag)
+        if rule is not None:
+            return "rule", rule
+        group = tag >> 16
+        if group & 1:
+            return "private", None
+        if tag & 0xFFFF == 0 and group != 2:
+            return "drop", None  # group lengths are stale after any change
+        rule = self.compiled.rule_for(tag)
+        return ("unknown", None) if rule is None else ("rule", rule)
+
+    def map_uids(self, uids: Iterable[str]) -> list[str]:
+        """Keyed replacements for UIDs; well-known ones (SOP classes, ...) stay as they are."""
+        return [u if is_well_known_uid(u) else self.keyed.uid(u) for u in uids]
+
+    def pseudonyms(self, vr: str, rule: Rule, values: Iterable[str]) -> tuple[str, ...]:
+        """Keyed pseudonyms for the values of one element, sized for its VR."""
+        kind = _PSEUDONYM_KIND.get(rule.keyword, rule.keyword or rule.selector)
+        prefix = self.policy.pseudonym_prefix
+        length = self.policy.pseudonym_length
+        limit = MAX_LEN.get(vr, 64)
+        if len(prefix) + length > limit:
+            prefix, length = "", min(length, limit)
+        out = []
+        for v in values:
+            text = str(v).strip()
+            out.append(self.keyed.pseudonym(kind, text, length, prefix) if text else "")
+        return tuple(out)
+
+    def act(
+        self,
+        tag: int,
+        vr: str,
+        rule: Rule,
+        empty: bool,
+        text: Callable[[], list[str]],
+        ctx: PatientContext,
+    ) -> Decision:
+        """What one element with a rule comes to.
+
+        ``text`` gives the element's decoded text values (asked only when needed); ``empty``
+        says the value (or a sequence's item list) holds nothing.
+        """
+        action = rule.action
+        if action == "X":
+            return REMOVED
+        if vr_conflict(tag, vr):
+            return Decision(Kind.REMOVE, "X-vr-mismatch")
+        if action == "K":
+            return KEEP
+        if action in COMBINED_ACTIONS:
+            action = resolve_combined(
+                action, vr=vr, in_std_comp_iod=rule.in_std_comp_iod, empty=empty, mode=self.mode
+            )
+            if action == "X":
+                return REMOVED
+            if action == "K":
+                return KEEP
+        if vr == "SQ":
+            return self._sequence(action, empty)
+        if action == "D" and vr == "UI":
+            action = "U"  # a dummy UID would be one shared by every file: map it instead
+        if action == "Z":
+            return Decision(Kind.EMPTY, "Z")
+        if action == "D":
+            if empty:
+                return Decision(Kind.KEEP, "D")  # empty is already free of identity
+            if vr in DUMMY:
+                return Decision(Kind.PUT, "D", (DUMMY[vr],))
+            return Decision(Kind.ZERO, "D")
+        if action == "U":
+            if vr != "UI":
+                return Decision(Kind.KEEP if empty else Kind.EMPTY, "U")
+            if empty:
+                return Decision(Kind.KEEP, "U")
+            return Decision(Kind.PUT, "U", tuple(self.map_uids(text())))
+        if action == "pseudonym":
+            if vr not in TEXT_VRS:
+                return REMOVED
+            values = text()
+            if not values:
+                return Decision(Kind.KEEP, "pseudonym")
+            return Decision(Kind.PUT, "pseudonym", self.pseudonyms(vr, rule, values))
+        if action == "C":
+            return self._clean(tag, vr, rule, empty, text, ctx)
+        return Decision(Kind.GENERAL, action)
+
+    def _sequence(self, action: str, empty: bool) -> Decision:
+        if action in ("C", "U"):
+            # The items are cleaned by their own rules (U: the UIDs inside are replaced).
+            return Decision(Kind.KEEP, action)
+        if action == "Z" or empty:
+            return Decision(Kind.EMPTY if not empty else Kind.KEEP, action)
+        if action == "D":
+            return Decision(Kind.DUMMY_ITEMS, "D")
+        return REMOVED
+
+    def _clean(
+        self,
+        tag: int,
+        vr: str,
+        rule: Rule,
+        empty: bool,
+        text: Callable[[], list[str]],
+        ctx: PatientContext,
+    ) -> Decision:
+        if vr in ("DA", "DT"):
+            if self.compiled.shift_dates:
+                if empty:
+                    return Decision(Kind.KEEP, "C")
+                shifted, bad = shift_values(text(), ctx.offset, vr)
+                return Decision(Kind.PUT, "C", shifted, ("date-unparseable-emptied",) * bad)
+            if self.compiled.full_dates:
+                return Decision(Kind.KEEP, "C")
+            return Decision(Kind.EMPTY, "C")
+        if vr == "TM":
+            return Decision(Kind.KEEP, "C")  # whole-day shifts leave times of day as they were
+        if vr == "AE":
+            values = text()
+            if not values:
+                return Decision(Kind.KEEP, "C")
+            ae = Rule(tag_text(tag), "AE", "pseudonym", "clean")
+            return Decision(Kind.PUT, "C", self.pseudonyms(vr, ae, values))
+        if vr in TEXT_VRS:
+            values = text()
+            cleaned = tuple(ctx.clean_text(v) for v in values)
+            if cleaned == tuple(values):
+                return Decision(Kind.KEEP, "C")
+            return Decision(Kind.PUT, "C", cleaned)
+        # Binary or numeric values cannot be cleaned of text reliably: empty them.
+        return Decision(Kind.KEEP if empty else Kind.EMPTY, "C")
+
+    def unknown(
+        self, tag: int, vr: str, empty: bool, text: Callable[[], list[str]], ctx: PatientContext
+    ) -> Decision:
+        """What an element no rule names comes to."""
+        if not self.compiled.keeps_unknown(tag):
+            return REMOVED
+        if not in_dictionary(tag):
+            # An even tag the standard does not define is a misparse or a vendor abuse:
+            # nobody can say what it holds, so it is not released.
+            return Decision(Kind.REMOVE, "X-undefined-tag")
+        if vr_conflict(tag, vr):
+            return Decision(Kind.REMOVE, "X-vr-mismatch")
+        if vr in ("DA", "DT") and self.compiled.shift_dates and not empty:
+            shifted, bad = shift_values(text(), ctx.offset, vr)
+            return Decision(Kind.PUT, "", shifted, ("date-unparseable-emptied",) * bad)
+        return KEEP
+
+    def dummy_item_element(
+        self, tag: int, vr: str, empty: bool, text: Callable[[], list[str]]
+    ) -> Decision:
+        """An element inside an item of a sequence whose action is D: its dummy.
+
+        The item keeps its structure (so Type 1 content is still present), each value
+        replaced by its VR's dummy; private elements go.
+        """
+        if tag >> 16 & 1 or (tag & 0xFFFF == 0):
+            return Decision(Kind.REMOVE)
+        if vr == "SQ":
+            return Decision(Kind.KEEP if empty else Kind.DUMMY_ITEMS)
+        if empty:
+            return Decision(Kind.KEEP)
+        if vr == "UI":
+            return Decision(Kind.PUT, "", tuple(self.map_uids(text())))
+        if vr in DUMMY:
+            return Decision(Kind.PUT, "", (DUMMY[vr],))
+        return Decision(Kind.ZERO)
+
+    def plan_private(
+        self, tags: list[int], creators: dict[tuple[int, int], str]
+    ) -> list[tuple[int, str, Rule | None]]:
+        """The private-block verdicts of one dataset (see :func:`plan_private`)."""
+        return plan_private(tags, creators, self.compiled.private_overrides, self.safe_private)
+
+
+def plan_private(
+    tags: list[int],
+    creators: dict[tuple[int, int], str],
+    overrides: Mapping[tuple[str, int, int], Rule],
+    safe: Mapping[object, object],
+) -> list[tuple[int, str, Rule | None]]:
+    """What happens to each private element of one dataset, in the order it is reported.
+
+    Decisions: "X" (removed), "act" (the policy's rule for it applies), "keep" (the
+    policy keeps it), "K-safe-private" (kept by Retain Safe Private), "creator" (the
+    creator of a block that keeps something). Data elements come first, then the low ones.
+    """
+    plan: list[tuple[int, str, Rule | None]] = []
+    keep_blocks: set[tuple[int, int]] = set()
+    for tag in tags:
+        group, elem_no = tag >> 16, tag & 0xFFFF
+        if elem_no < 0x1000:
+            continue  # creators (and stray low elements) are decided below
+        block = elem_no >> 8
+        creator = creators.get((group, block))
+        key = (creator or "", group, elem_no & 0xFF)
+        rule = overrides.get(key) if creator is not None else None
+        if rule is not None:
+            if rule.action == "X":
+                plan.append((tag, "X", None))
+                continue
+            keep_blocks.add((group, block))
+            plan.append((tag, "keep" if rule.action == "K" else "act", rule))
+            continue
+        if creator is not None and key in safe:
+            keep_blocks.add((group, block))
+            plan.append((tag, "K-safe-private", None))
+            continue
+        plan.append((tag, "X", None))
+    for tag in tags:
+        group, elem_no = tag >> 16, tag & 0xFFFF
+        if elem_no >= 0x1000:
+            continue
+        if 0x0010 <= elem_no <= 0x00FF and (group, elem_no) in keep_blocks:
+            plan.append((tag, "creator", None))
+            continue
+        plan.append((tag, "X", None))
+    return plan
