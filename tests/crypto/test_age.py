@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from medveil import _core
 from medveil.crypto import agefile as age
 from medveil.errors import AuthenticationError
@@ -531,3 +533,113 @@ def test_streams_accept_pipes_and_short_reads(identity: tuple[str, str]) -> None
     back = io.BytesIO()
     age.decrypt(io.BufferedReader(Trickle(out.getvalue())), back, identities=[ident])
     assert back.getvalue() == data
+
+
+# --- header limits (c2sp.org/age; the reference implementation's limits) ---------------
+
+
+def _sealed_header(identity: tuple[str, str]) -> tuple[bytes, bytes]:
+    """(header up to and including '---', the rest) of a real file."""
+    sealed = age.encrypt_bytes(b"payload", recipients=[identity[1]])
+    head, rest = sealed.split(b"\n---", 1)
+    return head + b"\n---", rest
+
+
+def test_huge_scrypt_work_factor_is_a_header_error() -> None:
+    sealed = age.encrypt_bytes(b"data", passphrase="pw", work_factor=FAST_SCRYPT)
+    for factor in (b"9" * 5000, b"1" + b"0" * 4400, b"23", b"100", b"010", b"0", b"-1", b"1e3"):
+        forged = sealed.replace(b" 10\n", b" " + factor + b"\n", 1)
+        assert forged != sealed
+        with pytest.raises(AuthenticationError, match="work factor"):
+            age.decrypt_bytes(forged, passphrase="pw")
+
+
+def test_stanza_count_is_capped_quickly(identity: tuple[str, str]) -> None:
+    import time
+
+    head, rest = _sealed_header(identity)
+    flood = b"age-encryption.org/v1\n" + b"-> a\n\n" * 200_000 + head.split(b"\n", 1)[1] + rest
+    t0 = time.perf_counter()
+    with pytest.raises(AuthenticationError, match=f"more than {age.MAX_STANZAS} recipient"):
+        age.decrypt_bytes(flood, identities=[identity[0]])
+    assert time.perf_counter() - t0 < 0.5  # stops at stanza 1001, not after 200k
+
+
+def test_max_stanzas_still_open_and_one_more_does_not() -> None:
+    ids = [age.generate_identity() for _ in range(age.MAX_STANZAS + 1)]
+    fits = age.encrypt_bytes(b"many", recipients=[r for _, r in ids[: age.MAX_STANZAS]])
+    assert age.decrypt_bytes(fits, identities=[ids[age.MAX_STANZAS - 1][0]]) == b"many"
+    over = age.encrypt_bytes(b"many", recipients=[r for _, r in ids])
+    with pytest.raises(AuthenticationError, match="recipient stanzas"):
+        age.decrypt_bytes(over, identities=[ids[0][0]])
+
+
+def test_long_lines_stanzas_and_headers_are_refused(identity: tuple[str, str]) -> None:
+    head, rest = _sealed_header(identity)
+    version, stanzas = head.split(b"\n", 1)
+    line = b"-> x " + b"a" * age.MAX_HEADER_LINE + b"\n\n"
+    with pytest.raises(AuthenticationError, match="line is longer than"):
+        age.decrypt_bytes(version + b"\n" + line + stanzas + rest, identities=[identity[0]])
+    body = (b"A" * 64 + b"\n") * (age.MAX_STANZA_BYTES // 65 + 1) + b"\n"
+    with pytest.raises(AuthenticationError, match="stanza is longer than"):
+        age.decrypt_bytes(version + b"\n-> x\n" + body + stanzas + rest, identities=[identity[0]])
+    big = b"-> x\n" + (b"A" * 64 + b"\n") * (age.MAX_STANZA_BYTES // 65 - 10) + b"\n"
+    n = age.MAX_HEADER_BYTES // len(big) + 1
+    assert n < age.MAX_STANZAS
+    with pytest.raises(AuthenticationError, match="longer than 16777216 bytes"):
+        age.decrypt_bytes(version + b"\n" + big * n + stanzas + rest, identities=[identity[0]])
+
+
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_arg = st.one_of(
+    st.sampled_from(["X25519", "scrypt", "", "1", "10", "22", "23", "0" * 3, "9" * 5000]),
+    st.text(B64, max_size=50),
+    st.text(st.characters(codec="latin-1"), max_size=8),
+)
+_line = st.one_of(
+    st.lists(_arg, min_size=1, max_size=4).map(lambda a: ("-> " + " ".join(a)).encode("latin-1")),
+    st.text(B64, max_size=70).map(str.encode),
+    st.just(b""),
+    st.text(B64, min_size=40, max_size=46).map(lambda t: b"--- " + t.encode()),
+    st.binary(max_size=40),
+)
+_header = st.lists(_line, max_size=12).map(
+    lambda lines: b"age-encryption.org/v1\n" + b"".join(x + b"\n" for x in lines)
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_header, st.binary(max_size=80))
+def test_fuzzed_headers_raise_only_the_format_error(
+    identity: tuple[str, str], header: bytes, tail: bytes
+) -> None:
+    """Any header, however malformed, fails with AuthenticationError and nothing else."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(age, "MAX_SCRYPT_WORK_FACTOR", 8)  # keep accepted scrypt stanzas cheap
+        for keys in ({"identities": [identity[0]]}, {"passphrase": "pw"}):
+            with pytest.raises(AuthenticationError):
+                age.decrypt_bytes(header + tail, **keys)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_real_headers_raise_only_the_format_error(
+    identity: tuple[str, str], data: st.DataObject
+) -> None:
+    sealed = age.encrypt_bytes(b"payload", recipients=[identity[1]])
+    end = sealed.index(b"\n---") + 48  # the whole header, MAC line included
+    buf = bytearray(sealed)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, end - 1))
+        op = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+        if op == "flip":
+            buf[i] ^= data.draw(st.integers(1, 255))
+        elif op == "insert":
+            buf[i:i] = data.draw(st.binary(min_size=1, max_size=3))
+        else:
+            del buf[i]
+    try:
+        out = age.decrypt_bytes(bytes(buf), identities=[identity[0]])
+    except AuthenticationError:
+        return
+    assert out == b"payload"  # only a change the format ignores may still open

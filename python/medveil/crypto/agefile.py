@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
@@ -62,7 +62,9 @@ VERSION_LINE = b"age-encryption.org/v1\n"
 CHUNK: int = _core.crypto.AGE_CHUNK
 SEALED_CHUNK: int = _core.crypto.AGE_SEALED_CHUNK
 DEFAULT_SCRYPT_WORK_FACTOR = 18  # what the age command uses: about a second per file
-MAX_SCRYPT_WORK_FACTOR = 22  # refuse headers that would ask for more (age's own limit)
+# Refuse headers that would ask for more: the reference implementation's default maximum
+# (2^22 scrypt blocks: 4 GiB and ~15 s). The spec says to apply an upper limit.
+MAX_SCRYPT_WORK_FACTOR = 22
 X25519_LABEL = b"age-encryption.org/v1/X25519"
 SCRYPT_LABEL = b"age-encryption.org/v1/scrypt"
 IDENTITY_HRP = "age-secret-key-"
@@ -74,7 +76,15 @@ PIPELINE_BUFFERS = 3  # windows in flight: one being read, one sealed, one writt
 # Chunks per batch on the positional path (regular files): each worker reads, seals and
 # writes 1 MiB at a time, so a batch stays in that core's caches from read to write.
 POSITIONAL_BATCH_CHUNKS = 16
-MAX_HEADER_LINE = 1 << 16
+# Header limits of the reference implementation (filippo.io/age internal/format): a header
+# of at most 16 MiB, a stanza (argument line and body) of at most 1 MiB, so no line is
+# longer. The spec's grammar allows any number of stanzas; every X25519 one costs a scalar
+# multiplication per identity before the header MAC can be checked, so medveil also stops
+# at MAX_STANZAS, far above any real list of recipients.
+MAX_HEADER_BYTES = 16 << 20
+MAX_STANZA_BYTES = 1 << 20
+MAX_HEADER_LINE = MAX_STANZA_BYTES
+MAX_STANZAS = 1000
 
 Progress = Callable[[int], None]
 
@@ -280,16 +290,19 @@ def _write_header(writer: BinaryIO, file_key: bytes, stanzas: Sequence[_Stanza])
     writer.write(head + b" " + _b64(_header_mac(file_key, head)).encode() + b"\n")
 
 
-def _readline(reader: BinaryIO) -> bytes:
-    line = reader.readline(MAX_HEADER_LINE)
+def _readline(reader: BinaryIO, limit: int = MAX_HEADER_LINE) -> bytes:
+    """One header line of at most `limit` bytes (newline included), or AuthenticationError."""
+    line = reader.readline(limit)
     if not line.endswith(b"\n"):
+        if len(line) >= limit:
+            raise AuthenticationError(f"age header: a line is longer than {limit} bytes")
         raise AuthenticationError("age header: truncated or not an age file")
     return line
 
 
 def _read_header(reader: BinaryIO) -> tuple[list[_Stanza], bytes, bytes]:
     """Parse the header; returns (stanzas, bytes covered by the MAC, the MAC)."""
-    first = _readline(reader)
+    first = reader.readline(len(VERSION_LINE))
     if first != VERSION_LINE:
         raise AuthenticationError(
             "not an age v1 file (the first line is not 'age-encryption.org/v1'); "
@@ -297,8 +310,12 @@ def _read_header(reader: BinaryIO) -> tuple[list[_Stanza], bytes, bytes]:
         )
     raw = [first]
     stanzas: list[_Stanza] = []
+    size = len(first)
     while True:
         line = _readline(reader)
+        size += len(line)
+        if size > MAX_HEADER_BYTES:
+            raise AuthenticationError(f"age header: longer than {MAX_HEADER_BYTES} bytes")
         if line.startswith(b"--- "):
             raw.append(b"---")
             try:
@@ -312,7 +329,12 @@ def _read_header(reader: BinaryIO) -> tuple[list[_Stanza], bytes, bytes]:
             return stanzas, b"".join(raw), mac
         if not line.startswith(b"-> "):
             raise AuthenticationError("age header: expected a stanza or the MAC line")
+        if len(stanzas) == MAX_STANZAS:
+            raise AuthenticationError(
+                f"age header: more than {MAX_STANZAS} recipient stanzas; refusing to try them"
+            )
         raw.append(line)
+        stanza_size = len(line)
         try:
             args = line[3:-1].decode("ascii").split(" ")
         except UnicodeDecodeError:
@@ -322,6 +344,14 @@ def _read_header(reader: BinaryIO) -> tuple[list[_Stanza], bytes, bytes]:
         body_parts = []
         while True:
             bline = _readline(reader)
+            stanza_size += len(bline)
+            size += len(bline)
+            if stanza_size > MAX_STANZA_BYTES:
+                raise AuthenticationError(
+                    f"age header: a stanza is longer than {MAX_STANZA_BYTES} bytes"
+                )
+            if size > MAX_HEADER_BYTES:
+                raise AuthenticationError(f"age header: longer than {MAX_HEADER_BYTES} bytes")
             raw.append(bline)
             text = bline[:-1]
             if len(text) > 64:
@@ -358,8 +388,17 @@ def _unwrap(
                 with contextlib.suppress(AuthenticationError):
                     return crypto.open(wrap_key, bytes(12), s.body)
         elif s.args[0] == "scrypt" and passphrase is not None:
-            if len(s.args) != 3 or not re.fullmatch(r"[1-9][0-9]*", s.args[2]):
-                raise AuthenticationError("age header: malformed scrypt stanza")
+            # The spec's form (no leading zero), and at most two digits before int(): a
+            # 5,000-digit factor would otherwise hit Python's integer-parsing limit.
+            if (
+                len(s.args) != 3
+                or len(s.args[2]) > 2
+                or not re.fullmatch(r"[1-9][0-9]*", s.args[2])
+            ):
+                raise AuthenticationError(
+                    "age header: malformed scrypt stanza (the work factor must be a decimal "
+                    f"from 1 to {MAX_SCRYPT_WORK_FACTOR})"
+                )
             salt, wf = _unb64(s.args[1]), int(s.args[2])
             if len(salt) != 16 or len(s.body) != 32:
                 raise AuthenticationError("age header: malformed scrypt stanza")
@@ -384,9 +423,12 @@ def _unwrap(
 
 def _read_full(reader: BinaryIO, buf: memoryview) -> int:
     """Fill buf from reader until it is full or the input ends; returns bytes read."""
+    # Every binary stream accepted (files, BytesIO, buffered readers) has readinto;
+    # typing.BinaryIO just does not declare it.
+    readinto = cast(io.BufferedIOBase, reader).readinto
     got = 0
     while got < len(buf):
-        n = reader.readinto(buf[got:])
+        n = readinto(buf[got:])
         if not n:
             break
         got += n
@@ -475,7 +517,7 @@ def _run_positional(
 
     def work() -> None:
         try:
-            inbuf = memoryview(np.empty(per * unit_in, np.uint8))
+            inbuf = np.empty(per * unit_in, np.uint8).data
             outbuf = np.empty(per * SEALED_CHUNK, np.uint8)
             while not stop.is_set():
                 with claim_lock:
@@ -492,7 +534,7 @@ def _run_positional(
                 # Writes to one file serialise on the kernel's inode lock anyway; waiting
                 # here sleeps, where a writer blocked in the kernel may spin on the lock.
                 with write_lock:
-                    _pwrite_full(fd_out, memoryview(outbuf)[:w], out_base + first * unit_out)
+                    _pwrite_full(fd_out, outbuf.data[:w], out_base + first * unit_out)
                 written[b] = w
                 if progress:
                     with progress_lock:
