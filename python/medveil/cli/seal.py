@@ -10,9 +10,9 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from tqdm import tqdm
 
@@ -21,6 +21,13 @@ from medveil.errors import AuthenticationError
 
 PASSPHRASE_ENV = "MEDVEIL_PASSPHRASE"
 SUFFIX = ".age"
+
+
+class SealKeys(TypedDict, total=False):
+    """Keyword arguments naming who can open a sealed file: recipients or a passphrase."""
+
+    recipients: list[str]
+    passphrase: str
 
 
 def read_passphrase(confirm: bool) -> str:
@@ -51,7 +58,7 @@ def plan(src: Path, dst: Path, to_name: Callable[[str], str | None]) -> Iterator
 
 def run_jobs(
     jobs: list[tuple[Path, Path]],
-    work: Callable[[Path, Path, Callable[[int], None]], None],
+    work: Callable[[Path, Path, Callable[[int], None]], object],
     force: bool,
     verb: str,
 ) -> int:
@@ -96,7 +103,7 @@ def add_arguments(
     p.add_argument("--force", action="store_true", help="replace existing outputs")
 
 
-def recipient_keys(args: argparse.Namespace) -> dict[str, object]:
+def recipient_keys(args: argparse.Namespace) -> SealKeys:
     """age.encrypt_* keyword arguments from args.passphrase (asked twice) or args.recipient."""
     if args.passphrase:
         return {"passphrase": read_passphrase(confirm=True)}
@@ -108,7 +115,7 @@ def recipient_keys(args: argparse.Namespace) -> dict[str, object]:
 def run_tree(
     args: argparse.Namespace,
     verb: str,
-    keys: Callable[[argparse.Namespace], dict[str, object]],
+    keys: Callable[[argparse.Namespace], Mapping[str, object]],
     to_name: Callable[[str], str | None],
     crypt: Callable[..., object],
     usage_errors: tuple[type[Exception], ...],

@@ -158,7 +158,8 @@ def _rational(scale: float | Fraction) -> tuple[int, int]:
         if scale.numerator > 2**62 or scale.denominator > 2**62:
             raise ValueError("a Fraction scale needs numerator and denominator <= 2^62")
         return scale.numerator, scale.denominator
-    return tuple(_core.noise.rational_scale(_check_positive("scale", scale)))  # type: ignore[return-value]
+    num, den = _core.noise.rational_scale(_check_positive("scale", scale))
+    return int(num), int(den)
 
 
 def _ceil_double(x: Fraction) -> float:

@@ -266,9 +266,9 @@ class PostgresBackend:
 
 
 # ------------------------------------------------------------------------------ URLs
-def describe(url: str | Path) -> str:
+def describe(url: str | os.PathLike[str]) -> str:
     """The URL without any password, for messages."""
-    text = str(url)
+    text = os.fspath(url)
     if "://" not in text:
         return text
     parts = urlsplit(text)

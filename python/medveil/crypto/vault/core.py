@@ -140,7 +140,7 @@ class Identity:
         names = cls.__dataclass_fields__
         kw: dict[str, Any] = {k: v for k, v in values.items() if k in names and v is not None}
         for k, v in kw.items():
-            kw[k] = int(v) if k == "date_offset" else str(v)  # type: ignore[call-overload]
+            kw[k] = int(v) if k == "date_offset" else str(v)
         return cls(**kw)
 
 

@@ -22,6 +22,7 @@ import copy
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -32,6 +33,10 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
 from medveil.errors import AuthenticationError, MedveilError
+
+if TYPE_CHECKING:  # cryptography is imported lazily at run time
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.x509 import Certificate
 
 ENCRYPTED_ATTRIBUTES_SEQUENCE = 0x04000500
 ENCRYPTED_CONTENT_TRANSFER_SYNTAX = 0x04000510
@@ -52,7 +57,7 @@ def _never_embedded(tag: int) -> bool:
     )
 
 
-def load_certificate(path: str | os.PathLike[str]):  # type: ignore[no-untyped-def]
+def load_certificate(path: str | os.PathLike[str]) -> Certificate:
     """Read a PEM or DER X.509 certificate with an RSA public key (the recipient)."""
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -178,7 +183,9 @@ def decode_dataset(data: bytes) -> Dataset:
     return read_dataset(io.BytesIO(data), is_implicit_VR=False, is_little_endian=True)
 
 
-def decrypt_originals(ds: Dataset, private_key: object, certificate: object) -> list[Dataset]:
+def decrypt_originals(
+    ds: Dataset, private_key: RSAPrivateKey, certificate: Certificate
+) -> list[Dataset]:
     """The Modified Attributes items sealed in ds, opened with the recipient's key."""
     from cryptography.hazmat.primitives.serialization import pkcs7
 
@@ -203,7 +210,7 @@ def decrypt_originals(ds: Dataset, private_key: object, certificate: object) -> 
     return items
 
 
-def restore_originals(ds: Dataset, private_key: object, certificate: object) -> Dataset:
+def restore_originals(ds: Dataset, private_key: RSAPrivateKey, certificate: Certificate) -> Dataset:
     """Put the sealed original values back into ds (in place) and drop the sealed copy.
 
     Attributes the de-identification only added (the de-identification marks) are
