@@ -17,7 +17,7 @@ from .conftest import SECRET
     ("text", "line", "message"),
     [
         ('[profile]\noptions = ["retain_uidz"]\n', 2, "unknown profile option"),
-        ("[profile]\nunknown_elements = 'drop'\n", 2, "keep' or 'remove"),
+        ("[profile]\nunknown_elements = 'drop'\n", 2, "one of 'keep', 'remove'"),
         ("[elements]\nPatientNam = 'X'\n", 2, "unknown element"),
         ("[elements]\n\nPatientName = 'Q'\n", 3, "unknown action"),
         ("[elements]\nPatientWeight = { action = 'year' }\n", 2, "not allowed for VR DS"),

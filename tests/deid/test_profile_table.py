@@ -157,7 +157,7 @@ def test_pseudonymized_identifiers_replaced_not_emptied(secret) -> None:
     assert len(ds.StudyID) <= 16 and len(ds.AccessionNumber) <= 16  # SH limit
 
 
-def test_group_masks_cover_every_group(secret) -> None:
+def _overlay_dataset() -> Dataset:
     ds = Dataset()
     for group in (0x5000, 0x5002, 0x501E):
         ds.add_new((group << 16) | 0x3000, "OW", b"\x00\x01")
@@ -166,11 +166,36 @@ def test_group_masks_cover_every_group(secret) -> None:
         ds.add_new((group << 16) | 0x3000, "OW", b"\x00\x01")  # overlay data
         ds.add_new((group << 16) | 0x4000, "LT", "comment Doe")  # overlay comments
         ds.add_new((group << 16) | 0x0010, "US", 8)  # overlay rows: not in the table
-    Deidentifier(Policy(), secret).apply(ds)
+        ds.add_new((group << 16) | 0x1500, "LO", "Doe overlay")  # overlay label
+        ds.add_new((group << 16) | 0x0022, "LO", "by Doe")  # overlay description
+    ds.PatientName = "Doe^John"
+    return ds
+
+
+@pytest.mark.parametrize("options", [(), (Option.CLEAN_GRAPHICS,), (Option.CLEAN_PIXEL_DATA,)])
+def test_overlay_groups_go_whole(secret, options) -> None:
+    # OverlayData removed (or cleaned, which a bitmap cannot be) takes its whole group:
+    # no label or description text, no Overlay Plane module without its data.
+    ds = _overlay_dataset()
+    Deidentifier(Policy(options=options, pseudonymized=()), secret).apply(ds)
     tags = {int(t) for t in ds.keys()}
     assert not any(0x5000 <= t >> 16 <= 0x50FF for t in tags)
-    assert not any(t & 0xFFFF in (0x3000, 0x4000) and 0x6000 <= t >> 16 <= 0x60FF for t in tags)
-    assert {0x60000010, 0x60020010, 0x601E0010} <= tags
+    assert not any(0x6000 <= t >> 16 <= 0x60FF for t in tags)
+
+
+def test_overlay_groups_kept_whole_when_the_policy_keeps_overlays(secret) -> None:
+    policy = Policy.from_toml('[elements]\n"(60xx,3000)" = "K"\n')
+    ds = _overlay_dataset()
+    Deidentifier(policy, secret).apply(ds)
+    for group in (0x6000, 0x6002, 0x601E):
+        assert ds[(group << 16) | 0x3000].value == b"\x00\x01"
+        assert ds[(group << 16) | 0x0010].value == 8
+        assert "Doe" not in str(ds[(group << 16) | 0x1500].value)  # text kept, cleaned
+        assert ds[(group << 16) | 0x1500].value.strip() == "overlay"
+        assert "Doe" not in str(ds[(group << 16) | 0x0022].value)
+        assert (group << 16) | 0x4000 not in ds  # retired comments: the table's X
+    assert policy.compile().keeps_overlays
+    assert not Policy().compile().keeps_overlays
 
 
 def test_parse_tag_pattern() -> None:

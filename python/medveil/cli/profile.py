@@ -41,13 +41,23 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    - {r}")
         return 0
     rows = [
-        {"tag": r.selector, "keyword": r.keyword, "action": r.action, "decided_by": r.decided_by}
+        {
+            "tag": r.selector,
+            "keyword": r.keyword,
+            "action": r.action,
+            "decided_by": r.decided_by,
+            "why": r.why,
+        }
         for r in compiled.rules()
     ]
-    private = getattr(compiled, "private_rule", None)
+    private = compiled.private_rule
     unknown = (
-        "keep (the standard's behaviour)" if compiled.keep_unknown else "remove (allow-list mode)"
+        "keep (the standard's behaviour), under the safety net"
+        if compiled.keep_unknown
+        else "remove (allow-list mode)"
     )
+    net = len(compiled.net_tags)
+    overlays = "kept whole, text cleaned" if compiled.keeps_overlays else "removed whole"
     if args.json:
         print(
             json.dumps(
@@ -55,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
                     "policy": policy.source,
                     "options": [o.name.lower() for o in policy.options],
                     "unknown_elements": unknown,
+                    "safety_net_rules": net,
+                    "overlay_groups": overlays,
                     "rules": rows,
                 },
                 indent=2,
@@ -66,12 +78,21 @@ def run(args: argparse.Namespace) -> int:
         f"# options: {', '.join(o.name.lower() for o in policy.options) or 'none (Basic Profile)'}"
     )
     print(f"# elements no rule names: {unknown}")
+    if net:
+        print(
+            f"# safety net: {net} standard elements Table E.1-1 does not list get a rule by "
+            "their VR (decided by 'safety-net'; the reason follows each)"
+        )
+    print(f"# overlay groups (60xx): {overlays}")
     print(
-        f"# private elements: {private.action if private else 'X'}"
+        f"# private elements: {private.action}"
         f"{' (safe private kept)' if compiled.retain_safe_private else ''}"
     )
     print(f"# source: {ATTRIBUTION}")
     print(f"{'tag':14} {'keyword':45} {'action':10} decided by")
-    for r in rows:
-        print(f"{r['tag']:14} {r['keyword'][:45]:45} {r['action']:10} {r['decided_by']}")
+    for row in rows:
+        why = f": {row['why']}" if row["why"] else ""
+        print(
+            f"{row['tag']:14} {row['keyword'][:45]:45} {row['action']:10} {row['decided_by']}{why}"
+        )
     return 0

@@ -116,6 +116,9 @@ class Keyed:
 
 
 def is_well_known_uid(uid: str) -> bool:
-    """True for UIDs defined by the standard (SOP classes, transfer syntaxes, ...)."""
-    uid = uid.strip("\x00 ")
-    return uid.startswith(DICOM_ROOT) or uid in UID_dictionary
+    """True for UIDs the standard defines, as listed in pydicom's UID dictionary.
+
+    Not any UID under 1.2.840.10008: instance UIDs are minted under that root too (with
+    dates and serial numbers in them), and they must be replaced like any other.
+    """
+    return uid.strip("\x00 ") in UID_dictionary

@@ -6,6 +6,10 @@ problem. Without a file, :meth:`Policy.default` gives the Basic Profile with Ret
 Longitudinal Modified Dates, Retain Patient Characteristics, Retain Device Identity and
 Clean Descriptors (plus Clean Pixel Data, done by :mod:`medveil.pixels`).
 
+Compiling adds, beyond the table: the safety net for standard elements the table does not
+list (:mod:`medveil.policy.net`), one rule for each whole overlay group (60xx), and policy
+masks that reach listed attributes too.
+
 Example::
 
     [profile]
@@ -38,24 +42,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, keyword_dict, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import (
+    DicomDictionary,
+    dictionary_VR,
+    keyword_dict,
+    keyword_for_tag,
+    tag_for_keyword,
+)
 
 from medveil.errors import PolicyError
+from medveil.policy.choices import (
+    CombinedCodes,
+    PixelMask,
+    PixelText,
+    SafePrivateVerdict,
+    UnknownElements,
+)
+from medveil.policy.net import net_mask_rules, net_rules
 from medveil.policy.standard import (
     COMBINED_ACTIONS,
     EXCLUSIVE,
     SIMPLE_ACTIONS,
     Option,
     Rule,
+    SafePrivate,
     option_action,
     parse_tag_pattern,
+    safe_private_elements,
+    safe_private_verdict,
     table_rows,
 )
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 has the same parser as the tomli backport
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 DEFAULT_OPTIONS = (
     Option.RETAIN_LONGITUDINAL_MODIFIED_DATES,
@@ -152,7 +173,23 @@ SUPPLEMENT = {
     "PrivateInformation": "X",
 }
 
-_PRIVATE_SELECTOR = re.compile(r"^(?P<creator>[^:]+):(?P<tag>\([0-9A-Fa-fx]{4},[0-9A-Fa-fx]{4}\))$")
+
+# A private element is named by its creator and the element's low byte; the block byte is
+# whatever the file assigned ("xx"), or a fixed one that is ignored when matching.
+_PRIVATE_SELECTOR = re.compile(
+    r"^(?P<creator>[^:]+):(?P<tag>\((?P<group>[0-9A-Fa-f]{4}),(?:xx|XX|[0-9A-Fa-f]{2})"
+    r"[0-9A-Fa-f]{2}\))$"
+)
+_LOOSE_PRIVATE = re.compile(r"^[^:(]+:\(.*\)$")
+
+# The overlay group (60xx): one Overlay Plane module per group, whose text elements are
+# cleaned when the policy keeps overlays.
+OVERLAY_DATA = 0x60003000
+OVERLAY_TEXT = (
+    ("(60xx,0022)", "OverlayDescription"),
+    ("(60xx,0045)", "OverlaySubtype"),
+    ("(60xx,1500)", "OverlayLabel"),
+)
 
 
 @dataclass(frozen=True)
@@ -164,13 +201,22 @@ class ElementOverride:
     params: tuple[tuple[str, Any], ...] = ()
 
 
+def _coerce(kind: type[Any], value: object, name: str) -> Any:
+    """A coded choice from its Enum member or TOML string; PolicyError otherwise."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(repr(c.value) for c in kind)
+        raise PolicyError(f"{name} must be one of {choices}, got {value!r}") from None
+
+
 @dataclass
 class Policy:
     """A validated de-identification policy."""
 
     options: tuple[Option, ...] = DEFAULT_OPTIONS
-    unknown_elements: str = "keep"
-    combined_codes: str = "conservative"
+    unknown_elements: UnknownElements = UnknownElements.KEEP
+    combined_codes: CombinedCodes = CombinedCodes.CONSERVATIVE
     keep: tuple[str, ...] = ()
     secret_file: str | None = None
     shift_days: int = 365
@@ -185,11 +231,35 @@ class Policy:
     clean_replacement: str = ""
     allow_unmatched_burned_in: bool = False
     pixel_rule_files: tuple[str, ...] = ()
-    pixel_text: str = "rules"  # "rules" | "detect" | "detect+rules" (burned-in text)
-    pixel_mask: str = "all-text"  # "all-text" | "identifiers" (what detection masks)
+    # PixelText.AUTO (detection on the classes that usually carry burned-in text, device
+    # rules everywhere) is to become the default once the tests that pin the rules-only
+    # output of the demo follow (tests/archive/test_instance.py, tests/textdetect).
+    pixel_text: PixelText = PixelText.RULES
+    pixel_mask: PixelMask = PixelMask.ALL_TEXT
     overrides: tuple[ElementOverride, ...] = ()
     source: str = "<built-in default>"
     _compiled: CompiledPolicy | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Turn TOML strings into the coded choices and refuse values that weaken silently."""
+        self.unknown_elements = _coerce(UnknownElements, self.unknown_elements, "unknown_elements")
+        self.combined_codes = _coerce(CombinedCodes, self.combined_codes, "combined_codes")
+        self.pixel_text = _coerce(PixelText, self.pixel_text, "pixel_text")
+        self.pixel_mask = _coerce(PixelMask, self.pixel_mask, "mask")
+        if (
+            not isinstance(self.shift_days, int)
+            or isinstance(self.shift_days, bool)
+            or not 1 <= self.shift_days <= 36500
+        ):
+            raise PolicyError(
+                f"shift_days must be an integer from 1 to 36500, got {self.shift_days!r}"
+            )
+        if not isinstance(self.allow_unmatched_burned_in, bool):
+            raise PolicyError("allow_unmatched_burned_in must be true or false")
+        for name in ("keep", "pseudonymized", "clean_patterns", "pixel_rule_files"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise PolicyError(f"{name} must be a sequence of strings, not {value!r}")
 
     @classmethod
     def default(cls) -> Policy:
@@ -208,6 +278,8 @@ class Policy:
             text = p.read_text("utf-8")
         except OSError as exc:
             raise PolicyError(f"{p}: cannot read policy: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise PolicyError(f"{p}: not UTF-8 text ({exc.reason})") from None
         return cls.from_toml(text, source=str(p))
 
     @classmethod
@@ -216,7 +288,7 @@ class Policy:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise PolicyError(f"{source}: {exc}") from None
+            raise PolicyError(_toml_error(source, text, exc)) from None
         return _PolicyParser(text, source).parse(data)
 
     def compile(self) -> CompiledPolicy:
@@ -224,6 +296,22 @@ class Policy:
         if self._compiled is None:
             self._compiled = CompiledPolicy(self)
         return self._compiled
+
+
+def _toml_error(source: str, text: str, exc: Exception) -> str:
+    """'source:line: problem' for a TOML syntax error, also at the end of the file."""
+    msg = str(exc)
+    m = re.search(r"\s*\(at line (\d+), column \d+\)$", msg)
+    if m:
+        return f"{source}:{m.group(1)}: {msg[: m.start()]} ({m.group(0).strip()[1:-1]})"
+    m = re.search(r"\s*\(at end of document\)$", msg)
+    if m:
+        last = max(1, len(text.splitlines()))
+        return f"{source}:{last}: {msg[: m.start()]} (at the end of the file)"
+    return f"{source}: {msg}"
+
+
+_SECTION = re.compile(r"^\s*\[\[?\s*([^\]\[]+?)\s*\]\]?\s*(?:#.*)?$")
 
 
 class _PolicyParser:
@@ -244,23 +332,39 @@ class _PolicyParser:
     def __init__(self, text: str, source: str) -> None:
         self.lines = text.splitlines()
         self.source = source
+        self.base = Path(source).parent if source and not source.startswith("<") else None
+        self.section = ""
 
-    def line_of(self, key: str) -> int:
-        pat = re.compile(r"^\s*(\[+\s*)?[\"']?" + re.escape(key) + r"[\"']?\s*(=|\])")
+    def line_of(self, key: str, section: str | None = None) -> int:
+        """Line of `key` (a section name, or a key of `section`), 0 when not found."""
+        if section is None:
+            section = self.section
+        head = re.compile(r"^\s*\[\[?\s*[\"']?" + re.escape(key) + r"[\"']?\s*[\].]")
+        pat = re.compile(r"^\s*[\"']?" + re.escape(key) + r"[\"']?\s*=")
+        current = ""
         for i, line in enumerate(self.lines, 1):
-            if pat.search(line):
+            m = _SECTION.match(line)
+            if m:
+                current = m.group(1).strip().strip("\"'").split(".")[0]
+                if head.search(line):
+                    return i
+                continue
+            if current == section and pat.search(line):
                 return i
         return 0
 
-    def fail(self, key: str, problem: str) -> PolicyError:
-        line = self.line_of(key)
+    def fail(self, key: str, problem: str, section: str | None = None) -> PolicyError:
+        """A PolicyError naming the file and the line of `key`."""
+        line = self.line_of(key, section)
         where = f"{self.source}:{line}" if line else self.source
         return PolicyError(f"{where}: {problem}")
 
     def table(self, data: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:
+        """The section `name` as a dict, every key in `allowed`."""
+        self.section = name
         value = data.get(name, {})
         if not isinstance(value, dict):
-            raise self.fail(name, f"[{name}] must be a table")
+            raise self.fail(name, f"[{name}] must be a table", "")
         for key in value:
             if key not in allowed:
                 raise self.fail(
@@ -269,11 +373,46 @@ class _PolicyParser:
                 )
         return value
 
+    def strings(self, table: dict[str, Any], key: str, what: str) -> list[str]:
+        """A list of strings (a lone string is refused: it would be read as its letters)."""
+        value = table[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, f'{key} must be a list of {what}, e.g. {key} = ["..."]')
+        return value
+
+    def string(self, table: dict[str, Any], key: str) -> str:
+        """A string value."""
+        value = table[key]
+        if not isinstance(value, str):
+            raise self.fail(key, f"{key} must be a string, not {_toml_type(value)}")
+        return value
+
+    def integer(self, table: dict[str, Any], key: str, low: int, high: int, why: str = "") -> int:
+        """An integer from `low` to `high`."""
+        value = table[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise self.fail(key, f"{key} must be an integer from {low} to {high}{why}")
+        return value
+
+    def choice(self, table: dict[str, Any], key: str, kind: type[Any], label: str) -> Any:
+        """One of the string values of the Enum `kind`."""
+        value = table[key]
+        try:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return kind(value)
+        except ValueError:
+            choices = ", ".join(repr(c.value) for c in kind)
+            raise self.fail(key, f"{label} must be one of {choices}, got {value!r}") from None
+
     def parse(self, data: dict[str, Any]) -> Policy:
+        """Validate every section and build the Policy."""
         for key in data:
             if key not in self.SECTIONS:
                 raise self.fail(
-                    key, f"unknown section [{key}] (known: {', '.join(sorted(self.SECTIONS))})"
+                    key,
+                    f"unknown section [{key}] (known: {', '.join(sorted(self.SECTIONS))})",
+                    "",
                 )
         kw: dict[str, Any] = {}
         prof = self.table(
@@ -283,9 +422,9 @@ class _PolicyParser:
         )
         if "options" in prof:
             opts = []
-            for name in prof["options"]:
+            for name in self.strings(prof, "options", "option names"):
                 try:
-                    opts.append(Option.from_name(str(name)))
+                    opts.append(Option.from_name(name))
                 except ValueError as exc:
                     raise self.fail("options", str(exc)) from None
             for a, b in EXCLUSIVE:
@@ -295,90 +434,132 @@ class _PolicyParser:
                     )
             kw["options"] = tuple(dict.fromkeys(opts))
         if "unknown_elements" in prof:
-            if prof["unknown_elements"] not in ("keep", "remove"):
-                raise self.fail("unknown_elements", "unknown_elements must be 'keep' or 'remove'")
-            kw["unknown_elements"] = prof["unknown_elements"]
+            kw["unknown_elements"] = self.choice(
+                prof, "unknown_elements", UnknownElements, "unknown_elements"
+            )
         if "combined_codes" in prof:
-            if prof["combined_codes"] not in ("conservative", "minimal"):
-                raise self.fail(
-                    "combined_codes", "combined_codes must be 'conservative' or 'minimal'"
-                )
-            kw["combined_codes"] = prof["combined_codes"]
+            kw["combined_codes"] = self.choice(
+                prof, "combined_codes", CombinedCodes, "combined_codes"
+            )
         for key, attr in (("keep", "keep"), ("pseudonymize", "pseudonymized")):
             if key in prof:
-                names = prof[key]
-                if not isinstance(names, list):
-                    raise self.fail(key, f"{key} must be a list of keywords")
+                names = self.strings(prof, key, "keywords")
                 for n in names:
                     if n not in keyword_dict:
                         raise self.fail(key, f"unknown keyword {n!r} in {key}")
                 kw[attr] = tuple(names)
         sec = self.table(data, "secret", {"file"})
         if "file" in sec:
-            kw["secret_file"] = os.path.expanduser(str(sec["file"]))
+            kw["secret_file"] = os.path.expanduser(self.string(sec, "file"))
         dates = self.table(data, "dates", {"shift_days"})
         if "shift_days" in dates:
-            v = dates["shift_days"]
-            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 36500:
-                raise self.fail("shift_days", "shift_days must be an integer from 0 to 36500")
-            kw["shift_days"] = v
+            # 0 would leave every date as it was while the output says MODIFIED: real dates
+            # are kept by the option that says so.
+            kw["shift_days"] = self.integer(
+                dates,
+                "shift_days",
+                1,
+                36500,
+                " (to keep real dates, select retain_longitudinal_full_dates instead)",
+            )
         ps = self.table(data, "pseudonyms", {"prefix", "length"})
         if "prefix" in ps:
-            if not re.fullmatch(r"[A-Z0-9_-]{0,8}", str(ps["prefix"])):
+            prefix = self.string(ps, "prefix")
+            if not re.fullmatch(r"[A-Z0-9_-]{0,8}", prefix):
                 raise self.fail("prefix", "prefix must be 0-8 characters of A-Z, 0-9, '_' or '-'")
-            kw["pseudonym_prefix"] = ps["prefix"]
+            kw["pseudonym_prefix"] = prefix
         if "length" in ps:
-            v = ps["length"]
             # 16 base32 characters are 80 bits: below that, collisions among 10^9
             # patients stop being negligible.
-            if not isinstance(v, int) or isinstance(v, bool) or not 16 <= v <= 52:
-                raise self.fail("length", "length must be an integer from 16 to 52")
-            kw["pseudonym_length"] = v
+            kw["pseudonym_length"] = self.integer(ps, "length", 16, 52)
         cd = self.table(data, "clean_descriptors", {"patterns", "replacement"})
         if "patterns" in cd:
-            for pat in cd["patterns"]:
+            patterns = self.strings(cd, "patterns", "regular expressions")
+            for pat in patterns:
                 try:
                     re.compile(pat)
                 except re.error as exc:
                     raise self.fail(
                         "patterns", f"invalid regular expression {pat!r}: {exc}"
                     ) from None
-            kw["clean_patterns"] = tuple(cd["patterns"])
+            kw["clean_patterns"] = tuple(patterns)
         if "replacement" in cd:
-            kw["clean_replacement"] = str(cd["replacement"])
+            kw["clean_replacement"] = self.string(cd, "replacement")
         px = self.table(
             data, "pixels", {"rules", "allow_unmatched_burned_in", "pixel_text", "mask"}
         )
-        for key, field_name, choices in (
-            ("pixel_text", "pixel_text", ("rules", "detect", "detect+rules")),
-            ("mask", "pixel_mask", ("all-text", "identifiers")),
-        ):
-            if key in px:
-                if px[key] not in choices:
-                    raise self.fail(
-                        key,
-                        f"[pixels] {key} must be one of {', '.join(repr(c) for c in choices)}, "
-                        f"got {px[key]!r}",
-                    )
-                kw[field_name] = px[key]
+        if "pixel_text" in px:
+            kw["pixel_text"] = self.choice(px, "pixel_text", PixelText, "[pixels] pixel_text")
+        if "mask" in px:
+            kw["pixel_mask"] = self.choice(px, "mask", PixelMask, "[pixels] mask")
         if "rules" in px:
-            kw["pixel_rule_files"] = tuple(os.path.expanduser(str(r)) for r in px["rules"])
+            kw["pixel_rule_files"] = tuple(
+                self.rule_file(r) for r in self.strings(px, "rules", "rule file paths")
+            )
         if "allow_unmatched_burned_in" in px:
-            kw["allow_unmatched_burned_in"] = bool(px["allow_unmatched_burned_in"])
+            value = px["allow_unmatched_burned_in"]
+            if not isinstance(value, bool):
+                raise self.fail(
+                    "allow_unmatched_burned_in",
+                    f"allow_unmatched_burned_in must be true or false (unquoted), not {value!r}",
+                )
+            kw["allow_unmatched_burned_in"] = value
+        self.section = "elements"
         elements = data.get("elements", {})
         if not isinstance(elements, dict):
-            raise self.fail("elements", "[elements] must be a table")
-        kw["overrides"] = tuple(self.override(sel, spec) for sel, spec in elements.items())
-        return Policy(source=self.source, **kw)
+            raise self.fail("elements", "[elements] must be a table", "")
+        overrides = tuple(self.override(sel, spec) for sel, spec in elements.items())
+        self.no_duplicates(overrides)
+        kw["overrides"] = overrides
+        try:
+            return Policy(source=self.source, **kw)
+        except PolicyError as exc:  # pragma: no cover - every value was checked above
+            raise PolicyError(f"{self.source}: {exc}") from None
+
+    def rule_file(self, name: str) -> str:
+        """A pixel rule file: found (next to the policy file when relative) and valid TOML."""
+        path = Path(os.path.expanduser(name))
+        if not path.is_absolute() and self.base is not None:
+            path = self.base / path
+        try:
+            text = path.read_text("utf-8")
+        except OSError as exc:
+            raise self.fail("rules", f"pixel rule file {name!r}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise self.fail("rules", f"pixel rule file {name!r} is not UTF-8 text") from None
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise self.fail(
+                "rules", f"pixel rule file {name!r}: {_toml_error(str(path), text, exc)}"
+            ) from None
+        rules = doc.get("rule")
+        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+            raise self.fail("rules", f"pixel rule file {name!r} has no [[rule]] tables")
+        return str(path)
+
+    def no_duplicates(self, overrides: tuple[ElementOverride, ...]) -> None:
+        """Refuse one element given twice (as a keyword and as its tag)."""
+        seen: dict[object, str] = {}
+        for ov in overrides:
+            m = _PRIVATE_SELECTOR.match(ov.selector)
+            if m:
+                g, _gm, e, _em = parse_tag_pattern(m.group("tag").replace("XX", "xx"))
+                key: object = (m.group("creator").strip(), g, e & 0xFF)
+            elif ov.selector.startswith("("):
+                key = parse_tag_pattern(ov.selector)
+            else:
+                tag = tag_for_keyword(ov.selector)
+                key = (tag >> 16, 0xFFFF, tag & 0xFFFF, 0xFFFF) if tag is not None else ov.selector
+            if key in seen:
+                raise self.fail(
+                    ov.selector, f"{ov.selector}: the same element as {seen[key]}, given twice"
+                )
+            seen[key] = ov.selector
 
     def override(self, selector: str, spec: Any) -> ElementOverride:
-        vrs = selector_vrs(selector)
-        if vrs is None:
-            raise self.fail(
-                selector,
-                f"unknown element {selector!r}: use a keyword, '(gggg,eeee)', a mask such as "
-                "'(60xx,4000)', or 'Private Creator:(gggg,xxee)'",
-            )
+        """Validate one [elements] entry."""
+        vrs = self.selector_vrs(selector)
         if isinstance(spec, str):
             spec = {"action": spec}
         if not isinstance(spec, dict):
@@ -389,6 +570,8 @@ class _PolicyParser:
         action = spec.pop("action", None)
         if action is None:
             raise self.fail(selector, f"{selector}: no action given")
+        if not isinstance(action, str):
+            raise self.fail(selector, f"{selector}: the action must be a string")
         if action in SIMPLE_ACTIONS or action in COMBINED_ACTIONS:
             if action == "U" and vrs and "UI" not in vrs:
                 raise self.fail(
@@ -430,26 +613,84 @@ class _PolicyParser:
                 selector, f"{selector}: action {action!r} takes no {', '.join(sorted(extra))}"
             )
         for key in ("width", "epsilon", "sensitivity", "top"):
-            if key in spec and (
-                not isinstance(spec[key], (int, float))
-                or isinstance(spec[key], bool)
-                or spec[key] <= 0
-            ):
+            if key in spec and (not _is_number(spec[key]) or spec[key] <= 0):
                 raise self.fail(selector, f"{selector}: {key} must be a positive number")
-        if action == "noise" and not spec["lower"] < spec["upper"]:
-            raise self.fail(selector, f"{selector}: lower must be below upper")
-        if action == "map" and not isinstance(spec["table"], dict):
-            raise self.fail(selector, f"{selector}: table must map original values to categories")
-        if (
-            action == "value"
-            and vrs
-            and vrs & NUMERIC_VRS
-            and not isinstance(spec["value"], (int, float))
-        ):
-            raise self.fail(
-                selector, f"{selector}: a {'/'.join(sorted(vrs))} element needs a numeric value"
-            )
+        if action == "noise":
+            if not (_is_number(spec["lower"]) and _is_number(spec["upper"])):
+                raise self.fail(selector, f"{selector}: lower and upper must be numbers")
+            if not spec["lower"] < spec["upper"]:
+                raise self.fail(selector, f"{selector}: lower must be below upper")
+        if action == "map":
+            table = spec["table"]
+            if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+                raise self.fail(
+                    selector, f"{selector}: table must map original values to category strings"
+                )
+            if "default" in spec and not isinstance(spec["default"], str):
+                raise self.fail(selector, f"{selector}: default must be a string")
+        if action == "value":
+            value = spec["value"]
+            if vrs and vrs <= NUMERIC_VRS and not _is_number(value):
+                raise self.fail(
+                    selector,
+                    f"{selector}: a {'/'.join(sorted(vrs))} element needs a numeric value",
+                )
+            if vrs and not (vrs & NUMERIC_VRS) and not isinstance(value, str):
+                raise self.fail(
+                    selector, f"{selector}: a {'/'.join(sorted(vrs))} element needs a string"
+                )
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise self.fail(selector, f"{selector}: value must be a string or a number")
         return ElementOverride(selector, action, tuple(sorted(spec.items())))
+
+    def selector_vrs(self, selector: str) -> set[str]:
+        """The VRs of a valid selector; a PolicyError naming the mistake otherwise."""
+        if _LOOSE_PRIVATE.match(selector):
+            m = _PRIVATE_SELECTOR.match(selector)
+            if m is None:
+                raise self.fail(
+                    selector,
+                    f"{selector}: a private element is 'Private Creator:(gggg,xxee)' with a "
+                    "4-digit group and ee the element's low byte",
+                )
+            if not int(m.group("group"), 16) & 1:
+                raise self.fail(
+                    selector,
+                    f"{selector}: group {m.group('group')} is even, a standard group: private "
+                    "elements live in odd groups",
+                )
+            return set()
+        vrs = selector_vrs(selector)
+        if vrs is None:
+            raise self.fail(
+                selector,
+                f"unknown element {selector!r}: use a keyword, '(gggg,eeee)', a mask such as "
+                "'(60xx,4000)', or 'Private Creator:(gggg,xxee)'",
+            )
+        if selector.startswith("("):
+            g, gm, _e, _em = parse_tag_pattern(selector)
+            if gm == 0xFFFF and g & 1:
+                raise self.fail(
+                    selector,
+                    f"{selector}: a private element needs its creator: "
+                    f"'Private Creator:({g:04X},xxee)'",
+                )
+        return vrs
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _toml_type(value: object) -> str:
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a table",
+    }
+    return names.get(type(value), type(value).__name__)
 
 
 def selector_vrs(selector: str) -> set[str] | None:
@@ -491,7 +732,13 @@ class MaskRule:
 
 
 class CompiledPolicy:
-    """The policy as lookups: the engine's per-element cost is one dict hit."""
+    """The policy as lookups: the engine's per-element cost is one dict hit.
+
+    Order of precedence, lowest first: Table E.1-1 under the selected options, medveil's
+    supplement, the safety net (``unknown_elements = "keep"`` only), the overlay group
+    rule, pseudonyms, the policy's masks (which reach listed attributes too), then the
+    policy's exact overrides.
+    """
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -499,6 +746,7 @@ class CompiledPolicy:
         self.by_tag: dict[int, Rule] = {}
         self.masks: list[MaskRule] = []
         self.private_default = "X"
+        self.private_rule = Rule("(gggg,eeee)", "", "X", "basic", False)
         for row in table_rows():
             action, decided = option_action(row, options)
             rule = Rule(row.tag_text, row.keyword, action, decided, row.in_std_comp_iod)
@@ -514,55 +762,64 @@ class CompiledPolicy:
         for name, action in SUPPLEMENT.items():
             tag = tag_for_keyword(name)
             if tag is not None and tag not in self.by_tag:
-                self.by_tag[tag] = Rule(
-                    f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
-                    name,
-                    action,
-                    "medveil-supplement",
-                    False,
-                )
+                self.by_tag[tag] = Rule(_tag_text(tag), name, action, "medveil-supplement", False)
+        self.keep_unknown = policy.unknown_elements == UnknownElements.KEEP
+        kept_by_name = {t for n in policy.keep if (t := tag_for_keyword(n)) is not None}
+        self.net_tags: set[int] = set()
+        if self.keep_unknown:
+            self._add_net(frozenset(options), kept_by_name)
+        self.keeps_overlays = self._overlays(policy)
         for name in policy.pseudonymized:
             tag = tag_for_keyword(name)
             if tag is not None:
                 base = self.by_tag.get(tag)
                 self.by_tag[tag] = Rule(
-                    f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
+                    _tag_text(tag),
                     name,
                     "pseudonym",
                     "policy",
                     base.in_std_comp_iod if base else True,
                 )
         self.private_overrides: dict[tuple[str, int, int], Rule] = {}
+        exact: list[ElementOverride] = []
         for ov in policy.overrides:
             rule = Rule(ov.selector, "", ov.action, "policy", True, ov.params)
             m = _PRIVATE_SELECTOR.match(ov.selector)
             if m:
-                g, _gm, e, _em = parse_tag_pattern(m.group("tag"))
+                g, _gm, e, _em = parse_tag_pattern(m.group("tag").replace("XX", "xx"))
                 self.private_overrides[(m.group("creator").strip(), g, e & 0xFF)] = rule
                 continue
             if ov.selector.startswith("("):
                 g, gm, e, em = parse_tag_pattern(ov.selector)
-                if gm == 0xFFFF and em == 0xFFFF:
-                    tag = (g << 16) | e
-                    self.by_tag[tag] = Rule(
-                        ov.selector, keyword_for_tag(tag), ov.action, "policy", True, ov.params
-                    )
-                else:
-                    # Policy masks are checked before the table's own masks.
-                    self.masks.insert(0, MaskRule(g, gm, e, em, rule))
-                continue
-            tag = tag_for_keyword(ov.selector)
-            assert tag is not None  # validated by the parser
-            self.by_tag[tag] = Rule(
-                f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
-                ov.selector,
-                ov.action,
-                "policy",
-                True,
-                ov.params,
-            )
+                if gm != 0xFFFF or em != 0xFFFF:
+                    mask = MaskRule(g, gm, e, em, rule)
+                    # A policy mask is the policy's word on the whole family: it replaces
+                    # the rules of listed members too, and is checked before table masks.
+                    for tag, old in list(self.by_tag.items()):
+                        if mask.matches(tag):
+                            self.by_tag[tag] = Rule(
+                                _tag_text(tag),
+                                old.keyword,
+                                ov.action,
+                                "policy",
+                                True,
+                                ov.params,
+                                f"mask {ov.selector}",
+                            )
+                    self.masks.insert(0, mask)
+                    continue
+            exact.append(ov)
+        for ov in exact:  # exact selectors are more specific than any mask
+            if ov.selector.startswith("("):
+                g, _gm, e, _em = parse_tag_pattern(ov.selector)
+                tag = (g << 16) | e
+                keyword = keyword_for_tag(tag)
+            else:
+                found = tag_for_keyword(ov.selector)
+                assert found is not None  # validated by the parser
+                tag, keyword = found, ov.selector
+            self.by_tag[tag] = Rule(_tag_text(tag), keyword, ov.action, "policy", True, ov.params)
         self._mask_cache: dict[int, Rule | None] = {}
-        self.keep_unknown = policy.unknown_elements == "keep"
         self.allow: set[int] = set()
         if not self.keep_unknown:
             for name in (*STRUCTURAL_KEEP, *policy.keep):
@@ -572,6 +829,122 @@ class CompiledPolicy:
         self.retain_safe_private = policy.has(Option.RETAIN_SAFE_PRIVATE)
         self.shift_dates = policy.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
         self.full_dates = policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES)
+
+    def _add_net(self, options: frozenset[Option], exempt: set[int]) -> None:
+        """Safety-net rules for dictionary elements no table row or mask names."""
+        table_masks = list(self.masks)
+        listed = set(self.by_tag)
+        listed.update(t for t in DicomDictionary if any(m.matches(t) for m in table_masks))
+        for tag, rule in net_rules(listed, options, exempt):
+            self.by_tag[tag] = rule
+            self.net_tags.add(tag)
+        for selector, rule in net_mask_rules(options):
+            g, gm, e, em = parse_tag_pattern(selector)
+            if g & 0xFF00 == 0x6000 and gm == 0xFF00:
+                continue  # overlays: one rule for the whole group (see _overlays)
+            probe = (g << 16) | e
+            if any(m.matches(probe) for m in table_masks):
+                continue
+            self.masks.append(MaskRule(g, gm, e, em, rule))
+
+    def _overlays(self, policy: Policy) -> bool:
+        """Replace the table's overlay rows by one rule for the whole 60xx group.
+
+        OverlayData alone removed leaves OverlayLabel and OverlayDescription (text) and an
+        Overlay Plane without data; an overlay bitmap cannot be cleaned of burned-in text
+        either. So the group is removed as a whole (Basic Profile, Clean Graphics, Clean
+        Pixel Data), or kept as a whole, its text cleaned, when the policy keeps OverlayData
+        ("(60xx,3000)" = "K"). Returns True when overlays are kept.
+        """
+        keep = False
+        for ov in policy.overrides:
+            if ov.selector == "OverlayData" or (
+                ov.selector.startswith("(")
+                and MaskRule(*parse_tag_pattern(ov.selector), rule=self.private_rule).matches(
+                    OVERLAY_DATA
+                )
+            ):
+                keep = ov.action == "K"
+        # The table's overlay rows go; when overlays are kept, its other rows (comments,
+        # retired) stay ahead of the group rule.
+        self.masks = [
+            m
+            for m in self.masks
+            if not (m.group & 0xFF00 == 0x6000 and m.group_mask == 0xFF00)
+            or (keep and not m.matches(OVERLAY_DATA))
+        ]
+        for tag in [t for t in self.by_tag if t >> 24 == 0x60 and not (t >> 16) & 1]:
+            del self.by_tag[tag]
+        if keep:
+            for selector, keyword in OVERLAY_TEXT:
+                self.masks.append(
+                    MaskRule(
+                        *parse_tag_pattern(selector),
+                        rule=Rule(
+                            selector,
+                            keyword,
+                            "C",
+                            "overlay-group",
+                            True,
+                            (),
+                            "overlays kept: their text is cleaned",
+                        ),
+                    )
+                )
+            self.masks.append(
+                MaskRule(
+                    0x6000,
+                    0xFF00,
+                    0,
+                    0,
+                    Rule(
+                        "(60xx,xxxx)",
+                        "Overlay Plane",
+                        "K",
+                        "overlay-group",
+                        True,
+                        (),
+                        "overlays kept by the policy: the whole group stays",
+                    ),
+                )
+            )
+        else:
+            self.masks.append(
+                MaskRule(
+                    0x6000,
+                    0xFF00,
+                    0,
+                    0,
+                    Rule(
+                        "(60xx,xxxx)",
+                        "Overlay Plane",
+                        "X",
+                        "overlay-group",
+                        False,
+                        (),
+                        "overlay data is removed (or cannot be cleaned): the whole group goes",
+                    ),
+                )
+            )
+        # Curves (50xx, retired) are graphics too: Clean Graphics' C cannot clean them.
+        for i, m in enumerate(self.masks):
+            if m.group == 0x5000 and m.group_mask == 0xFF00 and m.rule.action == "C":
+                self.masks[i] = MaskRule(
+                    m.group,
+                    m.group_mask,
+                    m.elem,
+                    m.elem_mask,
+                    Rule(
+                        m.rule.selector,
+                        "Curve Data",
+                        "X",
+                        "overlay-group",
+                        False,
+                        (),
+                        "curve data cannot be cleaned of text: removed",
+                    ),
+                )
+        return keep
 
     def keeps_unknown(self, tag: int) -> bool:
         """True when an element no rule names is kept (allow-list mode: its list, file meta)."""
@@ -595,3 +968,20 @@ class CompiledPolicy:
         """Every rule in force, for display: exact tags, then masks."""
         yield from (self.by_tag[t] for t in sorted(self.by_tag))
         yield from (m.rule for m in self.masks)
+
+    def safe_private(self, creator: str, group: int, offset: int) -> SafePrivate | None:
+        """The Table E.3.10-1 row Retain Safe Private keeps, or None (option off / unlisted)."""
+        if not self.retain_safe_private:
+            return None
+        return safe_private_elements().get((creator, group, offset))
+
+    def safe_private_verdict(
+        self, creator: str, tag: int, vr: str | None, value: bytes | None
+    ) -> SafePrivateVerdict | None:
+        """Retain Safe Private's verdict on one private data element, None when it has none."""
+        entry = self.safe_private(creator, tag >> 16, tag & 0xFF)
+        return None if entry is None else safe_private_verdict(entry, vr, value)
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"

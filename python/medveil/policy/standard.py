@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from medveil.policy.choices import CombinedCodes, SafePrivateVerdict
+
 ATTRIBUTION = "DICOM PS3.15 2026c, © NEMA"
 
 
@@ -112,6 +114,7 @@ class Rule:
     decided_by: str  # "basic", an option name, or "policy"
     in_std_comp_iod: bool = True
     params: tuple[tuple[str, object], ...] = ()
+    why: str = ""  # for rules medveil adds beyond the table: the reason, in a few words
 
     def param(self, name: str, default: object = None) -> object:
         """Return a parameter of a policy action (e.g. a bin width)."""
@@ -196,7 +199,9 @@ def safe_private_elements() -> dict[tuple[str, int, int], SafePrivate]:
     return out
 
 
-def resolve_combined(action: str, *, vr: str, in_std_comp_iod: bool, empty: bool, mode: str) -> str:
+def resolve_combined(
+    action: str, *, vr: str, in_std_comp_iod: bool, empty: bool, mode: CombinedCodes | str
+) -> str:
     """Resolve a combined code (X/Z, X/D, Z/D, X/Z/D, X/Z/U*) for one element.
 
     Table E.1-1 lets the choice depend on the attribute's Type in the IOD, which the table
@@ -219,9 +224,9 @@ def resolve_combined(action: str, *, vr: str, in_std_comp_iod: bool, empty: bool
             return "K"
         if vr == "UI":
             return "U"
-        return "Z" if in_std_comp_iod and mode == "conservative" else "X"
+        return "Z" if in_std_comp_iod and mode == CombinedCodes.CONSERVATIVE else "X"
     choices = action.split("/")
-    if mode == "minimal" or not in_std_comp_iod:
+    if mode == CombinedCodes.MINIMAL or not in_std_comp_iod:
         for pick in ("X", "Z", "D"):
             if pick in choices:
                 return pick
@@ -231,3 +236,80 @@ def resolve_combined(action: str, *, vr: str, in_std_comp_iod: bool, empty: bool
         if pick in choices:
             return pick
     raise ValueError(f"not a combined action: {action!r}")
+
+
+# How a value of each VR must look (PS3.5 6.2), for the VRs a name cannot hide in: a
+# value that does not fit was not written by the device the table describes.
+_TEXT_SYNTAX: dict[str, re.Pattern[bytes]] = {
+    "DS": re.compile(rb" *[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)? *"),
+    "IS": re.compile(rb" *[+-]?\d+ *"),
+    "CS": re.compile(rb"[A-Z0-9 _]*"),
+    "UI": re.compile(rb"[0-9.]*\x00?"),
+    "DA": re.compile(rb"\d{8} *|"),
+    "TM": re.compile(rb"\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)? *|"),
+    "DT": re.compile(rb"\d{4,14}(?:\.\d{1,6})?(?:[+-]\d{4})? *|"),
+    "AS": re.compile(rb"\d{3}[DWMY]|"),
+}
+_MAX_LEN = {"DS": 16, "IS": 12, "CS": 16, "UI": 64, "DA": 8, "TM": 16, "DT": 26, "AS": 4}
+_BINARY_SIZE = {"FL": 4, "FD": 8, "US": 2, "SS": 2, "UL": 4, "SL": 4, "AT": 4, "UV": 8, "SV": 8}
+_NUMERIC = ("DS", "IS", "FL", "FD", "US", "SS", "UL", "SL")
+
+
+def value_fits_vr(vr: str, value: bytes) -> bool:
+    """True when raw value bytes are a valid encoding of VR ``vr`` (any VR not checked: True).
+
+    Checked: the string VRs that hold numbers, codes, UIDs, dates and ages (each value of a
+    multi-valued element) and the binary numbers (whole number of values).
+    """
+    size = _BINARY_SIZE.get(vr)
+    if size is not None:
+        return len(value) % size == 0
+    syntax = _TEXT_SYNTAX.get(vr)
+    if syntax is None:
+        return True
+    text = value.rstrip(b"\x00 ") if vr != "UI" else value.rstrip(b"\x00")
+    limit = _MAX_LEN[vr]
+    return all(
+        not v.strip() or (len(v) <= limit and syntax.fullmatch(v) is not None)
+        for v in text.split(b"\\")
+    )
+
+
+def _table_vrs(entry: SafePrivate) -> tuple[str, ...]:
+    return tuple(v for v in re.split(r"[/ ]+|\bor\b", entry.vr) if v)
+
+
+def safe_private_verdict(
+    entry: SafePrivate, vr: str | None, value: bytes | None
+) -> SafePrivateVerdict:
+    """What Retain Safe Private does with one listed private element (Table E.3.10-1).
+
+    ``vr`` is the VR written in the file (None or "UN" when the file does not say: Implicit
+    VR, or an explicit UN); ``value`` its raw bytes (None for a sequence). A sequence row
+    is never kept verbatim: its items are walked with the profile (RECURSE). A value of
+    another VR than the table's (a DS element written as LO holding a name), or one that
+    does not parse as the table's VR when the file gives none, is NOT_SAFE.
+    """
+    table = _table_vrs(entry)
+    if "SQ" in table:
+        # A sequence written as one (explicit SQ) or without a VR (the engine parses the
+        # value as items, and must treat it as NOT_SAFE when they do not parse).
+        return (
+            SafePrivateVerdict.RECURSE
+            if vr in ("SQ", "UN", None)
+            else (SafePrivateVerdict.NOT_SAFE)
+        )
+    if vr == "SQ":
+        return SafePrivateVerdict.NOT_SAFE
+    if not table:
+        # The table gives no VR for a few rows, all numbers: accept a numeric VR only.
+        candidates: tuple[str, ...] = _NUMERIC
+    else:
+        candidates = table
+    if vr not in (None, "UN"):
+        if vr not in candidates:
+            return SafePrivateVerdict.NOT_SAFE
+        candidates = (vr,)
+    if value is not None and not any(value_fits_vr(v, bytes(value)) for v in candidates):
+        return SafePrivateVerdict.NOT_SAFE
+    return SafePrivateVerdict.KEEP
