@@ -21,8 +21,8 @@ from medveil.dicom.peek import peek_int, peek_str
 from medveil.dicom.strict import check_structure
 from medveil.engine.dataset import Deidentifier, DeidReport
 from medveil.engine.generalize import age_band
-from medveil.engine.postcheck import Allowance, Terms, check_written, learn_terms
-from medveil.engine.raw import NotRaw, RawEngine, check_output
+from medveil.engine.postcheck import Allowance, Terms, check_record, check_written, learn_terms
+from medveil.engine.raw import NotRaw, RawEngine
 from medveil.errors import DicomInputError, MedveilError, QuarantineError
 from medveil.policy.standard import Option
 
@@ -103,6 +103,20 @@ def output_relpath(ds: Dataset) -> str:
     )
 
 
+# Catalog columns hold coded values only: a value that is not one (a name written into
+# Modality, a swallowed element after an overrun) is left out, not copied.
+_CS_CODE = re.compile(r"[A-Z0-9_ ]{1,16}")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+_SEX = re.compile(r"[MFO]")
+_DATE = re.compile(r"[0-9]{8}")
+
+
+def _checked(value: str, pattern: re.Pattern[str]) -> str:
+    """``value`` when it is a well-formed code of its column, else ''."""
+    value = value.strip()
+    return value if len(value) <= 64 and pattern.fullmatch(value) else ""
+
+
 def catalog_row(ds: Dataset, relpath: str, parts: list[bytes]) -> dict[str, object]:
     """The de-identified metadata of one written instance (the cohort catalog row)."""
 
@@ -115,14 +129,14 @@ def catalog_row(ds: Dataset, relpath: str, parts: list[bytes]) -> dict[str, obje
 
     return {
         "patient_pseudonym": relpath.split("/", 1)[0],
-        "study_uid": peek_str(ds, 0x0020000D),
-        "series_uid": peek_str(ds, 0x0020000E),
-        "sop_uid": peek_str(ds, 0x00080018),
-        "modality": peek_str(ds, 0x00080060),
-        "body_part": peek_str(ds, 0x00180015),
-        "sex": peek_str(ds, 0x00100040),
+        "study_uid": _checked(peek_str(ds, 0x0020000D), _UID),
+        "series_uid": _checked(peek_str(ds, 0x0020000E), _UID),
+        "sop_uid": _checked(peek_str(ds, 0x00080018), _UID),
+        "modality": _checked(peek_str(ds, 0x00080060), _CS_CODE),
+        "body_part": _checked(peek_str(ds, 0x00180015), _CS_CODE),
+        "sex": _checked(peek_str(ds, 0x00100040), _SEX),
         "age_band": age_band_label(peek_str(ds, 0x00101010)),
-        "study_date": peek_str(ds, 0x00080020),
+        "study_date": _checked(peek_str(ds, 0x00080020), _DATE),
         "manufacturer": peek_str(ds, 0x00080070),
         "rows": peek_int(ds, 0x00280010),
         "columns": peek_int(ds, 0x00280011),
@@ -139,19 +153,6 @@ def _sha256(parts: list[bytes]) -> str:
     for p in parts:
         h.update(p)
     return h.hexdigest()
-
-
-def _header(parts: list[bytes], pixel_at: int) -> bytes:
-    """The bytes before offset pixel_at (the whole file if -1), joined."""
-    if pixel_at < 0:
-        return b"".join(parts)
-    out, size = [], 0
-    for p in parts:
-        if size >= pixel_at:
-            break
-        out.append(p[: pixel_at - size])
-        size += len(p)
-    return b"".join(out)
 
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'")
@@ -202,10 +203,18 @@ def _clean_raw(
             out = raw_engine_of(engine).apply(raw, name)
         except NotRaw as why:
             return str(why)
-        header = _header(out.parts, out.pixel_at)  # type: ignore[arg-type]
-        check_output(header, out.terms, out.implicit)
-        check_written(b"".join(out.parts), terms, allowance(engine))
-        return _written(out.final, out.parts, out.report, size_in, "raw")  # type: ignore[arg-type]
+        # One post-check for both roads (check_written), so they agree byte for byte.
+        allow = allowance(engine)
+        check_written(b"".join(out.parts), terms, allow)
+        return _written(
+            out.final,  # type: ignore[arg-type]
+            out.parts,  # type: ignore[arg-type]
+            out.report,
+            size_in,
+            "raw",
+            terms=terms,
+            allow=allow,
+        )
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
         return _quarantined(exc, size_in)
 
@@ -255,9 +264,18 @@ def _written(
     size_in: int,
     engine: str,
     originals: dict[str, str] | None = None,
+    *,
+    terms: Terms,
+    allow: Allowance,
 ) -> CleanResult:
-    """The result for a written file: its path, catalog row and records, from the output's ds."""
+    """The result for a written file: its path, catalog row and records, from the output's ds.
+
+    The path and the catalog row are checked for the input's terms like the file itself:
+    QuarantineError if either would carry an original value.
+    """
     relpath = output_relpath(ds)
+    row = catalog_row(ds, relpath, parts)
+    check_record([relpath, *(v for v in row.values() if isinstance(v, str))], terms, allow)
     pixels = report.pixels.record(relpath) if report.pixels is not None else None  # type: ignore[attr-defined]
     identity = (
         identity_of(originals, ds, relpath.split("/", 1)[0], report.date_offset_days)
@@ -270,7 +288,7 @@ def _written(
         size_in,
         parts,
         relpath,
-        catalog_row(ds, relpath, parts),
+        row,
         dict(report.actions),
         pixels,
         identity,
@@ -330,8 +348,11 @@ def clean_instance(
         if embed is not None:
             embed.embed(before, ds)  # type: ignore[arg-type]
         parts, _ = write_fast_or_generic(ds)
-        check_written(b"".join(parts), terms, allowance(engine))
-        result = _written(ds, parts, report, size_in, "dataset", originals)
+        allow = allowance(engine)
+        check_written(b"".join(parts), terms, allow)
+        result = _written(
+            ds, parts, report, size_in, "dataset", originals, terms=terms, allow=allow
+        )
         result.declined = declined
         return result
     except Exception as exc:  # fail closed: anything unexpected keeps the file out

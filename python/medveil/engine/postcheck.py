@@ -337,3 +337,15 @@ def _find_bytes(
                 pos += len(chunk) + 2
             return "raw bytes"
     return ""
+
+
+def check_record(texts: list[str], terms: Terms, allow: Allowance = Allowance()) -> None:
+    """Raise QuarantineError if an output path or catalog value holds a learned term.
+
+    The path and catalog are written beside the file (and printed); they are searched
+    like any element that no policy keeps on purpose.
+    """
+    values = sorted(terms.always | {v for v, k in terms.kinds.items() if k not in allow.kinds})
+    hay = "\x00".join(normalize(t.replace("/", " ").replace("_", " ")) for t in texts if t)
+    if values and hay and make_matcher(values).find(hay):
+        raise QuarantineError("post-check: the output path or catalog would hold an original value")
