@@ -23,8 +23,8 @@ from pathlib import Path
 
 from medveil.errors import PolicyError
 from medveil.policy import choices as choices_module
-from medveil.policy.importers import toml_value
 from medveil.policy.presets import FILTER_KINDS, FILTER_OPS, PRESETS, load_policy
+from medveil.policy.presets.toml_write import toml_value
 from medveil.policy.schema import POLICY_ACTIONS, Policy
 from medveil.policy.standard import (
     ATTRIBUTION,

@@ -18,6 +18,7 @@ from typing import Any
 from pydicom.datadict import keyword_dict
 
 from medveil.errors import PolicyError
+from medveil.policy.presets.toml_write import toml_key, toml_value
 from medveil.policy.schema import Policy
 
 if sys.version_info >= (3, 11):
@@ -142,8 +143,6 @@ def filters_of(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def policy_to_toml(policy: Policy, filters: dict[str, Any] | None = None) -> str:
     """Every setting of a policy, defaults included, as TOML that loads to the same policy."""
-    from medveil.policy.importers import toml_key, toml_value
-
     lines = [f"# resolved policy: {policy.source}", "", "[profile]"]
     lines.append(f"options = {toml_value([o.name.lower() for o in policy.options])}")
     lines.append(f"unknown_elements = {toml_value(policy.unknown_elements)}")
