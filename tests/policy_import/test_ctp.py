@@ -150,7 +150,7 @@ def test_every_function_maps(tmp_path: Path) -> None:
  <p t="SITEID">77</p>
  <e en="T" t="00080080" n="InstitutionName">@remove()</e>
  <e en="T" t="00101040" n="PatientAddress">@remove()</e>
- <e en="T" t="00080090" n="ReferringPhysicianName">@empty()</e>
+ <e en='T' t='00080090' n='ReferringPhysicianName'>@empty()</e>
  <e en="T" t="00081030" n="StudyDescription">@keep()</e>
  <e en="T" t="00080060" n="Modality">@require()</e>
  <e en="T" t="00081040" n="InstitutionalDepartmentName">@always()RADIOLOGY</e>
@@ -179,6 +179,7 @@ def test_every_function_maps(tmp_path: Path) -> None:
     draft = import_ctp([script])
     assert draft.claimed is None  # no 0012,0064 codes: the script is followed
     el = draft.elements
+    assert parse_scripts([script]).rules["00080090"].body == "@empty()"  # single quotes
     # @remove() is X even where the table's combined code could write a dummy (X/Z/D).
     assert el["InstitutionName"] == "X"
     assert "PatientAddress" not in el  # the table's X already

@@ -40,7 +40,7 @@ _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _ELEMENT = re.compile(
     r"<(?P<kind>[ekrp])\b(?P<attrs>[^>]*?)(?:/>|>(?P<body>.*?)</(?P=kind)\s*>)", re.S
 )
-_ATTR = re.compile(r"(\w+)\s*=\s*\"([^\"]*)\"")
+_ATTR = re.compile(r"(\w+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
 _CALL = re.compile(r"@(?P<name>[A-Za-z_]\w*)\s*(?:\((?P<args>[^()]*(?:\([^()]*\)[^()]*)*)\))?")
 
 
@@ -81,7 +81,7 @@ def parse_scripts(paths: list[str | os.PathLike[str]]) -> CtpScript:
             raise PolicyError(f"{p}: not a CTP anonymizer script (no <script> element)")
         for m in _ELEMENT.finditer(text):
             kind = m.group("kind")
-            attrs = dict(_ATTR.findall(m.group("attrs")))
+            attrs = {k: dq or sq for k, dq, sq in _ATTR.findall(m.group("attrs"))}
             body = html.unescape(m.group("body") or "").strip()
             where = f"{p.name}:{text.count(chr(10), 0, m.start()) + 1}"
             enabled = attrs.get("en", "T").upper() == "T"
