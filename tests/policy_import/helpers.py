@@ -15,6 +15,7 @@ CTP_EXAMPLE = DATA / "example-ctp-dicom-anonymizer.script"
 PS315_BASIC = DATA / "DICOM-PS3.15-Basic.script"
 PS315_RLMD = DATA / "DICOM-PS3.15-RetainLongitudinalModifiedDates.script"
 TCIA_BASIC = DATA / "TCIA-Basic.script"
+TCIA_ADDITIONS = DATA / "TCIA-BasicAdditions.script"
 DEID_EXAMPLE = DATA / "example.deid"
 
 

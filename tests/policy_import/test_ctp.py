@@ -18,6 +18,7 @@ from tests.policy_import.helpers import (
     CTP_EXAMPLE,
     PS315_BASIC,
     PS315_RLMD,
+    TCIA_ADDITIONS,
     TCIA_BASIC,
     cli,
     ct_small,
@@ -29,6 +30,7 @@ SCRIPT_SETS = [
     [PS315_BASIC],
     [TCIA_BASIC],
     [PS315_BASIC, PS315_RLMD],
+    [TCIA_BASIC, TCIA_ADDITIONS],
 ]
 
 
@@ -269,3 +271,13 @@ def test_stdout_gets_only_toml(capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     Policy.from_toml(captured.out)
     assert "without an exact equivalent" in captured.err
+
+
+def test_select_takes_the_most_protective_branch() -> None:
+    """TCIA's additions keep or hash the study UID at run time: the policy always hashes."""
+    draft = import_ctp([TCIA_BASIC, TCIA_ADDITIONS], follow="script")
+    compiled = draft.policy().compile()
+    assert compiled.rule_for(0x0020000D).action == "U"
+    assert compiled.rule_for(0x0020000E).action == "U"
+    notes = [n for n in draft.notes if "@select" in n.rule]
+    assert len(notes) == 2 and all("most protective" in n.why for n in notes)

@@ -41,6 +41,15 @@ _ELEMENT = re.compile(
     r"<(?P<kind>[ekrp])\b(?P<attrs>[^>]*?)(?:/>|>(?P<body>.*?)</(?P=kind)\s*>)", re.S
 )
 _ATTR = re.compile(r"(\w+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_BRANCH = re.compile(r"\{([^{}]*)\}")
+# Lower is more protective: which branch of a run-time choice a policy must take.
+_RANK = {"X": 0, "Z": 1, "D": 2, "U": 3, "pseudonym": 3, "C": 4, "K": 6}
+
+
+def _protection(action: str | dict[str, object]) -> int:
+    return _RANK.get(action, 5) if isinstance(action, str) else 5
+
+
 _CALL = re.compile(r"@(?P<name>[A-Za-z_]\w*)\s*(?:\((?P<args>[^()]*(?:\([^()]*\)[^()]*)*)\))?")
 
 
@@ -212,8 +221,6 @@ class _Converter:
         if always:
             calls = calls[1:]
         action = self.action_for(rule, shown, target, calls, literal)
-        if action is None:
-            return
         if always and action not in ("X", "K"):
             note(
                 rule.where,
@@ -251,13 +258,15 @@ class _Converter:
         target: _Target,
         calls: list[tuple[str, list[str]]],
         literal: str,
-    ) -> str | dict[str, object] | None:
+    ) -> str | dict[str, object]:
         note = self.draft.note
         vrs = target.vrs
         if not calls:
             if not literal:
                 return "Z"  # CTP writes an empty value for an enabled empty rule
             return self.value(rule, shown, target, literal)
+        if calls[0][0] in ("select", "if"):
+            return self.branches(rule, shown, target, calls[0][0])
         if len(calls) > 1 or literal:
             names = "".join(f"@{n}()" for n, _ in calls)
             if calls[0][0] == "append" or (calls[0][0] == "process" and len(calls) == 1):
@@ -374,6 +383,31 @@ class _Converter:
             "is removed so nothing it would have kept leaks",
         )
         return "X"
+
+    def branches(
+        self, rule: ScriptRule, shown: str, target: _Target, name: str
+    ) -> str | dict[str, object]:
+        """@select(){a}{b} / @if(...){a}{b}: the most protective branch, whatever decides."""
+        bodies = _BRANCH.findall(rule.body)
+        if not bodies:
+            self.draft.note(rule.where, shown, "removed", f"@{name} without {{branches}}")
+            return "X"
+        before = len(self.draft.notes)
+        picks = []
+        for body in bodies:
+            calls, literal = _calls(body)
+            picks.append(self.action_for(rule, shown, target, calls, literal))
+        del self.draft.notes[before:]  # one note for the rule, not one per branch
+        best = min(picks, key=_protection)
+        shown_best = best if isinstance(best, str) else str(best)
+        self.draft.note(
+            rule.where,
+            shown,
+            shown_best,
+            f"@{name} chooses between branches at run time; the most protective one is "
+            "taken for every file",
+        )
+        return best
 
     def value(
         self, rule: ScriptRule, shown: str, target: _Target, text: str
