@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from medveil.cli.main import main
 
 
@@ -35,3 +37,24 @@ def test_profile_bad_policy_exit_2(capsys, tmp_path) -> None:
     policy.write_text("[elements]\nNoSuchKeyword = 'X'\n")
     assert main(["profile", "--policy", str(policy)]) == 2
     assert "p.toml:2:" in capsys.readouterr().out
+
+
+def test_profile_shows_the_safety_net_and_why(capsys, tmp_path) -> None:
+    assert main(["profile"]) == 0
+    out = capsys.readouterr().out
+    assert "# safety net: " in out and "# overlay groups (60xx): removed whole" in out
+    lines = {line.split()[1]: line for line in out.splitlines() if line.startswith("(")}
+    assert "X/Z        safety-net: person name" in lines["SecondaryReviewerName"]
+    assert "X/Z        safety-net: free text" in lines["DocumentTitle"]
+    assert "U          safety-net: UID" in lines["SOPInstanceUIDOfConcatenationSource"]
+    assert "K          safety-net: keep-list: device maker" in lines["Manufacturer"]
+    assert "C          safety-net: date" in lines["SecondaryReviewDate"]
+    assert main(["profile", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    net = [r for r in data["rules"] if r["decided_by"] == "safety-net"]
+    assert len(net) == data["safety_net_rules"] > 400 and all(r["why"] for r in net)
+    policy = tmp_path / "p.toml"
+    policy.write_text('[profile]\nunknown_elements = "remove"\n[elements]\n"(60xx,3000)" = "K"\n')
+    assert main(["profile", "--policy", str(policy)]) == 0
+    out = capsys.readouterr().out
+    assert "# safety net" not in out and "kept whole, text cleaned" in out

@@ -21,12 +21,14 @@ def test_created_key_is_private_and_reads_back(tmp_path) -> None:
         create_key_file(path)  # never overwritten
     raw = tmp_path / "raw"
     raw.write_bytes(bytes(range(32)))
+    raw.chmod(0o600)  # a key file others can read is refused
     assert load_secret(raw) == bytes(range(32))
 
 
 def test_bad_key_file_names_file_and_remedy(tmp_path) -> None:
     path = tmp_path / "short"
     path.write_text("abcd")
+    path.chmod(0o600)
     with pytest.raises(MedveilError, match=r"short must hold 64 hex.*medveil secret FILE"):
         load_secret(path)
 

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if compiled.keep_unknown
         else "remove (allow-list mode)"
     )
-    net = len(compiled.net_tags)
+    net = sum(1 for r in rows if r["decided_by"] == "safety-net")
     overlays = "kept whole, text cleaned" if compiled.keeps_overlays else "removed whole"
     if args.json:
         print(

@@ -6,12 +6,16 @@ those hold names, free text, instance UIDs or dates all the same (SecondaryRevie
 DocumentTitle, RetrieveURL, SOPInstanceUIDOfConcatenationSource, ...). The net, built from
 pydicom's data dictionary, gives each such element a rule by its VR:
 
-- PN: X/Z (emptied; removed in ``combined_codes = "minimal"`` or when retired);
+- PN: X/Z;
 - UI: U (replaced; UIDs in pydicom's UID dictionary stay), unless the keep-list names it
   (class and transfer syntax UIDs);
-- free text (AE, LO, LT, SH, ST, UC, UR, UT): X, unless the keep-list names it;
-- DA/DT: shifted under Retain Longitudinal Modified Dates, kept under Full Dates, else X;
-  TM: kept when dates are shifted or kept (a whole-day shift leaves the time), else X.
+- free text (AE, LO, LT, SH, ST, UC, UR, UT): X/Z, unless the keep-list names it;
+- DA/DT: shifted under Retain Longitudinal Modified Dates, kept under Full Dates, else X/Z;
+  TM: kept when dates are shifted or kept (a whole-day shift leaves the time), else X/Z.
+
+X/Z is resolved as for the table (:func:`medveil.policy.standard.resolve_combined`): the
+value is emptied, so a Type 2 attribute stays valid, and removed for retired attributes
+(in no IOD) or under ``combined_codes = "minimal"``. Either way no value is left.
 
 Other VRs (codes, numbers, binary, sequences) are left to the unknown-element path. The
 keep-list is data (``medveil/data/safety_net_keep.csv``, one reason per entry).
@@ -70,8 +74,8 @@ def net_action(tag: int, vr: str, options: frozenset[Option]) -> tuple[str, str]
         if vr == "UI":
             return "U", "UID not in Table E.1-1: replaced unless in pydicom's UID dictionary"
         if entry is not None and entry.when is not None:
-            return "X", f"free text not in Table E.1-1; kept only with {entry.when.name.lower()}"
-        return "X", "free text not in Table E.1-1 and not on the keep-list: removed"
+            return "X/Z", f"free text not in Table E.1-1; kept only with {entry.when.name.lower()}"
+        return "X/Z", "free text not in Table E.1-1 and not on the keep-list: emptied"
     shifted = Option.RETAIN_LONGITUDINAL_MODIFIED_DATES in options
     full = Option.RETAIN_LONGITUDINAL_FULL_DATES in options
     if vr in DATE_VRS:
@@ -79,11 +83,11 @@ def net_action(tag: int, vr: str, options: frozenset[Option]) -> tuple[str, str]
             return "C", "date not in Table E.1-1: shifted with the patient's offset"
         if full:
             return "K", "date not in Table E.1-1: kept (retain_longitudinal_full_dates)"
-        return "X", "date not in Table E.1-1: removed (no date option)"
+        return "X/Z", "date not in Table E.1-1: emptied (no date option)"
     if vr == "TM":
         if shifted or full:
             return "K", "time not in Table E.1-1: kept (a whole-day shift leaves the time)"
-        return "X", "time not in Table E.1-1: removed (no date option)"
+        return "X/Z", "time not in Table E.1-1: emptied (no date option)"
     return None
 
 
