@@ -281,3 +281,10 @@ def test_select_takes_the_most_protective_branch() -> None:
     assert compiled.rule_for(0x0020000E).action == "U"
     notes = [n for n in draft.notes if "@select" in n.rule]
     assert len(notes) == 2 and all("most protective" in n.why for n in notes)
+
+
+def test_placeholder_parameters_are_flagged() -> None:
+    draft = import_ctp([TCIA_BASIC])
+    flagged = {n.rule.split('"')[1] for n in draft.notes if "placeholder" in n.why}
+    assert {"DATEINC", "BODYPART", "SHORTNAME", "UIDROOT", "SITEID"} <= flagged
+    assert "PROJECTNAME" not in flagged and "SITENAME" not in flagged

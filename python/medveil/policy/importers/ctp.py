@@ -442,6 +442,16 @@ def import_ctp(paths: list[str | os.PathLike[str]], *, follow: str | None = None
         follow = "profile" if claimed is not None else "script"
     if follow not in ("profile", "script"):
         raise ValueError("follow must be 'profile' or 'script'")
+    for name, value in script.params.items():
+        # CTP's published profiles ship prompts ("Enter your date offset...") as values.
+        if re.match(r"(enter|insert)\b", value, re.I) or "xxxx" in value.lower():
+            draft.note(
+                names,
+                f'<p t="{name}">{value}</p>',
+                "used as written",
+                "the parameter looks like an unfilled placeholder: fill it in the script "
+                "and convert again",
+            )
     conv = _Converter(script, draft)
     conv.convert()
     options = list(claimed or ())
