@@ -228,6 +228,7 @@ def test_on_a_catalog_written_by_the_archive_engine(
     """End to end: `medveil deid --demo` writes the catalog, `medveil stats` reads it."""
     secret = tmp_path / "secret.bin"
     secret.write_bytes(bytes(range(32)))
+    secret.chmod(0o600)  # key files open to others are refused
     out = tmp_path / "out"
     assert main(["deid", "--demo", str(out), "--secret-file", str(secret), "--workers", "1",
                  "--quiet"]) == 0  # fmt: skip

@@ -101,6 +101,7 @@ def test_deid_cli_with_vault(
 ) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text(os.urandom(32).hex() + "\n")
+    secret_file.chmod(0o600)  # key files open to others are refused
     url = f"sqlite://{tmp_path / 'vault.sqlite'}"
     out = tmp_path / "out"
     base = [

@@ -213,6 +213,7 @@ def test_deid_cli_embed_originals(tmp_path: Path, capsys: pytest.CaptureFixture[
     key, cert, cert_path, _ = make_recipient(tmp_path)
     secret = tmp_path / "secret"
     secret.write_text("ab" * 32 + "\n")
+    secret.chmod(0o600)  # key files open to others are refused
     out = tmp_path / "out"
     args = ["deid", "--demo", str(out), "--secret-file", str(secret), "--quiet", "--workers", "1"]
     assert main([*args, "--embed-originals", str(cert_path)]) == 0

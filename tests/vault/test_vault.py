@@ -227,6 +227,7 @@ def test_keygen_mode_and_no_overwrite(tmp_path: Path) -> None:
         keygen(path)
     assert load_key(path) == key
     (tmp_path / "bad").write_text("not a key\n")
+    (tmp_path / "bad").chmod(0o600)
     with pytest.raises(MedveilError, match="64 hex characters"):
         load_key(tmp_path / "bad")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from medveil.cli.seal import PASSPHRASE_ENV, SUFFIX, add_arguments, read_passphrase, run_tree
 from medveil.crypto import agefile as age
+from medveil.errors import MedveilError
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
@@ -56,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
         identity_keys,
         lambda name: name[: -len(SUFFIX)] if name.endswith(SUFFIX) else None,
         age.decrypt_file,
-        (ValueError, OSError),
+        (ValueError, OSError, MedveilError),
     )

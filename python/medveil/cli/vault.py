@@ -117,7 +117,10 @@ def run_export(args: argparse.Namespace) -> int:
         if args.only:
             only = [x.strip() for x in args.only.read_text().splitlines() if x.strip()]
         with Vault.open(args.vault, args.key_file, create=False) as vault:
-            n = vault.export(args.output, only=only, **keys)
+            n = vault.export(args.output, only=only, replace=args.force, **keys)
+    except FileExistsError:
+        print(f"medveil vault export: {args.output} exists; use --force", file=sys.stderr)
+        return 2
     except (AuthenticationError, MedveilError, ValueError, OSError) as exc:
         print(f"medveil vault export: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from medveil import _core, crypto
+from medveil.crypto.keyfile import create_private_file, read_private_file
 from medveil.errors import AuthenticationError
 
 __all__ = [
@@ -199,17 +200,22 @@ def keygen(path: str | os.PathLike[str]) -> str:
     identity, recipient = generate_identity()
     created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     text = f"# created: {created}\n# public key: {recipient}\n{identity}\n"
-    # O_EXCL: an existing key file is never replaced; 0600 from the start, not chmod later.
-    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    # O_EXCL|O_NOFOLLOW, 0600 from the start, folders 0700: see medveil.crypto.keyfile.
+    create_private_file(path, text.encode("ascii"))
     return recipient
 
 
 def load_identities(path: str | os.PathLike[str]) -> list[str]:
-    """Read the AGE-SECRET-KEY-1... lines of an identity file (comments are skipped)."""
+    """Read the AGE-SECRET-KEY-1... lines of an identity file (comments are skipped).
+
+    The file must be private to its owner (see medveil.crypto.keyfile): MedveilError else.
+    """
+    try:
+        text = read_private_file(path, "age identity").decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not an age identity file (not UTF-8 text)") from None
     out = []
-    for line in Path(path).read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             _parse_identity(line)

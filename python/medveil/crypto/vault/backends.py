@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -220,11 +221,12 @@ class PostgresBackend:
         try:
             self.db = psycopg.connect(url, autocommit=False)
         except psycopg.Error as exc:
-            # The message may quote the URL; keep only the driver's class and first line
-            # of the server's answer, which never holds the password.
+            # The message may quote the URL (a malformed one is quoted back, password and
+            # all): keep the driver's class and first line, with any password masked.
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise VaultError(
-                f"cannot connect to the PostgreSQL vault: {type(exc).__name__}: {first}"
+                f"cannot connect to the PostgreSQL vault {describe(url)}: "
+                f"{type(exc).__name__}: {scrub(first, url)}"
             ) from None
 
     def transaction(self, fn: Callable[[Cursor], T], *, write: bool = True) -> T:
@@ -266,16 +268,59 @@ class PostgresBackend:
 
 
 # ------------------------------------------------------------------------------ URLs
+# `password=...` in a URL query (libpq reads it there too) or a keyword connection string.
+_PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&;]*)")
+# A libpq keyword connection string ("host=db dbname=x ...") given where a URL belongs.
+_KEYWORD_DSN = re.compile(r"(?i)(^|\s)(host|hostaddr|dbname|user|password|port|service)\s*=")
+
+
+def _userinfo(text: str) -> tuple[str, str, str | None, str] | None:
+    """(scheme://, user, password or None, rest after '@') of a URL with userinfo; parsed by
+    hand so a URL urlsplit rejects (a bad IPv6 host) is masked all the same."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return None
+    # Up to the last '@' before any query: a raw '@' or '/' in a password stays in it
+    # (over-masking a database name with an '@' in it is the safe side).
+    authority = rest.split("?", 1)[0]
+    if rest.startswith("/") or "@" not in authority:
+        return None
+    userinfo, _, _ = authority.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    return scheme + sep, user, password if colon else None, rest[len(userinfo) + 1 :]
+
+
+def _secrets_in(text: str) -> list[str]:
+    """The password strings a URL or connection string carries (raw and decoded)."""
+    found: list[str] = []
+    parsed = _userinfo(text)
+    if parsed is not None and parsed[2]:
+        found += [parsed[2], unquote(parsed[2])]
+    for m in _PASSWORD_PARAM.finditer(text):
+        value = m.group(2).strip("'")
+        if value:
+            found += [value, unquote(value)]
+    return [s for s in found if s]
+
+
 def describe(url: str | os.PathLike[str]) -> str:
-    """The URL without any password, for messages."""
+    """The URL (or path) without any password, for messages: userinfo passwords and
+    ``password=`` parameters become ``***``."""
     text = os.fspath(url)
-    if "://" not in text:
-        return text
-    parts = urlsplit(text)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return text
+    out = text
+    parsed = _userinfo(text)
+    if parsed is not None and parsed[2] is not None:
+        scheme, user, _, rest = parsed
+        out = f"{scheme}{user}:***@{rest}"
+    out = _PASSWORD_PARAM.sub(lambda m: m.group(1) + "***", out)
+    return scrub(out, text)
+
+
+def scrub(message: str, url: str | os.PathLike[str]) -> str:
+    """message with every password that url carries replaced by ``***``."""
+    for secret in sorted(set(_secrets_in(os.fspath(url))), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 def open_backend(url: str | Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Backend:
@@ -295,5 +340,11 @@ def open_backend(url: str | Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT)
         raise VaultError(
             f"{describe(text)}: unknown vault URL (use sqlite:///path, a file path, "
             "or postgresql://...)"
+        )
+    if _KEYWORD_DSN.search(text):
+        # Taken as a path, it would become an SQLite file named after the password.
+        raise VaultError(
+            f"{describe(text)}: looks like a PostgreSQL keyword connection string; write "
+            "postgresql://user@host/dbname (the password in PGPASSWORD or ~/.pgpass)"
         )
     return SQLiteBackend(text, lock_timeout=lock_timeout)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from medveil import crypto
+from medveil.crypto.keyfile import write_private_file
 from medveil.crypto.vault.backends import (
     DEFAULT_LOCK_TIMEOUT,
     Backend,
@@ -204,12 +205,12 @@ class Vault:
         self.url = describe(url)
         text = os.fspath(url)
         if not create and "://" not in text and not Path(text).exists():
-            raise VaultError(f"{text}: no vault there")
+            raise VaultError(f"{self.url}: no vault there")
         if not create and text.startswith("sqlite:"):
             from urllib.parse import unquote, urlsplit
 
             if not Path(unquote(urlsplit(text).path)).exists():
-                raise VaultError(f"{text}: no vault there")
+                raise VaultError(f"{self.url}: no vault there")
         self._key = bytes(key)
         self.backend = open_backend(text, lock_timeout=lock_timeout)
         self._share = " FOR SHARE" if self.backend.name == "postgresql" else ""
@@ -615,8 +616,14 @@ class Vault:
         recipients: Sequence[str] = (),
         passphrase: str | bytes | None = None,
         only: Iterable[str] | None = None,
+        replace: bool = True,
     ) -> int:
-        """Write the crosswalk as CSV sealed in an age file for a site; returns rows."""
+        """Write the crosswalk as CSV sealed in an age file for a site; returns rows.
+
+        The file is written under a new random temporary name (O_EXCL|O_NOFOLLOW, mode
+        0600) and renamed into place; ``replace=False`` keeps an existing file
+        (FileExistsError).
+        """
         from medveil.crypto import agefile as age
 
         rows = self.crosswalk(only)
@@ -629,12 +636,7 @@ class Vault:
             recipients=recipients,
             passphrase=passphrase,
         )
-        dst = Path(path)
-        tmp = dst.with_name(f".{dst.name}.partial")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(sealed)
-        os.replace(tmp, dst)
+        write_private_file(path, sealed, replace=replace)
         return len(rows)
 
     def rotate(self, new_key: bytes) -> int:
