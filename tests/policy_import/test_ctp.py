@@ -288,3 +288,17 @@ def test_placeholder_parameters_are_flagged() -> None:
     flagged = {n.rule.split('"')[1] for n in draft.notes if "placeholder" in n.why}
     assert {"DATEINC", "BODYPART", "SHORTNAME", "UIDROOT", "SITEID"} <= flagged
     assert "PROJECTNAME" not in flagged and "SITENAME" not in flagged
+
+
+def test_every_inexact_rule_of_the_example_is_printed() -> None:
+    """Each enabled rule using a function without an exact medveil equivalent is listed
+    with its file and line (read independently from the script text)."""
+    inexact = ("@hash", "@hashname", "@hashuid", "@hashptid", "@incrementdate", "@require")
+    lines = CTP_EXAMPLE.read_text().splitlines()
+    want = {
+        f"{CTP_EXAMPLE.name}:{i}"
+        for i, line in enumerate(lines, 1)
+        if 'en="T"' in line and any(f"{fn}(" in line for fn in inexact)
+    }
+    got = {n.where for n in import_ctp([CTP_EXAMPLE]).notes}
+    assert want and want <= got, sorted(want - got)

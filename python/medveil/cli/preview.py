@@ -201,7 +201,12 @@ def draw_regions(
     ds = read_dataset(path, Path(path).name)
     if "PixelData" not in ds:
         raise MedveilError(f"{Path(path).name}: no pixel data to draw")
-    arr = np.asarray(ds.pixel_array)
+    try:
+        arr = np.asarray(ds.pixel_array)
+    except Exception as exc:  # a missing codec, or pixels pydicom cannot decode
+        raise MedveilError(
+            f"{Path(path).name}: cannot decode the pixels for --png: {exc}"
+        ) from None
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
     if frames > 1:
