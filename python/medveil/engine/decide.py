@@ -374,6 +374,8 @@ def _bounded(text: str) -> str:
     A side that is a digit only needs a non-digit beside it ('MRN12345' holds 12345).
     """
     body = _flexible(text)
+    if text[:1] == "+":
+        body = r"\+?\s*" + body  # an international prefix
     before = r"(?<!\d)" if text[:1].isdigit() else _ALNUM_BEFORE
     after = r"(?!\d)" if text[-1:].isdigit() else _ALNUM_AFTER
     return before + body + after
@@ -401,11 +403,11 @@ class TextCleaner:
 
     def clean(self, text: str) -> str:
         """text without the file's identifying values, dates and pattern matches."""
-        out = self.terms.sub(self.replacement, text)
+        # Labelled patterns first: 'MRN DEMO-10001' goes whole, label and value together.
+        out = text if self.patterns is None else self.patterns.sub(self.replacement, text)
+        out = self.terms.sub(self.replacement, out)
         if self.dates is not None:
             out = self.dates.sub(self.replacement, out)
-        if self.patterns is not None:
-            out = self.patterns.sub(self.replacement, out)
         return re.sub(r"[ \t]{2,}", " ", out).strip() if out != text else text
 
 
@@ -703,10 +705,13 @@ class Decider:
         """An element inside an item of a sequence whose action is D: its dummy.
 
         The item keeps its structure (so Type 1 content is still present), each value
-        replaced by its VR's dummy; private elements go.
+        replaced by its VR's dummy; private elements go. Coded strings (CS: value types,
+        relationship types, enumerated values) stay, so the item stays valid.
         """
         if tag >> 16 & 1 or (tag & 0xFFFF == 0):
             return Decision(Kind.REMOVE)
+        if vr == "CS":
+            return KEEP
         if vr == "SQ":
             return Decision(Kind.KEEP if empty else Kind.DUMMY_ITEMS)
         if empty:

@@ -677,7 +677,16 @@ class RawEngine:
         return values
 
     def _put(self, e: _Elem, values: list[str]) -> bytes:
-        value = _text_bytes(e.vr, values)
+        if e.vr in _CODEC_TEXT and not all(v.isascii() for v in values):
+            # pydicom encodes such text with the file's one character set, space-padded.
+            try:
+                value = "\\".join(values).encode(self.codec)
+            except UnicodeEncodeError:
+                raise NotRaw("replacement outside the character set") from None
+            if len(value) % 2:
+                value += b" "
+        else:
+            value = _text_bytes(e.vr, values)
         return _header(e.tag, e.vr, len(value), self.implicit) + value
 
     def _empty(self, e: _Elem) -> bool:
@@ -856,6 +865,9 @@ del _template, _implicit
 # Actions whose result depends on the value alone (and the secret), not on the patient.
 _CONTEXT_FREE = frozenset({"K", "X", "Z", "D", "U", "pseudonym", *COMBINED_ACTIONS})
 _KEYWORD_TAGS: dict[str, int] = {kw: tag_for_keyword(kw) for kw in IDENTITY_KEYWORDS}
+# Text VRs whose non-ASCII values pydicom encodes with the file's character set as is
+# (PN is encoded per component group, and goes to the Dataset engine).
+_CODEC_TEXT = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 _TEXTISH = frozenset({"LO", "SH", "CS", "AE", "UC", "ST", "LT", "UT", "PN"})
 _CATALOG_TAGS_SET = frozenset(_CATALOG_TAGS)
 
