@@ -11,6 +11,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
+import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,7 +53,7 @@ def _write(tmp: Path, data: bytes | Sequence[bytes], fsync: bool, writeback: boo
             # Start writing this file to disk now, without waiting: the batch's one
             # flush at commit then finds most of its data already written, and the disk
             # works while the next files are being cleaned.
-            _start_writeback(fd, 0, 0, os.SYNC_FILE_RANGE_WRITE)
+            _start_writeback(fd, 0, 0, getattr(os, "SYNC_FILE_RANGE_WRITE", 2))
     finally:
         os.close(fd)
 
@@ -121,3 +124,66 @@ class BatchWriter:
         for tmp in self.pending.values():
             tmp.unlink(missing_ok=True)
         self.pending.clear()
+
+
+# ---------------------------------------------------------------------------- output paths
+# A patient folder: a pseudonym (prefix + base32) or a kept ID already filtered to these
+# characters; never starting with a dot, so never ".", "..", a hidden temporary or the
+# run records folder.
+_PATIENT = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z._-]{0,63}")
+# Study, series and SOP instance UIDs: digits in dot-separated non-empty groups (PS3.5 9.1,
+# leading zeros tolerated), at most 64 characters; "unknown" when the UID is missing.
+_UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+_LEVELS = ("patient folder", "Study Instance UID", "Series Instance UID", "SOP Instance UID")
+
+
+class UnsafePath(ValueError):
+    """An output path that could leave the output folder or name something it must not."""
+
+
+def check_relpath(relpath: str) -> None:
+    """Raise UnsafePath unless relpath is <patient>/<study UID>/<series UID>/<SOP UID>.dcm."""
+    parts = relpath.split("/")
+    if len(parts) != 4 or not parts[3].endswith(".dcm"):
+        raise UnsafePath("unsafe output path: not patient/study/series/instance.dcm")
+    parts[3] = parts[3][: -len(".dcm")]
+    for level, part in zip(_LEVELS, parts, strict=True):
+        if level == _LEVELS[0]:
+            ok = _PATIENT.fullmatch(part) is not None
+        else:
+            ok = part == "unknown" or (len(part) <= 64 and _UID.fullmatch(part) is not None)
+        if not ok:
+            # The message names the level, never the value (it may be PHI).
+            raise UnsafePath(f"unsafe output path: the {level} is not a valid path component")
+
+
+def safe_join(root: Path, relpath: str) -> Path:
+    """root/relpath after check_relpath, and only if it resolves inside root (no symlink out)."""
+    check_relpath(relpath)
+    path = root / relpath
+    real_root = os.path.realpath(root)
+    # A folder inside OUTPUT replaced by a symbolic link would lead the write elsewhere.
+    if not os.path.realpath(path).startswith(real_root.rstrip(os.sep) + os.sep):
+        raise UnsafePath("unsafe output path: it resolves outside the output folder")
+    return path
+
+
+# ---------------------------------------------------------------------------- workers
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Ask Linux to kill this (worker) process when its parent dies, so no orphan writes on.
+
+    ``parent`` is the pid the caller expects as parent: if it already died (between the
+    fork and this call), the worker exits at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid() if parent is None else parent
+    try:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except AttributeError:  # pragma: no cover - a libc without prctl
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)

@@ -56,6 +56,7 @@ def resumable_run(tmp_path: Path, batches: int, workers: int) -> tuple[list[str]
     deidentify_archive(src, reference, policy=POLICY, secret=SECRET, workers=workers)
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET.hex())
+    secret_file.chmod(0o600)
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text(f'[pixels]\nrules = ["{demo_rule_file()}"]\n')
     out = tmp_path / "out"

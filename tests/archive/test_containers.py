@@ -168,6 +168,7 @@ def test_cut_compressed_tar_stops_with_a_clear_error(demo, tmp_path, kind) -> No
     # The command line says so and exits 2; the records of what was done are written.
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET.hex())
+    secret_file.chmod(0o600)
     out = tmp_path / "cli"
     cli = [sys.executable, "-m", "medveil", "deid", str(src), str(out), "--quiet"]
     proc = subprocess.run(

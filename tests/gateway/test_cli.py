@@ -19,6 +19,7 @@ def secret_file(tmp_path: Path) -> Path:
     """A secret file holding the test secret in hex."""
     p = tmp_path / "secret"
     p.write_text(SECRET.hex())
+    p.chmod(0o600)
     return p
 
 

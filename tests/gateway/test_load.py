@@ -88,6 +88,7 @@ def test_medveil_serve_exits_cleanly_on_sigterm(demo, tmp_path):
     files, reference = demo
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET.hex())
+    secret_file.chmod(0o600)
     port = free_port()
     store = tmp_path / "store"
     proc = subprocess.Popen(

@@ -220,6 +220,7 @@ def test_secret_file_partitions_and_spark_reads_give_same_output(
 ) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET.hex() + "\n")
+    secret_file.chmod(0o600)
     out = tmp_path / "out"
     df = mspark.deidentify_archive(
         spark,
@@ -263,6 +264,7 @@ def test_refuses_bad_arguments(spark, archive, tmp_path) -> None:
 def test_cli_spark_deid(spark, archive, local_out, tmp_path, capsys) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET.hex())
+    secret_file.chmod(0o600)
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[pixels]\nrules = ["{demo_rule_file()}"]\n')
     out = tmp_path / "out"
@@ -282,6 +284,7 @@ def test_cli_spark_deid(spark, archive, local_out, tmp_path, capsys) -> None:
 def test_deid_engine_spark(spark, archive, local_out, tmp_path, capsys) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET.hex())
+    secret_file.chmod(0o600)
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[pixels]\nrules = ["{demo_rule_file()}"]\n')
     out = tmp_path / "out"

@@ -6,6 +6,7 @@ import argparse
 import hmac
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,38 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
         help="worker processes on this machine, or Apache Spark (as `medveil spark-deid`)",
     )
     p.add_argument("--master", help="Spark master URL with --engine spark, e.g. local[4], yarn")
+    p.add_argument(
+        "--max-file-size",
+        type=parse_size,
+        metavar="SIZE",
+        help="refuse (quarantine) files larger than this, e.g. 512M, 4G (default: a share of "
+        "available memory per worker)",
+    )
+    p.add_argument(
+        "--file-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="quarantine a file not cleaned within SECONDS plus one second per 10 MB "
+        "(default 60; 0 for no limit)",
+    )
     p.set_defaults(func=run)
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size such as 4096, 512K, 64M, 2G (powers of 1024)."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = value[-1:] if value[-1:] in _UNITS and value[-1:] else ""
+    try:
+        number = float(value[: len(value) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M, 2G)") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"the size must be positive: {text!r}")
+    return int(number * _UNITS[unit])
 
 
 def _secret(args: argparse.Namespace, policy: Policy) -> bytes:
@@ -142,12 +174,17 @@ def run(args: argparse.Namespace) -> int:
                 f"{summary.mb_per_second:.1f} MB/s, {summary.quarantined} quarantined"
             )
 
-    def quarantined(name: str, reason: str) -> None:
-        msg = f"quarantined: {name}: {reason}"
+    def say(msg: str) -> None:
         if bar is not None:
             bar.write(msg, file=sys.stderr)
         else:
             print(msg, file=sys.stderr)
+
+    def quarantined(name: str, reason: str) -> None:
+        say(f"quarantined: {name}: {reason}")
+
+    def problem(name: str, reason: str) -> None:
+        say(f"medveil: {name}: {reason}")
 
     try:
         summary = deidentify_archive(
@@ -159,9 +196,12 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=progress,
             on_quarantine=quarantined,
+            on_problem=problem,
             vault=vault,
             embed_originals=getattr(args, "embed_originals", None),
             durable=not args.no_fsync,
+            max_file_size=getattr(args, "max_file_size", None),
+            file_timeout=getattr(args, "file_timeout", 60.0),
         )
     except MedveilError as exc:
         print(f"medveil: {exc}", file=sys.stderr)
@@ -171,16 +211,35 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
         if vault is not None:
             vault.close()
-    state = "interrupted" if summary.interrupted else "done"
+    state = "stopped" if summary.failed else "interrupted" if summary.interrupted else "done"
     print(
         f"medveil deid {state}: {summary.files_in} files in, {summary.written} written, "
-        f"{summary.skipped} skipped (not DICOM), {summary.quarantined} quarantined"
-        f"{f', {summary.resumed} already done' if summary.resumed else ''}; "
+        f"{summary.skipped} skipped ({_reasons(summary.skipped_reasons) or 'not DICOM'}), "
+        f"{summary.quarantined} quarantined"
+        f"{f', {summary.resumed} already done' if summary.resumed else ''}"
+        f"{f', {summary.unreadable} folders unreadable' if summary.unreadable else ''}; "
         f"{summary.seconds:.1f} s, {summary.files_per_second:.0f} files/s, "
         f"{summary.mb_per_second:.1f} MB/s{_engines(summary)}. "
         f"Records: {Path(args.output) / '.medveil'}"
     )
+    if summary.retried:
+        print(
+            f"medveil: {summary.retried} retries after failures outside the files "
+            f"({_reasons(summary.retry_reasons)})",
+            file=sys.stderr,
+        )
+    if summary.failed:
+        print(
+            f"medveil: stopped with {summary.failed} files not done: {summary.failure}; "
+            "fix the cause, then run again with --resume",
+            file=sys.stderr,
+        )
     return summary.exit_code
+
+
+def _reasons(counts: Counter[str]) -> str:
+    """'3 not DICOM, 1 not a regular file (FIFO)': the commonest reasons with counts."""
+    return ", ".join(f"{n} {reason}" for reason, n in counts.most_common(4))
 
 
 def _engines(summary: RunSummary) -> str:

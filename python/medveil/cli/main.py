@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from medveil import __version__
+from medveil.errors import MedveilError
 
 # Subcommand modules under medveil.cli; each has add_subparser(subparsers).
 SUBCOMMANDS: tuple[str, ...] = (
@@ -53,6 +59,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        print("medveil: interrupted", file=sys.stderr)
+        return 130
+    except (MedveilError, OSError) as exc:
+        # An expected failure (bad input, a folder that cannot be made): one line.
+        print(f"medveil: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        where = crash_report(args, exc)
+        print(
+            f"medveil: unexpected error ({type(exc).__name__}); please report it with the "
+            f"details in {where}",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def crash_report(args: argparse.Namespace, exc: BaseException) -> Path:
+    """Write exc's traceback, without PHI, under OUTPUT/.medveil/ (else a temp folder).
+
+    Only code locations and exception types are written: messages and local values may
+    quote a file's contents (a name, an ID), so they are left out.
+    """
+    lines = [f"medveil {__version__} {getattr(args, 'command', '')}: unexpected error\n"]
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for err in reversed(chain):
+        lines.append(f"{type(err).__module__}.{type(err).__qualname__}\n")
+        for frame in traceback.extract_tb(err.__traceback__):
+            lines.append(f"  {frame.filename}:{frame.lineno} in {frame.name}\n")
+    name = f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"
+    for folder in _report_folders(args):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text("".join(lines), encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return Path("(nowhere: no writable folder)")
+
+
+def _report_folders(args: argparse.Namespace) -> list[Path]:
+    """Where a crash report may go: the command's output records folder, then a temp one."""
+    out: list[Path] = []
+    for attr in ("output", "store", "spool"):
+        value = getattr(args, attr, None)
+        if isinstance(value, str) and value and Path(value).is_dir():
+            out.append(Path(value) / ".medveil")
+    out.append(Path(tempfile.gettempdir()))
+    return out
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,7 +29,11 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--port", type=int, default=11112, help="TCP port (default 11112)")
-    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for all)",
+    )
     p.add_argument("--ae-title", default="MEDVEIL", help="our AE title (default MEDVEIL)")
     p.add_argument("--policy", help="policy TOML file (default: the built-in policy)")
     p.add_argument("--secret-file", required=True, help="32-byte project secret")
@@ -48,7 +52,13 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="AET@HOST",
-        help="allowed caller: AE title at an address, network or host ('*' for any); repeatable",
+        help="allowed caller: AE title at an address, network or host ('*' for any); "
+        "repeatable; required unless --allow-any",
+    )
+    p.add_argument(
+        "--allow-any",
+        action="store_true",
+        help="accept any calling AE title from any address (only on a trusted network)",
     )
     p.add_argument("--tls-cert", help="server certificate (PEM) to listen with TLS")
     p.add_argument("--tls-key", help="private key (PEM) of --tls-cert")
@@ -75,6 +85,11 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     from medveil.policy.keys import load_secret
     from medveil.policy.schema import Policy
 
+    if not args.allow and not getattr(args, "allow_any", False):
+        raise MedveilError(
+            "give at least one --allow AET@HOST (who may send), or --allow-any to accept "
+            "any caller"
+        )
     policy = Policy.load(args.policy) if args.policy else Policy.default()
     return GatewayConfig(
         policy=policy,

@@ -7,7 +7,9 @@ Java runtime; on a cluster, submit it with spark-submit (see docs/spark.md).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import Any
 
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import default_secret_path
@@ -102,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
     builder = SparkSession.builder.appName("medveil deid")
     if args.master:
         builder = builder.master(args.master)
+    if running is None:
+        default_executor_python(args.master)
     spark = running or builder.getOrCreate()
     try:
+        check_executor_python(spark)
         df = deidentify_archive(
             spark,
             args.input,
@@ -130,3 +135,46 @@ def run(args: argparse.Namespace) -> int:
         f"Records: {args.output.rstrip('/')}/.medveil"
     )
     return 1 if quarantined else 0
+
+
+DOCS = "docs/spark.md"
+
+
+def _is_local(master: str | None) -> bool:
+    """Whether a Spark master runs its executors on this machine (local, local[N], ...)."""
+    master = master or os.environ.get("MASTER") or "local[*]"
+    return master.startswith("local")
+
+
+def default_executor_python(master: str | None) -> None:
+    """Executors of a local master run this interpreter (the venv medveil is installed in).
+
+    Spark otherwise starts the ``python3`` on PATH, which lacks medveil when it was
+    installed into a virtual environment. An explicit PYSPARK_PYTHON is kept.
+    """
+    if _is_local(master) and not os.environ.get("PYSPARK_PYTHON"):
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+
+
+def _probe(_: object) -> bool:
+    """Executor side: whether medveil can be imported there."""
+    import importlib.util
+
+    return importlib.util.find_spec("medveil") is not None
+
+
+def check_executor_python(spark: Any) -> None:
+    """Fail before the job, in one line, when the executors' Python lacks medveil."""
+    where = "PYSPARK_PYTHON=" + os.environ.get("PYSPARK_PYTHON", "(unset: python3 on PATH)")
+    try:
+        ok = all(spark.sparkContext.parallelize([0], 1).map(_probe).collect())
+    except Exception as exc:  # a Python the executors cannot start, a version mismatch
+        raise MedveilError(
+            f"the Spark executors cannot run Python ({type(exc).__name__}; {where}): set "
+            f"PYSPARK_PYTHON to a Python with medveil installed on every node (see {DOCS})"
+        ) from None
+    if not ok:
+        raise MedveilError(
+            f"the Spark executors' Python cannot import medveil ({where}): set PYSPARK_PYTHON "
+            f"to a Python with medveil installed on every node (see {DOCS})"
+        )

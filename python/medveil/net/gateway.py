@@ -60,6 +60,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from medveil.durable import check_relpath
 from medveil.engine.instance import scrub_reason
 from medveil.errors import MedveilError
 from medveil.policy.keys import Keyed
@@ -257,8 +258,10 @@ def _init_worker(policy: Policy, secret: bytes, out: str) -> None:
     global _ENGINE, _OUT
     import signal
 
+    from medveil.durable import die_with_parent
     from medveil.engine.dataset import Deidentifier
 
+    die_with_parent()  # kill -9 of the gateway (or its forkserver) leaves no worker behind
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent drains, then shuts us down
     warnings.simplefilter("ignore")
@@ -406,16 +409,24 @@ def clean_and_write(raw: bytes, token: str) -> dict[str, object]:
     The parent makes it durable under its final name (:class:`GroupCommit`) before it
     acknowledges the instance.
     """
+    from medveil.durable import UnsafePath, safe_join
     from medveil.engine.instance import clean_instance
 
     assert _ENGINE is not None and _OUT is not None
     result = clean_instance(_ENGINE, raw, token)
     tmp = ""
+    reason = result.reason
     if result.status == "written":
-        tmp = str(write_temporary(_OUT / result.relpath, result.data))
+        try:
+            # A sender controls retained UIDs: the path must stay inside the store.
+            path = safe_join(_OUT, result.relpath)
+        except UnsafePath as exc:
+            result.status, reason = "quarantined", str(exc)
+        else:
+            tmp = str(write_temporary(path, result.data))
     return {
         "status": result.status,
-        "reason": scrub_reason(result.reason),
+        "reason": scrub_reason(reason),
         "relpath": result.relpath,
         "tmp": tmp,
         "size_in": result.size_in,
@@ -645,7 +656,7 @@ class GatewayConfig:
     forward: tuple[str, int, str] | None = None
     spool: Path | None = None
     port: int = 11112
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     ae_title: str = "MEDVEIL"
     allow: list[AllowRule] = field(default_factory=list)
     tls_cert: str | None = None
@@ -926,7 +937,9 @@ class Gateway:
                 self.budget.release(len(raw))
             if outcome["tmp"]:
                 assert self._commit is not None
-                self._commit.commit(Path(str(outcome["tmp"])), self.out / str(outcome["relpath"]))
+                relpath = str(outcome["relpath"])
+                check_relpath(relpath)  # the worker checked it too; never trust one place
+                self._commit.commit(Path(str(outcome["tmp"])), self.out / relpath)
         except Exception as exc:  # worker died, disk full, ...: not durable, so not accepted
             return self._refuse(
                 token, f"not stored: {type(exc).__name__}"[:64], STATUS_OUT_OF_RESOURCES

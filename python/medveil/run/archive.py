@@ -9,8 +9,11 @@ carries a final name, and ``resume=True`` continues a killed run to the same out
 
 from __future__ import annotations
 
+import bz2
 import concurrent.futures as cf
 import errno
+import fcntl
+import heapq
 import json
 import logging
 import lzma
@@ -18,8 +21,10 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import stat
 import struct
 import tarfile
+import threading
 import time
 import warnings
 import zipfile
@@ -29,8 +34,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
+from medveil.durable import UnsafePath, die_with_parent, safe_join
 from medveil.errors import MedveilError
 from medveil.policy.keys import Keyed
 from medveil.policy.schema import Policy
@@ -77,7 +83,19 @@ class RunSummary:
     bytes_out: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    # Folders that could not be listed: their files were not seen (exit 1).
+    unreadable: int = 0
+    # Retries after failures of the environment (a worker died, disk full, out of memory):
+    # attempts, and why (fixed texts).
+    retried: int = 0
+    retry_reasons: Counter[str] = field(default_factory=Counter)
+    # Inputs left undone because such a failure persisted: the run stopped (exit 2) and
+    # --resume does them; failure says why.
+    failed: int = 0
+    failure: str = ""
     actions: Counter[str] = field(default_factory=Counter)
+    # Skipped inputs by reason: "not DICOM", "empty file", "not a regular file (FIFO)", ...
+    skipped_reasons: Counter[str] = field(default_factory=Counter)
     # Written files per engine: "raw" (bytes scanned directly) or "dataset" (pydicom).
     engines: Counter[str] = field(default_factory=Counter)
     # Why the raw-byte engine left files to the Dataset engine (fixed texts, no values).
@@ -95,15 +113,16 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when everything was clean, 1 when anything was quarantined or interrupted."""
-        return 1 if self.quarantined or self.interrupted else 0
+        """0 clean; 1 quarantined, unreadable folders or interrupted; 2 stopped by a failure."""
+        if self.failed:
+            return 2
+        return 1 if self.quarantined or self.interrupted or self.unreadable else 0
 
     def to_json(self) -> dict[str, object]:
         """The summary as a JSON-ready dict."""
         out = asdict(self)
-        out["actions"] = dict(self.actions)
-        out["engines"] = dict(self.engines)
-        out["declined"] = dict(self.declined)
+        for name in ("actions", "engines", "declined", "retry_reasons", "skipped_reasons"):
+            out[name] = dict(getattr(self, name))
         out["files_per_second"] = round(self.files_per_second, 2)
         out["mb_per_second"] = round(self.mb_per_second, 2)
         return out
@@ -128,22 +147,47 @@ class Item:
     # directory, with offset its local header and size its length: the worker reads it
     # without loading the archive's whole directory again.
     packed: tuple[int, int, int, int] | None = None
+    # An outcome decided while listing, without a worker: ("skipped", why) for what is not
+    # a regular file, ("quarantined", why) for a member over the size limit, ("unreadable",
+    # why) for a folder that cannot be listed.
+    verdict: tuple[str, str] | None = None
 
 
 # ---------------------------------------------------------------------------- inputs
-def iter_inputs(source: str | os.PathLike[str]) -> Iterator[Item]:
-    """Yield every file of a folder tree (sorted), a .zip or a .tar(.gz) archive."""
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, for a skip reason."""
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISDIR, "folder"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def iter_inputs(source: str | os.PathLike[str], max_size: int | None = None) -> Iterator[Item]:
+    """Yield every file of a folder tree (sorted), a .zip or a .tar(.gz) archive.
+
+    Only regular files are read: a FIFO, device or socket is yielded with a "skipped"
+    verdict (opening a FIFO would block). A folder that cannot be listed is yielded with an
+    "unreadable" verdict. ``max_size`` refuses compressed tar members the parent would
+    otherwise have to read.
+    """
     src = Path(source)
-    if not src.exists():
-        raise MedveilError(f"{src}: input not found (expected a folder, .zip or .tar archive)")
-    if src.is_dir():
-        for root, dirs, files in os.walk(src):
-            dirs.sort()
-            dirs[:] = [d for d in dirs if d != RECORDS]
-            for f in sorted(files):
-                p = os.path.join(root, f)
-                yield Item(name=os.path.relpath(p, src), path=p)
+    try:
+        mode = src.stat().st_mode
+    except OSError:
+        raise MedveilError(
+            f"{src}: input not found (expected a folder, .zip or .tar archive)"
+        ) from None
+    if stat.S_ISDIR(mode):
+        yield from _folder_items(src)
         return
+    if not stat.S_ISREG(mode):
+        raise MedveilError(f"{src}: the input is a {_kind(mode)}, not a folder or archive")
     if zipfile.is_zipfile(src):
         try:
             with zipfile.ZipFile(src) as zf:
@@ -164,15 +208,40 @@ def iter_inputs(source: str | os.PathLike[str]) -> Iterator[Item]:
             )
         return
     if tarfile.is_tarfile(src):
-        yield from _tar_items(src)
+        yield from _tar_items(src, max_size)
         return
     if src.name.lower().endswith(_ARCHIVE_SUFFIXES):
         # Named as an archive, yet neither zipfile nor tarfile can open it.
         raise MedveilError(f"{src}: the archive is damaged or cut short (it cannot be opened)")
-    if src.is_file():
-        yield Item(name=src.name, path=str(src))
-        return
-    raise MedveilError(f"{src}: input not found (expected a folder, .zip or .tar archive)")
+    yield Item(name=src.name, path=str(src))
+
+
+def _folder_items(src: Path) -> Iterator[Item]:
+    """The files of a folder tree, sorted; special files and unlistable folders as verdicts."""
+    unreadable: list[OSError] = []
+    for root, dirs, files in os.walk(src, onerror=unreadable.append):
+        while unreadable:
+            exc = unreadable.pop()
+            name = os.path.relpath(exc.filename, src) if exc.filename else str(src)
+            why = f"cannot list folder: {exc.strerror or type(exc).__name__}"
+            yield Item(name=name, verdict=("unreadable", why))
+        dirs.sort()
+        dirs[:] = [d for d in dirs if d != RECORDS]
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            name = os.path.relpath(p, src)
+            try:
+                mode = os.stat(p).st_mode  # follows a symbolic link to what it names
+            except OSError:
+                mode = stat.S_IFREG  # gone or a dangling link: the worker says why
+            if stat.S_ISREG(mode):
+                yield Item(name=name, path=p)
+            else:
+                yield Item(name=name, verdict=("skipped", f"not a regular file ({_kind(mode)})"))
+    while unreadable:  # the top folder itself
+        exc = unreadable.pop()
+        why = f"cannot list folder: {exc.strerror or type(exc).__name__}"
+        yield Item(name=str(src.name), verdict=("unreadable", why))
 
 
 _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz")
@@ -180,23 +249,45 @@ _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".t
 _TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
 
 
-def _tar_items(src: Path) -> Iterator[Item]:
+def _tar_kind(member: tarfile.TarInfo) -> str:
+    """What a tar member that is not a file is, for a skip reason."""
+    if member.issym():
+        return "symbolic link"
+    if member.islnk():
+        return "hard link"
+    if member.ischr() or member.isblk():
+        return "device"
+    if member.isfifo():
+        return "FIFO"
+    return "special member"
+
+
+def _tar_items(src: Path, max_size: int | None = None) -> Iterator[Item]:
     """The files of a tar archive: byte ranges when uncompressed, else streamed bytes."""
     with open(src, "rb") as f:
         magic = f.read(6)
+        archive_size = os.fstat(f.fileno()).st_size
     compressed = magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00"
     # Stream mode reads members in archive order without seeking or unpacking; on a plain
     # tar the headers are read with seeks and each worker reads its members' bytes itself.
     with tarfile.open(src, mode="r|*" if compressed else "r:") as tf:
         while (member := _next_member(tf, src)) is not None:
-            tf.members.clear()  # TarFile keeps every header it read: memory grows otherwise
-            if not member.isfile():
-                continue
+            # TarFile keeps every header it read: memory grows otherwise.
+            tf.members.clear()  # type: ignore[attr-defined]
             name = f"{src.name}!{member.name}"
+            if member.isdir():
+                continue
+            if not member.isfile():
+                # Links and devices are not files of the export; counted, never followed.
+                yield Item(name=name, verdict=("skipped", f"tar {_tar_kind(member)} member"))
+                continue
+            if max_size is not None and member.size > max_size:
+                yield Item(name=name, verdict=("quarantined", _too_large(member.size, max_size)))
+                continue
             if compressed or member.issparse():
                 try:
-                    f = tf.extractfile(member)
-                    data = f.read() if f is not None else None
+                    reader = tf.extractfile(member)
+                    data = reader.read() if reader is not None else None
                 except _TAR_ERRORS as exc:
                     raise _damaged_tar(src, exc) from None
                 if data is not None and len(data) != member.size:
@@ -205,7 +296,22 @@ def _tar_items(src: Path) -> Iterator[Item]:
                 if data is not None:
                     yield Item(name=name, data=data)
             else:
+                if member.offset_data + member.size > archive_size:
+                    # A header claiming more than the file holds: a lie or a cut archive.
+                    yield Item(
+                        name=name,
+                        verdict=("quarantined", "cannot read: archive member is cut short"),
+                    )
+                    raise _damaged_tar(src)
                 yield Item(name=name, path=str(src), offset=member.offset_data, size=member.size)
+
+
+def _too_large(size: int, limit: int) -> str:
+    """The quarantine reason of a file over the per-file size limit."""
+    return (
+        f"too large: {size / 1e6:.1f} MB over the per-file limit of {limit / 1e6:.1f} MB"
+        " (--max-file-size)"
+    )
 
 
 def _next_member(tf: tarfile.TarFile, src: Path) -> tarfile.TarInfo | None:
@@ -229,6 +335,11 @@ _OUTPUT: Path | None = None
 _CAPTURE = False  # send each instance's identity to the parent, for the vault
 _EMBED = None  # OriginalsEmbedder of --embed-originals
 _DURABLE = True  # flush each batch to disk before its files get their final names
+_MAX_SIZE: int | None = None  # per-file size limit (bytes); None: no limit
+_TIMEOUT = 0.0  # per-file time limit before the size-proportional part; 0: none
+# The time limit grows with the file: this many bytes per second are allowed on top of the
+# base (far slower than any real file is cleaned; DICM followed by zeros is slower still).
+TIMEOUT_BYTES_PER_SECOND = 10e6
 
 
 def _init_worker(
@@ -238,22 +349,88 @@ def _init_worker(
     capture_identity: bool = False,
     embed_cert: str | None = None,
     durable: bool = True,
+    max_size: int | None = None,
+    timeout: float = 0.0,
+    parent: int | None = None,
 ) -> None:
     """Create one engine per worker process; silence pydicom (its warnings quote values)."""
-    global _ENGINE, _OUTPUT, _CAPTURE, _EMBED, _DURABLE
+    global _ENGINE, _OUTPUT, _CAPTURE, _EMBED, _DURABLE, _MAX_SIZE, _TIMEOUT
     from medveil.engine.dataset import Deidentifier
 
+    die_with_parent(parent)  # kill -9 of the run must not leave workers writing on
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's SIGTERM handler is not ours
+    signal.signal(signal.SIGALRM, _on_alarm)
     warnings.simplefilter("ignore")
     logging.getLogger("pydicom").disabled = True
     _ENGINE = Deidentifier(policy, secret)
     _OUTPUT = Path(output)
     _CAPTURE = capture_identity
     _DURABLE = durable
+    _MAX_SIZE = max_size
+    _TIMEOUT = timeout
     if embed_cert:
         from medveil.crypto.vault.embed import OriginalsEmbedder
 
         _EMBED = OriginalsEmbedder(embed_cert)
+
+
+class _Timeout(BaseException):
+    """A file took longer than its time limit (a BaseException: clean_instance lets it by)."""
+
+
+def _on_alarm(_signum: int, _frame: object) -> None:
+    raise _Timeout
+
+
+def _time_limit(size: int) -> float:
+    """The time limit of a file of this many bytes: the base plus a size-proportional part."""
+    return _TIMEOUT + size / TIMEOUT_BYTES_PER_SECOND if _TIMEOUT > 0 else 0.0
+
+
+def _arm(seconds: float) -> None:
+    """Raise _Timeout in this worker after seconds (0 disarms)."""
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.0))
+
+
+class _Verdict(OSError):
+    """A read that tells something about the file itself: quarantined (or skipped), no retry."""
+
+    status = "quarantined"
+
+
+class _Damaged(_Verdict):
+    """An archive member that is damaged or cut short."""
+
+
+class _TooLarge(_Verdict):
+    """A file over the per-file size limit."""
+
+
+class _NotRegular(_Verdict):
+    """Not a regular file (a FIFO, a device): skipped, never opened for reading."""
+
+    status = "skipped"
+
+
+# Errors of a read that say the file is what it is (gone, not allowed, ...), not that the
+# machine failed: quarantined at once. Any other OSError (EIO, ENOMEM, ...) is retried.
+_FILE_ERRNOS = {
+    errno.ENOENT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EISDIR,
+    errno.ELOOP,
+    errno.ENAMETOOLONG,
+    errno.ENOTDIR,
+    errno.ENXIO,
+}
+
+
+def _check_size(size: int) -> None:
+    """Refuse a file over the per-file limit before a byte of it is read."""
+    if _MAX_SIZE is not None and size > _MAX_SIZE:
+        raise _TooLarge(errno.EFBIG, _too_large(size, _MAX_SIZE))
 
 
 _BUFFER = bytearray()  # the worker's read buffer, as large as the largest file so far
@@ -266,11 +443,16 @@ def _buffer(size: int) -> memoryview:
     """The first size bytes of the worker's read buffer, grown when needed."""
     global _BUFFER
     if size > len(_BUFFER):
+        _BUFFER = bytearray(0)  # free the old one first: never two at once
         _BUFFER = bytearray(size)
     return memoryview(_BUFFER)[:size]
 
 
-def _fill(f: BinaryIO, view: memoryview) -> int:
+class _ReadInto(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+def _fill(f: _ReadInto, view: memoryview) -> int:
     """Read into view until it is full or the stream ends; the number of bytes read."""
     got = 0
     while got < len(view):
@@ -281,90 +463,192 @@ def _fill(f: BinaryIO, view: memoryview) -> int:
     return got
 
 
+def _open_regular(path: str) -> tuple[int, int]:
+    """Open path for reading without ever blocking; (fd, size). A non-file is _NotRegular."""
+    # O_NONBLOCK: opening a FIFO with no writer would wait forever; fstat then tells what
+    # was opened (no race with a file swapped after the listing).
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotRegular(errno.EINVAL, f"not a regular file ({_kind(st.st_mode)})")
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st.st_size
+
+
 def _read(item: Item) -> bytes | memoryview:
     """The file's bytes: a view of the worker's one read buffer, valid until the next read.
 
     Reusing the buffer matters for large images: a fresh one is zero-filled page by page
     before the file is read into it, which costs as much as the read itself. Raises
-    OSError (with the reason) when the file or archive member cannot be read whole.
+    OSError (with the reason) when the file or archive member cannot be read whole; a
+    size is checked against the limit, and against the bytes really there, before any
+    buffer is sized from it.
     """
     if item.data is not None:
+        _check_size(len(item.data))
         return item.data
     assert item.path is not None
     if item.member is not None:
+        _check_size(item.size)
         if item.packed is not None and _direct(item.packed):
             return _read_zip_direct(item.path, item.offset, item.size, item.packed)
         return _read_zip_member(item.path, item.member)
-    with open(item.path, "rb", buffering=0) as f:
+    fd, file_size = _open_regular(item.path)
+    with open(fd, "rb", buffering=0) as f:
         if item.size >= 0:
+            _check_size(item.size)
+            if item.offset + item.size > file_size:
+                raise _Damaged(errno.EIO, "archive member is cut short")
             f.seek(item.offset)
             view = _buffer(item.size)
-            got = _fill(f, view)  # type: ignore[arg-type]
+            got = _fill(f, view)
             if got < item.size:
-                raise OSError(errno.EIO, "archive member is cut short")
+                raise _Damaged(errno.EIO, "archive member is cut short")
             return view
-        view = _buffer(os.fstat(f.fileno()).st_size)
+        _check_size(file_size)  # a sparse or huge file is refused before it is read
+        view = _buffer(file_size)
         return view[: _fill(f, view)]  # type: ignore[arg-type]
 
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then the name and extra lengths
+# Deflate cannot expand more than 1032:1: a member's true size is at most this many times
+# its compressed size, whatever its header claims.
+_DEFLATE_RATIO = 1032
 
 
 def _direct(packed: tuple[int, int, int, int]) -> bool:
-    """Whether _read_zip_direct reads this member: stored or deflated, not encrypted."""
+    """Whether _read_zip_direct reads this member: stored, deflated, bzip2 or LZMA, clear."""
     method, _, _, flags = packed
-    return method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) and not flags & 1
+    return method in _DIRECT_METHODS and not flags & 1
+
+
+_DIRECT_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
+def _decompressor(method: int, f: BinaryIO) -> tuple[Any, int]:
+    """A decompressor for a zip member's data at f, and how many header bytes it took."""
+    if method == zipfile.ZIP_DEFLATED:
+        return zlib.decompressobj(-15), 0
+    if method == zipfile.ZIP_BZIP2:
+        return bz2.BZ2Decompressor(), 0
+    # LZMA in zip: a 4-byte version and properties length, then the LZMA1 properties.
+    head = f.read(4)
+    if len(head) < 4:
+        raise _Damaged(errno.EIO, "damaged zip member (cut short)")
+    (props_len,) = struct.unpack("<H", head[2:4])
+    props = f.read(props_len)
+    decode = lzma._decode_filter_properties  # type: ignore[attr-defined]  # as zipfile does
+    try:
+        filters = [decode(lzma.FILTER_LZMA1, props)]
+        return lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters), 4 + props_len
+    except (lzma.LZMAError, ValueError):
+        raise _Damaged(errno.EIO, "damaged zip member (LZMA properties)") from None
 
 
 def _read_zip_direct(
     path: str, header: int, size: int, packed: tuple[int, int, int, int]
 ) -> memoryview:
-    """A stored or deflated zip member from its local header, inflated and CRC-checked.
+    """A zip member from its local header, inflated with a bound and CRC-checked.
 
     The sizes and CRC come from the central directory the parent read, so a worker never
-    loads the whole directory (zipfile would, for every archive it opens).
+    loads the whole directory (zipfile would, for every archive it opens). No buffer is
+    sized from a claim the compressed bytes cannot back: a 15 KB member claiming 4 GB
+    costs at most 1032 x 15 KB (deflate's limit), and the output never grows past its
+    claimed size (a zip bomb stops there).
     """
     method, compressed, crc, _ = packed
-    view = _buffer(size)
-    with open(path, "rb", buffering=0) as f:
+    fd, file_size = _open_regular(path)
+    with open(fd, "rb", buffering=0) as f:
         f.seek(header)
         head = f.read(_LOCAL_HEADER.size)
         if len(head) < _LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
-            raise OSError(errno.EIO, "damaged zip member (no local header)")
+            raise _Damaged(errno.EIO, "damaged zip member (no local header)")
         _, name_len, extra_len = _LOCAL_HEADER.unpack(head)
-        f.seek(header + _LOCAL_HEADER.size + name_len + extra_len)
+        start = header + _LOCAL_HEADER.size + name_len + extra_len
+        if start + compressed > file_size:
+            raise _Damaged(errno.EIO, "damaged zip member (cut short)")
+        f.seek(start)
         if method == zipfile.ZIP_STORED:
-            if compressed != size or _fill(f, view) != size:  # type: ignore[arg-type]
-                raise OSError(errno.EIO, "damaged zip member (cut short)")
+            if compressed != size:
+                raise _Damaged(errno.EIO, "damaged zip member (cut short)")
+            view = _buffer(size)
+            if _fill(f, view) != size:  # type: ignore[arg-type]
+                raise _Damaged(errno.EIO, "damaged zip member (cut short)")
         else:
-            inflate, got, left = zlib.decompressobj(-15), 0, compressed
-            try:
-                while left:
-                    chunk = f.read(min(left, 1 << 20))
-                    if not chunk:
-                        raise OSError(errno.EIO, "damaged zip member (cut short)")
-                    left -= len(chunk)
-                    # At most one byte past the member's size: enough to see it is too long.
-                    out = inflate.decompress(chunk, size - got + 1)
-                    if got + len(out) > size or inflate.unconsumed_tail:
-                        raise OSError(errno.EIO, "damaged zip member (longer than its size)")
-                    view[got : got + len(out)] = out
-                    got += len(out)
-            except zlib.error:
-                raise OSError(errno.EIO, "damaged zip member (deflate stream)") from None
-            if got != size or not inflate.eof:
-                raise OSError(errno.EIO, "damaged zip member (shorter than its size)")
+            view = _inflate(f, method, compressed, size)
     if zlib.crc32(view) != crc:
-        raise OSError(errno.EIO, "damaged zip member (CRC-32 mismatch)")
+        raise _Damaged(errno.EIO, "damaged zip member (CRC-32 mismatch)")
     return view
 
 
-class _ZipSize(OSError):
-    """A zip member whose inflated length is not the one its header gives."""
+def _inflate(f: BinaryIO, method: int, compressed: int, size: int) -> memoryview:
+    """Decompress a zip member's data into the read buffer, never past its claimed size."""
+    dec, used = _decompressor(method, f)
+    left = compressed - used
+    deflate = method == zipfile.ZIP_DEFLATED
+    # Sized from what the compressed bytes can back; grown (doubling) only as real output
+    # arrives, so memory follows the data, not the header.
+    view = _buffer(min(size, (_DEFLATE_RATIO if deflate else 4) * left + 65536))
+    got = 0
+    try:
+        while not dec.eof:
+            if deflate and dec.unconsumed_tail:
+                data = dec.unconsumed_tail
+            elif deflate or dec.needs_input:
+                if left <= 0:
+                    break
+                data = f.read(min(left, 1 << 20))
+                if not data:
+                    raise _Damaged(errno.EIO, "damaged zip member (cut short)")
+                left -= len(data)
+            else:
+                data = b""  # bzip2/LZMA hold input back: ask for the rest of its output
+            # At most one byte past the member's size: enough to see it is too long.
+            out = dec.decompress(data, size - got + 1)
+            if got + len(out) > size:
+                raise _Damaged(errno.EIO, "damaged zip member (longer than its size)")
+            view = _place(view, got, out, size)
+            got += len(out)
+    except (zlib.error, EOFError, lzma.LZMAError, OSError) as exc:
+        if isinstance(exc, _Verdict):
+            raise
+        raise _Damaged(errno.EIO, f"damaged zip member ({_METHOD_NAMES.get(method)})") from None
+    # LZMA in zip may end without an end marker: its length is the only end it has.
+    if got != size or (not dec.eof and method != zipfile.ZIP_LZMA):
+        raise _Damaged(errno.EIO, "damaged zip member (shorter than its size)")
+    return view[:size]
+
+
+_METHOD_NAMES = {
+    zipfile.ZIP_DEFLATED: "deflate stream",
+    zipfile.ZIP_BZIP2: "bzip2 stream",
+    zipfile.ZIP_LZMA: "LZMA stream",
+}
+
+
+def _place(view: memoryview, at: int, data: bytes, size: int) -> memoryview:
+    """Copy data into view at offset at, growing the read buffer (doubling, <= size) first."""
+    end = at + len(data)
+    if end > len(view):
+        grown = min(size, max(end, 2 * len(view)))
+        if grown <= len(_BUFFER):
+            view = memoryview(_BUFFER)[:grown]  # the buffer is large enough already
+        else:
+            keep = bytes(view[:at])
+            view.release()
+            view = _buffer(grown)
+            view[:at] = keep
+    view[at:end] = data
+    return view
 
 
 def _read_zip_member(path: str, member: str) -> memoryview:
-    """A zip member's bytes, inflated and CRC-checked, in the worker's read buffer."""
+    """A zip member zipfile must read (an encrypted one, an unusual method), size-checked."""
     zf = _ZIPS.get(path)
     if zf is None:
         if len(_ZIPS) >= 8:
@@ -374,70 +658,125 @@ def _read_zip_member(path: str, member: str) -> memoryview:
         try:
             zf = _ZIPS[path] = zipfile.ZipFile(path)
         except zipfile.BadZipFile:
-            raise OSError(errno.EIO, "not a readable zip archive") from None
+            raise _Damaged(errno.EIO, "not a readable zip archive") from None
     try:
         info = zf.getinfo(member)
     except KeyError:
-        raise OSError(errno.ENOENT, "zip member no longer in the archive") from None
+        raise _Damaged(errno.ENOENT, "zip member no longer in the archive") from None
+    _check_size(info.file_size)
     try:
-        with zf.open(info) as f:
+        with zf.open(info) as f:  # an encrypted or unknown-method member fails here
             view = _buffer(info.file_size)
-            got = _fill(f, view)  # type: ignore[arg-type]
+            got = _fill(cast(_ReadInto, f), view)
             if got != info.file_size or f.read(1):
-                raise _ZipSize(errno.EIO, "damaged zip member (not the size its header says)")
-    except _ZipSize:
+                raise _Damaged(errno.EIO, "damaged zip member (not the size its header says)")
+    except _Verdict:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, lzma.LZMAError, OSError) as exc:
-        # CRC mismatch, damaged deflate/bzip2/lzma stream (bz2 raises OSError), cut archive.
-        raise OSError(errno.EIO, f"damaged zip member ({type(exc).__name__})") from None
+        # CRC mismatch, damaged stream, cut archive.
+        raise _Damaged(errno.EIO, f"damaged zip member ({type(exc).__name__})") from None
     except NotImplementedError:
-        raise OSError(errno.EIO, "zip member compressed with a method zipfile lacks") from None
+        raise _Damaged(errno.EIO, "zip member compressed with a method zipfile lacks") from None
     except RuntimeError:
         # zipfile's message names the member, and names may be PHI: a fixed text instead.
-        raise OSError(errno.EIO, "encrypted zip member") from None
+        raise _Damaged(errno.EIO, "encrypted zip member") from None
     return view
 
 
-def process_chunk(items: list[Item]) -> list[dict[str, object]]:
-    """Worker task: clean a few inputs, make their outputs durable together, return records."""
-    from medveil.durable import BatchWriter
+def _env_reason(exc: BaseException) -> str:
+    """A fixed text for a failure of the environment (no path, no value)."""
+    if isinstance(exc, MemoryError):
+        return "out of memory (MemoryError)"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{os.strerror(exc.errno)} ({name})"
+    return f"worker failed ({type(exc).__name__})"
+
+
+def _retry(reason: str) -> dict[str, object]:
+    """A worker record for a file to try again: the failure was not the file's doing."""
+    return {"status": "retry", "reason": reason, "size_in": 0}
+
+
+def _process_one(item: Item, batch: Any) -> dict[str, object]:
+    """Read, clean, post-check and stage one input; its record (status, reason, row, ...)."""
     from medveil.engine.instance import clean_instance
 
     assert _ENGINE is not None and _OUTPUT is not None
-    batch = BatchWriter(_OUTPUT, durable=_DURABLE)
-    out: list[dict[str, object]] = []
+    limit, size = _time_limit(0), 0
     try:
-        for item in items:
-            try:
-                raw = _read(item)
-            except OSError as exc:
-                out.append(
-                    {
-                        "status": "quarantined",
-                        "reason": f"cannot read: {exc.strerror or type(exc).__name__}",
-                        "size_in": 0,
-                    }
-                )
-                continue
+        _arm(limit)
+        try:
+            raw = _read(item)
+            size = len(raw)
+            limit = _time_limit(size)
+            _arm(limit)
             result = clean_instance(
                 _ENGINE, raw, item.name, capture_identity=_CAPTURE, embed=_EMBED
             )
-            if result.status == "written":
-                batch.add(_OUTPUT / result.relpath, result.parts)
-            out.append(
-                {
-                    "status": result.status,
-                    "reason": result.reason,
-                    "size_in": result.size_in,
-                    "row": result.row,
-                    "actions": result.actions,
-                    "pixels": result.pixels,
-                    "identity": result.identity,
-                    "engine": result.engine,
-                    "declined": result.declined,
-                }
-            )
-        batch.commit()
+        finally:
+            _arm(0)
+    except _Timeout:
+        why = f"timed out: over {limit:.0f} s for {size / 1e6:.1f} MB (--file-timeout)"
+        return {"status": "quarantined", "reason": why, "size_in": size}
+    except _Verdict as exc:
+        prefix = "cannot read: " if exc.status == "quarantined" and exc.errno != errno.EFBIG else ""
+        return {"status": exc.status, "reason": prefix + str(exc.strerror), "size_in": 0}
+    except MemoryError as exc:
+        return _retry(_env_reason(exc))
+    except OSError as exc:
+        if exc.errno in _FILE_ERRNOS:
+            why = f"cannot read: {exc.strerror or type(exc).__name__}"
+            return {"status": "quarantined", "reason": why, "size_in": 0}
+        return _retry(_env_reason(exc))
+    if result.status == "quarantined" and result.reason.startswith("MemoryError"):
+        # clean_instance keeps any exception from the output; running out of memory says
+        # nothing about the file, so it is tried again rather than quarantined.
+        return _retry(_env_reason(MemoryError()))
+    record: dict[str, object] = {
+        "status": result.status,
+        "reason": result.reason,
+        "size_in": result.size_in,
+        "row": result.row,
+        "actions": result.actions,
+        "pixels": result.pixels,
+        "identity": result.identity,
+        "engine": result.engine,
+        "declined": result.declined,
+    }
+    if result.status == "written":
+        try:
+            # Whatever the engine put in the path (a retained UID of "..", a kept patient
+            # ID), it must name a file inside OUTPUT.
+            path = safe_join(_OUTPUT, result.relpath)
+        except UnsafePath as exc:
+            return {"status": "quarantined", "reason": str(exc), "size_in": result.size_in}
+        try:
+            batch.add(path, result.parts)
+        except (OSError, MemoryError) as exc:
+            return _retry(_env_reason(exc))
+    return record
+
+
+def process_chunk(items: list[Item]) -> list[dict[str, object]]:
+    """Worker task: clean a few inputs, make their outputs durable together, return records.
+
+    A record's status is "written", "skipped", "quarantined" (a verdict on the file) or
+    "retry" (the environment failed: disk full, out of memory; the parent tries again).
+    """
+    from medveil.durable import BatchWriter
+
+    assert _OUTPUT is not None
+    batch = BatchWriter(_OUTPUT, durable=_DURABLE)
+    try:
+        out = [_process_one(item, batch) for item in items]
+        try:
+            batch.commit()
+        except (OSError, MemoryError) as exc:
+            # Not durable, so not done: every file of the batch is tried again.
+            batch.abort()
+            why = _env_reason(exc)
+            out = [_retry(why) if r["status"] == "written" else r for r in out]
     except BaseException:
         batch.abort()
         raise
@@ -534,10 +873,111 @@ class RunRecords:
 
 
 def _remove_partial_files(output: Path) -> None:
+    """Remove the hidden temporaries a killed worker or run left (never under a final name)."""
     for root, _dirs, files in os.walk(output):
         for f in files:
             if f.startswith(".") and f.endswith(".tmp"):
-                os.unlink(os.path.join(root, f))
+                try:
+                    os.unlink(os.path.join(root, f))
+                except FileNotFoundError:
+                    pass
+
+
+def lock_output(output: Path) -> int:
+    """Take the run's exclusive lock on OUTPUT (a descriptor to keep open), or fail at once.
+
+    Two runs into one OUTPUT would overwrite each other's files, and a --resume would
+    delete a live run's temporaries. The lock is an flock on OUTPUT/.medveil/lock: the
+    kernel drops it when the run (and its workers, which inherit it) are gone, so a
+    killed run never leaves a stale lock.
+    """
+    records = output / RECORDS
+    records.mkdir(parents=True, exist_ok=True)
+    fd = os.open(records / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise MedveilError(
+            f"{output}: another medveil run is using this output folder; wait for it to "
+            "finish (or stop it) before running again, with --resume to continue it"
+        ) from None
+    return fd
+
+
+def default_max_file_size(workers: int) -> int:
+    """The per-file size limit when none is given: a share of available memory per worker.
+
+    A worker holds about twice its file at peak (the read buffer and the output), so
+    four times the limit per worker keeps every worker's peak within available memory.
+    """
+    available = _available_memory()
+    return int(min(4 << 30, max(64 << 20, available // (4 * max(workers, 1)))))
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to new work (MemAvailable), or all physical memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+# An input whose environment failure recurs this many times stops the run (exit 2).
+MAX_TRIES = 4
+# Pause before a retry, by attempt: a worker that died is retried at once; a full disk or
+# exhausted memory gets a moment to recover.
+_BACKOFF = (0.0, 0.0, 0.5, 1.0)
+
+
+@dataclass(order=True)
+class _Retry:
+    ready: float
+    seq: int
+    key: str = field(compare=False)
+    item: Item = field(compare=False)
+    tries: int = field(compare=False)
+
+
+class _SignalStop:
+    """While active, SIGTERM in the main thread stops the run as Ctrl-C does (summary too)."""
+
+    def __enter__(self) -> _SignalStop:
+        self.old: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+
+
+def check_paths(src: Path, out: Path, resume: bool) -> None:
+    """Refuse an input and output that overlap, an output that is a file or not empty."""
+    if not src.exists():  # before the output folder and its records are made
+        raise MedveilError(f"{src}: input not found (expected a folder, .zip or .tar archive)")
+    if out.exists() and not out.is_dir():
+        raise MedveilError(f"{out}: the output exists and is not a folder")
+    real_src, real_out = src.resolve(), out.resolve()
+    if real_out == real_src or real_src in real_out.parents:
+        raise MedveilError(f"{out}: the output must not be the input or inside it")
+    if real_out in real_src.parents:
+        # The release folder would end up holding the identified originals.
+        raise MedveilError(f"{src}: the input must not be inside the output folder")
+    if out.exists() and not resume and any(p.name != RECORDS for p in out.iterdir()):
+        raise MedveilError(f"{out}: output folder is not empty (use --resume to continue a run)")
 
 
 # ---------------------------------------------------------------------------- driver
@@ -551,29 +991,34 @@ def deidentify_archive(
     resume: bool = False,
     progress: Callable[[RunSummary], None] | None = None,
     on_quarantine: Callable[[str, str], None] | None = None,
+    on_problem: Callable[[str, str], None] | None = None,
     vault: Vault | None = None,
     embed_originals: str | os.PathLike[str] | None = None,
     durable: bool = True,
+    max_file_size: int | None = None,
+    file_timeout: float = 60.0,
 ) -> RunSummary:
     """De-identify every DICOM file under input into output; returns the run's summary.
 
     ``durable=False`` skips the flush to disk (renames stay atomic: a killed run still
     leaves no partial file, but a power cut can lose recent ones).
     ``progress`` is called after every file with the running summary; ``on_quarantine``
-    with (input name, reason) for each quarantined file (the name may hold PHI: show it,
-    do not store it). ``vault`` (a :class:`medveil.vault.Vault`, owned by the caller)
-    receives every patient, study and series written; ``embed_originals`` (an X.509
-    certificate file) seals each file's replaced originals into it (PS3.15 E.1.1).
+    with (input name, reason) for each quarantined file, ``on_problem`` likewise for a
+    folder that cannot be listed or a failure that stops the run (names may hold PHI:
+    show them, do not store them). ``vault`` (a :class:`medveil.vault.Vault`, owned by
+    the caller) receives every patient, study and series written; ``embed_originals``
+    (an X.509 certificate file) seals each file's replaced originals into it (PS3.15
+    E.1.1). ``max_file_size`` (bytes; default from available memory and workers) and
+    ``file_timeout`` (seconds, plus one per 10 MB; 0 for none) bound each file.
+
+    Failures of the environment (a worker killed, disk full, out of memory) are retried,
+    one file at a time, up to MAX_TRIES; when one persists the run stops: ``failed``
+    counts the inputs left undone (exit code 2) and ``resume=True`` does them later.
     """
     policy = policy or Policy.default()
     out = Path(output)
     src = Path(input)
-    if not src.exists():  # before the output folder and its records are made
-        raise MedveilError(f"{src}: input not found (expected a folder, .zip or .tar archive)")
-    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
-        raise MedveilError(f"{out}: the output must not be the input or inside it")
-    if out.exists() and any(p.name != RECORDS for p in out.iterdir()) and not resume:
-        raise MedveilError(f"{out}: output folder is not empty (use --resume to continue a run)")
+    check_paths(src, out, resume)
     if vault is not None and vault.uses_key(secret):
         raise MedveilError("the vault key must differ from the pseudonym secret")
     if embed_originals:
@@ -581,112 +1026,264 @@ def deidentify_archive(
 
         OriginalsEmbedder(embed_originals)  # a bad certificate fails before any work
     out.mkdir(parents=True, exist_ok=True)
+    lock = lock_output(out)
+    try:
+        return _run(
+            src,
+            out,
+            policy,
+            secret,
+            workers or os.cpu_count() or 1,
+            resume,
+            progress,
+            on_quarantine,
+            on_problem,
+            vault,
+            str(embed_originals) if embed_originals else None,
+            durable,
+            max_file_size,
+            file_timeout,
+        )
+    finally:
+        os.close(lock)
+
+
+def _run(
+    src: Path,
+    out: Path,
+    policy: Policy,
+    secret: bytes,
+    workers: int,
+    resume: bool,
+    progress: Callable[[RunSummary], None] | None,
+    on_quarantine: Callable[[str, str], None] | None,
+    on_problem: Callable[[str, str], None] | None,
+    vault: Vault | None,
+    embed_originals: str | None,
+    durable: bool,
+    max_file_size: int | None,
+    file_timeout: float,
+) -> RunSummary:
+    """deidentify_archive once its checks pass and its lock is held."""
     keyed = Keyed(secret)
     records = RunRecords(out, keyed)
     done = records.done_keys() if resume else set()
     if resume:
         _remove_partial_files(out)
-    workers = workers or os.cpu_count() or 1
+    max_size = max_file_size if max_file_size is not None else default_max_file_size(workers)
     summary = RunSummary()
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-    pool = cf.ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(
-            policy,
-            secret,
-            str(out),
-            vault is not None,
-            str(embed_originals) if embed_originals else None,
-            durable,
-        ),
+    initargs = (
+        policy,
+        secret,
+        str(out),
+        vault is not None,
+        embed_originals,
+        durable,
+        max_size,
+        file_timeout,
+        os.getpid(),
     )
-    in_flight: dict[cf.Future[list[dict[str, object]]], list[tuple[str, str]]] = {}
+
+    def new_pool() -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=initargs
+        )
+
+    pool = new_pool()
+    pools_broken = 0
+    in_flight: dict[cf.Future[list[dict[str, object]]], list[tuple[str, Item, int]]] = {}
+    retries: list[_Retry] = []
+    seq = 0
     limit = workers * 2
+    stop = False
+
+    def fail(key: str, name: str, reason: str) -> None:
+        """An input whose environment failure persisted: the run stops; --resume redoes it."""
+        nonlocal stop
+        summary.failed += 1
+        if not stop:
+            summary.failure = reason
+            if on_problem:
+                on_problem(name, f"{reason}; stopping (run again with --resume)")
+        stop = True
+
+    def retry(key: str, item: Item, tries: int, reason: str) -> None:
+        nonlocal seq
+        summary.retried += 1
+        summary.retry_reasons[reason] += 1
+        if tries + 1 >= MAX_TRIES or stop:
+            fail(key, item.name, reason)
+            return
+        seq += 1
+        wait = _BACKOFF[min(tries + 1, len(_BACKOFF) - 1)]
+        heapq.heappush(retries, _Retry(time.monotonic() + wait, seq, key, item, tries + 1))
 
     def account(key: str, name: str, result: dict[str, object]) -> None:
-        summary.bytes_in += int(result.get("size_in", 0) or 0)  # type: ignore[call-overload]
         status = result["status"]
+        try:
+            if vault is not None and result.get("identity"):
+                # Committed before the input is recorded as done, so a resumed run never
+                # skips a file whose identity the vault lacks.
+                vault.add(result["identity"])  # type: ignore[arg-type]
+                vault.flush()
+            records.record(key, result)
+        except (sqlite3.Error, OSError, MemoryError) as exc:
+            # The records (or the vault) cannot be written: a disk full, most likely. The
+            # input stays unrecorded, so --resume does it again.
+            reason = f"cannot write the run records: {_env_reason(exc)}"
+            if isinstance(exc, sqlite3.Error):
+                reason = f"cannot write the run records ({type(exc).__name__})"
+            fail(key, name, reason)
+            return
+        summary.bytes_in += int(result.get("size_in", 0) or 0)  # type: ignore[call-overload]
         if status == "written":
             summary.written += 1
             summary.bytes_out += int(result["row"]["size"])  # type: ignore[index]
-            summary.actions.update(result.get("actions", {}))  # type: ignore[arg-type]
+            summary.actions.update(cast("dict[str, int]", result.get("actions") or {}))
             summary.engines[str(result.get("engine") or "dataset")] += 1
             if result.get("declined"):
                 summary.declined[str(result["declined"])] += 1
         elif status == "skipped":
             summary.skipped += 1
+            summary.skipped_reasons[str(result.get("reason") or "not DICOM")] += 1
         else:
             summary.quarantined += 1
             if on_quarantine:
                 on_quarantine(name, str(result.get("reason")))
-        if vault is not None and result.get("identity"):
-            # Committed before the input is recorded as done, so a resumed run never
-            # skips a file whose identity the vault lacks.
-            vault.add(result["identity"])  # type: ignore[arg-type]
-            vault.flush()
-        records.record(key, result)
         summary.files_in += 1
         if progress:
             summary.seconds = time.perf_counter() - t0
             progress(summary)
 
-    def collect() -> None:
-        finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+    def replace_pool() -> None:
+        nonlocal pool, pools_broken
+        pools_broken += 1
+        pool.shutdown(wait=False, cancel_futures=True)
+        pool = new_pool()
+
+    def collect(timeout: float | None = None) -> None:
+        finished, _ = cf.wait(in_flight, timeout=timeout, return_when=cf.FIRST_COMPLETED)
         for fut in finished:
-            names = in_flight.pop(fut)
+            entries = in_flight.pop(fut)
             if fut.cancelled():
                 # Never started (the executor hands tasks to its queue early, so this is
                 # rare): left unrecorded, so a resumed run does these inputs.
                 continue
             try:
                 results = fut.result()
-            except Exception as exc:  # a crashed worker: its files are quarantined
-                failed = {"status": "quarantined", "reason": f"worker failed: {type(exc).__name__}"}
-                results = [dict(failed, size_in=0) for _ in names]
-            for (key, name), result in zip(names, results, strict=True):
-                account(key, name, result)
+            except Exception as exc:
+                # A worker died (killed, out of memory) or the task failed outside any one
+                # file: every file of the task is tried again, one at a time.
+                broken = isinstance(exc, cf.process.BrokenProcessPool)
+                reason = "a worker process died" if broken else _env_reason(exc)
+                if broken and _is_broken(pool):
+                    replace_pool()
+                for key, item, tries in entries:
+                    retry(key, item, tries, reason)
+                continue
+            for (key, item, tries), result in zip(entries, results, strict=True):
+                if result["status"] == "retry":
+                    retry(key, item, tries, str(result["reason"]))
+                else:
+                    account(key, item.name, result)
 
     def pending() -> Iterator[tuple[str, Item]]:
-        for item in iter_inputs(src):
+        for item in iter_inputs(src, max_size):
+            if item.verdict is not None and item.verdict[0] == "unreadable":
+                summary.unreadable += 1  # not recorded: a resumed run lists it again
+                if on_problem:
+                    on_problem(item.name, item.verdict[1])
+                continue
             key = keyed.path_token(item.name)
             if key in done:
                 summary.resumed += 1
                 continue
+            if item.verdict is not None:
+                status, why = item.verdict
+                account(key, item.name, {"status": status, "reason": why, "size_in": 0})
+                continue
             yield key, item
 
-    listing_error: MedveilError | None = None
-    try:
+    def submit(entries: list[tuple[str, Item, int]]) -> None:
+        items = [item for _key, item, _tries in entries]
         try:
-            for chunk in _chunks(pending(), max_items=CHUNK_FILES, max_bytes=CHUNK_BYTES):
-                while len(in_flight) >= limit:
-                    collect()
-                fut = pool.submit(process_chunk, [item for _key, item in chunk])
-                in_flight[fut] = [(key, item.name) for key, item in chunk]
-        except MedveilError as exc:
-            # A damaged archive: the files listed before the damage are finished and
-            # recorded, then the run reports the error.
-            listing_error = exc
-            summary.interrupted = True  # the summary says the input was not covered
-        while in_flight:
-            collect()
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        for fut in in_flight:
-            fut.cancel()
-        while in_flight:
+            fut = pool.submit(process_chunk, items)
+        except cf.process.BrokenProcessPool:
+            # A worker died since the last collect: its tasks fail on their own.
+            replace_pool()
+            fut = pool.submit(process_chunk, items)
+        in_flight[fut] = entries
+
+    listing_error: MedveilError | None = None
+    chunks = _chunks(pending(), max_items=CHUNK_FILES, max_bytes=CHUNK_BYTES)
+    exhausted = False
+    try:
+        with _SignalStop():
             try:
-                collect()
+                while not stop:
+                    now = time.monotonic()
+                    if retries and retries[0].ready <= now:
+                        r = heapq.heappop(retries)
+                        submit([(r.key, r.item, r.tries)])
+                    elif not exhausted:
+                        try:
+                            chunk = next(chunks, None)
+                        except MedveilError as exc:
+                            # A damaged archive: the files listed before the damage are
+                            # finished and recorded, then the run reports the error.
+                            listing_error = exc
+                            summary.interrupted = True  # the input was not covered
+                            chunk = None
+                        if chunk is None:
+                            exhausted = True
+                            continue
+                        submit([(key, item, 0) for key, item in chunk])
+                    elif in_flight:
+                        collect(retries[0].ready - now if retries else None)
+                        continue
+                    elif retries:
+                        time.sleep(max(0.0, retries[0].ready - now))
+                        continue
+                    else:
+                        break
+                    while len(in_flight) >= limit and not stop:
+                        collect()
+                while in_flight:
+                    collect()
             except KeyboardInterrupt:
-                break
+                summary.interrupted = True
+                for fut in in_flight:
+                    fut.cancel()
+                while in_flight:
+                    try:
+                        collect()
+                    except KeyboardInterrupt:
+                        break
     finally:
+        # Inputs still waiting for a retry when the run stopped are undone, like failed ones.
+        summary.failed += len(retries)
         pool.shutdown(wait=True, cancel_futures=True)
+        if pools_broken:
+            # A killed worker may have left temporaries; every worker is gone now.
+            _remove_partial_files(out)
+        summary.files_in += summary.resumed
         summary.seconds = time.perf_counter() - t0
-        records.finish(summary)
+        try:
+            records.finish(summary)
+        except (sqlite3.Error, OSError) as exc:
+            if listing_error is None:
+                summary.failed = summary.failed or 1
+                listing_error = MedveilError(
+                    f"{out}: cannot write the run records ({type(exc).__name__}); free "
+                    "space and run again with --resume"
+                )
     if listing_error is not None:
         raise listing_error
-    if resume:
-        summary.files_in += summary.resumed
     return summary
+
+
+def _is_broken(pool: cf.ProcessPoolExecutor) -> bool:
+    """Whether a process pool is broken (a worker died): it must be replaced."""
+    return bool(getattr(pool, "_broken", False))

@@ -84,7 +84,10 @@ class _LocalSink:
         self.bytes = 0
 
     def add(self, relpath: str, parts: Sequence[bytes]) -> None:
-        self.batch.add(self.root / relpath, parts)
+        from medveil.durable import safe_join
+
+        # Resolved under the root here, on the executor: no symlink inside leads out.
+        self.batch.add(safe_join(self.root, relpath), parts)
         self.bytes += sum(len(p) for p in parts)
         if len(self.batch.pending) >= BATCH_FILES or self.bytes >= BATCH_BYTES:
             self.commit()
@@ -166,6 +169,7 @@ def _sink(output: str) -> _LocalSink | _ArrowSink:
 
 def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ...]]:
     """Executor task: clean each (path, content) row, write it, yield its result row."""
+    from medveil.durable import UnsafePath, check_relpath
     from medveil.engine.dataset import Deidentifier
     from medveil.engine.instance import CleanResult, clean_instance
     from medveil.run.archive import Item
@@ -194,7 +198,11 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
             status, reason, relpath, size_out = result.status, result.reason, "", 0
             if status == "written":
                 try:
+                    # A retained UID of ".." must not lead a write out of the output.
+                    check_relpath(result.relpath)
                     sink.add(result.relpath, result.parts)
+                except UnsafePath as exc:
+                    status, reason = "quarantined", str(exc)
                 except OSError as exc:
                     status, reason = "quarantined", f"cannot write: {exc.strerror or exc}"
                 else:
