@@ -15,10 +15,10 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
         "keygen",
         help="create an age identity file and print its public key",
         description=(
-            "Write a new age X25519 identity (AGE-SECRET-KEY-1...) to FILE with mode 0600, "
-            "refusing to overwrite, and print the age1... public key to give to `medveil "
-            "seal --recipient` or `age -r`. Keep FILE secret and backed up: without it the "
-            "sealed files cannot be opened."
+            "Write a new age X25519 identity (AGE-SECRET-KEY-1...) to FILE with mode 0600 "
+            "(folders created on the way get 0700), refusing to overwrite, and print the "
+            "age1... public key to give to `medveil seal --recipient` or `age -r`. Keep "
+            "FILE secret and backed up: without it the sealed files cannot be opened."
         ),
     )
     p.add_argument("file", type=Path, metavar="FILE", help="identity file to create")
@@ -31,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
         recipient = age.keygen(args.file)
     except FileExistsError:
         print(f"medveil keygen: {args.file} exists; not overwriting a key", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"medveil keygen: cannot create {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     print(recipient)
     return 0
