@@ -17,7 +17,7 @@ def cpu_features() -> dict[str, Any]:
 
 
 def set_backend(name: str) -> None:
-    """Force every kernel onto one backend ('scalar', 'avx2') or the best one ('auto')."""
+    """Force every kernel onto one backend ('scalar', 'avx2', 'avx512') or the best ('auto')."""
     if name == "auto":
         name = _core.dispatch.available()[-1]
     _core.dispatch.set_backend(name)
