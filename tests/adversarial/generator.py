@@ -96,7 +96,7 @@ class Case:
     data: bytes
     needles: list[str]  # texts that must not appear (any case, any encoding)
     encodings: tuple[str, ...] = BASE_ENCODINGS
-    kinds: dict[str, str] = field(default_factory=dict)  # needle -> 'name'/'id'/'date'/'uid'
+    kinds: dict[str, str] = field(default_factory=dict)  # needle -> name/id/birth/date/uid
     damaged: bool = False  # structurally damaged: the only right outcome is quarantine
 
 
@@ -206,7 +206,7 @@ def _case(c: Canaries, data: bytes, extra: list[tuple[str, str]] = (), **kw: obj
         c.given: "name",
         c.patient_id: "id",
         c.accession: "id",
-        c.birth: "date",
+        c.birth: "birth",
         c.study_date: "date",
         **{u: "uid" for u in c.uids},
     }
