@@ -9,7 +9,7 @@ from pathlib import Path
 from medveil.crypto import agefile as age
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``keygen`` subcommand."""
     p = sub.add_parser(
         "keygen",

@@ -14,7 +14,7 @@ import sys
 from medveil.errors import AuthenticationError, MedveilError
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``reidentify`` subcommand."""
     p = sub.add_parser(
         "reidentify",

@@ -138,7 +138,7 @@ def run_tree(
         return 2
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``seal`` subcommand."""
     p = sub.add_parser(
         "seal",

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from medveil.policy.keys import create_secret
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``secret`` subcommand."""
     p = sub.add_parser("secret", help="create a 32-byte project secret file (mode 0600)")
     p.add_argument("file", help="where to create it (an existing file is never overwritten)")

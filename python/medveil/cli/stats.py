@@ -47,7 +47,7 @@ NUMERIC = release_stats.NUMERIC
 compute = release_stats.compute
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``stats`` subcommand."""
     p = sub.add_parser(
         "stats",

@@ -14,7 +14,7 @@ from medveil.crypto import agefile as age
 from medveil.errors import MedveilError
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``unseal`` subcommand."""
     p = sub.add_parser(
         "unseal",

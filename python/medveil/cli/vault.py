@@ -9,7 +9,7 @@ from pathlib import Path
 from medveil.errors import AuthenticationError, MedveilError
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``vault`` subcommand and its actions."""
     p = sub.add_parser(
         "vault",
@@ -76,7 +76,13 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     )
     _vault_args(a)
     a.set_defaults(func=run_audit)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    def usage(args: argparse.Namespace) -> int:
+        """No action given: print the help, exit 2."""
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=usage)
 
 
 def _vault_args(p: argparse.ArgumentParser) -> None:

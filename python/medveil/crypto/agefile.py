@@ -450,7 +450,7 @@ def _file_fd(stream: Any, writing: bool) -> int | None:
     if not (hasattr(os, "preadv") and hasattr(os, "pwrite")):
         return None  # platforms without positional I/O keep the stream path
     try:
-        fd = stream.fileno()
+        fd = int(stream.fileno())
         if not stream.seekable() or not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         if writing:
@@ -615,15 +615,16 @@ def _run_payload(
     # The queues are unbounded: the fixed pools of buffers bound the memory, and puts
     # never block, so stopping on an error only has to wake the blocked gets.
     size = unit * (BATCH_CHUNKS + 1)
-    free_in: queue.SimpleQueue = queue.SimpleQueue()
-    free_out: queue.SimpleQueue = queue.SimpleQueue()
+    # None in a queue is the stop signal.
+    free_in: queue.SimpleQueue[Any] = queue.SimpleQueue()  # arrays (put back as view.obj)
+    free_out: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
     for _ in range(PIPELINE_BUFFERS):
         # np.empty, not bytearray: no up-front zeroing, so a file of a few chunks only
         # touches the pages it uses.
         free_in.put(np.empty(size, np.uint8))
         free_out.put(np.empty(SEALED_CHUNK * (BATCH_CHUNKS + 1), np.uint8))
-    work: queue.SimpleQueue = queue.SimpleQueue()
-    done: queue.SimpleQueue = queue.SimpleQueue()
+    work: queue.SimpleQueue[tuple[memoryview, int, bool] | None] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[np.ndarray, int, int] | None] = queue.SimpleQueue()
     stop = threading.Event()
     failures: list[BaseException] = []
 
@@ -658,11 +659,11 @@ def _run_payload(
                 item = done.get()
                 if item is None or stop.is_set():
                     return
-                out, w, consumed = item
-                writer.write(memoryview(out)[:w])
+                sealed, w, consumed = item
+                writer.write(sealed.data[:w])
                 if progress:
                     progress(consumed)
-                free_out.put(out)
+                free_out.put(sealed)
         except BaseException as exc:
             failures.append(exc)
             free_out.put(None)
@@ -678,13 +679,13 @@ def _run_payload(
             if item is None:
                 break
             view, length, final = item
-            out = free_out.get()
-            if out is None:
+            obuf = free_out.get()
+            if obuf is None:
                 break
-            w = kernel(key, index, view[:length], out, final=final, threads=threads)
+            w = kernel(key, index, view[:length], obuf, final=final, threads=threads)
             index += length // unit
             free_in.put(view.obj)
-            done.put((out, w, length))
+            done.put((obuf, w, length))
             if final:
                 break
         done.put(None)  # after the last window: the writer drains and returns

@@ -253,8 +253,9 @@ def add_laplace(
         )
     if budget is not None:
         budget.charge(epsilon, label)
-    out = _core.noise.laplace_on_grid(rng or default_rng(), x, scale, k)
-    return out.reshape(np.shape(values))
+    out: np.ndarray = _core.noise.laplace_on_grid(rng or default_rng(), x, scale, k)
+    shape: tuple[int, ...] = np.shape(values)
+    return out.reshape(shape)
 
 
 #: laplace_on_grid clamps rounded values to +-2^1000 grid steps (cpp/src/noise).

@@ -214,7 +214,7 @@ class Vault:
         self._key = bytes(key)
         self.backend = open_backend(text, lock_timeout=lock_timeout)
         self._share = " FOR SHARE" if self.backend.name == "postgresql" else ""
-        self._pending: dict[str, dict[str, tuple]] = {t: {} for t in TABLES}
+        self._pending: dict[str, dict[str, tuple[Any, ...]]] = {t: {} for t in TABLES}
         self._seen: dict[str, set[str]] = {t: set() for t in TABLES}
         self._last_flush = time.monotonic()
         self.inserted = 0  # rows this object added to the vault (not counting existing ones)
