@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import pydicom
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
@@ -159,6 +160,44 @@ class Terms:
     always: set[str] = field(default_factory=set)  # never kept: names, patient identity
     kinds: dict[str, str] = field(default_factory=dict)  # other value -> kind
     spellings: dict[str, set[str]] = field(default_factory=dict)  # value -> as written
+    # Compiled once per input: (text or bytes, kinds allowed) -> matcher and its patterns.
+    _compiled: dict[tuple[str, frozenset[str]], tuple[Any, list[bool]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def matcher(self, form: str, allowed: frozenset[str] = frozenset()) -> tuple[Any, list[bool]]:
+        """(matcher, is-always flag per pattern) over the terms, as 'text' or 'bytes'.
+
+        One automaton holds the terms never allowed (``always``) and the others, so a
+        file costs one build per form; ``form`` 'always-text'/'always-bytes' gives the
+        first kind alone (for rechecking an allowed element).
+        """
+        key = (form, allowed)
+        hit = self._compiled.get(key)
+        if hit is None:
+            only_always = form.startswith("always-")
+            always = sorted(self.always)
+            others = (
+                []
+                if only_always
+                else sorted(
+                    v for v, k in self.kinds.items() if k not in allowed and v not in self.always
+                )
+            )
+            flags: dict[Any, bool] = {}
+            if form.endswith("text"):
+                flags = {v: True for v in always}
+                for v in others:
+                    flags.setdefault(v, False)
+            else:
+                for pat in _patterns(always, self):
+                    flags[pat] = True
+                for pat in _patterns(others, self):
+                    flags.setdefault(pat, False)
+            patterns = list(flags)
+            matcher = make_matcher(patterns) if patterns else None
+            hit = self._compiled[key] = (matcher, [flags[p] for p in patterns])
+        return hit
 
     def __len__(self) -> int:
         return len(self.always) + len(self.kinds)
@@ -256,11 +295,7 @@ def check_written(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> 
     ]
     if not mark or mark[0].texts != ("YES",):
         raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
-    always = sorted(terms.always)
-    others = sorted(v for v, kind in terms.kinds.items() if kind not in allow.kinds)
-    where = _find_decoded(decoded, always, others, allow) or _find_bytes(
-        lays, always, others, allow, terms
-    )
+    where = _find_decoded(decoded, terms, allow) or _find_bytes(lays, terms, allow)
     if where:
         raise QuarantineError(
             f"post-check: an original identifying value is still in the output ({where})"
@@ -270,37 +305,46 @@ def check_written(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> 
 _NUMBER_VRS = frozenset({"IS", "DS"})
 
 
-def _find_decoded(
-    decoded: list[Decoded], always: list[str], others: list[str], allow: Allowance
-) -> str:
+def _find_decoded(decoded: list[Decoded], terms: Terms, allow: Allowance) -> str:
     """The path of an element whose decoded value holds a term ('' if none)."""
-    for terms, skip_allowed in ((always, False), (others, True)):
-        if not terms:
-            continue
-        parts: list[str] = []
-        owners: list[Decoded] = []
-        for d in decoded:
-            if d.span.vr in _NUMBER_VRS or (skip_allowed and allow.covers(d.span)):
-                continue  # an ID of digits equal to an instance number is no leak
-            for t in d.texts:
-                parts.append(normalize(t))
-                owners.append(d)
-        if not parts:
-            continue
-        hits = make_matcher(terms).find("\x00".join(parts))
-        if hits:
-            starts = [0]
-            for p in parts[:-1]:
-                starts.append(starts[-1] + len(p) + 1)
-            return owners[bisect.bisect_right(starts, hits[0][0]) - 1].span.path
+    matcher, always = terms.matcher("text", allow.kinds)
+    if matcher is None:
+        return ""
+    parts: list[str] = []
+    owners: list[Decoded] = []
+    for d in decoded:
+        if d.span.vr in _NUMBER_VRS:
+            continue  # an ID of digits equal to an instance number is no leak
+        for t in d.texts:
+            parts.append(normalize(t))
+            owners.append(d)
+    if not parts:
+        return ""
+    starts = [0]
+    for p in parts[:-1]:
+        starts.append(starts[-1] + len(p) + 1)
+    recheck: list[int] = []
+    for s, _e, i in matcher.find("\x00".join(parts)):
+        j = bisect.bisect_right(starts, s) - 1
+        if always[i] or not allow.covers(owners[j].span):
+            return owners[j].span.path
+        recheck.append(j)  # kept on purpose; the patient's own values are not
+    if recheck:
+        only, _ = terms.matcher("always-text")
+        for j in recheck:
+            if only is not None and only.find(parts[j]):
+                return owners[j].span.path
     return ""
 
 
-def _patterns(values: list[str], terms: Terms) -> list[bytes]:
+def _patterns(values: list[str], terms: Terms) -> list[Any]:
     """Each value (as learned, upper case, as written) in every plausible byte encoding."""
     patterns: set[bytes] = set()
     for v in values:
-        for variant in {v, v.upper(), *terms.spellings.get(v, ())}:
+        # The haystack is ASCII-folded ('^' as space, lower case): an ASCII value needs
+        # one spelling; others also as upper case and as written in the input.
+        variants = {v} if v.isascii() else {v, v.upper(), *terms.spellings.get(v, ())}
+        for variant in variants:
             # ASCII reads the same in every ASCII-compatible set: UTF-8 and UTF-16 suffice.
             for enc in _ASCII_ENCODINGS if variant.isascii() else _ENCODINGS:
                 try:
@@ -312,30 +356,32 @@ def _patterns(values: list[str], terms: Terms) -> list[bytes]:
     return sorted(patterns)
 
 
-def _find_bytes(
-    lays: list[RawLayout], always: list[str], others: list[str], allow: Allowance, terms: Terms
-) -> str:
+def _find_bytes(lays: list[RawLayout], terms: Terms, allow: Allowance) -> str:
     """Where a term's bytes (any plausible encoding) are in a value's raw bytes ('' if none)."""
-    segments = list(value_segments(lays))
-    for values, skip_allowed in ((always, False), (others, True)):
-        patterns = _patterns(values, terms)
-        if not patterns:
-            continue
-        chosen = [
-            (sp, lay.data[a:b])
-            for lay, sp, a, b in segments
-            if not (skip_allowed and allow.covers(sp))
-            and not (sp is not None and sp.vr in _NUMBER_VRS)
-        ]
-        hay = b"\x00\x00".join(chunk for _, chunk in chosen).translate(_FOLD)
-        hits = make_matcher(patterns).find(hay)
-        if hits:
-            at, pos = hits[0][0], 0
-            for sp, chunk in chosen:
-                if at < pos + len(chunk):
-                    return f"raw bytes of {sp.path if sp is not None else 'the preamble'}"
-                pos += len(chunk) + 2
-            return "raw bytes"
+    matcher, always = terms.matcher("bytes", allow.kinds)
+    if matcher is None:
+        return ""
+    chosen = [
+        (sp, lay.data[a:b])
+        for lay, sp, a, b in value_segments(lays)
+        if not (sp is not None and sp.vr in _NUMBER_VRS)
+    ]
+    starts = [0]
+    for _, chunk in chosen[:-1]:
+        starts.append(starts[-1] + len(chunk) + 2)
+    recheck: list[int] = []
+    for s, _e, i in matcher.find(b"\x00\x00".join(c for _, c in chosen).translate(_FOLD)):
+        j = bisect.bisect_right(starts, s) - 1
+        sp = chosen[j][0]
+        if always[i] or not allow.covers(sp):
+            return f"raw bytes of {sp.path if sp is not None else 'the preamble'}"
+        recheck.append(j)
+    if recheck:
+        only, _ = terms.matcher("always-bytes")
+        for j in recheck:
+            sp, chunk = chosen[j]
+            if only is not None and only.find(chunk.translate(_FOLD)):
+                return f"raw bytes of {sp.path if sp is not None else 'the preamble'}"
     return ""
 
 
@@ -345,7 +391,7 @@ def check_record(texts: list[str], terms: Terms, allow: Allowance = Allowance())
     The path and catalog are written beside the file (and printed); they are searched
     like any element that no policy keeps on purpose.
     """
-    values = sorted(terms.always | {v for v, k in terms.kinds.items() if k not in allow.kinds})
     hay = "\x00".join(normalize(t.replace("/", " ").replace("_", " ")) for t in texts if t)
-    if values and hay and make_matcher(values).find(hay):
+    matcher, _ = terms.matcher("text", allow.kinds)
+    if matcher is not None and hay and matcher.find(hay):
         raise QuarantineError("post-check: the output path or catalog would hold an original value")

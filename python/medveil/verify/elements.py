@@ -125,14 +125,18 @@ def _decode_layout(lay: RawLayout, out: list[Decoded]) -> None:
     for sp in lay.spans:
         if sp.tag == _CHARSET:
             charsets[_prefix(sp.path)] = _codecs(buf[sp.start : sp.end])
+    # The usual file has one character set, the data set's: no per-item lookup then.
+    single = charsets.get("", _ASCII_ONLY) if set(charsets) <= {""} else None
     for sp in lay.spans:
         if sp.tag in PIXEL_TAGS or (sp.tag == 0 and sp.path == "(deflated)"):
             continue
-        prefix = _prefix(sp.path)
-        codecs = charsets.get(prefix)
-        while codecs is None and prefix:
-            prefix = _parent(prefix)
+        codecs = single
+        if codecs is None:
+            prefix = _prefix(sp.path)
             codecs = charsets.get(prefix)
+            while codecs is None and prefix:
+                prefix = _parent(prefix)
+                codecs = charsets.get(prefix)
         out.append(Decoded(lay, sp, span_texts(buf, sp, codecs or _ASCII_ONLY)))
 
 
