@@ -58,3 +58,13 @@ def test_profile_shows_the_safety_net_and_why(capsys, tmp_path) -> None:
     assert main(["profile", "--policy", str(policy)]) == 0
     out = capsys.readouterr().out
     assert "# safety net" not in out and "kept whole, text cleaned" in out
+
+
+def test_profile_hipaa_in_allow_list_mode_says_removed(capsys, tmp_path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text('[profile]\nunknown_elements = "remove"\n')
+    assert main(["profile", "--policy", str(policy), "--hipaa"]) == 0
+    out = capsys.readouterr().out
+    assert "RetrieveURL: X (no rule: removed in allow-list mode)" in out
+    assert main(["profile", "--hipaa"]) == 0
+    assert "RetrieveURL: X/Z (safety-net)" in capsys.readouterr().out

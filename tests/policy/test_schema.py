@@ -128,3 +128,12 @@ def _tag(keyword: str) -> int:
     tag = tag_for_keyword(keyword)
     assert tag is not None
     return tag
+
+
+def test_check_files_false_validates_the_text_alone() -> None:
+    text = '[pixels]\nrules = ["site-devices.toml"]\n'
+    with pytest.raises(PolicyError, match="site-devices.toml"):
+        Policy.from_toml(text, source="p.toml")
+    assert Policy.from_toml(text, check_files=False).pixel_rule_files == ("site-devices.toml",)
+    with pytest.raises(PolicyError, match="rules must be a list"):
+        Policy.from_toml('[pixels]\nrules = "x.toml"\n', check_files=False)

@@ -84,8 +84,10 @@ def assess(compiled: CompiledPolicy) -> list[CategoryStatus]:
             rule = compiled.rule_for(tag) if tag is not None else None
             if rule is not None:
                 rules.append(f"{kw}: {rule.action} ({rule.decided_by})")
-            elif tag is not None:
+            elif tag is not None and compiled.keeps_unknown(tag):
                 rules.append(f"{kw}: K (not in Table E.1-1)")
+            elif tag is not None:
+                rules.append(f"{kw}: X (no rule: removed in allow-list mode)")
         reasons = [o.name.lower() for o in retaining if compiled.policy.has(o)]
         if name.startswith("C.") and compiled.shift_dates:
             reasons = [

@@ -283,13 +283,18 @@ class Policy:
         return cls.from_toml(text, source=str(p))
 
     @classmethod
-    def from_toml(cls, text: str, source: str = "<string>") -> Policy:
-        """Parse and validate a policy from TOML text."""
+    def from_toml(cls, text: str, source: str = "<string>", *, check_files: bool = True) -> Policy:
+        """Parse and validate a policy from TOML text.
+
+        Pixel rule files are found next to ``source`` (when it is a path) and checked here,
+        so a missing or broken one is a PolicyError at load, not a failure in the workers;
+        ``check_files=False`` validates the text alone (documentation examples).
+        """
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise PolicyError(_toml_error(source, text, exc)) from None
-        return _PolicyParser(text, source).parse(data)
+        return _PolicyParser(text, source, check_files=check_files).parse(data)
 
     def compile(self) -> CompiledPolicy:
         """Build (once) the lookup the engine uses: per tag, per mask and per private key."""
@@ -329,9 +334,10 @@ class _PolicyParser:
         }
     )
 
-    def __init__(self, text: str, source: str) -> None:
+    def __init__(self, text: str, source: str, *, check_files: bool = True) -> None:
         self.lines = text.splitlines()
         self.source = source
+        self.check_files = check_files
         self.base = Path(source).parent if source and not source.startswith("<") else None
         self.section = ""
 
@@ -521,6 +527,8 @@ class _PolicyParser:
         path = Path(os.path.expanduser(name))
         if not path.is_absolute() and self.base is not None:
             path = self.base / path
+        if not self.check_files:
+            return str(path)
         try:
             text = path.read_text("utf-8")
         except OSError as exc:
