@@ -52,8 +52,22 @@ CLEAN_ID_KEYWORDS = (
     "PatientAddress",
     "PatientTelephoneNumbers",
 )
-#: Every keyword whose values become cleaning terms (order fixes the output bytes).
-TERM_KEYWORDS = (*NAME_KEYWORDS, *CLEAN_ID_KEYWORDS, "PatientBirthDate")
+#: Places and contacts Clean Descriptors removes from kept free text as whole phrases.
+CLEAN_PHRASE_KEYWORDS = (
+    "PatientAddress",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianAddress",
+)
+#: Every keyword whose values become cleaning terms (besides every PN value in the file).
+TERM_KEYWORDS = (
+    *NAME_KEYWORDS,
+    *CLEAN_ID_KEYWORDS,
+    "PatientBirthDate",
+    *(k for k in CLEAN_PHRASE_KEYWORDS if k not in CLEAN_ID_KEYWORDS),
+    "ReferringPhysicianTelephoneNumbers",
+)
 #: The patient's own identity: the post-check refuses an output that still holds any.
 IDENTITY_KEYWORDS = (
     "PatientName",

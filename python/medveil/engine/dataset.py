@@ -13,6 +13,7 @@ import io
 import os
 from collections.abc import Callable
 from copy import deepcopy
+from functools import partial
 from pathlib import Path
 
 from pydicom.datadict import tag_for_keyword
@@ -29,6 +30,7 @@ from medveil.dicom.io import read_dataset, write_dataset
 from medveil.dicom.peek import raw_text
 from medveil.dicom.writer import LONG_VRS
 from medveil.durable import atomic_write
+from medveil.engine import decide
 from medveil.engine.decide import (
     BYTES_VRS,
     DUMMY,
@@ -38,12 +40,9 @@ from medveil.engine.decide import (
     Decider,
     Decision,
     DeidReport,
-    Identity,
     Kind,
     PatientContext,
-    cap_age,
     dictionary_vr,
-    identity_of,
     is_empty,
     plan_private,
     shift_date_value,
@@ -85,22 +84,36 @@ def _vr_of(elem: object, tag: int) -> str:
     return dictionary_vr(tag) or "UN"
 
 
-def _raw_element(tag: int, vr: str, value: bytes, like: RawDataElement) -> RawDataElement:
-    """A raw element holding `value`, encoded like the element `like` was."""
+def raw_element(
+    tag: int,
+    vr: str | None,
+    value: bytes | memoryview,
+    *,
+    implicit: bool = False,
+    little: bool = True,
+    length: int | None = None,
+    tell: int = 0,
+) -> RawDataElement:
+    """A RawDataElement for an encoded value (VR None for Implicit VR)."""
     return RawDataElement(
-        tag=BaseTag(tag),
-        VR=None if like.is_implicit_VR else vr,
-        length=len(value),
-        value=value,
-        value_tell=0,
-        is_implicit_VR=like.is_implicit_VR,
-        is_little_endian=like.is_little_endian,
+        tag=tag if isinstance(tag, BaseTag) else BaseTag(tag),
+        VR=None if implicit else vr,
+        length=len(value) if length is None else length,
+        value=value,  # type: ignore[arg-type]  # pydicom reads views of a buffer as values too
+        value_tell=tell,
+        is_implicit_VR=implicit,
+        is_little_endian=little,
         is_raw=True,
         is_buffered=False,
     )
 
 
-def _put(ds: Dataset, tag: int, old: object, vr: str, values: list[str]) -> None:
+def _raw_element(tag: BaseTag, vr: str, value: bytes, like: RawDataElement) -> RawDataElement:
+    """A raw element holding `value`, encoded like the element `like` was."""
+    return raw_element(tag, vr, value, implicit=like.is_implicit_VR, little=like.is_little_endian)
+
+
+def _put(ds: Dataset, tag: BaseTag, old: object, vr: str, values: list[str]) -> None:
     """Replace an element by new text values, pre-encoded when they are plain ASCII.
 
     ASCII is valid in every DICOM character set, so the bytes are the same whatever the
@@ -117,7 +130,7 @@ def _put(ds: Dataset, tag: int, old: object, vr: str, values: list[str]) -> None
         ds._dict[tag] = DataElement(tag, vr, values if len(values) > 1 else values[0])
 
 
-def _zero(ds: Dataset, tag: int, vr: str, old: object) -> None:
+def _zero(ds: Dataset, tag: BaseTag, vr: str, old: object) -> None:
     """Replace an element by one zero value of its (binary) VR."""
     if isinstance(old, RawDataElement):
         ds._dict[tag] = _raw_element(tag, vr, zero_value(vr), old)
@@ -125,7 +138,7 @@ def _zero(ds: Dataset, tag: int, vr: str, old: object) -> None:
         ds._dict[tag] = DataElement(tag, vr, b"\x00\x00" if vr in BYTES_VRS else 0)
 
 
-def _remove(ds: Dataset, tag: int) -> None:
+def _remove(ds: Dataset, tag: BaseTag) -> None:
     # Straight from the element dict: Dataset.__delitem__ costs more than the whole
     # decision for the hundreds of private elements a file can carry.
     ds._dict.pop(tag, None)
@@ -147,7 +160,7 @@ def _listed(value: object) -> list[object]:
     return list(value) if isinstance(value, (list, MultiValue, Sequence)) else [value]
 
 
-def _text(ds: Dataset, tag: int) -> list[str]:
+def _text(ds: Dataset, tag: BaseTag) -> list[str]:
     """An element's values as text, decoded without storing the decoded element in ds."""
     elem = ds._dict[tag]
     if isinstance(elem, RawDataElement):
@@ -159,7 +172,7 @@ def _text(ds: Dataset, tag: int) -> list[str]:
     return [str(v) for v in _listed(elem.value)]
 
 
-def _is_empty(ds: Dataset, tag: int, elem: object, vr: str) -> bool:
+def _is_empty(ds: Dataset, tag: BaseTag, elem: object, vr: str) -> bool:
     if vr == "SQ":
         return not ds[tag].value
     if isinstance(elem, RawDataElement):
@@ -179,21 +192,24 @@ def _names(ds: Dataset, out: list[str]) -> list[str]:
     return out
 
 
-def _identity(ds: Dataset) -> Identity:
+def _identity(ds: Dataset) -> decide.Identity:
     """The file's identifying values, read now (the walk changes them)."""
-    return identity_of(lambda kw: _keyword_text(ds, kw), _names(ds, []))
+    return decide.identity_of(lambda kw: _keyword_text(ds, kw), _names(ds, []))
 
 
 def _keyword_text(ds: Dataset, keyword: str) -> list[str]:
     tag = _KEYWORD_TAGS.get(keyword)
     if tag is None:
-        tag = _KEYWORD_TAGS[keyword] = tag_for_keyword(keyword)
-    if tag is None or tag not in ds._dict or _vr_of(ds._dict[tag], tag) == "SQ":
+        found = tag_for_keyword(keyword)
+        tag = _KEYWORD_TAGS[keyword] = BaseTag(found if found is not None else 0xFFFFFFFF)
+    elem = ds._dict.get(tag)
+    if elem is None or _vr_of(elem, tag) == "SQ":
         return []
     return _text(ds, tag)
 
 
-_KEYWORD_TAGS: dict[str, int | None] = {}
+_KEYWORD_TAGS: dict[str, BaseTag] = {}
+_AGE_TAG = BaseTag(0x00101010)
 
 
 def _rule_tag(rule: Rule) -> int:
@@ -294,7 +310,7 @@ class Deidentifier:
         by_tag = self.compiled.by_tag
         decider = self.decider
         d = ds._dict
-        private: list[int] = []
+        private: list[BaseTag] = []
         # `tag` is the dataset's own key object: the element dict finds it by identity,
         # while an equal int would go through BaseTag.__eq__ in Python. The policy's
         # dicts are keyed by plain ints, so they are asked with int(tag).
@@ -329,7 +345,7 @@ class Deidentifier:
                 if vr == "SQ" or rule is None or rule.action not in ("K", "X")
                 else False
             )
-            text = lambda t=tag: _text(ds, t)  # noqa: E731
+            text = partial(_text, ds, tag)
             if rule is None:
                 decision = decider.unknown(itag, vr, empty, text, ctx)
             else:
@@ -341,7 +357,7 @@ class Deidentifier:
     def _do(
         self,
         ds: Dataset,
-        tag: int,
+        tag: BaseTag,
         vr: str,
         decision: Decision,
         ctx: PatientContext,
@@ -373,7 +389,7 @@ class Deidentifier:
         report.record(path, tag, decision)
 
     def _recurse(
-        self, ds: Dataset, tag: int, ctx: PatientContext, report: DeidReport, path: str
+        self, ds: Dataset, tag: BaseTag, ctx: PatientContext, report: DeidReport, path: str
     ) -> None:
         elem = ds[tag]
         if elem.VR != "SQ" or not elem.value:
@@ -390,7 +406,7 @@ class Deidentifier:
             elem = item._dict[tag]
             vr = _vr_of(elem, itag)
             empty = _is_empty(item, tag, elem, vr)
-            decision = decider.dummy_item_element(itag, vr, empty, lambda t=tag: _text(item, t))
+            decision = decider.dummy_item_element(itag, vr, empty, partial(_text, item, tag))
             kind = decision.kind
             if kind is Kind.REMOVE:
                 _remove(item, tag)
@@ -425,7 +441,7 @@ class Deidentifier:
         generalize.apply(elem, rule, action, rng_for=rng_for)
 
     def _private(
-        self, ds: Dataset, tags: list[int], ctx: PatientContext, report: DeidReport, path: str
+        self, ds: Dataset, tags: list[BaseTag], ctx: PatientContext, report: DeidReport, path: str
     ) -> None:
         creators: dict[tuple[int, int], str] = {}
         for tag in tags:
@@ -439,19 +455,13 @@ class Deidentifier:
             if verdict == "X":
                 _remove(ds, tag)
                 report.add(path, tag, "X")
-            elif verdict == "act":
+            elif verdict == "act" and rule is not None:
                 itag = int(tag)
                 elem = ds._dict[tag]
                 vr = _vr_of(elem, itag)
                 empty = _is_empty(ds, tag, elem, vr)
-                decision = self.decider.act(
-                    itag,
-                    vr,
-                    rule,
-                    empty,
-                    lambda t=tag: _text(ds, t),
-                    ctx,  # type: ignore[arg-type]
-                )
+                text = partial(_text, ds, tag)
+                decision = self.decider.act(itag, vr, rule, empty, text, ctx)
                 self._do(ds, tag, vr, decision, ctx, report, path, rule)
             elif verdict == "K-safe-private":
                 report.add(path, tag, verdict)
@@ -462,9 +472,9 @@ class Deidentifier:
 
     # ------------------------------------------------------------------ finishing
     def _cap_age(self, ds: Dataset, report: DeidReport) -> None:
-        if 0x00101010 not in ds._dict:
+        if _AGE_TAG not in ds._dict:
             return
-        capped = cap_age("\\".join(_text(ds, 0x00101010)))
+        capped = decide.cap_age("\\".join(_text(ds, _AGE_TAG)))
         if capped is not None:
             ds.PatientAge = capped[0]
             report.add("", 0x00101010, capped[1])
@@ -533,15 +543,5 @@ def encode_raw(ds: Dataset, implicit: bool, little: bool) -> dict[BaseTag, RawDa
         data = fp.getvalue()
         header = 8 if implicit or elem.VR not in LONG_VRS else 12
         value = data[header:]
-        out[elem.tag] = RawDataElement(
-            tag=elem.tag,
-            VR=None if implicit else elem.VR,
-            length=len(value),
-            value=value,
-            value_tell=0,
-            is_implicit_VR=implicit,
-            is_little_endian=little,
-            is_raw=True,
-            is_buffered=False,
-        )
+        out[elem.tag] = raw_element(elem.tag, elem.VR, value, implicit=implicit, little=little)
     return out

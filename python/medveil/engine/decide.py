@@ -15,11 +15,11 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 from pydicom.datadict import dictionary_VR
 
-from medveil.dicom.keywords import CLEAN_ID_KEYWORDS, NAME_KEYWORDS
+from medveil.dicom.keywords import NAME_KEYWORDS, TERM_KEYWORDS
 from medveil.policy.keys import Keyed, is_well_known_uid
 from medveil.policy.schema import CompiledPolicy, Policy
 from medveil.policy.standard import COMBINED_ACTIONS, Rule, resolve_combined
@@ -77,6 +77,7 @@ class Decision:
     notes: tuple[str, ...] = ()  # extra report entries, recorded before `report`
 
 
+_T = TypeVar("_T", bound=int)  # a tag: an int, or the dataset's own BaseTag key
 KEEP: Final = Decision(Kind.KEEP)
 REMOVED: Final = Decision(Kind.REMOVE, "X")
 
@@ -305,36 +306,14 @@ _ALNUM_AFTER = r"(?![^\W_])"
 class Identity:
     """The identifying values of one file, decoded: what free-text cleaning removes."""
 
-    values: tuple[tuple[str, tuple[str, ...]], ...]  # (keyword, values) of IDENTITY_SOURCES
+    values: tuple[tuple[str, tuple[str, ...]], ...]  # (keyword, values) of TERM_KEYWORDS
     names: tuple[str, ...]  # every PN value anywhere in the file, sorted
-
-
-#: Keywords whose values free-text cleaning removes (besides every PN in the file).
-IDENTITY_SOURCES: Final = (
-    *NAME_KEYWORDS,
-    *CLEAN_ID_KEYWORDS,
-    "PatientBirthDate",
-    "InstitutionName",
-    "InstitutionAddress",
-    "InstitutionalDepartmentName",
-    "ReferringPhysicianAddress",
-    "ReferringPhysicianTelephoneNumbers",
-)
-_PHRASE_KEYWORDS = frozenset(
-    {
-        "PatientAddress",
-        "InstitutionName",
-        "InstitutionAddress",
-        "InstitutionalDepartmentName",
-        "ReferringPhysicianAddress",
-    }
-)
 
 
 def identity_of(values: Callable[[str], list[str]], names: Iterable[str]) -> Identity:
     """An Identity from a keyword lookup of decoded values and the file's PN values."""
     return Identity(
-        tuple((kw, tuple(values(kw))) for kw in IDENTITY_SOURCES),
+        tuple((kw, tuple(values(kw))) for kw in TERM_KEYWORDS),
         tuple(sorted(set(names))),
     )
 
@@ -440,10 +419,8 @@ def build_cleaner(
             v = v.strip()
             if kw == "PatientBirthDate":
                 tokens.update(birth_date_spellings(v))
-            elif len(v) >= 2 and (kw in CLEAN_ID_KEYWORDS or kw in _PHRASE_KEYWORDS):
-                tokens.add(v)
-            elif len(v) >= 2 and kw == "ReferringPhysicianTelephoneNumbers":
-                tokens.add(v)
+            elif len(v) >= 2:
+                tokens.add(v)  # IDs, phone numbers, addresses, institution names
     tokens = {t for t in tokens if _WORD_SPLIT.sub("", t)}
     alts.extend(_bounded(t) for t in sorted(tokens, key=lambda t: (-len(t), t)))
     terms = re.compile("|".join(alts) or r"(?!x)x", re.IGNORECASE)
@@ -533,7 +510,9 @@ _PSEUDONYM_KIND = {
 class Decider:
     """Answers, for one policy and secret, what happens to each element."""
 
-    def __init__(self, policy: Policy, keyed: Keyed, safe_private: Mapping[object, object]) -> None:
+    def __init__(
+        self, policy: Policy, keyed: Keyed, safe_private: Mapping[tuple[str, int, int], object]
+    ) -> None:
         self.policy = policy
         self.compiled = policy.compile()
         self.keyed = keyed
@@ -723,25 +702,25 @@ class Decider:
         return Decision(Kind.ZERO)
 
     def plan_private(
-        self, tags: list[int], creators: dict[tuple[int, int], str]
-    ) -> list[tuple[int, str, Rule | None]]:
+        self, tags: list[_T], creators: dict[tuple[int, int], str]
+    ) -> list[tuple[_T, str, Rule | None]]:
         """The private-block verdicts of one dataset (see :func:`plan_private`)."""
         return plan_private(tags, creators, self.compiled.private_overrides, self.safe_private)
 
 
 def plan_private(
-    tags: list[int],
+    tags: list[_T],
     creators: dict[tuple[int, int], str],
     overrides: Mapping[tuple[str, int, int], Rule],
-    safe: Mapping[object, object],
-) -> list[tuple[int, str, Rule | None]]:
+    safe: Mapping[tuple[str, int, int], object],
+) -> list[tuple[_T, str, Rule | None]]:
     """What happens to each private element of one dataset, in the order it is reported.
 
     Decisions: "X" (removed), "act" (the policy's rule for it applies), "keep" (the
     policy keeps it), "K-safe-private" (kept by Retain Safe Private), "creator" (the
     creator of a block that keeps something). Data elements come first, then the low ones.
     """
-    plan: list[tuple[int, str, Rule | None]] = []
+    plan: list[tuple[_T, str, Rule | None]] = []
     keep_blocks: set[tuple[int, int]] = set()
     for tag in tags:
         group, elem_no = tag >> 16, tag & 0xFFFF

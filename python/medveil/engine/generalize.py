@@ -8,16 +8,17 @@ valid only for the VRs the policy validator allows (see ``medveil.policy.POLICY_
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 
+from medveil.engine.decide import age_years
 from medveil.policy.standard import Rule
 
 
-def _each(elem: DataElement, fn) -> None:
+def _each(elem: DataElement, fn: Callable[[Any], object]) -> None:
     value = elem.value
     if value is None or value == "":
         return
@@ -45,10 +46,9 @@ def date_to_year_month(value: str, vr: str) -> str:
 
 def age_band(value: str, width: int = 5, top: int = 90) -> str:
     """Age string to the lower edge of its band in years, e.g. '047Y' -> '045Y'; >= top -> top."""
-    m = re.fullmatch(r"(\d{3})([DWMY])", str(value).strip())
-    if m is None:
+    years = age_years(str(value))
+    if years is None:
         return ""
-    years = int(m.group(1)) / {"D": 365.25, "W": 52.18, "M": 12, "Y": 1}[m.group(2)]
     if years >= top:
         return f"{int(top):03d}Y"
     return f"{int(years // width * width):03d}Y"
@@ -76,14 +76,17 @@ def apply(
     elif action == "year_month":
         _each(elem, lambda v: date_to_year_month(str(v), vr))
     elif action == "age_band":
-        width = int(rule.param("width", 5))
-        top = int(rule.param("top", 90))
-        _each(elem, lambda v: age_band(str(v), width, top))
+        band = int(_number_param(rule, "width", 5))
+        top = int(_number_param(rule, "top", 90))
+        _each(elem, lambda v: age_band(str(v), band, top))
     elif action == "bin":
-        width = float(rule.param("width"))
+        width = _number_param(rule, "width")
         _each(elem, lambda v: _number(vr, to_bin(float(v), width)))
     elif action == "map":
-        table = {str(k).upper(): v for k, v in dict(rule.param("table")).items()}
+        given = rule.param("table")
+        if not isinstance(given, Mapping):
+            raise ValueError("a map action needs a table")
+        table = {str(k).upper(): v for k, v in given.items()}
         default = rule.param("default", "OTHER")
         _each(elem, lambda v: table.get(str(v).strip().upper(), default))
     elif action == "value":
@@ -91,9 +94,9 @@ def apply(
     elif action == "noise":
         from medveil.privacy.dp import noisy_value
 
-        eps = float(rule.param("epsilon"))
-        sens = float(rule.param("sensitivity"))
-        lo, hi = float(rule.param("lower")), float(rule.param("upper"))
+        eps = _number_param(rule, "epsilon")
+        sens = _number_param(rule, "sensitivity")
+        lo, hi = _number_param(rule, "lower"), _number_param(rule, "upper")
         _each(
             elem,
             lambda v: _number(
@@ -105,6 +108,14 @@ def apply(
         )
     else:
         raise ValueError(f"unknown policy action {action!r}")
+
+
+def _number_param(rule: Rule, name: str, default: float | None = None) -> float:
+    """A numeric parameter of a policy action (the validator made sure it is one)."""
+    value = rule.param(name, default)
+    if not isinstance(value, (int, float, str)):
+        raise ValueError(f"policy action parameter {name} is not a number")
+    return float(value)
 
 
 def _number(vr: str, x: float) -> object:

@@ -40,7 +40,7 @@ from medveil.dicom.writer import (
     file_meta_template,
     splice_file_meta,
 )
-from medveil.engine.dataset import Deidentifier
+from medveil.engine.dataset import Deidentifier, raw_element
 from medveil.engine.decide import (
     Decision,
     DeidReport,
@@ -425,10 +425,7 @@ class RawEngine:
             value = bytes(self.buf[e.vstart : end])
         length = _UNDEFINED if e.length == _UNDEFINED else len(value)
         implicit = self.implicit and e.tag >> 16 != 2  # the file meta is always explicit
-        vr = None if implicit else e.vr
-        return RawDataElement(
-            BaseTag(e.tag), vr, length, value, e.vstart, implicit, True, True, False
-        )
+        return raw_element(e.tag, e.vr, value, implicit=implicit, length=length, tell=e.vstart)
 
     def _identity(self, top: Dataset, elems: list[_Elem]) -> Identity:
         """The file's identifying values: its keywords' values and every PN in it."""
@@ -516,17 +513,7 @@ class RawEngine:
             data = bytes(chunk)
             vr = data[4:6].decode("latin-1")
             value = data[12:] if vr in _LONG_VR_STR else data[8:]
-            meta._dict[BaseTag(tag)] = RawDataElement(
-                tag=BaseTag(tag),
-                VR=vr,
-                length=len(value),
-                value=value,
-                value_tell=0,
-                is_implicit_VR=False,
-                is_little_endian=True,
-                is_raw=True,
-                is_buffered=False,
-            )
+            meta._dict[BaseTag(tag)] = raw_element(tag, vr, value)
         return meta
 
     def _meta_context(self, elems: list[_Elem], ctx: PatientContext) -> object:
