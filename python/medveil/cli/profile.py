@@ -10,7 +10,7 @@ from medveil.policy.schema import Policy
 from medveil.policy.standard import ATTRIBUTION
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``profile`` subcommand."""
     p = sub.add_parser("profile", help="show the de-identification rules in force for a policy")
     p.add_argument("--policy", help="policy TOML file (default: the built-in policy)")

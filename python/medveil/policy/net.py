@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from pydicom.datadict import DicomDictionary, RepeatersDictionary, tag_for_keyword
+# pydicom.datadict imports these two without re-exporting them; their home is _dicom_dict.
+from pydicom._dicom_dict import DicomDictionary, RepeatersDictionary
+from pydicom.datadict import tag_for_keyword
 
 from medveil.policy.standard import Option, Rule, parse_tag_pattern
 

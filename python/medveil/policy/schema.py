@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydicom._dicom_dict import DicomDictionary  # datadict does not re-export it
 from pydicom.datadict import (
-    DicomDictionary,
     dictionary_VR,
     keyword_dict,
     keyword_for_tag,
