@@ -183,6 +183,7 @@ def test_vault_export_is_private_and_honours_replace(tmp_path: Path) -> None:
         ("host=db password='Sup3r S3cret' dbname=v", "host=db password=*** dbname=v"),
         ("postgresql://bob@db/v", "postgresql://bob@db/v"),
         ("sqlite:///srv/a@b/vault.sqlite", "sqlite:///srv/a@b/vault.sqlite"),
+        ("sqlite://bob:Sup3rS3cret@host/v.sqlite", "sqlite://bob:***@host/v.sqlite"),
     ],
 )
 def test_describe_masks_passwords(url: str, shown: str) -> None:
@@ -198,6 +199,9 @@ def test_keyword_connection_string_is_not_taken_for_a_file(
         open_backend("host=db password=Sup3rS3cret dbname=v")
     assert "S3cret" not in str(err.value) and "postgresql://" in str(err.value)
     assert list(tmp_path.iterdir()) == []  # no SQLite file named after the password
+    with pytest.raises(VaultError) as err:
+        open_backend("sqlite://bob:Sup3rS3cret@host/v.sqlite")
+    assert "S3cret" not in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ __all__ = [
 # O_NOFOLLOW / O_CLOEXEC do not exist everywhere (Windows); there the rest still applies.
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation of key bytes
 _CHECK_MODES = os.name == "posix"  # Windows has no group/other mode bits to check
 
 
@@ -75,7 +76,7 @@ def read_private_file(path: str | os.PathLike[str], what: str, limit: int = 1 <<
     """Read a secret file (at most `limit` bytes) after checking only its owner can use it."""
     p = os.fspath(path)
     try:
-        fd = os.open(p, os.O_RDONLY | _CLOEXEC)
+        fd = os.open(p, os.O_RDONLY | _CLOEXEC | _BINARY)
     except OSError as exc:
         raise MedveilError(f"cannot read the {what} file {p}: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as fh:
@@ -93,7 +94,8 @@ def create_private_file(path: str | os.PathLike[str], data: bytes) -> None:
     """
     p = Path(path)
     make_private_dirs(p.parent)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY
+    fd = os.open(p, flags, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -116,7 +118,8 @@ def write_private_file(path: str | os.PathLike[str], data: bytes, *, replace: bo
     """
     dst = Path(path)
     tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(8)}.partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY
+    fd = os.open(tmp, flags, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

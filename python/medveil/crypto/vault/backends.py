@@ -331,10 +331,14 @@ def open_backend(url: str | Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT)
     if text.startswith("sqlite:"):
         parts = urlsplit(text)
         if parts.netloc:
-            raise VaultError(f"{text}: an SQLite URL has no host; write sqlite:///path/to/file")
+            raise VaultError(
+                f"{describe(text)}: an SQLite URL has no host; write sqlite:///path/to/file"
+            )
         path = unquote(parts.path)
         if not path:
-            raise VaultError(f"{text}: no file in the SQLite URL; write sqlite:///path/to/file")
+            raise VaultError(
+                f"{describe(text)}: no file in the SQLite URL; write sqlite:///path/to/file"
+            )
         return SQLiteBackend(path, lock_timeout=lock_timeout)
     if "://" in text:
         raise VaultError(
