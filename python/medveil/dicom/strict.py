@@ -54,6 +54,7 @@ _MAX_DEPTH = 64
 _SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split())
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UR UT SV UV UN".split())
 _VRS = _SHORT_VRS | _LONG_VRS
+_LONG_VR_CODES = np.array(sorted(int.from_bytes(v, "little") for v in _LONG_VRS), dtype=np.int64)
 
 
 class StructureError(DicomInputError):
@@ -205,6 +206,16 @@ def _check_rows(buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit:
     if odd.any():
         i = int(np.flatnonzero(odd)[0])
         raise _fail("odd value length", int(rows[i, 2]))
+    if not implicit:
+        # Two reserved bytes follow the VR of the long-length VRs; they must be zero (they
+        # would otherwise be two bytes per element no reader looks at).
+        long_vr = is_elem & np.isin(rows[:, 1], _LONG_VR_CODES)
+        if long_vr.any():
+            at = rows[long_vr, 2] + 6
+            raw = np.frombuffer(buf, dtype=np.uint8)
+            bad = (raw[at] | raw[at + 1]) != 0
+            if bad.any():
+                raise _fail("reserved bytes of an element header are not zero", int(at[bad][0] - 6))
     if implicit:
         opened = is_elem & (rows[:, 6] >= 0) & (lengths == _UNDEFINED)
         for i in np.flatnonzero(opened).tolist():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import keyword_for_tag
@@ -44,8 +44,7 @@ _DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
 _ITEM_TAG = b"\xfe\xff\x00\xe0"
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(NamedTuple):
     """One element's value: where it is (layout, span) and its text values (maybe none)."""
 
     layout: RawLayout
