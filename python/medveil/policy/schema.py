@@ -16,9 +16,14 @@ Example::
     options = ["retain_longitudinal_modified_dates", "clean_descriptors"]
     unknown_elements = "keep"          # or "remove": allow-list mode
     combined_codes = "conservative"    # or "minimal"
+    keep = ["DocumentTitle"]           # kept verbatim: allow-list entries, exempt from the net
 
     [dates]
-    shift_days = 365
+    shift_days = 365                   # 1 to 36500; real dates: retain_longitudinal_full_dates
+
+    [pixels]
+    rules = ["site-devices.toml"]      # next to this file; checked when the policy is loaded
+    pixel_text = "auto"                # "rules" | "detect" | "detect+rules" | "auto"
 
     [pseudonyms]
     prefix = "MV"
@@ -27,7 +32,7 @@ Example::
     [elements]
     PatientWeight = { action = "bin", width = 5 }
     "(0010,1010)" = { action = "age_band", width = 5 }
-    "(60xx,4000)" = "X"
+    "(60xx,3000)" = "K"                # keep overlays: the whole 60xx group stays
     "GEMS_IDEN_01:(0009,xx10)" = "K"
     InstitutionName = { value = "RESEARCH SITE" }
 """
