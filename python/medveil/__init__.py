@@ -5,7 +5,7 @@ from __future__ import annotations
 from medveil._version import __version__
 
 try:
-    from medveil import _core  # noqa: F401  (fail early with a rebuild hint)
+    from medveil import _core as _core  # fail early with a rebuild hint; re-exported
 except ImportError as exc:  # pragma: no cover - only hit on a broken install
     raise ImportError(
         "medveil's compiled core (medveil._core) could not be imported. Reinstall from the "

@@ -1,0 +1,246 @@
+"""Types of medveil's C++ core (the pybind11 module ``medveil._core``).
+
+Generated with pybind11-stubgen, then folded into one file: each submodule of the extension
+is written as a class of static methods so that one ``_core.pyi`` sits beside the binary
+(a stub folder named ``_core`` would compete with it on import).
+"""
+
+from __future__ import annotations
+
+import typing
+
+import numpy
+import numpy.typing
+
+class dispatch:
+    """Which SIMD backend the kernels use"""
+
+    @staticmethod
+    def active() -> str: ...
+    @staticmethod
+    def available() -> list[str]: ...
+    @staticmethod
+    def cpu() -> dict[str, bool]: ...
+    @staticmethod
+    def set_backend(name: str) -> None: ...
+
+class mask:
+    """In-place pixel masking kernels"""
+
+    @staticmethod
+    def fix_unused_bits(
+        pixels: numpy.ndarray, bits_stored: typing.SupportsInt | typing.SupportsIndex, signed: bool
+    ) -> None: ...
+    @staticmethod
+    def mask_regions(
+        pixels: numpy.ndarray,
+        regions: numpy.ndarray,
+        value: typing.Any = 0,
+        *,
+        planar: bool = False,
+    ) -> None: ...
+
+class crypto:
+    """ChaCha20, Poly1305 and the ChaCha20-Poly1305 AEAD"""
+
+    @staticmethod
+    def aead_open(
+        key: typing.Any,
+        nonce: typing.Any,
+        data: typing.Any,
+        *,
+        aad: typing.Any = b"",
+        out: typing.Any = None,
+    ) -> typing.Any: ...
+    @staticmethod
+    def aead_seal(
+        key: typing.Any,
+        nonce: typing.Any,
+        data: typing.Any,
+        *,
+        aad: typing.Any = b"",
+        out: typing.Any = None,
+    ) -> typing.Any: ...
+    @staticmethod
+    def age_open_chunks(
+        key: typing.Any,
+        first_index: typing.SupportsInt | typing.SupportsIndex,
+        data: typing.Any,
+        out: typing.Any,
+        *,
+        final: bool,
+        threads: typing.SupportsInt | typing.SupportsIndex = 0,
+    ) -> int: ...
+    @staticmethod
+    def age_seal_chunks(
+        key: typing.Any,
+        first_index: typing.SupportsInt | typing.SupportsIndex,
+        data: typing.Any,
+        out: typing.Any,
+        *,
+        final: bool,
+        threads: typing.SupportsInt | typing.SupportsIndex = 0,
+    ) -> int: ...
+    @staticmethod
+    def age_sealed_size(length: typing.SupportsInt | typing.SupportsIndex, final: bool) -> int: ...
+    @staticmethod
+    def chacha20_block(key: typing.Any, counter: int, nonce: typing.Any) -> bytes: ...
+    @staticmethod
+    def chacha20_keystream(
+        key: typing.Any,
+        nonce: typing.Any,
+        length: typing.SupportsInt | typing.SupportsIndex,
+        *,
+        counter: int = 0,
+    ) -> bytes: ...
+    @staticmethod
+    def chacha20_xor(
+        key: typing.Any,
+        nonce: typing.Any,
+        data: typing.Any,
+        *,
+        counter: int = 0,
+        out: typing.Any = None,
+    ) -> typing.Any: ...
+    @staticmethod
+    def poly1305(key: typing.Any, data: typing.Any) -> bytes: ...
+    AGE_CHUNK: int
+    AGE_SEALED_CHUNK: int
+    KEY_BYTES: int
+    NONCE_BYTES: int
+    TAG_BYTES: int
+
+class noise:
+    """ChaCha20 CSPRNG and exact Laplace samplers"""
+
+    class Rng:
+        """
+        ChaCha20 fast-key-erasure generator seeded from the operating system.
+        """
+        @staticmethod
+        def insecure_from_seed(seed: typing.Any) -> noise.Rng: ...
+        def __init__(self) -> None: ...
+        def bytes(self, n: typing.SupportsInt | typing.SupportsIndex) -> bytes: ...
+        @property
+        def bytes_used(self) -> int: ...
+        @property
+        def deterministic(self) -> bool: ...
+
+    @staticmethod
+    def bernoulli_exp(
+        rng: noise.Rng,
+        num: typing.SupportsInt | typing.SupportsIndex,
+        den: typing.SupportsInt | typing.SupportsIndex,
+        size: typing.SupportsInt | typing.SupportsIndex,
+    ) -> typing.Any: ...
+    @staticmethod
+    def discrete_laplace(
+        rng: noise.Rng,
+        num: typing.SupportsInt | typing.SupportsIndex,
+        den: typing.SupportsInt | typing.SupportsIndex,
+        size: typing.SupportsInt | typing.SupportsIndex = 0,
+        *,
+        out: typing.Any = None,
+    ) -> numpy.typing.NDArray[numpy.int64]: ...
+    @staticmethod
+    def discrete_laplace_cks(
+        rng: noise.Rng,
+        num: typing.SupportsInt | typing.SupportsIndex,
+        den: typing.SupportsInt | typing.SupportsIndex,
+        size: typing.SupportsInt | typing.SupportsIndex = 0,
+        *,
+        out: typing.Any = None,
+    ) -> numpy.typing.NDArray[numpy.int64]: ...
+    @staticmethod
+    def grid_exponent(scale: typing.SupportsFloat | typing.SupportsIndex) -> int: ...
+    @staticmethod
+    def keystream(
+        key: typing.Any,
+        nonce: typing.Any,
+        counter: typing.SupportsInt | typing.SupportsIndex,
+        n: typing.SupportsInt | typing.SupportsIndex,
+    ) -> bytes: ...
+    @staticmethod
+    def laplace_on_grid(
+        rng: noise.Rng,
+        values: typing.Any,
+        scale: typing.SupportsFloat | typing.SupportsIndex,
+        k: typing.SupportsInt | typing.SupportsIndex,
+        size: typing.SupportsInt | typing.SupportsIndex = 0,
+        *,
+        out: typing.Any = None,
+    ) -> numpy.typing.NDArray[numpy.float64]: ...
+    @staticmethod
+    def rational_scale(scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple[int, int]: ...
+    @staticmethod
+    def uniform_below(
+        rng: noise.Rng,
+        n: int,
+        size: typing.SupportsInt | typing.SupportsIndex = 0,
+        *,
+        out: typing.Any = None,
+    ) -> numpy.typing.NDArray[numpy.uint64]: ...
+
+class textscreen:
+    """Burned-in text screen over 8-bit frames"""
+
+    @staticmethod
+    def check_lines(
+        image: numpy.ndarray,
+        lines: numpy.ndarray,
+        thresholds: numpy.ndarray,
+        *,
+        check_glyphs: typing.SupportsInt | typing.SupportsIndex,
+        min_glyphs_in_noise: typing.SupportsInt | typing.SupportsIndex,
+        narrow: typing.SupportsFloat | typing.SupportsIndex,
+        sparse_ink: typing.SupportsFloat | typing.SupportsIndex,
+        blob_stroke: typing.SupportsFloat | typing.SupportsIndex,
+        noise_factor: typing.SupportsFloat | typing.SupportsIndex,
+        strong_factor: typing.SupportsFloat | typing.SupportsIndex,
+        extend_lines: typing.SupportsInt | typing.SupportsIndex,
+        gap_lines: typing.SupportsInt | typing.SupportsIndex,
+        extend_max: typing.SupportsInt | typing.SupportsIndex,
+    ) -> numpy.typing.NDArray[numpy.int64]: ...
+    @staticmethod
+    def find_text_boxes(
+        image: numpy.ndarray,
+        *,
+        bright: bool = True,
+        dark: bool = True,
+        min_height: typing.SupportsInt | typing.SupportsIndex = 4,
+        max_height: typing.SupportsInt | typing.SupportsIndex = 120,
+        threshold: typing.SupportsInt | typing.SupportsIndex = 40,
+        radius: typing.SupportsInt | typing.SupportsIndex = 7,
+    ) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.float64]]: ...
+    @staticmethod
+    def luma(rgb: numpy.ndarray) -> numpy.typing.NDArray[numpy.uint8]: ...
+    @staticmethod
+    def screen(
+        image: numpy.ndarray,
+        *,
+        bright: bool = True,
+        dark: bool = True,
+        min_height: typing.SupportsInt | typing.SupportsIndex = 4,
+        max_height: typing.SupportsInt | typing.SupportsIndex = 120,
+        threshold: typing.SupportsInt | typing.SupportsIndex = 40,
+        radius: typing.SupportsInt | typing.SupportsIndex = 7,
+        thresholds: typing.Any = None,
+        noise_factor: typing.SupportsFloat | typing.SupportsIndex = 0.0,
+        noise_step: typing.SupportsInt | typing.SupportsIndex = 4,
+        noise_max: typing.SupportsInt | typing.SupportsIndex = 200,
+        scores: bool = True,
+    ) -> tuple[
+        numpy.typing.NDArray[numpy.int64],
+        numpy.typing.NDArray[numpy.float64],
+        numpy.typing.NDArray[numpy.int32],
+    ]: ...
+
+def scan_elements(
+    data: typing.Any,
+    pos: typing.SupportsInt | typing.SupportsIndex,
+    end: typing.SupportsInt | typing.SupportsIndex,
+    implicit: bool,
+    sq_tags: typing.Annotated[numpy.typing.ArrayLike, numpy.uint32],
+) -> tuple[numpy.typing.NDArray[numpy.int64], int, typing.Any]: ...
+
+__version__: str
