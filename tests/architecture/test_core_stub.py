@@ -37,9 +37,9 @@ def _stub_tree() -> dict[str, set[str]]:
 
 def test_stub_lists_every_submodule_and_function() -> None:
     stub = _stub_tree()
-    runtime_top = {
-        n for n in _public(_core) if isinstance(getattr(_core, n), types.ModuleType)
-    } | {n for n in _public(_core) if inspect.isroutine(getattr(_core, n))}
+    runtime_top = {n for n in _public(_core) if isinstance(getattr(_core, n), types.ModuleType)} | {
+        n for n in _public(_core) if inspect.isroutine(getattr(_core, n))
+    }
     assert stub[""] == runtime_top
     for sub, names in stub.items():
         if sub:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-import pytest
-
 import medveil
+import pytest
 
 grimp = pytest.importorskip("grimp")
 
