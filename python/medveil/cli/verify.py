@@ -10,7 +10,7 @@ from pathlib import Path
 from medveil.verify import verify_archive
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``verify`` subcommand."""
     p = sub.add_parser(
         "verify",

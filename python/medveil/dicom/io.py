@@ -36,7 +36,7 @@ class _BufferReader(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
-    def read(self, size: int | None = -1) -> bytes | memoryview:  # type: ignore[override]
+    def read(self, size: int | None = -1) -> bytes | memoryview:
         end = (
             len(self._view) if size is None or size < 0 else min(self._pos + size, len(self._view))
         )

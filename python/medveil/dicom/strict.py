@@ -69,7 +69,7 @@ def _fail(why: str, at: int | None = None) -> StructureError:
 @lru_cache(maxsize=1)
 def sq_tags() -> np.ndarray:
     """Every tag the data dictionary makes a sequence (for Implicit VR scans), sorted."""
-    from pydicom.datadict import DicomDictionary
+    from pydicom._dicom_dict import DicomDictionary
 
     tags = sorted(t for t, entry in DicomDictionary.items() if entry[0] == "SQ")
     return np.array(tags, dtype=np.uint32)

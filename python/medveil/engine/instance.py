@@ -207,7 +207,7 @@ def _clean_raw(
         allow = allowance(engine)
         check_written(b"".join(out.parts), terms, allow)
         return _written(
-            out.final,  # type: ignore[arg-type]
+            out.final,
             out.parts,  # type: ignore[arg-type]
             out.report,
             size_in,

@@ -63,7 +63,7 @@ def _codecs(raw: bytes) -> list[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return convert_encodings(terms)  # type: ignore[arg-type]
+            return convert_encodings(terms)
         except Exception:
             return ["iso8859"]
 

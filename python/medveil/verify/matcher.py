@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Any
 
-AnyStr = TypeVar("AnyStr", str, bytes)
+# Patterns and haystacks are all str or all bytes; the matchers serve both kinds.
+Text = str | bytes
 
 try:  # optional extra: medveil[verify-fast]
     import ahocorasick as _ahocorasick
@@ -34,8 +35,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 _WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789")
 
 
-def _trie(patterns: Iterable[AnyStr]) -> dict:
-    root: dict = {}
+def _trie(patterns: Iterable[Text]) -> dict[Any, Any]:
+    root: dict[Any, Any] = {}
     for p in patterns:
         node = root
         for ch in p if isinstance(p, str) else [p[i : i + 1] for i in range(len(p))]:
@@ -44,7 +45,7 @@ def _trie(patterns: Iterable[AnyStr]) -> dict:
     return root
 
 
-def _trie_regex(node: dict, esc: Callable[[list], str]) -> str:
+def _trie_regex(node: dict[Any, Any], esc: Callable[[list[Any]], str]) -> str:
     """Regex text of a trie node; the 'end here' choice comes last, so matches are longest."""
     branches = []
     for ch in sorted(k for k in node if k != ""):
@@ -63,30 +64,30 @@ def _trie_regex(node: dict, esc: Callable[[list], str]) -> str:
     return "(?:" + "|".join(branches) + ")"
 
 
-class _Base(Generic[AnyStr]):
+class _Base:
     """Shared interface: ``find(haystack)`` yields ``(start, end, pattern_index)``."""
 
-    def __init__(self, patterns: Sequence[AnyStr], *, utf16: bool = False) -> None:
-        self.patterns = list(patterns)
+    def __init__(self, patterns: Sequence[Text], *, utf16: bool = False) -> None:
+        self.patterns: list[Any] = list(patterns)
         self.utf16 = utf16
-        self._index = {p: i for i, p in enumerate(self.patterns)}
+        self._index: dict[Any, int] = {p: i for i, p in enumerate(self.patterns)}
 
     def __len__(self) -> int:
         return len(self.patterns)
 
 
-class RegexMatcher(_Base[AnyStr]):
+class RegexMatcher(_Base):
     """Trie-shaped compiled regex, longest boundary-respecting match at each position."""
 
-    def __init__(self, patterns: Sequence[AnyStr], *, utf16: bool = False) -> None:
+    def __init__(self, patterns: Sequence[Text], *, utf16: bool = False) -> None:
         super().__init__(patterns, utf16=utf16)
-        self._re: re.Pattern | None = None
+        self._re: re.Pattern[Any] | None = None
         if not self.patterns:
             return
         is_bytes = isinstance(self.patterns[0], bytes)
         if is_bytes:
 
-            def esc(run: list) -> str:
+            def esc(run: list[Any]) -> str:
                 return "".join(re.escape(b.decode("latin-1")) for b in run)
 
             body = _trie_regex(_trie(self.patterns), esc)
@@ -98,17 +99,17 @@ class RegexMatcher(_Base[AnyStr]):
             self._re = re.compile(f"(?=({pre}{body}{post}))".encode("latin-1"), re.DOTALL)
         else:
 
-            def esc(run: list) -> str:
+            def esc(run: list[Any]) -> str:
                 return re.escape("".join(run))
 
             body = _trie_regex(_trie(self.patterns), esc)
             self._re = re.compile(rf"(?=((?<![^\W_]){body}(?![^\W_])))", re.DOTALL)
 
-    def find(self, haystack: AnyStr) -> list[tuple[int, int, int]]:
+    def find(self, haystack: Any) -> list[tuple[int, int, int]]:
         """Every ``(start, end, pattern index)`` of the longest match at each start."""
         if self._re is None:
             return []
-        out = []
+        out: list[tuple[int, int, int]] = []
         index = self._index
         for m in self._re.finditer(haystack):
             s, e = m.span(1)
@@ -125,15 +126,15 @@ def _is_word_char(h: str | bytes, i: int, utf16: bool) -> bool:
     return 0 <= i < len(h) and h[i] in _WORD_BYTES
 
 
-class AhoCorasickMatcher(_Base[AnyStr]):
+class AhoCorasickMatcher(_Base):
     """Aho-Corasick automaton (pyahocorasick); same results as :class:`RegexMatcher`."""
 
-    def __init__(self, patterns: Sequence[AnyStr], *, utf16: bool = False) -> None:
+    def __init__(self, patterns: Sequence[Text], *, utf16: bool = False) -> None:
         if _ahocorasick is None:
             raise ImportError("pyahocorasick is not installed: pip install 'medveil[verify-fast]'")
         super().__init__(patterns, utf16=utf16)
         self._bytes = bool(self.patterns) and isinstance(self.patterns[0], bytes)
-        self._auto = None
+        self._auto: Any = None
         if not self.patterns:
             return
         # pyahocorasick's str automaton takes str keys; bytes map 1:1 through Latin-1.
@@ -144,7 +145,7 @@ class AhoCorasickMatcher(_Base[AnyStr]):
         auto.make_automaton()
         self._auto = auto
 
-    def find(self, haystack: AnyStr) -> list[tuple[int, int, int]]:
+    def find(self, haystack: Any) -> list[tuple[int, int, int]]:
         """Every ``(start, end, pattern index)`` of the longest match at each start."""
         if self._auto is None or not haystack:
             return []
@@ -167,7 +168,7 @@ def have_aho_corasick() -> bool:
 
 
 def make_matcher(
-    patterns: Sequence[AnyStr], *, utf16: bool = False, engine: str = "auto"
+    patterns: Sequence[Text], *, utf16: bool = False, engine: str = "auto"
 ) -> RegexMatcher | AhoCorasickMatcher:
     """Build the fastest available matcher (``engine``: 'auto', 'regex' or 'aho')."""
     if engine == "aho" or (engine == "auto" and _ahocorasick is not None):

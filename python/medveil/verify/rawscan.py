@@ -85,13 +85,20 @@ class _Walker:
         self.explicit = explicit
 
     def _u16(self, pos: int) -> int:
-        return struct.unpack_from(self.e + "H", self.buf, pos)[0]
+        return int(struct.unpack_from(self.e + "H", self.buf, pos)[0])
 
     def _u32(self, pos: int) -> int:
-        return struct.unpack_from(self.e + "I", self.buf, pos)[0]
+        return int(struct.unpack_from(self.e + "I", self.buf, pos)[0])
 
     def dataset(
-        self, pos: int, end: int, prefix: str, private: bool, depth: int, *, stop_group=None
+        self,
+        pos: int,
+        end: int,
+        prefix: str,
+        private: bool,
+        depth: int,
+        *,
+        stop_group: int | None = None,
     ) -> int:
         """Walk elements from ``pos`` to ``end``; returns where it stopped."""
         buf = self.buf

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 #: Report categories, in display order.
 CATEGORIES: tuple[str, ...] = (
@@ -90,7 +91,7 @@ class VerifyReport:
         """0 when clean, 1 otherwise (the CLI's exit status)."""
         return 0 if self.clean else 1
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary of the whole report."""
         return {
             "clean": self.clean,
@@ -165,5 +166,5 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _finding_dict(f: Finding) -> dict:
+def _finding_dict(f: Finding) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(f).items()}

@@ -428,8 +428,8 @@ class Scanner:
 
 
 def verify_archive(
-    originals: str | os.PathLike,
-    output: str | os.PathLike,
+    originals: str | os.PathLike[str],
+    output: str | os.PathLike[str],
     strict: bool = False,
     *,
     allow: Iterable[int | str] = (),
