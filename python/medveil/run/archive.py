@@ -717,7 +717,7 @@ def _process_one(item: Item, batch: Any) -> dict[str, object]:
         finally:
             _arm(0)
     except _Timeout:
-        why = f"timed out: over {limit:.0f} s for {size / 1e6:.1f} MB (--file-timeout)"
+        why = f"timed out: over {limit:.1f} s for {size / 1e6:.1f} MB (--file-timeout)"
         return {"status": "quarantined", "reason": why, "size_in": size}
     except _Verdict as exc:
         prefix = "cannot read: " if exc.status == "quarantined" and exc.errno != errno.EFBIG else ""
