@@ -732,10 +732,13 @@ def _uid_root(c: Canaries) -> Case:
 
 @place("document-title-even-id", "3 post-check")
 def _even_id(c: Canaries) -> Case:
+    # An even-length ID has no padding byte: in the raw bytes the next element's tag
+    # follows it directly ((0042,0011): 0x42 'B' reads as a letter).
+    c.patient_id = "QX" + c.digits(6)
     ds = base(c)
-    ds.DocumentTitle = c.patient_id + "X"  # even length: no padding byte before (0042,xxxx)
+    ds.DocumentTitle = c.patient_id
     ds.add_new(0x00420011, "OB", b"%PDF")
-    return _case(c, save(ds), [(c.patient_id + "X", "id")])
+    return _case(c, save(ds))
 
 
 @place("modality-holds-name", "1 length overrun")

@@ -244,3 +244,46 @@ def test_verify_catches_what_leaks(engine: Deidentifier, place: str, tmp_path: P
         report = verify_archive(tmp_path / "orig", folder)
         if truth:
             assert report.findings, f"{place}: verify missed {len(truth)} leaked canaries"
+
+
+def _naive(data: bytes) -> bytes:
+    """A de-identifier that only replaces the patient's name, IDs, dates and UIDs."""
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(io.BytesIO(data))
+        for kw, value in (
+            ("PatientName", "ANON"),
+            ("PatientID", "ANON"),
+            ("PatientBirthDate", ""),
+            ("AccessionNumber", ""),
+            ("StudyDate", "20000101"),
+            ("SOPInstanceUID", "2.25.1"),
+            ("StudyInstanceUID", "2.25.2"),
+            ("SeriesInstanceUID", "2.25.3"),
+            ("FrameOfReferenceUID", "2.25.4"),
+        ):
+            if kw in ds:
+                setattr(ds, kw, value)
+        ds.file_meta.MediaStorageSOPInstanceUID = "2.25.1"
+        buf = io.BytesIO()
+        ds.save_as(buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("place", [c.place for c in CASES if not c.damaged])
+def test_verify_catches_every_hiding_place(place: str, tmp_path: Path) -> None:
+    """verify alone finds what a naive de-identifier leaves in each hiding place."""
+    case = BY_PLACE[place]
+    out = _naive(case.data)
+    truth = leaks(case, out)
+    if not truth:
+        pytest.skip("the naive cleaning left nothing of this case")
+    (tmp_path / "orig").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "orig" / "a.dcm").write_bytes(case.data)
+    (tmp_path / "out" / "b.dcm").write_bytes(out)
+    report = verify_archive(tmp_path / "orig", tmp_path / "out")
+    assert report.findings, f"{place}: verify missed {len(truth)} leaked canaries"
+    assert report.exit_code == 1

@@ -37,7 +37,7 @@ from medveil.errors import QuarantineError
 from medveil.verify.elements import Decoded, decoded_elements, value_segments
 from medveil.verify.matcher import make_matcher
 from medveil.verify.rawscan import RawLayout, Span
-from medveil.verify.values import STOP_WORDS, Learner, normalize
+from medveil.verify.values import STOP_WORDS, Learner, date_spellings, normalize
 
 MIN_TERM = 3
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
@@ -136,21 +136,6 @@ _ENCODINGS = (
 )
 _ASCII_ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be")
 _FOLD = bytes((b + 32 if 65 <= b <= 90 else 32 if b == 0x5E else b) for b in range(256))
-_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
-
-
-def birth_date_spellings(da: str) -> list[str]:
-    """A DA value as people write it: 1951-02-27, 27/02/1951, 27.02.1951, 27 feb 1951, ..."""
-    if len(da) != 8 or not da.isdigit():
-        return []
-    y, m, d = da[:4], da[4:6], da[6:]
-    out = [da, f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{y}.{m}.{d}", f"{d}/{m}/{y}", f"{d}.{m}.{y}"]
-    out += [f"{d}-{m}-{y}", f"{m}/{d}/{y}", f"{m}-{d}-{y}"]
-    if 1 <= int(m) <= 12:
-        mon = _MONTHS[int(m) - 1]
-        for dd in {d, d.lstrip("0")}:
-            out += [f"{dd} {mon} {y}", f"{mon} {dd} {y}", f"{dd}-{mon}-{y}", f"{mon} {dd}, {y}"]
-    return out
 
 
 @dataclass
@@ -255,7 +240,8 @@ def _identity(terms: Terms, tag: int, text: str) -> None:
             if len(part) >= MIN_TERM and part.upper() not in STOP_WORDS:
                 terms.always.add(part)
     if tag == _BIRTH_DATE:
-        for spelled in birth_date_spellings(text.strip()):
+        da = text.strip()
+        for spelled in (da, *date_spellings(da)) if len(da) == 8 and da.isdigit() else ():
             terms.always.add(spelled)
 
 

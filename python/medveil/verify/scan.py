@@ -37,6 +37,9 @@ _FOLD = bytes((b + 32 if 65 <= b <= 90 else 32 if b == 0x5E else b) for b in ran
 _NUMERIC_VRS = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"})
 _TEXT_NUMBER_VRS = frozenset({"IS", "DS"})
 _DATE_VRS = frozenset({"DA", "DT", "TM"})
+# Free text (not SH/CS/AE codes and IDs: a StudyID of 8 digits is a number, not a date).
+_FREE_TEXT_VRS = frozenset({"LO", "ST", "LT", "UT", "UC", "UN", "OB"})
+_EIGHT_DIGITS = re.compile(r"(?<![0-9])([0-9]{8})(?![0-9])")
 _NATIVE_TS = frozenset(
     {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
 )
@@ -190,6 +193,17 @@ class Scanner:
                 if vr in _DATE_VRS or (private and texts and is_date_value(texts[0])):
                     for t in texts:
                         for d in dates_in(t):
+                            if d in self.index.dates and (path, d) not in seen:
+                                seen.add((path, d))
+                                cat = self._category("dates", in_meta, private, "dates")
+                                findings.append(
+                                    self._finding(file, cat, path, "element", d, "dates")
+                                )
+                elif vr in _FREE_TEXT_VRS:
+                    # An original date written into text, unshifted, is a leak too.
+                    for t in texts:
+                        for m in _EIGHT_DIGITS.finditer(t):
+                            d = m.group(1)
                             if d in self.index.dates and (path, d) not in seen:
                                 seen.add((path, d))
                                 cat = self._category("dates", in_meta, private, "dates")

@@ -133,6 +133,7 @@ IDENTITY_KEYWORDS: tuple[str, ...] = (
     "BirthName",
 )
 
+_BIRTH_DATE = 0x00100030
 _ID_KEYWORD = re.compile(r"(?:ID|IDs|Identifier|Identifiers|Number|Numbers)$|Issuer")
 _TEXT_VRS = frozenset({"LO", "SH", "UC", "ST", "LT", "UT"})
 _LEAD_DATE_RE = re.compile(r"(\d{8})\d")
@@ -295,8 +296,21 @@ class ValueIndex:
     originals: int = 0
     skipped: int = 0
 
-    def add(self, text: str, kind: str, source: str, *, strict: bool, component: bool) -> None:
-        """Record one value under the counting rule; shorter or common values are skipped."""
+    def add(
+        self,
+        text: str,
+        kind: str,
+        source: str,
+        *,
+        strict: bool,
+        component: bool,
+        text_search: bool = False,
+    ) -> None:
+        """Record one value under the counting rule; shorter or common values are skipped.
+
+        Dates go to :attr:`dates` (searched in date elements), unless ``text_search``:
+        then, like every other kind, to :attr:`values` (searched everywhere).
+        """
         norm = _cut(normalize(text))
         if not norm:
             return
@@ -308,7 +322,7 @@ class ValueIndex:
         ):
             self.skipped += 1
             return
-        table = self.dates if kind == "dates" else self.values
+        table = self.dates if kind == "dates" and not text_search else self.values
         cur = table.get(norm)
         if cur is None:
             cur = table[norm] = LearnedValue(norm, kind)
@@ -348,6 +362,26 @@ def _pn_parts(text: str) -> list[tuple[str, bool]]:
             out += [(f"{comps[0]} {comps[1]}", False), (f"{comps[1]} {comps[0]}", False)]
         elif len(comps) == 2 and comps[0] and comps[1]:
             out.append((f"{comps[1]} {comps[0]}", False))
+        if len(comps) >= 2 and comps[0] and comps[1]:
+            # ... or runs them together (JohnDoe, DOEJOHN).
+            out += [(comps[1] + comps[0], False), (comps[0] + comps[1], False)]
+    return out
+
+
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+
+
+def date_spellings(da: str) -> list[str]:
+    """A YYYYMMDD date as people write it in text: 1951-02-27, 27/02/1951, 27 Feb 1951, ..."""
+    if len(da) != 8 or not da.isdigit():
+        return []
+    y, m, d = da[:4], da[4:6], da[6:]
+    out = [f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{y}.{m}.{d}", f"{d}/{m}/{y}", f"{d}.{m}.{y}"]
+    out += [f"{d}-{m}-{y}", f"{m}/{d}/{y}", f"{m}-{d}-{y}"]
+    if 1 <= int(m) <= 12:
+        mon = _MONTHS[int(m) - 1]
+        for dd in {d, d.lstrip("0")}:
+            out += [f"{dd} {mon} {y}", f"{mon} {dd} {y}", f"{dd}-{mon}-{y}", f"{mon} {dd}, {y}"]
     return out
 
 
@@ -383,6 +417,17 @@ class Learner:
             if kind == "dates":
                 for d in dates_in(t):
                     index.add(d, "dates", src, strict=True, component=False)
+                    if tag == _BIRTH_DATE:
+                        # The birth date is searched in any text, in every spelling.
+                        for spelled in (d, *date_spellings(d)):
+                            index.add(
+                                spelled,
+                                "dates",
+                                src,
+                                strict=True,
+                                component=False,
+                                text_search=True,
+                            )
             elif kind == "uids":
                 t = t.strip("\x00 ")
                 if not is_well_known_uid(t):
