@@ -32,6 +32,8 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEGLSLossless,
+    RLELossless,
 )
 
 # Encodings a canary is searched in, whatever the case's own character set.
@@ -406,6 +408,24 @@ for _name, _ts in (
     ("deflated", DeflatedExplicitVRLittleEndian),
 ):
     place(f"syntax-{_name}", "3 post-check")(_syntax(_ts))
+
+
+def _encapsulated(syntax: str) -> Builder:
+    def build(c: Canaries) -> Case:
+        import numpy as np
+
+        ds = base(c)
+        ds.StudyDescription = f"{c.family} {c.patient_id}"
+        ds.add_new(0x00090010, "LO", "ACME 1.0")
+        ds.add_new(0x00091001, "LO", c.name)
+        ds.compress(syntax, np.zeros((8, 8), dtype=np.uint16))
+        return _case(c, save(ds, syntax))
+
+    return build
+
+
+for _name, _ts in (("rle", RLELossless), ("jpeg-ls", JPEGLSLossless)):
+    place(f"syntax-{_name}", "3 post-check")(_encapsulated(_ts))
 
 
 @place("deflated-free-text", "3 post-check")
