@@ -88,3 +88,46 @@ def test_a_declined_file_says_why_without_values(demo_files) -> None:
     assert result.status == "written" and result.engine == "dataset"
     assert result.declined == "not a little-endian transfer syntax it covers"
     assert clean_instance(engine, demo_files[0]).engine == "raw"
+
+
+def _with(demo: bytes, **values: str) -> bytes:
+    """A demo file with some top-level values replaced (pydicom writes it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(io.BytesIO(demo))
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("road", ["dataset", "raw"])
+def test_the_catalog_takes_coded_values_only(demo_files, monkeypatch, road) -> None:
+    """A Modality or body part that is not a short CS code is left out of the catalog."""
+    monkeypatch.setattr(instance, "USE_RAW_ENGINE", road == "raw")
+    engine = Deidentifier(Policy(pixel_rule_files=(str(demo_rule_file()),)), SECRET)
+    good = clean_instance(engine, demo_files[0])
+    assert good.status == "written" and good.row["modality"] in ("CT", "MR", "US", "CR")
+    odd = clean_instance(engine, _with(demo_files[0], Modality="brain scan, left"))
+    assert odd.status == "written"  # nothing identifying: released, without the column
+    assert odd.row["modality"] == ""  # lower case and a comma: not a CS code
+    for column in ("study_uid", "series_uid", "sop_uid"):
+        assert all(p.isdigit() for p in str(good.row[column]).split("."))
+
+
+@pytest.mark.parametrize("road", ["dataset", "raw"])
+def test_an_unlisted_uid_under_the_dicom_root_never_reaches_path_or_catalog(
+    demo_files, monkeypatch, road
+) -> None:
+    """1.2.840.10008.x UIDs absent from pydicom's dictionary are instance UIDs like others."""
+    monkeypatch.setattr(instance, "USE_RAW_ENGINE", road == "raw")
+    engine = Deidentifier(Policy(pixel_rule_files=(str(demo_rule_file()),)), SECRET)
+    uid = "1.2.840.10008.9.20240131.4711"
+    data = _with(demo_files[0], SOPInstanceUID=uid, StudyInstanceUID=uid + ".1")
+    result = clean_instance(engine, data)
+    assert result.status in ("written", "quarantined")
+    if result.status == "written":
+        assert uid not in result.relpath
+        assert uid not in repr(result.row)
+        assert uid.encode() not in result.data
