@@ -338,3 +338,85 @@ def test_arrow_sink_writes_through_pyarrow_fs(tmp_path) -> None:
         "out/P1/1.2/1.2.3/1.2.3.4.dcm": b"second",
         "out/P2/9/9.1/9.1.1.dcm": b"other",
     }
+
+
+# ---------------------------------------------------------------------------- faults
+def test_dotdot_uids_write_nothing_outside_output_on_spark(spark, tmp_path) -> None:
+    """Retained UIDs of '..' are quarantined on the executors; nothing lands outside OUTPUT."""
+    import dataclasses
+    import io
+    import warnings
+
+    from medveil.policy.standard import Option
+
+    src = tmp_path / "in"
+    files = write_demo_archive(src)
+    template = next(p for p in files if p.parent.name == "ct")
+    ds = pydicom.dcmread(template)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid UI values
+        ds.StudyInstanceUID = ds.SeriesInstanceUID = ".."
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+    (src / "hostile.dcm").write_bytes(buf.getvalue())
+    out = tmp_path / "a" / "b" / "out"
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    policy = dataclasses.replace(POLICY, options=(*POLICY.options, Option.RETAIN_UIDS))
+    df = mspark.deidentify_archive(spark, str(src), str(out), policy=policy, secret=SECRET)
+    rows = {r["status"]: r["reason"] for r in df.collect() if r["status"] == "quarantined"}
+    assert rows == {
+        "quarantined": "unsafe output path: the Study Instance UID is not a valid path component"
+    }
+    after = {p for p in tmp_path.rglob("*") if p.is_file() and out not in p.parents}
+    assert after == before
+
+
+def _cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell: no PYSPARK_* prepared, the system python3 on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPARK")}
+    env["PATH"] = "/usr/bin:/bin"
+    env.update(extra)
+    return env
+
+
+@pytest.mark.slow
+def test_cli_local_master_from_a_venv_needs_no_prepared_environment(archive, tmp_path) -> None:
+    """Executors of a local master run the CLI's interpreter, not the python3 on PATH."""
+    import subprocess
+
+    if shutil.which("python3", path="/usr/bin:/bin") is None:
+        pytest.skip("no system python3 to stand in for the wrong interpreter")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET.hex())
+    secret_file.chmod(0o600)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[pixels]\nrules = ["{demo_rule_file()}"]\n')
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "medveil", "deid", str(archive), str(out), "--quiet"]
+    cmd += ["--engine", "spark", "--master", "local[1]", "--secret-file", str(secret_file)]
+    cmd += ["--policy", str(policy)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_cli_env(), timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # two damaged inputs quarantined
+    assert "42 written" in proc.stdout and "ModuleNotFoundError" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_executors_without_medveil_fail_before_the_job_in_one_line(archive, tmp_path) -> None:
+    import subprocess
+
+    system = shutil.which("python3", path="/usr/bin:/bin")
+    if system is None or subprocess.run([system, "-c", "import medveil"]).returncode == 0:
+        pytest.skip("needs a system python3 without medveil")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET.hex())
+    secret_file.chmod(0o600)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "medveil", "spark-deid", str(archive), str(out)]
+    cmd += ["--master", "local[1]", "--secret-file", str(secret_file)]
+    env = _cli_env(PYSPARK_PYTHON=system)  # as on a cluster whose nodes lack medveil
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("medveil: the Spark executors") and "PYSPARK_PYTHON" in last
+    assert "docs/spark.md" in last and "Traceback" not in proc.stderr
+    assert not list(out.rglob("*.dcm"))

@@ -156,18 +156,16 @@ def default_executor_python(master: str | None) -> None:
         os.environ["PYSPARK_PYTHON"] = sys.executable
 
 
-def _probe(_: object) -> bool:
-    """Executor side: whether medveil can be imported there."""
-    import importlib.util
-
-    return importlib.util.find_spec("medveil") is not None
-
-
 def check_executor_python(spark: Any) -> None:
     """Fail before the job, in one line, when the executors' Python lacks medveil."""
     where = "PYSPARK_PYTHON=" + os.environ.get("PYSPARK_PYTHON", "(unset: python3 on PATH)")
+    import importlib.util
+
+    # A lambda: cloudpickle ships it by value, so the executor need not import medveil to
+    # run it (a module function would be unpickled from medveil and fail with a traceback).
+    probe = lambda _: importlib.util.find_spec("medveil") is not None  # noqa: E731
     try:
-        ok = all(spark.sparkContext.parallelize([0], 1).map(_probe).collect())
+        ok = all(spark.sparkContext.parallelize([0], 1).map(probe).collect())
     except Exception as exc:  # a Python the executors cannot start, a version mismatch
         raise MedveilError(
             f"the Spark executors cannot run Python ({type(exc).__name__}; {where}): set "
