@@ -201,7 +201,7 @@ def learn_terms(data: bytes | bytearray | memoryview) -> Terms:
     then follows the file exactly, so every element at every depth is learned from.
     """
     _, decoded = decoded_elements(bytes(data))
-    learner = Learner(strict=False)
+    learner = Learner(strict=False, spell_birth_date=False)  # _identity spells it
     terms = Terms()
     for d in decoded:
         sp = d.span

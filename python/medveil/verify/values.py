@@ -393,8 +393,10 @@ class Learner:
     then search for the same values, learned by the same rules.
     """
 
-    def __init__(self, *, strict: bool = False) -> None:
+    def __init__(self, *, strict: bool = False, spell_birth_date: bool = True) -> None:
         self.strict = strict
+        # The birth date in every written spelling (verify); the post-check adds its own.
+        self.spell_birth_date = spell_birth_date
         self.index = ValueIndex()
         self.benign: set[str] = set()
         self.software_uids: set[str] = set()
@@ -417,7 +419,7 @@ class Learner:
             if kind == "dates":
                 for d in dates_in(t):
                     index.add(d, "dates", src, strict=True, component=False)
-                    if tag == _BIRTH_DATE:
+                    if tag == _BIRTH_DATE and self.spell_birth_date:
                         # The birth date is searched in any text, in every spelling.
                         for spelled in (d, *date_spellings(d)):
                             index.add(
