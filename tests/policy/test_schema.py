@@ -9,6 +9,7 @@ from medveil.engine.dataset import Deidentifier
 from medveil.errors import PolicyError
 from medveil.policy.choices import CombinedCodes, PixelMask, PixelText, UnknownElements
 from medveil.policy.schema import Policy
+from medveil.policy.standard import Option
 from pydicom.dataset import Dataset
 
 SECRET = bytes(range(32))
@@ -137,3 +138,21 @@ def test_check_files_false_validates_the_text_alone() -> None:
     assert Policy.from_toml(text, check_files=False).pixel_rule_files == ("site-devices.toml",)
     with pytest.raises(PolicyError, match="rules must be a list"):
         Policy.from_toml('[pixels]\nrules = "x.toml"\n', check_files=False)
+
+
+def test_python_built_policies_get_the_same_checks() -> None:
+    p = Policy(options=("retain_uids", Option.CLEAN_DESCRIPTORS))  # type: ignore[arg-type]
+    assert p.options == (Option.RETAIN_UIDS, Option.CLEAN_DESCRIPTORS)
+    with pytest.raises(PolicyError, match="unknown profile option"):
+        Policy(options=("retain_uidz",))  # type: ignore[arg-type]
+    with pytest.raises(PolicyError, match="exclude each other"):
+        Policy(
+            options=(
+                Option.RETAIN_LONGITUDINAL_FULL_DATES,
+                Option.RETAIN_LONGITUDINAL_MODIFIED_DATES,
+            )
+        )
+    with pytest.raises(PolicyError, match="pseudonym_length"):
+        Policy(pseudonym_length=8)
+    with pytest.raises(PolicyError, match="pseudonym_prefix"):
+        Policy(pseudonym_prefix="lower")

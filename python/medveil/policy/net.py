@@ -109,13 +109,17 @@ def net_rules(
         if found is None:
             continue
         action, why = found
+        entry = keep_list().get(tag)
+        # A device identifier kept because the policy retains device identity is that
+        # option's decision (as the table's own rows under it), not the net's.
+        decided = entry.when.name.lower() if action == "K" and entry and entry.when else DECIDED_BY
         yield (
             tag,
             Rule(
                 f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
                 keyword,
                 action,
-                DECIDED_BY,
+                decided,
                 not retired,
                 (),
                 why,

@@ -259,6 +259,24 @@ class Policy:
             raise PolicyError(
                 f"shift_days must be an integer from 1 to 36500, got {self.shift_days!r}"
             )
+        options = []
+        for o in self.options:
+            try:
+                options.append(o if isinstance(o, Option) else Option.from_name(str(o)))
+            except ValueError as exc:
+                raise PolicyError(str(exc)) from None
+        self.options = tuple(dict.fromkeys(options))
+        for a, b in EXCLUSIVE:
+            if a in self.options and b in self.options:
+                raise PolicyError(f"{a.name.lower()} and {b.name.lower()} exclude each other")
+        if not re.fullmatch(r"[A-Z0-9_-]{0,8}", str(self.pseudonym_prefix)):
+            raise PolicyError("pseudonym_prefix must be 0-8 characters of A-Z, 0-9, '_' or '-'")
+        if (
+            not isinstance(self.pseudonym_length, int)
+            or isinstance(self.pseudonym_length, bool)
+            or not 16 <= self.pseudonym_length <= 52
+        ):
+            raise PolicyError("pseudonym_length must be an integer from 16 to 52")
         if not isinstance(self.allow_unmatched_burned_in, bool):
             raise PolicyError("allow_unmatched_burned_in must be true or false")
         for name in ("keep", "pseudonymized", "clean_patterns", "pixel_rule_files"):
