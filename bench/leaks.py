@@ -7,7 +7,8 @@ per hiding place, each with its own canaries) goes through ``clean_instance``, t
 pipeline ``medveil deid``, the gateway and Spark share, under the default policy and under
 the default plus each single PS3.15 option. A case leaks when any of its canaries is in
 the written file (any encoding, inflated too), its output path or its catalog row;
-canaries an option keeps on purpose are not counted (instance UIDs under Retain UIDs,
+options the default has are measured by taking each away (``no_...``); canaries an
+option keeps on purpose are not counted (instance UIDs under Retain UIDs,
 study dates under Retain Longitudinal Full Dates; names, IDs and the birth date always
 are). With --api the Python API road (``Deidentifier.apply`` then ``write_dataset``,
 without the pipeline's post-check) is counted as well.
@@ -53,14 +54,20 @@ def policies() -> dict[str, tuple[Policy, set[str]]]:
     default = Policy()
     out = {"default": (default, set())}
     for opt in Option:
+        # An option the default has is measured by taking it away ("no_..."), the others
+        # by adding them.
         if opt in default.options:
-            continue
+            name, options = f"no_{opt.name.lower()}", tuple(o for o in default.options if o != opt)
+            kept: set[str] = set()
+        else:
+            name, options = opt.name.lower(), (*default.options, opt)
+            kept = KEPT_BY.get(opt, set())
         try:
-            pol = Policy(options=(*default.options, opt))
-        except MedveilError as exc:  # an option the policy layer refuses alone
-            print(f"skipping {opt.name}: {exc}", file=sys.stderr)
+            pol = Policy(options=options)
+        except MedveilError as exc:  # a combination the policy layer refuses
+            print(f"skipping {name}: {exc}", file=sys.stderr)
             continue
-        out[opt.name.lower()] = (pol, KEPT_BY.get(opt, set()))
+        out[name] = (pol, kept)
     return out
 
 
@@ -115,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
                 cells[("api", pname, case.place)] = run_api(engine, case, kept)
     elapsed = time.perf_counter() - t0
     names = list(pols)
-    short = {n: n.replace("retain_", "r_").replace("longitudinal_", "l_")[:12] for n in names}
+    short = {
+        n: n.replace("retain_", "r_").replace("longitudinal_", "l_").replace("clean_", "c_")[:12]
+        for n in names
+    }
     width = max(len(c.place) for c in cases) + 2
     any_leak = False
     for road in roads:
@@ -126,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{case.place:<{width}}{case.klass[:27]:<28}{row}")
         print()
         print(
-            f"{'policy':<34}{'planted':>8}{'written':>8}{'quarant.':>9}{'leaked':>7}"
+            f"{'policy':<40}{'planted':>8}{'written':>8}{'quarant.':>9}{'leaked':>7}"
             f"{'release (undamaged)':>21}"
         )
         undamaged = [c for c in cases if not c.damaged]
@@ -136,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             rel = sum(cells[(road, n, c.place)] == "w" for c in undamaged)
             any_leak |= road == "pipeline" and leak > 0
             print(
-                f"{n:<34}{len(cases):>8}{w:>8}{q:>9}{leak:>7}"
+                f"{n:<40}{len(cases):>8}{w:>8}{q:>9}{leak:>7}"
                 f"{rel:>12}/{len(undamaged)} ({100 * rel / max(1, len(undamaged)):.0f}%)"
             )
     runs = len(cases) * len(pols) * len(roads)
