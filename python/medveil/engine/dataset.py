@@ -28,6 +28,7 @@ from pydicom.tag import BaseTag
 from medveil import __version__
 from medveil.dicom.io import read_dataset, write_dataset
 from medveil.dicom.peek import raw_text
+from medveil.dicom.pydicom_private import raw_element
 from medveil.dicom.writer import LONG_VRS
 from medveil.durable import atomic_write
 from medveil.engine import decide
@@ -84,33 +85,13 @@ def _vr_of(elem: object, tag: int) -> str:
     return dictionary_vr(tag) or "UN"
 
 
-def raw_element(
-    tag: int,
-    vr: str | None,
-    value: bytes | memoryview,
-    *,
-    implicit: bool = False,
-    little: bool = True,
-    length: int | None = None,
-    tell: int = 0,
-) -> RawDataElement:
-    """A RawDataElement for an encoded value (VR None for Implicit VR)."""
-    return RawDataElement(
-        tag=tag if isinstance(tag, BaseTag) else BaseTag(tag),
-        VR=None if implicit else vr,
-        length=len(value) if length is None else length,
-        value=value,  # type: ignore[arg-type]  # pydicom reads views of a buffer as values too
-        value_tell=tell,
-        is_implicit_VR=implicit,
-        is_little_endian=little,
-        is_raw=True,
-        is_buffered=False,
-    )
-
-
 def _raw_element(tag: BaseTag, vr: str, value: bytes, like: RawDataElement) -> RawDataElement:
     """A raw element holding `value`, encoded like the element `like` was."""
-    return raw_element(tag, vr, value, implicit=like.is_implicit_VR, little=like.is_little_endian)
+    implicit = like.is_implicit_VR
+    vr_or_none = None if implicit else vr
+    return raw_element(
+        tag, vr_or_none, len(value), value, implicit=implicit, little=like.is_little_endian
+    )
 
 
 def _put(ds: Dataset, tag: BaseTag, old: object, vr: str, values: list[str]) -> None:
@@ -333,6 +314,9 @@ class Deidentifier:
                     )
                 continue  # kept as it is: the common case
             if rule is None:
+                if itag >> 16 & 1:  # the common route of a rule-less tag, without a call
+                    private.append(tag)
+                    continue
                 route, rule = decider.rule(itag)
                 if route == "private":
                     private.append(tag)
@@ -543,5 +527,8 @@ def encode_raw(ds: Dataset, implicit: bool, little: bool) -> dict[BaseTag, RawDa
         data = fp.getvalue()
         header = 8 if implicit or elem.VR not in LONG_VRS else 12
         value = data[header:]
-        out[elem.tag] = raw_element(elem.tag, elem.VR, value, implicit=implicit, little=little)
+        vr = None if implicit else elem.VR
+        out[elem.tag] = raw_element(
+            elem.tag, vr, len(value), value, implicit=implicit, little=little
+        )
     return out

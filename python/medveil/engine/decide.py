@@ -299,6 +299,8 @@ _NAME_END = r"(?:(?![^\W\d_])|(?-i:(?<=[a-z])(?=[A-Z])))"
 _INITIAL = r"[^\W\d_]\.?(?![^\W\d_])"
 _SEP = r"[\s_.,^=\-'/]*"
 _ALNUM_BEFORE = r"(?<![^\W_])"
+_DIGIT = re.compile(r"\d")
+_SPACES = re.compile(r"[ \t]{2,}")
 _ALNUM_AFTER = r"(?![^\W_])"
 
 
@@ -379,15 +381,24 @@ class TextCleaner:
     dates: re.Pattern[str] | None
     patterns: re.Pattern[str] | None
     replacement: str
+    # A series repeats its descriptions file after file: each text is cleaned once.
+    _memo: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def clean(self, text: str) -> str:
         """text without the file's identifying values, dates and pattern matches."""
+        found = self._memo.get(text)
+        if found is not None:
+            return found
         # Labelled patterns first: 'MRN DEMO-10001' goes whole, label and value together.
         out = text if self.patterns is None else self.patterns.sub(self.replacement, text)
         out = self.terms.sub(self.replacement, out)
-        if self.dates is not None:
+        if self.dates is not None and _DIGIT.search(out):  # every date spelling has digits
             out = self.dates.sub(self.replacement, out)
-        return re.sub(r"[ \t]{2,}", " ", out).strip() if out != text else text
+        cleaned = _SPACES.sub(" ", out).strip() if out != text else text
+        if len(self._memo) >= 4096:
+            self._memo.clear()
+        self._memo[text] = cleaned
+        return cleaned
 
 
 def build_cleaner(

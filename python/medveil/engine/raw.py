@@ -33,6 +33,7 @@ from medveil._core import scan_elements
 from medveil.dicom.io import check_pixel_length
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
 from medveil.dicom.peek import decode_text
+from medveil.dicom.pydicom_private import RAW_FIELDS, raw_element
 from medveil.dicom.writer import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
@@ -40,7 +41,7 @@ from medveil.dicom.writer import (
     file_meta_template,
     splice_file_meta,
 )
-from medveil.engine.dataset import Deidentifier, raw_element
+from medveil.engine.dataset import Deidentifier
 from medveil.engine.decide import (
     Decision,
     DeidReport,
@@ -74,6 +75,7 @@ _ENCAPSULATED = frozenset(
     if uid.is_compressed and uid.is_little_endian and not uid.is_implicit_VR and not uid.is_deflated
 )
 _LONG_VR_STR = frozenset(v.decode() for v in _LONG)
+_LONG_CODES = frozenset(_U16.unpack(v)[0] for v in _LONG)
 _ITEM_DELIMS = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
 _SEQ_DELIMS = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _VR_NAMES: dict[int, str] = {}  # the scanner's VR codes (two bytes, little-endian) as text
@@ -198,9 +200,9 @@ def _implicit_vr(tag: int) -> str:
 def _meta_end(buf: bytes | bytearray | memoryview) -> int:
     """Where the file meta ends: after the last group 0002 element from offset 132."""
     pos, size = 132, len(buf)
-    while pos + 8 <= size and buf[pos : pos + 2] == b"\x02\x00":
-        vr = bytes(buf[pos + 4 : pos + 6])
-        if vr in _LONG:
+    unpack = _U16.unpack_from
+    while pos + 8 <= size and unpack(buf, pos)[0] == 2:
+        if unpack(buf, pos + 4)[0] in _LONG_CODES:
             if pos + 12 > size:
                 break
             length = _U32.unpack_from(buf, pos + 8)[0]
@@ -287,6 +289,7 @@ class RawEngine:
         self.implicit = False
         self._plain: dict[int, str] = {}
         self.charset: RawDataElement | None = None
+        self._dummies: dict[tuple[int, str, bool, bool], bytes] = {}
         self._meta_templates: dict[tuple, tuple[bytes, bytes, list]] = {}
 
     # ------------------------------------------------------------------ entry point
@@ -425,7 +428,12 @@ class RawEngine:
             value = bytes(self.buf[e.vstart : end])
         length = _UNDEFINED if e.length == _UNDEFINED else len(value)
         implicit = self.implicit and e.tag >> 16 != 2  # the file meta is always explicit
-        return raw_element(e.tag, e.vr, value, implicit=implicit, length=length, tell=e.vstart)
+        vr = None if implicit else e.vr
+        # By position: the hot path (keywords cost twice as much); the order is checked
+        # against pydicom_private.RAW_FIELDS when this module is imported.
+        return RawDataElement(
+            BaseTag(e.tag), vr, length, value, e.vstart, implicit, True, True, False
+        )  # type: ignore[arg-type]
 
     def _identity(self, top: Dataset, elems: list[_Elem]) -> Identity:
         """The file's identifying values: its keywords' values and every PN in it."""
@@ -433,9 +441,10 @@ class RawEngine:
         stack = [elems]
         while stack:
             for e in stack.pop():
-                if self._vr(e) == "PN":
+                vr = e.vr
+                if vr == "PN" or (vr == "UN" and self._vr(e) == "PN"):
                     names.extend(self._text(e))
-                elif e.vr == "SQ":
+                elif vr == "SQ":
                     stack.extend(item.elems for item in e.items)
         return identity_of(lambda kw: [str(v) for v in self._values(top, kw)], names)
 
@@ -513,7 +522,9 @@ class RawEngine:
             data = bytes(chunk)
             vr = data[4:6].decode("latin-1")
             value = data[12:] if vr in _LONG_VR_STR else data[8:]
-            meta._dict[BaseTag(tag)] = raw_element(tag, vr, value)
+            meta._dict[BaseTag(tag)] = raw_element(
+                tag, vr, len(value), value, implicit=False, little=True
+            )
         return meta
 
     def _meta_context(self, elems: list[_Elem], ctx: PatientContext) -> object:
@@ -589,7 +600,10 @@ class RawEngine:
                 continue
             rule = by_tag.get(tag)
             if rule is None:
-                route, rule = decider.rule(tag)
+                if tag >> 16 & 1:  # the common route of a rule-less tag, without a call
+                    route = "private"
+                else:
+                    route, rule = decider.rule(tag)
                 if route == "private":
                     by_pos[tag] = e
                     out.append((tag, None))
@@ -724,7 +738,14 @@ class RawEngine:
         """An item of a sequence whose action is D, every value its VR's dummy."""
         decider = self.decider
         chunks: list[bytes | memoryview] = []
+        cache = self._dummies
         for e in item.elems:
+            # Most dummies depend on the tag and VR alone: their bytes are made once.
+            key = (e.tag, e.vr, self.implicit, self._empty(e))
+            chunk = cache.get(key)
+            if chunk is not None:
+                chunks.append(chunk)
+                continue
             decision = decider.dummy_item_element(
                 e.tag, self._vr(e), self._empty(e), lambda e=e: self._text(e)
             )
@@ -734,7 +755,10 @@ class RawEngine:
             if e.vr == "UN":
                 raise NotRaw("an element of VR UN in a dummy item")
             if kind is Kind.PUT:
-                chunks.append(self._put(e, list(decision.values)))
+                chunk = self._put(e, list(decision.values))
+                if e.vr != "UI" and len(cache) < 4096:
+                    cache[key] = chunk
+                chunks.append(chunk)
             elif kind is Kind.ZERO:
                 zero = zero_value(e.vr)
                 chunks.append(_header(e.tag, e.vr, len(zero), self.implicit) + zero)
@@ -843,6 +867,8 @@ class RawEngine:
         self.age_override = _header(0x00101010, "AS", len(new), self.implicit) + new
 
 
+if RawDataElement._fields != RAW_FIELDS:  # pragma: no cover - a pydicom that reorders them
+    raise ImportError("pydicom's RawDataElement fields changed: medveil.engine.raw needs them")
 _VIEW_STATE: dict[bool, dict[str, object]] = {}
 for _implicit in (False, True):
     _template = Dataset()
