@@ -20,17 +20,13 @@ the policy retains them (``retained``).
 from __future__ import annotations
 
 import bisect
-import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import pydicom
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
 from medveil.errors import QuarantineError
@@ -43,20 +39,12 @@ MIN_TERM = 3
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
 
 
-def identity_terms(ds: Dataset) -> list[bytes]:
-    """The original identifying values (and name components) of a dataset, as bytes."""
-
-    def values(kw: str) -> list[object]:
-        value = ds.get(kw)
-        if value is None or value == "":
-            return []
-        return list(value) if isinstance(value, (list, MultiValue)) else [value]
-
-    return terms_from(values)
-
-
 def terms_from(values: Callable[[str], list[object]]) -> list[bytes]:
-    """identity_terms from a lookup of each IDENTITY_KEYWORDS' values."""
+    """The raw engine's header-check terms: each IDENTITY_KEYWORDS value and name component.
+
+    Kept for engine/raw.py's own check_output; the pipeline's post-check is
+    :func:`check_written` with :func:`learn_terms`.
+    """
     terms: set[str] = set()
     for kw in IDENTITY_KEYWORDS:
         for v in values(kw):
@@ -67,25 +55,6 @@ def terms_from(values: Callable[[str], list[object]]) -> list[bytes]:
             if kw.endswith(("Name", "Names")):
                 terms.update(p for p in re.split(r"[\^= ,]+", text) if p)
     return sorted({t.encode("utf-8", "ignore").lower() for t in terms if len(t) >= MIN_TERM})
-
-
-def post_check(data: bytes, terms: list[bytes], pixel_at: int | None = None) -> None:
-    """Raise QuarantineError if data does not parse or still holds an identifying term.
-
-    ``pixel_at`` is where the top-level Pixel Data starts (from the writer); without it
-    the last Pixel Data tag in the file is taken. Pixels are not searched.
-    """
-    end = data.rfind(_PIXEL_TAG_LE) if pixel_at is None else pixel_at
-    header_bytes = data[:end] if end > 0 else data
-    try:
-        # Every element header is parsed again; only the mark is decoded.
-        ds = pydicom.dcmread(io.BytesIO(header_bytes), force=True, specific_tags=[0x00120062])
-    except Exception as exc:
-        raise QuarantineError(f"post-check: output does not parse: {exc}") from None
-    if ds.get("PatientIdentityRemoved") != "YES":
-        raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
-    if holds_term(header_bytes.lower(), terms):
-        raise QuarantineError("post-check: an original identifying value is still in the output")
 
 
 _WORD = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyz")
