@@ -184,3 +184,21 @@ def test_cut_compressed_tar_stops_with_a_clear_error(demo, tmp_path, kind) -> No
 def test_not_a_zip_member_reader_error_names_no_member() -> None:
     with pytest.raises(OSError, match="not a readable zip archive"):
         archive._read(Item(name="x", path=__file__, member="secret-name.dcm"))
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA], ids=str)
+@pytest.mark.parametrize("size", [0, 1, 5000, 3_000_000])
+def test_bzip2_and_lzma_members_read_by_the_worker_match_zipfile(tmp_path, method, size) -> None:
+    """The bounded bzip2/LZMA readers (1 MB of output at a time) give zipfile's bytes."""
+    body = (bytes(range(256)) * (size // 256 + 1))[:size]
+    if size > 1000:
+        body = body[:500] + bytes(size - 1000) + body[-500:]  # long runs: high ratios
+    path = tmp_path / "m.zip"
+    with zipfile.ZipFile(path, "w", compression=method) as zf:
+        zf.writestr("a.bin", body)
+        zf.writestr("b.bin", body[::-1])
+    items = list(iter_inputs(path))
+    assert all(i.packed is not None and archive._direct(i.packed) for i in items)
+    with zipfile.ZipFile(path) as zf:
+        for item in items:
+            assert bytes(archive._read(item)) == zf.read(item.member)  # type: ignore[arg-type]

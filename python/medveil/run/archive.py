@@ -599,21 +599,24 @@ def _inflate(f: BinaryIO, method: int, compressed: int, size: int) -> memoryview
         while not dec.eof:
             if deflate and dec.unconsumed_tail:
                 data = dec.unconsumed_tail
-            elif deflate or dec.needs_input:
-                if left <= 0:
-                    break
+            elif (deflate or dec.needs_input) and left > 0:
                 data = f.read(min(left, 1 << 20))
                 if not data:
                     raise _Damaged(errno.EIO, "damaged zip member (cut short)")
                 left -= len(data)
+            elif deflate or dec.needs_input:
+                data = b""  # all input given: what the decompressor still holds, if any
             else:
                 data = b""  # bzip2/LZMA hold input back: ask for the rest of its output
-            # At most one byte past the member's size: enough to see it is too long.
-            out = dec.decompress(data, size - got + 1)
+            # At most one byte past the member's size (enough to see it is too long), and
+            # 1 MB at a time: the output goes into the buffer, not a second full copy.
+            out = dec.decompress(data, min(size - got + 1, _OUT_CHUNK))
             if got + len(out) > size:
                 raise _Damaged(errno.EIO, "damaged zip member (longer than its size)")
             view = _place(view, got, out, size)
             got += len(out)
+            if not data and not out:
+                break  # nothing more comes: the stream ends here (short, unless LZMA)
     except (zlib.error, EOFError, lzma.LZMAError, OSError) as exc:
         if isinstance(exc, _Verdict):
             raise
@@ -623,6 +626,8 @@ def _inflate(f: BinaryIO, method: int, compressed: int, size: int) -> memoryview
         raise _Damaged(errno.EIO, "damaged zip member (shorter than its size)")
     return view[:size]
 
+
+_OUT_CHUNK = 1 << 20
 
 _METHOD_NAMES = {
     zipfile.ZIP_DEFLATED: "deflate stream",
