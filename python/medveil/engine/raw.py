@@ -19,15 +19,18 @@ from __future__ import annotations
 import itertools
 import struct
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pydicom.uid
+from pydicom import datadict
 from pydicom.charset import convert_encodings
-from pydicom.datadict import DicomDictionary, RepeatersDictionary, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
+from pydicom.uid import UID
 
 from medveil._core import scan_elements
 from medveil.dicom.io import check_pixel_length
@@ -79,7 +82,7 @@ _LONG_CODES = frozenset(_U16.unpack(v)[0] for v in _LONG)
 _ITEM_DELIMS = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
 _SEQ_DELIMS = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _VR_NAMES: dict[int, str] = {}  # the scanner's VR codes (two bytes, little-endian) as text
-_NO_ITEMS: list = []  # shared by every element that is not a sequence; never appended to
+_NO_ITEMS: list[_Item] = []  # shared by every element that is not a sequence; never appended to
 
 
 class _View(Dataset):
@@ -107,7 +110,7 @@ class _View(Dataset):
         if cached is None:
             cached = Dataset._character_set.fget(self)  # type: ignore[attr-defined]
             self.__dict__["_charsets"] = cached
-        return cached
+        return cached  # type: ignore[no-any-return]
 
 
 class NotRaw(Exception):
@@ -120,7 +123,14 @@ class _Elem:
     __slots__ = ("end", "items", "length", "start", "tag", "vr", "vstart")
 
     def __init__(
-        self, tag: int, vr: str, start: int, vstart: int, length: int, end: int, items: list
+        self,
+        tag: int,
+        vr: str,
+        start: int,
+        vstart: int,
+        length: int,
+        end: int,
+        items: list[_Item],
     ) -> None:
         self.tag, self.vr, self.start, self.vstart = tag, vr, start, vstart
         self.length, self.end, self.items = length, end, items
@@ -281,7 +291,10 @@ class RawEngine:
         # (tag, encoded element) in tag order, for each encoding: merged into every output.
         self._marks_by = {
             implicit: sorted(
-                (int(t), _header(int(t), e.VR, len(e.value), implicit) + e.value)
+                (
+                    int(t),
+                    _header(int(t), e.VR or "", len(e.value or b""), implicit) + (e.value or b""),
+                )
                 for t, e in encode_raw_marks(engine, implicit).items()
             )
             for implicit in (False, True)
@@ -290,7 +303,18 @@ class RawEngine:
         self._plain: dict[int, str] = {}
         self.charset: RawDataElement | None = None
         self._dummies: dict[tuple[int, str, bool, bool], bytes] = {}
-        self._meta_templates: dict[tuple, tuple[bytes, bytes, list]] = {}
+        self._meta_templates: dict[
+            tuple[object, ...], tuple[bytes, bytes, list[tuple[str, int, str]]]
+        ] = {}
+        # Per file, set by _header_work.
+        self.buf: bytes | bytearray | memoryview = b""
+        self.view = memoryview(b"")
+        self.codec = "iso8859"
+        self.final: dict[int, bytes] = {}
+        self.final_vr: dict[int, str] = {}
+        self.age_override: bytes | None = None
+        self.pixel_elem: _Elem | None = None
+        self._marks: list[tuple[int, bytes]] = []
 
     # ------------------------------------------------------------------ entry point
     def apply(self, buf: bytes | bytearray | memoryview, name: str = "input") -> RawOutcome:
@@ -307,9 +331,9 @@ class RawEngine:
         pixels = self.engine.pixels
         new_pixels = None
         if pixels is not None and PIXEL_DATA in top._dict:
-            before = top._dict[PIXEL_DATA].value
+            before = top._dict[_PIXEL_TAG].value
             report.pixels = pixels.clean(top, source=name)  # type: ignore[attr-defined]
-            after = top._dict[PIXEL_DATA].value
+            after = top._dict[_PIXEL_TAG].value
             if after is not before:
                 new_pixels = after
             pixel_report = report.pixels
@@ -318,18 +342,19 @@ class RawEngine:
                 and self.pixel_elem.length == _UNDEFINED
                 and (
                     new_pixels is not None
-                    or pixel_report.modified  # type: ignore[attr-defined]
-                    or pixel_report.transfer_syntax_out != pixel_report.transfer_syntax_in  # type: ignore[attr-defined]
+                    or getattr(pixel_report, "modified", False)
+                    or getattr(pixel_report, "transfer_syntax_out", None)
+                    != getattr(pixel_report, "transfer_syntax_in", None)
                 )
             ):
                 # Decoded, masked and re-encoded: the Dataset engine writes that file. The
                 # input was not touched (compressed pixels are never masked in place).
                 raise NotRaw("compressed pixels changed")
-        if new_pixels is not None and len(new_pixels) % 2:  # type: ignore[arg-type]
+        if new_pixels is not None and len(new_pixels) % 2:
             raise NotRaw("odd-length new pixel data")  # a new object: the input is untouched
         pieces = self._assemble(out, new_pixels)
         parts: list[bytes | memoryview] = []
-        pending = [head]
+        pending: list[bytes | memoryview] = [head]
         size = len(head)
         pixel_at = -1
         for tag, chunk, big in pieces:
@@ -362,7 +387,7 @@ class RawEngine:
 
     def _header_work(
         self, buf: bytes | bytearray | memoryview
-    ) -> tuple[Dataset, list, bytes, DeidReport]:
+    ) -> tuple[Dataset, list[tuple[int, bytes | memoryview]], bytes, DeidReport]:
         """Scan, decide every element and encode the file meta; the buffer is only read."""
         if len(buf) < 144 or buf[128:132] != b"DICM":
             raise NotRaw("no preamble")
@@ -375,8 +400,8 @@ class RawEngine:
         self.buf = buf
         self.view = memoryview(buf)
         meta = FileMetaDataset({BaseTag(e.tag): self._raw(e) for e in meta_elems})
-        ts = meta._dict.get(0x00020010)
-        syntax = None if ts is None else bytes(ts.value).rstrip(b"\x00 ").decode("latin-1")
+        ts = meta._dict.get(_TS_TAG)
+        syntax = None if ts is None else bytes(ts.value or b"").rstrip(b"\x00 ").decode("latin-1")
         if syntax not in (_EXPLICIT_LE, _IMPLICIT_LE) and syntax not in _ENCAPSULATED:
             raise NotRaw("not a little-endian transfer syntax it covers")
         self.implicit = implicit = syntax == _IMPLICIT_LE
@@ -384,8 +409,8 @@ class RawEngine:
         elems, _ = _scan(buf, meta_end, len(buf), implicit)
         top = _View.over({BaseTag(e.tag): self._raw(e) for e in elems}, implicit)
         top.__dict__["file_meta"] = meta
-        charset = top._dict.get(0x00080005)
-        key = bytes(charset.value) if charset is not None else b""
+        charset = top._dict.get(_CHARSET_TAG)
+        key = bytes(charset.value or b"") if charset is not None else b""
         codec = _CHARSETS.get(key)
         if codec is None:
             codecs = convert_encodings(top._character_set)
@@ -415,7 +440,7 @@ class RawEngine:
             raise NotRaw("no SOP Instance UID in the output")
         head = b"\x00" * 128 + b"DICM" + self._file_meta(meta_elems, meta, ctx, report, sop)
         self._cap_age(report)  # after the meta, as the Dataset engine reports it
-        self.charset = charset
+        self.charset = charset if isinstance(charset, RawDataElement) else None
         return top, out, head, report
 
     # ------------------------------------------------------------------ pieces
@@ -432,8 +457,16 @@ class RawEngine:
         # By position: the hot path (keywords cost twice as much); the order is checked
         # against pydicom_private.RAW_FIELDS when this module is imported.
         return RawDataElement(
-            BaseTag(e.tag), vr, length, value, e.vstart, implicit, True, True, False
-        )  # type: ignore[arg-type]
+            BaseTag(e.tag),
+            vr,
+            length,
+            value,  # type: ignore[arg-type]  # a view of the buffer: pixels are not copied
+            e.vstart,
+            implicit,
+            True,
+            True,
+            False,
+        )
 
     def _identity(self, top: Dataset, elems: list[_Elem]) -> Identity:
         """The file's identifying values: its keywords' values and every PN in it."""
@@ -452,7 +485,8 @@ class RawEngine:
         """An element's values as identity_terms reads them, decoded straight from its bytes."""
         tag = _KEYWORD_TAGS.get(keyword)
         if tag is None:
-            tag = _KEYWORD_TAGS[keyword] = tag_for_keyword(keyword)
+            found = tag_for_keyword(keyword)
+            tag = _KEYWORD_TAGS[keyword] = BaseTag(found if found is not None else 0xFFFFFFFF)
         elem = top._dict.get(tag)
         if elem is None:
             return []
@@ -498,8 +532,8 @@ class RawEngine:
             meta = self._meta_out(elems, ctx, walked)
             if "MediaStorageSOPClassUID" not in meta:
                 raise NotRaw("no Media Storage SOP Class")
-            meta.MediaStorageSOPInstanceUID = sop
-            meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+            meta.MediaStorageSOPInstanceUID = UID(sop)
+            meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
             meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
             pre, post = file_meta_template(meta)
             if len(self._meta_templates) >= 256:
@@ -510,7 +544,9 @@ class RawEngine:
             report.add(path, tag, action)
         return splice_file_meta(pre, post, sop)
 
-    def _meta_out(self, elems: list[_Elem], ctx: PatientContext, report: DeidReport) -> Dataset:
+    def _meta_out(
+        self, elems: list[_Elem], ctx: PatientContext, report: DeidReport
+    ) -> FileMetaDataset:
         """The file meta after the walk, as raw elements for pydicom's meta writer."""
         implicit, self.implicit = self.implicit, False  # the meta is always Explicit VR
         try:
@@ -540,11 +576,14 @@ class RawEngine:
         value = self.final.get(tag)
         if value is None:
             return None
-        return value.decode("ascii", "replace").rstrip("\x00 ")
+        text: str = value.decode("ascii", "replace")
+        return text.rstrip("\x00 ")
 
-    def _assemble(self, out: list, new_pixels: object) -> list[tuple[int, object, bool]]:
+    def _assemble(
+        self, out: list[tuple[int, bytes | memoryview]], new_pixels: object
+    ) -> list[tuple[int, bytes | memoryview, bool]]:
         """Top-level output pieces in tag order: (tag, bytes, is a big value)."""
-        pieces: list[tuple[int, object, bool]] = []
+        pieces: list[tuple[int, bytes | memoryview, bool]] = []
         marks = self._marks
         mi = 0
         for tag, chunk in out:
@@ -558,16 +597,20 @@ class RawEngine:
             if tag == 0x00101010 and self.age_override is not None:
                 pieces.append((tag, self.age_override, False))
                 continue
-            if tag == PIXEL_DATA:
+            if tag == PIXEL_DATA and self.pixel_elem is not None:
                 e = self.pixel_elem
                 if e.length == _UNDEFINED:
                     pieces.append((tag, _header(tag, e.vr, _UNDEFINED, self.implicit), False))
                     pieces.append((-1, self.view[e.vstart : e.end - 8], e.end - e.vstart >= 65536))
                     pieces.append((-1, _SEQ_DELIMS, False))
                     continue
-                value = new_pixels if new_pixels is not None else self.view[e.vstart : e.end]
+                value = (
+                    new_pixels
+                    if isinstance(new_pixels, (bytes, bytearray, memoryview))
+                    else self.view[e.vstart : e.end]
+                )
                 pieces.append((tag, _header(tag, e.vr, len(value), self.implicit), False))
-                pieces.append((-1, value, len(value) >= 65536))
+                pieces.append((-1, memoryview(value), len(value) >= 65536))
                 continue
             pieces.append((tag, chunk, False))
         for tag, chunk in marks[mi:]:
@@ -613,19 +656,18 @@ class RawEngine:
                     continue
             if rule is None:
                 decision = decider.unknown(
-                    tag, self._vr(e), self._empty(e), lambda e=e: self._text(e), ctx
+                    tag, self._vr(e), self._empty(e), partial(self._text, e), ctx
                 )
             else:
                 decision = self._decide(e, rule, ctx)
             res = self._do(e, decision, ctx, report, path)
             if res is None:
                 continue
-            chunk = res
             if top and tag in _CATALOG_TAGS_SET:
-                self._note_final(e, chunk)
+                self._note_final(e, res)
             if tag == PIXEL_DATA and top:
                 self.pixel_elem = e
-            out.append((tag, chunk))
+            out.append((tag, res))
         if private:
             keep = self._private(private, by_pos, ctx, report, path)
             return [
@@ -654,7 +696,7 @@ class RawEngine:
             return ""
         return "" if vr in ("DA", "DT") and compiled.shift_dates else vr
 
-    def _note_final(self, e: _Elem, chunk: bytes) -> None:
+    def _note_final(self, e: _Elem, chunk: bytes | memoryview) -> None:
         """Remember the output value of a catalog element (the bytes after its header)."""
         head = 12 if e.vr in _LONG_VR_STR and not self.implicit else 8
         self.final_vr[e.tag] = e.vr
@@ -747,7 +789,7 @@ class RawEngine:
                 chunks.append(chunk)
                 continue
             decision = decider.dummy_item_element(
-                e.tag, self._vr(e), self._empty(e), lambda e=e: self._text(e)
+                e.tag, self._vr(e), self._empty(e), partial(self._text, e)
             )
             kind = decision.kind
             if kind is Kind.REMOVE:
@@ -877,7 +919,12 @@ for _implicit in (False, True):
 del _template, _implicit
 # Actions whose result depends on the value alone (and the secret), not on the patient.
 _CONTEXT_FREE = frozenset({"K", "X", "Z", "D", "U", "pseudonym", *COMBINED_ACTIONS})
-_KEYWORD_TAGS: dict[str, int] = {kw: tag_for_keyword(kw) for kw in IDENTITY_KEYWORDS}
+_KEYWORD_TAGS: dict[str, BaseTag] = {
+    kw: BaseTag(tag_for_keyword(kw) or 0xFFFFFFFF) for kw in IDENTITY_KEYWORDS
+}
+_PIXEL_TAG = BaseTag(PIXEL_DATA)
+_TS_TAG = BaseTag(0x00020010)
+_CHARSET_TAG = BaseTag(0x00080005)
 # Text VRs whose non-ASCII values pydicom encodes with the file's character set as is
 # (PN is encoded per component group, and goes to the Dataset engine).
 _CODEC_TEXT = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
@@ -887,8 +934,10 @@ _CATALOG_TAGS_SET = frozenset(_CATALOG_TAGS)
 
 def _sequence_tags() -> np.ndarray:
     """Every tag the data dictionary makes a sequence, for the scanner's Implicit VR reads."""
-    tags = {t for t in DicomDictionary if dictionary_vr(t) == "SQ"}
-    for mask, entry in RepeatersDictionary.items():
+    dictionary: dict[int, tuple[str, str, str, str, str]] = datadict.DicomDictionary  # type: ignore[attr-defined]
+    repeaters: dict[str, tuple[str, str, str, str, str]] = datadict.RepeatersDictionary  # type: ignore[attr-defined]
+    tags = {t for t in dictionary if dictionary_vr(t) == "SQ"}
+    for mask, entry in repeaters.items():
         if entry[0].split(" or ")[0] != "SQ":
             continue
         # A mask such as "50xx2600": each x is any hex digit.
