@@ -742,6 +742,18 @@ def _other_person(c: Canaries) -> Case:
     return _case(c, save(ds), [(doctor, "name")])
 
 
+@place("descriptor-cjk-name-in-sentence", "10 clean descriptors")
+def _cjk_sentence(c: Canaries) -> Case:
+    # Han script has no spaces: the name sits between other ideograms.
+    family = c.rng.choice("王李张刘陈杨黄赵吴周")
+    given = "".join(c.rng.choice("伟芳娜敏静丽强磊军洋勇艳杰涛明超") for _ in range(2))
+    ds = base(c, "ISO_IR 192")
+    ds.PatientName = f"{family}^{given}"
+    ds.ImageComments = f"患者{family}{given}的检查报告"
+    ds.StudyDescription = f"{family}{given}头部"
+    return _case(c, save(ds), [(family + given, "name")])
+
+
 @place("well-known-uid-root", "12 well-known UIDs")
 def _uid_root(c: Canaries) -> Case:
     uid = "1.2.840.10008.9." + c.digits(20)

@@ -31,7 +31,7 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
 from medveil.errors import QuarantineError
 from medveil.verify.elements import Decoded, decoded_elements, value_segments
-from medveil.verify.matcher import make_matcher
+from medveil.verify.matcher import is_spaceless, make_matcher
 from medveil.verify.rawscan import RawLayout, Span
 from medveil.verify.values import STOP_WORDS, Learner, date_spellings, normalize
 
@@ -205,8 +205,11 @@ def _identity(terms: Terms, tag: int, text: str) -> None:
         terms.always.add(whole)
         terms.spellings.setdefault(whole, set()).add(text.replace("^", " ").strip())
     if tag in _NAME_TAGS:
-        for part in re.split(r"[\^= ,]+", whole):
-            if len(part) >= MIN_TERM and part.upper() not in STOP_WORDS:
+        parts = [p for p in re.split(r"[\^= ,]+", whole) if p]
+        # Ideograms: a two-character family name is a name; components run together too.
+        for part in (*parts, *(a + b for a in parts[:2] for b in parts[:2] if a != b)):
+            short = len(part) < (2 if is_spaceless(part) else MIN_TERM)
+            if not short and part.upper() not in STOP_WORDS:
                 terms.always.add(part)
     if tag == _BIRTH_DATE:
         da = text.strip()

@@ -33,6 +33,18 @@ except ImportError:  # pragma: no cover - depends on the environment
 # lower-cased ASCII, so only [a-z0-9] count; UTF-16-LE patterns carry their own rule.
 # "_" separates words (DOE_JANE in a file name or an AE title is a name).
 _WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789")
+# Scripts written without spaces between words (Thai, Hangul, Kana, Han): a name inside a
+# sentence has letters right beside it, so their letters never count for the boundary rule.
+SPACELESS = (
+    "\u0e00-\u0e7f\u1100-\u11ff\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002ffff"
+)
+_SPACELESS_RE = re.compile(f"[{SPACELESS}]")
+
+
+def is_spaceless(text: str) -> bool:
+    """Whether text has a letter of a script written without spaces between words."""
+    return _SPACELESS_RE.search(text) is not None
 
 
 def _trie(patterns: Iterable[Text]) -> dict[Any, Any]:
@@ -103,7 +115,8 @@ class RegexMatcher(_Base):
                 return re.escape("".join(run))
 
             body = _trie_regex(_trie(self.patterns), esc)
-            self._re = re.compile(rf"(?=((?<![^\W_]){body}(?![^\W_])))", re.DOTALL)
+            word = rf"[^\W_{SPACELESS}]"
+            self._re = re.compile(rf"(?=((?<!{word}){body}(?!{word})))", re.DOTALL)
 
     def find(self, haystack: Any) -> list[tuple[int, int, int]]:
         """Every ``(start, end, pattern index)`` of the longest match at each start."""
@@ -120,7 +133,7 @@ class RegexMatcher(_Base):
 
 def _is_word_char(h: str | bytes, i: int, utf16: bool) -> bool:
     if isinstance(h, str):
-        return 0 <= i < len(h) and h[i].isalnum()
+        return 0 <= i < len(h) and h[i].isalnum() and not _SPACELESS_RE.match(h[i])
     if utf16:
         return 0 <= i and i + 1 < len(h) and h[i] in _WORD_BYTES and h[i + 1] == 0
     return 0 <= i < len(h) and h[i] in _WORD_BYTES

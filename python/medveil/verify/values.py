@@ -56,7 +56,7 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from medveil.dicom.strict import StructureError, check_structure
 from medveil.verify.inputs import Item
-from medveil.verify.matcher import make_matcher
+from medveil.verify.matcher import is_spaceless, make_matcher
 from medveil.verify.rawscan import looks_like_dicom
 
 try:
@@ -315,7 +315,9 @@ class ValueIndex:
         if not norm:
             return
         if not strict and (
-            len(norm) < MIN_LENGTH
+            # A name of two ideograms is a whole name: the length rule counts letters of
+            # scripts written with spaces.
+            len(norm) < (2 if is_spaceless(norm) else MIN_LENGTH)
             or norm.upper() in STOP_WORDS
             or (component and len(norm) == 1)
             or not any(c.isalnum() for c in norm)
