@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from medveil.engine.dataset import Deidentifier
 from medveil.errors import PolicyError
 from medveil.policy.choices import CombinedCodes, PixelMask, PixelText, UnknownElements
@@ -156,3 +158,43 @@ def test_python_built_policies_get_the_same_checks() -> None:
         Policy(pseudonym_length=8)
     with pytest.raises(PolicyError, match="pseudonym_prefix"):
         Policy(pseudonym_prefix="lower")
+
+
+# Valid lines per section, and one mistake per section, each a key the other sections
+# (or a comment) also spell, so a search by key alone would find the wrong line.
+_GOOD = {
+    "profile": ['options = ["retain_uids"]', 'keep = ["PatientAge"]'],
+    "dates": ["shift_days = 30"],
+    "pseudonyms": ['prefix = "MV"', "length = 20"],
+    "clean_descriptors": ['replacement = ""', 'patterns = ["x"]'],
+    "pixels": ['mask = "all-text"', "rules = []"],
+}
+_BAD = {
+    "profile": ("keep = 1", "keep must be a list"),
+    "dates": ("length = 3", "unknown setting 'length'"),
+    "pseudonyms": ("keep = 2", "unknown setting 'keep'"),
+    "clean_descriptors": ("mask = 3", "unknown setting 'mask'"),
+    "pixels": ("keep = []", "unknown setting 'keep'"),
+}
+
+
+@given(
+    order=st.permutations(sorted(_GOOD)),
+    bad=st.sampled_from(sorted(_BAD)),
+    comments=st.booleans(),
+)
+def test_the_line_is_the_mistakes_whatever_the_layout(order, bad, comments) -> None:
+    lines: list[str] = []
+    where = 0
+    for section in order:
+        lines.append(f"[{section}]")
+        if comments:
+            lines.append(f"# {_BAD[bad][0]}")
+        if section == bad:
+            lines.append(_BAD[bad][0])
+            where = len(lines)
+        key = _BAD[bad][0].split()[0]
+        lines.extend(line for line in _GOOD[section] if section != bad or line.split()[0] != key)
+    with pytest.raises(PolicyError, match=_BAD[bad][1]) as err:
+        Policy.from_toml("\n".join(lines) + "\n", source="p.toml")
+    assert str(err.value).startswith(f"p.toml:{where}: ")
