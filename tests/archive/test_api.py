@@ -30,6 +30,7 @@ def test_cli_no_fsync_writes_the_same_files(tmp_path) -> None:
     (src / "ct.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
     key = tmp_path / "k"
     key.write_text(bytes(range(32)).hex())
+    key.chmod(0o600)  # load_secret refuses a secret others can read
     args = ["deid", str(src), "--quiet", "--secret-file", str(key), "--workers", "1"]
     assert main([*args[:2], str(tmp_path / "a"), *args[2:]]) == 0
     assert main([*args[:2], str(tmp_path / "b"), *args[2:], "--no-fsync"]) == 0
@@ -44,6 +45,7 @@ def test_missing_input_is_a_usage_error_and_makes_no_output(tmp_path, capsys) ->
 
     key = tmp_path / "k"
     key.write_text(bytes(range(32)).hex())
+    key.chmod(0o600)  # load_secret refuses a secret others can read
     out = tmp_path / "release"
     code = main(["deid", str(tmp_path / "no-such-export"), str(out), "--secret-file", str(key)])
     assert code == 2
@@ -60,6 +62,7 @@ def test_the_summary_says_which_engine_wrote_what(tmp_path, capsys) -> None:
         (src / name).write_bytes(Path(get_testdata_file(name)).read_bytes())
     key = tmp_path / "k"
     key.write_text(bytes(range(32)).hex())
+    key.chmod(0o600)  # load_secret refuses a secret others can read
     out = tmp_path / "release"
     assert main(["deid", str(src), str(out), "--quiet", "--secret-file", str(key)]) == 0
     line = capsys.readouterr().out

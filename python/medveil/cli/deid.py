@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from medveil.run.archive import RunSummary
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``deid`` subcommand."""
     p = sub.add_parser(
         "deid", help="de-identify a folder, .zip or .tar(.gz) archive of DICOM files"
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
         bar = tqdm(unit="file", dynamic_ncols=True, file=sys.stderr)
 
-    def progress(summary) -> None:
+    def progress(summary: RunSummary) -> None:
         if bar is not None:
             bar.update(1)
             bar.set_postfix_str(

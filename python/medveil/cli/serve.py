@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from medveil.net.gateway import GatewayConfig
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``serve`` subcommand."""
     p = sub.add_parser(
         "serve",
@@ -87,8 +87,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
 
     if not args.allow and not getattr(args, "allow_any", False):
         raise MedveilError(
-            "give at least one --allow AET@HOST (who may send), or --allow-any to accept "
-            "any caller"
+            "give at least one --allow AET@HOST (who may send), or --allow-any to accept any caller"
         )
     policy = Policy.load(args.policy) if args.policy else Policy.default()
     return GatewayConfig(

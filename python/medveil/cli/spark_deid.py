@@ -16,7 +16,7 @@ from medveil.policy.keys import default_secret_path
 from medveil.policy.schema import Policy
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``spark-deid`` subcommand."""
     p = sub.add_parser(
         "spark-deid",

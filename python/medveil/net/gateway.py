@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -68,10 +68,11 @@ from medveil.policy.schema import Policy
 
 try:
     from pynetdicom import AE, AllStoragePresentationContexts, evt
-    from pynetdicom.sop_class import Verification
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the DICOM gateway needs pynetdicom: pip install 'medveil[net]'") from exc
 
+#: The Verification SOP Class (C-ECHO), PS3.4 A.4.
+VERIFICATION = UID("1.2.840.10008.1.1")
 #: C-STORE success.
 STATUS_SUCCESS = 0x0000
 #: Quarantined by the de-identification pipeline. PS3.4 B.2.3 offers "Refused: Out of
@@ -96,12 +97,15 @@ NATIVE_SYNTAXES: tuple[UID, ...] = (
 
 def cleanable_transfer_syntaxes() -> list[UID]:
     """Transfer syntaxes the pixel cleaner can handle here: native ones + decodable ones."""
-    from pydicom.pixels import get_decoder
+    from pydicom.pixels.decoders.base import get_decoder
 
     from medveil.pixels.cleaner import LOSSLESS_NO_ENCODER, LOSSY_METHOD, REENCODERS
 
+    known: Iterable[str]
     try:  # every syntax pydicom has a decoder for
-        from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS as known
+        from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS
+
+        known = _PIXEL_DATA_DECODERS
     except ImportError:  # pragma: no cover - a pydicom that moved it: the ones medveil knows
         known = {**REENCODERS, **LOSSY_METHOD, **dict.fromkeys(LOSSLESS_NO_ENCODER)}
     out = list(NATIVE_SYNTAXES)
@@ -242,7 +246,7 @@ class _HandshakeLater(ssl.SSLContext):
     accepts connections, so a client that stalls its handshake would block every caller.
     The gateway does the handshake on the connection's own thread instead."""
 
-    def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+    def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         """Wrap like SSLContext.wrap_socket but defer the handshake."""
         kwargs["do_handshake_on_connect"] = False
         return super().wrap_socket(sock, *args, **kwargs)
@@ -382,7 +386,7 @@ class GroupCommit:
             for _tmp, _final, done, _errors in batch:
                 done.set()
 
-    def _flush(self, batch: list[tuple[Path, Path, threading.Event, list]]) -> None:
+    def _flush(self, batch: list[tuple[Path, Path, threading.Event, list[BaseException]]]) -> None:
         if _SYNCFS is not None:
             sync_filesystem(self.root)  # the temporaries' data and the new folders
         for tmp, final, _done, _errors in batch:
@@ -487,8 +491,8 @@ def iter_spool(spool: Path) -> Iterator[Path]:
                 found.append((p.stat().st_mtime_ns, str(p)))
             except FileNotFoundError:
                 continue
-    for _mtime, p in sorted(found):
-        yield Path(p)
+    for _mtime, name in sorted(found):
+        yield Path(name)
 
 
 class Forwarder(threading.Thread):
@@ -733,9 +737,10 @@ class Gateway:
         ae.network_timeout = ae.acse_timeout = 30
         ae.dimse_timeout = 300  # a large instance may wait its turn for a worker
         for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, self.syntaxes)
-        ae.add_supported_context(Verification, NATIVE_SYNTAXES[:2])
-        handlers = [
+            if cx.abstract_syntax is not None:
+                ae.add_supported_context(cx.abstract_syntax, self.syntaxes)
+        ae.add_supported_context(VERIFICATION, NATIVE_SYNTAXES[:2])
+        handlers: list[Any] = [
             (evt.EVT_CONN_OPEN, self._on_connect),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
@@ -789,6 +794,7 @@ class Gateway:
                     self.log("worker-pool-restarted", reason="a worker process died")
                     pool.shutdown(wait=False)
                 fresh = self._pool
+            assert fresh is not None
             # Every instance in flight in the dead pool failed with it; each gets one more
             # try (an instance that kills its worker again is refused with 0xA700).
             return fresh.submit(clean_and_write, raw, token).result()
@@ -809,7 +815,10 @@ class Gateway:
         # Callers get 0xA700 for anything new and usually release; give them a moment
         # before cutting the associations that are left.
         grace = time.monotonic() + min(10.0, max(0.0, deadline - time.monotonic()))
-        active = (lambda: list(self._ae.active_associations)) if self._ae else list
+
+        def active() -> list[Any]:
+            return list(self._ae.active_associations) if self._ae else []
+
         while time.monotonic() < grace and any(a.is_established for a in active()):
             time.sleep(0.05)
         for assoc in active():

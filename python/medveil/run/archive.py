@@ -512,7 +512,7 @@ def _read(item: Item) -> bytes | memoryview:
             return view
         _check_size(file_size)  # a sparse or huge file is refused before it is read
         view = _buffer(file_size)
-        return view[: _fill(f, view)]  # type: ignore[arg-type]
+        return view[: _fill(f, view)]
 
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then the name and extra lengths
@@ -577,7 +577,7 @@ def _read_zip_direct(
             if compressed != size:
                 raise _Damaged(errno.EIO, "damaged zip member (cut short)")
             view = _buffer(size)
-            if _fill(f, view) != size:  # type: ignore[arg-type]
+            if _fill(f, view) != size:
                 raise _Damaged(errno.EIO, "damaged zip member (cut short)")
         else:
             view = _inflate(f, method, compressed, size)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 if TYPE_CHECKING:
     from medveil.policy.schema import Policy
@@ -30,8 +30,8 @@ def new_instance(sop_class: str, sop_instance: str) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_instance
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_instance)
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_instance
     return ds
@@ -162,7 +162,7 @@ def write_copies(folder: str | Path, template: str | Path, n: int) -> list[Path]
     ds = dcmread(template)
     written = []
     for i in range(n):
-        uid = f"{ds.SeriesInstanceUID}.9{i}"
+        uid = UID(f"{ds.SeriesInstanceUID}.9{i}")
         ds.SOPInstanceUID = uid
         ds.file_meta.MediaStorageSOPInstanceUID = uid
         ds.InstanceNumber = i + 1

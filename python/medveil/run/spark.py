@@ -243,9 +243,10 @@ def _schema() -> Any:
 
 def _qualify(spark: SparkSession, uri: str) -> tuple[str, bool]:
     """The fully qualified URI Spark lists files under, and whether it is a single file."""
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None  # a live session's gateway to its JVM
     path = jvm.org.apache.hadoop.fs.Path(uri)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.exists(path):
         raise MedveilError(f"{uri}: input not found")
     return str(fs.makeQualified(path).toString()), bool(fs.getFileStatus(path).isFile())
@@ -262,7 +263,7 @@ def _file_partitioning(spark: SparkSession, partitions: int | None) -> Iterator[
     (~50 ms) is a third of the work: unless the session sets its own, 1 MB is used here.
     ``partitions`` raises the minimum number of tasks.
     """
-    wanted = {}
+    wanted: dict[str, str] = {}
     if spark.conf.get("spark.sql.files.openCostInBytes", None) is None:
         wanted["spark.sql.files.openCostInBytes"] = str(OPEN_COST)
     if partitions:
@@ -273,11 +274,11 @@ def _file_partitioning(spark: SparkSession, partitions: int | None) -> Iterator[
     try:
         yield
     finally:
-        for k, v in before.items():
-            if v is None:
-                spark.conf.unset(k)
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
             else:
-                spark.conf.set(k, v)
+                spark.conf.set(key, old)
 
 
 def _check_output(output_uri: str, input_root: str, overwrite: bool) -> None:
