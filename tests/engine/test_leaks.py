@@ -231,3 +231,26 @@ def test_cjk_names_without_spaces_are_removed() -> None:
     result = pydicom.dcmread(io.BytesIO(data))
     assert result.ImageComments == "患者様"
     assert "山田".encode() not in data
+
+
+# ------------------------------------------------------------- issue 17: short meta group
+def test_a_short_meta_group_length_carries_no_meta_into_the_data_set() -> None:
+    ds = base_dataset()
+    with quiet():
+        data = part10(ds)
+    assert b"\x02\x00\x13\x00" in data[:400]  # ImplementationVersionName, last in the meta
+    at = data.index(b"\x02\x00\x13\x00")
+    short = data[:140] + (at - 144).to_bytes(4, "little") + data[144:]
+    engine = Deidentifier(Policy(), SECRET)
+    with quiet():
+        by_dataset = dataset_road(engine, short)
+        by_raw = raw_road(engine, short)
+    assert not isinstance(by_dataset, str) and by_raw is not None and not isinstance(by_raw, str)
+    assert by_raw == by_dataset
+    written = by_raw[0]
+    meta_end = 144 + int.from_bytes(written[140:144], "little")
+    assert b"\x02\x00\x13\x00" not in written[meta_end:]  # nothing of group 2 after the meta
+    original = pydicom.dcmread(io.BytesIO(data)).file_meta.ImplementationVersionName
+    assert pydicom.dcmread(io.BytesIO(written)).file_meta.get("ImplementationVersionName") != (
+        original
+    )

@@ -43,6 +43,8 @@ from medveil.engine.decide import (
     DeidReport,
     Kind,
     PatientContext,
+    Route,
+    Verdict,
     dictionary_vr,
     is_empty,
     plan_private,
@@ -318,10 +320,10 @@ class Deidentifier:
                     private.append(tag)
                     continue
                 route, rule = decider.rule(itag)
-                if route == "private":
+                if route is Route.PRIVATE:
                     private.append(tag)
                     continue
-                if route == "drop":
+                if route is Route.DROP:
                     _remove(ds, tag)
                     continue
             empty = (
@@ -436,10 +438,10 @@ class Deidentifier:
                     value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
                 ).strip()
         for tag, verdict, rule in self.decider.plan_private(tags, creators):
-            if verdict == "X":
+            if verdict is Verdict.REMOVE or (verdict is Verdict.ACT and rule is None):
                 _remove(ds, tag)
                 report.add(path, tag, "X")
-            elif verdict == "act" and rule is not None:
+            elif verdict is Verdict.ACT and rule is not None:
                 itag = int(tag)
                 elem = ds._dict[tag]
                 vr = _vr_of(elem, itag)
@@ -447,8 +449,8 @@ class Deidentifier:
                 text = partial(_text, ds, tag)
                 decision = self.decider.act(itag, vr, rule, empty, text, ctx)
                 self._do(ds, tag, vr, decision, ctx, report, path, rule)
-            elif verdict == "K-safe-private":
-                report.add(path, tag, verdict)
+            elif verdict is Verdict.SAFE:
+                report.add(path, tag, verdict.value)
         # pydicom caches private blocks by creator; elements were removed behind its back.
         blocks = getattr(ds, "_private_blocks", None)
         if blocks:

@@ -67,6 +67,25 @@ class Kind(enum.Enum):
     GENERAL = "general"  # a policy action on decoded values (Dataset engine only)
 
 
+class Route(enum.Enum):
+    """How an element is decided: by its rule, as private, dropped, or as unlisted."""
+
+    RULE = "rule"
+    PRIVATE = "private"
+    DROP = "drop"  # a group length: stale after any change
+    UNKNOWN = "unknown"
+
+
+class Verdict(enum.Enum):
+    """What happens to one private element (see :func:`plan_private`)."""
+
+    REMOVE = "X"
+    ACT = "act"  # the policy's rule for it applies
+    KEEP = "keep"  # the policy keeps it
+    SAFE = "K-safe-private"  # kept by Retain Safe Private
+    CREATOR = "creator"  # the creator of a block that keeps something
+
+
 @dataclass(frozen=True)
 class Decision:
     """The answer for one element: what to do, what to report, and the new values."""
@@ -538,18 +557,18 @@ class Decider:
             patient_key_of(values), identity, self.keyed, self.policy, self.compiled
         )
 
-    def rule(self, tag: int) -> tuple[str, Rule | None]:
-        """The route of a tag: ('rule', its rule), or 'private', 'drop', 'unknown' and None."""
+    def rule(self, tag: int) -> tuple[Route, Rule | None]:
+        """The route of a tag, with its rule when the route is Route.RULE."""
         rule = self.compiled.by_tag.get(tag)
         if rule is not None:
-            return "rule", rule
+            return Route.RULE, rule
         group = tag >> 16
         if group & 1:
-            return "private", None
+            return Route.PRIVATE, None
         if tag & 0xFFFF == 0 and group != 2:
-            return "drop", None  # group lengths are stale after any change
+            return Route.DROP, None
         rule = self.compiled.rule_for(tag)
-        return ("unknown", None) if rule is None else ("rule", rule)
+        return (Route.UNKNOWN, None) if rule is None else (Route.RULE, rule)
 
     def map_uids(self, uids: Iterable[str]) -> list[str]:
         """Keyed replacements for UIDs; well-known ones (SOP classes, ...) stay as they are."""
@@ -714,7 +733,7 @@ class Decider:
 
     def plan_private(
         self, tags: list[_T], creators: dict[tuple[int, int], str]
-    ) -> list[tuple[_T, str, Rule | None]]:
+    ) -> list[tuple[_T, Verdict, Rule | None]]:
         """The private-block verdicts of one dataset (see :func:`plan_private`)."""
         return plan_private(tags, creators, self.compiled.private_overrides, self.safe_private)
 
@@ -724,14 +743,12 @@ def plan_private(
     creators: dict[tuple[int, int], str],
     overrides: Mapping[tuple[str, int, int], Rule],
     safe: Mapping[tuple[str, int, int], object],
-) -> list[tuple[_T, str, Rule | None]]:
+) -> list[tuple[_T, Verdict, Rule | None]]:
     """What happens to each private element of one dataset, in the order it is reported.
 
-    Decisions: "X" (removed), "act" (the policy's rule for it applies), "keep" (the
-    policy keeps it), "K-safe-private" (kept by Retain Safe Private), "creator" (the
-    creator of a block that keeps something). Data elements come first, then the low ones.
+    Data elements come first, then the low ones (creators and stray elements).
     """
-    plan: list[tuple[_T, str, Rule | None]] = []
+    plan: list[tuple[_T, Verdict, Rule | None]] = []
     keep_blocks: set[tuple[int, int]] = set()
     for tag in tags:
         group, elem_no = tag >> 16, tag & 0xFFFF
@@ -743,22 +760,22 @@ def plan_private(
         rule = overrides.get(key) if creator is not None else None
         if rule is not None:
             if rule.action == "X":
-                plan.append((tag, "X", None))
+                plan.append((tag, Verdict.REMOVE, None))
                 continue
             keep_blocks.add((group, block))
-            plan.append((tag, "keep" if rule.action == "K" else "act", rule))
+            plan.append((tag, Verdict.KEEP if rule.action == "K" else Verdict.ACT, rule))
             continue
         if creator is not None and key in safe:
             keep_blocks.add((group, block))
-            plan.append((tag, "K-safe-private", None))
+            plan.append((tag, Verdict.SAFE, None))
             continue
-        plan.append((tag, "X", None))
+        plan.append((tag, Verdict.REMOVE, None))
     for tag in tags:
         group, elem_no = tag >> 16, tag & 0xFFFF
         if elem_no >= 0x1000:
             continue
         if 0x0010 <= elem_no <= 0x00FF and (group, elem_no) in keep_blocks:
-            plan.append((tag, "creator", None))
+            plan.append((tag, Verdict.CREATOR, None))
             continue
-        plan.append((tag, "X", None))
+        plan.append((tag, Verdict.REMOVE, None))
     return plan

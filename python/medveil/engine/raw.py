@@ -51,6 +51,8 @@ from medveil.engine.decide import (
     Identity,
     Kind,
     PatientContext,
+    Route,
+    Verdict,
     cap_age,
     dictionary_vr,
     identity_of,
@@ -644,15 +646,15 @@ class RawEngine:
             rule = by_tag.get(tag)
             if rule is None:
                 if tag >> 16 & 1:  # the common route of a rule-less tag, without a call
-                    route = "private"
+                    route = Route.PRIVATE
                 else:
                     route, rule = decider.rule(tag)
-                if route == "private":
+                if route is Route.PRIVATE:
                     by_pos[tag] = e
                     out.append((tag, None))
                     private.append(tag)
                     continue
-                if route == "drop":
+                if route is Route.DROP:
                     continue
             if rule is None:
                 decision = decider.unknown(
@@ -874,18 +876,18 @@ class RawEngine:
                 creator_bytes[tag] = _header(tag, vr, len(encoded), self.implicit) + encoded
         keep: dict[int, bytes | memoryview] = {}
         for tag, verdict, rule in self.decider.plan_private(tags, creators):
-            if verdict == "X":
+            if verdict is Verdict.REMOVE or (verdict is Verdict.ACT and rule is None):
                 report.add(path, tag, "X")
-            elif verdict == "act":
+            elif verdict is Verdict.ACT and rule is not None:
                 e = by_pos[tag]
-                res = self._do(e, self._decide(e, rule, ctx), ctx, report, path)  # type: ignore[arg-type]
+                res = self._do(e, self._decide(e, rule, ctx), ctx, report, path)
                 if res is not None:
                     keep[tag] = res
-            elif verdict == "creator":
+            elif verdict is Verdict.CREATOR:
                 keep[tag] = creator_bytes[tag]
-            else:
-                if verdict == "K-safe-private":
-                    report.add(path, tag, verdict)
+            elif verdict in (Verdict.KEEP, Verdict.SAFE):
+                if verdict is Verdict.SAFE:
+                    report.add(path, tag, verdict.value)
                 if by_pos[tag].vr == "SQ":
                     raise NotRaw("private sequence kept")
                 keep[tag] = self._keep(by_pos[tag])
