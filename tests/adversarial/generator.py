@@ -754,6 +754,27 @@ def _cjk_sentence(c: Canaries) -> Case:
     return _case(c, save(ds), [(family + given, "name")])
 
 
+@place("descriptor-name-without-accents", "10 clean descriptors")
+def _unaccented(c: Canaries) -> Case:
+    stem = c.word("Zq", 4)
+    family, typed = f"{stem}müller", f"{stem}mueller"
+    ds = base(c, "ISO_IR 100")
+    ds.PatientName = f"{family}^{c.given}"
+    ds.ImageComments = f"seen: {typed.upper()}"
+    ds.StudyDescription = f"{typed} {c.given}"
+    return _case(c, save(ds), [(family, "name"), (typed, "name")])
+
+
+@place("descriptor-id-fragment", "10 clean descriptors")
+def _id_fragment(c: Canaries) -> Case:
+    number = c.digits(6)
+    c.patient_id = f"DEMO-{number}"
+    ds = base(c)
+    ds.SeriesDescription = f"MRN -{number}"
+    ds.ImageComments = f"file {number}"
+    return _case(c, save(ds), [(number, "id")])
+
+
 @place("well-known-uid-root", "12 well-known UIDs")
 def _uid_root(c: Canaries) -> Case:
     uid = "1.2.840.10008.9." + c.digits(20)

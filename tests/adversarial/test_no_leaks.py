@@ -45,6 +45,8 @@ KNOWN: dict[tuple[str, str], str] = {
     ("api", "vr-CS-BodyPartExamined"): f"{_API}; 8 (a name in a kept CS code)",
     ("api", "after-pixel-retired-7FE0-0020"): f"{_API}; 3 (retired element after Pixel Data)",
     ("api", "modality-holds-name"): f"{_API}; 1/8 (a name in Modality)",
+    ("api", "descriptor-name-without-accents"): f"{_API}; 10 (a name typed without accents)",
+    ("api", "descriptor-id-fragment"): f"{_API}; 10 (a piece of the patient ID)",
 }
 
 

@@ -33,7 +33,7 @@ from medveil.errors import QuarantineError
 from medveil.verify.elements import Decoded, decoded_elements, value_segments
 from medveil.verify.matcher import is_spaceless, make_matcher
 from medveil.verify.rawscan import RawLayout, Span
-from medveil.verify.values import STOP_WORDS, Learner, date_spellings, normalize
+from medveil.verify.values import STOP_WORDS, Learner, date_spellings, normalize, unaccented
 
 MIN_TERM = 3
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
@@ -206,11 +206,22 @@ def _identity(terms: Terms, tag: int, text: str) -> None:
         terms.spellings.setdefault(whole, set()).add(text.replace("^", " ").strip())
     if tag in _NAME_TAGS:
         parts = [p for p in re.split(r"[\^= ,]+", whole) if p]
-        # Ideograms: a two-character family name is a name; components run together too.
-        for part in (*parts, *(a + b for a in parts[:2] for b in parts[:2] if a != b)):
+        # Ideograms: a two-character family name is a name; components run together too;
+        # and Latin names as typed without their accents (Müller: muller, mueller).
+        found = [*parts, *(a + b for a in parts[:2] for b in parts[:2] if a != b)]
+        found += [v for p in found for v in unaccented(p)]
+        for part in found:
             short = len(part) < (2 if is_spaceless(part) else MIN_TERM)
             if not short and part.upper() not in STOP_WORDS:
                 terms.always.add(part)
+    elif tag not in _NAME_TAGS and tag != _BIRTH_DATE:
+        # An ID is also written in pieces ("MRN DEMO-10001" cut to "-10001"): each piece
+        # of five characters or more with a digit in it is hunted too.
+        for piece in re.split(r"[^0-9a-z]+", whole):
+            if len(piece) >= 5 and any(ch.isdigit() for ch in piece):
+                terms.always.add(piece)
+    if len(whole) >= MIN_TERM and not whole.isascii():
+        terms.always.update(v for v in unaccented(whole) if len(v) >= MIN_TERM)
     if tag == _BIRTH_DATE:
         da = text.strip()
         for spelled in (da, *date_spellings(da)) if len(da) == 8 and da.isdigit() else ():

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import io
 import re
+import unicodedata
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -134,6 +135,7 @@ IDENTITY_KEYWORDS: tuple[str, ...] = (
 )
 
 _BIRTH_DATE = 0x00100030
+_ID_PIECES = re.compile(r"[^0-9A-Za-z]+")
 _ID_KEYWORD = re.compile(r"(?:ID|IDs|Identifier|Identifiers|Number|Numbers)$|Issuer")
 _TEXT_VRS = frozenset({"LO", "SH", "UC", "ST", "LT", "UT"})
 _LEAD_DATE_RE = re.compile(r"(\d{8})\d")
@@ -150,6 +152,18 @@ _BENIGN_KEYWORDS = frozenset(
 MAX_VALUE_CHARS = 1024
 _MAX_SPELLINGS = 4
 _MAX_SOURCES = 16
+
+
+_GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+
+
+def unaccented(text: str) -> list[str]:
+    """Latin text as typed without its accents (Müller: muller, mueller); [] if unchanged."""
+    plain = "".join(
+        ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
+    )
+    out = {plain, text.translate(_GERMAN)} - {text}
+    return sorted(v for v in out if v.isascii())
 
 
 def normalize(text: str) -> str:
@@ -440,10 +454,18 @@ class Learner:
                 # A name stays a name even when it also reads like a device code.
                 for part, comp in _pn_parts(t):
                     index.add(part, "names", src, strict=strict, component=comp)
+                    for plain in unaccented(part):  # as typed on a keyboard without them
+                        index.add(plain, "names", src, strict=strict, component=comp)
             elif kind == "private" and is_date_value(t):
                 index.add(dates_in(t)[0], "dates", src, strict=True, component=False)
             else:
                 self.pending.append((t, kind, src))
+                if kind == "ids":
+                    # An ID is also written in pieces (DEMO-10001 as -10001): pieces of
+                    # five or more characters with a digit count on their own.
+                    for piece in _ID_PIECES.split(t):
+                        if piece != t and len(piece) >= 5 and any(c.isdigit() for c in piece):
+                            self.pending.append((piece, kind, src))
 
     def finish(self) -> ValueIndex:
         """The learned values, after the counting rule's file-wide exceptions."""
