@@ -254,3 +254,10 @@ def test_a_short_meta_group_length_carries_no_meta_into_the_data_set() -> None:
     assert pydicom.dcmread(io.BytesIO(written)).file_meta.get("ImplementationVersionName") != (
         original
     )
+
+
+def test_name_prefixes_and_suffixes_are_not_cleaning_terms() -> None:
+    ds = base_dataset()
+    ds.PatientName = "Doe^John^^Mr^Jr"
+    ds.SeriesDescription = "MR BRAIN Jr protocol John"
+    assert str(out(ds).SeriesDescription) == "MR BRAIN Jr protocol"

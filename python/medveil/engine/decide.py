@@ -309,7 +309,6 @@ DATE_PATTERNS: Final = (
 #: International and national phone numbers: +CC then groups of digits.
 PHONE_PATTERN: Final = r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\d)"
 _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]")
-_NAME_SPLIT = re.compile(r"[\^=]")
 _WORD_SPLIT = re.compile(r"[\W_]+")
 # Names: not inside a longer word (digits and punctuation are boundaries), or at a
 # camel-case change ('seenByDoe'); the lookarounds are case-sensitive on purpose.
@@ -382,13 +381,18 @@ def _bounded(text: str) -> str:
 
 
 def _name_parts(pn: str) -> list[str]:
-    """The components of a PN value and their words (length 2 and more)."""
+    """The name components of a PN value and their words (length 2 and more).
+
+    Family, given and middle names of each group; prefixes and suffixes (Mr, Dr, Jr)
+    identify no one, and removing them would take 'MR' out of 'MR BRAIN'.
+    """
     parts: set[str] = set()
-    for comp in _NAME_SPLIT.split(pn):
-        comp = comp.strip()
-        if len(comp) >= 2:
-            parts.add(comp)
-        parts.update(w for w in _WORD_SPLIT.split(comp) if len(w) >= 2)
+    for group in pn.split("="):
+        for comp in group.split("^")[:3]:
+            comp = comp.strip()
+            if len(comp) >= 2:
+                parts.add(comp)
+            parts.update(w for w in _WORD_SPLIT.split(comp) if len(w) >= 2)
     return sorted(parts)
 
 

@@ -1,17 +1,18 @@
 """The raw-byte engine: de-identify a plain little-endian file straight from its bytes.
 
-The Dataset engine (:mod:`medveil.deid`) builds pydicom objects for every element, walks
-them and writes them again; on a CT slice that is most of the time the archive run takes.
-This engine scans the element headers with :mod:`struct`, decides each element with the
-same compiled policy and the same value functions, copies the bytes of what it keeps,
-encodes only what changes, and leaves Pixel Data where it is in the input buffer.
+The Dataset engine (:mod:`medveil.engine.dataset`) builds pydicom objects for every
+element, walks them and writes them again; on a CT slice that is most of the time the
+archive run takes. This engine scans the element headers with the core scanner, asks
+:mod:`medveil.engine.decide` (the layer the Dataset engine asks too) what happens to each
+element, copies the bytes of what it keeps, encodes only what changes, and leaves Pixel
+Data where it is in the input buffer.
 
 It covers the common case: Explicit or Implicit VR Little Endian files with file meta (and
-the compressed syntaxes, while their pixels need no change), one
-plain character set, no UN elements and no undefined lengths outside sequences. For
-anything else, and for every action it does not implement, it raises :class:`NotRaw` and
-the caller uses the Dataset engine. Its output is byte-for-byte the Dataset engine's (the
-tests check it on every file they have); it is a faster road to the same file.
+the compressed syntaxes, while their pixels need no change), one plain character set, no
+kept UN elements and no undefined lengths outside sequences. For anything else it raises
+:class:`NotRaw` and the caller uses the Dataset engine. Its output is byte-for-byte the
+Dataset engine's (tests/engine/test_equality.py checks it on every file the tests have);
+it is a faster road to the same file.
 """
 
 from __future__ import annotations
