@@ -188,9 +188,14 @@ def test_allow_list_mode_has_no_net_and_keep_exempts() -> None:
     assert not remove.net_tags
     assert remove.rule_for(tag_for_keyword("DocumentTitle")) is None  # removed as unknown
     assert not remove.keeps_unknown(tag_for_keyword("DocumentTitle"))
-    kept = Policy(keep=("DocumentTitle",)).compile()
-    assert kept.rule_for(tag_for_keyword("DocumentTitle")) is None
-    assert kept.keeps_unknown(tag_for_keyword("DocumentTitle"))
+    for mode in ("keep", "remove"):
+        kept = Policy(keep=("DocumentTitle",), unknown_elements=mode).compile()
+        rule = kept.rule_for(tag_for_keyword("DocumentTitle"))
+        assert rule is not None and (rule.action, rule.decided_by) == ("K", "policy")
+        ds = Dataset()
+        ds.DocumentTitle = "kept on purpose"
+        Deidentifier(Policy(keep=("DocumentTitle",), unknown_elements=mode), SECRET).apply(ds)
+        assert ds.DocumentTitle == "kept on purpose"
 
 
 def test_device_ids_follow_retain_device_identity() -> None:

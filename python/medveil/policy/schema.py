@@ -799,6 +799,17 @@ class CompiledPolicy:
         self.net_tags: set[int] = set()
         if self.keep_unknown:
             self._add_net(frozenset(options), kept_by_name)
+        for tag in sorted(kept_by_name - set(self.by_tag)):
+            # Shown by `medveil profile`, and kept on purpose for the post-check.
+            self.by_tag[tag] = Rule(
+                _tag_text(tag),
+                keyword_for_tag(tag),
+                "K",
+                "policy",
+                True,
+                (),
+                "[profile] keep: kept verbatim (exempt from the safety net)",
+            )
         self.keeps_overlays = self._overlays(policy)
         for name in policy.pseudonymized:
             tag = tag_for_keyword(name)
