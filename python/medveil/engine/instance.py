@@ -21,10 +21,16 @@ from medveil.dicom.peek import peek_int, peek_str
 from medveil.dicom.strict import check_structure
 from medveil.engine.dataset import Deidentifier, DeidReport
 from medveil.engine.generalize import age_band
-from medveil.engine.postcheck import Allowance, Terms, check_record, check_written, learn_terms
+from medveil.engine.postcheck import (
+    Allowance,
+    Terms,
+    check_record,
+    check_written,
+    learn_terms,
+    policy_allowance,
+)
 from medveil.engine.raw import NotRaw, RawEngine
 from medveil.errors import DicomInputError, MedveilError, QuarantineError
-from medveil.policy.standard import Option
 
 
 @dataclass
@@ -220,27 +226,10 @@ def _clean_raw(
 
 
 def allowance(engine: Deidentifier) -> Allowance:
-    """What the engine's policy keeps on purpose, for the post-check (made once per engine).
-
-    Elements a Retain option or the operator's own override keeps (action K); private
-    elements under Retain Safe Private; UIDs and dates everywhere under Retain UIDs and
-    Retain Longitudinal Full Dates.
-    """
+    """What the engine's policy keeps on purpose, for the post-check (made once per engine)."""
     cached = getattr(engine, "_allowance", None)
     if cached is None:
-        compiled = engine.compiled
-        policy = compiled.policy
-        tags = frozenset(
-            tag
-            for tag, rule in compiled.by_tag.items()
-            if rule.action == "K"
-            and (str(rule.decided_by).startswith("retain_") or rule.decided_by == "policy")
-        )
-        kinds = {"uids"} if policy.has(Option.RETAIN_UIDS) else set()
-        if policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
-            kinds.add("dates")
-        cached = Allowance(tags, policy.has(Option.RETAIN_SAFE_PRIVATE), frozenset(kinds))
-        engine._allowance = cached  # type: ignore[attr-defined]
+        cached = engine._allowance = policy_allowance(engine.compiled)  # type: ignore[attr-defined]
     return cached
 
 

@@ -30,6 +30,8 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
 from medveil.errors import QuarantineError
+from medveil.policy.schema import CompiledPolicy
+from medveil.policy.standard import Option
 from medveil.verify.elements import Decoded, decoded_elements, value_segments
 from medveil.verify.matcher import is_spaceless, make_matcher
 from medveil.verify.rawscan import RawLayout, Span
@@ -248,6 +250,26 @@ class Allowance:
         if span is None:
             return False
         return span.tag in self.tags or (self.private and span.private)
+
+
+def policy_allowance(compiled: CompiledPolicy) -> Allowance:
+    """What a compiled policy keeps on purpose.
+
+    Elements a Retain option or the operator's own override keeps (action K); private
+    elements under Retain Safe Private; UIDs and dates everywhere under Retain UIDs and
+    Retain Longitudinal Full Dates.
+    """
+    policy = compiled.policy
+    tags = frozenset(
+        tag
+        for tag, rule in compiled.by_tag.items()
+        if rule.action == "K"
+        and (str(rule.decided_by).startswith("retain_") or rule.decided_by == "policy")
+    )
+    kinds = {"uids"} if policy.has(Option.RETAIN_UIDS) else set()
+    if policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
+        kinds.add("dates")
+    return Allowance(tags, policy.has(Option.RETAIN_SAFE_PRIVATE), frozenset(kinds))
 
 
 def check_written(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> None:
