@@ -27,7 +27,7 @@ from pydicom.tag import BaseTag
 
 from medveil import __version__
 from medveil.dicom.io import read_dataset, write_dataset
-from medveil.dicom.peek import raw_text
+from medveil.dicom.peek import decode_text
 from medveil.dicom.pydicom_private import raw_element
 from medveil.dicom.writer import LONG_VRS
 from medveil.durable import atomic_write
@@ -102,7 +102,7 @@ def _put(ds: Dataset, tag: BaseTag, old: object, vr: str, values: list[str]) -> 
     ASCII is valid in every DICOM character set, so the bytes are the same whatever the
     dataset's; such elements stay raw and the writer copies them without re-encoding.
     """
-    if isinstance(old, RawDataElement) and vr in _ASCII_VRS and all(v.isascii() for v in values):
+    if isinstance(old, RawDataElement) and vr in _ASCII_VRS and "".join(values).isascii():
         text = "\\".join(values).encode("ascii")
         if len(text) % 2:
             text += b"\x00" if vr == "UI" else b" "
@@ -143,15 +143,38 @@ def _listed(value: object) -> list[object]:
     return list(value) if isinstance(value, (list, MultiValue, Sequence)) else [value]
 
 
+def _charsets(ds: Dataset) -> str | list[str]:
+    """The dataset's character sets, worked out once per dataset object.
+
+    pydicom works them out from SpecificCharacterSet on every read; text is decoded with
+    the input's character sets, so the first answer holds for the whole walk.
+    """
+    state = ds.__dict__
+    found: str | list[str] | None = state.get(_CHARSETS_KEY)
+    if found is None:
+        found = state[_CHARSETS_KEY] = ds._character_set
+    return found
+
+
+_CHARSETS_KEY = "_medveil_charsets"
+
+
 def _text(ds: Dataset, tag: BaseTag) -> list[str]:
     """An element's values as text, decoded without storing the decoded element in ds."""
     elem = ds._dict[tag]
     if isinstance(elem, RawDataElement):
-        if elem.VR not in ("UN", None) or elem.is_implicit_VR:
-            values = raw_text(ds, elem)
+        charsets = _charsets(ds)
+        value = elem.value
+        if (elem.VR not in ("UN", None) or elem.is_implicit_VR) and isinstance(value, bytes):
+            codec = charsets if isinstance(charsets, str) else None
+            if codec is None and len(charsets) == 1:
+                codec = charsets[0]
+            values = None if codec is None else decode_text(value, codec)
             if values is not None:
                 return values
-        elem = convert_raw_data_element(elem, encoding=ds._character_set, ds=ds)
+        elif value is None:
+            return []
+        elem = convert_raw_data_element(elem, encoding=charsets, ds=ds)
     return [str(v) for v in _listed(elem.value)]
 
 
@@ -166,7 +189,9 @@ def _is_empty(ds: Dataset, tag: BaseTag, elem: object, vr: str) -> bool:
 def _names(ds: Dataset, out: list[str]) -> list[str]:
     """Every PN value of ds at every depth (items included), decoded."""
     for tag, elem in ds._dict.items():
-        vr = _vr_of(elem, int(tag))
+        vr = elem.VR
+        if not vr or vr == "UN":
+            vr = _vr_of(elem, int(tag))
         if vr == "PN":
             out.extend(_text(ds, tag))
         elif vr == "SQ":
@@ -221,6 +246,7 @@ class Deidentifier:
             for r in self.compiled.rules()
         )
         self._pixels = None
+        self._dummies: dict[tuple[int, str, bool, bool, bool], RawDataElement] = {}
         self._mark_template: Dataset | None = None
         self._mark_raw: dict[tuple[bool, bool], dict[BaseTag, RawDataElement]] = {}
         if self.policy.has(Option.CLEAN_PIXEL_DATA):
@@ -300,21 +326,6 @@ class Deidentifier:
         for tag in list(d.keys()):
             itag = int(tag)
             rule = by_tag.get(itag)
-            elem = d[tag]
-            vr = _vr_of(elem, itag)
-            if rule is not None and rule.action == "K" and vr != "SQ":
-                if vr_conflict(itag, vr):
-                    self._do(
-                        ds,
-                        tag,
-                        vr,
-                        decider.act(itag, vr, rule, False, list, ctx),
-                        ctx,
-                        report,
-                        path,
-                        rule,
-                    )
-                continue  # kept as it is: the common case
             if rule is None:
                 if itag >> 16 & 1:  # the common route of a rule-less tag, without a call
                     private.append(tag)
@@ -326,16 +337,17 @@ class Deidentifier:
                 if route is Route.DROP:
                     _remove(ds, tag)
                     continue
-            empty = (
-                _is_empty(ds, tag, elem, vr)
-                if vr == "SQ" or rule is None or rule.action not in ("K", "X")
-                else False
-            )
-            text = partial(_text, ds, tag)
+            elem = d[tag]
+            vr = _vr_of(elem, itag)
             if rule is None:
-                decision = decider.unknown(itag, vr, empty, text, ctx)
+                empty = vr in ("DA", "DT") and _is_empty(ds, tag, elem, vr)
+                decision = decider.unknown(itag, vr, empty, partial(_text, ds, tag), ctx)
+            elif rule.action == "K" and vr != "SQ" and not vr_conflict(itag, vr):
+                continue  # kept as it is: the common case
             else:
-                decision = decider.act(itag, vr, rule, empty, text, ctx)
+                # Emptiness is read only where the answer depends on it.
+                empty = rule.action not in ("K", "X") and _is_empty(ds, tag, elem, vr)
+                decision = decider.act(itag, vr, rule, empty, partial(_text, ds, tag), ctx)
             self._do(ds, tag, vr, decision, ctx, report, path, rule)
         if private:
             self._private(ds, private, ctx, report, path)
@@ -387,17 +399,30 @@ class Deidentifier:
     def _dummy_item(self, item: Dataset) -> None:
         """An item of a sequence whose action is D: every value becomes its VR's dummy."""
         decider = self.decider
+        cache = self._dummies
         for tag in list(item._dict.keys()):
             itag = int(tag)
             elem = item._dict[tag]
             vr = _vr_of(elem, itag)
             empty = _is_empty(item, tag, elem, vr)
+            key = None
+            if isinstance(elem, RawDataElement):
+                # Most dummies depend on the tag, VR and encoding alone: made once.
+                key = (itag, vr, elem.is_implicit_VR, elem.is_little_endian, empty)
+                done = cache.get(key)
+                if done is not None:
+                    item._dict[tag] = done
+                    continue
             decision = decider.dummy_item_element(itag, vr, empty, partial(_text, item, tag))
             kind = decision.kind
             if kind is Kind.REMOVE:
                 _remove(item, tag)
             elif kind is Kind.PUT:
                 _put(item, tag, elem, vr, list(decision.values))
+                new = item._dict[tag]
+                if key is not None and vr != "UI" and isinstance(new, RawDataElement):
+                    if len(cache) < 4096:
+                        cache[key] = new
             elif kind is Kind.ZERO:
                 _zero(item, tag, vr, elem)
             elif kind is Kind.DUMMY_ITEMS:

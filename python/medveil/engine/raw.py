@@ -658,9 +658,9 @@ class RawEngine:
                 if route is Route.DROP:
                     continue
             if rule is None:
-                decision = decider.unknown(
-                    tag, self._vr(e), self._empty(e), partial(self._text, e), ctx
-                )
+                vr = self._vr(e)
+                empty = vr in ("DA", "DT") and self._empty(e)
+                decision = decider.unknown(tag, vr, empty, partial(self._text, e), ctx)
             else:
                 decision = self._decide(e, rule, ctx)
             res = self._do(e, decision, ctx, report, path)
