@@ -551,7 +551,7 @@ class Decider:
         self.compiled = policy.compile()
         self.keyed = keyed
         self.safe_private = safe_private
-        self.mode = str(getattr(policy.combined_codes, "value", policy.combined_codes))
+        self.mode = policy.combined_codes
 
     def context(
         self, values: Callable[[str], list[str]], identity: Callable[[], Identity]
