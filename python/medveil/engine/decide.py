@@ -647,7 +647,7 @@ class Decider:
                 return Decision(Kind.KEEP, "pseudonym")
             return Decision(Kind.PUT, "pseudonym", self.pseudonyms(vr, rule, values))
         if action == "C":
-            return self._clean(tag, vr, rule, empty, text, ctx)
+            return self._clean(tag, vr, empty, text, ctx)
         return Decision(Kind.GENERAL, action)
 
     def _sequence(self, action: str, empty: bool) -> Decision:
@@ -661,14 +661,9 @@ class Decider:
         return REMOVED
 
     def _clean(
-        self,
-        tag: int,
-        vr: str,
-        rule: Rule,
-        empty: bool,
-        text: Callable[[], list[str]],
-        ctx: PatientContext,
+        self, tag: int, vr: str, empty: bool, text: Callable[[], list[str]], ctx: PatientContext
     ) -> Decision:
+        """C: dates shifted (or emptied), text cleaned, AE titles replaced, binaries emptied."""
         if vr in ("DA", "DT"):
             if self.compiled.shift_dates:
                 if empty:
