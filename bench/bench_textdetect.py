@@ -1,7 +1,7 @@
 """Burned-in text detection: recall, false masks, and what it adds to an archive run.
 
 Run: python bench/bench_textdetect.py [--images 60] [--seed 0] [--us-files 3] [--frames 30]
-     [--ocr 12] [--rounds 3] [--skip-archive] [--skip-quality]
+     [--ocr 12] [--rounds 3] [--skip-archive] [--skip-quality] [--skip-radiograph]
 
 1. Quality. A generated set of images, each kind both with text and without:
    ultrasound-like (600x800 uint8, correlated Rayleigh speckle in a sector, black outside),
@@ -27,11 +27,16 @@ Run: python bench/bench_textdetect.py [--images 60] [--seed 0] [--us-files 3] [-
    Then ``clean_instance`` alone on one file of each (what the detection adds per file
    without the archive's reading and writing around it; minimum CPU time of the rounds,
    which the machine's other load disturbs less than a median).
+4. Radiographs: ``clean_instance`` on one 3000x2500 16-bit CR (BitsStored 12), with
+   ``pixel_text`` "rules", "auto" and "detect", minimum CPU time of the rounds; once
+   without text, once with BurnedInAnnotation YES and four 48 px lines (which "auto"
+   screens).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
@@ -548,6 +553,75 @@ def instance_cost(args: argparse.Namespace) -> None:
             )
 
 
+CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
+
+
+def radiograph(rows: int, cols: int, burned: bool, seed: int = 0) -> bytes:
+    """A CR file's bytes: 12-bit chest-like gradient with noise; text lines when ``burned``."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    img = 1800 + 900 * np.cos(xx / cols * 3.1) * np.cos(yy / rows * 2)
+    img += rng.normal(0, 30, img.shape).astype(np.float32)
+    img = np.clip(img, 0, 4095).astype(np.uint16)
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CR_IMAGE
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.Manufacturer = "CR", "GENERIC"
+    ds.PatientName, ds.PatientID = "DOE^JOHN", "SB7300421"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = rows, cols, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    if burned:
+        ds.BurnedInAnnotation = "YES"
+        layer = Image.new("L", (cols, rows), 0)
+        draw = ImageDraw.Draw(layer)
+        font = load_font(fonts()[0], 48) if fonts() else ImageFont.load_default(size=48)
+        for i, text in enumerate(["DOE, JOHN", "SB7300421", "2024-03-14 09:30", "PA ERECT"]):
+            draw.text((60, 60 + 70 * i), text, fill=255, font=font)
+        img = np.where(np.asarray(layer) > 127, 4095, img).astype(np.uint16)
+    ds.PixelData = img.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def radiograph_cost(args: argparse.Namespace) -> None:
+    """clean_instance on one 3000x2500 radiograph per pixel_text mode: CPU, min of rounds."""
+    from medveil.engine.dataset import Deidentifier
+    from medveil.engine.instance import clean_instance
+    from medveil.policy.schema import Policy
+
+    modes = ("rules", "auto", "detect")
+    engines = {m: Deidentifier(Policy(pixel_text=m), bytes(range(32))) for m in modes}
+    rounds = max(5, args.rounds)
+    print(
+        f"\n## clean_instance on one 3000x2500 16-bit radiograph, CPU ms (min of {rounds}, "
+        "modes alternating)\n"
+    )
+    print("| file | " + " | ".join(modes) + " | lines masked (auto) |")
+    print("|---|---|---|---|---|")
+    for label, burned in (("CR, no text", False), ("CR, BurnedInAnnotation YES, 4 lines", True)):
+        raw = radiograph(3000, 2500, burned)
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        status = {m: clean_instance(eng, bytearray(raw)).status for m, eng in engines.items()}
+        for _ in range(rounds):
+            for m, eng in engines.items():
+                buf = bytearray(raw)  # masked in place: a fresh copy each time
+                t0 = time.process_time()
+                clean_instance(eng, buf)
+                times[m].append(time.process_time() - t0)
+        ds = pydicom.dcmread(io.BytesIO(raw))
+        masked = len(engines["auto"]._pixels.clean(ds).detected)  # type: ignore[union-attr]
+        cells = " | ".join(
+            f"{1000 * min(times[m]):.0f}" + ("" if status[m] == "written" else f" ({status[m]})")
+            for m in modes
+        )
+        print(f"| {label} | {cells} | {masked} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the quality and cost measurements; print markdown tables."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -559,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="archive runs per mode (median)")
     ap.add_argument("--skip-archive", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-radiograph", action="store_true")
     args = ap.parse_args(argv)
     if not args.skip_quality:
         quality(args)
@@ -567,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_archive:
         archive_cost(args)
         instance_cost(args)
+    if not args.skip_radiograph:
+        radiograph_cost(args)
     return 0
 
 

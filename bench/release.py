@@ -24,7 +24,8 @@ not accept yet); the CLI and that call run the same code.
 Then, with ``--quality``, the burned-in text figures on the generator's US/SC/XA images:
 each image through :class:`medveil.pixels.cleaner.PixelCleaner` in the given mode; a line
 counts as found when its whole ink box is inside the masked regions on every frame; false
-mask: masked area more than 6 px away from every ink box, as a share of the image.
+mask: masked boxes that touch no ink box (grown by 6 px), and the masked area more than
+6 px away from every ink box as a share of the image (mostly the detector's padding).
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ CLASS_OF_SOP = {
     realistic.RT_STRUCT: "RTSTRUCT",
 }
 SECRET = bytes(range(32))
-_DCIO_VALUES = re.compile(r"<0x[0-9a-fA-F]+>|\"[^\"]*\"|'[^']*'|\[\d+\]")
+#: Values medveil writes as dummies: a patient called "Anonymized" is not found in them.
+DUMMY_WORDS = {b"ANONYMIZED", b"ANONYMOUS", b"REMOVED", b"UNKNOWN"}
+_DCIO_VALUES = re.compile(r"= <[^>]*>|<0x[0-9a-fA-F]+>|\"[^\"]*\"|'[^']*'|\[\d+\]")
 _VALUES = re.compile(r"'[^']*'|\"[^\"]*\"|<[^>]*>|\b\d[\d.]*\b|\(\w{4},\w{4}\)")
 
 
@@ -203,10 +206,13 @@ def run_api(
 
 def pydicom_inputs(dst: Path) -> dict[str, str]:
     """Copy pydicom's bundled test files that read as composite instances; name -> class."""
-    from pydicom.data import get_testdata_files
+    import pydicom.data
 
+    # The files shipped inside the package only: get_testdata_files would also download
+    # pydicom-data's external set.
+    local = Path(pydicom.data.__file__).parent / "test_files"
     classes: dict[str, str] = {}
-    for i, f in enumerate(sorted(get_testdata_files("*"))):
+    for i, f in enumerate(sorted(str(p) for p in local.rglob("*") if p.is_file())):
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
             if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
@@ -254,6 +260,7 @@ def main() -> None:
     classes.update(extra)
     key = work / "site.key"
     key.write_bytes(SECRET)
+    key.chmod(0o600)
     print(
         f"generated {len(man.instances)} instances in {gen_s:.1f} s"
         + (f", plus {len(extra)} pydicom test files" if extra else "")
@@ -274,12 +281,31 @@ def main() -> None:
     outputs = sorted(p for p in dst.rglob("*.dcm") if ".medveil" not in p.parts)
 
     needles = [s.encode() for s in man.all_identifiers()]
-    if extra:  # pydicom files: their own names and IDs (4+ characters)
-        for name in extra:
-            ds = pydicom.dcmread(src / name, stop_before_pixels=True)
-            for v in (str(ds.get("PatientName", "")), str(ds.get("PatientID", ""))):
-                needles += [w.upper().encode() for w in re.split(r"[\^ ]", v) if len(w) >= 4]
-        needles = sorted(set(needles))
+    # pydicom files: each output is searched for its own input's name parts and ID (4+
+    # characters), found through the new SOP Instance UID.
+    own_needles: dict[str, list[bytes]] = {}
+    for name in extra:
+        ds = pydicom.dcmread(src / name, stop_before_pixels=True)
+        words = [str(ds.get("PatientID", ""))]
+        words += re.split(r"[\^ ]", str(ds.get("PatientName", "")))
+        # A word the input also holds outside the patient's identity (a name such as
+        # "Anonymized" also in InstitutionName, "Text" in the SR tree) proves nothing.
+        for kw in ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames"):
+            if kw in ds:
+                del ds[kw]
+        rest = (
+            " ".join(str(e.value) for e in ds.iterall() if e.VR not in ("OB", "OW", "UN", "SQ"))
+            .upper()
+            .encode(errors="replace")
+        )
+        own_needles[keyed.uid(str(ds.SOPInstanceUID))] = sorted(
+            {w.upper().encode() for w in words if len(w.strip()) >= 4} - {b""}
+        )
+        own_needles[keyed.uid(str(ds.SOPInstanceUID))] = [
+            n
+            for n in own_needles[keyed.uid(str(ds.SOPInstanceUID))]
+            if n not in rest and n not in DUMMY_WORDS
+        ]
     quar_by_cls: dict[str, Counter[str]] = defaultdict(Counter)
     full_reason: dict[str, str] = {}
     for name, reason in quarantined:
@@ -304,14 +330,15 @@ def main() -> None:
             cls = "pydicom:" + str(ds.get("Modality", "?") or "?")
         cls = cls or CLASS_OF_SOP.get(str(ds.SOPClassUID), "other")
         st = stats[cls]
-        st["released"] += 1
+        st["on disk"] += 1
         if inst is not None:
             released_inputs.add(inst.path)
-        hits = leaked(header_bytes(out), needles)
+        mine = needles if inst is not None else own_needles.get(str(ds.SOPInstanceUID), [])
+        hits = leaked(header_bytes(out), mine)
         if hits:
             st["header leaks"] += 1
-            if len(leak_examples) < 8:
-                tags = _where(ds, [needles[i] for i in hits])
+            if len(leak_examples) < 12:
+                tags = _where(ds, [mine[i] for i in hits])
                 leak_examples.append(f"{cls}: {', '.join(tags)}")
         if inst is not None and inst.text_boxes:
             if boxes_masked(ds, inst.text_boxes):
@@ -334,6 +361,8 @@ def main() -> None:
             for msg in new:
                 full_reason.setdefault("dciodvfy: " + msg, str(inst.path))
     # References to instances that were quarantined are reported apart from the broken ones.
+    for cls, st in stats.items():  # written = not quarantined (the input side's count)
+        st["released"] = st["instances"] - sum(quar_by_cls.get(cls, Counter()).values())
     _print_table(stats, quar_by_cls, bool(dcio))
     if leak_examples:
         print("\nleak examples (class: attribute):")
@@ -368,7 +397,7 @@ def _where(ds: pydicom.Dataset, needles: list[bytes]) -> list[str]:
 
 
 def _print_table(stats: dict[str, Counter[str]], quar: dict[str, Counter[str]], dcio: bool) -> None:
-    cols = ["instances", "released", "header leaks", "pixel leaks", "unresolved refs"]
+    cols = ["instances", "released", "on disk", "header leaks", "pixel leaks", "unresolved refs"]
     if dcio:
         cols += ["new dciodvfy errors", "files with new errors"]
     print("\n| class | " + " | ".join(cols) + " | quarantined by reason |")
@@ -386,6 +415,15 @@ def _print_table(stats: dict[str, Counter[str]], quar: dict[str, Counter[str]], 
         + f" | {sum(sum(c.values()) for c in quar.values())} |"
     )
     print(f"\nreleased {total['released']}/{total['instances']} = {100 * rate:.1f} %")
+    for prefix in ("pydicom:",):
+        sub = [st for cls, st in stats.items() if cls.startswith(prefix)]
+        if sub:
+            n, r = sum(st["instances"] for st in sub), sum(st["released"] for st in sub)
+            print(f"of which {prefix[:-1]}: released {r}/{n} = {100 * r / n:.1f} %")
+    print(
+        "('on disk' counts output files found per class: fewer than released when inputs "
+        "share a SOP Instance UID and one output overwrote another)"
+    )
 
 
 def quality(man: realistic.Manifest, src: Path, mode: str) -> None:
@@ -419,14 +457,21 @@ def quality(man: realistic.Manifest, src: Path, mode: str) -> None:
             near[f0:f1, max(0, r0 - 6) : r1 + 6, max(0, c0 - 6) : c1 + 6] = True
         rows[inst.cls]["images"] += 1
         false_area[inst.cls].append(float((mask & ~near).mean()))
+        for r0, r1, c0, c1, f0, f1 in rep.regions:
+            rows[inst.cls]["boxes"] += 1
+            rows[inst.cls]["spurious"] += not near[f0:f1, r0:r1, c0:c1].any()
     print(f"\nburned-in text, pixel_text = {mode!r} (PixelCleaner, CPU {t_total:.2f} s):")
-    print("| class | images | lines | fully masked | recall | false-mask area mean | max |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| class | images | lines | fully masked | recall | masked boxes | boxes on no text "
+        "| area masked > 6 px from text, mean | max |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for cls, c in sorted(rows.items()):
         fa = false_area[cls] or [0.0]
         print(
             f"| {cls} | {c['images']} | {c['lines']} | {c['found']} | "
-            f"{c['found'] / max(1, c['lines']):.3f} | {100 * np.mean(fa):.2f} % | "
+            f"{c['found'] / max(1, c['lines']):.3f} | {c['boxes']} | {c['spurious']} | "
+            f"{100 * np.mean(fa):.2f} % | "
             f"{100 * max(fa):.2f} % |"
         )
         for k, v in c.items():

@@ -713,7 +713,7 @@ def _sr(
     img.ValueType = "IMAGE"
     ref = Dataset()
     ref.ReferencedSOPClassUID = refs[0][2]
-    ref.ReferencedSOPInstanceUID = refs[0][3][len(refs[0][3]) // 2]
+    ref.ReferencedSOPInstanceUID = refs[0][3][1]  # one of the evidence list's images
     img.ReferencedSOPSequence = Sequence([ref])
     ds.ContentSequence = Sequence([text, img])
     evid = Dataset()
@@ -832,6 +832,7 @@ def _dicomdir(g: _Gen, root: Path) -> None:
         staged.append((inst, fs.add(ds)))
     cd = root / "cd"
     fs.write(cd)
+    fs._stage["t"].cleanup()  # pydicom's staging folder: gone now, not at garbage collection
     for inst, rec in staged:
         (root / inst.path).unlink()
         inst.path = str(Path("cd") / Path(*rec.ReferencedFileID))
