@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``qa`` subcommand."""
     p = sub.add_parser(
         "qa",

@@ -15,9 +15,10 @@ Files that need no change keep their PixelData object untouched.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pydicom
@@ -47,6 +48,9 @@ from medveil.pixels.text.detect import (
     screen_input,
 )
 from medveil.pixels.text.match import Identifiers
+
+if TYPE_CHECKING:
+    from pydicom.pixels.decoders.base import Decoder
 
 PIXEL_DATA_TAG = BaseTag(0x7FE00010)
 
@@ -244,7 +248,7 @@ def _transfer_syntax(ds: pydicom.Dataset) -> UID:
 
 def _pixel_bytes(ds: pydicom.Dataset) -> bytes | memoryview:
     """The Pixel Data value; a raw element's bytes as they are (pydicom would return them too)."""
-    elem = ds._dict.get(0x7FE00010)
+    elem = ds._dict.get(PIXEL_DATA_TAG)
     if isinstance(elem, RawDataElement) and isinstance(elem.value, (bytes, memoryview)):
         return elem.value
     return ds.PixelData  # type: ignore[no-any-return]
@@ -264,6 +268,8 @@ def _int(ds: pydicom.Dataset, kw: str, default: int | None = None) -> int:
         if default is None:
             raise QuarantineError(f"{kw} is missing; cannot locate the pixels to clean")
         return default
+    if not isinstance(v, (int, float, str, bytes)):
+        raise QuarantineError(f"{kw} has an unusable {type(v).__name__} value")
     try:
         return int(v)
     except (TypeError, ValueError) as exc:
@@ -317,7 +323,8 @@ class _Geometry:
                 f"BitsAllocated {self.bits_allocated} is not supported for pixel cleaning"
             )
         dt = np.dtype(f"{'i' if self.signed else 'u'}{self.bits_allocated // 8}")
-        return dt.newbyteorder(">" if big_endian else "<")
+        out: np.dtype = dt.newbyteorder(">" if big_endian else "<")
+        return out
 
     def shape(self) -> tuple[int, ...]:
         if self.subsampled:
@@ -444,17 +451,18 @@ def _byte_spans(regs: list[Region6], geo: _Geometry, itemsize: int) -> np.ndarra
 
 
 def _splice(
-    raw: bytes, groups: dict[int, list[Region6]], geo: _Geometry, dt: np.dtype
+    raw: bytes | memoryview, groups: dict[int, list[Region6]], geo: _Geometry, dt: np.dtype
 ) -> tuple[list[Region6], bytes]:
     """Return the regions and ``raw`` with every region's samples set to its fill value."""
     done: list[Region6] = []
-    out = raw
+    out = raw if isinstance(raw, bytes) else bytes(raw) if not groups else b""
+    src_buf: bytes | memoryview = raw
     for fill, regs in groups.items():
         _check_fill(fill, geo)
         spans = _byte_spans(regs, geo, dt.itemsize)
         longest = int((spans[:, 1] - spans[:, 0]).max())
         pattern = memoryview(np.full(longest // dt.itemsize, fill, dtype=dt).tobytes())
-        src = memoryview(out)
+        src = memoryview(src_buf)
         pieces: list[memoryview] = []
         pos = 0
         for a, b in spans.tolist():
@@ -462,9 +470,18 @@ def _splice(
             pieces.append(pattern[: b - a])
             pos = b
         pieces.append(src[pos:])
-        out = b"".join(pieces)
+        out = src_buf = b"".join(pieces)
         done.extend(regs)
     return done, out
+
+
+def _as_array(
+    decoder: Decoder, ds: pydicom.Dataset, **options: bool
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``decoder.as_array(ds, **options)``; pydicom annotates each option as a whole
+    DecodeOptions mapping, so the call is typed here once."""
+    as_array = cast("Callable[..., tuple[np.ndarray, dict[str, Any]]]", decoder.as_array)
+    return as_array(ds, **options)
 
 
 @contextmanager
@@ -782,7 +799,7 @@ class PixelCleaner:
                 )
                 return
             # RLE stores whole bytes: an overlay can hide above BitsStored. Decode to look.
-        from pydicom.pixels import get_decoder
+        from pydicom.pixels.decoders.base import get_decoder
 
         lossy = ts in LOSSY_METHOD
         try:
@@ -793,7 +810,7 @@ class PixelCleaner:
             # keep their colour space so that the values round-trip exactly.
             # Unused bits are left as stored so that Clean Graphics sees (and reports) them.
             with _bytes_pixel_data(ds):
-                arr, meta = decoder.as_array(ds, as_rgb=lossy, correct_unused_bits=False)
+                arr, meta = _as_array(decoder, ds, as_rgb=lossy, correct_unused_bits=False)
         except Exception as exc:
             why = (
                 "a pixel rule requires masking"
@@ -852,7 +869,8 @@ class PixelCleaner:
     @staticmethod
     def _reencode(ds: pydicom.Dataset, ts: UID, arr: np.ndarray, report: PixelReport) -> bool:
         """Compress back to ``ts`` losslessly; True only if the result decodes to ``arr``."""
-        from pydicom.pixels import get_decoder, get_encoder
+        from pydicom.pixels.decoders.base import get_decoder
+        from pydicom.pixels.encoders.base import get_encoder
 
         plugin = REENCODERS[ts]
         enc = get_encoder(ts)
@@ -869,7 +887,7 @@ class PixelCleaner:
             if "PlanarConfiguration" in ds:
                 ds.PlanarConfiguration = 0
             ds.compress(ts, arr, encoding_plugin=plugin, generate_instance_uid=False)
-            back, _ = get_decoder(ts).as_array(ds, as_rgb=False, correct_unused_bits=False)
+            back, _ = _as_array(get_decoder(ts), ds, as_rgb=False, correct_unused_bits=False)
             if back.dtype != arr.dtype or back.shape != arr.shape or not np.array_equal(back, arr):
                 raise ValueError("re-encoded pixels do not decode to the masked pixels")
         except Exception as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -19,7 +19,7 @@ _ALL_FRAMES = np.iinfo(np.int64).max
 _INT64 = np.dtype(np.int64)  # native int64 descriptors are this one object
 
 
-def _uniform_int_rows(items: list) -> np.ndarray | None:
+def _uniform_int_rows(items: list[Any]) -> np.ndarray | None:
     """Convert rows that all have the same length (4 or 6) and only hold integers, else None.
 
     The checks run as C-level iterations (map, set) instead of a Python loop per value:

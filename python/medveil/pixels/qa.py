@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydicom
@@ -62,7 +62,7 @@ class QaItem:
     regions: list[tuple[int, ...]] = field(default_factory=list)
     note: str = ""
     quarantined: bool = False
-    detected: list[dict] = field(default_factory=list)  # text detection records (no text)
+    detected: list[dict[str, Any]] = field(default_factory=list)  # detection records, no text
 
 
 def redacted(text_len: object) -> str:
@@ -102,9 +102,9 @@ def _dicom_files(root: Path) -> Iterable[Path]:
             yield Path(dirpath) / name
 
 
-def _read_records(output: Path) -> dict[str, dict]:
+def _read_records(output: Path) -> dict[str, dict[str, Any]]:
     path = output / RECORDS / PIXEL_RECORDS
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
@@ -198,7 +198,7 @@ def sample_items(items: Sequence[QaItem], n: int | None, seed: int = 0) -> list[
 
 def display_u8(ds: pydicom.Dataset, frame: np.ndarray) -> np.ndarray:
     """Window one frame for display: uint8, (rows, cols) grey or (rows, cols, 3) colour."""
-    from pydicom.pixels import apply_modality_lut
+    from pydicom.pixels.processing import apply_modality_lut
 
     if frame.ndim == 3:  # colour: already RGB from the decoder; scale deeper samples
         arr = frame.astype(np.float64)
@@ -223,7 +223,7 @@ def display_u8(ds: pydicom.Dataset, frame: np.ndarray) -> np.ndarray:
 def thumbnail(item: QaItem, size: int = 256) -> Image.Image:
     """Render the item's first frame at most ``size`` px wide/high, rectangles outlined."""
     from PIL import Image, ImageDraw
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     try:
         ds = pydicom.dcmread(item.path)
@@ -237,7 +237,9 @@ def thumbnail(item: QaItem, size: int = 256) -> Image.Image:
     rows, cols = frame.shape[:2]
     scale = min(size / cols, size / rows, 1.0)
     if scale < 1.0:
-        img = img.resize((max(1, round(cols * scale)), max(1, round(rows * scale))), Image.BILINEAR)
+        img = img.resize(
+            (max(1, round(cols * scale)), max(1, round(rows * scale))), Image.Resampling.BILINEAR
+        )
     draw = ImageDraw.Draw(img)
 
     def outline(r0: int, r1: int, c0: int, c1: int, colour: tuple[int, int, int]) -> None:
@@ -257,9 +259,11 @@ def thumbnail(item: QaItem, size: int = 256) -> Image.Image:
         if not f0 <= 0 < f1:
             continue  # the rectangle is on other frames, not the one shown
         if not _is_detected(reg, detected_boxes):  # type: ignore[arg-type]
-            outline(*reg[:4], RULE_COLOUR)
+            r0, r1, c0, c1 = (int(v) for v in reg[:4])
+            outline(r0, r1, c0, c1, RULE_COLOUR)
     for d in shown:
-        outline(*(int(v) for v in d["box"]), DETECTED_COLOUR if d.get("masked") else KEPT_COLOUR)
+        r0, r1, c0, c1 = (int(v) for v in d["box"])
+        outline(r0, r1, c0, c1, DETECTED_COLOUR if d.get("masked") else KEPT_COLOUR)
     return img
 
 
@@ -308,7 +312,7 @@ def _legend() -> str:
     )
 
 
-def _detected_cell(detected: list[dict]) -> str:
+def _detected_cell(detected: list[dict[str, Any]]) -> str:
     """Detected boxes of the first frame with their decision and redacted text."""
     rows = []
     for d in detected:

@@ -52,8 +52,9 @@ from medveil.errors import PolicyError
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 needs the tomli backport
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
+_CHARSET = BaseTag(0x00080005)
 _STRING_OPS = ("equals", "prefix", "suffix", "contains", "regex")
 _TAG_RE = re.compile(r"^\(?\s*([0-9A-Fa-f]{4})\s*,\s*([0-9A-Fa-f]{4})\s*\)?$")
 
@@ -91,7 +92,7 @@ def _raw_key(ds: pydicom.Dataset, tags: tuple[BaseTag, ...]) -> tuple[object, ..
     this key finds a series' cached answer without decoding its attributes again.
     """
     meta = getattr(ds, "file_meta", None)
-    charset = ds._dict.get(0x00080005)
+    charset = ds._dict.get(_CHARSET)
     if charset is not None and not (
         isinstance(charset, RawDataElement) and isinstance(charset.value, bytes)
     ):
@@ -114,7 +115,9 @@ def attribute_text(ds: pydicom.Dataset, tag: BaseTag) -> str | None:
     container: pydicom.Dataset | None = ds
     if tag.group == 0x0002:
         container = getattr(ds, "file_meta", None)
-    elem = None if container is None else container._dict.get(tag)
+    if container is None:
+        return None
+    elem = container._dict.get(tag)
     if elem is None:
         return None
     if elem.VR == "SQ":
@@ -126,7 +129,7 @@ def attribute_text(ds: pydicom.Dataset, tag: BaseTag) -> str | None:
 class Condition:
     """A predicate over a dataset's header; build with :func:`parse_condition`."""
 
-    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict[int, str | None] | None = None) -> bool:
         """Say whether ``ds`` satisfies this condition."""
         raise NotImplementedError
 
@@ -177,7 +180,7 @@ class Leaf(Condition):
                 raise PolicyError(f"bad regex {self.value!r} on {self.attr}: {exc}") from exc
         object.__setattr__(self, "_regex", rx)
 
-    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict[int, str | None] | None = None) -> bool:
         """Say whether ``ds`` satisfies this comparison."""
         if cache is None:
             text = attribute_text(ds, self.tag)
@@ -225,7 +228,7 @@ class AllOf(Condition):
 
     children: tuple[Condition, ...]
 
-    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict[int, str | None] | None = None) -> bool:
         """Say whether every child matches ``ds``."""
         return all(c.matches(ds, cache) for c in self.children)
 
@@ -244,7 +247,7 @@ class AnyOf(Condition):
 
     children: tuple[Condition, ...]
 
-    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict[int, str | None] | None = None) -> bool:
         """Say whether any child matches ``ds``."""
         return any(c.matches(ds, cache) for c in self.children)
 
@@ -263,7 +266,7 @@ class Not(Condition):
 
     child: Condition
 
-    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict[int, str | None] | None = None) -> bool:
         """Say whether the child does not match ``ds``."""
         return not self.child.matches(ds, cache)
 
@@ -357,7 +360,7 @@ class PixelRule:
     description: str = ""
     fill: int = 0
 
-    def matches(self, ds: pydicom.Dataset, cache: dict | None = None) -> bool:
+    def matches(self, ds: pydicom.Dataset, cache: dict[int, str | None] | None = None) -> bool:
         """Say whether this rule applies to ``ds``."""
         return self.match.matches(ds, cache)
 
@@ -510,5 +513,5 @@ class RuleSet:
 @functools.cache
 def _default_rules() -> RuleSet:
     # Parsed once per process: a RuleSet is immutable, and parsing takes tens of milliseconds.
-    res = resources.files("medveil").joinpath("data", DEFAULT_RULES)
+    res = resources.files("medveil").joinpath("data").joinpath(DEFAULT_RULES)
     return RuleSet.loads(res.read_text(encoding="utf-8"), f"medveil/data/{DEFAULT_RULES}")

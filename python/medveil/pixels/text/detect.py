@@ -244,9 +244,8 @@ class _GreyFrames:
 
     def __getitem__(self, f: int) -> np.ndarray | _LumaFrame:
         """The uint8 (rows, cols) grey frame f (RGB: a view converting what is sliced)."""
-        if self.stack.ndim == 3:
-            return self.stack[f]
-        return _LumaFrame(self.stack[f])
+        frame: np.ndarray = self.stack[f]
+        return frame if self.stack.ndim == 3 else _LumaFrame(frame)
 
 
 class _LumaFrame:
@@ -403,7 +402,7 @@ def extend_line(
     reach = min(EXTEND_LINES * h, EXTEND_MAX)
     lo, hi = max(0, c0 - reach), min(cols, c1 + reach)
     band = frame[r0:r1, lo:hi].astype(np.int16)
-    ink = (np.abs(band - int(_median(band))) > threshold).any(axis=0)
+    ink = np.asarray((np.abs(band - int(_median(band))) > threshold).any(axis=0))
     gap = min(GAP_LINES * h, EXTEND_MAX // 2)
     right = c1 - lo
     x = right
@@ -503,7 +502,8 @@ def ocr_read(crop: np.ndarray) -> tuple[str, float]:
     pil = Image.fromarray(np.ascontiguousarray(img))
     if scale > 1.0:
         pil = pil.resize(
-            (max(1, round(img.shape[1] * scale)), max(1, round(h * scale))), Image.LANCZOS
+            (max(1, round(img.shape[1] * scale)), max(1, round(h * scale))),
+            Image.Resampling.LANCZOS,
         )
     page = Image.new("L", (pil.width + 20, pil.height + 20), 255)
     page.paste(pil, (10, 10))
@@ -568,7 +568,6 @@ class TextDetector:
         found: list[dict[int, list[tuple[int, int, int, int, int]]]] = [{} for _ in self.radii]
         # The detector never reads the screen's scores: not computing them saves a pass
         # over every marked pixel.
-        kw = dict(min_height=self.min_height, max_height=self.max_height, scores=False)
         # The first radius estimates each frame's noise threshold in the core; the wider
         # windows look for large and bold text with a higher one: they see more of the
         # background's texture too.
@@ -579,13 +578,22 @@ class TextDetector:
             noise_factor=NOISE_FACTOR,
             noise_step=NOISE_STEP,
             noise_max=NOISE_MAX,
-            **kw,
+            min_height=self.min_height,
+            max_height=self.max_height,
+            scores=False,
         )
         per_radius = [boxes]
         for radius in self.radii[1:]:
             wide = np.minimum(used.astype(np.int64) + self.wide_extra, 255)
             per_radius.append(
-                _core.textscreen.screen(frames, thresholds=wide, radius=radius, **kw)[0]
+                _core.textscreen.screen(
+                    frames,
+                    thresholds=wide,
+                    radius=radius,
+                    min_height=self.min_height,
+                    max_height=self.max_height,
+                    scores=False,
+                )[0]
             )
         for i, bs in enumerate(per_radius):
             for f, r0, r1, c0, c1, glyphs in bs.tolist():
