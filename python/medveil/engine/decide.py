@@ -440,8 +440,10 @@ def build_cleaner(
     alts: list[str] = []
     if latin:
         name = "(?:" + "|".join(_flexible(n) for n in latin) + ")"
-        follow = f"(?:{_SEP}(?:{name}|{_INITIAL}))*"
-        alts.append(f"{_NAME_START}(?:{_INITIAL}{_SEP})*{name}{follow}{_NAME_END}")
+        # Bounded repeats: a text of many one-letter words must not make the search
+        # quadratic (each start would take every initial, then look for a name).
+        follow = f"(?:{_SEP}(?:{name}|{_INITIAL})){{0,6}}"
+        alts.append(f"{_NAME_START}(?:{_INITIAL}{_SEP}){{0,3}}{name}{follow}{_NAME_END}")
     if cjk:
         # CJK text has no spaces between words: a CJK name is removed wherever it stands.
         alts.append("(?:" + "|".join(re.escape(n) for n in cjk) + ")+")
