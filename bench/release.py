@@ -17,9 +17,8 @@ policy (or ``--policy``), then prints per modality class:
 - unresolved references: UIDs in the output's sequences that were input UIDs but are not
   the new UID the secret maps them to (left as they were, or pointing at nothing).
 
-``--pixel-text MODE`` runs the same archive through ``medveil.deidentify_archive`` in this
-process with the default policy's ``pixel_text`` replaced (for modes the policy file does
-not accept yet); the CLI and that call run the same code.
+``--pixel-text MODE`` runs it with a policy file holding only ``[pixels] pixel_text =
+"MODE"`` (the default policy otherwise).
 
 Then, with ``--quality``, the burned-in text figures on the generator's US/SC/XA images:
 each image through :class:`medveil.pixels.cleaner.PixelCleaner` in the given mode; a line
@@ -31,7 +30,6 @@ mask: masked boxes that touch no ink box (grown by 6 px), and the masked area mo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import os
 import re
@@ -181,29 +179,6 @@ def run_cli(
     return quarantined, wall, (p.stdout.strip().splitlines() or [""])[-1]
 
 
-def run_api(
-    src: Path, dst: Path, mode: str, workers: int
-) -> tuple[list[tuple[str, str]], float, str]:
-    """deidentify_archive with the default policy's pixel_text set to ``mode``."""
-    from medveil import Policy
-    from medveil.run.archive import deidentify_archive
-
-    policy = dataclasses.replace(Policy.default(), pixel_text=mode)
-    quarantined: list[tuple[str, str]] = []
-    t = time.perf_counter()
-    s = deidentify_archive(
-        src,
-        dst,
-        policy=policy,
-        secret=SECRET,
-        workers=workers,
-        durable=False,
-        on_quarantine=lambda n, r: quarantined.append((n, r)),
-    )
-    wall = time.perf_counter() - t
-    return quarantined, wall, f"{s.files_in} in, {s.written} written, {s.quarantined} quarantined"
-
-
 def pydicom_inputs(dst: Path) -> dict[str, str]:
     """Copy pydicom's bundled test files that read as composite instances; name -> class."""
     import pydicom.data
@@ -236,7 +211,7 @@ def main() -> None:
     )
     ap.add_argument("--pydicom", action="store_true", help="add pydicom's bundled test files")
     ap.add_argument("--policy", help="policy TOML for medveil deid (default: built-in)")
-    ap.add_argument("--pixel-text", help="run in process with this pixel_text mode")
+    ap.add_argument("--pixel-text", help="a policy file with this [pixels] pixel_text")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--keep", help="work in this folder and keep it")
     ap.add_argument("--no-dciodvfy", action="store_true")
@@ -266,10 +241,13 @@ def main() -> None:
         + (f", plus {len(extra)} pydicom test files" if extra else "")
     )
 
+    policy = args.policy
     if args.pixel_text:
-        quarantined, wall, last = run_api(src, dst, args.pixel_text, args.workers)
-    else:
-        quarantined, wall, last = run_cli(src, dst, key, args.policy, args.workers)
+        if policy:
+            sys.exit("give --policy or --pixel-text, not both")
+        policy = str(work / "pixel-text.toml")
+        Path(policy).write_text(f'[pixels]\npixel_text = "{args.pixel_text}"\n')
+    quarantined, wall, last = run_cli(src, dst, key, policy, args.workers)
     print(f"medveil deid: {wall:.1f} s; {last}")
 
     from medveil.policy.keys import Keyed
