@@ -597,11 +597,13 @@ def _burned(
         ]
         if kind == "US":
             lines += [("GAIN 45  DR 60", rows - 30, 6), ("C5-1  FR 32Hz", rows - 16, 6)]
+            lines += [("LIVER RT", rows // 2, cols // 2 - 30)]  # a label on the speckle
         elif kind == "XA":
             lines += [("LAO 30 CRA 15", rows - 16, 6)]
         else:
             lines += [("Report page 1/1", rows - 18, cols - 130)]
-        alpha, boxes = _render_lines(rows, cols, lines, 11)
+        # 10, 12 or 14 px: devices differ, and small text is the hard case.
+        alpha, boxes = _render_lines(rows, cols, lines, 10 + 2 * (i % 3))
         stack = []
         for f in range(frames):
             if kind == "US":

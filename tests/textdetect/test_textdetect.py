@@ -54,8 +54,9 @@ def test_rendered_text_is_found_and_masked_on_every_frame() -> None:
         masked[f0:f1, r0:r1, c0:c1] = True
     assert (out[masked] == 0).all()
     np.testing.assert_array_equal(out[~masked], img[~masked])
-    # Text covers a few percent of the frame: the mask is tight, not the whole image.
-    assert masked.mean() < 0.15
+    # Text covers a few percent of the frame: the mask is tight, not the whole image
+    # (0.149 with lines grown over 4 line heights, 0.155 with 8: the late line grows).
+    assert masked.mean() < 0.16
     rec = rep.record("x.dcm")
     assert {d["source"] for d in rec["detected"]} == {"detect"}
     assert all(d["masked"] and d["text_len"] is None for d in rec["detected"])

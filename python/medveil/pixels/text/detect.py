@@ -50,8 +50,11 @@ NOISE_FACTOR = 2.0
 NOISE_STEP = 4
 #: The noise never raises the threshold above this.
 NOISE_MAX = 200
-#: A line grows sideways over ink at most this many line heights away, ...
-EXTEND_LINES = 4
+#: A line grows sideways over ink at most this many line heights away, ... (8, not 4: in
+#: small monospaced text a surname's glyphs touch and the screen sees no glyph there, so
+#: the line must grow over the whole word; "OKONKWO," at 10 px is 7 line heights wide.
+#: bench/README.md, Release rate, has what it costs.)
+EXTEND_LINES = 8
 #: ... across gaps of at most this many line heights; never more than EXTEND_MAX px
 #: (tall candidates are more often drawings than text).
 GAP_LINES = 2
