@@ -12,8 +12,11 @@ import ctypes
 import ctypes.util
 import os
 import re
+import select
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -187,3 +190,35 @@ def die_with_parent(parent: int | None = None) -> None:
         return
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
+
+
+def exit_with(pid: int, poll_seconds: float = 1.0) -> None:
+    """Watchdog: exit this process as soon as process pid is gone.
+
+    For workers whose parent is not the process they serve (a forkserver's children):
+    PR_SET_PDEATHSIG watches only the direct parent. A daemon thread waits on a pidfd
+    (Linux 5.3+), else checks every poll_seconds.
+    """
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)  # type: ignore[attr-defined,unused-ignore]
+        except (AttributeError, OSError):
+            fd = -1
+        if fd >= 0:
+            select.select([fd], [], [])  # readable once the process has exited
+            os._exit(1)
+        while True:
+            time.sleep(poll_seconds)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass  # alive, another user's: cannot happen for our own parent
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        os._exit(1)
+    threading.Thread(target=watch, name="medveil-exit-with", daemon=True).start()

@@ -257,15 +257,19 @@ _ENGINE = None
 _OUT: Path | None = None
 
 
-def _init_worker(policy: Policy, secret: bytes, out: str) -> None:
+def _init_worker(policy: Policy, secret: bytes, out: str, gateway: int | None = None) -> None:
     """One engine per worker process; pydicom's warnings may quote values: silence them."""
     global _ENGINE, _OUT
     import signal
 
-    from medveil.durable import die_with_parent
+    from medveil.durable import die_with_parent, exit_with
     from medveil.engine.dataset import Deidentifier
 
-    die_with_parent()  # kill -9 of the gateway (or its forkserver) leaves no worker behind
+    # kill -9 of the gateway leaves no worker behind: our parent is the forkserver, which
+    # outlives the gateway while any worker holds its pipe, so the gateway is watched too.
+    die_with_parent()
+    if gateway is not None:
+        exit_with(gateway)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent drains, then shuts us down
     warnings.simplefilter("ignore")
@@ -778,7 +782,12 @@ class Gateway:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context(method),
             initializer=_init_worker,
-            initargs=(_picklable(self.config.policy), self.config.secret, str(self.out)),
+            initargs=(
+                _picklable(self.config.policy),
+                self.config.secret,
+                str(self.out),
+                os.getpid(),
+            ),
         )
 
     def _clean(self, raw: bytes, token: str) -> dict[str, object]:
