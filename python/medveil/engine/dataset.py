@@ -41,10 +41,7 @@ from medveil.engine.decide import (
     Decider,
     Decision,
     DeidReport,
-    Kind,
     PatientContext,
-    Route,
-    Verdict,
     dictionary_vr,
     is_empty,
     plan_private,
@@ -331,10 +328,10 @@ class Deidentifier:
                     private.append(tag)
                     continue
                 route, rule = decider.rule(itag)
-                if route is Route.PRIVATE:
+                if route is decide.ROUTE_PRIVATE:
                     private.append(tag)
                     continue
-                if route is Route.DROP:
+                if route is decide.ROUTE_DROP:
                     _remove(ds, tag)
                     continue
             elem = d[tag]
@@ -366,20 +363,20 @@ class Deidentifier:
         """Carry out one decision on element `tag` of ds."""
         kind = decision.kind
         old = ds._dict[tag]
-        if kind is Kind.REMOVE:
+        if kind is decide.KIND_REMOVE:
             _remove(ds, tag)
-        elif kind is Kind.KEEP:
+        elif kind is decide.KIND_KEEP:
             if vr == "SQ":
                 self._recurse(ds, tag, ctx, report, path)
-        elif kind is Kind.PUT:
+        elif kind is decide.KIND_PUT:
             _put(ds, tag, old, vr, list(decision.values))
-        elif kind is Kind.EMPTY and vr == "SQ":
+        elif kind is decide.KIND_EMPTY and vr == "SQ":
             ds[tag].value = Sequence([])  # keeps how its length was encoded
-        elif kind is Kind.EMPTY:
+        elif kind is decide.KIND_EMPTY:
             _put(ds, tag, old, vr, [])
-        elif kind is Kind.ZERO:
+        elif kind is decide.KIND_ZERO:
             _zero(ds, tag, vr, old)
-        elif kind is Kind.DUMMY_ITEMS:
+        elif kind is decide.KIND_DUMMY_ITEMS:
             for item in ds[tag].value:
                 self._dummy_item(item)
         else:
@@ -415,17 +412,17 @@ class Deidentifier:
                     continue
             decision = decider.dummy_item_element(itag, vr, empty, partial(_text, item, tag))
             kind = decision.kind
-            if kind is Kind.REMOVE:
+            if kind is decide.KIND_REMOVE:
                 _remove(item, tag)
-            elif kind is Kind.PUT:
+            elif kind is decide.KIND_PUT:
                 _put(item, tag, elem, vr, list(decision.values))
                 new = item._dict[tag]
                 if key is not None and vr != "UI" and isinstance(new, RawDataElement):
                     if len(cache) < 4096:
                         cache[key] = new
-            elif kind is Kind.ZERO:
+            elif kind is decide.KIND_ZERO:
                 _zero(item, tag, vr, elem)
-            elif kind is Kind.DUMMY_ITEMS:
+            elif kind is decide.KIND_DUMMY_ITEMS:
                 for sub in item[tag].value:
                     self._dummy_item(sub)
         blocks = getattr(item, "_private_blocks", None)
@@ -463,10 +460,10 @@ class Deidentifier:
                     value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
                 ).strip()
         for tag, verdict, rule in self.decider.plan_private(tags, creators):
-            if verdict is Verdict.REMOVE or (verdict is Verdict.ACT and rule is None):
+            if verdict is decide.VERDICT_REMOVE or (verdict is decide.VERDICT_ACT and rule is None):
                 _remove(ds, tag)
                 report.add(path, tag, "X")
-            elif verdict is Verdict.ACT and rule is not None:
+            elif verdict is decide.VERDICT_ACT and rule is not None:
                 itag = int(tag)
                 elem = ds._dict[tag]
                 vr = _vr_of(elem, itag)
@@ -474,7 +471,7 @@ class Deidentifier:
                 text = partial(_text, ds, tag)
                 decision = self.decider.act(itag, vr, rule, empty, text, ctx)
                 self._do(ds, tag, vr, decision, ctx, report, path, rule)
-            elif verdict is Verdict.SAFE:
+            elif verdict is decide.VERDICT_SAFE:
                 report.add(path, tag, verdict.value)
         # pydicom caches private blocks by creator; elements were removed behind its back.
         blocks = getattr(ds, "_private_blocks", None)

@@ -86,6 +86,13 @@ class Verdict(enum.Enum):
     CREATOR = "creator"  # the creator of a block that keeps something
 
 
+# The members as plain module names, for the engines' per-element loops: reading a
+# member through its Enum class costs a lookup on every use.
+KIND_KEEP, KIND_REMOVE, KIND_EMPTY, KIND_PUT, KIND_ZERO, KIND_DUMMY_ITEMS, KIND_GENERAL = Kind
+ROUTE_RULE, ROUTE_PRIVATE, ROUTE_DROP, ROUTE_UNKNOWN = Route
+VERDICT_REMOVE, VERDICT_ACT, VERDICT_KEEP, VERDICT_SAFE, VERDICT_CREATOR = Verdict
+
+
 @dataclass(frozen=True)
 class Decision:
     """The answer for one element: what to do, what to report, and the new values."""
@@ -554,6 +561,7 @@ class Decider:
         self.keyed = keyed
         self.safe_private = safe_private
         self.mode = policy.combined_codes
+        self._static: dict[tuple[int, str, bool, int], Decision] = {}
 
     def context(
         self, values: Callable[[str], list[str]], identity: Callable[[], Identity]
@@ -608,6 +616,33 @@ class Decider:
         ``text`` gives the element's decoded text values (asked only when needed); ``empty``
         says the value (or a sequence's item list) holds nothing.
         """
+        key = (tag, vr, empty, id(rule))
+        found = self._static.get(key)
+        if found is not None:
+            return found
+        asked = False
+
+        def read() -> list[str]:
+            nonlocal asked
+            asked = True
+            return text()
+
+        decision = self._act(tag, vr, rule, empty, read, ctx)
+        if not asked and len(self._static) < 65536:
+            # Decided without reading the value: the same for every file (rules are
+            # the compiled policy's own objects, alive as long as this Decider).
+            self._static[key] = decision
+        return decision
+
+    def _act(
+        self,
+        tag: int,
+        vr: str,
+        rule: Rule,
+        empty: bool,
+        text: Callable[[], list[str]],
+        ctx: PatientContext,
+    ) -> Decision:
         action = rule.action
         if action == "X":
             return REMOVED
@@ -749,6 +784,13 @@ def plan_private(
 
     Data elements come first, then the low ones (creators and stray elements).
     """
+    remove, act, keep, safe_keep, creator_keep = (
+        Verdict.REMOVE,
+        Verdict.ACT,
+        Verdict.KEEP,
+        Verdict.SAFE,
+        Verdict.CREATOR,
+    )  # bound once: an Enum member read through its class costs a lookup per use
     plan: list[tuple[_T, Verdict, Rule | None]] = []
     keep_blocks: set[tuple[int, int]] = set()
     for tag in tags:
@@ -761,22 +803,22 @@ def plan_private(
         rule = overrides.get(key) if creator is not None else None
         if rule is not None:
             if rule.action == "X":
-                plan.append((tag, Verdict.REMOVE, None))
+                plan.append((tag, remove, None))
                 continue
             keep_blocks.add((group, block))
-            plan.append((tag, Verdict.KEEP if rule.action == "K" else Verdict.ACT, rule))
+            plan.append((tag, keep if rule.action == "K" else act, rule))
             continue
         if creator is not None and key in safe:
             keep_blocks.add((group, block))
-            plan.append((tag, Verdict.SAFE, None))
+            plan.append((tag, safe_keep, None))
             continue
-        plan.append((tag, Verdict.REMOVE, None))
+        plan.append((tag, remove, None))
     for tag in tags:
         group, elem_no = tag >> 16, tag & 0xFFFF
         if elem_no >= 0x1000:
             continue
         if 0x0010 <= elem_no <= 0x00FF and (group, elem_no) in keep_blocks:
-            plan.append((tag, Verdict.CREATOR, None))
+            plan.append((tag, creator_keep, None))
             continue
-        plan.append((tag, Verdict.REMOVE, None))
+        plan.append((tag, remove, None))
     return plan

@@ -35,7 +35,7 @@ from pydicom.uid import UID
 
 from medveil._core import scan_elements
 from medveil.dicom.io import check_pixel_length
-from medveil.dicom.keywords import IDENTITY_KEYWORDS
+from medveil.dicom.keywords import IDENTITY_KEYWORDS, TERM_KEYWORDS
 from medveil.dicom.peek import decode_text
 from medveil.dicom.pydicom_private import RAW_FIELDS, raw_element
 from medveil.dicom.writer import (
@@ -47,13 +47,23 @@ from medveil.dicom.writer import (
 )
 from medveil.engine.dataset import Deidentifier
 from medveil.engine.decide import (
+    KIND_DUMMY_ITEMS,
+    KIND_EMPTY,
+    KIND_KEEP,
+    KIND_PUT,
+    KIND_REMOVE,
+    KIND_ZERO,
+    ROUTE_DROP,
+    ROUTE_PRIVATE,
+    VERDICT_ACT,
+    VERDICT_CREATOR,
+    VERDICT_KEEP,
+    VERDICT_REMOVE,
+    VERDICT_SAFE,
     Decision,
     DeidReport,
     Identity,
-    Kind,
     PatientContext,
-    Route,
-    Verdict,
     cap_age,
     dictionary_vr,
     identity_of,
@@ -473,16 +483,31 @@ class RawEngine:
 
     def _identity(self, top: Dataset, elems: list[_Elem]) -> Identity:
         """The file's identifying values: its keywords' values and every PN in it."""
-        names: list[str] = []
+        pns: list[_Elem] = []
         stack = [elems]
         while stack:
             for e in stack.pop():
                 vr = e.vr
                 if vr == "PN" or (vr == "UN" and self._vr(e) == "PN"):
-                    names.extend(self._text(e))
+                    pns.append(e)
                 elif vr == "SQ":
                     stack.extend(item.elems for item in e.items)
-        return identity_of(lambda kw: [str(v) for v in self._values(top, kw)], names)
+        # A patient's files carry the same values: keyed by their bytes, the identity is
+        # decoded once per patient and series, not once per file.
+        buf, d = self.buf, top._dict
+        key = (
+            self.codec,
+            tuple(bytes(buf[e.vstart : e.end]) for e in pns),
+            tuple(None if (elem := d.get(tag)) is None else elem.value for tag in _TERM_TAGS),
+        )
+        found = _IDENTITIES.get(key)
+        if found is None:
+            names = [name for e in pns for name in self._text(e)]
+            found = identity_of(lambda kw: [str(v) for v in self._values(top, kw)], names)
+            if len(_IDENTITIES) >= 256:
+                _IDENTITIES.clear()
+            _IDENTITIES[key] = found
+        return found
 
     def _values(self, top: Dataset, keyword: str) -> list[object]:
         """An element's values as identity_terms reads them, decoded straight from its bytes."""
@@ -647,15 +672,15 @@ class RawEngine:
             rule = by_tag.get(tag)
             if rule is None:
                 if tag >> 16 & 1:  # the common route of a rule-less tag, without a call
-                    route = Route.PRIVATE
+                    route = ROUTE_PRIVATE
                 else:
                     route, rule = decider.rule(tag)
-                if route is Route.PRIVATE:
+                if route is ROUTE_PRIVATE:
                     by_pos[tag] = e
                     out.append((tag, None))
                     private.append(tag)
                     continue
-                if route is Route.DROP:
+                if route is ROUTE_DROP:
                     continue
             if rule is None:
                 vr = self._vr(e)
@@ -759,20 +784,20 @@ class RawEngine:
         """Carry out one decision: the element's output bytes, or None to remove it."""
         kind, vr, tag = decision.kind, e.vr, e.tag
         out: bytes | memoryview | None
-        if kind is Kind.REMOVE:
+        if kind is KIND_REMOVE:
             out = None
         elif vr == "UN":
             raise NotRaw(f"action {decision.report or 'K'} on an element of unknown VR")
-        elif kind is Kind.KEEP:
+        elif kind is KIND_KEEP:
             out = self._recurse(e, ctx, report, path) if vr == "SQ" else self._keep(e)
-        elif kind is Kind.PUT:
+        elif kind is KIND_PUT:
             out = self._put(e, list(decision.values))
-        elif kind is Kind.EMPTY:
+        elif kind is KIND_EMPTY:
             out = self._sequence(e, []) if vr == "SQ" else _header(tag, vr, 0, self.implicit)
-        elif kind is Kind.ZERO:
+        elif kind is KIND_ZERO:
             zero = zero_value(vr)
             out = _header(tag, vr, len(zero), self.implicit) + zero
-        elif kind is Kind.DUMMY_ITEMS:
+        elif kind is KIND_DUMMY_ITEMS:
             out = self._sequence(e, [(self._dummy_body(i), i.undefined) for i in e.items])
         else:
             raise NotRaw(f"action {decision.report} on {vr}")
@@ -795,19 +820,19 @@ class RawEngine:
                 e.tag, self._vr(e), self._empty(e), partial(self._text, e)
             )
             kind = decision.kind
-            if kind is Kind.REMOVE:
+            if kind is KIND_REMOVE:
                 continue
             if e.vr == "UN":
                 raise NotRaw("an element of VR UN in a dummy item")
-            if kind is Kind.PUT:
+            if kind is KIND_PUT:
                 chunk = self._put(e, list(decision.values))
                 if e.vr != "UI" and len(cache) < 4096:
                     cache[key] = chunk
                 chunks.append(chunk)
-            elif kind is Kind.ZERO:
+            elif kind is KIND_ZERO:
                 zero = zero_value(e.vr)
                 chunks.append(_header(e.tag, e.vr, len(zero), self.implicit) + zero)
-            elif kind is Kind.DUMMY_ITEMS:
+            elif kind is KIND_DUMMY_ITEMS:
                 chunks.append(
                     self._sequence(e, [(self._dummy_body(i), i.undefined) for i in e.items])
                 )
@@ -877,17 +902,17 @@ class RawEngine:
                 creator_bytes[tag] = _header(tag, vr, len(encoded), self.implicit) + encoded
         keep: dict[int, bytes | memoryview] = {}
         for tag, verdict, rule in self.decider.plan_private(tags, creators):
-            if verdict is Verdict.REMOVE or (verdict is Verdict.ACT and rule is None):
+            if verdict is VERDICT_REMOVE or (verdict is VERDICT_ACT and rule is None):
                 report.add(path, tag, "X")
-            elif verdict is Verdict.ACT and rule is not None:
+            elif verdict is VERDICT_ACT and rule is not None:
                 e = by_pos[tag]
                 res = self._do(e, self._decide(e, rule, ctx), ctx, report, path)
                 if res is not None:
                     keep[tag] = res
-            elif verdict is Verdict.CREATOR:
+            elif verdict is VERDICT_CREATOR:
                 keep[tag] = creator_bytes[tag]
-            elif verdict in (Verdict.KEEP, Verdict.SAFE):
-                if verdict is Verdict.SAFE:
+            elif verdict in (VERDICT_KEEP, VERDICT_SAFE):
+                if verdict is VERDICT_SAFE:
                     report.add(path, tag, verdict.value)
                 if by_pos[tag].vr == "SQ":
                     raise NotRaw("private sequence kept")
@@ -925,6 +950,8 @@ _CONTEXT_FREE = frozenset({"K", "X", "Z", "D", "U", "pseudonym", *COMBINED_ACTIO
 _KEYWORD_TAGS: dict[str, BaseTag] = {
     kw: BaseTag(tag_for_keyword(kw) or 0xFFFFFFFF) for kw in IDENTITY_KEYWORDS
 }
+_TERM_TAGS = tuple(BaseTag(tag_for_keyword(kw) or 0xFFFFFFFF) for kw in TERM_KEYWORDS)
+_IDENTITIES: dict[tuple[object, ...], Identity] = {}
 _PIXEL_TAG = BaseTag(PIXEL_DATA)
 _TS_TAG = BaseTag(0x00020010)
 _CHARSET_TAG = BaseTag(0x00080005)
