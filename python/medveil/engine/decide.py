@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 from pydicom.datadict import dictionary_VR
 
@@ -93,9 +93,12 @@ ROUTE_RULE, ROUTE_PRIVATE, ROUTE_DROP, ROUTE_UNKNOWN = Route
 VERDICT_REMOVE, VERDICT_ACT, VERDICT_KEEP, VERDICT_SAFE, VERDICT_CREATOR = Verdict
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The answer for one element: what to do, what to report, and the new values."""
+class Decision(NamedTuple):
+    """The answer for one element: what to do, what to report, and the new values.
+
+    A NamedTuple: one is made per decided element, and a frozen dataclass costs several
+    times as much to build.
+    """
 
     kind: Kind
     report: str = ""  # the action the report records ("" for none)
@@ -124,10 +127,13 @@ class DeidReport:
 
     def record(self, path: str, tag: int, decision: Decision) -> None:
         """Record a decision's notes and action."""
-        for note in decision.notes:
-            self.add(path, tag, note)
-        if decision.report:
-            self.add(path, tag, decision.report)
+        if decision.notes:
+            for note in decision.notes:
+                self.add(path, tag, note)
+        action = decision.report
+        if action:
+            self.actions[action] += 1
+            self.taken.append((path, tag, action))
 
     @property
     def entries(self) -> list[tuple[str, str]]:
