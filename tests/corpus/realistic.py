@@ -279,6 +279,11 @@ def _common(g: _Gen, ds: Dataset, pat: dict[str, str], study: dict[str, str]) ->
 
 def _image_common(ds: Dataset, number: int) -> None:
     ds.InstanceNumber = number
+    ds.AcquisitionNumber = 1
+    if ds.Modality in ("CT", "MR"):
+        ds.PatientPosition = "HFS"
+    elif ds.Modality != "CR":
+        ds.Laterality = ""  # Type 2C: empty, as most devices send it
     ds.ContentDate = ds.StudyDate
     ds.ContentTime = ds.StudyTime
     ds.PatientOrientation = ""
@@ -646,8 +651,12 @@ def _burned(
             ds.FrameIncrementPointer = 0x00181063
             ds.CineRate = 30
         if kind == "XA":
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "SINGLE PLANE"]
             ds.PositionerPrimaryAngle, ds.PositionerSecondaryAngle = 30.0, 15.0
+            ds.PositionerMotion = "STATIC"
             ds.KVP, ds.RadiationSetting = 80, "GR"
+            ds.XRayTubeCurrent, ds.ExposureTime, ds.Exposure = 400, 8, 3
+            ds.PixelIntensityRelationship = "LIN"
         _set_pixels(ds, arr, ts)
         rel = f"{sd}/{kind}{i + 1:04d}.dcm"
         tb = [(0, frames, *b) for b in boxes]
@@ -700,6 +709,7 @@ def _sr(
     obs.VerifyingObserverName = PHYSICIANS[(p + 1) % 3]
     obs.VerificationDateTime = study["StudyDate"] + "170000"
     obs.VerifyingOrganization = INSTITUTION
+    obs.VerifyingObserverIdentificationCodeSequence = Sequence()
     ds.VerifyingObserverSequence = Sequence([obs])
     ds.ReferencedPerformedProcedureStepSequence = Sequence()
     ds.PerformedProcedureCodeSequence = Sequence()
@@ -765,6 +775,8 @@ def _rtstruct(
     ds.StructureSetLabel = g.kept(f"{family[:6]}_PLAN1", "PLAN1")
     ds.StructureSetName = g.kept(f"{given} {family} GTV", "GTV")
     ds.StructureSetDate, ds.StructureSetTime = study["StudyDate"], "120000"
+    ds.FrameOfReferenceUID = frame_ref  # the CT's: the structures are drawn on it
+    ds.PositionReferenceIndicator = ""
     contour_images = []
     for u in sops:
         ci = Dataset()
