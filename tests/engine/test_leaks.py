@@ -273,3 +273,26 @@ def test_cleaning_stays_linear_on_adversarial_text() -> None:
     result = str(out(ds).ImageComments)
     assert time.process_time() - started < 10  # was over a minute
     assert result.endswith("x")
+
+
+def test_a_d_sequence_keeps_only_enumerated_structural_codes() -> None:
+    ds = base_dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    item = Dataset()
+    item.RelationshipType = "CONTAINS"
+    item.ValueType = "TEXT"
+    item.TextValue = "Doe seen by Dr Canary"
+    hidden = Dataset()
+    hidden.RelationshipType = "CANARYCS1"  # a code that is no code: not kept
+    hidden.ValueType = "TEXT"
+    hidden.add_new(0x00080060, "CS", "CANARYCS2")  # Modality inside an item
+    ds.ContentSequence = Sequence([hidden, item, hidden.copy(), item.copy()])
+    data = both_roads(ds, policy=Policy(options=()))  # Basic Profile: ContentSequence is D
+    assert b"CANARY" not in data and b"Canary" not in data
+    # The dummy of a code is never reused for the next item's valid code (nor the reverse).
+    second, first, second_again, first_again = pydicom.dcmread(io.BytesIO(data)).ContentSequence
+    for valid in (first, first_again):
+        assert (valid.RelationshipType, valid.ValueType) == ("CONTAINS", "TEXT")
+        assert valid.TextValue == "ANONYMIZED"
+    for invalid in (second, second_again):
+        assert invalid.RelationshipType == "ANONYMIZED"

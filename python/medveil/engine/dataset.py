@@ -417,7 +417,11 @@ class Deidentifier:
             elif kind is decide.KIND_PUT:
                 _put(item, tag, elem, vr, list(decision.values))
                 new = item._dict[tag]
-                if key is not None and vr != "UI" and isinstance(new, RawDataElement):
+                if (
+                    key is not None
+                    and decider.dummy_is_fixed(itag, vr)
+                    and isinstance(new, RawDataElement)
+                ):
                     if len(cache) < 4096:
                         cache[key] = new
             elif kind is decide.KIND_ZERO:

@@ -556,6 +556,20 @@ _PSEUDONYM_KIND = {
 }
 
 
+#: Enumerated values of the codes that give a content item its structure (PS3.3 C.17.3).
+_STRUCTURAL_CODES: Final[dict[int, frozenset[str]]] = {
+    0x0040A040: frozenset(  # ValueType
+        "TEXT NUM CODE DATETIME DATE TIME UIDREF PNAME COMPOSITE IMAGE WAVEFORM SCOORD"
+        " SCOORD3D TCOORD CONTAINER TABLE".split()
+    ),
+    0x0040A010: frozenset(  # RelationshipType
+        {"CONTAINS", "HAS PROPERTIES", "HAS OBS CONTEXT", "HAS ACQ CONTEXT", "INFERRED FROM"}
+        | {"SELECTED FROM", "HAS CONCEPT MOD"}
+    ),
+    0x0040A050: frozenset({"SEPARATE", "CONTINUOUS"}),  # ContinuityOfContent
+}
+
+
 class Decider:
     """Answers, for one policy and secret, what happens to each element."""
 
@@ -756,12 +770,14 @@ class Decider:
         """An element inside an item of a sequence whose action is D: its dummy.
 
         The item keeps its structure (so Type 1 content is still present), each value
-        replaced by its VR's dummy; private elements go. Coded strings (CS: value types,
-        relationship types, enumerated values) stay, so the item stays valid.
+        replaced by its VR's dummy; private elements go. The structural codes of content
+        items (value type, relationship type, continuity) stay when they hold one of
+        their enumerated values, so the item stays valid; any other value is a dummy.
         """
         if tag >> 16 & 1 or (tag & 0xFFFF == 0):
             return Decision(Kind.REMOVE)
-        if vr == "CS":
+        allowed = _STRUCTURAL_CODES.get(tag)
+        if allowed is not None and not empty and set(text()) <= allowed:
             return KEEP
         if vr == "SQ":
             return Decision(Kind.KEEP if empty else Kind.DUMMY_ITEMS)
@@ -772,6 +788,11 @@ class Decider:
         if vr in DUMMY:
             return Decision(Kind.PUT, "", (DUMMY[vr],))
         return Decision(Kind.ZERO)
+
+    @staticmethod
+    def dummy_is_fixed(tag: int, vr: str) -> bool:
+        """True when dummy_item_element's answer never depends on the element's value."""
+        return vr != "UI" and tag not in _STRUCTURAL_CODES
 
     def plan_private(
         self, tags: list[_T], creators: dict[tuple[int, int], str]

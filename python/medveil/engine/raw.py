@@ -826,7 +826,7 @@ class RawEngine:
                 raise NotRaw("an element of VR UN in a dummy item")
             if kind is KIND_PUT:
                 chunk = self._put(e, list(decision.values))
-                if e.vr != "UI" and len(cache) < 4096:
+                if decider.dummy_is_fixed(e.tag, e.vr) and len(cache) < 4096:
                     cache[key] = chunk
                 chunks.append(chunk)
             elif kind is KIND_ZERO:
