@@ -248,3 +248,45 @@ def test_a_file_over_its_time_limit_is_quarantined_timed_out(tmp_path, monkeypat
         "slow.dcm": f"timed out: over {limit:.1f} s for {size / 1e6:.1f} MB (--file-timeout)"
     }
     assert summary.written == 17  # the worker went on with the next files
+
+
+def test_a_file_spinning_in_native_code_is_quarantined_and_its_worker_replaced(
+    tmp_path, monkeypatch
+) -> None:
+    """Native code never sees the Python timer: the CPU backstop ends the worker, the
+    parent runs the files that were in flight one at a time and quarantines the one that
+    does it again; every other file is written."""
+    import hashlib
+
+    from medveil.engine import instance
+    from medveil.run import archive
+
+    real = instance.clean_instance
+
+    def spin_on_one(engine, raw, name="input", **kw):  # type: ignore[no-untyped-def]
+        if name.endswith("spin.dcm"):
+            # A C loop that neither returns for minutes nor checks for signals.
+            hashlib.pbkdf2_hmac("sha256", b"x", b"y", 2**31 - 1)
+        return real(engine, raw, name, **kw)
+
+    monkeypatch.setattr(instance, "clean_instance", spin_on_one)
+    monkeypatch.setattr(archive, "TIMEOUT_BYTES_PER_SECOND", 1e12)
+    src = demo_input(tmp_path / "in", copies=40)
+    (src / "copies" / "spin.dcm").write_bytes((src / "copies" / "copy00000.dcm").read_bytes())
+    reasons: dict[str, str] = {}
+    t0 = time.monotonic()
+    summary = deidentify_archive(
+        src,
+        tmp_path / "out",
+        policy=POLICY,
+        secret=SECRET,
+        workers=2,
+        file_timeout=0.3,
+        on_quarantine=lambda n, r: reasons.__setitem__(n, r),
+    )
+    assert time.monotonic() - t0 < 60
+    assert reasons == {
+        "copies/spin.dcm": "timed out: its worker was ended after 1.6 s of CPU (--file-timeout)"
+    }
+    assert summary.written == 54 and summary.failed == 0 and summary.retried >= 1
+    assert summary.exit_code == 1

@@ -361,6 +361,7 @@ def _init_worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's SIGTERM handler is not ours
     signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGVTALRM, signal.SIG_DFL)  # the CPU backstop of _arm ends us
     warnings.simplefilter("ignore")
     logging.getLogger("pydicom").disabled = True
     _ENGINE = Deidentifier(policy, secret)
@@ -389,8 +390,20 @@ def _time_limit(size: int) -> float:
 
 
 def _arm(seconds: float) -> None:
-    """Raise _Timeout in this worker after seconds (0 disarms)."""
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.0))
+    """Raise _Timeout in this worker after seconds (0 disarms); kill it if that cannot work.
+
+    The Python handler runs only between bytecodes: code that spins in C (a native loop
+    that never returns) would never see it. A second timer counts this process's CPU time
+    and, at twice the limit plus a second, delivers SIGVTALRM, whose default action ends
+    the worker; the parent sees why (the exit signal) and quarantines the file.
+    """
+    seconds = max(seconds, 0.0)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_VIRTUAL, 2 * seconds + CPU_GRACE if seconds else 0.0)
+
+
+# Seconds of CPU time beyond twice a file's limit before its worker is ended.
+CPU_GRACE = 1.0
 
 
 class _Verdict(OSError):
@@ -1098,8 +1111,16 @@ def _run(
 
     pool = new_pool()
     pools_broken = 0
-    in_flight: dict[cf.Future[list[dict[str, object]]], list[tuple[str, Item, int]]] = {}
+    # Per task: the pool it went to, its (key, item, tries) entries, whether it ran alone.
+    in_flight: dict[
+        cf.Future[list[dict[str, object]]],
+        tuple[cf.ProcessPoolExecutor, list[tuple[str, Item, int]], bool],
+    ] = {}
     retries: list[_Retry] = []
+    # Inputs that were in flight when a worker was ended by the CPU backstop: one of them
+    # spins in native code. Each is run alone, so the one that does it again is known.
+    suspects: list[tuple[str, Item, int]] = []
+    cpu_killed: dict[cf.ProcessPoolExecutor, bool] = {}
     seq = 0
     limit = workers * 2
     stop = False
@@ -1114,12 +1135,15 @@ def _run(
                 on_problem(name, f"{reason}; stopping (run again with --resume)")
         stop = True
 
-    def retry(key: str, item: Item, tries: int, reason: str) -> None:
+    def retry(key: str, item: Item, tries: int, reason: str, suspect: bool = False) -> None:
         nonlocal seq
         summary.retried += 1
         summary.retry_reasons[reason] += 1
         if tries + 1 >= MAX_TRIES or stop:
             fail(key, item.name, reason)
+            return
+        if suspect:
+            suspects.append((key, item, tries + 1))
             return
         seq += 1
         wait = _BACKOFF[min(tries + 1, len(_BACKOFF) - 1)]
@@ -1165,13 +1189,15 @@ def _run(
     def replace_pool() -> None:
         nonlocal pool, pools_broken
         pools_broken += 1
+        # Before shutdown forgets them: did the CPU backstop end one of its workers?
+        cpu_killed[pool] = _ended_by_cpu_limit(pool)
         pool.shutdown(wait=False, cancel_futures=True)
         pool = new_pool()
 
     def collect(timeout: float | None = None) -> None:
         finished, _ = cf.wait(in_flight, timeout=timeout, return_when=cf.FIRST_COMPLETED)
         for fut in finished:
-            entries = in_flight.pop(fut)
+            source, entries, alone = in_flight.pop(fut)
             if fut.cancelled():
                 # Never started (the executor hands tasks to its queue early, so this is
                 # rare): left unrecorded, so a resumed run does these inputs.
@@ -1183,10 +1209,19 @@ def _run(
                 # file: every file of the task is tried again, one at a time.
                 broken = isinstance(exc, cf.process.BrokenProcessPool)
                 reason = "a worker process died" if broken else _env_reason(exc)
-                if broken and _is_broken(pool):
+                if broken and source is pool and _is_broken(pool):
                     replace_pool()
+                spun = broken and cpu_killed.get(source, False)
+                if spun and alone:
+                    # Run alone, it kept its worker busy in native code past the limit.
+                    (key, item, _tries) = entries[0]
+                    cpu = 2 * _time_limit_of(item) + CPU_GRACE
+                    why = f"timed out: its worker was ended after {cpu:.1f} s of CPU"
+                    why += " (--file-timeout)"
+                    account(key, item.name, {"status": "quarantined", "reason": why})
+                    continue
                 for key, item, tries in entries:
-                    retry(key, item, tries, reason)
+                    retry(key, item, tries, reason, suspect=spun)
                 continue
             for (key, item, tries), result in zip(entries, results, strict=True):
                 if result["status"] == "retry":
@@ -1211,7 +1246,7 @@ def _run(
                 continue
             yield key, item
 
-    def submit(entries: list[tuple[str, Item, int]]) -> None:
+    def submit(entries: list[tuple[str, Item, int]], alone: bool = False) -> None:
         items = [item for _key, item, _tries in entries]
         try:
             fut = pool.submit(process_chunk, items)
@@ -1219,7 +1254,16 @@ def _run(
             # A worker died since the last collect: its tasks fail on their own.
             replace_pool()
             fut = pool.submit(process_chunk, items)
-        in_flight[fut] = entries
+        in_flight[fut] = (pool, entries, alone)
+
+    def _time_limit_of(item: Item) -> float:
+        size = item.size if item.size >= 0 else len(item.data or b"")
+        if item.path is not None and item.size < 0 and item.member is None:
+            try:
+                size = os.stat(item.path).st_size
+            except OSError:
+                size = 0
+        return file_timeout + size / TIMEOUT_BYTES_PER_SECOND if file_timeout > 0 else 0.0
 
     listing_error: MedveilError | None = None
     chunks = _chunks(pending(), max_items=CHUNK_FILES, max_bytes=CHUNK_BYTES)
@@ -1229,6 +1273,15 @@ def _run(
             try:
                 while not stop:
                     now = time.monotonic()
+                    if suspects:
+                        # One at a time, with nothing else running beside it.
+                        if in_flight:
+                            collect()
+                            continue
+                        submit([suspects.pop(0)], alone=True)
+                        while in_flight:
+                            collect()
+                        continue
                     if retries and retries[0].ready <= now:
                         r = heapq.heappop(retries)
                         submit([(r.key, r.item, r.tries)])
@@ -1268,7 +1321,7 @@ def _run(
                         break
     finally:
         # Inputs still waiting for a retry when the run stopped are undone, like failed ones.
-        summary.failed += len(retries)
+        summary.failed += len(retries) + len(suspects)
         pool.shutdown(wait=True, cancel_futures=True)
         if pools_broken:
             # A killed worker may have left temporaries; every worker is gone now.
@@ -1287,6 +1340,19 @@ def _run(
     if listing_error is not None:
         raise listing_error
     return summary
+
+
+def _ended_by_cpu_limit(pool: cf.ProcessPoolExecutor, wait: float = 2.0) -> bool:
+    """Whether a worker of a broken pool was ended by the CPU backstop (SIGVTALRM).
+
+    The pool terminates its other workers when one dies; their exit codes are waited for
+    (briefly) so that the one that died first can be told apart.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    deadline = time.monotonic() + wait
+    while any(p.exitcode is None for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return any(p.exitcode == -signal.SIGVTALRM for p in processes)
 
 
 def _is_broken(pool: cf.ProcessPoolExecutor) -> bool:
