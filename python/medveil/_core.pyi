@@ -43,6 +43,8 @@ class mask:
 class crypto:
     """ChaCha20, Poly1305 and the ChaCha20-Poly1305 AEAD"""
 
+    # Returns the result as bytes, or writes it into ``out`` and returns None.
+    @typing.overload
     @staticmethod
     def aead_open(
         key: typing.Any,
@@ -50,8 +52,20 @@ class crypto:
         data: typing.Any,
         *,
         aad: typing.Any = b"",
-        out: typing.Any = None,
-    ) -> typing.Any: ...
+        out: None = None,
+    ) -> bytes: ...
+    @typing.overload
+    @staticmethod
+    def aead_open(
+        key: typing.Any,
+        nonce: typing.Any,
+        data: typing.Any,
+        *,
+        aad: typing.Any = b"",
+        out: typing.Any,
+    ) -> None: ...
+    # Returns the result as bytes, or writes it into ``out`` and returns None.
+    @typing.overload
     @staticmethod
     def aead_seal(
         key: typing.Any,
@@ -59,8 +73,18 @@ class crypto:
         data: typing.Any,
         *,
         aad: typing.Any = b"",
-        out: typing.Any = None,
-    ) -> typing.Any: ...
+        out: None = None,
+    ) -> bytes: ...
+    @typing.overload
+    @staticmethod
+    def aead_seal(
+        key: typing.Any,
+        nonce: typing.Any,
+        data: typing.Any,
+        *,
+        aad: typing.Any = b"",
+        out: typing.Any,
+    ) -> None: ...
     @staticmethod
     def age_open_chunks(
         key: typing.Any,
@@ -93,6 +117,8 @@ class crypto:
         *,
         counter: int = 0,
     ) -> bytes: ...
+    # Returns the result as bytes, or writes it into ``out`` and returns None.
+    @typing.overload
     @staticmethod
     def chacha20_xor(
         key: typing.Any,
@@ -100,8 +126,18 @@ class crypto:
         data: typing.Any,
         *,
         counter: int = 0,
-        out: typing.Any = None,
-    ) -> typing.Any: ...
+        out: None = None,
+    ) -> bytes: ...
+    @typing.overload
+    @staticmethod
+    def chacha20_xor(
+        key: typing.Any,
+        nonce: typing.Any,
+        data: typing.Any,
+        *,
+        counter: int = 0,
+        out: typing.Any,
+    ) -> None: ...
     @staticmethod
     def poly1305(key: typing.Any, data: typing.Any) -> bytes: ...
     AGE_CHUNK: int

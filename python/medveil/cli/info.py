@@ -9,7 +9,7 @@ from medveil import __version__
 from medveil.backend import cpu_features
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``info`` subcommand."""
     p = sub.add_parser("info", help="show the version and the active SIMD backend")
     p.add_argument("--json", action="store_true", help="print as JSON")

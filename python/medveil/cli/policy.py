@@ -10,7 +10,7 @@ from medveil.errors import PolicyError
 from medveil.policy.presets import PRESETS, filters_of, load_policy, policy_to_toml
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``policy`` subcommand group."""
     p = sub.add_parser(
         "policy",
@@ -58,7 +58,12 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     )
     val.add_argument("policy", metavar="FILE")
     val.set_defaults(func=run_validate)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    def usage(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=usage)
 
 
 def _write(text: str, output: str | None) -> None:

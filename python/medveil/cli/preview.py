@@ -26,7 +26,7 @@ _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 WIDTH = 40  # characters of a value shown per column
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:
+def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``preview`` subcommand."""
     p = sub.add_parser(
         "preview",

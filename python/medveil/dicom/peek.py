@@ -8,6 +8,7 @@ conditions) peeks instead, so untouched elements stay raw and are copied byte fo
 from __future__ import annotations
 
 import struct
+import typing
 
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
@@ -80,7 +81,7 @@ def peek_int(ds: Dataset, tag: int, default: int | None = None) -> int | None:
     if isinstance(value, (list, tuple, MultiValue)):
         value = value[0] if len(value) else default
     try:
-        return int(value)  # type: ignore[call-overload]  # str, bytes, numbers: int() says
+        return int(typing.cast("str | bytes | float", value))  # int() says if it is not
     except (TypeError, ValueError):
         return default
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def expand_field(field: str) -> list[int] | None:
     if field in keyword_dict:
         return [keyword_dict[field]]
     kind, _, needle = field.partition(":")
-    tests = {
+    tests: dict[str, Callable[[str], bool]] = {
         "contains": lambda kw: needle.lower() in kw.lower(),
         "startswith": lambda kw: kw.lower().startswith(needle.lower()),
         "endswith": lambda kw: kw.lower().endswith(needle.lower()),
