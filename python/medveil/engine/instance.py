@@ -169,9 +169,43 @@ def scrub_reason(reason: str) -> str:
     """A quarantine reason safe for run records and logs: quoted values and long numbers blanked.
 
     medveil's own reasons name tags and rules, never values; an unexpected exception's
-    message may quote a value (a name, a date, a UID), so those are cut out.
+    message may quote a value (a name, a date, a UID), so those are cut out. A long reason
+    is cut at a word, not inside one.
     """
-    return _NUMBERS.sub("#", _QUOTED.sub("'…'", reason))[:200]
+    text = _NUMBERS.sub("#", _QUOTED.sub("'…'", reason))
+    if len(text) <= MAX_REASON:
+        return text
+    cut = text.rfind(" ", 0, MAX_REASON)
+    return text[: cut if cut > MAX_REASON // 2 else MAX_REASON] + " …"
+
+
+MAX_REASON = 300
+
+
+def describe_exception(exc: BaseException) -> str:
+    """An unexpected failure as a user can act on it, without values taken from the file.
+
+    The exception type, the attribute or module a lookup missed and the innermost code
+    location are not PHI and say what went wrong; the message's quoted values and long
+    numbers are blanked as in :func:`scrub_reason`.
+    """
+    kind = type(exc).__name__
+    if isinstance(exc, AttributeError) and exc.name is not None:
+        owner = type(exc.obj).__name__ if exc.obj is not None else "object"
+        text = f"{kind}: {owner!r} object has no attribute {exc.name!r}"
+    elif isinstance(exc, ImportError) and exc.name is not None:
+        text = f"{kind}: cannot import {exc.name!r}"
+    else:
+        text = scrub_reason(f"{kind}: {exc}")
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        code = tb.tb_frame.f_code
+        parts = PurePosixPath(code.co_filename.replace("\\", "/")).parts
+        where = "/".join(parts[-2:])
+        text += f" (at {where}:{tb.tb_lineno} in {code.co_name})"
+    return text
 
 
 # The raw-byte engine gives the same bytes as the Dataset engine, faster; tests turn it off
@@ -289,7 +323,7 @@ def _quarantined(exc: Exception, size_in: int) -> CleanResult:
     """The result for a file that cannot be cleaned for sure, with a reason free of values."""
     if isinstance(exc, (MedveilError, QuarantineError)):
         return CleanResult("quarantined", scrub_reason(str(exc).replace("input: ", "")), size_in)
-    return CleanResult("quarantined", scrub_reason(f"{type(exc).__name__}: {exc}"), size_in)
+    return CleanResult("quarantined", describe_exception(exc), size_in)
 
 
 def clean_instance(
