@@ -60,6 +60,16 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="accept any calling AE title from any address (only on a trusted network)",
     )
+    p.add_argument(
+        "--vault",
+        metavar="URL",
+        help="record every stored instance's crosswalk in a re-identification vault "
+        "(sqlite:///path, a file path, or postgresql://...) before acknowledging it; needs "
+        "--vault-key",
+    )
+    p.add_argument(
+        "--vault-key", metavar="FILE", help="vault key file (create with `medveil vault keygen`)"
+    )
     p.add_argument("--tls-cert", help="server certificate (PEM) to listen with TLS")
     p.add_argument("--tls-key", help="private key (PEM) of --tls-cert")
     p.add_argument("--tls-ca", help="CA bundle (PEM): require client certificates it signed")
@@ -89,6 +99,16 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         raise MedveilError(
             "give at least one --allow AET@HOST (who may send), or --allow-any to accept any caller"
         )
+    vault = None
+    url, key_file = getattr(args, "vault", None), getattr(args, "vault_key", None)
+    if bool(url) != bool(key_file):
+        raise MedveilError(
+            "--vault and --vault-key go together (create a key with `medveil vault keygen FILE`)"
+        )
+    if url and key_file:
+        from medveil.crypto.vault import load_key
+
+        vault = (str(url), load_key(key_file))
     policy = Policy.load(args.policy) if args.policy else Policy.default()
     return GatewayConfig(
         policy=policy,
@@ -106,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         workers=args.workers,
         max_pending_bytes=args.max_pending_mb << 20,
         retry_max=args.retry_max_seconds,
+        vault=vault,
     )
 
 

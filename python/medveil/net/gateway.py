@@ -411,7 +411,74 @@ class GroupCommit:
         self.batches += 1
 
 
-def clean_and_write(raw: bytes, token: str) -> dict[str, object]:
+class VaultWriter:
+    """Records identities in the re-identification vault from one thread, many at a time.
+
+    The vault's SQLite connection belongs to the thread that opened it, and a commit per
+    instance would cost more than its cleaning: identities that arrive while a batch is
+    written go together in the next. ``record`` returns once its identity is committed.
+    """
+
+    def __init__(self, url: str, key: bytes) -> None:
+        from medveil.crypto.vault import Vault
+
+        Vault(url, key).close()  # a wrong key or an unreachable database fails here, at start
+        self._url, self._key = url, key
+        self._cond = threading.Condition()
+        self._queue: list[tuple[dict[str, object], threading.Event, list[BaseException]]] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="medveil-vault", daemon=True)
+        self._thread.start()
+
+    def record(self, identity: dict[str, object]) -> None:
+        """Commit one instance's identity to the vault; raises when that failed."""
+        done = threading.Event()
+        errors: list[BaseException] = []
+        with self._cond:
+            if self._closed:
+                raise OSError("the gateway is shutting down")
+            self._queue.append((identity, done, errors))
+            self._cond.notify()
+        done.wait()
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """Record what is queued, then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        from medveil.crypto.vault import Vault
+
+        vault: Vault | None = None
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._closed:
+                        self._cond.wait()
+                    batch, self._queue = self._queue, []
+                    if not batch and self._closed:
+                        return
+                try:
+                    if vault is None:
+                        vault = Vault(self._url, self._key)
+                    for identity, _done, _errors in batch:
+                        vault.add(identity)
+                    vault.flush()
+                except BaseException as exc:  # every waiter learns it failed; nothing acked
+                    for _identity, _done, errors in batch:
+                        errors.append(exc)
+                for _identity, done, _errors in batch:
+                    done.set()
+        finally:
+            if vault is not None:
+                vault.close()
+
+
+def clean_and_write(raw: bytes, token: str, capture: bool = False) -> dict[str, object]:
     """Worker task: clean one received instance and write it under a temporary name.
 
     The parent makes it durable under its final name (:class:`GroupCommit`) before it
@@ -421,7 +488,7 @@ def clean_and_write(raw: bytes, token: str) -> dict[str, object]:
     from medveil.engine.instance import clean_instance
 
     assert _ENGINE is not None and _OUT is not None
-    result = clean_instance(_ENGINE, raw, token)
+    result = clean_instance(_ENGINE, raw, token, capture_identity=capture)
     tmp = ""
     reason = result.reason
     if result.status == "written":
@@ -439,6 +506,8 @@ def clean_and_write(raw: bytes, token: str) -> dict[str, object]:
         "tmp": tmp,
         "size_in": result.size_in,
         "size_out": len(result.data),
+        # With a vault: the originals and their replacements (PHI; memory only, never logged).
+        "identity": result.identity if tmp else {},
     }
 
 
@@ -674,6 +743,9 @@ class GatewayConfig:
     max_pending_bytes: int = 512 << 20
     retry_min: float = 0.5
     retry_max: float = 30.0
+    # Re-identification vault: (URL, vault key); every stored instance's identity is
+    # committed there before the instance is acknowledged.
+    vault: tuple[str, bytes] | None = None
     drain_timeout: float = 60.0
 
 
@@ -707,6 +779,12 @@ class Gateway:
         self._pool: cf.ProcessPoolExecutor | None = None
         self.forwarder: Forwarder | None = None
         self._commit: GroupCommit | None = None
+        self._vault: VaultWriter | None = None
+        if config.vault is not None:
+            import hmac
+
+            if hmac.compare_digest(config.vault[1], config.secret):
+                raise MedveilError("the vault key must differ from the pseudonym secret")
         self.counts = {"written": 0, "quarantined": 0, "refused": 0, "rejected": 0}
         self.ssl_context = (
             server_tls_context(config.tls_cert, config.tls_key, config.tls_ca)
@@ -725,6 +803,8 @@ class Gateway:
         cfg = self.config
         _remove_temporaries(self.out)
         self._commit = GroupCommit(self.out)
+        if cfg.vault is not None:
+            self._vault = VaultWriter(*cfg.vault)
         self._pool = self._new_pool()
         if cfg.forward is not None:
             self.forwarder = Forwarder(
@@ -795,7 +875,7 @@ class Gateway:
         pool = self._pool
         assert pool is not None
         try:
-            return pool.submit(clean_and_write, raw, token).result()
+            return pool.submit(clean_and_write, raw, token, self._vault is not None).result()
         except cf.process.BrokenProcessPool:
             with self._lock:
                 if self._pool is pool and not self._draining:
@@ -806,7 +886,7 @@ class Gateway:
             assert fresh is not None
             # Every instance in flight in the dead pool failed with it; each gets one more
             # try (an instance that kills its worker again is refused with 0xA700).
-            return fresh.submit(clean_and_write, raw, token).result()
+            return fresh.submit(clean_and_write, raw, token, self._vault is not None).result()
 
     def stop(self) -> None:
         """Clean shutdown: refuse new work, finish in-flight instances, then stop everything."""
@@ -838,6 +918,8 @@ class Gateway:
             self._pool.shutdown(wait=True)
         if self._commit is not None:
             self._commit.close()
+        if self._vault is not None:
+            self._vault.close()
         self.log("shutdown", stage="done", **self.counts)
 
     def __enter__(self) -> Gateway:
@@ -953,6 +1035,13 @@ class Gateway:
                 outcome = self._clean(raw, token)
             finally:
                 self.budget.release(len(raw))
+            if outcome["tmp"] and self._vault is not None:
+                # The crosswalk first: an acknowledged instance always has its identity.
+                try:
+                    self._vault.record(outcome["identity"])  # type: ignore[arg-type]
+                except BaseException:
+                    Path(str(outcome["tmp"])).unlink(missing_ok=True)
+                    raise
             if outcome["tmp"]:
                 assert self._commit is not None
                 relpath = str(outcome["relpath"])
