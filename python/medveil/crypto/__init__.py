@@ -4,30 +4,5 @@
 age format, key files and the vault are its submodules.
 """
 
-from medveil.crypto.aead import (
-    KEY_BYTES,
-    NONCE_BYTES,
-    TAG_BYTES,
-    AuthenticationError,
-    chacha20_xor,
-    chacha20_xor_into,
-    open,
-    open_into,
-    poly1305,
-    seal,
-    seal_into,
-)
-
-__all__ = [
-    "KEY_BYTES",
-    "NONCE_BYTES",
-    "TAG_BYTES",
-    "AuthenticationError",
-    "chacha20_xor",
-    "chacha20_xor_into",
-    "open",
-    "open_into",
-    "poly1305",
-    "seal",
-    "seal_into",
-]
+from medveil.crypto.aead import *  # noqa: F403  (the AEAD's __all__ is this package's API)
+from medveil.crypto.aead import __all__ as __all__
