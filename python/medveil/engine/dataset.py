@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from collections.abc import Callable
 from copy import deepcopy
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
@@ -24,11 +26,13 @@ from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
+from pydicom.values import convert_SQ
 
 from medveil import __version__
 from medveil.dicom.io import read_dataset, write_dataset
 from medveil.dicom.peek import decode_text
 from medveil.dicom.pydicom_private import raw_element
+from medveil.dicom.strict import check_structure
 from medveil.dicom.writer import LONG_VRS
 from medveil.durable import atomic_write
 from medveil.engine import decide
@@ -53,7 +57,10 @@ from medveil.engine.decide import (
 )
 from medveil.policy.keys import Keyed
 from medveil.policy.schema import CompiledPolicy, Policy
-from medveil.policy.standard import BASIC_PROFILE_CODE, Option, Rule, safe_private_elements
+from medveil.policy.standard import BASIC_PROFILE_CODE, Option, Rule
+
+if TYPE_CHECKING:
+    from medveil.pixels.cleaner import PixelReport
 
 __all__ = [
     "BYTES_VRS",
@@ -64,6 +71,7 @@ __all__ = [
     "DeidReport",
     "Deidentifier",
     "encode_raw",
+    "pixel_marks",
     "plan_private",
     "shift_date_value",
     "uids_of",
@@ -217,6 +225,77 @@ _KEYWORD_TAGS: dict[str, BaseTag] = {}
 _AGE_TAG = BaseTag(0x00101010)
 
 
+def _written(ds: Dataset, tag: BaseTag) -> tuple[str | None, bytes | None]:
+    """(VR written in the file or None for Implicit VR, raw value or None for a sequence).
+
+    What Retain Safe Private judges a listed private element by. A sequence (read as one,
+    whatever the file's VR) is ("SQ", None); an element made in memory is encoded as an
+    Explicit VR Little Endian file would hold it.
+    """
+    elem = ds._dict[tag]
+    if isinstance(elem, RawDataElement):
+        if elem.VR == "SQ":
+            return "SQ", None
+        return elem.VR, bytes(elem.value or b"")
+    if elem.VR == "SQ":
+        return "SQ", None
+    implicit = getattr(ds, "original_encoding", (None, None))[0] is True
+    return (None if implicit else elem.VR), _value_bytes(elem)
+
+
+def _value_bytes(elem: DataElement) -> bytes:
+    """An in-memory element's value bytes, encoded as Explicit VR Little Endian."""
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = False, True
+    write_data_element(fp, elem)
+    data = fp.getvalue()
+    return data[12:] if elem.VR in LONG_VRS else data[8:]
+
+
+def _as_sequence(ds: Dataset, tag: BaseTag) -> bool:
+    """Make element `tag` of ds a sequence of its items; False when its value is not items.
+
+    A value without a VR in the file (Implicit VR, or UN) is read as Implicit VR Little
+    Endian items, the encoding of both, only when the project's structure check accepts it
+    as exactly a list of items: a name written there is no sequence.
+    """
+    elem = ds._dict[tag]
+    if elem.VR == "SQ":
+        return True
+    value = elem.value
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        return False
+    data = bytes(value)
+    if data and not _items_parse(data):
+        return False
+    charsets = _charsets(ds)
+    try:
+        seq = convert_SQ(data, True, True, [charsets] if isinstance(charsets, str) else charsets)
+    except Exception:
+        return False
+    ds._dict[tag] = DataElement(tag, "SQ", seq)
+    return True
+
+
+_IMPLICIT_META = (
+    b"\x02\x00\x10\x00UI\x12\x001.2.840.10008.1.2\x00"  # Transfer Syntax: Implicit VR LE
+)
+
+
+def _items_parse(value: bytes) -> bool:
+    """True when bytes are exactly a list of well-formed Implicit VR LE sequence items."""
+    if value[:4] != b"\xfe\xff\x00\xe0":
+        return False
+    meta = b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<L", len(_IMPLICIT_META)) + _IMPLICIT_META
+    # One sequence (Referenced Series Sequence, a dictionary SQ) holding the value.
+    body = struct.pack("<HHL", 0x0008, 0x1115, len(value)) + value
+    try:
+        check_structure(b"\x00" * 128 + b"DICM" + meta + body)
+    except Exception:
+        return False
+    return True
+
+
 def _rule_tag(rule: Rule) -> int:
     """The tag a rule names, or 0 for a mask or a keyword-less selector."""
     tag = tag_for_keyword(rule.keyword) if rule.keyword else None
@@ -235,8 +314,7 @@ class Deidentifier:
         self.policy = policy or Policy.default()
         self.compiled: CompiledPolicy = self.policy.compile()
         self.keyed = Keyed(secret)
-        safe = safe_private_elements() if self.compiled.retain_safe_private else {}
-        self.decider = Decider(self.policy, self.keyed, safe)
+        self.decider = Decider(self.policy, self.keyed)
         # Text cleaning reads the file's identity: only then is it read before the walk.
         self._reads_identity = any(
             r.action == "C" and dictionary_vr(_rule_tag(r)) not in ("DA", "DT", "TM")
@@ -244,8 +322,8 @@ class Deidentifier:
         )
         self._pixels = None
         self._dummies: dict[tuple[int, str, bool, bool, bool], RawDataElement] = {}
-        self._mark_template: Dataset | None = None
-        self._mark_raw: dict[tuple[bool, bool], dict[BaseTag, RawDataElement]] = {}
+        self._mark_templates: dict[bool, Dataset] = {}
+        self._mark_raw: dict[tuple[bool, bool, bool], dict[BaseTag, RawDataElement]] = {}
         if self.policy.has(Option.CLEAN_PIXEL_DATA):
             try:
                 from medveil.pixels.cleaner import PixelCleaner
@@ -287,7 +365,11 @@ class Deidentifier:
             if "SOPInstanceUID" in ds and "MediaStorageSOPInstanceUID" in meta:
                 meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         self._cap_age(ds, report)
-        self._mark(ds)
+        # After the walk, so that allow-list mode does not remove it again.
+        value, clean_pixels = pixel_marks(report)
+        if value is not None:
+            ds.BurnedInAnnotation = value
+        self._mark(ds, clean_pixels)
         return report
 
     def apply_bytes(self, data: bytes, *, source: str = "<bytes>") -> tuple[bytes, DeidReport]:
@@ -463,10 +545,21 @@ class Deidentifier:
                 creators[(tag >> 16, elem_no)] = (
                     value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
                 ).strip()
-        for tag, verdict, rule in self.decider.plan_private(tags, creators):
+        plan = self.decider.plan_private(tags, creators, partial(_written, ds))
+        for tag, verdict, rule in plan:
             if verdict is decide.VERDICT_REMOVE or (verdict is decide.VERDICT_ACT and rule is None):
                 _remove(ds, tag)
                 report.add(path, tag, "X")
+            elif verdict is decide.VERDICT_NOT_SAFE:
+                _remove(ds, tag)
+                report.add(path, tag, verdict.value)
+            elif verdict is decide.VERDICT_SAFE_RECURSE:
+                if _as_sequence(ds, tag):
+                    self._recurse(ds, tag, ctx, report, path)
+                    report.add(path, tag, verdict.value)
+                else:
+                    _remove(ds, tag)
+                    report.add(path, tag, decide.VERDICT_NOT_SAFE.value)
             elif verdict is decide.VERDICT_ACT and rule is not None:
                 itag = int(tag)
                 elem = ds._dict[tag]
@@ -491,14 +584,19 @@ class Deidentifier:
             ds.PatientAge = capped[0]
             report.add("", 0x00101010, capped[1])
 
-    def marks(self) -> Dataset:
-        """The elements that say how this dataset was de-identified (built once)."""
-        if self._mark_template is None:
+    def marks(self, clean_pixels: bool = False) -> Dataset:
+        """The elements that say how a dataset was de-identified (built once per kind).
+
+        ``clean_pixels``: the Clean Pixel Data Option held for the file (see
+        :func:`pixel_marks`), so the option and its code 113101 are listed.
+        """
+        marks = self._mark_templates.get(clean_pixels)
+        if marks is None:
             policy = self.policy
             applied = [
                 o
                 for o in Option
-                if policy.has(o) and (o is not Option.CLEAN_PIXEL_DATA or self._pixels)
+                if policy.has(o) and (o is not Option.CLEAN_PIXEL_DATA or clean_pixels)
             ]
             marks = Dataset()
             marks.PatientIdentityRemoved = "YES"
@@ -522,25 +620,44 @@ class Deidentifier:
                 marks.LongitudinalTemporalInformationModified = "UNMODIFIED"
             else:
                 marks.LongitudinalTemporalInformationModified = "REMOVED"
-            self._mark_template = marks
-        return self._mark_template
+            self._mark_templates[clean_pixels] = marks
+        return marks
 
-    def marks_raw(self, implicit: bool, little: bool = True) -> dict[BaseTag, RawDataElement]:
+    def marks_raw(
+        self, implicit: bool, little: bool = True, clean_pixels: bool = False
+    ) -> dict[BaseTag, RawDataElement]:
         """The marks encoded once for (Implicit or Explicit VR, little or big endian)."""
-        raw = self._mark_raw.get((implicit, little))
+        key = (implicit, little, clean_pixels)
+        raw = self._mark_raw.get(key)
         if raw is None:
-            raw = self._mark_raw[(implicit, little)] = encode_raw(self.marks(), implicit, little)
+            raw = self._mark_raw[key] = encode_raw(self.marks(clean_pixels), implicit, little)
         return raw
 
-    def _mark(self, ds: Dataset) -> None:
+    def _mark(self, ds: Dataset, clean_pixels: bool) -> None:
         encoding = getattr(ds, "original_encoding", (None, None))
         if None in encoding:
-            for elem in self.marks():
+            for elem in self.marks(clean_pixels):
                 ds[elem.tag] = deepcopy(elem)
             return
-        raw = self.marks_raw(*encoding)
+        raw = self.marks_raw(bool(encoding[0]), bool(encoding[1]), clean_pixels)
         # Pre-encoded: the writer copies these bytes instead of encoding them per file.
         ds._dict.update(raw)
+
+
+def pixel_marks(report: DeidReport) -> tuple[str | None, bool]:
+    """(Burned In Annotation value to write or None, whether 113101 is listed) for a file.
+
+    PS3.15 E.3.1: after Clean Pixel Data the attribute is NO and the option is recorded;
+    a file without Pixel Data, or one whose pixels the option does not hold for, gets
+    neither (see :mod:`medveil.pixels.cleaner`).
+    """
+    pixels = report.pixels
+    if pixels is None:
+        return None, False
+    from medveil.pixels.cleaner import burned_in_annotation, deidentification_codes
+
+    found = cast("PixelReport", pixels)
+    return burned_in_annotation(found), bool(deidentification_codes(found))
 
 
 def encode_raw(ds: Dataset, implicit: bool, little: bool) -> dict[BaseTag, RawDataElement]:

@@ -84,13 +84,25 @@ class Verdict(enum.Enum):
     KEEP = "keep"  # the policy keeps it
     SAFE = "K-safe-private"  # kept by Retain Safe Private
     CREATOR = "creator"  # the creator of a block that keeps something
+    # A Retain Safe Private sequence: kept, its items walked with the profile (an Implicit
+    # VR value that does not parse as items is removed, as NOT_SAFE).
+    SAFE_RECURSE = "K-safe-private-recurse"
+    NOT_SAFE = "X-safe-private-vr"  # a safe row of another VR than the table's: removed
 
 
 # The members as plain module names, for the engines' per-element loops: reading a
 # member through its Enum class costs a lookup on every use.
 KIND_KEEP, KIND_REMOVE, KIND_EMPTY, KIND_PUT, KIND_ZERO, KIND_DUMMY_ITEMS, KIND_GENERAL = Kind
 ROUTE_RULE, ROUTE_PRIVATE, ROUTE_DROP, ROUTE_UNKNOWN = Route
-VERDICT_REMOVE, VERDICT_ACT, VERDICT_KEEP, VERDICT_SAFE, VERDICT_CREATOR = Verdict
+(
+    VERDICT_REMOVE,
+    VERDICT_ACT,
+    VERDICT_KEEP,
+    VERDICT_SAFE,
+    VERDICT_CREATOR,
+    VERDICT_SAFE_RECURSE,
+    VERDICT_NOT_SAFE,
+) = Verdict
 
 
 class Decision(NamedTuple):
@@ -573,13 +585,10 @@ _STRUCTURAL_CODES: Final[dict[int, frozenset[str]]] = {
 class Decider:
     """Answers, for one policy and secret, what happens to each element."""
 
-    def __init__(
-        self, policy: Policy, keyed: Keyed, safe_private: Mapping[tuple[str, int, int], object]
-    ) -> None:
+    def __init__(self, policy: Policy, keyed: Keyed) -> None:
         self.policy = policy
         self.compiled = policy.compile()
         self.keyed = keyed
-        self.safe_private = safe_private
         self.mode = policy.combined_codes
         self._static: dict[tuple[int, str, bool, int], Decision] = {}
 
@@ -795,29 +804,51 @@ class Decider:
         return vr != "UI" and tag not in _STRUCTURAL_CODES
 
     def plan_private(
-        self, tags: list[_T], creators: dict[tuple[int, int], str]
+        self,
+        tags: list[_T],
+        creators: dict[tuple[int, int], str],
+        written: Callable[[_T], tuple[str | None, bytes | None]],
     ) -> list[tuple[_T, Verdict, Rule | None]]:
-        """The private-block verdicts of one dataset (see :func:`plan_private`)."""
-        return plan_private(tags, creators, self.compiled.private_overrides, self.safe_private)
+        """The private-block verdicts of one dataset (see :func:`plan_private`).
+
+        ``written(tag)`` gives an element as the file holds it: the VR written in the file
+        (None for Implicit VR, "SQ" for a value read as items) and the raw value bytes
+        (None for a sequence). It is asked only for elements Retain Safe Private lists.
+        """
+        compiled = self.compiled
+        safe: Callable[[str, _T], str | None] | None = None
+        if compiled.retain_safe_private:
+
+            def safe(creator: str, tag: _T) -> str | None:
+                if compiled.safe_private(creator, tag >> 16, tag & 0xFF) is None:
+                    return None
+                vr, value = written(tag)
+                return compiled.safe_private_verdict(creator, int(tag), vr, value)
+
+        return plan_private(tags, creators, compiled.private_overrides, safe)
 
 
 def plan_private(
     tags: list[_T],
     creators: dict[tuple[int, int], str],
     overrides: Mapping[tuple[str, int, int], Rule],
-    safe: Mapping[tuple[str, int, int], object],
+    safe: Callable[[str, _T], str | None] | None,
 ) -> list[tuple[_T, Verdict, Rule | None]]:
     """What happens to each private element of one dataset, in the order it is reported.
 
-    Data elements come first, then the low ones (creators and stray elements).
+    ``safe(creator, tag)`` is Retain Safe Private's verdict (a
+    :class:`~medveil.policy.choices.SafePrivateVerdict` value, or None when the row is not
+    listed); None when the option is off. Data elements come first, then the low ones
+    (creators and stray elements).
     """
-    remove, act, keep, safe_keep, creator_keep = (
+    remove, act, keep, creator_keep = (
         Verdict.REMOVE,
         Verdict.ACT,
         Verdict.KEEP,
-        Verdict.SAFE,
         Verdict.CREATOR,
     )  # bound once: an Enum member read through its class costs a lookup per use
+    # Retain Safe Private's verdicts (SafePrivateVerdict values) as this layer's.
+    by_safe = {v.value: v for v in (Verdict.SAFE, Verdict.SAFE_RECURSE, Verdict.NOT_SAFE)}
     plan: list[tuple[_T, Verdict, Rule | None]] = []
     keep_blocks: set[tuple[int, int]] = set()
     for tag in tags:
@@ -835,9 +866,12 @@ def plan_private(
             keep_blocks.add((group, block))
             plan.append((tag, keep if rule.action == "K" else act, rule))
             continue
-        if creator is not None and key in safe:
-            keep_blocks.add((group, block))
-            plan.append((tag, safe_keep, None))
+        said = safe(creator, tag) if creator is not None and safe is not None else None
+        verdict = by_safe.get(said) if said is not None else None
+        if verdict is not None:
+            if verdict is not Verdict.NOT_SAFE:
+                keep_blocks.add((group, block))
+            plan.append((tag, verdict, None))
             continue
         plan.append((tag, remove, None))
     for tag in tags:

@@ -45,7 +45,7 @@ from medveil.dicom.writer import (
     file_meta_template,
     splice_file_meta,
 )
-from medveil.engine.dataset import Deidentifier
+from medveil.engine.dataset import Deidentifier, pixel_marks
 from medveil.engine.decide import (
     KIND_DUMMY_ITEMS,
     KIND_EMPTY,
@@ -58,8 +58,10 @@ from medveil.engine.decide import (
     VERDICT_ACT,
     VERDICT_CREATOR,
     VERDICT_KEEP,
+    VERDICT_NOT_SAFE,
     VERDICT_REMOVE,
     VERDICT_SAFE,
+    VERDICT_SAFE_RECURSE,
     Decision,
     DeidReport,
     Identity,
@@ -301,16 +303,18 @@ class RawEngine:
         self.compiled = engine.compiled
         self.policy = engine.policy
         self.decider = engine.decider
-        # (tag, encoded element) in tag order, for each encoding: merged into every output.
+        # (tag, encoded element) in tag order, for each encoding and whether the Clean
+        # Pixel Data Option held: merged into every output.
         self._marks_by = {
-            implicit: sorted(
+            (implicit, clean): sorted(
                 (
                     int(t),
                     _header(int(t), e.VR or "", len(e.value or b""), implicit) + (e.value or b""),
                 )
-                for t, e in encode_raw_marks(engine, implicit).items()
+                for t, e in engine.marks_raw(implicit, True, clean).items()
             )
             for implicit in (False, True)
+            for clean in (False, True)
         }
         self.implicit = False
         self._plain: dict[int, str] = {}
@@ -365,6 +369,7 @@ class RawEngine:
                 raise NotRaw("compressed pixels changed")
         if new_pixels is not None and len(new_pixels) % 2:
             raise NotRaw("odd-length new pixel data")  # a new object: the input is untouched
+        self._pixel_marks(report)
         pieces = self._assemble(out, new_pixels)
         parts: list[bytes | memoryview] = []
         pending: list[bytes | memoryview] = [head]
@@ -418,7 +423,7 @@ class RawEngine:
         if syntax not in (_EXPLICIT_LE, _IMPLICIT_LE) and syntax not in _ENCAPSULATED:
             raise NotRaw("not a little-endian transfer syntax it covers")
         self.implicit = implicit = syntax == _IMPLICIT_LE
-        self._marks = self._marks_by[implicit]
+        self._marks = self._marks_by[(implicit, False)]
         elems, _ = _scan(buf, meta_end, len(buf), implicit)
         top = _View.over({BaseTag(e.tag): self._raw(e) for e in elems}, implicit)
         top.__dict__["file_meta"] = meta
@@ -901,9 +906,20 @@ class RawEngine:
                 vr = "LO" if e.vr == "UN" else e.vr
                 creator_bytes[tag] = _header(tag, vr, len(encoded), self.implicit) + encoded
         keep: dict[int, bytes | memoryview] = {}
-        for tag, verdict, rule in self.decider.plan_private(tags, creators):
+        plan = self.decider.plan_private(tags, creators, lambda tag: self._written(by_pos[tag]))
+        for tag, verdict, rule in plan:
             if verdict is VERDICT_REMOVE or (verdict is VERDICT_ACT and rule is None):
                 report.add(path, tag, "X")
+            elif verdict is VERDICT_NOT_SAFE:
+                report.add(path, tag, verdict.value)
+            elif verdict is VERDICT_SAFE_RECURSE:
+                e = by_pos[tag]
+                if e.vr != "SQ" and not (self.implicit and e.items is not _NO_ITEMS):
+                    # Items without a VR in the file (a defined-length Implicit VR value,
+                    # an explicit UN): the Dataset engine parses them, or removes the value.
+                    raise NotRaw("safe private sequence without VR SQ")
+                keep[tag] = self._recurse(e, ctx, report, path)
+                report.add(path, tag, verdict.value)
             elif verdict is VERDICT_ACT and rule is not None:
                 e = by_pos[tag]
                 res = self._do(e, self._decide(e, rule, ctx), ctx, report, path)
@@ -918,6 +934,25 @@ class RawEngine:
                     raise NotRaw("private sequence kept")
                 keep[tag] = self._keep(by_pos[tag])
         return keep
+
+    def _written(self, e: _Elem) -> tuple[str | None, bytes | None]:
+        """The element as Retain Safe Private judges it (the Dataset engine's _written)."""
+        if e.vr == "SQ" or e.items is not _NO_ITEMS:
+            return "SQ", None  # read as items, as pydicom reads it
+        return (None if self.implicit else e.vr), bytes(self.buf[e.vstart : e.end])
+
+    def _pixel_marks(self, report: DeidReport) -> None:
+        """This file's marks and Burned In Annotation, as the Dataset engine sets them."""
+        value, clean = pixel_marks(report)
+        marks = self._marks_by[(self.implicit, clean)]
+        if value is not None:
+            text = value.encode("ascii")
+            if len(text) % 2:
+                text += b" "
+            head = _header(_BURNED_IN, "CS", len(text), self.implicit)
+            # Merged in tag order like the marks, replacing any (0028,0301) of the input.
+            marks = sorted([*marks, (_BURNED_IN, head + text)])
+        self._marks = marks
 
     def _cap_age(self, report: DeidReport) -> None:
         """Safe Harbor's age cap on the output value, as the Dataset engine does it."""
@@ -953,6 +988,7 @@ _KEYWORD_TAGS: dict[str, BaseTag] = {
 _TERM_TAGS = tuple(BaseTag(tag_for_keyword(kw) or 0xFFFFFFFF) for kw in TERM_KEYWORDS)
 _IDENTITIES: dict[tuple[object, ...], Identity] = {}
 _PIXEL_TAG = BaseTag(PIXEL_DATA)
+_BURNED_IN = 0x00280301
 _TS_TAG = BaseTag(0x00020010)
 _CHARSET_TAG = BaseTag(0x00080005)
 # Text VRs whose non-ASCII values pydicom encodes with the file's character set as is
@@ -981,11 +1017,6 @@ def _sequence_tags() -> np.ndarray:
 
 
 _SQ_TAGS = _sequence_tags()
-
-
-def encode_raw_marks(engine: Deidentifier, implicit: bool) -> dict[BaseTag, RawDataElement]:
-    """The engine's de-identification marks, encoded for (Implicit or Explicit) VR LE."""
-    return engine.marks_raw(implicit, True)
 
 
 def check_output(header: bytes, terms: list[bytes], implicit: bool = False) -> None:
