@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from medveil.engine import instance
 from medveil.engine.dataset import Deidentifier
 from medveil.engine.instance import CleanResult, clean_instance, raw_engine_of
-from medveil.engine.raw import NotRaw, check_output
+from medveil.engine.postcheck import check_written, learn_terms
+from medveil.engine.raw import NotRaw
+from medveil.errors import QuarantineError
 from medveil.policy.schema import Policy
 from medveil.policy.standard import Option
 from medveil.run.demo import demo_rule_file, write_demo_archive
@@ -97,19 +99,20 @@ def test_declines_what_it_does_not_cover() -> None:
         raw.apply(bytearray(b"\x00" * 200))
 
 
-def test_output_check_rejects_unmarked_or_leaking_headers() -> None:
+def test_post_check_rejects_unmarked_or_leaking_raw_outputs() -> None:
+    # The pipeline's one post-check (check_written) on the raw engine's output.
     engine = Deidentifier(Policy(), SECRET)
     data = _file(_dataset({"PatientName": "Qwertz^Anna"}, []))
+    terms = learn_terms(data)
     out = raw_engine_of(engine).apply(bytearray(data))
-    header = b"".join(bytes(p) for p in out.parts)
-    check_output(header, [b"qwertz"])
-    with pytest.raises(Exception, match="identifying value"):
-        check_output(header + b"\xdf\x7f\x10\x00LO\x06\x00Qwertz", [b"qwertz"])
-    unmarked = header.replace(b"YES ", b"NO  ")
-    with pytest.raises(Exception, match="PatientIdentityRemoved"):
-        check_output(unmarked, [])
-    with pytest.raises(Exception, match="does not parse"):
-        check_output(header[:-3], [])
+    written = b"".join(bytes(p) for p in out.parts)
+    check_written(written, terms)
+    with pytest.raises(QuarantineError, match="identifying value"):
+        check_written(written + b"\xdf\x7f\x10\x00LO\x06\x00Qwertz", terms)
+    with pytest.raises(QuarantineError, match="PatientIdentityRemoved"):
+        check_written(written.replace(b"YES ", b"NO  "), terms)
+    with pytest.raises(QuarantineError, match="does not parse"):
+        check_written(written[:-3], terms)
 
 
 # --------------------------------------------------------------------- generated files

@@ -26,6 +26,7 @@ from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
+from pydicom.uid import UID
 from pydicom.values import convert_SQ
 
 from medveil import __version__
@@ -33,7 +34,7 @@ from medveil.dicom.io import read_dataset, write_dataset
 from medveil.dicom.peek import decode_text
 from medveil.dicom.pydicom_private import raw_element
 from medveil.dicom.strict import check_structure
-from medveil.dicom.writer import LONG_VRS
+from medveil.dicom.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, LONG_VRS
 from medveil.durable import atomic_write
 from medveil.engine import decide
 from medveil.engine.decide import (
@@ -55,6 +56,7 @@ from medveil.engine.decide import (
     vr_conflict,
     zero_value,
 )
+from medveil.engine.postcheck import Allowance, check_written, learn_terms, policy_allowance
 from medveil.policy.keys import Keyed
 from medveil.policy.schema import CompiledPolicy, Policy
 from medveil.policy.standard import BASIC_PROFILE_CODE, Option, Rule
@@ -305,15 +307,22 @@ def _rule_tag(rule: Rule) -> int:
 class Deidentifier:
     """Applies a policy to datasets; safe to create once per process and reuse."""
 
-    def __init__(self, policy: Policy | None = None, secret: bytes | None = None) -> None:
-        """Compile ``policy`` (the default one if None) for the 32-byte project ``secret``."""
-        if secret is None:
+    def __init__(self, policy: Policy | None, secret: bytes) -> None:
+        """Compile ``policy`` (the default one if None) for the 32-byte project ``secret``.
+
+        The secret is required: replacements are keyed by it, so a run without the
+        project's own secret could not be repeated or linked (ValueError otherwise).
+        """
+        if not isinstance(secret, (bytes, bytearray)):
             raise ValueError(
                 "a 32-byte project secret is required (see medveil.policy.keys.load_secret)"
             )
         self.policy = policy or Policy.default()
         self.compiled: CompiledPolicy = self.policy.compile()
         self.keyed = Keyed(secret)
+        # What the policy keeps on purpose, for the post-check of apply_bytes/apply_file.
+        # (the pipeline asks engine.instance.allowance, which computes the same).
+        self.allowance: Allowance = policy_allowance(self.compiled)
         self.decider = Decider(self.policy, self.keyed)
         # Text cleaning reads the file's identity: only then is it read before the walk.
         self._reads_identity = any(
@@ -351,7 +360,14 @@ class Deidentifier:
 
     # ------------------------------------------------------------------ public API
     def apply(self, ds: Dataset, *, source: str = "") -> DeidReport:
-        """De-identify ds in place; the report lists actions by tag path, never values."""
+        """De-identify ds in place; the report lists actions by tag path, never values.
+
+        Not post-checked: nothing here has the input's bytes to learn its identifying
+        values from, or the written file to search. :meth:`apply_bytes` and
+        :meth:`apply_file` are the checked API (the same post-check as ``medveil deid``);
+        use them to release files. The preamble is zeroed and the file meta names medveil
+        as the writer, so ``ds.save_as`` keeps neither from the source.
+        """
         report = DeidReport()
         ctx = self.context(ds)
         report.date_offset_days = ctx.offset if self.compiled.shift_dates else 0
@@ -370,19 +386,37 @@ class Deidentifier:
         if value is not None:
             ds.BurnedInAnnotation = value
         self._mark(ds, clean_pixels)
+        _writer_identity(ds)
         return report
 
     def apply_bytes(self, data: bytes, *, source: str = "<bytes>") -> tuple[bytes, DeidReport]:
-        """De-identify one DICOM file given as bytes; return the new file's bytes."""
-        ds = read_dataset(io.BytesIO(data), source)
+        """De-identify one DICOM file given as bytes; return the new file's bytes.
+
+        Post-checked like ``medveil deid``: the input's structure is validated, its
+        identifying values learned, and the written bytes searched for them; raises
+        :class:`~medveil.errors.QuarantineError` (or StructureError) instead of returning
+        a file that is not clean for sure.
+        """
+        ds = read_dataset(io.BytesIO(data), source)  # validates the structure first
+        terms = learn_terms(data)  # before apply: the input as it was
         report = self.apply(ds, source=source)
-        return write_dataset(ds), report
+        out = write_dataset(ds)
+        check_written(out, terms, self.allowance)
+        return out, report
 
     def apply_file(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> DeidReport:
-        """De-identify one file into dst (written to a temporary name, then renamed)."""
-        ds = read_dataset(src, str(src))
+        """De-identify one file into dst (written to a temporary name, then renamed).
+
+        Post-checked as :meth:`apply_bytes` is: nothing is written to dst unless the
+        output passes (QuarantineError otherwise).
+        """
+        data = Path(src).read_bytes()
+        ds = read_dataset(io.BytesIO(data), str(src))  # validates the structure first
+        terms = learn_terms(data)
         report = self.apply(ds, source=str(src))
-        atomic_write(Path(dst), write_dataset(ds))
+        out = write_dataset(ds)
+        check_written(out, terms, self.allowance)
+        atomic_write(Path(dst), out)
         return report
 
     def context(self, ds: Dataset) -> PatientContext:
@@ -642,6 +676,20 @@ class Deidentifier:
         raw = self.marks_raw(bool(encoding[0]), bool(encoding[1]), clean_pixels)
         # Pre-encoded: the writer copies these bytes instead of encoding them per file.
         ds._dict.update(raw)
+
+
+def _writer_identity(ds: Dataset) -> None:
+    """Zero the preamble and name medveil as the file's writer, as the pipeline's writer does.
+
+    The preamble is free for applications and can carry anything; the source's
+    Implementation Class UID and Version Name identify its software and site.
+    """
+    if getattr(ds, "preamble", None) is not None:
+        ds.preamble = b"\x00" * 128
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
 
 
 def pixel_marks(report: DeidReport) -> tuple[str | None, bool]:

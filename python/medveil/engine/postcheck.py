@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -39,45 +38,6 @@ from medveil.verify.values import STOP_WORDS, Learner, date_spellings, normalize
 
 MIN_TERM = 3
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
-
-
-def terms_from(values: Callable[[str], list[object]]) -> list[bytes]:
-    """The raw engine's header-check terms: each IDENTITY_KEYWORDS value and name component.
-
-    Kept for engine/raw.py's own check_output; the pipeline's post-check is
-    :func:`check_written` with :func:`learn_terms`.
-    """
-    terms: set[str] = set()
-    for kw in IDENTITY_KEYWORDS:
-        for v in values(kw):
-            text = str(v).strip()
-            if not text:
-                continue
-            terms.add(text)
-            if kw.endswith(("Name", "Names")):
-                terms.update(p for p in re.split(r"[\^= ,]+", text) if p)
-    return sorted({t.encode("utf-8", "ignore").lower() for t in terms if len(t) >= MIN_TERM})
-
-
-_WORD = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyz")
-
-
-def holds_term(header: bytes, terms: list[bytes]) -> bool:
-    """True if a (lower-case) term occurs in the lower-cased header as a whole word.
-
-    Alphanumeric boundaries keep a short numeric ID from matching inside a long UID.
-    """
-    word = _WORD
-    for term in terms:
-        at = header.find(term)
-        while at >= 0:
-            end = at + len(term)
-            if (at == 0 or header[at - 1] not in word) and (
-                end == len(header) or header[end] not in word
-            ):
-                return True
-            at = header.find(term, at + 1)
-    return False
 
 
 # --------------------------------------------------------------------------- the redesign

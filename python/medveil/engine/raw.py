@@ -73,8 +73,7 @@ from medveil.engine.decide import (
     tag_text,
     zero_value,
 )
-from medveil.engine.postcheck import holds_term, terms_from
-from medveil.errors import MedveilError, QuarantineError
+from medveil.errors import MedveilError
 from medveil.policy.standard import COMBINED_ACTIONS, Rule
 
 _LONG = frozenset(
@@ -270,7 +269,6 @@ class RawOutcome:
     parts: list[bytes | memoryview]
     pixel_at: int
     report: DeidReport
-    terms: list[bytes]  # its identifying values, for the post-check
     final: Dataset  # top level of the output's catalog elements, as raw elements
     implicit: bool  # the output's encoding: Implicit VR (else Explicit VR) Little Endian
 
@@ -398,10 +396,7 @@ class RawEngine:
         if self.charset is not None:
             values[BaseTag(0x00080005)] = self.charset
         final = _View.over(values)
-        terms = terms_from(lambda kw: self._values(top, kw))
-        return RawOutcome(
-            [p for p in parts if len(p)], pixel_at, report, terms, final, self.implicit
-        )
+        return RawOutcome([p for p in parts if len(p)], pixel_at, report, final, self.implicit)
 
     def _header_work(
         self, buf: bytes | bytearray | memoryview
@@ -1017,21 +1012,3 @@ def _sequence_tags() -> np.ndarray:
 
 
 _SQ_TAGS = _sequence_tags()
-
-
-def check_output(header: bytes, terms: list[bytes], implicit: bool = False) -> None:
-    """Post-check a raw-engine output: its header parses again, is marked, holds no term."""
-    try:
-        if header[128:132] != b"DICM":
-            raise NotRaw("no preamble")
-        meta_end = 144 + _U32.unpack_from(header, 140)[0]
-        # The rows are enough here: no tree, only the top-level mark is looked at.
-        _rows(header, 132, meta_end)
-        rows, _ = _rows(header, meta_end, len(header), implicit)
-    except (NotRaw, struct.error) as exc:
-        raise QuarantineError(f"post-check: output does not parse: {exc}") from None
-    mark = rows[(rows[:, 0] == 0x00120062) & (rows[:, 7] == 0)]
-    if not len(mark) or bytes(header[mark[0, 3] : mark[0, 5]]).rstrip(b"\x00 ") != b"YES":
-        raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
-    if holds_term(header.lower(), terms):
-        raise QuarantineError("post-check: an original identifying value is still in the output")
