@@ -290,8 +290,8 @@ def test_deid_engine_spark(spark, archive, local_out, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     args = ["deid", str(archive), str(out), "--engine", "spark", "--master", "local[2]"]
     args += ["--secret-file", str(secret_file), "--policy", str(policy)]
-    assert cli_main([*args, "--resume"]) == 2  # a local-engine option
-    assert "--resume" in capsys.readouterr().err and not out.exists()
+    assert cli_main([*args, "--workers", "2"]) == 2  # a local-engine option
+    assert "--workers" in capsys.readouterr().err and not out.exists()
     assert cli_main(args) == 1
     assert "42 written" in capsys.readouterr().out
     assert tree(out) == tree(local_out)
@@ -420,3 +420,54 @@ def test_executors_without_medveil_fail_before_the_job_in_one_line(archive, tmp_
     assert last.startswith("medveil: the Spark executors") and "PYSPARK_PYTHON" in last
     assert "docs/spark.md" in last and "Traceback" not in proc.stderr
     assert not list(out.rglob("*.dcm"))
+
+
+@pytest.mark.slow
+def test_killed_spark_job_resumes_to_the_same_output(tmp_path) -> None:
+    """kill -9 of spark-deid mid-job, then --resume: the tasks' recorded rows are kept,
+    the rest is done, and output and records equal an uninterrupted local run's."""
+    import signal
+    import subprocess
+    import time
+
+    from medveil.run.demo import write_copies
+
+    src = tmp_path / "in"
+    files = write_demo_archive(src / "demo")
+    ct = next(p for p in files if p.parent.name == "ct")
+    write_copies(src / "copies", ct, 400)
+    ref = tmp_path / "ref"
+    local_deidentify_archive(src, ref, policy=POLICY, secret=SECRET, workers=2)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET.hex())
+    secret_file.chmod(0o600)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[pixels]\nrules = ["{demo_rule_file()}"]\n')
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "medveil", "spark-deid", str(src), str(out)]
+    cmd += ["--master", "local[1]", "--partitions", "40"]
+    cmd += ["--secret-file", str(secret_file), "--policy", str(policy)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPARK")}
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 180
+    progress = out / ".medveil" / "progress"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (
+            progress.is_dir()
+            and sum(len(p.read_text().splitlines()) for p in progress.iterdir()) >= 40
+        ):
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver, its JVM and the Python workers
+    proc.wait()
+    assert not (out / ".medveil" / "summary.json").exists(), "the job finished before the kill"
+    done = mspark.read_progress(str(out))
+    assert 40 <= len(done) < 415
+    rerun = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert tree(out) == tree(ref)
+    summary = json.loads((out / ".medveil" / "summary.json").read_text())
+    assert summary["files_in"] == 415 and summary["resumed"] >= 40
+    assert f"{summary['resumed']} already done" in rerun.stdout

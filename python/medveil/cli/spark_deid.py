@@ -30,6 +30,11 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("input", help="input folder or URI (hdfs://, s3a://, file://, ...)")
     p.add_argument("output", help="output folder or URI (local/NFS; others through pyarrow)")
     add_spark_options(p)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed job into OUTPUT (local outputs): finished files are kept",
+    )
     p.add_argument("--policy", help="policy TOML file (default: the built-in policy)")
     p.add_argument(
         "--secret-file", help="32-byte project secret, present at this path on every node"
@@ -75,12 +80,12 @@ def run(args: argparse.Namespace) -> int:
             "medveil: the Spark engine needs pyspark: pip install 'medveil[spark]'", file=sys.stderr
         )
         return 2
-    from medveil.run.spark import deidentify_archive
+    from medveil.run.spark import deidentify_archive, is_local_uri, read_progress
 
     # Reached from `medveil deid --engine spark`: its local-engine options do not apply.
     local_only = [
         f"--{name.replace('_', '-')}"
-        for name in ("demo", "resume", "workers", "vault", "vault_key", "embed_originals")
+        for name in ("demo", "workers", "vault", "vault_key", "embed_originals")
         if getattr(args, name, None) not in (None, False)
     ]
     if local_only:
@@ -99,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"medveil: {exc}", file=sys.stderr)
         return 2
 
+    resume = bool(getattr(args, "resume", False))
+    # Rows a killed job finished (counted before this job adds its own).
+    resumed = len(read_progress(args.output)) if resume and is_local_uri(args.output) else 0
     # A session already running in this process (a notebook, a test) is used and left open.
     running = SparkSession.getActiveSession()
     builder = SparkSession.builder.appName("medveil deid")
@@ -118,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             partitions=getattr(args, "partitions", None),
             sqlite=getattr(args, "sqlite", False),
             overwrite=getattr(args, "overwrite", False),
+            resume=resume,
         )
         counts = {r["status"]: r["count"] for r in df.groupBy("status").count().collect()}
     except MedveilError as exc:
@@ -131,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"medveil deid (spark) done: {sum(counts.values())} files in, {written} written, "
-        f"{skipped} skipped (not DICOM), {quarantined} quarantined. "
+        f"{skipped} skipped (not DICOM), {quarantined} quarantined"
+        f"{f', {resumed} already done' if resumed else ''}. "
         f"Records: {args.output.rstrip('/')}/.medveil"
     )
     return 1 if quarantined else 0

@@ -355,13 +355,14 @@ def _init_worker(
 ) -> None:
     """Create one engine per worker process; silence pydicom (its warnings quote values)."""
     global _ENGINE, _OUTPUT, _CAPTURE, _EMBED, _DURABLE, _MAX_SIZE, _TIMEOUT
-    from medveil.engine.dataset import Deidentifier
-
+    # Signals first: whatever fails below, the pool's SIGTERM must end this process.
     die_with_parent(parent)  # kill -9 of the run must not leave workers writing on
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's SIGTERM handler is not ours
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGVTALRM, signal.SIG_DFL)  # the CPU backstop of _arm ends us
+    from medveil.engine.dataset import Deidentifier
+
     warnings.simplefilter("ignore")
     logging.getLogger("pydicom").disabled = True
     _ENGINE = Deidentifier(policy, secret)

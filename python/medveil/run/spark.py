@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import time
 import uuid
@@ -151,6 +152,59 @@ class _Job:
     output: str
     secret: bytes | None = field(default=None, repr=False)
     secret_file: str | None = None
+    # Input keys a resumed job finds done (its progress files): their rows are not redone.
+    done: frozenset[str] = frozenset()
+    # Write each task's finished rows to OUTPUT/.medveil/progress (local outputs), so a
+    # killed job can be resumed.
+    progress: bool = False
+
+
+PROGRESS = "progress"  # folder of per-task result rows under OUTPUT/.medveil
+
+
+class _Progress:
+    """One task's finished result rows, appended and flushed as their files become durable.
+
+    Rows hold keys, statuses, reasons and the de-identified catalog: no PHI. A line torn by
+    a kill is ignored when read back.
+    """
+
+    def __init__(self, output: str) -> None:
+        folder = local_path(output) / RECORDS / PROGRESS
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{uuid.uuid4().hex}.jsonl"
+        self.file = open(self.path, "a", encoding="utf-8")
+
+    def add(self, rows: Sequence[tuple[object, ...]]) -> None:
+        """Record rows whose files are durable; flushed to disk before returning."""
+        if not rows:
+            return
+        self.file.write("".join(json.dumps(list(r)) + "\n" for r in rows))
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        """Close the file (an empty one is removed)."""
+        self.file.close()
+        if self.path.stat().st_size == 0:
+            self.path.unlink()
+
+
+def read_progress(output: str) -> dict[str, tuple[object, ...]]:
+    """The rows a killed job finished (by input key), from its tasks' progress files."""
+    folder = local_path(output) / RECORDS / PROGRESS
+    rows: dict[str, tuple[object, ...]] = {}
+    if not folder.is_dir():
+        return rows
+    for path in sorted(folder.glob("*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # the last line of a task that was killed while writing it
+                rows[str(row[0])] = tuple(row)
+    return rows
 
 
 def relative_name(path: str, root: str) -> str:
@@ -181,11 +235,14 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
     engine = Deidentifier(job.policy, secret)
     keyed = Keyed(secret)
     sink = _sink(job.output)
+    progress = _Progress(job.output) if job.progress and isinstance(sink, _LocalSink) else None
     names = [n for n, _ in CATALOG_COLUMNS]
     pending: list[tuple[object, ...]] = []
     try:
         for row in rows:
             name = relative_name(row[0], job.root)
+            if job.done and keyed.path_token(name) in job.done:
+                continue  # finished by the job this one resumes
             if len(row) > 1:  # bytes read by Spark (HDFS, object stores): a bytearray
                 result = clean_instance(engine, row[1] or b"", name)
             else:  # a local/NFS input: read here into one buffer, as the local run does
@@ -215,12 +272,19 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
             pending.append((key, status, reason, relpath, *sizes, *catalog, actions, pixels))
             # Results are released only once their files are durable under final names.
             if not sink_pending(sink):
+                if progress is not None:
+                    progress.add(pending)
                 yield from pending
                 pending.clear()
         sink.commit()
+        if progress is not None:
+            progress.add(pending)
     except BaseException:
         sink.abort()
         raise
+    finally:
+        if progress is not None:
+            progress.close()
     yield from pending
 
 
@@ -320,6 +384,7 @@ def deidentify_archive(
     sqlite: bool = False,
     overwrite: bool = False,
     spark_reads: bool | None = None,
+    resume: bool = False,
 ) -> DataFrame:
     """De-identify every file under input_uri into output_uri on Spark; returns per-file results.
 
@@ -333,6 +398,9 @@ def deidentify_archive(
     that many tasks (default: Spark's packing of the files, see _file_partitioning).
     ``spark_reads``: Spark reads the file bytes (default for non-local inputs) or the Python
     workers open the files themselves (default for local inputs).
+    ``resume`` (local outputs) continues a killed job: the rows its tasks recorded as done
+    (OUTPUT/.medveil/progress) are kept and those inputs are not redone; the output is
+    the same as an uninterrupted job's.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -357,7 +425,13 @@ def deidentify_archive(
         raise MedveilError(
             f"{input_uri}: Spark reads folders of files; unpack .zip/.tar archives first"
         )
-    _check_output(output_uri, root, overwrite)
+    if resume and not is_local_uri(output_uri):
+        raise MedveilError("resume needs a local output; re-run with overwrite instead")
+    _check_output(output_uri, root, overwrite or resume)
+    finished = read_progress(output_uri) if resume else {}
+    if is_local_uri(output_uri) and not resume:
+        # Rows of an earlier, different job must not be taken for this one's.
+        shutil.rmtree(local_path(output_uri) / RECORDS / PROGRESS, ignore_errors=True)
     records = output_uri.rstrip("/") + "/" + RECORDS
 
     t0 = time.perf_counter()
@@ -370,9 +444,21 @@ def deidentify_archive(
             spark_reads = not root.startswith("file:")
         columns = ["path", "content"] if spark_reads else ["path"]
         rdd = listing.select(*columns).rdd
-    job = _Job(policy=policy, root=root, output=output_uri, secret=secret, secret_file=secret_file)
+    job = _Job(
+        policy=policy,
+        root=root,
+        output=output_uri,
+        secret=secret,
+        secret_file=secret_file,
+        done=frozenset(finished),
+        progress=is_local_uri(output_uri),
+    )
     results = rdd.mapPartitions(functools.partial(clean_partition, job))
-    full = spark.createDataFrame(results, _schema()).persist(StorageLevel.MEMORY_AND_DISK)
+    full = spark.createDataFrame(results, _schema())
+    if finished:
+        earlier = [_typed_row(r) for r in finished.values()]
+        full = full.union(spark.createDataFrame(earlier, _schema()))
+    full = full.persist(StorageLevel.MEMORY_AND_DISK)
 
     # This job runs the de-identification, one task per input partition, and fills the
     # cache. The record jobs then read the cache in a few large tasks: a Parquet writer and
@@ -398,6 +484,7 @@ def deidentify_archive(
         summary.actions.update(part.actions)
         quarantined.extend(part.quarantine)
     summary.seconds = time.perf_counter() - t0
+    summary.resumed = len(finished)
     if is_local_uri(output_uri):
         folder = local_path(output_uri) / RECORDS
         _write_local_records(folder, sorted(quarantined), summary)
@@ -405,6 +492,16 @@ def deidentify_archive(
         if sqlite:
             merge_sqlite(folder / "catalog.sqlite", full)
     return summary_df
+
+
+def _typed_row(row: tuple[object, ...]) -> tuple[object, ...]:
+    """A progress row as the schema wants it (JSON gives floats back as ints)."""
+    kinds = [t for _, t in SUMMARY_COLUMNS] + [t for _, t in CATALOG_COLUMNS]
+    out = list(row)
+    for i, kind in enumerate(kinds):
+        if kind == "REAL" and out[i] is not None:
+            out[i] = float(out[i])  # type: ignore[arg-type]
+    return tuple(out)
 
 
 @dataclass
