@@ -102,9 +102,10 @@ def test_every_bundled_file_gives_the_same_bytes(policy: str) -> None:
     declined = sorted(n for n, o in outcomes.items() if o == "declined")
     damaged = sorted(n for n, o in outcomes.items() if o == "damaged")
     # pydicom ships ~190 DICOM files; the raw road declines big endian, deflated, no-meta
-    # and multi-character-set ones, and DICOMDIRs. Most must go through both roads.
+    # and multi-character-set ones, DICOMDIRs, and compressed pixels that text detection
+    # masked (re-encoded: 3 files under the default "auto"). Most must go through both.
     assert len(files) >= 150
-    assert len(both) + len(refused) >= 150
+    assert len(both) + len(refused) >= 145
     assert len(both) >= 100, (
         f"{len(both)} of {len(files)} through both; declined: {declined}; damaged: {damaged}"
     )

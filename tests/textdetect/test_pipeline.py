@@ -40,7 +40,7 @@ def test_policy_errors_name_line_and_problem(text: str, line: int, message: str)
 
 def test_policy_defaults_and_values() -> None:
     p = Policy.from_toml("")
-    assert (p.pixel_text, p.pixel_mask) == ("rules", "all-text")
+    assert (p.pixel_text, p.pixel_mask) == ("auto", "all-text")
     p = Policy.from_toml('[pixels]\npixel_text = "detect+rules"\nmask = "identifiers"\n')
     assert (p.pixel_text, p.pixel_mask) == ("detect+rules", "identifiers")
     engine = Deidentifier(p, SECRET)
@@ -76,7 +76,7 @@ def _out_pixels(data: bytes) -> np.ndarray:
 def test_clean_instance_detect_all_text_round_trip(as_bytearray: bool) -> None:
     raw, boxes = _us_file()
     before = pydicom.dcmread(io.BytesIO(raw)).pixel_array
-    rules_only = clean_instance(Deidentifier(Policy(), SECRET), raw)
+    rules_only = clean_instance(Deidentifier(Policy(pixel_text="rules"), SECRET), raw)
     assert rules_only.status == "quarantined"  # no rule knows this device
     engine = Deidentifier(Policy(pixel_text="detect"), SECRET)
     res = clean_instance(engine, bytearray(raw) if as_bytearray else raw)

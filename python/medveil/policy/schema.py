@@ -236,10 +236,9 @@ class Policy:
     clean_replacement: str = ""
     allow_unmatched_burned_in: bool = False
     pixel_rule_files: tuple[str, ...] = ()
-    # PixelText.AUTO (detection on the classes that usually carry burned-in text, device
-    # rules everywhere) is to become the default once the tests that pin the rules-only
-    # output of the demo follow (tests/archive/test_instance.py, tests/textdetect).
-    pixel_text: PixelText = PixelText.RULES
+    # Text detection on the classes that usually carry burned-in text (US, SC, XA/RF,
+    # documents, Burned In Annotation YES), device rules everywhere (issue 19 item 4).
+    pixel_text: PixelText = PixelText.AUTO
     pixel_mask: PixelMask = PixelMask.ALL_TEXT
     overrides: tuple[ElementOverride, ...] = ()
     source: str = "<built-in default>"
