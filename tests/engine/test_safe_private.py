@@ -121,6 +121,21 @@ def test_bytes_that_begin_like_an_item_but_overrun_are_removed() -> None:
     assert b"Qwertzuiop" not in out and actions["X-safe-private-vr"] == 1
 
 
+def test_explicit_un_sequence_is_parsed_as_implicit_items() -> None:
+    # A PACS without the vendor's dictionary sends the sequence as UN: its value is the
+    # items in Implicit VR Little Endian. The raw engine declines; the Dataset engine
+    # parses and cleans them.
+    name = NAME.encode()
+    body = struct.pack("<HHL", 0x0010, 0x0010, len(name)) + name
+    items = b"\xfe\xff\x00\xe0" + struct.pack("<L", len(body)) + body
+    ds = base_dataset()
+    ds.private_block(0x2001, PHILIPS, create=True).add_new(0x5F, "UN", items)
+    (out, actions), by_raw = roads(part10(ds))
+    assert by_raw is None
+    assert b"Qwertzuiop" not in out and actions["K-safe-private-recurse"] == 1
+    assert str(read(out)[STACK].value[0].PatientName) not in ("", NAME)
+
+
 @pytest.mark.parametrize("implicit", [False, True])
 def test_pipeline_releases_the_cleaned_file(implicit: bool) -> None:
     # Through the whole pipeline (post-check included), on whichever road takes it.

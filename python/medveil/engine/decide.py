@@ -828,6 +828,10 @@ class Decider:
         return plan_private(tags, creators, compiled.private_overrides, safe)
 
 
+# Retain Safe Private's verdicts (SafePrivateVerdict values) as this layer's.
+_BY_SAFE: Final = {v.value: v for v in (Verdict.SAFE, Verdict.SAFE_RECURSE, Verdict.NOT_SAFE)}
+
+
 def plan_private(
     tags: list[_T],
     creators: dict[tuple[int, int], str],
@@ -847,8 +851,7 @@ def plan_private(
         Verdict.KEEP,
         Verdict.CREATOR,
     )  # bound once: an Enum member read through its class costs a lookup per use
-    # Retain Safe Private's verdicts (SafePrivateVerdict values) as this layer's.
-    by_safe = {v.value: v for v in (Verdict.SAFE, Verdict.SAFE_RECURSE, Verdict.NOT_SAFE)}
+    by_safe = _BY_SAFE
     plan: list[tuple[_T, Verdict, Rule | None]] = []
     keep_blocks: set[tuple[int, int]] = set()
     for tag in tags:
