@@ -83,10 +83,12 @@ def test_no_pixels_no_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_a_file_that_would_be_quarantined(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Burned-in ultrasound with no rule for its device: the engine refuses it, and so
-    does the preview, with the engine's reason."""
+    """Burned-in ultrasound with no rule for its device, under rules-only pixel handling:
+    the engine refuses it, and so does the preview, with the engine's reason."""
     write_demo_archive(tmp_path / "demo")
     cine = tmp_path / "demo" / "patient1" / "us" / "cine.dcm"
-    assert cli(["preview", str(cine), "--policy", "research"]) == 1
+    rules_only = tmp_path / "rules.toml"
+    rules_only.write_text('[pixels]\npixel_text = "rules"\n')
+    assert cli(["preview", str(cine), "--policy", str(rules_only)]) == 1
     out = capsys.readouterr().out
     assert "would be quarantined" in out and "BurnedInAnnotation is YES" in out

@@ -320,8 +320,7 @@ class Deidentifier:
         self.policy = policy or Policy.default()
         self.compiled: CompiledPolicy = self.policy.compile()
         self.keyed = Keyed(secret)
-        # What the policy keeps on purpose, for the post-check of apply_bytes/apply_file.
-        # (the pipeline asks engine.instance.allowance, which computes the same).
+        # What the policy keeps on purpose, for every post-check of this engine's outputs.
         self.allowance: Allowance = policy_allowance(self.compiled)
         self.decider = Decider(self.policy, self.keyed)
         # Text cleaning reads the file's identity: only then is it read before the walk.

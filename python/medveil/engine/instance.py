@@ -27,7 +27,6 @@ from medveil.engine.postcheck import (
     check_record,
     check_written,
     learn_terms,
-    policy_allowance,
 )
 from medveil.engine.raw import NotRaw, RawEngine
 from medveil.errors import DicomInputError, MedveilError, QuarantineError
@@ -244,7 +243,7 @@ def _clean_raw(
         except NotRaw as why:
             return str(why)
         # One post-check for both roads (check_written), so they agree byte for byte.
-        allow = allowance(engine)
+        allow = engine.allowance
         check_written(b"".join(out.parts), terms, allow)
         return _written(
             out.final,
@@ -257,14 +256,6 @@ def _clean_raw(
         )
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
         return _quarantined(exc, size_in)
-
-
-def allowance(engine: Deidentifier) -> Allowance:
-    """What the engine's policy keeps on purpose, for the post-check (made once per engine)."""
-    cached = getattr(engine, "_allowance", None)
-    if cached is None:
-        cached = engine._allowance = policy_allowance(engine.compiled)  # type: ignore[attr-defined]
-    return cached
 
 
 def _damaged(raw: bytes | bytearray | memoryview) -> CleanResult | None:
@@ -371,7 +362,7 @@ def clean_instance(
         if embed is not None:
             embed.embed(before, ds)  # type: ignore[arg-type]
         parts, _ = write_fast_or_generic(ds)
-        allow = allowance(engine)
+        allow = engine.allowance
         check_written(b"".join(parts), terms, allow)
         result = _written(
             ds, parts, report, size_in, "dataset", originals, terms=terms, allow=allow
