@@ -226,8 +226,14 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
     from medveil.durable import UnsafePath, check_relpath
     from medveil.engine.dataset import Deidentifier
     from medveil.engine.instance import CleanResult, clean_instance
+    from medveil.run import archive
     from medveil.run.archive import Item
     from medveil.run.archive import _read as read_item
+
+    if archive._MAX_SIZE is None:
+        # As in the local run: a file over a share of this executor's memory is refused
+        # by its size before it is read.
+        archive._MAX_SIZE = archive.default_max_file_size(os.cpu_count() or 1)
 
     warnings.simplefilter("ignore")  # pydicom's warnings may quote header values (PHI)
     logging.getLogger("pydicom").disabled = True
@@ -249,7 +255,9 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
                 try:
                     raw = read_item(Item(name=name, path=str(local_path(row[0]))))
                 except OSError as exc:
-                    result = CleanResult("quarantined", f"cannot read: {exc.strerror}")
+                    result = CleanResult("quarantined", _read_reason(exc))
+                    if isinstance(exc, archive._NotRegular):
+                        result = CleanResult("skipped", str(exc.strerror))
                 else:
                     result = clean_instance(engine, raw, name)
             status, reason, relpath, size_out = result.status, result.reason, "", 0
@@ -286,6 +294,15 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
         if progress is not None:
             progress.close()
     yield from pending
+
+
+def _read_reason(exc: OSError) -> str:
+    """The quarantine reason of a file that cannot be read, as the local run gives it."""
+    from medveil.run import archive
+
+    if isinstance(exc, archive._TooLarge):
+        return str(exc.strerror)
+    return f"cannot read: {exc.strerror}"
 
 
 def sink_pending(sink: _LocalSink | _ArrowSink) -> bool:
