@@ -54,7 +54,10 @@ _MAX_DEPTH = 64
 _SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split())
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UR UT SV UV UN".split())
 _VRS = _SHORT_VRS | _LONG_VRS
-_LONG_VR_CODES = np.array(sorted(int.from_bytes(v, "little") for v in _LONG_VRS), dtype=np.int64)
+# The scanner's VR codes (two letters, little-endian) of the long-length VRs, as a lookup
+# table: ``_LONG_VR_TABLE[codes]`` costs a fraction of np.isin on a file's few hundred rows.
+_LONG_VR_TABLE = np.zeros(1 << 16, dtype=bool)
+_LONG_VR_TABLE[[int.from_bytes(v, "little") for v in _LONG_VRS]] = True
 
 
 class StructureError(DicomInputError):
@@ -209,7 +212,7 @@ def _check_rows(buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit:
     if not implicit:
         # Two reserved bytes follow the VR of the long-length VRs; they must be zero (they
         # would otherwise be two bytes per element no reader looks at).
-        long_vr = is_elem & np.isin(rows[:, 1], _LONG_VR_CODES)
+        long_vr = is_elem & _LONG_VR_TABLE[rows[:, 1] & 0xFFFF]
         if long_vr.any():
             at = rows[long_vr, 2] + 6
             raw = np.frombuffer(buf, dtype=np.uint8)
@@ -222,25 +225,38 @@ def _check_rows(buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit:
             if _dict_vr(int(tags[i])) not in ("SQ", "UN"):
                 raise _fail("undefined length outside a sequence", int(rows[i, 2]))
     # Undefined-length sequences end with a delimiter whose length must be zero.
-    for i in np.flatnonzero(is_elem & (rows[:, 6] >= 0) & (lengths == _UNDEFINED)).tolist():
-        end = int(rows[i, 5])
-        if struct.unpack_from("<I", buf, end - 4)[0] != 0:
-            raise _fail("sequence delimiter with a length", end - 8)
+    closed = np.flatnonzero(is_elem & (rows[:, 6] >= 0) & (lengths == _UNDEFINED))
+    if len(closed):
+        bad_at = _nonzero_u32(buf, rows[closed, 5] - 4)
+        if len(bad_at):
+            raise _fail("sequence delimiter with a length", int(rows[closed[bad_at[0]], 5]) - 8)
     items = np.flatnonzero(~is_elem).tolist()
     groups = np.flatnonzero(is_elem & ((tags & 0xFFFF) == 0)).tolist()
     if items or groups:
-        table = rows.tolist()  # plain ints: the loops below index it element by element
-        _check_items(buf, table, items)
-        _check_group_lengths(buf, table, groups)
+        # Plain ints of the three columns the loops below read row by row (the whole
+        # table as lists costs more than the checks on a file with a few hundred rows).
+        cols = (tags.tolist(), rows[:, 5].tolist(), rows[:, 7].tolist())
+        _check_items(buf, rows, cols, items)
+        _check_group_lengths(buf, rows, cols, groups)
+
+
+def _nonzero_u32(buf: bytes | bytearray | memoryview, at: np.ndarray) -> np.ndarray:
+    """Indices into ``at`` of the little-endian uint32 values at those offsets that are not 0."""
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    return np.flatnonzero(raw[at] | raw[at + 1] | raw[at + 2] | raw[at + 3])
 
 
 def _check_items(
-    buf: bytes | bytearray | memoryview, rows: list[list[int]], items: list[int]
+    buf: bytes | bytearray | memoryview,
+    rows: np.ndarray,
+    cols: tuple[list[int], list[int], list[int]],
+    items: list[int],
 ) -> None:
     """Each defined-length item is filled exactly by its elements (no early delimiter)."""
-    n = len(rows)
+    tags, ends, depths = cols
+    n = len(tags)
     for i in items:
-        _, undefined, start, end, nelems, _, _, d = rows[i]
+        _, undefined, start, end, nelems, _, _, d = rows[i].tolist()
         if undefined:
             if struct.unpack_from("<I", buf, end - 4)[0] != 0:
                 raise _fail("item delimiter with a length", end - 8)
@@ -248,8 +264,8 @@ def _check_items(
         last = start + 8
         j, seen = i + 1, 0
         while seen < nelems and j < n:
-            if rows[j][0] >= 0 and rows[j][7] == d:
-                last = rows[j][5]
+            if tags[j] >= 0 and depths[j] == d:
+                last = ends[j]
                 seen += 1
             j += 1
         if last != end:
@@ -257,20 +273,24 @@ def _check_items(
 
 
 def _check_group_lengths(
-    buf: bytes | bytearray | memoryview, rows: list[list[int]], groups: list[int]
+    buf: bytes | bytearray | memoryview,
+    rows: np.ndarray,
+    cols: tuple[list[int], list[int], list[int]],
+    groups: list[int],
 ) -> None:
     """A group length element must equal the bytes of its group's other elements."""
+    tags, _ends, depths = cols
     for i in groups:
-        _, _, start, vstart, length, end, _, d = rows[i]
+        _, _, start, vstart, length, end, _, d = rows[i].tolist()
         if length != 4:
             raise _fail("group length is not 4 bytes", start)
         declared = struct.unpack_from("<I", buf, vstart)[0]
-        # The container's end: the enclosing item's, or the data set's.
+        # The container's end: the enclosing item's, or the data set's (items are never
+        # at depth 0, so a top-level group needs no search back).
         limit = len(buf)
-        for j in range(i - 1, -1, -1):
-            row = rows[j]
-            if row[0] < 0 and row[7] == d:
-                limit = row[3]
+        for j in range(i - 1, -1, -1) if d else ():
+            if tags[j] < 0 and depths[j] == d:
+                limit = int(rows[j, 3])
                 break
         if declared > limit - end:
             raise _fail("group length runs past its container", start)

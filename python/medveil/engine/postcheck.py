@@ -21,20 +21,39 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
 from medveil.errors import QuarantineError
 from medveil.policy.schema import CompiledPolicy
 from medveil.policy.standard import Option
-from medveil.verify.elements import Decoded, decoded_elements, value_segments
-from medveil.verify.matcher import is_spaceless, make_matcher
+from medveil.verify.elements import (
+    Decoded,
+    Scanned,
+    decoded_elements,
+    pixel_rows,
+    scan_file,
+    value_segments,
+    vr_of_code,
+    vr_table,
+)
+from medveil.verify.matcher import few_matcher, is_spaceless
 from medveil.verify.rawscan import RawLayout, Span
-from medveil.verify.values import STOP_WORDS, Learner, date_spellings, normalize, unaccented
+from medveil.verify.values import (
+    STOP_WORDS,
+    Learner,
+    date_spellings,
+    learns_from,
+    normalize,
+    unaccented,
+)
 
 MIN_TERM = 3
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
@@ -84,8 +103,8 @@ class Terms:
     def matcher(self, form: str, allowed: frozenset[str] = frozenset()) -> tuple[Any, list[bool]]:
         """(matcher, is-always flag per pattern) over the terms, as 'text' or 'bytes'.
 
-        One automaton holds the terms never allowed (``always``) and the others, so a
-        file costs one build per form; ``form`` 'always-text'/'always-bytes' gives the
+        The terms never allowed (``always``) and the others are searched together, so a
+        file costs one pass per form; ``form`` 'always-text'/'always-bytes' gives the
         first kind alone (for rechecking an allowed element).
         """
         key = (form, allowed)
@@ -100,23 +119,93 @@ class Terms:
                     v for v, k in self.kinds.items() if k not in allowed and v not in self.always
                 )
             )
-            flags: dict[Any, bool] = {}
-            if form.endswith("text"):
-                flags = {v: True for v in always}
-                for v in others:
-                    flags.setdefault(v, False)
+            # Every instance has its own UIDs, while the rest (names, IDs, dates, texts) is
+            # the same for every file of a series: the automaton over the rest is kept
+            # across files (_automaton's cache) and the UIDs get a small one of their own.
+            uids = [v for v in others if self.kinds[v] == "uids"]
+            rest = [v for v in others if self.kinds[v] != "uids"]
+            text = form.endswith("text")
+            parts = [
+                p
+                for p in (_automaton(text, always, rest, self), _automaton(text, [], uids, self))
+                if p[0] is not None
+            ]
+            if not parts:
+                hit = (None, [])
+            elif len(parts) == 1:
+                hit = parts[0]
             else:
-                for pat in _patterns(always, self):
-                    flags[pat] = True
-                for pat in _patterns(others, self):
-                    flags.setdefault(pat, False)
-            patterns = list(flags)
-            matcher = make_matcher(patterns) if patterns else None
-            hit = self._compiled[key] = (matcher, [flags[p] for p in patterns])
+                hit = (_Union([m for m, _ in parts]), [f for _, fl in parts for f in fl])
+            self._compiled[key] = hit
         return hit
 
     def __len__(self) -> int:
         return len(self.always) + len(self.kinds)
+
+
+class _Union:
+    """Several matchers searched as one: pattern indices run on from one to the next."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+        self.offsets = [0]
+        for m in parts[:-1]:
+            self.offsets.append(self.offsets[-1] + len(m.patterns))
+
+    def find(self, haystack: Any) -> list[tuple[int, int, int]]:
+        """Every match of every part, in haystack order (as one matcher would give them)."""
+        out = [
+            (s, e, i + off)
+            for m, off in zip(self.parts, self.offsets, strict=True)
+            for s, e, i in m.find(haystack)
+        ]
+        return sorted(out) if len(self.parts) > 1 else out
+
+
+# Automata kept across files: (form, always, others, their spellings) -> (matcher, flags).
+# A worker cleans series after series of one patient; a few entries cover the files in
+# flight. They hold terms (PHI) in memory only, as the Terms themselves do.
+_AUTOMATA: OrderedDict[tuple[Any, ...], tuple[Any, list[bool]]] = OrderedDict()
+_AUTOMATA_MAX = 32
+
+
+def _automaton(
+    text: bool, always: Sequence[str], others: Sequence[str], terms: Terms
+) -> tuple[Any, list[bool]]:
+    """(matcher, is-always flags) over these values as text or bytes; (None, []) if none."""
+    if not always and not others:
+        return None, []
+    # Bytes patterns of a non-ASCII value include its spellings as written: part of the key.
+    spelled = (
+        ()
+        if text
+        else tuple(
+            (v, tuple(sorted(terms.spellings.get(v, ()))))
+            for v in (*always, *others)
+            if not v.isascii()
+        )
+    )
+    key = (text, tuple(always), tuple(others), spelled)
+    hit = _AUTOMATA.get(key)
+    if hit is not None:
+        _AUTOMATA.move_to_end(key)
+        return hit
+    flags: dict[Any, bool] = {}
+    if text:
+        flags = {v: True for v in always}
+        for v in others:
+            flags.setdefault(v, False)
+    else:
+        for pat in _patterns(list(always), terms):
+            flags[pat] = True
+        for pat in _patterns(list(others), terms):
+            flags.setdefault(pat, False)
+    patterns = list(flags)
+    hit = (few_matcher(patterns) if patterns else None, [flags[p] for p in patterns])
+    _AUTOMATA[key] = hit
+    if len(_AUTOMATA) > _AUTOMATA_MAX:
+        _AUTOMATA.popitem(last=False)
+    return hit
 
 
 @lru_cache(maxsize=4096)
@@ -125,24 +214,65 @@ def _keyword(tag: int) -> str:
     return keyword_for_tag(tag) or ""
 
 
+@lru_cache(maxsize=16384)
+def _learned(tag: int, vr: str) -> bool:
+    """Whether learn_terms uses this element's texts (the learner's, or the identity's)."""
+    return tag in _IDENTITY_TAGS or learns_from(tag, vr, _keyword(tag))
+
+
 def learn_terms(data: bytes | bytearray | memoryview) -> Terms:
     """The terms to hunt in the output, learned from the input file's bytes.
 
     Call it on a file that passed :func:`medveil.dicom.strict.check_structure`: the walk
     then follows the file exactly, so every element at every depth is learned from.
     """
+    scan = scan_file(data)
+    if scan is None or scan.codecs is None:
+        return learn_terms_spans(data)
+    learner = Learner(strict=False, spell_birth_date=False)  # _identity spells it
+    terms = Terms()
+    rows, codes = scan.rows, scan.codes
+    tags = rows[:, 0]
+    # Every element outside pixel data with a value, in file order (as the span road walks
+    # them); only those the learner reads are decoded: most of a file's elements are
+    # numbers and codes it never looks at.
+    take = np.flatnonzero((tags >= 0) & ~pixel_rows(tags) & (rows[:, 5] > rows[:, 3]))
+    for i, tag, code in zip(take.tolist(), tags[take].tolist(), codes[take].tolist(), strict=True):
+        vr = vr_of_code(code)
+        if _learned(tag, vr):
+            texts = scan.texts(i, vr)
+            if texts:
+                _learn_element(learner, terms, tag, vr, texts)
+    return _finish_terms(learner, terms)
+
+
+def learn_terms_spans(data: bytes | bytearray | memoryview) -> Terms:
+    """:func:`learn_terms` through the decoded spans (any file the verifier's walker reads).
+
+    The road for files the scanner rows do not cover (big endian, deflated, a character
+    set of its own in an item, ...), and the reference the fast road is tested against.
+    """
     _, decoded = decoded_elements(bytes(data))
     learner = Learner(strict=False, spell_birth_date=False)  # _identity spells it
     terms = Terms()
     for d in decoded:
-        sp = d.span
-        if not d.texts:
-            continue
-        kw = _keyword(sp.tag)
-        learner.element(sp.tag, sp.vr, kw, d.texts, bool(sp.tag >> 16 & 1), "input")
-        if sp.tag in _IDENTITY_TAGS:
-            for t in d.texts:
-                _identity(terms, sp.tag, t)
+        if d.texts:
+            _learn_element(learner, terms, d.span.tag, d.span.vr, d.texts)
+    return _finish_terms(learner, terms)
+
+
+def _learn_element(
+    learner: Learner, terms: Terms, tag: int, vr: str, texts: tuple[str, ...]
+) -> None:
+    """Learn from one element's decoded texts: the verifier's rules, then the identity's."""
+    learner.element(tag, vr, _keyword(tag), texts, bool(tag >> 16 & 1), "input")
+    if tag in _IDENTITY_TAGS:
+        for t in texts:
+            _identity(terms, tag, t)
+
+
+def _finish_terms(learner: Learner, terms: Terms) -> Terms:
+    """The learner's values added to the identity's: names are never kept."""
     index = learner.finish()
     for v, lv in index.values.items():
         if lv.kind == "names":
@@ -235,6 +365,31 @@ def policy_allowance(compiled: CompiledPolicy) -> Allowance:
 def check_written(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> None:
     """Raise QuarantineError unless the written file parses to its end, is marked, is clean."""
     try:
+        scan = scan_file(data)
+    except Exception:
+        scan = None  # the span road names what is wrong
+    preamble = len(data) >= 132 and data[128:132] == b"DICM"
+    if scan is None or scan.codecs is None or (not preamble and scan.meta_end >= 128):
+        check_written_spans(data, terms, allow)
+        return
+    rows = scan.rows
+    mark = np.flatnonzero((rows[:, 0] == _MARK) & (rows[:, 7] == 0))
+    if not len(mark) or scan.texts(int(mark[0])) != ("YES",):
+        raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
+    where = _find_scanned(scan, terms, allow, preamble)
+    if where:
+        raise QuarantineError(
+            f"post-check: an original identifying value is still in the output ({where})"
+        )
+
+
+def check_written_spans(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> None:
+    """:func:`check_written` through the decoded spans (any file the verifier's walker reads).
+
+    The road for files the scanner rows do not cover, and the reference the fast road is
+    tested against: every element's decoded texts, then every value's raw bytes.
+    """
+    try:
         lays, decoded = decoded_elements(data)
     except Exception as exc:
         raise QuarantineError(f"post-check: output does not parse: {type(exc).__name__}") from None
@@ -254,6 +409,213 @@ def check_written(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> 
 
 
 _NUMBER_VRS = frozenset({"IS", "DS"})
+_NUMBER_CODES = vr_table("IS DS")
+_SQ_CODE, _UN_CODE = (ord(v[0]) | ord(v[1]) << 8 for v in ("SQ", "UN"))
+# VRs never decoded as text (verify.elements), or not searched: raw bytes at most.
+_BINARY_CODES = vr_table("US SS UL SL FL FD AT OF OD OL OV SV UV OW SQ IS DS")
+_BAD_TEXT = re.compile(rb"[\x80-\xff\x1b]")
+
+
+def _find_scanned(scan: Scanned, terms: Terms, allow: Allowance, preamble: bool) -> str:
+    """Where a term is in a written file read from the scanner rows ('' if none).
+
+    The same search as :func:`_find_decoded` then :func:`_find_bytes`, with one shortcut:
+    a value whose bytes are all ASCII (no ESC) decodes to those very bytes in every
+    character set pydicom knows, so its decoded search is the raw search's UTF-8 pass
+    over the same bytes (same folding: lower case, ``^`` as space; same word boundaries;
+    every ASCII term is also a byte pattern, with the same is-always flag). Only the other
+    values (Latin-1, ISO 2022, UTF-8 text, printable UN) are decoded and searched as text.
+    The raw bytes are searched in one pass over a copy of the file in which everything but
+    the searched values (element headers, DICM, pixel data) is zero.
+    """
+    rows, codes = scan.rows, scan.codes
+    tags, vstart, stop = rows[:, 0], rows[:, 3], rows[:, 5]
+    is_elem = tags >= 0
+    value = is_elem & ~pixel_rows(tags) & (stop > vstart)
+    opened = is_elem & (rows[:, 6] >= 0)
+    leaf = value & ~opened & (codes != _SQ_CODE) & ~_NUMBER_CODES[codes]
+    # A sequence sent as UN is searched whole when no element lies in its items (the span
+    # road's value_segments does the same); one with elements through them.
+    un_seqs = np.flatnonzero(value & opened & (codes == _UN_CODE)).tolist()
+    elems = np.flatnonzero(is_elem)
+    depth = rows[:, 7]
+    for i in un_seqs:
+        k = int(np.searchsorted(elems, i, side="right"))
+        if k >= len(elems) or depth[elems[k]] <= depth[i]:
+            leaf[i] = True
+    seg_rows = np.flatnonzero(leaf)
+    starts, ends = vstart[seg_rows], stop[seg_rows]
+    if preamble:
+        seg_rows = np.concatenate(([-1], seg_rows))
+        starts, ends = np.concatenate(([0], starts)), np.concatenate(([128], ends))
+    # Decoded search, for the values that do not decode to their own bytes.
+    textual = leaf & ~_BINARY_CODES[codes]
+    decode = [i for i in un_seqs if not _NUMBER_CODES[codes[i]]]
+    hay, regions = _masked(scan.data, starts, ends, rows)
+    text_rows = np.flatnonzero(textual)
+    if len(text_rows):
+        t_starts, t_ends = vstart[text_rows], stop[text_rows]
+        for _off, r0, r1 in regions:
+            region = bytes(scan.data[r0:r1])
+            if not _BAD_TEXT.search(region):
+                continue  # all ASCII without ESC: the usual case, found in one C scan
+            a = np.frombuffer(region, dtype=np.uint8)
+            bad = np.flatnonzero((a >= 0x80) | (a == 0x1B)) + r0
+            owner = np.searchsorted(t_starts, bad, side="right") - 1
+            ok = (owner >= 0) & (bad < t_ends[np.maximum(owner, 0)])
+            decode.extend(text_rows[owner[ok]].tolist())
+    if decode:
+        where = _find_rows_decoded(scan, sorted(set(decode)), terms, allow)
+        if where:
+            return where
+    return _find_hay(scan, hay, regions, seg_rows, starts, ends, terms, allow)
+
+
+def _masked(
+    data: bytes | bytearray | memoryview, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray
+) -> tuple[bytes, list[tuple[int, int, int]]]:
+    """The file's bytes with all but [starts, ends) zeroed, folded; pixel data left out.
+
+    Returns the haystack and its regions (haystack offset, file start, file end): the
+    stretches between pixel data values, joined by two zero bytes.
+    """
+    if not len(starts):
+        return b"", []
+    last = int(ends.max())
+    pixel = pixel_rows(rows[:, 0]) & (rows[:, 3] < last)
+    cuts = sorted(zip(rows[pixel, 3].tolist(), rows[pixel, 5].tolist(), strict=True))
+    arr = np.frombuffer(data, dtype=np.uint8)
+    pieces: list[bytes] = []
+    regions: list[tuple[int, int, int]] = []
+    prev, off = 0, 0
+    for a, b in [*cuts, (last, last)]:
+        if a > prev:
+            inside = (starts >= prev) & (ends <= a)
+            s, e = starts[inside] - prev, ends[inside] - prev
+            if len(s):
+                # Values never overlap: +1 at each start, -1 at each end, a running sum.
+                step = np.zeros(a - prev + 1, dtype=np.int8)
+                step[s] = 1
+                step[e] -= 1
+                keep = np.cumsum(step[:-1], dtype=np.int8).view(bool)
+                pieces.append(np.where(keep, arr[prev:a], 0).astype(np.uint8).tobytes())
+                regions.append((off, prev, a))
+                off += a - prev + 2
+        prev = max(prev, b)
+    return b"\x00\x00".join(pieces).translate(_FOLD), regions
+
+
+def _to_file(regions: list[tuple[int, int, int]], at: int) -> int:
+    """The file offset of haystack offset ``at``."""
+    k = bisect.bisect_right([r[0] for r in regions], at) - 1
+    off, r0, _ = regions[k]
+    return r0 + at - off
+
+
+def _to_hay(regions: list[tuple[int, int, int]], at: int) -> int:
+    """The haystack offset of file offset ``at`` (inside a region)."""
+    k = bisect.bisect_right([r[1] for r in regions], at) - 1
+    off, r0, _ = regions[k]
+    return off + at - r0
+
+
+def _row_span(scan: Scanned, i: int, *, named: bool) -> Span | None:
+    """The element of row i for Allowance.covers (path only when ``named``); None: preamble."""
+    if i < 0:
+        return None
+    if named:
+        return scan.span(i)
+    rows = scan.rows
+    tag, d = int(rows[i, 0]), int(rows[i, 7])
+    private = bool(tag >> 16 & 1)
+    j = i - 1
+    # The enclosing sequence is the last element row one level up: walk up to the top.
+    while d > 0 and j >= 0 and not private:
+        if rows[j, 0] >= 0 and rows[j, 7] == d - 1:
+            private = bool(int(rows[j, 0]) >> 16 & 1)
+            d -= 1
+        j -= 1
+    return Span(int(rows[i, 3]), int(rows[i, 5]), "", tag, scan.vr(i), private)
+
+
+def _where(scan: Scanned, i: int, raw: bool) -> str:
+    """How a finding at row i is named in the quarantine reason."""
+    sp = _row_span(scan, i, named=True)
+    path = sp.path if sp is not None else "the preamble"
+    return f"raw bytes of {path}" if raw or sp is None else path
+
+
+def _find_rows_decoded(scan: Scanned, decode: list[int], terms: Terms, allow: Allowance) -> str:
+    """:func:`_find_decoded` over these element rows only (their decoded texts)."""
+    matcher, always = terms.matcher("text", allow.kinds)
+    if matcher is None:
+        return ""
+    parts: list[str] = []
+    owners: list[int] = []
+    for i in decode:
+        for t in scan.texts(i):
+            parts.append(normalize(t))
+            owners.append(i)
+    if not parts:
+        return ""
+    starts = [0]
+    for p in parts[:-1]:
+        starts.append(starts[-1] + len(p) + 1)
+    recheck: list[int] = []
+    for s, _e, k in matcher.find("\x00".join(parts)):
+        j = bisect.bisect_right(starts, s) - 1
+        if always[k] or not allow.covers(_row_span(scan, owners[j], named=False)):
+            return _where(scan, owners[j], raw=False)
+        recheck.append(j)  # kept on purpose; the patient's own values are not
+    if recheck:
+        only, _ = terms.matcher("always-text")
+        for j in recheck:
+            if only is not None and only.find(parts[j]):
+                return _where(scan, owners[j], raw=False)
+    return ""
+
+
+def _find_hay(
+    scan: Scanned,
+    hay: bytes,
+    regions: list[tuple[int, int, int]],
+    seg_rows: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    terms: Terms,
+    allow: Allowance,
+) -> str:
+    """:func:`_find_bytes` over the masked haystack: each hit judged by the values it touches."""
+    matcher, always = terms.matcher("bytes", allow.kinds)
+    if matcher is None or not hay:
+        return ""
+    recheck: set[int] = set()
+    for s, e, k in matcher.find(hay):
+        fs, fe = _to_file(regions, s), _to_file(regions, e - 1) + 1
+        j = max(int(np.searchsorted(starts, fs, side="right")) - 1, 0)
+        touched = []
+        while j < len(starts) and starts[j] < fe:
+            if ends[j] > fs:
+                touched.append(j)
+            j += 1
+        # Kept on purpose only when the whole match lies in one value the policy keeps: a
+        # pattern that begins or ends with a zero byte (UTF-16) may run onto the header
+        # beside a value, and such a match is judged as found (the span road judged it by
+        # the value before the separator it began in; this is at least as strict).
+        whole = len(touched) == 1 and starts[touched[0]] <= fs and fe <= ends[touched[0]]
+        for j in touched:
+            i = int(seg_rows[j])
+            if always[k] or not whole or not allow.covers(_row_span(scan, i, named=False)):
+                return _where(scan, i, raw=True)
+        recheck.update(touched)
+    if recheck:
+        only, _ = terms.matcher("always-bytes")
+        for j in sorted(recheck):
+            a = max(_to_hay(regions, int(starts[j])) - 1, 0)
+            b = _to_hay(regions, int(ends[j]) - 1) + 2
+            if only is not None and only.find(hay[a:b]):
+                return _where(scan, int(seg_rows[j]), raw=True)
+    return ""
 
 
 def _find_decoded(decoded: list[Decoded], terms: Terms, allow: Allowance) -> str:

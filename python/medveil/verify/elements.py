@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import numpy as np
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import keyword_for_tag
 
@@ -81,13 +82,21 @@ def _parent(prefix: str) -> str:
 
 def span_texts(data: bytes, span: Span, codecs: list[str]) -> tuple[str, ...]:
     """The text values of one element's bytes, decoded as its VR and character set say."""
-    vr = span.vr
-    if span.end <= span.start or vr == "SQ" or vr in _NUMERIC_VRS:
+    return value_texts(data, span.start, span.end, span.vr, codecs)
+
+
+def value_texts(
+    data: bytes | bytearray | memoryview, start: int, end: int, vr: str, codecs: list[str]
+) -> tuple[str, ...]:
+    """The text values of the bytes ``data[start:end]`` of an element of this VR."""
+    if end <= start or vr == "SQ" or vr in _NUMERIC_VRS:
         return ()
-    raw = data[span.start : span.end]
+    raw = bytes(data[start:end])
     if vr in _CHARSET_VRS:
-        if codecs == _ASCII_ONLY and raw.isascii():
-            text = raw.decode("ascii")  # the usual case, without pydicom's machinery
+        if raw.isascii() and b"\x1b" not in raw:
+            # The usual case, without pydicom's machinery: ASCII without an escape sequence
+            # decodes to itself in every character set pydicom maps (tests check them all).
+            text = raw.decode("ascii")
         else:
             try:
                 text = decode_bytes(raw, codecs, _PN_DELIMS if vr == "PN" else _TEXT_DELIMS)
@@ -172,6 +181,11 @@ def _spans(lay: RawLayout, buf: bytes, pos: int, end: int, implicit: bool) -> No
     rows, _stop, error = scan_elements(buf, pos, end, implicit, sq_tags())
     if error is not None:
         raise ValueError(error)
+    _spans_of_rows(lay, buf, rows)
+
+
+def _spans_of_rows(lay: RawLayout, buf: bytes, rows: np.ndarray) -> None:
+    """Fill lay's spans and pixel ranges from the scanner's rows (one span per element row)."""
     prefix = [""]  # element path prefix per depth
     private = [False]
     seq_path: dict[int, str] = {}
@@ -236,3 +250,167 @@ def learn_bytes(data: bytes, *, strict: bool = False, src: str = "input") -> Val
             learner.element(sp.tag, sp.vr, kw, d.texts, bool(sp.tag >> 16 & 1), src)
     learner.index.originals = 1
     return learner.finish()
+
+
+# ----------------------------------------------------------------- the scanner's rows, direct
+# The fast road of the post-check: a well-formed little-endian file is read from the core
+# scanner's rows (tag, VR code, header start, value start, length, value end, items, depth)
+# without a Span per element; the spans (with their paths) are built only when a caller
+# needs to name or judge one element.
+_TAG, _CODE, _START, _VSTART, _LENGTH, _STOP, _NITEMS, _DEPTH = range(8)
+
+
+def _vr_code(vr: str) -> int:
+    """The scanner's code of a VR: its two ASCII letters, little-endian."""
+    return ord(vr[0]) | ord(vr[1]) << 8
+
+
+_SQ = _vr_code("SQ")
+_UN = _vr_code("UN")
+
+
+def pixel_rows(tags: np.ndarray) -> np.ndarray:
+    """Which rows are pixel data elements (PIXEL_TAGS; np.isin costs more on small arrays)."""
+    out = np.zeros(len(tags), dtype=bool)
+    for tag in PIXEL_TAGS:
+        out |= tags == tag
+    return out
+
+
+def vr_table(vrs: str) -> np.ndarray:
+    """A lookup table over scanner VR codes: ``table[codes]`` is True for these VRs."""
+    table = np.zeros(1 << 16, dtype=bool)
+    for vr in vrs.split():
+        table[_vr_code(vr)] = True
+    return table
+
+_VR_OF_CODE: dict[int, str] = {}
+_DICT_CODE: dict[int, int] = {}
+
+
+def vr_of_code(code: int) -> str:
+    """The VR string of a scanner VR code."""
+    vr = _VR_OF_CODE.get(code)
+    if vr is None:
+        vr = _VR_OF_CODE[code] = chr(code & 0xFF) + chr(code >> 8)
+    return vr
+
+
+def _dict_code(tag: int) -> int:
+    """The scanner code of a tag's dictionary VR (Implicit VR data sets), memoised."""
+    code = _DICT_CODE.get(tag)
+    if code is None:
+        if len(_DICT_CODE) > 65536:  # private tags of many vendors: keep it bounded
+            _DICT_CODE.clear()
+        code = _DICT_CODE[tag] = _vr_code(dictionary_vr(tag))
+    return code
+
+
+class Scanned:
+    """A well-formed little-endian file (file meta optional, not deflated) as scanner rows.
+
+    ``rows`` holds the file meta's rows then the data set's, in file order, with absolute
+    offsets; ``codes`` the VR code of each element row as :func:`decoded_elements` reads it
+    (the dictionary's in Implicit VR, ``SQ`` for an opened sequence that says otherwise).
+    ``codecs`` is the data set's character set, or None when an item has its own (callers
+    then take the span road, which tracks one per item).
+    """
+
+    def __init__(
+        self,
+        data: bytes | bytearray | memoryview,
+        rows: np.ndarray,
+        codes: np.ndarray,
+        meta_end: int,
+        codecs: list[str] | None,
+    ) -> None:
+        self.data = data
+        self.rows = rows
+        self.codes = codes
+        self.meta_end = meta_end
+        self.codecs = codecs
+        self._spans: list[Span] | None = None
+        self._bounds: tuple[list[int], list[int]] | None = None
+        self._span_of_row: np.ndarray | None = None
+
+    def vr(self, i: int) -> str:
+        """The VR of element row i."""
+        return vr_of_code(int(self.codes[i]))
+
+    def texts(self, i: int, vr: str | None = None) -> tuple[str, ...]:
+        """The decoded text values of element row i (the data set's character set)."""
+        if self._bounds is None:
+            self._bounds = (self.rows[:, _VSTART].tolist(), self.rows[:, _STOP].tolist())
+        return value_texts(
+            self.data,
+            self._bounds[0][i],
+            self._bounds[1][i],
+            vr or self.vr(i),
+            self.codecs or _ASCII_ONLY,
+        )
+
+    def span(self, i: int) -> Span:
+        """The Span (path, privacy) of element row i, as :func:`decoded_elements` names it."""
+        if self._spans is None or self._span_of_row is None:
+            lay = RawLayout("file", bytes(self.data), meta_end=self.meta_end)
+            _spans_of_rows(lay, lay.data, self.rows[self.rows[:, _START] < self.meta_end])
+            _spans_of_rows(lay, lay.data, self.rows[self.rows[:, _START] >= self.meta_end])
+            self._spans = lay.spans
+            self._span_of_row = np.cumsum(self.rows[:, _TAG] >= 0) - 1
+        return self._spans[int(self._span_of_row[i])]
+
+
+def scan_file(data: bytes | bytearray | memoryview) -> Scanned | None:
+    """The scanner rows of a file that :func:`scanned_layouts` reads as one layout; else None.
+
+    None for what the span road handles (no file meta, big endian, deflated, Implicit VR
+    under an Explicit VR syntax, a sequence sent as UN with a defined length) and for a
+    file the scanner cannot read: callers then use :func:`decoded_elements`, exactly as
+    before this road existed.
+    """
+    try:
+        meta_start, pos, ts = dataset_offset(data)
+    except StructureError:
+        return None
+    if ts is None or ts == _EXPLICIT_BE or ts in _DEFLATED:
+        return None
+    implicit = ts == _IMPLICIT_LE
+    if not implicit and bytes(data[pos + 4 : pos + 6]) not in _VR_BYTES:
+        return None
+    sq = sq_tags()
+    parts = []
+    if meta_start < pos:
+        meta, _stop, error = scan_elements(data, meta_start, pos, False, sq)
+        if error is not None:
+            return None
+        parts.append(meta)
+    body, _stop, error = scan_elements(data, pos, len(data), implicit, sq)
+    if error is not None:
+        return None
+    parts.append(body)
+    rows = np.concatenate(parts) if len(parts) > 1 else body
+    tags = rows[:, _TAG]
+    codes = rows[:, _CODE].copy()
+    is_elem = tags >= 0
+    codes[~is_elem] = 0
+    # The scanner gives no VR in Implicit VR (the data set's, or inside a sequence sent as
+    # UN): the dictionary's, as the span road reads it.
+    for i in np.flatnonzero(is_elem & (codes == 0)).tolist():
+        codes[i] = _dict_code(int(tags[i]))
+    nitems = rows[:, _NITEMS]
+    opened = is_elem & (nitems >= 0)
+    codes[opened & (codes != _SQ) & (codes != _UN)] = _SQ
+    pixel = pixel_rows(tags)
+    for i in np.flatnonzero(is_elem & ~opened & ~pixel & (codes == _UN)).tolist():
+        v = int(rows[i, _VSTART])
+        if bytes(data[v : v + 4]) == _ITEM_TAG:
+            return None  # a sequence sent as UN with a defined length: the walker opens it
+    codecs: list[str] | None = _ASCII_ONLY
+    charset = np.flatnonzero(tags == _CHARSET)
+    if len(charset):
+        if (rows[charset, _DEPTH] > 0).any():
+            codecs = None
+        else:
+            i = int(charset[-1])
+            codecs = _codecs(bytes(data[int(rows[i, _VSTART]) : int(rows[i, _STOP])]))
+    return Scanned(data, rows, codes, pos, codecs)

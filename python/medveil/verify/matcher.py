@@ -44,6 +44,8 @@ _SPACELESS_RE = re.compile(f"[{SPACELESS}]")
 
 def is_spaceless(text: str) -> bool:
     """Whether text has a letter of a script written without spaces between words."""
+    if text.isascii():
+        return False  # every such script lies outside ASCII
     return _SPACELESS_RE.search(text) is not None
 
 
@@ -175,6 +177,50 @@ class AhoCorasickMatcher(_Base):
         return sorted((s, e, i) for s, (e, i) in best.items())
 
 
+class FindMatcher(_Base):
+    """Each pattern looked for with ``str.find``/``bytes.find``; same results as the others.
+
+    For a handful of patterns (a file's own UIDs, a recheck) building an automaton costs
+    more than the search: a find per pattern runs at memchr speed and needs no build.
+    """
+
+    def find(self, haystack: Any) -> list[tuple[int, int, int]]:
+        """Every ``(start, end, pattern index)`` of the longest match at each start."""
+        if not haystack:
+            return []
+        utf16 = self.utf16
+        step = 2 if utf16 else 1
+        best: dict[int, tuple[int, int]] = {}
+        for i, p in enumerate(self.patterns):
+            n = len(p)
+            if not n:
+                continue
+            s = haystack.find(p)
+            while s >= 0:
+                e = s + n
+                if not (
+                    _is_word_char(haystack, s - step, utf16) or _is_word_char(haystack, e, utf16)
+                ) and (s not in best or best[s][0] < e):
+                    best[s] = (e, i)
+                s = haystack.find(p, s + 1)
+        return sorted((s, e, i) for s, (e, i) in best.items())
+
+
+# Up to this many patterns, few_matcher gives a FindMatcher (measured with
+# bench/profile_instance.py: 16 patterns over a CT header's 2 KB of values are found
+# sooner than an automaton over them is built).
+FIND_MAX = 16
+
+
+def few_matcher(
+    patterns: Sequence[Text], *, utf16: bool = False
+) -> RegexMatcher | AhoCorasickMatcher | FindMatcher:
+    """make_matcher for a search of small haystacks: FindMatcher for a handful of patterns."""
+    if len(patterns) <= FIND_MAX:
+        return FindMatcher(patterns, utf16=utf16)
+    return make_matcher(patterns, utf16=utf16)
+
+
 def have_aho_corasick() -> bool:
     """Whether the optional pyahocorasick engine is importable."""
     return _ahocorasick is not None
@@ -182,10 +228,14 @@ def have_aho_corasick() -> bool:
 
 def make_matcher(
     patterns: Sequence[Text], *, utf16: bool = False, engine: str = "auto"
-) -> RegexMatcher | AhoCorasickMatcher:
-    """Build the fastest available matcher (``engine``: 'auto', 'regex' or 'aho')."""
+) -> RegexMatcher | AhoCorasickMatcher | FindMatcher:
+    """Build the fastest available matcher (``engine``: 'auto', 'regex', 'aho' or 'find')."""
+    if engine == "find":
+        return FindMatcher(patterns, utf16=utf16)
     if engine == "aho" or (engine == "auto" and _ahocorasick is not None):
         return AhoCorasickMatcher(patterns, utf16=utf16)
     if engine not in ("auto", "regex"):
-        raise ValueError(f"unknown matcher engine {engine!r}: use 'auto', 'regex' or 'aho'")
+        raise ValueError(
+            f"unknown matcher engine {engine!r}: use 'auto', 'regex', 'aho' or 'find'"
+        )
     return RegexMatcher(patterns, utf16=utf16)

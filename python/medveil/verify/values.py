@@ -57,7 +57,7 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from medveil.dicom.strict import StructureError, check_structure
 from medveil.verify.inputs import Item
-from medveil.verify.matcher import is_spaceless, make_matcher
+from medveil.verify.matcher import few_matcher, is_spaceless
 from medveil.verify.rawscan import looks_like_dicom
 
 try:
@@ -67,6 +67,10 @@ except ImportError:  # pragma: no cover - pydicom layout change
 
 #: Kinds of learned values, in priority order when one value has several kinds.
 KINDS: tuple[str, ...] = ("names", "ids", "uids", "dates", "free_text", "private")
+
+_RANK = {kind: i for i, kind in enumerate(KINDS)}
+# A letter or digit (what str.isalnum accepts, as one C search instead of a loop).
+_ALNUM = re.compile(r"[^\W_]")
 
 #: Values shorter than this (after normalisation) are not counted unless ``strict``.
 MIN_LENGTH = 4
@@ -159,6 +163,8 @@ _GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
 
 def unaccented(text: str) -> list[str]:
     """Latin text as typed without its accents (Müller: muller, mueller); [] if unchanged."""
+    if text.isascii():
+        return []  # NFKD and the German spellings leave ASCII as it is
     plain = "".join(
         ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
     )
@@ -227,6 +233,15 @@ def classify(tag: int, vr: str, keyword: str, *, strict: bool = False) -> str | 
         if any(k in keyword for k in IDENTITY_KEYWORDS):
             return "free_text"
     return None
+
+
+def learns_from(tag: int, vr: str, keyword: str, *, strict: bool = False) -> bool:
+    """Whether :meth:`Learner.element` uses an element's texts (others need no decoding)."""
+    if classify(tag, vr, keyword, strict=strict) is not None:
+        return True
+    if not tag >> 16 & 1 and (vr == "CS" or keyword in _BENIGN_KEYWORDS):
+        return True
+    return tag == 0x00020012
 
 
 def decode_un(raw: bytes) -> str | None:
@@ -334,7 +349,7 @@ class ValueIndex:
             len(norm) < (2 if is_spaceless(norm) else MIN_LENGTH)
             or norm.upper() in STOP_WORDS
             or (component and len(norm) == 1)
-            or not any(c.isalnum() for c in norm)
+            or not _ALNUM.search(norm)
         ):
             self.skipped += 1
             return
@@ -346,7 +361,7 @@ class ValueIndex:
             cur.sources.add(source)
         if len(cur.spellings) < _MAX_SPELLINGS:
             cur.spellings.add(_cut(text.replace("^", " ").strip(" \x00\t\r\n")))
-        if KINDS.index(kind) < KINDS.index(cur.kind):
+        if _RANK[kind] < _RANK[cur.kind]:
             cur.kind = kind
 
 
@@ -473,10 +488,15 @@ class Learner:
         in_benign: set[str] = set()
         if not strict and self.benign:
             # Values written (word-bounded) inside a device/software code are its words.
-            texts = sorted({normalize(t) for t, kind, _ in self.pending if kind != "uids"})
-            matcher = make_matcher(texts)
-            found = matcher.find("\x00".join(sorted(self.benign)))
-            in_benign = {texts[i] for _s, _e, i in found}
+            hay = "\x00".join(sorted(self.benign))
+            # A value that is not even a substring of the codes cannot match in them: only
+            # the others need the automaton (usually none, and none is built).
+            texts = sorted(
+                {n for t, kind, _ in self.pending if kind != "uids" and (n := normalize(t)) in hay}
+            )
+            if texts:
+                found = few_matcher(texts).find(hay)
+                in_benign = {texts[i] for _s, _e, i in found}
         for t, kind, src in self.pending:
             norm = normalize(t)
             if kind == "uids" and norm in self.software_uids:
