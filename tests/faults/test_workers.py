@@ -88,3 +88,38 @@ def test_sigterm_stops_like_ctrl_c_with_a_summary_then_resume(tmp_path: Path) ->
     assert rc == 0 and tree(out) == ref
     final = json.loads((out / ".medveil" / "summary.json").read_text())
     assert final["files_in"] == 615 and final["resumed"] == summary["files_in"]
+
+
+def test_memory_error_is_retried_alone_not_quarantined(tmp_path: Path, monkeypatch) -> None:
+    """Out of memory says nothing about the file: retried, then written; batch unharmed."""
+    from medveil.engine import instance
+    from medveil.run import archive
+
+    from .helpers import POLICY, SECRET
+
+    real = instance.clean_instance
+    marker = tmp_path / "failed-once"
+
+    def oom_once(engine, raw, name="input", **kw):  # type: ignore[no-untyped-def]
+        if name.endswith("copy00003.dcm") and not marker.exists():
+            marker.touch()  # workers are processes: the file system remembers for them
+            try:
+                raise MemoryError
+            except MemoryError as exc:
+                return instance._quarantined(exc, len(raw))  # as clean_instance reports it
+        return real(engine, raw, name, **kw)
+
+    monkeypatch.setattr(instance, "clean_instance", oom_once)
+    src = demo_input(tmp_path / "in", copies=20)
+    reasons: dict[str, str] = {}
+    summary = archive.deidentify_archive(
+        src,
+        tmp_path / "out",
+        policy=POLICY,
+        secret=SECRET,
+        workers=2,
+        on_quarantine=lambda n, r: reasons.__setitem__(n, r),
+    )
+    assert marker.exists() and not reasons
+    assert summary.retry_reasons == {"out of memory (MemoryError)": 1}
+    assert summary.written == 34 and summary.exit_code == 0
