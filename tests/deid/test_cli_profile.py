@@ -36,7 +36,7 @@ def test_profile_bad_policy_exit_2(capsys, tmp_path) -> None:
     policy = tmp_path / "p.toml"
     policy.write_text("[elements]\nNoSuchKeyword = 'X'\n")
     assert main(["profile", "--policy", str(policy)]) == 2
-    assert "p.toml:2:" in capsys.readouterr().out
+    assert "p.toml:2:" in capsys.readouterr().err  # errors go to stderr, one prefix style
 
 
 def test_profile_shows_the_safety_net_and_why(capsys, tmp_path) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import create_secret, default_secret_path, load_secret
+from medveil.policy.presets import load_policy
 from medveil.policy.schema import Policy
 
 if TYPE_CHECKING:
@@ -30,7 +31,10 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--demo", metavar="OUT", help="run on a bundled synthetic archive, writing to OUT"
     )
-    p.add_argument("--policy", help="policy TOML file (default: the built-in policy)")
+    p.add_argument(
+        "--policy",
+        help="preset (basic, research, tcia, safe-harbor) or policy TOML file (default: research)",
+    )
     p.add_argument("--secret-file", help="32-byte project secret (default: created once per user)")
     p.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: all cores)"
@@ -143,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from medveil.run.archive import deidentify_archive
 
     try:
-        policy = Policy.load(args.policy) if args.policy else Policy.default()
+        policy = load_policy(args.policy)
         if args.demo:
             from medveil.run.demo import with_demo_rules, write_demo_archive
 

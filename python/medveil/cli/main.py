@@ -31,6 +31,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "reidentify",
     "vault",
     "spark_deid",
+    "policy",
+    "preview",
 )
 
 

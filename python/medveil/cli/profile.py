@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from medveil.errors import PolicyError
-from medveil.policy.schema import Policy
+from medveil.policy.presets import load_policy
 from medveil.policy.standard import ATTRIBUTION
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``profile`` subcommand."""
     p = sub.add_parser("profile", help="show the de-identification rules in force for a policy")
-    p.add_argument("--policy", help="policy TOML file (default: the built-in policy)")
+    p.add_argument(
+        "--policy",
+        help="preset (basic, research, tcia, safe-harbor) or policy TOML file (default: research)",
+    )
     p.add_argument("--hipaa", action="store_true", help="show HIPAA Safe Harbor categories instead")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=run)
@@ -22,9 +26,9 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run(args: argparse.Namespace) -> int:
     """Print the compiled rules of the policy."""
     try:
-        policy = Policy.load(args.policy) if args.policy else Policy.default()
+        policy = load_policy(args.policy)
     except PolicyError as exc:
-        print(f"medveil: {exc}")
+        print(f"medveil: {exc}", file=sys.stderr)
         return 2
     compiled = policy.compile()
     if args.hipaa:

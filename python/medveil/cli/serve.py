@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medveil.errors import MedveilError, PolicyError
+from medveil.policy.presets import load_policy
 
 if TYPE_CHECKING:
     from medveil.net.gateway import GatewayConfig
@@ -35,7 +36,10 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for all)",
     )
     p.add_argument("--ae-title", default="MEDVEIL", help="our AE title (default MEDVEIL)")
-    p.add_argument("--policy", help="policy TOML file (default: the built-in policy)")
+    p.add_argument(
+        "--policy",
+        help="preset (basic, research, tcia, safe-harbor) or policy TOML file (default: research)",
+    )
     p.add_argument("--secret-file", required=True, help="32-byte project secret")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--store", metavar="DIR", help="write cleaned instances under DIR")
@@ -93,7 +97,6 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     """Build the gateway configuration from parsed arguments."""
     from medveil.net.gateway import AllowRule, GatewayConfig, parse_forward
     from medveil.policy.keys import load_secret
-    from medveil.policy.schema import Policy
 
     if not args.allow and not getattr(args, "allow_any", False):
         raise MedveilError(
@@ -109,7 +112,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         from medveil.crypto.vault import load_key
 
         vault = (str(url), load_key(key_file))
-    policy = Policy.load(args.policy) if args.policy else Policy.default()
+    policy = load_policy(args.policy)
     return GatewayConfig(
         policy=policy,
         secret=load_secret(args.secret_file),

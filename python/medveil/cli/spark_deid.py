@@ -13,6 +13,7 @@ from typing import Any
 
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import default_secret_path
+from medveil.policy.presets import load_policy
 from medveil.policy.schema import Policy
 
 
@@ -35,7 +36,10 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="continue a killed job into OUTPUT (local outputs): finished files are kept",
     )
-    p.add_argument("--policy", help="policy TOML file (default: the built-in policy)")
+    p.add_argument(
+        "--policy",
+        help="preset (basic, research, tcia, safe-harbor) or policy TOML file (default: research)",
+    )
     p.add_argument(
         "--secret-file", help="32-byte project secret, present at this path on every node"
     )
@@ -98,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print("medveil: give INPUT and OUTPUT", file=sys.stderr)
         return 2
     try:
-        policy = Policy.load(args.policy) if args.policy else Policy.default()
+        policy = load_policy(args.policy)
         secret_file = _secret_file(args, policy)
     except (PolicyError, MedveilError) as exc:
         print(f"medveil: {exc}", file=sys.stderr)
