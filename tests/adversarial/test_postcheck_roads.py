@@ -28,6 +28,7 @@ from medveil.engine.raw import NotRaw
 from medveil.errors import QuarantineError
 from medveil.policy.schema import Policy
 from medveil.policy.standard import Option
+from medveil.run.demo import write_copies, write_demo_archive
 from medveil.verify.elements import scan_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -284,3 +285,21 @@ def test_the_planted_cases_are_found_at_all() -> None:
         for check in (postcheck.check_written, postcheck.check_written_spans):
             with pytest.raises(QuarantineError, match="still in the output"):
                 check(written, TERMS)
+
+
+def test_a_series_learned_file_by_file_equals_the_span_road(tmp_path: Path) -> None:
+    """Files of one series share what their non-UID elements teach; each keeps its UIDs."""
+
+    paths = [p for p in write_demo_archive(tmp_path / "demo") if p.suffix == ".dcm"]
+    paths += write_copies(tmp_path / "copies", paths[0], 5)
+    seen: list[postcheck.Terms] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in paths * 2:
+            data = path.read_bytes()
+            terms = postcheck.learn_terms(data)
+            _same_terms(terms, postcheck.learn_terms_spans(data))
+            seen.append(terms)
+    # Each copy has its own SOP Instance UID among its terms, and only its own.
+    uids = [{v for v, k in t.kinds.items() if k == "uids"} for t in seen[-5:]]
+    assert all(len(u - uids[0]) == 1 for u in uids[1:])

@@ -48,7 +48,11 @@ from medveil.verify.matcher import few_matcher, is_spaceless
 from medveil.verify.rawscan import RawLayout, Span
 from medveil.verify.values import (
     STOP_WORDS,
+    LearnedValue,
     Learner,
+    ValueIndex,
+    classify,
+    cut_value,
     date_spellings,
     learns_from,
     normalize,
@@ -127,7 +131,10 @@ class Terms:
             text = form.endswith("text")
             parts = [
                 p
-                for p in (_automaton(text, always, rest, self), _automaton(text, [], uids, self))
+                for p in (
+                    _automaton(text, always, rest, self),
+                    _automaton(text, [], uids, self, keep=False),
+                )
                 if p[0] is not None
             ]
             if not parts:
@@ -170,9 +177,13 @@ _AUTOMATA_MAX = 32
 
 
 def _automaton(
-    text: bool, always: Sequence[str], others: Sequence[str], terms: Terms
+    text: bool, always: Sequence[str], others: Sequence[str], terms: Terms, *, keep: bool = True
 ) -> tuple[Any, list[bool]]:
-    """(matcher, is-always flags) over these values as text or bytes; (None, []) if none."""
+    """(matcher, is-always flags) over these values as text or bytes; (None, []) if none.
+
+    ``keep``: cache it across files (not for a file's own UIDs, which would only push the
+    patient's automata out of the cache).
+    """
     if not always and not others:
         return None, []
     # Bytes patterns of a non-ASCII value include its spellings as written: part of the key.
@@ -186,7 +197,7 @@ def _automaton(
         )
     )
     key = (text, tuple(always), tuple(others), spelled)
-    hit = _AUTOMATA.get(key)
+    hit = _AUTOMATA.get(key) if keep else None
     if hit is not None:
         _AUTOMATA.move_to_end(key)
         return hit
@@ -202,6 +213,8 @@ def _automaton(
             flags.setdefault(pat, False)
     patterns = list(flags)
     hit = (few_matcher(patterns) if patterns else None, [flags[p] for p in patterns])
+    if not keep:
+        return hit
     _AUTOMATA[key] = hit
     if len(_AUTOMATA) > _AUTOMATA_MAX:
         _AUTOMATA.popitem(last=False)
@@ -229,21 +242,106 @@ def learn_terms(data: bytes | bytearray | memoryview) -> Terms:
     scan = scan_file(data)
     if scan is None or scan.codecs is None:
         return learn_terms_spans(data)
-    learner = Learner(strict=False, spell_birth_date=False)  # _identity spells it
-    terms = Terms()
     rows, codes = scan.rows, scan.codes
     tags = rows[:, 0]
     # Every element outside pixel data with a value, in file order (as the span road walks
     # them); only those the learner reads are decoded: most of a file's elements are
     # numbers and codes it never looks at.
     take = np.flatnonzero((tags >= 0) & ~pixel_rows(tags) & (rows[:, 5] > rows[:, 3]))
+    fixed: list[tuple[int, str]] = []
+    own: list[tuple[int, str]] = []
     for i, tag, code in zip(take.tolist(), tags[take].tolist(), codes[take].tolist(), strict=True):
         vr = vr_of_code(code)
         if _learned(tag, vr):
+            (own if _own_to_file(tag, vr) else fixed).append((i, vr))
+    # What the elements other than the instance's own UIDs teach is the same for every
+    # file of a series (same patient, study, site): learned once per distinct content.
+    starts, stops = rows[:, 3], rows[:, 5]
+    key = (
+        tuple(scan.codecs),
+        tuple((int(tags[i]), vr, bytes(scan.data[starts[i] : stops[i]])) for i, vr in fixed),
+    )
+    part = _LEARNED.get(key)
+    if part is None:
+        learner = Learner(strict=False, spell_birth_date=False)  # _identity spells it
+        terms = Terms()
+        for i, vr in fixed:
             texts = scan.texts(i, vr)
             if texts:
-                _learn_element(learner, terms, tag, vr, texts)
-    return _finish_terms(learner, terms)
+                _learn_element(learner, terms, int(tags[i]), vr, texts)
+        part = _Learned(learner, terms)
+        _LEARNED[key] = part
+        if len(_LEARNED) > _LEARNED_MAX:
+            _LEARNED.popitem(last=False)
+    else:
+        _LEARNED.move_to_end(key)
+    done = part.with_own(scan, own)
+    if done is None:  # not what _own_to_file promised: learn the whole file as one
+        learner = Learner(strict=False, spell_birth_date=False)
+        terms = Terms()
+        for i, vr in sorted(fixed + own):
+            texts = scan.texts(i, vr)
+            if texts:
+                _learn_element(learner, terms, int(tags[i]), vr, texts)
+        return _finish_terms(learner, terms)
+    return done
+
+
+def _own_to_file(tag: int, vr: str) -> bool:
+    """Whether an element's value is the instance's own (a UID): not shared across files."""
+    if tag == 0x00020012:
+        return vr != "CS"  # the writing software's UID (a CS one is a code: shared)
+    return classify(tag, vr, _keyword(tag)) == "uids"
+
+
+class _Learned:
+    """What a file's elements other than its own UIDs teach, finished but for the UIDs.
+
+    The learner's finish treats UIDs apart from the rest (the benign-code rule skips
+    them; only the writing software's UID is skipped among them), so the UIDs of each
+    file are added afterwards exactly as finish would add them.
+    """
+
+    def __init__(self, learner: Learner, terms: Terms) -> None:
+        self.index = learner.finish()
+        self.identity = terms
+
+    def with_own(self, scan: Scanned, own: list[tuple[int, str]]) -> Terms | None:
+        """The file's Terms: these values plus its own UIDs (nothing shared is modified).
+
+        None if its own elements taught something else than UIDs.
+        """
+        uids = Learner(strict=False, spell_birth_date=False)
+        terms = Terms(
+            set(self.identity.always),
+            dict(self.identity.kinds),
+            {v: set(sp) for v, sp in self.identity.spellings.items()},
+        )
+        rows = scan.rows
+        for i, vr in own:
+            texts = scan.texts(i, vr)
+            if texts:
+                _learn_element(uids, terms, int(rows[i, 0]), vr, texts)
+        values = dict(self.index.values)
+        index = ValueIndex(values=values, dates=self.index.dates)
+        if uids.benign or uids.index.values or uids.index.dates:
+            return None
+        for t, kind, src in uids.pending:
+            norm = normalize(t)
+            if kind != "uids":
+                return None
+            if norm in uids.software_uids:
+                continue  # as Learner.finish: the writing software's UID, repeated
+            cut = cut_value(norm)
+            if cut in values:  # copied before add changes it: the shared one stays as is
+                lv = values[cut]
+                values[cut] = LearnedValue(lv.text, lv.kind, set(lv.sources), set(lv.spellings))
+            index.add(t, kind, src, strict=False, component=False)
+        return _terms_of(index, terms)
+
+
+_LEARNED: OrderedDict[tuple[Any, ...], _Learned] = OrderedDict()
+_LEARNED_MAX = 32
 
 
 def learn_terms_spans(data: bytes | bytearray | memoryview) -> Terms:
@@ -273,7 +371,11 @@ def _learn_element(
 
 def _finish_terms(learner: Learner, terms: Terms) -> Terms:
     """The learner's values added to the identity's: names are never kept."""
-    index = learner.finish()
+    return _terms_of(learner.finish(), terms)
+
+
+def _terms_of(index: ValueIndex, terms: Terms) -> Terms:
+    """The index's values added to the identity's terms: names are never kept."""
     for v, lv in index.values.items():
         if lv.kind == "names":
             terms.always.add(v)

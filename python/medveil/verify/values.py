@@ -365,6 +365,11 @@ class ValueIndex:
             cur.kind = kind
 
 
+def cut_value(text: str) -> str:
+    """A normalised value as :meth:`ValueIndex.add` keys it (long values cut)."""
+    return _cut(text)
+
+
 def _cut(text: str) -> str:
     """At most MAX_VALUE_CHARS, cut before a non-alphanumeric character.
 
