@@ -99,8 +99,9 @@ def test_compressed_without_masking_is_left_byte_identical(ts: str) -> None:
     before = ds.PixelData
     report = PixelCleaner(RULES).clean(ds)
     assert ds.PixelData is before and not report.modified
-    # RLE is decoded to look for hidden bits (none here); JPEG-family streams are not.
-    assert bool(report.notes) == (ts != RLELossless)
+    # RLE is decoded to look for hidden bits (none here); JPEG-family streams declare a
+    # 12-bit depth, so they cannot have any and are not decoded.
+    assert report.notes == []
 
 
 def test_rle_hidden_bits_found_without_any_rule() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -475,6 +476,166 @@ def _splice(
     return done, out
 
 
+#: Transfer syntaxes whose frames are ISO 10918 (JPEG) or ISO 14495 (JPEG-LS) codestreams.
+JPEG_FAMILY = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.57",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.81",
+    }
+)
+#: Transfer syntaxes whose frames are ISO 15444 (JPEG 2000 / HTJ2K) codestreams.
+J2K_FAMILY = frozenset(
+    {
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.4.201",
+        "1.2.840.10008.1.2.4.202",
+        "1.2.840.10008.1.2.4.203",
+    }
+)
+#: JPEG start-of-frame markers (ISO 10918-1 B.1.1.3) and JPEG-LS SOF55 (ISO 14495-1).
+_JPEG_SOF = frozenset(
+    {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xCD, 0xCE, 0xCF, 0xF7}
+)
+
+
+def _jpeg_depth(data: bytes | memoryview) -> int | None:
+    """Sample precision of a JPEG / JPEG-LS codestream's frame header; None: cannot tell.
+
+    The markers up to the first scan are walked. A JPEG-LS preset (LSE id 1) declares a
+    MAXVAL, which bounds the samples too; mapping tables (LSE ids 2 and 3, or a table
+    selected in the scan header), which widen decoded samples, a hierarchical frame (DHP),
+    or anything malformed give None, and the caller decodes.
+    """
+    n = len(data)
+    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return None
+    i, depth, maxval, jls, components = 2, 0, 0, False, 0
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # stand-alone markers
+            i += 2
+            continue
+        if marker in (0xD8, 0xD9, 0xDE):  # a second SOI, EOI before any scan, DHP
+            return None
+        length = (data[i + 2] << 8) | data[i + 3]
+        if length < 2 or i + 2 + length > n:
+            return None
+        body = data[i + 4 : i + 2 + length]
+        if marker == 0xDA:  # SOS: the frame header came before it
+            if not depth:
+                return None
+            if jls:
+                # JPEG-LS scan header: Ns, then (Ci, Tmi) per component; Tm != 0 maps the
+                # samples through a table. A scan of fewer components than the frame is
+                # followed by others, whose headers and presets are not read here.
+                ns = body[0] if body else 0
+                if ns < components or len(body) < 1 + 2 * ns or any(body[2 : 1 + 2 * ns : 2]):
+                    return None
+            return max(depth, maxval.bit_length())
+        if marker in _JPEG_SOF:
+            if depth or len(body) < 6:
+                return None  # two frame headers: not a plain codestream
+            depth, jls, components = body[0], marker == 0xF7, body[5]
+        elif marker == 0xF8:  # JPEG-LS LSE
+            if len(body) < 1 or body[0] != 1 or len(body) < 3:
+                return None  # mapping tables or an unknown extension
+            maxval = max(maxval, (body[1] << 8) | body[2])
+        i += 2 + length
+    return None
+
+
+def _jp2_codestream(data: bytes | memoryview) -> bytes | memoryview:
+    """The contiguous codestream box (jp2c) of a JP2 file; empty when there is none."""
+    pos, n = 0, len(data)
+    while pos + 8 <= n:
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        head = 8
+        if size == 1 and pos + 16 <= n:  # a 64-bit box length follows the type
+            size, head = int.from_bytes(data[pos + 8 : pos + 16], "big"), 16
+        elif size == 0:  # the last box runs to the end
+            size = n - pos
+        if bytes(data[pos + 4 : pos + 8]) == b"jp2c":
+            return data[pos + head : pos + size]
+        if size < head:
+            break
+        pos += size
+    return b""
+
+
+def _j2k_depth(data: bytes | memoryview, signed: bool) -> int | None:
+    """Largest component precision of a JPEG 2000 codestream's SIZ segment; None: cannot tell.
+
+    A component whose signedness differs from PixelRepresentation counts one bit deeper
+    (unsigned samples read as signed need a bit more), and a signed one under an unsigned
+    header gives None: its negative samples come back with the high bits set.
+    """
+    if bytes(data[:8]) == b"\x00\x00\x00\x0c\x6a\x50\x20\x20":
+        data = _jp2_codestream(data)  # a JP2 file (not conformant in DICOM, but seen)
+    if len(data) < 42 or bytes(data[:4]) != b"\xff\x4f\xff\x51":
+        return None  # no codestream where one should be: decode to be sure
+    lsiz = (data[4] << 8) | data[5]
+    if data[6] & 0x80:
+        return None  # Part 2 extensions (Rsiz bit 15) may transform the samples
+    csiz = (data[40] << 8) | data[41]
+    if csiz == 0 or lsiz != 38 + 3 * csiz or len(data) < 42 + 3 * csiz:
+        return None
+    depth = 0
+    for k in range(csiz):
+        ssiz = data[42 + 3 * k]
+        is_signed = bool(ssiz & 0x80)
+        if is_signed and not signed:
+            return None
+        depth = max(depth, (ssiz & 0x7F) + 1 + (is_signed != signed))
+    return depth
+
+
+def codestream_depth(
+    ts: str, pixel_data: bytes | memoryview, frames: int, signed: bool = False
+) -> int | None:
+    """The largest sample depth any frame's codestream declares; None when it cannot be read.
+
+    Frames are split as pydicom's decoders split them (Basic Offset Table, or one frame per
+    fragment / the whole run when it has none), and every fragment that itself starts
+    with a codestream is read too, so no split a reader could make is left out. Only the
+    JPEG, JPEG-LS and JPEG 2000 families have a depth to read; other syntaxes give None.
+    """
+    from pydicom.encaps import generate_fragmented_frames, generate_fragments
+
+    read: Callable[[bytes], int | None]
+    if ts in JPEG_FAMILY:
+        read, magic = _jpeg_depth, b"\xff\xd8"
+    elif ts in J2K_FAMILY:
+        read, magic = (lambda head: _j2k_depth(head, signed)), b"\xff\x4f"
+    else:
+        return None
+    buf = bytes(pixel_data)  # pydicom's parsers read bytes or a file, not a memoryview
+    try:
+        heads: list[bytes] = []
+        for parts in generate_fragmented_frames(buf, number_of_frames=frames):
+            # A header cut across fragments is read from the whole frame.
+            heads.append(parts[0] if read(parts[0]) is not None else b"".join(parts))
+        if len(heads) < frames:
+            return None
+        # generate_fragments starts at the Basic Offset Table item: skip it.
+        heads.extend(f for f in islice(generate_fragments(buf), 1, None) if f[:2] == magic)
+    except Exception:
+        return None
+    depths = [read(h) for h in heads]
+    if not depths or any(d is None for d in depths):
+        return None
+    return max(cast("list[int]", depths))
+
+
 def _as_array(
     decoder: Decoder, ds: pydicom.Dataset, **options: bool
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -790,15 +951,14 @@ class PixelCleaner:
         if not groups and not detecting:
             if not self._hidden_bits(geo):
                 return  # nothing to do: the compressed pixels stay byte-identical
-            if ts != RLELossless:
-                # JPEG-family codestreams carry BitsStored-bit samples, so there are no
-                # unused bits to hide things in (unless the codestream is deeper than the
-                # header says, which only a decode could tell).
-                report.notes.append(
-                    "compressed pixels not decoded (no mask needed): unused high bits not checked"
-                )
-                return
-            # RLE stores whole bytes: an overlay can hide above BitsStored. Decode to look.
+            # Bits above BitsStored can hide an overlay in any syntax whose samples are
+            # wider than BitsStored: RLE stores whole bytes, and a JPEG or JPEG 2000
+            # codestream may be 16 bits deep under a 12-bit header. Decoding costs tens of
+            # milliseconds a frame, reading each frame's declared depth microseconds, so
+            # only a codestream deeper than BitsStored (or one we cannot read) is decoded.
+            depth = codestream_depth(ts, _pixel_bytes(ds), geo.frames, geo.signed)
+            if depth is not None and depth <= geo.bits_stored:
+                return  # no sample can have a bit above BitsStored: byte-identical
         from pydicom.pixels.decoders.base import get_decoder
 
         lossy = ts in LOSSY_METHOD
