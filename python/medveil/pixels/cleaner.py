@@ -173,6 +173,36 @@ class PixelReport:
         }
 
 
+def says_burned_in(ds: pydicom.Dataset) -> bool:
+    """True unless Burned In Annotation is absent, empty or exactly NO (fail closed).
+
+    PS3.3 defines YES and NO only. Anything else (``yes``, ``Y``, ``TRUE``, several values
+    such as ``YES\\NO``) may come from a device that does burn text in, so it is read as
+    YES: the file is screened or held back, never released on the strength of it.
+    """
+    value = _get(ds, "BurnedInAnnotation", None)
+    if value is None:
+        return False
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("latin-1")
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        text = "\\".join(str(v) for v in value)  # type: ignore[union-attr]
+    else:
+        text = str(value)
+    text = text.strip(" \x00")
+    return text not in ("", "NO")
+
+
+def _burned_in_reason(ds: pydicom.Dataset) -> str:
+    """How the reason names the flag; an unusual value is not repeated (it is file text)."""
+    value = _get(ds, "BurnedInAnnotation", None)
+    if isinstance(value, str) and value.strip(" \x00") == "YES":
+        return "BurnedInAnnotation is YES"
+    return "BurnedInAnnotation is not NO (a value other than YES or NO is read as YES)"
+
+
 def burned_in_reasons(ds: pydicom.Dataset) -> list[str]:
     """Say why ``ds`` probably has text burned into its pixels (empty when no reason).
 
@@ -180,8 +210,8 @@ def burned_in_reasons(ds: pydicom.Dataset) -> list[str]:
     are known to set it wrongly, and quarantine is the safe side.
     """
     reasons = []
-    if str(_get(ds, "BurnedInAnnotation", "")).strip().upper() == "YES":
-        reasons.append("BurnedInAnnotation is YES")
+    if says_burned_in(ds):
+        reasons.append(_burned_in_reason(ds))
     sop = str(_get(ds, "SOPClassUID", ""))
     if sop in BURNED_IN_SOP_CLASSES:
         reasons.append(f"SOP class {BURNED_IN_SOP_CLASSES[sop]} typically has burned-in text")
@@ -729,7 +759,7 @@ class PixelCleaner:
         if has_pixels:
             detector = self._detector_for(ds)
             # Read before anything changes: whether the option holds depends on the input.
-            says_yes = str(_get(ds, "BurnedInAnnotation", "")).strip().upper() == "YES"
+            says_yes = says_burned_in(ds)
             expected = bool(burned_in_reasons(ds))
             self._clean(ds, ts, fired, detector, report)
             masked = bool(report.regions)
@@ -842,9 +872,9 @@ class PixelCleaner:
                 f"text detection: {len(report.detected)} line(s) found, {masked} masked"
             )
         elif not groups and not self.allow_unmatched_burned_in:
-            if str(_get(ds, "BurnedInAnnotation", "")).strip().upper() == "YES":
+            if says_burned_in(ds):
                 raise QuarantineError(
-                    "BurnedInAnnotation is YES, but no pixel rule matched and text detection "
+                    f"{_burned_in_reason(ds)}, but no pixel rule matched and text detection "
                     "found no text; add a rule for this device or allow unmatched burned-in "
                     "annotation in the policy"
                 )
