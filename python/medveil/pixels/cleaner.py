@@ -25,6 +25,7 @@ import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
@@ -187,8 +188,8 @@ def says_burned_in(ds: pydicom.Dataset) -> bool:
         text = bytes(value).decode("latin-1")
     elif isinstance(value, str):
         text = value
-    elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        text = "\\".join(str(v) for v in value)  # type: ignore[union-attr]
+    elif isinstance(value, (list, tuple, MultiValue)):
+        text = "\\".join(str(v) for v in value)
     else:
         text = str(value)
     text = text.strip(" \x00")
