@@ -12,7 +12,7 @@ import os
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 
-from medveil.dicom.peek import peek_int
+from medveil.dicom.peek import peek, peek_int
 from medveil.dicom.strict import StructureError, check_structure
 from medveil.dicom.writer import fast_write_parts, prepare_meta
 from medveil.errors import DicomInputError
@@ -132,9 +132,17 @@ def check_pixel_length(ds: Dataset, name: str) -> None:
     bits = peek_int(ds, 0x00280100)
     if rows is None or cols is None or bits is None:
         return
-    expected = (
-        rows * cols * (peek_int(ds, 0x00280002, 1) or 1) * (peek_int(ds, 0x00280008, 1) or 1) * bits
-    )
+    samples = peek_int(ds, 0x00280002, 1) or 1
+    # Samples stored per 2 pixels: 4:2:2 YBR keeps Y Y Cb Cr for each pair of pixels and
+    # 4:2:0 one Cb Cr pair per 2 x 2 block (PS3.3 C.7.6.3.1.2, PS3.5 8.2.3).
+    per_two = samples * 2
+    if samples == 3:
+        photometric = str(peek(ds, 0x00280004, "") or "").strip().upper()
+        per_two = {"YBR_FULL_422": 4, "YBR_PARTIAL_422": 4, "YBR_PARTIAL_420": 3}.get(
+            photometric, per_two
+        )
+    pixels = rows * cols * (peek_int(ds, 0x00280008, 1) or 1)
+    expected = (pixels * per_two + 1) // 2 * bits
     # The declared length is not what was read: a truncated file has a shorter value.
     value = elem.value
     length = len(value) if value is not None else 0
