@@ -287,6 +287,7 @@ def learn_terms(data: bytes | bytearray | memoryview) -> Terms:
     return done
 
 
+@lru_cache(maxsize=16384)
 def _own_to_file(tag: int, vr: str) -> bool:
     """Whether an element's value is the instance's own (a UID): not shared across files."""
     if tag == 0x00020012:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -59,6 +60,17 @@ class Decoded(NamedTuple):
 
 
 def _codecs(raw: bytes) -> list[str]:
+    """Python codecs of a Specific Character Set value (ASCII when unknown)."""
+    return list(_codecs_of(bytes(raw)))
+
+
+@lru_cache(maxsize=256)
+def _codecs_of(raw: bytes) -> tuple[str, ...]:
+    """_codecs, memoised: an archive repeats a handful of character sets in every file."""
+    return tuple(_convert(raw))
+
+
+def _convert(raw: bytes) -> list[str]:
     """Python codecs of a Specific Character Set value (ASCII when unknown)."""
     terms = [t.strip(" \x00") for t in raw.decode("latin-1").split("\\")]
     with warnings.catch_warnings():
