@@ -296,6 +296,7 @@ def vr_table(vrs: str) -> np.ndarray:
         table[_vr_code(vr)] = True
     return table
 
+
 _VR_OF_CODE: dict[int, str] = {}
 _DICT_CODE: dict[int, int] = {}
 

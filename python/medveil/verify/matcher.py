@@ -235,7 +235,5 @@ def make_matcher(
     if engine == "aho" or (engine == "auto" and _ahocorasick is not None):
         return AhoCorasickMatcher(patterns, utf16=utf16)
     if engine not in ("auto", "regex"):
-        raise ValueError(
-            f"unknown matcher engine {engine!r}: use 'auto', 'regex', 'aho' or 'find'"
-        )
+        raise ValueError(f"unknown matcher engine {engine!r}: use 'auto', 'regex', 'aho' or 'find'")
     return RegexMatcher(patterns, utf16=utf16)
