@@ -17,7 +17,11 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.filewriter import (
+    correct_ambiguous_vr_element,
+    write_data_element,
+    write_file_meta_info,
+)
 from pydicom.uid import UID
 
 from medveil._version import __version__
@@ -81,6 +85,9 @@ def fast_write_parts(ds: Dataset) -> tuple[list[bytes], int]:
             pixel_at = size
         value: bytes | bytearray | memoryview | None
         if isinstance(elem, RawDataElement):
+            if not implicit and (elem.VR is None or len(elem.VR) != 2):
+                # Read as Implicit VR under an explicit syntax; prepare_meta gives VRs.
+                raise DicomInputError("element without a VR: use the generic writer")
             value = elem.value
         elif (
             elem.VR in ("OB", "OW")
@@ -216,6 +223,10 @@ def prepare_meta(ds: Dataset) -> None:
             meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
         else:
             meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    if not meta.TransferSyntaxUID.is_implicit_VR and any(
+        isinstance(e, RawDataElement) and e.VR is None for e in elements(ds).values()
+    ):
+        _give_vrs(ds, meta.TransferSyntaxUID.is_little_endian)
     if "SOPClassUID" in ds and "MediaStorageSOPClassUID" not in meta:
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
     if "SOPInstanceUID" in ds:
@@ -224,3 +235,23 @@ def prepare_meta(ds: Dataset) -> None:
     # a file gets the same meta whether it arrived as a file or over the network.
     meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+
+
+def _give_vrs(ds: Dataset, little: bool) -> None:
+    """Decode every element read without a VR, at every depth, so it gets its dictionary VR.
+
+    A data set encoded in Implicit VR under an Explicit VR transfer syntax (pydicom reads
+    it, with a warning) leaves raw elements with no VR, which neither writer can write in
+    explicit VR ("encoding without a string argument"). Decoded, each takes the VR the
+    data dictionary gives (UN for unknown private elements; the value decides between
+    ambiguous ones such as "OB or OW", as pydicom's writer does), and the file is written
+    as its transfer syntax says.
+    """
+    for tag, elem in list(elements(ds).items()):
+        if isinstance(elem, RawDataElement):
+            if elem.VR is not None and elem.VR != "SQ" and len(elem.VR) == 2:
+                continue  # a real VR (pydicom gives Pixel Data "OB or OW" when implicit)
+            elem = correct_ambiguous_vr_element(ds[tag], ds, little)
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                _give_vrs(item, little)
