@@ -254,4 +254,5 @@ def _give_vrs(ds: Dataset, little: bool) -> None:
             elem = correct_ambiguous_vr_element(ds[tag], ds, little)
         if elem.VR == "SQ":
             for item in elem.value or ():
-                _give_vrs(item, little)
+                if isinstance(item, Dataset):
+                    _give_vrs(item, little)
