@@ -300,12 +300,21 @@ def _int(ds: pydicom.Dataset, kw: str, default: int | None = None) -> int:
         if default is None:
             raise QuarantineError(f"{kw} is missing; cannot locate the pixels to clean")
         return default
+    # The reason names the element and why; the value itself is quoted last, so that the
+    # records (which blank quoted file values) keep the rest of the sentence.
+    where = f"{kw} {BaseTag(tag_for_keyword(kw) or 0)}"
     if not isinstance(v, (int, float, str, bytes)):
-        raise QuarantineError(f"{kw} has an unusable {type(v).__name__} value")
+        raise QuarantineError(
+            f"{where} is not a whole number but a {type(v).__name__}, so the pixel layout "
+            "is unknown and the pixels cannot be cleaned"
+        )
     try:
         return int(v)
     except (TypeError, ValueError) as exc:
-        raise QuarantineError(f"{kw} has the unusable value {v!r}") from exc
+        raise QuarantineError(
+            f"{where} is not a whole number, so the pixel layout is unknown and the pixels "
+            f"cannot be cleaned (value {v!r})"
+        ) from exc
 
 
 @dataclass(frozen=True)
