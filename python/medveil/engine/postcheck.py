@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -169,11 +170,43 @@ class _Union:
         return sorted(out) if len(self.parts) > 1 else out
 
 
+class _Recent:
+    """A small least-recently-used map, safe to share between threads.
+
+    The caches below hold terms (PHI) in memory only, as the Terms themselves do; they
+    are bounded, so a worker's memory stays flat however large the archive.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        """The value of key (now the most recent), or None."""
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: Any, value: Any) -> None:
+        """Keep value under key, dropping the least recent entry when full."""
+        with self._lock:
+            self._items[key] = value
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._items.clear()
+
+
 # Automata kept across files: (form, always, others, their spellings) -> (matcher, flags).
 # A worker cleans series after series of one patient; a few entries cover the files in
-# flight. They hold terms (PHI) in memory only, as the Terms themselves do.
-_AUTOMATA: OrderedDict[tuple[Any, ...], tuple[Any, list[bool]]] = OrderedDict()
-_AUTOMATA_MAX = 32
+# flight.
+_AUTOMATA = _Recent(32)
 
 
 def _automaton(
@@ -199,8 +232,7 @@ def _automaton(
     key = (text, tuple(always), tuple(others), spelled)
     hit = _AUTOMATA.get(key) if keep else None
     if hit is not None:
-        _AUTOMATA.move_to_end(key)
-        return hit
+        return hit  # type: ignore[no-any-return]
     flags: dict[Any, bool] = {}
     if text:
         flags = {v: True for v in always}
@@ -215,9 +247,7 @@ def _automaton(
     hit = (few_matcher(patterns) if patterns else None, [flags[p] for p in patterns])
     if not keep:
         return hit
-    _AUTOMATA[key] = hit
-    if len(_AUTOMATA) > _AUTOMATA_MAX:
-        _AUTOMATA.popitem(last=False)
+    _AUTOMATA.put(key, hit)
     return hit
 
 
@@ -261,7 +291,7 @@ def learn_terms(data: bytes | bytearray | memoryview) -> Terms:
         tuple(scan.codecs),
         tuple((int(tags[i]), vr, bytes(scan.data[starts[i] : stops[i]])) for i, vr in fixed),
     )
-    part = _LEARNED.get(key)
+    part: _Learned | None = _LEARNED.get(key)
     if part is None:
         learner = Learner(strict=False, spell_birth_date=False)  # _identity spells it
         terms = Terms()
@@ -270,11 +300,7 @@ def learn_terms(data: bytes | bytearray | memoryview) -> Terms:
             if texts:
                 _learn_element(learner, terms, int(tags[i]), vr, texts)
         part = _Learned(learner, terms)
-        _LEARNED[key] = part
-        if len(_LEARNED) > _LEARNED_MAX:
-            _LEARNED.popitem(last=False)
-    else:
-        _LEARNED.move_to_end(key)
+        _LEARNED.put(key, part)
     done = part.with_own(scan, own)
     if done is None:  # not what _own_to_file promised: learn the whole file as one
         learner = Learner(strict=False, spell_birth_date=False)
@@ -341,8 +367,8 @@ class _Learned:
         return _terms_of(index, terms)
 
 
-_LEARNED: OrderedDict[tuple[Any, ...], _Learned] = OrderedDict()
-_LEARNED_MAX = 32
+# What a series' shared elements teach, by their raw values (see learn_terms).
+_LEARNED = _Recent(32)
 
 
 def learn_terms_spans(data: bytes | bytearray | memoryview) -> Terms:
