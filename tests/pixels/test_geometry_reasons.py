@@ -21,6 +21,9 @@ from pydicom.tag import BaseTag
 
 from .helpers import make_dataset
 
+# Invalid values are the point here: pydicom's warnings about them are not.
+pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR IS")
+
 WHY = "is not a whole number, so the pixel layout is unknown and the pixels cannot be cleaned"
 
 
