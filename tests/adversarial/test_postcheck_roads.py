@@ -303,3 +303,18 @@ def test_a_series_learned_file_by_file_equals_the_span_road(tmp_path: Path) -> N
     # Each copy has its own SOP Instance UID among its terms, and only its own.
     uids = [{v for v, k in t.kinds.items() if k == "uids"} for t in seen[-5:]]
     assert all(len(u - uids[0]) == 1 for u in uids[1:])
+
+
+def test_a_uid_equal_to_another_learned_value_is_learned_as_the_span_road_does() -> None:
+    """A file's own UID that is also an ID, a date-like text or a name piece elsewhere."""
+    for other in ("OtherPatientIDs", "StationName", "PatientName", "AccessionNumber"):
+        for n in range(3):  # the second and third file take the cache
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an over-long SH is the point
+                ds = _clean(None)
+                del ds.PatientIdentityRemoved
+                ds.SOPInstanceUID = f"1.2.826.0.1.3680043.10.77.{n}"
+                setattr(ds, other, "1.2.826.0.1.3680043.10.77.1")
+                ds.ReferencedSOPInstanceUID = "19580704"
+                data = _save(ds)
+                _same_terms(postcheck.learn_terms(data), postcheck.learn_terms_spans(data))

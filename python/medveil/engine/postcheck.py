@@ -331,28 +331,30 @@ class _Learned:
 
     def __init__(self, learner: Learner, terms: Terms) -> None:
         self.index = learner.finish()
-        self.identity = terms
+        self.base = _terms_of(self.index, terms)  # the Terms of a file without UIDs
 
     def with_own(self, scan: Scanned, own: list[tuple[int, str]]) -> Terms | None:
         """The file's Terms: these values plus its own UIDs (nothing shared is modified).
 
-        None if its own elements taught something else than UIDs.
+        None if its own elements would teach something else than UIDs.
         """
         uids = Learner(strict=False, spell_birth_date=False)
-        terms = Terms(
-            set(self.identity.always),
-            dict(self.identity.kinds),
-            {v: set(sp) for v, sp in self.identity.spellings.items()},
-        )
         rows = scan.rows
         for i, vr in own:
+            tag = int(rows[i, 0])
+            if tag in _IDENTITY_TAGS:
+                return None  # the patient's identity written as a UID: learned whole
             texts = scan.texts(i, vr)
             if texts:
-                _learn_element(uids, terms, int(rows[i, 0]), vr, texts)
-        values = dict(self.index.values)
-        index = ValueIndex(values=values, dates=self.index.dates)
+                uids.element(tag, vr, _keyword(tag), texts, bool(tag >> 16 & 1), "input")
         if uids.benign or uids.index.values or uids.index.dates:
             return None
+        base = self.base
+        # Copies of the containers only: a set in spellings is replaced, never changed.
+        terms = Terms(set(base.always), dict(base.kinds), dict(base.spellings))
+        values = dict(self.index.values)
+        index = ValueIndex(values=values, dates=self.index.dates)
+        touched = []
         for t, kind, src in uids.pending:
             norm = normalize(t)
             if kind != "uids":
@@ -364,7 +366,19 @@ class _Learned:
                 lv = values[cut]
                 values[cut] = LearnedValue(lv.text, lv.kind, set(lv.sources), set(lv.spellings))
             index.add(t, kind, src, strict=False, component=False)
-        return _terms_of(index, terms)
+            if cut in values:
+                touched.append(cut)
+        # What _terms_of does for each value the UIDs added or changed.
+        for v in touched:
+            lv = values[v]
+            if lv.kind == "names":
+                terms.always.add(v)
+            elif v not in terms.always:
+                terms.kinds[v] = "dates" if v in index.dates else lv.kind
+            terms.spellings[v] = set(base.spellings.get(v, ())) | lv.spellings
+            if v in terms.always:
+                terms.kinds.pop(v, None)
+        return terms
 
 
 # What a series' shared elements teach, by their raw values (see learn_terms).
