@@ -223,7 +223,32 @@ def test_deep_codestream_that_cannot_be_decoded_is_quarantined() -> None:
     stream = _encode(JPEG2000Lossless, _image())
     ds = _dataset(JPEG2000Lossless, [stream[:80]])  # the SIZ says 16 bits; the rest is gone
     assert codestream_depth(JPEG2000Lossless, ds.PixelData, 1) == 16
-    with pytest.raises(QuarantineError, match="Clean Graphics must check it"):
+    with pytest.raises(QuarantineError, match=r"^Clean Graphics must check the bits above"):
+        PixelCleaner().clean(ds)
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("JPEG-lossy.dcm", "the data may be damaged or use a variant no installed decoder"),
+        ("JPEG2000-embedded-sequence-delimiter.dcm", "the data may be damaged"),
+    ],
+)
+def test_undecodable_reason_is_one_line_and_says_why_first(name: str, hint: str) -> None:
+    ds = pydicom.dcmread(get_testdata_file(name))
+    with pytest.raises(QuarantineError) as err:
+        PixelCleaner(pixel_text="detect").clean(ds)
+    reason = str(err.value)
+    assert "\n" not in reason
+    ts = ds.file_meta.TransferSyntaxUID.name
+    assert reason.startswith(f"text detection must look at the pixels, but cannot decode {ts}")
+    assert hint in reason and "medveil[codecs]" not in reason
+
+
+def test_no_decoder_at_all_is_said_so() -> None:
+    ds = _dataset(JPEGLSLossless, [_encode(JPEGLSLossless, _image())])
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.102"  # MPEG-4 AVC/H.264
+    with pytest.raises(QuarantineError, match="no decoder for this transfer syntax"):
         PixelCleaner().clean(ds)
 
 

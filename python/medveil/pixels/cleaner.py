@@ -1002,26 +1002,32 @@ class PixelCleaner:
         from pydicom.pixels.decoders.base import get_decoder
 
         lossy = ts in LOSSY_METHOD
+        hint = "no decoder for this transfer syntax is available to medveil"
         try:
             decoder = get_decoder(ts)
+            hint = "install medveil[codecs]"
             if not decoder.is_available:
                 raise RuntimeError(f"no decoder plugin installed for {ts.name}")
+            hint = "the data may be damaged or use a variant no installed decoder supports"
             # Lossy sources go out as RGB (what the issue asks for YBR_FULL_422); lossless ones
             # keep their colour space so that the values round-trip exactly.
             # Unused bits are left as stored so that Clean Graphics sees (and reports) them.
             with _bytes_pixel_data(ds):
                 arr, meta = _as_array(decoder, ds, as_rgb=lossy, correct_unused_bits=False)
         except Exception as exc:
+            # Why the pixels had to be decoded comes first, and the decoders' several-line
+            # message is made one line: the records shorten long reasons at the end.
             why = (
                 "a pixel rule requires masking"
                 if groups
-                else "text detection must look at it"
+                else "text detection must look at the pixels"
                 if detecting
-                else "Clean Graphics must check it"
+                else "Clean Graphics must check the bits above BitsStored"
             )
+            detail = " ".join(str(exc).split())
             raise QuarantineError(
-                f"cannot decode {ts.name} pixel data ({type(exc).__name__}: {exc}) but {why}; "
-                "install medveil[codecs]"
+                f"{why}, but cannot decode {ts.name} pixel data: {hint} "
+                f"({type(exc).__name__}: {detail})"
             ) from exc
         arr = np.ascontiguousarray(arr)
         if not arr.flags.writeable:
