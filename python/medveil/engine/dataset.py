@@ -225,6 +225,8 @@ def _keyword_text(ds: Dataset, keyword: str) -> list[str]:
 
 _KEYWORD_TAGS: dict[str, BaseTag] = {}
 _AGE_TAG = BaseTag(0x00101010)
+_SCHEME_TAG = BaseTag(decide.CODING_SCHEME)
+_MEANING_TAG = BaseTag(decide.CODE_MEANING)
 
 
 def _written(ds: Dataset, tag: BaseTag) -> tuple[str | None, bytes | None]:
@@ -324,9 +326,9 @@ class Deidentifier:
         self.allowance: Allowance = policy_allowance(self.compiled)
         self.decider = Decider(self.policy, self.keyed)
         # Text cleaning reads the file's identity: only then is it read before the walk.
-        self._reads_identity = any(
+        self._reads_identity = self.decider.cleans_code_meaning or any(
             r.action == "C" and dictionary_vr(_rule_tag(r)) not in ("DA", "DT", "TM")
-            for r in self.compiled.rules()
+            for r in (*self.compiled.rules(), *self.decider.by_tag.values())
         )
         self._pixels = None
         self._dummies: dict[tuple[int, str, bool, bool, bool], RawDataElement] = {}
@@ -428,8 +430,15 @@ class Deidentifier:
 
     # ------------------------------------------------------------------ the walk
     def _walk(self, ds: Dataset, ctx: PatientContext, report: DeidReport, path: str) -> None:
-        by_tag = self.compiled.by_tag
         decider = self.decider
+        by_tag = decider.by_tag
+        # A local code's meaning is judged by the item's coding scheme as the input has it.
+        scheme: list[str] | None = None
+        meanings = decider.cleans_code_meaning and _MEANING_TAG in ds._dict
+        if meanings and _SCHEME_TAG in ds._dict:
+            scheme_elem = ds._dict[_SCHEME_TAG]
+            if _vr_of(scheme_elem, decide.CODING_SCHEME) == "SH":  # else: not trusted
+                scheme = _text(ds, _SCHEME_TAG)
         d = ds._dict
         private: list[BaseTag] = []
         # `tag` is the dataset's own key object: the element dict finds it by identity,
@@ -454,8 +463,12 @@ class Deidentifier:
             if rule is None:
                 empty = vr in ("DA", "DT") and _is_empty(ds, tag, elem, vr)
                 decision = decider.unknown(itag, vr, empty, partial(_text, ds, tag), ctx)
-            elif rule.action == "K" and vr != "SQ" and not vr_conflict(itag, vr):
-                continue  # kept as it is: the common case
+            elif itag == decide.CODE_MEANING and meanings:
+                empty = rule.action not in ("K", "X") and _is_empty(ds, tag, elem, vr)
+                text = partial(_text, ds, tag)
+                decision = decider.code_meaning(vr, rule, scheme, empty, text, ctx)
+            elif rule.action == "K" and vr not in ("SQ", "AS") and not vr_conflict(itag, vr):
+                continue  # kept as it is: the common case (an age is capped)
             else:
                 # Emptiness is read only where the answer depends on it.
                 empty = rule.action not in ("K", "X") and _is_empty(ds, tag, elem, vr)

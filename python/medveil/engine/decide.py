@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import html
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,10 +21,10 @@ from typing import Final, NamedTuple, TypeVar
 
 from pydicom.datadict import dictionary_VR
 
-from medveil.dicom.keywords import NAME_KEYWORDS, TERM_KEYWORDS
+from medveil.dicom.keywords import ID_KEYWORDS, NAME_KEYWORDS, TERM_KEYWORDS
 from medveil.policy.keys import Keyed, is_well_known_uid
 from medveil.policy.schema import CompiledPolicy, Policy
-from medveil.policy.standard import COMBINED_ACTIONS, Rule, resolve_combined
+from medveil.policy.standard import COMBINED_ACTIONS, Option, Rule, resolve_combined
 
 TEXT_VRS: Final = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 BYTES_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -313,6 +315,18 @@ def cap_age(value: str) -> tuple[str, str] | None:
     return None
 
 
+def capped_age(text: Callable[[], list[str]]) -> Decision:
+    """A kept AS element, at any depth: Safe Harbor's cap (ages over 89 become 090Y).
+
+    A value that is not an age cannot be judged, so it is emptied.
+    """
+    found = cap_age("\\".join(text()))
+    if found is None:
+        return KEEP
+    new, why = found
+    return Decision(Kind.PUT, why, (new,)) if new else Decision(Kind.EMPTY, why)
+
+
 # ---------------------------------------------------------------------- free text
 _MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
@@ -345,6 +359,94 @@ _ALNUM_BEFORE = r"(?<![^\W_])"
 _DIGIT = re.compile(r"\d")
 _SPACES = re.compile(r"[ \t]{2,}")
 _ALNUM_AFTER = r"(?![^\W_])"
+# Letters that do not decompose into a base letter and a mark, written the plain way.
+_TRANSLIT: Final = {
+    "ß": "ss", "ẞ": "SS", "ı": "i", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "đ": "d",
+    "Đ": "D", "ð": "d", "Ð": "D", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "þ": "th",
+    "Þ": "TH", "ħ": "h", "Ħ": "H",
+}  # fmt: skip
+# German umlauts are also written as two letters (Müller, Mueller).
+_UMLAUTS: Final = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"})
+_ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_FOLDED: dict[str, str] = {}
+
+
+def fold_char(ch: str) -> str:
+    """One character as matching sees it: compatibility form, accents dropped, NFC.
+
+    'ü' -> 'u', 'Ç' -> 'C', 'ό' -> 'ο', a full-width 'Ａ' -> 'A', a lone combining mark
+    -> ''. Case is left to the regex (it folds case, Greek final sigma included).
+    """
+    found = _FOLDED.get(ch)
+    if found is None:
+        found = _TRANSLIT.get(ch)
+        if found is None:
+            parts = unicodedata.normalize("NFKD", ch)
+            bare = "".join(c for c in parts if not unicodedata.combining(c))
+            found = "".join(_TRANSLIT.get(c, c) for c in unicodedata.normalize("NFC", bare))
+        if len(_FOLDED) < 65536:
+            _FOLDED[ch] = found
+    return found
+
+
+def fold_text(text: str) -> tuple[str, list[int], list[int]]:
+    """text folded for matching, with each folded character's source span (start, end).
+
+    HTML character references ('M&uuml;ller') are read as the characters they stand for;
+    a combining mark dropped by the fold belongs to the character before it, so a match
+    ending there takes the mark too.
+    """
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        j = i + 1
+        folded = ch if ch < "\x80" and ch != "&" else ""
+        if not folded:
+            m = _ENTITY.match(text, i) if ch == "&" else None
+            if m is not None and (ref := html.unescape(m.group())) != m.group():
+                folded, j = "".join(fold_char(c) for c in ref), m.end()
+            else:
+                folded = ch if ch == "&" else fold_char(ch)
+        if folded:
+            for c in folded:
+                out.append(c)
+                starts.append(i)
+                ends.append(j)
+        elif ends:
+            ends[-1] = j
+        i = j
+    return "".join(out), starts, ends
+
+
+def fold_term(text: str) -> str:
+    """A cleaning term folded as the text it is searched in is."""
+    if text.isascii() and "&" not in text:
+        return text
+    return fold_text(text)[0]
+
+
+def _sub(pattern: re.Pattern[str], replacement: str, text: str) -> str:
+    """pattern's matches in text replaced, text compared in its folded form (fold_text)."""
+    if text.isascii() and "&" not in text:
+        return pattern.sub(replacement, text)
+    folded, starts, ends = fold_text(text)
+    pieces: list[str] = []
+    last = 0
+    for m in pattern.finditer(folded):
+        a, b = m.span()
+        if a == b:
+            continue
+        start, end = max(starts[a], last), ends[b - 1]
+        pieces.append(text[last:start])
+        pieces.append(replacement)
+        last = end
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 @dataclass(frozen=True)
@@ -379,6 +481,9 @@ def birth_date_spellings(value: str) -> list[str]:
             out.update({f"{y}{sep}{mm}{sep}{day}", f"{day}{sep}{mm}{sep}{y}"})
             out.update({f"{mm}{sep}{day}{sep}{y}", f"{day}{sep}{mm}{sep}{y[2:]}"})
             out.add(f"{mm}{sep}{day}{sep}{y[2:]}")
+    # Run together: YYMMDD, DDMMYY, MMDDYY, DDMMYYYY, MMDDYYYY.
+    out.update({f"{y[2:]}{m}{dd}", f"{dd}{m}{y[2:]}", f"{m}{dd}{y[2:]}", f"{dd}{m}{y}"})
+    out.add(f"{m}{dd}{y}")
     for name in (mon, month):
         for day in (dd, str(d.day)):
             out.update({f"{day} {name} {y}", f"{day}-{name}-{y}", f"{day}{name}{y}"})
@@ -405,6 +510,44 @@ def _bounded(text: str) -> str:
     return before + body + after
 
 
+#: Identifiers and contact numbers, matched by their letters and digits (_id_pattern).
+_ID_TERMS: Final = frozenset(ID_KEYWORDS)
+#: Between two characters of an identifier in text: a few separators, or none.
+_ID_SEP = r"[\W_]{0,3}"
+
+
+def _id_pattern(value: str) -> str | None:
+    """An identifier as text may write it: its letters and digits, separators optional.
+
+    '004512873' is found as '4512873', '004-512-873' and '004 512 873'; 'A4512873' as
+    'A-4512873'. Leading zeros may be dropped when four or more characters remain. A
+    digit at either end needs a non-digit beside it (an unrelated longer number is not
+    eaten); a long identifier (6+ characters) ending in a letter also takes the letters
+    and digits glued after it ('RPID01XYA'). Each start tries a bounded pattern: linear.
+    """
+    skeleton = "".join(c for c in fold_term(value) if c.isalnum())
+    if len(skeleton) < 2:
+        return None
+    body = skeleton.lstrip("0")
+    zeros = len(skeleton) - len(body)
+    if zeros and len(body) >= 4:
+        head = "0*"  # contiguous: only a digit run's start can take them, so still linear
+    else:
+        head, body = "", skeleton
+    core = head + _ID_SEP.join(re.escape(c) for c in body)
+    long = len(skeleton) >= 6
+    first = skeleton[0]
+    if first.isdigit():
+        before = r"(?<!\d)"
+    else:
+        before = "" if long else _ALNUM_BEFORE
+    if body[-1].isdigit():
+        after = r"(?!\d)"
+    else:
+        after = r"[^\W_]*" if long else _ALNUM_AFTER
+    return before + core + after
+
+
 def _name_parts(pn: str) -> list[str]:
     """The name components of a PN value and their words (length 2 and more).
 
@@ -418,7 +561,13 @@ def _name_parts(pn: str) -> list[str]:
             if len(comp) >= 2:
                 parts.add(comp)
             parts.update(w for w in _WORD_SPLIT.split(comp) if len(w) >= 2)
-    return sorted(parts)
+    # Searched in folded text: accents dropped (and umlauts also written out as 'ue').
+    out = set()
+    for part in parts:
+        nfc = unicodedata.normalize("NFC", part)
+        out.add(fold_term(nfc))
+        out.add(fold_term(nfc.translate(_UMLAUTS)))
+    return sorted(p for p in out if len(p) >= 2)
 
 
 @dataclass(frozen=True)
@@ -438,10 +587,12 @@ class TextCleaner:
         if found is not None:
             return found
         # Labelled patterns first: 'MRN DEMO-10001' goes whole, label and value together.
-        out = text if self.patterns is None else self.patterns.sub(self.replacement, text)
-        out = self.terms.sub(self.replacement, out)
+        # Each pass compares the text folded (accents, HTML references, compatibility
+        # forms) with terms folded the same way, and cuts the matches from the original.
+        out = text if self.patterns is None else _sub(self.patterns, self.replacement, text)
+        out = _sub(self.terms, self.replacement, out)
         if self.dates is not None and _DIGIT.search(out):  # every date spelling has digits
-            out = self.dates.sub(self.replacement, out)
+            out = _sub(self.dates, self.replacement, out)
         cleaned = _SPACES.sub(" ", out).strip() if out != text else text
         if len(self._memo) >= 4096:
             self._memo.clear()
@@ -473,15 +624,21 @@ def build_cleaner(
         # CJK text has no spaces between words: a CJK name is removed wherever it stands.
         alts.append("(?:" + "|".join(re.escape(n) for n in cjk) + ")+")
     tokens: set[str] = set()
+    ids: set[str] = set()
     for kw, vals in identity.values:
         if kw in NAME_KEYWORDS:
             continue
         for v in vals:
-            v = v.strip()
+            v = fold_term(unicodedata.normalize("NFC", v.strip()))
             if kw == "PatientBirthDate":
                 tokens.update(birth_date_spellings(v))
             elif len(v) >= 2:
                 tokens.add(v)  # IDs, phone numbers, addresses, institution names
+                if kw in _ID_TERMS:
+                    ids.add(v)
+    # Identifiers by their letters and digits first: the glued forms take the whole token.
+    by_size = sorted(ids, key=lambda t: (-len(t), t))
+    alts[:0] = [p for p in (_id_pattern(t) for t in by_size) if p is not None]
     tokens = {t for t in tokens if _WORD_SPLIT.sub("", t)}
     alts.extend(_bounded(t) for t in sorted(tokens, key=lambda t: (-len(t), t)))
     terms = re.compile("|".join(alts) or r"(?!x)x", re.IGNORECASE)
@@ -582,6 +739,39 @@ _STRUCTURAL_CODES: Final[dict[int, frozenset[str]]] = {
 }
 
 
+#: A rule action of this layer: each component of a DICOMDIR file path gets a keyed name.
+FILE_ID_ACTION: Final = "file-id"
+_WHY = "medveil-decide"
+#: Elements no table row names that hold identity all the same: the decision layer's
+#: rules for them (a policy rule for the tag wins). RTV identifiers name the sending
+#: device or stream; a DICOMDIR's file-set ID and file paths are free names chosen by
+#: the writer (a patient's name or ID, often).
+_SUPPLEMENT: Final = {
+    0x00020035: Rule("(0002,0035)", "RTVSourceIdentifier", "X", _WHY, True, (), "RTV source"),
+    0x00020036: Rule("(0002,0036)", "RTVFlowIdentifier", "X", _WHY, True, (), "RTV flow"),
+    0x00041130: Rule("(0004,1130)", "FileSetID", "D", _WHY, True, (), "file-set name"),
+    0x00041141: Rule(
+        "(0004,1141)", "FileSetDescriptorFileID", FILE_ID_ACTION, _WHY, True, (), "file path"
+    ),
+    0x00041500: Rule("(0004,1500)", "ReferencedFileID", FILE_ID_ACTION, _WHY, True, (), "path"),
+}
+TEXT_VALUE: Final = 0x0040A160
+CODE_MEANING: Final = 0x00080104
+CODING_SCHEME: Final = 0x00080102
+#: The safety net's verdict that Clean Structured Content turns into cleaning.
+_NET = "safety-net"
+
+
+def is_local_scheme(designator: str | None) -> bool:
+    """True for a coding scheme a site made up (99xxx, L, L-..., LOCAL) or an absent one.
+
+    The meanings of such codes are free text written by the site (HL7 table 0396 reserves
+    '99zzz' and 'L' for local schemes); an item without a designator is not trusted either.
+    """
+    d = (designator or "").strip().upper()
+    return not d or d.startswith("99") or d == "L" or d.startswith(("L-", "LOCAL"))
+
+
 class Decider:
     """Answers, for one policy and secret, what happens to each element."""
 
@@ -591,6 +781,26 @@ class Decider:
         self.keyed = keyed
         self.mode = policy.combined_codes
         self._static: dict[tuple[int, str, bool, int], Decision] = {}
+        self.by_tag: Mapping[int, Rule] = self.compiled.by_tag
+        structured = policy.has(Option.CLEAN_STRUCTURED_CONTENT)
+        net_text = self.by_tag.get(TEXT_VALUE)
+        if structured and net_text is not None and net_text.decided_by == _NET:
+            # The net empties report text; cleaning structured content means cleaning it
+            # as a descriptor is cleaned instead (a rule the policy set itself stays).
+            self.by_tag = {
+                **self.by_tag,
+                TEXT_VALUE: Rule(
+                    net_text.selector,
+                    net_text.keyword,
+                    "C",
+                    Option.CLEAN_STRUCTURED_CONTENT.name.lower(),
+                    net_text.in_std_comp_iod,
+                    (),
+                    "TEXT content item: cleaned like a descriptor",
+                ),
+            }
+        #: The meanings of local codes are cleaned as free text (when the policy keeps them).
+        self.cleans_code_meaning = structured or policy.has(Option.CLEAN_DESCRIPTORS)
 
     def context(
         self, values: Callable[[str], list[str]], identity: Callable[[], Identity]
@@ -610,8 +820,40 @@ class Decider:
             return Route.PRIVATE, None
         if tag & 0xFFFF == 0 and group != 2:
             return Route.DROP, None
-        rule = self.compiled.rule_for(tag)
+        rule = self.compiled.rule_for(tag) or _SUPPLEMENT.get(tag)
         return (Route.UNKNOWN, None) if rule is None else (Route.RULE, rule)
+
+    def file_id(self, component: str) -> str:
+        """A keyed stand-in for one component of a DICOMDIR file path (8 CS characters)."""
+        text = component.strip()
+        return self.keyed.pseudonym("file-id", text, 8) if text else ""
+
+    def code_meaning(
+        self,
+        vr: str,
+        rule: Rule,
+        scheme: list[str] | None,
+        empty: bool,
+        text: Callable[[], list[str]],
+        ctx: PatientContext,
+    ) -> Decision:
+        """CodeMeaning beside CodingSchemeDesignator ``scheme`` (None: the item has none).
+
+        A local code's meaning is the site's own words: when the policy keeps the meaning,
+        it is cleaned as a descriptor is; a standard code's meaning is the policy's to say.
+        """
+        decision = self.act(CODE_MEANING, vr, rule, empty, text, ctx)
+        if (
+            decision.kind is Kind.KEEP
+            and self.cleans_code_meaning
+            and vr in TEXT_VRS
+            and is_local_scheme("\\".join(scheme or ()))
+        ):
+            values = text()
+            cleaned = tuple(ctx.clean_text(v) for v in values)
+            if cleaned != tuple(values):
+                return Decision(Kind.PUT, "C-local-code", cleaned)
+        return decision
 
     def map_uids(self, uids: Iterable[str]) -> list[str]:
         """Keyed replacements for UIDs; well-known ones (SOP classes, ...) stay as they are."""
@@ -678,7 +920,7 @@ class Decider:
         if vr_conflict(tag, vr):
             return Decision(Kind.REMOVE, "X-vr-mismatch")
         if action == "K":
-            return KEEP
+            return capped_age(text) if vr == "AS" else KEEP
         if action in COMBINED_ACTIONS:
             action = resolve_combined(
                 action, vr=vr, in_std_comp_iod=rule.in_std_comp_iod, empty=empty, mode=self.mode
@@ -686,7 +928,12 @@ class Decider:
             if action == "X":
                 return REMOVED
             if action == "K":
-                return KEEP
+                return capped_age(text) if vr == "AS" else KEEP
+        if action == FILE_ID_ACTION:
+            if vr != "CS":
+                return REMOVED
+            values = text()
+            return Decision(Kind.PUT, "file-id", tuple(self.file_id(v) for v in values))
         if vr == "SQ":
             return self._sequence(action, empty)
         if action == "D" and vr == "UI":
@@ -771,6 +1018,8 @@ class Decider:
         if vr in ("DA", "DT") and self.compiled.shift_dates and not empty:
             shifted, bad = shift_values(text(), ctx.offset, vr)
             return Decision(Kind.PUT, "", shifted, ("date-unparseable-emptied",) * bad)
+        if vr == "AS":
+            return capped_age(text)
         return KEEP
 
     def dummy_item_element(

@@ -47,6 +47,8 @@ from medveil.dicom.writer import (
 )
 from medveil.engine.dataset import Deidentifier, pixel_marks
 from medveil.engine.decide import (
+    CODE_MEANING,
+    CODING_SCHEME,
     KIND_DUMMY_ITEMS,
     KIND_EMPTY,
     KIND_KEEP,
@@ -650,8 +652,8 @@ class RawEngine:
         self, elems: list[_Elem], ctx: PatientContext, report: DeidReport, path: str, top: bool
     ) -> list[tuple[int, bytes | memoryview]]:
         """Decide every element of one dataset; returns (tag, bytes) in order."""
-        by_tag = self.compiled.by_tag
         decider = self.decider
+        by_tag = decider.by_tag
         out: list[tuple[int, bytes | memoryview | None]] = []
         private: list[int] = []
         by_pos: dict[int, _Elem] = {}
@@ -686,6 +688,8 @@ class RawEngine:
                 vr = self._vr(e)
                 empty = vr in ("DA", "DT") and self._empty(e)
                 decision = decider.unknown(tag, vr, empty, partial(self._text, e), ctx)
+            elif tag == CODE_MEANING and decider.cleans_code_meaning:
+                decision = self._code_meaning(e, elems, rule, ctx)
             else:
                 decision = self._decide(e, rule, ctx)
             res = self._do(e, decision, ctx, report, path)
@@ -711,13 +715,15 @@ class RawEngine:
         if tag >> 16 & 1:
             return ""
         vr = dictionary_vr(tag) or ""
-        if vr in ("", "SQ"):
-            return ""  # files that give it another VR take the general path
-        rule = compiled.by_tag.get(tag)
+        if vr in ("", "SQ", "AS"):
+            return ""  # files that give it another VR take the general path; ages are capped
+        if tag == CODE_MEANING and self.decider.cleans_code_meaning:
+            return ""  # judged with its item's coding scheme
+        rule = self.decider.by_tag.get(tag)
         if rule is None:
             if tag & 0xFFFF == 0 and tag >> 16 != 2:
                 return ""
-            rule = compiled.rule_for(tag)
+            rule = self.decider.rule(tag)[1]
         if rule is not None:
             return vr if rule.action == "K" else ""
         if not compiled.keeps_unknown(tag):
@@ -765,6 +771,20 @@ class RawEngine:
         if e.vr == "SQ":
             return not e.items
         return is_empty(self.buf[e.vstart : e.end])
+
+    def _code_meaning(
+        self, e: _Elem, elems: list[_Elem], rule: Rule, ctx: PatientContext
+    ) -> Decision:
+        """CodeMeaning, judged with its item's coding scheme as the input has it."""
+        scheme = None
+        for sib in elems:
+            if sib.tag == CODING_SCHEME:
+                if self._vr(sib) == "SH":  # anything else is not trusted: read as none
+                    scheme = self._text(sib)
+                break
+        empty = False if rule.action in ("K", "X") else self._empty(e)
+        text = partial(self._text, e)
+        return self.decider.code_meaning(self._vr(e), rule, scheme, empty, text, ctx)
 
     def _decide(self, e: _Elem, rule: Rule, ctx: PatientContext) -> Decision:
         """The decision layer's answer for an element with a rule."""
