@@ -10,7 +10,10 @@ Native transfer syntaxes are cleaned on the raw PixelData bytes (one copy, the C
 one write back); encapsulated ones are decoded through pydicom's pixel handlers (the
 ``[codecs]`` extra), masked, and re-encoded losslessly to the original syntax when it was
 lossless and an encoder is installed, otherwise written as Explicit VR Little Endian.
-Files that need no change keep their PixelData object untouched.
+Files that need no change keep their PixelData object untouched. Clean Graphics clears
+bits above BitsStored in every syntax: a compressed file is decoded for it only when a
+frame's codestream declares more bits than BitsStored (:func:`codestream_depth`), or
+stores whole bytes (RLE), or cannot be read.
 """
 
 from __future__ import annotations
