@@ -797,6 +797,16 @@ def _patterns(values: list[str], terms: Terms) -> list[Any]:
     """Each value (as learned, upper case, as written) in every plausible byte encoding."""
     patterns: set[bytes] = set()
     for v in values:
+        if v.isascii():
+            # The usual value, without the loops below (the same three encodings).
+            for pat in (
+                v.encode("ascii").translate(_FOLD),
+                v.encode("utf-16-le").translate(_FOLD),
+                v.encode("utf-16-be").translate(_FOLD),
+            ):
+                if len(pat) >= MIN_TERM:
+                    patterns.add(pat)
+            continue
         # The haystack is ASCII-folded ('^' as space, lower case): an ASCII value needs
         # one spelling; others also as upper case and as written in the input.
         variants = {v} if v.isascii() else {v, v.upper(), *terms.spellings.get(v, ())}
