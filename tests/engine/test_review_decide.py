@@ -154,10 +154,17 @@ def test_unrelated_numbers_beside_the_id_digits_stay() -> None:
     assert out(ds).StudyDescription == text
 
 
+def test_short_ids_are_matched_as_whole_tokens_only() -> None:
+    ds = base_dataset()
+    ds.PatientID = "125"
+    ds.StudyDescription = "slice 1.25 mm, 1-2-5, 125"
+    assert out(ds).StudyDescription == "slice 1.25 mm, 1-2-5,"
+
+
 def test_short_ids_keep_word_boundaries() -> None:
     ds = base_dataset()
     ds.PatientID = "ABC1D"
-    ds.StudyDescription = "XABC1D ABC1DY ABC1D A-B-C-1-D"
+    ds.StudyDescription = "XABC1D ABC1DY ABC1D"
     # Short identifiers are matched as whole tokens only: glued forms could be anything.
     assert out(ds).StudyDescription == "XABC1D ABC1DY"
 

@@ -520,13 +520,15 @@ def _id_pattern(value: str) -> str | None:
     """An identifier as text may write it: its letters and digits, separators optional.
 
     '004512873' is found as '4512873', '004-512-873' and '004 512 873'; 'A4512873' as
-    'A-4512873'. Leading zeros may be dropped when four or more characters remain. A
-    digit at either end needs a non-digit beside it (an unrelated longer number is not
-    eaten); a long identifier (6+ characters) ending in a letter also takes the letters
-    and digits glued after it ('RPID01XYA'). Each start tries a bounded pattern: linear.
+    'A-4512873'. Only identifiers of 6 or more letters and digits: a short one written
+    with separators would match unrelated numbers ('12.5' for '125'), so those are left
+    to the whole-token match. Leading zeros may be dropped when four or more characters
+    remain. A digit at either end needs a non-digit beside it (an unrelated longer number
+    is not eaten); an identifier ending in a letter also takes the letters and digits
+    glued after it ('RPID01XYA'). Each start tries a bounded pattern: linear.
     """
     skeleton = "".join(c for c in fold_term(value) if c.isalnum())
-    if len(skeleton) < 2:
+    if len(skeleton) < 6:
         return None
     body = skeleton.lstrip("0")
     zeros = len(skeleton) - len(body)
@@ -535,16 +537,8 @@ def _id_pattern(value: str) -> str | None:
     else:
         head, body = "", skeleton
     core = head + _ID_SEP.join(re.escape(c) for c in body)
-    long = len(skeleton) >= 6
-    first = skeleton[0]
-    if first.isdigit():
-        before = r"(?<!\d)"
-    else:
-        before = "" if long else _ALNUM_BEFORE
-    if body[-1].isdigit():
-        after = r"(?!\d)"
-    else:
-        after = r"[^\W_]*" if long else _ALNUM_AFTER
+    before = r"(?<!\d)" if skeleton[0].isdigit() else ""
+    after = r"(?!\d)" if body[-1].isdigit() else r"[^\W_]*"
     return before + core + after
 
 
