@@ -23,7 +23,7 @@ FILES = [
     "MR_small_bigendian.dcm",  # Explicit VR Big Endian
     "MR_small_RLE.dcm",  # RLE Lossless
     "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS Lossless
-    "JPEG2000.dcm",  # JPEG 2000, a Secondary Capture: quarantined without a pixel rule
+    "JPEG2000.dcm",  # JPEG 2000, a Secondary Capture: decoded and screened for burned-in text
 ]
 #: Meta elements that name the software that wrote a file: a network transfer carries none.
 WRITER_IDENTITY = {0x00020000, 0x00020012, 0x00020013, 0x00020016}
@@ -59,7 +59,8 @@ def test_each_syntax_is_cleaned_like_the_file(start_gateway, tmp_path: Path):
         paths.append(src / name)
     summary = deidentify_archive(src, tmp_path / "ref", policy=demo_policy(), secret=SECRET)
     reference = tree(tmp_path / "ref")
-    assert summary.written == len(reference) >= 4 and summary.quarantined >= 1
+    # Both roads must agree file by file, whatever each file's verdict is.
+    assert summary.written == len(reference) >= 4
 
     gw, log = start_gateway()
     ae = AE(ae_title="SYNTAX")
