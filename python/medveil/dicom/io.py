@@ -13,6 +13,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from medveil.dicom.peek import peek, peek_int
+from medveil.dicom.pydicom_private import elements
 from medveil.dicom.strict import StructureError, check_structure
 from medveil.dicom.writer import fast_write_parts, prepare_meta
 from medveil.errors import DicomInputError
@@ -77,7 +78,9 @@ def read_dataset(
             ds = pydicom.dcmread(fh, force=True)  # type: ignore[arg-type]
         except Exception as exc:
             raise DicomInputError(f"{name}: not a DICOM file ({exc})") from None
-        if len(ds._dict) == 0 or (not hasattr(ds, "SOPClassUID") and not hasattr(ds, "PatientID")):
+        if len(elements(ds)) == 0 or (
+            not hasattr(ds, "SOPClassUID") and not hasattr(ds, "PatientID")
+        ):
             raise DicomInputError(
                 f"{name}: not a DICOM file (no preamble, no parsable dataset)"
             ) from None

@@ -60,6 +60,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from medveil.dicom.pydicom_private import decodable_syntaxes
 from medveil.durable import check_relpath
 from medveil.engine.instance import scrub_reason
 from medveil.errors import MedveilError
@@ -103,9 +104,7 @@ def cleanable_transfer_syntaxes() -> list[UID]:
 
     known: Iterable[str]
     try:  # every syntax pydicom has a decoder for
-        from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS
-
-        known = _PIXEL_DATA_DECODERS
+        known = decodable_syntaxes()
     except ImportError:  # pragma: no cover - a pydicom that moved it: the ones medveil knows
         known = {**REENCODERS, **LOSSY_METHOD, **dict.fromkeys(LOSSLESS_NO_ENCODER)}
     out = list(NATIVE_SYNTAXES)

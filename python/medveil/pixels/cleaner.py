@@ -42,6 +42,7 @@ from pydicom.uid import (
 )
 
 from medveil.dicom.peek import peek
+from medveil.dicom.pydicom_private import element, elements
 from medveil.errors import QuarantineError
 from medveil.pixels.masking import fix_unused_bits, mask_regions
 from medveil.pixels.rules import PixelRule, RuleSet
@@ -283,7 +284,7 @@ def _transfer_syntax(ds: pydicom.Dataset) -> UID:
 
 def _pixel_bytes(ds: pydicom.Dataset) -> bytes | memoryview:
     """The Pixel Data value; a raw element's bytes as they are (pydicom would return them too)."""
-    elem = ds._dict.get(PIXEL_DATA_TAG)
+    elem = element(ds, PIXEL_DATA_TAG)
     if isinstance(elem, RawDataElement) and isinstance(elem.value, (bytes, memoryview)):
         return elem.value
     return ds.PixelData  # type: ignore[no-any-return]
@@ -698,15 +699,15 @@ def _bytes_pixel_data(ds: pydicom.Dataset) -> Iterator[None]:
     next to the decoded frames) and the original element is put back afterwards, so the
     caller still sees its own, untouched, object.
     """
-    elem = ds._dict.get(PIXEL_DATA_TAG)
+    elem = element(ds, PIXEL_DATA_TAG)
     if not (isinstance(elem, RawDataElement) and isinstance(elem.value, memoryview)):
         yield
         return
-    ds._dict[PIXEL_DATA_TAG] = elem._replace(value=bytes(elem.value))
+    elements(ds)[elem.tag] = elem._replace(value=bytes(elem.value))
     try:
         yield
     finally:
-        ds._dict[PIXEL_DATA_TAG] = elem
+        elements(ds)[elem.tag] = elem
 
 
 def _write_native(ds: pydicom.Dataset, arr: np.ndarray, photometric: str) -> None:

@@ -47,6 +47,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import BaseTag, Tag
 
 from medveil.dicom.peek import peek
+from medveil.dicom.pydicom_private import element
 from medveil.errors import PolicyError
 
 if sys.version_info >= (3, 11):
@@ -92,7 +93,7 @@ def _raw_key(ds: pydicom.Dataset, tags: tuple[BaseTag, ...]) -> tuple[object, ..
     this key finds a series' cached answer without decoding its attributes again.
     """
     meta = getattr(ds, "file_meta", None)
-    charset = ds._dict.get(_CHARSET)
+    charset = element(ds, _CHARSET)
     if charset is not None and not (
         isinstance(charset, RawDataElement) and isinstance(charset.value, bytes)
     ):
@@ -100,7 +101,7 @@ def _raw_key(ds: pydicom.Dataset, tags: tuple[BaseTag, ...]) -> tuple[object, ..
     parts: list[object] = [None if charset is None else charset.value]
     for tag in tags:
         container = meta if tag >> 16 == 0x0002 else ds
-        elem = None if container is None else container._dict.get(tag)
+        elem = None if container is None else element(container, tag)
         if elem is None:
             parts.append(None)
         elif isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
@@ -117,7 +118,7 @@ def attribute_text(ds: pydicom.Dataset, tag: BaseTag) -> str | None:
         container = getattr(ds, "file_meta", None)
     if container is None:
         return None
-    elem = container._dict.get(tag)
+    elem = element(container, tag)
     if elem is None:
         return None
     if elem.VR == "SQ":
