@@ -16,6 +16,8 @@ import unicodedata
 
 import pydicom
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from medveil.engine.dataset import Deidentifier
 from medveil.engine.decide import (
     build_cleaner,
@@ -437,3 +439,36 @@ def test_dicomdir_file_set_id_and_paths_are_not_kept() -> None:
     ds.save_as(buf)
     for component in originals:
         assert b"\\" + component.encode() + b"\\" not in buf.getvalue()
+
+
+# ------------------------------------------------------------- property: any spelling
+_SEPARATORS = ["", "", "", " ", "-", ".", "/", "_", "  "]
+
+
+@st.composite
+def _id_and_spelling(draw: st.DrawFn) -> tuple[str, str]:
+    """An identifier with a digit, and one way free text may write it."""
+    alphabet = "ABCDEFGHJKLMNPRSTUVXYZ0123456789"
+    pid = draw(
+        st.text(alphabet, min_size=6, max_size=12).filter(lambda t: any(c.isdigit() for c in t))
+    )
+    chars = pid.lstrip("0") if len(pid.lstrip("0")) >= 4 and draw(st.booleans()) else pid
+    seps = draw(st.lists(st.sampled_from(_SEPARATORS), min_size=len(chars), max_size=len(chars)))
+    written = "".join(c + s for c, s in zip(chars, [*seps[:-1], ""], strict=True))
+    if draw(st.booleans()):
+        written = written.lower()
+    if pid[-1].isalpha() and draw(st.booleans()):
+        written += draw(st.sampled_from(["A", "X2", "b"]))  # a glued suffix
+    return pid, written
+
+
+@settings(max_examples=300, deadline=None)
+@given(_id_and_spelling())
+def test_any_spelling_of_an_id_leaves_no_digit(case: tuple[str, str]) -> None:
+    pid, written = case
+    values = {"PatientID": [pid]}
+    identity = identity_of(lambda kw: values.get(kw, []), ["Doe^John"])
+    cleaned = build_cleaner(identity, (), "", False).clean(f"pre {written} post")
+    # The context has no digit: any digit left is a piece of the identifier.
+    assert not any(c.isdigit() for c in cleaned), (written, cleaned)
+    assert cleaned.startswith("pre") and cleaned.endswith("post")

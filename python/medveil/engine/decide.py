@@ -522,18 +522,20 @@ def _id_pattern(value: str) -> str | None:
     '004512873' is found as '4512873', '004-512-873' and '004 512 873'; 'A4512873' as
     'A-4512873'. Only identifiers of 6 or more letters and digits: a short one written
     with separators would match unrelated numbers ('12.5' for '125'), so those are left
-    to the whole-token match. Leading zeros may be dropped when four or more characters
-    remain. A digit at either end needs a non-digit beside it (an unrelated longer number
-    is not eaten); an identifier ending in a letter also takes the letters and digits
-    glued after it ('RPID01XYA'). Each start tries a bounded pattern: linear.
+    to the whole-token match. Leading zeros may be dropped (or up to four added) when
+    four or more characters remain. A digit at either end needs a non-digit beside it
+    (an unrelated longer number is not eaten); an identifier ending in a letter also
+    takes the letters and digits glued after it ('RPID01XYA'). Each start tries a
+    bounded pattern: linear.
     """
     skeleton = "".join(c for c in fold_term(value) if c.isalnum())
     if len(skeleton) < 6:
         return None
     body = skeleton.lstrip("0")
     zeros = len(skeleton) - len(body)
-    if zeros and len(body) >= 4:
-        head = "0*"  # contiguous: only a digit run's start can take them, so still linear
+    if skeleton[0].isdigit() and len(body) >= 4:
+        # Zeros dropped, or padded with a few more: a bounded run, so each start is too.
+        head = f"(?:0{_ID_SEP}){{0,{zeros + 4}}}"
     else:
         head, body = "", skeleton
     core = head + _ID_SEP.join(re.escape(c) for c in body)
