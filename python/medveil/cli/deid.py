@@ -84,6 +84,12 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="quarantine a file not cleaned within SECONDS plus one second per 10 MB "
         "(default 60; 0 for no limit)",
     )
+    p.add_argument(
+        "--dicomdir",
+        action="store_true",
+        help="write a DICOMDIR for the output under OUTPUT/dicomdir/ even when the input "
+        "has none (it is written whenever the input has one)",
+    )
     p.set_defaults(func=run)
 
 
@@ -206,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
             durable=not args.no_fsync,
             max_file_size=getattr(args, "max_file_size", None),
             file_timeout=getattr(args, "file_timeout", 60.0),
+            dicomdir=getattr(args, "dicomdir", False),
         )
     except MedveilError as exc:
         print(f"medveil: {exc}", file=sys.stderr)
@@ -220,12 +227,28 @@ def run(args: argparse.Namespace) -> int:
         f"medveil deid {state}: {summary.files_in} files in, {summary.written} written, "
         f"{summary.skipped} skipped ({_reasons(summary.skipped_reasons) or 'not DICOM'}), "
         f"{summary.quarantined} quarantined"
+        f"{f', {summary.duplicates} duplicates' if summary.duplicates else ''}"
+        f"{f', {summary.replaced} DICOMDIR replaced' if summary.replaced else ''}"
         f"{f', {summary.resumed} already done' if summary.resumed else ''}"
         f"{f', {summary.unreadable} folders unreadable' if summary.unreadable else ''}; "
         f"{summary.seconds:.1f} s, {summary.files_per_second:.0f} files/s, "
         f"{summary.mb_per_second:.1f} MB/s{_engines(summary)}. "
         f"Records: {Path(args.output) / '.medveil'}"
     )
+    if summary.dicomdir:
+        left = summary.dicomdir_left_out
+        print(
+            f"medveil: DICOMDIR for the output written to {Path(args.output) / summary.dicomdir}"
+            f"{f' ({left} files it has no record type for left out)' if left else ''}"
+        )
+    if summary.unresolved_references or summary.references_unchecked:
+        unchecked = summary.references_unchecked
+        print(
+            f"medveil: {summary.unresolved_references} references of released files point "
+            "at no released instance, series, study or frame of reference"
+            f"{f'; {unchecked} files not checked' if unchecked else ''}",
+            file=sys.stderr,
+        )
     if summary.retried:
         print(
             f"medveil: {summary.retried} retries after failures outside the files "

@@ -40,6 +40,15 @@ from medveil.durable import UnsafePath, die_with_parent, safe_join
 from medveil.errors import MedveilError
 from medveil.policy.keys import Keyed
 from medveil.policy.schema import Policy
+from medveil.run.outputs import (
+    DIFFERENT_CONTENT,
+    IDENTICAL,
+    REPLACED,
+    ExclusiveBatch,
+    is_dicomdir,
+    references,
+    write_dicomdir,
+)
 
 if TYPE_CHECKING:
     from medveil.crypto.vault import Vault
@@ -79,6 +88,20 @@ class RunSummary:
     skipped: int = 0
     quarantined: int = 0
     resumed: int = 0
+    # Inputs whose output another input had already written, byte for byte (same SOP
+    # Instance UID, same content): not written twice. Different content is quarantined.
+    duplicates: int = 0
+    # DICOMDIR inputs: not released; a new DICOMDIR for the output is written instead.
+    replaced: int = 0
+    # The new DICOMDIR's path relative to OUTPUT ("" when none was written), and how many
+    # released files pydicom's FileSet could not make a directory record of.
+    dicomdir: str = ""
+    dicomdir_left_out: int = 0
+    # References (inside sequences: Referenced SOP Instance, Series, Study, Frame of
+    # Reference UIDs) of the released files to a UID that no released file has; and the
+    # released files whose references could not be read (not counted in the former).
+    unresolved_references: int = 0
+    references_unchecked: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     seconds: float = 0.0
@@ -717,7 +740,7 @@ def _retry(reason: str) -> dict[str, object]:
     return {"status": "retry", "reason": reason, "size_in": 0}
 
 
-def _process_one(item: Item, batch: Any) -> dict[str, object]:
+def _process_one(item: Item, batch: ExclusiveBatch) -> dict[str, object]:
     """Read, clean, post-check and stage one input; its record (status, reason, row, ...)."""
     from medveil.engine.instance import clean_instance
 
@@ -728,6 +751,10 @@ def _process_one(item: Item, batch: Any) -> dict[str, object]:
         try:
             raw = _read(item)
             size = len(raw)
+            if is_dicomdir(raw):
+                # A directory of the input's files, not an instance: its records name
+                # patients and point at the input's file IDs. Replaced at the end.
+                return {"status": "replaced", "reason": REPLACED, "size_in": size}
             limit = _time_limit(size)
             _arm(limit)
             result = clean_instance(
@@ -771,9 +798,17 @@ def _process_one(item: Item, batch: Any) -> dict[str, object]:
         except UnsafePath as exc:
             return {"status": "quarantined", "reason": str(exc), "size_in": result.size_in}
         try:
-            batch.add(path, result.parts)
+            refs, frame = references(result.parts)
+            record["refs"], record["frame"] = refs, frame
+        except Exception:  # a header pydicom cannot read back: counted as unchecked
+            record["refs"] = None
+        try:
+            placed = batch.add_checked(path, result.parts, str(result.row["sha256"]))
         except (OSError, MemoryError) as exc:
             return _retry(_env_reason(exc))
+        if placed == "different":
+            return {"status": "quarantined", "reason": DIFFERENT_CONTENT, "size_in": size}
+        record["_path"] = path
     return record
 
 
@@ -783,22 +818,28 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
     A record's status is "written", "skipped", "quarantined" (a verdict on the file) or
     "retry" (the environment failed: disk full, out of memory; the parent tries again).
     """
-    from medveil.durable import BatchWriter
-
     assert _OUTPUT is not None
-    batch = BatchWriter(_OUTPUT, durable=_DURABLE)
+    batch = ExclusiveBatch(_OUTPUT, durable=_DURABLE)
     try:
         out = [_process_one(item, batch) for item in items]
         try:
-            batch.commit()
+            placed = batch.commit_exclusive()
         except (OSError, MemoryError) as exc:
-            # Not durable, so not done: every file of the batch is tried again.
+            # Not durable, so not done: every file of the batch is tried again (a file
+            # already placed is then found identical and kept: see ExclusiveBatch).
             batch.abort()
             why = _env_reason(exc)
             out = [_retry(why) if r["status"] == "written" else r for r in out]
+            placed = {}
     except BaseException:
         batch.abort()
         raise
+    for i, r in enumerate(out):
+        path = r.pop("_path", None)
+        if r["status"] == "written" and placed.get(cast(Path, path)) == "different":
+            # Another worker placed a different file under this name first.
+            out[i] = {"status": "quarantined", "reason": DIFFERENT_CONTENT}
+            out[i]["size_in"] = r.get("size_in", 0)
     return out
 
 
@@ -839,6 +880,14 @@ class RunRecords:
         # Each record first deletes the input's earlier row (a resumed run may redo it):
         # without an index that is a scan of the whole catalog per file, quadratic in all.
         self.db.execute("CREATE INDEX IF NOT EXISTS instances_source ON instances (source_key)")
+        # Which input owns an output path: asked once per written file (duplicates).
+        self.db.execute("CREATE INDEX IF NOT EXISTS instances_path ON instances (path)")
+        # The UIDs each released file refers to, and its Frame of Reference UID: the
+        # unresolved references are counted from them at the end (resumed runs included).
+        self.db.execute("CREATE TABLE IF NOT EXISTS refs (source_key TEXT, uid TEXT)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS refs_source ON refs (source_key)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS frames (source_key TEXT, uid TEXT)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS frames_source ON frames (source_key)")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS inputs"
             " (source_key TEXT PRIMARY KEY, status TEXT, reason TEXT, size_in INTEGER)"
@@ -852,18 +901,56 @@ class RunRecords:
         """Keys of inputs finished by an earlier (interrupted) run."""
         return {k for (k,) in self.db.execute("SELECT source_key FROM inputs")}
 
+    def owner(self, relpath: str) -> str | None:
+        """The input key whose catalog row holds this output path, if any."""
+        found = self.db.execute(
+            "SELECT source_key FROM instances WHERE path = ? LIMIT 1", (relpath,)
+        ).fetchone()
+        return None if found is None else str(found[0])
+
+    def has_path(self, relpath: str) -> bool:
+        """Whether a catalog row holds this output path."""
+        return self.owner(relpath) is not None
+
+    def paths(self) -> Iterator[str]:
+        """Every released output path, in catalog order."""
+        for (path,) in self.db.execute("SELECT path FROM instances ORDER BY path"):
+            yield str(path)
+
+    def count(self, status: str) -> int:
+        """How many inputs (this run and earlier ones) have this status."""
+        (n,) = self.db.execute("SELECT COUNT(*) FROM inputs WHERE status = ?", (status,)).fetchone()
+        return int(n)
+
+    def unresolved_references(self) -> int:
+        """References of released files to a UID no released file has (as instance,
+        series, study or frame of reference)."""
+        (n,) = self.db.execute(
+            "SELECT COUNT(*) FROM refs WHERE uid NOT IN ("
+            " SELECT sop_uid FROM instances UNION SELECT series_uid FROM instances"
+            " UNION SELECT study_uid FROM instances UNION SELECT uid FROM frames)"
+        ).fetchone()
+        return int(n)
+
     def record(self, key: str, result: dict[str, object]) -> None:
         """Store one input's outcome; commits in batches (and always at close)."""
+        for table in ("instances", "refs", "frames"):
+            # A resumed run may redo an input: its earlier rows go first.
+            self.db.execute(f"DELETE FROM {table} WHERE source_key = ?", (key,))
         if result["status"] == "written":
             row = result["row"]
             assert isinstance(row, dict)
             names = [n for n, _ in CATALOG_COLUMNS]
-            self.db.execute("DELETE FROM instances WHERE source_key = ?", (key,))
             self.db.execute(
                 f"INSERT INTO instances ({', '.join(names)}, source_key) VALUES "
                 f"({', '.join('?' * (len(names) + 1))})",
                 [row[n] for n in names] + [key],
             )
+            refs = cast("list[str] | None", result.get("refs"))
+            if refs:
+                self.db.executemany("INSERT INTO refs VALUES (?, ?)", [(key, u) for u in refs])
+            if result.get("frame"):
+                self.db.execute("INSERT INTO frames VALUES (?, ?)", (key, result["frame"]))
         if result.get("pixels"):
             self.pixel_log.write(json.dumps(result["pixels"]) + "\n")
         self.db.execute(
@@ -877,6 +964,7 @@ class RunRecords:
     def finish(self, summary: RunSummary) -> None:
         """Commit the catalog and write the quarantine list and the summary (no PHI)."""
         self.db.commit()
+        summary.unresolved_references = self.unresolved_references()
         self.pixel_log.close()
         rows = self.db.execute(
             "SELECT source_key, reason FROM inputs WHERE status = 'quarantined' ORDER BY source_key"
@@ -900,6 +988,25 @@ def _remove_partial_files(output: Path) -> None:
                     os.unlink(os.path.join(root, f))
                 except FileNotFoundError:
                     pass
+
+
+def _remove_unrecorded_outputs(output: Path, records: RunRecords) -> None:
+    """Remove the outputs (patient/study/series/instance.dcm) no catalog row holds."""
+    for root, dirs, files in os.walk(output):
+        rel_root = os.path.relpath(root, output)
+        depth = 0 if rel_root == "." else rel_root.count(os.sep) + 1
+        if depth == 0:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if depth != 3:
+            continue
+        for f in files:
+            if f.endswith(".dcm") and not f.startswith("."):
+                rel = f"{rel_root.replace(os.sep, '/')}/{f}"
+                if not records.has_path(rel):
+                    try:
+                        os.unlink(os.path.join(root, f))
+                    except FileNotFoundError:
+                        pass
 
 
 def lock_output(output: Path) -> int:
@@ -1016,6 +1123,7 @@ def deidentify_archive(
     durable: bool = True,
     max_file_size: int | None = None,
     file_timeout: float = 60.0,
+    dicomdir: bool = False,
 ) -> RunSummary:
     """De-identify every DICOM file under input into output; returns the run's summary.
 
@@ -1029,6 +1137,11 @@ def deidentify_archive(
     (an X.509 certificate file) seals each file's replaced originals into it (PS3.15
     E.1.1). ``max_file_size`` (bytes; default from available memory and workers) and
     ``file_timeout`` (seconds, plus one per 10 MB; 0 for none) bound each file.
+
+    Two inputs with one output path (the same SOP Instance UID): identical outputs are
+    written once (the second counts as ``duplicates``), a different second one is
+    quarantined. A DICOMDIR input is not released (``replaced``); when the input had one,
+    or with ``dicomdir=True``, a new DICOMDIR is written under OUTPUT/dicomdir/.
 
     Failures of the environment (a worker killed, disk full, out of memory) are retried,
     one file at a time, up to MAX_TRIES; when one persists the run stops: ``failed``
@@ -1062,6 +1175,7 @@ def deidentify_archive(
             durable,
             max_file_size,
             file_timeout,
+            dicomdir,
         )
     finally:
         os.close(lock)
@@ -1082,6 +1196,7 @@ def _run(
     durable: bool,
     max_file_size: int | None,
     file_timeout: float,
+    dicomdir: bool = False,
 ) -> RunSummary:
     """deidentify_archive once its checks pass and its lock is held."""
     keyed = Keyed(secret)
@@ -1089,6 +1204,9 @@ def _run(
     done = records.done_keys() if resume else set()
     if resume:
         _remove_partial_files(out)
+        # Outputs placed by a killed run whose records it never wrote: redone now (kept,
+        # a redo would take them for another input's duplicates).
+        _remove_unrecorded_outputs(out, records)
     max_size = max_file_size if max_file_size is not None else default_max_file_size(workers)
     summary = RunSummary()
     t0 = time.perf_counter()
@@ -1152,6 +1270,14 @@ def _run(
 
     def account(key: str, name: str, result: dict[str, object]) -> None:
         status = result["status"]
+        if status == "written":
+            row = cast("dict[str, object]", result["row"])
+            owner = records.owner(str(row["path"]))
+            if owner is not None and owner != key:
+                # Its file is on disk already, written for another input (this run or an
+                # earlier one), byte for byte: the one file, the one catalog row.
+                status = "duplicate"
+                result = {"status": status, "reason": IDENTICAL, "size_in": result["size_in"]}
         try:
             if vault is not None and result.get("identity"):
                 # Committed before the input is recorded as done, so a resumed run never
@@ -1175,9 +1301,15 @@ def _run(
             summary.engines[str(result.get("engine") or "dataset")] += 1
             if result.get("declined"):
                 summary.declined[str(result["declined"])] += 1
+            if "refs" in result and result["refs"] is None:
+                summary.references_unchecked += 1
         elif status == "skipped":
             summary.skipped += 1
             summary.skipped_reasons[str(result.get("reason") or "not DICOM")] += 1
+        elif status == "duplicate":
+            summary.duplicates += 1
+        elif status == "replaced":
+            summary.replaced += 1
         else:
             summary.quarantined += 1
             if on_quarantine:
@@ -1328,6 +1460,15 @@ def _run(
             # A killed worker may have left temporaries; every worker is gone now.
             _remove_partial_files(out)
         summary.files_in += summary.resumed
+        try:
+            if (dicomdir or records.count("replaced")) and not (
+                summary.interrupted or summary.failed
+            ):
+                summary.dicomdir, summary.dicomdir_left_out = write_dicomdir(out, records.paths())
+        except (OSError, ValueError, sqlite3.Error) as exc:
+            summary.failure = summary.failure or f"cannot write the DICOMDIR: {_env_reason(exc)}"
+            if on_problem:
+                on_problem("DICOMDIR", f"cannot write the DICOMDIR: {_env_reason(exc)}")
         summary.seconds = time.perf_counter() - t0
         try:
             records.finish(summary)
