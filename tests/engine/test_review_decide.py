@@ -472,3 +472,30 @@ def test_any_spelling_of_an_id_leaves_no_digit(case: tuple[str, str]) -> None:
     # The context has no digit: any digit left is a piece of the identifier.
     assert not any(c.isdigit() for c in cleaned), (written, cleaned)
     assert cleaned.startswith("pre") and cleaned.endswith("post")
+
+
+@st.composite
+def _name_and_spelling(draw: st.DrawFn) -> tuple[str, str]:
+    """An accented family name, and one way free text may write it."""
+    family = draw(st.text("abdeklmnorstuéèêëäöüçşñøłßàá", min_size=3, max_size=10)).capitalize()
+    form = draw(st.sampled_from(["nfc", "nfd", "upper", "bare", "html"]))
+    if form == "nfd":
+        written = unicodedata.normalize("NFD", family)
+    elif form == "upper":
+        written = family.upper()
+    elif form == "bare":
+        written = fold_text(family)[0]
+    elif form == "html":
+        written = family.encode("ascii", "xmlcharrefreplace").decode("ascii")
+    else:
+        written = family
+    return family, written
+
+
+@settings(max_examples=300, deadline=None)
+@given(_name_and_spelling())
+def test_any_spelling_of_an_accented_name_is_removed(case: tuple[str, str]) -> None:
+    family, written = case
+    identity = identity_of(lambda kw: [], [f"{family}^Qx"])
+    cleaned = build_cleaner(identity, (), "", False).clean(f"123 {written} 456")
+    assert cleaned == "123 456", (written, cleaned)
