@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from medveil.engine.dataset import Deidentifier
 from medveil.engine.decide import (
+    TextCleaner,
     build_cleaner,
     fold_text,
     identity_of,
@@ -224,7 +225,7 @@ def test_fold_maps_matches_back_to_the_source() -> None:
 
 
 # ------------------------------------------------------------- linear time
-def _cleaner():  # type: ignore[no-untyped-def]
+def _cleaner() -> TextCleaner:
     values = {
         "PatientID": ["004512873"],
         "OtherPatientIDs": ["A4512873"],
@@ -417,8 +418,10 @@ def test_rtv_identifiers_leave_the_file_meta(implicit: bool) -> None:
 
 
 def test_dicomdir_file_set_id_and_paths_are_not_kept() -> None:
+    path = get_testdata_file("DICOMDIR")
+    assert isinstance(path, str)
     with quiet():
-        ds = pydicom.dcmread(get_testdata_file("DICOMDIR"))
+        ds = pydicom.dcmread(path)
     records = [r for r in ds.DirectoryRecordSequence if "ReferencedFileID" in r]
     before = [list(r.ReferencedFileID) for r in records]
     assert ds.FileSetID == "PYDICOM_TEST"
