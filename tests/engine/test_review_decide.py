@@ -502,3 +502,18 @@ def test_any_spelling_of_an_accented_name_is_removed(case: tuple[str, str]) -> N
     identity = identity_of(lambda kw: [], [f"{family}^Qx"])
     cleaned = build_cleaner(identity, (), "", False).clean(f"123 {written} 456")
     assert cleaned == "123 456", (written, cleaned)
+
+
+@pytest.mark.parametrize("age", ["101Y", "1200M"])
+def test_kept_private_age_is_capped(age: str) -> None:
+    ds = base_dataset()
+    block = ds.private_block(0x0009, "ACME AGES", create=True)
+    block.add_new(0x10, "AS", age)
+    block.add_new(0x11, "AS", "045Y")
+    policy = Policy.from_toml(
+        '[elements]\n"ACME AGES:(0009,xx10)" = "K"\n"ACME AGES:(0009,xx11)" = "K"\n'
+    )
+    got = out(ds, policy=policy)
+    kept = got.private_block(0x0009, "ACME AGES")
+    assert kept[0x10].value == ("090Y" if age == "101Y" else "")
+    assert kept[0x11].value == "045Y"

@@ -616,6 +616,13 @@ class Deidentifier:
                 self._do(ds, tag, vr, decision, ctx, report, path, rule)
             elif verdict is decide.VERDICT_SAFE:
                 report.add(path, tag, verdict.value)
+            if verdict is decide.VERDICT_SAFE or verdict is decide.VERDICT_KEEP:
+                # A kept private age is capped like any other (an explicit AS only).
+                elem = ds._dict[tag]
+                if _vr_of(elem, int(tag)) == "AS":
+                    capped = decide.capped_age(partial(_text, ds, tag))
+                    if capped is not decide.KEEP:
+                        self._do(ds, tag, "AS", capped, ctx, report, path, None)
         # pydicom caches private blocks by creator; elements were removed behind its back.
         blocks = getattr(ds, "_private_blocks", None)
         if blocks:

@@ -49,6 +49,7 @@ from medveil.engine.dataset import Deidentifier, pixel_marks
 from medveil.engine.decide import (
     CODE_MEANING,
     CODING_SCHEME,
+    KEEP,
     KIND_DUMMY_ITEMS,
     KIND_EMPTY,
     KIND_KEEP,
@@ -69,6 +70,7 @@ from medveil.engine.decide import (
     Identity,
     PatientContext,
     cap_age,
+    capped_age,
     dictionary_vr,
     identity_of,
     is_empty,
@@ -945,9 +947,17 @@ class RawEngine:
             elif verdict in (VERDICT_KEEP, VERDICT_SAFE):
                 if verdict is VERDICT_SAFE:
                     report.add(path, tag, verdict.value)
-                if by_pos[tag].vr == "SQ":
+                e = by_pos[tag]
+                if e.vr == "SQ":
                     raise NotRaw("private sequence kept")
-                keep[tag] = self._keep(by_pos[tag])
+                if e.vr == "AS":  # a kept private age is capped like any other
+                    capped = capped_age(partial(self._text, e))
+                    if capped is not KEEP:
+                        res = self._do(e, capped, ctx, report, path)
+                        if res is not None:
+                            keep[tag] = res
+                        continue
+                keep[tag] = self._keep(e)
         return keep
 
     def _written(self, e: _Elem) -> tuple[str | None, bytes | None]:
