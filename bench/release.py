@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import re
 import shutil
@@ -176,7 +177,8 @@ def run_cli(
             quarantined.append((name, reason))
     if p.returncode not in (0, 1):
         sys.exit(f"medveil deid failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return quarantined, wall, (p.stdout.strip().splitlines() or [""])[-1]
+    lines = [x for x in p.stdout.splitlines() if x.startswith("medveil deid ")] or [""]
+    return quarantined, wall, lines[-1]
 
 
 def pydicom_inputs(dst: Path) -> dict[str, str]:
@@ -229,8 +231,6 @@ def main() -> None:
     )
     gen_s = time.perf_counter() - t
     classes = {i.path: i.cls for i in man.instances}
-    if man.dicomdir:
-        classes[man.dicomdir] = "DICOMDIR"
     extra = pydicom_inputs(src) if args.pydicom else {}
     classes.update(extra)
     key = work / "site.key"
@@ -256,7 +256,7 @@ def main() -> None:
     new_of = {u: keyed.uid(u) for u in man.uids}
     orig_of_new = {v: k for k, v in new_of.items()}
     out_uids: set[str] = set()
-    outputs = sorted(p for p in dst.rglob("*.dcm") if ".medveil" not in p.parts)
+    outputs = sorted(dst.glob("*/*/*/*.dcm"))  # not the DICOMDIR folder's copies
 
     needles = [s.encode() for s in man.all_identifiers()]
     # pydicom files: each output is searched for its own input's name parts and ID (4+
@@ -350,6 +350,24 @@ def main() -> None:
         print("\none input per reason / new dciodvfy error:")
         for rc, full in sorted(full_reason.items()):
             print(f"  [{rc}]\n      {full[:400]}")
+    run_summary = json.loads((dst / ".medveil" / "summary.json").read_text())
+    print(
+        "run summary: {written} written, {duplicates} duplicates, {replaced} DICOMDIR "
+        "replaced (new one: {dicomdir}), {unresolved_references} unresolved references, "
+        "{references_unchecked} files' references unchecked".format(
+            **{
+                k: run_summary.get(k) or 0
+                for k in (
+                    "written",
+                    "duplicates",
+                    "replaced",
+                    "unresolved_references",
+                    "references_unchecked",
+                )
+            },
+            dicomdir=run_summary.get("dicomdir") or "none",
+        )
+    )
     if args.quality:
         quality(man, src, args.quality)
     if not args.keep:
@@ -400,7 +418,8 @@ def _print_table(stats: dict[str, Counter[str]], quar: dict[str, Counter[str]], 
             print(f"of which {prefix[:-1]}: released {r}/{n} = {100 * r / n:.1f} %")
     print(
         "('on disk' counts output files found per class: fewer than released when inputs "
-        "share a SOP Instance UID and one output overwrote another)"
+        "share a SOP Instance UID: an identical output is written once, a different one "
+        "quarantined)"
     )
 
 

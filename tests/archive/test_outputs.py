@@ -226,7 +226,7 @@ def test_dicomdir_is_replaced(realistic_run: tuple[Path, Path, object, RunSummar
     assert summary.dicomdir_left_out == 0
     assert_agree(out, summary)
     released = {
-        str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in outputs(out)
+        str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in outputs(out)
     }
     listed = set()
     with file_set(out / summary.dicomdir) as fs:
@@ -234,8 +234,11 @@ def test_dicomdir_is_replaced(realistic_run: tuple[Path, Path, object, RunSummar
             path = Path(instance.path)
             assert path.is_file() and out / "dicomdir" in path.parents
             assert all(len(part) <= 8 for part in instance.ReferencedFileID)
-            listed.add(str(instance.load().SOPInstanceUID))
-    assert listed == released
+            uid = str(instance.load().SOPInstanceUID)
+            listed.add(uid)
+            # The released file itself (a hard link), pixels and all.
+            assert path.read_bytes() == released[uid].read_bytes()
+    assert listed == set(released)
     needles = [s.encode() for s in man.all_identifiers()]
     data = (out / summary.dicomdir).read_bytes().upper()
     assert not [n for n in needles if n in data]

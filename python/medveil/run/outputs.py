@@ -19,7 +19,7 @@ import shutil
 import struct
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,10 @@ MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 DICOMDIR_FOLDER = "dicomdir"
 # Reasons of the archive records (fixed texts: no values, no paths).
 DIFFERENT_CONTENT = (
-    "duplicate SOP Instance UID with different content: another input's output already "
-    "holds this instance's new SOP Instance UID; this one is kept out so neither is lost "
-    "silently (check the export for two different files sharing one SOP Instance UID)"
+    "duplicate SOP Instance UID with different content: another input was already "
+    "released under the same new SOP Instance UID, and a release cannot hold two different "
+    "instances with one UID; check the export for two different files sharing a SOP "
+    "Instance UID (the same image in two transfer syntaxes, say)"
 )
 IDENTICAL = "duplicate: another input gave the identical output (same SOP Instance UID)"
 REPLACED = "DICOMDIR: not released; a new one is written for the output"
@@ -152,9 +153,11 @@ def write_dicomdir(output: Path, relpaths: Iterable[str]) -> tuple[str, int]:
     """Write OUTPUT/dicomdir/ (a DICOMDIR and its file set) from the released outputs.
 
     PS3.10 file IDs have at most 8 characters per component, and the output tree's
-    (pseudonym/UID/UID/UID.dcm) do not fit, so pydicom's FileSet lays out a copy of every
-    released file under its own IDs (PT000000/ST000000/SE000000/IM000000) next to the
-    DICOMDIR. Its records are made from the de-identified files only. Returns the
+    (pseudonym/UID/UID/UID.dcm) do not fit, so pydicom's FileSet lays out the file set
+    under its own IDs (PT000000/ST000000/SE000000/IM000000) next to the DICOMDIR. Its
+    records are made from the de-identified files' headers only (pixels are not read);
+    each file ID is then a hard link to the released file (a copy where the file system
+    has no hard links), so the file set costs no space twice. Returns the
     DICOMDIR's path relative to OUTPUT ("" when there was nothing to put in it) and how
     many outputs FileSet could not make a record of (left out, counted).
     """
@@ -168,20 +171,44 @@ def write_dicomdir(output: Path, relpaths: Iterable[str]) -> tuple[str, int]:
     left_out = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom's warnings may quote values
-        fs = FileSet()
+
+        class _FileSet(FileSet):
+            # FileSet.add first looks for the instance among all those added, which makes
+            # a file set of n files cost n² (minutes at 10,000). Each SOP Instance UID is
+            # added once here (checked below), so the search is skipped while adding.
+            adding = False
+
+            def __iter__(self) -> Iterator[Any]:
+                return iter(()) if self.adding else super().__iter__()
+
+        fs = _FileSet()
         fs.ID = "MEDVEIL"
+        released: dict[str, Path] = {}
+        fs.adding = True
         for rel in relpaths:
             try:
-                fs.add(pydicom.dcmread(output / rel))
+                ds = pydicom.dcmread(output / rel, stop_before_pixels=True)
+                uid = str(ds.SOPInstanceUID)
+                if uid in released:
+                    # Two studies or patients holding one SOP Instance UID: one record.
+                    left_out += 1
+                    continue
+                fs.add(ds)
             except (ValueError, KeyError, AttributeError, TypeError, OSError):
                 # A record type FileSet cannot make for it (a required key missing).
                 left_out += 1
+                continue
+            released[uid] = output / rel
+        fs.adding = False
         if not len(fs):
             return "", left_out
         # Written beside, then swapped in: a killed run never leaves half a file set.
         staging = Path(tempfile.mkdtemp(prefix=".dicomdir.", suffix=".tmp", dir=output))
         try:
             fs.write(staging)
+            for instance in fs:
+                # FileSet wrote the header it was given: the released file takes its place.
+                _link_or_copy(released[str(instance.SOPInstanceUID)], Path(instance.path))
             old = output / f".{DICOMDIR_FOLDER}.old.tmp"
             if target.exists():
                 os.replace(target, old)
@@ -195,6 +222,16 @@ def write_dicomdir(output: Path, relpaths: Iterable[str]) -> tuple[str, int]:
             if stage is not None:
                 stage.cleanup()  # pydicom's staging copies: gone now, not at exit
     return f"{DICOMDIR_FOLDER}/DICOMDIR", left_out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Replace dst by a hard link to src (a copy where links are not possible)."""
+    tmp = dst.with_name(f".{dst.name}.link.tmp")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 # ---------------------------------------------------------------------------- references
