@@ -155,3 +155,17 @@ def test_an_overrun_length_is_refused_at_any_element() -> None:
         forged = bytearray(full)
         struct.pack_into("<H", forged, start + 6, min(0xFFFE, len(full) - vstart + 2))
         assert not _verdict(check_structure, bytes(forged)), hex(tag)
+
+
+def test_a_stray_item_delimiter_at_the_top_level_is_refused() -> None:
+    # Found by the fuzz test above: a length grown from 2 to 76 in rtstruct.dcm (a bare
+    # Implicit VR data set) swallows elements until an item delimiter lands where the next
+    # top-level element should start. The core scanner ends a data set there as it ends an
+    # item, so without this check everything after the delimiter went unchecked.
+    data = bytearray(_SEEDS[1])
+    assert data[506] == 2
+    data[506] = 76
+    with pytest.raises(StructureError, match="item delimiter outside"):
+        check_structure(bytes(data))
+    with pytest.raises(StructureError, match="item delimiter outside"):
+        _slow(bytes(data))

@@ -194,6 +194,10 @@ def _check_le(buf: bytes | bytearray | memoryview, pos: int, implicit: bool) -> 
             _Walker(buf, little=True, explicit=not implicit).top(pos)
             return
         raise _fail(error, int(stop))
+    if int(stop) != len(buf):
+        # The scanner ends a data set at an item delimiter, as it ends an item: at the top
+        # level that delimiter is stray, and whatever follows it would go unchecked.
+        raise _fail("item delimiter outside an undefined-length item", int(stop) - 8)
     _check_rows(buf, rows, implicit)
 
 
@@ -205,6 +209,12 @@ def _check_rows(buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit:
     is_elem = tags >= 0
     lengths = rows[:, 4]
     defined = is_elem & (lengths != _UNDEFINED)
+    # An item or delimiter tag read as an element (Implicit VR takes any tag as one): a
+    # stray delimiter ends a container early for one reader and not for another.
+    stray = is_elem & ((tags >> 16) == 0xFFFE)
+    if stray.any():
+        i = int(np.flatnonzero(stray)[0])
+        raise _fail("item or delimiter tag where an element belongs", int(rows[i, 2]))
     odd = defined & (lengths % 2 == 1)
     if odd.any():
         i = int(np.flatnonzero(odd)[0])
