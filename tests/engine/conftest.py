@@ -35,7 +35,7 @@ def dataset_road(engine: Deidentifier, data: bytes) -> tuple[bytes, dict[str, in
     """The Dataset engine's output bytes and actions, or why it failed."""
     try:
         ds = read_dataset(io.BytesIO(data), "input", strict=False)
-        report = engine.apply(ds)
+        report = engine.apply(ds, check=False)
         parts, _ = write_fast_or_generic(ds)
     except Exception as exc:  # the comparison is of outcomes: a failure is one
         return f"failed: {type(exc).__name__}"

@@ -1,4 +1,4 @@
-"""The Python API: apply_bytes/apply_file are post-checked; apply(ds) leaves no source identity.
+"""The Python API: apply, apply_bytes and apply_file are post-checked; no source identity.
 
 Issue 18 item 11: the API gives the same safety as the CLI. A value the policy keeps but
 the post-check finds (here the patient's name in a kept description) is a QuarantineError,
@@ -53,9 +53,12 @@ def test_apply_bytes_raises_when_the_output_holds_a_name() -> None:
     engine = Deidentifier(KEEPS_DESCRIPTION, SECRET)
     with pytest.raises(QuarantineError, match="identifying value"):
         engine.apply_bytes(data)
-    # apply(ds) is the unchecked road: the same kept value goes through it.
+    # apply(ds) is checked the same way; check=False is the unchecked walk alone.
     ds = pydicom.dcmread(io.BytesIO(data))
-    engine.apply(ds)
+    with pytest.raises(QuarantineError, match="identifying value"):
+        engine.apply(ds)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    engine.apply(ds, check=False)
     assert "Qwertzuiop" in ds.StudyDescription
 
 

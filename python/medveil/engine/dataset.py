@@ -360,15 +360,25 @@ class Deidentifier:
         return self._pixels
 
     # ------------------------------------------------------------------ public API
-    def apply(self, ds: Dataset, *, source: str = "") -> DeidReport:
+    def apply(self, ds: Dataset, *, source: str = "", check: bool = True) -> DeidReport:
         """De-identify ds in place; the report lists actions by tag path, never values.
 
-        Not post-checked: nothing here has the input's bytes to learn its identifying
-        values from, or the written file to search. :meth:`apply_bytes` and
-        :meth:`apply_file` are the checked API (the same post-check as ``medveil deid``);
-        use them to release files. The preamble is zeroed and the file meta names medveil
-        as the writer, so ``ds.save_as`` keeps neither from the source.
+        Post-checked like ``medveil deid``: the dataset as given is encoded once to learn
+        its identifying values, and the result once to search for them; a result that is
+        not clean for sure raises :class:`~medveil.errors.QuarantineError` (ds is then
+        changed but must not be released). The preamble is zeroed and the file meta names
+        medveil as the writer, so ``ds.save_as`` keeps neither from the source.
+        ``check=False`` skips the two encodings, for callers that check the bytes they
+        write themselves (as :meth:`apply_bytes` and the archive pipeline do).
         """
+        terms = learn_terms(write_dataset(deepcopy(ds))) if check else None
+        report = self._apply(ds, source)
+        if terms is not None:
+            check_written(write_dataset(deepcopy(ds)), terms, self.allowance)
+        return report
+
+    def _apply(self, ds: Dataset, source: str) -> DeidReport:
+        """The walk of :meth:`apply`, without its post-check."""
         report = DeidReport()
         ctx = self.context(ds)
         report.date_offset_days = ctx.offset if self.compiled.shift_dates else 0
@@ -400,7 +410,7 @@ class Deidentifier:
         """
         ds = read_dataset(io.BytesIO(data), source)  # validates the structure first
         terms = learn_terms(data)  # before apply: the input as it was
-        report = self.apply(ds, source=source)
+        report = self._apply(ds, source)
         out = write_dataset(ds)
         check_written(out, terms, self.allowance)
         return out, report
@@ -414,7 +424,7 @@ class Deidentifier:
         data = Path(src).read_bytes()
         ds = read_dataset(io.BytesIO(data), str(src))  # validates the structure first
         terms = learn_terms(data)
-        report = self.apply(ds, source=str(src))
+        report = self._apply(ds, str(src))
         out = write_dataset(ds)
         check_written(out, terms, self.allowance)
         atomic_write(Path(dst), out)

@@ -358,7 +358,7 @@ def clean_instance(
             raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
         originals = read_originals(ds) if capture_identity else None
         before = embed.snapshot(ds) if embed is not None else None
-        report = engine.apply(ds, source=name)
+        report = engine.apply(ds, source=name, check=False)  # checked below, on the bytes
         if embed is not None:
             embed.embed(before, ds)  # type: ignore[arg-type]
         parts, _ = write_fast_or_generic(ds)
