@@ -293,6 +293,7 @@ def references(parts: Sequence[bytes]) -> tuple[list[str], str]:
     Reads the output's header only (pixel data is not read).
     """
     import pydicom
+    from pydicom.datadict import dictionary_VR
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -300,13 +301,23 @@ def references(parts: Sequence[bytes]) -> tuple[list[str], str]:
     found: set[str] = set()
 
     def walk(d: pydicom.Dataset, nested: bool) -> None:
-        for elem in d:
-            if elem.VR == "SQ":
-                for item in elem.value:
+        # Only sequences and reference attributes are decoded: converting every value
+        # would cost more than the rest of the check.
+        for tag in list(d.keys()):
+            if nested and tag in REFERENCE_TAGS:
+                value = d[tag].value
+                vals = value if isinstance(value, list) else [value]
+                found.update(str(v).strip() for v in vals if v and str(v).strip())
+                continue
+            vr = d.get_item(tag).VR
+            if vr is None:  # implicit VR: the dictionary's (private ones are not references)
+                try:
+                    vr = dictionary_VR(tag)
+                except KeyError:
+                    continue
+            if vr == "SQ":
+                for item in d[tag].value or ():
                     walk(item, True)
-            elif nested and elem.tag in REFERENCE_TAGS and elem.value:
-                vals = elem.value if isinstance(elem.value, list) else [elem.value]
-                found.update(str(v).strip() for v in vals if str(v).strip())
 
     walk(ds, False)
     frame = ds.get(FRAME_OF_REFERENCE)
