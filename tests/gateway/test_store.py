@@ -68,8 +68,9 @@ def test_c_echo_is_the_health_check(start_gateway):
 
 def test_quarantined_instance_is_refused_logged_by_keyed_hash_and_kept_out(start_gateway, demo):
     files, _reference = demo
-    # Without the demo's pixel rule, the ultrasound with burned-in text must quarantine.
-    gw, log = start_gateway(policy=Policy.default())
+    # Rules only and no demo pixel rule: the ultrasound with burned-in text must quarantine
+    # (the default, pixel_text = "auto", would screen it and release it masked).
+    gw, log = start_gateway(policy=Policy(pixel_text="rules"))
     statuses = send(gw.port, files)
     us = [i for i, f in enumerate(files) if f.name == "cine.dcm"]
     assert us and all(statuses[i] == STATUS_QUARANTINED for i in us)
