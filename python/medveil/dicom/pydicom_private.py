@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
 
 Element = DataElement | RawDataElement
+#: A value as a RawDataElement holds it: views of an input buffer are kept as views.
+RawValue = bytes | bytearray | memoryview | None
+#: RawDataElement's fields as a tuple, in RAW_FIELDS order (what :func:`raw_tuple` takes).
+RawTuple = tuple[BaseTag, str | None, int, RawValue, int, bool, bool, bool, bool]
 
 #: RawDataElement's fields, in pydicom 3.0's order; construction is by keyword only.
 RAW_FIELDS = (
@@ -28,6 +32,11 @@ RAW_FIELDS = (
     "is_raw",
     "is_buffered",
 )
+# raw_tuple builds elements by position; a pydicom that reorders the fields must stop
+# medveil at import, not make elements whose VR is a length.
+if RawDataElement._fields != RAW_FIELDS:  # pragma: no cover - a pydicom that reorders them
+    raise ImportError("pydicom's RawDataElement fields changed: medveil needs them in order")
+_tuple_new = tuple.__new__
 
 
 def elements(ds: Dataset) -> MutableMapping[BaseTag, Element]:
@@ -69,6 +78,65 @@ def raw_element(
         is_raw=is_raw,
         is_buffered=is_buffered,
     )
+
+
+def raw_tuple(fields: RawTuple) -> RawDataElement:
+    """A RawDataElement from its fields in RAW_FIELDS order: the engines' hot-loop constructor.
+
+    It skips the namedtuple's Python-level ``__new__`` (half the cost of a positional
+    call, a third of a keyword one); the field order is checked when this module loads.
+    """
+    return _tuple_new(RawDataElement, fields)
+
+
+class _View(Dataset):
+    """A Dataset over given elements whose character set is worked out once, not per value.
+
+    pydicom reads SpecificCharacterSet again on every decode (``Dataset._character_set``);
+    the raw engine decodes many values of one view, whose character set never changes.
+    """
+
+    @property
+    def _character_set(self) -> str | list[str]:
+        cached = self.__dict__.get("_charsets")
+        if cached is None:
+            cached = Dataset._character_set.fget(self)  # type: ignore[attr-defined]
+            self.__dict__["_charsets"] = cached
+        return cached  # type: ignore[no-any-return]
+
+
+def dataset_over(
+    store: dict[BaseTag, RawDataElement] | dict[BaseTag, Element],
+    implicit: bool = False,
+    file_meta: FileMetaDataset | None = None,
+) -> Dataset:
+    """A Dataset whose element store *is* ``store`` (not a copy), read as (Implicit) VR LE.
+
+    The elements stay raw until public access decodes them, as after dcmread. The instance
+    state is copied from a template: Dataset.__init__ sets a dozen attributes through its
+    keyword-checking __setattr__, which costs more than the rest of the view, and
+    ``file_meta`` is set the same way, past __setattr__'s checks.
+    """
+    view = _View.__new__(_View)
+    state = view.__dict__
+    state.update(_VIEW_STATE[implicit])
+    state["_dict"] = store
+    state["_private_blocks"] = {}
+    state["_pixel_array_opts"] = {"use_pdh": False}
+    state["_pixel_id"] = {}
+    if file_meta is not None:
+        state["file_meta"] = file_meta
+    return view
+
+
+def _view_state(implicit: bool) -> dict[str, object]:
+    """A fresh Dataset's instance state, read as (Implicit) VR Little Endian, minus its store."""
+    template = Dataset()
+    template.set_original_encoding(implicit, True, None)
+    return {k: v for k, v in template.__dict__.items() if k != "_dict"}
+
+
+_VIEW_STATE = {implicit: _view_state(implicit) for implicit in (False, True)}
 
 
 def decodable_syntaxes() -> list[str]:

@@ -32,7 +32,7 @@ from pydicom.values import convert_SQ
 from medveil import __version__
 from medveil.dicom.io import read_dataset, write_dataset
 from medveil.dicom.peek import decode_text
-from medveil.dicom.pydicom_private import raw_element
+from medveil.dicom.pydicom_private import character_set, elements, raw_element
 from medveil.dicom.strict import check_structure
 from medveil.dicom.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, LONG_VRS
 from medveil.durable import atomic_write
@@ -113,25 +113,25 @@ def _put(ds: Dataset, tag: BaseTag, old: object, vr: str, values: list[str]) -> 
         text = "\\".join(values).encode("ascii")
         if len(text) % 2:
             text += b"\x00" if vr == "UI" else b" "
-        ds._dict[tag] = _raw_element(tag, vr, text, old)
+        elements(ds)[tag] = _raw_element(tag, vr, text, old)
     elif not values:
-        ds._dict[tag] = DataElement(tag, vr, _empty(vr))
+        elements(ds)[tag] = DataElement(tag, vr, _empty(vr))
     else:
-        ds._dict[tag] = DataElement(tag, vr, values if len(values) > 1 else values[0])
+        elements(ds)[tag] = DataElement(tag, vr, values if len(values) > 1 else values[0])
 
 
 def _zero(ds: Dataset, tag: BaseTag, vr: str, old: object) -> None:
     """Replace an element by one zero value of its (binary) VR."""
     if isinstance(old, RawDataElement):
-        ds._dict[tag] = _raw_element(tag, vr, zero_value(vr), old)
+        elements(ds)[tag] = _raw_element(tag, vr, zero_value(vr), old)
     else:
-        ds._dict[tag] = DataElement(tag, vr, b"\x00\x00" if vr in BYTES_VRS else 0)
+        elements(ds)[tag] = DataElement(tag, vr, b"\x00\x00" if vr in BYTES_VRS else 0)
 
 
 def _remove(ds: Dataset, tag: BaseTag) -> None:
     # Straight from the element dict: Dataset.__delitem__ costs more than the whole
     # decision for the hundreds of private elements a file can carry.
-    ds._dict.pop(tag, None)
+    elements(ds).pop(tag, None)
 
 
 def _empty(vr: str) -> object:
@@ -159,7 +159,7 @@ def _charsets(ds: Dataset) -> str | list[str]:
     state = ds.__dict__
     found: str | list[str] | None = state.get(_CHARSETS_KEY)
     if found is None:
-        found = state[_CHARSETS_KEY] = ds._character_set
+        found = state[_CHARSETS_KEY] = character_set(ds)
     return found
 
 
@@ -168,7 +168,7 @@ _CHARSETS_KEY = "_medveil_charsets"
 
 def _text(ds: Dataset, tag: BaseTag) -> list[str]:
     """An element's values as text, decoded without storing the decoded element in ds."""
-    elem = ds._dict[tag]
+    elem = elements(ds)[tag]
     if isinstance(elem, RawDataElement):
         charsets = _charsets(ds)
         value = elem.value
@@ -195,7 +195,7 @@ def _is_empty(ds: Dataset, tag: BaseTag, elem: object, vr: str) -> bool:
 
 def _names(ds: Dataset, out: list[str]) -> list[str]:
     """Every PN value of ds at every depth (items included), decoded."""
-    for tag, elem in ds._dict.items():
+    for tag, elem in elements(ds).items():
         vr = elem.VR
         if not vr or vr == "UN":
             vr = _vr_of(elem, int(tag))
@@ -217,7 +217,7 @@ def _keyword_text(ds: Dataset, keyword: str) -> list[str]:
     if tag is None:
         found = tag_for_keyword(keyword)
         tag = _KEYWORD_TAGS[keyword] = BaseTag(found if found is not None else 0xFFFFFFFF)
-    elem = ds._dict.get(tag)
+    elem = elements(ds).get(tag)
     if elem is None or _vr_of(elem, tag) == "SQ":
         return []
     return _text(ds, tag)
@@ -236,7 +236,7 @@ def _written(ds: Dataset, tag: BaseTag) -> tuple[str | None, bytes | None]:
     whatever the file's VR) is ("SQ", None); an element made in memory is encoded as an
     Explicit VR Little Endian file would hold it.
     """
-    elem = ds._dict[tag]
+    elem = elements(ds)[tag]
     if isinstance(elem, RawDataElement):
         if elem.VR == "SQ":
             return "SQ", None
@@ -263,7 +263,7 @@ def _as_sequence(ds: Dataset, tag: BaseTag) -> bool:
     Endian items, the encoding of both, only when the project's structure check accepts it
     as exactly a list of items: a name written there is no sequence.
     """
-    elem = ds._dict[tag]
+    elem = elements(ds)[tag]
     if elem.VR == "SQ":
         return True
     value = elem.value
@@ -277,7 +277,7 @@ def _as_sequence(ds: Dataset, tag: BaseTag) -> bool:
         seq = convert_SQ(data, True, True, [charsets] if isinstance(charsets, str) else charsets)
     except Exception:
         return False
-    ds._dict[tag] = DataElement(tag, "SQ", seq)
+    elements(ds)[tag] = DataElement(tag, "SQ", seq)
     return True
 
 
@@ -444,12 +444,12 @@ class Deidentifier:
         by_tag = decider.by_tag
         # A local code's meaning is judged by the item's coding scheme as the input has it.
         scheme: list[str] | None = None
-        meanings = decider.cleans_code_meaning and _MEANING_TAG in ds._dict
-        if meanings and _SCHEME_TAG in ds._dict:
-            scheme_elem = ds._dict[_SCHEME_TAG]
+        d = elements(ds)
+        meanings = decider.cleans_code_meaning and _MEANING_TAG in d
+        if meanings and _SCHEME_TAG in d:
+            scheme_elem = d[_SCHEME_TAG]
             if _vr_of(scheme_elem, decide.CODING_SCHEME) == "SH":  # else: not trusted
                 scheme = _text(ds, _SCHEME_TAG)
-        d = ds._dict
         private: list[BaseTag] = []
         # `tag` is the dataset's own key object: the element dict finds it by identity,
         # while an equal int would go through BaseTag.__eq__ in Python. The policy's
@@ -500,7 +500,7 @@ class Deidentifier:
     ) -> None:
         """Carry out one decision on element `tag` of ds."""
         kind = decision.kind
-        old = ds._dict[tag]
+        old = elements(ds)[tag]
         if kind is decide.KIND_REMOVE:
             _remove(ds, tag)
         elif kind is decide.KIND_KEEP:
@@ -535,9 +535,10 @@ class Deidentifier:
         """An item of a sequence whose action is D: every value becomes its VR's dummy."""
         decider = self.decider
         cache = self._dummies
-        for tag in list(item._dict.keys()):
+        d = elements(item)
+        for tag in list(d.keys()):
             itag = int(tag)
-            elem = item._dict[tag]
+            elem = d[tag]
             vr = _vr_of(elem, itag)
             empty = _is_empty(item, tag, elem, vr)
             key = None
@@ -546,7 +547,7 @@ class Deidentifier:
                 key = (itag, vr, elem.is_implicit_VR, elem.is_little_endian, empty)
                 done = cache.get(key)
                 if done is not None:
-                    item._dict[tag] = done
+                    d[tag] = done
                     continue
             decision = decider.dummy_item_element(itag, vr, empty, partial(_text, item, tag))
             kind = decision.kind
@@ -554,7 +555,7 @@ class Deidentifier:
                 _remove(item, tag)
             elif kind is decide.KIND_PUT:
                 _put(item, tag, elem, vr, list(decision.values))
-                new = item._dict[tag]
+                new = d[tag]
                 if (
                     key is not None
                     and decider.dummy_is_fixed(itag, vr)
@@ -618,7 +619,7 @@ class Deidentifier:
                     report.add(path, tag, decide.VERDICT_NOT_SAFE.value)
             elif verdict is decide.VERDICT_ACT and rule is not None:
                 itag = int(tag)
-                elem = ds._dict[tag]
+                elem = elements(ds)[tag]
                 vr = _vr_of(elem, itag)
                 empty = _is_empty(ds, tag, elem, vr)
                 text = partial(_text, ds, tag)
@@ -628,7 +629,7 @@ class Deidentifier:
                 report.add(path, tag, verdict.value)
             if verdict is decide.VERDICT_SAFE or verdict is decide.VERDICT_KEEP:
                 # A kept private age is capped like any other (an explicit AS only).
-                elem = ds._dict[tag]
+                elem = elements(ds)[tag]
                 if _vr_of(elem, int(tag)) == "AS":
                     capped = decide.capped_age(partial(_text, ds, tag))
                     if capped is not decide.KEEP:
@@ -640,7 +641,7 @@ class Deidentifier:
 
     # ------------------------------------------------------------------ finishing
     def _cap_age(self, ds: Dataset, report: DeidReport) -> None:
-        if _AGE_TAG not in ds._dict:
+        if _AGE_TAG not in elements(ds):
             return
         capped = decide.cap_age("\\".join(_text(ds, _AGE_TAG)))
         if capped is not None:
@@ -704,7 +705,7 @@ class Deidentifier:
             return
         raw = self.marks_raw(bool(encoding[0]), bool(encoding[1]), clean_pixels)
         # Pre-encoded: the writer copies these bytes instead of encoding them per file.
-        ds._dict.update(raw)
+        elements(ds).update(raw)
 
 
 def _writer_identity(ds: Dataset) -> None:

@@ -37,7 +37,13 @@ from medveil._core import scan_elements
 from medveil.dicom.io import check_pixel_length
 from medveil.dicom.keywords import IDENTITY_KEYWORDS, TERM_KEYWORDS
 from medveil.dicom.peek import decode_text
-from medveil.dicom.pydicom_private import RAW_FIELDS, raw_element
+from medveil.dicom.pydicom_private import (
+    character_set,
+    dataset_over,
+    elements,
+    raw_element,
+    raw_tuple,
+)
 from medveil.dicom.writer import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
@@ -101,34 +107,6 @@ _ITEM_DELIMS = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
 _SEQ_DELIMS = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _VR_NAMES: dict[int, str] = {}  # the scanner's VR codes (two bytes, little-endian) as text
 _NO_ITEMS: list[_Item] = []  # shared by every element that is not a sequence; never appended to
-
-
-class _View(Dataset):
-    """A Dataset over raw elements whose character set is worked out once, not per value."""
-
-    @classmethod
-    def over(cls, elements: dict[BaseTag, RawDataElement], implicit: bool = False) -> _View:
-        """A view of these elements, read as (Explicit, or Implicit if implicit) VR LE.
-
-        Built from a template's attributes: Dataset.__init__ sets a dozen of them through
-        its keyword-checking __setattr__, which costs more than the rest of the view.
-        """
-        view = cls.__new__(cls)
-        state = view.__dict__
-        state.update(_VIEW_STATE[implicit])
-        state["_dict"] = elements
-        state["_private_blocks"] = {}
-        state["_pixel_array_opts"] = {"use_pdh": False}
-        state["_pixel_id"] = {}
-        return view
-
-    @property
-    def _character_set(self) -> str | list[str]:
-        cached = self.__dict__.get("_charsets")
-        if cached is None:
-            cached = Dataset._character_set.fget(self)  # type: ignore[attr-defined]
-            self.__dict__["_charsets"] = cached
-        return cached  # type: ignore[no-any-return]
 
 
 class NotRaw(Exception):
@@ -349,10 +327,11 @@ class RawEngine:
             raise NotRaw(f"{type(exc).__name__} while reading") from None
         pixels = self.engine.pixels
         new_pixels = None
-        if pixels is not None and PIXEL_DATA in top._dict:
-            before = top._dict[_PIXEL_TAG].value
+        store = elements(top)
+        if pixels is not None and PIXEL_DATA in store:
+            before = store[_PIXEL_TAG].value
             report.pixels = pixels.clean(top, source=name)  # type: ignore[attr-defined]
-            after = top._dict[_PIXEL_TAG].value
+            after = store[_PIXEL_TAG].value
             if after is not before:
                 new_pixels = after
             pixel_report = report.pixels
@@ -394,12 +373,11 @@ class RawEngine:
             text = self.final.get(tag)
             if text is not None:
                 vr = self.final_vr[tag]
-                values[BaseTag(tag)] = RawDataElement(
-                    BaseTag(tag), vr, len(text), text, 0, False, True, True, False
-                )
+                key = BaseTag(tag)
+                values[key] = raw_tuple((key, vr, len(text), text, 0, False, True, True, False))
         if self.charset is not None:
             values[BaseTag(0x00080005)] = self.charset
-        final = _View.over(values)
+        final = dataset_over(values)
         return RawOutcome([p for p in parts if len(p)], pixel_at, report, final, self.implicit)
 
     def _header_work(
@@ -417,20 +395,19 @@ class RawEngine:
         self.buf = buf
         self.view = memoryview(buf)
         meta = FileMetaDataset({BaseTag(e.tag): self._raw(e) for e in meta_elems})
-        ts = meta._dict.get(_TS_TAG)
+        ts = elements(meta).get(_TS_TAG)
         syntax = None if ts is None else bytes(ts.value or b"").rstrip(b"\x00 ").decode("latin-1")
         if syntax not in (_EXPLICIT_LE, _IMPLICIT_LE) and syntax not in _ENCAPSULATED:
             raise NotRaw("not a little-endian transfer syntax it covers")
         self.implicit = implicit = syntax == _IMPLICIT_LE
         self._marks = self._marks_by[(implicit, False)]
         elems, _ = _scan(buf, meta_end, len(buf), implicit)
-        top = _View.over({BaseTag(e.tag): self._raw(e) for e in elems}, implicit)
-        top.__dict__["file_meta"] = meta
-        charset = top._dict.get(_CHARSET_TAG)
+        top = dataset_over({BaseTag(e.tag): self._raw(e) for e in elems}, implicit, meta)
+        charset = elements(top).get(_CHARSET_TAG)
         key = bytes(charset.value or b"") if charset is not None else b""
         codec = _CHARSETS.get(key)
         if codec is None:
-            codecs = convert_encodings(top._character_set)
+            codecs = convert_encodings(character_set(top))
             if len(codecs) != 1:
                 raise NotRaw("more than one character set")
             codec = _CHARSETS[key] = codecs[0]
@@ -471,19 +448,9 @@ class RawEngine:
         length = _UNDEFINED if e.length == _UNDEFINED else len(value)
         implicit = self.implicit and e.tag >> 16 != 2  # the file meta is always explicit
         vr = None if implicit else e.vr
-        # By position: the hot path (keywords cost twice as much); the order is checked
-        # against pydicom_private.RAW_FIELDS when this module is imported.
-        return RawDataElement(
-            BaseTag(e.tag),
-            vr,
-            length,
-            value,  # type: ignore[arg-type]  # a view of the buffer: pixels are not copied
-            e.vstart,
-            implicit,
-            True,
-            True,
-            False,
-        )
+        # By position: the hot path (keywords cost twice as much); pydicom_private checks
+        # the order against RAW_FIELDS when it is imported.
+        return raw_tuple((BaseTag(e.tag), vr, length, value, e.vstart, implicit, True, True, False))
 
     def _identity(self, top: Dataset, elems: list[_Elem]) -> Identity:
         """The file's identifying values: its keywords' values and every PN in it."""
@@ -498,7 +465,7 @@ class RawEngine:
                     stack.extend(item.elems for item in e.items)
         # A patient's files carry the same values: keyed by their bytes, the identity is
         # decoded once per patient and series, not once per file.
-        buf, d = self.buf, top._dict
+        buf, d = self.buf, elements(top)
         key = (
             self.codec,
             tuple(bytes(buf[e.vstart : e.end]) for e in pns),
@@ -519,7 +486,7 @@ class RawEngine:
         if tag is None:
             found = tag_for_keyword(keyword)
             tag = _KEYWORD_TAGS[keyword] = BaseTag(found if found is not None else 0xFFFFFFFF)
-        elem = top._dict.get(tag)
+        elem = elements(top).get(tag)
         if elem is None:
             return []
         value = elem.value
@@ -590,7 +557,7 @@ class RawEngine:
             data = bytes(chunk)
             vr = data[4:6].decode("latin-1")
             value = data[12:] if vr in _LONG_VR_STR else data[8:]
-            meta._dict[BaseTag(tag)] = raw_element(
+            elements(meta)[BaseTag(tag)] = raw_element(
                 tag, vr, len(value), value, implicit=False, little=True
             )
         return meta
@@ -997,14 +964,6 @@ class RawEngine:
         self.age_override = _header(0x00101010, "AS", len(new), self.implicit) + new
 
 
-if RawDataElement._fields != RAW_FIELDS:  # pragma: no cover - a pydicom that reorders them
-    raise ImportError("pydicom's RawDataElement fields changed: medveil.engine.raw needs them")
-_VIEW_STATE: dict[bool, dict[str, object]] = {}
-for _implicit in (False, True):
-    _template = Dataset()
-    _template.set_original_encoding(_implicit, True, None)
-    _VIEW_STATE[_implicit] = {k: v for k, v in _template.__dict__.items() if k != "_dict"}
-del _template, _implicit
 # Actions whose result depends on the value alone (and the secret), not on the patient.
 _CONTEXT_FREE = frozenset({"K", "X", "Z", "D", "U", "pseudonym", *COMBINED_ACTIONS})
 _KEYWORD_TAGS: dict[str, BaseTag] = {
