@@ -14,8 +14,10 @@ import medveil
 PACKAGE = Path(medveil.__file__).parent
 ALLOWED = PACKAGE / "dicom" / "pydicom_private.py"
 # The element store, positional RawDataElement construction, the decoder registry and
-# the character set property: the patterns of issue 17's grep.
-INTERNALS = re.compile(r"\._dict\b|RawDataElement\(|_PIXEL_DATA_DECODERS|\._character_set")
+# the character set property (the patterns of issue 17's grep), and the private block cache.
+INTERNALS = re.compile(
+    r'\._dict\b|RawDataElement\(|_PIXEL_DATA_DECODERS|\._character_set|[."]_private_blocks\b'
+)
 
 
 def _hits(root: Path) -> list[str]:
@@ -35,11 +37,17 @@ def test_internals_only_in_pydicom_private() -> None:
 
 
 def test_the_check_sees_each_pattern(tmp_path: Path) -> None:
-    uses = ["ds._dict[tag]", "RawDataElement(tag, vr)", "_PIXEL_DATA_DECODERS", "ds._character_set"]
+    uses = [
+        "ds._dict[tag]",
+        "RawDataElement(tag, vr)",
+        "_PIXEL_DATA_DECODERS",
+        "ds._character_set",
+        'getattr(ds, "_private_blocks")',
+    ]
     for i, use in enumerate(uses):
         (tmp_path / f"m{i}.py").write_text(f"x = {use}\n", encoding="utf-8")
-    (tmp_path / "clean.py").write_text("x = elements(ds)[tag]  # ds.__dict__, _dicts\n")
-    assert [hit.split(":")[0] for hit in _hits(tmp_path)] == [f"m{i}.py" for i in range(4)]
+    (tmp_path / "clean.py").write_text("x = elements(ds)[tag]  # forget_private_blocks(ds)\n")
+    assert [hit.split(":")[0] for hit in _hits(tmp_path)] == [f"m{i}.py" for i in range(len(uses))]
     # The allowed module is skipped, not missed: it does use them.
     assert INTERNALS.search(ALLOWED.read_text(encoding="utf-8"))
     assert _hits(ALLOWED.parent) == []

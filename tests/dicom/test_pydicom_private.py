@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pydicom
+import pytest
 from medveil.dicom import pydicom_private as pp
 from pydicom.charset import convert_encodings
 from pydicom.data import get_charset_files, get_testdata_file
@@ -107,3 +108,14 @@ def test_dataset_over_decodes_with_the_character_set() -> None:
     )
     assert pp.character_set(view) == convert_encodings("ISO_IR 192")
     assert view.PatientName == "Buc^Jérôme"
+
+
+def test_forget_private_blocks_drops_a_removed_creator() -> None:
+    ds = Dataset()
+    ds.private_block(0x0011, "ACME", create=True).add_new(0x01, "LO", "x")
+    assert ds.private_block(0x0011, "ACME").get_tag(0x01) == 0x00111001
+    del pp.elements(ds)[BaseTag(0x00110010)]  # behind pydicom's back, as the engines do
+    ds.private_block(0x0011, "ACME")  # still found: pydicom's cache remembers the block
+    pp.forget_private_blocks(ds)
+    with pytest.raises(KeyError):
+        ds.private_block(0x0011, "ACME")

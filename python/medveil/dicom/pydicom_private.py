@@ -80,6 +80,17 @@ def raw_element(
     )
 
 
+def forget_private_blocks(ds: Dataset) -> None:
+    """Drop pydicom's cache of private blocks by creator (``Dataset._private_blocks``).
+
+    pydicom finds a creator's block once and keeps it; the engines remove private elements
+    straight from the store, so a kept block could name a creator that is gone.
+    """
+    blocks = ds._private_blocks
+    if blocks:
+        blocks.clear()
+
+
 def raw_tuple(fields: RawTuple) -> RawDataElement:
     """A RawDataElement from its fields in RAW_FIELDS order: the engines' hot-loop constructor.
 

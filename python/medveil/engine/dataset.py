@@ -32,7 +32,12 @@ from pydicom.values import convert_SQ
 from medveil import __version__
 from medveil.dicom.io import read_dataset, write_dataset
 from medveil.dicom.peek import decode_text
-from medveil.dicom.pydicom_private import character_set, elements, raw_element
+from medveil.dicom.pydicom_private import (
+    character_set,
+    elements,
+    forget_private_blocks,
+    raw_element,
+)
 from medveil.dicom.strict import check_structure
 from medveil.dicom.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, LONG_VRS
 from medveil.durable import atomic_write
@@ -568,9 +573,7 @@ class Deidentifier:
             elif kind is decide.KIND_DUMMY_ITEMS:
                 for sub in item[tag].value:
                     self._dummy_item(sub)
-        blocks = getattr(item, "_private_blocks", None)
-        if blocks:
-            blocks.clear()
+        forget_private_blocks(item)
 
     def _policy_action(
         self, elem: DataElement, rule: Rule, action: str, ctx: PatientContext
@@ -635,9 +638,7 @@ class Deidentifier:
                     if capped is not decide.KEEP:
                         self._do(ds, tag, "AS", capped, ctx, report, path, None)
         # pydicom caches private blocks by creator; elements were removed behind its back.
-        blocks = getattr(ds, "_private_blocks", None)
-        if blocks:
-            blocks.clear()
+        forget_private_blocks(ds)
 
     # ------------------------------------------------------------------ finishing
     def _cap_age(self, ds: Dataset, report: DeidReport) -> None:
