@@ -16,8 +16,10 @@ presence anywhere in an output is a leak.
 
 from __future__ import annotations
 
+import gzip
 import io
 import random
+import re
 import struct
 import warnings
 import zlib
@@ -100,6 +102,10 @@ class Case:
     encodings: tuple[str, ...] = BASE_ENCODINGS
     kinds: dict[str, str] = field(default_factory=dict)  # needle -> name/id/birth/date/uid
     damaged: bool = False  # structurally damaged: the only right outcome is quarantine
+    # Policy options the case is cleaned under (Option values); () is the default policy.
+    options: tuple[str, ...] = ()
+    # The only right outcome is quarantine with a reason holding this text ('' if any).
+    refuse: str = ""
 
 
 # ----------------------------------------------------------------------------- building
@@ -801,6 +807,106 @@ def _modality_name(c: Canaries) -> Case:
     return _case(c, save(ds))
 
 
+# Binary standard elements Table E.1-1 does not list (the default policy keeps them), each
+# holding the name and the ID glued together: only a substring search finds them.
+_BINARY_STANDARD = (
+    (0x7FE00020, "OW"),  # Coefficients SDVN, after Pixel Data
+    (0x00281201, "OW"),  # Red Palette Color Lookup Table Data
+    (0x00283006, "OW"),  # LUT Data (US or OW)
+    (0x00660016, "OF"),  # Point Coordinates Data
+    (0x56000020, "OF"),  # Spectroscopy Data
+    (0x00143050, "OB"),  # Dark Current Counts
+)
+
+
+def _apart(c: Canaries) -> Canaries:
+    """c with a study date no other case's output can hold.
+
+    The other cases' study dates (1995-2015) are shifted by up to 365 days in their
+    outputs, so one of them may land on a later case's date by chance: 1992-1993 is out
+    of their reach (birth dates, 1930-1990, are removed).
+    """
+    c.study_date = c.date(1992, 1993)
+    return c
+
+
+def _binary_glued(tag: int, vr: str) -> Builder:
+    def build(c: Canaries) -> Case:
+        ds = base(_apart(c))
+        ds.add_new(tag, vr, f"1{c.family}{c.patient_id}1".encode().ljust(32, b" "))
+        return _case(c, save(ds))
+
+    return build
+
+
+for _tag, _vr in _BINARY_STANDARD:
+    place(f"binary-standard-{_tag >> 16:04X}-{_tag & 0xFFFF:04X}-glued", "3 post-check")(
+        _binary_glued(_tag, _vr)
+    )
+
+_SAFE_PRIVATE = ("retain_safe_private",)
+
+
+def _hologic(c: Canaries, blob: bytes) -> bytes:
+    """A CT whose HOLOGIC Codec Content (7E01,xx12), a Retain Safe Private row, is blob."""
+    ds = base(_apart(c))
+    ds.private_block(0x7E01, "HOLOGIC, Inc.", create=True).add_new(0x12, "OB", blob)
+    return save(ds)
+
+
+def _identity_text(c: Canaries) -> bytes:
+    return f"PatientName={c.name};PatientID={c.patient_id};".encode()
+
+
+@place("safe-private-zlib-blob", "3 post-check")
+def _zlib_blob(c: Canaries) -> Case:
+    blob = zlib.compress(_identity_text(c))
+    return _case(c, _hologic(c, blob + b"\0" * (len(blob) % 2)), options=_SAFE_PRIVATE)
+
+
+@place("safe-private-gzip-blob", "3 post-check")
+def _gzip_blob(c: Canaries) -> Case:
+    blob = gzip.compress(_identity_text(c), mtime=0)
+    return _case(c, _hologic(c, blob + b"\0" * (len(blob) % 2)), options=_SAFE_PRIVATE)
+
+
+@place("safe-private-zlib-after-header", "3 post-check")
+def _zlib_offset(c: Canaries) -> Case:
+    # A vendor header of its own, then the stream, then a second stream after the first.
+    first = zlib.compress(b"<codec version='2'/>")
+    blob = b"HLGC\x01\x00\x00\x00" + bytes(8) + first + zlib.compress(_identity_text(c))
+    return _case(c, _hologic(c, blob + b"\0" * (len(blob) % 2)), options=_SAFE_PRIVATE)
+
+
+@place("safe-private-OW-glued", "3 post-check")
+def _private_glued(c: Canaries) -> Case:
+    ds = base(_apart(c))
+    blob = f"xx{c.family}xx{c.patient_id}xx".encode()
+    ds.private_block(0x0025, "Philips ST80i", create=True).add_new(
+        0x01, "OW", blob + b"\0" * (len(blob) % 2)
+    )
+    return _case(c, save(ds), options=_SAFE_PRIVATE)
+
+
+# A stream inflating to 64 MiB (compressed: about 64 KiB), the name at its very end.
+_BOMB_SIZE = 64 << 20
+
+
+def _bomb(tail: bytes) -> bytes:
+    z = zlib.compressobj(9)
+    zero = bytes(1 << 20)
+    parts = [z.compress(zero) for _ in range(_BOMB_SIZE >> 20)]
+    parts += [z.compress(tail), z.flush()]
+    return b"".join(parts)
+
+
+@place("safe-private-zlib-bomb", "3 post-check")
+def _zlib_bomb(c: Canaries) -> Case:
+    blob = _bomb(_identity_text(c))
+    data = _hologic(c, blob + b"\0" * (len(blob) % 2))
+    return _case(c, data, options=_SAFE_PRIVATE, refuse="cannot inspect compressed private data")
+
+
 def corpus(seed: int = 18) -> list[Case]:
     """Every registered hiding place, built with its own unique canaries."""
     out = []
@@ -831,8 +937,32 @@ def needle_bytes(case: Case) -> list[tuple[str, bytes]]:
     return out
 
 
+# The oracle inflates streams up to this size (past the post-check's bound: a bomb's tail
+# is found when a file that holds one is released).
+_ORACLE_LIMIT = 2 * _BOMB_SIZE
+_STREAM = re.compile(rb"(?=(\x78[\x01\x5e\x9c\xda]|\x1f\x8b\x08))")
+
+
+def _streams(data: bytes) -> list[bytes]:
+    """What every zlib or gzip stream anywhere in data inflates to (default headers only)."""
+    out = []
+    for m in _STREAM.finditer(data):
+        d = zlib.decompressobj(31 if data[m.start()] == 0x1F else 15)
+        try:
+            got = d.decompress(data[m.start() :], _ORACLE_LIMIT)
+        except zlib.error:
+            continue
+        if got:
+            out.append(got)
+    return out
+
+
 def inflate_all(data: bytes) -> bytes:
-    """data plus the inflation of every deflate stream it may hold (deflated data sets)."""
+    """data plus the inflation of every deflate stream it may hold.
+
+    The deflated data set of a Deflated Explicit VR file, and every zlib or gzip stream
+    (a compressed blob in a binary element) anywhere in the bytes.
+    """
     parts = [data]
     if len(data) > 144 and data[128:132] == b"DICM":
         meta_end = 144 + struct.unpack_from("<I", data, 140)[0]
@@ -841,6 +971,7 @@ def inflate_all(data: bytes) -> bytes:
             parts.append(d.decompress(data[meta_end:]))
         except zlib.error:
             pass
+    parts += _streams(data)
     return b"\0".join(parts)
 
 

@@ -8,8 +8,12 @@ three letters, the birth date in the spellings people write). The written file i
 walked to its end, inflated first when deflated (file meta, every depth, after Pixel
 Data), each value decoded with its own character set and searched with word boundaries
 computed on the value; and the raw bytes of every value are searched in UTF-8, Latin-1,
-UTF-16 and the other character sets pydicom writes. A file that does not parse to its end,
-is not marked PatientIdentityRemoved = YES or holds a term is quarantined.
+UTF-16 and the other character sets pydicom writes. Binary values (OB, OW, OD, OF, OL, OV,
+UN and VRs no standard names; never pixel data) are searched again for terms of at least
+SUBSTRING_MIN characters as substrings, not words (a name glued to an ID), and a zlib or
+gzip stream at or near their start is inflated (bounded) and searched the same way. A file
+that does not parse to its end, is not marked PatientIdentityRemoved = YES, holds a term or
+holds a compressed stream too large to inflate is quarantined.
 
 A value the policy keeps on purpose (the same text at the same element path in input and
 output: StationName under Retain Device Identity, a kept private value) is not a term,
@@ -22,8 +26,9 @@ from __future__ import annotations
 import bisect
 import re
 import threading
+import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -45,8 +50,8 @@ from medveil.verify.elements import (
     vr_of_code,
     vr_table,
 )
-from medveil.verify.matcher import few_matcher, is_spaceless
-from medveil.verify.rawscan import RawLayout, Span
+from medveil.verify.matcher import SubstringMatcher, few_matcher, is_spaceless
+from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span
 from medveil.verify.values import (
     STOP_WORDS,
     LearnedValue,
@@ -61,6 +66,12 @@ from medveil.verify.values import (
 )
 
 MIN_TERM = 3
+# Binary values are searched for terms as substrings, not whole words: a name glued to an
+# ID or to binary bytes is still a leak. Only terms of this many characters or more: a
+# three-letter name component ("lee", "ann") turns up inside ordinary words of the text
+# vendors store in binary and UN values; four letters keep glued surnames such as "chan"
+# and every realistic ID (bench/release.py measured no released file lost at 4).
+SUBSTRING_MIN = 4
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
 
 
@@ -116,6 +127,7 @@ class Terms:
         hit = self._compiled.get(key)
         if hit is None:
             only_always = form.startswith("always-")
+            sub = form.startswith("sub-")
             always = sorted(self.always)
             others = (
                 []
@@ -133,8 +145,8 @@ class Terms:
             parts = [
                 p
                 for p in (
-                    _automaton(text, always, rest, self),
-                    _automaton(text, [], uids, self, keep=False),
+                    _automaton(text, always, rest, self, sub=sub),
+                    _automaton(text, [], uids, self, keep=False, sub=sub),
                 )
                 if p[0] is not None
             ]
@@ -156,6 +168,7 @@ class _Union:
 
     def __init__(self, parts: list[Any]) -> None:
         self.parts = parts
+        self.patterns = [p for m in parts for p in m.patterns]
         self.offsets = [0]
         for m in parts[:-1]:
             self.offsets.append(self.offsets[-1] + len(m.patterns))
@@ -210,13 +223,23 @@ _AUTOMATA = _Recent(32)
 
 
 def _automaton(
-    text: bool, always: Sequence[str], others: Sequence[str], terms: Terms, *, keep: bool = True
+    text: bool,
+    always: Sequence[str],
+    others: Sequence[str],
+    terms: Terms,
+    *,
+    keep: bool = True,
+    sub: bool = False,
 ) -> tuple[Any, list[bool]]:
     """(matcher, is-always flags) over these values as text or bytes; (None, []) if none.
 
     ``keep``: cache it across files (not for a file's own UIDs, which would only push the
-    patient's automata out of the cache).
+    patient's automata out of the cache). ``sub``: a substring matcher (no word
+    boundaries) over the values of at least SUBSTRING_MIN characters, for binary values.
     """
+    if sub:
+        always = [v for v in always if len(v) >= SUBSTRING_MIN]
+        others = [v for v in others if len(v) >= SUBSTRING_MIN]
     if not always and not others:
         return None, []
     # Bytes patterns of a non-ASCII value include its spellings as written: part of the key.
@@ -229,7 +252,7 @@ def _automaton(
             if not v.isascii()
         )
     )
-    key = (text, tuple(always), tuple(others), spelled)
+    key = (text, sub, tuple(always), tuple(others), spelled)
     hit = _AUTOMATA.get(key) if keep else None
     if hit is not None:
         return hit  # type: ignore[no-any-return]
@@ -244,7 +267,8 @@ def _automaton(
         for pat in _patterns(list(others), terms):
             flags.setdefault(pat, False)
     patterns = list(flags)
-    hit = (few_matcher(patterns) if patterns else None, [flags[p] for p in patterns])
+    build = SubstringMatcher if sub else few_matcher
+    hit = (build(patterns) if patterns else None, [flags[p] for p in patterns])
     if not keep:
         return hit
     _AUTOMATA.put(key, hit)
@@ -544,7 +568,11 @@ def check_written_spans(data: bytes, terms: Terms, allow: Allowance = Allowance(
     ]
     if not mark or mark[0].texts != ("YES",):
         raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
-    where = _find_decoded(decoded, terms, allow) or _find_bytes(lays, terms, allow)
+    where = (
+        _find_decoded(decoded, terms, allow)
+        or _find_bytes(lays, terms, allow)
+        or _find_binary_spans(lays, terms, allow)
+    )
     if where:
         raise QuarantineError(
             f"post-check: an original identifying value is still in the output ({where})"
@@ -557,6 +585,224 @@ _SQ_CODE, _UN_CODE = (ord(v[0]) | ord(v[1]) << 8 for v in ("SQ", "UN"))
 # VRs never decoded as text (verify.elements), or not searched: raw bytes at most.
 _BINARY_CODES = vr_table("US SS UL SL FL FD AT OF OD OL OV SV UV OW SQ IS DS")
 _BAD_TEXT = re.compile(rb"[\x80-\xff\x1b]")
+# Binary VRs searched for substrings (besides any VR code that is no standard VR).
+_SUBSTR_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
+_KNOWN_VRS = frozenset(
+    "AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
+    "UN UR US UT UV".split()
+)
+_SUBSTR_CODES = vr_table(" ".join(sorted(_SUBSTR_VRS))) | ~vr_table(" ".join(sorted(_KNOWN_VRS)))
+# A compressed stream is looked for at the start of a binary value and this far into it
+# (vendors put a short header of their own before the zlib stream), and right after the
+# end of each stream found (concatenated streams, gzip members).
+ZLIB_SCAN = 64
+# What one stream may inflate to: 64 times its compressed size (text and XML compress 3 to
+# 10 times), at least 1 MiB (cheap to search) and at most 64 MiB; the whole file's inflated
+# bytes are bounded by INFLATE_TOTAL. Past that: quarantined, never searched in part.
+INFLATE_RATIO = 64
+INFLATE_FLOOR = 1 << 20
+INFLATE_TOTAL = 64 << 20
+_MAX_STREAMS = 256  # whole streams inflated per file; more: quarantined
+_INFLATE_DEPTH = 2  # a stream inside an inflated stream is inflated too, once
+_CHUNK = 1 << 12
+_STREAM_START = re.compile(
+    rb"(?=([\x08\x18\x28\x38\x48\x58\x68\x78][\x00-\xff]|\x1f\x8b\x08))", re.DOTALL
+)
+
+
+class _Budget:
+    """What is left of a file's inflation allowance (bytes and streams)."""
+
+    def __init__(self) -> None:
+        self.bytes = INFLATE_TOTAL
+        self.streams = _MAX_STREAMS
+
+
+def _inflate_at(value: bytes, off: int, budget: _Budget) -> tuple[bytes, int, bool] | None:
+    """(inflated bytes, end of the stream, whether it ended) of a zlib/gzip stream at off.
+
+    None when the bytes there do not start a stream (a chance header in binary data);
+    a stream cut short or corrupt gives what it inflated before the error. Raises
+    QuarantineError when the stream would inflate past its bound (a decompression bomb).
+    """
+    gzip = value[off : off + 3] == b"\x1f\x8b\x08"
+    if not gzip:
+        cmf, flg = value[off], value[off + 1]
+        if (cmf << 8 | flg) % 31 or flg & 0x20:  # header check, or a preset dictionary
+            return None
+    limit = min(max(INFLATE_RATIO * (len(value) - off), INFLATE_FLOOR), budget.bytes)
+    d = zlib.decompressobj(31 if gzip else 15)
+    out: list[bytes] = []
+    got, pos, fed, broken = 0, off, off, False
+
+    def take(chunk: bytes) -> None:
+        nonlocal got
+        got += len(chunk)
+        out.append(chunk)
+        if got > limit:
+            raise QuarantineError(
+                "post-check: cannot inspect compressed private data (a compressed stream in"
+                " a binary value inflates past its bound)"
+            )
+
+    # Input in chunks, the output of each call bounded (a bomb never allocates past its
+    # limit). zlib drops a call's output when the call meets an error: the chunk that
+    # failed is replayed a byte at a time from the state before it, so what a corrupt
+    # stream inflates before the error is searched too.
+    while pos < len(value) and not d.eof:
+        fed = min(pos + _CHUNK, len(value))
+        saved = d.copy()
+        try:
+            take(d.decompress(value[pos:fed], limit + 1 - got))
+        except zlib.error:
+            d, broken = saved, True
+            for k in range(pos, fed):
+                try:
+                    take(d.decompress(value[k : k + 1], limit + 1 - got))
+                except zlib.error:
+                    break
+            break
+        pos = fed
+    if not got and (broken or not d.eof):
+        return None
+    budget.bytes -= got
+    if broken or not d.eof:
+        return b"".join(out), len(value), False
+    budget.streams -= 1
+    if budget.streams < 0:
+        raise QuarantineError(
+            f"post-check: cannot inspect compressed private data (more than {_MAX_STREAMS}"
+            " compressed streams in the binary values)"
+        )
+    return b"".join(out), fed - len(d.unused_data), True
+
+
+def _inflated(value: bytes, budget: _Budget, depth: int = 0) -> list[bytes]:
+    """Everything the zlib/gzip streams in a binary value inflate to (see ZLIB_SCAN).
+
+    Every candidate header in the window is tried until one starts a stream that ends;
+    the window then moves to that stream's end (a second stream after the first).
+    """
+    found: list[bytes] = []
+    base = 0
+    while base < len(value) - 2:
+        nxt = -1
+        for m in _STREAM_START.finditer(value, base, min(len(value), base + ZLIB_SCAN + 2)):
+            got = _inflate_at(value, m.start(), budget)
+            if got is None:
+                continue
+            out, end, ended = got
+            if out:
+                found.append(out)
+                if depth + 1 < _INFLATE_DEPTH:
+                    found.extend(_inflated(out, budget, depth + 1))
+            if ended:
+                nxt = end
+                break
+        if nxt <= base:
+            break
+        base = nxt
+    return found
+
+
+def _find_binary(
+    pieces: list[tuple[Any, bytes]],
+    terms: Terms,
+    allow: Allowance,
+    covers: Callable[[Any], bool],
+    name: Callable[[Any, bool], str],
+) -> str:
+    """Where a term is inside a binary value, as a substring (raw or inflated; '' if none).
+
+    ``pieces``: (owner, value bytes) of every binary value outside pixel data; ``covers``
+    tells whether an owner is kept on purpose, ``name`` names it (raw or inflated).
+    """
+    budget = _Budget()
+    parts: list[bytes] = []
+    owners: list[tuple[Any, bool]] = []
+    for owner, value in pieces:
+        parts.append(value)
+        owners.append((owner, False))
+        if _STREAM_START.search(value[: ZLIB_SCAN + 2]) is None:
+            continue
+        for out in _inflated(value, budget):
+            parts.append(out)
+            owners.append((owner, True))
+    matcher, always = terms.matcher("sub-bytes", allow.kinds)
+    if matcher is None or not parts:
+        return ""
+    starts = [0]
+    for p in parts[:-1]:
+        starts.append(starts[-1] + len(p) + 2)
+    hay = b"\x00\x00".join(parts).translate(_FOLD)
+    digits = _digit_patterns(matcher)
+    for s, e, k in matcher.find(hay):
+        j = bisect.bisect_right(starts, s) - 1
+        if e > starts[j] + len(parts[j]):
+            continue  # across the separator: not in one value
+        if k in digits and _in_digit_run(hay, s, e, digits[k]):
+            continue
+        owner, inflated = owners[j]
+        if always[k] or not covers(owner):
+            return name(owner, inflated)
+    return ""
+
+
+def _digit_patterns(matcher: Any) -> dict[int, int]:
+    """Pattern index -> code unit width (1, or 2 for UTF-16) of the all-digit patterns."""
+    hit: dict[int, int] | None = getattr(matcher, "digits", None)
+    if hit is None:
+        hit = {}
+        for i, p in enumerate(matcher.patterns):
+            units = p.replace(b"\0", b"")
+            if units.isdigit():
+                hit[i] = 1 if len(units) == len(p) else 2
+        matcher.digits = hit
+    return hit
+
+
+def _in_digit_run(hay: bytes, s: int, e: int, width: int) -> bool:
+    """Whether a digit-only match continues a longer run of digits (a number, not an ID).
+
+    An ID of digits inside a longer number ("12345678" in "0123456789") is a chance
+    match in binary data; glued to letters ("Surn12345678") it is found.
+    """
+    before = hay[s - width : s] if s >= width else b""
+    after = hay[e : e + width]
+    return any(c.strip(b"\0").isdigit() for c in (before, after) if len(c) == width)
+
+
+def _find_binary_scanned(scan: Scanned, rows: np.ndarray, terms: Terms, allow: Allowance) -> str:
+    """:func:`_find_binary` over these scanner rows."""
+    vstart, stop = scan.rows[:, 3], scan.rows[:, 5]
+    data = scan.data
+    pieces = [(i, bytes(data[vstart[i] : stop[i]])) for i in rows.tolist()]
+
+    def covers(i: int) -> bool:
+        return allow.covers(_row_span(scan, i, named=False))
+
+    def name(i: int, inflated: bool) -> str:
+        sp = _row_span(scan, i, named=True)
+        path = sp.path if sp is not None else "the preamble"
+        return f"{'inflated' if inflated else 'raw'} bytes of {path}"
+
+    return _find_binary(pieces, terms, allow, covers, name)
+
+
+def _find_binary_spans(lays: list[RawLayout], terms: Terms, allow: Allowance) -> str:
+    """:func:`_find_binary` over the binary values of the walked layouts."""
+    pieces: list[tuple[Any, bytes]] = [
+        (sp, lay.data[a:b])
+        for lay, sp, a, b in value_segments(lays)
+        if sp is not None
+        and sp.tag not in PIXEL_TAGS
+        and (sp.vr in _SUBSTR_VRS or sp.vr not in _KNOWN_VRS)
+    ]
+
+    def name(sp: Span, inflated: bool) -> str:
+        return f"{'inflated' if inflated else 'raw'} bytes of {sp.path}"
+
+    return _find_binary(pieces, terms, allow, allow.covers, name)
 
 
 def _find_scanned(scan: Scanned, terms: Terms, allow: Allowance, preamble: bool) -> str:
@@ -611,7 +857,10 @@ def _find_scanned(scan: Scanned, terms: Terms, allow: Allowance, preamble: bool)
         where = _find_rows_decoded(scan, sorted(set(decode)), terms, allow)
         if where:
             return where
-    return _find_hay(scan, hay, regions, seg_rows, starts, ends, terms, allow)
+    where = _find_hay(scan, hay, regions, seg_rows, starts, ends, terms, allow)
+    if where:
+        return where
+    return _find_binary_scanned(scan, np.flatnonzero(leaf & _SUBSTR_CODES[codes]), terms, allow)
 
 
 def _masked(

@@ -237,3 +237,43 @@ def make_matcher(
     if engine not in ("auto", "regex"):
         raise ValueError(f"unknown matcher engine {engine!r}: use 'auto', 'regex', 'aho' or 'find'")
     return RegexMatcher(patterns, utf16=utf16)
+
+
+class SubstringMatcher(_Base):
+    """Every occurrence of every pattern, with no word boundaries (for binary values).
+
+    Binary values (OB, OW, UN, ...) carry no word structure: a name and an ID glued
+    together (``1SurnPID1``) or padded with binary bytes is still a leak, so every
+    overlapping match is returned. Aho-Corasick when installed, a find per pattern
+    otherwise (both return all matches, so no shorter pattern hides behind a longer one).
+    """
+
+    def __init__(self, patterns: Sequence[Text]) -> None:
+        super().__init__(patterns)
+        self._auto: Any = None
+        if self.patterns and _ahocorasick is not None and len(self.patterns) > FIND_MAX:
+            self._bytes = isinstance(self.patterns[0], bytes)
+            auto = _ahocorasick.Automaton()
+            for i, p in enumerate(self.patterns):
+                key = p.decode("latin-1") if self._bytes else p
+                auto.add_word(key, (i, len(key)))
+            auto.make_automaton()
+            self._auto = auto
+
+    def find(self, haystack: Any) -> list[tuple[int, int, int]]:
+        """Every ``(start, end, pattern index)``, overlapping ones included, sorted."""
+        if not haystack or not self.patterns:
+            return []
+        out: list[tuple[int, int, int]] = []
+        if self._auto is not None:
+            text = haystack.decode("latin-1") if self._bytes else haystack
+            for end_idx, (i, n) in self._auto.iter(text):
+                out.append((end_idx + 1 - n, end_idx + 1, i))
+            return sorted(out)
+        for i, p in enumerate(self.patterns):
+            n = len(p)
+            s = haystack.find(p) if n else -1
+            while s >= 0:
+                out.append((s, s + n, i))
+                s = haystack.find(p, s + 1)
+        return sorted(out)
