@@ -26,7 +26,6 @@ from __future__ import annotations
 import bisect
 import re
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,18 @@ from medveil.dicom.keywords import IDENTITY_KEYWORDS
 from medveil.errors import QuarantineError
 from medveil.policy.schema import CompiledPolicy
 from medveil.policy.standard import Option
+from medveil.verify.binary import (
+    KNOWN_VRS,
+    SUBSTRING_MIN,
+    SUBSTRING_VRS,
+    Budget,
+    Uninspectable,
+    digit_widths,
+    in_digit_run,
+    inflated,
+    is_binary_vr,
+    may_hold_stream,
+)
 from medveil.verify.elements import (
     Decoded,
     Scanned,
@@ -66,12 +77,6 @@ from medveil.verify.values import (
 )
 
 MIN_TERM = 3
-# Binary values are searched for terms as substrings, not whole words: a name glued to an
-# ID or to binary bytes is still a leak. Only terms of this many characters or more: a
-# three-letter name component ("lee", "ann") turns up inside ordinary words of the text
-# vendors store in binary and UN values; four letters keep glued surnames such as "chan"
-# and every realistic ID (bench/release.py measured no released file lost at 4).
-SUBSTRING_MIN = 4
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
 
 
@@ -585,124 +590,8 @@ _SQ_CODE, _UN_CODE = (ord(v[0]) | ord(v[1]) << 8 for v in ("SQ", "UN"))
 # VRs never decoded as text (verify.elements), or not searched: raw bytes at most.
 _BINARY_CODES = vr_table("US SS UL SL FL FD AT OF OD OL OV SV UV OW SQ IS DS")
 _BAD_TEXT = re.compile(rb"[\x80-\xff\x1b]")
-# Binary VRs searched for substrings (besides any VR code that is no standard VR).
-_SUBSTR_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
-_KNOWN_VRS = frozenset(
-    "AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
-    "UN UR US UT UV".split()
-)
-_SUBSTR_CODES = vr_table(" ".join(sorted(_SUBSTR_VRS))) | ~vr_table(" ".join(sorted(_KNOWN_VRS)))
-# A compressed stream is looked for at the start of a binary value and this far into it
-# (vendors put a short header of their own before the zlib stream), and right after the
-# end of each stream found (concatenated streams, gzip members).
-ZLIB_SCAN = 64
-# What one stream may inflate to: 64 times its compressed size (text and XML compress 3 to
-# 10 times), at least 1 MiB (cheap to search) and at most 64 MiB; the whole file's inflated
-# bytes are bounded by INFLATE_TOTAL. Past that: quarantined, never searched in part.
-INFLATE_RATIO = 64
-INFLATE_FLOOR = 1 << 20
-INFLATE_TOTAL = 64 << 20
-_MAX_STREAMS = 256  # whole streams inflated per file; more: quarantined
-_INFLATE_DEPTH = 2  # a stream inside an inflated stream is inflated too, once
-_CHUNK = 1 << 12
-_STREAM_START = re.compile(
-    rb"(?=([\x08\x18\x28\x38\x48\x58\x68\x78][\x00-\xff]|\x1f\x8b\x08))", re.DOTALL
-)
-
-
-class _Budget:
-    """What is left of a file's inflation allowance (bytes and streams)."""
-
-    def __init__(self) -> None:
-        self.bytes = INFLATE_TOTAL
-        self.streams = _MAX_STREAMS
-
-
-def _inflate_at(value: bytes, off: int, budget: _Budget) -> tuple[bytes, int, bool] | None:
-    """(inflated bytes, end of the stream, whether it ended) of a zlib/gzip stream at off.
-
-    None when the bytes there do not start a stream (a chance header in binary data);
-    a stream cut short or corrupt gives what it inflated before the error. Raises
-    QuarantineError when the stream would inflate past its bound (a decompression bomb).
-    """
-    gzip = value[off : off + 3] == b"\x1f\x8b\x08"
-    if not gzip:
-        cmf, flg = value[off], value[off + 1]
-        if (cmf << 8 | flg) % 31 or flg & 0x20:  # header check, or a preset dictionary
-            return None
-    limit = min(max(INFLATE_RATIO * (len(value) - off), INFLATE_FLOOR), budget.bytes)
-    d = zlib.decompressobj(31 if gzip else 15)
-    out: list[bytes] = []
-    got, pos, fed, broken = 0, off, off, False
-
-    def take(chunk: bytes) -> None:
-        nonlocal got
-        got += len(chunk)
-        out.append(chunk)
-        if got > limit:
-            raise QuarantineError(
-                "post-check: cannot inspect compressed private data (a compressed stream in"
-                " a binary value inflates past its bound)"
-            )
-
-    # Input in chunks, the output of each call bounded (a bomb never allocates past its
-    # limit). zlib drops a call's output when the call meets an error: the chunk that
-    # failed is replayed a byte at a time from the state before it, so what a corrupt
-    # stream inflates before the error is searched too.
-    while pos < len(value) and not d.eof:
-        fed = min(pos + _CHUNK, len(value))
-        saved = d.copy()
-        try:
-            take(d.decompress(value[pos:fed], limit + 1 - got))
-        except zlib.error:
-            d, broken = saved, True
-            for k in range(pos, fed):
-                try:
-                    take(d.decompress(value[k : k + 1], limit + 1 - got))
-                except zlib.error:
-                    break
-            break
-        pos = fed
-    if not got and (broken or not d.eof):
-        return None
-    budget.bytes -= got
-    if broken or not d.eof:
-        return b"".join(out), len(value), False
-    budget.streams -= 1
-    if budget.streams < 0:
-        raise QuarantineError(
-            f"post-check: cannot inspect compressed private data (more than {_MAX_STREAMS}"
-            " compressed streams in the binary values)"
-        )
-    return b"".join(out), fed - len(d.unused_data), True
-
-
-def _inflated(value: bytes, budget: _Budget, depth: int = 0) -> list[bytes]:
-    """Everything the zlib/gzip streams in a binary value inflate to (see ZLIB_SCAN).
-
-    Every candidate header in the window is tried until one starts a stream that ends;
-    the window then moves to that stream's end (a second stream after the first).
-    """
-    found: list[bytes] = []
-    base = 0
-    while base < len(value) - 2:
-        nxt = -1
-        for m in _STREAM_START.finditer(value, base, min(len(value), base + ZLIB_SCAN + 2)):
-            got = _inflate_at(value, m.start(), budget)
-            if got is None:
-                continue
-            out, end, ended = got
-            if out:
-                found.append(out)
-                if depth + 1 < _INFLATE_DEPTH:
-                    found.extend(_inflated(out, budget, depth + 1))
-            if ended:
-                nxt = end
-                break
-        if nxt <= base:
-            break
-        base = nxt
-    return found
+# Rows searched as substrings (verify.binary): binary VRs and codes of no standard VR.
+_SUBSTR_CODES = vr_table(" ".join(sorted(SUBSTRING_VRS))) | ~vr_table(" ".join(sorted(KNOWN_VRS)))
 
 
 def _find_binary(
@@ -715,17 +604,24 @@ def _find_binary(
     """Where a term is inside a binary value, as a substring (raw or inflated; '' if none).
 
     ``pieces``: (owner, value bytes) of every binary value outside pixel data; ``covers``
-    tells whether an owner is kept on purpose, ``name`` names it (raw or inflated).
+    tells whether an owner is kept on purpose, ``name`` names it (raw or inflated). Raises
+    QuarantineError when a compressed stream cannot be inflated within its bound.
     """
-    budget = _Budget()
+    budget = Budget()
     parts: list[bytes] = []
     owners: list[tuple[Any, bool]] = []
     for owner, value in pieces:
         parts.append(value)
         owners.append((owner, False))
-        if _STREAM_START.search(value[: ZLIB_SCAN + 2]) is None:
+        if not may_hold_stream(value):
             continue
-        for out in _inflated(value, budget):
+        try:
+            streams = inflated(value, budget)
+        except Uninspectable as exc:
+            raise QuarantineError(
+                f"post-check: cannot inspect compressed private data ({exc})"
+            ) from None
+        for out in streams:
             parts.append(out)
             owners.append((owner, True))
     matcher, always = terms.matcher("sub-bytes", allow.kinds)
@@ -740,36 +636,20 @@ def _find_binary(
         j = bisect.bisect_right(starts, s) - 1
         if e > starts[j] + len(parts[j]):
             continue  # across the separator: not in one value
-        if k in digits and _in_digit_run(hay, s, e, digits[k]):
+        if k in digits and in_digit_run(hay, s, e, digits[k]):
             continue
-        owner, inflated = owners[j]
+        owner, from_stream = owners[j]
         if always[k] or not covers(owner):
-            return name(owner, inflated)
+            return name(owner, from_stream)
     return ""
 
 
 def _digit_patterns(matcher: Any) -> dict[int, int]:
-    """Pattern index -> code unit width (1, or 2 for UTF-16) of the all-digit patterns."""
+    """verify.binary.digit_widths of a matcher's patterns, kept on the (cached) matcher."""
     hit: dict[int, int] | None = getattr(matcher, "digits", None)
     if hit is None:
-        hit = {}
-        for i, p in enumerate(matcher.patterns):
-            units = p.replace(b"\0", b"")
-            if units.isdigit():
-                hit[i] = 1 if len(units) == len(p) else 2
-        matcher.digits = hit
+        hit = matcher.digits = digit_widths(matcher.patterns)
     return hit
-
-
-def _in_digit_run(hay: bytes, s: int, e: int, width: int) -> bool:
-    """Whether a digit-only match continues a longer run of digits (a number, not an ID).
-
-    An ID of digits inside a longer number ("12345678" in "0123456789") is a chance
-    match in binary data; glued to letters ("Surn12345678") it is found.
-    """
-    before = hay[s - width : s] if s >= width else b""
-    after = hay[e : e + width]
-    return any(c.strip(b"\0").isdigit() for c in (before, after) if len(c) == width)
 
 
 def _find_binary_scanned(scan: Scanned, rows: np.ndarray, terms: Terms, allow: Allowance) -> str:
@@ -794,9 +674,7 @@ def _find_binary_spans(lays: list[RawLayout], terms: Terms, allow: Allowance) ->
     pieces: list[tuple[Any, bytes]] = [
         (sp, lay.data[a:b])
         for lay, sp, a, b in value_segments(lays)
-        if sp is not None
-        and sp.tag not in PIXEL_TAGS
-        and (sp.vr in _SUBSTR_VRS or sp.vr not in _KNOWN_VRS)
+        if sp is not None and sp.tag not in PIXEL_TAGS and is_binary_vr(sp.vr)
     ]
 
     def name(sp: Span, inflated: bool) -> str:

@@ -17,8 +17,23 @@ import pydicom
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 
+from medveil.verify.binary import (
+    SUBSTRING_MIN,
+    Budget,
+    Uninspectable,
+    digit_widths,
+    in_digit_run,
+    inflated,
+    is_binary_vr,
+    may_hold_stream,
+)
 from medveil.verify.inputs import Item, iter_items
-from medveil.verify.matcher import RegexMatcher, have_aho_corasick, make_matcher
+from medveil.verify.matcher import (
+    RegexMatcher,
+    SubstringMatcher,
+    have_aho_corasick,
+    make_matcher,
+)
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span, layouts, looks_like_dicom
 from medveil.verify.report import Finding, VerifyReport
 from medveil.verify.values import (
@@ -131,6 +146,17 @@ class Scanner:
         self._u16_info = list(u16_pats.values())
         self.byte_matcher = make_matcher(list(byte_pats), engine=engine)
         self.u16_matcher = make_matcher(list(u16_pats), utf16=True, engine=engine)
+        # Binary values are searched again for the longer values as substrings (a name
+        # glued to an ID), raw and inflated (verify.binary).
+        sub = {
+            p: info
+            for p, info in (*byte_pats.items(), *u16_pats.items())
+            if len(self.texts[info[0]]) >= SUBSTRING_MIN
+        }
+        self._sub_info = list(sub.values())
+        self.sub_matcher = SubstringMatcher(list(sub))
+        self._sub_digits = digit_widths(list(sub))
+        self.uninspectable: set[str] = set()  # files with a stream past its bound
 
     # -- helpers ------------------------------------------------------------------------
     def _finding(
@@ -262,7 +288,65 @@ class Scanner:
                     f = self._byte_finding(file, lay, s + seg_start, e + seg_start, vi, enc, seen)
                     if f is not None:
                         findings.append(f)
+        if dicom:
+            findings += self._scan_binary(file, lays, seen)
         return findings, complete
+
+    def _scan_binary(
+        self, file: str, lays: list[RawLayout], seen: set[tuple[str, str]]
+    ) -> list[Finding]:
+        """Binary values (never pixel data) searched for substrings, raw and inflated."""
+        findings: list[Finding] = []
+        budget = Budget()
+        # An element the word searches already reported is not reported again for a
+        # shorter value inside it (its raw bytes); what it inflates to still is.
+        reported = {path for path, _ in seen}
+        for lay in lays:
+            walked = {sp.path[: sp.path.rfind("[")] for sp in lay.spans if "[" in sp.path}
+            for sp in lay.spans:
+                if (
+                    sp.tag in PIXEL_TAGS
+                    or sp.end <= sp.start
+                    or sp.vr == "SQ"
+                    or sp.path in walked
+                    or (sp.path == "(deflated)" and len(lays) > 1)
+                    or not is_binary_vr(sp.vr)
+                ):
+                    continue
+                value = lay.data[sp.start : sp.end]
+                parts = [] if sp.path in reported else [(value, sp.start)]
+                if may_hold_stream(value):
+                    try:
+                        parts += [(out, -1) for out in inflated(value, budget)]
+                    except Uninspectable:
+                        self.uninspectable.add(file)
+                for part, at in parts:
+                    hay = part.translate(_FOLD)
+                    for s, e, i in self.sub_matcher.find(hay):
+                        if i in self._sub_digits and in_digit_run(hay, s, e, self._sub_digits[i]):
+                            continue
+                        vi, enc = self._sub_info[i]
+                        if at >= 0:
+                            f = self._byte_finding(file, lay, at + s, at + e, vi, enc, seen)
+                        else:
+                            f = self._stream_finding(file, lay, sp, vi, enc, seen)
+                        if f is not None:
+                            findings.append(f)
+        return findings
+
+    def _stream_finding(
+        self, file: str, lay: RawLayout, sp: Span, vi: int, enc: str, seen: set[tuple[str, str]]
+    ) -> Finding | None:
+        """A value found in what a compressed stream inside element sp inflates to."""
+        value = self.texts[vi]
+        path = f"{sp.path} (compressed stream)"
+        if (path, value) in seen:
+            return None
+        seen.add((path, value))
+        vkind = self.index.values[value].kind
+        in_meta = lay.name == "file" and sp.tag >> 16 == 0x0002
+        cat = self._category(vkind, in_meta, sp.private, None)
+        return self._finding(file, cat, path, f"bytes:{enc}:inflated", value, vkind)
 
     def _byte_finding(
         self,
@@ -437,6 +521,9 @@ class Scanner:
             report.not_dicom.append(name)
         found, complete = self.scan_bytes(name, data, seen, ds is not None)
         report.findings.extend(found)
+        if name in self.uninspectable:
+            # A compressed stream past its bound: not verified, so not clean.
+            report.unreadable_outputs.append((name, "cannot inspect compressed data"))
         if ds is not None and not complete and name not in report.incomplete:
             report.incomplete.append(name)
 
