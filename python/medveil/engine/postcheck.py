@@ -607,6 +607,11 @@ def _find_binary(
     tells whether an owner is kept on purpose, ``name`` names it (raw or inflated). Raises
     QuarantineError when a compressed stream cannot be inflated within its bound.
     """
+    # A value shorter than every pattern (SUBSTRING_MIN bytes or more) and than any
+    # compressed stream holds nothing: most files' binary values are a few bytes of meta.
+    pieces = [(o, v) for o, v in pieces if len(v) >= SUBSTRING_MIN]
+    if not pieces:
+        return ""
     budget = Budget()
     parts: list[bytes] = []
     owners: list[tuple[Any, bool]] = []
@@ -655,6 +660,9 @@ def _digit_patterns(matcher: Any) -> dict[int, int]:
 def _find_binary_scanned(scan: Scanned, rows: np.ndarray, terms: Terms, allow: Allowance) -> str:
     """:func:`_find_binary` over these scanner rows."""
     vstart, stop = scan.rows[:, 3], scan.rows[:, 5]
+    rows = rows[stop[rows] - vstart[rows] >= SUBSTRING_MIN]
+    if not len(rows):
+        return ""
     data = scan.data
     pieces = [(i, bytes(data[vstart[i] : stop[i]])) for i in rows.tolist()]
 
