@@ -205,8 +205,22 @@ def vr_conflict(tag: int, vr: str) -> bool:
 
 # ---------------------------------------------------------------------- values
 def is_empty(value: bytes | bytearray | memoryview | None) -> bool:
-    """True for a raw value that holds nothing but padding."""
-    return not value or not bytes(value).strip(b"\x00 ")
+    """True for a raw value that holds nothing but padding (NUL and space bytes).
+
+    Reads the value in place, a piece at a time: a value is usually decided by its first
+    bytes, and a large one (pixel data) must not be copied whole to find that out.
+    """
+    if not value:
+        return True
+    view = memoryview(value)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    step = 64
+    for start in range(0, len(view), step):
+        if bytes(view[start : start + step]).strip(b"\x00 "):
+            return False
+        step = min(step * 16, 1 << 20)
+    return True
 
 
 def uids_of(value: bytes | bytearray | memoryview) -> list[str]:
