@@ -33,27 +33,9 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from .conftest import SECRET, base_dataset, dataset_road, part10, quiet, raw_road
+from .conftest import SECRET, base_dataset, both_roads, out, quiet
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def both_roads(ds: Dataset, implicit: bool = False, policy: Policy | None = None) -> bytes:
-    """The output of both engines, which must agree byte for byte."""
-    engine = Deidentifier(policy or Policy(), SECRET)
-    with quiet():
-        data = part10(ds, implicit)
-        by_dataset = dataset_road(engine, data)
-        by_raw = raw_road(engine, data)
-    assert not isinstance(by_dataset, str), by_dataset
-    assert by_raw is not None and not isinstance(by_raw, str), by_raw
-    assert by_raw == by_dataset
-    return by_raw[0]
-
-
-def out(ds: Dataset, implicit: bool = False, policy: Policy | None = None) -> Dataset:
-    """The de-identified dataset (both roads checked)."""
-    return pydicom.dcmread(io.BytesIO(both_roads(ds, implicit, policy)))
 
 
 def item(**values: object) -> Dataset:
