@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import hmac
-import sys
+import logging
 import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medveil.cli.console import Progress, error, info, warning
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import create_secret, default_secret_path, load_secret
 from medveil.policy.presets import load_policy
@@ -17,6 +18,8 @@ from medveil.policy.schema import Policy
 
 if TYPE_CHECKING:
     from medveil.run.archive import RunSummary
+
+log = logging.getLogger(__name__)
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,10 +120,10 @@ def _secret(args: argparse.Namespace, policy: Policy) -> bytes:
     if default.exists():
         return load_secret(default)
     secret = create_secret(default)
-    print(
-        f"medveil: created a new project secret at {default} (mode 0600); keep it safe and "
+    warning(
+        log,
+        f"created a new project secret at {default} (mode 0600); keep it safe and "
         "reuse it so that pseudonyms stay the same across runs",
-        file=sys.stderr,
     )
     return secret
 
@@ -161,40 +164,33 @@ def run(args: argparse.Namespace) -> int:
             write_demo_archive(source)
             policy = with_demo_rules(policy)
             args.input, args.output = str(source), args.demo
-            print(f"medveil: demo archive with fake PHI written to {source}", file=sys.stderr)
+            info(log, f"demo archive with fake PHI written to {source}")
         if not args.input or not args.output:
-            print("medveil deid: give INPUT and OUTPUT, or --demo OUT", file=sys.stderr)
+            error(log, "give INPUT and OUTPUT to deid, or --demo OUT")
             return 2
         secret = _secret(args, policy)
         vault = _open_vault(args, secret)
     except (PolicyError, MedveilError) as exc:
-        print(f"medveil: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
 
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(unit="file", dynamic_ncols=True, file=sys.stderr)
+    # Created only now that the inputs are checked; drawn (or logged, off a terminal) from
+    # the first file done, with an ETA once the archive reports a total.
+    bar = Progress(log, unit="file", enabled=not args.quiet)
 
     def progress(summary: RunSummary) -> None:
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(
-                f"{summary.mb_per_second:.1f} MB/s, {summary.quarantined} quarantined"
-            )
-
-    def say(msg: str) -> None:
-        if bar is not None:
-            bar.write(msg, file=sys.stderr)
-        else:
-            print(msg, file=sys.stderr)
+        bar.update(
+            summary.files_in,
+            getattr(summary, "total", None),
+            f"{summary.mb_per_second:.1f} MB/s, {summary.quarantined} quarantined",
+        )
 
     def quarantined(name: str, reason: str) -> None:
-        say(f"quarantined: {name}: {reason}")
+        # A warning, so that -q keeps it; written above the bar by the console handler.
+        warning(log, f"quarantined: {name}: {reason}", bare=True)
 
     def problem(name: str, reason: str) -> None:
-        say(f"medveil: {name}: {reason}")
+        warning(log, f"{name}: {reason}")
 
     try:
         summary = deidentify_archive(
@@ -215,11 +211,10 @@ def run(args: argparse.Namespace) -> int:
             dicomdir=getattr(args, "dicomdir", False),
         )
     except MedveilError as exc:
-        print(f"medveil: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         if vault is not None:
             vault.close()
     state = "stopped" if summary.failed else "interrupted" if summary.interrupted else "done"
@@ -243,23 +238,23 @@ def run(args: argparse.Namespace) -> int:
         )
     if summary.unresolved_references or summary.references_unchecked:
         unchecked = summary.references_unchecked
-        print(
-            f"medveil: {summary.unresolved_references} references of released files point "
+        warning(
+            log,
+            f"{summary.unresolved_references} references of released files point "
             "at no released instance, series, study or frame of reference"
             f"{f'; {unchecked} files not checked' if unchecked else ''}",
-            file=sys.stderr,
         )
     if summary.retried:
-        print(
-            f"medveil: {summary.retried} retries after failures outside the files "
+        warning(
+            log,
+            f"{summary.retried} retries after failures outside the files "
             f"({_reasons(summary.retry_reasons)})",
-            file=sys.stderr,
         )
     if summary.failed:
-        print(
-            f"medveil: stopped with {summary.failed} files not done: {summary.failure}; "
+        error(
+            log,
+            f"stopped with {summary.failed} files not done: {summary.failure}; "
             "fix the cause, then run again with --resume",
-            file=sys.stderr,
         )
     return summary.exit_code
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import tempfile
@@ -13,7 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medveil import __version__
+from medveil.cli.console import error, setup_logging
 from medveil.errors import MedveilError
+
+log = logging.getLogger(__name__)
 
 # Subcommand modules under medveil.cli; each has add_subparser(subparsers).
 SUBCOMMANDS: tuple[str, ...] = (
@@ -43,16 +47,52 @@ def build_parser() -> argparse.ArgumentParser:
         description="De-identify DICOM archives fast, and prove nothing leaked.",
     )
     parser.add_argument("--version", action="version", version=f"medveil {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_verbose",
+        action="count",
+        default=0,
+        help="also log debug messages",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        dest="log_quiet",
+        action="store_true",
+        help="only warnings and errors; no progress",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="console messages as text lines or as one JSON object per line",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"medveil.cli.{name}").add_subparser(sub)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand without a description its one-line help as description."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, child in action.choices.items():
+            text = helps.get(name)
+            if not child.description and isinstance(text, str) and text:
+                child.description = text[0].upper() + text[1:] + "."
+            _describe(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging(args.log_verbose, args.log_quiet, args.log_format)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -62,18 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print("medveil: interrupted", file=sys.stderr)
+        error(log, "interrupted")
         return 130
     except (MedveilError, OSError) as exc:
         # An expected failure (bad input, a folder that cannot be made): one line.
-        print(f"medveil: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
     except Exception as exc:
         where = crash_report(args, exc)
-        print(
-            f"medveil: unexpected error ({type(exc).__name__}); please report it with the "
+        error(
+            log,
+            f"unexpected error ({type(exc).__name__}); please report it with the "
             f"details in {where}",
-            file=sys.stderr,
         )
         return 2
 

@@ -1,0 +1,176 @@
+"""Console output of the ``medveil`` command: logging setup, error lines, progress.
+
+Everything the command says on stderr goes through the ``medveil`` logger (modules log to
+child loggers such as ``medveil.cli.deid``), so ``-v``, ``-q`` and ``--log-format json``
+apply to all of it. Messages carry what they carried before (input paths, counts); records
+of the run are written elsewhere and are not logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+LOGGER = logging.getLogger("medveil")
+
+# The progress bar being drawn, if any: log lines are written above it, not through it.
+_active_bar: tqdm[Any] | None = None
+
+
+class ConsoleHandler(logging.Handler):
+    """Write records to the current ``sys.stderr``, above an active progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write one formatted record."""
+        try:
+            line = self.format(record)
+            if _active_bar is not None:
+                _active_bar.write(line, file=sys.stderr)
+            else:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+class TextFormatter(logging.Formatter):
+    """``medveil: message``; records logged with ``extra={"bare": True}`` keep no prefix."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record's console line."""
+        message = record.getMessage()
+        return message if getattr(record, "bare", False) else f"medveil: {message}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line."""
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False, log_format: str = "text") -> None:
+    """Send the ``medveil`` logger to stderr: INFO by default, DEBUG with -v, WARNING with -q."""
+    for old in list(LOGGER.handlers):
+        if isinstance(old, ConsoleHandler):
+            LOGGER.removeHandler(old)
+    handler = ConsoleHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    # The command owns its console: records are not repeated by a root handler.
+    LOGGER.propagate = False
+
+
+def _ensure_setup() -> None:
+    """Default console logging when a subcommand runs without ``main`` (the Python API)."""
+    if not any(isinstance(h, ConsoleHandler) for h in LOGGER.handlers):
+        setup_logging()
+
+
+def error(logger: logging.Logger, message: str) -> None:
+    """Log one error line (``medveil: message`` on the text console)."""
+    _ensure_setup()
+    logger.error("%s", message)
+
+
+def warning(logger: logging.Logger, message: str, *, bare: bool = False) -> None:
+    """Log one warning line (kept by -q); ``bare`` drops the ``medveil:`` prefix."""
+    _ensure_setup()
+    logger.warning("%s", message, extra={"bare": bare})
+
+
+def info(logger: logging.Logger, message: str, *, bare: bool = False) -> None:
+    """Log one informational line (silenced by -q); ``bare`` drops the ``medveil:`` prefix."""
+    _ensure_setup()
+    logger.info("%s", message, extra={"bare": bare})
+
+
+class Progress:
+    """Progress of a run: a tqdm bar on a terminal, else one log line every few seconds.
+
+    Nothing is shown before the first file is done, so a run that fails on its inputs
+    prints no empty bar. The bar shows an ETA whenever the total is known.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        unit: str = "file",
+        interval: float = 5.0,
+        enabled: bool = True,
+        tty: bool | None = None,
+    ) -> None:
+        """Report to logger (non-TTY) or a bar on stderr (TTY); enabled=False shows nothing."""
+        self.logger = logger
+        self.unit = unit
+        self.interval = interval
+        self.enabled = enabled and LOGGER.isEnabledFor(logging.INFO)
+        self.tty = _stderr_is_tty() if tty is None else tty
+        self.bar: tqdm[Any] | None = None
+        self.started = time.monotonic()
+        self.last_line = self.started
+
+    def update(self, done: int, total: int | None = None, status: str = "") -> None:
+        """Show that done of total (None: unknown) units are done; status is appended."""
+        if not self.enabled:
+            return
+        if self.tty:
+            self._draw(done, total, status)
+            return
+        now = time.monotonic()
+        if now - self.last_line >= self.interval:
+            self.last_line = now
+            info(self.logger, self.line(done, total, status, now - self.started))
+
+    def line(self, done: int, total: int | None, status: str, elapsed: float) -> str:
+        """'120 of 400 files done, 2 quarantined; 31 s, ETA 72 s' (a non-TTY progress line)."""
+        count = f"{done} of {total}" if total else f"{done}"
+        eta = ""
+        if total and done and total > done:
+            eta = f", ETA {elapsed / done * (total - done):.0f} s"
+        return f"{count} {self.unit}s done{f', {status}' if status else ''}; {elapsed:.0f} s{eta}"
+
+    def _draw(self, done: int, total: int | None, status: str) -> None:
+        global _active_bar
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=self.unit, dynamic_ncols=True, file=sys.stderr)
+            _active_bar = self.bar
+        if total and self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        if status:
+            self.bar.set_postfix_str(status, refresh=False)
+
+    def close(self) -> None:
+        """Finish the bar, if one was drawn."""
+        global _active_bar
+        if self.bar is not None:
+            self.bar.close()
+            if _active_bar is self.bar:
+                _active_bar = None
+            self.bar = None
+
+
+def _stderr_is_tty() -> bool:
+    """Whether stderr is a terminal (a bar would be drawn, not logged)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
