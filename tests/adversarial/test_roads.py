@@ -1,13 +1,13 @@
 """The adversarial corpus on the other roads: the DICOM gateway and the Spark engine.
 
-Each road gets the whole corpus at once under the default policy (one association; one
-Spark job on ``local[2]``) and is held to the rules of ``test_no_leaks``, with its oracle:
-no canary in any output byte (any encoding, inflated), in the records or in the logs;
-every input stored or refused with a reason; and the same set of cases released as by
-``medveil deid`` on the folder. The gateway gets each file's bytes as they are (pynetdicom
-streams the data set from the file, never re-encoding it); a file pynetdicom cannot even
-send (no usable file meta, no accepted presentation context) counts as refused.
-"""
+Each road gets the whole corpus at once under the default policy (per sending mode one
+association; one Spark job on ``local[2]``) and is held to the rules of ``test_no_leaks``,
+with its oracle: no canary in any output byte (any encoding, inflated), in the records or
+in the logs; every input stored or refused with a reason; and the same set of cases
+released as by ``medveil deid`` on the folder. The gateway gets the corpus twice: the
+files' data set bytes as they are, and re-encoded by pydicom as pynetdicom sends by
+default (a damaged file may then arrive repaired, and may be released if clean). A file
+pynetdicom cannot even send counts as refused."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,20 @@ from .test_no_leaks import BY_PLACE, CASES, SECRET, CliRun, _file_name, _run_cli
 META_ONLY_DAMAGE = {"damaged-meta-group-length-short"}
 
 # Cases whose leak on a road is not fixed yet: {(road, place): what leaks where}. With
-# strict=True a fixed case fails until its entry goes. Empty: no road leaks.
-KNOWN: dict[tuple[str, str], str] = {}
+# strict=True a fixed case fails until its entry goes. Both below: the sender's tolerant
+# read swallows the patient's elements into the overrun value and re-encodes it well
+# formed; the gateway keeps that value verbatim (a VR violation, never checked) and
+# answers success, with nothing in the received data set to teach the post-check.
+KNOWN: dict[tuple[str, str], str] = {
+    ("gateway-decoded", "damaged-st-40"): (
+        "issue 18 class 1/8: stored file keeps DerivationDescription (0008,2111) ST holding"
+        " the swallowed PatientName, PatientID and original UIDs (control bytes in ST)"
+    ),
+    ("gateway-decoded", "damaged-implicit-modality"): (
+        "issue 18 class 1/8: stored file keeps Modality (0008,0060) CS of ~200 bytes"
+        " holding the swallowed PatientName, PatientID, BirthDate and original UIDs"
+    ),
+}
 
 
 def _params(road: str) -> list[Any]:
@@ -93,24 +106,35 @@ def _released_by_folder(run: CliRun) -> set[str]:
 
 
 # ------------------------------------------------------------------------------ gateway
-@pytest.fixture(scope="module")
-def gateway_run(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RoadRun:
-    """The corpus sent over one association to a store-mode gateway (default policy)."""
-    pytest.importorskip("pynetdicom", reason="pynetdicom not installed (pip install .[net])")
+# How the sender turns each file into a C-STORE: "raw" streams the data set bytes of the
+# file as they are; "decoded" (pynetdicom's default, as most senders do) reads the file
+# with pydicom, tolerantly, and sends its re-encoding, so damage may arrive repaired.
+MODES = ("raw", "decoded")
+
+
+def _gateway_params() -> list[Any]:
+    out = []
+    for mode in MODES:
+        for c in CASES:
+            why = KNOWN.get((f"gateway-{mode}", c.place))
+            marks = pytest.mark.xfail(strict=True, reason=why) if why else ()
+            out.append(pytest.param(mode, c.place, id=f"{mode}-{c.place}", marks=marks))
+    return out
+
+
+def _send_corpus(corpus_dir: Path, store: Path, chunked: bool) -> RoadRun:
+    """The corpus over one association to a fresh store-mode gateway (default policy)."""
     from medveil.net.gateway import STATUS_QUARANTINED, VERIFICATION, Gateway, GatewayConfig
     from pydicom.filereader import read_file_meta_info
     from pynetdicom import AE, _config
 
     from tests.gateway.helpers import CapturedLog
 
-    store = tmp_path_factory.mktemp("roads-gateway") / "store"
     log = CapturedLog()
-    gw = Gateway(
-        GatewayConfig(
-            policy=Policy(), secret=SECRET, workers=2, host="127.0.0.1", port=0, store=store
-        ),
-        log,
+    config = GatewayConfig(
+        policy=Policy(), secret=SECRET, workers=2, host="127.0.0.1", port=0, store=store
     )
+    gw = Gateway(config, log)
     run = RoadRun()
     names = [_file_name(i) for i in range(len(CASES))]
     # One presentation context per (SOP class, transfer syntax) the corpus uses; a file
@@ -126,8 +150,8 @@ def gateway_run(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> R
     for sop, ts in sorted(contexts):
         ae.add_requested_context(sop, [ts])
     ae.add_requested_context(VERIFICATION)
-    chunked = _config.STORE_SEND_CHUNKED_DATASET
-    _config.STORE_SEND_CHUNKED_DATASET = True  # send the file's bytes, not a re-encoding
+    saved = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = chunked
     gw.start()
     try:
         assoc = ae.associate("127.0.0.1", gw.port, ae_title="MEDVEIL")
@@ -136,13 +160,19 @@ def gateway_run(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> R
             for msg_id, name in enumerate(names, 1):
                 seen = len(log.events())
                 try:
-                    rsp = assoc.send_c_store(corpus_dir / name, msg_id=msg_id)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # pydicom on the damaged files
+                        rsp = assoc.send_c_store(corpus_dir / name, msg_id=msg_id)
                 except Exception as exc:  # pynetdicom refuses to send it: never received
                     run.outcome[name] = ("refused", f"not sent: {type(exc).__name__}")
                     continue
                 assert assoc.is_established, f"{name}: the association ended"
-                status = int(rsp.Status) if "Status" in rsp else -1
                 events = log.events()[seen:]
+                if "Status" not in rsp:  # pynetdicom could not encode it: nothing was sent
+                    assert events == [], (name, events)
+                    run.outcome[name] = ("refused", "not sent: pynetdicom could not encode it")
+                    continue
+                status = int(rsp.Status)
                 if status == 0:
                     assert [e["event"] for e in events] == ["stored"], (name, events)
                     run.outcome[name] = ("written", "")
@@ -154,39 +184,56 @@ def gateway_run(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> R
             assoc.release()
     finally:
         gw.stop()
-        _config.STORE_SEND_CHUNKED_DATASET = chunked
+        _config.STORE_SEND_CHUNKED_DATASET = saved
     run.blob = b"\0\0".join([log.text.encode(), *_tree_blob(store)])
     run.files = len(list(store.rglob("*.dcm")))
     return run
 
 
-def test_gateway_accounts_for_every_input(gateway_run: RoadRun) -> None:
-    assert len(gateway_run.outcome) == len(CASES)
-    for name, (status, reason) in gateway_run.outcome.items():
+@pytest.fixture(scope="module")
+def gateway_runs(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, RoadRun]:
+    """The corpus sent raw, then decoded, each over one association to its own gateway."""
+    pytest.importorskip("pynetdicom", reason="pynetdicom not installed (pip install .[net])")
+    base = tmp_path_factory.mktemp("roads-gateway")
+    return {mode: _send_corpus(corpus_dir, base / mode, mode == "raw") for mode in MODES}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gateway_accounts_for_every_input(gateway_runs: dict[str, RoadRun], mode: str) -> None:
+    run = gateway_runs[mode]
+    assert len(run.outcome) == len(CASES)
+    for name, (status, reason) in run.outcome.items():
         assert status in ("written", "quarantined", "refused"), (name, status)
         if status != "written":
             assert reason.strip(), f"{name}: {status} without a reason"
-    for i, case in enumerate(CASES):
-        if case.damaged and case.place not in META_ONLY_DAMAGE:
-            assert gateway_run.outcome[_file_name(i)][0] != "written", case.place
-    written = [s for s, _ in gateway_run.outcome.values()].count("written")
-    assert gateway_run.files == written  # what the oracle searched is every stored file
+    if mode == "raw":  # decoded, the sender may have repaired the damage
+        for i, case in enumerate(CASES):
+            if case.damaged and case.place not in META_ONLY_DAMAGE:
+                assert run.outcome[_file_name(i)][0] != "written", case.place
+    written = [s for s, _ in run.outcome.values()].count("written")
+    assert run.files == written  # what the oracle searched is every stored file
 
 
-@pytest.mark.parametrize("place", _params("gateway"))
-def test_gateway_leaks_nothing(gateway_run: RoadRun, place: str) -> None:
+@pytest.mark.parametrize(("mode", "place"), _gateway_params())
+def test_gateway_leaks_nothing(gateway_runs: dict[str, RoadRun], mode: str, place: str) -> None:
     case = BY_PLACE[place]
-    assert leaks(case, gateway_run.blob) == [], f"{place}: canaries in the store or the log"
+    got = leaks(case, gateway_runs[mode].blob)
+    assert got == [], f"{place} sent {mode}: canaries in the store or the log"
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_gateway_releases_what_the_folder_run_releases(
-    gateway_run: RoadRun, folder_run: CliRun
+    gateway_runs: dict[str, RoadRun], folder_run: CliRun, mode: str
 ) -> None:
-    released = {n for n, (s, _) in gateway_run.outcome.items() if s == "written"}
+    run = gateway_runs[mode]
+    released = {n for n, (s, _) in run.outcome.items() if s == "written"}
     expected = _released_by_folder(folder_run)
     expected |= {_file_name(i) for i, c in enumerate(CASES) if c.place in META_ONLY_DAMAGE}
     place = {_file_name(i): c.place for i, c in enumerate(CASES)}
-    assert sorted(place[n] for n in released - expected) == []  # released by the gateway only
+    extra = sorted(place[n] for n in released - expected)
+    if mode == "decoded":  # a damaged file re-encoded by the sender arrives well formed
+        extra = [p for p in extra if not BY_PLACE[p].damaged]
+    assert extra == []  # released by the gateway only
     assert sorted(place[n] for n in expected - released) == []  # released by the folder only
 
 
