@@ -22,8 +22,9 @@ from typing import Final, NamedTuple, TypeVar
 from pydicom.datadict import dictionary_VR
 
 from medveil.dicom.keywords import ID_KEYWORDS, NAME_KEYWORDS, TERM_KEYWORDS
+from medveil.errors import QuarantineError
 from medveil.policy.keys import Keyed, is_well_known_uid
-from medveil.policy.schema import CompiledPolicy, Policy
+from medveil.policy.schema import LOOKUP_ACTION, CompiledPolicy, Policy
 from medveil.policy.standard import COMBINED_ACTIONS, Option, Rule, resolve_combined
 
 TEXT_VRS: Final = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
@@ -971,7 +972,39 @@ class Decider:
             return Decision(Kind.PUT, "pseudonym", self.pseudonyms(vr, rule, values))
         if action == "C":
             return self._clean(tag, vr, empty, text, ctx)
+        if action == LOOKUP_ACTION:
+            return self._lookup(tag, vr, rule, empty, text)
         return Decision(Kind.GENERAL, action)
+
+    def _lookup(
+        self, tag: int, vr: str, rule: Rule, empty: bool, text: Callable[[], list[str]]
+    ) -> Decision:
+        """A [lookup] table's site-assigned value for each original value.
+
+        A value the table lacks quarantines the file (or, with on_missing =
+        "keep-pseudonym", gets a keyed pseudonym). The reason names the element and the
+        table, never the value: the table and the value are identifiers.
+        """
+        lookup = self.compiled.lookups[tag]
+        if empty or vr not in TEXT_VRS:
+            return Decision(Kind.KEEP if empty else Kind.REMOVE, LOOKUP_ACTION)
+        out: list[str] = []
+        for value in text():
+            original = value.strip()
+            if not original:
+                out.append("")
+                continue
+            found = lookup.table.get(original)
+            if found is not None:
+                out.append(found)
+            elif lookup.on_missing == "keep-pseudonym":
+                out.extend(self.pseudonyms(vr, rule, [original]))
+            else:
+                raise QuarantineError(
+                    f"{rule.keyword} {tag_text(tag)}: value not in the [lookup] table"
+                    f" {lookup.path.replace(chr(92), '/').rsplit('/', 1)[-1]}"
+                )
+        return Decision(Kind.PUT, LOOKUP_ACTION, tuple(out))
 
     def _sequence(self, action: str, empty: bool) -> Decision:
         if action in ("C", "U"):

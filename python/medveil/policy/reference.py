@@ -25,7 +25,7 @@ from medveil.errors import PolicyError
 from medveil.policy import choices as choices_module
 from medveil.policy.presets import FILTER_KINDS, FILTER_OPS, PRESETS, load_policy
 from medveil.policy.presets.toml_write import toml_value
-from medveil.policy.schema import POLICY_ACTIONS, Policy
+from medveil.policy.schema import LOOKUP_ON_MISSING, POLICY_ACTIONS, Policy
 from medveil.policy.standard import (
     ATTRIBUTION,
     COMBINED_ACTIONS,
@@ -62,6 +62,9 @@ SECTION_INTRO: dict[str, str] = {
     "pixels": "How burned-in text in the pixels is found and masked (Clean Pixel Data).",
     "elements": "Per-element overrides: an action for one attribute, a tag mask or a private "
     "element, taking precedence over the table.",
+    "lookup": "Site-assigned values from a table (CTP's @lookup): each original value of an "
+    "element is replaced by the value its row gives.",
+    "filter": "Which instances are processed at all: conditions on header attributes.",
 }
 
 KEYS: dict[tuple[str, str], KeyDoc] = {
@@ -481,6 +484,12 @@ def generate() -> str:
         if section == "elements":
             out += _elements()
             continue
+        if section == "filter":
+            out += _filters()
+            continue
+        if section == "lookup":
+            out += _lookups()
+            continue
         keys = _known(section)
         undocumented = [k for k in keys if (section, k) not in KEYS]
         if undocumented:
@@ -513,7 +522,6 @@ def generate() -> str:
             ]
             if (section, key) == ("profile", "options"):
                 out += _options()
-    out += _filters()
     out += [
         "## Coming from CTP or deid",
         "",
@@ -591,28 +599,89 @@ def _elements() -> list[str]:
     return out
 
 
-def _filters() -> list[str]:
+LOOKUP_EXAMPLE = """\
+[lookup]
+PatientID = "subjects.csv"
+on_missing = "quarantine"
+"""
+
+FILTER_EXAMPLE = """\
+[[filter.exclude]]
+label = "screen captures and burned-in text"
+tests = [
+    { field = "BurnedInAnnotation", op = "equals", value = "YES" },
+    { field = "ImageType", op = "equals", value = "SECONDARY", join = "or" },
+]
+
+[[filter.exclude]]
+label = "scouts"
+tests = [{ field = "SeriesDescription", op = "contains", value = "^(scout|localizer)" }]
+
+[[filter.include]]
+tests = [{ field = "Modality", op = "matches", value = "CT|MR|PT" }]
+"""
+
+
+def _lookups() -> list[str]:
+    try:  # the example names a file the reference does not ship: its text alone is checked
+        Policy.from_toml(LOOKUP_EXAMPLE, source="example of [lookup]", check_files=False)
+    except PolicyError as exc:
+        raise ReferenceDrift(f"the reference's example does not validate: {exc}") from None
     return [
-        "## [filter] (recorded, not applied yet)",
-        "",
-        "Written by `medveil policy import-deid` from a recipe's %filter sections and "
-        "checked by `medveil policy validate`; **the engine does not act on it yet**: every "
-        "instance is processed whatever it says.",
-        "",
-        f"- lists: {', '.join(f'`{k}`' for k in FILTER_KINDS)} (deid's whitelist, blacklist "
-        "and graylist);",
-        "- each entry: `label`, `tests` (tables of `field`, `op`, `value`, and `join` = "
-        "`and`/`or` with the test before it, read left to right as deid does) and, for "
-        "graylists, `coordinates` (x0, y0, x1, y1 boxes, recorded only);",
-        f"- ops: {', '.join(f'`{o}`' for o in FILTER_OPS)}.",
+        '- *keyword* = `"table.csv"`: the element\'s values are looked up in the CSV file '
+        "(found next to the policy file when the path is relative). The file has two "
+        "columns, the original value and its replacement, UTF-8, an optional header row "
+        "(`original,replacement`); a duplicate original value or an empty cell is refused "
+        "at load with the file's line. Only text elements (LO, SH, PN, CS, ...) can be "
+        "looked up; the element is decided by the table wherever it appears, nested "
+        "sequences included, and may not also have an [elements] action.",
+        f"- `on_missing`: {', '.join(f'`{v}`' for v in LOOKUP_ON_MISSING)} "
+        "(default `quarantine`): what happens to a file holding a value the table lacks. "
+        "`quarantine` keeps the file out (the reason names the element and the table, "
+        "never the value); `keep-pseudonym` gives that value the keyed pseudonym it would "
+        "have had without a table.",
+        "- **Keeps:** the table's replacement values, nothing of the original values.",
+        "- **Risk that remains:** the table itself links originals to site values: it is "
+        "identifying and stays with the site (it never reaches the output, the run records "
+        "or the logs). A replacement that is itself identifying (a hospital number) is "
+        "released as written.",
         "",
         "```toml",
-        "[[filter.exclude]]",
-        'label = "Burned In Annotation"',
-        "tests = [",
-        '    { field = "BurnedInAnnotation", op = "contains", value = "YES" },',
-        '    { field = "ImageType", op = "contains", value = "SAVE", join = "or" },',
-        "]",
+        LOOKUP_EXAMPLE.rstrip(),
+        "```",
+        "",
+    ]
+
+
+def _filters() -> list[str]:
+    _check_example("filter", FILTER_EXAMPLE)
+    return [
+        "An excluded instance is not processed and not written; it is not a quarantine. "
+        "The run summary counts excluded instances by the rule that excluded them "
+        '(`"excluded": {"exclude[0]": 12}`; `include` for an instance no include rule '
+        "matched). `medveil policy import-deid` writes a recipe's %filter sections here.",
+        "",
+        f"- lists: {', '.join(f'`{k}`' for k in FILTER_KINDS)} (deid's whitelist, blacklist "
+        "and graylist). With include rules, only instances that one of them matches are "
+        "processed; an instance an exclude rule matches is excluded by the first such rule; "
+        "graylist rules select nothing (a recipe's note for pixel review);",
+        "- each entry: `label`, `tests` (tables of `field`, `op`, `value`, and `join` = "
+        "`and`/`or` with the result so far, read left to right as deid does) and, for "
+        "graylists, `coordinates` (x0, y0, x1, y1 boxes, recorded only);",
+        "- `field`: a keyword or a tag of a top-level attribute, e.g. `Modality`, "
+        "`SOPClassUID`, `ImageType`, `SeriesDescription`, `BurnedInAnnotation`;",
+        f"- ops: {', '.join(f'`{o}`' for o in FILTER_OPS)}. `contains` searches the value "
+        "for a regular expression, ignoring case; `matches` wants the whole value to match "
+        "one (case counts); `equals` compares the whole value or any one of its values "
+        "(ImageType `DERIVED\\SECONDARY` equals `SECONDARY`); `missing`, `present` and "
+        "`empty` take no value. A test on an absent attribute holds only for `notcontains`, "
+        "`notequals` and `missing`.",
+        "- **Risk that remains:** none is added: an excluded instance is simply not "
+        "released. A filter is not a de-identification step: an included instance gets the "
+        "whole policy.",
+        "",
+        "```toml",
+        FILTER_EXAMPLE.rstrip(),
         "```",
         "",
     ]

@@ -39,6 +39,7 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import sys
@@ -197,6 +198,67 @@ OVERLAY_TEXT = (
 )
 
 
+#: The operators of a [filter] test (the same as deid's recipes, plus ``matches``).
+FILTER_KINDS: tuple[str, ...] = ("include", "exclude", "graylist")
+FILTER_OPS: tuple[str, ...] = (
+    "contains",
+    "notcontains",
+    "equals",
+    "notequals",
+    "matches",
+    "missing",
+    "present",
+    "empty",
+)
+#: The action of an element a [lookup] table decides.
+LOOKUP_ACTION = "lookup"
+#: What a [lookup] does with a value its table does not hold.
+LOOKUP_ON_MISSING: tuple[str, ...] = ("quarantine", "keep-pseudonym")
+# Lookups replace text values only: a table cannot hold a valid UID or binary value.
+_LOOKUP_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_LOOKUP_MAX = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64}
+
+
+@dataclass(frozen=True)
+class FilterTest:
+    """One condition of a filter rule: ``field op value``, joined to the previous one."""
+
+    field: str
+    op: str
+    value: str = ""
+    join: str = "and"
+
+
+@dataclass(frozen=True)
+class FilterRule:
+    """One [[filter.include]] / [[filter.exclude]] / [[filter.graylist]] entry."""
+
+    kind: str
+    index: int
+    tests: tuple[FilterTest, ...]
+    label: str = ""
+    coordinates: tuple[Any, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """How the summary names the rule, e.g. 'exclude[0]'."""
+        return f"{self.kind}[{self.index}]"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A [lookup] table: original value -> site-assigned value for one keyword.
+
+    The table is PHI (original identifiers): it is kept out of ``repr`` so that it never
+    reaches a log or an error message.
+    """
+
+    keyword: str
+    path: str
+    on_missing: str = "quarantine"
+    table: dict[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+
 @dataclass(frozen=True)
 class ElementOverride:
     """A per-element override from the policy's [elements] table."""
@@ -241,6 +303,8 @@ class Policy:
     pixel_text: PixelText = PixelText.AUTO
     pixel_mask: PixelMask = PixelMask.ALL_TEXT
     overrides: tuple[ElementOverride, ...] = ()
+    filters: tuple[FilterRule, ...] = ()
+    lookups: tuple[Lookup, ...] = ()
     source: str = "<built-in default>"
     _compiled: CompiledPolicy | None = field(default=None, repr=False, compare=False)
 
@@ -353,6 +417,8 @@ class _PolicyParser:
             "clean_descriptors",
             "pixels",
             "elements",
+            "filter",
+            "lookup",
         }
     )
 
@@ -539,10 +605,170 @@ class _PolicyParser:
         overrides = tuple(self.override(sel, spec) for sel, spec in elements.items())
         self.no_duplicates(overrides)
         kw["overrides"] = overrides
+        kw["filters"] = self.filters(data)
+        kw["lookups"] = self.lookups(data)
+        looked = {lk.keyword for lk in kw["lookups"]}
+        for ov in overrides:
+            if ov.selector in looked:
+                raise self.fail(
+                    ov.selector, f"{ov.selector} has a [lookup] table and an [elements] action"
+                )
         try:
             return Policy(source=self.source, **kw)
         except PolicyError as exc:  # pragma: no cover - every value was checked above
             raise PolicyError(f"{self.source}: {exc}") from None
+
+    def fail_filter(self, needle: str, problem: str) -> PolicyError:
+        """A PolicyError at the first line of the [filter] tables holding ``needle``."""
+        start = self.line_of("filter", "")
+        line = next((i for i, s in enumerate(self.lines, 1) if i >= start and needle in s), start)
+        return PolicyError(
+            f"{self.source}:{line}: {problem}" if line else f"{self.source}: {problem}"
+        )
+
+    def filters(self, data: dict[str, Any]) -> tuple[FilterRule, ...]:
+        """Validate the [filter] table: include/exclude/graylist lists of labelled tests."""
+        self.section = "filter"
+        table = data.get("filter", {})
+        if not isinstance(table, dict):
+            raise self.fail_filter("filter", "[filter] must be a table")
+        out: list[FilterRule] = []
+        for kind, entries in table.items():
+            if kind not in FILTER_KINDS:
+                raise self.fail_filter(
+                    kind, f"unknown filter list {kind!r} (known: {', '.join(FILTER_KINDS)})"
+                )
+            if not isinstance(entries, list):
+                raise self.fail_filter(
+                    kind, f"filter.{kind} must be a list of tables ([[filter.{kind}]])"
+                )
+            for index, entry in enumerate(entries):
+                out.append(self.filter_rule(kind, index, entry))
+        return tuple(out)
+
+    def filter_rule(self, kind: str, index: int, entry: Any) -> FilterRule:
+        """One filter entry: { label, tests = [{ field, op, value, join }], coordinates }."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("tests"), list):
+            raise self.fail_filter(kind, f"each [[filter.{kind}]] needs tests = [...]")
+        extra = set(entry) - {"label", "tests", "coordinates"}
+        if extra:
+            raise self.fail_filter(min(extra), f"filter.{kind} takes no {', '.join(sorted(extra))}")
+        if not entry["tests"]:
+            raise self.fail_filter("tests", f"filter.{kind}[{index}] has no tests")
+        tests = []
+        for test in entry["tests"]:
+            if not isinstance(test, dict):
+                raise self.fail_filter(kind, "each test is a table { field, op, value }")
+            extra = set(test) - {"field", "op", "value", "join"}
+            if extra:
+                raise self.fail_filter(
+                    min(extra), f"a filter test takes no {', '.join(sorted(extra))}"
+                )
+            fld, op = test.get("field"), test.get("op")
+            if op not in FILTER_OPS:
+                raise self.fail_filter(
+                    str(op), f"unknown filter op {op!r} (known: {', '.join(FILTER_OPS)})"
+                )
+            if not isinstance(fld, str) or filter_field_tag(fld) is None:
+                raise self.fail_filter(
+                    str(fld), f"unknown filter field {fld!r}: use a keyword or a tag"
+                )
+            join = test.get("join", "and")
+            if join not in ("and", "or"):
+                raise self.fail_filter("join", "join must be 'and' or 'or'")
+            value = test.get("value", "")
+            if op not in ("missing", "present", "empty") and "value" not in test:
+                raise self.fail_filter(str(fld), f"filter op {op!r} on {fld} needs a value")
+            if not isinstance(value, str):
+                raise self.fail_filter(
+                    kind, f"a filter value must be a string, not {_toml_type(value)}"
+                )
+            if op in ("contains", "notcontains", "matches"):
+                try:
+                    re.compile(value)
+                except re.error as exc:
+                    raise self.fail_filter(
+                        value, f"invalid regular expression {value!r} in filter.{kind}: {exc}"
+                    ) from None
+            tests.append(FilterTest(fld, op, value, join))
+        label = entry.get("label", "")
+        if not isinstance(label, str):
+            raise self.fail_filter(kind, "a filter label must be a string")
+        coords = entry.get("coordinates", [])
+        return FilterRule(
+            kind,
+            index,
+            tuple(tests),
+            label,
+            tuple(coords) if isinstance(coords, list) else (coords,),
+        )
+
+    def lookups(self, data: dict[str, Any]) -> tuple[Lookup, ...]:
+        """Validate the [lookup] table: keyword = "table.csv", optional on_missing."""
+        self.section = "lookup"
+        table = data.get("lookup", {})
+        if not isinstance(table, dict):
+            raise self.fail("lookup", "[lookup] must be a table", "")
+        on_missing = table.get("on_missing", "quarantine")
+        if on_missing not in LOOKUP_ON_MISSING:
+            raise self.fail(
+                "on_missing",
+                f"on_missing must be one of {', '.join(map(repr, LOOKUP_ON_MISSING))},"
+                f" got {on_missing!r}",
+            )
+        out = []
+        for key, name in table.items():
+            if key == "on_missing":
+                continue
+            tag = tag_for_keyword(key)
+            vrs = set(dictionary_VR(tag).split(" or ")) if tag is not None else set()
+            if tag is None or tag >> 16 & 1:
+                raise self.fail(key, f"[lookup] {key}: not a standard keyword")
+            if not vrs <= _LOOKUP_VRS:
+                raise self.fail(key, f"[lookup] {key}: only text elements can be looked up")
+            if not isinstance(name, str):
+                raise self.fail(key, f"[lookup] {key} must be a CSV file path (a string)")
+            limit = min((_LOOKUP_MAX.get(v, 1024) for v in vrs), default=64)
+            out.append(self.lookup_file(key, name, on_missing, limit))
+        return tuple(out)
+
+    def lookup_file(self, key: str, name: str, on_missing: str, limit: int) -> Lookup:
+        """A lookup CSV: two columns (original, replacement), header optional, UTF-8."""
+        path = Path(os.path.expanduser(name))
+        if not path.is_absolute() and self.base is not None:
+            path = self.base / path
+        if not self.check_files:
+            return Lookup(key, str(path), on_missing)
+        try:
+            text = path.read_text("utf-8-sig")
+        except OSError as exc:
+            raise self.fail(key, f"lookup table {name!r}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise self.fail(key, f"lookup table {name!r} is not UTF-8 text") from None
+        table: dict[str, str] = {}
+        # Errors name the table's line, never its values: the table holds identifiers.
+        for lineno, row in enumerate(csv.reader(text.splitlines()), 1):
+            if not row or all(not c.strip() for c in row):
+                continue
+            where = f"{path}:{lineno}"
+            if len(row) != 2:
+                raise PolicyError(f"{where}: a lookup row has two columns, not {len(row)}")
+            original, replacement = row[0].strip(), row[1].strip()
+            if lineno == 1 and not table and _looks_like_header(original, key):
+                continue
+            if not original or not replacement:
+                raise PolicyError(f"{where}: empty value in a lookup row")
+            if original in table:
+                raise PolicyError(f"{where}: duplicate original value (given on an earlier line)")
+            if "\\" in replacement or len(replacement) > limit:
+                raise PolicyError(
+                    f"{where}: replacement not a valid {key} value (at most {limit} characters,"
+                    " no backslash)"
+                )
+            table[original] = replacement
+        if not table:
+            raise self.fail(key, f"lookup table {name!r} has no rows")
+        return Lookup(key, str(path), on_missing, table)
 
     def rule_file(self, name: str) -> str:
         """A pixel rule file: found (next to the policy file when relative) and valid TOML."""
@@ -708,6 +934,23 @@ class _PolicyParser:
         return vrs
 
 
+def _looks_like_header(first: str, keyword: str) -> bool:
+    """True for a CSV header row: its first cell names the column ('original', the keyword).
+
+    Only these names: a data row taken for a header would leave its key unmapped (and its
+    files quarantined), so anything else is read as data.
+    """
+    return first.lower().replace(" ", "_") in {"original", "old", "key", "from", keyword.lower()}
+
+
+def filter_field_tag(name: str) -> int | None:
+    """The tag a filter field names (a keyword or '(gggg,eeee)'/'ggggeeee'), or None."""
+    m = re.fullmatch(r"\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?", name)
+    if m:
+        return int(m.group(1) + m.group(2), 16)
+    return tag_for_keyword(name)
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -860,6 +1103,23 @@ class CompiledPolicy:
                 assert found is not None  # validated by the parser
                 tag, keyword = found, ov.selector
             self.by_tag[tag] = Rule(_tag_text(tag), keyword, ov.action, "policy", True, ov.params)
+        # A [lookup] table decides its element wherever it appears (the parser refuses an
+        # [elements] action on the same keyword).
+        self.lookups: dict[int, Lookup] = {}
+        for lookup in policy.lookups:
+            found = tag_for_keyword(lookup.keyword)
+            assert found is not None  # validated by the parser
+            self.lookups[found] = lookup
+            self.by_tag[found] = Rule(
+                _tag_text(found),
+                lookup.keyword,
+                LOOKUP_ACTION,
+                "policy",
+                True,
+                (),
+                f"[lookup] table {Path(lookup.path).name}",
+            )
+        self.filters = policy.filters
         self._mask_cache: dict[int, Rule | None] = {}
         self.allow: set[int] = set()
         if not self.keep_unknown:

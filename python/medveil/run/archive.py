@@ -119,6 +119,9 @@ class RunSummary:
     actions: Counter[str] = field(default_factory=Counter)
     # Skipped inputs by reason: "not DICOM", "empty file", "not a regular file (FIFO)", ...
     skipped_reasons: Counter[str] = field(default_factory=Counter)
+    # Inputs a [filter] rule kept from processing, by the rule: {"exclude[0]": 12}. Not
+    # written and not quarantined.
+    excluded: Counter[str] = field(default_factory=Counter)
     # Written files per engine: "raw" (bytes scanned directly) or "dataset" (pydicom).
     engines: Counter[str] = field(default_factory=Counter)
     # Why the raw-byte engine left files to the Dataset engine (fixed texts, no values).
@@ -144,7 +147,14 @@ class RunSummary:
     def to_json(self) -> dict[str, object]:
         """The summary as a JSON-ready dict."""
         out = asdict(self)
-        for name in ("actions", "engines", "declined", "retry_reasons", "skipped_reasons"):
+        for name in (
+            "actions",
+            "engines",
+            "declined",
+            "retry_reasons",
+            "skipped_reasons",
+            "excluded",
+        ):
             out[name] = dict(getattr(self, name))
         out["files_per_second"] = round(self.files_per_second, 2)
         out["mb_per_second"] = round(self.mb_per_second, 2)
@@ -1306,6 +1316,8 @@ def _run(
         elif status == "skipped":
             summary.skipped += 1
             summary.skipped_reasons[str(result.get("reason") or "not DICOM")] += 1
+        elif status == "excluded":
+            summary.excluded[str(result.get("reason") or "filter")] += 1
         elif status == "duplicate":
             summary.duplicates += 1
         elif status == "replaced":

@@ -1,25 +1,21 @@
 """Named policies (``--policy basic|research|tcia|safe-harbor``) and the loader every
 command uses for ``--policy NAME_OR_FILE``.
 
-The presets are TOML files next to this module, validated like any user file. A policy
-file may hold a ``[filter]`` table (written by ``medveil policy import-deid``); until the
-schema knows that table it is checked here and set aside, so the rest still validates.
+The presets are TOML files next to this module, validated like any user file (the
+schema validates ``[filter]`` and ``[lookup]`` tables with the rest).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydicom.datadict import keyword_dict
-
 from medveil.errors import PolicyError
 from medveil.policy.presets.toml_write import toml_key, toml_value
-from medveil.policy.schema import Policy
+from medveil.policy.schema import FILTER_KINDS, FILTER_OPS, Policy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,9 +32,17 @@ PRESETS: dict[str, str] = {
     "safe-harbor": "HIPAA Safe Harbor: no retain option, no pseudonyms, allow-list mode",
 }
 
-FILTER_KINDS = ("include", "exclude", "graylist")
-FILTER_OPS = ("contains", "notcontains", "equals", "notequals", "missing", "present", "empty")
-_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\"'-]+)\s*\]\]?\s*(#.*)?$")
+# Re-exported: the policy reference and the importers name them from here.
+__all__ = [
+    "FILTER_KINDS",
+    "FILTER_OPS",
+    "PRESETS",
+    "filters_of",
+    "load_policy",
+    "policy_from_text",
+    "policy_to_toml",
+    "preset_text",
+]
 
 
 def preset_text(name: str) -> str:
@@ -68,66 +72,8 @@ def load_policy(name_or_path: str | os.PathLike[str] | None) -> Policy:
 
 
 def policy_from_text(text: str, source: str = "<string>") -> Policy:
-    """Validate policy TOML; a [filter] table the schema does not know is checked here."""
-    try:
-        return Policy.from_toml(text, source=source)
-    except PolicyError as exc:
-        if "unknown section [filter]" not in str(exc):
-            raise
-    data = tomllib.loads(text)  # parsed fine above, or the error would not be this one
-    check_filters(data.get("filter"), text, source)
-    return Policy.from_toml(_without_table(text, "filter"), source=source)
-
-
-def check_filters(table: Any, text: str, source: str) -> None:
-    """Check a [filter] table: include/exclude/graylist lists of labelled tests."""
-
-    def fail(needle: str, problem: str) -> PolicyError:
-        line = next((i for i, s in enumerate(text.splitlines(), 1) if needle in s), 0)
-        return PolicyError(f"{source}:{line}: {problem}" if line else f"{source}: {problem}")
-
-    if not isinstance(table, dict):
-        raise fail("filter", "[filter] must be a table")
-    for kind, entries in table.items():
-        if kind not in FILTER_KINDS:
-            raise fail(kind, f"unknown filter list {kind!r} (known: {', '.join(FILTER_KINDS)})")
-        if not isinstance(entries, list):
-            raise fail(kind, f"filter.{kind} must be a list of tables ([[filter.{kind}]])")
-        for entry in entries:
-            if not isinstance(entry, dict) or not isinstance(entry.get("tests"), list):
-                raise fail(kind, f"each [[filter.{kind}]] needs tests = [...]")
-            extra = set(entry) - {"label", "tests", "coordinates"}
-            if extra:
-                raise fail(kind, f"filter.{kind} takes no {', '.join(sorted(extra))}")
-            for test in entry["tests"]:
-                if not isinstance(test, dict):
-                    raise fail(kind, "each test is a table { field, op, value }")
-                fld, op = test.get("field"), test.get("op")
-                if op not in FILTER_OPS:
-                    raise fail(
-                        str(op), f"unknown filter op {op!r} (known: {', '.join(FILTER_OPS)})"
-                    )
-                if not isinstance(fld, str) or not (
-                    fld in keyword_dict
-                    or re.fullmatch(r"\(?[0-9A-Fa-f]{4},?[0-9A-Fa-f]{4}\)?", fld)
-                ):
-                    raise fail(str(fld), f"unknown filter field {fld!r}: use a keyword or a tag")
-                if test.get("join", "and") not in ("and", "or"):
-                    raise fail("join", "join must be 'and' or 'or'")
-                if op not in ("missing", "present", "empty") and "value" not in test:
-                    raise fail(str(fld), f"filter op {op!r} on {fld} needs a value")
-
-
-def _without_table(text: str, name: str) -> str:
-    """Blank the lines of one table (and its sub-tables), keeping line numbers."""
-    out, inside = [], False
-    for line in text.splitlines():
-        m = _HEADER.match(line)
-        if m:
-            head = m.group(1).strip("\"'")
-            inside = head == name or head.startswith(name + ".")
-        out.append("" if inside else line)
-    return "\n".join(out) + "\n"
+    """Validate policy TOML (its [filter] and [lookup] tables too) into a Policy."""
+    return Policy.from_toml(text, source=source)
 
 
 def filters_of(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -174,7 +120,20 @@ def policy_to_toml(policy: Policy, filters: dict[str, Any] | None = None) -> str
         for ov in policy.overrides:
             spec: Any = {"action": ov.action, **dict(ov.params)} if ov.params else ov.action
             lines.append(f"{toml_key(ov.selector)} = {toml_value(spec)}")
-    for kind, entries in (filters or {}).items():
+    if policy.lookups:
+        lines += ["", "[lookup]", f"on_missing = {toml_value(policy.lookups[0].on_missing)}"]
+        lines += [f"{toml_key(lk.keyword)} = {toml_value(lk.path)}" for lk in policy.lookups]
+    if filters is None:
+        filters = {}
+        for rule in policy.filters:
+            entry: dict[str, Any] = {"label": rule.label} if rule.label else {}
+            entry["tests"] = [
+                {"field": t.field, "op": t.op, "value": t.value, "join": t.join} for t in rule.tests
+            ]
+            if rule.coordinates:
+                entry["coordinates"] = list(rule.coordinates)
+            filters.setdefault(rule.kind, []).append(entry)
+    for kind, entries in filters.items():
         for entry in entries:
             lines += ["", f"[[filter.{kind}]]"]
             lines += [f"{k} = {toml_value(v)}" for k, v in entry.items()]
