@@ -145,3 +145,19 @@ def test_global_options_in_top_help(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "--log-format" in out and "-v" in out and "-q" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify", "/nonexistent/medveil-in", "/nonexistent/medveil-out"],
+        ["qa", "/nonexistent/medveil-out"],
+        ["profile", "--policy", "/nonexistent/policy.toml"],
+        ["unseal", "/nonexistent/medveil.age", "/nonexistent/out", "-i", "/nonexistent/key"],
+    ],
+)
+def test_errors_share_one_prefix(argv, capsys):
+    """Every subcommand's error lines start with 'medveil: ', whatever the subcommand."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and all(line.startswith("medveil: ") for line in err), err

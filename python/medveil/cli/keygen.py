@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 
+from medveil.cli.console import error
 from medveil.crypto import agefile as age
+
+log = logging.getLogger(__name__)
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         recipient = age.keygen(args.file)
     except FileExistsError:
-        print(f"medveil keygen: {args.file} exists; not overwriting a key", file=sys.stderr)
+        error(log, f"keygen: {args.file} exists; not overwriting a key")
         return 2
     except OSError as exc:
-        print(f"medveil keygen: cannot create {args.file}: {exc.strerror}", file=sys.stderr)
+        error(log, f"keygen: cannot create {args.file}: {exc.strerror}")
         return 2
     print(recipient)
     return 0

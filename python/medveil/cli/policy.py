@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
+from medveil.cli.console import error
 from medveil.errors import PolicyError
 from medveil.policy.presets import PRESETS, filters_of, load_policy, policy_to_toml
+
+log = logging.getLogger(__name__)
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,7 +91,7 @@ def run_import_ctp(args: argparse.Namespace) -> int:
     try:
         draft = import_ctp(args.scripts, follow=args.follow)
     except PolicyError as exc:
-        print(f"medveil: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
     _write(draft.to_toml(), args.output)
     _report(draft.report(), args.output, draft.source)
@@ -101,7 +105,7 @@ def run_import_deid(args: argparse.Namespace) -> int:
     try:
         draft = import_deid(args.recipe)
     except PolicyError as exc:
-        print(f"medveil: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
     _write(draft.to_toml(), args.output)
     _report(draft.report(), args.output, draft.source)
@@ -121,7 +125,7 @@ def run_show(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy)
         filters = filters_of(args.policy)
     except (PolicyError, OSError) as exc:
-        print(f"medveil: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
     sys.stdout.write(policy_to_toml(policy, filters))
     return 0
@@ -132,7 +136,7 @@ def run_validate(args: argparse.Namespace) -> int:
     try:
         load_policy(args.policy)
     except PolicyError as exc:
-        print(f"medveil: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
     print(f"{args.policy}: valid")
     return 0

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,10 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from medveil.cli.console import error
 from medveil.errors import MedveilError, PolicyError, QuarantineError
+
+log = logging.getLogger(__name__)
 
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 WIDTH = 40  # characters of a value shown per column
@@ -243,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"medveil preview: {args.file} would be quarantined: {exc}")
         return 1
     except (PolicyError, MedveilError, OSError) as exc:
-        print(f"medveil: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
     if not real:
         print(
@@ -269,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             n = draw_regions(args.file, regions, args.png, args.frame)
         except MedveilError as exc:
-            print(f"medveil: {exc}", file=sys.stderr)
+            error(log, str(exc))
             return 2
         print(f"# {n} region(s) drawn on frame {args.frame} -> {args.png}")
     return 0

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 
+from medveil.cli.console import error
 from medveil.errors import PolicyError
 from medveil.policy.presets import load_policy
 from medveil.policy.standard import ATTRIBUTION
+
+log = logging.getLogger(__name__)
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.policy)
     except PolicyError as exc:
-        print(f"medveil: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
     compiled = policy.compile()
     if args.hipaa:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+
+from medveil.cli.console import error
+
+log = logging.getLogger(__name__)
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from medveil.pixels.rules import RuleSet
 
     if not args.output.is_dir():
-        print(f"medveil qa: {args.output} is not a folder")
+        error(log, f"qa: {args.output} is not a folder")
         return 2
     if args.sample is not None and args.sample < 1:
-        print("medveil qa: --sample must be at least 1")
+        error(log, "qa: --sample must be at least 1")
         return 2
     rules = RuleSet.default()
     for extra in args.rules:

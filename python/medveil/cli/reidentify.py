@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 
+from medveil.cli.console import error, warning
 from medveil.errors import AuthenticationError, MedveilError
+
+log = logging.getLogger(__name__)
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,16 +59,16 @@ def run(args: argparse.Namespace) -> int:
             # modified row met in the middle leaves no partial answer on screen.
             answers = [(q, vault.lookup(_key_of(q))) for q in args.query]
     except AuthenticationError as exc:
-        print(f"medveil reidentify: {exc}", file=sys.stderr)
+        error(log, f"reidentify: {exc}")
         return 2
     except MedveilError as exc:
-        print(f"medveil reidentify: {exc}", file=sys.stderr)
+        error(log, f"reidentify: {exc}")
         return 2
     missing = 0
     for query, found in answers:
         if found is None:
             missing += 1
-            print(f"medveil reidentify: {query}: not in the vault", file=sys.stderr)
+            warning(log, f"reidentify: {query}: not in the vault")
         elif args.json:
             print(json.dumps(found.to_json(), ensure_ascii=False))
         else:

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
 from tqdm import tqdm
 
+from medveil.cli.console import error
 from medveil.crypto import agefile as age
 from medveil.errors import AuthenticationError
+
+log = logging.getLogger(__name__)
 
 PASSPHRASE_ENV = "MEDVEIL_PASSPHRASE"
 SUFFIX = ".age"
@@ -65,10 +68,9 @@ def run_jobs(
     """Run work(src, dst, progress) over every job with one byte-progress bar."""
     clash = [d for _, d in jobs if d.exists()]
     if clash and not force:
-        print(
-            f"medveil {verb}: {clash[0]} exists ({len(clash)} output(s) would be replaced); "
-            "use --force",
-            file=sys.stderr,
+        error(
+            log,
+            f"{verb}: {clash[0]} exists ({len(clash)} output(s) would be replaced); use --force",
         )
         return 2
     total = sum(s.stat().st_size for s, _ in jobs)
@@ -79,7 +81,7 @@ def run_jobs(
                 work(src, dst, bar.update)
             except AuthenticationError as exc:
                 bar.close()
-                print(f"medveil {verb}: {src}: {exc}", file=sys.stderr)
+                error(log, f"{verb}: {src}: {exc}")
                 return 1
     return 0
 
@@ -122,7 +124,7 @@ def run_tree(
 ) -> int:
     """Apply crypt to args.input -> args.output (file or tree); usage_errors report as exit 2."""
     if not args.input.exists():
-        print(f"medveil {verb}: {args.input} does not exist", file=sys.stderr)
+        error(log, f"{verb}: {args.input} does not exist")
         return 2
     try:
         kwargs = keys(args)
@@ -134,7 +136,7 @@ def run_tree(
             verb,
         )
     except usage_errors as exc:
-        print(f"medveil {verb}: {exc}", file=sys.stderr)
+        error(log, f"{verb}: {exc}")
         return 2
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import sys
 from collections.abc import Callable
 
+from medveil.cli.console import error, info
 from medveil.policy.keys import create_secret
+
+log = logging.getLogger(__name__)
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,12 +36,15 @@ def create_key_file_reporting(
     try:
         create(path)
     except FileExistsError:
-        print(exists.format(path=path), file=sys.stderr)
+        error(log, exists.format(path=path))
         return 2
     except OSError as exc:
-        print(failed.format(path=path, error=exc.strerror), file=sys.stderr)
+        error(log, failed.format(path=path, error=exc.strerror))
         return 2
-    print(done.format(path=path), file=sys.stderr if done_to_stderr else sys.stdout)
+    if done_to_stderr:
+        info(log, done.format(path=path))
+    else:
+        print(done.format(path=path))
     return 0
 
 
@@ -47,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     return create_key_file_reporting(
         create_secret,
         args.file,
-        exists="medveil: {path} exists; it is kept as it is",
-        failed="medveil: cannot create {path}: {error}",
+        exists="{path} exists; it is kept as it is",
+        failed="cannot create {path}: {error}",
         done=(
             "created {path}: keep it safe, and use the same secret for every run "
             "whose pseudonyms must match"

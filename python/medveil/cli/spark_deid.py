@@ -7,14 +7,18 @@ Java runtime; on a cluster, submit it with spark-submit (see docs/spark.md).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
 
+from medveil.cli.console import error
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import default_secret_path
 from medveil.policy.presets import load_policy
 from medveil.policy.schema import Policy
+
+log = logging.getLogger(__name__)
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,9 +84,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from pyspark.sql import SparkSession
     except ImportError:
-        print(
-            "medveil: the Spark engine needs pyspark: pip install 'medveil[spark]'", file=sys.stderr
-        )
+        error(log, "the Spark engine needs pyspark: pip install 'medveil[spark]'")
         return 2
     from medveil.run.spark import deidentify_archive, is_local_uri, read_progress
 
@@ -93,19 +95,16 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name, None) not in (None, False)
     ]
     if local_only:
-        print(
-            f"medveil: {', '.join(local_only)}: not available with the Spark engine",
-            file=sys.stderr,
-        )
+        error(log, f"{', '.join(local_only)}: not available with the Spark engine")
         return 2
     if not args.input or not args.output:
-        print("medveil: give INPUT and OUTPUT", file=sys.stderr)
+        error(log, "give INPUT and OUTPUT")
         return 2
     try:
         policy = load_policy(args.policy)
         secret_file = _secret_file(args, policy)
     except (PolicyError, MedveilError) as exc:
-        print(f"medveil: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
 
     resume = bool(getattr(args, "resume", False))
@@ -134,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         )
         counts = {r["status"]: r["count"] for r in df.groupBy("status").count().collect()}
     except MedveilError as exc:
-        print(f"medveil: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
     finally:
         if running is None:

@@ -31,14 +31,18 @@ import argparse
 import csv
 import io
 import json
+import logging
 import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
+from medveil.cli.console import error, warning
 from medveil.errors import BudgetExceededError, MedveilError
 from medveil.privacy import dp
 from medveil.privacy import stats as release_stats
+
+log = logging.getLogger(__name__)
 
 # Re-exported for callers that used them from here.
 BUILTIN_DOMAINS = release_stats.BUILTIN_DOMAINS
@@ -162,16 +166,16 @@ def run(args: argparse.Namespace) -> int:
             allow_data_domain=args.allow_data_domain,
         )
     except BudgetExceededError as exc:
-        print(f"medveil stats: {exc}", file=sys.stderr)
+        error(log, f"stats: {exc}")
         return 1
     except (MedveilError, ValueError) as exc:
-        print(f"medveil stats: {exc}", file=sys.stderr)
+        error(log, f"stats: {exc}")
         return 2
     except sqlite3.Error as exc:
-        print(f"medveil stats: cannot use the catalog in {args.output}: {exc}", file=sys.stderr)
+        error(log, f"stats: cannot use the catalog in {args.output}: {exc}")
         return 2
     for w in release["warnings"]:
-        print(f"warning: {w}", file=sys.stderr)
+        warning(log, w)
     b = release["budget"]
     if not release["dp"]:
         print(

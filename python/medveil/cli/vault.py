@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 
+from medveil.cli.console import error, info
 from medveil.errors import AuthenticationError, MedveilError
+
+log = logging.getLogger(__name__)
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,9 +105,9 @@ def run_keygen(args: argparse.Namespace) -> int:
     return create_key_file_reporting(
         keygen,
         args.file,
-        exists="medveil vault keygen: {path} exists; not overwriting a key",
-        failed="medveil vault keygen: {path}: {error}",
-        done="medveil vault keygen: wrote {path} (mode 0600)",
+        exists="vault keygen: {path} exists; not overwriting a key",
+        failed="vault keygen: {path}: {error}",
+        done="vault keygen: wrote {path} (mode 0600)",
         done_to_stderr=True,
     )
 
@@ -115,7 +118,7 @@ def run_export(args: argparse.Namespace) -> int:
     from medveil.crypto.vault import Vault
 
     if args.output.exists() and not args.force:
-        print(f"medveil vault export: {args.output} exists; use --force", file=sys.stderr)
+        error(log, f"vault export: {args.output} exists; use --force")
         return 2
     try:
         keys = recipient_keys(args)  # a mistyped key fails before anything is decrypted
@@ -125,12 +128,12 @@ def run_export(args: argparse.Namespace) -> int:
         with Vault.open(args.vault, args.key_file, create=False) as vault:
             n = vault.export(args.output, only=only, replace=args.force, **keys)
     except FileExistsError:
-        print(f"medveil vault export: {args.output} exists; use --force", file=sys.stderr)
+        error(log, f"vault export: {args.output} exists; use --force")
         return 2
     except (AuthenticationError, MedveilError, ValueError, OSError) as exc:
-        print(f"medveil vault export: {exc}", file=sys.stderr)
+        error(log, f"vault export: {exc}")
         return 2
-    print(f"medveil vault export: {n} rows sealed into {args.output}", file=sys.stderr)
+    info(log, f"vault export: {n} rows sealed into {args.output}")
     return 0
 
 
@@ -143,12 +146,9 @@ def run_rotate(args: argparse.Namespace) -> int:
         with Vault.open(args.vault, args.old_key, create=False) as vault:
             n = vault.rotate(new_key)
     except (AuthenticationError, MedveilError, ValueError) as exc:
-        print(f"medveil vault rotate: {exc}; the vault is unchanged", file=sys.stderr)
+        error(log, f"vault rotate: {exc}; the vault is unchanged")
         return 2
-    print(
-        f"medveil vault rotate: {n} values re-sealed; the old key no longer opens the vault",
-        file=sys.stderr,
-    )
+    info(log, f"vault rotate: {n} values re-sealed; the old key no longer opens the vault")
     return 0
 
 
@@ -161,7 +161,7 @@ def run_audit(args: argparse.Namespace) -> int:
         with Vault(args.vault, bytes(32), create=False, check_key=False) as vault:
             rows = vault.audit_log()
     except MedveilError as exc:
-        print(f"medveil vault audit: {exc}", file=sys.stderr)
+        error(log, f"vault audit: {exc}")
         return 2
     for row in rows:
         print("\t".join(row[k] for k in ("at", "os_user", "host", "action", "query", "outcome")))

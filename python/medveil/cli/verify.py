@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
-import sys
 from pathlib import Path
 
+from medveil.cli.console import error
 from medveil.verify import verify_archive
+
+log = logging.getLogger(__name__)
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the verification; returns 0 (clean), 1 (found) or 2 (usage error)."""
     for label, path in (("ORIGINALS", args.originals), ("OUTPUT", args.output)):
         if not path.exists():
-            print(f"medveil verify: {label} {path} does not exist", file=sys.stderr)
+            error(log, f"verify: {label} {path} does not exist")
             return 2
     # Split on commas, except those inside a (gggg,eeee) tag.
     allow = [x for arg in args.allow for x in re.findall(r"\([^)]*\)|[^,\s]+", arg)]
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             args.originals, args.output, strict=args.strict, allow=allow, engine=args.engine
         )
     except (ImportError, ValueError) as exc:
-        print(f"medveil verify: {exc}", file=sys.stderr)
+        error(log, f"verify: {exc}")
         return 2
     if args.report is not None:
         args.report.write_text(report.to_json() + "\n", encoding="utf-8")
