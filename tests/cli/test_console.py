@@ -65,6 +65,14 @@ def test_default_shows_info(tmp_path, secret_file, capsys):
     assert "medveil: demo archive with fake PHI written to" in capsys.readouterr().err
 
 
+def test_verbose_adds_debug_lines(tmp_path, secret_file, capsys):
+    assert _demo(tmp_path, secret_file, "-v") == 0
+    err = capsys.readouterr().err
+    assert "medveil: policy research, workers all cores, resume False, vault off" in err
+    assert _demo(tmp_path / "again", secret_file) == 0
+    assert "workers all cores" not in capsys.readouterr().err
+
+
 def test_non_tty_run_prints_no_bar(tmp_path, secret_file, capsys):
     assert _demo(tmp_path, secret_file) == 0
     err = capsys.readouterr().err

@@ -94,6 +94,12 @@ def warning(logger: logging.Logger, message: str, *, bare: bool = False) -> None
     logger.warning("%s", message, extra={"bare": bare})
 
 
+def debug(logger: logging.Logger, message: str) -> None:
+    """Log one debug line (shown with -v)."""
+    _ensure_setup()
+    logger.debug("%s", message)
+
+
 def info(logger: logging.Logger, message: str, *, bare: bool = False) -> None:
     """Log one informational line (silenced by -q); ``bare`` drops the ``medveil:`` prefix."""
     _ensure_setup()

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medveil.cli.console import Progress, error, info, warning
+from medveil.cli.console import Progress, debug, error, info, warning
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import create_secret, default_secret_path, load_secret
 from medveil.policy.presets import load_policy
@@ -170,6 +170,11 @@ def run(args: argparse.Namespace) -> int:
             return 2
         secret = _secret(args, policy)
         vault = _open_vault(args, secret)
+        debug(
+            log,
+            f"policy {args.policy or 'research'}, workers {args.workers or 'all cores'}, "
+            f"resume {bool(args.resume)}, vault {'on' if vault is not None else 'off'}",
+        )
     except (PolicyError, MedveilError) as exc:
         error(log, str(exc))
         return 2
