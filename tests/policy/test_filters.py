@@ -207,3 +207,37 @@ def test_resolved_policy_keeps_its_filters() -> None:
     policy = policy_from_text(POLICY)
     again = policy_from_text(policy_to_toml(policy))
     assert again.filters == policy.filters
+
+
+PASSING = """
+[[filter.exclude]]
+tests = [{ field = "Modality", op = "equals", value = "SR" }]
+[[filter.exclude]]
+tests = [{ field = "SeriesDescription", op = "contains", value = "^never" }]
+"""
+
+
+def test_real_secondary_capture_is_excluded() -> None:
+    from pydicom.data import get_testdata_file
+
+    data = Path(get_testdata_file("MR_small.dcm")).read_bytes()  # ImageType DERIVED\SECONDARY
+    with quiet():
+        result = clean_instance(Deidentifier(policy_from_text(POLICY), SECRET), data, "mr")
+    assert (result.status, result.reason) == ("excluded", "exclude[1]")
+
+
+@pytest.mark.parametrize(
+    "name", ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "JPEG2000.dcm"]
+)
+def test_included_files_are_cleaned_as_without_filters(name: str) -> None:
+    """Reading the header for the filters changes nothing of what an included file becomes."""
+    from pydicom.data import get_testdata_file
+
+    data = Path(get_testdata_file(name)).read_bytes()
+    plain = Deidentifier(Policy(), SECRET)
+    filtered = Deidentifier(policy_from_text(PASSING), SECRET)
+    with quiet():
+        want = clean_instance(plain, bytearray(data), name)
+        got = clean_instance(filtered, bytearray(data), name)
+    assert got.status == want.status == "written", got.reason
+    assert got.data == want.data and got.row == want.row

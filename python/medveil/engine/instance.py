@@ -383,8 +383,9 @@ def _excluded(engine: Deidentifier, raw: bytes | bytearray | memoryview) -> str 
     filters = engine.compiled.filters
     if not any(r.kind in ("include", "exclude") for r in filters):
         return None
-    ds = read_dataset(io.BytesIO(bytes(raw)), "input", strict=False)
-    return filter_verdict(ds, filters)
+    # A bytearray is read in place (large values stay views of it): no copy of the pixels.
+    src = raw if isinstance(raw, bytearray) else io.BytesIO(raw)
+    return filter_verdict(read_dataset(src, "input", strict=False), filters)
 
 
 def clean_instance(
