@@ -165,3 +165,29 @@ def test_resolved_policy_keeps_its_lookup(tmp_path: Path) -> None:
     again = policy_from_text(policy_to_toml(policy))
     assert again.lookups == policy.lookups
     assert again.lookups[0].table == policy.lookups[0].table
+
+
+def test_archive_run_records_hold_no_table_value(tmp_path: Path) -> None:
+    from medveil.run.archive import deidentify_archive
+
+    policy = policy_with(tmp_path)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for n, patient in enumerate(["DEMO-10001", "DEMO-10002", "DEMO-77777"]):
+        ds = base_dataset()
+        ds.PatientID = patient
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.9.7.100.{n}"
+        (src / f"{n}.dcm").write_bytes(part10(ds))
+    summary = deidentify_archive(src, out, policy=policy, secret=SECRET, workers=1)
+    assert (summary.written, summary.quarantined) == (2, 1)
+    assert sorted(p.parent.parent.parent.name for p in out.rglob("*.dcm")) == [
+        "SUBJ-001",
+        "SUBJ-002",
+    ]
+    quarantine = (out / ".medveil" / "quarantine.jsonl").read_text()
+    assert "[lookup]" in quarantine and "77777" not in quarantine
+    for record in (out / ".medveil").rglob("*"):
+        if record.is_file():
+            data = record.read_bytes()
+            for original in (b"DEMO-10001", b"DEMO-10002", b"DEMO-77777", b"subjects.csv:"):
+                assert original not in data, record.name
