@@ -35,20 +35,10 @@ from .test_no_leaks import BY_PLACE, CASES, SECRET, CliRun, _file_name, _run_cli
 META_ONLY_DAMAGE = {"damaged-meta-group-length-short"}
 
 # Cases whose leak on a road is not fixed yet: {(road, place): what leaks where}. With
-# strict=True a fixed case fails until its entry goes. Both below: the sender's tolerant
-# read swallows the patient's elements into the overrun value and re-encodes it well
-# formed; the gateway keeps that value verbatim (a VR violation, never checked) and
-# answers success, with nothing in the received data set to teach the post-check.
-KNOWN: dict[tuple[str, str], str] = {
-    ("gateway-decoded", "damaged-st-40"): (
-        "issue 18 class 1/8: stored file keeps DerivationDescription (0008,2111) ST holding"
-        " the swallowed PatientName, PatientID and original UIDs (control bytes in ST)"
-    ),
-    ("gateway-decoded", "damaged-implicit-modality"): (
-        "issue 18 class 1/8: stored file keeps Modality (0008,0060) CS of ~200 bytes"
-        " holding the swallowed PatientName, PatientID, BirthDate and original UIDs"
-    ),
-}
+# strict=True a fixed case fails until its entry goes. Empty since the strict check refuses
+# text values holding control bytes: a sender's tolerant read that swallowed the patient's
+# elements into an overrun value and re-encoded it well formed (dicom/strict.py).
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _params(road: str) -> list[Any]:

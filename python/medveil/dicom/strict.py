@@ -58,6 +58,14 @@ _VRS = _SHORT_VRS | _LONG_VRS
 # table: ``_LONG_VR_TABLE[codes]`` costs a fraction of np.isin on a file's few hundred rows.
 _LONG_VR_TABLE = np.zeros(1 << 16, dtype=bool)
 _LONG_VR_TABLE[[int.from_bytes(v, "little") for v in _LONG_VRS]] = True
+# Character string VRs: their values are text, where control bytes other than TAB, LF, FF,
+# CR and ESC (PS3.5 6.1.2/6.1.3) have no place. Element headers swallowed into a value (an
+# overrun a sender's tolerant reader re-encoded as one well-formed value) are full of them.
+_TEXT_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
+_TEXT_VR_TABLE = np.zeros(1 << 16, dtype=bool)
+_TEXT_VR_TABLE[[int.from_bytes(v.encode(), "little") for v in _TEXT_VRS]] = True
+_CONTROL = np.zeros(256, dtype=bool)
+_CONTROL[[b for b in range(0x20) if b not in (0x09, 0x0A, 0x0C, 0x0D, 0x1B)]] = True
 
 
 class StructureError(DicomInputError):
@@ -219,6 +227,7 @@ def _check_rows(buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit:
     if odd.any():
         i = int(np.flatnonzero(odd)[0])
         raise _fail("odd value length", int(rows[i, 2]))
+    _check_text_rows(buf, rows, is_elem, implicit)
     if not implicit:
         # Two reserved bytes follow the VR of the long-length VRs; they must be zero (they
         # would otherwise be two bytes per element no reader looks at).
@@ -248,6 +257,44 @@ def _check_rows(buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit:
         cols = (tags.tolist(), rows[:, 5].tolist(), rows[:, 7].tolist())
         _check_items(buf, rows, cols, items)
         _check_group_lengths(buf, rows, cols, groups)
+
+
+def _text_has_control(value: bytes) -> bool:
+    """Whether a text value holds a control byte before its trailing NUL/space padding."""
+    body = value.rstrip(b"\x00 ")
+    return bool(body) and bool(_CONTROL[np.frombuffer(body, dtype=np.uint8)].any())
+
+
+def _check_text_rows(
+    buf: bytes | bytearray | memoryview, rows: np.ndarray, is_elem: np.ndarray, implicit: bool
+) -> None:
+    """No text value holds control bytes (see _TEXT_VRS)."""
+    if implicit:
+        tags = rows[:, 0].tolist()
+        text = np.array(
+            [
+                bool(e) and _dict_vr(t) in _TEXT_VRS
+                for t, e in zip(tags, is_elem.tolist(), strict=True)
+            ],
+            dtype=bool,
+        )
+    else:
+        text = is_elem & _TEXT_VR_TABLE[rows[:, 1] & 0xFFFF]
+    text &= rows[:, 4] != _UNDEFINED
+    idx = np.flatnonzero(text)
+    if not len(idx):
+        return
+    starts, ends = rows[idx, 3], rows[idx, 5]
+    limit = int(ends.max())
+    raw = np.frombuffer(buf, dtype=np.uint8, count=limit)
+    bad = np.flatnonzero(_CONTROL[raw])
+    if not len(bad):
+        return
+    # Rows whose value range holds a control byte; only those are looked at closely.
+    hit = np.searchsorted(bad, ends) > np.searchsorted(bad, starts)
+    for i in idx[hit].tolist():
+        if _text_has_control(bytes(buf[int(rows[i, 3]) : int(rows[i, 5])])):
+            raise _fail("a text value holds control bytes", int(rows[i, 2]))
 
 
 def _nonzero_u32(buf: bytes | bytearray | memoryview, at: np.ndarray) -> np.ndarray:
@@ -401,6 +448,8 @@ class _Walker:
                 raise _fail("value runs past the end", pos)
             if length % 2:
                 raise _fail("odd value length", pos)
+            if vr in _TEXT_VRS and _text_has_control(bytes(self.buf[vstart : vstart + length])):
+                raise _fail("a text value holds control bytes", pos)
             pos = vstart + length
         if in_item:
             raise _fail("item without delimiter", pos)
