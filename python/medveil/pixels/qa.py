@@ -26,15 +26,19 @@ import html
 import json
 import os
 import random
+import sqlite3
+import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydicom
 
+from medveil.errors import MedveilError
 from medveil.pixels.rules import RuleSet
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,6 +47,22 @@ if TYPE_CHECKING:  # pragma: no cover
 RECORDS = ".medveil"
 PIXEL_RECORDS = "pixels.jsonl"
 QUARANTINE = "quarantine.jsonl"
+CATALOG = "catalog.sqlite"
+#: Files an archive or Spark run writes under OUTPUT/.medveil; one of them marks a run's output.
+RUN_MARKERS = (CATALOG, "catalog.parquet", "summary.json", PIXEL_RECORDS)
+#: The DICOMDIR file set a run writes (hard links to released files: not shown twice).
+DICOMDIR_FOLDER = "dicomdir"
+#: The reviewer's decisions, in OUTPUT (next to the released tree, read by deid --resume).
+SIGNOFF = "qa-signoff.json"
+#: Every released path a QA page listed (OUTPUT/.medveil): a rejected file that a resumed run
+#: has since quarantined stays a known path of the sign-off.
+MANIFEST = "qa-manifest.json"
+#: Keys of qa-signoff.json: required, then optional.
+SIGNOFF_KEYS = ("reviewer", "time", "approved", "rejected")
+SIGNOFF_OPTIONAL = ("version", "page")
+SIGNOFF_VERSION = 1
+#: A sign-off larger than this is not a reviewer's file (about 300 bytes per path allows 200k).
+MAX_SIGNOFF_BYTES = 64 << 20
 #: Outline colours: rule rectangles, detected text masked, detected text kept.
 RULE_COLOUR = (255, 0, 0)
 DETECTED_COLOUR = (0, 200, 255)
@@ -63,6 +83,268 @@ class QaItem:
     note: str = ""
     quarantined: bool = False
     detected: list[dict[str, Any]] = field(default_factory=list)  # detection records, no text
+
+
+# ---------------------------------------------------------------------------- run output
+class NotRunOutputError(MedveilError, ValueError):
+    """The folder given to ``medveil qa`` is not the OUTPUT of a de-identification run."""
+
+
+class SignoffError(MedveilError, ValueError):
+    """qa-signoff.json is malformed or names a file the run did not release."""
+
+
+def check_run_output(output: Path) -> None:
+    """Raise NotRunOutputError unless ``output`` holds a run's records (OUTPUT/.medveil)."""
+    if not output.is_dir():
+        raise NotRunOutputError(f"{output}: not a folder (give the OUTPUT folder of a run)")
+    records = output / RECORDS
+    if not records.is_dir() or not any((records / m).is_file() for m in RUN_MARKERS):
+        # Without the records nothing says the images were de-identified: a page of them
+        # could show PHI, so the folder is refused rather than rendered.
+        raise NotRunOutputError(
+            f"{output}: not the output of a medveil run (no {RECORDS}/{CATALOG} or "
+            f"{RECORDS}/summary.json); give the OUTPUT folder of `medveil deid INPUT OUTPUT`"
+        )
+
+
+def _catalog_paths(output: Path) -> list[str] | None:
+    """Released paths from the run's catalog, or None when the run left no SQLite catalog."""
+    db_path = output / RECORDS / CATALOG
+    if not db_path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:  # read-only open refused (a WAL file without its -shm): plain open
+        db = sqlite3.connect(db_path)
+    try:
+        rows = db.execute("SELECT DISTINCT path FROM instances ORDER BY path").fetchall()
+    except sqlite3.Error as exc:
+        raise NotRunOutputError(f"{db_path}: not a readable run catalog ({exc})") from exc
+    finally:
+        db.close()
+    return [str(p) for (p,) in rows if p]
+
+
+def _walk_release(output: Path) -> list[str]:
+    """Files of the release tree on disk: not the records, not the DICOMDIR file set."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(output):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d != RECORDS
+            and not (here == output and d == DICOMDIR_FOLDER and (here / d / "DICOMDIR").exists())
+        )
+        for name in sorted(filenames):
+            if here == output and name == SIGNOFF:
+                continue
+            found.append((here / name).relative_to(output).as_posix())
+    return found
+
+
+def released_paths(output: Path) -> list[str]:
+    """Release-tree relative paths of the run's released files that are on disk, sorted."""
+    check_run_output(output)
+    listed = _catalog_paths(output)
+    if listed is None:  # a Spark run without catalog.sqlite: the tree itself
+        return _walk_release(output)
+    return [p for p in listed if _safe_relpath(p) and (output / p).is_file()]
+
+
+def _manifest_paths(output: Path) -> set[str]:
+    """Paths earlier QA pages listed (empty when none was built or the file is unreadable)."""
+    try:
+        data = json.loads((output / RECORDS / MANIFEST).read_text(encoding="utf-8"))
+        return {p for p in data.get("paths", []) if isinstance(p, str)}
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def _record_manifest(output: Path, paths: Iterable[str]) -> None:
+    """Add the paths a page lists to OUTPUT/.medveil/qa-manifest.json (atomic replace)."""
+    merged = sorted(_manifest_paths(output) | set(paths))
+    _atomic_write(output / RECORDS / MANIFEST, json.dumps({"paths": merged}, indent=0))
+
+
+def known_paths(output: Path) -> set[str]:
+    """Paths a sign-off may name: the catalog's released files and every path a page listed."""
+    check_run_output(output)
+    listed = _catalog_paths(output)
+    known = set(_walk_release(output) if listed is None else listed)
+    return known | _manifest_paths(output)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write text to path through a temporary in the same folder, then rename over it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------- sign-off
+@dataclass(frozen=True)
+class Signoff:
+    """A reviewer's decisions on the QA page; paths are relative to the release tree."""
+
+    reviewer: str
+    time: str
+    approved: frozenset[str]
+    rejected: frozenset[str]
+
+    def to_json(self) -> str:
+        """The qa-signoff.json text: sorted paths, so equal sign-offs give equal files."""
+        return json.dumps(
+            {
+                "version": SIGNOFF_VERSION,
+                "reviewer": self.reviewer,
+                "time": self.time,
+                "approved": sorted(self.approved),
+                "rejected": sorted(self.rejected),
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+
+
+def _safe_relpath(path: str) -> bool:
+    """True for a plain relative POSIX path inside the release tree (no .., no records)."""
+    if not path or "\\" in path or any(ord(c) < 0x20 or c == "\x7f" for c in path):
+        return False
+    pure = PurePosixPath(path)
+    parts = path.split("/")
+    return (
+        not pure.is_absolute()
+        and all(p not in ("", ".", "..") for p in parts)
+        and parts[0] != RECORDS
+        and ":" not in parts[0]  # a Windows drive ("C:") is not a release path
+    )
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object hook refusing a key given twice (the second would win silently)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"key {k!r} given twice")
+        out[k] = v
+    return out
+
+
+def _refuse_constant(name: str) -> Any:
+    """Refuse NaN and Infinity, which are not JSON."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_signoff(text: str | bytes, known: Collection[str], source: str = SIGNOFF) -> Signoff:
+    """Validate a sign-off's JSON strictly against the known release paths; SignoffError if not."""
+
+    def bad(why: str) -> SignoffError:
+        return SignoffError(f"{source}: {why}")
+
+    if len(text) > MAX_SIGNOFF_BYTES:
+        raise bad(f"larger than {MAX_SIGNOFF_BYTES} bytes, not a sign-off")
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        data = json.loads(
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise bad(f"not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise bad("expected a JSON object with reviewer, time, approved and rejected")
+    missing = [k for k in SIGNOFF_KEYS if k not in data]
+    if missing:
+        raise bad(f"missing key(s): {', '.join(missing)}")
+    unknown = sorted(set(data) - set(SIGNOFF_KEYS) - set(SIGNOFF_OPTIONAL))
+    if unknown:
+        raise bad(f"unknown key(s): {', '.join(unknown)}")
+    if "version" in data and (type(data["version"]) is not int or data["version"] != 1):
+        raise bad(f"version must be {SIGNOFF_VERSION}")
+    if "page" in data and not isinstance(data["page"], str):
+        raise bad("page must be a string")
+    reviewer = data["reviewer"]
+    if not isinstance(reviewer, str) or not reviewer.strip():
+        raise bad("reviewer must be a non-empty string")
+    if len(reviewer) > 200 or any(ord(c) < 0x20 or c == "\x7f" for c in reviewer):
+        raise bad("reviewer must be one line of at most 200 characters")
+    when = data["time"]
+    if not isinstance(when, str):
+        raise bad("time must be an ISO 8601 string such as 2026-12-06T20:31:00Z")
+    try:
+        stamp = datetime.fromisoformat(when)
+    except ValueError as exc:
+        raise bad(f"time {when!r} is not ISO 8601 (e.g. 2026-12-06T20:31:00Z)") from exc
+    if stamp.tzinfo is None:
+        raise bad(f"time {when!r} has no time zone (add Z for UTC)")
+    decided: dict[str, frozenset[str]] = {}
+    for key in ("approved", "rejected"):
+        value = data[key]
+        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+            raise bad(f"{key} must be a list of paths relative to the output folder")
+        seen: set[str] = set()
+        for p in value:
+            if not _safe_relpath(p):
+                raise bad(f"{key}: {p!r} is not a relative path inside the release tree")
+            if p in seen:
+                raise bad(f"{key}: {p!r} listed twice")
+            if p not in known:
+                raise bad(f"{key}: {p!r} is not a file this run released")
+            seen.add(p)
+        decided[key] = frozenset(seen)
+    both = sorted(decided["approved"] & decided["rejected"])
+    if both:
+        raise bad(f"{both[0]!r} is both approved and rejected")
+    return Signoff(reviewer.strip(), when, decided["approved"], decided["rejected"])
+
+
+def read_signoff(output_dir: Path) -> Signoff | None:
+    """The sign-off of a run's OUTPUT, or None when there is none; SignoffError if bad."""
+    output_dir = Path(output_dir)
+    path = output_dir / SIGNOFF
+    if not path.exists() and not path.is_symlink():
+        return None
+    if path.is_symlink() or not path.is_file():
+        raise SignoffError(f"{path}: not a regular file")
+    try:
+        check_run_output(output_dir)
+    except NotRunOutputError as exc:
+        raise SignoffError(str(exc)) from exc
+    with open(path, "rb") as f:
+        text = f.read(MAX_SIGNOFF_BYTES + 1)
+    return parse_signoff(text, known_paths(output_dir), source=str(path))
+
+
+def write_signoff(output_dir: Path, signoff: Signoff) -> Path:
+    """Validate and write OUTPUT/qa-signoff.json atomically; return its path."""
+    output_dir = Path(output_dir)
+    text = signoff.to_json()
+    parse_signoff(text, known_paths(output_dir))  # the file written is one read_signoff takes
+    path = output_dir / SIGNOFF
+    _atomic_write(path, text + "\n")
+    return path
+
+
+def import_signoff(output_dir: Path, source: Path) -> Signoff:
+    """Validate a sign-off downloaded from the page and install it as OUTPUT/qa-signoff.json."""
+    output_dir = Path(output_dir)
+    try:
+        with open(source, "rb") as f:
+            text = f.read(MAX_SIGNOFF_BYTES + 1)
+    except OSError as exc:
+        raise SignoffError(f"{source}: cannot read ({exc.strerror or exc})") from exc
+    signoff = parse_signoff(text, known_paths(output_dir), source=str(source))
+    write_signoff(output_dir, signoff)
+    return signoff
 
 
 def redacted(text_len: object) -> str:
