@@ -68,6 +68,40 @@ void finish_mac(Poly1305& mac, std::size_t aad_len, std::size_t len, std::uint8_
     poly1305_final(mac, tag);
 }
 
+enum class Direction { seal, open };
+
+// Runs the backend's stitched cipher + MAC pass over the message's whole steps (512 bytes
+// on AVX2, 1024 on AVX-512), advances counter past them and returns the bytes covered; the
+// slice loops of seal and open finish the tail. start_mac left the MAC buffer empty, as
+// the kernels require.
+std::size_t stitched(Backend backend, Direction dir, const std::uint8_t key[32],
+                     const std::uint8_t nonce[12], std::uint32_t& counter,
+                     const std::uint8_t* in, std::uint8_t* out, std::size_t len, Poly1305& mac) {
+#ifdef MEDVEIL_HAVE_AVX512
+    if (backend == Backend::avx512) {
+        const std::size_t steps = len / 1024;
+        (dir == Direction::seal ? detail::aead_seal_stitched_avx512
+                                : detail::aead_open_stitched_avx512)(key, nonce, counter, in, out,
+                                                                     steps, mac);
+        counter += static_cast<std::uint32_t>(steps * 16);
+        return steps * 1024;
+    }
+#endif
+#ifdef MEDVEIL_HAVE_AVX2
+    if (backend == Backend::avx2) {
+        const std::size_t steps = len / 512;
+        (dir == Direction::seal ? detail::aead_seal_stitched_avx2
+                                : detail::aead_open_stitched_avx2)(key, nonce, counter, in, out,
+                                                                   steps, mac);
+        counter += static_cast<std::uint32_t>(steps * 8);
+        return steps * 512;
+    }
+#endif
+    (void)backend, (void)dir, (void)key, (void)nonce, (void)counter, (void)in, (void)out,
+        (void)len, (void)mac;
+    return 0;
+}
+
 }  // namespace
 
 void aead_seal(Backend backend, const std::uint8_t key[32], const std::uint8_t nonce[12],
@@ -77,25 +111,7 @@ void aead_seal(Backend backend, const std::uint8_t key[32], const std::uint8_t n
     Poly1305 mac;
     start_mac(backend, mac, key, nonce, aad, aad_len);
     std::uint32_t counter = 1;
-    std::size_t off = 0;
-#ifdef MEDVEIL_HAVE_AVX512
-    if (backend == Backend::avx512) {
-        // Whole 1024-byte steps in one stitched pass; start_mac left the MAC buffer empty.
-        const std::size_t steps = len / 1024;
-        detail::aead_seal_stitched_avx512(key, nonce, counter, in, out, steps, mac);
-        off = steps * 1024;
-        counter += static_cast<std::uint32_t>(steps * 16);
-    }
-#endif
-#ifdef MEDVEIL_HAVE_AVX2
-    if (backend == Backend::avx2) {
-        // Whole 512-byte steps in one stitched pass; start_mac left the MAC buffer empty.
-        const std::size_t steps = len / 512;
-        detail::aead_seal_stitched_avx2(key, nonce, counter, in, out, steps, mac);
-        off = steps * 512;
-        counter += static_cast<std::uint32_t>(steps * 8);
-    }
-#endif
+    std::size_t off = stitched(backend, Direction::seal, key, nonce, counter, in, out, len, mac);
     for (; off < len; off += kSlice) {
         const std::size_t n = len - off < kSlice ? len - off : kSlice;
         chacha20_xor(backend, key, nonce, counter, in + off, out + off, n);
@@ -118,25 +134,8 @@ bool aead_open(Backend backend, const std::uint8_t key[32], const std::uint8_t n
     Poly1305 mac;
     start_mac(backend, mac, key, nonce, aad, aad_len);
     std::uint32_t counter = 1;
-    std::size_t off = 0;
-    // The stitched kernels stage each step through their own local buffer; start_mac left
-    // the MAC buffer empty.
-#ifdef MEDVEIL_HAVE_AVX512
-    if (backend == Backend::avx512) {
-        const std::size_t steps = len / 1024;
-        detail::aead_open_stitched_avx512(key, nonce, counter, in, out, steps, mac);
-        off = steps * 1024;
-        counter += static_cast<std::uint32_t>(steps * 16);
-    }
-#endif
-#ifdef MEDVEIL_HAVE_AVX2
-    if (backend == Backend::avx2) {
-        const std::size_t steps = len / 512;
-        detail::aead_open_stitched_avx2(key, nonce, counter, in, out, steps, mac);
-        off = steps * 512;
-        counter += static_cast<std::uint32_t>(steps * 8);
-    }
-#endif
+    // The stitched kernels stage each step through their own local buffer.
+    std::size_t off = stitched(backend, Direction::open, key, nonce, counter, in, out, len, mac);
     alignas(64) std::uint8_t stage[kStage];
     for (; off < len; off += kStage) {
         const std::size_t n = len - off < kStage ? len - off : kStage;
