@@ -106,6 +106,14 @@ def info(logger: logging.Logger, message: str, *, bare: bool = False) -> None:
     logger.info("%s", message, extra={"bare": bare})
 
 
+def say(line: str) -> None:
+    """Print one line of the command's output on stdout, above an active progress bar."""
+    if _active_bar is not None:
+        _active_bar.write(line, file=sys.stdout)
+    else:
+        print(line, flush=True)
+
+
 class Progress:
     """Progress of a run: a tqdm bar on a terminal, else one log line every few seconds.
 

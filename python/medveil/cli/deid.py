@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medveil.cli.console import Progress, debug, error, info, warning
+from medveil.cli.console import Progress, debug, error, info, say, warning
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import create_secret, default_secret_path, load_secret
 from medveil.policy.presets import load_policy
@@ -42,7 +42,18 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: all cores)"
     )
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run into OUTPUT")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into OUTPUT; also quarantines the files a QA "
+        "reviewer rejected in OUTPUT/qa-signoff.json",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run the whole pipeline but write no DICOM file: print what would be released "
+        "and what quarantined, with reasons (report: OUTPUT/.medveil/dry-run.json)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     p.add_argument(
         "--no-fsync",
@@ -194,6 +205,17 @@ def run(args: argparse.Namespace) -> int:
         # A warning, so that -q keeps it; written above the bar by the console handler.
         warning(log, f"quarantined: {name}: {reason}", bare=True)
 
+    labels = {rule.name: rule.label for rule in policy.filters if rule.label}
+
+    def verdict(name: str, status: str, detail: str) -> None:
+        # A dry run's listing, on stdout: one line per input (names may hold PHI: shown
+        # here only; the report file names inputs by keyed token).
+        if status == "excluded":
+            detail = _rule(detail, labels)
+        say(f"{_VERDICT_WORDS.get(status, status):16} {name}{_ARROW.get(status, ': ')}{detail}")
+
+    dry_run = bool(getattr(args, "dry_run", False))
+
     def problem(name: str, reason: str) -> None:
         warning(log, f"{name}: {reason}")
 
@@ -206,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             resume=args.resume,
             progress=progress,
-            on_quarantine=quarantined,
+            on_quarantine=None if dry_run else quarantined,
             on_problem=problem,
             vault=vault,
             embed_originals=getattr(args, "embed_originals", None),
@@ -214,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
             max_file_size=getattr(args, "max_file_size", None),
             file_timeout=getattr(args, "file_timeout", 60.0),
             dicomdir=getattr(args, "dicomdir", False),
+            dry_run=dry_run,
+            on_verdict=verdict if dry_run else None,
         )
     except MedveilError as exc:
         error(log, str(exc))
@@ -223,10 +247,15 @@ def run(args: argparse.Namespace) -> int:
         if vault is not None:
             vault.close()
     state = "stopped" if summary.failed else "interrupted" if summary.interrupted else "done"
+    if dry_run:
+        _print_dry_run(summary, state, Path(args.output), labels)
+        return summary.exit_code
     print(
         f"medveil deid {state}: {summary.files_in} files in, {summary.written} written, "
         f"{summary.skipped} skipped ({_reasons(summary.skipped_reasons) or 'not DICOM'}), "
         f"{summary.quarantined} quarantined"
+        f"{f' ({summary.rejected} rejected in QA review)' if summary.rejected else ''}"
+        f"{_excluded(summary, labels)}"
         f"{f', {summary.duplicates} duplicates' if summary.duplicates else ''}"
         f"{f', {summary.replaced} DICOMDIR replaced' if summary.replaced else ''}"
         f"{f', {summary.resumed} already done' if summary.resumed else ''}"
@@ -262,6 +291,46 @@ def run(args: argparse.Namespace) -> int:
             "fix the cause, then run again with --resume",
         )
     return summary.exit_code
+
+
+# How a dry run's listing names each verdict, and what joins the name to its detail.
+_VERDICT_WORDS = {
+    "written": "would release",
+    "quarantined": "would quarantine",
+    "duplicate": "duplicate",
+    "replaced": "DICOMDIR",
+}
+_ARROW = {"written": " -> "}
+
+
+def _rule(name: str, labels: dict[str, str]) -> str:
+    """A [filter] rule as the console names it: 'exclude[0] (photographs)'."""
+    label = labels.get(name)
+    return f"{name} ({label})" if label else name
+
+
+def _excluded(summary: RunSummary, labels: dict[str, str]) -> str:
+    """', 5 excluded (3 by exclude[0] (photographs), 2 by include)', or '' when none."""
+    n = sum(summary.excluded.values())
+    if not n:
+        return ""
+    by = ", ".join(f"{k} by {_rule(r, labels)}" for r, k in summary.excluded.most_common(4))
+    return f", {n} excluded ({by})"
+
+
+def _print_dry_run(summary: RunSummary, state: str, output: Path, labels: dict[str, str]) -> None:
+    """The last lines of a dry run: what a real run would do; nothing was written."""
+    print(
+        f"medveil deid dry run {state}: {summary.files_in} files in, {summary.written} "
+        f"would be released, {summary.quarantined} would be quarantined"
+        f"{_excluded(summary, labels)}"
+        f", {summary.skipped} skipped"
+        f"{f' ({_reasons(summary.skipped_reasons)})' if summary.skipped else ''}"
+        f"{f', {summary.duplicates} duplicates' if summary.duplicates else ''}"
+        f"{f', {summary.replaced} DICOMDIR replaced' if summary.replaced else ''}"
+        f"; {summary.seconds:.1f} s. No DICOM file was written; report: "
+        f"{output / '.medveil' / 'dry-run.json'}"
+    )
 
 
 def _reasons(counts: Counter[str]) -> str:

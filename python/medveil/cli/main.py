@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from medveil import __version__
 from medveil.cli.console import error, setup_logging
@@ -40,9 +41,20 @@ SUBCOMMANDS: tuple[str, ...] = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors share the ``medveil: `` prefix of all errors."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and ``medveil: <subcommand>: message``, then exit 2."""
+        self.print_usage(sys.stderr)
+        command = self.prog.removeprefix("medveil").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"medveil: {where}{message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="medveil",
         description="De-identify DICOM archives fast, and prove nothing leaked.",
     )

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medveil.cli.console import error
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.presets import load_policy
 
 if TYPE_CHECKING:
     from medveil.net.gateway import GatewayConfig
+
+log = logging.getLogger(__name__)
 
 
 def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,8 +28,9 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "Accept C-ECHO and C-STORE, de-identify each instance exactly as `medveil deid` "
             "would, and acknowledge it only once it is written durably (--store) or spooled "
             "for forwarding (--forward). Quarantined instances get status 0xC000 and are "
-            "logged by a keyed hash. Logs are JSON lines on stderr, without PHI. SIGTERM "
-            "finishes the instances in flight, then exits. Needs medveil[net]."
+            "logged by a keyed hash; instances a [filter] rule excludes are accepted "
+            "(0x0000), not stored, and logged as excluded. Logs are JSON lines on stderr, "
+            "without PHI. SIGTERM finishes the instances in flight, then exits. Needs medveil[net]."
         ),
     )
     p.add_argument("--port", type=int, default=11112, help="TCP port (default 11112)")
@@ -138,13 +142,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         from medveil.net.gateway import Gateway
     except ImportError as exc:
-        print(f"medveil serve: {exc}", file=sys.stderr)
+        error(log, f"serve needs medveil[net] ({exc})")
         return 2
     try:
         gateway = Gateway(config_from_args(args))
         gateway.start()
     except (MedveilError, PolicyError, OSError) as exc:
-        print(f"medveil serve: {exc}", file=sys.stderr)
+        error(log, str(exc))
         return 2
     stop = threading.Event()
 

@@ -784,7 +784,13 @@ class Gateway:
 
             if hmac.compare_digest(config.vault[1], config.secret):
                 raise MedveilError("the vault key must differ from the pseudonym secret")
-        self.counts = {"written": 0, "quarantined": 0, "refused": 0, "rejected": 0}
+        self.counts = {
+            "written": 0,
+            "quarantined": 0,
+            "excluded": 0,
+            "refused": 0,
+            "rejected": 0,
+        }
         self.ssl_context = (
             server_tls_context(config.tls_cert, config.tls_key, config.tls_ca)
             if config.tls_cert and config.tls_key
@@ -1061,6 +1067,13 @@ class Gateway:
             if self.forwarder is not None:
                 self.forwarder.wake.set()
             self.log("stored", instance=token, path=outcome["relpath"], ms=ms)
+            return STATUS_SUCCESS
+        if outcome["status"] == "excluded":
+            # A [filter] rule said not to process it: accepted and dropped, as CTP's filter
+            # stage does (a failure status would make the sender retry it for ever).
+            with self._lock:
+                self.counts["excluded"] += 1
+            self.log("excluded", instance=token, rule=outcome["reason"], ms=ms)
             return STATUS_SUCCESS
         with self._lock:
             self.counts["quarantined"] += 1

@@ -41,6 +41,7 @@ from medveil.errors import MedveilError
 from medveil.policy.keys import Keyed
 from medveil.policy.schema import Policy
 from medveil.run.outputs import (
+    DICOMDIR_FOLDER,
     DIFFERENT_CONTENT,
     IDENTICAL,
     REPLACED,
@@ -124,6 +125,14 @@ class RunSummary:
     excluded: Counter[str] = field(default_factory=Counter)
     # Written files per engine: "raw" (bytes scanned directly) or "dataset" (pydicom).
     engines: Counter[str] = field(default_factory=Counter)
+    # Inputs of the whole run once they are all listed (None until then, and for a
+    # compressed tar, which is not read twice): the progress bar's total and ETA.
+    total: int | None = None
+    # A dry run (``dry_run=True``): every count says what a real run would do, and
+    # ``written`` counts files that would be released; nothing was written.
+    dry_run: bool = False
+    # Released files moved to quarantine by a QA reviewer's rejection (--resume).
+    rejected: int = 0
     # Why the raw-byte engine left files to the Dataset engine (fixed texts, no values).
     declined: Counter[str] = field(default_factory=Counter)
 
@@ -156,6 +165,7 @@ class RunSummary:
             "excluded",
         ):
             out[name] = dict(getattr(self, name))
+        out["excluded_total"] = sum(self.excluded.values())
         out["files_per_second"] = round(self.files_per_second, 2)
         out["mb_per_second"] = round(self.mb_per_second, 2)
         return out
@@ -370,6 +380,7 @@ _EMBED = None  # OriginalsEmbedder of --embed-originals
 _DURABLE = True  # flush each batch to disk before its files get their final names
 _MAX_SIZE: int | None = None  # per-file size limit (bytes); None: no limit
 _TIMEOUT = 0.0  # per-file time limit before the size-proportional part; 0: none
+_DRY = False  # a dry run: every file is cleaned and checked, none is written
 # The time limit grows with the file: this many bytes per second are allowed on top of the
 # base (far slower than any real file is cleaned; DICM followed by zeros is slower still).
 TIMEOUT_BYTES_PER_SECOND = 10e6
@@ -385,9 +396,10 @@ def _init_worker(
     max_size: int | None = None,
     timeout: float = 0.0,
     parent: int | None = None,
+    dry_run: bool = False,
 ) -> None:
     """Create one engine per worker process; silence pydicom (its warnings quote values)."""
-    global _ENGINE, _OUTPUT, _CAPTURE, _EMBED, _DURABLE, _MAX_SIZE, _TIMEOUT
+    global _ENGINE, _OUTPUT, _CAPTURE, _EMBED, _DURABLE, _MAX_SIZE, _TIMEOUT, _DRY
     # Signals first: whatever fails below, the pool's SIGTERM must end this process.
     die_with_parent(parent)  # kill -9 of the run must not leave workers writing on
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
@@ -404,6 +416,7 @@ def _init_worker(
     _DURABLE = durable
     _MAX_SIZE = max_size
     _TIMEOUT = timeout
+    _DRY = dry_run
     if embed_cert:
         from medveil.crypto.vault.embed import OriginalsEmbedder
 
@@ -812,6 +825,9 @@ def _process_one(item: Item, batch: ExclusiveBatch) -> dict[str, object]:
             record["refs"], record["frame"] = refs, frame
         except Exception:  # a header pydicom cannot read back: counted as unchecked
             record["refs"] = None
+        if _DRY:
+            # Nothing is staged: the parent tells duplicates apart by path and SHA-256.
+            return record
         try:
             placed = batch.add_checked(path, result.parts, str(result.row["sha256"]))
         except (OSError, MemoryError) as exc:
@@ -876,15 +892,27 @@ def _chunks(
 
 
 # ---------------------------------------------------------------------------- records
-class RunRecords:
-    """The run's records under OUTPUT/.medveil: catalog, quarantine list, summary."""
+# The one file a dry run writes (under OUTPUT/.medveil): its summary and every verdict.
+DRY_RUN_REPORT = "dry-run.json"
 
-    def __init__(self, output: Path, keyed: Keyed) -> None:
+
+class RunRecords:
+    """The run's records under OUTPUT/.medveil: catalog, quarantine list, summary.
+
+    A dry run keeps its catalog in memory (a later real run into the same folder must
+    not take its inputs for done) and writes only OUTPUT/.medveil/dry-run.json.
+    """
+
+    def __init__(self, output: Path, keyed: Keyed, dry_run: bool = False) -> None:
         self.dir = output / RECORDS
         self.dir.mkdir(parents=True, exist_ok=True)
         self.keyed = keyed
-        self.db = sqlite3.connect(self.dir / "catalog.sqlite", timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self.dry_run = dry_run
+        if dry_run:
+            self.db = sqlite3.connect(":memory:")
+        else:
+            self.db = sqlite3.connect(self.dir / "catalog.sqlite", timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
         cols = ", ".join(f"{n} {t}" for n, t in CATALOG_COLUMNS)
         self.db.execute(f"CREATE TABLE IF NOT EXISTS instances ({cols}, source_key TEXT)")
         # Each record first deletes the input's earlier row (a resumed run may redo it):
@@ -902,10 +930,15 @@ class RunRecords:
             "CREATE TABLE IF NOT EXISTS inputs"
             " (source_key TEXT PRIMARY KEY, status TEXT, reason TEXT, size_in INTEGER)"
         )
+        # Output paths a QA reviewer rejected (moved to quarantine by a --resume).
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS rejections (path TEXT PRIMARY KEY, source_key TEXT)"
+        )
         self.db.commit()
         self._last_commit = time.monotonic()
         # What the pixel cleaner did per written file (no PHI), for `medveil qa`.
-        self.pixel_log = open(self.dir / "pixels.jsonl", "a", encoding="utf-8")
+        pixel_log = os.devnull if dry_run else self.dir / "pixels.jsonl"
+        self.pixel_log = open(pixel_log, "a", encoding="utf-8")
 
     def done_keys(self) -> set[str]:
         """Keys of inputs finished by an earlier (interrupted) run."""
@@ -926,6 +959,29 @@ class RunRecords:
         """Every released output path, in catalog order."""
         for (path,) in self.db.execute("SELECT path FROM instances ORDER BY path"):
             yield str(path)
+
+    def reason_of(self, key: str) -> str:
+        """The recorded reason of an input ('' when it has none)."""
+        found = self.db.execute("SELECT reason FROM inputs WHERE source_key = ?", (key,)).fetchone()
+        return "" if found is None or found[0] is None else str(found[0])
+
+    def unrelease(self, key: str, relpath: str, reason: str) -> None:
+        """Turn a released input into a quarantined one (its catalog rows go), committed."""
+        for table in ("instances", "refs", "frames"):
+            self.db.execute(f"DELETE FROM {table} WHERE source_key = ?", (key,))
+        self.db.execute(
+            "UPDATE inputs SET status = 'quarantined', reason = ? WHERE source_key = ?",
+            (reason, key),
+        )
+        self.db.execute("INSERT OR REPLACE INTO rejections VALUES (?, ?)", (relpath, key))
+        self.db.commit()
+
+    def was_rejected(self, relpath: str) -> bool:
+        """Whether a QA rejection already moved this output path to quarantine."""
+        found = self.db.execute(
+            "SELECT 1 FROM rejections WHERE path = ? LIMIT 1", (relpath,)
+        ).fetchone()
+        return found is not None
 
     def count(self, status: str) -> int:
         """How many inputs (this run and earlier ones) have this status."""
@@ -976,6 +1032,10 @@ class RunRecords:
         self.db.commit()
         summary.unresolved_references = self.unresolved_references()
         self.pixel_log.close()
+        if self.dry_run:
+            self._write_dry_run_report(summary)
+            self.db.close()
+            return
         rows = self.db.execute(
             "SELECT source_key, reason FROM inputs WHERE status = 'quarantined' ORDER BY source_key"
         ).fetchall()
@@ -987,6 +1047,24 @@ class RunRecords:
             json.dump(summary.to_json(), f, indent=2)
         os.replace(self.dir / "summary.json.tmp", self.dir / "summary.json")
         self.db.close()
+
+    def _write_dry_run_report(self, summary: RunSummary) -> None:
+        """OUTPUT/.medveil/dry-run.json: the summary and each input's verdict (no PHI).
+
+        Inputs are named by their keyed token, as in a real run's records; a file that
+        would be released has the output path it would get.
+        """
+        verdicts = [
+            {"input": key, "status": status, "reason": reason, "path": path}
+            for key, status, reason, path in self.db.execute(
+                "SELECT i.source_key, i.status, i.reason, c.path FROM inputs i"
+                " LEFT JOIN instances c ON c.source_key = i.source_key ORDER BY i.source_key"
+            )
+        ]
+        tmp = self.dir / f"{DRY_RUN_REPORT}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"summary": summary.to_json(), "inputs": verdicts}, f, indent=1)
+        os.replace(tmp, self.dir / DRY_RUN_REPORT)
 
 
 def _remove_partial_files(output: Path) -> None:
@@ -1017,6 +1095,67 @@ def _remove_unrecorded_outputs(output: Path, records: RunRecords) -> None:
                         os.unlink(os.path.join(root, f))
                     except FileNotFoundError:
                         pass
+
+
+def _apply_qa_rejections(
+    output: Path,
+    records: RunRecords,
+    on_problem: Callable[[str, str], None] | None = None,
+) -> dict[str, str]:
+    """Quarantine the released files a QA reviewer rejected; {input key: output path}.
+
+    Each rejected file is unlinked from the release tree (and from the DICOMDIR's file
+    set, whose files are hard links to released ones) before its catalog row turns into
+    a quarantine record, so a run killed in between leaves a catalog row without a file,
+    and the next --resume finishes the move. A sign-off naming a path that is not a
+    released file of this output (moved already, or mistyped) is reported, not fatal.
+    """
+    try:
+        from medveil.pixels.qa import read_signoff
+    except ImportError as exc:  # a partial install: a sign-off is never silently ignored
+        if (output / "qa-signoff.json").exists():
+            raise MedveilError(f"{output}: cannot read qa-signoff.json ({exc})") from None
+        return {}
+    signoff = read_signoff(output)
+    if signoff is None or not signoff.rejected:
+        return {}
+    reason = f"rejected in QA review by {signoff.reviewer} at {signoff.time}"
+    moved: dict[str, str] = {}
+    for relpath in sorted(signoff.rejected):
+        key = records.owner(relpath)
+        if key is None:
+            if not records.was_rejected(relpath) and on_problem:
+                on_problem(relpath, "qa-signoff.json rejects it, but it is not a released file")
+            continue
+        try:
+            path = safe_join(output, relpath)
+        except UnsafePath as exc:
+            if on_problem:
+                on_problem(relpath, f"qa-signoff.json names a path outside the output: {exc}")
+            continue
+        _unlink_with_links(path, output / DICOMDIR_FOLDER)
+        records.unrelease(key, relpath, reason)
+        moved[key] = relpath
+    return moved
+
+
+def _unlink_with_links(path: Path, linked_under: Path) -> None:
+    """Remove path, and the hard links to it under linked_under (a DICOMDIR's file set)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    if st.st_nlink > 1 and linked_under.is_dir():
+        for root, _dirs, files in os.walk(linked_under):
+            for f in files:
+                other = Path(root) / f
+                try:
+                    same = os.path.samestat(other.stat(), st)
+                except OSError:
+                    continue
+                if same:
+                    other.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
 
 
 def lock_output(output: Path) -> int:
@@ -1134,6 +1273,8 @@ def deidentify_archive(
     max_file_size: int | None = None,
     file_timeout: float = 60.0,
     dicomdir: bool = False,
+    dry_run: bool = False,
+    on_verdict: Callable[[str, str, str], None] | None = None,
 ) -> RunSummary:
     """De-identify every DICOM file under input into output; returns the run's summary.
 
@@ -1156,10 +1297,29 @@ def deidentify_archive(
     Failures of the environment (a worker killed, disk full, out of memory) are retried,
     one file at a time, up to MAX_TRIES; when one persists the run stops: ``failed``
     counts the inputs left undone (exit code 2) and ``resume=True`` does them later.
+
+    ``dry_run=True`` runs the whole pipeline (strict check, engine, post-check, duplicate
+    UIDs, references) but writes no DICOM file: the summary counts what a real run would
+    release (``written``) and quarantine, and the only file written is
+    OUTPUT/.medveil/dry-run.json (the summary and each input's verdict, inputs named by
+    keyed token). It cannot be combined with ``resume`` or a ``vault``.
+    ``on_verdict`` is called with (input name, status, detail) for every input: status
+    "written" (detail: the output path), "quarantined", "skipped", "excluded",
+    "duplicate" or "replaced" (detail: the reason or the [filter] rule).
+
+    With ``resume=True``, a QA reviewer's rejections (OUTPUT/qa-signoff.json, written by
+    ``medveil qa``) are applied first: each rejected released file leaves the release
+    tree (and any DICOMDIR) and its catalog row, and is quarantined with the reason
+    "rejected in QA review by <reviewer> at <time>" (counted in ``rejected`` and
+    ``quarantined``).
     """
     policy = policy or Policy.default()
     out = Path(output)
     src = Path(input)
+    if dry_run and resume:
+        raise MedveilError("--dry-run previews a new run: it cannot be combined with --resume")
+    if dry_run and vault is not None:
+        raise MedveilError("--dry-run writes nothing: it cannot record into a vault")
     check_paths(src, out, resume)
     if vault is not None and vault.uses_key(secret):
         raise MedveilError("the vault key must differ from the pseudonym secret")
@@ -1186,6 +1346,8 @@ def deidentify_archive(
             max_file_size,
             file_timeout,
             dicomdir,
+            dry_run,
+            on_verdict,
         )
     finally:
         os.close(lock)
@@ -1207,10 +1369,17 @@ def _run(
     max_file_size: int | None,
     file_timeout: float,
     dicomdir: bool = False,
+    dry_run: bool = False,
+    on_verdict: Callable[[str, str, str], None] | None = None,
 ) -> RunSummary:
     """deidentify_archive once its checks pass and its lock is held."""
     keyed = Keyed(secret)
-    records = RunRecords(out, keyed)
+    records = RunRecords(out, keyed, dry_run=dry_run)
+    summary = RunSummary(dry_run=dry_run)
+    rejected: dict[str, str] = {}
+    if resume:
+        # Before anything else: the reviewer's rejections leave the release tree.
+        rejected = _apply_qa_rejections(out, records, on_problem)
     done = records.done_keys() if resume else set()
     if resume:
         _remove_partial_files(out)
@@ -1218,8 +1387,19 @@ def _run(
         # a redo would take them for another input's duplicates).
         _remove_unrecorded_outputs(out, records)
     max_size = max_file_size if max_file_size is not None else default_max_file_size(workers)
-    summary = RunSummary()
     t0 = time.perf_counter()
+    # Each rejected file is a quarantined input of this run (not a resumed one).
+    for key, relpath in sorted(rejected.items()):
+        summary.rejected += 1
+        summary.quarantined += 1
+        summary.files_in += 1
+        if on_quarantine:
+            on_quarantine(relpath, records.reason_of(key))
+        if on_verdict:
+            on_verdict(relpath, "quarantined", records.reason_of(key))
+    # In a dry run, the output path and SHA-256 of each file that would be released: a
+    # second input with the same path is a duplicate, or quarantined, as on disk.
+    would_write: dict[str, str] = {}
     ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     initargs = (
         policy,
@@ -1231,6 +1411,7 @@ def _run(
         max_size,
         file_timeout,
         os.getpid(),
+        dry_run,
     )
 
     def new_pool() -> cf.ProcessPoolExecutor:
@@ -1280,6 +1461,14 @@ def _run(
 
     def account(key: str, name: str, result: dict[str, object]) -> None:
         status = result["status"]
+        if status == "written" and dry_run:
+            row = cast("dict[str, object]", result["row"])
+            first = would_write.setdefault(str(row["path"]), str(row["sha256"]))
+            if first != row["sha256"]:
+                # What place_exclusive finds on disk in a real run.
+                status = "quarantined"
+                size = result.get("size_in", 0)
+                result = {"status": status, "reason": DIFFERENT_CONTENT, "size_in": size}
         if status == "written":
             row = cast("dict[str, object]", result["row"])
             owner = records.owner(str(row["path"]))
@@ -1326,6 +1515,12 @@ def _run(
             summary.quarantined += 1
             if on_quarantine:
                 on_quarantine(name, str(result.get("reason")))
+        if on_verdict:
+            if status == "written":
+                detail = str(cast("dict[str, object]", result["row"])["path"])
+            else:
+                detail = str(result.get("reason") or "")
+            on_verdict(name, str(status), detail)
         summary.files_in += 1
         if progress:
             summary.seconds = time.perf_counter() - t0
@@ -1383,7 +1578,8 @@ def _run(
                 continue
             key = keyed.path_token(item.name)
             if key in done:
-                summary.resumed += 1
+                # A rejected input is accounted for above, as quarantined by this run.
+                summary.resumed += key not in rejected
                 continue
             if item.verdict is not None:
                 status, why = item.verdict
@@ -1411,6 +1607,14 @@ def _run(
         return file_timeout + size / TIMEOUT_BYTES_PER_SECOND if file_timeout > 0 else 0.0
 
     listing_error: MedveilError | None = None
+    counted = threading.Event()  # set to stop the counting thread early
+    if progress is not None and _cheap_to_list(src):
+        threading.Thread(
+            target=_count_inputs,
+            args=(src, max_size, done, keyed, summary, counted, len(rejected)),
+            name="medveil-count",
+            daemon=True,
+        ).start()
     chunks = _chunks(pending(), max_items=CHUNK_FILES, max_bytes=CHUNK_BYTES)
     exhausted = False
     try:
@@ -1465,6 +1669,7 @@ def _run(
                     except KeyboardInterrupt:
                         break
     finally:
+        counted.set()
         # Inputs still waiting for a retry when the run stopped are undone, like failed ones.
         summary.failed += len(retries) + len(suspects)
         pool.shutdown(wait=True, cancel_futures=True)
@@ -1472,9 +1677,12 @@ def _run(
             # A killed worker may have left temporaries; every worker is gone now.
             _remove_partial_files(out)
         summary.files_in += summary.resumed
+        had_dicomdir = (out / DICOMDIR_FOLDER / "DICOMDIR").is_file()
         try:
-            if (dicomdir or records.count("replaced")) and not (
-                summary.interrupted or summary.failed
+            if (
+                (dicomdir or records.count("replaced") or (rejected and had_dicomdir))
+                and not (summary.interrupted or summary.failed)
+                and not dry_run
             ):
                 summary.dicomdir, summary.dicomdir_left_out = write_dicomdir(out, records.paths())
         except (OSError, ValueError, sqlite3.Error) as exc:
@@ -1494,6 +1702,54 @@ def _run(
     if listing_error is not None:
         raise listing_error
     return summary
+
+
+def _cheap_to_list(src: Path) -> bool:
+    """Whether the inputs can be listed a second time cheaply (not a compressed tar).
+
+    A folder, a zip (its central directory) and a plain tar (its headers) are; a
+    compressed tar would be decompressed twice, so its total stays unknown.
+    """
+    try:
+        if src.is_dir() or not src.is_file():
+            return src.is_dir()
+        with open(src, "rb") as f:
+            magic = f.read(6)
+    except OSError:
+        return False
+    return not (magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00")
+
+
+def _count_inputs(
+    src: Path,
+    max_size: int,
+    done: set[str],
+    keyed: Keyed,
+    summary: RunSummary,
+    stop: threading.Event,
+    extra: int = 0,
+) -> None:
+    """Set summary.total to the inputs this run will account for (a thread's task).
+
+    The run streams its inputs to the workers as it lists them, so the total is known
+    only once a second listing (this one) is through: until then the progress shows a
+    count without an ETA. Inputs done by an earlier run and unreadable folders are left
+    out, as the running count leaves them out; ``extra`` inputs (QA rejections) are
+    added.
+    """
+    n = 0
+    try:
+        for item in iter_inputs(src, max_size):
+            if stop.is_set():
+                return
+            if item.verdict is not None and item.verdict[0] == "unreadable":
+                continue
+            if done and keyed.path_token(item.name) in done:
+                continue
+            n += 1
+    except (MedveilError, OSError, ValueError):
+        return  # the run itself reports a damaged input
+    summary.total = n + extra
 
 
 def _ended_by_cpu_limit(pool: cf.ProcessPoolExecutor, wait: float = 2.0) -> bool:

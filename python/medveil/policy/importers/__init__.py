@@ -70,8 +70,8 @@ class PolicyDraft:
         if self.filters:
             out += [
                 "",
-                "# [filter] is written for the record: the engine does not act on it yet,",
-                "# every instance is processed whatever these conditions say.",
+                "# [filter]: instances an include rule does not match, or an exclude rule",
+                "# matches, are not processed (counted as excluded); graylist is a note.",
             ]
             for kind, entries in self.filters.items():
                 for entry in entries:
