@@ -164,7 +164,10 @@ class Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit=self.unit, dynamic_ncols=True, file=sys.stderr)
+            # Drawn first at the count already done: never a "0/N" or "0file" state.
+            self.bar = tqdm(
+                total=total, initial=done, unit=self.unit, dynamic_ncols=True, file=sys.stderr
+            )
             _active_bar = self.bar
         if total and self.bar.total != total:
             self.bar.total = total

@@ -125,8 +125,9 @@ class RunSummary:
     excluded: Counter[str] = field(default_factory=Counter)
     # Written files per engine: "raw" (bytes scanned directly) or "dataset" (pydicom).
     engines: Counter[str] = field(default_factory=Counter)
-    # Inputs of the whole run once they are all listed (None until then, and for a
-    # compressed tar, which is not read twice): the progress bar's total and ETA.
+    # Inputs this run accounts for (not those an earlier run did) once they are all listed:
+    # the progress bar's total and ETA. None until then; a compressed tar is not read
+    # twice, so its total is known only at the end.
     total: int | None = None
     # A dry run (``dry_run=True``): every count says what a real run would do, and
     # ``written`` counts files that would be released; nothing was written.
@@ -1676,6 +1677,8 @@ def _run(
         if pools_broken:
             # A killed worker may have left temporaries; every worker is gone now.
             _remove_partial_files(out)
+        if exhausted and not (summary.interrupted or summary.failed):
+            summary.total = summary.files_in  # every input of this run is accounted for
         summary.files_in += summary.resumed
         had_dicomdir = (out / DICOMDIR_FOLDER / "DICOMDIR").is_file()
         try:
