@@ -36,6 +36,8 @@ def _archive(tmp_path: Path) -> Path:
         ds.save_as(out / f"other{i}.dcm", enforce_file_format=True)
     (out / "notes.txt").write_text("not dicom")
     (out / ".medveil").mkdir()
+    # A run's records without a SQLite catalog (as a Spark run leaves): the tree is listed.
+    (out / ".medveil" / "summary.json").write_text("{}")
     (out / ".medveil" / "quarantine.jsonl").write_text(
         json.dumps({"input": "in/us.dcm", "reason": "BurnedInAnnotation is YES, no pixel rule"})
         + "\n"
@@ -99,12 +101,16 @@ def test_report_groups_by_device_and_hides_quarantined_by_default(tmp_path: Path
     # Single-frame files: the rule's frames 1-2 rectangle does not apply, frame ranges clip.
     assert "0,12,4,60,0,1" in page and "40,52,70,90" not in page
     assert "QUARANTINED" not in page and "in/us.dcm" not in page
-    sheets = sorted(index.parent.glob("sheet-*.png"))
-    assert len(sheets) == 2
+    assert "notes.txt" not in page  # not DICOM: not an image to review
+    fulls = sorted(index.parent.glob("img/*/f*.png"))
+    assert len(fulls) == 5  # one full-resolution frame per single-frame file
     from PIL import Image
 
-    with Image.open(sheets[0]) as im:
-        assert (np.asarray(im.convert("RGB")) == (255, 0, 0)).all(axis=-1).any()  # outlines
+    reds = 0
+    for f in fulls:
+        with Image.open(f) as im:
+            reds += bool((np.asarray(im.convert("RGB")) == (255, 0, 0)).all(axis=-1).any())
+    assert reds == 3  # the three ACME files show their rule's outline, the others none
 
 
 def test_quarantined_inputs_only_on_request_with_warning(tmp_path: Path) -> None:
@@ -113,7 +119,8 @@ def test_quarantined_inputs_only_on_request_with_warning(tmp_path: Path) -> None
     page = index.read_text()
     assert "QUARANTINED INPUT" in page and "may show patient names" in page
     assert "in/us.dcm" in page and "in/bad.dcm" not in page  # only pixel reasons
-    assert "2 of 5 de-identified images" in page
+    assert "2 of 5 released images" in page
+    assert "data-path='in/us.dcm'" not in page  # input side: never signed off
 
 
 def test_recorded_pixel_reports_are_preferred(tmp_path: Path) -> None:
@@ -137,3 +144,9 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (tmp_path / "qa" / "index.html").exists()
     assert "index.html" in capsys.readouterr().out
     assert cli_main(["qa", str(tmp_path / "missing")]) == 2
+    plain = tmp_path / "plain"
+    (plain / "a").mkdir(parents=True)
+    (out / "a" / "acme0.dcm").rename(plain / "a" / "acme0.dcm")
+    assert cli_main(["qa", str(plain)]) == 2  # DICOM files, but no run's records
+    assert "not the output of a medveil run" in capsys.readouterr().err
+    assert not (plain / ".medveil").exists()

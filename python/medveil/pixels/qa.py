@@ -1,13 +1,16 @@
-"""Visual QA of pixel cleaning: contact sheets of windowed thumbnails, grouped by device.
+"""The QA page of a run: every frame of every released image, per device, and a sign-off.
 
-``medveil qa OUTPUT`` reads the de-identified files of an archive run and writes
-``OUTPUT/.medveil/qa/index.html`` with one PNG contact sheet per device (Manufacturer +
-model), each thumbnail showing the first frame, windowed for display, with the blanked
-rectangles outlined in red and the pixel rules that fired written under it. A reviewer can
-scan thousands of images in minutes for text the rules missed. Boxes found by burned-in
-text detection (policy ``pixel_text = "detect"``) are outlined in cyan when masked and in
-green when kept (``mask = "identifiers"``: OCR read text that matched no identifier); the
-OCR text itself is never recorded, only its length, shown as ``▮▮▮▮▮ (5 chars)``.
+``medveil qa OUTPUT`` refuses a folder that is not a run's OUTPUT (no ``OUTPUT/.medveil``
+records) and writes ``OUTPUT/.medveil/qa/index.html`` from the released, de-identified
+files only (the run's catalog lists them; the DICOMDIR file set and stray files are not
+shown). Sections group the images by device as the output keeps it (Modality,
+Manufacturer, model, and StationName when the policy retains it). Each image has a
+filmstrip with one thumbnail per frame; a click opens that frame at full resolution.
+Windowed frames show the blanked rectangles outlined in red and the pixel rules that
+fired. Boxes found by burned-in text detection (policy ``pixel_text = "detect"``) are
+outlined in cyan when masked and in green when kept (``mask = "identifiers"``: OCR read
+text that matched no identifier); the OCR text itself is never recorded, only its length,
+shown as ``▮▮▮▮▮ (5 chars)``.
 
 Which rules fired comes from ``OUTPUT/.medveil/pixels.jsonl`` (one JSON object per line:
 ``{"path": relative path, "rules": [ids], "regions": [[r0, r1, c0, c1, f0, f1], ...]}``)
@@ -15,8 +18,15 @@ when the run wrote it; otherwise the rules are matched again against the output 
 which finds every rule whose attributes the de-identification kept (the page says which
 source was used).
 
+Sign-off: the reviewer marks images approved or rejected on the page (kept in the
+browser's local storage) and either downloads ``qa-signoff.json`` and installs it with
+``medveil qa OUTPUT --signoff FILE``, or, with the page served by ``medveil qa OUTPUT
+--serve`` (127.0.0.1, a random per-session token in every URL), saves it straight to
+``OUTPUT/qa-signoff.json``. Both roads validate it with :func:`parse_signoff`;
+:func:`read_signoff` is what ``medveil deid --resume`` reads.
+
 Quarantined inputs are never shown unless asked for (``include_quarantined=INPUT``): their
-thumbnails come from the *input* side and may show PHI, and the page says so in red.
+images come from the *input* side and may show PHI, and the page says so in red.
 Pillow is needed (``pip install medveil[qa]``).
 """
 
@@ -32,6 +42,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +93,7 @@ class QaItem:
     regions: list[tuple[int, ...]] = field(default_factory=list)
     note: str = ""
     quarantined: bool = False
+    frames: int = 1
     detected: list[dict[str, Any]] = field(default_factory=list)  # detection records, no text
 
 
@@ -180,6 +192,7 @@ def _atomic_write(path: Path, text: str) -> None:
     """Write text to path through a temporary in the same folder, then rename over it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the page from a shared reviewer
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -370,18 +383,15 @@ def _require_pillow() -> None:
 
 
 def device_of(ds: pydicom.Dataset) -> str:
-    """A device label from the header: Modality, Manufacturer and model (kept by PS3.15)."""
+    """A device label from the output header: Modality, Manufacturer, model, station if kept."""
     parts = [str(ds.get(k, "") or "").strip() for k in ("Manufacturer", "ManufacturerModelName")]
     dev = " ".join(p for p in parts if p) or "unknown device"
     modality = str(ds.get("Modality", "") or "").strip()
-    return f"{modality} · {dev}" if modality else dev
-
-
-def _dicom_files(root: Path) -> Iterable[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != RECORDS)
-        for name in sorted(filenames):
-            yield Path(dirpath) / name
+    label = f"{modality} · {dev}" if modality else dev
+    # StationName is only in the output when the policy keeps it (Retain Device Identity):
+    # the page is built from the released files, so it shows what the release shows.
+    station = str(ds.get("StationName", "") or "").strip()
+    return f"{label} · station {station}" if station else label
 
 
 def _read_records(output: Path) -> dict[str, dict[str, Any]]:
@@ -396,19 +406,20 @@ def _read_records(output: Path) -> dict[str, dict[str, Any]]:
 
 
 def collect(output: Path, rules: RuleSet | None = None) -> tuple[list[QaItem], str]:
-    """List the output's DICOM images with device, rules and regions; also say the source."""
+    """List the run's released images with device, rules and regions; also say the source."""
     records = _read_records(output)
     rules = RuleSet.default() if rules is None else rules
     items: list[QaItem] = []
-    for path in _dicom_files(output):
+    for rel in released_paths(output):
+        path = output / rel
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:  # not DICOM (or unreadable): not an image to review
             continue
         if "Rows" not in ds:
             continue
-        rel = path.relative_to(output).as_posix()
-        item = QaItem(path=path, label=rel, device=device_of(ds))
+        frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+        item = QaItem(path=path, label=rel, device=device_of(ds), frames=frames)
         if rel in records:
             item.rules = list(records[rel].get("rules", []))
             item.regions = [tuple(int(v) for v in r) for r in records[rel].get("regions", [])]
@@ -416,7 +427,6 @@ def collect(output: Path, rules: RuleSet | None = None) -> tuple[list[QaItem], s
         elif not records:
             fired = rules.matching(ds)
             item.rules = [r.id for r in fired]
-            frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
             item.regions = [
                 (r0, r1, c0, c1, f0, frames if f1 is None else min(f1, frames))
                 for rule in fired
@@ -502,30 +512,18 @@ def display_u8(ds: pydicom.Dataset, frame: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def thumbnail(item: QaItem, size: int = 256) -> Image.Image:
-    """Render the item's first frame at most ``size`` px wide/high, rectangles outlined."""
-    from PIL import Image, ImageDraw
-    from pydicom.pixels.utils import pixel_array
+def _outlined(item: QaItem, img: Image.Image, index: int, scale: float) -> Image.Image:
+    """Draw the item's boxes of frame ``index`` on img (scaled by ``scale``), inside each box.
 
-    try:
-        ds = pydicom.dcmread(item.path)
-        frame = pixel_array(ds, index=0)
-        img = Image.fromarray(display_u8(ds, frame)).convert("RGB")
-    except Exception as exc:  # a tile that says why, rather than a missing tile
-        img = Image.new("RGB", (size, size), (60, 0, 0))
-        ImageDraw.Draw(img).text((4, 4), f"cannot render:\n{type(exc).__name__}", fill="white")
-        item.note = item.note or f"not rendered ({type(exc).__name__})"
-        return img
-    rows, cols = frame.shape[:2]
-    scale = min(size / cols, size / rows, 1.0)
-    if scale < 1.0:
-        img = img.resize(
-            (max(1, round(cols * scale)), max(1, round(rows * scale))), Image.Resampling.BILINEAR
-        )
+    Outlines lie on the box's inner edge: the box is blanked, so they hide no released
+    pixel, and text just outside a box stays visible to the reviewer.
+    """
+    from PIL import ImageDraw
+
     draw = ImageDraw.Draw(img)
 
     def outline(r0: int, r1: int, c0: int, c1: int, colour: tuple[int, int, int]) -> None:
-        """Draw a box given in image pixels, scaled to the thumbnail."""
+        """Draw a box given in image pixels, scaled."""
         box = (
             c0 * scale,
             r0 * scale,
@@ -534,53 +532,91 @@ def thumbnail(item: QaItem, size: int = 256) -> Image.Image:
         )
         draw.rectangle(box, outline=colour, width=2)
 
-    shown = [d for d in item.detected if d.get("frame", 0) == 0]
     detected_boxes = {tuple(int(v) for v in d["box"]) for d in item.detected}
     for reg in item.regions:
         f0, f1 = (reg[4], reg[5]) if len(reg) == 6 else (0, 1)
-        if not f0 <= 0 < f1:
-            continue  # the rectangle is on other frames, not the one shown
+        if not f0 <= index < f1:
+            continue  # the rectangle is on other frames, not this one
         if not _is_detected(reg, detected_boxes):  # type: ignore[arg-type]
             r0, r1, c0, c1 = (int(v) for v in reg[:4])
             outline(r0, r1, c0, c1, RULE_COLOUR)
-    for d in shown:
-        r0, r1, c0, c1 = (int(v) for v in d["box"])
-        outline(r0, r1, c0, c1, DETECTED_COLOUR if d.get("masked") else KEPT_COLOUR)
+    for d in item.detected:
+        if int(d.get("frame", 0)) == index:
+            r0, r1, c0, c1 = (int(v) for v in d["box"])
+            outline(r0, r1, c0, c1, DETECTED_COLOUR if d.get("masked") else KEPT_COLOUR)
     return img
 
 
-def contact_sheet(
-    items: Sequence[QaItem], start: int, size: int = 256, columns: int = 6
-) -> Image.Image:
-    """Tile thumbnails with captions (number, rules fired) in a grid."""
+def _error_tile(item: QaItem, exc: BaseException, size: int) -> Image.Image:
+    """A tile that says why an image could not be rendered, rather than a missing tile."""
     from PIL import Image, ImageDraw
 
-    cap = 28
-    rows = (len(items) + columns - 1) // columns
-    sheet = Image.new("RGB", (columns * (size + 8) + 8, rows * (size + cap + 8) + 8), (24, 24, 24))
-    draw = ImageDraw.Draw(sheet)
-    for i, it in enumerate(items):
-        x = 8 + (i % columns) * (size + 8)
-        y = 8 + (i // columns) * (size + cap + 8)
-        tile = thumbnail(it, size)
-        sheet.paste(tile, (x + (size - tile.width) // 2, y + (size - tile.height) // 2))
-        rules = (
-            ", ".join(it.rules) if it.rules else ("QUARANTINED" if it.quarantined else "no rule")
+    img = Image.new("RGB", (size, size), (60, 0, 0))
+    ImageDraw.Draw(img).text((4, 4), f"cannot render:\n{type(exc).__name__}", fill="white")
+    item.note = item.note or f"not rendered ({type(exc).__name__})"
+    return img
+
+
+def _shrink(img: Image.Image, size: int) -> tuple[Image.Image, float]:
+    """The image scaled to fit ``size`` px (never enlarged), and the scale used."""
+    from PIL import Image
+
+    scale = min(size / img.width, size / img.height, 1.0)
+    if scale < 1.0:
+        img = img.resize(
+            (max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+            Image.Resampling.BILINEAR,
         )
-        if it.detected:
-            rules += f" +{sum(1 for d in it.detected if d.get('masked'))} detected"
-        draw.text((x, y + size + 2), f"#{start + i} {rules}"[:48], fill=(255, 255, 0))
-        if it.note:
-            draw.text((x, y + size + 14), it.note[:48], fill=(255, 128, 128))
-    return sheet
+    return img, scale
+
+
+def thumbnail(item: QaItem, size: int = 256) -> Image.Image:
+    """Render the item's first frame at most ``size`` px wide/high, rectangles outlined."""
+    from PIL import Image
+    from pydicom.pixels.utils import pixel_array
+
+    try:
+        ds = pydicom.dcmread(item.path)
+        frame = pixel_array(ds, index=0)
+        img = Image.fromarray(display_u8(ds, frame)).convert("RGB")
+    except Exception as exc:
+        return _error_tile(item, exc, size)
+    img, scale = _shrink(img, size)
+    return _outlined(item, img, 0, scale)
+
+
+def render_frames(item: QaItem, dest: Path, size: int) -> list[tuple[str, str, int, int]]:
+    """Write every frame of the item as a full-resolution PNG and a thumbnail in ``dest``.
+
+    Returns (thumbnail name, full name, width, height) per frame, the sizes of the full
+    image. A file that cannot be decoded gives one error tile, with the reason in the note.
+    """
+    from PIL import Image
+    from pydicom.pixels.utils import iter_pixels
+
+    dest.mkdir(parents=True, exist_ok=True)
+    out: list[tuple[str, str, int, int]] = []
+    try:
+        ds = pydicom.dcmread(item.path, stop_before_pixels=True)
+        for index, frame in enumerate(iter_pixels(item.path)):
+            base = Image.fromarray(display_u8(ds, frame)).convert("RGB")
+            thumb, scale = _shrink(base.copy(), size)
+            full = _outlined(item, base, index, 1)
+            names = (f"f{index:05d}.png", f"t{index:05d}.png")
+            full.save(dest / names[0], compress_level=3)
+            _outlined(item, thumb, index, scale).save(dest / names[1], compress_level=6)
+            out.append((names[1], names[0], full.width, full.height))
+    except Exception as exc:
+        tile = _error_tile(item, exc, size)
+        tile.save(dest / "error.png")
+        return [("error.png", "error.png", tile.width, tile.height)]
+    item.frames = len(out)
+    return out
 
 
 def _swatch(colour: tuple[int, int, int]) -> str:
     r, g, b = colour
-    return (
-        f"<span style='display:inline-block;width:1em;height:1em;vertical-align:middle;"
-        f"border:2px solid rgb({r},{g},{b})'></span>"
-    )
+    return f"<span class='swatch' style='border:2px solid rgb({r},{g},{b})'></span>"
 
 
 def _legend() -> str:
@@ -595,22 +631,216 @@ def _legend() -> str:
 
 
 def _detected_cell(detected: list[dict[str, Any]]) -> str:
-    """Detected boxes of the first frame with their decision and redacted text."""
+    """Detected boxes with their frame, decision and redacted text."""
     rows = []
     for d in detected:
-        if d.get("frame", 0) != 0:
-            continue
+        frame = int(d.get("frame", 0))
         box = ",".join(str(int(v)) for v in d.get("box", []))
         state = "masked" if d.get("masked") else "kept"
         why = str(d.get("why", ""))
+        where = f"frame {frame + 1}: " if frame else ""
         rows.append(
-            f"{state} [{html.escape(box)}] {html.escape(why)}: "
+            f"{where}{state} [{html.escape(box)}] {html.escape(why)}: "
             f"{html.escape(redacted(d.get('text_len')))}"
         )
-    more = sum(1 for d in detected if d.get("frame", 0) != 0)
-    if more:
-        rows.append(f"(+{more} on other frames)")
     return "<br>".join(rows)
+
+
+def page_id(paths: Iterable[str]) -> str:
+    """A short id of the set of files a page lists (names the reviewer's saved decisions)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(paths)).encode("utf-8")).hexdigest()[:16]
+
+
+def _item_html(n: int, it: QaItem, strip: list[tuple[str, str, int, int]], folder: str) -> str:
+    """One image's card: header, the filmstrip of every frame, facts, the decision buttons."""
+    label = html.escape(it.label)
+    count = len(strip)
+    links = []
+    for f, (thumb, full, w, h) in enumerate(strip):
+        links.append(
+            f"<a class='frame' href='{folder}/{full}' data-frame='{f}' data-w='{w}' "
+            f"data-h='{h}' title='frame {f + 1} of {count}, {w}×{h}'>"
+            f"<img src='{folder}/{thumb}' alt='frame {f + 1} of {count}' loading='lazy'>"
+            f"<span>{f + 1}</span></a>"
+        )
+    regs = "; ".join(",".join(str(v) for v in r) for r in it.regions)
+    facts = [
+        f"<tr><th>frames</th><td>{it.frames}</td></tr>",
+        f"<tr><th>rules</th><td>{html.escape(', '.join(it.rules)) or 'none'}</td></tr>",
+        f"<tr><th>rectangles</th><td>{html.escape(regs) or 'none'}</td></tr>",
+    ]
+    if it.detected:
+        facts.append(f"<tr><th>detected text</th><td>{_detected_cell(it.detected)}</td></tr>")
+    if it.note:
+        facts.append(f"<tr><th>note</th><td class='note'>{html.escape(it.note)}</td></tr>")
+    decide = (
+        ""
+        if it.quarantined
+        else (
+            "<div class='decide'>"
+            f"<label><input type='radio' name='d{n}' value='approved'> approve</label> "
+            f"<label><input type='radio' name='d{n}' value='rejected'> reject</label> "
+            f"<button type='button' class='clear'>undecided</button></div>"
+        )
+    )
+    path_attr = "" if it.quarantined else f" data-path='{label}'"
+    return (
+        f"<article class='item{' quarantined' if it.quarantined else ''}' id='item-{n}'"
+        f"{path_attr} data-frames='{count}'>"
+        f"<h3>#{n} {label}</h3>{decide}"
+        f"<div class='filmstrip'>{''.join(links)}</div>"
+        f"<table class='facts'>{''.join(facts)}</table></article>"
+    )
+
+
+_CSS = """
+body{font-family:sans-serif;background:#111;color:#ddd;margin:0 2em 4em}
+header{padding:.5em 0;border-bottom:1px solid #333}a{color:#8cf}
+#signoff{position:sticky;top:0;background:#111;z-index:5;padding:.4em 0}
+h1{margin:.3em 0}h2{border-bottom:2px solid #555;margin-top:2em}
+h3{font-size:100%;margin:.2em 0;overflow-wrap:anywhere}
+.swatch{display:inline-block;width:1em;height:1em;vertical-align:middle}
+.item{border:1px solid #333;margin:1em 0;padding:.5em;background:#181818}
+.item.approved{border-color:#2a2}.item.rejected{border-color:#d22;background:#261414}
+.filmstrip{display:flex;gap:6px;overflow-x:auto;padding:4px 0}
+.frame{position:relative;flex:none;display:block;line-height:0}
+.frame img{border:1px solid #444;background:#000}
+.frame span{position:absolute;left:2px;top:2px;font-size:11px;line-height:1;color:#ff0;
+background:rgba(0,0,0,.6);padding:1px 3px}
+.facts{border-collapse:collapse;font-size:85%}.facts th,.facts td{border:1px solid #333;
+padding:1px 6px;text-align:left;vertical-align:top}.note{color:#f88}
+.phi{background:#700;color:#fff;padding:1em;font-weight:bold}
+#signoff input[type=text]{width:14em}#status{margin-left:1em}
+#viewer{position:fixed;inset:0;background:rgba(0,0,0,.94);z-index:10;overflow:auto}
+#viewer[hidden]{display:none}#viewer-caption{overflow-wrap:anywhere}
+#viewer .bar{position:sticky;top:0;left:0;background:#222;
+padding:.4em;display:flex;gap:1em;align-items:center}#viewer img{display:block;margin:0}
+"""
+
+_JS = r"""
+(function () {
+  "use strict";
+  const PAGE = document.body.dataset.page;
+  const KEY = "medveil-qa-" + PAGE;
+  const served = location.protocol === "http:" || location.protocol === "https:";
+  let state = {};
+  try { state = JSON.parse(localStorage.getItem(KEY) || "{}"); } catch (e) { state = {}; }
+  const items = Array.from(document.querySelectorAll("article.item[data-path]"));
+  const reviewer = document.getElementById("reviewer");
+  try { reviewer.value = localStorage.getItem("medveil-qa-reviewer") || ""; } catch (e) {}
+  function save() {
+    try {
+      localStorage.setItem(KEY, JSON.stringify(state));
+      localStorage.setItem("medveil-qa-reviewer", reviewer.value);
+    } catch (e) {}
+  }
+  function show(item) {
+    const d = state[item.dataset.path] || "";
+    item.classList.toggle("approved", d === "approved");
+    item.classList.toggle("rejected", d === "rejected");
+    item.querySelectorAll("input[type=radio]").forEach(function (r) { r.checked = r.value === d; });
+  }
+  function counts() {
+    let a = 0, r = 0;
+    items.forEach(function (it) {
+      const d = state[it.dataset.path];
+      if (d === "approved") a++; else if (d === "rejected") r++;
+    });
+    document.getElementById("counts").textContent =
+      a + " approved, " + r + " rejected, " + (items.length - a - r) + " undecided";
+  }
+  items.forEach(function (it) {
+    it.querySelectorAll("input[type=radio]").forEach(function (r) {
+      r.addEventListener("change", function () {
+        state[it.dataset.path] = r.value; save(); show(it); counts();
+      });
+    });
+    it.querySelector("button.clear").addEventListener("click", function () {
+      delete state[it.dataset.path]; save(); show(it); counts();
+    });
+    show(it);
+  });
+  counts();
+  reviewer.addEventListener("input", save);
+  document.getElementById("approve-rest").addEventListener("click", function () {
+    items.forEach(function (it) {
+      if (!state[it.dataset.path]) state[it.dataset.path] = "approved";
+      show(it);
+    });
+    save(); counts();
+  });
+  function signoff() {
+    const name = reviewer.value.trim();
+    if (!name) { status("enter the reviewer's name first"); reviewer.focus(); return null; }
+    const doc = {version: 1, reviewer: name, time: new Date().toISOString(),
+                 approved: [], rejected: [], page: PAGE};
+    items.forEach(function (it) {
+      const d = state[it.dataset.path];
+      if (d === "approved" || d === "rejected") doc[d].push(it.dataset.path);
+    });
+    return doc;
+  }
+  function status(text) { document.getElementById("status").textContent = text; }
+  window.medveilSignoff = signoff;
+  document.getElementById("download").addEventListener("click", function () {
+    const doc = signoff(); if (!doc) return;
+    const blob = new Blob([JSON.stringify(doc, null, 2)], {type: "application/json"});
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob); a.download = "qa-signoff.json";
+    document.body.appendChild(a); a.click(); a.remove();
+    status("downloaded; install it with: medveil qa OUTPUT --signoff qa-signoff.json");
+  });
+  const saveButton = document.getElementById("save");
+  saveButton.hidden = !served;
+  saveButton.addEventListener("click", function () {
+    const doc = signoff(); if (!doc) return;
+    fetch("signoff", {method: "POST", headers: {"Content-Type": "application/json"},
+                      body: JSON.stringify(doc)})
+      .then(function (r) { return r.json().then(function (j) { return [r.ok, j]; }); })
+      .then(function (res) {
+        status(res[0] ? "saved " + res[1].file + " (" + res[1].approved + " approved, "
+                        + res[1].rejected + " rejected)" : "refused: " + res[1].error);
+      })
+      .catch(function (e) { status("not saved: " + e); });
+  });
+  // The full-resolution viewer: one frame at its own size; arrows step through the frames.
+  const viewer = document.getElementById("viewer");
+  const big = document.getElementById("viewer-img");
+  let strip = null, index = 0;
+  function open(frames, i) {
+    strip = frames; index = (i + frames.length) % frames.length;
+    const a = frames[index], art = a.closest("article");
+    big.src = a.getAttribute("href");
+    big.width = +a.dataset.w; big.height = +a.dataset.h;
+    document.getElementById("viewer-caption").textContent = art.querySelector("h3").textContent
+      + " — frame " + (index + 1) + " of " + frames.length + " — " + a.dataset.w + "×" + a.dataset.h
+      + " (full resolution)";
+    viewer.hidden = false; viewer.scrollTo(0, 0); viewer.focus();
+  }
+  function close() { viewer.hidden = true; big.removeAttribute("src"); strip = null; }
+  document.querySelectorAll(".filmstrip").forEach(function (fs) {
+    const frames = Array.from(fs.querySelectorAll("a.frame"));
+    frames.forEach(function (a, i) {
+      a.addEventListener("click", function (ev) { ev.preventDefault(); open(frames, i); });
+    });
+  });
+  document.getElementById("viewer-close").addEventListener("click", close);
+  document.getElementById("viewer-prev").addEventListener("click", function () {
+    open(strip, index - 1);
+  });
+  document.getElementById("viewer-next").addEventListener("click", function () {
+    open(strip, index + 1);
+  });
+  document.addEventListener("keydown", function (ev) {
+    if (viewer.hidden) return;
+    if (ev.key === "Escape") close();
+    else if (ev.key === "ArrowRight") open(strip, index + 1);
+    else if (ev.key === "ArrowLeft") open(strip, index - 1);
+  });
+})();
+"""
 
 
 def write_report(
@@ -621,12 +851,12 @@ def write_report(
     seed: int = 0,
     rules: RuleSet | None = None,
     include_quarantined: str | os.PathLike[str] | None = None,
-    size: int = 256,
-    per_sheet: int = 36,
+    size: int = 160,
 ) -> Path:
-    """Write the QA page and contact sheets for an archive run's OUTPUT; return index.html."""
+    """Write the QA page of a run's OUTPUT (every frame, per device); return index.html."""
     _require_pillow()
     output = Path(output)
+    check_run_output(output)
     dest = Path(out_dir) if out_dir else output / RECORDS / "qa"
     dest.mkdir(parents=True, exist_ok=True)
     items, source = collect(output, rules)
@@ -640,57 +870,189 @@ def write_report(
         quarantined = quarantined_items(output, Path(include_quarantined))
         if quarantined:
             groups["quarantined (input side)"] = quarantined
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>medveil pixel QA</title>",
-        "<style>body{font-family:sans-serif;background:#111;color:#ddd;margin:2em}"
-        "img{max-width:100%;border:1px solid #444}table{border-collapse:collapse;font-size:90%}"
-        "td,th{border:1px solid #444;padding:2px 6px}.phi{background:#700;color:#fff;"
-        "padding:1em;font-weight:bold}</style></head><body>",
-        "<h1>medveil pixel QA</h1>",
-        f"<p>{len(items)} of {total} de-identified images"
-        + (f" (a sample spread over devices, seed {seed})" if len(items) < total else "")
-        + f", in {sum(1 for g in groups if not g.startswith('quarantined'))} device groups. "
-        "Look for text outside the outlined boxes.</p>",
-        _legend(),
-        f"<p>Source of rules and rectangles: {html.escape(source)}.</p>",
-    ]
-    if include_quarantined is not None:
-        parts.append(
-            "<p class='phi'>This page includes thumbnails of QUARANTINED INPUT files "
-            f"({len(quarantined)}), rendered from the original, identified data: they may show "
-            "patient names, dates and other PHI, and so may their file names. Handle this page "
-            "as identified data.</p>"
-        )
-    sheet_no = 0
-    for device in sorted(groups, key=lambda d: (d.startswith("quarantined"), d)):
+    listed = [it.label for it in items]
+    _record_manifest(output, listed)
+    pid = page_id(listed)
+    devices = sorted(groups, key=lambda d: (d.startswith("quarantined"), d))
+    body: list[str] = []
+    nav: list[str] = []
+    n = 0
+    for s, device in enumerate(devices, start=1):
         members = groups[device]
         fired: dict[str, int] = defaultdict(int)
         for it in members:
             for r in it.rules:
                 fired[r] += 1
-        parts.append(f"<h2>{html.escape(device)} — {len(members)} image(s)</h2>")
-        summary = ", ".join(f"{html.escape(r)} ×{n}" for r, n in sorted(fired.items())) or "none"
-        parts.append(f"<p>Rules fired: {summary}</p>")
-        for start in range(0, len(members), per_sheet):
-            chunk = members[start : start + per_sheet]
-            sheet_no += 1
-            name = f"sheet-{sheet_no:03d}.png"
-            contact_sheet(chunk, start + 1, size=size).save(dest / name, optimize=True)
-            parts.append(f"<p><img src='{name}' alt='{html.escape(device)} sheet'></p>")
-        parts.append(
-            "<table><tr><th>#</th><th>file</th><th>rules</th><th>rectangles</th>"
-            "<th>detected text (first frame)</th><th>note</th></tr>"
+        nav.append(f"<a href='#device-{s}'>{html.escape(device)} ({len(members)})</a>")
+        summary = ", ".join(f"{html.escape(r)} ×{k}" for r, k in sorted(fired.items())) or "none"
+        body.append(
+            f"<section class='device' id='device-{s}' data-device='{html.escape(device)}'>"
+            f"<h2>{html.escape(device)} — {len(members)} image(s)</h2>"
+            f"<p>Rules fired: {summary}</p>"
         )
-        for i, it in enumerate(members, start=1):
-            regs = "; ".join(",".join(str(v) for v in r) for r in it.regions)
-            parts.append(
-                f"<tr><td>{i}</td><td>{html.escape(it.label)}</td>"
-                f"<td>{html.escape(', '.join(it.rules))}</td><td>{html.escape(regs)}</td>"
-                f"<td>{_detected_cell(it.detected)}</td>"
-                f"<td>{html.escape(it.note)}</td></tr>"
-            )
-        parts.append("</table>")
-    parts.append("</body></html>")
+        for it in members:
+            n += 1
+            folder = f"img/{n:05d}"
+            strip = render_frames(it, dest / folder, size)
+            body.append(_item_html(n, it, strip, folder))
+        body.append("</section>")
+    head = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='referrer' content='no-referrer'>",
+        f"<title>medveil QA</title><style>{_CSS}</style></head>",
+        f"<body data-page='{pid}'><header>",
+        "<h1>medveil QA</h1>",
+        f"<p>{len(items)} of {total} released images"
+        + (f" (a sample spread over devices, seed {seed})" if len(items) < total else "")
+        + f", {sum(it.frames for it in items)} frames, in "
+        f"{sum(1 for g in groups if not g.startswith('quarantined'))} device groups. Every "
+        "frame is in the filmstrip; click one for full resolution (← → step, Esc closes). "
+        "Look for text outside the outlined boxes.</p>",
+        "<nav>" + " · ".join(nav) + "</nav></header>",
+        "<form id='signoff' onsubmit='return false'>reviewer <input type='text' "
+        "id='reviewer' autocomplete='name'> <span id='counts'></span> "
+        "<button type='button' id='approve-rest'>approve all undecided</button> "
+        "<button type='button' id='download'>download qa-signoff.json</button> "
+        "<button type='button' id='save' hidden>save sign-off to the output folder</button>"
+        "<span id='status'></span></form>",
+        _legend(),
+        f"<p>Source of rules and rectangles: {html.escape(source)}.</p>",
+    ]
+    if include_quarantined is not None:
+        head.append(
+            "<p class='phi'>This page includes images of QUARANTINED INPUT files "
+            f"({len(quarantined)}), rendered from the original, identified data: they may show "
+            "patient names, dates and other PHI, and so may their file names. Handle this page "
+            "as identified data.</p>"
+        )
+    tail = [
+        "<div id='viewer' hidden tabindex='-1'><div class='bar'>"
+        "<button type='button' id='viewer-prev'>◀</button>"
+        "<button type='button' id='viewer-next'>▶</button>"
+        "<button type='button' id='viewer-close'>close</button>"
+        "<span id='viewer-caption'></span></div><img id='viewer-img' alt='full resolution'></div>",
+        f"<script>{_JS}</script></body></html>",
+    ]
     index = dest / "index.html"
-    index.write_text("\n".join(parts), encoding="utf-8")
+    _atomic_write(index, "\n".join(head + body + tail))
     return index
+
+
+# ---------------------------------------------------------------------------- serving
+def make_server(
+    output: Path, page_dir: Path, *, port: int = 0, token: str | None = None
+) -> tuple[ThreadingHTTPServer, str]:
+    """A server of the QA page on 127.0.0.1 that saves sign-offs; returns it and its URL.
+
+    Every URL starts with a random per-session token, so another local user or a web page
+    open in the same browser cannot read the page or post a sign-off without it. Requests
+    must name 127.0.0.1 or localhost as the Host (DNS rebinding), a POST must be
+    ``application/json`` (a cross-site form cannot send it without a preflight, which is
+    never answered) from this origin. A posted sign-off is validated as read_signoff does,
+    then written atomically to OUTPUT/qa-signoff.json.
+    """
+    import hmac
+    import secrets
+
+    output, page_dir = Path(output), Path(page_dir).resolve()
+    check_run_output(output)
+    token = token or secrets.token_urlsafe(24)
+    prefix = f"/{token}/"
+
+    class Handler(BaseHTTPRequestHandler):
+        """GET: files of the page folder; POST {prefix}signoff: save the sign-off."""
+
+        server_version = "medveil-qa"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the request lines hold the token."""
+
+        def _allowed(self) -> str | None:
+            """The path after the token, or None (answered 404) when the request is refused."""
+            port_now = self.connection.getsockname()[1]
+            host = self.headers.get("Host", "")
+            if host not in (f"127.0.0.1:{port_now}", f"localhost:{port_now}"):
+                return None
+            path = self.path.split("?", 1)[0].split("#", 1)[0]
+            if not hmac.compare_digest(path[: len(prefix)].encode(), prefix.encode()):
+                return None
+            return path[len(prefix) :]
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            """Answer with no caching, no sniffing, no referrer and a same-origin CSP."""
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Referrer-Policy", "no-referrer")
+            self.send_header(
+                "Content-Security-Policy",
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                "img-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+            )
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, code: int, obj: dict[str, Any]) -> None:
+            self._send(code, json.dumps(obj).encode(), "application/json")
+
+        def do_GET(self) -> None:
+            """Serve index.html and the frame PNGs of the page folder, nothing else."""
+            from urllib.parse import unquote
+
+            rest = self._allowed()
+            if rest is None:
+                self._send(404, b"not found", "text/plain")
+                return
+            target = (page_dir / (unquote(rest) or "index.html")).resolve()
+            if page_dir not in target.parents or not target.is_file():
+                self._send(404, b"not found", "text/plain")
+                return
+            ctype = {".html": "text/html; charset=utf-8", ".png": "image/png"}.get(
+                target.suffix, "application/octet-stream"
+            )
+            self._send(200, target.read_bytes(), ctype)
+
+        def do_POST(self) -> None:
+            """Validate a sign-off and write OUTPUT/qa-signoff.json."""
+            rest = self._allowed()
+            if rest != "signoff":
+                self._send(404, b"not found", "text/plain")
+                return
+            origin = self.headers.get("Origin")
+            if origin is not None and origin != f"http://{self.headers.get('Host')}":
+                self._json(403, {"error": "cross-origin request refused"})
+                return
+            if self.headers.get_content_type() != "application/json":
+                self._json(415, {"error": "send application/json"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                self._json(411, {"error": "Content-Length needed"})
+                return
+            if not 0 < length <= MAX_SIGNOFF_BYTES:
+                self._json(413, {"error": "empty or too large"})
+                return
+            try:
+                signoff = parse_signoff(
+                    self.rfile.read(length), known_paths(output), source="posted sign-off"
+                )
+                path = write_signoff(output, signoff)
+            except (SignoffError, NotRunOutputError) as exc:
+                self._json(400, {"error": str(exc)})
+                return
+            self._json(
+                200,
+                {
+                    "file": str(path),
+                    "approved": len(signoff.approved),
+                    "rejected": len(signoff.rejected),
+                },
+            )
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    return server, f"http://127.0.0.1:{server.server_port}{prefix}index.html"
