@@ -247,6 +247,50 @@ void bind_textscreen(py::module_& m) {
         "(kept 0/1, row0, row1, col0, col1 grown over trailing ink).");
 
     sub.def(
+        "window",
+        [](const py::array& image, std::int32_t clip_lo, std::int32_t clip_hi, bool invert) {
+            const char kind = image.dtype().kind();
+            if ((kind != 'u' && kind != 'i') || image.itemsize() != 2)
+                throw py::type_error("image must be uint16 or int16, got " + dtype_str(image));
+            // A byte-swapped dtype ('>u2' here) would be read as other numbers.
+            if (!image.dtype().attr("isnative").cast<bool>())
+                throw py::value_error("image must be in native byte order; use "
+                                      "image.astype(image.dtype.newbyteorder('='))");
+            const int nd = static_cast<int>(image.ndim());
+            if (nd != 2 && nd != 3)
+                throw py::value_error("image must have shape (rows, cols) or (frames, rows, "
+                                      "cols); got ndim=" + std::to_string(nd));
+            if (!(image.flags() & py::array::c_style))
+                throw py::value_error("image must be C-contiguous; use np.ascontiguousarray()");
+            // Bounds well inside float32's exact integers (2**24), and ordered.
+            constexpr std::int32_t lim = 1 << 20;
+            if (clip_lo > clip_hi || clip_lo < -lim || clip_hi > lim)
+                throw py::value_error("need -2**20 <= clip_lo <= clip_hi <= 2**20");
+            const auto frames = nd == 3 ? static_cast<std::size_t>(image.shape(0)) : 1u;
+            const auto rows = static_cast<std::size_t>(image.shape(nd - 2));
+            const auto cols = static_cast<std::size_t>(image.shape(nd - 1));
+            py::array_t<std::uint8_t> out({static_cast<py::ssize_t>(frames),
+                                           static_cast<py::ssize_t>(rows),
+                                           static_cast<py::ssize_t>(cols)});
+            const auto* src = static_cast<const std::uint16_t*>(image.data());
+            std::uint8_t* dst = out.mutable_data();
+            {
+                // Safe without the GIL: both arrays are held by this frame; the kernels
+                // read `image` within its (contiguous) size and write `out` only.
+                py::gil_scoped_release release;
+                medveil::window_to_u8(src, kind == 'i', frames, rows * cols, clip_lo, clip_hi,
+                                      invert, dst);
+            }
+            return out;
+        },
+        py::arg("image"), py::kw_only(), py::arg("clip_lo"), py::arg("clip_hi"),
+        py::arg("invert") = false,
+        "Each frame of a uint16/int16 (rows, cols) or (frames, rows, cols) stack, clipped to "
+        "clip_lo..clip_hi, mapped from its min..max onto 0..255 in float32 arithmetic "
+        "(numpy's, bit for bit; 255 minus that when invert); returns uint8 (frames, rows, "
+        "cols).");
+
+    sub.def(
         "luma",
         [](const py::array& rgb) {
             if (rgb.dtype().kind() != 'u' || rgb.itemsize() != 1)

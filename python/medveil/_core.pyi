@@ -270,6 +270,14 @@ class textscreen:
         numpy.typing.NDArray[numpy.float64],
         numpy.typing.NDArray[numpy.int32],
     ]: ...
+    @staticmethod
+    def window(
+        image: numpy.ndarray,
+        *,
+        clip_lo: typing.SupportsInt | typing.SupportsIndex,
+        clip_hi: typing.SupportsInt | typing.SupportsIndex,
+        invert: bool = False,
+    ) -> numpy.typing.NDArray[numpy.uint8]: ...
 
 def scan_elements(
     data: typing.Any,

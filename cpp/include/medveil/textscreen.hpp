@@ -90,6 +90,18 @@ bool check_line(const std::uint8_t* data, std::size_t rows, std::size_t cols,
 // Rec. 601 luma (77 R + 150 G + 29 B + 128) >> 8 of n interleaved RGB pixels.
 void luma_row(Backend backend, const std::uint8_t* rgb, std::size_t n, std::uint8_t* out);
 
+// Maps each frame of a (frames, n) stack of 16-bit samples (unsigned, or two's complement
+// when is_signed) onto 0..255 for the screen, exactly as numpy does it in float32 (the
+// detector's reference, medveil.pixels.text.detect._to_u8_reference): v = clamp(sample,
+// clip_lo, clip_hi); lo, hi = the frame's min and max of v; span = hi - lo, or 1 when
+// hi == lo; out = rint(float(v - lo) * (255.0f / float(span))), half to even; 255 - out
+// when invert (MONOCHROME1 as displayed). Needs clip_lo <= clip_hi.
+void window_to_u8(Backend backend, const std::uint16_t* data, bool is_signed,
+                  std::size_t frames, std::size_t n, std::int32_t clip_lo,
+                  std::int32_t clip_hi, bool invert, std::uint8_t* out);
+void window_to_u8(const std::uint16_t* data, bool is_signed, std::size_t frames, std::size_t n,
+                  std::int32_t clip_lo, std::int32_t clip_hi, bool invert, std::uint8_t* out);
+
 namespace detail {
 // The per-pixel kernels of the 16-bit window pass, one table per backend.
 struct TextScreenKernels {
@@ -116,6 +128,21 @@ struct TextScreenKernels {
 extern const TextScreenKernels kTextScreenRef;
 #ifdef MEDVEIL_HAVE_AVX2
 extern const TextScreenKernels kTextScreenAvx2;
+#endif
+// The kernels of window_to_u8, one table per backend.
+struct WindowKernels {
+    // *mn, *mx = min and max of the n >= 1 samples read as uint16 or int16.
+    void (*minmax16)(const std::uint16_t* p, std::size_t n, bool is_signed, std::int32_t* mn,
+                     std::int32_t* mx);
+    // out[i] = rint(float(clamp(v[i], clip_lo, clip_hi) - lo) * scale) in float32 (255 -
+    // that when invert); the caller guarantees the result lies in 0..255.
+    void (*scale16)(const std::uint16_t* p, std::size_t n, bool is_signed, std::int32_t clip_lo,
+                    std::int32_t clip_hi, std::int32_t lo, float scale, bool invert,
+                    std::uint8_t* out);
+};
+extern const WindowKernels kWindowRef;
+#ifdef MEDVEIL_HAVE_AVX2
+extern const WindowKernels kWindowAvx2;
 #endif
 // The whole screen with the given kernels.
 void find_text_boxes_with(const TextScreenKernels& k, const std::uint8_t* data,

@@ -152,10 +152,32 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def _to_u8(a: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
-    """Scale each frame's value range onto 0..255 (values outside BitsStored clipped)."""
+def _to_u8(a: np.ndarray, bits_stored: int, signed: bool, *, invert: bool = False) -> np.ndarray:
+    """Scale each frame's value range onto 0..255 (values outside BitsStored clipped).
+
+    ``invert`` gives 255 minus that (MONOCHROME1 as displayed). 16-bit samples go through
+    the core's kernel, which computes :func:`_to_u8_reference`'s float32 arithmetic bit for
+    bit in one pass per frame: numpy's version of it (a float32 copy, clip, min, max,
+    scale, round, cast) was most of the detector's cost on a large radiograph.
+    """
     if a.dtype == np.uint8 and bits_stored >= 8:
-        return np.ascontiguousarray(a)
+        out = np.ascontiguousarray(a)
+        return 255 - out if invert else out
+    if a.dtype.kind in "iu" and a.dtype.itemsize == 2 and 1 <= bits_stored <= 16 and a.ndim == 3:
+        top = 1 << (bits_stored - 1 if signed else bits_stored)
+        lo_v, hi_v = (-top, top - 1) if signed else (0, top - 1)
+        if not a.dtype.isnative:
+            a = a.astype(a.dtype.newbyteorder("="))
+        out16: np.ndarray = _core.textscreen.window(
+            np.ascontiguousarray(a), clip_lo=lo_v, clip_hi=hi_v, invert=invert
+        )
+        return out16
+    out = _to_u8_reference(a, bits_stored, signed)
+    return 255 - out if invert else out
+
+
+def _to_u8_reference(a: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
+    """:func:`_to_u8` in numpy (float32), for every dtype; the core's kernel is tested on it."""
     top = 1 << (bits_stored - 1 if signed else bits_stored)
     lo_v, hi_v = (-top, top - 1) if signed else (0, top - 1)
     f = np.clip(a.astype(np.float32), lo_v, hi_v)
@@ -196,10 +218,8 @@ def grey_frames(
             a = a[..., :3].mean(axis=-1) if a.shape[-1] >= 3 else a[..., 0]
     if a.ndim == 2:
         a = a[np.newaxis]
-    out = _to_u8(a, bits_stored, signed)
-    if photometric == "MONOCHROME1":
-        out = 255 - out  # as displayed (the screen looks for both polarities anyway)
-    return out
+    # MONOCHROME1 as displayed (the screen looks for both polarities anyway).
+    return _to_u8(a, bits_stored, signed, invert=photometric == "MONOCHROME1")
 
 
 def screen_input(

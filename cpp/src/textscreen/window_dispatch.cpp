@@ -1,0 +1,45 @@
+// window_to_u8's frame driver: per frame, the min and max, then the scaling pass, with the
+// kernels of the requested backend.
+#include <algorithm>
+
+#include "medveil/textscreen.hpp"
+
+namespace medveil {
+namespace {
+
+const detail::WindowKernels& window_kernels(Backend backend) {
+#ifdef MEDVEIL_HAVE_AVX2
+    if (has_avx2(backend)) return detail::kWindowAvx2;
+#endif
+    (void)backend;
+    return detail::kWindowRef;
+}
+
+}  // namespace
+
+void window_to_u8(Backend backend, const std::uint16_t* data, bool is_signed,
+                  std::size_t frames, std::size_t n, std::int32_t clip_lo,
+                  std::int32_t clip_hi, bool invert, std::uint8_t* out) {
+    if (n == 0) return;
+    const detail::WindowKernels& k = window_kernels(backend);
+    for (std::size_t f = 0; f < frames; ++f) {
+        const std::uint16_t* p = data + f * n;
+        std::int32_t mn = 0, mx = 0;
+        k.minmax16(p, n, is_signed, &mn, &mx);
+        // Clipping is monotonic: the clipped frame's extremes are the clipped extremes.
+        const std::int32_t lo = std::min(std::max(mn, clip_lo), clip_hi);
+        const std::int32_t hi = std::min(std::max(mx, clip_lo), clip_hi);
+        const std::int32_t span = hi > lo ? hi - lo : 1;
+        // float32 division, as numpy's 255.0 / span on a float32 array; span * scale
+        // rounds to at most 255 + 2**-16, so every output is in 0..255.
+        const float scale = 255.0f / static_cast<float>(span);
+        k.scale16(p, n, is_signed, clip_lo, clip_hi, lo, scale, invert, out + f * n);
+    }
+}
+
+void window_to_u8(const std::uint16_t* data, bool is_signed, std::size_t frames, std::size_t n,
+                  std::int32_t clip_lo, std::int32_t clip_hi, bool invert, std::uint8_t* out) {
+    window_to_u8(active_backend(), data, is_signed, frames, n, clip_lo, clip_hi, invert, out);
+}
+
+}  // namespace medveil
