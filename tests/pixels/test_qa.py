@@ -10,7 +10,14 @@ import pydicom
 import pytest
 from medveil.cli.main import main as cli_main
 from medveil.pixels.cleaner import PixelCleaner
-from medveil.pixels.qa import QaItem, display_u8, sample_items, thumbnail, write_report
+from medveil.pixels.qa import (
+    QaItem,
+    display_u8,
+    render_frames,
+    sample_items,
+    thumbnail,
+    write_report,
+)
 from medveil.pixels.rules import RuleSet
 
 from .helpers import RULES_TOML, US_IMAGE, burned_image, make_dataset
@@ -150,3 +157,49 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["qa", str(plain)]) == 2  # DICOM files, but no run's records
     assert "not the output of a medveil run" in capsys.readouterr().err
     assert not (plain / ".medveil").exists()
+
+
+def test_render_frames_every_frame_with_its_own_rectangles(tmp_path: Path) -> None:
+    ds = make_dataset(np.full((4, 64, 96), 1000, np.uint16))
+    ds.WindowCenter, ds.WindowWidth = 1000, 10
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    item = QaItem(path=path, label="x", device="d", regions=[(10, 30, 20, 60, 1, 3)])
+    strip = render_frames(item, tmp_path / "img", size=32)
+    assert [s[:2] for s in strip] == [(f"t{i:05d}.png", f"f{i:05d}.png") for i in range(4)]
+    assert item.frames == 4 and all(s[2:] == (96, 64) for s in strip)
+    from PIL import Image
+
+    for i in range(4):
+        with Image.open(tmp_path / "img" / f"f{i:05d}.png") as im:
+            full = np.asarray(im.convert("RGB"))
+        with Image.open(tmp_path / "img" / f"t{i:05d}.png") as im:
+            assert im.size == (32, 21)  # thumbnails fit the size, full frames do not shrink
+        assert full.shape == (64, 96, 3)
+        assert (tuple(full[10, 40]) == (255, 0, 0)) == (i in (1, 2))  # frames [1, 3) only
+
+
+def test_render_frames_of_a_real_colour_multiframe_file(tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    path = Path(str(get_testdata_file("SC_rgb_rle_2frame.dcm")))
+    item = QaItem(path=path, label="sc", device="d")
+    strip = render_frames(item, tmp_path / "img", size=64)
+    assert len(strip) == 2 and item.frames == 2 and not item.note
+    from PIL import Image
+    from pydicom.pixels.utils import pixel_array
+
+    ds = pydicom.dcmread(path)
+    for i in range(2):
+        with Image.open(tmp_path / "img" / f"f{i:05d}.png") as im:
+            np.testing.assert_array_equal(np.asarray(im), pixel_array(ds, index=i))
+
+
+def test_an_undecodable_file_gets_an_error_tile_not_a_crash(tmp_path: Path) -> None:
+    ds = make_dataset(np.zeros((2, 16, 16), np.uint16))
+    ds.PixelData = ds.PixelData[:10]  # truncated
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    item = QaItem(path=path, label="x", device="d")
+    assert [s[0] for s in render_frames(item, tmp_path / "img", size=32)] == ["error.png"]
+    assert item.note.startswith("not rendered")

@@ -320,6 +320,11 @@ def test_click_opens_the_frame_at_full_resolution(out: Path, browser: Chromium) 
         " document.getElementById('viewer-caption').textContent}; })()"
     )
     assert (view["nw"], view["nh"]) == (ds.Columns, ds.Rows)  # full resolution, not a thumb
+    thumb_w = browser.js(
+        f"document.querySelector({json.dumps(f'article[data-path={json.dumps(cine)}]')})"
+        ".querySelector('a.frame[data-frame=\"2\"] img').naturalWidth"
+    )
+    assert thumb_w < ds.Columns  # the filmstrip holds smaller images: the viewer is not one
     assert view["rect"][2:] == [ds.Columns, ds.Rows]  # drawn at its own size
     assert f"frame 3 of {FRAMES}" in view["caption"]
     # The screenshot shows exactly that frame's pixels where the viewer draws it.

@@ -30,13 +30,13 @@ SECRET = bytes(range(32))
 FRAMES = 5
 
 
-def cine(frames: int = FRAMES, rows: int = 96, cols: int = 128) -> np.ndarray:
+def cine(frames: int = FRAMES, rows: int = 240, cols: int = 320) -> np.ndarray:
     """A multi-frame image whose frames differ: a gradient and a square moving per frame."""
     img = np.empty((frames, rows, cols), np.uint16)
-    grad = np.add.outer(np.arange(rows), np.arange(cols)).astype(np.uint16) * 8
+    grad = np.add.outer(np.arange(rows), np.arange(cols)).astype(np.uint16) * 6
     for f in range(frames):
         img[f] = grad
-        img[f, 30:60, 10 + 20 * f : 30 + 20 * f] = 4000
+        img[f, 60:150, 20 + 50 * f : 70 + 50 * f] = 4000
     return img
 
 
