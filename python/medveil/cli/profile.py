@@ -21,7 +21,12 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--policy",
         help="preset (basic, research, tcia, safe-harbor) or policy TOML file (default: research)",
     )
-    p.add_argument("--hipaa", action="store_true", help="show HIPAA Safe Harbor categories instead")
+    p.add_argument(
+        "--hipaa",
+        action="store_true",
+        help="show the 18 HIPAA Safe Harbor categories instead: handled, or OPEN with the "
+        "reasons (a pseudonymised element never counts as handled)",
+    )
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=run)
 
@@ -46,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{s.category}\n    {state}")
             for r in s.rules:
                 print(f"    - {r}")
+            for note in s.notes:
+                print(f"    note: {note}")
         return 0
     rows = [
         {

@@ -29,7 +29,8 @@ PRESETS: dict[str, str] = {
     "device identity, clean descriptors and pixels; keyed pseudonyms",
     "tcia": "The Cancer Imaging Archive's practice: the options its CTP script declares, "
     "safe private attributes kept",
-    "safe-harbor": "HIPAA Safe Harbor: no retain option, no pseudonyms, allow-list mode",
+    "safe-harbor": "HIPAA Safe Harbor: no retain option, no pseudonyms, allow-list mode; "
+    "classes that can show a face or a voice excluded",
 }
 
 # Re-exported: the policy reference and the importers name them from here.
