@@ -376,6 +376,18 @@ def test_downloaded_signoff_installs_with_the_cli(
     # Decisions survive a reload (local storage), so a long review can be resumed.
     browser.open(_page_url(out))
     assert "2 approved, 1 rejected" in browser.js("document.getElementById('counts').textContent")
+    # A page rebuilt after the sign-off starts from it in a browser that has no marks.
+    browser.js("localStorage.clear()")
+    assert cli_main(["qa", str(out)]) == 0
+    browser.open(_page_url(out))
+    assert "Signed off by Dr Q. Reviewer" in browser.js(
+        "document.getElementById('prior-note').textContent"
+    )
+    assert "2 approved, 1 rejected" in browser.js("document.getElementById('counts').textContent")
+    assert browser.js(
+        f"document.querySelector({json.dumps(f'article[data-path={json.dumps(cine)}]')})"
+        ".classList.contains('rejected')"
+    )
 
 
 def test_served_page_saves_the_signoff(out: Path, browser: Chromium) -> None:

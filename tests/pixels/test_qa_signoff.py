@@ -229,3 +229,25 @@ def test_import_validates_before_installing(out: Path, tmp_path: Path) -> None:
     )
     assert import_signoff(out, good).approved == {a}
     assert read_signoff(out) == import_signoff(out, good)
+
+
+def test_page_reports_the_current_signoff(out: Path) -> None:
+    from medveil.pixels.qa import write_report
+
+    a, b, c = released_paths(out)
+    _write(
+        out,
+        {
+            "reviewer": "<b>R</b>",
+            "time": "2026-12-06T20:31:00Z",
+            "approved": [a, b],
+            "rejected": [c],
+        },
+    )
+    page = write_report(out).read_text()
+    assert (
+        "Signed off by &lt;b&gt;R&lt;/b&gt; at 2026-12-06T20:31:00Z: 2 approved, 1 rejected" in page
+    )
+    _write(out, "{broken")
+    page = write_report(out).read_text()
+    assert "is invalid and ignored" in page and "not valid JSON" in page

@@ -603,7 +603,9 @@ def render_frames(item: QaItem, dest: Path, size: int) -> list[tuple[str, str, i
             thumb, scale = _shrink(base.copy(), size)
             full = _outlined(item, base, index, 1)
             names = (f"f{index:05d}.png", f"t{index:05d}.png")
-            full.save(dest / names[0], compress_level=3)
+            full.save(
+                dest / names[0], compress_level=1
+            )  # fast: a page of a long cine is big anyway
             _outlined(item, thumb, index, scale).save(dest / names[1], compress_level=6)
             out.append((names[1], names[0], full.width, full.height))
     except Exception as exc:
@@ -725,8 +727,17 @@ _JS = r"""
   const PAGE = document.body.dataset.page;
   const KEY = "medveil-qa-" + PAGE;
   const served = location.protocol === "http:" || location.protocol === "https:";
-  let state = {};
-  try { state = JSON.parse(localStorage.getItem(KEY) || "{}"); } catch (e) { state = {}; }
+  let state = null;
+  try { state = JSON.parse(localStorage.getItem(KEY) || "null"); } catch (e) { state = null; }
+  if (!state || typeof state !== "object") {
+    // No decisions in this browser yet: start from the sign-off in OUTPUT, if any.
+    state = {};
+    const prior = JSON.parse(document.getElementById("prior").textContent || "null");
+    if (prior) {
+      prior.approved.forEach(function (p) { state[p] = "approved"; });
+      prior.rejected.forEach(function (p) { state[p] = "rejected"; });
+    }
+  }
   const items = Array.from(document.querySelectorAll("article.item[data-path]"));
   const reviewer = document.getElementById("reviewer");
   try { reviewer.value = localStorage.getItem("medveil-qa-reviewer") || ""; } catch (e) {}
@@ -873,6 +884,21 @@ def write_report(
     listed = [it.label for it in items]
     _record_manifest(output, listed)
     pid = page_id(listed)
+    try:
+        prior = read_signoff(output)
+        prior_note = (
+            f"Signed off by {prior.reviewer} at {prior.time}: {len(prior.approved)} approved, "
+            f"{len(prior.rejected)} rejected ({SIGNOFF}); the marks below start from it."
+            if prior
+            else f"Not signed off yet (no {SIGNOFF} in the output folder)."
+        )
+    except SignoffError as exc:
+        prior, prior_note = None, f"The output's {SIGNOFF} is invalid and ignored: {exc}"
+    prior_json = (
+        "null"
+        if prior is None
+        else json.dumps({"approved": sorted(prior.approved), "rejected": sorted(prior.rejected)})
+    ).replace("<", "\\u003c")  # never a '</script>' inside the script element
     devices = sorted(groups, key=lambda d: (d.startswith("quarantined"), d))
     body: list[str] = []
     nav: list[str] = []
@@ -915,6 +941,8 @@ def write_report(
         "<button type='button' id='download'>download qa-signoff.json</button> "
         "<button type='button' id='save' hidden>save sign-off to the output folder</button>"
         "<span id='status'></span></form>",
+        f"<p id='prior-note'>{html.escape(prior_note)}</p>",
+        f"<script type='application/json' id='prior'>{prior_json}</script>",
         _legend(),
         f"<p>Source of rules and rectangles: {html.escape(source)}.</p>",
     ]
