@@ -47,9 +47,9 @@ from medveil.run.outputs import (
     REPLACED,
     ExclusiveBatch,
     is_dicomdir,
-    references,
     write_dicomdir,
 )
+from medveil.run.refs import output_references
 
 if TYPE_CHECKING:
     from medveil.crypto.vault import Vault
@@ -822,7 +822,7 @@ def _process_one(item: Item, batch: ExclusiveBatch) -> dict[str, object]:
         except UnsafePath as exc:
             return {"status": "quarantined", "reason": str(exc), "size_in": result.size_in}
         try:
-            refs, frame = references(result.parts)
+            refs, frame = output_references(result.parts)
             record["refs"], record["frame"] = refs, frame
         except Exception:  # a header pydicom cannot read back: counted as unchecked
             record["refs"] = None
@@ -977,6 +977,10 @@ class RunRecords:
         self.db.execute("INSERT OR REPLACE INTO rejections VALUES (?, ?)", (relpath, key))
         self.db.commit()
 
+    def rejected_paths(self) -> set[str]:
+        """Every output path a QA rejection moved to quarantine."""
+        return {str(p) for (p,) in self.db.execute("SELECT path FROM rejections")}
+
     def was_rejected(self, relpath: str) -> bool:
         """Whether a QA rejection already moved this output path to quarantine."""
         found = self.db.execute(
@@ -1112,12 +1116,23 @@ def _apply_qa_rejections(
     released file of this output (moved already, or mistyped) is reported, not fatal.
     """
     try:
-        from medveil.pixels.qa import read_signoff
+        from medveil.pixels.qa import SignoffError, known_paths, parse_signoff, read_signoff
     except ImportError as exc:  # a partial install: a sign-off is never silently ignored
         if (output / "qa-signoff.json").exists():
             raise MedveilError(f"{output}: cannot read qa-signoff.json ({exc})") from None
         return {}
-    signoff = read_signoff(output)
+    try:
+        signoff = read_signoff(output)
+    except SignoffError:
+        # The sign-off may name files an earlier --resume moved to quarantine (they left
+        # the catalog): those paths are known too. Anything else is still refused.
+        done_before = records.rejected_paths()
+        if not done_before:
+            raise
+        path = output / "qa-signoff.json"
+        signoff = parse_signoff(
+            path.read_bytes(), known_paths(output) | done_before, source=str(path)
+        )
     if signoff is None or not signoff.rejected:
         return {}
     reason = f"rejected in QA review by {signoff.reviewer} at {signoff.time}"
