@@ -390,14 +390,24 @@ def test_downloaded_signoff_installs_with_the_cli(
     )
 
 
-def test_served_page_saves_the_signoff(out: Path, browser: Chromium) -> None:
+def test_served_page_saves_the_signoff(out: Path, browser: Chromium, tmp_path: Path) -> None:
     server, url = make_server(out, out / ".medveil" / "qa")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         browser.open(url)
+        browser.wait_images()  # the frames load through the token URL too
         cine = _cine_path(out)
         _decide(browser, cine)
+        # The download still works under the server's Content-Security-Policy.
+        browser.call(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+        )
+        browser.click_on("#download")
+        deadline = time.monotonic() + 20
+        while not (tmp_path / SIGNOFF).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert json.loads((tmp_path / SIGNOFF).read_text())["rejected"] == [cine]
         assert browser.js("document.getElementById('save').hidden") is False
         browser.click_on("#save")
         status = browser.wait(
