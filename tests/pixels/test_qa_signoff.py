@@ -251,3 +251,12 @@ def test_page_reports_the_current_signoff(out: Path) -> None:
     _write(out, "{broken")
     page = write_report(out).read_text()
     assert "is invalid and ignored" in page and "not valid JSON" in page
+
+
+def test_page_is_written_when_the_records_cannot_be(out: Path, tmp_path: Path) -> None:
+    """The listed-paths record is best effort: a page of a read-only release still builds."""
+    from medveil.pixels.qa import MANIFEST, write_report
+
+    (out / ".medveil" / MANIFEST).mkdir()  # os.replace onto it fails, as on a read-only disk
+    index = write_report(out, out_dir=tmp_path / "page")
+    assert index.read_text().count("<article") == 3

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import random
 import sqlite3
@@ -54,6 +55,8 @@ from medveil.pixels.rules import RuleSet
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
+
+log = logging.getLogger(__name__)
 
 RECORDS = ".medveil"
 PIXEL_RECORDS = "pixels.jsonl"
@@ -882,7 +885,10 @@ def write_report(
         if quarantined:
             groups["quarantined (input side)"] = quarantined
     listed = [it.label for it in items]
-    _record_manifest(output, listed)
+    try:
+        _record_manifest(output, listed)
+    except OSError as exc:  # a read-only release (page written with out_dir elsewhere)
+        log.warning("qa: cannot record the listed paths in %s (%s)", RECORDS, exc.strerror)
     pid = page_id(listed)
     try:
         prior = read_signoff(output)
