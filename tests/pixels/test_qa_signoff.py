@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from medveil.errors import MedveilError
 from medveil.pixels.qa import (
     SIGNOFF,
     NotRunOutputError,
@@ -260,3 +261,27 @@ def test_page_is_written_when_the_records_cannot_be(out: Path, tmp_path: Path) -
     (out / ".medveil" / MANIFEST).mkdir()  # os.replace onto it fails, as on a read-only disk
     index = write_report(out, out_dir=tmp_path / "page")
     assert index.read_text().count("<article") == 3
+
+
+def test_a_rebuilt_page_drops_the_frames_of_files_gone_since(out: Path, tmp_path: Path) -> None:
+    """A file quarantined after review must not stay rendered under the output."""
+    import sqlite3
+
+    from medveil.pixels.qa import write_report
+
+    index = write_report(out)
+    assert len(list((index.parent / "img").rglob("f*.png"))) == FRAMES + 2
+    gone = next(p for p in released_paths(out) if "NumberOfFrames" not in pydicom.dcmread(out / p))
+    (out / gone).unlink()
+    with sqlite3.connect(out / ".medveil" / "catalog.sqlite") as db:
+        db.execute("DELETE FROM instances WHERE path = ?", (gone,))
+    db.close()
+    index = write_report(out)
+    assert len(list((index.parent / "img").rglob("f*.png"))) == FRAMES + 1
+    # A folder medveil did not write is never emptied.
+    foreign = tmp_path / "mine"
+    (foreign / "img").mkdir(parents=True)
+    (foreign / "img" / "keep.txt").write_text("mine")
+    with pytest.raises(MedveilError, match="not written by medveil qa"):
+        write_report(out, out_dir=foreign)
+    assert (foreign / "img" / "keep.txt").exists()

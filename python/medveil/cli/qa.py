@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from medveil.cli.console import error
+from medveil.errors import MedveilError
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +99,19 @@ def run(args: argparse.Namespace) -> int:
     rules = RuleSet.default()
     for extra in args.rules:
         rules = rules + RuleSet.load(extra)
-    index = write_report(
-        args.output,
-        out_dir=args.out,
-        sample=args.sample,
-        seed=args.seed,
-        rules=rules,
-        include_quarantined=args.include_quarantined,
-        size=args.size,
-    )
+    try:
+        index = write_report(
+            args.output,
+            out_dir=args.out,
+            sample=args.sample,
+            seed=args.seed,
+            rules=rules,
+            include_quarantined=args.include_quarantined,
+            size=args.size,
+        )
+    except MedveilError as exc:
+        error(log, f"qa: {exc}")
+        return 2
     if args.include_quarantined is not None:
         print("warning: the page shows quarantined input images; they may contain PHI")
     if not args.serve:

@@ -71,6 +71,8 @@ SIGNOFF = "qa-signoff.json"
 #: Every released path a QA page listed (OUTPUT/.medveil): a rejected file that a resumed run
 #: has since quarantined stays a known path of the sign-off.
 MANIFEST = "qa-manifest.json"
+#: Marks the page's image folder as medveil's own: a rebuild empties it, nothing else.
+IMAGE_MARKER = ".medveil-qa-images"
 #: Keys of qa-signoff.json: required, then optional.
 SIGNOFF_KEYS = ("reviewer", "time", "approved", "rejected")
 SIGNOFF_OPTIONAL = ("version", "page")
@@ -857,6 +859,22 @@ _JS = r"""
 """
 
 
+def _fresh_image_folder(img: Path) -> None:
+    """Empty the page's image folder, refusing one that medveil qa did not write.
+
+    An earlier page's frames go: a file rejected since (quarantined by a resumed run for
+    burned-in text, say) must not stay rendered at full resolution under the output.
+    """
+    import shutil
+
+    if img.is_symlink() or (img.exists() and not (img / IMAGE_MARKER).is_file()):
+        raise MedveilError(f"{img}: exists and was not written by medveil qa; choose another --out")
+    if img.exists():
+        shutil.rmtree(img)
+    img.mkdir(parents=True)
+    (img / IMAGE_MARKER).write_text("frames rendered by medveil qa; rebuilt on every page\n")
+
+
 def write_report(
     output: str | os.PathLike[str],
     *,
@@ -873,6 +891,7 @@ def write_report(
     check_run_output(output)
     dest = Path(out_dir) if out_dir else output / RECORDS / "qa"
     dest.mkdir(parents=True, exist_ok=True)
+    _fresh_image_folder(dest / "img")
     items, source = collect(output, rules)
     total = len(items)
     items = sample_items(items, sample, seed)
