@@ -1,7 +1,8 @@
 """Burned-in text detection: recall, false masks, and what it adds to an archive run.
 
 Run: python bench/bench_textdetect.py [--images 60] [--seed 0] [--us-files 3] [--frames 30]
-     [--ocr 12] [--rounds 3] [--skip-archive] [--skip-quality] [--skip-radiograph]
+     [--ocr 12] [--rounds 3] [--dx-images 12] [--skip-archive] [--skip-quality]
+     [--skip-radiograph]
 
 1. Quality. A generated set of images, each kind both with text and without:
    ultrasound-like (600x800 uint8, correlated Rayleigh speckle in a sector, black outside),
@@ -13,7 +14,9 @@ Run: python bench/bench_textdetect.py [--images 60] [--seed 0] [--us-files 3] [-
    :class:`medveil.pixels.PixelCleaner` (policy ``pixel_text = "detect"``, mask all-text)
    as a DICOM dataset, like an archive run. A line counts as found when every pixel of its
    ink (anti-aliasing coverage >= 25 %) lies inside the masked regions. False-mask rate:
-   masked area as a percentage of the image on text-free images.
+   masked area as a percentage of the image on text-free images. Then the same on
+   ``--dx-images`` radiographs (3000x2500 uint16, BitsStored 12: collimated chest with
+   lung fields, spine and noise; half MONOCHROME1).
 2. Identifiers mode (``--ocr N`` images, needs pytesseract + tesseract): the fraction of
    lines holding the patient's name / ID / birth date that are masked, and of other lines
    that are kept.
@@ -30,7 +33,9 @@ Run: python bench/bench_textdetect.py [--images 60] [--seed 0] [--us-files 3] [-
 4. Radiographs: ``clean_instance`` on one 3000x2500 16-bit CR (BitsStored 12), with
    ``pixel_text`` "rules", "auto" and "detect", minimum CPU time of the rounds; once
    without text, once with BurnedInAnnotation YES and four 48 px lines (which "auto"
-   screens).
+   screens), and on ``bench/archive/corpus.py``'s first DX. For each, the CPU time of the
+   detection stage inside ``clean_instance`` (``PixelCleaner._detect``), its share, and
+   MB (file bytes) per CPU-second of the stage and of the whole call.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ import corpus
 US = "1.2.840.10008.5.1.4.1.1.6.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 SC = "1.2.840.10008.5.1.4.1.1.7"
+DX = "1.2.840.10008.5.1.4.1.1.1.1"
 WORDS = [
     "LIVER", "KIDNEY L", "GAIN 45", "DR 60", "MI 1.1", "TIS 0.4", "C5-1", "FR 32Hz",
     "ABDOMEN", "W 400 L 40", "kVp 120", "mAs 250", "Se: 3", "Im: 117", "Thk 1.25 mm",
@@ -169,6 +175,24 @@ def rgb_background(rng: np.random.Generator, rows: int = 600, cols: int = 800) -
     return np.asarray(img).copy()
 
 
+def dx_background(rng: np.random.Generator, rows: int = 3000, cols: int = 2500) -> np.ndarray:
+    """A 12-bit chest radiograph: collimated field, two lung fields, spine, noise."""
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    img = 2600 + 500 * np.cos(xx / cols * 3.1) * np.cos(yy / rows * 2)
+    for side in (-1, 1):
+        cy, cx = rows * 0.45, cols / 2 + side * cols * 0.2
+        lung = ((yy - cy) / (rows * 0.3)) ** 2 + ((xx - cx) / (cols * 0.14)) ** 2 < 1
+        img[lung] -= 1100
+    img[:, int(cols * 0.47) : int(cols * 0.53)] += 600  # the spine
+    img += rng.normal(0, 40, img.shape).astype(np.float32)
+    # Collimator edges: unexposed (bright) margins of random width.
+    t, b = int(rng.integers(0, 150)), int(rng.integers(0, 150))
+    left, right = int(rng.integers(0, 150)), int(rng.integers(0, 150))
+    img[:t], img[rows - b :] = 4000, 4000
+    img[:, :left], img[:, cols - right :] = 4000, 4000
+    return np.clip(img, 0, 4095).astype(np.uint16)
+
+
 def _grey(img: np.ndarray) -> np.ndarray:
     if img.ndim == 3:
         return img @ np.array([0.299, 0.587, 0.114])
@@ -198,6 +222,9 @@ def render_line(
     if img.dtype == np.int16:
         lo, hi = -1024.0, 3071.0  # the CT value range; contrast is in display grey levels
         unit = (hi - lo) / 255.0
+    elif img.dtype == np.uint16:
+        lo, hi = 0.0, 4095.0  # a 12-bit radiograph
+        unit = hi / 255.0
     else:
         lo, hi, unit = 0.0, 255.0, 1.0
     for _ in range(60):
@@ -251,14 +278,25 @@ def render_line(
     sample.lines.append(Line(box, alpha[r0:r1, c0:c1] >= 0.25, r1 - r0, text, identifying))
 
 
-def make_samples(n: int, seed: int, with_text: bool) -> list[Sample]:
+KINDS = ("us", "ct", "rgb")
+BACKGROUNDS = {
+    "us": us_background,
+    "ct": ct_background,
+    "rgb": rgb_background,
+    "dx": dx_background,
+}
+
+
+def make_samples(
+    n: int, seed: int, with_text: bool, kinds: tuple[str, ...] = KINDS
+) -> list[Sample]:
     """n images (kinds in turn), with 3-7 text lines each when ``with_text``."""
     rng = np.random.default_rng(seed)
     paths = [*fonts(), ""]  # "" = Pillow's built-in font
     out = []
     for i in range(n):
-        kind = ("us", "ct", "rgb")[i % 3]
-        bg = {"us": us_background, "ct": ct_background, "rgb": rgb_background}[kind](rng)
+        kind = kinds[i % len(kinds)]
+        bg = BACKGROUNDS[kind](rng)
         first, last = rng.choice(FIRST), rng.choice(LAST)
         birth = f"19{rng.integers(30, 99)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"
         s = Sample(kind, bg, name=f"{last}^{first}", pid=f"PID{rng.integers(10**5, 10**7)}")
@@ -286,18 +324,22 @@ def dataset(s: Sample) -> pydicom.Dataset:
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    sop = {"us": US, "ct": CT, "rgb": SC}[s.kind]
+    sop = {"us": US, "ct": CT, "rgb": SC, "dx": DX}[s.kind]
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = sop
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.Modality = {"us": "US", "ct": "CT", "rgb": "OT"}[s.kind]
+    ds.Modality = {"us": "US", "ct": "CT", "rgb": "OT", "dx": "DX"}[s.kind]
     ds.PatientName, ds.PatientID, ds.PatientBirthDate = s.name, s.pid, s.birth
     ds.Rows, ds.Columns = img.shape[:2]
     ds.SamplesPerPixel = 3 if img.ndim == 3 else 1
     ds.PhotometricInterpretation = "RGB" if img.ndim == 3 else "MONOCHROME2"
+    if s.kind == "dx" and int(ds.SOPInstanceUID.split(".")[-1]) % 2:
+        # Half the radiographs as MONOCHROME1 (the same pixels shown inverted): the
+        # detector screens them as displayed.
+        ds.PhotometricInterpretation = "MONOCHROME1"
     if img.ndim == 3:
         ds.PlanarConfiguration = 0
     ds.BitsAllocated = img.dtype.itemsize * 8
-    ds.BitsStored = 12 if img.dtype == np.int16 else 8
+    ds.BitsStored = 12 if img.dtype in (np.int16, np.uint16) else 8
     ds.HighBit = ds.BitsStored - 1
     ds.PixelRepresentation = int(img.dtype.kind == "i")
     ds.PixelData = img.tobytes()
@@ -313,15 +355,20 @@ def masked_area(regions: list, shape: tuple[int, int]) -> np.ndarray:
     return m
 
 
-def quality(args: argparse.Namespace) -> None:
-    """Recall by text height and false-mask rate, all-text mode."""
+def quality(args: argparse.Namespace, kinds: tuple[str, ...] = KINDS, n: int | None = None) -> None:
+    """Recall by text height and false-mask rate, all-text mode, on images of ``kinds``."""
+    n = args.images if n is None else n
     cleaner = PixelCleaner(pixel_text="detect", allow_unmatched_burned_in=True)
-    buckets = {"< 10 px": [], "10-19 px": [], "20-39 px": [], ">= 40 px": []}
+    buckets: dict[str, list[bool]] = {"< 10 px": [], "10-19 px": [], "20-39 px": [], ">= 40 px": []}
     by_kind: dict[str, list[bool]] = {}
     extra: list[float] = []
-    t0 = time.process_time()
-    for s in make_samples(args.images, args.seed, with_text=True):
-        rep = cleaner.clean(dataset(s))
+    # CPU time of the cleaner only (not of rendering the images).
+    t_text = t_free = 0.0
+    for s in make_samples(n, args.seed, with_text=True, kinds=kinds):
+        ds = dataset(s)
+        t0 = time.process_time()
+        rep = cleaner.clean(ds)
+        t_text += time.process_time() - t0
         m = masked_area(rep.regions, s.pixels.shape[:2])
         ink_all = np.zeros_like(m)
         for ln in s.lines:
@@ -341,18 +388,19 @@ def quality(args: argparse.Namespace) -> None:
                 by_kind.setdefault(s.kind, []).append(found)
             ink_all[r0 - 6 : r1 + 6, c0 - 6 : c1 + 6] = True
         extra.append(float((m & ~ink_all).mean()))
-    t_text = time.process_time() - t0
     free = []
-    t0 = time.process_time()
     per_kind_free: dict[str, list[float]] = {}
-    for s in make_samples(args.images, args.seed + 1, with_text=False):
-        rep = cleaner.clean(dataset(s))
+    for s in make_samples(n, args.seed + 1, with_text=False, kinds=kinds):
+        ds = dataset(s)
+        t0 = time.process_time()
+        rep = cleaner.clean(ds)
+        t_free += time.process_time() - t0
         frac = float(masked_area(rep.regions, s.pixels.shape[:2]).mean())
         free.append(frac)
         per_kind_free.setdefault(s.kind, []).append(frac)
-    t_free = time.process_time() - t0
     print(f"fonts: {len(fonts())} TrueType files from fc-list + Pillow's built-in font")
-    print(f"\n## Recall (all-text), {args.images} images with text, seed {args.seed}\n")
+    what = "/".join(kinds)
+    print(f"\n## Recall (all-text), {n} {what} images with text, seed {args.seed}\n")
     print("| ink height | lines | fully masked | recall |\n|---|---|---|---|")
     big = []
     for key, vals in buckets.items():
@@ -361,10 +409,10 @@ def quality(args: argparse.Namespace) -> None:
         if vals:
             print(f"| {key} | {len(vals)} | {sum(vals)} | {np.mean(vals):.3f} |")
     print(f"| **>= 10 px** | {len(big)} | {sum(big)} | **{np.mean(big):.3f}** |")
-    kinds = ", ".join(f"{k} {np.mean(v):.3f} ({len(v)})" for k, v in sorted(by_kind.items()))
-    print(f"\nrecall >= 10 px by image kind: {kinds}")
+    per_kind = ", ".join(f"{k} {np.mean(v):.3f} ({len(v)})" for k, v in sorted(by_kind.items()))
+    print(f"\nrecall >= 10 px by image kind: {per_kind}")
     print(f"masked area away from any text on images with text: mean {100 * np.mean(extra):.2f} %")
-    print(f"\n## False masks, {args.images} text-free images, seed {args.seed + 1}\n")
+    print(f"\n## False masks, {n} text-free {what} images, seed {args.seed + 1}\n")
     print("| kind | images | mean masked area | max | images with any mask |")
     print("|---|---|---|---|---|")
     for k, v in sorted(per_kind_free.items()):
@@ -376,8 +424,8 @@ def quality(args: argparse.Namespace) -> None:
         f"| **all** | {len(free)} | **{100 * np.mean(free):.3f} %** | "
         f"{100 * np.max(free):.3f} % | {sum(x > 0 for x in free)} |"
     )
-    n = 2 * args.images
-    print(f"\ncleaner CPU time per image: {1000 * (t_text + t_free) / n:.1f} ms (screen + mask)")
+    per_image = 1000 * (t_text + t_free) / (2 * n)
+    print(f"\ncleaner CPU time per image: {per_image:.1f} ms (screen + mask)")
 
 
 def identifiers_quality(args: argparse.Namespace) -> None:
@@ -588,31 +636,75 @@ def radiograph(rows: int, cols: int, burned: bool, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def corpus_dx() -> bytes:
+    """The first radiograph of ``bench/archive/corpus.py``: iid uniform 12-bit noise."""
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 4096, size=(3000, 2500), dtype=np.uint16)
+    p = corpus.patient(100)
+    study = f"{corpus.ROOT}2.1"
+    ds = corpus.header(p, corpus.DX, study, f"{study}.1", 1)
+    ds.Modality, ds.Manufacturer, ds.BodyPartExamined = "DX", "BENCHRAY", "CHEST"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    corpus.pixels(ds, base)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 def radiograph_cost(args: argparse.Namespace) -> None:
-    """clean_instance on one 3000x2500 radiograph per pixel_text mode: CPU, min of rounds."""
+    """clean_instance on 3000x2500 radiographs per pixel_text mode, and its detection stage.
+
+    CPU time (min of the rounds, modes alternating) of the whole ``clean_instance`` and of
+    the detection stage inside it (``PixelCleaner._detect``: grey conversion, screen,
+    checks, padding); MB per CPU-second counts the file's bytes.
+    """
     from medveil.engine.dataset import Deidentifier
     from medveil.engine.instance import clean_instance
     from medveil.policy.schema import Policy
 
     modes = ("rules", "auto", "detect")
     engines = {m: Deidentifier(Policy(pixel_text=m), bytes(range(32))) for m in modes}
+    stage: list[float] = []
+    for eng in engines.values():
+        cleaner = eng._pixels
+        if cleaner is None:
+            continue
+        inner = cleaner._detect
+
+        def timed(*a: object, _inner: object = inner, **kw: object) -> object:
+            t0 = time.process_time()
+            try:
+                return _inner(*a, **kw)  # type: ignore[operator]
+            finally:
+                stage.append(time.process_time() - t0)
+
+        setattr(cleaner, "_detect", timed)  # noqa: B010 (an instance attribute)
     rounds = max(5, args.rounds)
+    files = [
+        ("CR, no text", radiograph(3000, 2500, False)),
+        ("CR, BurnedInAnnotation YES, 4 lines", radiograph(3000, 2500, True)),
+        ("DX of bench/archive/corpus.py (uniform noise)", corpus_dx()),
+    ]
     print(
         f"\n## clean_instance on one 3000x2500 16-bit radiograph, CPU ms (min of {rounds}, "
         "modes alternating)\n"
     )
     print("| file | " + " | ".join(modes) + " | lines masked (auto) |")
     print("|---|---|---|---|---|")
-    for label, burned in (("CR, no text", False), ("CR, BurnedInAnnotation YES, 4 lines", True)):
-        raw = radiograph(3000, 2500, burned)
+    screened: list[tuple[str, int, float, float]] = []
+    for label, raw in files:
         times: dict[str, list[float]] = {m: [] for m in modes}
+        det: dict[str, list[float]] = {m: [] for m in modes}
         status = {m: clean_instance(eng, bytearray(raw)).status for m, eng in engines.items()}
         for _ in range(rounds):
             for m, eng in engines.items():
                 buf = bytearray(raw)  # masked in place: a fresh copy each time
+                stage.clear()
                 t0 = time.process_time()
                 clean_instance(eng, buf)
                 times[m].append(time.process_time() - t0)
+                det[m].append(sum(stage))
         ds = pydicom.dcmread(io.BytesIO(raw))
         masked = len(engines["auto"]._pixels.clean(ds).detected)  # type: ignore[union-attr]
         cells = " | ".join(
@@ -620,6 +712,22 @@ def radiograph_cost(args: argparse.Namespace) -> None:
             for m in modes
         )
         print(f"| {label} | {cells} | {masked} |")
+        m = "auto" if status["auto"] == "written" and min(det["auto"]) > 0 else "detect"
+        screened.append((f"{label}, {m}", len(raw), min(det[m]), min(times[m])))
+    print(
+        "\n## Detection's share of a screened radiograph (CPU, min of the rounds; MB = file "
+        "bytes / 1e6)\n"
+    )
+    print(
+        "| file, mode | detection ms | detection MB per CPU-s | clean_instance ms | "
+        "clean_instance MB per CPU-s | detection share |"
+    )
+    print("|---|---|---|---|---|---|")
+    for label, size, d, t in screened:
+        print(
+            f"| {label} | {1000 * d:.1f} | {size / 1e6 / d:.0f} | {1000 * t:.1f} | "
+            f"{size / 1e6 / t:.0f} | {100 * d / t:.0f} % |"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -634,9 +742,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-archive", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-radiograph", action="store_true")
+    ap.add_argument(
+        "--dx-images", type=int, default=12, help="3000x2500 radiographs in the quality sets"
+    )
     args = ap.parse_args(argv)
     if not args.skip_quality:
         quality(args)
+        if args.dx_images:
+            quality(args, kinds=("dx",), n=args.dx_images)
         if args.ocr:
             identifiers_quality(args)
     if not args.skip_archive:
