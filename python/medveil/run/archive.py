@@ -1053,6 +1053,11 @@ class RunRecords:
         os.replace(self.dir / "summary.json.tmp", self.dir / "summary.json")
         self.db.close()
 
+    def close(self) -> None:
+        """Close the records without writing the quarantine list or the summary."""
+        self.pixel_log.close()
+        self.db.close()
+
     def _write_dry_run_report(self, summary: RunSummary) -> None:
         """OUTPUT/.medveil/dry-run.json: the summary and each input's verdict (no PHI).
 
@@ -1394,8 +1399,13 @@ def _run(
     summary = RunSummary(dry_run=dry_run)
     rejected: dict[str, str] = {}
     if resume:
-        # Before anything else: the reviewer's rejections leave the release tree.
-        rejected = _apply_qa_rejections(out, records, on_problem)
+        # Before anything else: the reviewer's rejections leave the release tree. A bad
+        # sign-off stops the run here, with nothing moved.
+        try:
+            rejected = _apply_qa_rejections(out, records, on_problem)
+        except BaseException:
+            records.close()
+            raise
     done = records.done_keys() if resume else set()
     if resume:
         _remove_partial_files(out)
