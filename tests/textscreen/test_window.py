@@ -130,3 +130,37 @@ def test_grey_frames_uses_it_with_numpy_results(backend: str, order: str, photom
     # Other dtypes stay on numpy.
     f = rng.integers(0, 255, size=(1, 8, 9)).astype(np.int32)
     np.testing.assert_array_equal(_to_u8(f, 8, False), _to_u8_reference(f, 8, False))
+
+
+def _numpy_window(a: np.ndarray, lo_v: int, hi_v: int) -> np.ndarray:
+    """_to_u8_reference's float32 arithmetic with any clip bounds."""
+    f = np.clip(a.astype(np.float32), lo_v, hi_v)
+    lo = f.min(axis=(1, 2), keepdims=True)
+    hi = f.max(axis=(1, 2), keepdims=True)
+    span = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)
+    f -= lo
+    f *= 255.0 / span
+    return np.rint(f).astype(np.uint8)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from([np.uint16, np.int16]),
+    cols=st.integers(1, 70),
+    bounds=st.tuples(st.integers(-(2**20), 2**20), st.integers(-(2**20), 2**20)),
+)
+def test_any_clip_bounds(
+    backend: str, seed: int, dtype: type, cols: int, bounds: tuple[int, int]
+) -> None:
+    # Bounds beyond the samples' range, inside it, or around a single value: the kernels
+    # clamp to the frame's clipped extremes, which must come to the same thing.
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    a = rng.integers(info.min, info.max, size=(2, 3, cols), endpoint=True).astype(dtype)
+    lo_v, hi_v = min(bounds), max(bounds)
+    if rng.random() < 0.5:  # bounds among the samples' values
+        v = np.sort(rng.choice(a.ravel(), 2)).tolist()
+        lo_v, hi_v = int(v[0]), int(v[1])
+    got = window(a, clip_lo=lo_v, clip_hi=hi_v)
+    np.testing.assert_array_equal(got, _numpy_window(a, lo_v, hi_v))

@@ -134,11 +134,12 @@ struct WindowKernels {
     // *mn, *mx = min and max of the n >= 1 samples read as uint16 or int16.
     void (*minmax16)(const std::uint16_t* p, std::size_t n, bool is_signed, std::int32_t* mn,
                      std::int32_t* mx);
-    // out[i] = rint(float(clamp(v[i], clip_lo, clip_hi) - lo) * scale) in float32 (255 -
-    // that when invert); the caller guarantees the result lies in 0..255.
-    void (*scale16)(const std::uint16_t* p, std::size_t n, bool is_signed, std::int32_t clip_lo,
-                    std::int32_t clip_hi, std::int32_t lo, float scale, bool invert,
-                    std::uint8_t* out);
+    // With u = the sample's bits, flipped by 0x8000 when is_signed (which maps int16's
+    // order onto uint16's) and ulo likewise: d = min(max(u - ulo, 0), span), and out[i] =
+    // rint(float(d) * scale) in float32 (255 - that when invert). The caller guarantees
+    // span >= 1 and that the result lies in 0..255.
+    void (*scale16)(const std::uint16_t* p, std::size_t n, bool is_signed, std::uint16_t ulo,
+                    std::uint16_t span, float scale, bool invert, std::uint8_t* out);
 };
 extern const WindowKernels kWindowRef;
 #ifdef MEDVEIL_HAVE_AVX2
