@@ -907,6 +907,200 @@ def _zlib_bomb(c: Canaries) -> Case:
     return _case(c, data, options=_SAFE_PRIVATE, refuse="cannot inspect compressed private data")
 
 
+# Compressed streams the post-check must find wherever they sit in a binary value: raw
+# DEFLATE (no zlib or gzip header), far into the value, inside a ZIP member (gap 1a).
+def _raw_deflate(data: bytes) -> bytes:
+    z = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return z.compress(data) + z.flush()
+
+
+def _zip_member(data: bytes) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("report.txt", data)
+    return buf.getvalue()
+
+
+def _filler(c: Canaries, n: int) -> bytes:
+    """n bytes of vendor-looking binary (no zlib header by construction: even bytes only)."""
+    return bytes(c.rng.randrange(0, 256) & 0xF6 for _ in range(n))
+
+
+def _blob_case(where: str) -> Builder:
+    def build(c: Canaries) -> Case:
+        # A study date no other case's needles or shifted outputs hold (their dates are
+        # 1930-2016): every output of a run is searched for every case's needles.
+        c.study_date = c.date(1900, 1928)
+        text = _identity_text(c)
+        blob = {
+            "raw-deflate-start": lambda: _raw_deflate(text),
+            "raw-deflate-after-header": lambda: b"VNDR\x02\x00\x00\x00" + _raw_deflate(text),
+            "raw-deflate-at-700": lambda: _filler(c, 700) + _raw_deflate(text),
+            "zlib-at-300": lambda: _filler(c, 300) + zlib.compress(text),
+            "gzip-at-5000": lambda: _filler(c, 5000) + gzip.compress(text, mtime=0),
+            "zip-member-at-200": lambda: _filler(c, 200) + _zip_member(text),
+            "raw-deflate-twice": lambda: _raw_deflate(b"<x/>") + _raw_deflate(text),
+        }[where]()
+        blob += b"\0" * (len(blob) % 2)
+        ds = base(c)
+        ds.add_new(0x00660016, "OF", blob)  # Point Coordinates Data: kept by default
+        return _case(c, save(ds))
+
+    return build
+
+
+for _where in (
+    "raw-deflate-start",
+    "raw-deflate-after-header",
+    "raw-deflate-at-700",
+    "zlib-at-300",
+    "gzip-at-5000",
+    "zip-member-at-200",
+    "raw-deflate-twice",
+):
+    place(f"binary-{_where}", "3 post-check")(_blob_case(_where))
+
+
+@place("safe-private-raw-deflate", "3 post-check")
+def _safe_raw(c: Canaries) -> Case:
+    blob = b"HLGC" + _raw_deflate(_identity_text(c))
+    return _case(c, _hologic(c, blob + b"\0" * (len(blob) % 2)), options=_SAFE_PRIVATE)
+
+
+# Short names glued into other words in kept text (gap 1b): a three-letter family name
+# and a longer one, in capitals and lower case, run into technical words.
+def _glued(fmt: str, short: str) -> Builder:
+    def build(c: Canaries) -> Case:
+        if short:  # a three-letter family name, unique to the case by its second letter
+            c.family = "Q" + short + c.rng.choice("jxzvwk")
+        ds = base(c)
+        ds.SeriesDescription = fmt.format(f=c.family.upper(), g=c.given.upper())
+        ds.ImageComments = fmt.format(f=c.family.lower(), g=c.given.lower())
+        return _case(c, save(ds))
+
+    return build
+
+
+for _i, (_fmt, _short_name) in enumerate(
+    (
+        ("MR{f}BRAIN", "j"),
+        ("T1{f}AX", "x"),
+        ("{f}{g}", "z"),
+        ("BRAIN{f}", ""),
+        ("MR{f}BRAIN{g}", ""),
+    )
+):
+    place(f"glued-name-{_i}", "10 clean descriptors")(_glued(_fmt, _short_name))
+
+
+# A local code whose value is the patient's (gap 1c): Clean Structured Content keeps
+# coded content, and a site's own scheme codes whatever it likes.
+_STRUCT = ("clean_structured_content",)
+
+
+def _local_code(where: str) -> Builder:
+    def build(c: Canaries) -> Case:
+        ds = base(c)
+        item = Dataset()
+        item.RelationshipType = "CONTAINS"
+        code = Dataset()
+        code.CodingSchemeDesignator = "99MYHOSP"
+        code.CodeMeaning = "Patient code"
+        if where == "concept-name":
+            code.CodeValue = c.patient_id
+            item.ValueType = "TEXT"
+            item.TextValue = "normal"
+            item.ConceptNameCodeSequence = Sequence([code])
+        elif where == "concept-code":
+            code.CodeValue = c.family.upper()[:16]
+            item.ValueType = "CODE"
+            name = Dataset()
+            name.CodeValue = "121071"
+            name.CodingSchemeDesignator = "DCM"
+            name.CodeMeaning = "Finding"
+            item.ConceptNameCodeSequence = Sequence([name])
+            item.ConceptCodeSequence = Sequence([code])
+        else:  # long code value, nested two levels down
+            code.CodingSchemeDesignator = "L"
+            code.LongCodeValue = f"{c.family}-{c.patient_id}"
+            item.ValueType = "CONTAINER"
+            inner = Dataset()
+            inner.RelationshipType = "CONTAINS"
+            inner.ValueType = "TEXT"
+            inner.TextValue = "x"
+            inner.ConceptNameCodeSequence = Sequence([code])
+            item.ContentSequence = Sequence([inner])
+        ds.ContentSequence = Sequence([item])
+        return _case(c, save(ds), options=_STRUCT)
+
+    return build
+
+
+for _where in ("concept-name", "concept-code", "long-nested"):
+    place(f"sr-local-code-{_where}", "4 structured content")(_local_code(_where))
+
+
+# Phone numbers, international (+CC) and in national spellings (gap 1d).
+def _phone(fmt: str) -> Builder:
+    def build(c: Canaries) -> Case:
+        d = "".join(c.rng.choice("123456789") for _ in range(10))  # no 0: trunk prefixes
+        number = fmt.format(*d)
+        ds = base(c)
+        ds.ImageComments = f"call {number} for results"
+        ds.AdditionalPatientHistory = f"tel:{number}"
+        digits = "".join(ch for ch in number if ch.isdigit())
+        return _case(c, save(ds), [(number, "id"), (digits[-7:], "id")])
+
+    return build
+
+
+for _i, _fmt in enumerate(
+    (
+        "+44 20 {2}{3}{4}{5} {6}{7}{8}{9}",
+        "+33 6 {2}{3} {4}{5} {6}{7} {8}{9}",
+        "+49 (0)30 {2}{3}{4}{5}{6}{7}{8}",
+        "+1-{0}{1}{2}-{3}{4}{5}-{6}{7}{8}{9}",
+        "0{1}{2} {3}{4}{5} {6}{7}{8}{9}",
+        "06 {2}{3} {4}{5} {6}{7} {8}{9}",
+        "({0}{1}{2}) {3}{4}{5}-{6}{7}{8}{9}",
+        "0{1}{2}{3}/{4}{5}{6}{7}{8}{9}",
+        "+81-3-{2}{3}{4}{5}-{6}{7}{8}{9}",
+    )
+):
+    place(f"phone-{_i}", "10 clean descriptors")(_phone(_fmt))
+
+
+# Ages in free text (gap 1e): an age over 89 identifies; Safe Harbor caps it at 90.
+def _age(fmt: str, needle: str) -> Builder:
+    def build(c: Canaries) -> Case:
+        age = c.rng.randint(91, 99)
+        ds = base(c)
+        ds.PatientAge = f"{age:03d}Y"
+        ds.ImageComments = f"{fmt.format(a=age)} with chest pain"
+        ds.StudyDescription = fmt.format(a=age)
+        return _case(c, save(ds), [(needle.format(a=age), "age")])
+
+    return build
+
+
+for _i, (_fmt, _needle) in enumerate(
+    (
+        ("{a} yo male", "{a} yo"),
+        ("a {a}-year-old woman", "{a}-year"),
+        ("age {a}", "age {a}"),
+        ("aged {a} years", "{a} years"),
+        ("{a} y/o", "{a} y/o"),
+        ("{a}yo F", "{a}yo"),
+        ("{a} years old", "{a} years"),
+        ("Pt {a}y, dyspnea", "{a}y"),
+        ("AGE: {a}", "AGE: {a}"),
+    )
+):
+    place(f"age-over-89-in-text-{_i}", "10 clean descriptors")(_age(_fmt, _needle))
+
+
 def corpus(seed: int = 18) -> list[Case]:
     """Every registered hiding place, built with its own unique canaries."""
     out = []
@@ -972,7 +1166,37 @@ def inflate_all(data: bytes) -> bytes:
         except zlib.error:
             pass
     parts += _streams(data)
+    parts += _raw_streams(data)
     return b"\0".join(parts)
+
+
+def _raw_streams(data: bytes) -> list[bytes]:
+    """What a raw DEFLATE stream (no header) at any offset of data inflates to.
+
+    Every offset is tried (most fail within a few bytes); a stream that breaks later gives
+    what it inflated before the break, read in small pieces.
+    """
+    out = []
+    for off in range(len(data) - 4):
+        try:
+            zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[off : off + 64], 1 << 16)
+        except zlib.error:
+            continue
+        d = zlib.decompressobj(-zlib.MAX_WBITS)
+        got: list[bytes] = []
+        size = 0
+        for k in range(off, len(data), 256):
+            try:
+                piece = d.decompress(data[k : k + 256], _ORACLE_LIMIT - size)
+            except zlib.error:
+                break
+            got.append(piece)
+            size += len(piece)
+            if d.eof or size >= _ORACLE_LIMIT:
+                break
+        if size >= 4:
+            out.append(b"".join(got))
+    return out
 
 
 def leaks(case: Case, data: bytes) -> list[str]:

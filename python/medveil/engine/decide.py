@@ -21,11 +21,12 @@ from typing import Final, NamedTuple, TypeVar
 
 from pydicom.datadict import dictionary_VR
 
-from medveil.dicom.keywords import ID_KEYWORDS, NAME_KEYWORDS, TERM_KEYWORDS
+from medveil.dicom.keywords import ID_KEYWORDS, IDENTITY_KEYWORDS, NAME_KEYWORDS, TERM_KEYWORDS
 from medveil.errors import QuarantineError
 from medveil.policy.keys import Keyed, is_well_known_uid
 from medveil.policy.schema import LOOKUP_ACTION, CompiledPolicy, Policy
 from medveil.policy.standard import COMBINED_ACTIONS, Option, Rule, resolve_combined
+from medveil.verify.values import glued_is_word, letter_run
 
 TEXT_VRS: Final = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 BYTES_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -360,8 +361,34 @@ DATE_PATTERNS: Final = (
     rf"(?<![^\W_]){_MONTH}[-/. ]*{_DAY}(?:st|nd|rd|th)?[-/., ]*(?:{_YEAR}|\d{{2}})(?!\d)",
     rf"(?<![^\W_]){_MONTH}[-/., ]*{_YEAR}(?!\d)",  # Feb 1951
 )
-#: International and national phone numbers: +CC then groups of digits.
-PHONE_PATTERN: Final = r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\d)"
+#: International and national phone numbers: +CC then groups of digits (a national
+#: trunk prefix '(0)' allowed); national forms with the trunk 0: pairs ('06 12 34 56 78'),
+#: an area code and a number ('020 7946 0958', '0123/456789', '030-1234567').
+PHONE_PATTERN: Final = (
+    r"(?<![\w+])\+\d{1,3}(?:[ .\-]?(?:\(0\))?\(?\d{1,5}\)?){2,6}(?!\d)"
+    r"|(?<![\w+./\-])0[1-9](?:[ .\-]\d{2}){4}(?![\w])"
+    r"|(?<![\w+./\-])0[1-9]\d{0,3}[ /\-][1-9]\d{3,7}(?:[ \-]\d{2,4}){0,2}(?![\w.])"
+    r"|(?<![\w+./\-])\(0[1-9]\d{0,3}\)\s?[1-9]\d{3,7}(?:[ \-]\d{2,4}){0,2}(?![\w.])"
+)
+#: Ages over 89 in free text ('93 yo', '93-year-old', '93y', 'age 93', 'aged: 95'): the
+#: number is capped to Safe Harbor's '90+' category, as an AS value is capped to 090Y.
+_OLD = r"(?:9\d|1[0-4]\d)"
+AGE_PATTERNS: Final = (
+    rf"(?<![\d.,/])0?{_OLD}(?=\s?-?\s?(?:years?|yrs?|y\.?\s?o\.?|y/o|y)(?![^\W\d_]))",
+    rf"(?<=\bage)(?P<a>s?\s*(?:of\s*)?[:=]?\s*){_OLD}(?![\d.])",
+    rf"(?<=\baged)(?P<b>\s*[:=]?\s*){_OLD}(?![\d.])",
+)
+_AGE_TEXT = re.compile("|".join(AGE_PATTERNS), re.IGNORECASE)
+AGE_CAP_TEXT: Final = "90+"
+
+
+def cap_ages_in_text(text: str) -> str:
+    """Ages over 89 written in free text replaced by '90+' (Safe Harbor's category)."""
+    if not _DIGIT.search(text):
+        return text
+    return _AGE_TEXT.sub(lambda m: (m.group("a") or m.group("b") or "") + AGE_CAP_TEXT, text)
+
+
 _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]")
 _WORD_SPLIT = re.compile(r"[\W_]+")
 # Names: not inside a longer word (digits and punctuation are boundaries), or at a
@@ -443,16 +470,24 @@ def fold_term(text: str) -> str:
     return fold_text(text)[0]
 
 
-def _sub(pattern: re.Pattern[str], replacement: str, text: str) -> str:
-    """pattern's matches in text replaced, text compared in its folded form (fold_text)."""
-    if text.isascii() and "&" not in text:
+def _sub(
+    pattern: re.Pattern[str],
+    replacement: str,
+    text: str,
+    accept: Callable[[str, int, int], bool] | None = None,
+) -> str:
+    """pattern's matches in text replaced, text compared in its folded form (fold_text).
+
+    ``accept(folded, start, end)``, when given, says which matches are replaced.
+    """
+    if text.isascii() and "&" not in text and accept is None:
         return pattern.sub(replacement, text)
     folded, starts, ends = fold_text(text)
     pieces: list[str] = []
     last = 0
     for m in pattern.finditer(folded):
         a, b = m.span()
-        if a == b:
+        if a == b or (accept is not None and not accept(folded, a, b)):
             continue
         start, end = max(starts[a], last), ends[b - 1]
         pieces.append(text[last:start])
@@ -462,6 +497,19 @@ def _sub(pattern: re.Pattern[str], replacement: str, text: str) -> str:
         return text
     pieces.append(text[last:])
     return "".join(pieces)
+
+
+def _is_glued(folded: str, start: int, end: int) -> bool:
+    """Whether a name found inside a run of letters is glued there, not part of a word.
+
+    A match that is its whole run was a word (the bounded pattern had its chance); one
+    inside an ordinary word ('ali' in 'LOCALIZER', 'lee' in 'SLEEP') stays
+    (verify.values.glued_is_word, shared with ``medveil verify``).
+    """
+    a, b = letter_run(folded, start, end)
+    if (a, b) == (start, end):
+        return False
+    return not glued_is_word(folded[a:b], start - a, end - a)
 
 
 @dataclass(frozen=True)
@@ -589,8 +637,23 @@ class TextCleaner:
     dates: re.Pattern[str] | None
     patterns: re.Pattern[str] | None
     replacement: str
+    # Names of three letters or more inside a longer run of letters ('MRLEEBRAIN').
+    glued: re.Pattern[str] | None = None
     # A series repeats its descriptions file after file: each text is cleaned once.
     _memo: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def identifies(self, text: str) -> bool:
+        """Whether text holds one of the file's own identifying values (a name, an ID).
+
+        Only the file's identity, not the generic patterns: a code of a coding scheme
+        (a 10-digit SNOMED CT identifier) may look like a phone number or a date.
+        """
+        folded = fold_term(text)
+        if self.terms.search(folded):
+            return True
+        if self.glued is None:
+            return False
+        return any(_is_glued(folded, *m.span()) for m in self.glued.finditer(folded))
 
     def clean(self, text: str) -> str:
         """text without the file's identifying values, dates and pattern matches."""
@@ -602,8 +665,11 @@ class TextCleaner:
         # forms) with terms folded the same way, and cuts the matches from the original.
         out = text if self.patterns is None else _sub(self.patterns, self.replacement, text)
         out = _sub(self.terms, self.replacement, out)
+        if self.glued is not None:
+            out = _sub(self.glued, self.replacement, out, _is_glued)
         if self.dates is not None and _DIGIT.search(out):  # every date spelling has digits
             out = _sub(self.dates, self.replacement, out)
+        out = cap_ages_in_text(out)
         cleaned = _SPACES.sub(" ", out).strip() if out != text else text
         if len(self._memo) >= 4096:
             self._memo.clear()
@@ -631,6 +697,7 @@ def build_cleaner(
         # quadratic (each start would take every initial, then look for a name).
         follow = f"(?:{_SEP}(?:{name}|{_INITIAL})){{0,6}}"
         alts.append(f"{_NAME_START}(?:{_INITIAL}{_SEP}){{0,3}}{name}{follow}{_NAME_END}")
+    glued = [n for n in latin if len(n) >= 3 and n.isalpha()]
     if cjk:
         # CJK text has no spaces between words: a CJK name is removed wherever it stands.
         alts.append("(?:" + "|".join(re.escape(n) for n in cjk) + ")+")
@@ -657,7 +724,12 @@ def build_cleaner(
     # A pattern's match is widened over the ID characters glued to it, so 'MRN DEMO-10001'
     # does not leave '-10001' behind.
     pats = [f"(?:{p})(?:[-/#.:]*[^\\W_]+)*" for p in patterns] + [PHONE_PATTERN]
-    return TextCleaner(terms, dates, re.compile("|".join(pats), re.IGNORECASE), replacement)
+    # Names glued into other letters ('MRLEEBRAIN', 'leebrain'): three letters or more,
+    # judged by _is_glued so that 'LOCALIZER' keeps the 'ali' of a patient named Ali.
+    glued_re = re.compile("|".join(re.escape(n) for n in glued), re.IGNORECASE) if glued else None
+    return TextCleaner(
+        terms, dates, re.compile("|".join(pats), re.IGNORECASE), replacement, glued_re
+    )
 
 
 _CLEANERS: dict[tuple[Identity, tuple[str, ...], str, bool], TextCleaner] = {}
@@ -698,6 +770,7 @@ class PatientContext:
         self._policy = policy
         self._compiled = compiled
         self._cleaner: TextCleaner | None = None
+        self._patient: TextCleaner | None = None
 
     @property
     def identity(self) -> Identity:
@@ -721,6 +794,18 @@ class PatientContext:
     def clean_text(self, text: str) -> str:
         """Clean Descriptors on one text value."""
         return self.cleaner().clean(text)
+
+    def patient_cleaner(self) -> TextCleaner:
+        """A cleaner of the patient's own identity only (names, IDs, the birth date).
+
+        What the post-check refuses to release: a code value is replaced when it holds
+        any of it, while other persons' names in the file leave codes alone.
+        """
+        if self._patient is None:
+            own = self.identity
+            kept = tuple((kw, v) for kw, v in own.values if kw in IDENTITY_KEYWORDS)
+            self._patient = cleaner_for(Identity(kept, ()), (), "", False)
+        return self._patient
 
 
 def patient_key_of(values: Callable[[str], list[str]]) -> str:
@@ -768,6 +853,10 @@ _SUPPLEMENT: Final = {
 }
 TEXT_VALUE: Final = 0x0040A160
 CODE_MEANING: Final = 0x00080104
+#: Code values (short, long, URN): a site's own scheme codes whatever it likes, the
+#: patient's ID or name included; such a value gets a keyed stand-in.
+CODE_VALUES: Final = (0x00080100, 0x00080119, 0x00080120)
+CODE_VALUE_ACTION: Final = "code-value"
 CODING_SCHEME: Final = 0x00080102
 #: The safety net's verdict that Clean Structured Content turns into cleaning.
 _NET = "safety-net"
@@ -812,6 +901,23 @@ class Decider:
             }
         #: The meanings of local codes are cleaned as free text (when the policy keeps them).
         self.cleans_code_meaning = structured or policy.has(Option.CLEAN_DESCRIPTORS)
+        if self.cleans_code_meaning:
+            # A code value the policy keeps is checked against the file's identity: one
+            # that holds the patient's ID or name (a local code made of it) is replaced.
+            by_tag = dict(self.by_tag)
+            for tag in CODE_VALUES:
+                kept = by_tag.get(tag)
+                if kept is not None and kept.action == "K":
+                    by_tag[tag] = Rule(
+                        kept.selector,
+                        kept.keyword,
+                        CODE_VALUE_ACTION,
+                        kept.decided_by,
+                        kept.in_std_comp_iod,
+                        (),
+                        "code value: replaced when it holds the patient's identity",
+                    )
+            self.by_tag = by_tag
 
     def context(
         self, values: Callable[[str], list[str]], identity: Callable[[], Identity]
@@ -945,6 +1051,14 @@ class Decider:
                 return REMOVED
             values = text()
             return Decision(Kind.PUT, "file-id", tuple(self.file_id(v) for v in values))
+        if action == CODE_VALUE_ACTION:
+            if vr not in TEXT_VRS:
+                return REMOVED
+            values = text()
+            cleaner = ctx.patient_cleaner()
+            if not any(cleaner.identifies(v) for v in values):
+                return KEEP
+            return Decision(Kind.PUT, CODE_VALUE_ACTION, self.pseudonyms(vr, rule, values))
         if vr == "SQ":
             return self._sequence(action, empty)
         if action == "D" and vr == "UI":

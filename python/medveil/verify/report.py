@@ -21,6 +21,7 @@ CATEGORIES: tuple[str, ...] = (
     "private",
     "meta",
     "hidden_bits",
+    "ages",
 )
 
 

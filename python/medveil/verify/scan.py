@@ -41,11 +41,41 @@ from medveil.verify.values import (
     classify,
     dates_in,
     element_texts,
+    glued_is_word,
     is_date_value,
     learn,
+    letter_run,
     normalize,
     walk,
 )
+
+# Ages over 89 are one category under HIPAA Safe Harbor ("90 or older"): an output that
+# states a higher age, as an AS value past 090Y or in text ('93 yo', '93-year-old',
+# 'age 93'; '90+' is the category), is a finding whatever the originals said.
+_AGE_NUMBER = r"(?:9\d|1[0-4]\d)(?![\d+.,])"
+_AGE_IN_TEXT = re.compile(
+    rf"(?<![\d.,/]){_AGE_NUMBER}(?=\s?-?\s?(?:years?|yrs?|y\.?\s?o\.?|y/o|y)(?![^\W\d_]))"
+    rf"|(?<![^\W\d_])aged?s?\s*(?:of\s*)?[:=]?\s*{_AGE_NUMBER}",
+    re.IGNORECASE,
+)
+_AS_VALUE = re.compile(r"(\d{3})([DWMY])")
+_AS_PER_YEAR = {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}
+
+
+def ages_over_90(vr: str, texts: Iterable[str]) -> list[str]:
+    """The ages past Safe Harbor's top category in one element's values (AS, or text)."""
+    out = []
+    for t in texts:
+        if vr == "AS":
+            m = _AS_VALUE.fullmatch(t.strip())
+            if m and int(m.group(1)) / _AS_PER_YEAR[m.group(2)] > 90:
+                out.append(t.strip())
+        elif vr in _AGE_TEXT_VRS:
+            out.extend(m.group() for m in _AGE_IN_TEXT.finditer(t))
+    return out
+
+
+_AGE_TEXT_VRS = frozenset({"LO", "LT", "ST", "UT", "UC", "SH"})
 
 # Byte haystacks and patterns get the same transform: ASCII upper -> lower, '^' -> ' '.
 _FOLD = bytes((b + 32 if 65 <= b <= 90 else 32 if b == 0x5E else b) for b in range(256))
@@ -157,6 +187,12 @@ class Scanner:
         self.sub_matcher = SubstringMatcher(list(sub))
         self._sub_digits = digit_widths(list(sub))
         self.uninspectable: set[str] = set()  # files with a stream past its bound
+        # Names glued into other letters ('MRLEEBRAIN'): one-word names of three letters
+        # or more, as substrings of the decoded text, judged by glued_is_word.
+        glued = {v for v in self.texts if index.values[v].kind == "names" and v.isalpha()}
+        glued |= set(index.short_names)
+        self.glued_names = sorted(n for n in glued if len(n) >= 3)
+        self.glued_matcher = SubstringMatcher(self.glued_names)
 
     # -- helpers ------------------------------------------------------------------------
     def _finding(
@@ -236,6 +272,11 @@ class Scanner:
                                 findings.append(
                                     self._finding(file, cat, path, "element", d, "dates")
                                 )
+                for age in ages_over_90(vr, texts):
+                    if (path, age) not in seen:
+                        seen.add((path, age))
+                        cat = "meta" if in_meta else "ages"
+                        findings.append(self._finding(file, cat, path, "element", age, "ages"))
                 if vr in _NUMERIC_VRS and not self.strict:
                     continue
                 kw = keyword_for_tag(elem.tag) or ""
@@ -259,6 +300,18 @@ class Scanner:
             seen.add((path, value))
             cat = self._category(vkind, in_meta, private, ekind)
             findings.append(self._finding(file, cat, path, "element", value, vkind))
+        for s, e, i in self.glued_matcher.find(haystack):
+            a, b = letter_run(haystack, s, e)
+            if (a, b) == (s, e) or glued_is_word(haystack[a:b], s - a, e - a):
+                continue  # a whole word (the word search's), or inside an ordinary word
+            j = bisect.bisect_right(starts, s) - 1
+            path, in_meta, private, ekind = info[j]
+            value = self.glued_names[i]
+            if (path, value) in seen:
+                continue
+            seen.add((path, value))
+            cat = self._category("names", in_meta, private, ekind)
+            findings.append(self._finding(file, cat, path, "glued", value, "names"))
         return findings, seen
 
     def scan_bytes(

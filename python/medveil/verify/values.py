@@ -140,6 +140,7 @@ IDENTITY_KEYWORDS: tuple[str, ...] = (
 
 _BIRTH_DATE = 0x00100030
 _ID_PIECES = re.compile(r"[^0-9A-Za-z]+")
+_STUDY_TIMES = frozenset({0x00080030, 0x00080031})  # StudyTime, SeriesTime
 _ID_KEYWORD = re.compile(r"(?:ID|IDs|Identifier|Identifiers|Number|Numbers)$|Issuer")
 _TEXT_VRS = frozenset({"LO", "SH", "UC", "ST", "LT", "UT"})
 _LEAD_DATE_RE = re.compile(r"(\d{8})\d")
@@ -159,6 +160,99 @@ _MAX_SOURCES = 16
 
 
 _GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+
+
+# ---------------------------------------------------------------------- glued names
+# Short tokens of imaging descriptors that join the vocabulary's words ('MR', 'T1', ...).
+_SHORT_TOKENS = frozenset(
+    "mr ct us pt cr dx xa rf nm pet spect dwi adc swi fl flair gre se tse fse tr te ti ax "
+    "sag cor tra obl pd st ce w c r l lt rt bi of in on to and or the with wo fs hr lr s es ed "
+    "ing er ers ly".split()
+)
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
+_VOCABULARY: frozenset[str] | None = None
+
+
+def vocabulary() -> frozenset[str]:
+    """Words of ordinary imaging text (lower case): pydicom's data dictionary names and
+    the meanings of its coded concepts (CIDs: anatomy, procedures, findings).
+
+    Built on first use (about a second): only text where a name sits inside a longer
+    run of letters needs it.
+    """
+    global _VOCABULARY
+    if _VOCABULARY is None:
+        from pydicom._dicom_dict import DicomDictionary
+
+        words: set[str] = set(_SHORT_TOKENS)
+        texts = [str(v[2]) for v in DicomDictionary.values()]
+        try:
+            from pydicom.sr._concepts_dict import concepts
+
+            for by_kw in concepts.values():
+                for by_code in by_kw.values():
+                    entries: dict[str, tuple[str, object]] = by_code  # type: ignore[assignment]
+                    texts.extend(str(meaning) for meaning, _cids in entries.values())
+        except Exception:  # an older pydicom without the concepts: the dictionary alone
+            pass
+        for t in texts:
+            words.update(w.lower() for w in _LETTER_RUN.findall(t) if len(w) >= 3)
+        _VOCABULARY = frozenset(words)
+    return _VOCABULARY
+
+
+def glued_is_word(run: str, start: int, end: int) -> bool:
+    """Whether run[start:end], a name found inside the letter run ``run``, is part of an
+    ordinary word rather than a name glued to other words.
+
+    True when the run splits wholly into vocabulary words (or short descriptor tokens)
+    one of which strictly contains the match ('lee' in 'SLEEPSTUDY', 'ali' in
+    'LOCALIZER'); a match that is a whole segment ('ROSEBRAIN' for Rose), crosses two, or
+    sits in a run that is not made of known words ('MRLEEBRAIN') is a glued name.
+    """
+    low = run.lower()
+    n = len(low)
+    if n > 64:
+        return False  # no segmentation of a long run is tried: the name is cut
+    vocab = vocabulary()
+    # ends[i]: the segments (a, i) of some full segmentation of low[:i].
+    reach = [False] * (n + 1)
+    reach[0] = True
+    segs: list[list[int]] = [[] for _ in range(n + 1)]
+    for i in range(n):
+        if not reach[i]:
+            continue
+        for j in range(i + 1, n + 1):
+            if low[i:j] in vocab:
+                reach[j] = True
+                segs[j].append(i)
+    if not reach[n]:
+        return False
+    # Segments on some path from 0 to n: walk back from n.
+    good = [False] * (n + 1)
+    good[n] = True
+    for j in range(n, 0, -1):
+        if good[j]:
+            for i in segs[j]:
+                if reach[i]:
+                    good[i] = True
+    for j in range(1, n + 1):
+        if not good[j]:
+            continue
+        for i in segs[j]:
+            if good[i] and i <= start and end <= j and (i, j) != (start, end):
+                return True
+    return False
+
+
+def letter_run(text: str, start: int, end: int) -> tuple[int, int]:
+    """The run of letters around text[start:end] (letters only: digits and _ end it)."""
+    a, b = start, end
+    while a > 0 and text[a - 1].isalpha():
+        a -= 1
+    while b < len(text) and text[b].isalpha():
+        b += 1
+    return a, b
 
 
 def unaccented(text: str) -> list[str]:
@@ -241,7 +335,7 @@ def learns_from(tag: int, vr: str, keyword: str, *, strict: bool = False) -> boo
         return True
     if not tag >> 16 & 1 and (vr == "CS" or keyword in _BENIGN_KEYWORDS):
         return True
-    return tag == 0x00020012
+    return tag == 0x00020012 or (tag in _STUDY_TIMES and vr == "TM")
 
 
 def decode_un(raw: bytes) -> str | None:
@@ -324,6 +418,9 @@ class ValueIndex:
     damaged: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     originals: int = 0
     skipped: int = 0
+    # Name components of three letters (below MIN_LENGTH): searched only where glued into
+    # a run of letters that is no ordinary word ('MRLEEBRAIN'), never as words.
+    short_names: dict[str, set[str]] = field(default_factory=dict)
 
     def add(
         self,
@@ -435,6 +532,12 @@ class Learner:
         self.spell_birth_date = spell_birth_date
         self.index = ValueIndex()
         self.benign: set[str] = set()
+        # (source, HHMMSS) of the study and series times, and (source, piece) of each ID
+        # piece: a piece that is the file's own study time (an ID made of the study's
+        # date and time, '11-05-25-142825') is not searched on its own, as times of day
+        # are kept; the whole ID still is.
+        self.times: set[tuple[str, str]] = set()
+        self.pieces: set[tuple[str, str]] = set()
         self.software_uids: set[str] = set()
         self.pending: list[tuple[str, str, str]] = []  # (text, kind, source), decided later
 
@@ -450,6 +553,8 @@ class Learner:
                 self.benign.update(normalize(t) for t in texts)
             elif tag == 0x00020012:
                 self.software_uids.update(normalize(t) for t in texts)
+            elif tag in _STUDY_TIMES and vr == "TM":
+                self.times.update((src, t.strip().split(".")[0]) for t in texts)
             return
         for t in texts:
             if kind == "dates":
@@ -474,6 +579,11 @@ class Learner:
                 # A name stays a name even when it also reads like a device code.
                 for part, comp in _pn_parts(t):
                     index.add(part, "names", src, strict=strict, component=comp)
+                    short = normalize(part)
+                    if comp and len(short) == 3 and short.isalpha():
+                        srcs = index.short_names.setdefault(short, set())
+                        if len(srcs) < _MAX_SOURCES:
+                            srcs.add(src)
                     for plain in unaccented(part):  # as typed on a keyboard without them
                         index.add(plain, "names", src, strict=strict, component=comp)
             elif kind == "private" and is_date_value(t):
@@ -486,6 +596,7 @@ class Learner:
                     for piece in _ID_PIECES.split(t):
                         if piece != t and len(piece) >= 5 and any(c.isdigit() for c in piece):
                             self.pending.append((piece, kind, src))
+                            self.pieces.add((src, normalize(piece)))
 
     def finish(self) -> ValueIndex:
         """The learned values, after the counting rule's file-wide exceptions."""
@@ -508,10 +619,23 @@ class Learner:
                 index.skipped += 1  # the writing software's UID, repeated (InstanceCreatorUID)
             elif kind != "uids" and norm in in_benign:
                 index.skipped += 1
+            elif (src, norm) in self.pieces and (src, norm) in self.times and _is_time(norm):
+                index.skipped += 1
             else:
                 index.add(t, kind, src, strict=strict, component=False)
         self.pending = []
         return index
+
+
+def _is_time(text: str) -> bool:
+    """Whether text is a whole time of day, HHMMSS."""
+    return (
+        len(text) == 6
+        and text.isdigit()
+        and int(text[:2]) < 24
+        and int(text[2:4]) < 60
+        and int(text[4:]) < 60
+    )
 
 
 def learn(items: Iterable[Path | Item], *, strict: bool = False) -> ValueIndex:
