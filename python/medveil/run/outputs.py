@@ -16,10 +16,11 @@ import hashlib
 import io
 import os
 import shutil
+import sqlite3
 import struct
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ class ExclusiveBatch(BatchWriter):
     def __init__(self, root: Path, *, durable: bool = True) -> None:
         super().__init__(root, durable=durable)
         self.sha256: dict[Path, str] = {}
+        self.base: dict[Path, Path] = {}  # staged variant name -> the name it varies
 
     def add_checked(self, path: Path, data: Sequence[bytes], sha256: str) -> str:
         """Stage data for path: "new", or "same"/"different" when this batch already has it."""
@@ -101,6 +103,47 @@ class ExclusiveBatch(BatchWriter):
         self.add(path, data)
         self.sha256[path] = sha256
         return "new"
+
+    def add_variant(self, path: Path, data: Sequence[bytes], sha256: str) -> tuple[str, Path]:
+        """Stage data for path or its next free variant name in this batch.
+
+        ("same", name) when this batch already holds identical content under one of the
+        names, else ("new", staged name); the final name is settled by commit_variants.
+        """
+        for n in range(1, MAX_VARIANTS + 1):
+            name = variant_path(path, n)
+            if name not in self.pending:
+                self.add(name, data)
+                self.sha256[name] = sha256
+                self.base[name] = path
+                return "new", name
+            if self.sha256[name] == sha256:
+                return "same", name
+        raise FileExistsError(TOO_MANY_VARIANTS)
+
+    def commit_variants(self) -> dict[Path, tuple[str, Path]]:
+        """Flush the batch, then place every file under its first free variant name.
+
+        Keyed by the name add_variant gave; the value is ("new" or "same", final name)
+        or ("refused", name) when MAX_VARIANTS names are taken.
+        """
+        if not self.pending:
+            return {}
+        pending = self.pending
+        self.pending = {tmp: tmp for tmp in pending.values()}
+        try:
+            super().commit()
+        finally:
+            self.pending = pending
+        outcome: dict[Path, tuple[str, Path]] = {}
+        # Base names first: a batch's own variants keep their order.
+        for name in sorted(pending, key=lambda p: (str(self.base.get(p, p)), len(str(p)))):
+            tmp = pending.pop(name)
+            try:
+                outcome[name] = place_variant(tmp, self.base.get(name, name), self.sha256[name])
+            except FileExistsError:
+                outcome[name] = ("refused", name)
+        return outcome
 
     def commit_exclusive(self) -> dict[Path, str]:
         """Flush the batch to disk, then place every file; its outcome by final path."""
@@ -118,6 +161,134 @@ class ExclusiveBatch(BatchWriter):
         for path in list(pending):
             outcome[path] = place_exclusive(pending.pop(path), path, self.sha256[path])
         return outcome
+
+
+# ---------------------------------------------------------------------------- variants
+# Two inputs whose outputs share a SOP Instance UID but differ (the same image exported
+# twice in two transfer syntaxes, a re-export with other header values) are both released:
+# the first under <uid>.dcm, the others under <uid>~2.dcm, <uid>~3.dcm, ... in the order of
+# their input paths (settle_variants, at the end of the run). Identical outputs are written
+# once. At most MAX_VARIANTS files share one name's UID; past that the input is refused.
+VARIANT_MARK = "~"
+MAX_VARIANTS = 64
+TOO_MANY_VARIANTS = (
+    f"duplicate SOP Instance UID: more than {MAX_VARIANTS} different inputs share this "
+    "instance's SOP Instance UID; check the export"
+)
+#: The catalog column that names, for a file whose UID other released files share, those
+#: files (output paths, ';'-separated); empty for every other file.
+SHARES_COLUMN = "shares_uid_with"
+
+
+def variant_path(path: Path, n: int) -> Path:
+    """The n-th name of an output whose UID other outputs share (1: the path itself)."""
+    if n <= 1:
+        return path
+    return path.with_name(f"{path.stem}{VARIANT_MARK}{n}{path.suffix}")
+
+
+def base_relpath(relpath: str) -> str:
+    """The name an output would have without a variant number (<uid>~2.dcm -> <uid>.dcm)."""
+    head, sep, name = relpath.rpartition("/")
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    body, mark, number = stem.rpartition(VARIANT_MARK)
+    if mark and number.isdigit() and int(number) >= 2 and body:
+        stem = body
+    return f"{head}{sep}{stem}{dot}{suffix}"
+
+
+def place_variant(tmp: Path, path: Path, sha256: str) -> tuple[str, Path]:
+    """Give tmp the first free variant name of path: ("new", name) or ("same", name).
+
+    "same" when a file with identical content already has one of the names. Each name is
+    taken as :func:`place_exclusive` takes one (a hard link fails when the name exists),
+    so two workers never share a name. Raises FileExistsError when MAX_VARIANTS names
+    are taken by other contents. tmp is gone afterwards in every case.
+    """
+    try:
+        for n in range(1, MAX_VARIANTS + 1):
+            name = variant_path(path, n)
+            try:
+                os.link(tmp, name)
+            except FileExistsError:
+                if file_sha256(name) == sha256:
+                    return "same", name
+                continue
+            except OSError as exc:
+                if exc.errno not in _NO_LINKS:
+                    raise
+                # No hard links: check, then rename (see place_exclusive's limitation).
+                if os.path.lexists(name):
+                    if file_sha256(name) == sha256:
+                        return "same", name
+                    continue
+                os.replace(tmp, name)
+            return "new", name
+        raise FileExistsError(TOO_MANY_VARIANTS)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def settle_variants(
+    output: Path, db: sqlite3.Connection, names: Mapping[str, str]
+) -> dict[str, str]:
+    """Put the outputs that share a UID in the order of their input paths; fill the column.
+
+    ``db`` is the run's catalog (table ``instances`` with ``path``); ``names`` maps an
+    output path of this run to its input's name (kept in memory only: names may hold PHI).
+    Within each group of <uid>.dcm, <uid>~2.dcm, ... the input sorted first gets <uid>.dcm,
+    the next <uid>~2.dcm, and so on (files of an earlier, resumed run sort after, by
+    path); files are renamed on disk and in the catalog, and each file of a group names
+    the others in :data:`SHARES_COLUMN`. Returns {old path: new path} of what moved.
+    """
+    cols = {row[1] for row in db.execute("PRAGMA table_info(instances)")}
+    if SHARES_COLUMN not in cols:
+        db.execute(f"ALTER TABLE instances ADD COLUMN {SHARES_COLUMN} TEXT DEFAULT ''")
+    groups: dict[str, list[str]] = {}
+    for (path,) in db.execute(f"SELECT path FROM instances WHERE path LIKE '%{VARIANT_MARK}%'"):
+        base = base_relpath(str(path))
+        if base != path:
+            groups.setdefault(base, [])
+    moved: dict[str, str] = {}
+    for base in sorted(groups):
+        stem = base.rsplit(".", 1)[0]
+        members = [
+            str(p)
+            for (p,) in db.execute(
+                "SELECT path FROM instances WHERE path = ? OR path LIKE ?",
+                (base, f"{stem}{VARIANT_MARK}%"),
+            )
+            if base_relpath(str(p)) == base
+        ]
+        if len(members) < 2:
+            db.execute(f"UPDATE instances SET {SHARES_COLUMN} = '' WHERE path = ?", (base,))
+            continue
+        ordered = sorted(members, key=lambda p: (p not in names, names.get(p, ""), p))
+        wanted = {p: str(variant_path(Path(base), i + 1).as_posix()) for i, p in enumerate(ordered)}
+        moves = {old: new for old, new in wanted.items() if old != new}
+        if moves:
+            # Two steps, so that a name another member leaves is free when it is taken.
+            staged = {}
+            for old in moves:
+                # Hidden, so a run killed here leaves a temporary --resume removes.
+                tmp = (output / old).with_name(f".{Path(old).name}.settle.tmp")
+                os.replace(output / old, tmp)
+                staged[old] = tmp
+            for old, new in moves.items():
+                os.replace(staged[old], output / new)
+            for old in moves:
+                db.execute("UPDATE instances SET path = ? WHERE path = ?", (f"\0{old}", old))
+            for old, new in moves.items():
+                db.execute("UPDATE instances SET path = ? WHERE path = ?", (new, f"\0{old}"))
+            moved.update(moves)
+        final = sorted(wanted.values(), key=lambda p: (len(p), p))
+        for p in final:
+            others = ";".join(q for q in final if q != p)
+            db.execute(f"UPDATE instances SET {SHARES_COLUMN} = ? WHERE path = ?", (others, p))
+    db.commit()
+    return moved
 
 
 # ---------------------------------------------------------------------------- DICOMDIR
