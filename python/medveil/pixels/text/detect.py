@@ -7,7 +7,9 @@ whose BurnedInAnnotation is YES; see :func:`medveil.pixels.cleaner.text_classes`
 
 1. :func:`screen_input` passes interleaved 8-bit RGB on as it is (the core converts it to
    luma a frame at a time) and turns any other layout the cleaner handles into a (frames,
-   rows, cols) uint8 grey stack (:func:`grey_frames`);
+   rows, cols) uint8 grey stack (:func:`grey_frames`; 16-bit samples are mapped from each
+   frame's range onto 0..255 by the core's ``window`` kernel, which was most of the
+   detector's cost on a large radiograph when numpy did it);
 2. the C++ screen (``medveil._core.textscreen.screen``) finds candidate text lines, with
    its threshold raised on frames whose background is itself noisy (the noise estimate of
    :func:`noise_threshold`, computed in the core);
