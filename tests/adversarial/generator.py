@@ -995,6 +995,25 @@ for _i, (_fmt, _short_name) in enumerate(
     place(f"glued-name-{_i}", "10 clean descriptors")(_glued(_fmt, _short_name))
 
 
+# The patient's name glued into a code or device value the policy keeps verbatim: only a
+# post-check that learns the glued run finds it (the only right outcome: quarantine).
+def _glued_kept(keyword: str) -> Builder:
+    def build(c: Canaries) -> Case:
+        ds = base(c)
+        value = f"{c.family.upper()}BRAIN"[:16]
+        if keyword == "ImageType":
+            ds.ImageType = ["ORIGINAL", "PRIMARY", value]
+        else:
+            setattr(ds, keyword, value)
+        return _case(c, save(ds))
+
+    return build
+
+
+for _kw in ("BodyPartExamined", "ImageType", "StationName", "SequenceName", "Manufacturer"):
+    place(f"glued-name-kept-{_kw}", "10 clean descriptors")(_glued_kept(_kw))
+
+
 # A local code whose value is the patient's (gap 1c): Clean Structured Content keeps
 # coded content, and a site's own scheme codes whatever it likes.
 _STRUCT = ("clean_structured_content",)
@@ -1104,11 +1123,18 @@ for _i, (_fmt, _needle) in enumerate(
 def corpus(seed: int = 18) -> list[Case]:
     """Every registered hiding place, built with its own unique canaries."""
     out = []
+    seen: set[str] = set()
     for i, (name, klass, build) in enumerate(_BUILDERS):
-        c = Canaries(random.Random(f"{seed}:{i}:{name}"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns on the deliberately odd values
-            case = build(c)
+        # A case whose random canaries repeat an earlier case's (two study dates, say) is
+        # drawn again: every canary stays unique to its case.
+        for attempt in range(16):
+            c = Canaries(random.Random(f"{seed}:{i}:{name}" + (f":{attempt}" if attempt else "")))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pydicom warns on the deliberately odd values
+                case = build(c)
+            if not seen & set(case.needles):
+                break
+        seen.update(case.needles)
         case.place, case.klass = name, klass
         out.append(case)
     names = [c.place for c in out]

@@ -150,8 +150,8 @@ def test_settle_orders_by_input_path_on_disk_and_in_the_catalog(tmp_path: Path) 
     for path, placed in db.execute("SELECT path, sha256 FROM instances"):
         assert (tmp_path / path).read_text() == placed
     shares = dict(db.execute(f"SELECT path, {SHARES_COLUMN} FROM instances"))
-    assert shares["p/s/r/u.dcm"] == "p/s/r/u~2.dcm;p/s/r/u~3.dcm"
-    assert shares["p/s/r/u~2.dcm"] == "p/s/r/u.dcm;p/s/r/u~3.dcm"
+    assert shares["p/s/r/u.dcm"] == "u~2.dcm;u~3.dcm"
+    assert shares["p/s/r/u~2.dcm"] == "u.dcm;u~3.dcm"
     assert shares["p/s/r/v.dcm"] == ""
     assert not list(tmp_path.rglob("*.tmp"))
     # Settled already: a second pass (names follow their files) moves nothing.

@@ -176,7 +176,7 @@ TOO_MANY_VARIANTS = (
     "instance's SOP Instance UID; check the export"
 )
 #: The catalog column that names, for a file whose UID other released files share, those
-#: files (output paths, ';'-separated); empty for every other file.
+#: files (file names in the same folder, ';'-separated); empty for every other file.
 SHARES_COLUMN = "shares_uid_with"
 
 
@@ -241,7 +241,7 @@ def settle_variants(
     Within each group of <uid>.dcm, <uid>~2.dcm, ... the input sorted first gets <uid>.dcm,
     the next <uid>~2.dcm, and so on (files of an earlier, resumed run sort after, by
     path); files are renamed on disk and in the catalog, and each file of a group names
-    the others in :data:`SHARES_COLUMN`. Returns {old path: new path} of what moved.
+    the others (file names) in :data:`SHARES_COLUMN`. Returns {old path: new path} of what moved.
     """
     cols = {row[1] for row in db.execute("PRAGMA table_info(instances)")}
     if SHARES_COLUMN not in cols:
@@ -285,7 +285,8 @@ def settle_variants(
             moved.update(moves)
         final = sorted(wanted.values(), key=lambda p: (len(p), p))
         for p in final:
-            others = ";".join(q for q in final if q != p)
+            # File names: the files of a group share their folder.
+            others = ";".join(q.rsplit("/", 1)[-1] for q in final if q != p)
             db.execute(f"UPDATE instances SET {SHARES_COLUMN} = ? WHERE path = ?", (others, p))
     db.commit()
     return moved
@@ -361,7 +362,8 @@ def write_dicomdir(output: Path, relpaths: Iterable[str]) -> tuple[str, int]:
                 ds = pydicom.dcmread(output / rel, stop_before_pixels=True)
                 uid = str(ds.SOPInstanceUID)
                 if uid in released:
-                    # Two studies or patients holding one SOP Instance UID: one record.
+                    # One record per SOP Instance UID: variants (<uid>~2.dcm) and other
+                    # studies or patients holding the UID are left out, counted.
                     left_out += 1
                     continue
                 fs.add(ds)

@@ -21,7 +21,6 @@ CATEGORIES: tuple[str, ...] = (
     "private",
     "meta",
     "hidden_bits",
-    "ages",
 )
 
 

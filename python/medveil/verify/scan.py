@@ -275,7 +275,8 @@ class Scanner:
                 for age in ages_over_90(vr, texts):
                     if (path, age) not in seen:
                         seen.add((path, age))
-                        cat = "meta" if in_meta else "ages"
+                        # Safe Harbor's element (c): ages go with the dates.
+                        cat = "meta" if in_meta else "dates" if vr == "AS" else "free_text"
                         findings.append(self._finding(file, cat, path, "element", age, "ages"))
                 if vr in _NUMERIC_VRS and not self.strict:
                     continue

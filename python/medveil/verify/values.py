@@ -40,6 +40,7 @@ every valid file), the Implementation Class UID of the software that wrote an or
 
 from __future__ import annotations
 
+import bisect
 import io
 import re
 import unicodedata
@@ -57,7 +58,7 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from medveil.dicom.strict import StructureError, check_structure
 from medveil.verify.inputs import Item
-from medveil.verify.matcher import few_matcher, is_spaceless
+from medveil.verify.matcher import SubstringMatcher, few_matcher, is_spaceless
 from medveil.verify.rawscan import looks_like_dicom
 
 try:
@@ -141,6 +142,9 @@ IDENTITY_KEYWORDS: tuple[str, ...] = (
 _BIRTH_DATE = 0x00100030
 _ID_PIECES = re.compile(r"[^0-9A-Za-z]+")
 _STUDY_TIMES = frozenset({0x00080030, 0x00080031})  # StudyTime, SeriesTime
+# Text VRs whose runs of letters are looked at for glued names (Learner.finish).
+_GLUE_VRS = frozenset({"CS", "SH", "LO", "ST", "LT", "UT", "UC", "AE"})
+_MAX_RUNS = 1 << 16
 _ID_KEYWORD = re.compile(r"(?:ID|IDs|Identifier|Identifiers|Number|Numbers)$|Issuer")
 _TEXT_VRS = frozenset({"LO", "SH", "UC", "ST", "LT", "UT"})
 _LEAD_DATE_RE = re.compile(r"(\d{8})\d")
@@ -335,6 +339,8 @@ def learns_from(tag: int, vr: str, keyword: str, *, strict: bool = False) -> boo
         return True
     if not tag >> 16 & 1 and (vr == "CS" or keyword in _BENIGN_KEYWORDS):
         return True
+    if not tag >> 16 & 1 and vr in _GLUE_VRS:
+        return True  # its runs of letters may hold a glued name (Learner.finish)
     return tag == 0x00020012 or (tag in _STUDY_TIMES and vr == "TM")
 
 
@@ -538,6 +544,9 @@ class Learner:
         # are kept; the whole ID still is.
         self.times: set[tuple[str, str]] = set()
         self.pieces: set[tuple[str, str]] = set()
+        # Runs of letters of the standard text elements: a patient's name glued into one
+        # ('ZQABCBRAIN' in a kept code) makes the whole run a name to search for.
+        self.runs: dict[str, str] = {}
         self.software_uids: set[str] = set()
         self.pending: list[tuple[str, str, str]] = []  # (text, kind, source), decided later
 
@@ -547,6 +556,11 @@ class Learner:
         """Learn from one element's text values (``private``: a private tag)."""
         strict = self.strict
         index = self.index
+        if vr in _GLUE_VRS and not private and len(self.runs) < _MAX_RUNS:
+            for t in texts:
+                for run in _LETTER_RUN.findall(t):
+                    if len(run) >= 5:
+                        self.runs.setdefault(run.casefold(), src)
         kind = classify(tag, vr, keyword, strict=strict)
         if kind is None:
             if not private and (vr == "CS" or keyword in _BENIGN_KEYWORDS):
@@ -624,7 +638,44 @@ class Learner:
             else:
                 index.add(t, kind, src, strict=strict, component=False)
         self.pending = []
+        self._glued_runs()
         return index
+
+    def _glued_runs(self) -> None:
+        """Runs of letters with a learned name glued inside become names themselves.
+
+        The word search finds 'ZQABC' in 'ZQABC BRAIN' but not in 'ZQABCBRAIN', and a kept
+        code is searched only for names: the run, learned whole, is found as a word.
+        A run made of ordinary words with the name inside one ('localizer' for Ali) is
+        not (verify.values.glued_is_word).
+        """
+        index = self.index
+        names = {
+            v
+            for v, lv in index.values.items()
+            if lv.kind == "names" and v.isalpha() and len(v) >= 3
+        }
+        names |= set(index.short_names)
+        sources = self.runs
+        runs = [r for r in sources if r not in names]
+        self.runs = {}
+        if not names or not runs:
+            return
+        hay = "\x00".join(runs)
+        starts = [0]
+        for r in runs[:-1]:
+            starts.append(starts[-1] + len(r) + 1)
+        ordered = sorted(names)
+        found: set[str] = set()
+        for s, e, _i in SubstringMatcher(ordered).find(hay):
+            j = bisect.bisect_right(starts, s) - 1
+            run = runs[j]
+            if run in found or e > starts[j] + len(run):
+                continue
+            if not glued_is_word(run, s - starts[j], e - starts[j]):
+                found.add(run)
+        for run in sorted(found):
+            index.add(run, "names", sources[run], strict=True, component=False)
 
 
 def _is_time(text: str) -> bool:
