@@ -62,6 +62,7 @@ from medveil.verify.elements import (
     vr_table,
 )
 from medveil.verify.matcher import SubstringMatcher, few_matcher, is_spaceless
+from medveil.verify.numbers import is_numeric_text, number_forms
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span
 from medveil.verify.values import (
     STOP_WORDS,
@@ -574,7 +575,8 @@ def check_written_spans(data: bytes, terms: Terms, allow: Allowance = Allowance(
     if not mark or mark[0].texts != ("YES",):
         raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
     where = (
-        _find_decoded(decoded, terms, allow)
+        _find_numbers_spans(lays, terms, allow)
+        or _find_decoded(decoded, terms, allow)
         or _find_bytes(lays, terms, allow)
         or _find_binary_spans(lays, terms, allow)
     )
@@ -586,6 +588,26 @@ def check_written_spans(data: bytes, terms: Terms, allow: Allowance = Allowance(
 
 _NUMBER_VRS = frozenset({"IS", "DS"})
 _NUMBER_CODES = vr_table("IS DS")
+
+
+def _number_terms(terms: Terms, allow: Allowance) -> tuple[frozenset[str], frozenset[str]]:
+    """(terms of digits never allowed, the others not allowed by kind) to compare numbers with."""
+    always = frozenset(t for t in terms.always if t.isdigit())
+    others = frozenset(
+        t for t, kind in terms.kinds.items() if t.isdigit() and kind not in allow.kinds
+    )
+    return always, others
+
+
+def _number_hit(
+    value: bytes, numbers: tuple[frozenset[str], frozenset[str]], covered: bool
+) -> bool:
+    """Whether an IS/DS value equals a learned term of digits (an ID, a date as digits)."""
+    always, others = numbers
+    forms = number_forms([value])
+    return bool(forms & always) or (not covered and bool(forms & others))
+
+
 _SQ_CODE, _UN_CODE = (ord(v[0]) | ord(v[1]) << 8 for v in ("SQ", "UN"))
 # VRs never decoded as text (verify.elements), or not searched: raw bytes at most.
 _BINARY_CODES = vr_table("US SS UL SL FL FD AT OF OD OL OV SV UV OW SQ IS DS")
@@ -709,6 +731,13 @@ def _find_scanned(scan: Scanned, terms: Terms, allow: Allowance, preamble: bool)
     value = is_elem & ~pixel_rows(tags) & (stop > vstart)
     opened = is_elem & (rows[:, 6] >= 0)
     leaf = value & ~opened & (codes != _SQ_CODE) & ~_NUMBER_CODES[codes]
+    numbers = _number_terms(terms, allow)
+    for i in np.flatnonzero(value & ~opened & _NUMBER_CODES[codes]).tolist():
+        raw = bytes(scan.data[int(vstart[i]) : int(stop[i])])
+        if not is_numeric_text(raw):
+            leaf[i] = True  # text in a number: searched like any other value
+        elif _number_hit(raw, numbers, allow.covers(_row_span(scan, i, named=False))):
+            return _where(scan, i, raw=False)
     # A sequence sent as UN is searched whole when no element lies in its items (the span
     # road's value_segments does the same); one with elements through them.
     un_seqs = np.flatnonzero(value & opened & (codes == _UN_CODE)).tolist()
@@ -896,6 +925,20 @@ def _find_hay(
     return ""
 
 
+def _find_numbers_spans(lays: list[RawLayout], terms: Terms, allow: Allowance) -> str:
+    """The path of an IS/DS value equal to a learned term of digits ('' if none)."""
+    numbers = _number_terms(terms, allow)
+    if not numbers[0] and not numbers[1]:
+        return ""
+    for lay, sp, a, b in value_segments(lays):
+        if sp is None or sp.vr not in _NUMBER_VRS:
+            continue
+        raw = bytes(lay.data[a:b])
+        if is_numeric_text(raw) and _number_hit(raw, numbers, allow.covers(sp)):
+            return sp.path
+    return ""
+
+
 def _find_decoded(decoded: list[Decoded], terms: Terms, allow: Allowance) -> str:
     """The path of an element whose decoded value holds a term ('' if none)."""
     matcher, always = terms.matcher("text", allow.kinds)
@@ -904,8 +947,10 @@ def _find_decoded(decoded: list[Decoded], terms: Terms, allow: Allowance) -> str
     parts: list[str] = []
     owners: list[Decoded] = []
     for d in decoded:
-        if d.span.vr in _NUMBER_VRS:
-            continue  # an ID of digits equal to an instance number is no leak
+        if d.span.vr in _NUMBER_VRS and all(
+            is_numeric_text(t.encode("utf-8", "replace")) for t in d.texts
+        ):
+            continue  # numbers are compared whole (_find_numbers_spans), not searched
         for t in d.texts:
             parts.append(normalize(t))
             owners.append(d)
@@ -965,7 +1010,7 @@ def _find_bytes(lays: list[RawLayout], terms: Terms, allow: Allowance) -> str:
     chosen = [
         (sp, lay.data[a:b])
         for lay, sp, a, b in value_segments(lays)
-        if not (sp is not None and sp.vr in _NUMBER_VRS)
+        if not (sp is not None and sp.vr in _NUMBER_VRS and is_numeric_text(bytes(lay.data[a:b])))
     ]
     starts = [0]
     for _, chunk in chosen[:-1]:

@@ -34,6 +34,7 @@ from medveil.verify.matcher import (
     have_aho_corasick,
     make_matcher,
 )
+from medveil.verify.numbers import is_numeric_text, number_forms
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span, layouts, looks_like_dicom
 from medveil.verify.report import Finding, VerifyReport
 from medveil.verify.values import (
@@ -279,7 +280,18 @@ class Scanner:
                         cat = "meta" if in_meta else "dates" if vr == "AS" else "free_text"
                         findings.append(self._finding(file, cat, path, "element", age, "ages"))
                 if vr in _NUMERIC_VRS and not self.strict:
-                    continue
+                    raw = [t.encode("utf-8", "replace") for t in texts]
+                    if vr not in _TEXT_NUMBER_VRS or all(is_numeric_text(r) for r in raw):
+                        # Numbers are compared whole: one equal to a learned ID or date.
+                        for form in number_forms(raw) if vr in _TEXT_NUMBER_VRS else ():
+                            if form in self.index.values and (path, form) not in seen:
+                                seen.add((path, form))
+                                vkind = self.index.values[form].kind
+                                cat = self._category(vkind, in_meta, private, None)
+                                findings.append(
+                                    self._finding(file, cat, path, "element", form, vkind)
+                                )
+                        continue
                 kw = keyword_for_tag(elem.tag) or ""
                 ekind = classify(int(elem.tag), vr, kw, strict=True)
                 for t in texts:
@@ -429,8 +441,12 @@ class Scanner:
         if span is not None:
             if (span.path, value) in seen:
                 return None  # already reported by the element search
-            if span.vr in _TEXT_NUMBER_VRS and not self.strict:
-                return None  # an ID of digits equal to an instance number is no leak
+            if (
+                span.vr in _TEXT_NUMBER_VRS
+                and not self.strict
+                and is_numeric_text(bytes(lay.data[span.start : span.end]))
+            ):
+                return None  # numbers are compared whole by the element search
             seen.add((span.path, value))
             in_meta = lay.name == "file" and span.tag >> 16 == 0x0002
             kw = keyword_for_tag(span.tag) or ""
