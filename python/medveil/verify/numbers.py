@@ -13,9 +13,10 @@ import re
 from collections.abc import Iterable
 
 _NUMERIC_TEXT = re.compile(rb"[0-9+\-.eE \\\x00]*")
-# Numbers are compared whole with learned terms of digits from this length: an instance
-# or series number equal to a short ID is too common to mean anything.
-MIN_NUMBER_TERM = 6
+# Numbers are compared whole with learned terms of digits from this length (a numeric
+# MRN has five or more): an instance or series number equal to a shorter ID is too
+# common to mean anything.
+MIN_NUMBER_TERM = 5
 
 
 def is_numeric_text(value: bytes) -> bool:
