@@ -131,7 +131,7 @@ void bind_textscreen(py::module_& m) {
             py::array_t<std::int32_t, py::array::c_style> tin;
             if (!thresholds.is_none()) {
                 const auto a = py::array::ensure(thresholds);
-                if (!a || a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
+                if (!a || (a.dtype().kind() != 'i' && a.dtype().kind() != 'u'))
                     throw py::type_error("thresholds must be an integer array");
                 if (a.ndim() != 1 || static_cast<std::size_t>(a.shape(0)) != g.frames)
                     throw py::value_error("thresholds must have shape (frames,) = (" +
