@@ -19,14 +19,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple, TypeVar
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from medveil.dicom.keywords import ID_KEYWORDS, IDENTITY_KEYWORDS, NAME_KEYWORDS, TERM_KEYWORDS
 from medveil.errors import QuarantineError
 from medveil.policy.keys import Keyed, is_well_known_uid
 from medveil.policy.schema import LOOKUP_ACTION, CompiledPolicy, Policy
-from medveil.policy.standard import COMBINED_ACTIONS, Option, Rule, resolve_combined
-from medveil.verify.values import glued_is_word, letter_run
+from medveil.policy.standard import (
+    COMBINED_ACTIONS,
+    Option,
+    Rule,
+    resolve_combined,
+    safety_net_clean,
+)
+from medveil.verify.values import classify, glued_is_word, letter_run
 
 TEXT_VRS: Final = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 BYTES_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -860,6 +866,57 @@ CODE_VALUE_ACTION: Final = "code-value"
 CODING_SCHEME: Final = 0x00080102
 #: The safety net's verdict that Clean Structured Content turns into cleaning.
 _NET = "safety-net"
+#: Sequences whose D is a removal: every IOD that has them allows them absent (Type 3,
+#: or 1C present only when there is such content), while a dummy item would break the
+#: rules of their items (a GraphicLayer no layer defines, one-point graphics, codes
+#: that are not enumerated values).
+_REMOVABLE_SEQUENCES: Final = frozenset(
+    {
+        0x00700001,  # GraphicAnnotationSequence: 1C, required only if annotations exist
+        0x0040B020,  # WaveformAnnotationSequence: Type 3
+    }
+)
+#: Text attributes Clean Descriptors (or the net's clean-list) cleans that are Type 1
+#: in the IODs that hold them (PS3.3): cleaned to nothing, they get the dummy instead.
+_TYPE1_TEXT: Final = frozenset(
+    t
+    for t in (
+        tag_for_keyword(k)
+        for k in (
+            "RTPlanLabel",
+            "StructureSetLabel",
+            "SegmentLabel",
+            "AnnotationGroupLabel",
+            "RadiationGenerationModeLabel",
+            "TreatmentPositionGroupLabel",
+            "EntityLabel",
+            "RTPrescriptionLabel",
+            "RTToleranceSetLabel",
+            "RTTreatmentApproachLabel",
+            "UnformattedTextValue",  # 1C: the text of a text object
+        )
+    )
+    if t is not None
+)
+_FREE_TEXT_KINDS: Final = frozenset({"free_text", "ids"})
+_SEEN_AS_IDENTIFYING: dict[tuple[int, str], bool] = {}
+
+
+def seen_as_identifying(tag: int, vr: str) -> bool:
+    """Whether the post-check and ``verify`` learn this element's whole value as identifying.
+
+    Such a value (AdditionalPatientHistory, Occupation, ...) may not be released as it
+    was, whatever it says: cleaning it must change it, or it is removed.
+    """
+    key = (tag, vr)
+    found = _SEEN_AS_IDENTIFYING.get(key)
+    if found is None:
+        found = not tag >> 16 & 1 and (
+            classify(tag, vr, keyword_for_tag(tag) or "") in _FREE_TEXT_KINDS
+        )
+        if len(_SEEN_AS_IDENTIFYING) < 65536:
+            _SEEN_AS_IDENTIFYING[key] = found
+    return found
 
 
 def is_local_scheme(designator: str | None) -> bool:
@@ -918,6 +975,33 @@ class Decider:
                         "code value: replaced when it holds the patient's identity",
                     )
             self.by_tag = by_tag
+        self._net_clean(policy)
+
+    def _net_clean(self, policy: Policy) -> None:
+        """Safety-net rows that must not be emptied: cleaned (C) or a dummy (X/D) instead.
+
+        The clean-list (medveil/data/safety_net_clean.csv) names Type 1 labels and
+        identifiers the net would empty; an empty Type 1 value makes the output invalid.
+        """
+        cleans = policy.has(Option.CLEAN_DESCRIPTORS)
+        changed: dict[int, Rule] = {}
+        for entry in safety_net_clean().values():
+            tag = tag_for_keyword(entry.keyword)
+            found = self.by_tag.get(tag) if tag is not None else None
+            if tag is None or found is None or found.decided_by != _NET or found.action != "X/Z":
+                continue  # a table row, an option or the operator decided it
+            action = "C" if entry.action == "C" and cleans else "X/D"
+            changed[tag] = Rule(
+                found.selector,
+                found.keyword,
+                action,
+                _NET,
+                found.in_std_comp_iod,
+                (),
+                f"clean-list: {entry.reason}",
+            )
+        if changed:
+            self.by_tag = {**self.by_tag, **changed}
 
     def context(
         self, values: Callable[[str], list[str]], identity: Callable[[], Identity]
@@ -1060,7 +1144,7 @@ class Decider:
                 return KEEP
             return Decision(Kind.PUT, CODE_VALUE_ACTION, self.pseudonyms(vr, rule, values))
         if vr == "SQ":
-            return self._sequence(action, empty)
+            return self._sequence(tag, action, empty)
         if action == "D" and vr == "UI":
             action = "U"  # a dummy UID would be one shared by every file: map it instead
         if action == "Z":
@@ -1120,7 +1204,9 @@ class Decider:
                 )
         return Decision(Kind.PUT, LOOKUP_ACTION, tuple(out))
 
-    def _sequence(self, action: str, empty: bool) -> Decision:
+    def _sequence(self, tag: int, action: str, empty: bool) -> Decision:
+        if action == "D" and tag in _REMOVABLE_SEQUENCES:
+            return Decision(Kind.REMOVE, "X-optional-sequence")
         if action in ("C", "U"):
             # The items are cleaned by their own rules (U: the UIDs inside are replaced).
             return Decision(Kind.KEEP, action)
@@ -1154,8 +1240,17 @@ class Decider:
         if vr in TEXT_VRS:
             values = text()
             cleaned = tuple(ctx.clean_text(v) for v in values)
+            if seen_as_identifying(tag, vr) and any(
+                c == v and v.strip() for c, v in zip(cleaned, values, strict=True)
+            ):
+                # The post-check refuses such a value anywhere in the output: a value
+                # cleaning leaves as it was goes (the file is released without it).
+                return Decision(Kind.REMOVE, "X-identifying-text")
             if cleaned == tuple(values):
                 return Decision(Kind.KEEP, "C")
+            if tag in _TYPE1_TEXT and not any(c.strip() for c in cleaned):
+                # Cleaned to nothing: an empty Type 1 value is invalid, the dummy is not.
+                return Decision(Kind.PUT, "C-dummy", (DUMMY[vr],))
             return Decision(Kind.PUT, "C", cleaned)
         # Binary or numeric values cannot be cleaned of text reliably: empty them.
         return Decision(Kind.KEEP if empty else Kind.EMPTY, "C")

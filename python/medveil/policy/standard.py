@@ -176,6 +176,31 @@ def option_action(row: TableRow, options: Iterable[Option]) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
+class NetClean:
+    """One row of the safety net's clean-list (``medveil/data/safety_net_clean.csv``)."""
+
+    keyword: str
+    action: str  # "C": cleaned under Clean Descriptors, else a dummy; "D": always a dummy
+    reason: str
+
+
+@lru_cache(maxsize=1)
+def safety_net_clean() -> dict[str, NetClean]:
+    """Free-text elements the safety net must not empty, by keyword.
+
+    The net empties free text Table E.1-1 does not list (X/Z); for these an empty value is
+    wrong: a Type 1 attribute (SegmentLabel) or a label that names anatomy, not a person.
+    """
+    text = resources.files("medveil.data").joinpath("safety_net_clean.csv").read_text("utf-8")
+    out: dict[str, NetClean] = {}
+    for row in csv.DictReader(text.splitlines()):
+        if row["action"] not in ("C", "D"):
+            raise ValueError(f"safety_net_clean.csv: {row['keyword']}: action must be C or D")
+        out[row["keyword"]] = NetClean(row["keyword"], row["action"], row["reason"])
+    return out
+
+
+@dataclass(frozen=True)
 class SafePrivate:
     """One row of Table E.3.10-1: a private element by creator and element offset."""
 
