@@ -288,3 +288,9 @@ def scan_elements(
 ) -> tuple[numpy.typing.NDArray[numpy.int64], int, typing.Any]: ...
 
 __version__: str
+
+def sha256(data: typing.Any) -> bytes:
+    """SHA-256 (OpenSSL) of a bytes-like object or of a list/tuple of them, in order."""
+
+def hmac_sha256(key: typing.Any, data: typing.Any) -> bytes:
+    """HMAC-SHA256 (RFC 2104, OpenSSL) of data under key, both bytes-like."""
