@@ -907,6 +907,21 @@ def _zlib_bomb(c: Canaries) -> Case:
     return _case(c, data, options=_SAFE_PRIVATE, refuse="cannot inspect compressed private data")
 
 
+def _free_text_case(
+    c: Canaries, data: bytes, extra: list[tuple[str, str]] = (), **kw: object
+) -> Case:
+    """_case without the study date as a needle.
+
+    These cases are about text, which is written clean: the file's study date is shifted
+    into the output, where it may equal another case's study date by chance (every
+    output of a run is searched for every case's needles). Dates are the date cases'.
+    """
+    case = _case(c, data, extra, **kw)
+    case.needles.remove(c.study_date)
+    del case.kinds[c.study_date]
+    return case
+
+
 # Compressed streams the post-check must find wherever they sit in a binary value: raw
 # DEFLATE (no zlib or gzip header), far into the value, inside a ZIP member (gap 1a).
 def _raw_deflate(data: bytes) -> bytes:
@@ -978,7 +993,7 @@ def _glued(fmt: str, short: str) -> Builder:
         ds = base(c)
         ds.SeriesDescription = fmt.format(f=c.family.upper(), g=c.given.upper())
         ds.ImageComments = fmt.format(f=c.family.lower(), g=c.given.lower())
-        return _case(c, save(ds))
+        return _free_text_case(c, save(ds))
 
     return build
 
@@ -1005,7 +1020,7 @@ def _glued_kept(keyword: str) -> Builder:
             ds.ImageType = ["ORIGINAL", "PRIMARY", value]
         else:
             setattr(ds, keyword, value)
-        return _case(c, save(ds))
+        return _free_text_case(c, save(ds))
 
     return build
 
@@ -1052,7 +1067,7 @@ def _local_code(where: str) -> Builder:
             inner.ConceptNameCodeSequence = Sequence([code])
             item.ContentSequence = Sequence([inner])
         ds.ContentSequence = Sequence([item])
-        return _case(c, save(ds), options=_STRUCT)
+        return _free_text_case(c, save(ds), options=_STRUCT)
 
     return build
 
@@ -1070,7 +1085,7 @@ def _phone(fmt: str) -> Builder:
         ds.ImageComments = f"call {number} for results"
         ds.AdditionalPatientHistory = f"tel:{number}"
         digits = "".join(ch for ch in number if ch.isdigit())
-        return _case(c, save(ds), [(number, "id"), (digits[-7:], "id")])
+        return _free_text_case(c, save(ds), [(number, "id"), (digits[-7:], "id")])
 
     return build
 
@@ -1099,7 +1114,7 @@ def _age(fmt: str, needle: str) -> Builder:
         ds.PatientAge = f"{age:03d}Y"
         ds.ImageComments = f"{fmt.format(a=age)} with chest pain"
         ds.StudyDescription = fmt.format(a=age)
-        return _case(c, save(ds), [(needle.format(a=age), "age")])
+        return _free_text_case(c, save(ds), [(needle.format(a=age), "age")])
 
     return build
 
