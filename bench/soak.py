@@ -6,12 +6,14 @@ Run (as root for the full disk: the output goes to a tmpfs in a private mount na
     python bench/soak.py --files 5000 --kill-every 3         # a scaled-down one
 
 Faults: 1% of the inputs are corrupt (cut to a third: quarantined), a worker is killed
-with SIGKILL every --kill-every seconds (its files are retried), and the disk fills up once
-(a filler file leaves room for about half the outputs; the run stops with exit 2, the
-filler is removed, --resume finishes). The check: the inputs table holds every input once,
-the quarantined inputs are exactly the corrupt ones, every catalog row's file exists with
-its SHA-256, no temporary is left, and the output equals an undisturbed run's (--verify,
-on a sample of 2,000 inputs).
+with SIGKILL every --kill-every seconds, or every --kill-every-files inputs recorded (its
+files are retried), and the disk fills up once (a filler file leaves room for about half
+the outputs; the run stops with exit 2, the filler is removed, --resume goes on). A run
+that stops (exit 2: a file whose retries were all killed too, the full disk) is resumed
+while resumes make progress. The check: the inputs table holds every input once, the
+quarantined inputs are exactly the corrupt ones, every catalog row's file exists with its
+SHA-256, no temporary is left, and the output equals an undisturbed run's (--verify, on a
+sample of 2,000 inputs).
 """
 
 from __future__ import annotations
@@ -41,9 +43,16 @@ PER_FOLDER = 1000
 def make_input(root: Path, files: int, corrupt_every: int) -> tuple[list[str], list[str]]:
     """`files` distinct CT instances in folders of 1,000; every corrupt_every-th one cut.
 
-    Returns (all input names, corrupt input names), relative to root.
+    Returns (all input names, corrupt input names), relative to root. An input made by an
+    earlier soak with the same numbers (its listing beside root, soak-input.json) is reused.
     """
     import pydicom
+
+    listing = root.parent / "soak-input.json"
+    if listing.is_file():
+        made = json.loads(listing.read_text())
+        if (made["files"], made["corrupt_every"]) == (files, corrupt_every):
+            return made["names"], made["corrupt"]
 
     demo = Path(tempfile.mkdtemp(prefix="soak-demo-"))
     ct = next(p for p in write_demo_archive(demo) if p.parent.name == "ct")
@@ -63,6 +72,8 @@ def make_input(root: Path, files: int, corrupt_every: int) -> tuple[list[str], l
             data = p.read_bytes()
             p.write_bytes(data[: len(data) // 3])
             corrupt.append(name)
+    made = {"files": files, "corrupt_every": corrupt_every, "names": names, "corrupt": corrupt}
+    listing.write_text(json.dumps(made))
     return names, corrupt
 
 
@@ -99,25 +110,58 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def run_with_kills(cmd: list[str], kill_every: float, rng: random.Random) -> dict[str, object]:
-    """Run cmd, SIGKILL one of its workers every kill_every seconds; rc, kills, stderr."""
+def recorded(out: Path) -> int:
+    """How many inputs the run records hold (0 before the catalog exists)."""
+    path = out / ".medveil" / "catalog.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM inputs").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def run_with_kills(
+    cmd: list[str],
+    kill_every: float,
+    rng: random.Random,
+    out: Path | None = None,
+    kill_every_files: int = 0,
+) -> dict[str, object]:
+    """Run cmd, SIGKILL one of its workers every kill_every seconds (or, with out and
+    kill_every_files, each time that many more inputs are recorded); rc, kills, stderr."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     kills = 0
     done = threading.Event()
 
-    def killer() -> None:
+    def kill_one() -> None:
         nonlocal kills
+        workers = children(proc.pid)
+        if workers and proc.poll() is None:
+            try:
+                os.kill(rng.choice(workers), signal.SIGKILL)
+                kills += 1
+            except ProcessLookupError:
+                pass
+
+    def killer() -> None:
+        if kill_every_files and out is not None:
+            # Faults at a rate per file, whatever the machine's speed (shared cores).
+            mark = recorded(out) + kill_every_files
+            while not done.wait(0.5):
+                if recorded(out) >= mark:
+                    kill_one()
+                    mark += kill_every_files
+            return
         while not done.wait(kill_every):
-            workers = children(proc.pid)
-            if workers and proc.poll() is None:
-                try:
-                    os.kill(rng.choice(workers), signal.SIGKILL)
-                    kills += 1
-                except ProcessLookupError:
-                    pass
+            kill_one()
 
     t = threading.Thread(target=killer, daemon=True)
-    if kill_every > 0:
+    if kill_every > 0 or kill_every_files > 0:
         t.start()
     t0 = time.perf_counter()
     stdout, stderr = proc.communicate()
@@ -180,6 +224,13 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--corrupt-every", type=int, default=100, help="1 in N inputs is corrupt")
     ap.add_argument("--kill-every", type=float, default=5.0, help="seconds between kills")
+    ap.add_argument(
+        "--kill-every-files",
+        type=int,
+        default=0,
+        help="kill a worker each time this many more inputs are recorded (instead of by time)",
+    )
+    ap.add_argument("--max-runs", type=int, default=100, help="resumes at most")
     ap.add_argument("--no-disk-full", action="store_true", help="skip the full-disk fault")
     ap.add_argument("--verify", action="store_true", help="compare with an undisturbed run")
     ap.add_argument("--work", help="working folder (default: a temporary one)")
@@ -222,30 +273,61 @@ def main() -> int:
     out = outdir / "out"
     cmd = command(src, out, args.workers, secret, policy)
 
-    runs = []
-    first = run_with_kills(cmd, args.kill_every, rng)
-    runs.append(first)
-    if disk_full:
+    def one_run(resume: bool) -> dict[str, object]:
+        before = recorded(out)
+        run = run_with_kills(
+            [*cmd, "--resume"] if resume else cmd,
+            args.kill_every,
+            rng,
+            out,
+            args.kill_every_files,
+        )
+        run["recorded"] = recorded(out) - before
+        stderr = str(run["stderr"])
+        run["stopped_by"] = (
+            "disk full"
+            if "ENOSPC" in stderr or "cannot write the run records" in stderr
+            else "worker kills"
+            if "worker process died" in stderr and run["rc"] == 2
+            else ""
+        )
+        return run
+
+    runs = [one_run(False)]
+    first = runs[0]
+    full_at = None
+    stalled = 0
+    while runs[-1]["rc"] == 2 and len(runs) < args.max_runs and stalled < 3:
+        if filler.exists() and (runs[-1]["stopped_by"] == "disk full" or stalled):
+            filler.unlink()  # the full disk was met: room again, --resume goes on
+            full_at = len(runs)
+        runs.append(one_run(True))
+        stalled = stalled + 1 if not runs[-1]["recorded"] else 0
+    if filler.exists():
         filler.unlink()
-    while runs[-1]["rc"] == 2 and len(runs) < 5:
-        runs.append(run_with_kills([*cmd, "--resume"], args.kill_every, rng))
     report: dict[str, object] = {
         "files": args.files,
         "input_mb": round(input_bytes / 1e6, 1),
         "corrupt": len(corrupt),
         "workers": args.workers,
         "kill_every_s": args.kill_every,
+        "kill_every_files": args.kill_every_files,
         "disk_full": disk_full,
+        "disk_full_met_in_run": full_at,
         "make_input_s": round(made, 1),
         "runs": [
-            {k: r[k] for k in ("rc", "seconds", "kills")} | {"last_line": _last(r)} for r in runs
+            {k: r[k] for k in ("rc", "seconds", "kills", "recorded", "stopped_by")}
+            | {"last_line": _last(r)}
+            for r in runs
         ],
+        "total_seconds": round(sum(float(str(r["seconds"])) for r in runs), 1),
+        "total_kills": sum(int(str(r["kills"])) for r in runs),
         "check": check(out, names, corrupt),
     }
     summary = json.loads((out / ".medveil" / "summary.json").read_text())
     report["retries_last_run"] = summary["retried"]
     report["retry_reasons_last_run"] = summary["retry_reasons"]
-    report["first_run_stderr_tail"] = first["stderr"].splitlines()[-2:]
+    report["first_run_stderr_tail"] = str(first["stderr"]).splitlines()[-2:]
     if args.verify:
         report["identical_to_undisturbed"] = verify(src, out, names, work, secret, policy)
     print(json.dumps(report, indent=2))

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from medveil.cli.console import error
+from medveil.cli.console import error, warning
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import default_secret_path
 from medveil.policy.presets import load_policy
@@ -46,6 +46,24 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument(
         "--secret-file", help="32-byte project secret, present at this path on every node"
+    )
+    p.add_argument(
+        "--vault",
+        metavar="URL",
+        help="record the crosswalk in a re-identification vault every executor reaches: "
+        "postgresql://... on a cluster, a file path or sqlite:///path with a local master "
+        "or a shared folder (needs --vault-key)",
+    )
+    p.add_argument(
+        "--vault-key",
+        metavar="FILE",
+        help="vault key file, present at this path on every node (`medveil vault keygen`)",
+    )
+    p.add_argument(
+        "--dicomdir",
+        action="store_true",
+        help="write a DICOMDIR for the output under OUTPUT/dicomdir/ even when the input "
+        "has none (it is written whenever the input has one)",
     )
     p.set_defaults(func=run)
 
@@ -91,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     # Reached from `medveil deid --engine spark`: its local-engine options do not apply.
     local_only = [
         f"--{name.replace('_', '-')}"
-        for name in ("demo", "workers", "vault", "vault_key", "embed_originals")
+        for name in ("demo", "workers", "embed_originals")
         if getattr(args, name, None) not in (None, False)
     ]
     if local_only:
@@ -99,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.input or not args.output:
         error(log, "give INPUT and OUTPUT")
+        return 2
+    vault_url, vault_key = getattr(args, "vault", None), getattr(args, "vault_key", None)
+    if bool(vault_url) != bool(vault_key):
+        error(log, "--vault and --vault-key go together (`medveil vault keygen FILE`)")
         return 2
     try:
         policy = load_policy(args.policy)
@@ -130,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
             sqlite=getattr(args, "sqlite", False),
             overwrite=getattr(args, "overwrite", False),
             resume=resume,
+            vault_url=vault_url or None,
+            vault_key_file=vault_key or None,
+            dicomdir=bool(getattr(args, "dicomdir", False)),
         )
         counts = {r["status"]: r["count"] for r in df.groupBy("status").count().collect()}
     except MedveilError as exc:
@@ -138,16 +163,50 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if running is None:
             spark.stop()
-    written, skipped, quarantined = (
-        counts.get(k, 0) for k in ("written", "skipped", "quarantined")
+    written, skipped, quarantined, excluded, duplicates, replaced = (
+        counts.get(k, 0)
+        for k in ("written", "skipped", "quarantined", "excluded", "duplicate", "replaced")
     )
     print(
         f"medveil deid (spark) done: {sum(counts.values())} files in, {written} written, "
         f"{skipped} skipped (not DICOM), {quarantined} quarantined"
+        f"{f', {excluded} excluded' if excluded else ''}"
+        f"{f', {duplicates} duplicates' if duplicates else ''}"
+        f"{f', {replaced} DICOMDIR replaced' if replaced else ''}"
         f"{f', {resumed} already done' if resumed else ''}. "
         f"Records: {args.output.rstrip('/')}/.medveil"
     )
+    if is_local_uri(args.output):
+        _print_dicomdir(args.output)
     return 1 if quarantined else 0
+
+
+def _print_dicomdir(output: str) -> None:
+    """The line about the new DICOMDIR (or why none was written), from summary.json."""
+    import json
+
+    from medveil.run.spark import local_path
+
+    try:
+        summary = json.loads((local_path(output) / ".medveil" / "summary.json").read_text())
+    except (OSError, ValueError):
+        return
+    if summary.get("dicomdir"):
+        left = int(summary.get("dicomdir_left_out") or 0)
+        where = f"{output.rstrip('/')}/{summary['dicomdir']}"
+        print(
+            f"medveil: DICOMDIR for the output written to {where}"
+            f"{f' ({left} files it has no record type for left out)' if left else ''}"
+        )
+    elif summary.get("failure"):
+        warning(log, str(summary["failure"]))
+    elif summary.get("dicomdir_left_out"):
+        warning(
+            log,
+            f"no DICOMDIR written: pydicom has no record type for any of the "
+            f"{summary['dicomdir_left_out']} released files (a required key such as "
+            "Study ID removed by the policy)",
+        )
 
 
 DOCS = "docs/spark.md"

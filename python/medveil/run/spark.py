@@ -15,12 +15,22 @@ The secret: pass ``secret_file``, a path present on every node (read by each exe
 never shipped), or ``secret`` bytes, which travel inside the task closure (never in the
 Spark configuration, never printed; but over Spark's RPC, encrypted only when
 ``spark.network.crypto.enabled`` is on). See docs/spark.md.
+
+Around each output, as the local run does: two inputs whose outputs share a SOP Instance
+UID never overwrite each other (identical content: one file, the others counted as
+``duplicate``; different content: both written, the later under ``<SOP UID>_<hash>.dcm``),
+a DICOMDIR input is not released (``replaced``) and a new DICOMDIR is written for a local
+output, and a ``vault`` receives each written instance's originals from the executor that
+read them, sealed there: the originals never enter Spark's rows, cache or shuffle.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -39,9 +49,12 @@ from medveil.errors import MedveilError
 from medveil.policy.keys import Keyed, load_secret
 from medveil.policy.schema import Policy
 from medveil.run.archive import CATALOG_COLUMNS, RECORDS, RunSummary
+from medveil.run.outputs import IDENTICAL, REPLACED, file_sha256, is_dicomdir
 
 if TYPE_CHECKING:  # pyspark is an optional extra: `pip install medveil[spark]`
     from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = (
     ("input_key", "TEXT"),
@@ -73,6 +86,56 @@ def local_path(uri: str) -> Path:
     return Path(uri[len("file:") :] if uri.startswith("file:") else uri)
 
 
+def distinct_name(relpath: str, sha256: str) -> str:
+    """The name of an output whose SOP Instance UID another, different output already has.
+
+    ``<SOP UID>_<first 12 hex digits of its SHA-256>.dcm`` beside the first: derived from
+    the content, so a retried task or a resumed job finds the same name, and ``_`` never
+    occurs in a UID, so the name cannot be taken for another instance's.
+    """
+    head, _, name = relpath.rpartition("/")
+    stem = name[: -len(".dcm")] if name.endswith(".dcm") else name
+    return f"{head}/{stem}_{sha256[:12]}.dcm" if head else f"{stem}_{sha256[:12]}.dcm"
+
+
+# Errors of os.link that mean the file system has no hard links (FAT, some network ones).
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def _link_new(tmp: Path, path: Path) -> bool:
+    """Give tmp the name path unless a file has it (atomically, by a hard link): placed?"""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+    # No hard links here: check, then rename (two tasks racing for one name on such a
+    # file system could both rename; the same limitation as the local run's).
+    if os.path.lexists(path):
+        return False
+    os.replace(tmp, path)
+    return True
+
+
+def place_or_divert(tmp: Path, path: Path, sha256: str) -> Path:
+    """Give the durable temporary tmp its final name; the path it got (tmp is gone after).
+
+    An existing file with the same content is kept (a retried task, or an identical
+    duplicate: the driver counts those); a different one is never replaced, and tmp goes
+    to :func:`distinct_name` instead.
+    """
+    try:
+        for target in (path, path.with_name(Path(distinct_name(path.name, sha256)).name)):
+            if _link_new(tmp, target) or file_sha256(target) == sha256:
+                return target
+        raise FileExistsError(errno.EEXIST, "an output with a different content has its name")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class _LocalSink:
     """Durable outputs on a file system every executor mounts at the same path."""
 
@@ -81,24 +144,58 @@ class _LocalSink:
 
         root.mkdir(parents=True, exist_ok=True)
         self.batch = BatchWriter(root)
+        self.sha256: dict[Path, str] = {}
         self.root = root
         self.bytes = 0
 
-    def add(self, relpath: str, parts: Sequence[bytes]) -> None:
+    def add(self, relpath: str, parts: Sequence[bytes], sha256: str) -> str:
+        """Stage one output; the relative path it will have (final after :meth:`commit`)."""
         from medveil.durable import safe_join
 
         # Resolved under the root here, on the executor: no symlink inside leads out.
-        self.batch.add(safe_join(self.root, relpath), parts)
+        path = safe_join(self.root, relpath)
+        if path in self.batch.pending:
+            if self.sha256[path] == sha256:
+                return relpath  # the same output twice in one batch: one file
+            relpath = distinct_name(relpath, sha256)
+            path = self.root / relpath  # a sibling of a checked path, named by us
+            if path in self.batch.pending:
+                return relpath
+        self.batch.add(path, parts)
+        self.sha256[path] = sha256
         self.bytes += sum(len(p) for p in parts)
-        if len(self.batch.pending) >= BATCH_FILES or self.bytes >= BATCH_BYTES:
-            self.commit()
+        return relpath
 
-    def commit(self) -> None:
-        self.batch.commit()
+    def full(self) -> bool:
+        """Whether the batch is large enough to be committed."""
+        return len(self.batch.pending) >= BATCH_FILES or self.bytes >= BATCH_BYTES
+
+    def commit(self) -> dict[str, str]:
+        """Flush the batch to disk once, then place every file; final relpath by staged one."""
+        from medveil.durable import BatchWriter
+
+        pending = self.batch.pending
+        if not pending:
+            return {}
+        # BatchWriter.commit flushes the file system once, then renames; with every
+        # temporary renamed onto itself (a no-op) it only flushes.
+        self.batch.pending = {tmp: tmp for tmp in pending.values()}
+        try:
+            BatchWriter.commit(self.batch)
+        finally:
+            self.batch.pending = pending
+        placed: dict[str, str] = {}
+        for path in list(pending):
+            final = place_or_divert(pending.pop(path), path, self.sha256.pop(path))
+            rel = path.relative_to(self.root).as_posix()
+            placed[rel] = final.relative_to(self.root).as_posix()
         self.bytes = 0
+        return placed
 
     def abort(self) -> None:
+        """Remove every staged temporary."""
         self.batch.abort()
+        self.sha256.clear()
 
 
 def arrow_uri(uri: str) -> str:
@@ -118,8 +215,35 @@ class _ArrowSink:
         # write is already atomic there; HDFS needs the temporary name and a rename.
         self.rename = self.fs.type_name in ("hdfs", "local")
 
-    def add(self, relpath: str, parts: Sequence[bytes]) -> None:
-        final = f"{self.root.rstrip('/')}/{relpath}"
+    def add(self, relpath: str, parts: Sequence[bytes], sha256: str) -> str:
+        """Write one output now; the relative path it got (see :func:`place_or_divert`)."""
+        from medveil.durable import check_relpath
+
+        check_relpath(relpath)
+        for rel in (relpath, distinct_name(relpath, sha256)):
+            final = f"{self.root.rstrip('/')}/{rel}"
+            existing = self._sha256(final)
+            if existing == sha256:
+                return rel  # a retried task or an identical duplicate
+            if existing is None:
+                self._write(final, parts)
+                return rel
+        raise FileExistsError(errno.EEXIST, "an output with a different content has its name")
+
+    def _sha256(self, final: str) -> str | None:
+        """SHA-256 of the file at final, or None when there is none (a check, then a write:
+        two tasks racing for one name could both write, as without hard links locally)."""
+        from pyarrow import fs as pafs
+
+        if self.fs.get_file_info(final).type == pafs.FileType.NotFound:
+            return None
+        h = hashlib.sha256()
+        with self.fs.open_input_stream(final) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return h.hexdigest()
+
+    def _write(self, final: str, parts: Sequence[bytes]) -> None:
         parent, name = final.rsplit("/", 1)
         self.fs.create_dir(parent, recursive=True)
         target = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp" if self.rename else final
@@ -135,11 +259,16 @@ class _ArrowSink:
                     self.fs.delete_file(target)
             raise
 
-    def commit(self) -> None:
-        pass
+    def full(self) -> bool:
+        """Never: every file is written at once."""
+        return False
+
+    def commit(self) -> dict[str, str]:
+        """Nothing to do: no renames are pending."""
+        return {}
 
     def abort(self) -> None:
-        pass
+        """Nothing to do: no temporaries are pending."""
 
 
 # ---------------------------------------------------------------------------- executors
@@ -157,6 +286,12 @@ class _Job:
     # Write each task's finished rows to OUTPUT/.medveil/progress (local outputs), so a
     # killed job can be resumed.
     progress: bool = False
+    # The re-identification vault each executor records its written instances' originals
+    # in (sealed there): its URL (a file every executor reaches, or postgresql://) and its
+    # key, as a file present on every node or as bytes travelling in the closure.
+    vault_url: str | None = None
+    vault_key_file: str | None = None
+    vault_key: bytes | None = field(default=None, repr=False)
 
 
 PROGRESS = "progress"  # folder of per-task result rows under OUTPUT/.medveil
@@ -221,9 +356,24 @@ def _sink(output: str) -> _LocalSink | _ArrowSink:
     return _LocalSink(local_path(output)) if is_local_uri(output) else _ArrowSink(output)
 
 
+def _open_vault(job: _Job) -> Any:
+    """The job's vault opened on this executor, or None when the job records none."""
+    if job.vault_url is None:
+        return None
+    from medveil.crypto.vault import Vault, load_key
+
+    key = job.vault_key if job.vault_key is not None else load_key(job.vault_key_file)  # type: ignore[arg-type]
+    # The driver created it and checked the key: an executor only adds rows.
+    return Vault(job.vault_url, key, create=False)
+
+
 def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ...]]:
-    """Executor task: clean each (path, content) row, write it, yield its result row."""
-    from medveil.durable import UnsafePath, check_relpath
+    """Executor task: clean each (path, content) row, write it, yield its result row.
+
+    A row is yielded (and recorded in the task's progress file) only once its file is
+    durable under its final name and, with a vault, its originals are committed there.
+    """
+    from medveil.durable import UnsafePath
     from medveil.engine.dataset import Deidentifier
     from medveil.engine.instance import CleanResult, clean_instance
     from medveil.run import archive
@@ -241,16 +391,36 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
     engine = Deidentifier(job.policy, secret)
     keyed = Keyed(secret)
     sink = _sink(job.output)
+    vault = _open_vault(job)
     progress = _Progress(job.output) if job.progress and isinstance(sink, _LocalSink) else None
     names = [n for n, _ in CATALOG_COLUMNS]
-    pending: list[tuple[object, ...]] = []
+    path_at = names.index("path")
+    # Rows whose files are staged but not yet placed: their final paths come at commit.
+    pending: list[list[object]] = []
+
+    def finish() -> list[tuple[object, ...]]:
+        """Commit the staged files (and the vault); the finished rows, recorded as done."""
+        placed = sink.commit()
+        for row in pending:
+            if row[3] and placed.get(str(row[3]), row[3]) != row[3]:
+                # Another input's different output had the name: this one is beside it.
+                row[3] = row[len(SUMMARY_COLUMNS) + path_at] = placed[str(row[3])]
+        if vault is not None:
+            vault.flush()  # before the rows count as done: a resumed job skips them
+        done = [tuple(r) for r in pending]
+        pending.clear()
+        if progress is not None:
+            progress.add(done)
+        return done
+
     try:
         for row in rows:
             name = relative_name(row[0], job.root)
             if job.done and keyed.path_token(name) in job.done:
                 continue  # finished by the job this one resumes
+            raw: Any = None
             if len(row) > 1:  # bytes read by Spark (HDFS, object stores): a bytearray
-                result = clean_instance(engine, row[1] or b"", name)
+                raw = row[1] or b""
             else:  # a local/NFS input: read here into one buffer, as the local run does
                 try:
                     raw = read_item(Item(name=name, path=str(local_path(row[0]))))
@@ -258,42 +428,54 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
                     result = CleanResult("quarantined", _read_reason(exc))
                     if isinstance(exc, archive._NotRegular):
                         result = CleanResult("skipped", str(exc.strerror))
-                else:
-                    result = clean_instance(engine, raw, name)
+            if raw is None:
+                pass
+            elif is_dicomdir(raw):
+                # A directory of the input's files (its records name patients): not
+                # released; the driver writes a new one for the output.
+                result = CleanResult("replaced", REPLACED, len(raw))
+            else:
+                result = clean_instance(engine, raw, name, capture_identity=vault is not None)
             status, reason, relpath, size_out = result.status, result.reason, "", 0
             if status == "written":
                 try:
                     # A retained UID of ".." must not lead a write out of the output.
-                    check_relpath(result.relpath)
-                    sink.add(result.relpath, result.parts)
+                    relpath = sink.add(result.relpath, result.parts, str(result.row["sha256"]))
                 except UnsafePath as exc:
                     status, reason = "quarantined", str(exc)
                 except OSError as exc:
                     status, reason = "quarantined", f"cannot write: {exc.strerror or exc}"
                 else:
-                    relpath, size_out = result.relpath, result.size_out
-            catalog = [result.row[n] for n in names] if relpath else [None] * len(names)
+                    size_out = result.size_out
+                    if vault is not None and result.identity:
+                        # Sealed by the vault here: the originals leave this process only
+                        # encrypted, never as a row of the job.
+                        vault.add(result.identity)
+            catalog: list[object] = (
+                [result.row[n] for n in names] if relpath else [None] * len(names)
+            )
+            if relpath:
+                catalog[path_at] = relpath
             actions = dict(result.actions) if relpath else {}
             pixels = json.dumps(result.pixels) if relpath and result.pixels else None
             key = keyed.path_token(name)
             sizes = (result.size_in, size_out)
-            pending.append((key, status, reason, relpath, *sizes, *catalog, actions, pixels))
+            pending.append([key, status, reason, relpath, *sizes, *catalog, actions, pixels])
             # Results are released only once their files are durable under final names.
-            if not sink_pending(sink):
-                if progress is not None:
-                    progress.add(pending)
-                yield from pending
-                pending.clear()
-        sink.commit()
-        if progress is not None:
-            progress.add(pending)
+            if sink.full() or not sink_pending(sink):
+                yield from finish()
+        yield from finish()
     except BaseException:
         sink.abort()
         raise
     finally:
         if progress is not None:
             progress.close()
-    yield from pending
+        if vault is not None:
+            # Everything of a finished task is flushed already; after a failure, rows
+            # queued for files never placed are harmless in a crosswalk.
+            with contextlib.suppress(Exception):
+                vault.close()
 
 
 def _read_reason(exc: OSError) -> str:
@@ -369,6 +551,9 @@ def _check_output(output_uri: str, input_root: str, overwrite: bool) -> None:
             src = local_path(input_root).resolve()
             if out == src or src in out.parents:
                 raise MedveilError(f"{output_uri}: the output must not be the input or inside it")
+            if out in src.parents:
+                # The release would then hold the identified originals.
+                raise MedveilError(f"{output_uri}: the input must not lie inside the output")
         if out.exists() and any(p.name != RECORDS for p in out.iterdir()) and not overwrite:
             raise MedveilError(
                 f"{output_uri}: output folder is not empty (overwrite=True rewrites it; "
@@ -402,6 +587,10 @@ def deidentify_archive(
     overwrite: bool = False,
     spark_reads: bool | None = None,
     resume: bool = False,
+    vault_url: str | None = None,
+    vault_key_file: str | None = None,
+    vault_key: bytes | None = None,
+    dicomdir: bool = False,
 ) -> DataFrame:
     """De-identify every file under input_uri into output_uri on Spark; returns per-file results.
 
@@ -418,6 +607,14 @@ def deidentify_archive(
     ``resume`` (local outputs) continues a killed job: the rows its tasks recorded as done
     (OUTPUT/.medveil/progress) are kept and those inputs are not redone; the output is
     the same as an uninterrupted job's.
+    ``vault_url`` with ``vault_key_file`` (present at that path on every node) or
+    ``vault_key`` (bytes, sent in the task closure like ``secret``): each executor seals
+    the originals of the instances it writes into that vault (a file every executor
+    reaches, or ``postgresql://``), committed before the file counts as done; the originals
+    never enter the job's rows. ``dicomdir``: write OUTPUT/dicomdir/ even when the input
+    holds no DICOMDIR (it is written whenever the input has one; local outputs only).
+    Status ``duplicate``: the input's output is byte for byte another input's (one file);
+    ``replaced``: a DICOMDIR input; ``excluded``: a [filter] rule kept it from processing.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -436,6 +633,7 @@ def deidentify_archive(
         load_secret(secret_file)  # fail early on a bad file when the driver has it too
     if sqlite and not is_local_uri(output_uri):
         raise MedveilError("sqlite=True needs a local output; copy catalog.parquet instead")
+    vault_url = _check_vault(vault_url, vault_key_file, vault_key, secret, secret_file)
 
     root, single = _qualify(spark, input_uri)
     if single and root.lower().endswith(_ARCHIVE_SUFFIXES):
@@ -469,18 +667,24 @@ def deidentify_archive(
         secret_file=secret_file,
         done=frozenset(finished),
         progress=is_local_uri(output_uri),
+        vault_url=vault_url,
+        vault_key_file=vault_key_file if vault_key is None else None,
+        vault_key=bytes(vault_key) if vault_key is not None else None,
     )
     results = rdd.mapPartitions(functools.partial(clean_partition, job))
-    full = spark.createDataFrame(results, _schema())
+    cleaned = spark.createDataFrame(results, _schema())
     if finished:
         earlier = [_typed_row(r) for r in finished.values()]
-        full = full.union(spark.createDataFrame(earlier, _schema()))
-    full = full.persist(StorageLevel.MEMORY_AND_DISK)
+        cleaned = cleaned.union(spark.createDataFrame(earlier, _schema()))
+    cleaned = cleaned.persist(StorageLevel.MEMORY_AND_DISK)
 
     # This job runs the de-identification, one task per input partition, and fills the
     # cache. The record jobs then read the cache in a few large tasks: a Parquet writer and
     # a commit per task would otherwise cost more than cleaning a partition's files.
+    cleaned.count()
+    full = _mark_duplicates(cleaned).persist(StorageLevel.MEMORY_AND_DISK)
     full.count()
+    cleaned.unpersist()
     few = max(1, spark.sparkContext.defaultParallelism)
     names = [n for n, _ in CATALOG_COLUMNS]
     catalog = full.filter(F.col("status") == "written").select(*names, F.col("input_key"))
@@ -496,12 +700,18 @@ def deidentify_archive(
         summary.written += part.written
         summary.skipped += part.skipped
         summary.quarantined += part.quarantined
+        summary.duplicates += part.duplicates
+        summary.replaced += part.replaced
+        summary.excluded.update(part.excluded)
+        summary.skipped_reasons.update(part.skipped_reasons)
         summary.bytes_in += part.bytes_in
         summary.bytes_out += part.bytes_out
         summary.actions.update(part.actions)
         quarantined.extend(part.quarantine)
-    summary.seconds = time.perf_counter() - t0
     summary.resumed = len(finished)
+    if dicomdir or summary.replaced:
+        _new_dicomdir(full, output_uri, summary)
+    summary.seconds = time.perf_counter() - t0
     if is_local_uri(output_uri):
         folder = local_path(output_uri) / RECORDS
         _write_local_records(folder, sorted(quarantined), summary)
@@ -509,6 +719,101 @@ def deidentify_archive(
         if sqlite:
             merge_sqlite(folder / "catalog.sqlite", full)
     return summary_df
+
+
+def _check_vault(
+    url: str | None,
+    key_file: str | None,
+    key: bytes | None,
+    secret: bytes | None,
+    secret_file: str | None,
+) -> str | None:
+    """Create (or check) the job's vault on the driver; its URL as the executors open it.
+
+    A missing half, a key file and key bytes both, or a vault key equal to the pseudonym
+    secret is an error before any task runs.
+    """
+    if url is None and key_file is None and key is None:
+        return None
+    if url is None or (key_file is None) == (key is None):
+        raise MedveilError(
+            "a vault needs its URL and its key (a key file on every node, or key bytes); "
+            "create a key with `medveil vault keygen FILE`"
+        )
+    from medveil.crypto.vault import Vault, load_key
+
+    if key is None:
+        assert key_file is not None
+        if not os.path.exists(key_file):
+            raise MedveilError(f"{key_file}: vault key file not found on the driver")
+        key = load_key(key_file)
+    if secret is None and secret_file is not None and os.path.exists(secret_file):
+        secret = load_secret(secret_file)
+    if secret is not None and hmac.compare_digest(bytes(key), bytes(secret)):
+        raise MedveilError(
+            "the vault key must differ from the pseudonym secret (`medveil vault keygen FILE`)"
+        )
+    if "://" not in url and not url.startswith("sqlite:"):
+        # A plain path: absolute, so executors whose working folder differs find it.
+        url = os.path.abspath(url)
+    Vault(url, bytes(key)).close()  # creates it, or checks the key of an existing one
+    return url
+
+
+def _mark_duplicates(cleaned: DataFrame) -> DataFrame:
+    """Rows of inputs whose written output is byte for byte another input's: "duplicate".
+
+    Executors never place a file over a different one, so inputs sharing an output path
+    wrote the same bytes there; the smallest input key keeps the row (and the catalog
+    entry), whichever task came first, so the result does not depend on timing.
+    """
+    from pyspark.sql import functions as F
+
+    written = cleaned.filter(F.col("status") == "written")
+    shared = (
+        written.groupBy("output_path")
+        .agg(F.min("input_key").alias("_first"), F.count("*").alias("_n"))
+        .filter(F.col("_n") > 1)
+        .select("output_path", "_first")
+    )
+    joined = cleaned.join(shared, on="output_path", how="left")
+    dup = (F.col("status") == "written") & F.col("_first").isNotNull()
+    dup = dup & (F.col("input_key") != F.col("_first"))
+    blank = {
+        "status": F.lit("duplicate"),
+        "reason": F.lit(IDENTICAL),
+        "output_path": F.lit(""),
+        "size_out": F.lit(0).cast("long"),
+    }
+    columns = []
+    for f in _schema().fields:
+        if f.name in blank:
+            value = blank[f.name]
+        elif f.name in ("input_key", "size_in"):
+            value = F.col(f.name)
+        else:
+            value = F.lit(None).cast(f.dataType)  # no catalog row, no actions, no pixel log
+        columns.append(F.when(dup, value).otherwise(F.col(f.name)).alias(f.name))
+    return joined.select(*columns)
+
+
+def _new_dicomdir(full: DataFrame, output_uri: str, summary: RunSummary) -> None:
+    """Write OUTPUT/dicomdir/ for the released files (local outputs), as the local run does."""
+    from pyspark.sql import functions as F
+
+    from medveil.run.outputs import write_dicomdir
+
+    if not is_local_uri(output_uri):
+        summary.failure = "no DICOMDIR written: the output is not a local folder"
+        log.warning("medveil: %s", summary.failure)
+        return
+    rows = full.filter(F.col("status") == "written").select("output_path").orderBy("output_path")
+    paths = (str(r[0]) for r in rows.toLocalIterator())
+    try:
+        summary.dicomdir, summary.dicomdir_left_out = write_dicomdir(local_path(output_uri), paths)
+    except (OSError, ValueError) as exc:
+        summary.failure = f"cannot write the DICOMDIR ({type(exc).__name__})"
+        log.warning("medveil: %s", summary.failure)
 
 
 def _typed_row(row: tuple[object, ...]) -> tuple[object, ...]:
@@ -540,6 +845,13 @@ def _tally(rows: Iterable[Any]) -> Iterator[_Tally]:
             t.actions.update(actions or {})
         elif status == "skipped":
             t.skipped += 1
+            t.skipped_reasons[reason or "not DICOM"] += 1
+        elif status == "excluded":
+            t.excluded[reason or "filter"] += 1  # a [filter] rule's verdict, not a quarantine
+        elif status == "duplicate":
+            t.duplicates += 1
+        elif status == "replaced":
+            t.replaced += 1
         else:
             t.quarantined += 1
             t.quarantine.append((key, reason))
