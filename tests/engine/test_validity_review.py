@@ -190,3 +190,14 @@ def test_released_file_gains_no_dciodvfy_error(make: object) -> None:
     before = errors(part10(make()))
     after = errors(run(make()))
     assert sorted(after - before) == []
+
+
+def test_hierarchic_designator_ids_get_dummies_not_empty() -> None:
+    ds = base_dataset()
+    issuer = item(LocalNamespaceEntityID="HOSPX", UniversalEntityID="1.2.3.4.5")
+    issuer.UniversalEntityIDType = "ISO"
+    ds.IssuerOfPatientIDQualifiersSequence = Sequence([issuer])
+    got = pydicom.dcmread(io.BytesIO(both_roads(ds))).IssuerOfPatientIDQualifiersSequence[0]
+    assert got.LocalNamespaceEntityID == "ANONYMIZED"
+    assert got.UniversalEntityID == "ANONYMIZED"
+    assert got.UniversalEntityIDType == "ISO"
