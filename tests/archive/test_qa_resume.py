@@ -145,3 +145,14 @@ def test_a_resume_killed_mid_move_finishes_it(run, capsys) -> None:
     (n,) = db.execute("SELECT COUNT(*) FROM inputs WHERE reason = ?", (REASON,)).fetchone()
     db.close()
     assert n == 1
+
+
+def test_rejecting_every_file_leaves_no_dicomdir_naming_them(run, capsys) -> None:
+    _src, out, argv = run
+    before = catalog_paths(out)
+    assert (out / "dicomdir" / "DICOMDIR").is_file()
+    _sign_off(out, [], sorted(before.values()))
+    assert main([*argv, "--resume"]) == 1
+    assert catalog_paths(out) == {} and _released_on_disk(out) == set()
+    assert not (out / "dicomdir").exists()
+    assert not [p for p in out.rglob("*.dcm") if ".medveil" not in p.parts]

@@ -19,6 +19,7 @@ import logging
 import lzma
 import multiprocessing
 import os
+import shutil
 import signal
 import sqlite3
 import stat
@@ -956,6 +957,11 @@ class RunRecords:
         """Whether a catalog row holds this output path."""
         return self.owner(relpath) is not None
 
+    def released(self) -> int:
+        """How many outputs the catalog holds."""
+        (n,) = self.db.execute("SELECT COUNT(*) FROM instances").fetchone()
+        return int(n)
+
     def paths(self) -> Iterator[str]:
         """Every released output path, in catalog order."""
         for (path,) in self.db.execute("SELECT path FROM instances ORDER BY path"):
@@ -1141,7 +1147,7 @@ def _apply_qa_rejections(
     if signoff is None or not signoff.rejected:
         return {}
     reason = f"rejected in QA review by {signoff.reviewer} at {signoff.time}"
-    moved: dict[str, str] = {}
+    chosen: list[tuple[str, str, Path]] = []
     for relpath in sorted(signoff.rejected):
         key = records.owner(relpath)
         if key is None:
@@ -1154,29 +1160,39 @@ def _apply_qa_rejections(
             if on_problem:
                 on_problem(relpath, f"qa-signoff.json names a path outside the output: {exc}")
             continue
-        _unlink_with_links(path, output / DICOMDIR_FOLDER)
+        chosen.append((key, relpath, path))
+    # The DICOMDIR's links to the rejected files first (one walk for all), then the files,
+    # then each row: a stop in between leaves rows whose files are gone, moved next time.
+    _unlink_links_to([p for _k, _r, p in chosen], output / DICOMDIR_FOLDER)
+    moved: dict[str, str] = {}
+    for key, relpath, path in chosen:
+        path.unlink(missing_ok=True)
         records.unrelease(key, relpath, reason)
         moved[key] = relpath
     return moved
 
 
-def _unlink_with_links(path: Path, linked_under: Path) -> None:
-    """Remove path, and the hard links to it under linked_under (a DICOMDIR's file set)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
+def _unlink_links_to(paths: list[Path], linked_under: Path) -> None:
+    """Remove the hard links to any of paths found under linked_under (a DICOMDIR's set)."""
+    targets: set[tuple[int, int]] = set()
+    for path in paths:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_nlink > 1:
+            targets.add((st.st_dev, st.st_ino))
+    if not targets or not linked_under.is_dir():
         return
-    if st.st_nlink > 1 and linked_under.is_dir():
-        for root, _dirs, files in os.walk(linked_under):
-            for f in files:
-                other = Path(root) / f
-                try:
-                    same = os.path.samestat(other.stat(), st)
-                except OSError:
-                    continue
-                if same:
-                    other.unlink(missing_ok=True)
-    path.unlink(missing_ok=True)
+    for root, _dirs, files in os.walk(linked_under):
+        for f in files:
+            other = Path(root) / f
+            try:
+                st = other.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in targets:
+                other.unlink(missing_ok=True)
 
 
 def lock_output(output: Path) -> int:
@@ -1705,14 +1721,22 @@ def _run(
         if exhausted and not (summary.interrupted or summary.failed):
             summary.total = summary.files_in  # every input of this run is accounted for
         summary.files_in += summary.resumed
+        # A resumed run rewrites an existing DICOMDIR: QA rejections (this run's or those of
+        # a resume that was stopped) may have taken files out of its file set.
         had_dicomdir = (out / DICOMDIR_FOLDER / "DICOMDIR").is_file()
         try:
             if (
-                (dicomdir or records.count("replaced") or (rejected and had_dicomdir))
+                (dicomdir or records.count("replaced") or (resume and had_dicomdir))
                 and not (summary.interrupted or summary.failed)
                 and not dry_run
             ):
-                summary.dicomdir, summary.dicomdir_left_out = write_dicomdir(out, records.paths())
+                if records.released():
+                    summary.dicomdir, summary.dicomdir_left_out = write_dicomdir(
+                        out, records.paths()
+                    )
+                if not summary.dicomdir and had_dicomdir:
+                    # Nothing left to list: no DICOMDIR rather than one naming gone files.
+                    shutil.rmtree(out / DICOMDIR_FOLDER)
         except (OSError, ValueError, sqlite3.Error) as exc:
             summary.failure = summary.failure or f"cannot write the DICOMDIR: {_env_reason(exc)}"
             if on_problem:
