@@ -120,3 +120,11 @@ def test_cli_dry_run_lists_releases_and_quarantines(runs, tmp_path: Path, capsys
     assert any(line.startswith("excluded ") and "exclude[0] (MR)" in line for line in lines)
     assert "No DICOM file was written" in lines[-1] and "1 excluded" in lines[-1]
     assert dicom_files(out) == []
+
+
+def test_cli_dry_run_refuses_the_spark_engine(tmp_path: Path, capsys) -> None:
+    src = mixed_input(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["deid", str(src), str(out), "--dry-run", "--engine", "spark"]) == 2
+    assert "--dry-run runs on this machine only" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was made

@@ -163,6 +163,11 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "engine", "local") == "spark":
         from medveil.cli.spark_deid import run as run_spark
 
+        if getattr(args, "dry_run", False):
+            # The Spark job has no dry run: it would write the release.
+            error(log, "--dry-run runs on this machine only: leave out --engine spark")
+            return 2
+
         return run_spark(args)
     from medveil.run.archive import deidentify_archive
 
