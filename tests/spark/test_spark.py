@@ -744,3 +744,24 @@ def test_cli_spark_vault_dicomdir_and_counts(spark, archive, tmp_path, capsys) -
     assert not (out / "dicomdir").exists()
     with Vault(tmp_path / "v.sqlite", VAULT_KEY) as v:
         assert v.counts()["patients"] >= 3
+
+
+def test_one_job_per_output_and_no_input_inside_output(spark, archive, tmp_path) -> None:
+    """A run holding OUTPUT's lock (local or Spark) makes a Spark job fail at once; an
+    input inside the output is refused (the release would hold the originals)."""
+    from medveil.run.archive import lock_output
+
+    out = tmp_path / "out"
+    fd = lock_output(out)
+    try:
+        with pytest.raises(MedveilError, match="another medveil run"):
+            mspark.deidentify_archive(spark, str(archive), str(out), secret=SECRET)
+    finally:
+        os.close(fd)
+    assert not list(out.rglob("*.dcm"))
+    inner = tmp_path / "release"
+    shutil.copytree(archive / FOLDERS[0], inner / "originals")
+    with pytest.raises(MedveilError, match="input must not lie inside the output"):
+        mspark.deidentify_archive(
+            spark, str(inner / "originals"), str(inner), secret=SECRET, overwrite=True
+        )

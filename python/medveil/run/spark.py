@@ -48,7 +48,7 @@ from urllib.parse import urlparse
 from medveil.errors import MedveilError
 from medveil.policy.keys import Keyed, load_secret
 from medveil.policy.schema import Policy
-from medveil.run.archive import CATALOG_COLUMNS, RECORDS, RunSummary
+from medveil.run.archive import CATALOG_COLUMNS, RECORDS, RunSummary, lock_output
 from medveil.run.outputs import IDENTICAL, REPLACED, file_sha256, is_dicomdir
 
 if TYPE_CHECKING:  # pyspark is an optional extra: `pip install medveil[spark]`
@@ -616,9 +616,6 @@ def deidentify_archive(
     Status ``duplicate``: the input's output is byte for byte another input's (one file);
     ``replaced``: a DICOMDIR input; ``excluded``: a [filter] rule kept it from processing.
     """
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     policy = policy or Policy.default()
     if secret is not None and secret_file is not None:
         raise MedveilError("give either secret or secret_file, not both")
@@ -643,6 +640,52 @@ def deidentify_archive(
     if resume and not is_local_uri(output_uri):
         raise MedveilError("resume needs a local output; re-run with overwrite instead")
     _check_output(output_uri, root, overwrite or resume)
+    # One job per OUTPUT, as for the local run: a second one fails at once.
+    lock = lock_output(local_path(output_uri)) if is_local_uri(output_uri) else None
+    try:
+        return _run_job(
+            spark,
+            input_uri,
+            output_uri,
+            root,
+            policy,
+            secret,
+            secret_file,
+            partitions,
+            sqlite,
+            spark_reads,
+            resume,
+            vault_url,
+            vault_key_file,
+            vault_key,
+            dicomdir,
+        )
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _run_job(
+    spark: SparkSession,
+    input_uri: str,
+    output_uri: str,
+    root: str,
+    policy: Policy,
+    secret: bytes | None,
+    secret_file: str | None,
+    partitions: int | None,
+    sqlite: bool,
+    spark_reads: bool | None,
+    resume: bool,
+    vault_url: str | None,
+    vault_key_file: str | None,
+    vault_key: bytes | None,
+    dicomdir: bool,
+) -> DataFrame:
+    """deidentify_archive once its checks pass (and, for a local output, its lock is held)."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
     finished = read_progress(output_uri) if resume else {}
     if is_local_uri(output_uri) and not resume:
         # Rows of an earlier, different job must not be taken for this one's.
