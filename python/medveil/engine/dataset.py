@@ -387,7 +387,7 @@ class Deidentifier:
         report = DeidReport()
         ctx = self.context(ds)
         report.date_offset_days = ctx.offset if self.compiled.shift_dates else 0
-        if self._pixels is not None and "PixelData" in ds:
+        if self._pixels is not None and any(k in ds for k in _PIXEL_KEYWORDS):
             # Before header changes: device rules match the original Manufacturer etc.
             report.pixels = self._pixels.clean(ds, source=source)
         self._walk(ds, ctx, report, "")
@@ -721,6 +721,11 @@ def _writer_identity(ds: Dataset) -> None:
     if meta is not None:
         meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+
+
+#: Pixel elements the pixel cleaner looks at (float ones are checked for text beside or
+#: in place of the image, issue 18 F2).
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 def pixel_marks(report: DeidReport) -> tuple[str | None, bool]:

@@ -255,6 +255,7 @@ class RawOutcome:
     implicit: bool  # the output's encoding: Implicit VR (else Explicit VR) Little Endian
 
 
+_FLOAT_PIXELS = frozenset({BaseTag(0x7FE00008), BaseTag(0x7FE00009)})
 _CHARSETS: dict[bytes, str] = {}
 _CATALOG_TAGS = (
     0x00080018,
@@ -328,6 +329,9 @@ class RawEngine:
         pixels = self.engine.pixels
         new_pixels = None
         store = elements(top)
+        if pixels is not None and PIXEL_DATA not in store and _FLOAT_PIXELS & store.keys():
+            # Float pixel data is checked (a quarantine at most), never changed.
+            report.pixels = pixels.clean(top, source=name)  # type: ignore[attr-defined]
         if pixels is not None and PIXEL_DATA in store:
             before = store[_PIXEL_TAG].value
             report.pixels = pixels.clean(top, source=name)  # type: ignore[attr-defined]

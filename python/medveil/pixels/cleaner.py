@@ -46,6 +46,7 @@ from medveil.dicom.pydicom_private import element, elements
 from medveil.errors import QuarantineError
 from medveil.pixels.masking import fix_unused_bits, mask_regions
 from medveil.pixels.rules import PixelRule, RuleSet
+from medveil.pixels.sidebytes import clean_side_bytes
 from medveil.pixels.text.detect import (
     PIXEL_TEXT_MODES,
     Detection,
@@ -145,6 +146,8 @@ class PixelReport:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     detected: list[Detection] = field(default_factory=list)  # burned-in text detection
+    #: What was removed from beside the image (metadata segments, trailing bytes).
+    stripped: list[str] = field(default_factory=list)
     #: True when text detection looked at this file's pixels.
     screened: bool = False
     #: True when PS3.15's Clean Pixel Data option holds for this file (see
@@ -155,7 +158,9 @@ class PixelReport:
     @property
     def modified(self) -> bool:
         """True when the pixel data was rewritten."""
-        return bool(self.regions) or self.hidden_bits_cleared or self.reencoded
+        return (
+            bool(self.regions) or self.hidden_bits_cleared or self.reencoded or bool(self.stripped)
+        )
 
     def record(self, path: str) -> dict[str, object]:
         """A JSON-ready line for ``OUTPUT/.medveil/pixels.jsonl`` (read by ``medveil qa``).
@@ -171,6 +176,7 @@ class PixelReport:
             "transfer_syntax_in": str(self.transfer_syntax_in),
             "transfer_syntax_out": str(self.transfer_syntax_out),
             "reencoded": self.reencoded,
+            "stripped": list(self.stripped),
             "notes": list(self.notes),
             "detected": [d.record() for d in self.detected],
             "screened": self.screened,
@@ -770,6 +776,16 @@ class PixelCleaner:
         fired = self.rules.matching(ds) if self.use_rules else []
         report.rules_fired = [r.id for r in fired]
         has_pixels = "PixelData" in ds
+        # Before anything decodes the frames: metadata beside the image never reaches the
+        # output, whatever else happens to the pixels (issue 18, F1/F2).
+        side_error: QuarantineError | None = None
+        try:
+            report.stripped = clean_side_bytes(ds, ts)
+        except QuarantineError as exc:
+            # Said after the pixel work: its own reason (a header that does not describe
+            # the pixels, an undecodable frame) comes first, and a frame rebuilt from its
+            # decoded samples no longer holds what could not be parsed.
+            side_error = exc
         if has_pixels:
             detector = self._detector_for(ds)
             # Read before anything changes: whether the option holds depends on the input.
@@ -780,6 +796,8 @@ class PixelCleaner:
             report.clean_pixel_data = (
                 masked if says_yes else masked or report.screened or not expected
             )
+        if side_error is not None and not report.reencoded:
+            raise side_error
         elif fired and ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds):
             raise QuarantineError(
                 f"rule {fired[0].id} requires masking but float pixel data is not supported"
