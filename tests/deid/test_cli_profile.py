@@ -29,7 +29,8 @@ def test_profile_hipaa_shows_open_categories(capsys, tmp_path) -> None:
     assert main(["profile", "--policy", str(policy), "--hipaa"]) == 0
     out = capsys.readouterr().out
     assert "M. Device identifiers" in out and "OPEN: retain_device_identity" in out
-    assert out.count("A. Names\n    handled") == 1
+    # The default policy pseudonymises PatientName: a pseudonym is not removal.
+    assert "A. Names\n    OPEN: PatientName is pseudonymised, not removed" in out
 
 
 def test_profile_bad_policy_exit_2(capsys, tmp_path) -> None:

@@ -27,7 +27,7 @@ def test_example_recipe_converts(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = tmp_path / "deid.toml"
     assert cli(["policy", "import-deid", str(DEID_EXAMPLE), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "does not act on it yet" in printed
+    assert "decide which instances are processed" in printed
     assert cli(["policy", "validate", str(out)]) == 0
     data = tomllib.loads(out.read_text())
     assert data["profile"]["options"] == ["retain_longitudinal_modified_dates"]

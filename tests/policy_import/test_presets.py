@@ -55,16 +55,15 @@ def test_tcia_has_the_options_tcias_own_script_declares() -> None:
     assert set(load_policy("tcia").options) == set(declared)
 
 
-def test_safe_harbor_leaves_only_defacing_open() -> None:
-    """Every Safe Harbor category is handled except P and Q, which hipaa.py always holds
-    open because faces can be reconstructed from CT/MR volumes (no defacing)."""
+def test_safe_harbor_leaves_nothing_open() -> None:
+    """Every Safe Harbor category is handled: P and Q by [filter] rules that exclude the
+    classes that can show a face or carry a voice (medveil does not deface)."""
     status = {s.category[0]: s for s in assess(load_policy("safe-harbor").compile())}
     open_ = {k for k, s in status.items() if s.open_because}
-    assert open_ == {"P", "Q"}
+    assert open_ == set()
     for k in ("P", "Q"):
-        assert status[k].open_because == (
-            "faces in CT/MR volumes can be reconstructed: defacing is not done",
-        )
+        assert status[k].rules, k
+        assert any("not recognised" in n for n in status[k].notes), k
     assert not load_policy("safe-harbor").pseudonymized  # nothing only pseudonymised
 
 
@@ -73,7 +72,7 @@ def test_profile_hipaa_view_of_the_preset_file(capsys: pytest.CaptureFixture[str
     assert cli(["profile", "--policy", str(PRESET_DIR / "safe-harbor.toml"), "--hipaa"]) == 0
     out = capsys.readouterr().out
     opened = [line for line in out.splitlines() if "OPEN" in line]
-    assert len(opened) == 2 and all("defacing" in line for line in opened)
+    assert opened == []
 
 
 def test_preset_files_are_the_ones_shipped() -> None:

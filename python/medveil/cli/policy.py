@@ -112,8 +112,8 @@ def run_import_deid(args: argparse.Namespace) -> int:
     if draft.filters:
         stream = sys.stdout if args.output else sys.stderr
         print(
-            "medveil: [filter] is written into the policy, but the engine does not act on it "
-            "yet: every instance is still processed",
+            "medveil: [filter] is written into the policy: its include/exclude rules decide "
+            "which instances are processed (graylist boxes are not masked)",
             file=stream,
         )
     return 0

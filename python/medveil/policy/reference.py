@@ -441,8 +441,9 @@ def _presets() -> list[str]:
     out += _table(["category", *PRESETS], matrix)
     out += [
         "",
-        "P and Q stay open in every preset: faces can be reconstructed from CT and MR "
-        "volumes and medveil does not deface.",
+        "medveil does not deface: safe-harbor handles P and Q by excluding the classes "
+        "that can show a face or carry a voice (see its [filter] rules and the --hipaa "
+        "notes); the other presets leave them open.",
         "",
     ]
     return out

@@ -9,8 +9,9 @@ tests (``contains``, ``notcontains``, ``equals``, ``notequals``, ``missing``, ``
 
 Header actions become ``[profile]`` and ``[elements]`` settings on top of the Basic
 Profile; filters go to a ``[filter]`` table (include = whitelist, exclude = blacklist,
-graylist = graylist) which is written for the record only: the engine does not act on it
-yet. deid keeps fields a recipe does not name; medveil applies its profile to them.
+graylist = graylist). The engine applies include and exclude (an excluded instance is not
+processed and is counted as excluded); graylist boxes are kept for the record
+only. deid keeps fields a recipe does not name; medveil applies its profile to them.
 """
 
 from __future__ import annotations
@@ -411,7 +412,7 @@ def import_deid(path: str | os.PathLike[str]) -> PolicyDraft:
             p.name,
             "%filter",
             "[filter] written",
-            "the engine does not act on [filter] yet: every instance is processed",
+            "include/exclude decide which instances are processed; graylist boxes are not masked",
         )
     draft.note(
         p.name,
