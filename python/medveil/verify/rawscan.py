@@ -5,6 +5,13 @@ path of each element at every depth (explicit/implicit VR, little/big endian, de
 datasets, undefined-length sequences and items, encapsulated pixel data), so a raw byte hit
 can be named by element path and the pixel data can be skipped. Anything the walker cannot
 follow is left unmapped: the byte search still covers it.
+
+Only image samples are skipped: what a pixel element holds beside the image (JPEG APPn and
+COM segments, JPEG 2000 COM segments and JP2 boxes, bytes after EOI or the last RLE
+segment, fragments beyond the frames, native or float data beyond the image) gets a span
+of its own (:func:`pixel_side_spans`, path ``(7FE0,0010) frame 1: APP1`` and so on, tag
+:data:`PIXEL_SIDE_TAG`, VR OB) in ``RawLayout.side_spans``, and is left out of
+``pixel_ranges``: a raw search that skips pixel data searches it.
 """
 
 from __future__ import annotations
@@ -17,15 +24,27 @@ from typing import NamedTuple
 
 from pydicom.datadict import dictionary_VR
 
+from medveil.dicom.pixelbytes import PixelParseError, expected_length, parse_encapsulated
+
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 )
 _UNDEFINED = 0xFFFFFFFF
-# Pixel data elements (at any depth, icons included) are excluded from the byte search.
+# Pixel data elements (at any depth, icons included) are excluded from the byte search;
+# what they hold beside the image is not (see pixel_side_spans).
 PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+#: The tag of the spans of bytes beside the image: no standard element has it, and it is
+#: not a pixel tag, so every search that skips pixel data searches these.
+PIXEL_SIDE_TAG = 0x7FE0FFFF
+_FLOAT_BITS = {0x7FE00008: 32, 0x7FE00009: 64}
+# Image attributes read to find where the image ends (PS3.3 C.7.6.3).
+_ROWS, _COLUMNS, _SAMPLES, _BITS = 0x00280010, 0x00280011, 0x00280002, 0x00280100
+_FRAMES, _PHOTOMETRIC, _EOT = 0x00280008, 0x00280004, 0x7FE00001
+_ATTRS = frozenset({_ROWS, _COLUMNS, _SAMPLES, _BITS, _FRAMES, _PHOTOMETRIC, _EOT})
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
 _DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+_NATIVE = frozenset({None, _IMPLICIT_LE, "1.2.840.10008.1.2.1", _EXPLICIT_BE, *_DEFLATED})
 _MAX_DEPTH = 32
 _ITEM_LE = b"\xfe\xff\x00\xe0"
 
@@ -56,6 +75,11 @@ class RawLayout:
     pixel_ranges: list[tuple[int, int]] = field(default_factory=list)
     meta_end: int = 0  # preamble + file meta end here (0 when there is no meta)
     complete: bool = True  # False when the walker stopped early (truncated or odd data)
+    #: Paths of pixel elements whose frames could not be parsed (nothing beside their
+    #: image is known; the pixel cleaner quarantines such input).
+    pixel_unparsed: list[str] = field(default_factory=list)
+    #: Spans of what pixel elements hold beside the image (see :func:`add_pixel_side`).
+    side_spans: list[Span] = field(default_factory=list)
     _order: list[Span] | None = field(default=None, repr=False)
     _starts: list[int] = field(default_factory=list, repr=False)
 
@@ -65,8 +89,9 @@ class RawLayout:
         Element ranges nest like a tree, so among the spans that contain the range the one
         that starts last is the innermost: search back from the last start <= ``start``.
         """
-        if self._order is None or len(self._order) != len(self.spans):
-            self._order = sorted(self.spans, key=lambda sp: (sp.start, -sp.end))
+        if self._order is None or len(self._order) != len(self.spans) + len(self.side_spans):
+            every = self.spans + self.side_spans
+            self._order = sorted(every, key=lambda sp: (sp.start, -sp.end))
             self._starts = [sp.start for sp in self._order]
         i = bisect.bisect_right(self._starts, start) - 1
         while i >= 0:
@@ -237,6 +262,7 @@ def layouts(data: bytes) -> list[RawLayout]:
             lay.spans.append(Span(pos, len(data), "(deflated)", 0, "OB", False))
             inner = RawLayout("inflated", inflated)
             _Walker(inner, True, True).dataset(0, len(inflated), "", False, 0)
+            add_pixel_side(inner, ts)
             return [lay, inner]
         if ts is None:
             # No meta: guess explicit VR when bytes 4-5 look like a VR, and the byte order
@@ -248,9 +274,152 @@ def layouts(data: bytes) -> list[RawLayout]:
             explicit = ts != _IMPLICIT_LE
             little = ts != _EXPLICIT_BE
         _Walker(lay, little, explicit).dataset(pos, len(data), "", False, 0)
+        add_pixel_side(lay, ts, little=little)
     except struct.error:
         lay.complete = False
     return [lay]
+
+
+def _prefix(path: str) -> str:
+    """The item path an element's path starts with ('' at the top level)."""
+    return path[: path.rfind("/") + 1]
+
+
+def add_pixel_side(lay: RawLayout, ts: str | None, *, little: bool = True) -> None:
+    """Give the bytes beside the image of each pixel element a span, and skip only the rest.
+
+    ``lay.side_spans`` gets :func:`pixel_side_spans`' spans and ``lay.pixel_ranges``
+    loses their bytes (so a raw search that skips pixel data searches them; hits in them
+    are named by :meth:`RawLayout.element_at`). ``lay.spans`` stays one span an element.
+    """
+    attrs: dict[str, dict[int, bytes]] = {}
+    pixels = []
+    for sp in lay.spans:
+        if sp.tag in _ATTRS:
+            attrs.setdefault(_prefix(sp.path), {})[sp.tag] = lay.data[sp.start : sp.end]
+        elif sp.tag in PIXEL_TAGS:
+            pixels.append(sp)
+    if not pixels:
+        return
+    side: list[Span] = []
+    for sp in pixels:
+        # Encapsulated: a compressed syntax's Pixel Data that the walker read as items.
+        undefined = (
+            ts not in _NATIVE
+            and sp.end - sp.start >= 8
+            and lay.data[sp.end - 8 : sp.end - 4] == b"\xfe\xff\xdd\xe0"
+        )
+        found = pixel_side_spans(
+            lay.data,
+            sp,
+            ts,
+            attrs.get(_prefix(sp.path), {}),
+            little=little,
+            encapsulated=undefined and sp.tag == 0x7FE00010,
+        )
+        if found is None:
+            lay.pixel_unparsed.append(sp.path)
+            continue
+        side += found
+    if not side:
+        return
+    lay.side_spans.extend(side)
+    cuts = sorted((s.start, s.end) for s in side)
+    ranges: list[tuple[int, int]] = []
+    for a, b in lay.pixel_ranges:
+        pos = a
+        for c, d in cuts:
+            if d <= pos or c >= b:
+                continue
+            if c > pos:
+                ranges.append((pos, c))
+            pos = max(pos, d)
+        if pos < b:
+            ranges.append((pos, b))
+    lay.pixel_ranges[:] = ranges
+
+
+def _number(value: bytes | None, little: bool) -> int | None:
+    """A US value's first number, or an IS value's, from its bytes."""
+    if not value:
+        return None
+    if len(value) == 2:
+        return int.from_bytes(value, "little" if little else "big")
+    try:
+        return int(value.split(b"\\")[0].strip(b" \x00") or b"x")
+    except ValueError:
+        return None
+
+
+def pixel_side_spans(
+    data: bytes,
+    sp: Span,
+    ts: str | None,
+    attrs: dict[int, bytes],
+    *,
+    little: bool = True,
+    encapsulated: bool = False,
+) -> list[Span] | None:
+    """Spans of what pixel element ``sp`` holds beside its image; None if unparseable.
+
+    ``attrs``: the raw values of the image attributes of the same data set (Rows,
+    Columns, SamplesPerPixel, BitsAllocated, NumberOfFrames, PhotometricInterpretation,
+    ExtendedOffsetTable), by tag. Native and float data: the bytes beyond the image and
+    its pad byte; encapsulated: every metadata segment and trailing byte of every frame
+    (those a decoder needs too: they are searched, not removed) and the fragments beyond
+    the frames. Without the attributes the image's end is unknown: nothing is returned.
+    """
+    rows, cols = _number(attrs.get(_ROWS), little), _number(attrs.get(_COLUMNS), little)
+    samples = _number(attrs.get(_SAMPLES), little) or 1
+    bits = _number(attrs.get(_BITS), little) or 0
+    frames = _number(attrs.get(_FRAMES), little) or 1
+    photometric = (attrs.get(_PHOTOMETRIC) or b"").decode("ascii", "replace").strip(" \x00")
+    out: list[Span] = []
+
+    def add(a: int, b: int, kind: str) -> None:
+        out.append(Span(a, b, f"{sp.path} {kind}", PIXEL_SIDE_TAG, "OB", sp.private))
+
+    try:
+        if encapsulated:
+            eot_raw = attrs.get(_EOT)
+            eot = (
+                list(struct.unpack(f"<{len(eot_raw) // 8}Q", eot_raw[: len(eot_raw) // 8 * 8]))
+                if eot_raw
+                else None
+            )
+            layout = parse_encapsulated(
+                data[sp.start : sp.end],
+                ts or "",
+                frames,
+                rows=rows or 0,
+                columns=cols or 0,
+                samples=samples,
+                bits_allocated=bits,
+                eot=eot,
+            )
+            for i, frame in enumerate(layout.frames):
+                for seg in frame.segments:
+                    for a, b in frame.absolute(seg):
+                        add(sp.start + a, sp.start + b, f"frame {i + 1}: {seg.kind}")
+            for a, b in layout.extra:
+                add(sp.start + a, sp.start + b, "beyond the last frame")
+            return out
+        if rows is None or cols is None:
+            return out
+        need = expected_length(
+            rows,
+            cols,
+            samples=samples,
+            bits_allocated=_FLOAT_BITS.get(sp.tag, bits),
+            frames=frames,
+            photometric=photometric,
+        )
+    except PixelParseError:
+        return None
+    keep = sp.start + need + need % 2
+    if keep < sp.end:
+        add(keep, sp.end, "beyond the image")
+    return out
 
 
 def looks_like_dicom(data: bytes) -> bool:
