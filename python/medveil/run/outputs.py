@@ -2,7 +2,10 @@
 
 - :class:`ExclusiveBatch` gives outputs their final names without ever replacing a file:
   two inputs whose outputs share a SOP Instance UID (common in real exports) cannot
-  overwrite each other, even when two workers finish them at the same moment.
+  overwrite each other, even when two workers finish them at the same moment. With
+  :meth:`ExclusiveBatch.add_variant` and :func:`place_variant` a different output under a
+  taken name gets the next variant name (``<uid>~2.dcm``); :func:`settle_variants` puts
+  each group in the order of its input paths at the end of a run.
 - :func:`is_dicomdir` spots a Media Storage Directory (DICOMDIR) input, which is not an
   instance to release; :func:`write_dicomdir` writes a new one for the output tree.
 - :func:`references` lists the UIDs an output refers to, for the run's count of
