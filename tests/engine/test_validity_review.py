@@ -16,6 +16,7 @@ import tempfile
 import pydicom
 import pytest
 from medveil.engine.dataset import Deidentifier
+from medveil.engine.decide import dummy_count
 from medveil.engine.instance import clean_instance
 from medveil.policy.schema import Policy
 from medveil.policy.standard import Option, safety_net_clean
@@ -201,3 +202,46 @@ def test_hierarchic_designator_ids_get_dummies_not_empty() -> None:
     assert got.LocalNamespaceEntityID == "ANONYMIZED"
     assert got.UniversalEntityID == "ANONYMIZED"
     assert got.UniversalEntityIDType == "ISO"
+
+
+def sr_with_scoord() -> Dataset:
+    ds = base_dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.33"
+    ds.Modality = "SR"
+    ds.ValueType = "CONTAINER"
+    ds.ContinuityOfContent = "SEPARATE"
+    region = item(RelationshipType="CONTAINS", ValueType="SCOORD", GraphicType="POLYLINE")
+    region.GraphicData = [1.0, 1.0, 5.0, 5.0]
+    region.PixelSpacing = ["0.5", "0.5"]  # a DS of VM 2 inside a dummy item
+    ds.ContentSequence = Sequence([region])
+    return ds
+
+
+def test_dummy_items_keep_enumerated_shapes_and_the_values_vm_needs() -> None:
+    got = pydicom.dcmread(io.BytesIO(both_roads(sr_with_scoord())))
+    region = got.ContentSequence[0]
+    assert region.ValueType == "SCOORD"
+    assert region.GraphicType == "POLYLINE"
+    assert list(region.PixelSpacing) == [0, 0]
+
+
+def test_a_graphic_type_that_is_not_enumerated_is_a_dummy() -> None:
+    ds = sr_with_scoord()
+    ds.ContentSequence[0].GraphicType = "DOE"
+    got = pydicom.dcmread(io.BytesIO(both_roads(ds)))
+    assert got.ContentSequence[0].GraphicType == "ANONYMIZED"
+
+
+def test_dummy_count_reads_the_dictionary_vm() -> None:
+    counts = {k: dummy_count(tag_for_keyword(k) or 0) for k in COUNTS}
+    assert counts == COUNTS
+
+
+COUNTS = {
+    "ImagePositionPatient": 3,
+    "PixelSpacing": 2,
+    "ReferencedWaveformChannels": 2,
+    "GraphicData": 2,
+    "PatientName": 1,
+    "OtherPatientIDs": 1,
+}

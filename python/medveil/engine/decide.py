@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple, TypeVar
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VM, dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from medveil.dicom.keywords import ID_KEYWORDS, IDENTITY_KEYWORDS, NAME_KEYWORDS, TERM_KEYWORDS
 from medveil.errors import QuarantineError
@@ -838,7 +838,20 @@ _STRUCTURAL_CODES: Final[dict[int, frozenset[str]]] = {
         | {"SELECTED FROM", "HAS CONCEPT MOD"}
     ),
     0x0040A050: frozenset({"SEPARATE", "CONTINUOUS"}),  # ContinuityOfContent
+    # The shape of SCOORD / SCOORD3D items and the range of TCOORD items (enumerated).
+    0x00700023: frozenset("POINT MULTIPOINT POLYLINE CIRCLE ELLIPSE POLYGON ELLIPSOID".split()),
+    0x0040A130: frozenset("POINT MULTIPOINT SEGMENT MULTISEGMENT BEGIN END".split()),
 }
+
+
+def dummy_count(tag: int) -> int:
+    """How many values a dummy of this element holds: the least its dictionary VM allows."""
+    try:
+        vm = dictionary_VM(tag)
+    except KeyError:
+        return 1
+    head = vm.split("-", 1)[0]
+    return int(head) if head.isdigit() and int(head) > 0 else 1
 
 
 #: A rule action of this layer: each component of a DICOMDIR file path gets a keyed name.
@@ -870,7 +883,7 @@ _NET = "safety-net"
 #: or 1C present only when there is such content), while a dummy item would break the
 #: rules of their items (a GraphicLayer no layer defines, one-point graphics, codes
 #: that are not enumerated values).
-_REMOVABLE_SEQUENCES: Final = frozenset(
+OPTIONAL_SEQUENCES: Final = frozenset(
     {
         0x00700001,  # GraphicAnnotationSequence: 1C, required only if annotations exist
         0x0040B020,  # WaveformAnnotationSequence: Type 3
@@ -1205,7 +1218,7 @@ class Decider:
         return Decision(Kind.PUT, LOOKUP_ACTION, tuple(out))
 
     def _sequence(self, tag: int, action: str, empty: bool) -> Decision:
-        if action == "D" and tag in _REMOVABLE_SEQUENCES:
+        if action == "D" and tag in OPTIONAL_SEQUENCES:
             return Decision(Kind.REMOVE, "X-optional-sequence")
         if action in ("C", "U"):
             # The items are cleaned by their own rules (U: the UIDs inside are replaced).
@@ -1296,7 +1309,8 @@ class Decider:
         if vr == "UI":
             return Decision(Kind.PUT, "", tuple(self.map_uids(text())))
         if vr in DUMMY:
-            return Decision(Kind.PUT, "", (DUMMY[vr],))
+            # As many values as the element must hold (ImagePositionPatient: 3).
+            return Decision(Kind.PUT, "", (DUMMY[vr],) * dummy_count(tag))
         return Decision(Kind.ZERO)
 
     @staticmethod
