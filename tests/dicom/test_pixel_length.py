@@ -6,6 +6,7 @@ stores Y Y Cb Cr per pair of pixels, two samples a pixel, not three (PS3.3 C.7.6
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 
@@ -92,3 +93,118 @@ def test_through_the_cli(tmp_path: Path) -> None:
     assert ds.PhotometricInterpretation == "YBR_FULL_422" and len(ds.PixelData) == 20000
     records = "".join(p.read_text() for p in (out / ".medveil").glob("*.jsonl"))
     assert "truncated: pixel data holds 18000 bytes, the header needs 20000" in records
+
+
+# -- bytes beyond the image (issue 18, F2) -----------------------------------------------------
+
+SECRET = bytes(range(32))
+CANARY = "Qwzvrt^Jkplmn QZX908172 19610713"
+
+
+def _file(ds: Dataset) -> bytes:
+    meta = ds.file_meta
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "CT"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Qwzvrt^Jkplmn", "QZX908172", "19610713"
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 7, 0
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _leaks(data: bytes) -> bool:
+    words = ("Qwzvrt", "Jkplmn", "QZX908172", "19610713")
+    return any(w.encode(c) in data for w in words for c in ("ascii", "utf-16-le"))
+
+
+def _clean(data: bytes) -> tuple[str, str, bytes]:
+    from medveil.engine.dataset import Deidentifier
+    from medveil.engine.instance import clean_instance
+    from medveil.policy.schema import Policy
+
+    result = clean_instance(Deidentifier(Policy.default(), SECRET), data, "t.dcm")
+    return result.status, result.reason, result.data if result.status == "written" else b""
+
+
+@pytest.mark.parametrize("codec", ["ascii", "utf-16-le"])
+@pytest.mark.parametrize(("photometric", "samples", "needs"), NEEDS)
+def test_text_beyond_a_native_image_is_quarantined(
+    codec: str, photometric: str, samples: int, needs: int
+) -> None:
+    extra = CANARY.encode(codec)
+    data = _file(_native(photometric, samples, needs + len(extra) + len(extra) % 2))
+    # The planted bytes go after the image (the value was zeros of the full length).
+    at = data.rindex(bytes(needs + len(extra)))
+    data = data[: at + needs] + extra + data[at + needs + len(extra) :]
+    status, reason, _ = _clean(data)
+    assert status == "quarantined"
+    assert f"Pixel Data holds {len(extra) + len(extra) % 2} bytes beyond the image" in reason
+
+
+def test_zero_padding_after_the_image_is_cut_and_released() -> None:
+    data = _file(_native("MONOCHROME2", 1, 24 + 128))
+    status, reason, out = _clean(data)
+    assert status == "written", reason
+    assert len(pydicom.dcmread(io.BytesIO(out)).PixelData) == 24
+
+
+def test_a_pad_byte_to_an_even_length_is_not_excess() -> None:
+    ds = _native("MONOCHROME2", 1, 0)
+    ds.Rows, ds.Columns = 3, 3
+    ds.PixelData = bytes(9) + b"\xff"  # nine pixels and one pad byte (of any value)
+    status, reason, out = _clean(_file(ds))
+    assert status == "written", reason
+    assert len(pydicom.dcmread(io.BytesIO(out)).PixelData) == 10
+
+
+@pytest.mark.filterwarnings("ignore:The pixel data is 8320 bytes long")
+def test_bundled_padded_file_is_released_without_its_padding() -> None:
+    path = get_testdata_file("MR_small_padded.dcm")
+    ds = pydicom.dcmread(path)
+    assert len(ds.PixelData) == ds.Rows * ds.Columns * 2 + 128  # zeros after the image
+    status, reason, out = _clean(Path(path).read_bytes())
+    assert status == "written", reason
+    back = pydicom.dcmread(io.BytesIO(out))
+    assert len(back.PixelData) == ds.Rows * ds.Columns * 2
+    assert (back.pixel_array == ds.pixel_array).all()
+
+
+def test_float_pixel_data_beyond_the_image_or_holding_identity_is_quarantined() -> None:
+    ds = _native("MONOCHROME2", 1, 0)
+    del ds.PixelData
+    ds.Rows, ds.Columns, ds.BitsAllocated = 2, 2, 32
+    ds.add_new(0x7FE00008, "OF", bytes(16) + CANARY.encode()[:16])
+    status, reason, _ = _clean(_file(ds))
+    assert status == "quarantined" and "Float Pixel Data holds 16 bytes beyond" in reason
+    ds[0x7FE00008].value = CANARY.encode()[:16]  # the "samples" are the text
+    status, reason, _ = _clean(_file(ds))
+    assert status == "quarantined" and "identifying value" in reason
+    ds[0x7FE00008].value = struct.pack("<4f", 0.5, 1.5, -2.0, 3.25)
+    status, reason, out = _clean(_file(ds))
+    assert status == "written", reason
+    assert not _leaks(out)
+
+
+def test_expected_length_agrees_with_the_truncation_check() -> None:
+    from medveil.dicom.pixelbytes import expected_length
+
+    for photometric, samples, needs in NEEDS:
+        for frames in (1, 3):
+            got = expected_length(4, 6, samples=samples, frames=frames, photometric=photometric)
+            assert got == needs * frames
+    assert expected_length(3, 3, bits_allocated=1) == 2  # nine bits, packed
+    assert expected_length(4, 6, bits_allocated=16, frames=2) == 96
+
+
+def test_strict_check_names_the_excess_for_every_policy() -> None:
+    from medveil.dicom.strict import StructureError, check_structure
+
+    data = _file(_native("MONOCHROME2", 1, 24 + 40))
+    check_structure(data)  # zeros: padding
+    at = data.rindex(bytes(64))
+    bad = data[: at + 24] + CANARY.encode()[:40].ljust(40, b"!") + data[at + 64 :]
+    with pytest.raises(StructureError, match="Pixel Data holds 40 bytes beyond the image"):
+        check_structure(bad)

@@ -32,6 +32,7 @@ __all__ = [
     "expected_length",
     "family",
     "parse_encapsulated",
+    "split_frames",
     "strip_encapsulated",
 ]
 
@@ -240,6 +241,22 @@ def _split(
         raise PixelParseError("cannot tell which fragments make which frame")
     bounds = [*starts[:frames], starts[frames] if len(starts) > frames else len(frags)]
     return [frags[bounds[i] : bounds[i + 1]] for i in range(frames)], frags[bounds[frames] :]
+
+
+def split_frames(
+    value: bytes, ts: str, frames: int, eot: list[int] | None = None
+) -> tuple[list[list[tuple[int, int]]], list[tuple[int, int]]]:
+    """Value offsets of each frame's fragments, and of the fragments beyond the last frame.
+
+    The split readers make (see :func:`parse_encapsulated`), without parsing the frames.
+    """
+    fam = family(ts)
+    if not fam:
+        raise PixelParseError(f"frames of transfer syntax {ts} cannot be parsed")
+    if frames < 1:
+        raise PixelParseError("NumberOfFrames is below 1")
+    items = _items(value)
+    return _split(value, items[1:], value[items[0][0] : items[0][1]], frames, fam, eot)
 
 
 def parse_encapsulated(

@@ -18,7 +18,12 @@ released file. What counts as inconsistent:
 * an undefined length where the VR forbids it (only SQ, UN and encapsulated Pixel Data
   may have one), an odd value length, a VR that is not a VR, the same tag twice;
 * a deflated data set that does not inflate exactly (bytes after the stream other than
-  zero padding or the stream's own CRC/size trailer).
+  zero padding or the stream's own CRC/size trailer);
+* a top-level Pixel Data, Float or Double Float Pixel Data value holding non-zero bytes
+  beyond the image its header describes (past the pad byte), or encapsulated fragments
+  with non-zero bytes beyond the frames (little-endian data sets). Zero padding after a
+  native image is common in real files (pydicom's ``MR_small_padded.dcm``) and passes:
+  the pixel cleaner cuts it.
 
 An Explicit VR data set whose first element is Implicit VR encoded (a known writer bug)
 is validated as Implicit VR throughout, which is how pydicom reads it; a mix is damage.
@@ -39,6 +44,7 @@ import numpy as np
 from pydicom.datadict import dictionary_VR
 
 from medveil._core import scan_elements
+from medveil.dicom.pixelbytes import PixelParseError, expected_length, split_frames
 from medveil.errors import DicomInputError
 
 __all__ = ["StructureError", "check_structure", "dataset_offset", "inflate_dataset", "sq_tags"]
@@ -187,13 +193,15 @@ def check_structure(data: bytes | bytearray | memoryview) -> str:
         _Walker(buf, little=little, explicit=False, fragments=True).top(pos)
         return ts
     if little:
-        _check_le(buf, pos, implicit)
+        _check_le(buf, pos, implicit, ts)
     else:
         _Walker(buf, little=False, explicit=True).top(pos)
     return ts
 
 
-def _check_le(buf: bytes | bytearray | memoryview, pos: int, implicit: bool) -> None:
+def _check_le(
+    buf: bytes | bytearray | memoryview, pos: int, implicit: bool, ts: str | None = None
+) -> None:
     """The core scanner's verdict on a little-endian data set, plus what it tolerates."""
     rows, stop, error = scan_elements(buf, pos, len(buf), implicit, sq_tags())
     if error is not None:
@@ -207,6 +215,78 @@ def _check_le(buf: bytes | bytearray | memoryview, pos: int, implicit: bool) -> 
         # level that delimiter is stray, and whatever follows it would go unchecked.
         raise _fail("item delimiter outside an undefined-length item", int(stop) - 8)
     _check_rows(buf, rows, implicit)
+    _check_pixel_lengths(buf, rows, ts)
+
+
+_IMAGE_ATTRS = {
+    0x00280010: "rows",
+    0x00280011: "columns",
+    0x00280002: "samples",
+    0x00280100: "bits",
+    0x00280008: "frames",
+    0x00280004: "photometric",
+    0x7FE00001: "eot",
+}
+_PIXEL_BITS = {0x7FE00010: 0, 0x7FE00008: 32, 0x7FE00009: 64}
+_COMPRESSED_NOT = frozenset({_EXPLICIT_LE, _IMPLICIT_LE, _EXPLICIT_BE, *_DEFLATED, None})
+
+
+def _attr_int(value: bytes) -> int | None:
+    """A US value (2 bytes, little-endian) or an IS value's first number."""
+    if len(value) == 2:
+        return int.from_bytes(value, "little")
+    try:
+        return int(value.split(b"\\")[0].strip(b" \x00") or b"x")
+    except ValueError:
+        return None
+
+
+def _check_pixel_lengths(
+    buf: bytes | bytearray | memoryview, rows: np.ndarray, ts: str | None
+) -> None:
+    """No top-level pixel element holds non-zero bytes beyond the image (issue 18 F2)."""
+    top = rows[(rows[:, 7] == 0) & (rows[:, 0] >= 0x00280002)]
+    attrs: dict[str, bytes] = {}
+    pixels = []
+    for tag, _code, start, vstart, length, stop, _n, _d in top.tolist():
+        name = _IMAGE_ATTRS.get(tag)
+        if name is not None:
+            attrs[name] = bytes(buf[vstart:stop])
+        elif tag in _PIXEL_BITS:
+            pixels.append((tag, start, vstart, length, stop))
+    if not pixels or "rows" not in attrs or "columns" not in attrs:
+        return  # no image, or one without a size: the pixel cleaner names that
+    num = {k: _attr_int(v) for k, v in attrs.items() if k not in ("photometric", "eot")}
+    photometric = attrs.get("photometric", b"").decode("ascii", "replace")
+    frames = num.get("frames") or 1
+    for tag, start, vstart, length, stop in pixels:
+        encapsulated = length == _UNDEFINED
+        try:
+            if encapsulated and tag == 0x7FE00010 and ts not in _COMPRESSED_NOT:
+                eot_raw = attrs.get("eot")
+                eot = list(struct.unpack(f"<{len(eot_raw) // 8}Q", eot_raw)) if eot_raw else None
+                _, extra = split_frames(bytes(buf[vstart:stop]), ts or "", frames, eot)
+                beyond = sum(
+                    b - a for a, b in extra if bytes(buf[vstart + a : vstart + b]).strip(b"\x00")
+                )
+            elif not encapsulated:
+                need = expected_length(
+                    num.get("rows") or 0,
+                    num.get("columns") or 0,
+                    samples=num.get("samples") or 1,
+                    bits_allocated=_PIXEL_BITS[tag] or num.get("bits") or 0,
+                    frames=frames,
+                    photometric=photometric,
+                )
+                keep = vstart + need + need % 2
+                beyond = stop - keep if bytes(buf[keep:stop]).strip(b"\x00") else 0
+            else:
+                continue
+        except (PixelParseError, struct.error):
+            continue  # frames the pixel cleaner cannot split either: it quarantines them
+        if beyond > 0:
+            what = "Pixel Data" if tag == 0x7FE00010 else "Float Pixel Data"
+            raise _fail(f"{what} holds {beyond} bytes beyond the image", start)
 
 
 def _check_rows(buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit: bool) -> None:
