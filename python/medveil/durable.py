@@ -138,6 +138,8 @@ _PATIENT = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z._-]{0,63}")
 # leading zeros tolerated), at most 64 characters; "unknown" when the UID is missing.
 _UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 _LEVELS = ("patient folder", "Study Instance UID", "Series Instance UID", "SOP Instance UID")
+# A released file whose SOP Instance UID other released files share: <uid>~2.dcm, ...
+_VARIANT = re.compile(r"~(?:[2-9]|[1-9][0-9]{1,2})")
 
 
 class UnsafePath(ValueError):
@@ -145,11 +147,17 @@ class UnsafePath(ValueError):
 
 
 def check_relpath(relpath: str) -> None:
-    """Raise UnsafePath unless relpath is <patient>/<study UID>/<series UID>/<SOP UID>.dcm."""
+    """Raise UnsafePath unless relpath is <patient>/<study UID>/<series UID>/<SOP UID>.dcm.
+
+    The file name may carry a variant number (<SOP UID>~2.dcm: outputs sharing a UID).
+    """
     parts = relpath.split("/")
     if len(parts) != 4 or not parts[3].endswith(".dcm"):
         raise UnsafePath("unsafe output path: not patient/study/series/instance.dcm")
     parts[3] = parts[3][: -len(".dcm")]
+    uid, mark, number = parts[3].partition("~")
+    if mark and _VARIANT.fullmatch(mark + number):
+        parts[3] = uid
     for level, part in zip(_LEVELS, parts, strict=True):
         if level == _LEVELS[0]:
             ok = _PATIENT.fullmatch(part) is not None

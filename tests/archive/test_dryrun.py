@@ -10,7 +10,7 @@ from medveil.cli.main import main
 from medveil.errors import MedveilError
 from medveil.policy.schema import Policy
 from medveil.run.archive import DRY_RUN_REPORT, RECORDS, deidentify_archive
-from medveil.run.outputs import DIFFERENT_CONTENT, IDENTICAL
+from medveil.run.outputs import IDENTICAL
 
 from tests.archive.mixed import (
     SECRET,
@@ -68,7 +68,9 @@ def test_dry_run_verdicts_equal_a_real_run(runs) -> None:
     statuses = {s for s, _ in dry_verdicts.values()}
     assert statuses == {"written", "quarantined", "skipped", "duplicate", "excluded"}
     reasons = {r for s, r in dry_verdicts.values() if s != "written"}
-    assert {DIFFERENT_CONTENT, IDENTICAL, "exclude[0]", "not DICOM"} <= reasons
+    assert {IDENTICAL, "exclude[0]", "not DICOM"} <= reasons
+    # A file sharing another's SOP Instance UID with other content is released as a variant.
+    assert any("~2.dcm" in p for p in dry_paths.values())
 
 
 def test_dry_run_names_each_input_once_with_its_detail(runs) -> None:
@@ -116,7 +118,8 @@ def test_cli_dry_run_lists_releases_and_quarantines(runs, tmp_path: Path, capsys
     assert sum(line.startswith("would release ") for line in lines) == dry.written
     quarantine = [line for line in lines if line.startswith("would quarantine ")]
     assert len(quarantine) == dry.quarantined
-    assert any("zz-other-ct-same-uid.dcm: duplicate SOP Instance UID" in q for q in quarantine)
+    released = [line for line in lines if line.startswith("would release ")]
+    assert any("zz-other-ct-same-uid.dcm -> " in r and r.endswith("~2.dcm") for r in released)
     assert any(line.startswith("excluded ") and "exclude[0] (MR)" in line for line in lines)
     assert "No DICOM file was written" in lines[-1] and "1 excluded" in lines[-1]
     assert dicom_files(out) == []

@@ -4,10 +4,8 @@ Different content under one UID: every input is released, as ``<uid>.dcm``, ``<u
 ... in the order of the input paths, each catalog row naming the files that share its UID;
 identical content is written once (a duplicate). Summary, catalog and disk agree.
 
-``deidentify_archive`` gets there once run/archive.py places outputs with
-:func:`medveil.run.outputs.place_variant` and settles them with
-:func:`medveil.run.outputs.settle_variants` (the change is in the issue-18/19 helper's
-report); until then these tests are expected to fail, strictly, so the mark goes with it.
+``deidentify_archive`` places outputs with :func:`medveil.run.outputs.place_variant` and
+settles their order with :func:`medveil.run.outputs.settle_variants` at the end of the run.
 """
 
 from __future__ import annotations
@@ -19,14 +17,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from medveil.durable import UnsafePath, check_relpath
 from medveil.run.outputs import SHARES_COLUMN, file_sha256
 from pydicom.data import get_testdata_file
 
 from .test_outputs import assert_agree, outputs, run
-
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="run/archive.py does not place variant names yet (helper report)"
-)
 
 
 def _variants(src: Path) -> None:
@@ -70,3 +65,16 @@ def test_different_content_is_released_under_variant_names(tmp_path: Path, worke
         assert file_sha256(out / path) == sha  # each row describes its own file
         others = {q.rsplit("/", 1)[-1] for q in shares.split(";")}
         assert others == set(stems) - {path.rsplit("/", 1)[-1]}
+
+
+@pytest.mark.parametrize("name", ["1.4~2.dcm", "1.4~10.dcm", "1.4~64.dcm", "1.4~999.dcm"])
+def test_variant_names_are_safe_output_paths(name: str) -> None:
+    check_relpath(f"P1/1.2/1.3/{name}")
+
+
+@pytest.mark.parametrize(
+    "name", ["1.4~1.dcm", "1.4~.dcm", "~2.dcm", "1.4~2~3.dcm", "1.4~02.dcm", "1.4~2a.dcm"]
+)
+def test_other_tildes_are_refused(name: str) -> None:
+    with pytest.raises(UnsafePath):
+        check_relpath(f"P1/1.2/1.3/{name}")

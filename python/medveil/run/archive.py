@@ -14,6 +14,7 @@ import concurrent.futures as cf
 import errno
 import fcntl
 import heapq
+import itertools
 import json
 import logging
 import lzma
@@ -31,7 +32,7 @@ import warnings
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -43,11 +44,13 @@ from medveil.policy.keys import Keyed
 from medveil.policy.schema import Policy
 from medveil.run.outputs import (
     DICOMDIR_FOLDER,
-    DIFFERENT_CONTENT,
     IDENTICAL,
     REPLACED,
+    TOO_MANY_VARIANTS,
     ExclusiveBatch,
     is_dicomdir,
+    settle_variants,
+    variant_path,
     write_dicomdir,
 )
 from medveil.run.refs import output_references
@@ -831,12 +834,14 @@ def _process_one(item: Item, batch: ExclusiveBatch) -> dict[str, object]:
             # Nothing is staged: the parent tells duplicates apart by path and SHA-256.
             return record
         try:
-            placed = batch.add_checked(path, result.parts, str(result.row["sha256"]))
+            # Outputs sharing a SOP Instance UID with different content are all released,
+            # under <uid>~2.dcm, ... (settled in input order at the end of the run).
+            _kind, staged = batch.add_variant(path, result.parts, str(result.row["sha256"]))
+        except FileExistsError:
+            return {"status": "quarantined", "reason": TOO_MANY_VARIANTS, "size_in": size}
         except (OSError, MemoryError) as exc:
             return _retry(_env_reason(exc))
-        if placed == "different":
-            return {"status": "quarantined", "reason": DIFFERENT_CONTENT, "size_in": size}
-        record["_path"] = path
+        record["_path"] = staged
     return record
 
 
@@ -851,7 +856,7 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
     try:
         out = [_process_one(item, batch) for item in items]
         try:
-            placed = batch.commit_exclusive()
+            placed = batch.commit_variants()
         except (OSError, MemoryError) as exc:
             # Not durable, so not done: every file of the batch is tried again (a file
             # already placed is then found identical and kept: see ExclusiveBatch).
@@ -864,10 +869,17 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
         raise
     for i, r in enumerate(out):
         path = r.pop("_path", None)
-        if r["status"] == "written" and placed.get(cast(Path, path)) == "different":
-            # Another worker placed a different file under this name first.
-            out[i] = {"status": "quarantined", "reason": DIFFERENT_CONTENT}
+        if r["status"] != "written" or path is None:
+            continue
+        kind, final = placed[cast(Path, path)]
+        if kind == "refused":
+            out[i] = {"status": "quarantined", "reason": TOO_MANY_VARIANTS}
             out[i]["size_in"] = r.get("size_in", 0)
+            continue
+        # The name it got: its own, or a variant when another file holds that UID's name
+        # ("same": an identical file is there, which the parent counts as a duplicate).
+        row = cast("dict[str, object]", r["row"])
+        row["path"] = final.relative_to(_OUTPUT).as_posix()
     return out
 
 
@@ -896,6 +908,26 @@ def _chunks(
 # ---------------------------------------------------------------------------- records
 # The one file a dry run writes (under OUTPUT/.medveil): its summary and every verdict.
 DRY_RUN_REPORT = "dry-run.json"
+
+
+class _ListingOrder(Mapping[str, str]):
+    """settle_variants' order of this run's outputs, read from the records on demand."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __getitem__(self, relpath: str) -> str:
+        found = self.db.execute("SELECT seq FROM listed WHERE path = ?", (relpath,)).fetchone()
+        if found is None:
+            raise KeyError(relpath)
+        return f"{int(found[0]):015d}"
+
+    def __iter__(self) -> Iterator[str]:
+        for (path,) in self.db.execute("SELECT path FROM listed"):
+            yield str(path)
+
+    def __len__(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM listed").fetchone()[0])
 
 
 class RunRecords:
@@ -932,6 +964,9 @@ class RunRecords:
             "CREATE TABLE IF NOT EXISTS inputs"
             " (source_key TEXT PRIMARY KEY, status TEXT, reason TEXT, size_in INTEGER)"
         )
+        # This run's written paths in the order their inputs were listed (a number, never
+        # the name): outputs sharing a SOP Instance UID are put in that order at the end.
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS listed (path TEXT PRIMARY KEY, seq INT)")
         # Output paths a QA reviewer rejected (moved to quarantine by a --resume).
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS rejections (path TEXT PRIMARY KEY, source_key TEXT)"
@@ -952,6 +987,14 @@ class RunRecords:
             "SELECT source_key FROM instances WHERE path = ? LIMIT 1", (relpath,)
         ).fetchone()
         return None if found is None else str(found[0])
+
+    def note_listed(self, relpath: str, seq: int) -> None:
+        """Remember where this run listed the input of a written output path."""
+        self.db.execute("INSERT OR REPLACE INTO listed VALUES (?, ?)", (relpath, seq))
+
+    def listing_order(self) -> Mapping[str, str]:
+        """This run's written paths -> a key that sorts as their inputs were listed."""
+        return _ListingOrder(self.db)
 
     def has_path(self, relpath: str) -> bool:
         """Whether a catalog row holds this output path."""
@@ -1441,7 +1484,10 @@ def _run(
             on_verdict(relpath, "quarantined", records.reason_of(key))
     # In a dry run, the output path and SHA-256 of each file that would be released: a
     # second input with the same path is a duplicate, or quarantined, as on disk.
-    would_write: dict[str, str] = {}
+    would_write: dict[str, list[str]] = {}
+    # Where each input in flight was listed (popped when it is accounted for).
+    listed: dict[str, int] = {}
+    listing = itertools.count()
     ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     initargs = (
         policy,
@@ -1503,14 +1549,19 @@ def _run(
 
     def account(key: str, name: str, result: dict[str, object]) -> None:
         status = result["status"]
+        seq = listed.pop(key, None)
         if status == "written" and dry_run:
             row = cast("dict[str, object]", result["row"])
-            first = would_write.setdefault(str(row["path"]), str(row["sha256"]))
-            if first != row["sha256"]:
-                # What place_exclusive finds on disk in a real run.
-                status = "quarantined"
-                size = result.get("size_in", 0)
-                result = {"status": status, "reason": DIFFERENT_CONTENT, "size_in": size}
+            # What place_variant finds on disk in a real run: identical content is one file,
+            # different content the next variant name.
+            shas = would_write.setdefault(str(row["path"]), [])
+            sha = str(row["sha256"])
+            if sha in shas:
+                status = "duplicate"
+                result = {"status": status, "reason": IDENTICAL, "size_in": result["size_in"]}
+            else:
+                shas.append(sha)
+                row["path"] = variant_path(Path(str(row["path"])), len(shas)).as_posix()
         if status == "written":
             row = cast("dict[str, object]", result["row"])
             owner = records.owner(str(row["path"]))
@@ -1526,6 +1577,8 @@ def _run(
                 vault.add(result["identity"])  # type: ignore[arg-type]
                 vault.flush()
             records.record(key, result)
+            if status == "written" and seq is not None:
+                records.note_listed(str(cast("dict[str, object]", result["row"])["path"]), seq)
         except (sqlite3.Error, OSError, MemoryError) as exc:
             # The records (or the vault) cannot be written: a disk full, most likely. The
             # input stays unrecorded, so --resume does it again.
@@ -1627,6 +1680,7 @@ def _run(
                 status, why = item.verdict
                 account(key, item.name, {"status": status, "reason": why, "size_in": 0})
                 continue
+            listed[key] = next(listing)
             yield key, item
 
     def submit(entries: list[tuple[str, Item, int]], alone: bool = False) -> None:
@@ -1721,6 +1775,13 @@ def _run(
         if exhausted and not (summary.interrupted or summary.failed):
             summary.total = summary.files_in  # every input of this run is accounted for
         summary.files_in += summary.resumed
+        if not dry_run:
+            try:
+                # Outputs sharing a SOP Instance UID: <uid>.dcm, <uid>~2.dcm, ... in the
+                # order their inputs were listed, whichever worker placed them first.
+                settle_variants(out, records.db, records.listing_order())
+            except (OSError, sqlite3.Error) as exc:
+                summary.failure = summary.failure or f"cannot name shared-UID outputs: {exc}"
         # A resumed run rewrites an existing DICOMDIR: QA rejections (this run's or those of
         # a resume that was stopped) may have taken files out of its file set.
         had_dicomdir = (out / DICOMDIR_FOLDER / "DICOMDIR").is_file()
