@@ -160,3 +160,28 @@ def test_rejecting_every_file_leaves_no_dicomdir_naming_them(run, capsys) -> Non
     assert catalog_paths(out) == {} and _released_on_disk(out) == set()
     assert not (out / "dicomdir").exists()
     assert not [p for p in out.rglob("*.dcm") if ".medveil" not in p.parts]
+
+
+def test_resume_removes_the_pages_renderings_of_rejected_files(run, capsys) -> None:
+    _src, out, argv = run
+    from medveil.pixels.qa import IMAGE_MARKER, write_report
+
+    write_report(out)
+    img = out / ".medveil" / "qa" / "img"
+    assert (img / IMAGE_MARKER).is_file() and any(p.is_file() for p in img.rglob("*.*"))
+    paths = sorted(catalog_paths(out).values())
+    _sign_off(out, paths[1:], paths[:1])
+    assert main([*argv, "--resume"]) == 1
+    # Full-resolution frames of a rejected file must not stay under the output.
+    assert not img.exists()
+
+
+def test_resume_leaves_a_foreign_image_folder_alone(run, capsys) -> None:
+    _src, out, argv = run
+    img = out / ".medveil" / "qa" / "img"
+    img.mkdir(parents=True)
+    (img / "mine.txt").write_text("not medveil's")
+    paths = sorted(catalog_paths(out).values())
+    _sign_off(out, paths[1:], paths[:1])
+    assert main([*argv, "--resume"]) == 1
+    assert (img / "mine.txt").is_file()

@@ -1170,7 +1170,13 @@ def _apply_qa_rejections(
     released file of this output (moved already, or mistyped) is reported, not fatal.
     """
     try:
-        from medveil.pixels.qa import SignoffError, known_paths, parse_signoff, read_signoff
+        from medveil.pixels.qa import (
+            IMAGE_MARKER,
+            SignoffError,
+            known_paths,
+            parse_signoff,
+            read_signoff,
+        )
     except ImportError as exc:  # a partial install: a sign-off is never silently ignored
         if (output / "qa-signoff.json").exists():
             raise MedveilError(f"{output}: cannot read qa-signoff.json ({exc})") from None
@@ -1212,6 +1218,12 @@ def _apply_qa_rejections(
         path.unlink(missing_ok=True)
         records.unrelease(key, relpath, reason)
         moved[key] = relpath
+    if moved:
+        # The QA page's full-resolution renderings of the rejected images go too (only a
+        # folder medveil qa marked as its own); the next page is built without them.
+        img = output / RECORDS / "qa" / "img"
+        if not img.is_symlink() and (img / IMAGE_MARKER).is_file():
+            shutil.rmtree(img)
     return moved
 
 
