@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from medveil.cli.console import error
+from medveil.cli.console import error, warning
 from medveil.errors import MedveilError
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         error(log, f"qa: {exc}")
         return 2
     if args.include_quarantined is not None:
-        print("warning: the page shows quarantined input images; they may contain PHI")
+        warning(log, "the page shows quarantined input images; they may contain PHI")
     if not args.serve:
         print(index)
         return 0
