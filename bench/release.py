@@ -418,8 +418,8 @@ def _print_table(stats: dict[str, Counter[str]], quar: dict[str, Counter[str]], 
             print(f"of which {prefix[:-1]}: released {r}/{n} = {100 * r / n:.1f} %")
     print(
         "('on disk' counts output files found per class: fewer than released when inputs "
-        "share a SOP Instance UID: an identical output is written once, a different one "
-        "quarantined)"
+        "share a SOP Instance UID and their outputs are identical, written once; different "
+        "ones are each written, as <uid>.dcm, <uid>~2.dcm, ...)"
     )
 
 
