@@ -482,3 +482,14 @@ def test_parser_fails_only_with_its_own_error_on_damaged_streams() -> None:
                 parse(bytes(data[:cut]))
             except PixelParseError:
                 pass
+
+
+def test_raw_road_writes_stripped_fragments_like_the_dataset_road() -> None:
+    """Stripping is no reason to leave the raw-byte engine: both roads give the same bytes."""
+    src = _dataset(JPEGBaseline8Bit, [_jpeg(exif=_exif(), comment=PID.encode())])
+    engine = Deidentifier(Policy.default(), SECRET)
+    result = clean_instance(engine, src, "t.dcm")
+    assert result.status == "written" and result.engine == "raw", result.reason
+    assert _leaks(result.data) == []
+    out, _ = engine.apply_bytes(src)
+    assert out == result.data

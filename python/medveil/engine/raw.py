@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from collections.abc import Container
 from dataclasses import dataclass
 from functools import partial
 
@@ -256,6 +257,26 @@ class RawOutcome:
 
 
 _FLOAT_PIXELS = frozenset({BaseTag(0x7FE00008), BaseTag(0x7FE00009)})
+_EXTENDED_OFFSETS = BaseTag(0x7FE00001)
+
+
+def _only_stripped(report: object, store: Container[BaseTag]) -> bool:
+    """Whether the pixel cleaner only cut metadata beside the image out of the fragments.
+
+    The new fragments are then written here like masked native pixels; an Extended
+    Offset Table (rewritten with them) sends the file to the Dataset engine.
+    """
+    return (
+        bool(getattr(report, "stripped", None))
+        and not getattr(report, "regions", True)
+        and not getattr(report, "hidden_bits_cleared", True)
+        and not getattr(report, "reencoded", True)
+        and getattr(report, "transfer_syntax_out", None)
+        == getattr(report, "transfer_syntax_in", None)
+        and _EXTENDED_OFFSETS not in store
+    )
+
+
 _CHARSETS: dict[bytes, str] = {}
 _CATALOG_TAGS = (
     0x00080018,
@@ -348,6 +369,7 @@ class RawEngine:
                     or getattr(pixel_report, "transfer_syntax_out", None)
                     != getattr(pixel_report, "transfer_syntax_in", None)
                 )
+                and not _only_stripped(pixel_report, store)
             ):
                 # Decoded, masked and re-encoded: the Dataset engine writes that file. The
                 # input was not touched (compressed pixels are never masked in place).
@@ -603,8 +625,14 @@ class RawEngine:
             if tag == PIXEL_DATA and self.pixel_elem is not None:
                 e = self.pixel_elem
                 if e.length == _UNDEFINED:
+                    # New fragments only when metadata beside the image was cut from them.
+                    frags = (
+                        new_pixels
+                        if isinstance(new_pixels, (bytes, bytearray, memoryview))
+                        else self.view[e.vstart : e.end - 8]
+                    )
                     pieces.append((tag, _header(tag, e.vr, _UNDEFINED, self.implicit), False))
-                    pieces.append((-1, self.view[e.vstart : e.end - 8], e.end - e.vstart >= 65536))
+                    pieces.append((-1, memoryview(frags), len(frags) >= 65536))
                     pieces.append((-1, _SEQ_DELIMS, False))
                     continue
                 value = (
