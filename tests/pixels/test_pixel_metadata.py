@@ -493,3 +493,19 @@ def test_raw_road_writes_stripped_fragments_like_the_dataset_road() -> None:
     assert _leaks(result.data) == []
     out, _ = engine.apply_bytes(src)
     assert out == result.data
+
+
+@pytest.mark.parametrize("road", ["raw", "dataset"])
+def test_stripped_without_clean_pixel_data_too(road: str) -> None:
+    """A policy that leaves the image alone still drops what lies beside it."""
+    policy = Policy.from_toml('[profile]\noptions = ["clean_descriptors"]\n')
+    engine = Deidentifier(policy, SECRET)
+    src = _dataset(JPEGBaseline8Bit, [_jpeg(exif=_exif(), comment=PID.encode()) + b"tail!!"])
+    if road == "raw":
+        result = clean_instance(engine, src, "t.dcm")
+        assert result.status == "written" and result.engine == "raw", result.reason
+        out = result.data
+    else:
+        out, _ = engine.apply_bytes(src)
+    assert _leaks(out) == [] and b"tail!!" not in out
+    assert np.array_equal(_pixels(out), _pixels(src))

@@ -390,6 +390,11 @@ class Deidentifier:
         if self._pixels is not None and any(k in ds for k in _PIXEL_KEYWORDS):
             # Before header changes: device rules match the original Manufacturer etc.
             report.pixels = self._pixels.clean(ds, source=source)
+        elif any(k in ds for k in _PIXEL_KEYWORDS):
+            from medveil.pixels.sidebytes import strip_beside_image
+
+            # Without Clean Pixel Data too: metadata beside the image is not the image.
+            strip_beside_image(ds)
         self._walk(ds, ctx, report, "")
         meta = getattr(ds, "file_meta", None)
         if meta is not None:

@@ -350,6 +350,14 @@ class RawEngine:
         pixels = self.engine.pixels
         new_pixels = None
         store = elements(top)
+        if pixels is None and (PIXEL_DATA in store or _FLOAT_PIXELS & store.keys()):
+            from medveil.pixels.sidebytes import strip_beside_image
+
+            # Without Clean Pixel Data too: metadata beside the image is not the image.
+            if strip_beside_image(top):
+                if _EXTENDED_OFFSETS in store:
+                    raise NotRaw("an Extended Offset Table to rewrite")
+                new_pixels = store[_PIXEL_TAG].value
         if pixels is not None and PIXEL_DATA not in store and _FLOAT_PIXELS & store.keys():
             # Float pixel data is checked (a quarantine at most), never changed.
             report.pixels = pixels.clean(top, source=name)  # type: ignore[attr-defined]

@@ -32,7 +32,7 @@ from medveil.dicom.pixelbytes import (
 from medveil.dicom.pydicom_private import element, elements
 from medveil.errors import QuarantineError
 
-__all__ = ["clean_side_bytes"]
+__all__ = ["clean_side_bytes", "strip_beside_image"]
 
 _PIXEL = BaseTag(0x7FE00010)
 _FLOAT = {BaseTag(0x7FE00008): 32, BaseTag(0x7FE00009): 64}
@@ -68,6 +68,17 @@ def _geometry(ds: pydicom.Dataset) -> tuple[int, int, int, int, int, str]:
 def _is_compressed(ts: str) -> bool:
     uid = pydicom.uid.UID(ts)
     return bool(uid.is_transfer_syntax and uid.is_compressed)
+
+
+def strip_beside_image(ds: pydicom.Dataset) -> list[str]:
+    """:func:`clean_side_bytes` under the dataset's own transfer syntax.
+
+    For policies without Clean Pixel Data: metadata beside the image is not pixel data,
+    and goes whatever the policy does to the image.
+    """
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    return clean_side_bytes(ds, str(ts or "1.2.840.10008.1.2"))
 
 
 def clean_side_bytes(ds: pydicom.Dataset, ts: str) -> list[str]:
