@@ -509,3 +509,27 @@ def test_stripped_without_clean_pixel_data_too(road: str) -> None:
         out, _ = engine.apply_bytes(src)
     assert _leaks(out) == [] and b"tail!!" not in out
     assert np.array_equal(_pixels(out), _pixels(src))
+
+
+def test_extended_offset_table_is_rewritten() -> None:
+    from pydicom.encaps import encapsulate_extended
+
+    frames = [_jpeg(comment=f"{PID} {i}".encode()) for i in range(2)]
+    src = pydicom.dcmread(io.BytesIO(_dataset(JPEGBaseline8Bit, frames)))
+    src.PixelData, src.ExtendedOffsetTable, src.ExtendedOffsetTableLengths = encapsulate_extended(
+        frames
+    )
+    src["PixelData"].VR = "OB"
+    buf = io.BytesIO()
+    src.save_as(buf, enforce_file_format=True)
+    out = _released(buf.getvalue())
+    ds = pydicom.dcmread(io.BytesIO(out))
+    offsets = struct.unpack("<2Q", ds.ExtendedOffsetTable)
+    lengths = struct.unpack("<2Q", ds.ExtendedOffsetTableLengths)
+    value = ds.PixelData
+    for off, n in zip(offsets, lengths, strict=True):
+        at = 8 + off  # the empty Basic Offset Table item comes first
+        assert value[at : at + 4] == b"\xfe\xff\x00\xe0"
+        assert struct.unpack("<I", value[at + 4 : at + 8])[0] == n
+        assert value[at + 8 : at + 10] == b"\xff\xd8"
+    assert np.array_equal(_pixels(out), _pixels(buf.getvalue()))
