@@ -533,3 +533,19 @@ def test_extended_offset_table_is_rewritten() -> None:
         assert struct.unpack("<I", value[at + 4 : at + 8])[0] == n
         assert value[at + 8 : at + 10] == b"\xff\xd8"
     assert np.array_equal(_pixels(out), _pixels(buf.getvalue()))
+
+
+@pytest.mark.parametrize(
+    ("comment", "kept"),
+    [
+        (b"Created by OpenJPEG version 2.5.0", True),
+        (b"Creator: JasPer Version 1.701.0", True),
+        (b"Created by OpenJPEG version 2.5.0 " + SURNAME.encode(), False),
+        (SURNAME.encode() + b" Kakadu-2.2", False),
+    ],
+)
+def test_only_exact_encoder_signatures_stay(comment: bytes, kept: bool) -> None:
+    if not get_decoder(JPEG2000).is_available:
+        pytest.skip("no JPEG 2000 codec installed")
+    coms = [s for s in j2k_segments(_j2k(comment)) if s.kind == "J2K COM"]
+    assert [not s.strip for s in coms] == [kept]

@@ -539,7 +539,8 @@ def _j2k_marker(data: bytes, pos: int, stop: int) -> tuple[int, int, int]:
 #: Comments encoders write on their own, matched whole: nothing else fits in them, so they
 #: stay (and a file needs no rewrite for them).
 _ENCODER_COMMENTS = re.compile(
-    rb"\x00\x01(?:Created by OpenJPEG version [0-9]{1,3}(?:\.[0-9]{1,3}){1,3}"
+    rb"\x00\x01(?:Created by (?:GDCM/)?OpenJPEG version [0-9]{1,3}(?:\.[0-9]{1,3}){1,3}"
+    rb"|Creator: JasPer Version [0-9]{1,3}(?:\.[0-9]{1,3}){1,3}"
     rb"|Kakadu-v?[0-9]{1,3}(?:\.[0-9]{1,3}){1,3})"
 )
 
