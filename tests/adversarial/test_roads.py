@@ -7,7 +7,11 @@ in the logs; every input stored or refused with a reason; and the same set of ca
 released as by ``medveil deid`` on the folder. The gateway gets the corpus twice: the
 files' data set bytes as they are, and re-encoded by pydicom as pynetdicom sends by
 default (a damaged file may then arrive repaired, and may be released if clean). A file
-pynetdicom cannot even send counts as refused."""
+pynetdicom cannot even send counts as refused.
+
+Both roads then run again under the default policy plus one option that keeps more
+(:data:`ROAD_OPTIONS`), on a sample of the corpus (every case made for that option, and
+every third other case), held to the same rules against a folder run of the same policy."""
 
 from __future__ import annotations
 
@@ -25,9 +29,10 @@ from typing import Any
 import pytest
 from medveil.policy.keys import Keyed
 from medveil.policy.schema import Policy
+from medveil.policy.standard import Option
 
 from .generator import leaks
-from .test_no_leaks import BY_PLACE, CASES, SECRET, CliRun, _file_name, _run_cli
+from .test_no_leaks import BY_PLACE, CASES, SECRET, CliRun, _file_name, _policy_toml, _run_cli
 
 # Damage confined to the file meta, which a C-STORE never carries: the sender reads the
 # meta up to its last group 0002 element (whatever the group length says) and sends the
@@ -95,6 +100,94 @@ def _released_by_folder(run: CliRun) -> set[str]:
     return set(by_token.values()) - {by_token[t] for t in run.quarantined}
 
 
+# Options the roads are also run under (added to the default): each keeps content the
+# default removes (private blobs; structured report content), where the roads' decoding
+# and the post-check must still find every canary.
+ROAD_OPTIONS = ("retain_safe_private", "clean_structured_content")
+
+
+def _option_policy(option: str) -> Policy:
+    """The default policy plus one option."""
+    return Policy(options=(*Policy().options, Option[option.upper()]))
+
+
+def _option_sample(option: str) -> list[int]:
+    """Indices of the cases run under an option: those made for it, every third other."""
+    return [
+        i
+        for i, c in enumerate(CASES)
+        if (c.options and set(c.options) <= {option}) or (not c.options and i % 3 == 0)
+    ]
+
+
+@pytest.fixture(scope="module")
+def option_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Per option, a folder holding its sample of the corpus (file names as in the whole)."""
+    out = {}
+    for option in ROAD_OPTIONS:
+        folder = tmp_path_factory.mktemp(f"roads-in-{option}")
+        for i in _option_sample(option):
+            (folder / _file_name(i)).write_bytes(CASES[i].data)
+        out[option] = folder
+    return out
+
+
+@pytest.fixture(scope="module")
+def option_folder_runs(
+    option_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, CliRun]:
+    """``medveil deid`` on each option's sample, with a policy file naming the options."""
+    base = tmp_path_factory.mktemp("roads-cli-options")
+    secret = base / "secret"
+    secret.write_text(SECRET.hex())
+    secret.chmod(0o600)
+    runs = {}
+    for option in ROAD_OPTIONS:
+        policy = base / f"{option}.toml"
+        names = [o.name.lower() for o in Policy().options] + [option]
+        policy.write_text(_policy_toml(tuple(names)))
+        runs[option] = _run_cli(option_dirs[option], base / f"out-{option}", secret, policy)
+    return runs
+
+
+def _option_params() -> list[Any]:
+    return [
+        pytest.param(option, CASES[i].place, id=f"{option}-{CASES[i].place}")
+        for option in ROAD_OPTIONS
+        for i in _option_sample(option)
+    ]
+
+
+def _released_among(run: CliRun, indices: list[int]) -> set[str]:
+    """Input names among these cases that a folder run wrote."""
+    keyed = Keyed(SECRET)
+    by_token = {keyed.path_token(_file_name(i)): _file_name(i) for i in indices}
+    assert set(run.quarantined) <= set(by_token), "quarantine records name unknown inputs"
+    return set(by_token.values()) - {by_token[t] for t in run.quarantined}
+
+
+def _check_option_run(run: RoadRun, folder: CliRun, option: str, refused_ok: bool) -> None:
+    """Every sampled input accounted for, damaged ones held back, same releases as folder."""
+    indices = _option_sample(option)
+    names = {_file_name(i) for i in indices}
+    assert set(run.outcome) == names
+    for name, (status, reason) in run.outcome.items():
+        assert status in ("written", "quarantined", *(("refused",) if refused_ok else ()))
+        if status != "written":
+            assert reason.strip(), f"{name}: {status} without a reason"
+    place = {_file_name(i): CASES[i].place for i in indices}
+    for name in names:
+        if BY_PLACE[place[name]].damaged and place[name] not in META_ONLY_DAMAGE:
+            assert run.outcome[name][0] != "written", place[name]
+    written = [s for s, _ in run.outcome.values()].count("written")
+    assert run.files == written
+    released = {n for n, (s, _) in run.outcome.items() if s == "written"}
+    expected = _released_among(folder, indices)
+    expected |= {n for n in names if place[n] in META_ONLY_DAMAGE} & released
+    assert sorted(place[n] for n in released - expected) == []
+    assert sorted(place[n] for n in expected - released) == []
+
+
 # ------------------------------------------------------------------------------ gateway
 # How the sender turns each file into a C-STORE: "raw" streams the data set bytes of the
 # file as they are; "decoded" (pynetdicom's default, as most senders do) reads the file
@@ -112,8 +205,15 @@ def _gateway_params() -> list[Any]:
     return out
 
 
-def _send_corpus(corpus_dir: Path, store: Path, chunked: bool) -> RoadRun:
-    """The corpus over one association to a fresh store-mode gateway (default policy)."""
+def _send_corpus(
+    corpus_dir: Path,
+    store: Path,
+    chunked: bool,
+    policy: Policy | None = None,
+    indices: list[int] | None = None,
+) -> RoadRun:
+    """The corpus (or these cases of it) over one association to a fresh store-mode
+    gateway (the default policy unless given)."""
     from medveil.net.gateway import STATUS_QUARANTINED, VERIFICATION, Gateway, GatewayConfig
     from pydicom.filereader import read_file_meta_info
     from pynetdicom import AE, _config
@@ -122,11 +222,16 @@ def _send_corpus(corpus_dir: Path, store: Path, chunked: bool) -> RoadRun:
 
     log = CapturedLog()
     config = GatewayConfig(
-        policy=Policy(), secret=SECRET, workers=2, host="127.0.0.1", port=0, store=store
+        policy=policy or Policy(),
+        secret=SECRET,
+        workers=2,
+        host="127.0.0.1",
+        port=0,
+        store=store,
     )
     gw = Gateway(config, log)
     run = RoadRun()
-    names = [_file_name(i) for i in range(len(CASES))]
+    names = [_file_name(i) for i in (range(len(CASES)) if indices is None else indices)]
     # One presentation context per (SOP class, transfer syntax) the corpus uses; a file
     # whose meta cannot be read has none and cannot be sent.
     contexts: set[tuple[str, str]] = set()
@@ -227,17 +332,78 @@ def test_gateway_releases_what_the_folder_run_releases(
     assert sorted(place[n] for n in expected - released) == []  # released by the folder only
 
 
-# -------------------------------------------------------------------------------- spark
 @pytest.fixture(scope="module")
-def spark_run(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoadRun]:
-    """The corpus as one Spark job on local[2], its console (driver and JVM) captured."""
+def gateway_option_runs(
+    option_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, RoadRun]:
+    """Each option's sample sent raw to a gateway running the default plus that option."""
+    pytest.importorskip("pynetdicom", reason="pynetdicom not installed (pip install .[net])")
+    base = tmp_path_factory.mktemp("roads-gateway-options")
+    return {
+        option: _send_corpus(
+            option_dirs[option],
+            base / option,
+            True,
+            _option_policy(option),
+            _option_sample(option),
+        )
+        for option in ROAD_OPTIONS
+    }
+
+
+@pytest.mark.parametrize("option", ROAD_OPTIONS)
+def test_gateway_under_an_option_agrees_with_the_folder_run(
+    gateway_option_runs: dict[str, RoadRun], option_folder_runs: dict[str, CliRun], option: str
+) -> None:
+    _check_option_run(gateway_option_runs[option], option_folder_runs[option], option, True)
+
+
+@pytest.mark.parametrize(("option", "place"), _option_params())
+def test_gateway_under_an_option_leaks_nothing(
+    gateway_option_runs: dict[str, RoadRun], option: str, place: str
+) -> None:
+    got = leaks(BY_PLACE[place], gateway_option_runs[option].blob)
+    assert got == [], f"{place} under {option}: canaries in the store or the log"
+
+
+# -------------------------------------------------------------------------------- spark
+@dataclass
+class SparkJob:
+    """One Spark job of the corpus: its input folder, policy and cases."""
+
+    name: str
+    corpus_dir: Path
+    policy: Policy
+    indices: list[int]
+
+
+@pytest.fixture(scope="module")
+def spark_runs(
+    corpus_dir: Path, option_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, RoadRun]]:
+    """The corpus as Spark jobs on local[2] (the whole under the default policy, each
+    option's sample under its policy), one session, its console (driver, JVM) captured."""
+    jobs = [SparkJob("default", corpus_dir, Policy(), list(range(len(CASES))))]
+    jobs += [
+        SparkJob(o, option_dirs[o], _option_policy(o), _option_sample(o)) for o in ROAD_OPTIONS
+    ]
+    yield _spark(jobs, tmp_path_factory.mktemp("roads-spark"))
+
+
+@pytest.fixture(scope="module")
+def spark_run(spark_runs: dict[str, RoadRun]) -> RoadRun:
+    """The whole corpus through Spark under the default policy."""
+    return spark_runs["default"]
+
+
+def _spark(jobs: list[SparkJob], base: Path) -> dict[str, RoadRun]:
+    """Run each job in one local[2] session; the console is each run's log (all jobs')."""
     pytest.importorskip("pyspark", reason="pyspark not installed (pip install .[spark])")
     if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
         pytest.skip("no Java runtime for Spark (apt-get install default-jre-headless)")
     from medveil.run import spark as mspark
     from pyspark.sql import SparkSession
 
-    out = tmp_path_factory.mktemp("roads-spark") / "out"
     saved_env = {k: os.environ.get(k) for k in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
     os.environ.update(dict.fromkeys(saved_env, sys.executable))
     # The console at the file descriptor level, so a JVM launched here, and the Python
@@ -249,6 +415,7 @@ def spark_run(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     os.dup2(console.fileno(), 1)
     os.dup2(console.fileno(), 2)
     session = None
+    results: dict[str, tuple[Path, list[dict[str, Any]], list[Any]]] = {}
     try:
         session = (
             SparkSession.builder.master("local[2]")
@@ -260,15 +427,18 @@ def spark_run(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             .config("spark.sql.shuffle.partitions", "2")
             .getOrCreate()
         )
-        df = mspark.deidentify_archive(
-            session, str(corpus_dir), str(out), policy=Policy(), secret=SECRET
-        )
-        rows = [r.asDict() for r in df.collect()]
-        # Parquet pages may be compressed in ways the oracle cannot undo: search the rows.
-        tables = [
-            [r.asDict() for r in session.read.parquet(str(p)).collect()]
-            for p in sorted((out / ".medveil").glob("*.parquet"))
-        ]
+        for job in jobs:
+            out = base / job.name
+            df = mspark.deidentify_archive(
+                session, str(job.corpus_dir), str(out), policy=job.policy, secret=SECRET
+            )
+            rows = [r.asDict() for r in df.collect()]
+            # Parquet pages may be compressed in ways the oracle cannot undo: the rows.
+            tables = [
+                [r.asDict() for r in session.read.parquet(str(p)).collect()]
+                for p in sorted((out / ".medveil").glob("*.parquet"))
+            ]
+            results[job.name] = (out, rows, tables)
     finally:
         if session is not None:
             session.stop()
@@ -288,13 +458,16 @@ def spark_run(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     console.close()
     keyed = Keyed(SECRET)
     by_token = {keyed.path_token(_file_name(i)): _file_name(i) for i in range(len(CASES))}
-    run = RoadRun()
-    for r in rows:
-        run.outcome[by_token[r["input_key"]]] = (r["status"], r["reason"] or "")
-    records = json.dumps([rows, tables], default=str).encode()
-    run.blob = b"\0\0".join([logs, records, *_tree_blob(out)])
-    run.files = len(list(out.rglob("*.dcm")))
-    yield run
+    runs = {}
+    for name, (out, rows, tables) in results.items():
+        run = RoadRun()
+        for r in rows:
+            run.outcome[by_token[r["input_key"]]] = (r["status"], r["reason"] or "")
+        records = json.dumps([rows, tables], default=str).encode()
+        run.blob = b"\0\0".join([logs, records, *_tree_blob(out)])
+        run.files = len(list(out.rglob("*.dcm")))
+        runs[name] = run
+    return runs
 
 
 def test_spark_accounts_for_every_input(spark_run: RoadRun) -> None:
@@ -324,3 +497,18 @@ def test_spark_releases_what_the_folder_run_releases(
     place = {_file_name(i): c.place for i, c in enumerate(CASES)}
     assert sorted(place[n] for n in released - expected) == []  # released by Spark only
     assert sorted(place[n] for n in expected - released) == []  # released by the folder only
+
+
+@pytest.mark.parametrize("option", ROAD_OPTIONS)
+def test_spark_under_an_option_agrees_with_the_folder_run(
+    spark_runs: dict[str, RoadRun], option_folder_runs: dict[str, CliRun], option: str
+) -> None:
+    _check_option_run(spark_runs[option], option_folder_runs[option], option, False)
+
+
+@pytest.mark.parametrize(("option", "place"), _option_params())
+def test_spark_under_an_option_leaks_nothing(
+    spark_runs: dict[str, RoadRun], option: str, place: str
+) -> None:
+    got = leaks(BY_PLACE[place], spark_runs[option].blob)
+    assert got == [], f"{place} under {option}: canaries in the output, records or logs"
