@@ -62,10 +62,13 @@ def local_inputs(out: Path) -> dict[str, tuple[str, str]]:
 
 
 def local_catalog(db_path: Path) -> list[tuple[object, ...]]:
-    """Every instances row (sorted), as the local tools read it."""
+    """Every instances row (sorted) in the catalog's columns, the source key and which files
+    share its UID ('' when none), as the local tools read them."""
     db = sqlite3.connect(db_path)
+    names = [n for n, _ in mspark.CATALOG_COLUMNS] + ["source_key", "shares_uid_with"]
     try:
-        return sorted(db.execute("SELECT * FROM instances").fetchall(), key=repr)
+        rows = db.execute(f"SELECT {', '.join(names)} FROM instances").fetchall()
+        return sorted(rows, key=repr)
     finally:
         db.close()
 
@@ -199,8 +202,8 @@ def test_catalog_parquet_and_sqlite_match_local_catalog(spark, local_out, spark_
     parquet = spark.read.parquet(str(out / ".medveil" / "catalog.parquet"))
     names = [n for n, _ in mspark.CATALOG_COLUMNS] + ["source_key"]
     assert parquet.columns == names
-    got = sorted((tuple(r) for r in parquet.collect()), key=repr)
-    assert got == expected
+    got = sorted(((*tuple(r), "") for r in parquet.collect()), key=repr)
+    assert got == expected  # no file shares its UID here
 
 
 def test_no_secret_in_conf_or_outputs(spark, spark_run) -> None:
@@ -666,6 +669,12 @@ def test_duplicate_sop_uids_never_overwrite(spark, tmp_path) -> None:
         )
     ]
     assert on_disk == written == catalog and len(on_disk) == 14 + 1
+    db = sqlite3.connect(out / ".medveil" / "catalog.sqlite")
+    shares = dict(db.execute("SELECT path, shares_uid_with FROM instances"))
+    db.close()
+    names = [p.rsplit("/", 1)[-1] for p in (first["output_path"], other["output_path"])]
+    assert shares[first["output_path"]] == names[1] and shares[other["output_path"]] == names[0]
+    assert sum(bool(v) for v in shares.values()) == 2
     summary = json.loads((out / ".medveil" / "summary.json").read_text())
     assert (summary["written"], summary["duplicates"]) == (15, 1)
     parquet = spark.read.parquet(str(out / ".medveil" / "catalog.parquet"))

@@ -929,11 +929,16 @@ def _write_pixel_log(path: Path, pixels: DataFrame) -> None:
 
 def merge_sqlite(db_path: Path, full: DataFrame) -> None:
     """Merge the run's results into a local catalog.sqlite with the local run's tables."""
+    from medveil.run.outputs import SHARES_COLUMN
+
     names = [n for n, _ in CATALOG_COLUMNS]
     db = sqlite3.connect(db_path, timeout=60)
     try:
         cols = ", ".join(f"{n} {t}" for n, t in CATALOG_COLUMNS)
         db.execute(f"CREATE TABLE IF NOT EXISTS instances ({cols}, source_key TEXT)")
+        if SHARES_COLUMN not in {row[1] for row in db.execute("PRAGMA table_info(instances)")}:
+            # The local run's column naming the other files that share a file's UID.
+            db.execute(f"ALTER TABLE instances ADD COLUMN {SHARES_COLUMN} TEXT DEFAULT ''")
         db.execute(
             "CREATE TABLE IF NOT EXISTS inputs"
             " (source_key TEXT PRIMARY KEY, status TEXT, reason TEXT, size_in INTEGER)"
@@ -951,6 +956,25 @@ def merge_sqlite(db_path: Path, full: DataFrame) -> None:
             db.execute(
                 "INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?)", (key, status, reason, size_in)
             )
+        _fill_shares(db, SHARES_COLUMN)
         db.commit()
     finally:
         db.close()
+
+
+def _fill_shares(db: sqlite3.Connection, column: str) -> None:
+    """Name, for each file whose SOP Instance UID other released files share, those files
+    (file names, ';'-separated, as the local run does); '' for every other file."""
+    groups: dict[str, list[str]] = {}
+    for (path,) in db.execute("SELECT path FROM instances"):
+        head, _, name = str(path).rpartition("/")
+        stem = name[: -len(".dcm")] if name.endswith(".dcm") else name
+        groups.setdefault(f"{head}/{stem.split('_', 1)[0]}", []).append(str(path))
+    db.execute(f"UPDATE instances SET {column} = ''")
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        final = sorted(members, key=lambda p: (len(p), p))
+        for p in final:
+            others = ";".join(q.rsplit("/", 1)[-1] for q in final if q != p)
+            db.execute(f"UPDATE instances SET {column} = ? WHERE path = ?", (others, p))
