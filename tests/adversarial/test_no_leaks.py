@@ -38,12 +38,7 @@ BY_PLACE = {c.place: c for c in CASES}
 
 # Cases whose class is not fixed yet, per road: {(road, place): class}. With strict=True, a
 # fixed case fails until its entry goes.
-KNOWN: dict[tuple[str, str], str] = {
-    # verify.inputs opens any file zipfile.is_zipfile accepts as a zip archive, and a
-    # DICOM file whose last element holds a ZIP is one: its members are read, the DICOM
-    # file is never learned from nor searched (fix: DICOM first, see the report).
-    ("verify-naive", "binary-zip-member-at-200"): "15 verify (a DICOM file holding a ZIP)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _mark(road: str, place: str) -> pytest.MarkDecorator | tuple[()]:

@@ -57,14 +57,23 @@ def archive_members(path: Path) -> Iterator[Item]:
         yield Item(path, error=type(exc).__name__)
 
 
+def _is_dicom(path: Path) -> bool:
+    """Whether a file has the Part 10 preamble and DICM prefix."""
+    with path.open("rb") as f:
+        return f.read(132)[128:132] == b"DICM"
+
+
 def iter_items(root: Path) -> Iterator[Item]:
     """Every file under ``root`` (or ``root`` itself), archives expanded, in a stable order."""
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     for path in files:
         try:
             # Named like an archive (a broken one is then reported), or any zip whatever its
-            # name (.docx/.xlsx reports keep their text compressed).
-            archive = path.name.lower().endswith(_ARCHIVE_SUFFIXES) or zipfile.is_zipfile(path)
+            # name (.docx/.xlsx reports keep their text compressed). A DICOM file stays one:
+            # a ZIP in its last value makes zipfile see an archive (its end record is there).
+            archive = not _is_dicom(path) and (
+                path.name.lower().endswith(_ARCHIVE_SUFFIXES) or zipfile.is_zipfile(path)
+            )
         except OSError:
             archive = False
         if archive:
