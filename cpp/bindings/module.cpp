@@ -9,6 +9,7 @@ void bind_crypto(py::module_& m);
 void bind_noise(py::module_& m);
 void bind_textscreen(py::module_& m);
 void bind_dicomscan(py::module_& m);
+void bind_fastpath(py::module_& m);
 void bind_digest(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -22,5 +23,6 @@ PYBIND11_MODULE(_core, m) {
     bind_noise(m);
     bind_textscreen(m);
     bind_dicomscan(m);
+    bind_fastpath(m);
     bind_digest(m);
 }

@@ -279,6 +279,68 @@ class textscreen:
         invert: bool = False,
     ) -> numpy.typing.NDArray[numpy.uint8]: ...
 
+class fastpath:
+    """The native per-file de-identification road"""
+
+    class Table:
+        """A compiled policy for the native road"""
+
+        def __init__(
+            self,
+            secret: bytes,
+            sq_tags: typing.Annotated[numpy.typing.ArrayLike, numpy.uint32],
+            well_known: list[str],
+            term_tags: list[int],
+            catalog_tags: list[int],
+            charsets: list[bytes],
+            syntaxes: list[tuple[str, int]],
+            private_report: int,
+        ) -> None: ...
+        def add_tag(
+            self,
+            tag: int,
+            plain_vr: str,
+            dict_vr: str,
+            code_meaning: bool,
+            vrs: list[
+                tuple[
+                    str,
+                    bool,
+                    tuple[int, int, list[int], bytes, str],
+                    tuple[int, int, list[int], bytes, str],
+                ]
+            ],
+        ) -> list[int]: ...
+        def cache_put(
+            self,
+            entry: int,
+            empty: bool,
+            fingerprint: bytes,
+            value: bytes,
+            kind: int,
+            report: int,
+            notes: list[int],
+            out: bytes,
+        ) -> None: ...
+        def add_meta(
+            self, key: bytes, pre: bytes, post: bytes, taken: list[tuple[int, int]]
+        ) -> None: ...
+        def add_marks(self, marks: list[tuple[int, bytes]]) -> int: ...
+        def cache_size(self) -> int: ...
+        def meta_key(
+            self, data: typing.Any, rows: numpy.typing.NDArray[numpy.int64]
+        ) -> bytes: ...
+
+    @staticmethod
+    def run(
+        table: fastpath.Table,
+        inputs: list[typing.Any],
+        marks: list[int] | None = None,
+        pixels: list[typing.Any] | None = None,
+        threads: int = 1,
+        build: bool = True,
+    ) -> list[tuple[typing.Any, ...]]: ...
+
 def scan_elements(
     data: typing.Any,
     pos: typing.SupportsInt | typing.SupportsIndex,

@@ -21,6 +21,7 @@ from medveil.dicom.peek import peek_int, peek_str
 from medveil.dicom.strict import check_structure
 from medveil.engine.dataset import Deidentifier, DeidReport
 from medveil.engine.generalize import age_band
+from medveil.engine.native import NativeEngine
 from medveil.engine.postcheck import (
     Allowance,
     Terms,
@@ -54,6 +55,8 @@ class CleanResult:
     engine: str = ""  # which engine wrote it: "raw" or "dataset"
     # Why the raw-byte engine declined the file (no values in it), when the Dataset one wrote it.
     declined: str = ""
+    # Why the native road left the file to Python (no values in it), when it did.
+    native_declined: str = ""
 
     @property
     def data(self) -> bytes:
@@ -127,8 +130,13 @@ def _checked(value: str, pattern: re.Pattern[str]) -> str:
     return value if len(value) <= 64 and pattern.fullmatch(value) else ""
 
 
-def catalog_row(ds: Dataset, relpath: str, parts: list[bytes]) -> dict[str, object]:
-    """The de-identified metadata of one written instance (the cohort catalog row)."""
+def catalog_row(
+    ds: Dataset, relpath: str, parts: list[bytes], sha256: str | None = None
+) -> dict[str, object]:
+    """The de-identified metadata of one written instance (the cohort catalog row).
+
+    ``sha256``: the output's hash when the engine already computed it while writing.
+    """
 
     def num(tag: int) -> object:
         text = peek_str(ds, tag).split("\\")[0].strip()
@@ -154,7 +162,7 @@ def catalog_row(ds: Dataset, relpath: str, parts: list[bytes]) -> dict[str, obje
         "slice_thickness": num(0x00180050),
         "path": relpath,
         "size": sum(len(p) for p in parts),
-        "sha256": _sha256(parts),
+        "sha256": sha256 if sha256 is not None else _sha256(parts),
     }
 
 
@@ -215,6 +223,46 @@ def describe_exception(exc: BaseException) -> str:
 # The raw-byte engine gives the same bytes as the Dataset engine, faster; tests turn it off
 # to compare the two.
 USE_RAW_ENGINE = True
+# The native road (engine/native.py) gives the raw-byte engine's bytes, faster still; tests
+# turn it off (or on alone) to compare the roads.
+USE_NATIVE_ENGINE = True
+
+
+def native_engine_of(engine: Deidentifier) -> NativeEngine:
+    """The native road sharing ``engine``'s policy and secret (its table made once)."""
+    native = getattr(engine, "_native_engine", None)
+    if native is None:
+        native = NativeEngine(engine, raw_engine_of(engine))
+        engine._native_engine = native  # type: ignore[attr-defined]
+    return native
+
+
+def _clean_native(
+    engine: Deidentifier, raw: bytes | bytearray | memoryview, name: str, terms: Terms
+) -> CleanResult | str:
+    """clean_instance through the native road; why not, when Python must take the file."""
+    size_in = len(raw)
+    try:
+        out = native_engine_of(engine).apply(raw, name)
+        if isinstance(out, Exception):
+            raise out
+        if isinstance(out, str):
+            return out
+        # The same post-check as the other roads, on the bytes to be written.
+        allow = engine.allowance
+        check_written(b"".join(out.parts), terms, allow)
+        return _written(
+            out.final,
+            out.parts,  # type: ignore[arg-type]
+            out.report,
+            size_in,
+            "native",
+            terms=terms,
+            allow=allow,
+            sha256=out.sha256,
+        )
+    except Exception as exc:  # fail closed: anything unexpected keeps the file out
+        return _quarantined(exc, size_in)
 
 
 def raw_engine_of(engine: Deidentifier) -> RawEngine:
@@ -263,6 +311,17 @@ def _clean_raw(
         return _quarantined(exc, size_in)
 
 
+def _learn(engine: Deidentifier, raw: bytes | bytearray | memoryview) -> None:
+    """Teach the native road the answers the raw-byte engine just gave for this file."""
+    native = native_engine_of(engine)
+    if not native.first_pass:
+        return
+    try:
+        native.learn(raw, native.first_pass[0])
+    except Exception:  # a cache left unfilled only costs speed: the next file asks again
+        return
+
+
 def _damaged(raw: bytes | bytearray | memoryview) -> CleanResult | None:
     """A quarantine result when the file's structure is inconsistent, before any engine.
 
@@ -286,6 +345,7 @@ def _written(
     *,
     terms: Terms,
     allow: Allowance,
+    sha256: str | None = None,
 ) -> CleanResult:
     """The result for a written file: its path, catalog row and records, from the output's ds.
 
@@ -293,7 +353,7 @@ def _written(
     QuarantineError if either would carry an original value.
     """
     relpath = output_relpath(ds)
-    row = catalog_row(ds, relpath, parts)
+    row = catalog_row(ds, relpath, parts, sha256)
     check_record([relpath, *(v for v in row.values() if isinstance(v, str))], terms, allow)
     pixels = report.pixels.record(relpath) if report.pixels is not None else None  # type: ignore[attr-defined]
     identity = (
@@ -424,11 +484,29 @@ def clean_instance(
     except Exception as exc:
         return _quarantined(exc, size_in)
     declined = "raw-byte engine off" if not USE_RAW_ENGINE else "vault capture"
-    if USE_RAW_ENGINE and not capture_identity and embed is None:
-        done = _clean_raw(engine, raw, name, terms)
+    native_declined = ""
+    if USE_RAW_ENGINE and USE_NATIVE_ENGINE and not capture_identity and embed is None:
+        done = _clean_native(engine, raw, name, terms)
         if isinstance(done, CleanResult):
             return done
+        native_declined = done
+    if (
+        USE_RAW_ENGINE
+        and not capture_identity
+        and embed is None
+        and not native_declined.startswith("dataset: ")
+    ):
+        raw_engine = raw_engine_of(engine)
+        raw_engine.last_ctx = None  # learned from below only when set by this very file
+        done = _clean_raw(engine, raw, name, terms)
+        if isinstance(done, CleanResult):
+            done.native_declined = native_declined
+            if native_declined.startswith("miss: ") and done.status == "written":
+                _learn(engine, raw)
+            return done
         declined = done
+    elif native_declined:
+        declined = native_declined
     try:
         src = raw if isinstance(raw, bytearray) else io.BytesIO(raw)
         ds = read_dataset(src, "input", strict=False)  # validated above
@@ -446,6 +524,7 @@ def clean_instance(
             ds, parts, report, size_in, "dataset", originals, terms=terms, allow=allow
         )
         result.declined = declined
+        result.native_declined = native_declined
         return result
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
         return _quarantined(exc, size_in)

@@ -334,6 +334,9 @@ class RawEngine:
         self.age_override: bytes | None = None
         self.pixel_elem: _Elem | None = None
         self._marks: list[tuple[int, bytes]] = []
+        # The last file's patient context: the native road (engine/native.py) learns its
+        # answers for a patient's values from it.
+        self.last_ctx: PatientContext | None = None
 
     # ------------------------------------------------------------------ entry point
     def apply(self, buf: bytes | bytearray | memoryview, name: str = "input") -> RawOutcome:
@@ -455,6 +458,7 @@ class RawEngine:
             lambda kw: [str(v) for v in self._values(top, kw)], lambda: self._identity(top, elems)
         )
         report.date_offset_days = ctx.offset if self.compiled.shift_dates else 0
+        self.last_ctx = ctx
         self.final = {}
         self.final_vr = {}
         self.age_override = None

@@ -1,0 +1,534 @@
+"""The native road: the raw-byte engine's walk in the C++ core, for the common file.
+
+:class:`NativeEngine` compiles, once per :class:`~medveil.engine.dataset.Deidentifier`, a
+per-tag table from the shared decision layer (:mod:`medveil.engine.decide`): for each
+standard tag and each VR the dictionary allows, what the layer answers for an empty and a
+non-empty value when the answer does not read the value, and which answers do. The core
+(``medveil._core.fastpath``) walks a batch of files with the GIL released, applies the
+table, remaps UIDs by HMAC-SHA256 itself and encodes each output with its SHA-256.
+
+Answers that read a value (dates shifted for the patient, cleaned descriptors, pseudonyms,
+age caps) come from a cache of what Python answered for the same value under the same
+patient identity (the raw-byte engine's identity key, hashed): the first file of a patient
+misses, goes to the raw-byte engine, and its answers fill the cache for the next files. A
+file the core does not cover (any reason it gives) goes to the raw-byte engine too, so the
+native road only ever writes what that engine would write, byte for byte
+(tests/native checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydicom import datadict
+from pydicom._uid_dict import UID_dictionary
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import BaseTag
+
+from medveil._core import fastpath
+from medveil.dicom.io import check_pixel_length
+from medveil.dicom.keywords import TERM_KEYWORDS
+from medveil.dicom.peek import decode_text
+from medveil.dicom.pydicom_private import dataset_over, elements, raw_tuple
+from medveil.dicom.writer import PIXEL_DATA
+from medveil.engine.dataset import Deidentifier, pixel_marks
+from medveil.engine.decide import (
+    CODE_MEANING,
+    KIND_EMPTY,
+    KIND_KEEP,
+    KIND_PUT,
+    KIND_REMOVE,
+    KIND_ZERO,
+    ROUTE_DROP,
+    ROUTE_PRIVATE,
+    Decision,
+    DeidReport,
+    dictionary_vrs,
+    vr_conflict,
+    zero_value,
+)
+from medveil.engine.raw import (
+    _CATALOG_TAGS,
+    _CODEC_TEXT,
+    _CONTEXT_FREE,
+    _ENCAPSULATED,
+    _EXPLICIT_LE,
+    _IMPLICIT_LE,
+    _SQ_TAGS,
+    NotRaw,
+    RawEngine,
+    _header,
+    _meta_end,
+    _scan,
+    _text_bytes,
+)
+from medveil.policy.standard import COMBINED_ACTIONS, resolve_combined
+
+# The core's kinds (cpp/include/medveil/fastpath.hpp).
+K_FALLBACK, K_KEEP, K_REMOVE, K_EMPTY, K_PUT, K_UID, K_CACHE = range(7)
+OK, DECLINED, MISS = 0, 1, 2
+COMPRESSED_CHANGED = "compressed pixels changed"
+# Specific Character Set values of one plain character set the core may meet (the cache
+# key holds the value, so each one's answers are its own).
+_CHARSETS = (b"", b"ISO_IR 100", b"ISO_IR 6", b"ISO_IR 192", b"ISO_IR 101", b"ISO_IR 148")
+_TERM_TAGS = tuple(
+    t for t in (datadict.tag_for_keyword(kw) for kw in (*TERM_KEYWORDS, "PatientID")) if t
+)
+_RAW_FIELDS_PIXEL = BaseTag(PIXEL_DATA)
+_UNDEFINED = 0xFFFFFFFF
+
+
+class _NeedsValue(Exception):
+    """The decision layer read the element's value: the answer is value-dependent."""
+
+
+class _NoContext:
+    """A patient context that refuses to be read: the answer depends on the patient."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise _NeedsValue(name)
+
+
+def _no_text() -> list[str]:
+    raise _NeedsValue("text")
+
+
+def _constant(values: list[str]) -> Callable[[], list[str]]:
+    """A text callback giving these values."""
+    return lambda: values
+
+
+@dataclass
+class _Entry:
+    """What an entry id of the table stands for, to compute a missed answer in Python."""
+
+    tag: int
+    vr: str
+    rule: Any  # Rule | None (None: the unknown-element route)
+
+
+@dataclass
+class NativeOutcome:
+    """What the native road made of one file (the raw-byte engine's RawOutcome, plus hash)."""
+
+    parts: list[bytes | memoryview]
+    report: DeidReport
+    final: Dataset
+    implicit: bool
+    sha256: str
+
+
+def _meta_tags() -> list[int]:
+    """The file meta's tags in the data dictionary."""
+    dictionary: dict[int, Any] = datadict.DicomDictionary  # type: ignore[attr-defined]
+    return sorted(t for t in dictionary if t >> 16 == 2)
+
+
+class NativeEngine:
+    """The native road for one Deidentifier: its table, caches and the Python fallbacks."""
+
+    def __init__(self, engine: Deidentifier, raw: RawEngine) -> None:
+        """Compile the table of ``engine``'s policy; ``raw`` is its raw-byte engine."""
+        self.engine = engine
+        self.raw = raw
+        self.decider = decider = engine.decider
+        self.compiled = engine.compiled
+        self.actions: list[str] = []
+        self._action_ids: dict[str, int] = {}
+        self._entries: dict[int, _Entry] = {}
+        self._marks: dict[tuple[bool, bool, str | None], int] = {}
+        self._offsets: dict[bytes, int] = {}
+        self.first_pass: list[tuple[Any, ...]] = []
+        overrides = self.compiled.private_overrides
+        private_rules = any(t >> 16 & 1 for t in decider.by_tag)
+        simple_private = not overrides and not self.compiled.retain_safe_private
+        syntaxes = [(_EXPLICIT_LE, 0), (_IMPLICIT_LE, 1), *((s, 2) for s in _ENCAPSULATED)]
+        self.table = fastpath.Table(
+            bytes(engine.keyed._secret),
+            _SQ_TAGS,
+            sorted(UID_dictionary),
+            list(_TERM_TAGS),
+            list(_CATALOG_TAGS),
+            list(_CHARSETS),
+            syntaxes,
+            self._aid("X") if simple_private and not private_rules else -1,
+        )
+        # The meta's rules must not read the patient: its template is keyed by bytes alone.
+        self._meta_free = all(
+            rule is None or rule.action in _CONTEXT_FREE
+            for rule in (
+                self.compiled.by_tag.get(t) or self.compiled.rule_for(t) for t in _meta_tags()
+            )
+        )
+        # Tags are added as files bring them (a miss of the core): a policy's table is
+        # made of the few hundred tags an archive holds, not the dictionary's thousands.
+        for tag in decider.by_tag:
+            if tag & 0xFFFF == 0 and not tag >> 16 & 1:
+                self._add_tag(tag)
+
+    # ------------------------------------------------------------------ the table
+    def _aid(self, action: str) -> int:
+        found = self._action_ids.get(action)
+        if found is None:
+            found = self._action_ids[action] = len(self.actions)
+            self.actions.append(action)
+        return found
+
+    def _add_tag(self, tag: int) -> None:
+        decider = self.decider
+        rule = decider.by_tag.get(tag)
+        if rule is None:
+            if tag & 0xFFFF == 0 and tag >> 16 != 2:
+                return  # a group length: the core drops it, as the walk does
+            route, rule = decider.rule(tag)
+            if route is ROUTE_PRIVATE or route is ROUTE_DROP:
+                self.table.add_tag(tag, "", "", False, [])
+                return
+        vrs = [v for v in dictionary_vrs(tag) if len(v) == 2]
+        if not vrs:
+            self.table.add_tag(tag, "", "", False, [])  # known: the core declines it
+            return
+        plain = self.raw._plain_vr(tag)
+        code_meaning = tag == CODE_MEANING and decider.cleans_code_meaning and rule is not None
+        rows = []
+        entries = []
+        for vr in vrs:
+            if rule is None:
+                use_empty = vr in ("DA", "DT")
+            else:
+                use_empty = not (rule.action in ("K", "X") and vr != "SQ")
+            variants = [self._variant(tag, vr, rule, empty) for empty in (False, True)]
+            rows.append((vr, use_empty, variants[0], variants[1]))
+            entries.append(_Entry(tag, vr, rule))
+        ids = self.table.add_tag(tag, plain, vrs[0], code_meaning, rows)
+        for entry_id, entry in zip(ids, entries, strict=True):
+            self._entries[entry_id] = entry
+
+    def _decide(
+        self, entry: _Entry, empty: bool, text: Callable[[], list[str]], ctx: Any
+    ) -> Decision:
+        """The decision layer's answer, asked as the raw-byte engine's walk asks it."""
+        if entry.rule is None:
+            return self.decider.unknown(entry.tag, entry.vr, empty, text, ctx)
+        return self.decider.act(entry.tag, entry.vr, entry.rule, empty, text, ctx)
+
+    def _variant(
+        self, tag: int, vr: str, rule: Any, empty: bool
+    ) -> tuple[int, int, list[int], bytes, str]:
+        entry = _Entry(tag, vr, rule)
+        try:
+            decision = self._decide(entry, empty, _no_text, _NoContext())
+        except _NeedsValue:
+            if self._is_uid_map(tag, vr, rule, empty):
+                return (K_UID, self._aid("U"), [], b"", "")
+            return (K_CACHE, -1, [], b"", "")
+        except Exception as exc:  # the layer refuses this combination: Python decides
+            return (K_FALLBACK, -1, [], b"", f"decision layer: {type(exc).__name__}")
+        encoded = self._encode(vr, decision)
+        if encoded is None:
+            return (K_FALLBACK, -1, [], b"", f"action {decision.report or 'K'} on {vr}")
+        kind, value = encoded
+        report = self._aid(decision.report) if decision.report else -1
+        return (kind, report, [self._aid(n) for n in decision.notes], value, "")
+
+    def _is_uid_map(self, tag: int, vr: str, rule: Any, empty: bool) -> bool:
+        """True when the answer is exactly Decider.map_uids of the value (report U)."""
+        if rule is None or vr != "UI" or empty or vr_conflict(tag, vr):
+            return False
+        action = rule.action
+        if action in COMBINED_ACTIONS:
+            action = resolve_combined(
+                action,
+                vr=vr,
+                in_std_comp_iod=rule.in_std_comp_iod,
+                empty=empty,
+                mode=self.decider.mode,
+            )
+        if action not in ("U", "D"):
+            return False
+        # The core's remapping is checked against the layer's own on two values.
+        for sample in ("1.2.840.10008.1.2.1", "1.2.3.4.5.6789"):
+            want = Decision(KIND_PUT, "U", tuple(self.decider.map_uids([sample])))
+            try:
+                got = self.decider.act(tag, vr, rule, False, _constant([sample]), _NoContext())  # type: ignore[arg-type]
+            except Exception:
+                return False
+            if got != want:
+                return False
+        return True
+
+    @staticmethod
+    def _encode(vr: str, decision: Decision) -> tuple[int, bytes] | None:
+        """(core kind, value bytes) of a decision as RawEngine._do encodes it; None: not covered."""
+        kind = decision.kind
+        if kind is KIND_REMOVE:
+            return K_REMOVE, b""
+        if kind is KIND_KEEP:
+            return K_KEEP, b""
+        if kind is KIND_EMPTY:
+            return K_EMPTY, b""
+        if kind is KIND_ZERO:
+            return K_PUT, zero_value(vr)
+        if kind is KIND_PUT:
+            values = list(decision.values)
+            if vr in _CODEC_TEXT and not all(v.isascii() for v in values):
+                return None  # encoded with the file's character set: the engine's to do
+            try:
+                return K_PUT, _text_bytes(vr, values)
+            except NotRaw:
+                return None
+        return None
+
+    def _mark_set(self, implicit: bool, report: DeidReport) -> int:
+        """The core's id of this file's marks (RawEngine._pixel_marks), registered once."""
+        value, clean = pixel_marks(report)
+        key = (implicit, clean, value)
+        found = self._marks.get(key)
+        if found is None:
+            marks = list(self.raw._marks_by[(implicit, clean)])
+            if value is not None:
+                text = value.encode("ascii")
+                if len(text) % 2:
+                    text += b" "
+                head = _header(0x00280301, "CS", len(text), implicit)
+                marks = sorted([*marks, (0x00280301, head + text)])
+            found = self._marks[key] = self.table.add_marks(marks)
+        return found
+
+    # ------------------------------------------------------------------ learning
+    def learn_tags(self, result: tuple[Any, ...]) -> None:
+        """Add the entries of the tags the core met and its table lacked."""
+        for entry_id, _, tag, _ in result[11].tolist():
+            if entry_id == -1:
+                self._add_tag(tag)
+
+    def learn(self, buf: bytes | bytearray | memoryview, result: tuple[Any, ...]) -> None:
+        """Fill the caches from the raw-byte engine's run on this file (just done)."""
+        if any(e == -1 for e in result[11][:, 0].tolist()):
+            self.learn_tags(result)
+            # Asked again with the new entries: their values' misses are learned now too.
+            result = fastpath.run(self.table, [buf], None, None, 1, False)[0]
+        ctx = self.raw.last_ctx
+        if ctx is None:
+            return
+        fingerprint, meta_rows, misses = result[12], result[14], result[11]
+        codec = self.raw.codec
+        if self.compiled.shift_dates:
+            self._offsets[fingerprint] = ctx.offset
+        else:
+            self._offsets[fingerprint] = 0
+        for entry_id, empty, vstart, vend in misses.tolist():
+            entry = self._entries.get(entry_id) if entry_id >= 0 else None
+            if entry is None:
+                continue
+            value = bytes(buf[vstart:vend])
+
+            def text(value: bytes = value) -> list[str]:
+                values = decode_text(value, codec)
+                if values is None:
+                    raise NotRaw("undecodable")
+                return values
+
+            try:
+                decision = self._decide(entry, bool(empty), text, ctx)
+            except Exception:
+                continue  # not cached: the next file with it goes to Python again
+            encoded = self._encode(entry.vr, decision)
+            if encoded is None:
+                continue
+            kind, out = encoded
+            self.table.cache_put(
+                entry_id,
+                bool(empty),
+                fingerprint,
+                value,
+                kind,
+                self._aid(decision.report) if decision.report else -1,
+                [self._aid(n) for n in decision.notes],
+                out,
+            )
+        self._learn_meta(buf, meta_rows, ctx)
+
+    def _learn_meta(
+        self, buf: bytes | bytearray | memoryview, meta_rows: np.ndarray, ctx: Any
+    ) -> None:
+        """The output meta's template the raw-byte engine made for this file's meta."""
+        if not self._meta_free or not len(meta_rows):
+            return
+        try:
+            elems, _ = _scan(buf, 132, _meta_end(buf))
+        except NotRaw:
+            return
+        key = (
+            *(
+                (e.tag, bytes(buf[e.vstart : e.end]))
+                for e in elems
+                if e.tag not in (0x00020000, 0x00020003)
+            ),
+            any(e.tag == 0x00020003 and e.length for e in elems),
+            self.raw._meta_context(elems, ctx),
+        )
+        found = self.raw._meta_templates.get(key)
+        if found is None:
+            return
+        pre, post, taken = found
+        if any(path != "meta" for path, _, _ in taken):
+            return
+        self.table.add_meta(
+            self.table.meta_key(buf, meta_rows),
+            pre,
+            post,
+            [(tag, self._aid(action)) for _, tag, action in taken],
+        )
+
+    # ------------------------------------------------------------------ the road
+    def apply_batch(
+        self,
+        bufs: Sequence[bytes | bytearray | memoryview],
+        names: Sequence[str] | None = None,
+        threads: int = 1,
+    ) -> list[NativeOutcome | str | Exception]:
+        """Each file's outcome, the reason the native road leaves it to Python, or the error.
+
+        A reason starting with "miss:" means the core lacked Python's answers for one of
+        the file's values: after the raw-byte engine ran on that file, :meth:`learn` with
+        ``self.first_pass[i]`` fills them. A reason starting with "dataset:" comes after
+        the pixels were cleaned in place: only the Dataset engine may take that file (as
+        after the raw-byte engine's own late refusals). An exception (a truncated pixel
+        value, a pixel rule that cannot be applied) quarantines the file.
+        """
+        names = list(names) if names is not None else ["input"] * len(bufs)
+        first = fastpath.run(self.table, list(bufs), None, None, threads, False)
+        self.first_pass = first
+        out: list[NativeOutcome | str | Exception] = [""] * len(bufs)
+        todo: list[int] = []
+        marks: list[int] = []
+        pixels: list[object] = []
+        prepared: dict[int, tuple[Dataset, DeidReport]] = {}
+        for i, res in enumerate(first):
+            status, reason = res[0], res[1]
+            if status != OK:
+                out[i] = ("miss: " if status == MISS else "") + (reason or "declined")
+                continue
+            offset = self._offsets.get(res[12])
+            if offset is None:
+                out[i] = "miss: the patient's date offset"
+                continue
+            try:
+                got = self._prepare(bufs[i], res, names[i], offset)
+            except Exception as exc:  # as the raw-byte engine raises it: a quarantine
+                out[i] = exc
+                continue
+            if isinstance(got, str):
+                out[i] = got
+                continue
+            top, report, new_pixels = got
+            prepared[i] = (top, report)
+            todo.append(i)
+            marks.append(self._mark_set(bool(res[16]), report))
+            pixels.append(new_pixels)
+        if todo:
+            second = fastpath.run(self.table, [bufs[i] for i in todo], marks, pixels, threads, True)
+            for i, res, new_pixels in zip(todo, second, pixels, strict=True):
+                if res[0] != OK:
+                    out[i] = "dataset: " + (res[1] or "declined")
+                    continue
+                top, report = prepared[i]
+                out[i] = self._outcome(bufs[i], res, top, report, new_pixels)
+        return out
+
+    def apply(
+        self, buf: bytes | bytearray | memoryview, name: str = "input"
+    ) -> NativeOutcome | str | Exception:
+        """apply_batch for one file."""
+        return self.apply_batch([buf], [name])[0]
+
+    def _prepare(
+        self, buf: bytes | bytearray | memoryview, res: tuple[Any, ...], name: str, offset: int
+    ) -> tuple[Dataset, DeidReport, object] | str:
+        """The input's top level as the raw-byte engine sees it, its checks and pixels."""
+        implicit = bool(res[16])
+        view = memoryview(buf)
+        meta = FileMetaDataset(
+            {BaseTag(int(r[0])): _raw_element(buf, view, r, False) for r in res[14].tolist()}
+        )
+        store = {BaseTag(int(r[0])): _raw_element(buf, view, r, implicit) for r in res[13].tolist()}
+        top = dataset_over(store, implicit, meta)
+        if "SOPClassUID" not in top or "SOPInstanceUID" not in top:
+            return "not a composite instance"
+        check_pixel_length(top, "input")  # raises as the raw-byte engine does: quarantine
+        report = DeidReport()
+        report.date_offset_days = offset if self.compiled.shift_dates else 0
+        pixels = self.engine.pixels
+        new_pixels: object = None
+        if pixels is not None and _RAW_FIELDS_PIXEL in store:
+            before = store[_RAW_FIELDS_PIXEL].value
+            report.pixels = pixels.clean(top, source=name)  # type: ignore[attr-defined]
+            after = store[_RAW_FIELDS_PIXEL].value
+            if after is not before:
+                new_pixels = after
+            pixel_report = report.pixels
+            row = next(r for r in res[13].tolist() if r[0] == PIXEL_DATA)
+            if row[4] == _UNDEFINED and (
+                new_pixels is not None
+                or getattr(pixel_report, "modified", False)
+                or getattr(pixel_report, "transfer_syntax_out", None)
+                != getattr(pixel_report, "transfer_syntax_in", None)
+            ):
+                return "dataset: " + COMPRESSED_CHANGED
+            if new_pixels is not None and not isinstance(
+                new_pixels, (bytes, bytearray, memoryview)
+            ):
+                return "dataset: new pixel data not bytes"
+        return top, report, new_pixels
+
+    def _outcome(
+        self,
+        buf: bytes | bytearray | memoryview,
+        res: tuple[Any, ...],
+        top: Dataset,
+        report: DeidReport,
+        new_pixels: object,
+    ) -> NativeOutcome:
+        head, tail, pix_start, pix_end, replaced = res[2], res[3], res[4], res[5], res[6]
+        parts: list[bytes | memoryview] = [head]
+        if pix_start >= 0:
+            src = new_pixels if replaced else buf
+            parts.append(memoryview(src)[pix_start:pix_end])  # type: ignore[arg-type]
+        if tail:
+            parts.append(tail)
+        actions = self.actions
+        paths = res[9]
+        for path_id, tag, action in res[8].tolist():
+            report.add(paths[path_id], tag, actions[action])
+        values = {}
+        for tag, vr, text in res[10]:
+            key = BaseTag(tag)
+            values[key] = raw_tuple((key, vr, len(text), text, 0, False, True, True, False))
+        charset = elements(top).get(BaseTag(0x00080005))
+        if isinstance(charset, RawDataElement):
+            values[BaseTag(0x00080005)] = charset
+        final = dataset_over(values)
+        return NativeOutcome(parts, report, final, bool(res[16]), res[7].hex())
+
+
+def _raw_element(
+    buf: bytes | bytearray | memoryview, view: memoryview, row: list[int], implicit: bool
+) -> Any:
+    """RawEngine._raw for one row (tag, vr, start, vstart, length, end) of the core."""
+    tag, code, _, vstart, length, end = row
+    if length == _UNDEFINED:
+        end -= 8
+    value: bytes | memoryview
+    if tag == PIXEL_DATA and length != _UNDEFINED:
+        value = view[vstart:end]  # masked in place
+    else:
+        value = bytes(buf[vstart:end])
+    length = _UNDEFINED if length == _UNDEFINED else len(value)
+    is_implicit = implicit and tag >> 16 != 2
+    vr = None if is_implicit else (chr(code & 0xFF) + chr(code >> 8))
+    return raw_tuple((BaseTag(tag), vr, length, value, vstart, is_implicit, True, True, False))
