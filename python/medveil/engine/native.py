@@ -308,7 +308,9 @@ class NativeEngine:
 
     def learn(self, buf: bytes | bytearray | memoryview, result: tuple[Any, ...]) -> None:
         """Fill the caches from the raw-byte engine's run on this file (just done)."""
-        if any(e == -1 for e in result[11][:, 0].tolist()):
+        for _ in range(16):  # a sequence's items are walked once its own entry exists
+            if not any(e == -1 for e in result[11][:, 0].tolist()):
+                break
             self.learn_tags(result)
             # Asked again with the new entries: their values' misses are learned now too.
             result = fastpath.run(self.table, [buf], None, None, 1, False)[0]
