@@ -102,7 +102,7 @@ def check_roads(engine: Deidentifier, data: bytes, label: str, cov: Coverage | N
             try:
                 raw = inst.raw_engine_of(engine).apply(bytearray(data))
             except NotRaw:
-                raise AssertionError(f"{label}: native wrote what the raw engine declines")
+                raise AssertionError(f"{label}: native wrote what raw declines") from None
         assert isinstance(nat, NativeOutcome), (label, nat)
         assert nat.report.taken == raw.report.taken, label
         assert nat.report.date_offset_days == raw.report.date_offset_days, label
