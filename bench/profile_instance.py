@@ -1,6 +1,7 @@
 """CPU cost of :func:`medveil.engine.instance.clean_instance` per file, split by phase.
 
 Run: python bench/profile_instance.py [-n 40] [--rounds 5] [--ct512] [--cold] [--profile]
+     [--threads 1,2]
 
 The corpus is made in memory: ``n`` copies (each its own SOP Instance UID and Instance
 Number) of pydicom's ``CT_small.dcm`` and ``MR_small.dcm`` and of the demo archive's CT
@@ -22,6 +23,13 @@ before every timed call (every file the first of its series). The ``dataset`` co
 time the Dataset engine's road (read, engine, write) for the same files, as when the
 raw-byte engine declines one. ``--profile`` adds a cProfile of clean_instance (top
 functions by own time).
+
+clean_instance is timed on each road: ``native`` (the C++ core's walk, the default: see
+:mod:`medveil.engine.native`) and ``raw`` (the raw-byte engine in Python, the native road
+switched off); ``engine (native)`` is the native road's own phase. ``--threads`` times
+the native road's batch call (``NativeEngine.apply_batch``, each kind's files in one
+batch) with that many threads: CPU seconds of the whole process per file, so threads'
+work counts, and wall milliseconds per file.
 """
 
 from __future__ import annotations
@@ -110,6 +118,8 @@ def phases(engine: Deidentifier, raw: bytes) -> dict[str, float]:
     terms = box["terms"]
     raw_engine = inst.raw_engine_of(engine)
     out["engine (raw)"] = _cpu(lambda: box.__setitem__("out", raw_engine.apply(bytearray(raw))))
+    native = inst.native_engine_of(engine)
+    out["engine (native)"] = _cpu(lambda: native.apply(bytearray(raw)))
     written = b"".join(box["out"].parts)
     allow = engine.allowance
     out["post-check"] = _cpu(lambda: postcheck.check_written(written, terms, allow))
@@ -147,32 +157,60 @@ def main(argv: list[str] | None = None) -> int:
         "--cold", action="store_true", help="clear the post-check's caches before each call"
     )
     ap.add_argument("--top", type=int, default=25, help="functions shown by --profile")
+    ap.add_argument(
+        "--threads", default="", help="time the native batch call with these thread counts"
+    )
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     engine = Deidentifier(Policy.default(), bytes(range(32)))
     kinds = corpus(args.n, args.ct512)
-    for files in kinds.values():  # first-call imports, caches, automata
+    for files in kinds.values():  # first-call imports, caches, automata; the road learns
+        inst.clean_instance(engine, bytearray(files[0]), "warm-up")
         res = inst.clean_instance(engine, bytearray(files[0]), "warm-up")
         phases(engine, files[0])
         if res.status != "written":
             print(f"warning: warm-up file {res.status}: {res.reason}", file=sys.stderr)
     print(f"load {os.getloadavg()[0]:.1f}; {args.n} files per kind, min of {args.rounds} rounds")
-    print("\n| kind | clean_instance ms/file | files per CPU-s | status |")
-    print("| --- | ---: | ---: | --- |")
+    print("\n| kind | road | clean_instance ms/file | files per CPU-s | status |")
+    print("| --- | --- | ---: | ---: | --- |")
     for kind, files in kinds.items():
-        best = [float("inf")] * len(files)
-        status = ""
-        for _ in range(args.rounds):
-            for i, raw in enumerate(files):
-                buf = bytearray(raw)  # as the archive worker hands it over
-                if args.cold:
-                    _forget()
-                t = time.process_time()
-                res = inst.clean_instance(engine, buf, "input")
-                best[i] = min(best[i], time.process_time() - t)
-                status = res.status + (f" ({res.engine})" if res.engine else "")
-        ms = 1000 * statistics.mean(best)
-        print(f"| {kind} | {ms:.3f} | {1000 / ms:.0f} | {status} |")
+        for road in ("native", "raw"):
+            inst.USE_NATIVE_ENGINE = road == "native"
+            best = [float("inf")] * len(files)
+            status = ""
+            for _ in range(args.rounds):
+                for i, raw in enumerate(files):
+                    buf = bytearray(raw)  # as the archive worker hands it over
+                    if args.cold:
+                        _forget()
+                    t = time.process_time()
+                    res = inst.clean_instance(engine, buf, "input")
+                    best[i] = min(best[i], time.process_time() - t)
+                    status = res.status + (f" ({res.engine})" if res.engine else "")
+            ms = 1000 * statistics.mean(best)
+            print(f"| {kind} | {road} | {ms:.3f} | {1000 / ms:.0f} | {status} |")
+    inst.USE_NATIVE_ENGINE = True
+    if args.threads:
+        native = inst.native_engine_of(engine)
+        print("\nnative batch call (apply_batch, one batch per kind):\n")
+        print("| kind | threads | CPU ms/file | wall ms/file | written natively |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for kind, files in kinds.items():
+            for threads in (int(t) for t in args.threads.split(",")):
+                cpu = wall = float("inf")
+                done = 0
+                for _ in range(args.rounds):
+                    bufs = [bytearray(raw) for raw in files]
+                    t, w = time.process_time(), time.perf_counter()
+                    outs = native.apply_batch(bufs, threads=threads)
+                    cpu = min(cpu, time.process_time() - t)
+                    wall = min(wall, time.perf_counter() - w)
+                    done = sum(not isinstance(o, (str, Exception)) for o in outs)
+                n = len(files)
+                print(
+                    f"| {kind} | {threads} | {1000 * cpu / n:.3f} | {1000 * wall / n:.3f} "
+                    f"| {done}/{n} |"
+                )
     names: list[str] = []
     table: dict[str, dict[str, float]] = {}
     for kind, files in kinds.items():

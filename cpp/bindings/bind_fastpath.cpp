@@ -50,6 +50,18 @@ fp::Variant variant_of(const VariantTuple& v) {
     return out;
 }
 
+// Column c of flat rows of `cols` values, as a Python list (cheaper than numpy's tolist).
+py::list column(const std::vector<std::int64_t>& flat, std::size_t cols, std::size_t c) {
+    const std::size_t n = flat.size() / cols;
+    py::list out(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        PyObject* v = PyLong_FromLongLong(flat[i * cols + c]);
+        if (v == nullptr) throw py::error_already_set();
+        PyList_SET_ITEM(out.ptr(), static_cast<py::ssize_t>(i), v);
+    }
+    return out;
+}
+
 py::array_t<std::int64_t> rows_array(const std::vector<std::int64_t>& flat, py::ssize_t cols) {
     const auto n = static_cast<py::ssize_t>(flat.size()) / cols;
     py::array_t<std::int64_t> arr({n, cols});
@@ -254,11 +266,15 @@ void bind_fastpath(py::module_& m) {
                     r.status, reason, py::bytes(r.head), py::bytes(r.tail), r.pix_start,
                     r.pix_end, r.pix_replaced,
                     py::bytes(reinterpret_cast<const char*>(r.sha.data()), r.sha.size()),
-                    rows_array(r.taken, 3), py::cast(r.paths), catalog, rows_array(misses, 4),
+                    py::make_tuple(column(r.taken, 3, 0), column(r.taken, 3, 1),
+                                   column(r.taken, 3, 2)),
+                    py::cast(r.paths), catalog, rows_array(misses, 4),
                     py::bytes(reinterpret_cast<const char*>(r.fingerprint.data()),
                               r.fingerprint.size()),
-                    rows_array(r.top, 6), rows_array(r.meta, 6), py::bytes(r.meta_key),
-                    r.implicit));
+                    py::make_tuple(column(r.top, 6, 0), column(r.top, 6, 1),
+                                   column(r.top, 6, 3), column(r.top, 6, 4),
+                                   column(r.top, 6, 5)),
+                    rows_array(r.meta, 6), py::bytes(r.meta_key), r.implicit));
             }
             return out;
         },
@@ -266,6 +282,8 @@ void bind_fastpath(py::module_& m) {
         py::arg("pixels") = py::none(), py::arg("threads") = 1, py::arg("build") = true,
         "De-identify a batch of files with the GIL released; one result tuple per input:\n"
         "(status, reason, head, tail, pix_start, pix_end, pix_replaced, sha256, taken,\n"
-        "paths, catalog, misses, fingerprint, top, meta, meta_key, implicit). status 0 is\n"
-        "done, 1 declined (reason), 2 needs Python's answers (misses).");
+        "paths, catalog, misses, fingerprint, top, meta, meta_key, implicit). taken is\n"
+        "(path ids, tags, action ids); top is (tags, VR codes, value starts, lengths,\n"
+        "ends) of the top-level elements; status 0 is done, 1 declined (reason), 2 needs\n"
+        "Python's answers (misses).");
 }

@@ -458,7 +458,7 @@ class NativeEngine:
         meta = FileMetaDataset(
             {BaseTag(int(r[0])): _raw_element(buf, view, r, False) for r in res[14].tolist()}
         )
-        store = {BaseTag(int(r[0])): _raw_element(buf, view, r, implicit) for r in res[13].tolist()}
+        store = _store(buf, view, res[13], implicit)
         top = dataset_over(store, implicit, meta)
         if "SOPClassUID" not in top or "SOPInstanceUID" not in top:
             return "not a composite instance"
@@ -474,8 +474,8 @@ class NativeEngine:
             if after is not before:
                 new_pixels = after
             pixel_report = report.pixels
-            row = next(r for r in res[13].tolist() if r[0] == PIXEL_DATA)
-            if row[4] == _UNDEFINED and (
+            length = res[13][3][res[13][0].index(PIXEL_DATA)]
+            if length == _UNDEFINED and (
                 new_pixels is not None
                 or getattr(pixel_report, "modified", False)
                 or getattr(pixel_report, "transfer_syntax_out", None)
@@ -505,8 +505,10 @@ class NativeEngine:
             parts.append(tail)
         actions = self.actions
         paths = res[9]
-        for path_id, tag, action in res[8].tolist():
-            report.add(paths[path_id], tag, actions[action])
+        # DeidReport.add's result, built in one go (a CT slice reports ~200 actions).
+        taken = [(paths[p], tag, actions[a]) for p, tag, a in zip(*res[8], strict=True)]
+        report.taken.extend(taken)
+        report.actions.update(a for _, _, a in taken)
         values = {}
         for tag, vr, text in res[10]:
             key = BaseTag(tag)
@@ -516,6 +518,53 @@ class NativeEngine:
             values[BaseTag(0x00080005)] = charset
         final = dataset_over(values)
         return NativeOutcome(parts, report, final, bool(res[16]), res[7].hex())
+
+
+_VR_TEXT: dict[int, str | None] = {}
+
+
+def _store(
+    buf: bytes | bytearray | memoryview,
+    view: memoryview,
+    rows: tuple[list[int], ...],
+    implicit: bool,
+) -> dict[BaseTag, Any]:
+    """RawEngine's top-level element store (its _raw of each element), from the core's rows.
+
+    The same RawDataElements, made in one comprehension: per element this is most of the
+    Python the native road still does.
+    """
+    tags, codes, vstarts, lengths, ends = rows
+    vrs = _VR_TEXT
+    for code in set(codes):
+        if code not in vrs:
+            vrs[code] = (chr(code & 0xFF) + chr(code >> 8)) if code else None
+    src = buf if isinstance(buf, bytes) else view
+    store: dict[BaseTag, Any] = {}
+    for tag, code, vstart, length, end in zip(tags, codes, vstarts, lengths, ends, strict=True):
+        key = BaseTag(tag)
+        if length == _UNDEFINED:
+            value: bytes | memoryview = bytes(src[vstart : end - 8])
+        elif tag == PIXEL_DATA:
+            value = view[vstart:end]  # masked in place
+            length = end - vstart
+        else:
+            value = bytes(src[vstart:end])
+            length = end - vstart
+        store[key] = raw_tuple(
+            (
+                key,
+                None if implicit else vrs[code],
+                length,
+                value,
+                vstart,
+                implicit,
+                True,
+                True,
+                False,
+            )
+        )
+    return store
 
 
 def _raw_element(
