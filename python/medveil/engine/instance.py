@@ -311,13 +311,17 @@ def _clean_raw(
         return _quarantined(exc, size_in)
 
 
-def _learn(engine: Deidentifier, raw: bytes | bytearray | memoryview) -> None:
-    """Teach the native road the answers the raw-byte engine just gave for this file."""
+def _learn(
+    engine: Deidentifier, raw: bytes | bytearray | memoryview, first: tuple[object, ...]
+) -> None:
+    """Teach the native road the answers the raw-byte engine just gave for this file.
+
+    ``first`` is the native road's first pass over this very file; the raw-byte engine's
+    patient context is the one it made for this file (reset before it ran).
+    """
     native = native_engine_of(engine)
-    if not native.first_pass:
-        return
     try:
-        native.learn(raw, native.first_pass[0])
+        native.learn(raw, first)
     except Exception:  # a cache left unfilled only costs speed: the next file asks again
         return
 
@@ -485,11 +489,14 @@ def clean_instance(
         return _quarantined(exc, size_in)
     declined = "raw-byte engine off" if not USE_RAW_ENGINE else "vault capture"
     native_declined = ""
+    first: tuple[object, ...] | None = None
     if USE_RAW_ENGINE and USE_NATIVE_ENGINE and not capture_identity and embed is None:
         done = _clean_native(engine, raw, name, terms)
         if isinstance(done, CleanResult):
             return done
         native_declined = done
+        if native_declined.startswith("miss: "):
+            first = native_engine_of(engine).first_pass[0]
     if (
         USE_RAW_ENGINE
         and not capture_identity
@@ -501,8 +508,8 @@ def clean_instance(
         done = _clean_raw(engine, raw, name, terms)
         if isinstance(done, CleanResult):
             done.native_declined = native_declined
-            if native_declined.startswith("miss: ") and done.status == "written":
-                _learn(engine, raw)
+            if first is not None and done.status == "written" and done.engine == "raw":
+                _learn(engine, raw, first)
             return done
         declined = done
     elif native_declined:

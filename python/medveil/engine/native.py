@@ -319,10 +319,9 @@ class NativeEngine:
             return
         fingerprint, meta_rows, misses = result[12], result[14], result[11]
         codec = self.raw.codec
-        if self.compiled.shift_dates:
-            self._offsets[fingerprint] = ctx.offset
-        else:
-            self._offsets[fingerprint] = 0
+        if len(self._offsets) >= 100_000:
+            self._offsets.clear()  # bounded: a long run's memory stays flat
+        self._offsets[fingerprint] = ctx.offset if self.compiled.shift_dates else 0
         for entry_id, empty, vstart, vend in misses.tolist():
             entry = self._entries.get(entry_id) if entry_id >= 0 else None
             if entry is None:
