@@ -66,6 +66,7 @@ from medveil.engine.raw import (
     _scan,
     _text_bytes,
 )
+from medveil.pixels.sidebytes import strip_beside_image
 from medveil.policy.standard import COMBINED_ACTIONS, resolve_combined
 
 # The core's kinds (cpp/include/medveil/fastpath.hpp).
@@ -79,6 +80,7 @@ _TERM_TAGS = tuple(
     t for t in (datadict.tag_for_keyword(kw) for kw in (*TERM_KEYWORDS, "PatientID")) if t
 )
 _RAW_FIELDS_PIXEL = BaseTag(PIXEL_DATA)
+_FLOAT_PIXELS = frozenset({BaseTag(0x7FE00008), BaseTag(0x7FE00009)})
 _UNDEFINED = 0xFFFFFFFF
 
 
@@ -466,21 +468,38 @@ class NativeEngine:
         report.date_offset_days = offset if self.compiled.shift_dates else 0
         pixels = self.engine.pixels
         new_pixels: object = None
-        if pixels is not None and _RAW_FIELDS_PIXEL in store:
+        has_pixels = _RAW_FIELDS_PIXEL in store
+        floats = bool(_FLOAT_PIXELS & store.keys())
+        if pixels is None and (has_pixels or floats):
+            # RawEngine.apply: metadata beside the image goes without Clean Pixel Data too.
+            # Checked on a copy, so that the raw-byte engine takes the file as it came.
+            if has_pixels and isinstance(store[_RAW_FIELDS_PIXEL].value, memoryview):
+                elem = store[_RAW_FIELDS_PIXEL]
+                store[_RAW_FIELDS_PIXEL] = elem._replace(value=bytes(elem.value))
+            if strip_beside_image(top):
+                return "metadata beside the image"
+            return top, report, None
+        if pixels is not None and not has_pixels and floats:
+            # Float pixel data is checked (a quarantine at most), never changed.
+            report.pixels = pixels.clean(top, source=name)  # type: ignore[attr-defined]
+        if pixels is not None and has_pixels:
+            tags, lengths = res[13][0], res[13][3]
+            undefined = lengths[tags.index(PIXEL_DATA)] == _UNDEFINED
             before = store[_RAW_FIELDS_PIXEL].value
             report.pixels = pixels.clean(top, source=name)  # type: ignore[attr-defined]
             after = store[_RAW_FIELDS_PIXEL].value
             if after is not before:
                 new_pixels = after
             pixel_report = report.pixels
-            length = res[13][3][res[13][0].index(PIXEL_DATA)]
-            if length == _UNDEFINED and (
+            if undefined and (
                 new_pixels is not None
                 or getattr(pixel_report, "modified", False)
                 or getattr(pixel_report, "transfer_syntax_out", None)
                 != getattr(pixel_report, "transfer_syntax_in", None)
             ):
-                return "dataset: " + COMPRESSED_CHANGED
+                # Compressed pixels are never changed in place: the raw-byte engine takes
+                # the file as it came (and writes new fragments or hands it on).
+                return COMPRESSED_CHANGED
             if new_pixels is not None and not isinstance(
                 new_pixels, (bytes, bytearray, memoryview)
             ):
