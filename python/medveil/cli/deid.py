@@ -344,11 +344,12 @@ def _reasons(counts: Counter[str]) -> str:
 
 
 def _engines(summary: RunSummary) -> str:
-    """' (1990 by the raw-byte engine, 10 by the Dataset engine)', or '' when none written."""
+    """' (1900 native, 90 by the raw-byte engine, 10 by the Dataset engine: why)', or ''."""
+    native = summary.engines.get("native", 0)
     raw, dataset = summary.engines.get("raw", 0), summary.engines.get("dataset", 0)
-    if not raw + dataset:
+    if not native + raw + dataset:
         return ""
     why = "; ".join(f"{n} {reason}" for reason, n in summary.declined.most_common(3))
-    return f" ({raw} by the raw-byte engine, {dataset} by the Dataset engine" + (
+    return f" ({native} native, {raw} by the raw-byte engine, {dataset} by the Dataset engine" + (
         f": {why})" if why else ")"
     )

@@ -140,6 +140,8 @@ class RunSummary:
     rejected: int = 0
     # Why the raw-byte engine left files to the Dataset engine (fixed texts, no values).
     declined: Counter[str] = field(default_factory=Counter)
+    # Why the native road left written files to the Python engines (fixed texts, no values).
+    native_declined: Counter[str] = field(default_factory=Counter)
 
     @property
     def files_per_second(self) -> float:
@@ -165,6 +167,7 @@ class RunSummary:
             "actions",
             "engines",
             "declined",
+            "native_declined",
             "retry_reasons",
             "skipped_reasons",
             "excluded",
@@ -817,6 +820,7 @@ def _process_one(item: Item, batch: ExclusiveBatch) -> dict[str, object]:
         "identity": result.identity,
         "engine": result.engine,
         "declined": result.declined,
+        "native_declined": result.native_declined,
     }
     if result.status == "written":
         try:
@@ -1607,6 +1611,8 @@ def _run(
             summary.engines[str(result.get("engine") or "dataset")] += 1
             if result.get("declined"):
                 summary.declined[str(result["declined"])] += 1
+            if result.get("native_declined"):
+                summary.native_declined[str(result["native_declined"])] += 1
             if "refs" in result and result["refs"] is None:
                 summary.references_unchecked += 1
         elif status == "skipped":
