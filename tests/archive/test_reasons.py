@@ -48,3 +48,17 @@ def test_short_reasons_are_unchanged() -> None:
     assert scrub_reason("value of (0010,0010) runs past the end") == (
         "value of (0010,0010) runs past the end"
     )
+
+
+def test_public_uids_and_their_names_stay() -> None:
+    # A transfer syntax or SOP class is what a user acts on; a person's name or a
+    # private UID is still blanked in the same message.
+    reason = (
+        "unsupported transfer syntax 'MPEG-4 AVC/H.264 High Profile / Level 4.1' "
+        "(1.2.840.10008.1.2.4.102) for 'Doe^John', instance 1.2.826.0.1.3680043.9.7133.1"
+    )
+    out = scrub_reason(reason)
+    assert "'MPEG-4 AVC/H.264 High Profile / Level 4.1'" in out
+    assert "1.2.840.10008.1.2.4.102" in out
+    assert "Doe" not in out and "3680043" not in out
+    assert scrub_reason("b'1.2.840.10008.1.2.1'") == "b'1.2.840.10008.1.2.1'"

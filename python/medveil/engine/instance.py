@@ -6,6 +6,7 @@ a file gets the same decision and the same bytes whichever way it arrives.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
@@ -177,14 +178,34 @@ _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'")
 _NUMBERS = re.compile(r"\d[\d.:/^-]{5,}")
 
 
+@functools.lru_cache(maxsize=1)
+def _public_uids() -> frozenset[str]:
+    """UIDs and names of pydicom's UID dictionary (transfer syntaxes, SOP classes): no PHI."""
+    from pydicom._uid_dict import UID_dictionary
+
+    return frozenset(s for uid, entry in UID_dictionary.items() for s in (uid, entry[0]))
+
+
+def _blank_quoted(match: re.Match[str]) -> str:
+    """A quoted value blanked, unless it is a public UID or its name (kept: users act on it)."""
+    inner = match.group(0).removeprefix("b")[1:-1]
+    return match.group(0) if inner in _public_uids() else "'…'"
+
+
+def _blank_number(match: re.Match[str]) -> str:
+    """A long number blanked, unless it is a public UID."""
+    return match.group(0) if match.group(0) in _public_uids() else "#"
+
+
 def scrub_reason(reason: str) -> str:
     """A quarantine reason safe for run records and logs: quoted values and long numbers blanked.
 
     medveil's own reasons name tags and rules, never values; an unexpected exception's
-    message may quote a value (a name, a date, a UID), so those are cut out. A long reason
-    is cut at a word, not inside one.
+    message may quote a value (a name, a date, a UID), so those are cut out. Public UIDs
+    and their names (a transfer syntax, a SOP class) stay. A long reason is cut at a
+    word, not inside one.
     """
-    text = _NUMBERS.sub("#", _QUOTED.sub("'…'", reason))
+    text = _NUMBERS.sub(_blank_number, _QUOTED.sub(_blank_quoted, reason))
     if len(text) <= MAX_REASON:
         return text
     cut = text.rfind(" ", 0, MAX_REASON)
