@@ -21,13 +21,10 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from medveil.dicom.keywords import NAME_KEYWORDS
-from medveil.dicom.peek import peek_str
+from medveil.policy.filters import filter_verdict
 from medveil.policy.schema import (
     LOOKUP_ACTION,
     CompiledPolicy,
-    FilterRule,
-    FilterTest,
-    filter_field_tag,
 )
 from medveil.policy.standard import Option
 
@@ -163,48 +160,6 @@ def _sample(header: dict[str, str]) -> Dataset:
     return ds
 
 
-def _test_holds(ds: Dataset, test: FilterTest) -> bool:
-    """One [filter] test on a header, as engine.instance evaluates it (differential test)."""
-    tag = filter_field_tag(test.field)
-    present = tag is not None and tag in ds
-    op = test.op
-    if op == "missing":
-        return not present
-    if op == "present":
-        return present
-    text = peek_str(ds, tag) if present and tag is not None else ""
-    if op == "empty":
-        return present and not text.strip("\x00 \\")
-    if not present:
-        return op in ("notcontains", "notequals")
-    values = [text.strip("\x00 "), *(v.strip("\x00 ") for v in text.split("\\"))]
-    if op in ("equals", "notequals"):
-        return (test.value in values) == (op == "equals")
-    if op == "matches":
-        return re.fullmatch(test.value, values[0]) is not None
-    found = re.search(test.value, values[0], re.IGNORECASE) is not None
-    return found == (op == "contains")
-
-
-def excluding_rule(ds: Dataset, filters: tuple[FilterRule, ...]) -> str | None:
-    """The [filter] rule that keeps ds out of the release ('exclude[0]', 'include'), or None."""
-    includes = [r for r in filters if r.kind == "include"]
-
-    def holds(rule: FilterRule) -> bool:
-        held = _test_holds(ds, rule.tests[0])
-        for test in rule.tests[1:]:
-            now = _test_holds(ds, test)
-            held = (held or now) if test.join == "or" else (held and now)
-        return held
-
-    if includes and not any(holds(r) for r in includes):
-        return "include"
-    for rule in filters:
-        if rule.kind == "exclude" and holds(rule):
-            return rule.name
-    return None
-
-
 def _patterns_remove(patterns: tuple[str, ...], value: str) -> bool:
     """Whether the policy's clean patterns remove every digit of value from a text."""
     text = f"seen {value} today"
@@ -224,7 +179,7 @@ def _faces(compiled: CompiledPolicy) -> tuple[list[str], list[str], list[str]]:
     reasons: list[str] = []
     released: list[str] = []
     for what, header in FACE_SAMPLES:
-        rule = excluding_rule(_sample(header), policy.filters)
+        rule = filter_verdict(_sample(header), policy.filters)
         if rule is None:
             released.append(what)
         else:
