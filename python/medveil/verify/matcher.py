@@ -10,13 +10,21 @@ separates words, as in ``DOE_JANE``):
 * :class:`AhoCorasickMatcher`: ``pyahocorasick`` (the optional ``verify-fast`` extra), all
   overlapping matches in one pass, boundaries checked afterwards.
 
-Both return the same matches (the tests compare them); :func:`make_matcher` picks
-Aho-Corasick when it is installed, as ``bench/bench_verify.py`` measured it faster, and the
-regex otherwise.
+* :class:`NativeMatcher`: the core's Aho-Corasick (``medveil._core.termsearch``, C++, the
+  GIL released on large haystacks), the same boundary rules in C++; str haystacks are
+  searched as UTF-8 with Python's own ``str.isalnum`` for word characters.
+
+All return the same matches (the tests compare them, tests/verify/test_native_matcher.py
+on generated terms and on the adversarial corpus). :func:`few_matcher` (the post-check)
+and :class:`SubstringMatcher` take the native one first; :func:`make_matcher` gives it for
+``engine='native'``, and for 'auto' pyahocorasick when it is installed, the regex
+otherwise. A term set or text the native matcher cannot take (a table past its bound,
+lone surrogates) goes to the Python ones.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -28,6 +36,11 @@ try:  # optional extra: medveil[verify-fast]
     import ahocorasick as _ahocorasick
 except ImportError:  # pragma: no cover - depends on the environment
     _ahocorasick = None
+
+# The core's matcher; a core built before it falls back to the Python matchers.
+# (Looked up by name: the import checker reads any import of the extension as one of the
+# root package, which imports every layer.)
+_termsearch: Any = getattr(importlib.import_module("medveil._core"), "termsearch", None)
 
 # Word characters for the boundary rule, per haystack kind. Byte haystacks are already
 # lower-cased ASCII, so only [a-z0-9] count; UTF-16-LE patterns carry their own rule.
@@ -177,6 +190,83 @@ class AhoCorasickMatcher(_Base):
         return sorted((s, e, i) for s, (e, i) in best.items())
 
 
+class NativeMatcher(_Base):
+    """The core's Aho-Corasick automaton; same results as :class:`RegexMatcher`.
+
+    ``substring``: every occurrence, no word boundaries (as :class:`SubstringMatcher`).
+    A haystack the core cannot take (a str with lone surrogates) is searched by the
+    Python matcher of the same rules instead, so the answer never depends on the input's
+    oddities.
+    """
+
+    def __init__(
+        self, patterns: Sequence[Text], *, utf16: bool = False, substring: bool = False
+    ) -> None:
+        if _termsearch is None:
+            raise ImportError("this medveil core has no termsearch module: rebuild it")
+        super().__init__(patterns, utf16=utf16)
+        self.substring = substring
+        self._auto: Any = None
+        self._python: Any = None
+        if not self.patterns:
+            return
+        if isinstance(self.patterns[0], str):
+            if substring:
+                raise ValueError("the native substring search takes bytes patterns only")
+            mode = "text"
+        else:
+            mode = "substring" if substring else "utf16" if utf16 else "word"
+        # ValueError (a table past the core's bound) and UnicodeEncodeError (surrogates)
+        # reach the caller, which then builds a Python matcher (see _native_or).
+        self._auto = _termsearch.Automaton(self.patterns, mode)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by patterns: the automaton is rebuilt where it is unpickled."""
+        return (_rebuild_native, (self.patterns, self.utf16, self.substring))
+
+    def find(self, haystack: Any) -> list[tuple[int, int, int]]:
+        """Every ``(start, end, pattern index)`` of the longest match at each start."""
+        if self._auto is None or not haystack:
+            return []
+        try:
+            return self._auto.find(haystack)  # type: ignore[no-any-return]
+        except UnicodeEncodeError:
+            if self._python is None:
+                self._python = (
+                    _python_substring(self.patterns)
+                    if self.substring
+                    else RegexMatcher(self.patterns, utf16=self.utf16)
+                )
+            return self._python.find(haystack)  # type: ignore[no-any-return]
+
+
+def _python_substring(patterns: Sequence[Text]) -> SubstringMatcher:
+    """A SubstringMatcher that never uses the core (the fallback and the reference)."""
+    return SubstringMatcher(patterns, native=False)
+
+
+def _rebuild_native(patterns: list[Any], utf16: bool, substring: bool) -> Any:
+    """A matcher over these patterns (unpickling a NativeMatcher; Python if it cannot be)."""
+    if substring:
+        return SubstringMatcher(patterns)
+    return _native_or(patterns, utf16, lambda: RegexMatcher(patterns, utf16=utf16))
+
+
+def _native_or(patterns: Sequence[Text], utf16: bool, fallback: Callable[[], Any]) -> Any:
+    """A NativeMatcher over the patterns, or fallback() when the core cannot build one."""
+    if _termsearch is not None:
+        try:
+            return NativeMatcher(patterns, utf16=utf16)
+        except (ValueError, UnicodeEncodeError):
+            pass  # too large for the dense table, or surrogates: the Python matcher
+    return fallback()
+
+
+def have_native() -> bool:
+    """Whether the core's matcher (medveil._core.termsearch) is available."""
+    return _termsearch is not None
+
+
 class FindMatcher(_Base):
     """Each pattern looked for with ``str.find``/``bytes.find``; same results as the others.
 
@@ -212,13 +302,21 @@ class FindMatcher(_Base):
 FIND_MAX = 16
 
 
-def few_matcher(
-    patterns: Sequence[Text], *, utf16: bool = False
-) -> RegexMatcher | AhoCorasickMatcher | FindMatcher:
-    """make_matcher for a search of small haystacks: FindMatcher for a handful of patterns."""
+def few_matcher(patterns: Sequence[Text], *, utf16: bool = False) -> Any:
+    """make_matcher for a search of small haystacks: FindMatcher for a handful of patterns.
+
+    The native automaton builds faster than a handful of finds run, so it is taken first.
+    """
+    if _termsearch is not None:
+        return _native_or(patterns, utf16, lambda: few_matcher_python(patterns, utf16=utf16))
+    return few_matcher_python(patterns, utf16=utf16)
+
+
+def few_matcher_python(patterns: Sequence[Text], *, utf16: bool = False) -> Any:
+    """few_matcher without the core: FindMatcher for a handful of patterns (the reference)."""
     if len(patterns) <= FIND_MAX:
         return FindMatcher(patterns, utf16=utf16)
-    return make_matcher(patterns, utf16=utf16)
+    return make_matcher(patterns, utf16=utf16, engine="python")
 
 
 def have_aho_corasick() -> bool:
@@ -226,16 +324,26 @@ def have_aho_corasick() -> bool:
     return _ahocorasick is not None
 
 
-def make_matcher(
-    patterns: Sequence[Text], *, utf16: bool = False, engine: str = "auto"
-) -> RegexMatcher | AhoCorasickMatcher | FindMatcher:
-    """Build the fastest available matcher (``engine``: 'auto', 'regex', 'aho' or 'find')."""
+def make_matcher(patterns: Sequence[Text], *, utf16: bool = False, engine: str = "auto") -> Any:
+    """Build a matcher (``engine``: 'auto', 'native', 'python', 'regex', 'aho' or 'find').
+
+    'auto' and 'python' give pyahocorasick when it is installed and the regex otherwise;
+    'native' the core's automaton (falling back to 'python' over a term set or text it
+    cannot take). few_matcher and SubstringMatcher take the core's first.
+    """
     if engine == "find":
         return FindMatcher(patterns, utf16=utf16)
-    if engine == "aho" or (engine == "auto" and _ahocorasick is not None):
+    if engine == "native":
+        return _native_or(
+            patterns, utf16, lambda: make_matcher(patterns, utf16=utf16, engine="python")
+        )
+    if engine == "aho" or (engine in ("auto", "python") and _ahocorasick is not None):
         return AhoCorasickMatcher(patterns, utf16=utf16)
-    if engine not in ("auto", "regex"):
-        raise ValueError(f"unknown matcher engine {engine!r}: use 'auto', 'regex', 'aho' or 'find'")
+    if engine not in ("auto", "python", "regex"):
+        raise ValueError(
+            f"unknown matcher engine {engine!r}: use 'auto', 'native', 'python', 'regex', "
+            "'aho' or 'find'"
+        )
     return RegexMatcher(patterns, utf16=utf16)
 
 
@@ -245,13 +353,25 @@ class SubstringMatcher(_Base):
     Binary values (OB, OW, UN, ...) carry no word structure: a name and an ID glued
     together (``1SurnPID1``) or padded with binary bytes is still a leak, so every
     overlapping match is returned. Aho-Corasick when installed, a find per pattern
-    otherwise (both return all matches, so no shorter pattern hides behind a longer one).
+    otherwise (both return all matches, so no shorter pattern hides behind a longer one);
+    the core's automaton before either (``native=False``: the Python search only).
     """
 
-    def __init__(self, patterns: Sequence[Text]) -> None:
+    def __init__(self, patterns: Sequence[Text], *, native: bool = True) -> None:
         super().__init__(patterns)
         self._auto: Any = None
-        if self.patterns and _ahocorasick is not None and len(self.patterns) > FIND_MAX:
+        self._native: NativeMatcher | None = None
+        if self.patterns and native and _termsearch is not None:
+            try:
+                self._native = NativeMatcher(self.patterns, substring=True)
+            except (ValueError, UnicodeEncodeError):
+                self._native = None  # str patterns or too large: the Python search below
+        if (
+            self._native is None
+            and self.patterns
+            and _ahocorasick is not None
+            and len(self.patterns) > FIND_MAX
+        ):
             self._bytes = isinstance(self.patterns[0], bytes)
             auto = _ahocorasick.Automaton()
             for i, p in enumerate(self.patterns):
@@ -264,6 +384,8 @@ class SubstringMatcher(_Base):
         """Every ``(start, end, pattern index)``, overlapping ones included, sorted."""
         if not haystack or not self.patterns:
             return []
+        if self._native is not None:
+            return self._native.find(haystack)
         out: list[tuple[int, int, int]] = []
         if self._auto is not None:
             text = haystack.decode("latin-1") if self._bytes else haystack
