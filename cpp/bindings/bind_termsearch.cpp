@@ -212,7 +212,8 @@ void bind_termsearch(py::module_& m) {
         [](const py::array_t<std::int64_t, py::array::c_style>& rows,
            const py::array_t<std::int64_t, py::array::c_style>& codes, const py::object& data,
            bool preamble, const py::object& number, const py::object& binary,
-           const py::object& substring, std::size_t sq, std::size_t un) {
+           const py::object& substring, std::size_t sq, std::size_t un,
+           const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& leaves) {
             if (rows.ndim() != 2 || rows.shape(1) != 8)
                 throw py::value_error("rows must be an (n, 8) int64 array");
             if (codes.ndim() != 1 || codes.shape(0) != rows.shape(0))
@@ -228,7 +229,8 @@ void bind_termsearch(py::module_& m) {
                 py::gil_scoped_release release;
                 medveil::termsearch::plan_values(
                     rows.data(), static_cast<std::size_t>(rows.shape(0)), codes.data(),
-                    view.data(), view.size(), preamble, tables, plan);
+                    view.data(), view.size(), preamble, tables, leaves.data(),
+                    static_cast<std::size_t>(leaves.size()), plan);
             } catch (const std::invalid_argument& e) {
                 throw py::value_error(e.what());
             }
@@ -243,10 +245,11 @@ void bind_termsearch(py::module_& m) {
         },
         py::arg("rows"), py::arg("codes"), py::arg("data"), py::arg("preamble"),
         py::arg("number"), py::arg("binary"), py::arg("substring"), py::arg("sq"),
-        py::arg("un"),
+        py::arg("un"), py::arg("leaves"),
         "The post-check's plan of a written file from its scanner rows: (searched rows,\n"
         "their starts, ends, the masked folded haystack, its regions, rows to decode too,\n"
-        "searched rows of substring VRs). Mirrors postcheck._find_scanned and _masked.");
+        "searched rows of substring VRs). leaves: element rows searched whatever their VR.\n"
+        "Mirrors postcheck._plan_python and _masked.");
     t.def(
         "is_word_char", [](std::uint32_t c) { return text_word(c); }, py::arg("code_point"),
         "The text mode's word-character rule (str.isalnum, minus spaceless scripts).");

@@ -379,6 +379,7 @@ class termsearch:
         substring: numpy.ndarray,
         sq: int,
         un: int,
+        leaves: numpy.typing.NDArray[numpy.int64],
     ) -> tuple[
         numpy.typing.NDArray[numpy.int64],
         numpy.typing.NDArray[numpy.int64],

@@ -37,6 +37,7 @@ from medveil.verify.matcher import (
     few_matcher_python,
     have_aho_corasick,
     make_matcher,
+    substring_matcher,
 )
 
 from ..adversarial.generator import corpus
@@ -65,7 +66,7 @@ def assert_same(patterns: list, hay: object, utf16: bool = False) -> list:
 def assert_same_substrings(patterns: list[bytes], hay: bytes) -> list:
     """The native substring search equals the Python one (and a brute force)."""
     got = NativeMatcher(patterns, substring=True).find(hay)
-    assert got == SubstringMatcher(patterns, native=False).find(hay)
+    assert got == SubstringMatcher(patterns).find(hay)
     brute = sorted(
         (s, s + len(p), i)
         for i, p in enumerate(patterns)
@@ -165,7 +166,8 @@ def test_repeated_and_empty_patterns() -> None:
     assert got == RegexMatcher([b"abc", b"", b"abc"]).find(b"abc") == [(0, 3, 2)]
     assert NativeMatcher([]).find(b"abc") == []
     assert NativeMatcher([b"abc"]).find(b"") == []
-    assert SubstringMatcher([b""]).find(b"abc") == []
+    assert substring_matcher([b""]).find(b"abc") == []
+    assert isinstance(substring_matcher([b"abcd"]), NativeMatcher)
 
 
 def test_every_byte_value_in_patterns() -> None:
@@ -188,8 +190,9 @@ def test_too_large_a_term_set_falls_back_to_python() -> None:
     assert not isinstance(m, NativeMatcher)
     hay = b" " + pats[5] + b" "
     assert m.find(hay) == RegexMatcher(pats).find(hay)
-    sub = SubstringMatcher(pats)
-    assert sub.find(hay) == SubstringMatcher(pats, native=False).find(hay)
+    sub = substring_matcher(pats)
+    assert isinstance(sub, SubstringMatcher)
+    assert sub.find(hay) == SubstringMatcher(pats).find(hay)
 
 
 def test_bad_arguments_are_refused() -> None:
@@ -305,9 +308,16 @@ def _plans_equal(data: bytes) -> bool:
         return False
     if scan is None:
         return False
-    for preamble in (False, True) if len(data) >= 132 else (False,):
-        got = postcheck._plan(scan, preamble)
-        want = postcheck._plan_python(scan, preamble)
+    # Every IS/DS element row with a value, as text in a number would be searched.
+    rows = scan.rows
+    numbers = [
+        i
+        for i in range(len(rows))
+        if rows[i, 0] >= 0 and postcheck._NUMBER_CODES[scan.codes[i]] and rows[i, 5] > rows[i, 3]
+    ]
+    for preamble, extra in [(p, x) for p in (False, len(data) >= 132) for x in ([], numbers)]:
+        got = postcheck._plan(scan, preamble, extra)
+        want = postcheck._plan_python(scan, preamble, extra)
         assert [a.tolist() for a in got[:3]] == [a.tolist() for a in want[:3]]
         assert got[3] == want[3]
         assert got[4] == want[4]

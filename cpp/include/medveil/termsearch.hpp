@@ -94,8 +94,10 @@ struct ValuePlan {
 
 // rows: nrows x 8 scanner rows (medveil/dicomscan.hpp), codes: each row's VR code.
 // Throws std::invalid_argument on rows that do not fit the data.
+// leaves: element rows searched as values whatever their VR (text in an IS/DS value).
 void plan_values(const std::int64_t* rows, std::size_t nrows, const std::int64_t* codes,
                  const std::uint8_t* data, std::size_t n, bool preamble,
-                 const CodeTables& tables, ValuePlan& out);
+                 const CodeTables& tables, const std::int64_t* leaves, std::size_t nleaves,
+                 ValuePlan& out);
 
 }  // namespace medveil::termsearch

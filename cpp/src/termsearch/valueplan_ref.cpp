@@ -30,7 +30,8 @@ inline std::uint8_t fold(std::uint8_t b) {
 
 void plan_values(const std::int64_t* rows, std::size_t nrows, const std::int64_t* codes,
                  const std::uint8_t* data, std::size_t n, bool preamble,
-                 const CodeTables& tables, ValuePlan& out) {
+                 const CodeTables& tables, const std::int64_t* leaves, std::size_t nleaves,
+                 ValuePlan& out) {
     auto at = [&](std::size_t i, Col c) { return rows[i * kCols + c]; };
     std::vector<std::uint8_t> leaf(nrows, 0), textual(nrows, 0);
     std::vector<std::int64_t> un_seqs;
@@ -50,6 +51,12 @@ void plan_values(const std::int64_t* rows, std::size_t nrows, const std::int64_t
         const bool opened = at(i, kItems) >= 0;
         if (value && !opened && code != tables.sq && !tables.number[code]) leaf[i] = 1;
         if (value && opened && code == tables.un) un_seqs.push_back(static_cast<std::int64_t>(i));
+    }
+    for (std::size_t k = 0; k < nleaves; ++k) {
+        const std::int64_t r = leaves[k];
+        if (r < 0 || static_cast<std::size_t>(r) >= nrows || at(static_cast<std::size_t>(r), kTag) < 0)
+            throw std::invalid_argument("an extra leaf is not an element row");
+        leaf[static_cast<std::size_t>(r)] = 1;
     }
     // A sequence sent as UN is searched whole when no element lies in its items: the next
     // element row after it is not deeper than it.

@@ -62,7 +62,7 @@ from medveil.verify.elements import (
     vr_of_code,
     vr_table,
 )
-from medveil.verify.matcher import SubstringMatcher, few_matcher, is_spaceless
+from medveil.verify.matcher import few_matcher, is_spaceless, substring_matcher
 from medveil.verify.numbers import is_numeric_text, number_forms
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span
 from medveil.verify.values import (
@@ -279,7 +279,7 @@ def _automaton(
         for pat in _patterns(list(others), terms):
             flags.setdefault(pat, False)
     patterns = list(flags)
-    build = SubstringMatcher if sub else few_matcher
+    build = substring_matcher if sub else few_matcher
     hit = (build(patterns) if patterns else None, [flags[p] for p in patterns])
     if not keep:
         return hit
@@ -731,7 +731,21 @@ def _find_scanned(scan: Scanned, terms: Terms, allow: Allowance, preamble: bool)
     The raw bytes are searched in one pass over a copy of the file in which everything but
     the searched values (element headers, DICM, pixel data) is zero.
     """
-    seg_rows, starts, ends, hay, regions, decode, substr = _plan(scan, preamble)
+    # IS/DS values: numbers are compared whole with the learned terms of digits; text in
+    # a number is searched like any other value.
+    rows, codes = scan.rows, scan.codes
+    text_numbers: list[int] = []
+    numbers = _number_terms(terms, allow)
+    for i in np.flatnonzero(_NUMBER_CODES[codes]).tolist():
+        tag, vs, st, items = int(rows[i, 0]), int(rows[i, 3]), int(rows[i, 5]), int(rows[i, 6])
+        if tag < 0 or tag in PIXEL_TAGS or st <= vs or items >= 0:
+            continue  # not a value the reference walks (an item, pixel data, empty, opened)
+        raw = bytes(scan.data[vs:st])
+        if not is_numeric_text(raw):
+            text_numbers.append(i)
+        elif _number_hit(raw, numbers, allow.covers(_row_span(scan, i, named=False))):
+            return _where(scan, i, raw=False)
+    seg_rows, starts, ends, hay, regions, decode, substr = _plan(scan, preamble, text_numbers)
     if decode:
         where = _find_rows_decoded(scan, decode, terms, allow)
         if where:
@@ -749,11 +763,12 @@ _Plan = tuple[
 ]
 
 
-def _plan(scan: Scanned, preamble: bool) -> _Plan:
+def _plan(scan: Scanned, preamble: bool, extra_leaves: Sequence[int] = ()) -> _Plan:
     """What _find_scanned searches: the core's plan_values, or _plan_python without it.
 
-    Both are the same steps (tests/verify/test_native_matcher.py compares them on the
-    adversarial corpus and pydicom's files); the core's costs no numpy call per step.
+    ``extra_leaves``: IS/DS rows searched as values (text in a number). Both are the same
+    steps (tests/verify/test_native_matcher.py compares them on the adversarial corpus and
+    pydicom's files); the core's costs no numpy call per step.
     """
     if _termsearch is not None:
         try:
@@ -767,14 +782,15 @@ def _plan(scan: Scanned, preamble: bool) -> _Plan:
                 _SUBSTR_CODES,
                 _SQ_CODE,
                 _UN_CODE,
+                np.asarray(extra_leaves, dtype=np.int64),
             )
             return seg_rows, starts, ends, hay, regions, decode.tolist(), substr
         except ValueError:
             pass  # rows the core refuses (never from the scanner): the reference steps
-    return _plan_python(scan, preamble)
+    return _plan_python(scan, preamble, extra_leaves)
 
 
-def _plan_python(scan: Scanned, preamble: bool) -> _Plan:
+def _plan_python(scan: Scanned, preamble: bool, extra_leaves: Sequence[int] = ()) -> _Plan:
     """The reference of _plan, in numpy."""
     rows, codes = scan.rows, scan.codes
     tags, vstart, stop = rows[:, 0], rows[:, 3], rows[:, 5]
@@ -782,13 +798,9 @@ def _plan_python(scan: Scanned, preamble: bool) -> _Plan:
     value = is_elem & ~pixel_rows(tags) & (stop > vstart)
     opened = is_elem & (rows[:, 6] >= 0)
     leaf = value & ~opened & (codes != _SQ_CODE) & ~_NUMBER_CODES[codes]
-    numbers = _number_terms(terms, allow)
-    for i in np.flatnonzero(value & ~opened & _NUMBER_CODES[codes]).tolist():
-        raw = bytes(scan.data[int(vstart[i]) : int(stop[i])])
-        if not is_numeric_text(raw):
-            leaf[i] = True  # text in a number: searched like any other value
-        elif _number_hit(raw, numbers, allow.covers(_row_span(scan, i, named=False))):
-            return _where(scan, i, raw=False)
+    leaf[np.asarray(extra_leaves, dtype=np.int64)] = (
+        True  # text in a number: searched like any other value
+    )
     # A sequence sent as UN is searched whole when no element lies in its items (the span
     # road's value_segments does the same); one with elements through them.
     un_seqs = np.flatnonzero(value & opened & (codes == _UN_CODE)).tolist()

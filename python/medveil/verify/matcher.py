@@ -16,7 +16,7 @@ separates words, as in ``DOE_JANE``):
 
 All return the same matches (the tests compare them, tests/verify/test_native_matcher.py
 on generated terms and on the adversarial corpus). :func:`few_matcher` (the post-check)
-and :class:`SubstringMatcher` take the native one first; :func:`make_matcher` gives it for
+and :func:`substring_matcher` take the native one first; :func:`make_matcher` gives it for
 ``engine='native'``, and for 'auto' pyahocorasick when it is installed, the regex
 otherwise. A term set or text the native matcher cannot take (a table past its bound,
 lone surrogates) goes to the Python ones.
@@ -233,22 +233,31 @@ class NativeMatcher(_Base):
         except UnicodeEncodeError:
             if self._python is None:
                 self._python = (
-                    _python_substring(self.patterns)
+                    SubstringMatcher(self.patterns)
                     if self.substring
                     else RegexMatcher(self.patterns, utf16=self.utf16)
                 )
             return self._python.find(haystack)  # type: ignore[no-any-return]
 
 
-def _python_substring(patterns: Sequence[Text]) -> SubstringMatcher:
-    """A SubstringMatcher that never uses the core (the fallback and the reference)."""
-    return SubstringMatcher(patterns, native=False)
+def substring_matcher(patterns: Sequence[Text]) -> Any:
+    """Every occurrence of every pattern: the core's automaton, else SubstringMatcher.
+
+    SubstringMatcher (the Python search, the reference) takes what the core cannot: str
+    patterns and term sets past the core's bound.
+    """
+    if _termsearch is not None and patterns and isinstance(patterns[0], bytes):
+        try:
+            return NativeMatcher(patterns, substring=True)
+        except ValueError:
+            pass  # too large for the dense table
+    return SubstringMatcher(patterns)
 
 
 def _rebuild_native(patterns: list[Any], utf16: bool, substring: bool) -> Any:
     """A matcher over these patterns (unpickling a NativeMatcher; Python if it cannot be)."""
     if substring:
-        return SubstringMatcher(patterns)
+        return substring_matcher(patterns)
     return _native_or(patterns, utf16, lambda: RegexMatcher(patterns, utf16=utf16))
 
 
@@ -329,7 +338,7 @@ def make_matcher(patterns: Sequence[Text], *, utf16: bool = False, engine: str =
 
     'auto' and 'python' give pyahocorasick when it is installed and the regex otherwise;
     'native' the core's automaton (falling back to 'python' over a term set or text it
-    cannot take). few_matcher and SubstringMatcher take the core's first.
+    cannot take). few_matcher and substring_matcher take the core's first.
     """
     if engine == "find":
         return FindMatcher(patterns, utf16=utf16)
@@ -353,25 +362,14 @@ class SubstringMatcher(_Base):
     Binary values (OB, OW, UN, ...) carry no word structure: a name and an ID glued
     together (``1SurnPID1``) or padded with binary bytes is still a leak, so every
     overlapping match is returned. Aho-Corasick when installed, a find per pattern
-    otherwise (both return all matches, so no shorter pattern hides behind a longer one);
-    the core's automaton before either (``native=False``: the Python search only).
+    otherwise (both return all matches, so no shorter pattern hides behind a longer one).
+    :func:`substring_matcher` gives the core's automaton first.
     """
 
-    def __init__(self, patterns: Sequence[Text], *, native: bool = True) -> None:
+    def __init__(self, patterns: Sequence[Text]) -> None:
         super().__init__(patterns)
         self._auto: Any = None
-        self._native: NativeMatcher | None = None
-        if self.patterns and native and _termsearch is not None:
-            try:
-                self._native = NativeMatcher(self.patterns, substring=True)
-            except (ValueError, UnicodeEncodeError):
-                self._native = None  # str patterns or too large: the Python search below
-        if (
-            self._native is None
-            and self.patterns
-            and _ahocorasick is not None
-            and len(self.patterns) > FIND_MAX
-        ):
+        if self.patterns and _ahocorasick is not None and len(self.patterns) > FIND_MAX:
             self._bytes = isinstance(self.patterns[0], bytes)
             auto = _ahocorasick.Automaton()
             for i, p in enumerate(self.patterns):
@@ -384,8 +382,6 @@ class SubstringMatcher(_Base):
         """Every ``(start, end, pattern index)``, overlapping ones included, sorted."""
         if not haystack or not self.patterns:
             return []
-        if self._native is not None:
-            return self._native.find(haystack)
         out: list[tuple[int, int, int]] = []
         if self._auto is not None:
             text = haystack.decode("latin-1") if self._bytes else haystack
