@@ -549,3 +549,20 @@ def test_only_exact_encoder_signatures_stay(comment: bytes, kept: bool) -> None:
         pytest.skip("no JPEG 2000 codec installed")
     coms = [s for s in j2k_segments(_j2k(comment)) if s.kind == "J2K COM"]
     assert [not s.strip for s in coms] == [kept]
+
+
+def test_post_check_catches_metadata_the_cleaner_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: with the stripping switched off, the post-check finds the name."""
+    from medveil.engine import dataset, native, raw
+    from medveil.pixels import cleaner, sidebytes
+
+    monkeypatch.setattr(cleaner, "clean_side_bytes", lambda ds, ts: [])
+    for module in (sidebytes, dataset, native, raw):
+        if hasattr(module, "strip_beside_image"):
+            monkeypatch.setattr(module, "strip_beside_image", lambda ds: [])
+    monkeypatch.setattr(sidebytes, "strip_beside_image", lambda ds: [])
+    stream = _jpeg(comment=f"{SURNAME}^{GIVEN} {PID}".encode())
+    src = _dataset(JPEGBaseline8Bit, [stream])
+    result = clean_instance(Deidentifier(Policy(), SECRET), src, "t.dcm")
+    assert result.status == "quarantined", result.reason
+    assert "post-check" in result.reason and "(7FE0,0010) frame 1" in result.reason

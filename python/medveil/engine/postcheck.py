@@ -64,7 +64,7 @@ from medveil.verify.elements import (
 )
 from medveil.verify.matcher import few_matcher, is_spaceless, substring_matcher
 from medveil.verify.numbers import is_numeric_text, number_forms
-from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span
+from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span, layouts
 from medveil.verify.values import (
     STOP_WORDS,
     LearnedValue,
@@ -73,6 +73,7 @@ from medveil.verify.values import (
     classify,
     cut_value,
     date_spellings,
+    is_time,
     learns_from,
     normalize,
     unaccented,
@@ -489,7 +490,10 @@ def _identity(terms: Terms, tag: int, text: str) -> None:
         # An ID is also written in pieces ("MRN DEMO-10001" cut to "-10001"): each piece
         # of five characters or more with a digit in it is hunted too.
         for piece in re.split(r"[^0-9a-z]+", whole):
-            if len(piece) >= 5 and any(ch.isdigit() for ch in piece):
+            # A piece that reads as a time of day (the ID "11-05-25-142825" ends in its
+            # StudyTime) is not hunted alone: the kept times would all match it. The whole
+            # ID and its other pieces still are.
+            if len(piece) >= 5 and any(ch.isdigit() for ch in piece) and not is_time(piece):
                 terms.always.add(piece)
     if len(whole) >= MIN_TERM and not whole.isascii():
         terms.always.update(v for v in unaccented(whole) if len(v) >= MIN_TERM)
@@ -556,6 +560,11 @@ def check_written(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> 
     if not len(mark) or scan.texts(int(mark[0])) != ("YES",):
         raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
     where = _find_scanned(scan, terms, allow, preamble)
+    top_pixels = (rows[:, 0] == _PIXEL_DATA) & (rows[:, 7] == 0) & (rows[:, 4] == _UNDEFINED)
+    if not where and top_pixels.any():
+        # Encapsulated frames: their marker segments and trailing bytes (the cleaner strips
+        # them; this checks it) are walked only here, the rare case worth the walk.
+        where = _find_pixel_side(layouts(bytes(data)), terms, allow)
     if where:
         raise QuarantineError(
             f"post-check: an original identifying value is still in the output ({where})"
@@ -585,6 +594,7 @@ def check_written_spans(data: bytes, terms: Terms, allow: Allowance = Allowance(
         or _find_decoded(decoded, terms, allow)
         or _find_bytes(lays, terms, allow)
         or _find_binary_spans(lays, terms, allow)
+        or _find_pixel_side(lays, terms, allow)
     )
     if where:
         raise QuarantineError(
@@ -615,6 +625,7 @@ def _number_hit(
 
 
 _SQ_CODE, _UN_CODE = (ord(v[0]) | ord(v[1]) << 8 for v in ("SQ", "UN"))
+_PIXEL_DATA, _UNDEFINED = 0x7FE00010, 0xFFFFFFFF
 # VRs never decoded as text (verify.elements), or not searched: raw bytes at most.
 _BINARY_CODES = vr_table("US SS UL SL FL FD AT OF OD OL OV SV UV OW SQ IS DS")
 _BAD_TEXT = re.compile(rb"[\x80-\xff\x1b]")
@@ -703,6 +714,20 @@ def _find_binary_scanned(scan: Scanned, rows: np.ndarray, terms: Terms, allow: A
         return f"{'inflated' if inflated else 'raw'} bytes of {path}"
 
     return _find_binary(pieces, terms, allow, covers, name)
+
+
+def _find_pixel_side(lays: list[RawLayout], terms: Terms, allow: Allowance) -> str:
+    """Where a term is in what pixel elements hold beside the image ('' if none)."""
+    pieces: list[tuple[Any, bytes]] = [
+        (sp, bytes(lay.data[sp.start : sp.end])) for lay in lays for sp in lay.side_spans
+    ]
+    if not pieces:
+        return ""
+
+    def name(sp: Span, inflated: bool) -> str:
+        return f"{'inflated' if inflated else 'raw'} bytes of {sp.path}"
+
+    return _find_binary(pieces, terms, allow, allow.covers, name)
 
 
 def _find_binary_spans(lays: list[RawLayout], terms: Terms, allow: Allowance) -> str:

@@ -633,7 +633,7 @@ class Learner:
                 index.skipped += 1  # the writing software's UID, repeated (InstanceCreatorUID)
             elif kind != "uids" and norm in in_benign:
                 index.skipped += 1
-            elif (src, norm) in self.pieces and (src, norm) in self.times and _is_time(norm):
+            elif (src, norm) in self.pieces and (src, norm) in self.times and is_time(norm):
                 index.skipped += 1
             else:
                 index.add(t, kind, src, strict=strict, component=False)
@@ -678,7 +678,7 @@ class Learner:
             index.add(run, "names", sources[run], strict=True, component=False)
 
 
-def _is_time(text: str) -> bool:
+def is_time(text: str) -> bool:
     """Whether text is a whole time of day, HHMMSS."""
     return (
         len(text) == 6
