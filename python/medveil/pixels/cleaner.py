@@ -42,6 +42,7 @@ from pydicom.uid import (
 )
 
 from medveil.dicom.peek import peek
+from medveil.dicom.pixelbytes import JPEG_SYNTAXES
 from medveil.dicom.pydicom_private import element, elements
 from medveil.errors import QuarantineError
 from medveil.pixels.masking import fix_unused_bits, mask_regions
@@ -526,17 +527,6 @@ def _splice(
     return done, out
 
 
-#: Transfer syntaxes whose frames are ISO 10918 (JPEG) or ISO 14495 (JPEG-LS) codestreams.
-JPEG_FAMILY = frozenset(
-    {
-        "1.2.840.10008.1.2.4.50",
-        "1.2.840.10008.1.2.4.51",
-        "1.2.840.10008.1.2.4.57",
-        "1.2.840.10008.1.2.4.70",
-        "1.2.840.10008.1.2.4.80",
-        "1.2.840.10008.1.2.4.81",
-    }
-)
 #: Transfer syntaxes whose frames are ISO 15444 (JPEG 2000 / HTJ2K) codestreams.
 J2K_FAMILY = frozenset(
     {
@@ -662,7 +652,7 @@ def codestream_depth(
     from pydicom.encaps import generate_fragmented_frames, generate_fragments
 
     read: Callable[[bytes], int | None]
-    if ts in JPEG_FAMILY:
+    if ts in JPEG_SYNTAXES:
         read, magic = _jpeg_depth, b"\xff\xd8"
     elif ts in J2K_FAMILY:
         read, magic = (lambda head: _j2k_depth(head, signed)), b"\xff\x4f"
