@@ -82,8 +82,10 @@ def test_end_to_end_accounts_for_every_input(demo, tmp_path) -> None:
         0,
     )
     assert summary.exit_code == 0
-    # The demo's files are plain Explicit VR Little Endian: all take the raw-byte road.
-    assert summary.engines == {"raw": 14} and not summary.declined
+    # The demo's files are plain Explicit VR Little Endian: the native road or the
+    # raw-byte one (a patient's first file fills the native road's cache), never pydicom's.
+    assert set(summary.engines) <= {"native", "raw"} and sum(summary.engines.values()) == 14
+    assert not summary.declined
     files = [p for p in out.rglob("*.dcm")]
     assert len(files) == 14
     patients = {p.relative_to(out).parts[0] for p in files}
