@@ -244,6 +244,40 @@ def test_dicomdir_flag_and_detection(tmp_path: Path) -> None:
         assert len(fs) == 1
 
 
+def test_dicomdir_lists_files_whose_study_id_the_policy_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every released demo file gets a record although the policy empties Study ID.
+
+    The directory records' Type 1 keys get placeholders; the released files are not
+    changed, and pydicom's staging folder does not outlive the run.
+    """
+    from medveil.run.demo import write_demo_archive
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temp))
+    write_demo_archive(tmp_path / "in")
+    summary, _ = run(tmp_path / "in", tmp_path / "out", dicomdir=True)
+    out = tmp_path / "out"
+    released = {
+        str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in outputs(out)
+    }
+    assert released and summary.written == len(released)
+    # The demo's files lose their Study ID: the case FileSet refused before.
+    assert all(
+        not pydicom.dcmread(p, stop_before_pixels=True).get("StudyID") for p in released.values()
+    )
+    assert summary.dicomdir == "dicomdir/DICOMDIR" and summary.dicomdir_left_out == 0
+    with file_set(out / summary.dicomdir) as fs:
+        listed = {}
+        for instance in fs:
+            listed[str(instance.load().SOPInstanceUID)] = Path(instance.path).read_bytes()
+    assert set(listed) == set(released)
+    assert all(listed[uid] == released[uid].read_bytes() for uid in released)
+    assert not list(temp.iterdir())
+
+
 def _nested_refs(ds: pydicom.Dataset) -> list[str]:
     """Values of the reference attributes inside the sequences of ds."""
     out: list[str] = []

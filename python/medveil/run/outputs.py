@@ -336,14 +336,12 @@ def write_dicomdir(output: Path, relpaths: Iterable[str]) -> tuple[str, int]:
     DICOMDIR's path relative to OUTPUT ("" when there was nothing to put in it) and how
     many outputs FileSet could not make a record of (left out, counted).
     """
-    import pydicom
     from pydicom.fileset import FileSet
 
     target = output / DICOMDIR_FOLDER
     if target.exists() and not (target / "DICOMDIR").exists():
         # A patient folder of that name (a kept patient ID): never touched.
         raise FileExistsError(errno.EEXIST, f"{DICOMDIR_FOLDER}/ exists and holds no DICOMDIR")
-    left_out = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom's warnings may quote values
 
@@ -358,45 +356,78 @@ def write_dicomdir(output: Path, relpaths: Iterable[str]) -> tuple[str, int]:
 
         fs = _FileSet()
         fs.ID = "MEDVEIL"
-        released: dict[str, Path] = {}
-        fs.adding = True
-        for rel in relpaths:
-            try:
-                ds = pydicom.dcmread(output / rel, stop_before_pixels=True)
-                uid = str(ds.SOPInstanceUID)
-                if uid in released:
-                    # One record per SOP Instance UID: variants (<uid>~2.dcm) and other
-                    # studies or patients holding the UID are left out, counted.
-                    left_out += 1
-                    continue
-                fs.add(ds)
-            except (ValueError, KeyError, AttributeError, TypeError, OSError):
-                # A record type FileSet cannot make for it (a required key missing).
-                left_out += 1
-                continue
-            released[uid] = output / rel
-        fs.adding = False
-        if not len(fs):
-            return "", left_out
-        # Written beside, then swapped in: a killed run never leaves half a file set.
-        staging = Path(tempfile.mkdtemp(prefix=".dicomdir.", suffix=".tmp", dir=output))
         try:
-            fs.write(staging)
-            for instance in fs:
-                # FileSet wrote the header it was given: the released file takes its place.
-                _link_or_copy(released[str(instance.SOPInstanceUID)], Path(instance.path))
-            old = output / f".{DICOMDIR_FOLDER}.old.tmp"
-            if target.exists():
-                os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            return _fill_file_set(fs, output, relpaths, target)
         finally:
             stage = getattr(fs, "_stage", {}).get("t")
             if stage is not None:
                 stage.cleanup()  # pydicom's staging copies: gone now, not at exit
+
+
+# Type 1 keys of PS3.3 F.5's directory records that a de-identification policy empties or
+# removes (Study ID, dates, numbers). The records get these placeholders so that a
+# de-identified file set still has a DICOMDIR; the released files are never changed.
+_RECORD_PLACEHOLDERS: dict[str, object] = {
+    "PatientID": "UNKNOWN",
+    "StudyDate": "19000101",
+    "StudyTime": "000000",
+    "StudyID": "1",
+    "Modality": "OT",
+    "SeriesNumber": 1,
+    "InstanceNumber": 1,
+    "ContentDate": "19000101",
+    "ContentTime": "000000",
+}
+
+
+def _with_record_keys(ds: Any) -> Any:
+    """Give ds the directory records' Type 1 keys it lacks or has empty (placeholders)."""
+    for keyword, value in _RECORD_PLACEHOLDERS.items():
+        if keyword not in ds or ds[keyword].is_empty:
+            setattr(ds, keyword, value)
+    return ds
+
+
+def _fill_file_set(fs: Any, output: Path, relpaths: Iterable[str], target: Path) -> tuple[str, int]:
+    """Add the released files' records to fs and write it as OUTPUT/dicomdir/."""
+    import pydicom
+
+    left_out = 0
+    released: dict[str, Path] = {}
+    fs.adding = True
+    for rel in relpaths:
+        try:
+            ds = pydicom.dcmread(output / rel, stop_before_pixels=True)
+            uid = str(ds.SOPInstanceUID)
+            if uid in released:
+                # One record per SOP Instance UID: variants (<uid>~2.dcm) and other
+                # studies or patients holding the UID are left out, counted.
+                left_out += 1
+                continue
+            fs.add(_with_record_keys(ds))
+        except (ValueError, KeyError, AttributeError, TypeError, OSError):
+            # A record type FileSet cannot make for it (a required key missing).
+            left_out += 1
+            continue
+        released[uid] = output / rel
+    fs.adding = False
+    if not len(fs):
+        return "", left_out
+    # Written beside, then swapped in: a killed run never leaves half a file set.
+    staging = Path(tempfile.mkdtemp(prefix=".dicomdir.", suffix=".tmp", dir=output))
+    try:
+        fs.write(staging)
+        for instance in fs:
+            # FileSet wrote the header it was given: the released file takes its place.
+            _link_or_copy(released[str(instance.SOPInstanceUID)], Path(instance.path))
+        old = output / f".{DICOMDIR_FOLDER}.old.tmp"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return f"{DICOMDIR_FOLDER}/DICOMDIR", left_out
 
 
