@@ -169,3 +169,32 @@ def test_errors_share_one_prefix(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and all(line.startswith("medveil: ") for line in err), err
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_hostile_input_names_stay_on_one_line(tmp_path, secret_file, capsys, log_format):
+    """A file name with a newline, a terminal escape or undecodable bytes is shown escaped."""
+    src = tmp_path / "in"
+    src.mkdir()
+    hostile = "a\nquarantined: forged.dcm: all clean\x1b[2J\r\x85"
+    name = hostile.encode() + b"\xff.dcm"
+    (src / name.decode("utf-8", "surrogateescape")).write_bytes(b"\0" * 128 + b"DICM")
+    opts = ["--secret-file", secret_file, "--workers", "1"]
+    code = main(["--log-format", log_format, "deid", str(src), str(tmp_path / "out"), *opts])
+    assert code == 1  # the file is quarantined
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if "forged" in x]
+    assert len(lines) == 1, err
+    assert "\x1b" not in err and "\r" not in err and "\x85" not in err
+    if log_format == "json":
+        message = json.loads(lines[0])["message"]
+        assert message.startswith("quarantined: a\nquarantined: forged.dcm")
+    else:
+        assert lines[0].startswith("quarantined: a\\nquarantined: forged.dcm: all clean\\x1b")
+        assert "\\udcff.dcm: structurally damaged" in lines[0]
+
+
+def test_one_line_leaves_printable_text_alone():
+    """Ordinary names, accents and tabs are printed as they are."""
+    assert console.one_line("Müller\tCT 1.dcm") == "Müller\tCT 1.dcm"
+    assert console.one_line("x\ny") == "x\\ny"

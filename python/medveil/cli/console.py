@@ -39,12 +39,28 @@ class ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
+# Control characters shown escaped: an input's name (chosen by whoever made the archive)
+# must not start a console line of its own or send terminal escape sequences.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x09}
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+# What JSON leaves raw but readers may take for a line break (str.splitlines does).
+_JSON_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(text: str) -> str:
+    """text as one printable console line: control characters and lone surrogates escaped."""
+    if text.isprintable():
+        return text
+    text = text.translate(_ESCAPES)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class TextFormatter(logging.Formatter):
     """``medveil: message``; records logged with ``extra={"bare": True}`` keep no prefix."""
 
     def format(self, record: logging.LogRecord) -> str:
         """The record's console line."""
-        message = record.getMessage()
+        message = one_line(record.getMessage())
         return message if getattr(record, "bare", False) else f"medveil: {message}"
 
 
@@ -60,7 +76,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        return json.dumps(entry, ensure_ascii=False)
+        line = json.dumps(entry, ensure_ascii=False).translate(_JSON_BREAKS)
+        return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False, log_format: str = "text") -> None:
@@ -108,6 +125,7 @@ def info(logger: logging.Logger, message: str, *, bare: bool = False) -> None:
 
 def say(line: str) -> None:
     """Print one line of the command's output on stdout, above an active progress bar."""
+    line = one_line(line)
     if _active_bar is not None:
         _active_bar.write(line, file=sys.stdout)
     else:
