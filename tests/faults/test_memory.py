@@ -126,14 +126,7 @@ def _input(road: str, folder: Path, data: bytes) -> Path:
         "folder",
         "zip",
         "tar",
-        pytest.param(
-            "tar.gz",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="compressed tar members reach the worker pickled through the task "
-                "pipe (3 x the file); fix in run/archive.py: spool them to a file",
-            ),
-        ),
+        "tar.gz",
         pytest.param(
             "vault",
             marks=pytest.mark.xfail(

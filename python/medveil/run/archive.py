@@ -26,9 +26,11 @@ import sqlite3
 import stat
 import struct
 import tarfile
+import tempfile
 import threading
 import time
 import warnings
+import weakref
 import zipfile
 import zlib
 from collections import Counter
@@ -36,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from medveil.durable import UnsafePath, die_with_parent, safe_join
 from medveil.errors import MedveilError
@@ -184,8 +186,9 @@ class Item:
     """One input: a display name (may hold PHI: console only), a path or bytes.
 
     With a path, ``member`` names a zip member and ``size`` >= 0 a byte range of the file
-    from ``offset`` (a member of an uncompressed tar): the worker reads them itself, so an
-    archive's bytes never pass through the parent.
+    from ``offset`` (a member of an uncompressed tar, or a compressed tar's member spooled
+    to a temporary file): the worker reads them itself, so no file's bytes pass through
+    the task pipe.
     """
 
     name: str
@@ -219,13 +222,19 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def iter_inputs(source: str | os.PathLike[str], max_size: int | None = None) -> Iterator[Item]:
+def iter_inputs(
+    source: str | os.PathLike[str],
+    max_size: int | None = None,
+    spool: str | os.PathLike[str] | None = None,
+) -> Iterator[Item]:
     """Yield every file of a folder tree (sorted), a .zip or a .tar(.gz) archive.
 
     Only regular files are read: a FIFO, device or socket is yielded with a "skipped"
     verdict (opening a FIFO would block). A folder that cannot be listed is yielded with an
     "unreadable" verdict. ``max_size`` refuses compressed tar members the parent would
-    otherwise have to read.
+    otherwise have to read. A compressed (or sparse) tar member is spooled to a hidden
+    temporary file in ``spool`` (default: a private temporary folder), removed once its
+    Item is no longer referenced.
     """
     src = Path(source)
     try:
@@ -259,7 +268,7 @@ def iter_inputs(source: str | os.PathLike[str], max_size: int | None = None) -> 
             )
         return
     if tarfile.is_tarfile(src):
-        yield from _tar_items(src, max_size)
+        yield from _tar_items(src, max_size, spool)
         return
     if src.name.lower().endswith(_ARCHIVE_SUFFIXES):
         # Named as an archive, yet neither zipfile nor tarfile can open it.
@@ -313,8 +322,10 @@ def _tar_kind(member: tarfile.TarInfo) -> str:
     return "special member"
 
 
-def _tar_items(src: Path, max_size: int | None = None) -> Iterator[Item]:
-    """The files of a tar archive: byte ranges when uncompressed, else streamed bytes."""
+def _tar_items(
+    src: Path, max_size: int | None = None, spool: str | os.PathLike[str] | None = None
+) -> Iterator[Item]:
+    """The files of a tar archive: byte ranges of the archive, or of a spooled copy."""
     with open(src, "rb") as f:
         magic = f.read(6)
         archive_size = os.fstat(f.fileno()).st_size
@@ -336,16 +347,12 @@ def _tar_items(src: Path, max_size: int | None = None) -> Iterator[Item]:
                 yield Item(name=name, verdict=("quarantined", _too_large(member.size, max_size)))
                 continue
             if compressed or member.issparse():
-                try:
-                    reader = tf.extractfile(member)
-                    data = reader.read() if reader is not None else None
-                except _TAR_ERRORS as exc:
-                    raise _damaged_tar(src, exc) from None
-                if data is not None and len(data) != member.size:
-                    # A cut bzip2 stream just ends: tarfile returns what it had.
-                    raise _damaged_tar(src)
-                if data is not None:
-                    yield Item(name=name, data=data)
+                # Spooled, not read into memory: the worker reads the file like a plain
+                # tar member, so the bytes never cross the task pipe (pickled, they cost
+                # the worker a second and third copy).
+                item = _spooled(tf, member, name, src, spool)
+                if item is not None:
+                    yield item
             else:
                 if member.offset_data + member.size > archive_size:
                     # A header claiming more than the file holds: a lie or a cut archive.
@@ -355,6 +362,123 @@ def _tar_items(src: Path, max_size: int | None = None) -> Iterator[Item]:
                     )
                     raise _damaged_tar(src)
                 yield Item(name=name, path=str(src), offset=member.offset_data, size=member.size)
+
+
+def _spooled(
+    tf: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    name: str,
+    src: Path,
+    spool: str | os.PathLike[str] | None,
+) -> Item | None:
+    """A tar member copied to a hidden temporary file, as an Item reading that file.
+
+    The file (``.spool-*.tmp``: the pattern a resumed run removes after a crash) is
+    unlinked when the Item is garbage: the run holds each Item until its input is
+    accounted for, retries included. None for a member tarfile gives no reader for.
+    """
+    try:
+        reader = tf.extractfile(member)
+    except _TAR_ERRORS as exc:
+        raise _damaged_tar(src, exc) from None
+    if reader is None:
+        return None
+    try:
+        folder = _spool_folder(spool)
+        fd, path = tempfile.mkstemp(prefix=".spool-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _spool_failed(exc) from None
+    try:
+        with open(fd, "wb") as out:
+            got = _copy_stream(reader, out, src)
+    except BaseException:
+        _unlink_spool(path, None)
+        raise
+    if got != member.size:
+        # A cut bzip2 stream just ends: tarfile returns what it had.
+        _unlink_spool(path, None)
+        raise _damaged_tar(src)
+    item = Item(name=name, path=path, offset=0, size=got)
+    weakref.finalize(item, _unlink_spool, path, None if spool is not None else folder)
+    return item
+
+
+def _copy_stream(reader: IO[bytes], out: IO[bytes], src: Path) -> int:
+    """Copy a tar member's reader to its spool file 1 MB at a time; the bytes copied."""
+    got = 0
+    while True:
+        try:
+            chunk = reader.read(1 << 20)
+        except _TAR_ERRORS as exc:
+            raise _damaged_tar(src, exc) from None
+        if not chunk:
+            return got
+        try:
+            out.write(chunk)
+        except OSError as exc:
+            raise _spool_failed(exc) from None
+        got += len(chunk)
+
+
+def _spool_failed(exc: OSError) -> MedveilError:
+    """The error that stops a run whose spool cannot be written (a full disk, most likely)."""
+    return MedveilError(
+        f"cannot spool a compressed tar member to disk: {_env_reason(exc)}; free space and "
+        "run again with --resume"
+    )
+
+
+_SPOOL_FOLDER: str | None = None  # the private spool folder of this process, made once
+
+
+def _spool_folder(spool: str | os.PathLike[str] | None) -> str:
+    """Where spooled members go: the given folder, else a private temporary one."""
+    global _SPOOL_FOLDER
+    if spool is not None:
+        os.makedirs(spool, exist_ok=True)
+        return os.fspath(spool)
+    if _SPOOL_FOLDER is None or not os.path.isdir(_SPOOL_FOLDER):
+        _remove_stale_spools()
+        _SPOOL_FOLDER = tempfile.mkdtemp(prefix=f"medveil-spool-{os.getpid()}-")
+    return _SPOOL_FOLDER  # removed by the finalizer of its last member
+
+
+def _remove_stale_spools() -> None:
+    """Remove the private spool folders of runs that died (kill -9) before emptying them."""
+    base = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(base) if n.startswith("medveil-spool-")]
+    except OSError:
+        return
+    for n in names:
+        pid = n.split("-")[2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(base, n), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists (another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _unlink_spool(path: str, folder: str | None) -> None:
+    """Remove a spooled member (gone already is fine), and its private folder once empty."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    if folder is not None:
+        try:
+            os.rmdir(folder)  # fails while other members are spooled there: kept
+        except OSError:
+            pass
 
 
 def _too_large(size: int, limit: int) -> str:
