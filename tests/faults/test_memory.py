@@ -127,14 +127,7 @@ def _input(road: str, folder: Path, data: bytes) -> Path:
         "zip",
         "tar",
         "tar.gz",
-        pytest.param(
-            "vault",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the Dataset engine copies the input (io.BytesIO of the read buffer), "
-                "pydicom's PixelData and the joined output (3.9 x); fix in engine/instance.py",
-            ),
-        ),
+        "vault",
         pytest.param(
             "deflated",
             marks=pytest.mark.xfail(

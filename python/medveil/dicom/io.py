@@ -20,13 +20,13 @@ from medveil.errors import DicomInputError
 
 
 class _BufferReader(io.RawIOBase):
-    """A file over a bytearray whose large reads are views, not copies.
+    """A file over a bytearray (or a writable memoryview) whose large reads are views.
 
     pydicom keeps what read() returns as element values, so Pixel Data read through this
     is a writable view of the caller's buffer: the pixel cleaner masks it in place.
     """
 
-    def __init__(self, buf: bytearray) -> None:
+    def __init__(self, buf: bytearray | memoryview) -> None:
         super().__init__()
         self._view = memoryview(buf)
         self._pos = 0
@@ -54,20 +54,33 @@ class _BufferReader(io.RawIOBase):
         return self._pos
 
 
+def in_place(raw: bytes | bytearray | memoryview) -> bool:
+    """Whether read_dataset reads ``raw`` without copying it (its large values stay views)."""
+    return isinstance(raw, bytearray) or (
+        isinstance(raw, memoryview) and not raw.readonly and raw.contiguous
+    )
+
+
 def read_dataset(
-    src: str | os.PathLike[str] | io.BytesIO | bytearray, name: str, *, strict: bool = True
+    src: str | os.PathLike[str] | io.BytesIO | bytearray | memoryview,
+    name: str,
+    *,
+    strict: bool = True,
 ) -> Dataset:
     """Read a DICOM file fully, with a clear error naming the file when it is not DICOM.
 
     With ``strict`` (the default) the file's structure is validated first
     (:func:`medveil.dicom.strict.check_structure`): a damaged file raises StructureError
-    and is never read tolerantly. A bytearray is read without copying its large values:
-    they stay views of it, and the pixel cleaner may change it in place.
+    and is never read tolerantly. A bytearray or writable memoryview is read without
+    copying its large values: they stay views of it, and the pixel cleaner may change it
+    in place (a read-only memoryview is copied once).
     """
+    if isinstance(src, memoryview) and not in_place(src):
+        src = io.BytesIO(src)
     if strict:
         validate(src, name)
     fh: str | os.PathLike[str] | io.BytesIO | _BufferReader = (
-        _BufferReader(src) if isinstance(src, bytearray) else src
+        _BufferReader(src) if isinstance(src, (bytearray, memoryview)) else src
     )
     try:
         ds = pydicom.dcmread(fh, force=False)  # type: ignore[arg-type]
@@ -100,12 +113,14 @@ def read_dataset(
     return ds
 
 
-def validate(src: str | os.PathLike[str] | io.BytesIO | bytearray | bytes, name: str) -> None:
+def validate(
+    src: str | os.PathLike[str] | io.BytesIO | bytearray | bytes | memoryview, name: str
+) -> None:
     """Raise StructureError (naming ``name``) unless the file's structure is consistent."""
     try:
         if isinstance(src, io.BytesIO):
             data: bytes | bytearray | memoryview = src.getbuffer()
-        elif isinstance(src, (bytes, bytearray)):
+        elif isinstance(src, (bytes, bytearray, memoryview)):
             data = src
         else:
             with open(src, "rb") as fh:
@@ -117,7 +132,7 @@ def validate(src: str | os.PathLike[str] | io.BytesIO | bytearray | bytes, name:
     except StructureError as exc:
         raise StructureError(f"{name}: {exc}") from None
     finally:
-        if isinstance(data, memoryview):
+        if isinstance(src, io.BytesIO) and isinstance(data, memoryview):
             data.release()  # a BytesIO cannot be resized while a view of it is alive
 
 

@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 
 from medveil.crypto.vault.capture import identity_of, read_originals
 from medveil.crypto.vault.embed import OriginalsEmbedder
-from medveil.dicom.io import read_dataset, write_fast_or_generic
+from medveil.dicom.io import in_place, read_dataset, write_fast_or_generic
 from medveil.dicom.peek import peek_int, peek_str
 from medveil.dicom.strict import check_structure
 from medveil.engine.dataset import Deidentifier, DeidReport
@@ -416,7 +416,7 @@ def _excluded(engine: Deidentifier, raw: bytes | bytearray | memoryview) -> str 
     if not any(r.kind in ("include", "exclude") for r in filters):
         return None
     # A bytearray is read in place (large values stay views of it): no copy of the pixels.
-    src = raw if isinstance(raw, bytearray) else io.BytesIO(raw)
+    src = raw if isinstance(raw, (bytearray, memoryview)) and in_place(raw) else io.BytesIO(raw)
     return filter_verdict(read_dataset(src, "input", strict=False), filters)
 
 
@@ -483,7 +483,8 @@ def clean_instance(
     elif native_declined:
         declined = native_declined
     try:
-        src = raw if isinstance(raw, bytearray) else io.BytesIO(raw)
+        # Read in place (the archive's read buffer): pixel data stays a view of it.
+        src = raw if isinstance(raw, (bytearray, memoryview)) and in_place(raw) else io.BytesIO(raw)
         ds = read_dataset(src, "input", strict=False)  # validated above
         if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
             raise DicomInputError("not a composite instance: no SOP Class or SOP Instance UID")
