@@ -27,6 +27,7 @@ read them, sealed there: the originals never enter Spark's rows, cache or shuffl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import hashlib
@@ -34,11 +35,13 @@ import hmac
 import json
 import logging
 import os
+import pickle
 import shutil
 import sqlite3
 import time
 import uuid
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +56,8 @@ from medveil.run.outputs import IDENTICAL, REPLACED, file_sha256, is_dicomdir
 
 if TYPE_CHECKING:  # pyspark is an optional extra: `pip install medveil[spark]`
     from pyspark.sql import DataFrame, SparkSession
+
+    from medveil.engine.dataset import Deidentifier
 
 log = logging.getLogger(__name__)
 
@@ -367,6 +372,55 @@ def _open_vault(job: _Job) -> Any:
     return Vault(job.vault_url, key, create=False)
 
 
+def fresh_policy(policy: Policy) -> Policy:
+    """A copy of policy without its cached compilation: what a job hands to its executors.
+
+    ``Policy.compile()`` caches its result on the object, and ``dataclasses.replace`` (or
+    setting a field) keeps that cache: a policy derived from a compiled one (``retain_uids``
+    added, say) would otherwise travel with, and be applied as, the compilation of the
+    policy it came from. The copy compiles from its own fields on every executor.
+    """
+    return dataclasses.replace(policy, _compiled=None)
+
+
+# Engines built in this Python worker process, which Spark reuses for later tasks and later
+# jobs (spark.python.worker.reuse): by engine_key, so a task only ever finds an engine of
+# its own job's policy and secret. Two are kept: one job at a time, and the one before.
+_ENGINES: OrderedDict[bytes, Deidentifier] = OrderedDict()
+_ENGINES_KEPT = 2
+
+
+def engine_key(policy: Policy, secret: bytes) -> bytes:
+    """HMAC-SHA-256, under the secret, of the policy's fields and its pixel rule files.
+
+    Everything the engine is built from goes in (the fields as pickled, lookup tables
+    included; the rule files' bytes, read again each time), nothing of an earlier job.
+    """
+    mac = hmac.new(bytes(secret), pickle.dumps(fresh_policy(policy), protocol=5), "sha256")
+    for path in policy.pixel_rule_files:
+        mac.update(b"\0" + path.encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            mac.update(hashlib.sha256(Path(path).read_bytes()).digest())
+        except OSError:
+            mac.update(b"unreadable")  # the engine's build then fails and says why
+    return mac.digest()
+
+
+def engine_for(policy: Policy, secret: bytes) -> Deidentifier:
+    """The engine of exactly this policy and secret, built once per Python worker process."""
+    from medveil.engine.dataset import Deidentifier
+
+    key = engine_key(policy, secret)
+    engine = _ENGINES.get(key)
+    if engine is None:
+        engine = Deidentifier(fresh_policy(policy), bytes(secret))
+        _ENGINES[key] = engine
+        while len(_ENGINES) > _ENGINES_KEPT:
+            _ENGINES.popitem(last=False)
+    _ENGINES.move_to_end(key)
+    return engine
+
+
 def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ...]]:
     """Executor task: clean each (path, content) row, write it, yield its result row.
 
@@ -374,7 +428,6 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
     durable under its final name and, with a vault, its originals are committed there.
     """
     from medveil.durable import UnsafePath
-    from medveil.engine.dataset import Deidentifier
     from medveil.engine.instance import CleanResult, clean_instance
     from medveil.run import archive
     from medveil.run.archive import Item
@@ -388,7 +441,7 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
     warnings.simplefilter("ignore")  # pydicom's warnings may quote header values (PHI)
     logging.getLogger("pydicom").disabled = True
     secret = job.secret if job.secret is not None else load_secret(job.secret_file)  # type: ignore[arg-type]
-    engine = Deidentifier(job.policy, secret)
+    engine = engine_for(job.policy, secret)
     keyed = Keyed(secret)
     sink = _sink(job.output)
     vault = _open_vault(job)
@@ -703,7 +756,7 @@ def _run_job(
         columns = ["path", "content"] if spark_reads else ["path"]
         rdd = listing.select(*columns).rdd
     job = _Job(
-        policy=policy,
+        policy=fresh_policy(policy),
         root=root,
         output=output_uri,
         secret=secret,
