@@ -3,8 +3,15 @@
 
 #include <algorithm>
 
+#include "medveil/dicom_le.hpp"
+
 namespace medveil {
 namespace {
+
+using dicom_le::rd16;
+using dicom_le::rd32;
+using dicom_le::rd_tag;
+using dicom_le::vr_code;
 
 constexpr std::uint32_t kUndefined = 0xFFFFFFFFu;
 constexpr std::uint32_t kItem = 0xFFFEE000u;
@@ -12,11 +19,6 @@ constexpr std::uint32_t kItemEnd = 0xFFFEE00Du;
 constexpr std::uint32_t kSeqEnd = 0xFFFEE0DDu;
 constexpr std::uint32_t kPixelData = 0x7FE00010u;
 constexpr int kMaxDepth = 64;  // deeper nesting is not a real file; stops the recursion
-
-constexpr std::uint16_t vr_code(char a, char b) {
-    return static_cast<std::uint16_t>(static_cast<std::uint8_t>(a) |
-                                      (static_cast<std::uint8_t>(b) << 8));
-}
 
 // VRs with a 2-byte length in Explicit VR (PS3.5 7.1.2).
 bool short_vr(std::uint16_t v) {
@@ -32,31 +34,6 @@ bool short_vr(std::uint16_t v) {
         default:
             return false;
     }
-}
-
-// VRs with reserved bytes and a 4-byte length (UN included).
-bool long_vr(std::uint16_t v) {
-    switch (v) {
-        case vr_code('O', 'B'): case vr_code('O', 'D'): case vr_code('O', 'F'):
-        case vr_code('O', 'L'): case vr_code('O', 'V'): case vr_code('O', 'W'):
-        case vr_code('S', 'Q'): case vr_code('U', 'C'): case vr_code('U', 'R'):
-        case vr_code('U', 'T'): case vr_code('S', 'V'): case vr_code('U', 'V'):
-        case vr_code('U', 'N'):
-            return true;
-        default:
-            return false;
-    }
-}
-
-std::uint16_t rd16(const std::uint8_t* p) {
-    return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
-}
-std::uint32_t rd32(const std::uint8_t* p) {
-    return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
-           (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
-}
-std::uint32_t rd_tag(const std::uint8_t* p) {
-    return (static_cast<std::uint32_t>(rd16(p)) << 16) | rd16(p + 2);
 }
 
 struct Scanner {
@@ -102,7 +79,7 @@ struct Scanner {
                 if (short_vr(vr)) {
                     length = rd16(p + 6);
                     vstart = pos + 8;
-                } else if (long_vr(vr)) {
+                } else if (dicom_le::long_vr_or_un(vr)) {
                     if (end - pos < 12) return fail("truncated element header");
                     length = rd32(p + 8);
                     vstart = pos + 12;

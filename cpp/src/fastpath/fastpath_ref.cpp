@@ -11,12 +11,18 @@
 #include <thread>
 #include <utility>
 
+#include "medveil/dicom_le.hpp"
 #include "medveil/dicomscan.hpp"
 #include "medveil/digest.hpp"
 
 namespace medveil::fastpath {
 
 namespace {
+
+using dicom_le::long_vr;
+using dicom_le::rd16;
+using dicom_le::rd32;
+using dicom_le::vr_code;
 
 constexpr std::uint32_t kPixelData = 0x7FE00010;
 constexpr std::uint32_t kCharset = 0x00080005;
@@ -26,10 +32,6 @@ constexpr std::uint32_t kCodingScheme = 0x00080102;
 constexpr std::uint32_t kUndefined = 0xFFFFFFFFu;
 constexpr std::size_t kCols = kScanColumns;
 
-constexpr std::uint16_t vr_code(char a, char b) {
-    return static_cast<std::uint16_t>(static_cast<std::uint8_t>(a) |
-                                      (static_cast<std::uint8_t>(b) << 8));
-}
 constexpr std::uint16_t kSQ = vr_code('S', 'Q');
 constexpr std::uint16_t kUN = vr_code('U', 'N');
 constexpr std::uint16_t kLO = vr_code('L', 'O');
@@ -38,25 +40,6 @@ constexpr std::uint16_t kUI = vr_code('U', 'I');
 constexpr std::uint16_t kSH = vr_code('S', 'H');
 constexpr std::uint16_t kUL = vr_code('U', 'L');
 
-bool long_vr(std::uint16_t vr) {
-    switch (vr) {
-        case vr_code('O', 'B'): case vr_code('O', 'D'): case vr_code('O', 'F'):
-        case vr_code('O', 'L'): case vr_code('O', 'V'): case vr_code('O', 'W'):
-        case vr_code('S', 'Q'): case vr_code('U', 'C'): case vr_code('U', 'R'):
-        case vr_code('U', 'T'): case vr_code('S', 'V'): case vr_code('U', 'V'):
-            return true;
-        default:
-            return false;
-    }
-}
-
-std::uint16_t rd16(const std::uint8_t* p) {
-    return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
-}
-std::uint32_t rd32(const std::uint8_t* p) {
-    return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
-           (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
-}
 void put16(std::string& s, std::uint32_t v) {
     s.push_back(static_cast<char>(v & 0xFF));
     s.push_back(static_cast<char>((v >> 8) & 0xFF));
@@ -665,6 +648,18 @@ struct Walker {
         r.status = kOk;
     }
 
+    // An element the raw-byte engine's identity may read as a name although its VR here is
+    // not PN: written as UN (RawEngine._identity takes a UN whose dictionary VR is PN), or
+    // Implicit VR with a tag the table has not met yet (inside a sequence that is removed
+    // unwalked). Unknown tags count: a name left out of the key would let one patient's
+    // cached answers serve a file whose identity differs.
+    bool maybe_pn(const Elem& e) const {
+        if (e.code != kUN && e.code != 0) return false;
+        if ((e.tag >> 16) & 1) return false;  // private: no dictionary VR
+        auto it = t.tags.find(e.tag);
+        return it == t.tags.end() || it->second.dict_vr == kPN;
+    }
+
     // The patient identity's fingerprint: what Python's answers for this file depend on
     // beyond the value itself (RawEngine._identity's key, the patient key, the charset).
     void fingerprint() {
@@ -716,7 +711,7 @@ struct Walker {
         for (std::size_t i = 0; i < nrows; ++i) {
             if (at(i, 0) == -1) continue;
             const Elem e = elem(i);
-            if (e.vr == kPN && e.nitems < 0) {
+            if ((e.vr == kPN && e.nitems < 0) || maybe_pn(e)) {
                 buf.push_back('P');
                 add(value(e), value_len(e));
             }

@@ -1,0 +1,102 @@
+"""Regression tests for what fuzzing the native road found (tests/native/fuzzing.py).
+
+Each test builds the input that showed the problem and checks the native road against
+clean_instance with the road off (tests/native/roads.check_roads), byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+from medveil.engine.dataset import Deidentifier
+from medveil.policy.schema import Policy
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from tests.native.roads import SECRET, Coverage, check_roads
+
+
+def _base(description: str) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.7"
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = "1.2.3.4.5.6.7"
+    ds.StudyInstanceUID = "1.2.3.4.5.1"
+    ds.SeriesInstanceUID = "1.2.3.4.5.2"
+    ds.PatientName = "SMITH^JOHN"
+    ds.PatientID = "P1"
+    ds.Modality = "CT"
+    ds.StudyDescription = description  # a descriptor: cleaned of the file's names
+    return ds
+
+
+def _bytes(ds: Dataset, implicit: bool) -> bytes:
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _un_name_in_private_sequence(hidden: str, description: str) -> bytes:
+    """A private sequence whose item holds PatientName written with VR UN (explicit VR)."""
+    ds = _base(description)
+    item = Dataset()
+    item.add_new(0x00100010, "PN", hidden)
+    ds.private_block(0x0029, "ZQX PRIVATE", create=True).add_new(0x10, "SQ", Sequence([item]))
+    data = _bytes(ds, implicit=False)
+    n = len(hidden)
+    # pydicom writes the name as PN: rewrite its header as UN, the lengths around it grown.
+    old = (
+        b"SQ\x00\x00"
+        + struct.pack("<I", 16 + n)
+        + b"\xfe\xff\x00\xe0"
+        + struct.pack("<I", 8 + n)
+        + b"\x10\x00\x10\x00PN"
+        + struct.pack("<H", n)
+    )
+    new = (
+        b"SQ\x00\x00"
+        + struct.pack("<I", 20 + n)
+        + b"\xfe\xff\x00\xe0"
+        + struct.pack("<I", 12 + n)
+        + b"\x10\x00\x10\x00UN\x00\x00"
+        + struct.pack("<I", n)
+    )
+    assert data.count(old) == 1
+    return data.replace(old, new)
+
+
+def _name_in_removed_sequence(hidden: str, description: str, seq: int) -> bytes:
+    """Implicit VR: a name in a sequence the policy removes unwalked (tag new to the core)."""
+    ds = _base(description)
+    item = Dataset()
+    item.add_new(0x0040A123, "PN", hidden)  # Person Name: met nowhere else in the file
+    ds.add_new(seq, "SQ", Sequence([item]))
+    return _bytes(ds, implicit=True)
+
+
+def test_name_written_as_un_is_part_of_the_identity() -> None:
+    # Two files alike but for a name hidden as UN in a private sequence, which the raw-byte
+    # engine's identity reads: the second file's descriptor holds that name. The native
+    # road once keyed its cache without it and reused the first file's "keep": its output
+    # then held the name (the post-check quarantined what the raw-byte engine cleaned).
+    engine = Deidentifier(Policy.default(), SECRET)
+    cov = Coverage()
+    check_roads(engine, _un_name_in_private_sequence("ZQXALICE", "ZQXBOBB_ SCAN"), "a", cov)
+    check_roads(engine, _un_name_in_private_sequence("ZQXBOBB_", "ZQXBOBB_ SCAN"), "b", cov)
+    assert cov.native >= 1, cov.reasons  # the road did take the first file
+
+
+def test_implicit_name_under_a_removed_sequence_is_part_of_the_identity() -> None:
+    for seq in (0x00081120, 0x00101002):  # Referenced Patient, Other Patient IDs
+        engine = Deidentifier(Policy.default(), SECRET)
+        cov = Coverage()
+        first = _name_in_removed_sequence("ZQXALICE", "ZQXBOBB_ SCAN", seq)
+        second = _name_in_removed_sequence("ZQXBOBB_", "ZQXBOBB_ SCAN", seq)
+        check_roads(engine, first, f"{seq:08x} a", cov)
+        check_roads(engine, second, f"{seq:08x} b", cov)
+        assert cov.native >= 1, cov.reasons
