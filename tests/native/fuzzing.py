@@ -813,6 +813,45 @@ def m_bytes(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
     return d[:pos] + junk + d[pos + n :]
 
 
+def m_meta(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
+    """A file meta element added, replaced or dropped, its group length fixed or not."""
+    lay = layout(d)
+    if lay is None:
+        return d
+    tag, vr, value = rng.choice(
+        [
+            (0x00020016, b"AE", b"ZQXFAMILY "),
+            (0x00020013, b"SH", b"ZQX424242 "),
+            (0x00020099, b"LO", PHI["PatientName"].encode()),
+            (0x00020100, b"UI", b"1.2.3.4\x00"),
+            (0x00020102, b"OB", b"ZQXFAMILY "),
+            (0x00020003, b"UI", b""),
+            (0x00020003, b"UI", b"1.2.3.4.5.6.7.8.9\x00"),
+            (0x00020002, b"UI", b"1.2.840.10008.5.1.4.1.1.7\x00"),
+            (0x00020001, b"OB", b"\x00\x01"),
+            (0x00020017, b"UN", b"ZQXFAMILY "),
+            (0x00020018, b"SQ", b""),
+        ]
+    )
+    meta = lay.meta.tolist()
+    elem = _elem(tag, vr, value, False)
+    pos = lay.meta_end
+    remove = 0
+    for r in meta:
+        if r[0] == tag:
+            pos, remove = r[2], r[5] - r[2]
+            break
+        if r[0] > tag:
+            pos = r[2]
+            break
+    if rng.random() < 0.2:
+        elem = b""  # dropped (when present)
+    out = bytearray(d[:pos] + elem + d[pos + remove :])
+    if rng.random() < 0.8 and out[132:136] == b"\x02\x00\x00\x00":
+        struct.pack_into("<I", out, 140, max(0, meta_end(bytes(out)) - 144))
+    return bytes(out)
+
+
 MUTATORS: list[tuple[Mutator, int]] = [
     (m_flip, 3),
     (m_length, 5),
@@ -830,6 +869,7 @@ MUTATORS: list[tuple[Mutator, int]] = [
     (m_bytes, 2),
     (m_item_insert, 6),
     (m_revr, 5),
+    (m_meta, 3),
 ]
 
 
