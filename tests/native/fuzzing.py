@@ -852,6 +852,34 @@ def m_meta(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
     return bytes(out)
 
 
+def m_hidden_sequence(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
+    """A sequence the policy removes whole (private UN, or a removed standard one) holding
+    names, IDs or undefined lengths: what the walk never visits must still count."""
+    lay = layout(d)
+    if lay is None:
+        return d
+    tag = rng.choice([0x00100010, 0x00100020, 0x0040A123, 0x00420099, 0x00111234, 0x00080005])
+    text = rng.choice([PHI["PatientName"].encode(), b"ZQX424242 ", b"ISO_IR 192"])
+    if rng.random() < 0.5:
+        inner = struct.pack("<HHI", tag >> 16, tag & 0xFFFF, UNDEF) + (
+            b"\xfe\xff\x00\xe0\x00\x00\x00\x00\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+        )
+    else:
+        inner = struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(text)) + text
+    item = b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + inner + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+    end = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    if lay.implicit or rng.random() < 0.3:
+        seq = rng.choice([0x00081120, 0x00101002, 0x00400275])
+        head = struct.pack("<HH", seq >> 16, seq & 0xFFFF)
+        head += (
+            struct.pack("<I", UNDEF) if lay.implicit else b"SQ\x00\x00" + struct.pack("<I", UNDEF)
+        )
+        return _insert_top(d, lay, seq, head + item + end)
+    creator = b"\x33\x00\x10\x00LO\x04\x00ZQX "
+    un = b"\x33\x00\x10\x10UN\x00\x00\xff\xff\xff\xff" + item + end
+    return _insert_top(d, lay, 0x00330010, creator + un)
+
+
 MUTATORS: list[tuple[Mutator, int]] = [
     (m_flip, 3),
     (m_length, 5),
@@ -870,6 +898,7 @@ MUTATORS: list[tuple[Mutator, int]] = [
     (m_item_insert, 6),
     (m_revr, 5),
     (m_meta, 3),
+    (m_hidden_sequence, 3),
 ]
 
 

@@ -100,3 +100,50 @@ def test_implicit_name_under_a_removed_sequence_is_part_of_the_identity() -> Non
         check_roads(engine, first, f"{seq:08x} a", cov)
         check_roads(engine, second, f"{seq:08x} b", cov)
         assert cov.native >= 1, cov.reasons
+
+
+def _with_private_un_sequence(inner_tag: int) -> bytes:
+    """A private UN sequence of undefined length (read as Implicit VR) whose item holds
+    `inner_tag` with an undefined length: an empty item and a sequence delimiter."""
+    ds = _base("CHEST")
+    data = _bytes(ds, implicit=False)
+    inner = (
+        struct.pack("<HHI", inner_tag >> 16, inner_tag & 0xFFFF, 0xFFFFFFFF)
+        + b"\xfe\xff\x00\xe0\x00\x00\x00\x00\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    )
+    item = b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + inner + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+    block = (
+        b"\x29\x00\x10\x00LO\x04\x00ZQX "
+        + b"\x29\x00\x10\x10UN\x00\x00\xff\xff\xff\xff"
+        + item
+        + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    )
+    return data + block  # group 0029 follows every element of _base
+
+
+def test_undefined_length_inside_a_removed_un_sequence_is_declined() -> None:
+    # The raw-byte engine refuses an element with no VR in the file and an undefined
+    # length unless the dictionary makes it SQ or UN, wherever it is; the native road
+    # checked only the elements it walked, and wrote the file whose private UN sequence
+    # (removed whole) held such a Patient ID.
+    from medveil.engine import instance as inst
+    from medveil.engine.native import NativeOutcome
+
+    from tests.native.fuzzing import check_direct
+
+    engine = Deidentifier(Policy.default(), SECRET)
+    cov = Coverage()
+    check_roads(engine, _bytes(_base("CHEST"), implicit=False), "taught", cov)
+    assert cov.native == 1, cov.reasons  # the patient's answers are known to the road
+    hostile = _with_private_un_sequence(0x00100020)  # Patient ID: LO
+    check_roads(engine, hostile, "hostile", cov)
+    assert check_direct(engine, hostile) == []
+    got = inst.native_engine_of(engine).apply(bytearray(hostile))
+    assert got == "undefined length outside a sequence"
+    # A private data element, or a tag the dictionary does not define, reads as UN there:
+    # the road may write the file (once Python taught it the tag).
+    for tag in (0x00111234, 0x00420099):
+        fine = _with_private_un_sequence(tag)
+        check_roads(engine, fine, f"{tag:08x}", cov)
+        assert check_direct(engine, fine) == []
+        assert isinstance(inst.native_engine_of(engine).apply(bytearray(fine)), NativeOutcome)

@@ -538,6 +538,7 @@ struct Walker {
         if (!body.error.empty()) decline(body.error);
         rows = std::move(body.rows);
         nrows = rows.size() / kCols;
+        check_rows();
         fingerprint();
         std::vector<std::pair<std::uint32_t, std::string>> out;
         walk(0, -1, "", true, out);
@@ -646,6 +647,34 @@ struct Walker {
         h.update(reinterpret_cast<const std::uint8_t*>(r.tail.data()), r.tail.size());
         h.final(r.sha.data());
         r.status = kOk;
+    }
+
+    // RawEngine's _tree refuses, anywhere in the file, an element without a VR in the file
+    // (Implicit VR, or inside a UN sequence) that has an undefined length while its VR is
+    // neither SQ nor UN; the walk only sees the elements it visits, not those of a sequence
+    // removed whole (a private UN sequence of an explicit file above all).
+    void check_rows() {
+        for (std::size_t i = 0; i < nrows; ++i) {
+            if (at(i, 0) == -1 || at(i, 1) != 0 || at(i, 6) < 0) continue;
+            const auto tag = static_cast<std::uint32_t>(at(i, 0));
+            if (std::binary_search(t.sq_tags.begin(), t.sq_tags.end(), tag)) continue;
+            const std::uint32_t el = tag & 0xFFFF;
+            if ((tag >> 16) & 1) {
+                // Private: creators read as LO; data elements have no dictionary VR (UN).
+                if (el >= 0x10 && el <= 0xFF) decline("undefined length outside a sequence");
+                continue;
+            }
+            if (el == 0) decline("undefined length outside a sequence");  // a group length: UL
+            auto it = t.tags.find(tag);
+            if (it == t.tags.end()) {
+                // Its dictionary VR decides: Python adds the tag's entry, as for the walk.
+                missed = true;
+                r.misses.push_back(Miss{-1, 0, static_cast<std::int64_t>(tag), 0});
+                continue;
+            }
+            const std::uint16_t vr = it->second.dict_vr;
+            if (vr != 0 && vr != kSQ && vr != kUN) decline("undefined length outside a sequence");
+        }
     }
 
     // An element the raw-byte engine's identity may read as a name although its VR here is
