@@ -382,53 +382,68 @@ def test_excluded_counted_apart_from_quarantined_as_local(spark, archive, tmp_pa
     assert tree(out) == tree(local)
 
 
-def test_duplicate_sop_uids_never_overwrite(spark, tmp_path) -> None:
+def test_duplicate_sop_uids_named_as_the_local_run(spark, tmp_path) -> None:
     """Identical content: one file, one catalog row, the other input 'duplicate'. Different
-    content under one SOP Instance UID: both written, the second beside the first; the
-    summary, the catalog and the disk agree."""
+    contents under one SOP Instance UID: all written as <uid>.dcm, <uid>~2.dcm, <uid>~3.dcm
+    in the local run's listing order (files of a folder before its sub-folders), whatever
+    order Spark's tasks placed them in; the names, bytes, catalog and summary agree with the
+    local run's."""
     src = tmp_path / "in"
     files = write_demo_archive(src / "demo")
     ct = next(p for p in files if p.parent.name == "ct")
-    shutil.copyfile(ct, src / "copy-of-ct.dcm")
-    ds = pydicom.dcmread(ct)
-    pixels = bytearray(ds.PixelData)
-    pixels[0] ^= 1  # the same UIDs, other content
-    ds.PixelData = bytes(pixels)
-    ds.save_as(src / "same-uid-other-content.dcm", enforce_file_format=True)
+    shutil.copyfile(ct, src / "copy-of-ct.dcm")  # listed first: its content gets <uid>.dcm
+    for name, flip, blob in (("m-third.dcm", 1, 0), ("z-other.dcm", 2, 3 << 20)):
+        ds = pydicom.dcmread(ct)
+        pixels = bytearray(ds.PixelData)
+        pixels[0] ^= flip  # the same UIDs, other content
+        ds.PixelData = bytes(pixels)
+        if blob:
+            # A large private element (removed by the policy): Spark packs files by size,
+            # largest first, so this last-listed input is placed first on the executors.
+            ds.add_new(0x00091010, "LO", "MEDVEIL TEST")
+            ds.add_new(0x00091000 | 0x1011, "OB", bytes(blob))
+        ds.save_as(src / name, enforce_file_format=True)
+    local = tmp_path / "local"
+    local_deidentify_archive(src, local, policy=POLICY, secret=SECRET, workers=2)
     out = tmp_path / "out"
     df = mspark.deidentify_archive(
         spark, str(src), str(out), policy=POLICY, secret=SECRET, partitions=3, sqlite=True
     )
+    assert tree(out) == tree(local)
     rows = {r["input_key"]: r.asDict() for r in df.collect()}
     keyed = Keyed(SECRET)
-    pair = [rows[keyed.path_token(n)] for n in (ct.relative_to(src).as_posix(), "copy-of-ct.dcm")]
+    by_name = {
+        n: rows[keyed.path_token(n)]
+        for n in (ct.relative_to(src).as_posix(), "copy-of-ct.dcm", "m-third.dcm", "z-other.dcm")
+    }
+    pair = [by_name[ct.relative_to(src).as_posix()], by_name["copy-of-ct.dcm"]]
     assert sorted(r["status"] for r in pair) == ["duplicate", "written"]
     (dup,) = [r for r in pair if r["status"] == "duplicate"]
     assert dup["reason"].startswith("duplicate: another input gave the identical output")
     assert dup["output_path"] == "" and dup["size_out"] == 0
-    other = rows[keyed.path_token("same-uid-other-content.dcm")]
     (first,) = [r for r in pair if r["status"] == "written"]
-    assert other["status"] == "written" and other["output_path"] != first["output_path"]
-    assert {other["output_path"].rsplit("/", 1)[0]} == {first["output_path"].rsplit("/", 1)[0]}
-    one, two = (pydicom.dcmread(out / r["output_path"]) for r in (first, other))
-    assert one.SOPInstanceUID == two.SOPInstanceUID and one.PixelData != two.PixelData
+    base = first["output_path"]
+    assert base.endswith(".dcm") and "~" not in base
+    assert by_name["m-third.dcm"]["output_path"] == base[: -len(".dcm")] + "~2.dcm"
+    assert by_name["z-other.dcm"]["output_path"] == base[: -len(".dcm")] + "~3.dcm"
     on_disk = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*/*/*.dcm"))
     written = sorted(r["output_path"] for r in rows.values() if r["status"] == "written")
-    catalog = [
-        r[0]
-        for r in sqlite3.connect(out / ".medveil" / "catalog.sqlite").execute(
-            "SELECT path FROM instances ORDER BY path"
-        )
-    ]
-    assert on_disk == written == catalog and len(on_disk) == 14 + 1
-    db = sqlite3.connect(out / ".medveil" / "catalog.sqlite")
-    shares = dict(db.execute("SELECT path, shares_uid_with FROM instances"))
-    db.close()
-    names = [p.rsplit("/", 1)[-1] for p in (first["output_path"], other["output_path"])]
-    assert shares[first["output_path"]] == names[1] and shares[other["output_path"]] == names[0]
-    assert sum(bool(v) for v in shares.values()) == 2
+    assert on_disk == written and len(on_disk) == 14 + 2
+
+    # The catalog (paths, which files share a UID) as the local run's; only which of two
+    # identical inputs owns the row may differ (the local run: whichever finished first).
+    def paths_and_shares(db_path: Path) -> list[tuple[object, ...]]:
+        db = sqlite3.connect(db_path)
+        try:
+            return sorted(db.execute("SELECT path, sha256, shares_uid_with FROM instances"))
+        finally:
+            db.close()
+
+    assert paths_and_shares(out / ".medveil" / "catalog.sqlite") == paths_and_shares(
+        local / ".medveil" / "catalog.sqlite"
+    )
     summary = json.loads((out / ".medveil" / "summary.json").read_text())
-    assert (summary["written"], summary["duplicates"]) == (15, 1)
+    assert (summary["written"], summary["duplicates"]) == (16, 1)
     parquet = spark.read.parquet(str(out / ".medveil" / "catalog.parquet"))
     assert sorted(r["path"] for r in parquet.collect()) == written
 
@@ -698,8 +713,8 @@ def test_arrow_sink_writes_through_pyarrow_fs(tmp_path) -> None:
     rel = "P1/1.2/1.2.3/1.2.3.4.dcm"
     assert sink.add(rel, [b"first"], _sha(b"first")) == rel
     assert sink.add(rel, [b"fir", memoryview(b"st")], _sha(b"first")) == rel  # a retried task
-    # Another input's different output under the same SOP Instance UID: beside it.
-    beside = f"P1/1.2/1.2.3/1.2.3.4_{_sha(b'second')[:12]}.dcm"
+    # Another input's different output under the same SOP Instance UID: the next variant.
+    beside = "P1/1.2/1.2.3/1.2.3.4~2.dcm"
     assert sink.add(rel, [b"second"], _sha(b"second")) == beside
     assert sink.add(rel, [b"second"], _sha(b"second")) == beside  # its retried task
     assert sink.add("P2/9/9.1/9.1.1.dcm", [b"other"], _sha(b"other")) == "P2/9/9.1/9.1.1.dcm"
@@ -714,34 +729,46 @@ def test_arrow_sink_writes_through_pyarrow_fs(tmp_path) -> None:
         f"out/{beside}": b"second",
         "out/P2/9/9.1/9.1.1.dcm": b"other",
     }
+    many = mspark._ArrowSink(f"file://{tmp_path}/many")
+    for i in range(mspark.MAX_VARIANTS):
+        many.add(rel, [b"%d" % i], _sha(b"%d" % i))
+    with pytest.raises(FileExistsError):
+        many.add(rel, [b"one too many"], _sha(b"one too many"))
 
 
 def test_local_sink_never_replaces_a_different_file(tmp_path) -> None:
-    """Within a batch and across batches (other tasks): same bytes kept, different beside."""
+    """Within a batch and across batches (other tasks): same bytes kept, different contents
+    under the next free variant name (<uid>~2.dcm, ...), as the local run names them."""
     root = tmp_path / "out"
     rel = "P1/1.2/1.2.3/1.2.3.4.dcm"
-    beside = f"P1/1.2/1.2.3/1.2.3.4_{_sha(b'second')[:12]}.dcm"
+    second, third = "P1/1.2/1.2.3/1.2.3.4~2.dcm", "P1/1.2/1.2.3/1.2.3.4~3.dcm"
     sink = mspark._LocalSink(root)
     assert sink.add(rel, [b"first"], _sha(b"first")) == rel
     assert sink.add(rel, [b"first"], _sha(b"first")) == rel  # the same output twice
-    assert sink.add(rel, [b"second"], _sha(b"second")) == beside  # in the same batch
-    assert sink.commit() == {rel: rel, beside: beside}
+    assert sink.add(rel, [b"second"], _sha(b"second")) == second  # in the same batch
+    assert sink.commit() == {rel: ("new", rel), second: ("new", second)}
     other = mspark._LocalSink(root)  # another task, later
     assert other.add(rel, [b"third"], _sha(b"third")) == rel  # staged under the name...
-    third = f"P1/1.2/1.2.3/1.2.3.4_{_sha(b'third')[:12]}.dcm"
     assert other.add("P3/7/7.1/7.1.1.dcm", [b"x"], _sha(b"x")) == "P3/7/7.1/7.1.1.dcm"
     placed = other.commit()
-    assert placed[rel] == third  # ...and placed beside the first at commit
+    assert placed[rel] == ("new", third)  # ...and placed under the next free one at commit
     again = mspark._LocalSink(root)  # a retried task: the same bytes find their names
     again.add(rel, [b"third"], _sha(b"third"))
-    assert again.commit() == {rel: third}
+    assert again.commit() == {rel: ("same", third)}
     files = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    assert files == {
-        rel: b"first",
-        beside: b"second",
-        third: b"third",
-        "P3/7/7.1/7.1.1.dcm": b"x",
-    }
+    assert files == {rel: b"first", second: b"second", third: b"third", "P3/7/7.1/7.1.1.dcm": b"x"}
+
+
+def test_walk_order_is_the_local_listing_order(tmp_path) -> None:
+    """walk_order sorts relative names as the local run lists a folder (os.walk, sorted)."""
+    from medveil.run.archive import _folder_items
+
+    names = ["b.dcm", "a/z.dcm", "a/b/c.dcm", "a.dcm", "a b/x.dcm", "ab/y.dcm", "a/a.dcm", "Z.dcm"]
+    for n in names:
+        (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / n).write_bytes(b"x")
+    listed = [item.name for item in _folder_items(tmp_path)]
+    assert sorted(names, key=mspark.walk_order) == listed
 
 
 def _cli_env(**extra: str) -> dict[str, str]:

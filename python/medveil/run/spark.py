@@ -18,7 +18,8 @@ Spark configuration, never printed; but over Spark's RPC, encrypted only when
 
 Around each output, as the local run does: two inputs whose outputs share a SOP Instance
 UID never overwrite each other (identical content: one file, the others counted as
-``duplicate``; different content: both written, the later under ``<SOP UID>_<hash>.dcm``),
+``duplicate``; different content: all written, as ``<uid>.dcm``, ``<uid>~2.dcm``, ... in
+the local run's input order, settled on the driver at the end),
 a DICOMDIR input is not released (``replaced``) and a new DICOMDIR is written for a local
 output, and a ``vault`` receives each written instance's originals from the executor that
 read them, sealed there: the originals never enter Spark's rows, cache or shuffle.
@@ -52,7 +53,18 @@ from medveil.errors import MedveilError
 from medveil.policy.keys import Keyed, load_secret
 from medveil.policy.schema import Policy
 from medveil.run.archive import CATALOG_COLUMNS, RECORDS, RunSummary, lock_output
-from medveil.run.outputs import IDENTICAL, REPLACED, file_sha256, is_dicomdir
+from medveil.run.outputs import (
+    IDENTICAL,
+    MAX_VARIANTS,
+    REPLACED,
+    TOO_MANY_VARIANTS,
+    VARIANT_MARK,
+    ExclusiveBatch,
+    base_relpath,
+    is_dicomdir,
+    settle_variants,
+    variant_path,
+)
 
 if TYPE_CHECKING:  # pyspark is an optional extra: `pip install medveil[spark]`
     from pyspark.sql import DataFrame, SparkSession
@@ -91,116 +103,66 @@ def local_path(uri: str) -> Path:
     return Path(uri[len("file:") :] if uri.startswith("file:") else uri)
 
 
-def distinct_name(relpath: str, sha256: str) -> str:
-    """The name of an output whose SOP Instance UID another, different output already has.
+def variant_relpath(relpath: str, n: int) -> str:
+    """The n-th name of an output whose SOP Instance UID other outputs share.
 
-    ``<SOP UID>_<first 12 hex digits of its SHA-256>.dcm`` beside the first: derived from
-    the content, so a retried task or a resumed job finds the same name, and ``_`` never
-    occurs in a UID, so the name cannot be taken for another instance's.
+    As the local run names it (``<uid>.dcm``, ``<uid>~2.dcm``, ...): ``variant_path``.
     """
-    head, _, name = relpath.rpartition("/")
-    stem = name[: -len(".dcm")] if name.endswith(".dcm") else name
-    return f"{head}/{stem}_{sha256[:12]}.dcm" if head else f"{stem}_{sha256[:12]}.dcm"
-
-
-# Errors of os.link that mean the file system has no hard links (FAT, some network ones).
-_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
-
-
-def _link_new(tmp: Path, path: Path) -> bool:
-    """Give tmp the name path unless a file has it (atomically, by a hard link): placed?"""
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        if exc.errno not in _NO_LINKS:
-            raise
-    # No hard links here: check, then rename (two tasks racing for one name on such a
-    # file system could both rename; the same limitation as the local run's).
-    if os.path.lexists(path):
-        return False
-    os.replace(tmp, path)
-    return True
-
-
-def place_or_divert(tmp: Path, path: Path, sha256: str) -> Path:
-    """Give the durable temporary tmp its final name; the path it got (tmp is gone after).
-
-    An existing file with the same content is kept (a retried task, or an identical
-    duplicate: the driver counts those); a different one is never replaced, and tmp goes
-    to :func:`distinct_name` instead.
-    """
-    try:
-        for target in (path, path.with_name(Path(distinct_name(path.name, sha256)).name)):
-            if _link_new(tmp, target) or file_sha256(target) == sha256:
-                return target
-        raise FileExistsError(errno.EEXIST, "an output with a different content has its name")
-    finally:
-        tmp.unlink(missing_ok=True)
+    return variant_path(Path(relpath), n).as_posix()
 
 
 class _LocalSink:
-    """Durable outputs on a file system every executor mounts at the same path."""
+    """Durable outputs on a file system every executor mounts at the same path.
+
+    Named as the local run names them (:class:`~medveil.run.outputs.ExclusiveBatch`): a file
+    is never replaced; a different output under a taken name gets the next free variant
+    name, and the driver settles each group in input order at the end of the job.
+    """
 
     def __init__(self, root: Path) -> None:
-        from medveil.durable import BatchWriter
-
         root.mkdir(parents=True, exist_ok=True)
-        self.batch = BatchWriter(root)
-        self.sha256: dict[Path, str] = {}
+        self.batch = ExclusiveBatch(root)
         self.root = root
         self.bytes = 0
 
     def add(self, relpath: str, parts: Sequence[bytes], sha256: str) -> str:
-        """Stage one output; the relative path it will have (final after :meth:`commit`)."""
+        """Stage one output; the relative name it is staged under (settled by :meth:`commit`).
+
+        Raises FileExistsError when MAX_VARIANTS names of this batch hold other contents.
+        """
         from medveil.durable import safe_join
 
         # Resolved under the root here, on the executor: no symlink inside leads out.
         path = safe_join(self.root, relpath)
-        if path in self.batch.pending:
-            if self.sha256[path] == sha256:
-                return relpath  # the same output twice in one batch: one file
-            relpath = distinct_name(relpath, sha256)
-            path = self.root / relpath  # a sibling of a checked path, named by us
-            if path in self.batch.pending:
-                return relpath
-        self.batch.add(path, parts)
-        self.sha256[path] = sha256
-        self.bytes += sum(len(p) for p in parts)
-        return relpath
+        kind, staged = self.batch.add_variant(path, parts, sha256)
+        if kind == "new":
+            self.bytes += sum(len(p) for p in parts)
+        return staged.relative_to(self.root).as_posix()
 
     def full(self) -> bool:
         """Whether the batch is large enough to be committed."""
         return len(self.batch.pending) >= BATCH_FILES or self.bytes >= BATCH_BYTES
 
-    def commit(self) -> dict[str, str]:
-        """Flush the batch to disk once, then place every file; final relpath by staged one."""
-        from medveil.durable import BatchWriter
-
-        pending = self.batch.pending
-        if not pending:
-            return {}
-        # BatchWriter.commit flushes the file system once, then renames; with every
-        # temporary renamed onto itself (a no-op) it only flushes.
-        self.batch.pending = {tmp: tmp for tmp in pending.values()}
-        try:
-            BatchWriter.commit(self.batch)
-        finally:
-            self.batch.pending = pending
-        placed: dict[str, str] = {}
-        for path in list(pending):
-            final = place_or_divert(pending.pop(path), path, self.sha256.pop(path))
-            rel = path.relative_to(self.root).as_posix()
-            placed[rel] = final.relative_to(self.root).as_posix()
+    def commit(self) -> dict[str, tuple[str, str]]:
+        """Flush the batch to disk once, then place every file under its first free variant
+        name: (kind, final relpath) by staged relpath; kind "refused" when none is free."""
+        placed = self.batch.commit_variants()
+        self.batch.sha256.clear()
+        self.batch.base.clear()
         self.bytes = 0
-        return placed
+        return {
+            staged.relative_to(self.root).as_posix(): (
+                kind,
+                final.relative_to(self.root).as_posix(),
+            )
+            for staged, (kind, final) in placed.items()
+        }
 
     def abort(self) -> None:
         """Remove every staged temporary."""
         self.batch.abort()
-        self.sha256.clear()
+        self.batch.sha256.clear()
+        self.batch.base.clear()
 
 
 def arrow_uri(uri: str) -> str:
@@ -221,19 +183,24 @@ class _ArrowSink:
         self.rename = self.fs.type_name in ("hdfs", "local")
 
     def add(self, relpath: str, parts: Sequence[bytes], sha256: str) -> str:
-        """Write one output now; the relative path it got (see :func:`place_or_divert`)."""
+        """Write one output now under its first free variant name; the name it got.
+
+        An identical file under one of the names is kept (a retried task or an identical
+        duplicate); FileExistsError when MAX_VARIANTS names hold other contents.
+        """
         from medveil.durable import check_relpath
 
         check_relpath(relpath)
-        for rel in (relpath, distinct_name(relpath, sha256)):
+        for n in range(1, MAX_VARIANTS + 1):
+            rel = variant_relpath(relpath, n)
             final = f"{self.root.rstrip('/')}/{rel}"
             existing = self._sha256(final)
             if existing == sha256:
-                return rel  # a retried task or an identical duplicate
+                return rel
             if existing is None:
                 self._write(final, parts)
                 return rel
-        raise FileExistsError(errno.EEXIST, "an output with a different content has its name")
+        raise FileExistsError(errno.EEXIST, TOO_MANY_VARIANTS)
 
     def _sha256(self, final: str) -> str | None:
         """SHA-256 of the file at final, or None when there is none (a check, then a write:
@@ -268,7 +235,7 @@ class _ArrowSink:
         """Never: every file is written at once."""
         return False
 
-    def commit(self) -> dict[str, str]:
+    def commit(self) -> dict[str, tuple[str, str]]:
         """Nothing to do: no renames are pending."""
         return {}
 
@@ -455,9 +422,15 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
         """Commit the staged files (and the vault); the finished rows, recorded as done."""
         placed = sink.commit()
         for row in pending:
-            if row[3] and placed.get(str(row[3]), row[3]) != row[3]:
-                # Another input's different output had the name: this one is beside it.
-                row[3] = row[len(SUMMARY_COLUMNS) + path_at] = placed[str(row[3])]
+            if not row[3] or str(row[3]) not in placed:
+                continue
+            kind, final = placed[str(row[3])]
+            if kind == "refused":  # MAX_VARIANTS other contents hold this UID's names
+                row[1:6] = ["quarantined", TOO_MANY_VARIANTS, "", row[4], 0]
+                row[len(SUMMARY_COLUMNS) :] = [None] * len(names) + [{}, None]
+            else:
+                # Its name, or a variant when another input's different output has it.
+                row[3] = row[len(SUMMARY_COLUMNS) + path_at] = final
         if vault is not None:
             vault.flush()  # before the rows count as done: a resumed job skips them
         done = [tuple(r) for r in pending]
@@ -496,6 +469,8 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
                     relpath = sink.add(result.relpath, result.parts, str(result.row["sha256"]))
                 except UnsafePath as exc:
                     status, reason = "quarantined", str(exc)
+                except FileExistsError:
+                    status, reason = "quarantined", TOO_MANY_VARIANTS
                 except OSError as exc:
                     status, reason = "quarantined", f"cannot write: {exc.strerror or exc}"
                 else:
@@ -778,7 +753,12 @@ def _run_job(
     # cache. The record jobs then read the cache in a few large tasks: a Parquet writer and
     # a commit per task would otherwise cost more than cleaning a partition's files.
     cleaned.count()
-    full = _mark_duplicates(cleaned).persist(StorageLevel.MEMORY_AND_DISK)
+    settled = cleaned
+    if is_local_uri(output_uri):
+        # Outputs sharing a SOP Instance UID: <uid>.dcm, <uid>~2.dcm, ... in the order the
+        # local run lists their inputs, whichever task placed them first.
+        settled = _settle_variants(cleaned, listing.select("path"), job, output_uri)
+    full = _mark_duplicates(settled).persist(StorageLevel.MEMORY_AND_DISK)
     full.count()
     cleaned.unpersist()
     few = max(1, spark.sparkContext.defaultParallelism)
@@ -854,6 +834,98 @@ def _check_vault(
         url = os.path.abspath(url)
     Vault(url, bytes(key)).close()  # creates it, or checks the key of an existing one
     return url
+
+
+def walk_order(name: str) -> tuple[tuple[int, str], ...]:
+    """Where the local run lists an input of this relative name: ``os.walk`` order, sorted.
+
+    A folder's files come before its sub-folders, each group sorted by name.
+    """
+    parts = name.split("/")
+    return (*((1, d) for d in parts[:-1]), (0, parts[-1]))
+
+
+def _names_for(job: _Job, wanted: frozenset[str], rows: Iterable[Any]) -> Iterator[tuple[str, str]]:
+    """Executor task: (input key, relative name) of the listed inputs whose keys are wanted.
+
+    The names (which may hold PHI) go only to the driver's memory, as the local run keeps
+    them, never into the job's rows, cache or records.
+    """
+    secret = job.secret if job.secret is not None else load_secret(job.secret_file)  # type: ignore[arg-type]
+    keyed = Keyed(secret)
+    for row in rows:
+        name = relative_name(row[0], job.root)
+        key = keyed.path_token(name)
+        if key in wanted:
+            yield key, name
+
+
+def _settle_variants(cleaned: DataFrame, listing: DataFrame, job: _Job, output: str) -> DataFrame:
+    """Rename each group of outputs sharing a UID into the local run's order; cleaned with
+    the new names (output_path and the catalog's path).
+
+    The executors placed the different contents under the first free names
+    (``<uid>.dcm``, ``<uid>~2.dcm``, ...) in whatever order their tasks ran; here, on the
+    driver, :func:`~medveil.run.outputs.settle_variants` gives ``<uid>.dcm`` to the output
+    of the input the local run lists first, ``~2`` to the next, and so on (an output made
+    by several inputs, identical copies, counts at its first-listed one). Moved rows are
+    appended to the progress records, so a resumed job starts from the names on disk.
+    """
+    from pyspark.sql import functions as F
+
+    written = cleaned.filter(F.col("status") == "written")
+    marked = written.filter(F.col("output_path").contains(VARIANT_MARK)).select("output_path")
+    variants = {str(r[0]) for r in marked.toLocalIterator()}
+    bases = {base_relpath(p) for p in variants} - variants
+    if not bases:
+        return cleaned
+    members: dict[str, list[str]] = {}  # output path -> the input keys that gave it
+    group = written.filter(F.col("output_path").isin(sorted(bases | variants)))
+    for key, path in group.select("input_key", "output_path").toLocalIterator():
+        if base_relpath(str(path)) in bases:
+            members.setdefault(str(path), []).append(str(key))
+    wanted = frozenset(k for keys in members.values() for k in keys)
+    names = dict(listing.rdd.mapPartitions(functools.partial(_names_for, job, wanted)).collect())
+    first = {
+        path: min((walk_order(names[k]) for k in keys if k in names), default=None)
+        for path, keys in members.items()
+    }
+    ordered = sorted(members, key=lambda p: (first[p] is None, first[p] or (), p))
+    order = {path: f"{i:015d}" for i, path in enumerate(ordered)}
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("CREATE TABLE instances (path TEXT)")
+        db.executemany("INSERT INTO instances VALUES (?)", [(p,) for p in members])
+        moved = settle_variants(local_path(output), db, order)
+    finally:
+        db.close()
+    if not moved:
+        return cleaned
+    new = F.create_map(*[F.lit(x) for pair in sorted(moved.items()) for x in pair])
+    for column in ("output_path", "path"):
+        cleaned = cleaned.withColumn(column, F.coalesce(new[F.col(column)], F.col(column)))
+    if job.progress:
+        # Read after the tasks' own files (sorted by name): the names on disk now win.
+        rows = cleaned.filter(F.col("output_path").isin(sorted(set(moved.values()))))
+        _append_progress(output, [tuple(r) for r in rows.toLocalIterator()])
+    return cleaned
+
+
+SETTLED = "settled.jsonl"  # sorts after the tasks' <uuid hex>.jsonl progress files
+
+
+def _append_progress(output: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """Append rows to the progress records' last file, flushed to disk."""
+    path = local_path(output) / RECORDS / PROGRESS / SETTLED
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(
+            "".join(
+                json.dumps([dict(v) if isinstance(v, dict) else v for v in r]) + "\n" for r in rows
+            )
+        )
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _mark_duplicates(cleaned: DataFrame) -> DataFrame:
@@ -1020,9 +1092,7 @@ def _fill_shares(db: sqlite3.Connection, column: str) -> None:
     (file names, ';'-separated, as the local run does); '' for every other file."""
     groups: dict[str, list[str]] = {}
     for (path,) in db.execute("SELECT path FROM instances"):
-        head, _, name = str(path).rpartition("/")
-        stem = name[: -len(".dcm")] if name.endswith(".dcm") else name
-        groups.setdefault(f"{head}/{stem.split('_', 1)[0]}", []).append(str(path))
+        groups.setdefault(base_relpath(str(path)), []).append(str(path))
     db.execute(f"UPDATE instances SET {column} = ''")
     for members in groups.values():
         if len(members) < 2:
