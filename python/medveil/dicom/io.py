@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import zlib
+from collections.abc import Callable
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from medveil.dicom.peek import peek, peek_int
 from medveil.dicom.pydicom_private import elements
-from medveil.dicom.strict import StructureError, check_structure
+from medveil.dicom.strict import StructureError, check_structure, dataset_offset
 from medveil.dicom.writer import fast_write_parts, prepare_meta
-from medveil.errors import DicomInputError
+from medveil.errors import DicomInputError, QuarantineError
 
 
 class _BufferReader(io.RawIOBase):
@@ -210,3 +213,163 @@ def write_fast_or_generic(ds: Dataset) -> tuple[list[bytes], int]:
     except DicomInputError:
         data = write_dataset(ds)
         return [data], data.rfind(b"\xe0\x7f\x10\x00")
+
+
+# ---------------------------------------------------------------------------- deflated
+DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
+_EXPLICIT_LE_UID = b"1.2.840.10008.1.2.1\x00"  # Explicit VR Little Endian, padded even
+# The bound on a deflated file once inflated, for callers without a per-file size limit
+# (the gateway, Spark): a few KB can inflate to GBs.
+MAX_INFLATED = 1 << 30
+_IN_STEP = 1 << 20  # compressed bytes fed to zlib at a time
+_OUT_STEP = 1 << 20  # inflated bytes taken from zlib at a time: the transient memory
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UR UT SV UV UN".split())
+
+
+class InflatedTooLarge(QuarantineError):
+    """A deflated data set that inflates past the per-file size limit."""
+
+
+def inflated_too_large(limit: int) -> str:
+    """The quarantine reason of a deflated file over the size limit once inflated."""
+    mb = limit / 1e6
+    return (
+        f"too large once inflated: over the per-file limit of {mb:.0f} MB (--max-file-size)"
+        if mb >= 10
+        else f"too large once inflated: over the per-file limit of {mb:.1f} MB (--max-file-size)"
+    )
+
+
+def inflate_file(
+    raw: bytes | bytearray | memoryview,
+    limit: int | None = None,
+    alloc: Callable[[int], memoryview] | None = None,
+) -> memoryview | None:
+    """A Deflated Explicit VR Little Endian file as the same file in Explicit VR LE; else None.
+
+    The result (preamble, file meta with the transfer syntax rewritten, the inflated data
+    set) is one buffer from ``alloc`` (default: a new bytearray), sized exactly: a first
+    pass inflates 1 MB at a time only to measure and validate the stream, so a deflate
+    bomb costs time up to the limit, never memory. Raises InflatedTooLarge past ``limit``
+    bytes (default MAX_INFLATED) and StructureError when the stream does not inflate
+    exactly (the rules of :func:`medveil.dicom.strict.check_structure`). Files of any
+    other syntax, or whose file meta is damaged (left to the strict check), give None.
+    """
+    try:
+        meta_start, pos, ts = dataset_offset(raw)
+    except StructureError:
+        return None
+    if ts != DEFLATED:
+        return None
+    limit = MAX_INFLATED if limit is None else limit
+    view = memoryview(raw).cast("B")
+    head = bytearray(view[:meta_start]) + _explicit_meta(view[meta_start:pos])
+    if len(head) > limit:
+        raise InflatedTooLarge(inflated_too_large(limit))
+    try:
+        size = _inflate_into(view, pos, limit - len(head), None)
+    except _Over:
+        raise InflatedTooLarge(inflated_too_large(limit)) from None
+    out = alloc(len(head) + size) if alloc is not None else memoryview(bytearray(len(head) + size))
+    out[: len(head)] = head
+    _inflate_into(view, pos, size, out[len(head) :])
+    return out
+
+
+def _explicit_meta(meta: memoryview) -> bytes:
+    """File meta elements with the transfer syntax set to Explicit VR LE, group length fixed."""
+    elements: list[bytes] = []
+    at = 0
+    while at + 8 <= len(meta):
+        tag = struct.unpack_from("<I", meta, at)[0]
+        tag = (tag & 0xFFFF) << 16 | tag >> 16  # (group, element) as read little-endian
+        vr = bytes(meta[at + 4 : at + 6])
+        if vr in _LONG_VRS:
+            end = at + 12 + struct.unpack_from("<I", meta, at + 8)[0]
+        else:
+            end = at + 8 + struct.unpack_from("<H", meta, at + 6)[0]
+        if tag == 0x00020010:
+            elements.append(
+                meta[at : at + 6].tobytes()
+                + struct.pack("<H", len(_EXPLICIT_LE_UID))
+                + _EXPLICIT_LE_UID
+            )
+        elif tag != 0x00020000:
+            elements.append(meta[at:end].tobytes())
+        at = end
+    body = b"".join(elements)
+    group_length = b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<I", len(body))
+    return group_length + body
+
+
+class _Over(Exception):
+    """The inflated stream passed its limit."""
+
+
+def _inflate_into(view: memoryview, pos: int, limit: int, out: memoryview | None) -> int:
+    """Inflate the raw deflate stream at ``pos`` (into ``out`` when given); its length.
+
+    StructureError unless it inflates exactly; _Over past ``limit`` bytes.
+    """
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    got, adler, crc = 0, 1, 0
+    at = pos
+    try:
+        while not d.eof:
+            if d.unconsumed_tail:
+                chunk: bytes | memoryview = d.unconsumed_tail
+            elif at < len(view):
+                chunk = view[at : at + _IN_STEP]
+                at += len(chunk)
+            else:
+                chunk = b""
+            piece = d.decompress(chunk, _OUT_STEP)
+            if not piece and not chunk:
+                break  # all input given, nothing more comes: cut short
+            if got + len(piece) > limit:
+                raise _Over
+            if out is not None:
+                out[got : got + len(piece)] = piece
+            else:
+                adler, crc = zlib.adler32(piece, adler), zlib.crc32(piece, crc)
+            got += len(piece)
+    except zlib.error:
+        raise _damaged("deflated data set does not inflate", pos) from None
+    if not d.eof:
+        raise _damaged("deflated data set is cut short", pos)
+    if out is None:
+        unused, rest = d.unused_data, view[at:]
+        if not _trailer_ok(unused, rest, got, adler, crc):
+            raise _damaged("bytes after the deflated data set", at - len(unused))
+    return got
+
+
+def _trailer_ok(unused: bytes, rest: memoryview, size: int, adler: int, crc: int) -> bool:
+    """Whether the bytes after the stream are zero padding, or its own trailer then zeros.
+
+    Some writers append the zlib (Adler-32) or gzip (CRC-32, size) trailer: no payload.
+    """
+    head = (unused + rest[:12].tobytes())[:12]
+    trailers = (
+        b"",
+        adler.to_bytes(4, "big"),
+        crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little"),
+    )
+    return any(head.startswith(t) and _zeros_from(unused, rest, len(t)) for t in trailers)
+
+
+def _zeros_from(unused: bytes, rest: memoryview, start: int) -> bool:
+    """Whether every byte of unused + rest from ``start`` on is zero (1 MB at a time)."""
+    if unused[start:].strip(b"\x00"):
+        return False
+    at = max(0, start - len(unused))
+    while at < len(rest):
+        if rest[at : at + _IN_STEP].tobytes().strip(b"\x00"):
+            return False
+        at += _IN_STEP
+    return True
+
+
+def _damaged(why: str, at: int) -> StructureError:
+    """A StructureError worded as the strict check words it."""
+    return StructureError(f"structurally damaged: {why} at byte {at}")

@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 
 from medveil.crypto.vault.capture import identity_of, read_originals
 from medveil.crypto.vault.embed import OriginalsEmbedder
-from medveil.dicom.io import in_place, read_dataset, write_fast_or_generic
+from medveil.dicom.io import in_place, inflate_file, read_dataset, write_fast_or_generic
 from medveil.dicom.peek import peek_int, peek_str
 from medveil.dicom.strict import check_structure
 from medveil.engine.dataset import Deidentifier, DeidReport
@@ -427,6 +427,7 @@ def clean_instance(
     *,
     capture_identity: bool = False,
     embed: OriginalsEmbedder | None = None,
+    max_size: int | None = None,
 ) -> CleanResult:
     """De-identify and post-check one file's bytes; never raises for a bad input.
 
@@ -434,12 +435,22 @@ def clean_instance(
     is masked in place in it and the result's parts refer to it. ``capture_identity``
     fills ``result.identity`` for the re-identification vault; ``embed`` seals the
     replaced originals into the Encrypted Attributes Sequence (PS3.15 E.1.1).
+    A deflated data set is inflated first, bounded by ``max_size`` (default
+    :data:`medveil.dicom.io.MAX_INFLATED`), and cleaned and written as Explicit VR LE.
     """
     size_in = len(raw)
     if size_in == 0:
         return CleanResult("skipped", "empty file")
     if not looks_like_dicom(bytes(raw[:132])):
         return CleanResult("skipped", "not DICOM", size_in)
+    try:
+        # One bounded buffer for the whole file, before any reader: the strict check,
+        # pydicom and the post-check would each inflate it whole (a bomb, 8 x the file).
+        inflated = inflate_file(raw, max_size)
+    except Exception as exc:
+        return _quarantined(exc, size_in)
+    if inflated is not None:
+        raw = inflated
     damaged = _damaged(raw)
     if damaged is not None:
         return damaged

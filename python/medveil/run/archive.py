@@ -681,6 +681,35 @@ def _read(item: Item) -> bytes | memoryview:
     size is checked against the limit, and against the bytes really there, before any
     buffer is sized from it.
     """
+    return _inflated(_read_whole(item))
+
+
+def _inflated(view: bytes | memoryview) -> bytes | memoryview:
+    """A deflated-syntax file inflated (bounded by the size limit) into the next read buffer.
+
+    The compressed bytes stay in the old buffer until the inflated file is in the new
+    one, which then becomes the worker's read buffer: the peak is the two, never a third
+    copy (pydicom's whole-file inflation and its reads cost eight times the file).
+    """
+    global _BUFFER
+    from medveil.dicom.io import InflatedTooLarge, inflate_file
+    from medveil.dicom.strict import StructureError
+
+    try:
+        out = inflate_file(view, _MAX_SIZE)
+    except InflatedTooLarge as exc:
+        raise _TooLarge(errno.EFBIG, str(exc)) from None
+    except StructureError:
+        return view  # the strict check in clean_instance quarantines it, with the reason
+    if out is None:
+        return view
+    # The old buffer goes with the caller's last view of it; the next read reuses this one.
+    _BUFFER = cast(bytearray, out.obj)
+    return out
+
+
+def _read_whole(item: Item) -> bytes | memoryview:
+    """The file's bytes as stored (see _read)."""
     if item.data is not None:
         _check_size(len(item.data))
         return item.data
