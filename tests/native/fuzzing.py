@@ -342,11 +342,11 @@ def resize(lay: Layout, row_index: int, value: bytes) -> bytes:
     d = lay.data
     implicit = lay.implicit
     vstart, vend = row[3], row[5]
-    delta = len(value) - (vend - vstart)
-    out = bytearray(d[:vstart] + value + d[vend:])
     off, size = _len_field(d, row, implicit and row_index >= len(lay.meta))
     if size == 2 and len(value) > 0xFFFF:
         value = value[:0xFFFF]
+    delta = len(value) - (vend - vstart)
+    out = bytearray(d[:vstart] + value + d[vend:])
     if row[4] != UNDEF:
         _set_len(out, off, size, len(value))
     # Ancestors: items and sequences that contain the element and have a defined length.
@@ -685,6 +685,7 @@ def m_value(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
         b"ISO 2022 IR 6",
         b"99LOCAL ",
         b"1" * 70000,
+        b"\\".join([b"1.2.3.4.5"] * 1600),  # remapped: past a 2-byte length
     ]
     return resize(lay, i, rng.choice(choices))
 

@@ -147,3 +147,27 @@ def test_undefined_length_inside_a_removed_un_sequence_is_declined() -> None:
         check_roads(engine, fine, f"{tag:08x}", cov)
         assert check_direct(engine, fine) == []
         assert isinstance(inst.native_engine_of(engine).apply(bytearray(fine)), NativeOutcome)
+
+
+def test_sop_instance_uid_past_a_short_length_is_declined() -> None:
+    # Implicit VR lets a SOP Instance UID run past 65535 bytes once its values are remapped
+    # (1600 UIDs of 45 characters); the file meta's copy has a 2-byte length. The native
+    # road wrapped that length and wrote a broken meta (the post-check then quarantined it
+    # with another reason than the raw-byte engine, which hands such a file on).
+    from medveil.engine import instance as inst
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from tests.native.fuzzing import check_direct
+
+    engine = Deidentifier(Policy.default(), SECRET)
+    cov = Coverage()
+    ds = _base("CHEST")
+    check_roads(engine, _bytes(ds, implicit=True), "taught", cov)
+    ds.SOPInstanceUID = "\\".join(["1.2.3.4.5"] * 1600)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    hostile = _bytes(ds, implicit=True)
+    check_roads(engine, hostile, "long UID list", cov)
+    assert check_direct(engine, hostile) == []
+    got = inst.native_engine_of(engine).apply(bytearray(hostile))
+    assert got == "dataset: value too long for its VR"  # found while encoding the output
+    assert cov.native >= 1, cov.reasons

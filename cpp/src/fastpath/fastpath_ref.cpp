@@ -592,6 +592,10 @@ struct Walker {
         std::string meta_body = mt->second.pre;
         std::string uid = sop_text;
         if (uid.size() % 2) uid.push_back('\0');
+        // A 2-byte length: a longer UID list (an Implicit VR input's, remapped) would wrap
+        // it and corrupt the meta; writer.splice_file_meta raises there, and so the raw-byte
+        // engine hands the file on.
+        if (uid.size() > 0xFFFF) decline("value too long for its VR");
         meta_body.append("\x02\x00\x03\x00UI", 6);
         put16(meta_body, static_cast<std::uint32_t>(uid.size()));
         meta_body += uid;
