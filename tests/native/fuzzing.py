@@ -1014,6 +1014,7 @@ def check_direct(engine: Deidentifier, data: bytes) -> list[str]:
                     problems.append("native apply bytes differ from raw apply")
                 elif got.report.taken != raw.report.taken:
                     problems.append("native apply report differs from raw apply")
+    problems += check_plan(data)
     # The scanner on arbitrary windows, both encodings.
     n = len(data)
     for pos, end in ((0, n), (132, n), (min(n, 144), n), (n // 3, n), (n // 2, n - n // 4)):
@@ -1032,6 +1033,32 @@ def check_direct(engine: Deidentifier, data: bytes) -> list[str]:
                 elif not (pos <= r[2] <= r[3] <= r[5] <= end):
                     problems.append("scan element row outside its window")
     return problems
+
+
+def check_plan(data: bytes) -> list[str]:
+    """The post-check's plan of the bytes: the core's plan_values equals the numpy steps."""
+    from medveil.engine.postcheck import _plan, _plan_python
+    from medveil.verify.elements import scan_file
+
+    try:
+        scan = scan_file(data)
+    except Exception:
+        return []  # the span road takes such bytes
+    if scan is None:
+        return []
+    preamble = len(data) >= 132 and data[128:132] == b"DICM"
+    extra = [i for i in range(min(len(scan.rows), 3)) if scan.rows[i][0] >= 0]
+    for leaves in ((), extra):
+        try:
+            core = _plan(scan, preamble, leaves)
+            ref = _plan_python(scan, preamble, leaves)
+        except Exception as exc:
+            return [f"post-check plan raised {type(exc).__name__}: {exc}"]
+        for k, (a, b) in enumerate(zip(core, ref, strict=True)):
+            same = np.array_equal(a, b) if isinstance(a, np.ndarray) else list(a) == list(b)
+            if not same:
+                return [f"plan_values part {k} differs from the numpy steps"]
+    return []
 
 
 _ENGINES: dict[str, Deidentifier] = {}
