@@ -202,19 +202,25 @@ def _write(ds: Dataset, implicit: bool | None = None) -> bytes:
     return buf.getvalue()
 
 
-def synthetic(implicit: bool, pixels: bool, nested: int = 2) -> bytes:
-    """A small CT-like file with planted PHI, sequences nested `nested` deep and pixels."""
+def ct_dataset() -> Dataset:
+    """The bare CT instance the synthetic files start from: meta, SOP, study, series."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
     ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.7"
-    ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = "1.2.3.4.5.6.7"
     ds.StudyInstanceUID = "1.2.3.4.5.1"
     ds.SeriesInstanceUID = "1.2.3.4.5.2"
-    ds.StudyDate = "20240101"
     ds.Modality = "CT"
+    return ds
+
+
+def synthetic(implicit: bool, pixels: bool, nested: int = 2) -> bytes:
+    """A small CT-like file with planted PHI, sequences nested `nested` deep and pixels."""
+    ds = ct_dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.StudyDate = "20240101"
     ds.StudyDescription = "CHEST"
     ds.PatientAge = "045Y"
     ds.PatientSex = "F"
@@ -464,6 +470,25 @@ def _pick(rng: random.Random, lay: Layout, kind: str = "any") -> tuple[int, list
     return rng.choice(cands) if cands else None
 
 
+def _picked(
+    rng: random.Random, d: bytes, kind: str = "any"
+) -> tuple[Layout, int, list[int]] | None:
+    """The file's layout and one random row of `kind` (None when there is none)."""
+    lay = layout(d)
+    if lay is None:
+        return None
+    got = _pick(rng, lay, kind)
+    return None if got is None else (lay, got[0], got[1])
+
+
+def _meta_length_fixed(out: bytes) -> bytes:
+    """The file meta's group length made right again (where the file has one)."""
+    end = meta_end(out)
+    if out[132:136] == b"\x02\x00\x00\x00" and end >= 144:
+        return out[:140] + struct.pack("<I", end - 144) + out[144:]
+    return out
+
+
 def m_flip(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
     """Flip a few bits, mostly in the header area."""
     out = bytearray(d)
@@ -623,13 +648,10 @@ def m_deep(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
 
 def m_vr(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
     """Another VR written over an element's (explicit VR only)."""
-    lay = layout(d)
-    if lay is None:
+    picked = _picked(rng, d, "elem")
+    if picked is None:
         return d
-    got = _pick(rng, lay, "elem")
-    if got is None:
-        return d
-    i, row = got
+    lay, i, row = picked
     if lay.implicit and i >= len(lay.meta):
         return m_syntax(rng, d, _)
     out = bytearray(d)
@@ -646,23 +668,16 @@ def m_syntax(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
         if r[0] == 0x00020010:
             new = rng.choice(SYNTAXES)
             out = resize(lay, i, new)
-            if rng.random() < 0.7:  # the group length made right again
-                end = meta_end(out)
-                if out[132:136] == b"\x02\x00\x00\x00" and end >= 144:
-                    out = out[:140] + struct.pack("<I", end - 144) + out[144:]
-            return out
+            return _meta_length_fixed(out) if rng.random() < 0.7 else out
     return d
 
 
 def m_value(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
     """A value replaced: odd length, empty, long, binary, non-ASCII, escapes, backslashes."""
-    lay = layout(d)
-    if lay is None:
+    picked = _picked(rng, d, "leaf")
+    if picked is None:
         return d
-    got = _pick(rng, lay, "leaf")
-    if got is None:
-        return d
-    i, row = got
+    lay, i, row = picked
     old = d[row[3] : row[5]]
     choices = [
         old + b"X",
@@ -847,10 +862,8 @@ def m_meta(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
             break
     if rng.random() < 0.2:
         elem = b""  # dropped (when present)
-    out = bytearray(d[:pos] + elem + d[pos + remove :])
-    if rng.random() < 0.8 and out[132:136] == b"\x02\x00\x00\x00":
-        struct.pack_into("<I", out, 140, max(0, meta_end(bytes(out)) - 144))
-    return bytes(out)
+    out = d[:pos] + elem + d[pos + remove :]
+    return _meta_length_fixed(out) if rng.random() < 0.8 else out
 
 
 def m_hidden_sequence(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:

@@ -11,25 +11,18 @@ import struct
 
 from medveil.engine.dataset import Deidentifier
 from medveil.policy.schema import Policy
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from tests.native.fuzzing import ct_dataset
 from tests.native.roads import SECRET, Coverage, check_roads
 
 
 def _base(description: str) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.7"
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = "1.2.3.4.5.6.7"
-    ds.StudyInstanceUID = "1.2.3.4.5.1"
-    ds.SeriesInstanceUID = "1.2.3.4.5.2"
+    ds = ct_dataset()
     ds.PatientName = "SMITH^JOHN"
     ds.PatientID = "P1"
-    ds.Modality = "CT"
     ds.StudyDescription = description  # a descriptor: cleaned of the file's names
     return ds
 
