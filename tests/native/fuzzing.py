@@ -1009,6 +1009,11 @@ def check_direct(engine: Deidentifier, data: bytes) -> list[str]:
     res = fastpath.run(nat.table, [data], None, None, 1, False)[0]
     if res[0] not in (0, 1, 2):
         problems.append(f"fastpath status {res[0]}")
+    # The same input three times on two threads: the same answer each time.
+    for other in fastpath.run(nat.table, [data, bytearray(data), data], None, None, 2, False):
+        if (other[0], other[1], other[12]) != (res[0], res[1], res[12]):
+            problems.append("fastpath on two threads answers otherwise")
+            break
     with quiet():
         try:
             got = nat.apply(bytearray(data))
