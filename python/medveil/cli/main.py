@@ -52,8 +52,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"medveil: {where}{message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with every subcommand registered."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser with every subcommand registered (or just ``only``)."""
     parser = Parser(
         prog="medveil",
         description="De-identify DICOM archives fast, and prove nothing leaked.",
@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="console messages as text lines or as one JSON object per line",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
+    # A command imports only its own module: the others pull in what it never uses (the
+    # verifier, HTTP, crypto), which every run would pay for at start-up.
+    for name in (only,) if only in SUBCOMMANDS else SUBCOMMANDS:
         importlib.import_module(f"medveil.cli.{name}").add_subparser(sub)
     _describe(parser)
     return parser
@@ -100,9 +102,28 @@ def _describe(parser: argparse.ArgumentParser) -> None:
             _describe(child)
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand module argv names (before parsing), or None: then all are loaded.
+
+    Only the global options come before the command; ``--log-format`` (or a prefix of
+    it, as argparse accepts) is the one that takes a separate value.
+    """
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            arg = next(args, "")
+        elif arg.startswith("-"):
+            if len(arg) > 2 and "--log-format".startswith(arg):
+                next(args, None)
+            continue
+        name = arg.replace("-", "_")
+        return name if name in SUBCOMMANDS and name.replace("_", "-") == arg else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    parser = build_parser()
+    parser = build_parser(_command_of(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     setup_logging(args.log_verbose, args.log_quiet, args.log_format)
     if not getattr(args, "func", None):

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol, cast
 
 from medveil.durable import UnsafePath, die_with_parent, safe_join
 from medveil.errors import MedveilError
@@ -513,6 +513,8 @@ _DURABLE = True  # flush each batch to disk before its files get their final nam
 _MAX_SIZE: int | None = None  # per-file size limit (bytes); None: no limit
 _TIMEOUT = 0.0  # per-file time limit before the size-proportional part; 0: none
 _DRY = False  # a dry run: every file is cleaned and checked, none is written
+# (policy, secret, engine) the parent built before forking its workers (see _prebuild_engine)
+_PREBUILT: tuple[Policy, bytes, Any] | None = None
 # The time limit grows with the file: this many bytes per second are allowed on top of the
 # base (far slower than any real file is cleaned; DICM followed by zeros is slower still).
 TIMEOUT_BYTES_PER_SECOND = 10e6
@@ -538,11 +540,15 @@ def _init_worker(
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's SIGTERM handler is not ours
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGVTALRM, signal.SIG_DFL)  # the CPU backstop of _arm ends us
-    from medveil.engine.dataset import Deidentifier
-
     warnings.simplefilter("ignore")
     logging.getLogger("pydicom").disabled = True
-    _ENGINE = Deidentifier(policy, secret)
+    prebuilt = _PREBUILT
+    if prebuilt is not None and prebuilt[0] is policy and prebuilt[1] == secret:
+        _ENGINE = prebuilt[2]  # made by the parent before the fork: shared, not rebuilt
+    else:
+        from medveil.engine.dataset import Deidentifier
+
+        _ENGINE = Deidentifier(policy, secret)
     _OUTPUT = Path(output)
     _CAPTURE = capture_identity
     _DURABLE = durable
@@ -553,6 +559,26 @@ def _init_worker(
         from medveil.crypto.vault.embed import OriginalsEmbedder
 
         _EMBED = OriginalsEmbedder(embed_cert)
+
+
+def _prebuild_engine(policy: Policy, secret: bytes) -> None:
+    """Import the engine and build it in the parent, for forked workers to inherit.
+
+    Each worker would otherwise import the engine's modules and compile the policy
+    itself: done once before the fork, the work (and its memory pages) is shared by
+    every worker of the run and of any pool that replaces a broken one.
+    """
+    global _PREBUILT
+    try:
+        from medveil.engine.dataset import Deidentifier
+        from medveil.engine.instance import native_engine_of
+
+        engine = Deidentifier(policy, secret)
+        native_engine_of(engine)  # the native road's table, which a first file would make
+    except Exception:  # the workers build it themselves, and report what fails there
+        _PREBUILT = None
+        return
+    _PREBUILT = (policy, secret, engine)
 
 
 class _Timeout(BaseException):
@@ -919,13 +945,51 @@ def _env_reason(exc: BaseException) -> str:
     return f"worker failed ({type(exc).__name__})"
 
 
-def _retry(reason: str) -> dict[str, object]:
+class Record(NamedTuple):
+    """One input's outcome, as a worker sends it to the parent (a compact tuple, no PHI
+    but the identity for the vault).
+
+    ``row`` holds the catalog columns in CATALOG_COLUMNS order; ``pixels`` the pixel
+    cleaner's JSON line for pixels.jsonl; ``refs`` the UIDs a written file refers to
+    (None: they could not be read).
+    """
+
+    status: str
+    reason: str = ""
+    size_in: int = 0
+    row: tuple[Any, ...] | None = None
+    actions: dict[str, int] | None = None
+    pixels: str = ""
+    identity: dict[str, object] | None = None
+    engine: str = ""
+    declined: str = ""
+    native_declined: str = ""
+    refs: tuple[str, ...] | list[str] | None = ()
+    frame: str = ""
+
+    @property
+    def path(self) -> str:
+        """The output path of a written record (relative to OUTPUT)."""
+        assert self.row is not None
+        return str(self.row[_PATH])
+
+    def with_path(self, path: str) -> Record:
+        """This record with its catalog row naming another output path."""
+        assert self.row is not None
+        return self._replace(row=(*self.row[:_PATH], path, *self.row[_PATH + 1 :]))
+
+
+_COLUMNS = tuple(name for name, _type in CATALOG_COLUMNS)
+_PATH, _SIZE, _SHA256 = (_COLUMNS.index(n) for n in ("path", "size", "sha256"))
+
+
+def _retry(reason: str) -> Record:
     """A worker record for a file to try again: the failure was not the file's doing."""
-    return {"status": "retry", "reason": reason, "size_in": 0}
+    return Record("retry", reason)
 
 
-def _process_one(item: Item, batch: ExclusiveBatch) -> dict[str, object]:
-    """Read, clean, post-check and stage one input; its record (status, reason, row, ...)."""
+def _process_one(item: Item, batch: ExclusiveBatch) -> tuple[Record, Path | None]:
+    """Read, clean, post-check and stage one input: its record, and where it was staged."""
     from medveil.engine.instance import clean_instance
 
     assert _ENGINE is not None and _OUTPUT is not None
@@ -938,7 +1002,7 @@ def _process_one(item: Item, batch: ExclusiveBatch) -> dict[str, object]:
             if is_dicomdir(raw):
                 # A directory of the input's files, not an instance: its records name
                 # patients and point at the input's file IDs. Replaced at the end.
-                return {"status": "replaced", "reason": REPLACED, "size_in": size}
+                return Record("replaced", REPLACED, size), None
             limit = _time_limit(size)
             _arm(limit)
             result = clean_instance(
@@ -948,61 +1012,64 @@ def _process_one(item: Item, batch: ExclusiveBatch) -> dict[str, object]:
             _arm(0)
     except _Timeout:
         why = f"timed out: over {limit:.1f} s for {size / 1e6:.1f} MB (--file-timeout)"
-        return {"status": "quarantined", "reason": why, "size_in": size}
+        return Record("quarantined", why, size), None
     except _Verdict as exc:
         prefix = "cannot read: " if exc.status == "quarantined" and exc.errno != errno.EFBIG else ""
-        return {"status": exc.status, "reason": prefix + str(exc.strerror), "size_in": 0}
+        return Record(exc.status, prefix + str(exc.strerror)), None
     except MemoryError as exc:
-        return _retry(_env_reason(exc))
+        return _retry(_env_reason(exc)), None
     except OSError as exc:
         if exc.errno in _FILE_ERRNOS:
             why = f"cannot read: {exc.strerror or type(exc).__name__}"
-            return {"status": "quarantined", "reason": why, "size_in": 0}
-        return _retry(_env_reason(exc))
+            return Record("quarantined", why), None
+        return _retry(_env_reason(exc)), None
     if result.status == "quarantined" and result.reason.startswith("MemoryError"):
         # clean_instance keeps any exception from the output; running out of memory says
         # nothing about the file, so it is tried again rather than quarantined.
-        return _retry(_env_reason(MemoryError()))
-    record: dict[str, object] = {
-        "status": result.status,
-        "reason": result.reason,
-        "size_in": result.size_in,
-        "row": result.row,
-        "actions": result.actions,
-        "pixels": result.pixels,
-        "identity": result.identity,
-        "engine": result.engine,
-        "declined": result.declined,
-        "native_declined": result.native_declined,
-    }
-    if result.status == "written":
-        try:
-            # Whatever the engine put in the path (a retained UID of "..", a kept patient
-            # ID), it must name a file inside OUTPUT.
-            path = safe_join(_OUTPUT, result.relpath)
-        except UnsafePath as exc:
-            return {"status": "quarantined", "reason": str(exc), "size_in": result.size_in}
-        try:
-            refs, frame = output_references(result.parts)
-            record["refs"], record["frame"] = refs, frame
-        except Exception:  # a header pydicom cannot read back: counted as unchecked
-            record["refs"] = None
-        if _DRY:
-            # Nothing is staged: the parent tells duplicates apart by path and SHA-256.
-            return record
-        try:
-            # Outputs sharing a SOP Instance UID with different content are all released,
-            # under <uid>~2.dcm, ... (settled in input order at the end of the run).
-            _kind, staged = batch.add_variant(path, result.parts, str(result.row["sha256"]))
-        except FileExistsError:
-            return {"status": "quarantined", "reason": TOO_MANY_VARIANTS, "size_in": size}
-        except (OSError, MemoryError) as exc:
-            return _retry(_env_reason(exc))
-        record["_path"] = staged
-    return record
+        return _retry(_env_reason(MemoryError())), None
+    written = result.status == "written"
+    row = result.row
+    record = Record(
+        result.status,
+        result.reason,
+        result.size_in,
+        tuple(row[n] for n in _COLUMNS) if written else None,
+        result.actions or None,
+        # Serialized here, not in the parent: one string crosses the pipe, not a dict.
+        json.dumps(result.pixels) if result.pixels else "",
+        result.identity or None,
+        result.engine,
+        result.declined,
+        result.native_declined,
+    )
+    if not written:
+        return record, None
+    try:
+        # Whatever the engine put in the path (a retained UID of "..", a kept patient
+        # ID), it must name a file inside OUTPUT.
+        path = safe_join(_OUTPUT, result.relpath)
+    except UnsafePath as exc:
+        return Record("quarantined", str(exc), result.size_in), None
+    try:
+        refs, frame = output_references(result.parts)
+        record = record._replace(refs=tuple(refs), frame=frame or "")
+    except Exception:  # a header pydicom cannot read back: counted as unchecked
+        record = record._replace(refs=None)
+    if _DRY:
+        # Nothing is staged: the parent tells duplicates apart by path and SHA-256.
+        return record, None
+    try:
+        # Outputs sharing a SOP Instance UID with different content are all released,
+        # under <uid>~2.dcm, ... (settled in input order at the end of the run).
+        _kind, staged = batch.add_variant(path, result.parts, str(row["sha256"]))
+    except FileExistsError:
+        return Record("quarantined", TOO_MANY_VARIANTS, size), None
+    except (OSError, MemoryError) as exc:
+        return _retry(_env_reason(exc)), None
+    return record, staged
 
 
-def process_chunk(items: list[Item]) -> list[dict[str, object]]:
+def process_chunk(items: list[Item]) -> list[Record]:
     """Worker task: clean a few inputs, make their outputs durable together, return records.
 
     A record's status is "written", "skipped", "quarantined" (a verdict on the file) or
@@ -1011,7 +1078,7 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
     assert _OUTPUT is not None
     batch = ExclusiveBatch(_OUTPUT, durable=_DURABLE)
     try:
-        out = [_process_one(item, batch) for item in items]
+        done = [_process_one(item, batch) for item in items]
         try:
             placed = batch.commit_variants()
         except (OSError, MemoryError) as exc:
@@ -1019,24 +1086,22 @@ def process_chunk(items: list[Item]) -> list[dict[str, object]]:
             # already placed is then found identical and kept: see ExclusiveBatch).
             batch.abort()
             why = _env_reason(exc)
-            out = [_retry(why) if r["status"] == "written" else r for r in out]
-            placed = {}
+            return [_retry(why) if r.status == "written" else r for r, _staged in done]
     except BaseException:
         batch.abort()
         raise
-    for i, r in enumerate(out):
-        path = r.pop("_path", None)
-        if r["status"] != "written" or path is None:
-            continue
-        kind, final = placed[cast(Path, path)]
-        if kind == "refused":
-            out[i] = {"status": "quarantined", "reason": TOO_MANY_VARIANTS}
-            out[i]["size_in"] = r.get("size_in", 0)
-            continue
-        # The name it got: its own, or a variant when another file holds that UID's name
-        # ("same": an identical file is there, which the parent counts as a duplicate).
-        row = cast("dict[str, object]", r["row"])
-        row["path"] = final.relative_to(_OUTPUT).as_posix()
+    out: list[Record] = []
+    for r, staged in done:
+        if r.status == "written" and staged is not None:
+            kind, final = placed[staged]
+            if kind == "refused":
+                r = Record("quarantined", TOO_MANY_VARIANTS, r.size_in)
+            else:
+                # The name it got: its own, or a variant when another file holds that
+                # UID's name ("same": an identical file is there, which the parent
+                # counts as a duplicate).
+                r = r.with_path(final.relative_to(_OUTPUT).as_posix())
+        out.append(r)
     return out
 
 
@@ -1085,6 +1150,10 @@ class _ListingOrder(Mapping[str, str]):
 
     def __len__(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM listed").fetchone()[0])
+
+
+# Parameters per SQL statement of a batch lookup (SQLite's oldest limit is 999).
+_SQL_PARAMS = 500
 
 
 class RunRecords:
@@ -1145,9 +1214,21 @@ class RunRecords:
         ).fetchone()
         return None if found is None else str(found[0])
 
-    def note_listed(self, relpath: str, seq: int) -> None:
-        """Remember where this run listed the input of a written output path."""
-        self.db.execute("INSERT OR REPLACE INTO listed VALUES (?, ?)", (relpath, seq))
+    def owners(self, relpaths: list[str]) -> dict[str, str]:
+        """{output path: the input key whose catalog row holds it} for those that have one."""
+        found: dict[str, str] = {}
+        for at in range(0, len(relpaths), _SQL_PARAMS):
+            part = relpaths[at : at + _SQL_PARAMS]
+            marks = ", ".join("?" * len(part))
+            for path, key in self.db.execute(
+                f"SELECT path, source_key FROM instances WHERE path IN ({marks})", part
+            ):
+                found.setdefault(str(path), str(key))
+        return found
+
+    def note_listed(self, listed: list[tuple[str, int]]) -> None:
+        """Remember where this run listed the inputs of written output paths (path, seq)."""
+        self.db.executemany("INSERT OR REPLACE INTO listed VALUES (?, ?)", listed)
 
     def listing_order(self) -> Mapping[str, str]:
         """This run's written paths -> a key that sorts as their inputs were listed."""
@@ -1209,34 +1290,63 @@ class RunRecords:
         ).fetchone()
         return int(n)
 
-    def record(self, key: str, result: dict[str, object]) -> None:
-        """Store one input's outcome; commits in batches (and always at close)."""
-        for table in ("instances", "refs", "frames"):
+    def record(self, batch: list[tuple[str, Record]]) -> None:
+        """Store the outcomes of a batch of inputs; commits now and then (always at close).
+
+        One statement per table for the whole batch: a worker task's inputs are stored
+        together, once their outputs are durable (and their identities in the vault).
+        """
+        keys = [key for key, _r in batch]
+        if len(set(keys)) < len(keys):
+            # One input twice in a batch (an archive may hold a name twice): each in turn,
+            # the later one replacing the earlier one's rows, as they come.
+            for one in batch:
+                self.record([one])
+            return
+        redone = self._recorded(keys)
+        if redone:
             # A resumed run may redo an input: its earlier rows go first.
-            self.db.execute(f"DELETE FROM {table} WHERE source_key = ?", (key,))
-        if result["status"] == "written":
-            row = result["row"]
-            assert isinstance(row, dict)
-            names = [n for n, _ in CATALOG_COLUMNS]
-            self.db.execute(
-                f"INSERT INTO instances ({', '.join(names)}, source_key) VALUES "
-                f"({', '.join('?' * (len(names) + 1))})",
-                [row[n] for n in names] + [key],
+            for table in ("instances", "refs", "frames"):
+                self.db.executemany(
+                    f"DELETE FROM {table} WHERE source_key = ?", [(k,) for k in redone]
+                )
+        written = [(key, r) for key, r in batch if r.status == "written"]
+        if written:
+            marks = ", ".join("?" * (len(_COLUMNS) + 1))
+            self.db.executemany(
+                f"INSERT INTO instances ({', '.join(_COLUMNS)}, source_key) VALUES ({marks})",
+                [(*cast("tuple[Any, ...]", r.row), key) for key, r in written],
             )
-            refs = cast("list[str] | None", result.get("refs"))
+            refs = [(key, uid) for key, r in written if r.refs for uid in r.refs]
             if refs:
-                self.db.executemany("INSERT INTO refs VALUES (?, ?)", [(key, u) for u in refs])
-            if result.get("frame"):
-                self.db.execute("INSERT INTO frames VALUES (?, ?)", (key, result["frame"]))
-        if result.get("pixels"):
-            self.pixel_log.write(json.dumps(result["pixels"]) + "\n")
-        self.db.execute(
+                self.db.executemany("INSERT INTO refs VALUES (?, ?)", refs)
+            frames = [(key, r.frame) for key, r in written if r.frame]
+            if frames:
+                self.db.executemany("INSERT INTO frames VALUES (?, ?)", frames)
+        pixels = "".join(r.pixels + "\n" for _key, r in batch if r.pixels)
+        if pixels:
+            self.pixel_log.write(pixels)
+        self.db.executemany(
             "INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?)",
-            (key, result["status"], result.get("reason"), result.get("size_in", 0)),
+            [(key, r.status, r.reason, r.size_in) for key, r in batch],
         )
         if time.monotonic() - self._last_commit > 1.0:
             self.db.commit()
             self._last_commit = time.monotonic()
+
+    def _recorded(self, keys: list[str]) -> list[str]:
+        """Those of keys that have a record already (of an earlier run, or of this one)."""
+        found: list[str] = []
+        for at in range(0, len(keys), _SQL_PARAMS):
+            part = keys[at : at + _SQL_PARAMS]
+            marks = ", ".join("?" * len(part))
+            found += [
+                str(k)
+                for (k,) in self.db.execute(
+                    f"SELECT source_key FROM inputs WHERE source_key IN ({marks})", part
+                )
+            ]
+        return found
 
     def finish(self, summary: RunSummary) -> None:
         """Commit the catalog and write the quarantine list and the summary (no PHI)."""
@@ -1671,6 +1781,9 @@ def _run(
         dry_run,
     )
 
+    if ctx.get_start_method() == "fork" and os.environ.get("MV_NOPRE") is None:
+        _prebuild_engine(policy, secret)
+
     def new_pool() -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=initargs
@@ -1680,7 +1793,7 @@ def _run(
     pools_broken = 0
     # Per task: the pool it went to, its (key, item, tries) entries, whether it ran alone.
     in_flight: dict[
-        cf.Future[list[dict[str, object]]],
+        cf.Future[list[Record]],
         tuple[cf.ProcessPoolExecutor, list[tuple[str, Item, int]], bool],
     ] = {}
     retries: list[_Retry] = []
@@ -1716,63 +1829,89 @@ def _run(
         wait = _BACKOFF[min(tries + 1, len(_BACKOFF) - 1)]
         heapq.heappush(retries, _Retry(time.monotonic() + wait, seq, key, item, tries + 1))
 
-    def account(key: str, name: str, result: dict[str, object]) -> None:
-        status = result["status"]
-        seq = listed.pop(key, None)
-        if status == "written" and dry_run:
-            row = cast("dict[str, object]", result["row"])
-            # What place_variant finds on disk in a real run: identical content is one file,
-            # different content the next variant name.
-            shas = would_write.setdefault(str(row["path"]), [])
-            sha = str(row["sha256"])
-            if sha in shas:
-                status = "duplicate"
-                result = {"status": status, "reason": IDENTICAL, "size_in": result["size_in"]}
-            else:
-                shas.append(sha)
-                row["path"] = variant_path(Path(str(row["path"])), len(shas)).as_posix()
-        if status == "written":
-            row = cast("dict[str, object]", result["row"])
-            owner = records.owner(str(row["path"]))
-            if owner is not None and owner != key:
-                # Its file is on disk already, written for another input (this run or an
-                # earlier one), byte for byte: the one file, the one catalog row.
-                status = "duplicate"
-                result = {"status": status, "reason": IDENTICAL, "size_in": result["size_in"]}
+    def account(key: str, name: str, result: Record) -> None:
+        account_batch([(key, name, result)])
+
+    def account_batch(batch: list[tuple[str, str, Record]]) -> None:
+        """Record a worker task's outcomes together, then count and report each in turn."""
+        if dry_run:
+            batch = [(key, name, would_be(r)) for key, name, r in batch]
+        paths = [r.path for _k, _n, r in batch if r.status == "written"]
+        owners = records.owners(paths) if paths else {}
+        decided: list[tuple[str, str, Record]] = []
+        for key, name, r in batch:
+            if r.status == "written":
+                owner = owners.setdefault(r.path, key)
+                if owner != key:
+                    # Its file is on disk already, written for another input (this run or
+                    # an earlier one), byte for byte: the one file, the one catalog row.
+                    r = Record("duplicate", IDENTICAL, r.size_in)
+            decided.append((key, name, r))
         try:
-            if vault is not None and result.get("identity"):
-                # Committed before the input is recorded as done, so a resumed run never
-                # skips a file whose identity the vault lacks.
-                vault.add(result["identity"])  # type: ignore[arg-type]
-                vault.flush()
-            records.record(key, result)
-            if status == "written" and seq is not None:
-                records.note_listed(str(cast("dict[str, object]", result["row"])["path"]), seq)
+            if vault is not None:
+                identities = [r.identity for _k, _n, r in decided if r.identity]
+                if identities:
+                    # Committed before the inputs are recorded as done, so a resumed run
+                    # never skips a file whose identity the vault lacks.
+                    for identity in identities:
+                        vault.add(identity)
+                    vault.flush()
+            records.record([(key, r) for key, _n, r in decided])
+            seqs = [listed.pop(key, None) for key, _n, _r in decided]
+            notes = [
+                (r.path, seq)
+                for (_k, _n, r), seq in zip(decided, seqs, strict=True)
+                if r.status == "written" and seq is not None
+            ]
+            if notes:
+                records.note_listed(notes)
         except (sqlite3.Error, OSError, MemoryError) as exc:
             # The records (or the vault) cannot be written: a disk full, most likely. The
-            # input stays unrecorded, so --resume does it again.
+            # inputs stay unrecorded, so --resume does them again.
             reason = f"cannot write the run records: {_env_reason(exc)}"
             if isinstance(exc, sqlite3.Error):
                 reason = f"cannot write the run records ({type(exc).__name__})"
-            fail(key, name, reason)
+            for key, name, _r in decided:
+                listed.pop(key, None)
+                fail(key, name, reason)
             return
-        summary.bytes_in += int(result.get("size_in", 0) or 0)  # type: ignore[call-overload]
+        for _key, name, r in decided:
+            count(name, r)
+
+    def would_be(r: Record) -> Record:
+        """A dry run's record as place_variant would leave it on disk: identical content is
+        one file (a duplicate), different content the next variant name."""
+        if r.status != "written":
+            return r
+        assert r.row is not None
+        shas = would_write.setdefault(r.path, [])
+        sha = str(r.row[_SHA256])
+        if sha in shas:
+            return Record("duplicate", IDENTICAL, r.size_in)
+        shas.append(sha)
+        return r.with_path(variant_path(Path(r.path), len(shas)).as_posix())
+
+    def count(name: str, r: Record) -> None:
+        """Add one recorded input to the summary and tell the callbacks."""
+        status = r.status
+        summary.bytes_in += r.size_in
         if status == "written":
             summary.written += 1
-            summary.bytes_out += int(result["row"]["size"])  # type: ignore[index]
-            summary.actions.update(cast("dict[str, int]", result.get("actions") or {}))
-            summary.engines[str(result.get("engine") or "dataset")] += 1
-            if result.get("declined"):
-                summary.declined[str(result["declined"])] += 1
-            if result.get("native_declined"):
-                summary.native_declined[str(result["native_declined"])] += 1
-            if "refs" in result and result["refs"] is None:
+            summary.bytes_out += int(cast("tuple[Any, ...]", r.row)[_SIZE])
+            if r.actions:
+                summary.actions.update(r.actions)
+            summary.engines[r.engine or "dataset"] += 1
+            if r.declined:
+                summary.declined[r.declined] += 1
+            if r.native_declined:
+                summary.native_declined[r.native_declined] += 1
+            if r.refs is None:
                 summary.references_unchecked += 1
         elif status == "skipped":
             summary.skipped += 1
-            summary.skipped_reasons[str(result.get("reason") or "not DICOM")] += 1
+            summary.skipped_reasons[r.reason or "not DICOM"] += 1
         elif status == "excluded":
-            summary.excluded[str(result.get("reason") or "filter")] += 1
+            summary.excluded[r.reason or "filter"] += 1
         elif status == "duplicate":
             summary.duplicates += 1
         elif status == "replaced":
@@ -1780,13 +1919,9 @@ def _run(
         else:
             summary.quarantined += 1
             if on_quarantine:
-                on_quarantine(name, str(result.get("reason")))
+                on_quarantine(name, r.reason)
         if on_verdict:
-            if status == "written":
-                detail = str(cast("dict[str, object]", result["row"])["path"])
-            else:
-                detail = str(result.get("reason") or "")
-            on_verdict(name, str(status), detail)
+            on_verdict(name, status, r.path if status == "written" else r.reason)
         summary.files_in += 1
         if progress:
             summary.seconds = time.perf_counter() - t0
@@ -1824,16 +1959,19 @@ def _run(
                     cpu = 2 * _time_limit_of(item) + CPU_GRACE
                     why = f"timed out: its worker was ended after {cpu:.1f} s of CPU"
                     why += " (--file-timeout)"
-                    account(key, item.name, {"status": "quarantined", "reason": why})
+                    account(key, item.name, Record("quarantined", why))
                     continue
                 for key, item, tries in entries:
                     retry(key, item, tries, reason, suspect=spun)
                 continue
+            done: list[tuple[str, str, Record]] = []
             for (key, item, tries), result in zip(entries, results, strict=True):
-                if result["status"] == "retry":
-                    retry(key, item, tries, str(result["reason"]))
+                if result.status == "retry":
+                    retry(key, item, tries, result.reason)
                 else:
-                    account(key, item.name, result)
+                    done.append((key, item.name, result))
+            if done:
+                account_batch(done)
 
     def pending() -> Iterator[tuple[str, Item]]:
         for item in iter_inputs(src, max_size):
@@ -1849,7 +1987,7 @@ def _run(
                 continue
             if item.verdict is not None:
                 status, why = item.verdict
-                account(key, item.name, {"status": status, "reason": why, "size_in": 0})
+                account(key, item.name, Record(status, why))
                 continue
             listed[key] = next(listing)
             yield key, item
