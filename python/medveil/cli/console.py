@@ -156,15 +156,26 @@ class Progress:
         self.bar: tqdm[Any] | None = None
         self.started = time.monotonic()
         self.last_line = self.started
+        self.last_draw = 0.0
+        # The latest update not drawn yet (a bar is drawn at most every DRAW_INTERVAL).
+        self.undrawn: tuple[int, int | None, str] | None = None
+
+    # Seconds between two draws of the bar: a run reports every file, far more often than
+    # a terminal can show, and each draw costs the run's parent process time.
+    DRAW_INTERVAL = 0.1
 
     def update(self, done: int, total: int | None = None, status: str = "") -> None:
         """Show that done of total (None: unknown) units are done; status is appended."""
         if not self.enabled:
             return
+        now = time.monotonic()
         if self.tty:
+            if self.bar is not None and now - self.last_draw < self.DRAW_INTERVAL and done != total:
+                self.undrawn = (done, total, status)
+                return
+            self.last_draw, self.undrawn = now, None
             self._draw(done, total, status)
             return
-        now = time.monotonic()
         if now - self.last_line >= self.interval:
             self.last_line = now
             info(self.logger, self.line(done, total, status, now - self.started))
@@ -197,6 +208,9 @@ class Progress:
         """Finish the bar, if one was drawn."""
         global _active_bar
         if self.bar is not None:
+            if self.undrawn is not None:
+                self._draw(*self.undrawn)  # the bar ends where the run did
+                self.undrawn = None
             self.bar.close()
             if _active_bar is self.bar:
                 _active_bar = None

@@ -232,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
             secret=secret,
             workers=args.workers,
             resume=args.resume,
-            progress=progress,
+            # Without a bar (--quiet), no call per file and no second listing for a total.
+            progress=progress if bar.enabled else None,
             on_quarantine=None if dry_run else quarantined,
             on_problem=problem,
             vault=vault,
