@@ -448,6 +448,30 @@ def test_duplicate_sop_uids_named_as_the_local_run(spark, tmp_path) -> None:
     assert sorted(r["path"] for r in parquet.collect()) == written
 
 
+def test_max_file_size_as_local_with_spark_reads(spark, archive, tmp_path) -> None:
+    """--max-file-size on the executors, for bytes Spark read too: the local run's verdicts
+    and reasons ("too large: ... (--max-file-size)")."""
+    sizes = sorted(p.stat().st_size for p in archive.rglob("*.dcm"))
+    limit = sizes[len(sizes) // 2]
+    local = tmp_path / "local"
+    local_deidentify_archive(
+        archive, local, policy=POLICY, secret=SECRET, workers=2, max_file_size=limit
+    )
+    expected = local_inputs(local)
+    assert sum(r.startswith("too large: ") for _, r in expected.values()) >= 5
+    df = mspark.deidentify_archive(
+        spark,
+        str(archive),
+        str(tmp_path / "spark"),
+        policy=POLICY,
+        secret=SECRET,
+        spark_reads=True,
+        max_file_size=limit,
+    )
+    assert {r["input_key"]: (r["status"], r["reason"] or "") for r in df.collect()} == expected
+    assert tree(tmp_path / "spark") == tree(local)
+
+
 def test_realistic_archive_dicomdir_replaced_as_local(spark, tmp_path) -> None:
     """The realistic corpus (a DICOMDIR, references, every class) with the default policy:
     the same decisions and bytes as the local run, and a new DICOMDIR of the released files."""

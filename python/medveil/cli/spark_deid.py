@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from medveil.cli.console import error, warning
+from medveil.cli.deid import parse_size
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import default_secret_path
 from medveil.policy.presets import load_policy
@@ -64,6 +65,21 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="write a DICOMDIR for the output under OUTPUT/dicomdir/ even when the input "
         "has none (it is written whenever the input has one)",
+    )
+    p.add_argument(
+        "--max-file-size",
+        type=parse_size,
+        metavar="SIZE",
+        help="refuse (quarantine) files larger than this, e.g. 512M, 4G (default: a share of "
+        "each executor's available memory per core)",
+    )
+    p.add_argument(
+        "--file-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="quarantine a file not cleaned within SECONDS plus one second per 10 MB "
+        "(default 60; 0 for no limit)",
     )
     p.set_defaults(func=run)
 
@@ -155,6 +171,9 @@ def run(args: argparse.Namespace) -> int:
             vault_url=vault_url or None,
             vault_key_file=vault_key or None,
             dicomdir=bool(getattr(args, "dicomdir", False)),
+            # As in the local run (`medveil deid` takes both options for either engine).
+            max_file_size=getattr(args, "max_file_size", None),
+            file_timeout=float(getattr(args, "file_timeout", 60.0)),
         )
         counts = {r["status"]: r["count"] for r in df.groupBy("status").count().collect()}
     except MedveilError as exc:

@@ -28,7 +28,7 @@ read them, sealed there: the originals never enter Spark's rows, cache or shuffl
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import copy
 import errno
 import functools
 import hashlib
@@ -264,6 +264,10 @@ class _Job:
     vault_url: str | None = None
     vault_key_file: str | None = None
     vault_key: bytes | None = field(default=None, repr=False)
+    # Per-file limits, as the local run's --max-file-size and --file-timeout: bytes (None:
+    # a share of the executor's memory per core) and seconds (plus one per 10 MB; 0: none).
+    max_file_size: int | None = None
+    file_timeout: float = 60.0
 
 
 PROGRESS = "progress"  # folder of per-task result rows under OUTPUT/.medveil
@@ -347,7 +351,9 @@ def fresh_policy(policy: Policy) -> Policy:
     added, say) would otherwise travel with, and be applied as, the compilation of the
     policy it came from. The copy compiles from its own fields on every executor.
     """
-    return dataclasses.replace(policy, _compiled=None)
+    fresh = copy.copy(policy)  # shallow: fields shared, never changed; no re-validation
+    fresh._compiled = None
+    return fresh
 
 
 # Engines built in this Python worker process, which Spark reuses for later tasks and later
@@ -395,15 +401,7 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
     durable under its final name and, with a vault, its originals are committed there.
     """
     from medveil.durable import UnsafePath
-    from medveil.engine.instance import CleanResult, clean_instance
     from medveil.run import archive
-    from medveil.run.archive import Item
-    from medveil.run.archive import _read as read_item
-
-    if archive._MAX_SIZE is None:
-        # As in the local run: a file over a share of this executor's memory is refused
-        # by its size before it is read.
-        archive._MAX_SIZE = archive.default_max_file_size(os.cpu_count() or 1)
 
     warnings.simplefilter("ignore")  # pydicom's warnings may quote header values (PHI)
     logging.getLogger("pydicom").disabled = True
@@ -439,29 +437,21 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
             progress.add(done)
         return done
 
+    # This job's limits, set for every task: a reused Python worker may have run a task
+    # of another job. As in the local run, a file over the size limit is refused by its
+    # size before it is read, and one not cleaned in time is quarantined.
+    limits = archive._MAX_SIZE, archive._TIMEOUT
+    archive._MAX_SIZE = job.max_file_size
+    if archive._MAX_SIZE is None:
+        archive._MAX_SIZE = archive.default_max_file_size(os.cpu_count() or 1)
+    saved = _set_alarm()
+    archive._TIMEOUT = job.file_timeout if saved is not None else 0.0
     try:
         for row in rows:
             name = relative_name(row[0], job.root)
             if job.done and keyed.path_token(name) in job.done:
                 continue  # finished by the job this one resumes
-            raw: Any = None
-            if len(row) > 1:  # bytes read by Spark (HDFS, object stores): a bytearray
-                raw = row[1] or b""
-            else:  # a local/NFS input: read here into one buffer, as the local run does
-                try:
-                    raw = read_item(Item(name=name, path=str(local_path(row[0]))))
-                except OSError as exc:
-                    result = CleanResult("quarantined", _read_reason(exc))
-                    if isinstance(exc, archive._NotRegular):
-                        result = CleanResult("skipped", str(exc.strerror))
-            if raw is None:
-                pass
-            elif is_dicomdir(raw):
-                # A directory of the input's files (its records name patients): not
-                # released; the driver writes a new one for the output.
-                result = CleanResult("replaced", REPLACED, len(raw))
-            else:
-                result = clean_instance(engine, raw, name, capture_identity=vault is not None)
+            result = _clean_one(engine, row, name, vault is not None)
             status, reason, relpath, size_out = result.status, result.reason, "", 0
             if status == "written":
                 try:
@@ -497,6 +487,8 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
         sink.abort()
         raise
     finally:
+        _restore_alarm(saved)
+        archive._MAX_SIZE, archive._TIMEOUT = limits
         if progress is not None:
             progress.close()
         if vault is not None:
@@ -504,6 +496,76 @@ def clean_partition(job: _Job, rows: Iterable[Any]) -> Iterator[tuple[object, ..
             # queued for files never placed are harmless in a crosswalk.
             with contextlib.suppress(Exception):
                 vault.close()
+
+
+def _set_alarm() -> tuple[Any, Any] | None:
+    """Let the local run's per-file timer (archive._arm) work in this Python worker; the
+    handlers it replaced (for :func:`_restore_alarm`), or None where no timer can work.
+
+    SIGALRM raises the timeout; SIGVTALRM (the CPU backstop for code spinning in C) ends
+    the worker, which Spark then reports as a failed task. Signals work only in the main
+    thread: elsewhere (an in-process call from a thread) no time limit applies.
+    """
+    import signal
+    import threading
+
+    from medveil.run import archive
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    old = signal.getsignal(signal.SIGALRM), signal.getsignal(signal.SIGVTALRM)
+    signal.signal(signal.SIGALRM, archive._on_alarm)
+    signal.signal(signal.SIGVTALRM, signal.SIG_DFL)
+    return old
+
+
+def _restore_alarm(saved: tuple[Any, Any] | None) -> None:
+    """Put back the signal handlers _set_alarm replaced (an in-process caller keeps its own)."""
+    import signal
+
+    if saved is not None:
+        signal.signal(signal.SIGALRM, saved[0] if saved[0] is not None else signal.SIG_DFL)
+        signal.signal(signal.SIGVTALRM, saved[1] if saved[1] is not None else signal.SIG_DFL)
+
+
+def _clean_one(engine: Deidentifier, row: Any, name: str, capture: bool) -> Any:
+    """Read (or take Spark's bytes), check the size and clean one input within its time
+    limit, as the local run's worker does (archive._process_one): its CleanResult."""
+    from medveil.engine.instance import CleanResult, clean_instance
+    from medveil.run import archive
+    from medveil.run.archive import Item
+    from medveil.run.archive import _read as read_item
+
+    limit, size = archive._time_limit(0), 0
+    try:
+        archive._arm(limit)
+        try:
+            if len(row) > 1:  # bytes read by Spark (HDFS, object stores): a bytearray
+                raw: Any = row[1] or b""
+                archive._check_size(len(raw))
+            else:  # a local/NFS input: read here into one buffer, as the local run does
+                raw = read_item(Item(name=name, path=str(local_path(row[0]))))
+            size = len(raw)
+            if is_dicomdir(raw):
+                # A directory of the input's files (its records name patients): not
+                # released; the driver writes a new one for the output.
+                return CleanResult("replaced", REPLACED, size)
+            limit = archive._time_limit(size)
+            archive._arm(limit)
+            return clean_instance(engine, raw, name, capture_identity=capture)
+        finally:
+            archive._arm(0)
+    except archive._Timeout:
+        return CleanResult("quarantined", timeout_reason(limit, size), size)
+    except archive._NotRegular as exc:
+        return CleanResult("skipped", str(exc.strerror))
+    except OSError as exc:
+        return CleanResult("quarantined", _read_reason(exc))
+
+
+def timeout_reason(limit: float, size: int) -> str:
+    """The quarantine reason of a file over its time limit, in the local run's words."""
+    return f"timed out: over {limit:.1f} s for {size / 1e6:.1f} MB (--file-timeout)"
 
 
 def _read_reason(exc: OSError) -> str:
@@ -619,6 +681,8 @@ def deidentify_archive(
     vault_key_file: str | None = None,
     vault_key: bytes | None = None,
     dicomdir: bool = False,
+    max_file_size: int | None = None,
+    file_timeout: float = 60.0,
 ) -> DataFrame:
     """De-identify every file under input_uri into output_uri on Spark; returns per-file results.
 
@@ -641,6 +705,9 @@ def deidentify_archive(
     reaches, or ``postgresql://``), committed before the file counts as done; the originals
     never enter the job's rows. ``dicomdir``: write OUTPUT/dicomdir/ even when the input
     holds no DICOMDIR (it is written whenever the input has one; local outputs only).
+    ``max_file_size`` (bytes; default: a share of each executor's memory per core) and
+    ``file_timeout`` (seconds, plus one per 10 MB; 0 for none) bound each file as in the
+    local run: a file over either is quarantined with the local run's reason.
     Status ``duplicate``: the input's output is byte for byte another input's (one file);
     ``replaced``: a DICOMDIR input; ``excluded``: a [filter] rule kept it from processing.
     """
@@ -658,6 +725,10 @@ def deidentify_archive(
         load_secret(secret_file)  # fail early on a bad file when the driver has it too
     if sqlite and not is_local_uri(output_uri):
         raise MedveilError("sqlite=True needs a local output; copy catalog.parquet instead")
+    if max_file_size is not None and max_file_size <= 0:
+        raise MedveilError("max_file_size must be a positive number of bytes")
+    if file_timeout < 0:
+        raise MedveilError("file_timeout must be 0 (no limit) or a number of seconds")
     vault_url = _check_vault(vault_url, vault_key_file, vault_key, secret, secret_file)
 
     root, single = _qualify(spark, input_uri)
@@ -687,6 +758,8 @@ def deidentify_archive(
             vault_key_file,
             vault_key,
             dicomdir,
+            max_file_size,
+            file_timeout,
         )
     finally:
         if lock is not None:
@@ -709,6 +782,8 @@ def _run_job(
     vault_key_file: str | None,
     vault_key: bytes | None,
     dicomdir: bool,
+    max_file_size: int | None = None,
+    file_timeout: float = 60.0,
 ) -> DataFrame:
     """deidentify_archive once its checks pass (and, for a local output, its lock is held)."""
     from pyspark import StorageLevel
@@ -741,6 +816,8 @@ def _run_job(
         vault_url=vault_url,
         vault_key_file=vault_key_file if vault_key is None else None,
         vault_key=bytes(vault_key) if vault_key is not None else None,
+        max_file_size=max_file_size,
+        file_timeout=file_timeout,
     )
     results = rdd.mapPartitions(functools.partial(clean_partition, job))
     cleaned = spark.createDataFrame(results, _schema())
