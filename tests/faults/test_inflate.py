@@ -141,3 +141,23 @@ def test_clean_instance_quarantines_a_file_too_large_once_inflated() -> None:
     assert (
         r.reason == "too large once inflated: over the per-file limit of 0.1 MB (--max-file-size)"
     )
+
+
+@pytest.mark.parametrize("group_length", [True, False])
+def test_a_file_meta_longer_than_the_peek_is_still_read(group_length) -> None:
+    # A 6000-byte File Meta Information Version (OB) puts the syntax past the first 4 KB.
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.file_meta.FileMetaInformationVersion = b"\x00\x01" * 3000
+    body = io.BytesIO()
+    ds.save_as(body, enforce_file_format=True)
+    data = body.getvalue()
+    if not group_length:
+        meta_end = strict.dataset_offset(data)[1]
+        data = data[:132] + data[132 + 12 : meta_end] + data[meta_end:]
+    assert data.index(b"1.2.840.10008.1.2.1.99") > 4096
+    out = inflate_file(data)
+    assert out is not None
+    b = pydicom.dcmread(io.BytesIO(bytes(out)))
+    assert b.file_meta.FileMetaInformationVersion == b"\x00\x01" * 3000
+    assert _elements(b) == _elements(pydicom.dcmread(io.BytesIO(data)))

@@ -255,6 +255,8 @@ def inflate_file(
     exactly (the rules of :func:`medveil.dicom.strict.check_structure`). Files of any
     other syntax, or whose file meta is damaged (left to the strict check), give None.
     """
+    if not _may_be_deflated(raw):
+        return None
     try:
         meta_start, pos, ts = dataset_offset(raw)
     except StructureError:
@@ -274,6 +276,28 @@ def inflate_file(
     out[: len(head)] = head
     _inflate_into(view, pos, size, out[len(head) :])
     return out
+
+
+_PEEK = 4096
+_DEFLATED_BYTES = DEFLATED.encode()
+_GROUP_LENGTH = b"\x02\x00\x00\x00UL\x04\x00"
+
+
+def _may_be_deflated(raw: bytes | bytearray | memoryview) -> bool:
+    """False when the file meta, within its first 4 KB, does not name the deflated syntax.
+
+    Every file passes here: a look at 4 KB is cheaper than walking the meta. A meta whose
+    group length does not say it ends in those 4 KB is walked (dataset_offset) all the same.
+    """
+    head = bytes(raw[:_PEEK])
+    if _DEFLATED_BYTES in head:
+        return True
+    pos = 132 if head[128:132] == b"DICM" else 0
+    if head[pos : pos + 2] != b"\x02\x00":
+        return False  # no file meta: the syntax is guessed, never deflated
+    if head[pos : pos + 8] == _GROUP_LENGTH and len(head) >= pos + 12:
+        return pos + 12 + int.from_bytes(head[pos + 8 : pos + 12], "little") > _PEEK
+    return True
 
 
 def _explicit_meta(meta: memoryview) -> bytes:
