@@ -3,9 +3,9 @@
 A 128 MiB CT (large enough that the slack of the bound cannot hide a third copy) goes
 through the folder road, a deflated zip member, a plain tar member, a gzipped tar member,
 the Dataset engine (what a --vault run, --embed-originals and every file the raw-byte
-engine declines take) and the Deflated Explicit VR transfer syntax. Each run is a child
-process whose workers' peak RSS is measured (getrusage(RUSAGE_CHILDREN)) against a
-baseline run of small files.
+engine declines take, big endian among them) and the Deflated Explicit VR transfer
+syntax. Each run is a child process whose workers' peak RSS is measured
+(getrusage(RUSAGE_CHILDREN)) against a baseline run of small files.
 
 Measured on 128 MiB (2026-12-06), peak worker RSS over the baseline / the file: before
 the fixes folder, zip, plain tar 2.00 x; gzipped tar 3.00 x (members pickled through the
@@ -13,7 +13,8 @@ task pipe); Dataset engine 3.99 x (a BytesIO copy of the read buffer, pydicom's 
 Pixel Data); deflated transfer syntax 8.65 x (inflated whole by the strict check, pydicom
 and the post-check). After: every road 1.99-2.00 x, the deflated one 2.34 x its 109 MiB
 file = 2.0 x the 128 MiB it inflates to (the size counted against the limit). A deflate
-bomb, bare or zipped, is refused at the limit with the memory of a small file.
+bomb, bare or zipped, is refused at the limit with the memory of a small file. Still
+over: big endian (Dataset engine, 2.99 x: the pixel cleaner's copies), a strict xfail.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 import pydicom
 import pytest
 from medveil.dicom.strict import dataset_offset
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from .helpers import demo_input
 from .test_hostile import SLACK
@@ -102,10 +103,19 @@ def _deflated(data: bytes) -> bytes:
     return body.getvalue()
 
 
+def _big_endian(data: bytes) -> bytes:
+    """The instance re-encoded in Explicit VR Big Endian (the Dataset engine's road)."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    body = io.BytesIO()
+    pydicom.dcmwrite(body, ds, enforce_file_format=True, little_endian=False, implicit_vr=False)
+    return body.getvalue()
+
+
 def _input(road: str, folder: Path, data: bytes) -> Path:
     """data as one input of the given road: a folder file or an archive member."""
     folder.mkdir(parents=True)
-    if road in ("folder", "vault", "deflated"):
+    if road in ("folder", "vault", "deflated", "big-endian"):
         (folder / "big.dcm").write_bytes(data)
         return folder
     if road == "zip":
@@ -132,17 +142,26 @@ def _input(road: str, folder: Path, data: bytes) -> Path:
         "tar.gz",
         "vault",
         "deflated",
+        pytest.param(
+            "big-endian",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the pixel cleaner masks a big-endian image in an astype copy, then "
+                "tobytes (2 more copies, 2.99 x); fix in pixels/cleaner.py _clean_native: "
+                "byte-swap the input's view in place, mask, swap back",
+            ),
+        ),
     ],
 )
 def test_peak_worker_memory_within_twice_the_file(road, tmp_path, baseline, big_ct) -> None:
-    data = _deflated(big_ct) if road == "deflated" else big_ct
+    data = {"deflated": _deflated, "big-endian": _big_endian}.get(road, bytes)(big_ct)
     src = _input(road, tmp_path / "in", data)
     vault = tmp_path / "vault.sqlite" if road == "vault" else None
     r = run_measured(src, tmp_path / "out", vault)
     assert r["summary"]["written"] == 1, r["reasons"]
     engines = r["summary"]["engines"]
     # A deflated file is inflated into one buffer and cleaned as Explicit VR LE.
-    assert engines == ({"dataset": 1} if road == "vault" else {"raw": 1})
+    assert engines == ({"dataset": 1} if road in ("vault", "big-endian") else {"raw": 1})
     over = r["rss"] - baseline
     assert over <= 2 * len(data) + SLACK, f"{road}: {over / len(data):.2f} x the file"
 
