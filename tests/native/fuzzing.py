@@ -1033,6 +1033,7 @@ def check_direct(engine: Deidentifier, data: bytes) -> list[str]:
                 elif got.report.taken != raw.report.taken:
                     problems.append("native apply report differs from raw apply")
     problems += check_plan(data)
+    problems += check_matcher(data)
     # The scanner on arbitrary windows, both encodings.
     n = len(data)
     for pos, end in ((0, n), (132, n), (min(n, 144), n), (n // 3, n), (n // 2, n - n // 4)):
@@ -1077,6 +1078,32 @@ def check_plan(data: bytes) -> list[str]:
             if not same:
                 return [f"plan_values part {k} differs from the numpy steps"]
     return []
+
+
+def check_matcher(data: bytes) -> list[str]:
+    """The core's term search over the bytes equals the Python matchers, patterns cut from
+    the bytes themselves (any byte value, word bytes or not)."""
+    from medveil.verify.matcher import FindMatcher, NativeMatcher, SubstringMatcher
+
+    rng = random.Random(len(data) * 31 + sum(data[:64]))
+    hay = data[: 1 << 13]
+    if len(hay) < 16:
+        return []
+    patterns = []
+    for _ in range(rng.randint(1, 12)):
+        a = rng.randrange(len(hay) - 8)
+        patterns.append(hay[a : a + rng.randint(1, 8)])
+    patterns += [m.lower() for m in MARKERS[:3]]
+    patterns = list(dict.fromkeys(patterns))
+    problems = []
+    for utf16 in (False, True):
+        if NativeMatcher(patterns, utf16=utf16).find(hay) != FindMatcher(
+            patterns, utf16=utf16
+        ).find(hay):
+            problems.append(f"term search (utf16={utf16}) differs from the Python matcher")
+    if NativeMatcher(patterns, substring=True).find(hay) != SubstringMatcher(patterns).find(hay):
+        problems.append("substring search differs from the Python matcher")
+    return problems
 
 
 _ENGINES: dict[str, Deidentifier] = {}
