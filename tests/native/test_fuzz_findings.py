@@ -164,3 +164,30 @@ def test_sop_instance_uid_past_a_short_length_is_declined() -> None:
     got = inst.native_engine_of(engine).apply(bytearray(hostile))
     assert got == "dataset: value too long for its VR"  # found while encoding the output
     assert cov.native >= 1, cov.reasons
+
+
+def test_private_creator_too_long_once_padded_is_declined() -> None:
+    # Found by the fuzzer: an explicit private creator of 65535 bytes (odd). The raw-byte
+    # engine re-encodes every creator padded to even before its verdicts, which no longer
+    # fits a 2-byte length, and hands the file on; the native road removed the block and
+    # wrote the file. (The structure check quarantines odd lengths before either road,
+    # so only a direct call met it; the roads must agree all the same.)
+    from medveil.engine import instance as inst
+
+    from tests.native.fuzzing import check_direct
+
+    engine = Deidentifier(Policy.default(), SECRET)
+    cov = Coverage()
+    plain = _bytes(_base("CHEST"), implicit=False)
+    check_roads(engine, plain, "taught", cov)
+    assert cov.native == 1, cov.reasons
+    for size, answer in ((65535, "value too long for its VR"), (65534, None)):
+        creator = b"\x29\x00\x10\x00LO\xff\xff"[:6] + struct.pack("<H", size) + b"Z" * size
+        hostile = plain + creator  # group 0029 follows every element of _base
+        assert check_direct(engine, hostile) == []
+        got = inst.native_engine_of(engine).apply(bytearray(hostile))
+        if answer is None:
+            assert not isinstance(got, (str, Exception)), got  # an even one is the road's
+        else:
+            assert got == answer
+        check_roads(engine, hostile, f"creator of {size} bytes", cov)

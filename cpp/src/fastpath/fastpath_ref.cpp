@@ -311,6 +311,11 @@ struct Walker {
             if (p[i] == '\\') decline("multi-valued private creator");
             if (p[i] >= 0x80 || p[i] == 0x1b) decline("private creator not plain");
         }
+        // _private re-encodes each creator (padding stripped, then padded to even) before
+        // any verdict: an odd 65535-byte one no longer fits an explicit 2-byte length.
+        std::size_t len = value_len(e);
+        while (len && is_pad(p[len - 1])) --len;
+        if (!implicit && len + (len & 1) > 0xFFFF) decline("value too long for its VR");
     }
 
     // One data set's elements (rows from i, count of them or all when count < 0): the
