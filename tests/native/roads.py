@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
+from medveil.dicom.io import inflate_file
 from medveil.engine import instance as inst
 from medveil.engine.dataset import Deidentifier
 from medveil.engine.instance import CleanResult
@@ -97,6 +98,10 @@ def check_roads(engine: Deidentifier, data: bytes, label: str, cov: Coverage | N
     if cov is not None:
         cov.add(second)
     if second.engine == "native":
+        # clean_instance inflates a deflated data set before any road: so do the roads here.
+        inflated = inflate_file(data)
+        if inflated is not None:
+            data = bytes(inflated)
         with quiet():
             nat = inst.native_engine_of(engine).apply(bytearray(data))
             try:
