@@ -9,18 +9,20 @@ them all, which keeps the guarantee at a fraction of one fsync per file.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import re
 import select
 import signal
+import stat
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+# The C library the interpreter already has loaded (dlopen of the process itself):
+# ctypes.util.find_library would run ldconfig in a child process on every start-up.
+_libc = ctypes.CDLL(None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
 _start_writeback = getattr(os, "sync_file_range", None)
 
@@ -174,6 +176,20 @@ def safe_join(root: Path, relpath: str) -> Path:
     path = root / relpath
     real_root = os.path.realpath(root)
     # A folder inside OUTPUT replaced by a symbolic link would lead the write elsewhere.
+    # check_relpath refused "..", "." and separators in the parts, so only a link among
+    # them can: one lstat per part finds out, and only a link costs the full resolution.
+    at = real_root
+    for part in relpath.split("/"):
+        at = os.path.join(at, part)
+        try:
+            if stat.S_ISLNK(os.lstat(at).st_mode):
+                break
+        except FileNotFoundError:
+            return path  # nothing exists below a missing part: no link either
+        except OSError:
+            break
+    else:
+        return path
     if not os.path.realpath(path).startswith(real_root.rstrip(os.sep) + os.sep):
         raise UnsafePath("unsafe output path: it resolves outside the output folder")
     return path
