@@ -191,3 +191,43 @@ def test_private_creator_too_long_once_padded_is_declined() -> None:
         else:
             assert got == answer
         check_roads(engine, hostile, f"creator of {size} bytes", cov)
+
+
+def test_cached_keep_of_a_local_code_meaning_is_declined() -> None:
+    # The value cache holds the decision layer's act() answers; for a CodeMeaning beside a
+    # local coding scheme Python's code_meaning() then cleans a kept value further. A
+    # policy whose CodeMeaning answer reads the value (cached) must not reuse a cached
+    # "keep" there. The table entry is set by hand: no preset gives such an answer yet.
+    from medveil._core import fastpath
+    from medveil.engine import instance as inst
+    from medveil.engine.native import K_CACHE, K_KEEP, MISS, OK
+
+    from tests.native.fuzzing import _write
+
+    engine = Deidentifier(Policy.default(), SECRET)
+
+    def item_file(scheme: str) -> bytes:
+        ds = _base("CHEST")
+        item = Dataset()
+        item.CodeValue = "X1"
+        item.CodingSchemeDesignator = scheme
+        item.CodeMeaning = "LEFT KNEE"
+        ds.ProcedureCodeSequence = Sequence([item])
+        return _write(ds, False)
+
+    standard, local = item_file("SRT"), item_file("99LOCAL")
+    cov = Coverage()
+    check_roads(engine, standard, "taught", cov)
+    assert cov.native == 1, cov.reasons
+    table = inst.native_engine_of(engine).table
+    cached = (K_CACHE, -1, [], b"", "")
+    (entry,) = table.add_tag(0x00080104, "", "LO", True, [("LO", True, cached, cached)])
+    first = fastpath.run(table, [standard, local], None, None, 1, False)
+    for res, data in zip(first, (standard, local), strict=True):
+        assert res[0] == MISS
+        for got_entry, empty, vstart, vend in res[11].tolist():
+            assert got_entry == entry
+            table.cache_put(entry, bool(empty), res[12], data[vstart:vend], K_KEEP, -1, [], b"")
+    again = fastpath.run(table, [standard, local], None, None, 1, False)
+    assert again[0][0] == OK, again[0][1]
+    assert (again[1][0], again[1][1]) == (1, "local code meaning")

@@ -412,6 +412,11 @@ struct Walker {
                         rep = -1;
                         break;
                     }
+                    // The cache holds the decision layer's act(); for a local code's meaning
+                    // Python's code_meaning() goes on to clean a kept value: not cached.
+                    if (te.code_meaning && c->kind == kKeep &&
+                        local_scheme(first, static_cast<std::size_t>(count < 0 ? 0 : count)))
+                        decline("local code meaning");
                     rep = c->report;
                     notes = &c->notes;
                     if (c->kind == kRemove) present = false;
