@@ -1171,10 +1171,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--count", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("/tmp/medveil-fuzz"))
+    ap.add_argument(
+        "--semantic",
+        action="store_true",
+        help="favour the mutators that keep the structure whole (more reach the engines)",
+    )
+    ap.add_argument("--policies", default="default,safe-harbor,tcia")
     args = ap.parse_args(argv)
+    if args.semantic:
+        keep = {m_value, m_item_insert, m_revr, m_meta, m_hidden_sequence, m_splice, m_syntax}
+        MUTATORS[:] = [(fn, w * 4 if fn in keep else w) for fn, w in MUTATORS]
     args.out.mkdir(parents=True, exist_ok=True)
     faulthandler.enable()
-    stats = run(args.seed, args.count, args.minutes * 60, args.out)
+    policies = tuple(p for p in args.policies.split(",") if p)
+    stats = run(args.seed, args.count, args.minutes * 60, args.out, policies)
     print(
         f"seed {args.seed}: {stats.inputs} inputs, {stats.native} on the native road, "
         f"{len(stats.findings)} findings; outcomes {dict(stats.outcomes)}"
