@@ -599,6 +599,14 @@ def test_deid_engine_spark(spark, archive, local_out, tmp_path, capsys) -> None:
     assert cli_main(args) == 1
     assert "42 written" in capsys.readouterr().out
     assert tree(out) == tree(local_out)
+    # A folder run in this same process afterwards (once reported to come back empty):
+    # the Spark run leaves nothing behind that changes it.
+    folder = tmp_path / "folder"
+    local_args = ["deid", str(archive), str(folder), "--workers", "2"]
+    local_args += ["--secret-file", str(secret_file), "--policy", str(policy)]
+    assert cli_main(local_args) == 1
+    assert "42 written" in capsys.readouterr().out
+    assert tree(folder) == tree(local_out)
 
 
 # ---------------------------------------------------------------------------- faults
