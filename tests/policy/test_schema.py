@@ -198,3 +198,53 @@ def test_the_line_is_the_mistakes_whatever_the_layout(order, bad, comments) -> N
     with pytest.raises(PolicyError, match=_BAD[bad][1]) as err:
         Policy.from_toml("\n".join(lines) + "\n", source="p.toml")
     assert str(err.value).startswith(f"p.toml:{where}: ")
+
+
+# ------------------------------------------------------------- compiled cache (issue 20)
+def _study_uid_kept(policy: Policy) -> bool:
+    """Whether the Dataset engine under policy keeps a Study Instance UID."""
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = "1.2.3.4.5.6.7"
+    ds.StudyInstanceUID = "1.2.3.4.5.6"
+    Deidentifier(policy, SECRET).apply(ds, check=False)
+    return str(ds.StudyInstanceUID) == "1.2.3.4.5.6"
+
+
+def test_replace_of_a_compiled_policy_compiles_its_own_fields():
+    """A policy derived with dataclasses.replace never runs under its parent's compilation."""
+    import dataclasses
+
+    base = Policy()
+    base.compile()
+    retained = dataclasses.replace(base, options=(*base.options, Option.RETAIN_UIDS))
+    assert retained.compile() is not base.compile()
+    assert _study_uid_kept(retained) and not _study_uid_kept(base)
+    # Back the other way: a stricter policy derived from a compiled permissive one.
+    strict = dataclasses.replace(
+        retained, options=tuple(o for o in retained.options if o is not Option.RETAIN_UIDS)
+    )
+    retained.compile()
+    assert not _study_uid_kept(strict)
+
+
+def test_a_field_set_after_compile_is_compiled_again():
+    """Setting a field on a compiled policy gives the next compile() the new field."""
+    policy = Policy()
+    first = policy.compile()
+    assert policy.compile() is first  # cached while nothing changed
+    policy.options = (*policy.options, Option.RETAIN_UIDS)
+    assert policy.compile() is not first
+    assert _study_uid_kept(policy)
+
+
+def test_pickled_policy_leaves_its_compilation_behind():
+    """What travels to a worker is the policy's fields; the worker compiles them itself."""
+    import copy
+    import pickle
+
+    policy = Policy()
+    policy.compile()
+    for clone in (pickle.loads(pickle.dumps(policy)), copy.copy(policy)):
+        assert clone._compiled is None and clone == policy
+        assert clone.compile() is not policy.compile()

@@ -868,7 +868,7 @@ class Gateway:
             mp_context=multiprocessing.get_context(method),
             initializer=_init_worker,
             initargs=(
-                _picklable(self.config.policy),
+                self.config.policy,  # pickled without its compiled cache
                 self.config.secret,
                 str(self.out),
                 os.getpid(),
@@ -1082,17 +1082,6 @@ class Gateway:
         rsp.Status = STATUS_QUARANTINED
         rsp.ErrorComment = "quarantined by de-identification; see gateway log"
         return rsp
-
-
-def _picklable(policy: Policy) -> Policy:
-    """The policy without its compiled cache (rebuilt in each worker)."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(policy) and any(
-        f.name == "_compiled" for f in dataclasses.fields(policy)
-    ):
-        return dataclasses.replace(policy, _compiled=None)
-    return policy
 
 
 def _remove_temporaries(root: Path) -> None:

@@ -44,7 +44,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -306,7 +306,12 @@ class Policy:
     filters: tuple[FilterRule, ...] = ()
     lookups: tuple[Lookup, ...] = ()
     source: str = "<built-in default>"
-    _compiled: CompiledPolicy | None = field(default=None, repr=False, compare=False)
+    # The compilation and the field values it was made from. Not an init field, so
+    # dataclasses.replace never carries it into a policy with other fields; not pickled.
+    _compiled: CompiledPolicy | None = field(default=None, init=False, repr=False, compare=False)
+    _compiled_from: tuple[object, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         """Turn TOML strings into the coded choices and refuse values that weaken silently."""
@@ -383,10 +388,35 @@ class Policy:
         return _PolicyParser(text, source, check_files=check_files).parse(data)
 
     def compile(self) -> CompiledPolicy:
-        """Build (once) the lookup the engine uses: per tag, per mask and per private key."""
-        if self._compiled is None:
+        """Build (once per content) the lookup the engine uses: per tag, mask, private key."""
+        # A field set after an earlier compile must not run under the old compilation
+        # (a retain_uids added, a keep list changed): the cache holds only for the very
+        # objects it was built from (identity, as a lookup's table is left out of ==).
+        now = self._fields()
+        old = self._compiled_from
+        if (
+            self._compiled is None
+            or old is None
+            or not all(a is b for a, b in zip(old, now, strict=True))
+        ):
             self._compiled = CompiledPolicy(self)
+            self._compiled_from = now
         return self._compiled
+
+    def _fields(self) -> tuple[object, ...]:
+        """The values of the fields that define the policy, in declaration order."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.init)
+
+    def __getstate__(self) -> dict[str, object]:
+        """The policy's fields for pickling, without its compilation (rebuilt on need)."""
+        state = dict(self.__dict__)
+        state["_compiled"] = state["_compiled_from"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a pickled policy (compiled again on its first use)."""
+        self.__dict__.update(state)
+        self._compiled = self._compiled_from = None
 
 
 def _toml_error(source: str, text: str, exc: Exception) -> str:

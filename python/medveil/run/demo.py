@@ -182,7 +182,6 @@ def with_demo_rules(policy: Policy) -> Policy:
     return dataclasses.replace(
         policy,
         pixel_rule_files=(*policy.pixel_rule_files, str(demo_rule_file())),
-        _compiled=None,
     )
 
 

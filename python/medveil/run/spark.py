@@ -36,7 +36,6 @@ import hmac
 import json
 import logging
 import os
-import pickle
 import shutil
 import sqlite3
 import time
@@ -366,10 +365,15 @@ _ENGINES_KEPT = 2
 def engine_key(policy: Policy, secret: bytes) -> bytes:
     """HMAC-SHA-256, under the secret, of the policy's fields and its pixel rule files.
 
-    Everything the engine is built from goes in (the fields as pickled, lookup tables
+    Everything the engine is built from goes in (the fields by repr, the lookup tables
     included; the rule files' bytes, read again each time), nothing of an earlier job.
     """
-    mac = hmac.new(bytes(secret), pickle.dumps(fresh_policy(policy), protocol=5), "sha256")
+    # repr, not pickle: equal policies pickle to different bytes when their strings are
+    # shared differently (after a round trip). Lookup tables are left out of repr (PHI).
+    fields = repr(fresh_policy(policy)).encode("utf-8", "surrogatepass")
+    mac = hmac.new(bytes(secret), fields, "sha256")
+    for lookup in policy.lookups:
+        mac.update(json.dumps(sorted(lookup.table.items())).encode("utf-8", "surrogatepass"))
     for path in policy.pixel_rule_files:
         mac.update(b"\0" + path.encode("utf-8", "surrogateescape") + b"\0")
         try:
