@@ -1981,7 +1981,9 @@ def _run(
                 account_batch(done)
 
     def pending() -> Iterator[tuple[str, Item]]:
-        for item in iter_inputs(src, max_size):
+        # Spooled tar.gz members live under OUTPUT: same file system, and a --resume
+        # removes what a killed run left (_remove_partial_files).
+        for item in iter_inputs(src, max_size, spool=out / RECORDS):
             if item.verdict is not None and item.verdict[0] == "unreadable":
                 summary.unreadable += 1  # not recorded: a resumed run lists it again
                 if on_problem:
