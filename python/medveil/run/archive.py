@@ -13,7 +13,6 @@ import bz2
 import concurrent.futures as cf
 import errno
 import fcntl
-import gc
 import heapq
 import itertools
 import json
@@ -1782,14 +1781,10 @@ def _run(
         dry_run,
     )
 
-    # Objects the parent made so far are left out of its garbage collections while the
-    # run lasts: a worker's collector would otherwise walk them all and write to each, so
-    # copying the parent's memory, page by page, into every forked worker.
-    froze = ctx.get_start_method() == "fork" and gc.get_freeze_count() == 0
     if ctx.get_start_method() == "fork":
+        # Measured on 600 CT slices: the same CPU with one worker, about 0.1 s less with
+        # two (one build instead of two). gc.freeze() before the fork saved nothing.
         _prebuild_engine(policy, secret)
-    if froze:
-        gc.freeze()
 
     def new_pool() -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(
@@ -2087,8 +2082,6 @@ def _run(
         # Inputs still waiting for a retry when the run stopped are undone, like failed ones.
         summary.failed += len(retries) + len(suspects)
         pool.shutdown(wait=True, cancel_futures=True)
-        if froze:
-            gc.unfreeze()  # every worker is gone: the parent's objects are its own again
         if pools_broken:
             # A killed worker may have left temporaries; every worker is gone now.
             _remove_partial_files(out)
