@@ -83,12 +83,18 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="worker processes on this machine, or Apache Spark (as `medveil spark-deid`)",
     )
     p.add_argument("--master", help="Spark master URL with --engine spark, e.g. local[4], yarn")
+    add_output_options(p, "worker")
+    p.set_defaults(func=run)
+
+
+def add_output_options(p: argparse.ArgumentParser, worker: str) -> None:
+    """--max-file-size, --file-timeout and --dicomdir (shared with ``medveil spark-deid``)."""
     p.add_argument(
         "--max-file-size",
         type=parse_size,
         metavar="SIZE",
         help="refuse (quarantine) files larger than this, e.g. 512M, 4G (default: a share of "
-        "available memory per worker)",
+        f"available memory per {worker})",
     )
     p.add_argument(
         "--file-timeout",
@@ -104,7 +110,6 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="write a DICOMDIR for the output under OUTPUT/dicomdir/ even when the input "
         "has none (it is written whenever the input has one)",
     )
-    p.set_defaults(func=run)
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

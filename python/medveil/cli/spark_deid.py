@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from medveil.cli.console import error, warning
-from medveil.cli.deid import parse_size
+from medveil.cli.deid import add_output_options
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import default_secret_path
 from medveil.policy.presets import load_policy
@@ -60,27 +60,7 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="FILE",
         help="vault key file, present at this path on every node (`medveil vault keygen`)",
     )
-    p.add_argument(
-        "--dicomdir",
-        action="store_true",
-        help="write a DICOMDIR for the output under OUTPUT/dicomdir/ even when the input "
-        "has none (it is written whenever the input has one)",
-    )
-    p.add_argument(
-        "--max-file-size",
-        type=parse_size,
-        metavar="SIZE",
-        help="refuse (quarantine) files larger than this, e.g. 512M, 4G (default: a share of "
-        "each executor's available memory per core)",
-    )
-    p.add_argument(
-        "--file-timeout",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="quarantine a file not cleaned within SECONDS plus one second per 10 MB "
-        "(default 60; 0 for no limit)",
-    )
+    add_output_options(p, "executor core")
     p.set_defaults(func=run)
 
 
