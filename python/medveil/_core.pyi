@@ -391,3 +391,15 @@ class termsearch:
     ]: ...
     @staticmethod
     def is_word_char(code_point: int) -> bool: ...
+
+class strict:
+    """The strict structural check's row rules (cpp/include/medveil/strictrows.hpp)."""
+
+    @staticmethod
+    def check_rows(
+        data: typing.Any,
+        rows: numpy.typing.NDArray[numpy.int64],
+        implicit: bool,
+        text: numpy.ndarray | None = None,
+        bad_undefined: numpy.ndarray | None = None,
+    ) -> tuple[str, int] | None: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import typing
 
+from pydicom import config
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -57,7 +58,23 @@ def plain_value(elem: RawDataElement) -> object:
     text = value.decode("ascii").rstrip("\x00 ")
     if not text:
         return _NOT_PLAIN  # pydicom's empty values depend on the VR and its settings
-    return text if kind is str else kind(text)
+    if kind is str:
+        return text
+    if kind is UID:
+        # A UID is an immutable str whose construction validates it: the few of a series
+        # (its classes, syntaxes) are made once (bounded, so memory stays flat).
+        # Keyed with pydicom's validation mode: a mode that raises still raises each time.
+        key = (text, config.settings.reading_validation_mode)
+        uid = _UIDS.get(key)
+        if uid is None:
+            if len(_UIDS) >= 4096:
+                _UIDS.clear()
+            uid = _UIDS[key] = UID(text)
+        return uid
+    return kind(text)
+
+
+_UIDS: dict[tuple[str, int], UID] = {}
 
 
 def peek(ds: Dataset, tag: int, default: object = None) -> object:

@@ -36,9 +36,12 @@ endian data sets, and files the scanner stops on for a reason that is not damage
 
 from __future__ import annotations
 
+import importlib
 import struct
 import zlib
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from pydicom.datadict import dictionary_VR
@@ -47,8 +50,19 @@ from medveil._core import scan_elements
 from medveil.dicom.pixelbytes import PixelParseError, expected_length, split_frames
 from medveil.errors import DicomInputError
 
-__all__ = ["StructureError", "check_structure", "dataset_offset", "inflate_dataset", "sq_tags"]
+__all__ = [
+    "Prescan",
+    "StructureError",
+    "check_structure",
+    "check_structure_scan",
+    "dataset_offset",
+    "inflate_dataset",
+    "sq_tags",
+]
 
+# The core's row rules; a core built before them uses the Python reference. (Looked up by
+# name: the import checker reads any import of the extension as one of the root package.)
+_strictcore: Any = getattr(importlib.import_module("medveil._core"), "strict", None)
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
@@ -57,6 +71,8 @@ _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
 _MAX_DEPTH = 64
+_META_HEAD = struct.Struct("<HH2sH")  # group, element, VR, short length / reserved bytes
+_U32 = struct.Struct("<I")
 _SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split())
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UR UT SV UV UN".split())
 _VRS = _SHORT_VRS | _LONG_VRS
@@ -115,11 +131,26 @@ def dataset_offset(data: bytes | bytearray | memoryview) -> tuple[int, int, str 
         if pos:
             raise _fail("no file meta after the preamble", pos)
         return 0, 0, None
-    w = _Walker(data, little=True, explicit=True)
     declared = None
     ts = None
-    while pos + 8 <= len(data) and bytes(data[pos : pos + 2]) == b"\x02\x00":
-        tag, _, length, vstart = w.header(pos, len(data))
+    n = len(data)
+    while pos + 8 <= n:
+        # _Walker.header for an Explicit VR Little Endian element, inlined: one unpack per
+        # element of the meta (read three times per file), the same verdicts.
+        group, elem, code, short = _META_HEAD.unpack_from(data, pos)
+        if group != 2:
+            break
+        tag = 0x00020000 | elem
+        if code in _SHORT_VRS:
+            length, vstart = short, pos + 8
+        elif code in _LONG_VRS:
+            if n - pos < 12:
+                raise _fail("truncated element header", pos)
+            if short:
+                raise _fail("reserved bytes of an element header are not zero", pos)
+            length, vstart = _U32.unpack_from(data, pos + 8)[0], pos + 12
+        else:
+            raise _fail("unknown VR", pos)
         if length == _UNDEFINED:
             raise _fail("undefined length in the file meta", pos)
         end = vstart + length
@@ -173,14 +204,38 @@ def inflate_dataset(data: bytes | bytearray | memoryview, pos: int) -> bytes:
     return out
 
 
+@dataclass(frozen=True)
+class Prescan:
+    """What the strict check learned of a file it read with the core scanner (not deflated).
+
+    ``rows`` are the scanner's rows of the data set from ``pos`` (with the dictionary's
+    sequences for Implicit VR), exactly what ``scan_elements(data, pos, len(data),
+    implicit, sq_tags())`` returns for these bytes: callers that scan the same unchanged
+    bytes again (the post-check's learner) take them instead of a second scan.
+    """
+
+    meta_start: int
+    pos: int
+    ts: str | None
+    implicit: bool
+    rows: np.ndarray
+
+
 def check_structure(data: bytes | bytearray | memoryview) -> str:
     """Raise StructureError unless the whole file is structurally consistent; its syntax.
 
     Returns the transfer syntax the data set was validated under.
     """
-    _, pos, ts = dataset_offset(data)
-    if ts is None:
-        ts = _guess_syntax(data, pos)
+    return check_structure_scan(data)[0]
+
+
+def check_structure_scan(data: bytes | bytearray | memoryview) -> tuple[str, Prescan | None]:
+    """check_structure, plus the scanner rows it validated (None when it walked in Python).
+
+    The rows describe ``data`` as it is now: valid only while those bytes are unchanged.
+    """
+    meta_start, pos, declared = dataset_offset(data)
+    ts = declared if declared is not None else _guess_syntax(data, pos)
     if ts in _DEFLATED:
         buf: bytes | bytearray | memoryview = inflate_dataset(data, pos)
         pos, little, implicit = 0, True, False
@@ -191,24 +246,29 @@ def check_structure(data: bytes | bytearray | memoryview) -> str:
         # Implicit VR under an Explicit VR syntax, as pydicom reads it (encapsulated
         # pixel data then comes without a VR too).
         _Walker(buf, little=little, explicit=False, fragments=True).top(pos)
-        return ts
+        return ts, None
     if little:
-        _check_le(buf, pos, implicit, ts)
+        rows = _check_le(buf, pos, implicit, ts)
+        if rows is not None and buf is data:
+            return ts, Prescan(meta_start, pos, declared, implicit, rows)
     else:
         _Walker(buf, little=False, explicit=True).top(pos)
-    return ts
+    return ts, None
 
 
 def _check_le(
     buf: bytes | bytearray | memoryview, pos: int, implicit: bool, ts: str | None = None
-) -> None:
-    """The core scanner's verdict on a little-endian data set, plus what it tolerates."""
+) -> np.ndarray | None:
+    """The core scanner's verdict on a little-endian data set, plus what it tolerates.
+
+    Returns the scanner's rows, or None when the data set was walked in Python instead.
+    """
     rows, stop, error = scan_elements(buf, pos, len(buf), implicit, sq_tags())
     if error is not None:
         if error in ("elements out of order", "unknown VR"):
             # Not damage by itself (pydicom sorts), or a VR to name: walk it for the verdict.
             _Walker(buf, little=True, explicit=not implicit).top(pos)
-            return
+            return None
         raise _fail(error, int(stop))
     if int(stop) != len(buf):
         # The scanner ends a data set at an item delimiter, as it ends an item: at the top
@@ -216,6 +276,7 @@ def _check_le(
         raise _fail("item delimiter outside an undefined-length item", int(stop) - 8)
     _check_rows(buf, rows, implicit)
     _check_pixel_lengths(buf, rows, ts)
+    return rows
 
 
 _IMAGE_ATTRS = {
@@ -290,7 +351,40 @@ def _check_pixel_lengths(
 
 
 def _check_rows(buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit: bool) -> None:
-    """Odd lengths, delimiters, item extents and group lengths the scanner lets through."""
+    """Odd lengths, delimiters, item extents and group lengths the scanner lets through.
+
+    The core's check_rows (the same rules in the same order, so the same first finding:
+    tests/engine/test_scan_reuse.py compares them) when the core has it; else, or for
+    rows it refuses, :func:`_check_rows_python`.
+    """
+    if not len(rows):
+        return
+    if _strictcore is not None:
+        text = bad_undefined = None
+        if implicit:
+            # The dictionary's VRs, which only Python has: the text rows, and the opened
+            # undefined-length rows it does not make sequences (few: looked up one by one).
+            tags = rows[:, 0].tolist()
+            text = np.array([t >= 0 and _dict_vr(t) in _TEXT_VRS for t in tags], dtype=np.uint8)
+            bad_undefined = np.zeros(len(tags), dtype=np.uint8)
+            opened = (rows[:, 0] >= 0) & (rows[:, 6] >= 0) & (rows[:, 4] == _UNDEFINED)
+            for i in np.flatnonzero(opened).tolist():
+                bad_undefined[i] = _dict_vr(tags[i]) not in ("SQ", "UN")
+        try:
+            found = _strictcore.check_rows(buf, rows, implicit, text, bad_undefined)
+        except ValueError:
+            pass  # rows pointing outside the data (never the scanner's): the reference
+        else:
+            if found is not None:
+                raise _fail(found[0], int(found[1]))
+            return
+    _check_rows_python(buf, rows, implicit)
+
+
+def _check_rows_python(
+    buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit: bool
+) -> None:
+    """The reference of _check_rows, in numpy and Python."""
     if not len(rows):
         return
     tags = rows[:, 0]

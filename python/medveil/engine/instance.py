@@ -19,7 +19,7 @@ from medveil.crypto.vault.capture import identity_of, read_originals
 from medveil.crypto.vault.embed import OriginalsEmbedder
 from medveil.dicom.io import in_place, inflate_file, read_dataset, write_fast_or_generic
 from medveil.dicom.peek import peek_int, peek_str
-from medveil.dicom.strict import check_structure
+from medveil.dicom.strict import Prescan, check_structure_scan
 from medveil.engine.dataset import Deidentifier, DeidReport
 from medveil.engine.generalize import age_band
 from medveil.engine.native import NativeEngine
@@ -353,11 +353,17 @@ def _damaged(raw: bytes | bytearray | memoryview) -> CleanResult | None:
     Neither engine may read a damaged file tolerantly: a length that overruns swallows
     the elements after it, and a tolerant reader then releases what it swallowed.
     """
+    return _damaged_scan(raw)[0]
+
+
+def _damaged_scan(
+    raw: bytes | bytearray | memoryview,
+) -> tuple[CleanResult | None, Prescan | None]:
+    """_damaged, plus the strict check's scanner rows of ``raw`` (for learn_terms)."""
     try:
-        check_structure(raw)
+        return None, check_structure_scan(raw)[1]
     except Exception as exc:
-        return _quarantined(exc, len(raw))
-    return None
+        return _quarantined(exc, len(raw)), None
 
 
 def _written(
@@ -451,7 +457,7 @@ def clean_instance(
         return _quarantined(exc, size_in)
     if inflated is not None:
         raw = inflated
-    damaged = _damaged(raw)
+    damaged, prescan = _damaged_scan(raw)
     if damaged is not None:
         return damaged
     try:
@@ -463,7 +469,7 @@ def clean_instance(
         return CleanResult("excluded", rule, size_in)
     try:
         # From the input's bytes, before an engine may mask its pixels in place.
-        terms = learn_terms(raw)
+        terms = learn_terms(raw, prescan)  # the strict check's rows: the same bytes
     except Exception as exc:
         return _quarantined(exc, size_in)
     declined = "raw-byte engine off" if not USE_RAW_ENGINE else "vault capture"

@@ -37,6 +37,7 @@ import numpy as np
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
+from medveil.dicom.strict import Prescan
 from medveil.errors import QuarantineError
 from medveil.policy.schema import CompiledPolicy
 from medveil.policy.standard import Option
@@ -56,14 +57,16 @@ from medveil.verify.elements import (
     Decoded,
     Scanned,
     decoded_elements,
+    forget_scan,
     pixel_rows,
+    remember_scan,
     scan_file,
     value_segments,
     vr_of_code,
     vr_table,
 )
 from medveil.verify.matcher import few_matcher, is_spaceless, substring_matcher
-from medveil.verify.numbers import is_numeric_text, number_forms
+from medveil.verify.numbers import MIN_NUMBER_TERM, is_numeric_text, number_forms
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span, layouts
 from medveil.verify.values import (
     STOP_WORDS,
@@ -128,6 +131,13 @@ class Terms:
     _compiled: dict[tuple[str, frozenset[str]], tuple[Any, list[bool]]] = field(
         default_factory=dict, repr=False
     )
+    # Terms whose never-kept values and non-UID values (and their spellings) are exactly
+    # these ones' (a series' shared Terms, of which these add UIDs only): the automaton
+    # over those is taken from it, not worked out again per file.
+    _shared: Terms | None = field(default=None, repr=False, compare=False)
+    _rests: dict[tuple[str, frozenset[str]], tuple[Any, list[bool]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def matcher(self, form: str, allowed: frozenset[str] = frozenset()) -> tuple[Any, list[bool]]:
         """(matcher, is-always flag per pattern) over the terms, as 'text' or 'bytes'.
@@ -141,24 +151,21 @@ class Terms:
         if hit is None:
             only_always = form.startswith("always-")
             sub = form.startswith("sub-")
-            always = sorted(self.always)
-            others = (
-                []
-                if only_always
-                else sorted(
-                    v for v, k in self.kinds.items() if k not in allowed and v not in self.always
-                )
-            )
             # Every instance has its own UIDs, while the rest (names, IDs, dates, texts) is
             # the same for every file of a series: the automaton over the rest is kept
             # across files (_automaton's cache) and the UIDs get a small one of their own.
-            uids = [v for v in others if self.kinds[v] == "uids"]
-            rest = [v for v in others if self.kinds[v] != "uids"]
+            uids = (
+                []
+                if only_always or "uids" in allowed
+                else sorted(
+                    v for v, k in self.kinds.items() if k == "uids" and v not in self.always
+                )
+            )
             text = form.endswith("text")
             parts = [
                 p
                 for p in (
-                    _automaton(text, always, rest, self, sub=sub),
+                    self._rest(form, allowed),
                     _automaton(text, [], uids, self, keep=False, sub=sub),
                 )
                 if p[0] is not None
@@ -170,6 +177,29 @@ class Terms:
             else:
                 hit = (_Union([m for m, _ in parts]), [f for _, fl in parts for f in fl])
             self._compiled[key] = hit
+        return hit
+
+    def _rest(self, form: str, allowed: frozenset[str]) -> tuple[Any, list[bool]]:
+        """(matcher, flags) over the never-kept values and the allowed-out non-UID ones."""
+        key = (form, allowed)
+        hit = self._rests.get(key)
+        if hit is None:
+            if self._shared is not None:
+                hit = self._shared._rest(form, allowed)
+            else:
+                always = sorted(self.always)
+                rest = (
+                    []
+                    if form.startswith("always-")
+                    else sorted(
+                        v
+                        for v, k in self.kinds.items()
+                        if k not in allowed and k != "uids" and v not in self.always
+                    )
+                )
+                sub = form.startswith("sub-")
+                hit = _automaton(form.endswith("text"), always, rest, self, sub=sub)
+            self._rests[key] = hit
         return hit
 
     def __len__(self) -> int:
@@ -300,13 +330,14 @@ def _learned(tag: int, vr: str) -> bool:
     return tag in _IDENTITY_TAGS or learns_from(tag, vr, _keyword(tag))
 
 
-def learn_terms(data: bytes | bytearray | memoryview) -> Terms:
+def learn_terms(data: bytes | bytearray | memoryview, prescan: Prescan | None = None) -> Terms:
     """The terms to hunt in the output, learned from the input file's bytes.
 
     Call it on a file that passed :func:`medveil.dicom.strict.check_structure`: the walk
     then follows the file exactly, so every element at every depth is learned from.
+    ``prescan``: that check's rows of these same, unchanged bytes (not scanned again).
     """
-    scan = scan_file(data)
+    scan = scan_file(data, prescan)
     if scan is None or scan.codecs is None:
         return learn_terms_spans(data)
     rows, codes = scan.rows, scan.codes
@@ -315,18 +346,22 @@ def learn_terms(data: bytes | bytearray | memoryview) -> Terms:
     # them); only those the learner reads are decoded: most of a file's elements are
     # numbers and codes it never looks at.
     take = np.flatnonzero((tags >= 0) & ~pixel_rows(tags) & (rows[:, 5] > rows[:, 3]))
-    fixed: list[tuple[int, str]] = []
-    own: list[tuple[int, str]] = []
-    for i, tag, code in zip(take.tolist(), tags[take].tolist(), codes[take].tolist(), strict=True):
-        vr = vr_of_code(code)
-        if _learned(tag, vr):
-            (own if _own_to_file(tag, vr) else fixed).append((i, vr))
+    # Which of them the learner reads, and which are the instance's own: the same for
+    # every file of a series (same elements, same VRs), so worked out once per layout.
+    plan = _layout_plan(tags[take], codes[take])
+    at = take.tolist()
+    fixed = [(at[k], vr) for k, _, vr in plan[0]]
+    own = [(at[k], vr) for k, _, vr in plan[1]]
     # What the elements other than the instance's own UIDs teach is the same for every
     # file of a series (same patient, study, site): learned once per distinct content.
-    starts, stops = rows[:, 3], rows[:, 5]
+    starts, stops = rows[:, 3].tolist(), rows[:, 5].tolist()
+    data = scan.data
     key = (
         tuple(scan.codecs),
-        tuple((int(tags[i]), vr, bytes(scan.data[starts[i] : stops[i]])) for i, vr in fixed),
+        tuple(
+            (tag, vr, bytes(data[starts[i] : stops[i]]))
+            for (_, tag, vr), (i, _) in zip(plan[0], fixed, strict=True)
+        ),
     )
     part: _Learned | None = _LEARNED.get(key)
     if part is None:
@@ -348,6 +383,33 @@ def learn_terms(data: bytes | bytearray | memoryview) -> Terms:
                 _learn_element(learner, terms, int(tags[i]), vr, texts)
         return _finish_terms(learner, terms)
     return done
+
+
+# (tags, VR codes) of a file's valued elements -> the learner's plan for them (see
+# _layout_plan); bounded, as every cache here.
+_LAYOUTS: dict[tuple[bytes, bytes], tuple[list[tuple[int, int, str]], ...]] = {}
+
+
+def _layout_plan(
+    tags: np.ndarray, codes: np.ndarray
+) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]:
+    """(fixed, own): (position, tag, VR) of the elements learned from, shared or own.
+
+    Positions index ``tags``; a pure function of the two arrays, cached by their bytes.
+    """
+    key = (tags.tobytes(), codes.tobytes())
+    plan = _LAYOUTS.get(key)
+    if plan is None:
+        fixed: list[tuple[int, int, str]] = []
+        own: list[tuple[int, int, str]] = []
+        for k, (tag, code) in enumerate(zip(tags.tolist(), codes.tolist(), strict=True)):
+            vr = vr_of_code(code)
+            if _learned(tag, vr):
+                (own if _own_to_file(tag, vr) else fixed).append((k, tag, vr))
+        if len(_LAYOUTS) >= 256:
+            _LAYOUTS.clear()
+        plan = _LAYOUTS[key] = (fixed, own)
+    return plan[0], plan[1]
 
 
 @lru_cache(maxsize=16384)
@@ -415,6 +477,14 @@ class _Learned:
             terms.spellings[v] = set(base.spellings.get(v, ())) | lv.spellings
             if v in terms.always:
                 terms.kinds.pop(v, None)
+        # Only UIDs added (the usual case): the series' automaton over the rest is theirs.
+        if all(
+            terms.kinds.get(v) == "uids"
+            and base.kinds.get(v, "uids") == "uids"
+            and v not in terms.always
+            for v in touched
+        ) and len(terms.always) == len(base.always):
+            terms._shared = base
         return terms
 
 
@@ -546,7 +616,12 @@ def policy_allowance(compiled: CompiledPolicy) -> Allowance:
 
 
 def check_written(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> None:
-    """Raise QuarantineError unless the written file parses to its end, is marked, is clean."""
+    """Raise QuarantineError unless the written file parses to its end, is marked, is clean.
+
+    The scan of a file that passes is remembered (verify.elements.recall_scan) for the
+    archive's reference reader, which reads these same bytes next.
+    """
+    forget_scan()
     try:
         scan = scan_file(data)
     except Exception:
@@ -569,6 +644,8 @@ def check_written(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> 
         raise QuarantineError(
             f"post-check: an original identifying value is still in the output ({where})"
         )
+    if isinstance(data, bytes):
+        remember_scan(scan)
 
 
 def check_written_spans(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> None:
@@ -620,10 +697,18 @@ def _number_hit(
 ) -> bool:
     """Whether an IS/DS value equals a learned term of digits (an ID, a date as digits)."""
     always, others = numbers
+    if _PLAIN_SHORT_NUMBERS.fullmatch(value):
+        return False  # number_forms finds no run of MIN_NUMBER_TERM digits in it: no forms
     forms = number_forms([value])
     return bool(forms & always) or (not covered and bool(forms & others))
 
 
+# IS/DS bytes of which number_forms makes nothing: signs, spaces, NULs, backslashes,
+# fractions (a point and its digits: they never lengthen the integer) and integer digit
+# runs shorter than MIN_NUMBER_TERM; no exponent, underscore or other text float() reads.
+_PLAIN_SHORT_NUMBERS = re.compile(
+    rb"(?:\.[0-9]*|[0-9]{1,%d}(?![0-9])|[+\- \\\x00])*" % (MIN_NUMBER_TERM - 1)
+)
 _SQ_CODE, _UN_CODE = (ord(v[0]) | ord(v[1]) << 8 for v in ("SQ", "UN"))
 _PIXEL_DATA, _UNDEFINED = 0x7FE00010, 0xFFFFFFFF
 # VRs never decoded as text (verify.elements), or not searched: raw bytes at most.

@@ -233,13 +233,14 @@ def burned_in_reasons(ds: pydicom.Dataset) -> list[str]:
     return reasons
 
 
-def text_classes(ds: pydicom.Dataset) -> list[str]:
+def text_classes(ds: pydicom.Dataset, burned_in: list[str] | None = None) -> list[str]:
     """Why ``pixel_text = "auto"`` screens ``ds`` for burned-in text (empty: rules only).
 
     The classes of :func:`burned_in_reasons` (US, SC, visible light and video, documents,
-    BurnedInAnnotation YES) plus angiography and fluoroscopy.
+    BurnedInAnnotation YES) plus angiography and fluoroscopy. ``burned_in``: those
+    reasons when the caller already has them (not changed here).
     """
-    reasons = burned_in_reasons(ds)
+    reasons = burned_in_reasons(ds) if burned_in is None else list(burned_in)
     sop = str(_get(ds, "SOPClassUID", ""))
     if sop in SCREENED_SOP_CLASSES:
         reasons.append(f"SOP class {SCREENED_SOP_CLASSES[sop]} often has burned-in text")
@@ -777,11 +778,13 @@ class PixelCleaner:
             # decoded samples no longer holds what could not be parsed.
             side_error = exc
         if has_pixels:
-            detector = self._detector_for(ds)
-            # Read before anything changes: whether the option holds depends on the input.
+            # Read once, before anything changes (the reasons and whether the option holds
+            # depend on the input's attributes, which cleaning the pixels does not touch).
+            reasons = burned_in_reasons(ds)
+            detector = self._detector_for(ds, reasons)
             says_yes = says_burned_in(ds)
-            expected = bool(burned_in_reasons(ds))
-            self._clean(ds, ts, fired, detector, report)
+            expected = bool(reasons)
+            self._clean(ds, ts, fired, detector, report, reasons)
             masked = bool(report.regions)
             report.clean_pixel_data = (
                 masked if says_yes else masked or report.screened or not expected
@@ -794,9 +797,14 @@ class PixelCleaner:
             )
         return report
 
-    def _detector_for(self, ds: pydicom.Dataset) -> TextDetector | None:
-        """The detector to run on ``ds``: always, never, or by class in "auto" mode."""
-        if self.pixel_text == "auto" and not text_classes(ds):
+    def _detector_for(
+        self, ds: pydicom.Dataset, reasons: list[str] | None = None
+    ) -> TextDetector | None:
+        """The detector to run on ``ds``: always, never, or by class in "auto" mode.
+
+        ``reasons``: burned_in_reasons(ds), when the caller has it.
+        """
+        if self.pixel_text == "auto" and not text_classes(ds, reasons):
             return None
         return self.detector
 
@@ -807,8 +815,12 @@ class PixelCleaner:
         fired: list[PixelRule],
         detector: TextDetector | None,
         report: PixelReport,
+        reasons: list[str] | None = None,
     ) -> None:
-        """Mask, screen and clear hidden bits of a dataset with pixel data (see clean)."""
+        """Mask, screen and clear hidden bits of a dataset with pixel data (see clean).
+
+        ``reasons``: burned_in_reasons(ds) of the input, when the caller has it.
+        """
         geo = _Geometry.of(ds)
         groups = _clip_regions(fired, geo)
         if fired and not groups:
@@ -820,7 +832,7 @@ class PixelCleaner:
             else None
         )
         if detector is None and not groups and not self.allow_unmatched_burned_in:
-            reasons = burned_in_reasons(ds)
+            reasons = burned_in_reasons(ds) if reasons is None else reasons
             if reasons:
                 raise QuarantineError(
                     "; ".join(reasons)

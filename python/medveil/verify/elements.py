@@ -10,8 +10,9 @@ follow to its end is reported incomplete, and callers treat that as a failure.
 
 from __future__ import annotations
 
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -20,7 +21,13 @@ from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import keyword_for_tag
 
 from medveil._core import scan_elements
-from medveil.dicom.strict import StructureError, dataset_offset, inflate_dataset, sq_tags
+from medveil.dicom.strict import (
+    Prescan,
+    StructureError,
+    dataset_offset,
+    inflate_dataset,
+    sq_tags,
+)
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span, dictionary_vr, layouts
 from medveil.verify.values import Learner, ValueIndex, decode_un
 
@@ -373,18 +380,24 @@ class Scanned:
         return self._spans[int(self._span_of_row[i])]
 
 
-def scan_file(data: bytes | bytearray | memoryview) -> Scanned | None:
+def scan_file(
+    data: bytes | bytearray | memoryview, prescan: Prescan | None = None
+) -> Scanned | None:
     """The scanner rows of a file that :func:`scanned_layouts` reads as one layout; else None.
 
     None for what the span road handles (no file meta, big endian, deflated, Implicit VR
     under an Explicit VR syntax, a sequence sent as UN with a defined length) and for a
     file the scanner cannot read: callers then use :func:`decoded_elements`, exactly as
-    before this road existed.
+    before this road existed. ``prescan``: what the strict check read of these very bytes
+    (:func:`medveil.dicom.strict.check_structure_scan`), its rows then not scanned again.
     """
-    try:
-        meta_start, pos, ts = dataset_offset(data)
-    except StructureError:
-        return None
+    if prescan is not None:
+        meta_start, pos, ts = prescan.meta_start, prescan.pos, prescan.ts
+    else:
+        try:
+            meta_start, pos, ts = dataset_offset(data)
+        except StructureError:
+            return None
     if ts is None or ts == _EXPLICIT_BE or ts in _DEFLATED:
         return None
     implicit = ts == _IMPLICIT_LE
@@ -397,9 +410,12 @@ def scan_file(data: bytes | bytearray | memoryview) -> Scanned | None:
         if error is not None:
             return None
         parts.append(meta)
-    body, _stop, error = scan_elements(data, pos, len(data), implicit, sq)
-    if error is not None:
-        return None
+    if prescan is not None and prescan.implicit == implicit:
+        body = prescan.rows  # the strict check's scan of the same bytes, same arguments
+    else:
+        body, _stop, error = scan_elements(data, pos, len(data), implicit, sq)
+        if error is not None:
+            return None
     parts.append(body)
     rows = np.concatenate(parts) if len(parts) > 1 else body
     tags = rows[:, _TAG]
@@ -427,3 +443,40 @@ def scan_file(data: bytes | bytearray | memoryview) -> Scanned | None:
             i = int(charset[-1])
             codecs = _codecs(bytes(data[int(rows[i, _VSTART]) : int(rows[i, _STOP])]))
     return Scanned(data, rows, codes, pos, codecs)
+
+
+# The post-check's scan of the last output it passed, for the archive's reference reader
+# (run/refs.py), which reads the very same bytes right after: one scan, not two. Bounded
+# (a large output is scanned again rather than kept alive) and per thread.
+_REMEMBER_MAX = 16 << 20
+_REMEMBERED = threading.local()
+
+
+def remember_scan(scan: Scanned) -> None:
+    """Keep ``scan`` (of bytes that will not change) for :func:`recall_scan`."""
+    _REMEMBERED.scan = scan if len(scan.data) <= _REMEMBER_MAX else None
+
+
+def forget_scan() -> None:
+    """Drop the remembered scan (its bytes are then freed with their last user)."""
+    _REMEMBERED.scan = None
+
+
+def recall_scan(parts: Sequence[bytes | bytearray | memoryview]) -> Scanned | None:
+    """The remembered scan if its bytes are exactly ``parts`` joined (compared), else None.
+
+    Taken once: the scan is forgotten either way.
+    """
+    scan: Scanned | None = getattr(_REMEMBERED, "scan", None)
+    _REMEMBERED.scan = None
+    if scan is None or not isinstance(scan.data, bytes):
+        return None
+    data = scan.data
+    if sum(len(p) for p in parts) != len(data):
+        return None
+    at = 0
+    for p in parts:
+        if not data.startswith(p, at):
+            return None
+        at += len(p)
+    return scan
