@@ -260,3 +260,57 @@ def test_a_series_shared_automaton_is_the_files_own() -> None:
                     got = _patterns(terms.matcher(form, allowed))
                     assert got == _patterns(alone.matcher(form, allowed)), (form, allowed)
     assert shared
+
+
+def _raw_ct() -> pydicom.Dataset:
+    return pydicom.dcmread(_FOLDER / "CT_small.dcm")  # elements stay raw until read
+
+
+def test_geometry_cache_keys_on_the_raw_fields() -> None:
+    """A cached geometry is the one read afresh; another value is another geometry."""
+    from medveil.pixels.cleaner import _Geometry
+
+    first = _Geometry.of(_raw_ct())
+    assert _Geometry.of(_raw_ct()) is first  # the same raw fields: from the cache
+    assert first == _Geometry._read(_raw_ct())
+    other = _raw_ct()
+    other.Rows = 64  # decoded now: read as it is, never from the cache
+    assert _Geometry.of(other).rows == 64
+    bad = _raw_ct()
+    bad.BitsStored = 40
+    with pytest.raises(QuarantineError, match="BitsStored"):
+        _Geometry.of(bad)
+
+
+def test_decoded_is_pydicoms_own_and_a_copy() -> None:
+    """The meta's Transfer Syntax UID as pydicom decodes it, a fresh element per file."""
+    from medveil.engine.native import _decoded
+    from pydicom.dataelem import RawDataElement
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.tag import BaseTag
+
+    value = b"1.2.840.10008.1.2.1\x00"
+    raw = RawDataElement(BaseTag(0x00020010), "UI", len(value), value, 144, False, True)
+    a, b = _decoded(raw), _decoded(raw)
+    assert a is not b
+    want = FileMetaDataset({BaseTag(0x00020010): raw}).TransferSyntaxUID  # pydicom's own
+    assert a.value == b.value == want
+    assert type(a.value) is type(want)
+    assert a.VR == "UI" and a.tag == 0x00020010
+    b.value = "1.2.840.10008.1.2"  # a reader may set it: the next file's is untouched
+    assert _decoded(raw).value == want
+
+
+@pytest.mark.parametrize("value", [b"ISO_IR 100", b"ISO_IR 192", b"\\ISO 2022 IR 87", b"GB18030 "])
+def test_decoded_charset_is_pydicoms_own(value: bytes) -> None:
+    """The output's character set element decodes as pydicom's first text read would."""
+    from medveil.dicom.pydicom_private import character_set, dataset_over
+    from medveil.engine.native import _decoded
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import BaseTag
+
+    raw = RawDataElement(BaseTag(0x00080005), "CS", len(value), value, 300, False, True)
+    mine = dataset_over({BaseTag(0x00080005): _decoded(raw)})
+    theirs = dataset_over({BaseTag(0x00080005): raw})
+    assert mine.SpecificCharacterSet == theirs.SpecificCharacterSet
+    assert character_set(mine) == character_set(theirs)

@@ -18,14 +18,16 @@ native road only ever writes what that engine would write, byte for byte
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from pydicom import datadict
+from pydicom import config, datadict
 from pydicom._uid_dict import UID_dictionary
-from pydicom.dataelem import RawDataElement
+from pydicom.charset import default_encoding
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
 
@@ -456,9 +458,16 @@ class NativeEngine:
         """The input's top level as the raw-byte engine sees it, its checks and pixels."""
         implicit = bool(res[16])
         view = memoryview(buf)
-        meta = FileMetaDataset(
-            {BaseTag(int(r[0])): _raw_element(buf, view, r, False) for r in res[14].tolist()}
-        )
+        meta_store = {
+            BaseTag(int(r[0])): _raw_element(buf, view, r, False) for r in res[14].tolist()
+        }
+        syntax = meta_store.get(_TRANSFER_SYNTAX)
+        if syntax is not None:
+            meta_store[_TRANSFER_SYNTAX] = _decoded(syntax)
+        # The readers of the meta (pixel length check, pixel cleaner) only look elements
+        # up: a view over them, without FileMetaDataset's per-element validation (the
+        # core's meta rows are group 0002 by construction).
+        meta = cast(FileMetaDataset, dataset_over(meta_store))
         store = _store(buf, view, res[13], implicit)
         top = dataset_over(store, implicit, meta)
         if "SOPClassUID" not in top or "SOPInstanceUID" not in top:
@@ -527,18 +536,50 @@ class NativeEngine:
         taken = [(paths[p], tag, actions[a]) for p, tag, a in zip(*res[8], strict=True)]
         report.taken.extend(taken)
         report.actions.update(a for _, _, a in taken)
-        values = {}
+        values: dict[BaseTag, DataElement | RawDataElement] = {}
         for tag, vr, text in res[10]:
             key = BaseTag(tag)
             values[key] = raw_tuple((key, vr, len(text), text, 0, False, True, True, False))
-        charset = elements(top).get(BaseTag(0x00080005))
+        charset = elements(top).get(_CHARSET)
         if isinstance(charset, RawDataElement):
-            values[BaseTag(0x00080005)] = charset
+            values[_CHARSET] = _decoded(charset)  # as the first text read would decode it
         final = dataset_over(values)
         return NativeOutcome(parts, report, final, bool(res[16]), res[7].hex())
 
 
 _VR_TEXT: dict[int, str | None] = {}
+_TRANSFER_SYNTAX = BaseTag(0x00020010)
+_CHARSET = BaseTag(0x00080005)
+# Transfer Syntax UID and Specific Character Set elements as pydicom decodes them, by
+# their raw fields: every reader of a file's meta (the pixel length check, the pixel
+# cleaner) asks for the decoded syntax, every text read of the output's values for the
+# character set, and a series repeats the same few. Each file gets its own copy (a
+# reader may set it).
+_DECODED: dict[tuple[object, ...], DataElement] = {}
+
+
+def _decoded(raw: RawDataElement) -> DataElement | RawDataElement:
+    """A copy of the element pydicom decodes from this raw one (either tag above; cached)."""
+    if type(raw.value) is not bytes or raw.tag not in (_TRANSFER_SYNTAX, _CHARSET):
+        return raw
+    key = (
+        raw.tag,
+        raw.VR,
+        raw.length,
+        raw.value,
+        raw.value_tell,
+        raw.is_implicit_VR,
+        raw.is_little_endian,
+        config.settings.reading_validation_mode,
+    )
+    hit = _DECODED.get(key)
+    if hit is None:
+        if len(_DECODED) >= 256:
+            _DECODED.clear()
+        # As Dataset.__getitem__ converts them: the character set in the default encoding
+        # (a UID does not depend on one).
+        hit = _DECODED[key] = convert_raw_data_element(raw, encoding=default_encoding)
+    return copy.copy(hit)
 
 
 def _store(

@@ -845,7 +845,7 @@ def _find_scanned(scan: Scanned, terms: Terms, allow: Allowance, preamble: bool)
     # a number is searched like any other value.
     rows, codes = scan.rows, scan.codes
     text_numbers: list[int] = []
-    numbers = _number_terms(terms, allow)
+    numbers: tuple[frozenset[str], frozenset[str]] | None = None
     for i in np.flatnonzero(_NUMBER_CODES[codes]).tolist():
         tag, vs, st, items = int(rows[i, 0]), int(rows[i, 3]), int(rows[i, 5]), int(rows[i, 6])
         if tag < 0 or tag in PIXEL_TAGS or st <= vs or items >= 0:
@@ -853,8 +853,11 @@ def _find_scanned(scan: Scanned, terms: Terms, allow: Allowance, preamble: bool)
         raw = bytes(scan.data[vs:st])
         if not is_numeric_text(raw):
             text_numbers.append(i)
-        elif _number_hit(raw, numbers, allow.covers(_row_span(scan, i, named=False))):
-            return _where(scan, i, raw=False)
+        elif not _PLAIN_SHORT_NUMBERS.fullmatch(raw):  # else no number to compare
+            if numbers is None:
+                numbers = _number_terms(terms, allow)  # only for a file that needs them
+            if _number_hit(raw, numbers, allow.covers(_row_span(scan, i, named=False))):
+                return _where(scan, i, raw=False)
     seg_rows, starts, ends, hay, regions, decode, substr = _plan(scan, preamble, text_numbers)
     if decode:
         where = _find_rows_decoded(scan, decode, terms, allow)

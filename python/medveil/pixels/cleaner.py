@@ -344,6 +344,26 @@ class _Geometry:
 
     @classmethod
     def of(cls, ds: pydicom.Dataset) -> _Geometry:
+        """The image geometry of ds; QuarantineError when it has none that makes sense.
+
+        A series repeats the same attributes file after file: a geometry read from raw
+        elements is kept by their exact fields (bounded), so the next file's costs a
+        lookup, not ten conversions.
+        """
+        key = _geometry_key(ds)
+        if key is not None:
+            hit = _GEOMETRIES.get(key)
+            if hit is not None:
+                return hit
+        geo = cls._read(ds)
+        if key is not None:
+            if len(_GEOMETRIES) >= 1024:
+                _GEOMETRIES.clear()
+            _GEOMETRIES[key] = geo
+        return geo
+
+    @classmethod
+    def _read(cls, ds: pydicom.Dataset) -> _Geometry:
         ba = _int(ds, "BitsAllocated")
         bs = _int(ds, "BitsStored", ba)
         spp = _int(ds, "SamplesPerPixel", 1)
@@ -390,6 +410,49 @@ class _Geometry:
 
     def nbytes(self) -> int:
         return int(np.prod(self.shape())) * (self.bits_allocated // 8)
+
+
+# What _Geometry._read reads (the character set too: a value pydicom decodes uses it).
+_GEOMETRY_TAGS = tuple(
+    BaseTag(tag_for_keyword(kw) or 0)
+    for kw in (
+        "BitsAllocated",
+        "BitsStored",
+        "SamplesPerPixel",
+        "NumberOfFrames",
+        "Rows",
+        "Columns",
+        "HighBit",
+        "PixelRepresentation",
+        "PlanarConfiguration",
+        "PhotometricInterpretation",
+        "SpecificCharacterSet",
+    )
+)
+_GEOMETRIES: dict[tuple[object, ...], _Geometry] = {}
+_CHARSET = BaseTag(0x00080005)
+
+
+def _geometry_key(ds: pydicom.Dataset) -> tuple[object, ...] | None:
+    """The exact raw fields _Geometry._read depends on, or None when one is not raw bytes."""
+    store = elements(ds)
+    key: list[object] = [pydicom.config.settings.reading_validation_mode]
+    for tag in _GEOMETRY_TAGS:
+        elem = store.get(tag)
+        if elem is None:
+            key.append(None)
+            continue
+        if tag == _CHARSET and not isinstance(elem, RawDataElement):
+            # pydicom decodes the character set as soon as any text is read: by its value.
+            value = elem.value
+            key.append(
+                ("decoded", tuple(value) if isinstance(value, (list, MultiValue)) else value)
+            )
+            continue
+        if not isinstance(elem, RawDataElement) or type(elem.value) is not bytes:
+            return None  # decoded already, or a view: read it as it is
+        key.append((elem.VR, elem.is_implicit_VR, elem.is_little_endian, elem.value))
+    return tuple(key)
 
 
 def _clip_regions(rules: list[PixelRule], geo: _Geometry) -> dict[int, list[Region6]]:
