@@ -117,4 +117,8 @@ def test_bad_arguments_are_refused_clearly() -> None:
     far[-1, 6] = 0
     with pytest.raises(ValueError, match="outside"):
         core_strict.check_rows(data, far, False)
+    huge = rows.copy()
+    huge[0, 2] = 2**63 - 1  # start + 8 would overflow: refused before any arithmetic
+    with pytest.raises(ValueError, match="outside"):
+        core_strict.check_rows(data, huge, False)
     assert core_strict.check_rows(data, rows, False) is None

@@ -90,10 +90,11 @@ void check_rows(const std::uint8_t* data, std::size_t size, const std::int64_t* 
     const auto sz = static_cast<std::int64_t>(size);
     for (std::size_t i = 0; i < n; ++i) {
         const std::int64_t start = row(i, 2);
-        const bool ok = is_elem(i)
-                            ? start >= 0 && start + 8 <= row(i, 3) && row(i, 3) <= row(i, 5) &&
-                                  row(i, 5) <= sz && row(i, 4) >= 0
-                            : start >= 0 && start + 8 <= row(i, 3) && row(i, 3) <= sz;
+        // start <= sz first: start + 8 cannot overflow after it.
+        const bool ok = start >= 0 && start <= sz &&
+                        (is_elem(i) ? start + 8 <= row(i, 3) && row(i, 3) <= row(i, 5) &&
+                                          row(i, 5) <= sz && row(i, 4) >= 0
+                                    : start + 8 <= row(i, 3) && row(i, 3) <= sz);
         if (!ok) throw std::invalid_argument("a row points outside the data");
     }
     // Stray item or delimiter tags, then odd lengths (first row of each, in that order).
