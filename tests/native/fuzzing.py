@@ -988,6 +988,13 @@ def check(engine: Deidentifier, data: bytes, stats: Stats, direct: bool = True) 
         stats.native += 1
     for label, got in (("first", first), ("second", second)):
         diff = _same(ref, got)
+        if diff and ref.engine == got.engine == "dataset":
+            # Neither road is native's: is the reference itself the same twice?
+            with quiet(), native(False):
+                again = inst.clean_instance(engine, bytearray(data), "input")
+            if _same(ref, again):
+                problems.append(f"the Dataset engine is not deterministic here: {diff}")
+                break
         if diff:
             problems.append(f"native road ({label} pass) differs: {diff}")
     intact = _intact_phi(data)
