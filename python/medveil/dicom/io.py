@@ -21,6 +21,14 @@ from medveil.dicom.strict import StructureError, check_structure, dataset_offset
 from medveil.dicom.writer import fast_write_parts, prepare_meta
 from medveil.errors import DicomInputError, QuarantineError
 
+# (7FE0,0008) Float, (7FE0,0009) Double Float and (7FE0,0010) Pixel Data, as stored.
+_PIXEL_TAGS_LE = frozenset(
+    (0x7FE0).to_bytes(2, "little") + e.to_bytes(2, "little") for e in (0x0008, 0x0009, 0x0010)
+)
+_PIXEL_TAGS_BE = frozenset(
+    (0x7FE0).to_bytes(2, "big") + e.to_bytes(2, "big") for e in (0x0008, 0x0009, 0x0010)
+)
+
 
 class _BufferReader(io.RawIOBase):
     """A file over a bytearray (or a writable memoryview) whose large reads are views.
@@ -41,12 +49,36 @@ class _BufferReader(io.RawIOBase):
         return True
 
     def read(self, size: int | None = -1) -> bytes | memoryview:
-        end = (
-            len(self._view) if size is None or size < 0 else min(self._pos + size, len(self._view))
-        )
-        chunk = self._view[self._pos : end]
+        start = self._pos
+        end = len(self._view) if size is None or size < 0 else min(start + size, len(self._view))
+        chunk = self._view[start:end]
         self._pos = end
-        return chunk if len(chunk) >= 65536 else bytes(chunk)
+        # Only a native pixel value stays a view: other values (text, encapsulated
+        # fragments, large private blobs) go to code that expects bytes (pydicom's writer
+        # calls bytes methods on them).
+        if len(chunk) >= 65536 and self._is_pixel_value(start, len(chunk)):
+            return chunk
+        return bytes(chunk)
+
+    def _is_pixel_value(self, start: int, size: int) -> bool:
+        """Whether [start, start+size) is the value of a (Float/Double) Pixel Data element.
+
+        The element's header sits right before its value: explicit VR (tag, OB/OW/OF/OD,
+        2 reserved bytes, 4-byte length) or implicit VR (tag, 4-byte length), either
+        endianness; its length must be the size read.
+        """
+        view = self._view
+        for header in (12, 8):
+            at = start - header
+            if at < 0:
+                continue
+            tag = bytes(view[at : at + 4])
+            length = bytes(view[start - 4 : start])
+            if tag in _PIXEL_TAGS_LE and int.from_bytes(length, "little") == size:
+                return True
+            if tag in _PIXEL_TAGS_BE and int.from_bytes(length, "big") == size:
+                return True
+        return False
 
     def seek(self, offset: int, whence: int = 0) -> int:
         base = (0, self._pos, len(self._view))[whence]
