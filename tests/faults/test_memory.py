@@ -14,7 +14,8 @@ Pixel Data); deflated transfer syntax 8.65 x (inflated whole by the strict check
 and the post-check). After: every road 1.99-2.00 x, the deflated one 2.34 x its 109 MiB
 file = 2.0 x the 128 MiB it inflates to (the size counted against the limit). A deflate
 bomb, bare or zipped, is refused at the limit with the memory of a small file. Still
-over: big endian (Dataset engine, 2.99 x: the pixel cleaner's copies), a strict xfail.
+over before its fix: big endian (Dataset engine, 2.99 x: the pixel cleaner copied the image
+to swap its bytes; it now swaps them in place and back), now within the bound too.
 """
 
 from __future__ import annotations
@@ -142,15 +143,7 @@ def _input(road: str, folder: Path, data: bytes) -> Path:
         "tar.gz",
         "vault",
         "deflated",
-        pytest.param(
-            "big-endian",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the pixel cleaner masks a big-endian image in an astype copy, then "
-                "tobytes (2 more copies, 2.99 x); fix in pixels/cleaner.py _clean_native: "
-                "byte-swap the input's view in place, mask, swap back",
-            ),
-        ),
+        "big-endian",
     ],
 )
 def test_peak_worker_memory_within_twice_the_file(road, tmp_path, baseline, big_ct) -> None:

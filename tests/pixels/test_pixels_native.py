@@ -369,3 +369,38 @@ def test_dataset_without_file_meta_uses_its_read_encoding(name: str, big_endian:
     want = before.copy()
     want[0:12, 4:60] = 0
     np.testing.assert_array_equal(after, want)
+
+
+@pytest.mark.parametrize("name", ["MR_small_bigendian.dcm", "MR_small.dcm"])
+def test_in_place_masking_of_either_byte_order(name: str, tmp_path) -> None:
+    """Read in place (the archive's buffer), the pixels are masked in that very buffer.
+
+    Big-endian samples are swapped to native order for the kernels and swapped back: the
+    buffer ends up with the masked image in the file's byte order and nothing else moved.
+    """
+    from medveil.dicom.io import read_dataset
+    from pydicom.data import get_testdata_file
+
+    big = "bigendian" in name
+    ds = pydicom.dcmread(get_testdata_file(name, download=False))
+    # Large enough (128 KiB) to be read as a view of the buffer.
+    ds.Rows = ds.Columns = 256
+    before = (np.arange(256 * 256, dtype=np.int64) * 7919 % 4000).astype(np.int16)
+    before = before.reshape(256, 256)
+    ds.PixelData = before.astype(">i2" if big else "<i2").tobytes()
+    ds.Manufacturer, ds.ManufacturerModelName = "ACME", "Veil 1"
+    path = tmp_path / "f.dcm"
+    ds.save_as(path, little_endian=not big, implicit_vr=False)
+    data = path.read_bytes()
+    buf = bytearray(data)
+    ds = read_dataset(buf, name, strict=False)
+    assert isinstance(ds.get_item(0x7FE00010).value, memoryview)
+    PixelCleaner(RULES).clean(ds)
+    pixels = ds.get_item(0x7FE00010).value
+    assert isinstance(pixels, memoryview) and pixels.obj is buf  # masked where it was read
+    after = np.frombuffer(pixels, dtype=">i2" if big else "<i2").reshape(before.shape)
+    want = before.copy()
+    want[0:12, 4:60] = 0
+    np.testing.assert_array_equal(after, want)
+    start = data.index(before.astype(">i2" if big else "<i2").tobytes())
+    assert buf[:start] == data[:start]  # the header before it is untouched

@@ -1029,18 +1029,28 @@ class PixelCleaner:
         dirty_bits = want_bits and _has_hidden_bits(view, geo)
         if not groups and not dirty_bits:
             return  # nothing to change: PixelData stays the very same object
-        if isinstance(raw, memoryview) and not raw.readonly and not big_endian:
+        if isinstance(raw, memoryview) and not raw.readonly:
             # PixelData is a view of the caller's writable input buffer: clean it in place
-            # with the core's kernels, so a large image is never copied.
-            inplace = np.frombuffer(raw, dtype=dt, count=n // dt.itemsize).reshape(geo.shape())
+            # with the core's kernels, so a large image is never copied. Big-endian samples
+            # are swapped to native order there for the kernels, and swapped back.
+            native = dt.newbyteorder("=")
+            inplace = np.frombuffer(raw, dtype=native, count=n // dt.itemsize)
+            inplace = inplace.reshape(geo.shape())
             if inplace.flags.aligned and inplace.flags.writeable:
-                if dirty_bits:
-                    self._fix_bits(inplace, geo)
-                    report.hidden_bits_cleared = True
-                if groups:
-                    report.regions = _apply(
-                        inplace, groups, geo, planar=geo.planar, subsampled=geo.subsampled
-                    )
+                swap = big_endian and native.itemsize > 1 and dt != native
+                if swap:
+                    inplace.byteswap(inplace=True)
+                try:
+                    if dirty_bits:
+                        self._fix_bits(inplace, geo)
+                        report.hidden_bits_cleared = True
+                    if groups:
+                        report.regions = _apply(
+                            inplace, groups, geo, planar=geo.planar, subsampled=geo.subsampled
+                        )
+                finally:
+                    if swap:
+                        inplace.byteswap(inplace=True)
                 return
         if not dirty_bits and not geo.subsampled:
             # Masks only: splice the fill into a copy of the original bytes, so the output
