@@ -72,3 +72,27 @@ def test_encapsulated_file_on_the_dataset_road_is_released(tmp_path: Path) -> No
     out = pydicom.dcmread(pydicom.filebase.DicomBytesIO(b"".join(bytes(p) for p in result.parts)))
     original = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data))
     assert out.PixelData == original.PixelData
+
+
+def test_huge_uid_written_as_un_is_remapped_the_same_way_each_time() -> None:
+    """A 70 KB Study UID written as UN: one remapped UID, the same bytes on every run.
+
+    Given to the engine as a view of the buffer, the value was remapped from the view's
+    repr (its memory address), so every run (and every --resume) wrote other bytes.
+    """
+    import io
+
+    from medveil.policy.presets import load_policy
+
+    ds = pydicom.dcmread(get_testdata_file("rtdose_rle_1frame.dcm", download=False))
+    ds.add_new(0x0020000D, "UN", ("1.2." + "3" * 69996).encode())
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    data = out.getvalue()
+    policy = load_policy("safe-harbor")
+    written = set()
+    for _ in range(3):
+        result = clean_instance(Deidentifier(policy, SECRET), bytearray(data), "x.dcm")
+        assert result.status == "written", result.reason
+        written.add(b"".join(bytes(p) for p in result.parts))
+    assert len(written) == 1
