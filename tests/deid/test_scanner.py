@@ -180,6 +180,56 @@ def test_deep_nesting_is_refused_not_recursed() -> None:
     assert error == "sequences nested too deep"
 
 
+def _empty_elements(n: int, first: int = 0x10010000) -> bytes:
+    """n empty LO elements (8 bytes each) with ascending tags from first."""
+    out = bytearray()
+    for tag in range(first, first + n):
+        out += struct.pack("<HH", tag >> 16, tag & 0xFFFF) + b"LO\x00\x00"
+    return bytes(out)
+
+
+def test_element_count_is_bounded() -> None:
+    """Rows are 64 bytes an element: past 2**20 elements the scan refuses the file.
+
+    A file of empty 8-byte elements would otherwise make rows of eight times its size (a
+    400 MB file, 3.2 GB): one such file could take a worker's memory on every retry.
+    """
+    limit = 1 << 20
+    buf = _empty_elements(limit)
+    rows, stop, error = scan_elements(buf, 0, len(buf), False, _SQ_TAGS)
+    assert error is None and stop == len(buf) and len(rows) == limit
+    more = buf + _empty_elements(1, 0x10010000 + limit)
+    _, _, error = scan_elements(more, 0, len(more), False, _SQ_TAGS)
+    assert error == "too many elements"
+    # Items count as rows too: the bound holds inside sequences.
+    seq = b"\x08\x00\x40\x11SQ\x00\x00\xff\xff\xff\xff"
+    item = b"\xfe\xff\x00\xe0\x00\x00\x00\x00"
+    nested = seq + item * limit + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    _, _, error = scan_elements(nested, 0, len(nested), False, _SQ_TAGS)
+    assert error == "too many elements"
+
+
+def test_file_of_too_many_elements_is_quarantined_with_its_reason() -> None:
+    """Through the archive's per-file pipeline: quarantined, the reason says why."""
+    from medveil.engine.dataset import Deidentifier
+    from medveil.engine.instance import clean_instance
+    from medveil.policy.schema import Policy
+
+    def el(tag: int, vr: bytes, value: bytes) -> bytes:
+        header = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr
+        return header + struct.pack("<H", len(value)) + value
+
+    sc = b"1.2.840.10008.5.1.4.1.1.7\x00"
+    meta = el(0x00020002, b"UI", sc) + el(0x00020003, b"UI", b"1.2.3.4\x00")
+    meta += el(0x00020010, b"UI", b"1.2.840.10008.1.2.1\x00")
+    meta = b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<I", len(meta)) + meta
+    head = el(0x00080016, b"UI", sc) + el(0x00080018, b"UI", b"1.2.3.4\x00")
+    data = b"\x00" * 128 + b"DICM" + meta + head + _empty_elements((1 << 20) + 10)
+    result = clean_instance(Deidentifier(Policy(), bytes(32)), bytearray(data), "many.dcm")
+    assert result.status == "quarantined"
+    assert "too many elements" in result.reason
+
+
 def test_binding_checks_its_arguments() -> None:
     buf = b"\x08\x00\x18\x00UI\x02\x001\x00"
     rows, stop, error = scan_elements(buf, 0, len(buf), False, _SQ_TAGS)

@@ -19,6 +19,9 @@ constexpr std::uint32_t kItemEnd = 0xFFFEE00Du;
 constexpr std::uint32_t kSeqEnd = 0xFFFEE0DDu;
 constexpr std::uint32_t kPixelData = 0x7FE00010u;
 constexpr int kMaxDepth = 64;  // deeper nesting is not a real file; stops the recursion
+// A row is 64 bytes and an element can be 8: a file of empty elements would make rows of
+// eight times its size. Past this many (64 MiB of rows) the file is refused instead.
+constexpr std::size_t kMaxRows = std::size_t{1} << 20;
 
 // VRs with a 2-byte length in Explicit VR (PS3.5 7.1.2).
 bool short_vr(std::uint16_t v) {
@@ -65,6 +68,7 @@ struct Scanner {
         std::int64_t last = -1;
         count = 0;
         while (pos < end) {
+            if (rows.size() >= kMaxRows * kScanColumns) return fail("too many elements");
             if (end - pos < 8) return fail("truncated element header");
             const std::uint8_t* p = data + pos;
             const std::uint32_t tag = rd_tag(p);
@@ -156,6 +160,7 @@ struct Scanner {
         stop = undefined ? end : pos + static_cast<std::size_t>(length);
         nitems = 0;
         while (pos < stop) {
+            if (rows.size() >= kMaxRows * kScanColumns) return fail("too many elements");
             if (stop - pos < 8) return fail("truncated item header");
             const std::uint32_t tag = rd_tag(data + pos);
             const std::uint32_t ilen = rd32(data + pos + 4);
