@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from medveil.cli.console import error, warning
-from medveil.cli.deid import add_output_options
+from medveil.cli.options import add_output_options
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import default_secret_path
 from medveil.policy.presets import load_policy
