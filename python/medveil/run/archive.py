@@ -589,6 +589,11 @@ def _on_alarm(_signum: int, _frame: object) -> None:
     raise _Timeout
 
 
+def timeout_reason(limit: float, size: int) -> str:
+    """The quarantine reason of a file over its time limit (every road says it alike)."""
+    return f"timed out: over {limit:.1f} s for {size / 1e6:.1f} MB (--file-timeout)"
+
+
 def _time_limit(size: int) -> float:
     """The time limit of a file of this many bytes: the base plus a size-proportional part."""
     return _TIMEOUT + size / TIMEOUT_BYTES_PER_SECOND if _TIMEOUT > 0 else 0.0
@@ -1011,8 +1016,7 @@ def _process_one(item: Item, batch: ExclusiveBatch) -> tuple[Record, Path | None
         finally:
             _arm(0)
     except _Timeout:
-        why = f"timed out: over {limit:.1f} s for {size / 1e6:.1f} MB (--file-timeout)"
-        return Record("quarantined", why, size), None
+        return Record("quarantined", timeout_reason(limit, size), size), None
     except _Verdict as exc:
         prefix = "cannot read: " if exc.status == "quarantined" and exc.errno != errno.EFBIG else ""
         return Record(exc.status, prefix + str(exc.strerror)), None

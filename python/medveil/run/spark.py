@@ -560,16 +560,11 @@ def _clean_one(engine: Deidentifier, row: Any, name: str, capture: bool) -> Any:
         finally:
             archive._arm(0)
     except archive._Timeout:
-        return CleanResult("quarantined", timeout_reason(limit, size), size)
+        return CleanResult("quarantined", archive.timeout_reason(limit, size), size)
     except archive._NotRegular as exc:
         return CleanResult("skipped", str(exc.strerror))
     except OSError as exc:
         return CleanResult("quarantined", _read_reason(exc))
-
-
-def timeout_reason(limit: float, size: int) -> str:
-    """The quarantine reason of a file over its time limit, in the local run's words."""
-    return f"timed out: over {limit:.1f} s for {size / 1e6:.1f} MB (--file-timeout)"
 
 
 def _read_reason(exc: OSError) -> str:
