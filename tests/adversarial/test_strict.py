@@ -88,7 +88,7 @@ def _slow(data: bytes) -> None:
     _, pos, ts = strict.dataset_offset(data)
     ts = ts or strict._guess_syntax(data, pos)
     buf = data
-    if ts in strict._DEFLATED:
+    if ts in strict.DEFLATED_SYNTAXES:
         buf, pos = strict.inflate_dataset(data, pos), 0
     little, implicit = ts != strict._EXPLICIT_BE, ts == strict._IMPLICIT_LE
     if not implicit and len(buf) - pos >= 6 and bytes(buf[pos + 4 : pos + 6]) not in strict._VRS:

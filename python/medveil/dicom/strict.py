@@ -66,7 +66,9 @@ _strictcore: Any = getattr(importlib.import_module("medveil._core"), "strict", N
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
-_DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+# The transfer syntaxes whose data set after the file meta is deflated (the verify tool
+# reads them by this same list).
+DEFLATED_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
@@ -236,7 +238,7 @@ def check_structure_scan(data: bytes | bytearray | memoryview) -> tuple[str, Pre
     """
     meta_start, pos, declared = dataset_offset(data)
     ts = declared if declared is not None else _guess_syntax(data, pos)
-    if ts in _DEFLATED:
+    if ts in DEFLATED_SYNTAXES:
         buf: bytes | bytearray | memoryview = inflate_dataset(data, pos)
         pos, little, implicit = 0, True, False
     else:
@@ -289,7 +291,7 @@ _IMAGE_ATTRS = {
     0x7FE00001: "eot",
 }
 _PIXEL_BITS = {0x7FE00010: 0, 0x7FE00008: 32, 0x7FE00009: 64}
-_COMPRESSED_NOT = frozenset({_EXPLICIT_LE, _IMPLICIT_LE, _EXPLICIT_BE, *_DEFLATED, None})
+_COMPRESSED_NOT = frozenset({_EXPLICIT_LE, _IMPLICIT_LE, _EXPLICIT_BE, *DEFLATED_SYNTAXES, None})
 
 
 def _attr_int(value: bytes) -> int | None:

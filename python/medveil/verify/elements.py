@@ -22,6 +22,7 @@ from pydicom.datadict import keyword_for_tag
 
 from medveil._core import scan_elements
 from medveil.dicom.strict import (
+    DEFLATED_SYNTAXES,
     Prescan,
     StructureError,
     dataset_offset,
@@ -49,7 +50,6 @@ _VR_BYTES = frozenset(
 )
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
 _IMPLICIT_LE = "1.2.840.10008.1.2"
-_DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
 _ITEM_TAG = b"\xfe\xff\x00\xe0"
 
 
@@ -181,7 +181,7 @@ def scanned_layouts(data: bytes) -> list[RawLayout] | None:
         lay = RawLayout("file", data, meta_end=pos)
         if meta_start < pos:
             _spans(lay, data, meta_start, pos, False)
-        if ts in _DEFLATED:
+        if ts in DEFLATED_SYNTAXES:
             lay.spans.append(Span(pos, len(data), "(deflated)", 0, "OB", False))
             inner = RawLayout("inflated", inflate_dataset(data, pos))
             _spans(inner, inner.data, 0, len(inner.data), False)
@@ -398,7 +398,7 @@ def scan_file(
             meta_start, pos, ts = dataset_offset(data)
         except StructureError:
             return None
-    if ts is None or ts == _EXPLICIT_BE or ts in _DEFLATED:
+    if ts is None or ts == _EXPLICIT_BE or ts in DEFLATED_SYNTAXES:
         return None
     implicit = ts == _IMPLICIT_LE
     if not implicit and bytes(data[pos + 4 : pos + 6]) not in _VR_BYTES:

@@ -25,6 +25,7 @@ from typing import NamedTuple
 from pydicom.datadict import dictionary_VR
 
 from medveil.dicom.pixelbytes import PixelParseError, expected_length, parse_encapsulated
+from medveil.dicom.strict import DEFLATED_SYNTAXES
 
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
@@ -43,8 +44,7 @@ _FRAMES, _PHOTOMETRIC, _EOT = 0x00280008, 0x00280004, 0x7FE00001
 _ATTRS = frozenset({_ROWS, _COLUMNS, _SAMPLES, _BITS, _FRAMES, _PHOTOMETRIC, _EOT})
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
-_DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
-_NATIVE = frozenset({None, _IMPLICIT_LE, "1.2.840.10008.1.2.1", _EXPLICIT_BE, *_DEFLATED})
+_NATIVE = frozenset({None, _IMPLICIT_LE, "1.2.840.10008.1.2.1", _EXPLICIT_BE, *DEFLATED_SYNTAXES})
 _MAX_DEPTH = 32
 _ITEM_LE = b"\xfe\xff\x00\xe0"
 
@@ -252,7 +252,7 @@ def layouts(data: bytes) -> list[RawLayout]:
             for sp in lay.spans:
                 if sp.tag == 0x00020010:
                     ts = data[sp.start : sp.end].decode("ascii", "replace").strip("\x00 ")
-        if ts in _DEFLATED:
+        if ts in DEFLATED_SYNTAXES:
             try:
                 inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[pos:])
             except zlib.error:
