@@ -31,7 +31,7 @@ def _rows_of(data: bytes) -> tuple[np.ndarray, bool] | None:
     except StructureError:
         return None
     ts = ts or strict._guess_syntax(data, pos)
-    if ts in strict._DEFLATED or ts == strict._EXPLICIT_BE:
+    if ts in strict.DEFLATED_SYNTAXES or ts == strict._EXPLICIT_BE:
         return None
     implicit = ts == strict._IMPLICIT_LE
     rows, _, error = scan_elements(data, pos, len(data), implicit, strict.sq_tags())
