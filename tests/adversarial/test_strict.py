@@ -20,6 +20,7 @@ from medveil._core import scan_elements
 from medveil.dicom import strict
 from medveil.dicom.io import read_dataset
 from medveil.dicom.strict import StructureError, check_structure
+from medveil.errors import DicomInputError
 from pydicom.data import get_testdata_file
 
 from ..conftest import bundled_test_files
@@ -86,6 +87,8 @@ def test_read_dataset_refuses_a_damaged_file_naming_it() -> None:
 def _slow(data: bytes) -> None:
     """The Python walker alone, on the whole file (the reference for the fast road)."""
     _, pos, ts = strict.dataset_offset(data)
+    if ts is not None and ts not in strict._KNOWN_SYNTAXES:
+        raise DicomInputError("unsupported transfer syntax")
     ts = ts or strict._guess_syntax(data, pos)
     buf = data
     if ts in strict.DEFLATED_SYNTAXES:
@@ -101,7 +104,7 @@ def _verdict(check, data: bytes) -> bool:
     try:
         check(data)
         return True
-    except StructureError:
+    except DicomInputError:  # StructureError, or a syntax the check does not read
         return False
 
 

@@ -19,6 +19,7 @@ from medveil.dicom import strict
 from medveil.dicom.io import MAX_INFLATED, InflatedTooLarge, inflate_file
 from medveil.engine.dataset import Deidentifier
 from medveil.engine.instance import clean_instance
+from medveil.errors import DicomInputError
 from medveil.policy.schema import Policy
 from pydicom.data import get_testdata_file
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
@@ -161,3 +162,13 @@ def test_a_file_meta_longer_than_the_peek_is_still_read(group_length) -> None:
     b = pydicom.dcmread(io.BytesIO(bytes(out)))
     assert b.file_meta.FileMetaInformationVersion == b"\x00\x01" * 3000
     assert _elements(b) == _elements(pydicom.dcmread(io.BytesIO(data)))
+
+
+def test_strict_inflation_is_bounded() -> None:
+    # The strict check inflates for readers without a size limit (the verifier): a bomb
+    # stops at the bound instead of allocating all it claims.
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = packer.compress(b"\0" * (8 << 20)) + packer.flush()
+    with pytest.raises(DicomInputError, match="too large once inflated"):
+        strict.inflate_dataset(bomb, 0, limit=1 << 20)
+    assert len(strict.inflate_dataset(bomb, 0, limit=8 << 20)) == 8 << 20

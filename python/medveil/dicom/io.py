@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 
 from medveil.dicom.peek import peek, peek_int
 from medveil.dicom.pydicom_private import elements
-from medveil.dicom.strict import StructureError, check_structure, dataset_offset
+from medveil.dicom.strict import MAX_INFLATED, StructureError, check_structure, dataset_offset
 from medveil.dicom.writer import fast_write_parts, prepare_meta
 from medveil.errors import DicomInputError, QuarantineError
 
@@ -250,9 +250,6 @@ def write_fast_or_generic(ds: Dataset) -> tuple[list[bytes], int]:
 # ---------------------------------------------------------------------------- deflated
 DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
 _EXPLICIT_LE_UID = b"1.2.840.10008.1.2.1\x00"  # Explicit VR Little Endian, padded even
-# The bound on a deflated file once inflated, for callers without a per-file size limit
-# (the gateway, Spark): a few KB can inflate to GBs.
-MAX_INFLATED = 1 << 30
 _IN_STEP = 1 << 20  # compressed bytes fed to zlib at a time
 _OUT_STEP = 1 << 20  # inflated bytes taken from zlib at a time: the transient memory
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UR UT SV UV UN".split())

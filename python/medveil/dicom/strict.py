@@ -44,6 +44,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import dictionary_VR
 
 from medveil._core import scan_elements
@@ -51,6 +52,7 @@ from medveil.dicom.pixelbytes import PixelParseError, expected_length, split_fra
 from medveil.errors import DicomInputError
 
 __all__ = [
+    "MAX_INFLATED",
     "Prescan",
     "StructureError",
     "check_structure",
@@ -68,7 +70,7 @@ _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
 # The transfer syntaxes whose data set after the file meta is deflated (the verify tool
 # reads them by this same list).
-DEFLATED_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+DEFLATED_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99"})
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
@@ -183,11 +185,23 @@ def _guess_syntax(data: bytes | bytearray | memoryview, pos: int) -> str:
     return _IMPLICIT_LE
 
 
-def inflate_dataset(data: bytes | bytearray | memoryview, pos: int) -> bytes:
-    """The inflated data set of a deflated file from ``pos``; StructureError unless exact."""
+# The bound on a deflated data set once inflated, for readers without a per-file size
+# limit (the verifier, the gateway, Spark): a few KB can inflate to GBs.
+MAX_INFLATED = 1 << 30
+
+
+def inflate_dataset(
+    data: bytes | bytearray | memoryview, pos: int, limit: int = MAX_INFLATED
+) -> bytes:
+    """The inflated data set of a deflated file from ``pos``; StructureError unless exact.
+
+    DicomInputError past ``limit`` bytes: a deflate bomb costs time up to it, not memory.
+    """
     d = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
-        out = d.decompress(bytes(data[pos:]))
+        out = d.decompress(memoryview(data)[pos:], limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise DicomInputError(f"deflated data set too large once inflated: over {limit} bytes")
         out += d.flush()
     except zlib.error:
         raise _fail("deflated data set does not inflate", pos) from None
@@ -204,6 +218,28 @@ def inflate_dataset(data: bytes | bytearray | memoryview, pos: int) -> bytes:
     ):
         raise _fail("bytes after the deflated data set", len(data) - len(rest))
     return out
+
+
+# Standard transfer syntaxes newer than the pydicom we read with, by name: a run's
+# records blank unknown UIDs, and the user needs to know which syntax was refused.
+_NEWER_SYNTAXES = {
+    "1.2.840.10008.1.2.8.1": "Deflated Image Frame Compression",
+    "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
+    "1.2.840.10008.1.2.4.112": "JPEG XL",
+}
+
+
+# pydicom's table, looked up directly: pydicom's UID type warns with the value itself.
+_KNOWN_SYNTAXES = frozenset(
+    uid for uid, entry in UID_dictionary.items() if entry[1] == "Transfer Syntax"
+)
+
+
+def _unsupported(ts: str) -> str:
+    """The quarantine reason for a transfer syntax pydicom does not know."""
+    # Never the value itself: the reason is logged, and a non-standard value may be PHI.
+    return f"unsupported transfer syntax: {_NEWER_SYNTAXES.get(ts, 'not a standard one')}"
 
 
 @dataclass(frozen=True)
@@ -237,6 +273,8 @@ def check_structure_scan(data: bytes | bytearray | memoryview) -> tuple[str, Pre
     The rows describe ``data`` as it is now: valid only while those bytes are unchanged.
     """
     meta_start, pos, declared = dataset_offset(data)
+    if declared is not None and declared not in _KNOWN_SYNTAXES:
+        raise DicomInputError(_unsupported(declared))
     ts = declared if declared is not None else _guess_syntax(data, pos)
     if ts in DEFLATED_SYNTAXES:
         buf: bytes | bytearray | memoryview = inflate_dataset(data, pos)
