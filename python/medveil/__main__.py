@@ -1,7 +1,5 @@
 """Allow ``python -m medveil``."""
 
-import sys
+from medveil.cli.main import command
 
-from medveil.cli.main import main
-
-sys.exit(main())
+command()

@@ -218,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
         if vault is not None:
             vault.close()
     state = "stopped" if summary.failed else "interrupted" if summary.interrupted else "done"
+    # The run's records are written and closed, its workers joined, the vault closed: the
+    # program may end without the interpreter's teardown (see medveil.cli.main.command).
+    args.exit_now = True
     if dry_run:
         _print_dry_run(summary, state, Path(args.output), labels)
         return summary.exit_code
