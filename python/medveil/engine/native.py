@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from pydicom import config, datadict
@@ -35,7 +35,7 @@ from medveil._core import fastpath
 from medveil.dicom.io import check_pixel_length
 from medveil.dicom.keywords import TERM_KEYWORDS
 from medveil.dicom.peek import decode_text
-from medveil.dicom.pydicom_private import dataset_over, elements, raw_tuple
+from medveil.dicom.pydicom_private import dataset_over, raw_tuple
 from medveil.dicom.writer import PIXEL_DATA
 from medveil.engine.dataset import Deidentifier, pixel_marks
 from medveil.engine.decide import (
@@ -70,6 +70,9 @@ from medveil.engine.raw import (
 )
 from medveil.pixels.sidebytes import strip_beside_image
 from medveil.policy.standard import COMBINED_ACTIONS, resolve_combined
+
+if TYPE_CHECKING:  # the cleaner (and the pixel codecs it loads) comes with the policy
+    from medveil.pixels.cleaner import PlainVerdict
 
 # The core's kinds (cpp/include/medveil/fastpath.hpp).
 K_FALLBACK, K_KEEP, K_REMOVE, K_EMPTY, K_PUT, K_UID, K_CACHE = range(7)
@@ -147,6 +150,9 @@ class NativeEngine:
         self._marks: dict[tuple[bool, bool, str | None], int] = {}
         self._offsets: dict[bytes, int] = {}
         self.first_pass: list[tuple[Any, ...]] = []
+        # Pixel verdicts by _verdict_key: a series' files share them (see _prepare).
+        self._verdicts: dict[tuple[object, ...], PlainVerdict] = {}
+        self._verdict_split: tuple[frozenset[int], tuple[int, ...], frozenset[int]] | None = None
         overrides = self.compiled.private_overrides
         private_rules = any(t >> 16 & 1 for t in decider.by_tag)
         simple_private = not overrides and not self.compiled.retain_safe_private
@@ -413,7 +419,7 @@ class NativeEngine:
         todo: list[int] = []
         marks: list[int] = []
         pixels: list[object] = []
-        prepared: dict[int, tuple[Dataset, DeidReport]] = {}
+        prepared: dict[int, tuple[Any, DeidReport]] = {}
         for i, res in enumerate(first):
             status, reason = res[0], res[1]
             if status != OK:
@@ -431,8 +437,8 @@ class NativeEngine:
             if isinstance(got, str):
                 out[i] = got
                 continue
-            top, report, new_pixels = got
-            prepared[i] = (top, report)
+            charset, report, new_pixels = got
+            prepared[i] = (charset, report)
             todo.append(i)
             marks.append(self._mark_set(bool(res[16]), report))
             pixels.append(new_pixels)
@@ -442,8 +448,8 @@ class NativeEngine:
                 if res[0] != OK:
                     out[i] = "dataset: " + (res[1] or "declined")
                     continue
-                top, report = prepared[i]
-                out[i] = self._outcome(bufs[i], res, top, report, new_pixels)
+                charset, report = prepared[i]
+                out[i] = self._outcome(bufs[i], res, charset, report, new_pixels)
         return out
 
     def apply(
@@ -454,8 +460,21 @@ class NativeEngine:
 
     def _prepare(
         self, buf: bytes | bytearray | memoryview, res: tuple[Any, ...], name: str, offset: int
-    ) -> tuple[Dataset, DeidReport, object] | str:
-        """The input's top level as the raw-byte engine sees it, its checks and pixels."""
+    ) -> tuple[Any, DeidReport, object] | str:
+        """The input's checks and pixels, as the raw-byte engine makes them.
+
+        (its Specific Character Set element, its report, new pixel data or None), or why
+        the native road leaves it. A file whose verdict attributes a file before had
+        (:meth:`_verdict_key`) takes that file's pixel verdict without a Dataset view.
+        """
+        pixels = self.engine.pixels
+        key = self._verdict_key(buf, res, pixels) if pixels is not None else None
+        if key is not None:
+            verdict = self._verdicts.get(key[0])
+            if verdict is not None:
+                got = self._prepare_plain(buf, res, name, offset, verdict, key[1])
+                if got is not None:
+                    return got
         implicit = bool(res[16])
         view = memoryview(buf)
         meta_store = {
@@ -469,6 +488,8 @@ class NativeEngine:
         # core's meta rows are group 0002 by construction).
         meta = cast(FileMetaDataset, dataset_over(meta_store))
         store = _store(buf, view, res[13], implicit)
+        # Taken before any reader decodes it in the store, as the raw-byte engine takes it.
+        charset = store.get(_CHARSET)
         top = dataset_over(store, implicit, meta)
         if "SOPClassUID" not in top or "SOPInstanceUID" not in top:
             return "not a composite instance"
@@ -478,7 +499,7 @@ class NativeEngine:
         pixels = self.engine.pixels
         new_pixels: object = None
         has_pixels = _RAW_FIELDS_PIXEL in store
-        floats = bool(_FLOAT_PIXELS & store.keys())
+        floats = any(t in store for t in _FLOAT_PIXELS)
         if pixels is None and (has_pixels or floats):
             # RawEngine.apply: metadata beside the image goes without Clean Pixel Data too.
             # Checked on a copy, so that the raw-byte engine takes the file as it came.
@@ -487,7 +508,7 @@ class NativeEngine:
                 store[_RAW_FIELDS_PIXEL] = elem._replace(value=bytes(elem.value))
             if strip_beside_image(top):
                 return "metadata beside the image"
-            return top, report, None
+            return charset, report, None
         if pixels is not None and not has_pixels and floats:
             # Float pixel data is checked (a quarantine at most), never changed.
             report.pixels = pixels.clean(top, source=name)  # type: ignore[attr-defined]
@@ -513,16 +534,97 @@ class NativeEngine:
                 new_pixels, (bytes, bytearray, memoryview)
             ):
                 return "dataset: new pixel data not bytes"
-        return top, report, new_pixels
+            if key is not None and new_pixels is None and not floats:
+                verdict = pixels.plain_verdict(top, report.pixels)  # type: ignore[attr-defined]
+                if verdict is not None:
+                    if len(self._verdicts) >= 1024:
+                        self._verdicts.clear()  # bounded: a long run's memory stays flat
+                    self._verdicts[key[0]] = verdict
+        return charset, report, new_pixels
+
+    def _verdict_tags(self, pixels: Any) -> tuple[tuple[int, ...], frozenset[int]]:
+        """(top-level, file meta) tags of the pixel cleaner's verdict, sorted; made once."""
+        tags = pixels.verdict_tags()
+        found = self._verdict_split
+        if found is None or found[0] is not tags:
+            top = tuple(sorted(t for t in tags if t >> 16 != 2))
+            meta = frozenset(t for t in tags if t >> 16 == 2)
+            found = self._verdict_split = (tags, top, meta)
+        return found[1], found[2]
+
+    def _verdict_key(
+        self, buf: bytes | bytearray | memoryview, res: tuple[Any, ...], pixels: Any
+    ) -> tuple[tuple[object, ...], tuple[int, int]] | None:
+        """(key, (Pixel Data row, character set row or -1)) of a file's pixel verdict.
+
+        The key holds every input the verdict depends on besides the pixel samples: the
+        cleaner's options, pydicom's validation mode, the encoding, the raw fields (VR,
+        length, bytes) of each verdict attribute (:meth:`PixelCleaner.verdict_tags`), the
+        Pixel Data length, and whether the elements read for their presence are there.
+        None: no verdict is kept for such a file (no Pixel Data, or undefined length).
+        """
+        tags, codes, vstarts, lengths, ends = res[13]
+        index = dict(zip(tags, range(len(tags)), strict=True))
+        at = index.get(PIXEL_DATA)
+        if at is None or lengths[at] == _UNDEFINED:
+            return None
+        top_tags, meta_tags = self._verdict_tags(pixels)
+        src = buf if isinstance(buf, bytes) else memoryview(buf)
+        parts: list[object] = [
+            pixels.config(),
+            config.settings.reading_validation_mode,
+            bool(res[16]),
+            ends[at] - vstarts[at],
+            _SOP_INSTANCE in index,
+            *(t in index for t in pixels.verdict_presence),
+        ]
+        for tag in top_tags:
+            i = index.get(tag)
+            parts.append(
+                None if i is None else (codes[i], lengths[i], bytes(src[vstarts[i] : ends[i]]))
+            )
+        for tag, code, _, vstart, length, end in res[14].tolist():
+            if tag in meta_tags:
+                parts.append((tag, code, length, bytes(src[vstart:end])))
+        return tuple(parts), (at, index.get(_CHARSET, -1))
+
+    def _prepare_plain(
+        self,
+        buf: bytes | bytearray | memoryview,
+        res: tuple[Any, ...],
+        name: str,
+        offset: int,
+        verdict: PlainVerdict,
+        rows: tuple[int, int],
+    ) -> tuple[Any, DeidReport, object] | None:
+        """_prepare for a file with a known plain verdict; None: its samples need the cleaner."""
+        tags, codes, vstarts, lengths, ends = res[13]
+        at, charset_at = rows
+        view = memoryview(buf)
+        pixel_report = self.engine.pixels.clean_plain(  # type: ignore[attr-defined]
+            verdict, view[vstarts[at] : ends[at]], name
+        )
+        if pixel_report is None:
+            return None
+        report = DeidReport()
+        report.date_offset_days = offset if self.compiled.shift_dates else 0
+        report.pixels = pixel_report
+        charset = None
+        if charset_at >= 0:
+            i = charset_at
+            one = ([tags[i]], [codes[i]], [vstarts[i]], [lengths[i]], [ends[i]])
+            charset = _store(buf, view, one, bool(res[16]))[_CHARSET]
+        return charset, report, None
 
     def _outcome(
         self,
         buf: bytes | bytearray | memoryview,
         res: tuple[Any, ...],
-        top: Dataset,
+        charset: Any,
         report: DeidReport,
         new_pixels: object,
     ) -> NativeOutcome:
+        """The outcome of the second pass; ``charset``: the input's Specific Character Set."""
         head, tail, pix_start, pix_end, replaced = res[2], res[3], res[4], res[5], res[6]
         parts: list[bytes | memoryview] = [head]
         if pix_start >= 0:
@@ -540,7 +642,6 @@ class NativeEngine:
         for tag, vr, text in res[10]:
             key = BaseTag(tag)
             values[key] = raw_tuple((key, vr, len(text), text, 0, False, True, True, False))
-        charset = elements(top).get(_CHARSET)
         if isinstance(charset, RawDataElement):
             values[_CHARSET] = _decoded(charset)  # as the first text read would decode it
         final = dataset_over(values)
@@ -550,6 +651,7 @@ class NativeEngine:
 _VR_TEXT: dict[int, str | None] = {}
 _TRANSFER_SYNTAX = BaseTag(0x00020010)
 _CHARSET = BaseTag(0x00080005)
+_SOP_INSTANCE = 0x00080018
 # Transfer Syntax UID and Specific Character Set elements as pydicom decodes them, by
 # their raw fields: every reader of a file's meta (the pixel length check, the pixel
 # cleaner) asks for the decoded syntax, every text read of the output's values for the

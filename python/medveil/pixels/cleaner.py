@@ -46,7 +46,7 @@ from medveil.dicom.pixelbytes import JPEG_SYNTAXES
 from medveil.dicom.pydicom_private import element, elements
 from medveil.errors import QuarantineError
 from medveil.pixels.masking import fix_unused_bits, mask_regions
-from medveil.pixels.rules import PixelRule, RuleSet
+from medveil.pixels.rules import PixelRule, RuleSet, parse_attr
 from medveil.pixels.sidebytes import clean_side_bytes
 from medveil.pixels.text.detect import (
     PIXEL_TEXT_MODES,
@@ -789,6 +789,46 @@ def _write_native(ds: pydicom.Dataset, arr: np.ndarray, photometric: str) -> Non
         ds.PlanarConfiguration = 0
 
 
+#: Top-level attributes :meth:`PixelCleaner.clean` (with the rules it runs) and
+#: :func:`medveil.dicom.io.check_pixel_length` read besides the rules' own attributes and
+#: the pixel elements, when no rule fires and no detector runs: burned-in annotation, the
+#: classes, the geometry, the character set the values decode with.
+VERDICT_KEYWORDS = (
+    "BurnedInAnnotation",
+    "SOPClassUID",
+    "Modality",
+    "SpecificCharacterSet",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "SamplesPerPixel",
+    "PlanarConfiguration",
+    "PhotometricInterpretation",
+    "NumberOfFrames",
+    "Rows",
+    "Columns",
+)
+#: Elements whose presence alone changes clean()'s course (float pixels are checked
+#: against the file's identity, offset tables describe encapsulated frames).
+VERDICT_PRESENCE = (0x7FE00008, 0x7FE00009, 0x7FE00001, 0x7FE00002)
+
+
+@dataclass(frozen=True)
+class PlainVerdict:
+    """What clean() made of a file whose pixels it left alone, reusable for its series.
+
+    Everything but the samples' hidden bits follows from the file's verdict attributes
+    (:meth:`PixelCleaner.verdict_tags`) and its Pixel Data length: a file with the same
+    ones gets the same report unless its samples have bits above BitsStored (``check``).
+    """
+
+    transfer_syntax: str
+    clean_pixel_data: bool
+    #: (dtype, bytes, shape, geometry) of the hidden-bits check; None when none is made.
+    check: tuple[np.dtype, int, tuple[int, ...], _Geometry] | None
+
+
 class PixelCleaner:
     """Blank burned-in text by device rules and/or detection, clear hidden overlay bits.
 
@@ -797,6 +837,9 @@ class PixelCleaner:
     only on the rest); ``text_mask`` is "all-text" or "identifiers" (see
     :mod:`medveil.pixels.text.detect`).
     """
+
+    #: See :data:`VERDICT_PRESENCE`.
+    verdict_presence = VERDICT_PRESENCE
 
     def __init__(
         self,
@@ -819,6 +862,7 @@ class PixelCleaner:
         if detector is None and pixel_text != "rules":
             detector = TextDetector(text_mask)  # type: ignore[arg-type]
         self.detector = detector if pixel_text != "rules" else None
+        self._verdict_tags: tuple[RuleSet, frozenset[int]] | None = None
 
     def clean(self, ds: pydicom.Dataset, *, source: str = "") -> PixelReport:
         """Clean pixel data of ds in place (masks, hidden bits).
@@ -859,6 +903,79 @@ class PixelCleaner:
                 f"rule {fired[0].id} requires masking but float pixel data is not supported"
             )
         return report
+
+    def verdict_tags(self) -> frozenset[int]:
+        """The attributes whose raw values (with the Pixel Data length) decide a plain verdict.
+
+        The rules' attributes (group 0002 ones are the file meta's) and
+        :data:`VERDICT_KEYWORDS`; tests/native/test_verdict_cache.py records what clean()
+        reads and checks that it is no more than these and :data:`VERDICT_PRESENCE`.
+        """
+        found = self._verdict_tags
+        if found is None or found[0] is not self.rules:
+            tags = {int(parse_attr(a)) for r in self.rules.rules for a in r.match.attrs()}
+            tags.update(tag_for_keyword(kw) or 0 for kw in VERDICT_KEYWORDS)
+            tags.add(0x00020010)  # Transfer Syntax UID
+            found = self._verdict_tags = (self.rules, frozenset(tags))
+        return found[1]
+
+    def config(self) -> tuple[object, ...]:
+        """The options a verdict depends on (a cache keyed by them never mixes cleaners)."""
+        return (
+            id(self.rules),
+            self.allow_unmatched_burned_in,
+            self.clean_graphics,
+            self.pixel_text,
+            self.use_rules,
+            self.detector is None,
+        )
+
+    def plain_verdict(self, ds: pydicom.Dataset, report: PixelReport) -> PlainVerdict | None:
+        """The verdict of clean(ds) (just made: ``report``) when it can be reused, else None.
+
+        Only the plain case: native little-endian pixel data, no float pixels, no rule
+        fired, no detection, nothing stripped, noted or changed.
+        """
+        plain = PixelReport(
+            transfer_syntax_in=report.transfer_syntax_in,
+            transfer_syntax_out=report.transfer_syntax_in,
+            source=report.source,
+            clean_pixel_data=report.clean_pixel_data,
+        )
+        ts = report.transfer_syntax_in
+        if report != plain or ts not in NATIVE_LITTLE or "PixelData" not in ds:
+            return None
+        if any(element(ds, t) is not None for t in VERDICT_PRESENCE):
+            return None
+        if self._detector_for(ds) is not None:
+            return None
+        geo = _Geometry.of(ds)
+        check = None
+        if self._hidden_bits(geo) and geo.bits_allocated != 1:
+            check = (geo.dtype(False), geo.nbytes(), geo.shape(), geo)
+        return PlainVerdict(ts, report.clean_pixel_data, check)
+
+    @staticmethod
+    def clean_plain(
+        verdict: PlainVerdict, pixel_data: bytes | memoryview, source: str = ""
+    ) -> PixelReport | None:
+        """clean()'s report for a file of this verdict; None when its samples need cleaning.
+
+        ``pixel_data``: the file's Pixel Data value (its length is part of the verdict's key).
+        """
+        check = verdict.check
+        if check is not None:
+            dt, n, shape, geo = check
+            view = np.frombuffer(pixel_data, dtype=dt, count=n // dt.itemsize).reshape(shape)
+            if _has_hidden_bits(view, geo):
+                return None
+        ts = verdict.transfer_syntax
+        return PixelReport(
+            transfer_syntax_in=ts,
+            transfer_syntax_out=ts,
+            source=source,
+            clean_pixel_data=verdict.clean_pixel_data,
+        )
 
     def _detector_for(
         self, ds: pydicom.Dataset, reasons: list[str] | None = None
