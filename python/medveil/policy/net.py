@@ -102,14 +102,17 @@ def net_rules(
     listed: set[int], options: frozenset[Option], exempt: set[int]
 ) -> Iterator[tuple[int, Rule]]:
     """Rules for every dictionary tag not in ``listed`` nor ``exempt`` (tag -> rule)."""
+    keep = keep_list()
     for tag, (vr, _vm, _name, retired, keyword) in DicomDictionary.items():
+        if vr not in NET_VRS:
+            continue  # net_action leaves every other VR be ("US or SS" included)
         if tag in listed or tag in exempt or tag >> 16 in (0x0000, 0xFFFE):
             continue  # command fields and item delimiters are never in a file's data set
         found = net_action(tag, _entry_vr(vr), options)
         if found is None:
             continue
         action, why = found
-        entry = keep_list().get(tag)
+        entry = keep.get(tag)
         # A device identifier kept because the policy retains device identity is that
         # option's decision (as the table's own rows under it), not the net's.
         decided = entry.when.name.lower() if action == "K" and entry and entry.when else DECIDED_BY

@@ -1165,7 +1165,11 @@ class CompiledPolicy:
         """Safety-net rules for dictionary elements no table row or mask names."""
         table_masks = list(self.masks)
         listed = set(self.by_tag)
-        listed.update(t for t in DicomDictionary if any(m.matches(t) for m in table_masks))
+        for m in table_masks:  # MaskRule.matches, inlined: once per dictionary tag and mask
+            g, gm, e, em = m.group, m.group_mask, m.elem, m.elem_mask
+            listed.update(
+                t for t in DicomDictionary if ((t >> 16) & gm) == g and (t & 0xFFFF & em) == e
+            )
         for tag, rule in net_rules(listed, options, exempt):
             self.by_tag[tag] = rule
             self.net_tags.add(tag)

@@ -121,22 +121,34 @@ class Rule:
         return dict(self.params).get(name, default)
 
 
+# Option -> its column: an enum's property costs more than a dict hit, per row and option.
+_COLUMNS: dict[Option, str] = {o: o.column for o in Option}
+
+
 @lru_cache(maxsize=1)
 def table_rows() -> tuple[TableRow, ...]:
     """Rows of Table E.1-1 as shipped in the package."""
     text = resources.files("medveil.data").joinpath("ps315_e1_1.csv").read_text("utf-8")
-    option_columns = [o.column for o in Option if o.column]
+    # csv.reader by column index: a DictReader's dict per row doubled the cost of a run's
+    # policy compile. Blank lines are skipped, as DictReader does.
+    reader = csv.reader(text.splitlines())
+    at = {name: i for i, name in enumerate(next(reader))}
+    tag, keyword, name = at["tag"], at["keyword"], at["name"]
+    retired, in_iod, basic = at["retired"], at["in_std_comp_iod"], at["basic_profile"]
+    option_columns = [(o.column, at[o.column]) for o in Option if o.column]
     out = []
-    for row in csv.DictReader(text.splitlines()):
+    for row in reader:
+        if not row:
+            continue
         out.append(
             TableRow(
-                tag_text=row["tag"],
-                keyword=row["keyword"],
-                name=row["name"],
-                retired=row["retired"] == "Y",
-                in_std_comp_iod=row["in_std_comp_iod"] == "Y",
-                basic=row["basic_profile"],
-                cells={c: row[c] for c in option_columns if row[c]},
+                tag_text=row[tag],
+                keyword=row[keyword],
+                name=row[name],
+                retired=row[retired] == "Y",
+                in_std_comp_iod=row[in_iod] == "Y",
+                basic=row[basic],
+                cells={c: row[i] for c, i in option_columns if row[i]},
             )
         )
     return tuple(out)
@@ -152,6 +164,8 @@ def parse_tag_pattern(text: str) -> tuple[int, int, int, int]:
         raise ValueError(f"not a tag or tag mask: {text!r} (expected '(gggg,eeee)', x = any)")
 
     def part(s: str) -> tuple[int, int]:
+        if "x" not in s and "X" not in s:  # the common case: four hex digits
+            return int(s, 16), 0xFFFF
         value = int(s.lower().replace("x", "0"), 16)
         mask = int("".join("0" if ch in "xX" else "f" for ch in s), 16)
         return value, mask
@@ -164,8 +178,12 @@ def parse_tag_pattern(text: str) -> tuple[int, int, int, int]:
 def option_action(row: TableRow, options: Iterable[Option]) -> tuple[str, str]:
     """Return (action, decided_by) for a table row under the selected options."""
     action, decided = row.basic, "basic"
+    cells = row.cells
+    if not cells:  # most rows: no option changes them (and a policy compiles every row)
+        return action, decided
     for opt in options:
-        cell = row.cells.get(opt.column) if opt.column else None
+        column = _COLUMNS[opt]
+        cell = cells.get(column) if column else None
         if not cell:
             continue
         # The more protective choice wins when two selected options disagree.
