@@ -10,6 +10,7 @@ import functools
 import hashlib
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -105,16 +106,31 @@ def age_band_label(age: str) -> str:
     return "90+" if lo >= 90 else f"{lo}-{lo + 4}"
 
 
+#: peek_str and peek_int of one output (see :func:`_peeks`).
+Peeks = tuple[Callable[[int], str], Callable[[int], "int | None"]]
+
+
+def _peeks(ds: Dataset) -> Peeks:
+    """peek_str and peek_int over ``ds``."""
+    return functools.partial(peek_str, ds), functools.partial(peek_int, ds)
+
+
 def output_relpath(ds: Dataset) -> str:
     """<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm of a cleaned dataset."""
-    return str(
-        PurePosixPath(
-            safe_component(peek_str(ds, 0x00100020) or "unknown-patient"),
-            safe_component(peek_str(ds, 0x0020000D)),
-            safe_component(peek_str(ds, 0x0020000E)),
-            safe_component(peek_str(ds, 0x00080018)) + ".dcm",
-        )
+    return _relpath(_peeks(ds)[0])
+
+
+def _relpath(text: Callable[[int], str]) -> str:
+    """output_relpath, reading the output's values with ``text`` (a peek_str)."""
+    parts = (
+        safe_component(text(0x00100020) or "unknown-patient"),
+        safe_component(text(0x0020000D)),
+        safe_component(text(0x0020000E)),
+        safe_component(text(0x00080018)) + ".dcm",
     )
+    if "." in parts:
+        return str(PurePosixPath(*parts))  # which drops a "." part (check_relpath refuses)
+    return "/".join(parts)  # what PurePosixPath gives for parts without "/", "" or "."
 
 
 # Catalog columns hold coded values only: a value that is not one (a name written into
@@ -138,27 +154,35 @@ def catalog_row(
 
     ``sha256``: the output's hash when the engine already computed it while writing.
     """
+    return _catalog_row(_peeks(ds), relpath, parts, sha256)
+
+
+def _catalog_row(
+    peeks: Peeks, relpath: str, parts: list[bytes], sha256: str | None = None
+) -> dict[str, object]:
+    """catalog_row, reading the output's values with ``peeks``."""
+    text, number = peeks
 
     def num(tag: int) -> object:
-        text = peek_str(ds, tag).split("\\")[0].strip()
+        value = text(tag).split("\\")[0].strip()
         try:
-            return float(text) if tag == 0x00180050 else int(float(text))
+            return float(value) if tag == 0x00180050 else int(float(value))
         except ValueError:
             return None
 
     return {
         "patient_pseudonym": relpath.split("/", 1)[0],
-        "study_uid": _checked(peek_str(ds, 0x0020000D), _UID),
-        "series_uid": _checked(peek_str(ds, 0x0020000E), _UID),
-        "sop_uid": _checked(peek_str(ds, 0x00080018), _UID),
-        "modality": _checked(peek_str(ds, 0x00080060), _CS_CODE),
-        "body_part": _checked(peek_str(ds, 0x00180015), _CS_CODE),
-        "sex": _checked(peek_str(ds, 0x00100040), _SEX),
-        "age_band": age_band_label(peek_str(ds, 0x00101010)),
-        "study_date": _checked(peek_str(ds, 0x00080020), _DATE),
-        "manufacturer": peek_str(ds, 0x00080070),
-        "rows": peek_int(ds, 0x00280010),
-        "columns": peek_int(ds, 0x00280011),
+        "study_uid": _checked(text(0x0020000D), _UID),
+        "series_uid": _checked(text(0x0020000E), _UID),
+        "sop_uid": _checked(text(0x00080018), _UID),
+        "modality": _checked(text(0x00080060), _CS_CODE),
+        "body_part": _checked(text(0x00180015), _CS_CODE),
+        "sex": _checked(text(0x00100040), _SEX),
+        "age_band": age_band_label(text(0x00101010)),
+        "study_date": _checked(text(0x00080020), _DATE),
+        "manufacturer": text(0x00080070),
+        "rows": number(0x00280010),
+        "columns": number(0x00280011),
         "frames": num(0x00280008) or 1,
         "slice_thickness": num(0x00180050),
         "path": relpath,
@@ -272,8 +296,11 @@ def _clean_native(
         # The same post-check as the other roads, on the bytes to be written.
         allow = engine.allowance
         check_written(b"".join(out.parts), terms, allow)
+        # The output's values from the core's catalog bytes: its Dataset view only when
+        # they need pydicom to decode them.
+        peeks = out.peeks()
         return _written(
-            out.final,
+            out.final if peeks is None else None,
             out.parts,  # type: ignore[arg-type]
             out.report,
             size_in,
@@ -281,6 +308,7 @@ def _clean_native(
             terms=terms,
             allow=allow,
             sha256=out.sha256,
+            peeks=peeks,
         )
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
         return _quarantined(exc, size_in)
@@ -367,7 +395,7 @@ def _damaged_scan(
 
 
 def _written(
-    ds: Dataset,
+    ds: Dataset | None,
     parts: list[bytes],
     report: DeidReport,
     size_in: int,
@@ -377,21 +405,27 @@ def _written(
     terms: Terms,
     allow: Allowance,
     sha256: str | None = None,
+    peeks: Peeks | None = None,
 ) -> CleanResult:
     """The result for a written file: its path, catalog row and records, from the output's ds.
 
     The path and the catalog row are checked for the input's terms like the file itself:
-    QuarantineError if either would carry an original value.
+    QuarantineError if either would carry an original value. ``peeks``: readers of ds's
+    values that do not need ds (the native road's, from its catalog bytes).
     """
-    relpath = output_relpath(ds)
-    row = catalog_row(ds, relpath, parts, sha256)
+    if peeks is None:
+        if ds is None:
+            raise ValueError("_written needs the output's Dataset or its peeks")
+        peeks = _peeks(ds)
+    relpath = _relpath(peeks[0])
+    row = _catalog_row(peeks, relpath, parts, sha256)
     check_record([relpath, *(v for v in row.values() if isinstance(v, str))], terms, allow)
     pixels = report.pixels.record(relpath) if report.pixels is not None else None  # type: ignore[attr-defined]
-    identity = (
-        identity_of(originals, ds, relpath.split("/", 1)[0], report.date_offset_days)
-        if originals is not None
-        else {}
-    )
+    identity: dict[str, object] = {}
+    if originals is not None:
+        if ds is None:
+            raise ValueError("_written needs the output's Dataset for the originals")
+        identity = identity_of(originals, ds, relpath.split("/", 1)[0], report.date_offset_days)
     return CleanResult(
         "written",
         "",

@@ -19,8 +19,10 @@ native road only ever writes what that engine would write, byte for byte
 from __future__ import annotations
 
 import copy
+import functools
+import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -35,7 +37,7 @@ from medveil._core import fastpath
 from medveil.dicom.io import check_pixel_length
 from medveil.dicom.keywords import TERM_KEYWORDS
 from medveil.dicom.peek import decode_text
-from medveil.dicom.pydicom_private import dataset_over, raw_tuple
+from medveil.dicom.pydicom_private import character_set, dataset_over, raw_tuple
 from medveil.dicom.writer import PIXEL_DATA
 from medveil.engine.dataset import Deidentifier, pixel_marks
 from medveil.engine.decide import (
@@ -124,9 +126,48 @@ class NativeOutcome:
 
     parts: list[bytes | memoryview]
     report: DeidReport
-    final: Dataset
     implicit: bool
     sha256: str
+    #: The output's catalog elements (tag, VR, value bytes): what ``final`` holds.
+    catalog: list[tuple[int, str, bytes]] = field(default_factory=list)
+    #: The input's Specific Character Set element (None: it has none).
+    charset: Any = None
+
+    @functools.cached_property
+    def final(self) -> Dataset:
+        """The output's catalog values as a Dataset view (made only when asked for)."""
+        return final_view(self.catalog, self.charset)
+
+    @property
+    def codec(self) -> str | None:
+        """The one Python codec ``final``'s values decode with; None: more, or none known."""
+        return _codec(self.charset)
+
+    def peeks(self) -> tuple[Callable[[int], str], Callable[[int], int | None]] | None:
+        """peek_str and peek_int over ``final``, from the catalog bytes; None: use ``final``.
+
+        Only where those read a value the plain way (medveil.dicom.peek.raw_text and
+        plain_value): one codec, text without ISO 2022 escapes, a VR other than UN, and
+        Rows and Columns as one little-endian number.
+        """
+        codec = self.codec
+        if codec is None:
+            return None
+        texts: dict[int, str] = {}
+        numbers: dict[int, int] = {}
+        for tag, vr, value in self.catalog:
+            if vr == "UN":
+                return None
+            values = decode_text(value, codec)
+            if values is None:
+                return None
+            texts[tag] = "\\".join(values)
+            if tag in _DIMENSIONS:
+                number = _US.get(vr)
+                if number is None or len(value) != number.size:
+                    return None
+                numbers[tag] = number.unpack(value)[0]
+        return (lambda tag: texts.get(tag, "")), numbers.get
 
 
 def _meta_tags() -> list[int]:
@@ -638,17 +679,57 @@ class NativeEngine:
         taken = [(paths[p], tag, actions[a]) for p, tag, a in zip(*res[8], strict=True)]
         report.taken.extend(taken)
         report.actions.update(a for _, _, a in taken)
-        values: dict[BaseTag, DataElement | RawDataElement] = {}
-        for tag, vr, text in res[10]:
-            key = BaseTag(tag)
-            values[key] = raw_tuple((key, vr, len(text), text, 0, False, True, True, False))
-        if isinstance(charset, RawDataElement):
-            values[_CHARSET] = _decoded(charset)  # as the first text read would decode it
-        final = dataset_over(values)
-        return NativeOutcome(parts, report, final, bool(res[16]), res[7].hex())
+        return NativeOutcome(parts, report, bool(res[16]), res[7].hex(), res[10], charset)
+
+
+def final_view(catalog: list[tuple[int, str, bytes]], charset: Any) -> Dataset:
+    """The output's catalog elements as a Dataset view (what the other roads' ``final`` is).
+
+    ``charset``: the input's Specific Character Set element (None: it has none).
+    """
+    values: dict[BaseTag, DataElement | RawDataElement] = {}
+    for tag, vr, text in catalog:
+        key = BaseTag(tag)
+        values[key] = raw_tuple((key, vr, len(text), text, 0, False, True, True, False))
+    if isinstance(charset, RawDataElement):
+        values[_CHARSET] = _decoded(charset)  # as the first text read would decode it
+    return dataset_over(values)
 
 
 _VR_TEXT: dict[int, str | None] = {}
+# Rows and Columns: peek_int reads them as one number (medveil.dicom.peek.plain_value).
+_DIMENSIONS = (0x00280010, 0x00280011)
+_US = {"US": struct.Struct("<H"), "UL": struct.Struct("<L")}
+_US.update({"SS": struct.Struct("<h"), "SL": struct.Struct("<l")})
+_CODECS: dict[tuple[object, ...], str | None] = {}
+_UNSET = object()
+
+
+def _codec(charset: Any) -> str | None:
+    """The one codec final_view(..., charset) decodes text with (None: not one).
+
+    Asked of pydicom itself (the view's character set), once per raw character set.
+    """
+    key: tuple[object, ...] = (None,)
+    if isinstance(charset, RawDataElement):
+        if type(charset.value) is not bytes:
+            return None
+        key = (
+            charset.VR,
+            charset.value,
+            charset.is_implicit_VR,
+            config.settings.reading_validation_mode,
+        )
+    found = _CODECS.get(key, _UNSET)
+    if found is _UNSET:
+        if len(_CODECS) >= 256:
+            _CODECS.clear()
+        codecs = character_set(final_view([], charset))
+        codecs = [codecs] if isinstance(codecs, str) else codecs
+        found = _CODECS[key] = codecs[0] if len(codecs) == 1 else None
+    return found  # type: ignore[return-value]
+
+
 _TRANSFER_SYNTAX = BaseTag(0x00020010)
 _CHARSET = BaseTag(0x00080005)
 _SOP_INSTANCE = 0x00080018
