@@ -156,3 +156,68 @@ def test_program_run_matches_an_in_process_run(tmp_path: Path, capsys, dry_run: 
         summary = json.loads((records / "summary.json").read_text())
         assert summary["written"] == 3
         assert (records / "pixels.jsonl").exists()
+
+
+# ---------------------------------------------------------------- start-up collection
+def test_end_start_up_leaves_a_running_collector_alone(tmp_path: Path) -> None:
+    done = _python(
+        "import gc\n"
+        "from medveil.cli.startup import end_start_up, pause_collection\n"
+        "end_start_up()\n"
+        "print(gc.isenabled(), gc.get_freeze_count())\n"
+        "pause_collection()\n"
+        "x = [[] for _ in range(1000)]\n"
+        "end_start_up()\n"
+        "print(gc.isenabled(), gc.get_freeze_count() >= 1000)\n",
+        tmp_path,
+    )
+    assert done.stdout.splitlines() == ["True 0", "True True"], done.stderr
+
+
+_PROBE = (
+    "import gc, sys\n"
+    "from medveil.cli import main\n"
+    "from medveil.errors import MedveilError\n"
+    "import medveil.run.archive as archive, medveil.cli.info as info\n"
+    "def probe(*args, **kwargs):\n"
+    "    print('collector', gc.isenabled(), gc.get_freeze_count() > 10000, flush=True)\n"
+    "    raise MedveilError('probe')\n"
+    "archive.deidentify_archive = probe\n"
+    "info.run = lambda args: probe()\n"
+    "sys.argv = ['medveil', *sys.argv[1:]]\n"
+    "main.command()\n"
+)
+
+
+@pytest.mark.parametrize("command", ["deid", "info"])
+def test_commands_run_with_the_collector_on_and_start_up_frozen(
+    tmp_path: Path, command: str
+) -> None:
+    secret = tmp_path / "secret"
+    create_secret(secret)
+    (tmp_path / "in").mkdir()
+    argv = ["deid", "in", "out", "--secret-file", str(secret)] if command == "deid" else ["info"]
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=_ENV,
+    )
+    assert "collector True True" in done.stdout, (done.stdout, done.stderr)
+    assert done.returncode == 2 and "probe" in done.stderr
+
+
+def test_help_and_usage_errors_exit_as_before(tmp_path: Path) -> None:
+    for argv, code in ((["--help"], 0), (["deid", "--workers", "x"], 2), (["--version"], 0)):
+        done = subprocess.run(
+            [sys.executable, "-m", "medveil", *argv],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+            env=_ENV,
+        )
+        assert done.returncode == code, (argv, done.stderr)
+        assert (done.stdout if code == 0 else done.stderr).strip()

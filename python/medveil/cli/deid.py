@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hmac
 import logging
+import os
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from medveil.cli.console import Progress, debug, error, info, say, warning
 from medveil.cli.options import add_output_options
+from medveil.cli.startup import end_start_up
 from medveil.errors import MedveilError, PolicyError
 from medveil.policy.keys import create_secret, default_secret_path, load_secret
 from medveil.policy.presets import load_policy
@@ -85,7 +87,7 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("--master", help="Spark master URL with --engine spark, e.g. local[4], yarn")
     add_output_options(p, "worker")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, ends_start_up=True)
 
 
 def _secret(args: argparse.Namespace, policy: Policy) -> bytes:
@@ -126,6 +128,7 @@ def _open_vault(args: argparse.Namespace, secret: bytes):  # type: ignore[no-unt
 def run(args: argparse.Namespace) -> int:
     """Run the archive conversion and print a summary; exit 0 clean, 1 quarantined, 2 error."""
     if getattr(args, "engine", "local") == "spark":
+        end_start_up()
         from medveil.cli.spark_deid import run as run_spark
 
         if getattr(args, "dry_run", False):
@@ -189,6 +192,13 @@ def run(args: argparse.Namespace) -> int:
     def problem(name: str, reason: str) -> None:
         warning(log, f"{name}: {reason}")
 
+    if hasattr(os, "fork"):
+        # The rest of start-up: the engine's modules and the policy's compilation (kept
+        # on the policy), which the run builds its engine from before it forks workers.
+        import medveil.engine.instance  # noqa: F401
+
+        policy.compile()
+    end_start_up()
     try:
         summary = deidentify_archive(
             args.input,

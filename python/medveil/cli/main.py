@@ -23,6 +23,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from medveil import __version__
 from medveil.cli.console import error, setup_logging
+from medveil.cli.startup import end_start_up, pause_collection
 from medveil.errors import MedveilError
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,11 @@ def command() -> NoReturn:
     A command that says its work is all done and closed (``args.exit_now``, set by
     ``deid`` once its records are written) ends without the interpreter's teardown.
     """
-    code, args = _main(None)
+    pause_collection()
+    try:
+        code, args = _main(None)
+    finally:
+        end_start_up()  # if the command did not (parse errors, --help, early exits)
     if getattr(args, "exit_now", False) and code in (0, 1):
         exit_now(code)
     sys.exit(code)
@@ -179,6 +184,8 @@ def _main(argv: Sequence[str] | None) -> tuple[int, argparse.Namespace]:
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Run the parsed command; returns the process exit code."""
+    if not getattr(args, "ends_start_up", False):
+        end_start_up()  # the command's imports are done; deid ends it after its build
     setup_logging(args.log_verbose, args.log_quiet, args.log_format)
     if not getattr(args, "func", None):
         parser.print_help()
