@@ -1,10 +1,13 @@
 """Build the archive benchmark's synthetic corpus: CT, radiographs, ultrasound, all with fake PHI.
 
-Run: python bench/archive/corpus.py OUT [--ct 2000 --dx 20 --us 10] [--memory N]
+Run: python bench/archive/corpus.py OUT [--ct 2000 --dx 20 --us 10] [--dx-text K] [--memory N]
 
 Layout: OUT/ct/ct_<p>_<n>.dcm (512x512 int16, 4 patients),
 OUT/dx/dx_<n>.dcm (3000x2500 uint16), OUT/us/us_<n>.dcm (60x600x800 RGB uint8,
 BurnedInAnnotation YES, the device name "BENCHSOUND" that `us_pixel_rules.toml` masks).
+``--dx-text K`` makes every K-th radiograph (the 1st, K+1-th, ...) a chest-like image
+with the patient's name, ID and date burned into its corners in four sizes and contrasts,
+and BurnedInAnnotation YES, so that the default policy (``pixel_text = "auto"``) screens it.
 Each part is one flat folder with names unique across the corpus: dicom-anonymizer only
 lists the top level of its input folder, pydicom/deid writes every output under its
 input's base name. ``--memory N`` builds N small CT files (64x64) instead.
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from medveil.run.demo import new_instance
 from medveil.run.demo import set_pixels as pixels  # also bench_textdetect.py's corpus.pixels
+from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -127,8 +131,58 @@ def build_ct(out: Path, n: int, size: int = 512, patients: int = 4) -> None:
         write(ds, out / f"ct_{pi + 1}_{k + 1:05d}.dcm")
 
 
-def build_dx(out: Path, n: int) -> None:
-    """n radiographs of 3000x2500 uint16, one per patient."""
+def chest(rng: np.random.Generator, rows: int = 3000, cols: int = 2500) -> np.ndarray:
+    """A 12-bit chest-like radiograph: collimated field, two lung fields, spine, noise."""
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    img = 2600 + 500 * np.cos(xx / cols * 3.1) * np.cos(yy / rows * 2)
+    for side in (-1, 1):
+        cy, cx = rows * 0.45, cols / 2 + side * cols * 0.2
+        lung = ((yy - cy) / (rows * 0.3)) ** 2 + ((xx - cx) / (cols * 0.14)) ** 2 < 1
+        img[lung] -= 1100
+    img[:, int(cols * 0.47) : int(cols * 0.53)] += 600  # the spine
+    img += rng.normal(0, 40, img.shape).astype(np.float32)
+    # Collimator edges: unexposed (bright) margins.
+    t, b, left, right = (int(v) for v in rng.integers(0, 150, size=4))
+    img[:t], img[rows - b :] = 4000, 4000
+    img[:, :left], img[:, cols - right :] = 4000, 4000
+    return np.clip(img, 0, 4095).astype(np.uint16)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """DejaVu Sans (or Pillow's built-in font) at ``size`` px."""
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", size)
+    except OSError:
+        return ImageFont.load_default(size=size)
+
+
+def burn_text(img: np.ndarray, p: dict[str, str]) -> None:
+    """Burn the patient's name, ID, study date and a view label into a radiograph's corners.
+
+    Four sizes (14, 22, 36, 56 px) and contrasts (bright, dark, and ~60 of 255 display
+    levels over the background), as a device's annotation would be.
+    """
+    rows, cols = img.shape
+    lines = [  # text, size, (row, col) of its top left, level (None: low contrast)
+        (p["name"].replace("^", " "), 56, (60, 180), 4095),
+        (p["id"], 36, (160, 180), 0),
+        (f"{p['date'][:4]}-{p['date'][4:6]}-{p['date'][6:]} 10:15", 22, (rows - 260, 200), 3600),
+        ("PA ERECT  kVp 120", 14, (rows - 300, cols - 500), None),
+    ]
+    for text, size, (y, x), level in lines:
+        layer = Image.new("L", (cols, rows), 0)
+        ImageDraw.Draw(layer).text((x, y), text, fill=255, font=_font(size))
+        alpha = np.asarray(layer, dtype=np.float32) / 255.0
+        if level is None:  # low contrast: ~60 display levels over the background's top
+            under = img[alpha > 0]
+            level = min(4095, int(np.percentile(under, 90)) + 1000)
+        out = img * (1 - alpha) + level * alpha
+        img[...] = np.clip(np.rint(out), 0, 4095).astype(np.uint16)
+
+
+def build_dx(out: Path, n: int, text_every: int = 0) -> None:
+    """n radiographs of 3000x2500 uint16, one per patient; burned-in text on every
+    ``text_every``-th one (0: none)."""
     rng = np.random.default_rng(2)
     base = rng.integers(0, 4096, size=(3000, 2500), dtype=np.uint16)
     for i in range(n):
@@ -140,7 +194,13 @@ def build_dx(out: Path, n: int) -> None:
         ds.BodyPartExamined = "CHEST"
         ds.ImageType = ["ORIGINAL", "PRIMARY"]
         ds.PresentationIntentType = "FOR PRESENTATION"
-        pixels(ds, np.roll(base, i, axis=1))
+        if text_every and i % text_every == 0:
+            img = chest(rng)
+            burn_text(img, p)
+            ds.BurnedInAnnotation = "YES"
+            pixels(ds, img)
+        else:
+            pixels(ds, np.roll(base, i, axis=1))
         write(ds, out / f"dx_{i + 1:03d}.dcm")
 
 
@@ -164,10 +224,10 @@ def build_us(out: Path, n: int, frames: int = 60) -> None:
         write(ds, out / f"us_{i + 1:03d}.dcm")
 
 
-def build(out: Path, ct: int, dx: int, us: int) -> None:
+def build(out: Path, ct: int, dx: int, us: int, dx_text: int = 0) -> None:
     """The three parts under out/ct, out/dx and out/us."""
     build_ct(out / "ct", ct)
-    build_dx(out / "dx", dx)
+    build_dx(out / "dx", dx, dx_text)
     build_us(out / "us", us)
 
 
@@ -183,13 +243,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ct", type=int, default=2000)
     ap.add_argument("--dx", type=int, default=20)
     ap.add_argument("--us", type=int, default=10)
+    ap.add_argument(
+        "--dx-text",
+        type=int,
+        default=0,
+        help="burn text into every K-th radiograph (BurnedInAnnotation YES); 0: none",
+    )
     ap.add_argument("--memory", type=int, default=0, help="build N small CT files instead")
     args = ap.parse_args(argv)
     out = Path(args.out)
     if args.memory:
         build_memory(out, args.memory)
     else:
-        build(out, args.ct, args.dx, args.us)
+        build(out, args.ct, args.dx, args.us, args.dx_text)
     print(f"corpus written to {out}", file=sys.stderr)
     return 0
 

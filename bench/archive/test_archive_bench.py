@@ -61,16 +61,28 @@ def test_ct_phi_planted_and_removed(small: Path, tmp_path: Path) -> None:
 
 
 def test_us_masked_only_with_the_bench_rule(small: Path, tmp_path: Path) -> None:
-    """Without the rule the cine is quarantined; with it the name band is blanked."""
+    """Rules only and no rule: the cine is quarantined; with the rule its band is blanked.
+
+    (The default policy, ``pixel_text = "auto"``, screens the cine for text instead.)
+    """
     raw = next((small / "us").iterdir()).read_bytes()
-    assert clean_instance(engine(tmp_path, with_rule=False), raw).status == "quarantined"
+    rules_only = Deidentifier(Policy(pixel_text="rules"), os.urandom(32))
+    assert clean_instance(rules_only, raw).status == "quarantined"
     result = clean_instance(engine(tmp_path, with_rule=True), raw)
     assert result.status == "written", result.reason
     before = pydicom.dcmread(io.BytesIO(raw)).pixel_array
     after = pydicom.dcmread(io.BytesIO(result.data)).pixel_array
     assert before.shape == after.shape == (2, 600, 800, 3)
     assert before[:, :40, :400].min() == 255 and after[:, :40].max() == 0
-    np.testing.assert_array_equal(before[:, 40:], after[:, 40:])
+    # Below the band only what the file's pixel record names may change: the default
+    # policy also screens the cine for text and masks what it takes for text there.
+    masked = np.zeros(before.shape[:3], dtype=bool)
+    record = result.pixels
+    assert record is not None
+    for r0, r1, c0, c1, f0, f1 in record["regions"]:  # type: ignore[union-attr]
+        masked[f0:f1, r0:r1, c0:c1] = True
+    masked[:, :40] = True
+    np.testing.assert_array_equal(before[~masked], after[~masked])
 
 
 def test_measure_sees_the_allocation() -> None:
@@ -92,3 +104,32 @@ def test_count_outputs_skips_run_records(tmp_path: Path) -> None:
     (tmp_path / "y.dcm").write_bytes(b"2")
     (tmp_path / ".medveil" / "catalog.sqlite").write_bytes(b"3")
     assert bench_run.count_outputs(tmp_path) == 2
+
+
+def test_dx_text_found_under_the_default_policy(tmp_path: Path) -> None:
+    """A ``--dx-text`` radiograph says BurnedInAnnotation YES; all four lines get masked."""
+    rng = np.random.default_rng(5)
+    clean = corpus.chest(rng)
+    img = clean.copy()
+    p = corpus.patient(7)
+    corpus.burn_text(img, p)
+    ink = img != clean
+    assert ink[:300].any() and ink[-400:].any()  # top and bottom lines drawn
+    corpus.build_dx(tmp_path / "dx", 2, text_every=2)
+    files = sorted((tmp_path / "dx").iterdir())
+    flags = [pydicom.dcmread(f).get("BurnedInAnnotation") for f in files]
+    assert flags == ["YES", None]
+    ds = corpus.header(p, corpus.DX, f"{corpus.ROOT}9", f"{corpus.ROOT}9.1", 1)
+    ds.Modality, ds.BurnedInAnnotation = "DX", "YES"
+    corpus.pixels(ds, img)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    result = clean_instance(Deidentifier(Policy.default(), os.urandom(32)), buf.getvalue())
+    assert result.status == "written", result.reason
+    masked = np.zeros(img.shape, dtype=bool)
+    assert result.pixels is not None
+    for r0, r1, c0, c1, _f0, _f1 in result.pixels["regions"]:  # type: ignore[union-attr]
+        masked[r0:r1, c0:c1] = True
+    # Anti-aliased fringes of under a quarter of the ink's level may stay outside.
+    strong = np.abs(img.astype(np.int32) - clean) > 250
+    assert not (strong & ~masked).any()
