@@ -23,7 +23,8 @@
 // estimates the noise sigma), or `threshold` when the frame has fewer than 2 columns.
 //
 // Windows of r <= 7 hold at most 225 pixels, so every sum fits 16 bits: those run in
-// uint16 lanes (16 per AVX2 register); wider windows use 32-bit sums, scalar only.
+// uint16 lanes (16 per AVX2 register, 32 per AVX-512 one); wider windows use 32-bit
+// sums, scalar only.
 //
 // Callers (the bindings) check dtypes, shapes and contiguity; these functions trust them.
 #pragma once
@@ -129,6 +130,9 @@ extern const TextScreenKernels kTextScreenRef;
 #ifdef MEDVEIL_HAVE_AVX2
 extern const TextScreenKernels kTextScreenAvx2;
 #endif
+#ifdef MEDVEIL_HAVE_AVX512
+extern const TextScreenKernels kTextScreenAvx512;  // F/BW/VL, 32-64 pixels per step
+#endif
 // The kernels of window_to_u8, one table per backend.
 struct WindowKernels {
     // *mn, *mx = min and max of the n >= 1 samples read as uint16 or int16.
@@ -144,6 +148,9 @@ struct WindowKernels {
 extern const WindowKernels kWindowRef;
 #ifdef MEDVEIL_HAVE_AVX2
 extern const WindowKernels kWindowAvx2;
+#endif
+#ifdef MEDVEIL_HAVE_AVX512
+extern const WindowKernels kWindowAvx512;
 #endif
 // The whole screen with the given kernels.
 void find_text_boxes_with(const TextScreenKernels& k, const std::uint8_t* data,

@@ -5,6 +5,9 @@ namespace medveil {
 namespace {
 
 const detail::TextScreenKernels& kernels(Backend backend) {
+#ifdef MEDVEIL_HAVE_AVX512
+    if (backend == Backend::avx512) return detail::kTextScreenAvx512;
+#endif
 #ifdef MEDVEIL_HAVE_AVX2
     if (has_avx2(backend)) return detail::kTextScreenAvx2;
 #endif

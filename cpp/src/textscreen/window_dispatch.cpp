@@ -9,6 +9,9 @@ namespace medveil {
 namespace {
 
 const detail::WindowKernels& window_kernels(Backend backend) {
+#ifdef MEDVEIL_HAVE_AVX512
+    if (backend == Backend::avx512) return detail::kWindowAvx512;
+#endif
 #ifdef MEDVEIL_HAVE_AVX2
     if (has_avx2(backend)) return detail::kWindowAvx2;
 #endif
