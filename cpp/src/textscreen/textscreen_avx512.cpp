@@ -50,7 +50,8 @@ void luma_avx512(const std::uint8_t* rgb, std::size_t n, std::uint8_t* out) {
     std::size_t i = 0;
     for (; i + 32 <= n; i += 32) {
         const std::uint8_t* s = rgb + 3 * i;
-        const __m512i w0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
+        const __m512i w0 =
+            _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
         const __m512i w1 =
             _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 32)));
         const __m512i w2 =
@@ -96,15 +97,17 @@ void prefix16_avx512(const std::uint16_t* v, std::size_t n, std::uint16_t* p) {
         __m512i x = _mm512_loadu_si512(v + i);
         // Prefix sums within each 128-bit lane (three byte shifts), then each lane's
         // total broadcast over it and added to the lanes above it (qword rotations that
-        // bring in zeros): the block's own prefix, independent of the carry.
+        // bring in zeros; the zero-masking forms with every lane set avoid GCC 12 warnings
+        // about the plain intrinsics): the block's own prefix, independent of the carry.
         x = _mm512_add_epi16(x, _mm512_bslli_epi128(x, 2));
         x = _mm512_add_epi16(x, _mm512_bslli_epi128(x, 4));
         x = _mm512_add_epi16(x, _mm512_bslli_epi128(x, 8));
         __m512i t = _mm512_shufflehi_epi16(x, 0xFF);
-        t = _mm512_unpackhi_epi64(t, t);
-        const __m512i below = _mm512_add_epi16(
-            _mm512_alignr_epi64(t, zero, 6),
-            _mm512_add_epi16(_mm512_alignr_epi64(t, zero, 4), _mm512_alignr_epi64(t, zero, 2)));
+        t = _mm512_maskz_unpackhi_epi64(0xFF, t, t);
+        const __m512i one_up = _mm512_maskz_alignr_epi64(0xFF, t, zero, 6);
+        const __m512i two_up = _mm512_maskz_alignr_epi64(0xFF, t, zero, 4);
+        const __m512i three_up = _mm512_maskz_alignr_epi64(0xFF, t, zero, 2);
+        const __m512i below = _mm512_add_epi16(one_up, _mm512_add_epi16(two_up, three_up));
         x = _mm512_add_epi16(x, below);
         _mm512_storeu_si512(p + i + 1, _mm512_add_epi16(x, carry));
         // The block total joins the carry off the store's dependency chain.
@@ -156,7 +159,8 @@ void absdiff_avx512(const std::uint8_t* row, std::size_t n, std::uint8_t* out) {
     for (; i + 65 <= n; i += 64) {
         const __m512i a = _mm512_loadu_si512(row + i);
         const __m512i b = _mm512_loadu_si512(row + i + 1);
-        _mm512_storeu_si512(out + i, _mm512_or_si512(_mm512_subs_epu8(a, b), _mm512_subs_epu8(b, a)));
+        _mm512_storeu_si512(out + i,
+                            _mm512_or_si512(_mm512_subs_epu8(a, b), _mm512_subs_epu8(b, a)));
     }
     for (; i + 1 < n; ++i)
         out[i] = static_cast<std::uint8_t>(row[i] > row[i + 1] ? row[i] - row[i + 1]
