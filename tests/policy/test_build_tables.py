@@ -11,11 +11,21 @@ from __future__ import annotations
 
 import csv
 import itertools
+import re
 from importlib import resources
 
 import numpy as np
 import pytest
-from medveil.engine.decide import dictionary_vr
+from medveil.engine.decide import (
+    DATE_PATTERNS,
+    PHONE_PATTERN,
+    Identity,
+    _has_cjk,
+    build_cleaner,
+    dates_pattern,
+    dictionary_vr,
+    text_patterns,
+)
 from medveil.engine.raw import _SQ_TAGS, _sequence_tags
 from medveil.policy import net
 from medveil.policy.presets import PRESETS, load_policy
@@ -218,3 +228,26 @@ def test_sequence_tags_are_the_dictionary_vr_of_each_tag() -> None:
     assert np.array_equal(_sequence_tags(), expected)
     assert np.array_equal(_SQ_TAGS, expected)
     assert 0x00081140 in tags and 0x50002600 in tags  # ReferencedImageSequence; a repeater
+
+
+def test_cjk_test_is_the_character_class_it_replaces() -> None:
+    # The ranges the cleaner's CJK test used as a regex class, checked on every BMP
+    # character and on a few beyond it.
+    old = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]")
+    for code in (*range(0x10000), 0x1F600, 0x20000, 0x2F800, 0x10FFFF):
+        c = chr(code)
+        assert _has_cjk(c) == bool(old.search(c)), hex(code)
+    assert _has_cjk("Lee 李") and not _has_cjk("Müller-Lüdenscheidt")
+
+
+def test_shared_text_patterns_are_the_ones_each_cleaner_compiled() -> None:
+    clean = ("MRN", r"\bID\d+")
+    widened = [f"(?:{p})(?:[-/#.:]*[^\\W_]+)*" for p in clean] + [PHONE_PATTERN]
+    assert text_patterns(clean).pattern == "|".join(widened)
+    assert text_patterns(()).pattern == PHONE_PATTERN
+    assert text_patterns(clean).flags & re.IGNORECASE
+    assert dates_pattern().pattern == "|".join(DATE_PATTERNS)
+    assert dates_pattern().flags & re.IGNORECASE
+    cleaner = build_cleaner(Identity((), ()), clean, "", True)
+    assert cleaner.patterns is text_patterns(clean) and cleaner.dates is dates_pattern()
+    assert build_cleaner(Identity((), ()), clean, "", False).dates is None

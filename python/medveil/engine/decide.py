@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import functools
 import html
 import re
 import unicodedata
@@ -395,7 +396,16 @@ def cap_ages_in_text(text: str) -> str:
     return _AGE_TEXT.sub(lambda m: (m.group("a") or m.group("b") or "") + AGE_CAP_TEXT, text)
 
 
-_CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]")
+# CJK blocks (their text has no spaces between words), by code point: a regex class of
+# these ranges took ~2 ms to compile at every start-up.
+_CJK_RANGES: Final = ((0x2E80, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF), (0xFF66, 0xFF9F))
+
+
+def _has_cjk(text: str) -> bool:
+    """True when text holds a character of a CJK block (Han, Hangul, half-width kana)."""
+    return any(lo <= ord(c) <= hi for c in text for lo, hi in _CJK_RANGES)
+
+
 _WORD_SPLIT = re.compile(r"[\W_]+")
 # Names: not inside a longer word (digits and punctuation are boundaries), or at a
 # camel-case change ('seenByDoe'); the lookarounds are case-sensitive on purpose.
@@ -694,8 +704,8 @@ def build_cleaner(
             names.update(_name_parts(pn))
     for pn in identity.names:
         names.update(_name_parts(pn))
-    latin = sorted((n for n in names if not _CJK.search(n)), key=lambda n: (-len(n), n))
-    cjk = sorted((n for n in names if _CJK.search(n)), key=lambda n: (-len(n), n))
+    latin = sorted((n for n in names if not _has_cjk(n)), key=lambda n: (-len(n), n))
+    cjk = sorted((n for n in names if _has_cjk(n)), key=lambda n: (-len(n), n))
     alts: list[str] = []
     if latin:
         name = "(?:" + "|".join(_flexible(n) for n in latin) + ")"
@@ -726,16 +736,28 @@ def build_cleaner(
     tokens = {t for t in tokens if _WORD_SPLIT.sub("", t)}
     alts.extend(_bounded(t) for t in sorted(tokens, key=lambda t: (-len(t), t)))
     terms = re.compile("|".join(alts) or r"(?!x)x", re.IGNORECASE)
-    dates = re.compile("|".join(DATE_PATTERNS), re.IGNORECASE) if remove_dates else None
-    # A pattern's match is widened over the ID characters glued to it, so 'MRN DEMO-10001'
-    # does not leave '-10001' behind.
-    pats = [f"(?:{p})(?:[-/#.:]*[^\\W_]+)*" for p in patterns] + [PHONE_PATTERN]
+    dates = dates_pattern() if remove_dates else None
     # Names glued into other letters ('MRLEEBRAIN', 'leebrain'): three letters or more,
     # judged by _is_glued so that 'LOCALIZER' keeps the 'ali' of a patient named Ali.
     glued_re = re.compile("|".join(re.escape(n) for n in glued), re.IGNORECASE) if glued else None
-    return TextCleaner(
-        terms, dates, re.compile("|".join(pats), re.IGNORECASE), replacement, glued_re
-    )
+    return TextCleaner(terms, dates, text_patterns(tuple(patterns)), replacement, glued_re)
+
+
+# The patterns every file's cleaner shares, compiled once per process (the Decider makes
+# them before a run forks its workers, which then share them): ~2 ms of compiling.
+@functools.cache
+def dates_pattern() -> re.Pattern[str]:
+    """Every date spelling of DATE_PATTERNS, as one case-insensitive pattern."""
+    return re.compile("|".join(DATE_PATTERNS), re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=64)
+def text_patterns(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """A policy's [clean] patterns and the phone numbers, as one case-insensitive pattern."""
+    # A pattern's match is widened over the ID characters glued to it, so 'MRN DEMO-10001'
+    # does not leave '-10001' behind.
+    pats = [f"(?:{p})(?:[-/#.:]*[^\\W_]+)*" for p in patterns] + [PHONE_PATTERN]
+    return re.compile("|".join(pats), re.IGNORECASE)
 
 
 _CLEANERS: dict[tuple[Identity, tuple[str, ...], str, bool], TextCleaner] = {}
@@ -971,6 +993,10 @@ class Decider:
             }
         #: The meanings of local codes are cleaned as free text (when the policy keeps them).
         self.cleans_code_meaning = structured or policy.has(Option.CLEAN_DESCRIPTORS)
+        # What every text cleaner of this policy uses (the file's and the patient's own).
+        dates_pattern()
+        text_patterns(tuple(policy.clean_patterns))
+        text_patterns(())
         if self.cleans_code_meaning:
             # A code value the policy keeps is checked against the file's identity: one
             # that holds the patient's ID or name (a local code made of it) is replaced.
