@@ -221,3 +221,20 @@ def test_help_and_usage_errors_exit_as_before(tmp_path: Path) -> None:
         )
         assert done.returncode == code, (argv, done.stderr)
         assert (done.stdout if code == 0 else done.stderr).strip()
+
+
+def test_version_loads_no_subcommand(tmp_path: Path) -> None:
+    done = _python(
+        "import sys\n"
+        "from medveil.cli.main import main\n"
+        "try:\n"
+        "    main(['--version'])\n"
+        "except SystemExit as stop:\n"
+        "    print('exit', stop.code)\n"
+        "base = ('medveil.cli.main', 'medveil.cli.console', 'medveil.cli.startup')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('medveil.cli.') and m not in base))\n",
+        tmp_path,
+    )
+    from medveil import __version__
+
+    assert done.stdout.splitlines() == [f"medveil {__version__}", "exit 0", "[]"], done.stderr

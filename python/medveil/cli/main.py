@@ -61,7 +61,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """Build the argument parser with every subcommand registered (or just ``only``)."""
+    """Build the argument parser with every subcommand registered (or just ``only``).
+
+    ``only=""`` registers none: for ``--version``, which ends the parse on its own.
+    """
     parser = Parser(
         prog="medveil",
         description="De-identify DICOM archives fast, and prove nothing leaked.",
@@ -91,7 +94,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # A command imports only its own module: the others pull in what it never uses (the
     # verifier, HTTP, crypto), which every run would pay for at start-up.
-    for name in (only,) if only in SUBCOMMANDS else SUBCOMMANDS:
+    names = () if only == "" else (only,) if only in SUBCOMMANDS else SUBCOMMANDS
+    for name in names:
         importlib.import_module(f"medveil.cli.{name}").add_subparser(sub)
     _describe(parser)
     return parser
@@ -114,12 +118,15 @@ def _command_of(argv: Sequence[str]) -> str | None:
     """The subcommand module argv names (before parsing), or None: then all are loaded.
 
     Only the global options come before the command; ``--log-format`` (or a prefix of
-    it, as argparse accepts) is the one that takes a separate value.
+    it, as argparse accepts) is the one that takes a separate value. ``--version`` before
+    any command: "" (no subcommand is loaded; argparse prints the version and exits).
     """
     args = iter(argv)
     for arg in args:
         if arg == "--":
             arg = next(args, "")
+        elif arg == "--version":
+            return ""
         elif arg.startswith("-"):
             if len(arg) > 2 and "--log-format".startswith(arg):
                 next(args, None)
