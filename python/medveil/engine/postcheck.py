@@ -28,9 +28,10 @@ import importlib
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -65,20 +66,31 @@ from medveil.verify.elements import (
     vr_of_code,
     vr_table,
 )
-from medveil.verify.matcher import few_matcher, is_spaceless, substring_matcher
+from medveil.verify.matcher import (
+    FIND_MAX,
+    FindMatcher,
+    few_matcher,
+    is_spaceless,
+    substring_matcher,
+)
 from medveil.verify.numbers import MIN_NUMBER_TERM, is_numeric_text, number_forms
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout, Span, layouts
 from medveil.verify.values import (
+    GLUE_VRS,
+    MAX_SPELLINGS,
     STOP_WORDS,
     LearnedValue,
     Learner,
     ValueIndex,
     classify,
+    counts,
     cut_value,
     date_spellings,
     is_time,
+    is_well_known_uid,
     learns_from,
     normalize,
+    spelling,
     unaccented,
 )
 
@@ -138,6 +150,14 @@ class Terms:
     _rests: dict[tuple[str, frozenset[str]], tuple[Any, list[bool]]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # On a series' shared Terms: automata over (text or bytes, its UIDs), see _uid_part.
+    _uid_parts: dict[tuple[bool, tuple[str, ...]], tuple[Any, list[bool]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    # On a series' shared Terms: one automaton over all its values per form (_whole).
+    _wholes: dict[tuple[str, frozenset[str]], tuple[Any, list[bool]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def matcher(self, form: str, allowed: frozenset[str] = frozenset()) -> tuple[Any, list[bool]]:
         """(matcher, is-always flag per pattern) over the terms, as 'text' or 'bytes'.
@@ -162,12 +182,15 @@ class Terms:
                 )
             )
             text = form.endswith("text")
+            shared = self._shared
+            new = self._new_uids(uids, text) if shared is not None and not sub else []
+            if new:
+                hit = self._with_new(form, allowed, new)
+                self._compiled[key] = hit
+                return hit
             parts = [
                 p
-                for p in (
-                    self._rest(form, allowed),
-                    _automaton(text, [], uids, self, keep=False, sub=sub),
-                )
+                for p in (self._rest(form, allowed), self._uid_part(text, uids, sub))
                 if p[0] is not None
             ]
             if not parts:
@@ -175,8 +198,77 @@ class Terms:
             elif len(parts) == 1:
                 hit = parts[0]
             else:
-                hit = (_Union([m for m, _ in parts]), [f for _, fl in parts for f in fl])
+                hit = (_Union([m for m, _ in parts]), parts[0][1] + parts[1][1])
             self._compiled[key] = hit
+        return hit
+
+    def _new_uids(self, uids: list[str], text: bool) -> list[str]:
+        """The UIDs of this file the series' shared Terms do not hold (as written here)."""
+        assert self._shared is not None
+        kinds, theirs, spellings = self._shared.kinds, self._shared.spellings, self.spellings
+        # A UID of the series' spelled otherwise in this file: its byte patterns are this
+        # file's, so it is searched as one of the file's own.
+        return [
+            v
+            for v in uids
+            if kinds.get(v) != "uids"
+            or (not text and not v.isascii() and spellings.get(v) != theirs.get(v))
+        ]
+
+    def _with_new(
+        self, form: str, allowed: frozenset[str], new: list[str]
+    ) -> tuple[Any, list[bool]]:
+        """matcher() of a file whose own UIDs (``new``) the series' shared Terms lack.
+
+        The series' automaton over all its values, UIDs included (built once), and a find
+        per pattern for the file's own: the same matches, at a start where both parts
+        have one, as the rest and the UIDs searched apart (each judged alike).
+        """
+        assert self._shared is not None
+        series, flags = self._shared._whole(form, allowed)
+        text = form.endswith("text")
+        mine: list[Any] = list(new) if text else _patterns(new, self)
+        if not mine:
+            return series, flags
+        own = FindMatcher(mine) if len(mine) <= FIND_MAX else few_matcher(mine)
+        if series is None:
+            return own, [False] * len(mine)
+        return _Union([series, own]), flags + [False] * len(mine)
+
+    def _whole(self, form: str, allowed: frozenset[str]) -> tuple[Any, list[bool]]:
+        """One automaton over every value not allowed, UIDs included, built once (a series')."""
+        key = (form, allowed)
+        hit = self._wholes.get(key)
+        if hit is None:
+            always = sorted(self.always)
+            others = sorted(
+                v for v, k in self.kinds.items() if k not in allowed and v not in self.always
+            )
+            hit = _automaton(form.endswith("text"), always, others, self, keep=False)
+            if len(self._wholes) >= 16:
+                self._wholes.clear()
+            self._wholes[key] = hit
+        return hit
+
+    def _uid_part(self, text: bool, uids: list[str], sub: bool) -> tuple[Any, list[bool]]:
+        """(matcher, flags) over these UID values (sorted), as _automaton(keep=False) gives.
+
+        A series' shared Terms holding them all builds it once (the same UIDs, file after
+        file, when the series' cache served a file that brought none of its own).
+        """
+        shared = self._shared
+        if shared is None or sub or not uids:
+            return _automaton(text, [], uids, self, keep=False, sub=sub)
+        return shared._uids_of(text, uids)
+
+    def _uids_of(self, text: bool, uids: list[str]) -> tuple[Any, list[bool]]:
+        """_automaton(keep=False) over these UIDs of this (shared) Terms, built once."""
+        key = (text, tuple(uids))
+        hit = self._uid_parts.get(key)
+        if hit is None:
+            if len(self._uid_parts) >= 16:
+                self._uid_parts.clear()
+            hit = self._uid_parts[key] = _automaton(text, [], uids, self, keep=False)
         return hit
 
     def _rest(self, form: str, allowed: frozenset[str]) -> tuple[Any, list[bool]]:
@@ -211,7 +303,7 @@ class _Union:
 
     def __init__(self, parts: list[Any]) -> None:
         self.parts = parts
-        self.patterns = [p for m in parts for p in m.patterns]
+        self.patterns = list(chain.from_iterable(m.patterns for m in parts))
         self.offsets = [0]
         for m in parts[:-1]:
             self.offsets.append(self.offsets[-1] + len(m.patterns))
@@ -345,71 +437,129 @@ def learn_terms(data: bytes | bytearray | memoryview, prescan: Prescan | None = 
     # Every element outside pixel data with a value, in file order (as the span road walks
     # them); only those the learner reads are decoded: most of a file's elements are
     # numbers and codes it never looks at.
-    take = np.flatnonzero((tags >= 0) & ~pixel_rows(tags) & (rows[:, 5] > rows[:, 3]))
+    memo = scan.shape.memo
+    elements = memo.get("elements")
+    if elements is None:
+        elements = memo["elements"] = np.flatnonzero((tags >= 0) & ~scan.shape.pixel)
+    take = elements[rows[elements, 5] > rows[elements, 3]]
     # Which of them the learner reads, and which are the instance's own: the same for
     # every file of a series (same elements, same VRs), so worked out once per layout.
-    plan = _layout_plan(tags[take], codes[take])
+    layout = _layout_plan(tags[take], codes[take])
     at = take.tolist()
-    fixed = [(at[k], vr) for k, _, vr in plan[0]]
-    own = [(at[k], vr) for k, _, vr in plan[1]]
-    # What the elements other than the instance's own UIDs teach is the same for every
-    # file of a series (same patient, study, site): learned once per distinct content.
     starts, stops = rows[:, 3].tolist(), rows[:, 5].tolist()
     data = scan.data
+    # What the elements other than the instance's own UIDs teach is the same for every
+    # file of a series (same patient, study, site): learned once per distinct content.
+    # The UIDs that stay the same from file to file (study, series, frame of reference)
+    # are learned with them; only those seen to change (the instance's) file by file.
+    own_values = [bytes(data[starts[at[k]] : stops[at[k]]]) for k, _, _ in layout.own]
+    keyed, per_file, signature = layout.split(own_values)
     key = (
         tuple(scan.codecs),
-        tuple(
-            (tag, vr, bytes(data[starts[i] : stops[i]]))
-            for (_, tag, vr), (i, _) in zip(plan[0], fixed, strict=True)
-        ),
+        signature,
+        tuple([bytes(data[starts[at[k]] : stops[at[k]]]) for k, _, _ in keyed]),
     )
     part: _Learned | None = _LEARNED.get(key)
     if part is None:
         learner = Learner(strict=False, spell_birth_date=False)  # _identity spells it
         terms = Terms()
-        for i, vr in fixed:
-            texts = scan.texts(i, vr)
+        for k, tag, vr in keyed:
+            texts = scan.texts(at[k], vr)
             if texts:
-                _learn_element(learner, terms, int(tags[i]), vr, texts)
+                _learn_element(learner, terms, tag, vr, texts)
         part = _Learned(learner, terms)
         _LEARNED.put(key, part)
-    done = part.with_own(scan, own)
+    if per_file:
+        raw_of = {k: v for (k, _, _), v in zip(layout.own, own_values, strict=True)}
+        done = part.with_own(scan, [(at[k], tag, vr, raw_of[k]) for k, tag, vr in per_file])
+    else:
+        done = part.with_own(scan, [])
     if done is None:  # not what _own_to_file promised: learn the whole file as one
         learner = Learner(strict=False, spell_birth_date=False)
         terms = Terms()
-        for i, vr in sorted(fixed + own):
-            texts = scan.texts(i, vr)
+        for k, tag, vr in sorted(layout.fixed + layout.own):
+            texts = scan.texts(at[k], vr)
             if texts:
-                _learn_element(learner, terms, int(tags[i]), vr, texts)
+                _learn_element(learner, terms, tag, vr, texts)
         return _finish_terms(learner, terms)
     return done
 
 
+_Planned = tuple[int, int, str]  # (position among the valued elements, tag, VR)
+
+
+class _Layout:
+    """The learner's plan for one layout of valued elements, and which own values vary.
+
+    ``fixed``: the elements learned from that are not the instance's own UIDs; ``own``:
+    those that are. Own values seen to change from one file of the layout to the next
+    (the instance's UIDs) are learned per file; the others (study, series, frame of
+    reference) with the fixed ones, once per distinct content. Any split gives the same
+    terms (a UID learned whole, or added as with_own adds it), so a race between threads
+    over this state costs at most a cache miss.
+    """
+
+    def __init__(self, fixed: list[_Planned], own: list[_Planned]) -> None:
+        self.fixed = fixed
+        self.own = own
+        self._prev: list[bytes] | None = None
+        self._changed: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+        self._splits: dict[frozenset[int], tuple[list[_Planned], list[_Planned], bytes]] = {}
+
+    def split(self, own_values: list[bytes]) -> tuple[list[_Planned], list[_Planned], bytes]:
+        """(learned once, learned per file, signature of the first) for these own values.
+
+        Learned per file: the own values that changed from one file to the next in either
+        of the last two steps (a new series changes its study's UIDs once: two files
+        later they are learned once again).
+        """
+        prev = self._prev
+        changed: frozenset[int] = frozenset()
+        if prev is not None and prev != own_values:
+            changed = frozenset(
+                j for j, (a, b) in enumerate(zip(prev, own_values, strict=True)) if a != b
+            )
+        last = self._changed[1]
+        self._changed = (last, changed)
+        self._prev = own_values
+        varying = last | changed
+        hit = self._splits.get(varying)
+        if hit is None:
+            keyed = sorted(self.fixed + [p for j, p in enumerate(self.own) if j not in varying])
+            per_file = [p for j, p in enumerate(self.own) if j in varying]
+            # The tags and VRs of what the key's values are (their positions say nothing
+            # across layouts): with the values, all that the shared part is learned from.
+            signature = repr([(tag, vr) for _, tag, vr in keyed]).encode()
+            if len(self._splits) >= 16:
+                self._splits.clear()
+            hit = self._splits[varying] = (keyed, per_file, signature)
+        return hit
+
+
 # (tags, VR codes) of a file's valued elements -> the learner's plan for them (see
 # _layout_plan); bounded, as every cache here.
-_LAYOUTS: dict[tuple[bytes, bytes], tuple[list[tuple[int, int, str]], ...]] = {}
+_LAYOUTS: dict[tuple[bytes, bytes], _Layout] = {}
 
 
-def _layout_plan(
-    tags: np.ndarray, codes: np.ndarray
-) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]:
-    """(fixed, own): (position, tag, VR) of the elements learned from, shared or own.
+def _layout_plan(tags: np.ndarray, codes: np.ndarray) -> _Layout:
+    """The _Layout of the elements learned from: fixed or own, by position in ``tags``.
 
-    Positions index ``tags``; a pure function of the two arrays, cached by their bytes.
+    Positions index ``tags``; the plan is a pure function of the two arrays, cached by
+    their bytes (with what was seen to vary across the files of that layout).
     """
     key = (tags.tobytes(), codes.tobytes())
     plan = _LAYOUTS.get(key)
     if plan is None:
-        fixed: list[tuple[int, int, str]] = []
-        own: list[tuple[int, int, str]] = []
+        fixed: list[_Planned] = []
+        own: list[_Planned] = []
         for k, (tag, code) in enumerate(zip(tags.tolist(), codes.tolist(), strict=True)):
             vr = vr_of_code(code)
             if _learned(tag, vr):
                 (own if _own_to_file(tag, vr) else fixed).append((k, tag, vr))
         if len(_LAYOUTS) >= 256:
             _LAYOUTS.clear()
-        plan = _LAYOUTS[key] = (fixed, own)
-    return plan[0], plan[1]
+        plan = _LAYOUTS[key] = _Layout(fixed, own)
+    return plan
 
 
 @lru_cache(maxsize=16384)
@@ -432,39 +582,86 @@ class _Learned:
         self.index = learner.finish()
         self.base = _terms_of(self.index, terms)  # the Terms of a file without UIDs
 
-    def with_own(self, scan: Scanned, own: list[tuple[int, str]]) -> Terms | None:
+    def with_own(self, scan: Scanned, own: list[tuple[int, int, str, bytes]]) -> Terms | None:
         """The file's Terms: these values plus its own UIDs (nothing shared is modified).
 
-        None if its own elements would teach something else than UIDs.
+        ``own``: (row, tag, VR, value bytes) of the file's own elements. None if they
+        would teach something else than UIDs.
         """
-        uids = Learner(strict=False, spell_birth_date=False)
-        rows = scan.rows
-        for i, vr in own:
-            tag = int(rows[i, 0])
-            if tag in _IDENTITY_TAGS:
-                return None  # the patient's identity written as a UID: learned whole
-            texts = scan.texts(i, vr)
-            if texts:
-                uids.element(tag, vr, _keyword(tag), texts, bool(tag >> 16 & 1), "input")
-        if uids.benign or uids.index.values or uids.index.dates:
-            return None
+        software: set[str] | frozenset[str] = frozenset()
+        if all(vr == "UI" and _plain_uid(tag) for _, tag, vr, _ in own):
+            # What value_texts and Learner.element make of a UI element the learner reads
+            # as UIDs: each value, stripped, unless a DICOM constant.
+            pending = [
+                t
+                for _, _, _, raw in own
+                for t in (v.strip(" \x00") for v in raw.decode("latin-1").split("\\"))
+                if t and not is_well_known_uid(t)
+            ]
+        else:
+            uids = Learner(strict=False, spell_birth_date=False)
+            for i, tag, vr, _ in own:
+                if tag in _IDENTITY_TAGS:
+                    return None  # the patient's identity written as a UID: learned whole
+                texts = scan.texts(i, vr)
+                if texts:
+                    uids.element(tag, vr, _keyword(tag), texts, bool(tag >> 16 & 1), "input")
+            if uids.benign or uids.index.values or uids.index.dates:
+                return None
+            if any(kind != "uids" for _, kind, _ in uids.pending):
+                return None
+            pending = [t for t, _, _ in uids.pending]
+            software = uids.software_uids
+        # The usual case: UIDs this part has not learned (the instance's own). What
+        # ValueIndex.add then keeps of each is its cut value and spellings, and what
+        # _terms_of makes of those a UID term; anything else takes _with_uids.
+        values, dates = self.index.values, self.index.dates
+        new: dict[str, set[str]] = {}
+        for t in pending:
+            norm, cut, spelled_as = _uid_forms(t)
+            if norm in software:
+                continue  # as Learner.finish: the writing software's UID, repeated
+            if cut in values or cut in dates:
+                return self._with_uids(pending, software)
+            if not cut or not counts(cut):
+                continue  # as ValueIndex.add skips it
+            spelled = new.get(cut)
+            if spelled is None:
+                spelled = new[cut] = set()
+            if len(spelled) < MAX_SPELLINGS:
+                spelled.add(spelled_as)
+        base = self.base
+        # Copies of the containers only: a set in spellings is replaced, never changed.
+        terms = Terms(set(base.always), dict(base.kinds), dict(base.spellings))
+        always, kinds, spellings = terms.always, terms.kinds, terms.spellings
+        shared = True
+        for v, spelled in new.items():
+            if v in always:
+                shared = False  # not a UID term: the series' automaton is not the file's
+            else:
+                kinds[v] = "uids"
+            spellings[v] = set(base.spellings.get(v, ())) | spelled
+        if shared:
+            terms._shared = base
+        return terms
+
+    def _with_uids(self, pending: list[str], software: Collection[str]) -> Terms | None:
+        """with_own for UIDs that meet learned values: each added as finish would add it."""
         base = self.base
         # Copies of the containers only: a set in spellings is replaced, never changed.
         terms = Terms(set(base.always), dict(base.kinds), dict(base.spellings))
         values = dict(self.index.values)
         index = ValueIndex(values=values, dates=self.index.dates)
         touched = []
-        for t, kind, src in uids.pending:
+        for t in pending:
             norm = normalize(t)
-            if kind != "uids":
-                return None
-            if norm in uids.software_uids:
+            if norm in software:
                 continue  # as Learner.finish: the writing software's UID, repeated
             cut = cut_value(norm)
             if cut in values:  # copied before add changes it: the shared one stays as is
                 lv = values[cut]
                 values[cut] = LearnedValue(lv.text, lv.kind, set(lv.sources), set(lv.spellings))
-            index.add(t, kind, src, strict=False, component=False)
+            index.add(t, "uids", "input", strict=False, component=False)
             if cut in values:
                 touched.append(cut)
         # What _terms_of does for each value the UIDs added or changed.
@@ -486,6 +683,33 @@ class _Learned:
         ) and len(terms.always) == len(base.always):
             terms._shared = base
         return terms
+
+
+@lru_cache(maxsize=4096)
+def _plain_uid(tag: int) -> bool:
+    """Whether the learner reads a UI element of this tag as UIDs and nothing else."""
+    return (
+        tag not in _IDENTITY_TAGS
+        and tag != 0x00020012
+        and classify(tag, "UI", _keyword(tag)) == "uids"
+        and "UI" not in GLUE_VRS
+    )
+
+
+# UID text -> (normalised, cut, spelling): a series' instances refer to each other.
+_UID_FORMS: dict[str, tuple[str, str, str]] = {}
+
+
+def _uid_forms(text: str) -> tuple[str, str, str]:
+    """normalize(text), cut_value of that, and spelling(text), remembered (bounded)."""
+    hit = _UID_FORMS.get(text)
+    if hit is None:
+        norm = normalize(text)
+        hit = (norm, cut_value(norm), spelling(text))
+        if len(_UID_FORMS) >= 4096:
+            _UID_FORMS.clear()
+        _UID_FORMS[text] = hit
+    return hit
 
 
 # What a series' shared elements teach, by their raw values (see learn_terms).
@@ -631,12 +855,19 @@ def check_written(data: bytes, terms: Terms, allow: Allowance = Allowance()) -> 
         check_written_spans(data, terms, allow)
         return
     rows = scan.rows
-    mark = np.flatnonzero((rows[:, 0] == _MARK) & (rows[:, 7] == 0))
-    if not len(mark) or scan.texts(int(mark[0])) != ("YES",):
+    memo = scan.shape.memo
+    top = memo.get("top")
+    if top is None:
+        # The mark's row and the top-level pixel data rows: the same in every file of a
+        # structure.
+        mark = np.flatnonzero((rows[:, 0] == _MARK) & (rows[:, 7] == 0))
+        pixels = np.flatnonzero((rows[:, 0] == _PIXEL_DATA) & (rows[:, 7] == 0)).tolist()
+        top = memo["top"] = (int(mark[0]) if len(mark) else -1, pixels)
+    mark_row, pixel_rows_top = top
+    if mark_row < 0 or scan.texts(mark_row) != ("YES",):
         raise QuarantineError("post-check: PatientIdentityRemoved is not YES")
     where = _find_scanned(scan, terms, allow, preamble)
-    top_pixels = (rows[:, 0] == _PIXEL_DATA) & (rows[:, 7] == 0) & (rows[:, 4] == _UNDEFINED)
-    if not where and top_pixels.any():
+    if not where and any(rows[i, 4] == _UNDEFINED for i in pixel_rows_top):
         # Encapsulated frames: their marker segments and trailing bytes (the cleaner strips
         # them; this checks it) are walked only here, the rare case worth the walk.
         where = _find_pixel_side(layouts(bytes(data)), terms, allow)
@@ -706,8 +937,11 @@ def _number_hit(
 # IS/DS bytes of which number_forms makes nothing: signs, spaces, NULs, backslashes,
 # fractions (a point and its digits: they never lengthen the integer) and integer digit
 # runs shorter than MIN_NUMBER_TERM; no exponent, underscore or other text float() reads.
+# A fraction takes all its digits (as a shorter one followed by a short run would): one
+# way to read any input, so a long value that does not match fails in linear time, not
+# by trying every split of its fractions.
 _PLAIN_SHORT_NUMBERS = re.compile(
-    rb"(?:\.[0-9]*|[0-9]{1,%d}(?![0-9])|[+\- \\\x00])*" % (MIN_NUMBER_TERM - 1)
+    rb"(?:\.[0-9]*(?![0-9])|[0-9]{1,%d}(?![0-9])|[+\- \\\x00])*" % (MIN_NUMBER_TERM - 1)
 )
 _SQ_CODE, _UN_CODE = (ord(v[0]) | ord(v[1]) << 8 for v in ("SQ", "UN"))
 _PIXEL_DATA, _UNDEFINED = 0x7FE00010, 0xFFFFFFFF
@@ -829,6 +1063,20 @@ def _find_binary_spans(lays: list[RawLayout], terms: Terms, allow: Allowance) ->
     return _find_binary(pieces, terms, allow, allow.covers, name)
 
 
+def _number_rows(scan: Scanned) -> list[int]:
+    """The IS/DS rows the reference walks as values (not items, pixel data or opened)."""
+    memo = scan.shape.memo
+    hit: list[int] | None = memo.get("numbers")
+    if hit is None:
+        rows = scan.rows
+        hit = memo["numbers"] = [
+            i
+            for i in np.flatnonzero(_NUMBER_CODES[scan.codes]).tolist()
+            if rows[i, 0] >= 0 and int(rows[i, 0]) not in PIXEL_TAGS and rows[i, 6] < 0
+        ]
+    return hit
+
+
 def _find_scanned(scan: Scanned, terms: Terms, allow: Allowance, preamble: bool) -> str:
     """Where a term is in a written file read from the scanner rows ('' if none).
 
@@ -843,14 +1091,20 @@ def _find_scanned(scan: Scanned, terms: Terms, allow: Allowance, preamble: bool)
     """
     # IS/DS values: numbers are compared whole with the learned terms of digits; text in
     # a number is searched like any other value.
-    rows, codes = scan.rows, scan.codes
     text_numbers: list[int] = []
     numbers: tuple[frozenset[str], frozenset[str]] | None = None
-    for i in np.flatnonzero(_NUMBER_CODES[codes]).tolist():
-        tag, vs, st, items = int(rows[i, 0]), int(rows[i, 3]), int(rows[i, 5]), int(rows[i, 6])
-        if tag < 0 or tag in PIXEL_TAGS or st <= vs or items >= 0:
-            continue  # not a value the reference walks (an item, pixel data, empty, opened)
-        raw = bytes(scan.data[vs:st])
+    vstarts, vstops = scan.bounds()
+    data = scan.data
+    values = [
+        (i, bytes(data[vstarts[i] : vstops[i]]))
+        for i in _number_rows(scan)
+        if vstops[i] > vstarts[i]
+    ]
+    # Usually every one is a short plain number: one match over them all says so (no
+    # token of _PLAIN_SHORT_NUMBERS crosses the backslash between two of them).
+    if values and _PLAIN_SHORT_NUMBERS.fullmatch(b"\\".join(v for _, v in values)):
+        values = []
+    for i, raw in values:
         if not is_numeric_text(raw):
             text_numbers.append(i)
         elif not _PLAIN_SHORT_NUMBERS.fullmatch(raw):  # else no number to compare
@@ -982,16 +1236,16 @@ def _masked(
     return b"\x00\x00".join(pieces).translate(_FOLD), regions
 
 
-def _to_file(regions: list[tuple[int, int, int]], at: int) -> int:
-    """The file offset of haystack offset ``at``."""
-    k = bisect.bisect_right([r[0] for r in regions], at) - 1
+def _to_file(regions: list[tuple[int, int, int]], at: int, hay_at: list[int]) -> int:
+    """The file offset of haystack offset ``at`` (``hay_at``: the regions' haystack offsets)."""
+    k = bisect.bisect_right(hay_at, at) - 1
     off, r0, _ = regions[k]
     return r0 + at - off
 
 
-def _to_hay(regions: list[tuple[int, int, int]], at: int) -> int:
-    """The haystack offset of file offset ``at`` (inside a region)."""
-    k = bisect.bisect_right([r[1] for r in regions], at) - 1
+def _to_hay(regions: list[tuple[int, int, int]], at: int, file_at: list[int]) -> int:
+    """The haystack offset of file offset ``at`` (inside a region; ``file_at``: their starts)."""
+    k = bisect.bisect_right(file_at, at) - 1
     off, r0, _ = regions[k]
     return off + at - r0
 
@@ -1066,20 +1320,26 @@ def _find_hay(
     matcher, always = terms.matcher("bytes", allow.kinds)
     if matcher is None or not hay:
         return ""
+    found = matcher.find(hay)
+    if not found:
+        return ""
+    # Lists for the few hits (kept values, mostly): no numpy call per step.
+    begins, stops = starts.tolist(), ends.tolist()
+    hay_at = [r[0] for r in regions]
     recheck: set[int] = set()
-    for s, e, k in matcher.find(hay):
-        fs, fe = _to_file(regions, s), _to_file(regions, e - 1) + 1
-        j = max(int(np.searchsorted(starts, fs, side="right")) - 1, 0)
+    for s, e, k in found:
+        fs, fe = _to_file(regions, s, hay_at), _to_file(regions, e - 1, hay_at) + 1
+        j = max(bisect.bisect_right(begins, fs) - 1, 0)
         touched = []
-        while j < len(starts) and starts[j] < fe:
-            if ends[j] > fs:
+        while j < len(begins) and begins[j] < fe:
+            if stops[j] > fs:
                 touched.append(j)
             j += 1
         # Kept on purpose only when the whole match lies in one value the policy keeps: a
         # pattern that begins or ends with a zero byte (UTF-16) may run onto the header
         # beside a value, and such a match is judged as found (the span road judged it by
         # the value before the separator it began in; this is at least as strict).
-        whole = len(touched) == 1 and starts[touched[0]] <= fs and fe <= ends[touched[0]]
+        whole = len(touched) == 1 and begins[touched[0]] <= fs and fe <= stops[touched[0]]
         for j in touched:
             i = int(seg_rows[j])
             if always[k] or not whole or not allow.covers(_row_span(scan, i, named=False)):
@@ -1087,12 +1347,31 @@ def _find_hay(
         recheck.update(touched)
     if recheck:
         only, _ = terms.matcher("always-bytes")
-        for j in sorted(recheck):
-            a = max(_to_hay(regions, int(starts[j])) - 1, 0)
-            b = _to_hay(regions, int(ends[j]) - 1) + 2
-            if only is not None and only.find(hay[a:b]):
-                return _where(scan, int(seg_rows[j]), raw=True)
+        if only is not None:
+            file_at = [r[1] for r in regions]
+            for j in sorted(recheck):
+                a = max(_to_hay(regions, begins[j], file_at) - 1, 0)
+                b = _to_hay(regions, stops[j] - 1, file_at) + 2
+                if _holds(only, hay[a:b]):
+                    return _where(scan, int(seg_rows[j]), raw=True)
     return ""
+
+
+def _holds(matcher: Any, piece: bytes) -> bool:
+    """Whether matcher finds anything in piece, remembered on the (series') matcher.
+
+    A kept value (the station's name) is rechecked in every file of a series: the answer
+    for the same bytes and the same automaton is kept with it (bounded; in memory only).
+    """
+    seen: dict[bytes, bool] | None = getattr(matcher, "seen", None)
+    if seen is None:
+        seen = matcher.seen = {}
+    hit = seen.get(piece)
+    if hit is None:
+        if len(seen) >= 256:
+            seen.clear()
+        hit = seen[piece] = bool(matcher.find(piece))
+    return hit
 
 
 def _find_numbers_spans(lays: list[RawLayout], terms: Terms, allow: Allowance) -> str:

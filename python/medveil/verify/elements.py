@@ -14,7 +14,7 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydicom.charset import convert_encodings, decode_bytes
@@ -343,12 +343,14 @@ class Scanned:
         codes: np.ndarray,
         meta_end: int,
         codecs: list[str] | None,
+        shape: Shape | None = None,
     ) -> None:
         self.data = data
         self.rows = rows
         self.codes = codes
         self.meta_end = meta_end
         self.codecs = codecs
+        self.shape = shape if shape is not None else _shape_of(rows)
         self._spans: list[Span] | None = None
         self._bounds: tuple[list[int], list[int]] | None = None
         self._span_of_row: np.ndarray | None = None
@@ -357,14 +359,19 @@ class Scanned:
         """The VR of element row i."""
         return vr_of_code(int(self.codes[i]))
 
-    def texts(self, i: int, vr: str | None = None) -> tuple[str, ...]:
-        """The decoded text values of element row i (the data set's character set)."""
+    def bounds(self) -> tuple[list[int], list[int]]:
+        """(value start, value end) of every row, as lists."""
         if self._bounds is None:
             self._bounds = (self.rows[:, _VSTART].tolist(), self.rows[:, _STOP].tolist())
+        return self._bounds
+
+    def texts(self, i: int, vr: str | None = None) -> tuple[str, ...]:
+        """The decoded text values of element row i (the data set's character set)."""
+        starts, stops = self._bounds or self.bounds()
         return value_texts(
             self.data,
-            self._bounds[0][i],
-            self._bounds[1][i],
+            starts[i],
+            stops[i],
             vr or self.vr(i),
             self.codecs or _ASCII_ONLY,
         )
@@ -418,31 +425,68 @@ def scan_file(
             return None
     parts.append(body)
     rows = np.concatenate(parts) if len(parts) > 1 else body
-    tags = rows[:, _TAG]
-    codes = rows[:, _CODE].copy()
-    is_elem = tags >= 0
-    codes[~is_elem] = 0
-    # The scanner gives no VR in Implicit VR (the data set's, or inside a sequence sent as
-    # UN): the dictionary's, as the span road reads it.
-    for i in np.flatnonzero(is_elem & (codes == 0)).tolist():
-        codes[i] = _dict_code(int(tags[i]))
-    nitems = rows[:, _NITEMS]
-    opened = is_elem & (nitems >= 0)
-    codes[opened & (codes != _SQ) & (codes != _UN)] = _SQ
-    pixel = pixel_rows(tags)
-    for i in np.flatnonzero(is_elem & ~opened & ~pixel & (codes == _UN)).tolist():
+    shape = _shape_of(rows)
+    for i in shape.un_values:
         v = int(rows[i, _VSTART])
         if bytes(data[v : v + 4]) == _ITEM_TAG:
             return None  # a sequence sent as UN with a defined length: the walker opens it
     codecs: list[str] | None = _ASCII_ONLY
-    charset = np.flatnonzero(tags == _CHARSET)
-    if len(charset):
-        if (rows[charset, _DEPTH] > 0).any():
+    if shape.charset is not None:
+        if shape.charset < 0:
             codecs = None
         else:
-            i = int(charset[-1])
+            i = shape.charset
             codecs = _codecs(bytes(data[int(rows[i, _VSTART]) : int(rows[i, _STOP])]))
-    return Scanned(data, rows, codes, pos, codecs)
+    return Scanned(data, rows, shape.codes, pos, codecs, shape)
+
+
+class Shape:
+    """What scan_file reads from the rows' structure alone (tags, VR codes, items, depths).
+
+    The files of a series share it (same elements in the same nesting), so it is worked
+    out once per structure: the VR code of each row as :func:`decoded_elements` reads it
+    (read-only), the UN values to look into, the row of the character set (-1 when an
+    item has one). ``memo`` holds what other readers derive from the structure alone.
+    """
+
+    def __init__(self, rows: np.ndarray) -> None:
+        tags = rows[:, _TAG]
+        codes = rows[:, _CODE].copy()
+        is_elem = tags >= 0
+        codes[~is_elem] = 0
+        # The scanner gives no VR in Implicit VR (the data set's, or inside a sequence sent
+        # as UN): the dictionary's, as the span road reads it.
+        for i in np.flatnonzero(is_elem & (codes == 0)).tolist():
+            codes[i] = _dict_code(int(tags[i]))
+        opened = is_elem & (rows[:, _NITEMS] >= 0)
+        codes[opened & (codes != _SQ) & (codes != _UN)] = _SQ
+        codes.flags.writeable = False  # shared by every file of this structure
+        self.codes = codes
+        self.pixel = pixel_rows(tags)
+        self.pixel.flags.writeable = False
+        self.un_values: list[int] = np.flatnonzero(
+            is_elem & ~opened & ~self.pixel & (codes == _UN)
+        ).tolist()
+        charset = np.flatnonzero(tags == _CHARSET)
+        self.charset: int | None = None
+        if len(charset):
+            self.charset = -1 if (rows[charset, _DEPTH] > 0).any() else int(charset[-1])
+        self.memo: dict[str, Any] = {}
+
+
+_SHAPES: dict[bytes, Shape] = {}
+
+
+def _shape_of(rows: np.ndarray) -> Shape:
+    """The Shape of these rows, from a bounded cache keyed by their structural columns."""
+    key = rows[:, [_TAG, _CODE, _NITEMS, _DEPTH]].tobytes()
+    shape = _SHAPES.get(key)
+    if shape is None:
+        shape = Shape(rows)
+        if len(_SHAPES) >= 64:
+            _SHAPES.clear()
+        _SHAPES[key] = shape
+    return shape
 
 
 # The post-check's scan of the last output it passed, for the archive's reference reader

@@ -143,7 +143,7 @@ _BIRTH_DATE = 0x00100030
 _ID_PIECES = re.compile(r"[^0-9A-Za-z]+")
 _STUDY_TIMES = frozenset({0x00080030, 0x00080031})  # StudyTime, SeriesTime
 # Text VRs whose runs of letters are looked at for glued names (Learner.finish).
-_GLUE_VRS = frozenset({"CS", "SH", "LO", "ST", "LT", "UT", "UC", "AE"})
+GLUE_VRS = frozenset({"CS", "SH", "LO", "ST", "LT", "UT", "UC", "AE"})
 _MAX_RUNS = 1 << 16
 _ID_KEYWORD = re.compile(r"(?:ID|IDs|Identifier|Identifiers|Number|Numbers)$|Issuer")
 _TEXT_VRS = frozenset({"LO", "SH", "UC", "ST", "LT", "UT"})
@@ -159,7 +159,7 @@ _BENIGN_KEYWORDS = frozenset(
 )
 # Longer values are cut (before a word break): a shared 1 KiB prefix is a leak on its own.
 MAX_VALUE_CHARS = 1024
-_MAX_SPELLINGS = 4
+MAX_SPELLINGS = 4
 _MAX_SOURCES = 16
 
 
@@ -339,7 +339,7 @@ def learns_from(tag: int, vr: str, keyword: str, *, strict: bool = False) -> boo
         return True
     if not tag >> 16 & 1 and (vr == "CS" or keyword in _BENIGN_KEYWORDS):
         return True
-    if not tag >> 16 & 1 and vr in _GLUE_VRS:
+    if not tag >> 16 & 1 and vr in GLUE_VRS:
         return True  # its runs of letters may hold a glued name (Learner.finish)
     return tag == 0x00020012 or (tag in _STUDY_TIMES and vr == "TM")
 
@@ -446,14 +446,7 @@ class ValueIndex:
         norm = _cut(normalize(text))
         if not norm:
             return
-        if not strict and (
-            # A name of two ideograms is a whole name: the length rule counts letters of
-            # scripts written with spaces.
-            len(norm) < (2 if is_spaceless(norm) else MIN_LENGTH)
-            or norm.upper() in STOP_WORDS
-            or (component and len(norm) == 1)
-            or not _ALNUM.search(norm)
-        ):
+        if not strict and not counts(norm, component=component):
             self.skipped += 1
             return
         table = self.dates if kind == "dates" and not text_search else self.values
@@ -462,10 +455,27 @@ class ValueIndex:
             cur = table[norm] = LearnedValue(norm, kind)
         if len(cur.sources) < _MAX_SOURCES:  # enough to point at originals, bounded memory
             cur.sources.add(source)
-        if len(cur.spellings) < _MAX_SPELLINGS:
-            cur.spellings.add(_cut(text.replace("^", " ").strip(" \x00\t\r\n")))
+        if len(cur.spellings) < MAX_SPELLINGS:
+            cur.spellings.add(spelling(text))
         if _RANK[kind] < _RANK[cur.kind]:
             cur.kind = kind
+
+
+def counts(norm: str, *, component: bool = False) -> bool:
+    """Whether a cut, normalised value counts under the lenient rule (not too short/common)."""
+    # A name of two ideograms is a whole name: the length rule counts letters of scripts
+    # written with spaces.
+    return not (
+        len(norm) < (2 if is_spaceless(norm) else MIN_LENGTH)
+        or norm.upper() in STOP_WORDS
+        or (component and len(norm) == 1)
+        or not _ALNUM.search(norm)
+    )
+
+
+def spelling(text: str) -> str:
+    """A value as written, as :meth:`ValueIndex.add` keeps it for the byte search."""
+    return _cut(text.replace("^", " ").strip(" \x00\t\r\n"))
 
 
 def cut_value(text: str) -> str:
@@ -556,7 +566,7 @@ class Learner:
         """Learn from one element's text values (``private``: a private tag)."""
         strict = self.strict
         index = self.index
-        if vr in _GLUE_VRS and not private and len(self.runs) < _MAX_RUNS:
+        if vr in GLUE_VRS and not private and len(self.runs) < _MAX_RUNS:
             for t in texts:
                 for run in _LETTER_RUN.findall(t):
                     if len(run) >= 5:
