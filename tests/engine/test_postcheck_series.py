@@ -389,3 +389,12 @@ def test_plain_short_numbers_is_linear_on_long_values() -> None:
     start = time.process_time()
     assert postcheck._PLAIN_SHORT_NUMBERS.fullmatch(value) is None
     assert time.process_time() - start < 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aZ^/_ \x00\t\r\nßİﬁ.9"), max_size=12))
+def test_record_text_is_the_normalised_text(text: str) -> None:
+    from medveil.verify.values import normalize
+
+    expected = normalize(text.replace("/", " ").replace("_", " "))
+    assert postcheck._record_text(text) == expected

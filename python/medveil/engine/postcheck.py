@@ -303,19 +303,27 @@ class _Union:
 
     def __init__(self, parts: list[Any]) -> None:
         self.parts = parts
-        self.patterns = list(chain.from_iterable(m.patterns for m in parts))
         self.offsets = [0]
         for m in parts[:-1]:
             self.offsets.append(self.offsets[-1] + len(m.patterns))
+        self._patterns: list[Any] | None = None
+
+    @property
+    def patterns(self) -> list[Any]:
+        """Every part's patterns, in order."""
+        # Made when asked: a file's union is searched, its patterns seldom listed.
+        if self._patterns is None:
+            self._patterns = list(chain.from_iterable(m.patterns for m in self.parts))
+        return self._patterns
 
     def find(self, haystack: Any) -> list[tuple[int, int, int]]:
         """Every match of every part, in haystack order (as one matcher would give them)."""
-        out = [
-            (s, e, i + off)
-            for m, off in zip(self.parts, self.offsets, strict=True)
-            for s, e, i in m.find(haystack)
-        ]
-        return sorted(out) if len(self.parts) > 1 else out
+        out: list[tuple[int, int, int]] = []
+        for m, off in zip(self.parts, self.offsets, strict=True):
+            found = m.find(haystack)
+            if found:
+                out.extend(found if not off else [(s, e, i + off) for s, e, i in found])
+        return sorted(out) if len(self.parts) > 1 and out else out
 
 
 class _Recent:
@@ -1017,12 +1025,15 @@ def _digit_patterns(matcher: Any) -> dict[int, int]:
 
 def _find_binary_scanned(scan: Scanned, rows: np.ndarray, terms: Terms, allow: Allowance) -> str:
     """:func:`_find_binary` over these scanner rows."""
-    vstart, stop = scan.rows[:, 3], scan.rows[:, 5]
-    rows = rows[stop[rows] - vstart[rows] >= SUBSTRING_MIN]
-    if not len(rows):
-        return ""
+    vstart, stop = scan.bounds()
     data = scan.data
-    pieces = [(i, bytes(data[vstart[i] : stop[i]])) for i in rows.tolist()]
+    pieces = [
+        (i, bytes(data[vstart[i] : stop[i]]))
+        for i in rows.tolist()
+        if stop[i] - vstart[i] >= SUBSTRING_MIN
+    ]
+    if not pieces:
+        return ""
 
     def covers(i: int) -> bool:
         return allow.covers(_row_span(scan, i, named=False))
@@ -1480,13 +1491,21 @@ def _find_bytes(lays: list[RawLayout], terms: Terms, allow: Allowance) -> str:
     return ""
 
 
+_RECORD_SPACES = str.maketrans({"/": " ", "_": " ", "^": " "})
+
+
+def _record_text(text: str) -> str:
+    """normalize() of a path or catalog value, '/' and '_' read as spaces too."""
+    return text.translate(_RECORD_SPACES).casefold().strip(" \x00\t\r\n")
+
+
 def check_record(texts: list[str], terms: Terms, allow: Allowance = Allowance()) -> None:
     """Raise QuarantineError if an output path or catalog value holds a learned term.
 
     The path and catalog are written beside the file (and printed); they are searched
     like any element that no policy keeps on purpose.
     """
-    hay = "\x00".join(normalize(t.replace("/", " ").replace("_", " ")) for t in texts if t)
+    hay = "\x00".join(_record_text(t) for t in texts if t)
     matcher, _ = terms.matcher("text", allow.kinds)
     if matcher is not None and hay and matcher.find(hay):
         raise QuarantineError("post-check: the output path or catalog would hold an original value")
