@@ -197,7 +197,10 @@ def run(args: argparse.Namespace) -> int:
         # on the policy), which the run builds its engine from before it forks workers.
         import medveil.engine.instance  # noqa: F401
 
-        policy.compile()
+        try:
+            policy.compile()
+        except Exception:  # the run builds its engine again, and reports what fails there
+            pass
     end_start_up()
     try:
         summary = deidentify_archive(
