@@ -170,11 +170,35 @@ def check_relpath(relpath: str) -> None:
             raise UnsafePath(f"unsafe output path: the {level} is not a valid path component")
 
 
+# OUTPUT resolved, by the path given and the folder it leads to: a run writes thousands
+# of files under one folder, and resolving it costs more than the rest of safe_join.
+_REAL_ROOTS: dict[tuple[str, int, int], str] = {}
+
+
+def _real_root(root: Path) -> str:
+    """os.path.realpath(root), resolved again only when root leads to another folder.
+
+    One stat tells (a folder has one inode: no hard links to folders); a root swapped
+    for a link elsewhere, or removed and made again, is resolved anew.
+    """
+    try:
+        st = os.stat(root)
+    except OSError:
+        return os.path.realpath(root)
+    key = (os.fspath(root), st.st_dev, st.st_ino)
+    found = _REAL_ROOTS.get(key)
+    if found is None:
+        if len(_REAL_ROOTS) >= 64:
+            _REAL_ROOTS.clear()
+        found = _REAL_ROOTS[key] = os.path.realpath(root)
+    return found
+
+
 def safe_join(root: Path, relpath: str) -> Path:
     """root/relpath after check_relpath, and only if it resolves inside root (no symlink out)."""
     check_relpath(relpath)
     path = root / relpath
-    real_root = os.path.realpath(root)
+    real_root = _real_root(root)
     # A folder inside OUTPUT replaced by a symbolic link would lead the write elsewhere.
     # check_relpath refused "..", "." and separators in the parts, so only a link among
     # them can: one lstat per part finds out, and only a link costs the full resolution.
