@@ -112,6 +112,13 @@ class BatchWriter:
         """Make every pending file durable and give it its final name."""
         if not self.pending:
             return
+        self.flush()
+        for path, tmp in self.pending.items():
+            os.replace(tmp, path)
+        self.pending.clear()
+
+    def flush(self) -> None:
+        """Make every pending temporary durable (one syncfs), without renaming any."""
         if self.durable and _syncfs is not None:
             fd = os.open(self.root, os.O_RDONLY)
             try:
@@ -120,9 +127,6 @@ class BatchWriter:
                     raise OSError(err, os.strerror(err), str(self.root))
             finally:
                 os.close(fd)
-        for path, tmp in self.pending.items():
-            os.replace(tmp, path)
-        self.pending.clear()
 
     def abort(self) -> None:
         """Remove every pending temporary file."""

@@ -132,12 +132,8 @@ class ExclusiveBatch(BatchWriter):
         """
         if not self.pending:
             return {}
+        self.flush()  # durable first; the final names come after
         pending = self.pending
-        self.pending = {tmp: tmp for tmp in pending.values()}
-        try:
-            super().commit()
-        finally:
-            self.pending = pending
         outcome: dict[Path, tuple[str, Path]] = {}
         # Base names first: a batch's own variants keep their order.
         for name in sorted(pending, key=lambda p: (str(self.base.get(p, p)), len(str(p)))):
@@ -152,14 +148,8 @@ class ExclusiveBatch(BatchWriter):
         """Flush the batch to disk, then place every file; its outcome by final path."""
         if not self.pending:
             return {}
+        self.flush()  # durable first; the final names come after
         pending = self.pending
-        # BatchWriter.commit flushes the file system once, then renames; with every
-        # temporary renamed onto itself (a no-op) it only flushes.
-        self.pending = {tmp: tmp for tmp in pending.values()}
-        try:
-            super().commit()
-        finally:
-            self.pending = pending
         outcome: dict[Path, str] = {}
         for path in list(pending):
             outcome[path] = place_exclusive(pending.pop(path), path, self.sha256[path])
