@@ -27,9 +27,9 @@ from medveil.engine.decide import (
     text_patterns,
 )
 from medveil.engine.raw import _SQ_TAGS, _sequence_tags
-from medveil.policy import net
+from medveil.policy import net, schema
 from medveil.policy.presets import PRESETS, load_policy
-from medveil.policy.schema import CompiledPolicy, MaskRule, Policy
+from medveil.policy.schema import SUPPLEMENT, BaseTables, CompiledPolicy, MaskRule, Policy
 from medveil.policy.standard import (
     Option,
     Rule,
@@ -40,6 +40,7 @@ from medveil.policy.standard import (
 )
 from pydicom import datadict
 from pydicom._dicom_dict import DicomDictionary
+from pydicom.datadict import tag_for_keyword
 
 
 def _plain_rows() -> tuple[TableRow, ...]:
@@ -132,30 +133,60 @@ def test_net_rules_are_net_action_on_every_dictionary_tag(options: list[Option])
     ]
     assert got == expected
     assert got  # the net names elements under every option set
+    # A compile takes the net for no exemption and leaves the policy's keep-list out.
+    everyone = list(net.net_rules(listed, chosen, set()))
+    assert [(t, r) for t, r in everyone if t not in exempt] == list(
+        net.net_rules(listed, chosen, exempt)
+    )
 
 
-def _plain_compile(policy: Policy) -> CompiledPolicy:
-    """CompiledPolicy with its safety net listing the table's mask members the plain way."""
-    compiled = CompiledPolicy.__new__(CompiledPolicy)
-
-    def plain_add_net(options: frozenset[Option], exempt: set[int]) -> None:
-        table_masks = list(compiled.masks)
-        listed = set(compiled.by_tag)
-        listed.update(t for t in DicomDictionary if any(m.matches(t) for m in table_masks))
-        for tag, rule in net.net_rules(listed, options, exempt):
-            compiled.by_tag[tag] = rule
-            compiled.net_tags.add(tag)
-        for selector, rule in net.net_mask_rules(options):
+def _plain_base(options: tuple[Option, ...], with_net: bool) -> BaseTables:
+    """base_tables the plain way: every option asked per row, masks tested by matches()."""
+    by_tag: dict[int, Rule] = {}
+    masks: list[MaskRule] = []
+    private_default, private_rule = "X", Rule("(gggg,eeee)", "", "X", "basic", False)
+    for row in _plain_rows():
+        action, decided = _plain_option_action(row, list(options))
+        rule = Rule(row.tag_text, row.keyword, action, decided, row.in_std_comp_iod)
+        if row.tag_text.startswith("(gggg"):
+            private_default, private_rule = action, rule
+            continue
+        g, gm, e, em = parse_tag_pattern(row.tag_text)
+        if gm == 0xFFFF and em == 0xFFFF:
+            by_tag[(g << 16) | e] = rule
+        else:
+            masks.append(MaskRule(g, gm, e, em, rule))
+    for name, action in SUPPLEMENT.items():
+        tag = tag_for_keyword(name)
+        if tag is not None and tag not in by_tag:
+            by_tag[tag] = Rule(f"({tag >> 16:04X},{tag & 0xFFFF:04X})", name, action,
+                               "medveil-supplement", False)  # fmt: skip
+    net_list: list[tuple[int, Rule]] = []
+    net_masks: list[MaskRule] = []
+    if with_net:
+        listed = set(by_tag)
+        listed.update(t for t in DicomDictionary if any(m.matches(t) for m in masks))
+        net_list = list(net.net_rules(listed, frozenset(options), set()))
+        for selector, rule in net.net_mask_rules(frozenset(options)):
             g, gm, e, em = parse_tag_pattern(selector)
             if g & 0xFF00 == 0x6000 and gm == 0xFF00:
                 continue
-            if any(m.matches((g << 16) | e) for m in table_masks):
+            if any(m.matches((g << 16) | e) for m in masks):
                 continue
-            compiled.masks.append(MaskRule(g, gm, e, em, rule))
+            net_masks.append(MaskRule(g, gm, e, em, rule))
+    return BaseTables(
+        by_tag, tuple(masks), private_default, private_rule, tuple(net_list), tuple(net_masks)
+    )
 
-    compiled._add_net = plain_add_net  # type: ignore[method-assign]
-    CompiledPolicy.__init__(compiled, policy)
-    return compiled
+
+def _plain_compile(policy: Policy) -> CompiledPolicy:
+    """CompiledPolicy built on the plain base tables (no cache, no shortcut)."""
+    saved = schema.base_tables
+    schema.base_tables = _plain_base  # type: ignore[assignment]
+    try:
+        return CompiledPolicy(policy)
+    finally:
+        schema.base_tables = saved
 
 
 def _state(c: CompiledPolicy) -> tuple[object, ...]:

@@ -49,6 +49,7 @@ from pydicom.tag import BaseTag, Tag
 from medveil.dicom.peek import peek
 from medveil.dicom.pydicom_private import element
 from medveil.errors import PolicyError
+from medveil.policy import tablecache
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -513,6 +514,11 @@ class RuleSet:
 
 @functools.cache
 def _default_rules() -> RuleSet:
-    # Parsed once per process: a RuleSet is immutable, and parsing takes tens of milliseconds.
+    # Parsed once per process (a RuleSet is immutable), and kept between runs by the table
+    # cache, keyed by the rule file and this module's source: parsing takes ~6 ms.
     res = resources.files("medveil").joinpath("data").joinpath(DEFAULT_RULES)
-    return RuleSet.loads(res.read_text(encoding="utf-8"), f"medveil/data/{DEFAULT_RULES}")
+    text = res.read_text(encoding="utf-8")
+    parts = [text.encode(), *tablecache.source(sys.modules[__name__])]
+    return tablecache.cached(
+        "pixel-rules", parts, lambda: RuleSet.loads(text, f"medveil/data/{DEFAULT_RULES}")
+    )

@@ -40,13 +40,15 @@ Example::
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydicom._dicom_dict import DicomDictionary  # datadict does not re-export it
 from pydicom.datadict import (
@@ -57,6 +59,7 @@ from pydicom.datadict import (
 )
 
 from medveil.errors import PolicyError
+from medveil.policy import tablecache
 from medveil.policy.choices import (
     CombinedCodes,
     PixelMask,
@@ -1034,6 +1037,93 @@ class MaskRule:
         ) == self.elem
 
 
+class BaseTables(NamedTuple):
+    """What a policy compiles from before its own choices: the same for the same options."""
+
+    by_tag: dict[int, Rule]  # Table E.1-1's exact rows, then medveil's supplement
+    masks: tuple[MaskRule, ...]  # the table's masks
+    private_default: str
+    private_rule: Rule
+    net: tuple[tuple[int, Rule], ...]  # the safety net for every tag nothing above names
+    net_masks: tuple[MaskRule, ...]  # and for the dictionary's repeating groups
+
+
+# The modules whose code builds the base tables (their source is part of the cache key).
+_BASE_MODULES = (
+    __name__,
+    "medveil.policy.standard",
+    "medveil.policy.net",
+    "medveil.policy.choices",
+)
+
+
+def base_tables(options: tuple[Option, ...], with_net: bool) -> BaseTables:
+    """The tables of Table E.1-1 under options (in table order), and the net if asked.
+
+    Kept between runs by :mod:`medveil.policy.tablecache`, keyed by the table and
+    keep-list files, the source of the modules that build them and pydicom's dictionary.
+    """
+    name = (
+        "policy-"
+        + hashlib.sha256(repr(([o.name for o in options], with_net)).encode()).hexdigest()[:16]
+    )
+    data = resources.files("medveil.data")
+    parts = [
+        repr(([o.name for o in options], with_net)).encode(),
+        data.joinpath("ps315_e1_1.csv").read_bytes(),
+        data.joinpath("safety_net_keep.csv").read_bytes(),
+        *tablecache.source(*(sys.modules[m] for m in _BASE_MODULES)),
+    ]
+    return tablecache.cached(name, parts, lambda: _build_base_tables(options, with_net))
+
+
+def _build_base_tables(options: tuple[Option, ...], with_net: bool) -> BaseTables:
+    """base_tables, computed."""
+    by_tag: dict[int, Rule] = {}
+    masks: list[MaskRule] = []
+    private_default = "X"
+    private_rule = Rule("(gggg,eeee)", "", "X", "basic", False)
+    for row in table_rows():
+        action, decided = option_action(row, options)
+        rule = Rule(row.tag_text, row.keyword, action, decided, row.in_std_comp_iod)
+        if row.tag_text.startswith("(gggg"):
+            private_default = action
+            private_rule = rule
+            continue
+        g, gm, e, em = parse_tag_pattern(row.tag_text)
+        if gm == 0xFFFF and em == 0xFFFF:
+            by_tag[(g << 16) | e] = rule
+        else:
+            masks.append(MaskRule(g, gm, e, em, rule))
+    for name, action in SUPPLEMENT.items():
+        tag = tag_for_keyword(name)
+        if tag is not None and tag not in by_tag:
+            by_tag[tag] = Rule(_tag_text(tag), name, action, "medveil-supplement", False)
+    net: list[tuple[int, Rule]] = []
+    net_masks: list[MaskRule] = []
+    if with_net:
+        chosen = frozenset(options)
+        listed = set(by_tag)
+        for m in masks:  # MaskRule.matches, inlined: once per dictionary tag and mask
+            g, gm, e, em = m.group, m.group_mask, m.elem, m.elem_mask
+            listed.update(
+                t for t in DicomDictionary if ((t >> 16) & gm) == g and (t & 0xFFFF & em) == e
+            )
+        # Every unlisted tag: a policy's keep-list is left out when it compiles.
+        net = list(net_rules(listed, chosen, set()))
+        for selector, rule in net_mask_rules(chosen):
+            g, gm, e, em = parse_tag_pattern(selector)
+            if g & 0xFF00 == 0x6000 and gm == 0xFF00:
+                continue  # overlays: one rule for the whole group (see _overlays)
+            probe = (g << 16) | e
+            if any(m.matches(probe) for m in masks):
+                continue
+            net_masks.append(MaskRule(g, gm, e, em, rule))
+    return BaseTables(
+        by_tag, tuple(masks), private_default, private_rule, tuple(net), tuple(net_masks)
+    )
+
+
 class CompiledPolicy:
     """The policy as lookups: the engine's per-element cost is one dict hit.
 
@@ -1045,32 +1135,18 @@ class CompiledPolicy:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        options = [o for o in Option if o in policy.options]  # table order: stable precedence
-        self.by_tag: dict[int, Rule] = {}
-        self.masks: list[MaskRule] = []
-        self.private_default = "X"
-        self.private_rule = Rule("(gggg,eeee)", "", "X", "basic", False)
-        for row in table_rows():
-            action, decided = option_action(row, options)
-            rule = Rule(row.tag_text, row.keyword, action, decided, row.in_std_comp_iod)
-            if row.tag_text.startswith("(gggg"):
-                self.private_default = action
-                self.private_rule = rule
-                continue
-            g, gm, e, em = parse_tag_pattern(row.tag_text)
-            if gm == 0xFFFF and em == 0xFFFF:
-                self.by_tag[(g << 16) | e] = rule
-            else:
-                self.masks.append(MaskRule(g, gm, e, em, rule))
-        for name, action in SUPPLEMENT.items():
-            tag = tag_for_keyword(name)
-            if tag is not None and tag not in self.by_tag:
-                self.by_tag[tag] = Rule(_tag_text(tag), name, action, "medveil-supplement", False)
+        options = tuple(o for o in Option if o in policy.options)  # table order: precedence
         self.keep_unknown = policy.unknown_elements == UnknownElements.KEEP
+        tables = base_tables(options, self.keep_unknown)
+        self.by_tag: dict[int, Rule] = dict(tables.by_tag)
+        self.masks: list[MaskRule] = list(tables.masks)
+        self.private_default = tables.private_default
+        self.private_rule = tables.private_rule
         kept_by_name = {t for n in policy.keep if (t := tag_for_keyword(n)) is not None}
         self.net_tags: set[int] = set()
         if self.keep_unknown:
-            self._add_net(frozenset(options), kept_by_name)
+            self._add_net(tables, kept_by_name)
+        tag: int | None  # a keyword's tag below (None: not a standard keyword)
         for tag in sorted(kept_by_name - set(self.by_tag)):
             # Shown by `medveil profile`, and kept on purpose for the post-check.
             self.by_tag[tag] = Rule(
@@ -1161,26 +1237,13 @@ class CompiledPolicy:
         self.shift_dates = policy.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
         self.full_dates = policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES)
 
-    def _add_net(self, options: frozenset[Option], exempt: set[int]) -> None:
-        """Safety-net rules for dictionary elements no table row or mask names."""
-        table_masks = list(self.masks)
-        listed = set(self.by_tag)
-        for m in table_masks:  # MaskRule.matches, inlined: once per dictionary tag and mask
-            g, gm, e, em = m.group, m.group_mask, m.elem, m.elem_mask
-            listed.update(
-                t for t in DicomDictionary if ((t >> 16) & gm) == g and (t & 0xFFFF & em) == e
-            )
-        for tag, rule in net_rules(listed, options, exempt):
-            self.by_tag[tag] = rule
-            self.net_tags.add(tag)
-        for selector, rule in net_mask_rules(options):
-            g, gm, e, em = parse_tag_pattern(selector)
-            if g & 0xFF00 == 0x6000 and gm == 0xFF00:
-                continue  # overlays: one rule for the whole group (see _overlays)
-            probe = (g << 16) | e
-            if any(m.matches(probe) for m in table_masks):
-                continue
-            self.masks.append(MaskRule(g, gm, e, em, rule))
+    def _add_net(self, tables: BaseTables, exempt: set[int]) -> None:
+        """Safety-net rules for dictionary elements no table row, mask or keep names."""
+        for tag, rule in tables.net:
+            if tag not in exempt:
+                self.by_tag[tag] = rule
+                self.net_tags.add(tag)
+        self.masks.extend(tables.net_masks)
 
     def _overlays(self, policy: Policy) -> bool:
         """Replace the table's overlay rows by one rule for the whole 60xx group.
