@@ -154,6 +154,7 @@ class Terms:
     _uid_parts: dict[tuple[bool, tuple[str, ...]], tuple[Any, list[bool]]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _compiled_uids: list[str] | None = field(default=None, repr=False, compare=False)
     # On a series' shared Terms: one automaton over all its values per form (_whole).
     _wholes: dict[tuple[str, frozenset[str]], tuple[Any, list[bool]]] = field(
         default_factory=dict, repr=False, compare=False
@@ -174,13 +175,7 @@ class Terms:
             # Every instance has its own UIDs, while the rest (names, IDs, dates, texts) is
             # the same for every file of a series: the automaton over the rest is kept
             # across files (_automaton's cache) and the UIDs get a small one of their own.
-            uids = (
-                []
-                if only_always or "uids" in allowed
-                else sorted(
-                    v for v, k in self.kinds.items() if k == "uids" and v not in self.always
-                )
-            )
+            uids = [] if only_always or "uids" in allowed else self._uids()
             text = form.endswith("text")
             shared = self._shared
             new = self._new_uids(uids, text) if shared is not None and not sub else []
@@ -200,6 +195,15 @@ class Terms:
             else:
                 hit = (_Union([m for m, _ in parts]), parts[0][1] + parts[1][1])
             self._compiled[key] = hit
+        return hit
+
+    def _uids(self) -> list[str]:
+        """The UID values (never-kept ones aside), sorted; worked out once."""
+        hit = self._compiled_uids
+        if hit is None:
+            hit = self._compiled_uids = sorted(
+                v for v, k in self.kinds.items() if k == "uids" and v not in self.always
+            )
         return hit
 
     def _new_uids(self, uids: list[str], text: bool) -> list[str]:
@@ -452,48 +456,55 @@ def learn_terms(data: bytes | bytearray | memoryview, prescan: Prescan | None = 
     take = elements[rows[elements, 5] > rows[elements, 3]]
     # Which of them the learner reads, and which are the instance's own: the same for
     # every file of a series (same elements, same VRs), so worked out once per layout.
-    layout = _layout_plan(tags[take], codes[take])
-    at = take.tolist()
-    starts, stops = rows[:, 3].tolist(), rows[:, 5].tolist()
+    layouts: dict[bytes, _Layout] | None = memo.get("layouts")
+    if layouts is None:
+        layouts = memo["layouts"] = {}
+    taken = take.tobytes()
+    layout = layouts.get(taken)
+    if layout is None:
+        if len(layouts) >= 16:
+            layouts.clear()
+        layout = layouts[taken] = _layout_plan(tags[take], codes[take], take.tolist())
+    starts, stops = scan.bounds()
     data = scan.data
+    if not isinstance(data, bytes):
+        # One copy of the bytes up to the last value learned from, then slices of it.
+        data = bytes(data[: max((stops[i] for i in layout.rows), default=0)])
     # What the elements other than the instance's own UIDs teach is the same for every
     # file of a series (same patient, study, site): learned once per distinct content.
     # The UIDs that stay the same from file to file (study, series, frame of reference)
     # are learned with them; only those seen to change (the instance's) file by file.
-    own_values = [bytes(data[starts[at[k]] : stops[at[k]]]) for k, _, _ in layout.own]
+    own_values = [data[starts[i] : stops[i]] for i, _, _ in layout.own]
     keyed, per_file, signature = layout.split(own_values)
-    key = (
-        tuple(scan.codecs),
-        signature,
-        tuple([bytes(data[starts[at[k]] : stops[at[k]]]) for k, _, _ in keyed]),
-    )
+    values = tuple([data[starts[i] : stops[i]] for i, _, _ in keyed])
+    key = (tuple(scan.codecs), signature, values)
     part: _Learned | None = _LEARNED.get(key)
     if part is None:
         learner = Learner(strict=False, spell_birth_date=False)  # _identity spells it
         terms = Terms()
-        for k, tag, vr in keyed:
-            texts = scan.texts(at[k], vr)
+        for i, tag, vr in keyed:
+            texts = scan.texts(i, vr)
             if texts:
                 _learn_element(learner, terms, tag, vr, texts)
         part = _Learned(learner, terms)
         _LEARNED.put(key, part)
     if per_file:
-        raw_of = {k: v for (k, _, _), v in zip(layout.own, own_values, strict=True)}
-        done = part.with_own(scan, [(at[k], tag, vr, raw_of[k]) for k, tag, vr in per_file])
+        raw_of = {i: v for (i, _, _), v in zip(layout.own, own_values, strict=True)}
+        done = part.with_own(scan, [(i, tag, vr, raw_of[i]) for i, tag, vr in per_file])
     else:
         done = part.with_own(scan, [])
     if done is None:  # not what _own_to_file promised: learn the whole file as one
         learner = Learner(strict=False, spell_birth_date=False)
         terms = Terms()
-        for k, tag, vr in sorted(layout.fixed + layout.own):
-            texts = scan.texts(at[k], vr)
+        for i, tag, vr in sorted(layout.fixed + layout.own):
+            texts = scan.texts(i, vr)
             if texts:
                 _learn_element(learner, terms, tag, vr, texts)
         return _finish_terms(learner, terms)
     return done
 
 
-_Planned = tuple[int, int, str]  # (position among the valued elements, tag, VR)
+_Planned = tuple[int, int, str]  # (row of the scan, tag, VR)
 
 
 class _Layout:
@@ -510,6 +521,7 @@ class _Layout:
     def __init__(self, fixed: list[_Planned], own: list[_Planned]) -> None:
         self.fixed = fixed
         self.own = own
+        self.rows = [i for i, _, _ in fixed + own]
         self._prev: list[bytes] | None = None
         self._changed: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
         self._splits: dict[frozenset[int], tuple[list[_Planned], list[_Planned], bytes]] = {}
@@ -544,30 +556,19 @@ class _Layout:
         return hit
 
 
-# (tags, VR codes) of a file's valued elements -> the learner's plan for them (see
-# _layout_plan); bounded, as every cache here.
-_LAYOUTS: dict[tuple[bytes, bytes], _Layout] = {}
+def _layout_plan(tags: np.ndarray, codes: np.ndarray, rows: list[int]) -> _Layout:
+    """The _Layout of the valued elements at these rows (their tags and VR codes).
 
-
-def _layout_plan(tags: np.ndarray, codes: np.ndarray) -> _Layout:
-    """The _Layout of the elements learned from: fixed or own, by position in ``tags``.
-
-    Positions index ``tags``; the plan is a pure function of the two arrays, cached by
-    their bytes (with what was seen to vary across the files of that layout).
+    A pure function of the three, kept with the scan's Shape for the take of rows
+    (with what is seen to vary across the files of that layout).
     """
-    key = (tags.tobytes(), codes.tobytes())
-    plan = _LAYOUTS.get(key)
-    if plan is None:
-        fixed: list[_Planned] = []
-        own: list[_Planned] = []
-        for k, (tag, code) in enumerate(zip(tags.tolist(), codes.tolist(), strict=True)):
-            vr = vr_of_code(code)
-            if _learned(tag, vr):
-                (own if _own_to_file(tag, vr) else fixed).append((k, tag, vr))
-        if len(_LAYOUTS) >= 256:
-            _LAYOUTS.clear()
-        plan = _LAYOUTS[key] = _Layout(fixed, own)
-    return plan
+    fixed: list[_Planned] = []
+    own: list[_Planned] = []
+    for i, tag, code in zip(rows, tags.tolist(), codes.tolist(), strict=True):
+        vr = vr_of_code(code)
+        if _learned(tag, vr):
+            (own if _own_to_file(tag, vr) else fixed).append((i, tag, vr))
+    return _Layout(fixed, own)
 
 
 @lru_cache(maxsize=16384)
@@ -626,12 +627,12 @@ class _Learned:
         values, dates = self.index.values, self.index.dates
         new: dict[str, set[str]] = {}
         for t in pending:
-            norm, cut, spelled_as = _uid_forms(t)
+            norm, cut, kept, spelled_as = _uid_forms(t)
             if norm in software:
                 continue  # as Learner.finish: the writing software's UID, repeated
             if cut in values or cut in dates:
                 return self._with_uids(pending, software)
-            if not cut or not counts(cut):
+            if not kept:
                 continue  # as ValueIndex.add skips it
             spelled = new.get(cut)
             if spelled is None:
@@ -704,16 +705,18 @@ def _plain_uid(tag: int) -> bool:
     )
 
 
-# UID text -> (normalised, cut, spelling): a series' instances refer to each other.
-_UID_FORMS: dict[str, tuple[str, str, str]] = {}
+# UID text -> (normalised, cut, whether it counts, spelling): a series' instances refer
+# to each other.
+_UID_FORMS: dict[str, tuple[str, str, bool, str]] = {}
 
 
-def _uid_forms(text: str) -> tuple[str, str, str]:
-    """normalize(text), cut_value of that, and spelling(text), remembered (bounded)."""
+def _uid_forms(text: str) -> tuple[str, str, bool, str]:
+    """normalize(text), its cut_value, counts() of that and spelling(text); remembered."""
     hit = _UID_FORMS.get(text)
     if hit is None:
         norm = normalize(text)
-        hit = (norm, cut_value(norm), spelling(text))
+        cut = cut_value(norm)
+        hit = (norm, cut, bool(cut) and counts(cut), spelling(text))
         if len(_UID_FORMS) >= 4096:
             _UID_FORMS.clear()
         _UID_FORMS[text] = hit
@@ -1280,6 +1283,19 @@ def _row_span(scan: Scanned, i: int, *, named: bool) -> Span | None:
     return Span(int(rows[i, 3]), int(rows[i, 5]), "", tag, scan.vr(i), private)
 
 
+def _covered(scan: Scanned, i: int, allow: Allowance) -> bool:
+    """allow.covers(_row_span(scan, i, named=False)), its tag and privacy kept per Shape."""
+    owners: dict[int, tuple[int, bool]] | None = scan.shape.memo.get("owners")
+    if owners is None:
+        owners = scan.shape.memo["owners"] = {}
+    hit = owners.get(i)
+    if hit is None:
+        sp = _row_span(scan, i, named=False)
+        hit = owners[i] = (-1, False) if sp is None else (sp.tag, sp.private)
+    tag, private = hit
+    return tag >= 0 and (tag in allow.tags or (allow.private and private))
+
+
 def _where(scan: Scanned, i: int, raw: bool) -> str:
     """How a finding at row i is named in the quarantine reason."""
     sp = _row_span(scan, i, named=True)
@@ -1353,7 +1369,7 @@ def _find_hay(
         whole = len(touched) == 1 and begins[touched[0]] <= fs and fe <= stops[touched[0]]
         for j in touched:
             i = int(seg_rows[j])
-            if always[k] or not whole or not allow.covers(_row_span(scan, i, named=False)):
+            if always[k] or not whole or not _covered(scan, i, allow):
                 return _where(scan, i, raw=True)
         recheck.update(touched)
     if recheck:
@@ -1439,13 +1455,7 @@ def _patterns(values: list[str], terms: Terms) -> list[Any]:
     for v in values:
         if v.isascii():
             # The usual value, without the loops below (the same three encodings).
-            for pat in (
-                v.encode("ascii").translate(_FOLD),
-                v.encode("utf-16-le").translate(_FOLD),
-                v.encode("utf-16-be").translate(_FOLD),
-            ):
-                if len(pat) >= MIN_TERM:
-                    patterns.add(pat)
+            patterns.update(_ascii_patterns(v))
             continue
         # The haystack is ASCII-folded ('^' as space, lower case): an ASCII value needs
         # one spelling; others also as upper case and as written in the input.
@@ -1460,6 +1470,29 @@ def _patterns(values: list[str], terms: Terms) -> list[Any]:
                 if len(pat) >= MIN_TERM:
                     patterns.add(pat)
     return sorted(patterns)
+
+
+# ASCII value -> its byte patterns (a series' instances refer to each other's UIDs).
+_ASCII_PATTERNS: dict[str, tuple[bytes, ...]] = {}
+
+
+def _ascii_patterns(value: str) -> tuple[bytes, ...]:
+    """An ASCII value's patterns: folded, in UTF-8 and both UTF-16s (remembered, bounded)."""
+    hit = _ASCII_PATTERNS.get(value)
+    if hit is None:
+        hit = tuple(
+            pat
+            for pat in (
+                value.encode("ascii").translate(_FOLD),
+                value.encode("utf-16-le").translate(_FOLD),
+                value.encode("utf-16-be").translate(_FOLD),
+            )
+            if len(pat) >= MIN_TERM
+        )
+        if len(_ASCII_PATTERNS) >= 4096:
+            _ASCII_PATTERNS.clear()
+        _ASCII_PATTERNS[value] = hit
+    return hit
 
 
 def _find_bytes(lays: list[RawLayout], terms: Terms, allow: Allowance) -> str:
