@@ -54,7 +54,6 @@ POLICIES = {
 def _forget() -> None:
     """Drop every cache the post-check keeps across files (a fresh worker)."""
     postcheck._LEARNED.clear()
-    postcheck._LAYOUTS.clear()
     postcheck._AUTOMATA.clear()
     elements._SHAPES.clear()
 
