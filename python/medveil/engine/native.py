@@ -14,6 +14,11 @@ misses, goes to the raw-byte engine, and its answers fill the cache for the next
 file the core does not cover (any reason it gives) goes to the raw-byte engine too, so the
 native road only ever writes what that engine would write, byte for byte
 (tests/native checks it).
+
+Per file, Python does what the core does not: the pixel cleaner's verdict (kept per
+series by the raw bytes of exactly the attributes it reads, see :meth:`NativeEngine._prepare`
+and tests/native/test_verdict_cache.py) and the catalog row (read from the core's catalog
+bytes, :meth:`NativeOutcome.peeks`).
 """
 
 from __future__ import annotations
