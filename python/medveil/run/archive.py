@@ -1232,7 +1232,11 @@ class RunRecords:
 
     def note_listed(self, listed: list[tuple[str, int]]) -> None:
         """Remember where this run listed the inputs of written output paths (path, seq)."""
-        self.db.executemany("INSERT OR REPLACE INTO listed VALUES (?, ?)", listed)
+        self.db.executemany(
+            "INSERT INTO listed VALUES (?, ?) ON CONFLICT(path) DO UPDATE SET seq = "
+            "MIN(seq, excluded.seq)",
+            listed,
+        )
 
     def listing_order(self) -> Mapping[str, str]:
         """This run's written paths -> a key that sorts as their inputs were listed."""
@@ -1845,8 +1849,13 @@ def _run(
         paths = [r.path for _k, _n, r in batch if r.status == "written"]
         owners = records.owners(paths) if paths else {}
         decided: list[tuple[str, str, Record]] = []
+        # Every output path this batch's inputs lead to, duplicates included: a shared
+        # file sorts among its UID's variants by the first input listed that gave it,
+        # whichever worker wrote it first (else the variant names depend on the workers).
+        led_to: list[tuple[str, str]] = []
         for key, name, r in batch:
             if r.status == "written":
+                led_to.append((key, r.path))
                 owner = owners.setdefault(r.path, key)
                 if owner != key:
                     # Its file is on disk already, written for another input (this run or
@@ -1863,12 +1872,8 @@ def _run(
                         vault.add(identity)
                     vault.flush()
             records.record([(key, r) for key, _n, r in decided])
-            seqs = [listed.pop(key, None) for key, _n, _r in decided]
-            notes = [
-                (r.path, seq)
-                for (_k, _n, r), seq in zip(decided, seqs, strict=True)
-                if r.status == "written" and seq is not None
-            ]
+            seqs = {key: listed.pop(key, None) for key, _n, _r in decided}
+            notes = [(path, seq) for key, path in led_to if (seq := seqs[key]) is not None]
             if notes:
                 records.note_listed(notes)
         except (sqlite3.Error, OSError, MemoryError) as exc:
