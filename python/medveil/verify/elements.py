@@ -516,6 +516,8 @@ def recall_scan(parts: Sequence[bytes | bytearray | memoryview]) -> Scanned | No
     if scan is None or not isinstance(scan.data, bytes):
         return None
     data = scan.data
+    if len(parts) == 1 and parts[0] is data:
+        return scan  # the very buffer scanned (and immutable): nothing to compare
     if sum(len(p) for p in parts) != len(data):
         return None
     at = 0
