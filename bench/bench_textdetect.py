@@ -175,24 +175,6 @@ def rgb_background(rng: np.random.Generator, rows: int = 600, cols: int = 800) -
     return np.asarray(img).copy()
 
 
-def dx_background(rng: np.random.Generator, rows: int = 3000, cols: int = 2500) -> np.ndarray:
-    """A 12-bit chest radiograph: collimated field, two lung fields, spine, noise."""
-    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
-    img = 2600 + 500 * np.cos(xx / cols * 3.1) * np.cos(yy / rows * 2)
-    for side in (-1, 1):
-        cy, cx = rows * 0.45, cols / 2 + side * cols * 0.2
-        lung = ((yy - cy) / (rows * 0.3)) ** 2 + ((xx - cx) / (cols * 0.14)) ** 2 < 1
-        img[lung] -= 1100
-    img[:, int(cols * 0.47) : int(cols * 0.53)] += 600  # the spine
-    img += rng.normal(0, 40, img.shape).astype(np.float32)
-    # Collimator edges: unexposed (bright) margins of random width.
-    t, b = int(rng.integers(0, 150)), int(rng.integers(0, 150))
-    left, right = int(rng.integers(0, 150)), int(rng.integers(0, 150))
-    img[:t], img[rows - b :] = 4000, 4000
-    img[:, :left], img[:, cols - right :] = 4000, 4000
-    return np.clip(img, 0, 4095).astype(np.uint16)
-
-
 def _grey(img: np.ndarray) -> np.ndarray:
     if img.ndim == 3:
         return img @ np.array([0.299, 0.587, 0.114])
@@ -283,7 +265,7 @@ BACKGROUNDS = {
     "us": us_background,
     "ct": ct_background,
     "rgb": rgb_background,
-    "dx": dx_background,
+    "dx": corpus.chest,  # the archive corpus's radiograph
 }
 
 
