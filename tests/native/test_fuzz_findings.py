@@ -231,3 +231,57 @@ def test_cached_keep_of_a_local_code_meaning_is_declined() -> None:
     again = fastpath.run(table, [standard, local], None, None, 1, False)
     assert again[0][0] == OK, again[0][1]
     assert (again[1][0], again[1][1]) == (1, "local code meaning")
+
+
+def _meta_vr_changed(data: bytes, tag: int, vr: bytes) -> bytes:
+    """The file with one file meta element's VR bytes replaced (both are short-form VRs)."""
+    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    at = data.index(head, 132)
+    assert data[at + 4 : at + 6] in (b"UI", b"SH", b"AE"), "a short-form VR to replace"
+    return data[: at + 4] + vr + data[at + 6 :]
+
+
+def _raw_outcome(engine: Deidentifier, data: bytes) -> tuple[object, ...]:
+    """What the raw-byte engine makes of one file: (bytes, report) or the error."""
+    from medveil.engine import instance as inst
+
+    from tests.native.roads import quiet
+
+    with quiet():
+        try:
+            out = inst.raw_engine_of(engine).apply(bytearray(data))
+        except Exception as exc:
+            return (type(exc).__name__, str(exc))
+    return (b"".join(bytes(p) for p in out.parts), out.report.taken)
+
+
+def test_file_meta_template_is_keyed_by_each_elements_vr() -> None:
+    # Two files alike but for the VR of one file meta element. The walk removes a meta
+    # element whose VR its tag does not allow (X-vr-mismatch), so the output meta and its
+    # report differ. The meta template caches (raw-byte engine and core) were keyed by
+    # tags and values only: after the first file, the second took the first's template
+    # (a "U" where a fresh engine said "X-vr-mismatch", or an output where a fresh engine
+    # found no Media Storage SOP Class). Every road must answer as a fresh one does.
+    from medveil.engine import instance as inst
+    from medveil.engine.native import NativeOutcome
+
+    from tests.native.roads import quiet
+
+    ds = _base("CHEST")
+    plain = _bytes(ds, implicit=False)
+    for tag in (0x00020002, 0x00020003, 0x00020012, 0x00020013):
+        for vr in (b"LO", b"CS"):
+            label = f"({tag >> 16:04x},{tag & 0xFFFF:04x}) as {vr.decode()}"
+            changed = _meta_vr_changed(plain, tag, vr)
+            fresh = _raw_outcome(Deidentifier(Policy.default(), SECRET), changed)
+            warm_engine = Deidentifier(Policy.default(), SECRET)
+            check_roads(warm_engine, plain, "plain")  # teaches both caches this meta
+            with quiet():
+                taught = inst.native_engine_of(warm_engine).apply(bytearray(plain))
+            assert isinstance(taught, NativeOutcome), label
+            assert _raw_outcome(warm_engine, changed) == fresh, label
+            with quiet():
+                nat = inst.native_engine_of(warm_engine).apply(bytearray(changed))
+            if isinstance(nat, NativeOutcome):
+                assert (b"".join(nat.parts), nat.report.taken) == fresh, label
+            check_roads(warm_engine, changed, label)

@@ -771,20 +771,27 @@ std::string meta_key(const std::uint8_t* data, std::size_t size,
                      const std::vector<std::int64_t>& meta_rows) {
     std::string key;
     bool sop = false;
+    std::uint32_t sop_vr = 0;
     for (std::size_t k = 0; k + 6 <= meta_rows.size(); k += 6) {
         const auto tag = static_cast<std::uint32_t>(meta_rows[k]);
+        const auto vr = static_cast<std::uint32_t>(meta_rows[k + 1]);
         const auto vs = static_cast<std::size_t>(meta_rows[k + 3]);
         const auto ve = static_cast<std::size_t>(meta_rows[k + 5]);
         if (ve > size || vs > ve) return std::string();
+        // The VR is part of the key: a meta element whose VR its tag does not allow is
+        // removed by the walk, so metas alike but for a VR have different templates.
         if (tag == 0x00020003) {
+            sop_vr = vr;
             if (meta_rows[k + 4]) sop = true;
             continue;
         }
         if (tag == 0x00020000) continue;
         put32(key, tag);
+        put32(key, vr);
         put32(key, static_cast<std::uint32_t>(ve - vs));
         key.append(reinterpret_cast<const char*>(data + vs), ve - vs);
     }
+    put32(key, sop_vr);
     key.push_back(sop ? '\1' : '\0');
     return key;
 }

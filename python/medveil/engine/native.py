@@ -421,15 +421,9 @@ class NativeEngine:
             elems, _ = _scan(buf, 132, _meta_end(buf))
         except NotRaw:
             return
-        key = (
-            *(
-                (e.tag, bytes(buf[e.vstart : e.end]))
-                for e in elems
-                if e.tag not in (0x00020000, 0x00020003)
-            ),
-            any(e.tag == 0x00020003 and e.length for e in elems),
-            self.raw._meta_context(elems, ctx),
-        )
+        key = self.raw.meta_template_key(buf, elems, ctx)
+        if key[-2] is not None:
+            return  # read with the file's character set: the core's key does not hold it
         found = self.raw._meta_templates.get(key)
         if found is None:
             return

@@ -554,15 +554,7 @@ class RawEngine:
         The meta goes through the Dataset engine's own walk and pydicom's meta writer, once
         per distinct meta: within a run only the SOP Instance UID changes between files.
         """
-        key = (
-            *(
-                (e.tag, bytes(self.buf[e.vstart : e.end]))
-                for e in elems
-                if e.tag not in (0x00020000, 0x00020003)
-            ),
-            any(e.tag == 0x00020003 and e.length for e in elems),
-            self._meta_context(elems, ctx),
-        )
+        key = self.meta_template_key(self.buf, elems, ctx)
         cached = self._meta_templates.get(key)
         if cached is None:
             walked = DeidReport()
@@ -599,6 +591,29 @@ class RawEngine:
                 tag, vr, len(value), value, implicit=False, little=True
             )
         return meta
+
+    def meta_template_key(
+        self, buf: bytes | bytearray | memoryview, elems: list[_Elem], ctx: PatientContext
+    ) -> tuple[object, ...]:
+        """Everything the output meta's template depends on, for the template cache.
+
+        Each element's VR is part of it: the walk removes a meta element whose VR its
+        tag does not allow, so two metas alike but for a VR make different templates.
+        The character set counts only where a value holds bytes it could decode.
+        """
+        values = [
+            (e.tag, e.vr, bytes(buf[e.vstart : e.end]))
+            for e in elems
+            if e.tag not in (0x00020000, 0x00020003)
+        ]
+        sop = [(e.vr, bool(e.length)) for e in elems if e.tag == 0x00020003]
+        plain = all(v.isascii() and b"\x1b" not in v for _, _, v in values)
+        return (
+            *values,
+            tuple(sop),
+            None if plain else self.codec,
+            self._meta_context(elems, ctx),
+        )
 
     def _meta_context(self, elems: list[_Elem], ctx: PatientContext) -> object:
         """What of the patient the meta's rules read: nothing, unless one cleans or shifts."""
