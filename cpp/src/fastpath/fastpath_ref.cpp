@@ -532,6 +532,10 @@ struct Walker {
             const std::int64_t* row = scan.rows.data() + i * kCols;
             if (row[0] == -1 || row[7] != 0) decline("sequence in the file meta");
             r.meta.insert(r.meta.end(), {row[0], row[1], row[2], row[3], row[4], row[5]});
+            // The meta templates are keyed without the group length (the writer computes
+            // it anew): RawEngine declines one of another size or VR.
+            if (row[0] == 0x00020000 && (row[1] != kUL || row[4] != 4))
+                decline("file meta group length not one UL value");
             if (row[0] == 0x00020010) {
                 std::size_t a = static_cast<std::size_t>(row[3]),
                             b = static_cast<std::size_t>(row[5]);
@@ -781,8 +785,13 @@ std::string meta_key(const std::uint8_t* data, std::size_t size,
         // The VR is part of the key: a meta element whose VR its tag does not allow is
         // removed by the walk, so metas alike but for a VR have different templates.
         if (tag == 0x00020003) {
+            // The walk decodes the SOP Instance UID to map it: whether it is plain ASCII
+            // is part of the key (RawEngine.meta_template_key; such a template is not
+            // taught to the core).
             sop_vr = vr;
             if (meta_rows[k + 4]) sop = true;
+            for (std::size_t x = vs; x < ve; ++x)
+                if (data[x] >= 0x80 || data[x] == 0x1b) sop_vr |= 0x10000u;
             continue;
         }
         if (tag == 0x00020000) continue;

@@ -277,7 +277,7 @@ def _only_stripped(report: object, store: Container[BaseTag]) -> bool:
     )
 
 
-_CHARSETS: dict[bytes, str] = {}
+_CHARSETS: dict[tuple[str | None, bytes] | None, str] = {}
 _CATALOG_TAGS = (
     0x00080018,
     0x00080020,
@@ -429,6 +429,10 @@ class RawEngine:
         # it so, and a short length must not carry meta elements into the data set.
         meta_end = _meta_end(buf)
         meta_elems, _ = _scan(buf, 132, meta_end)
+        if any(e.tag == 0x00020000 and (e.vr != "UL" or e.length != 4) for e in meta_elems):
+            # The meta templates are keyed without the group length (the writer computes
+            # it anew): one of another size or VR would change the meta, or not write.
+            raise NotRaw("file meta group length not one UL value")
         self.buf = buf
         self.view = memoryview(buf)
         meta = FileMetaDataset({BaseTag(e.tag): self._raw(e) for e in meta_elems})
@@ -441,7 +445,9 @@ class RawEngine:
         elems, _ = _scan(buf, meta_end, len(buf), implicit)
         top = dataset_over({BaseTag(e.tag): self._raw(e) for e in elems}, implicit, meta)
         charset = elements(top).get(_CHARSET_TAG)
-        key = bytes(charset.value or b"") if charset is not None else b""
+        # The VR with the bytes: written with another VR, the same bytes may not read as
+        # a character set at all (pydicom raises), whatever an earlier file's CS said.
+        key = (charset.VR, bytes(charset.value or b"")) if charset is not None else None
         codec = _CHARSETS.get(key)
         if codec is None:
             codecs = convert_encodings(character_set(top))
@@ -602,12 +608,21 @@ class RawEngine:
         The character set counts only where a value holds bytes it could decode.
         """
         values = [
-            (e.tag, e.vr, bytes(buf[e.vstart : e.end]))
+            (e.tag, e.vr, e.length, bytes(buf[e.vstart : e.end]))
             for e in elems
             if e.tag not in (0x00020000, 0x00020003)
         ]
-        sop = [(e.vr, bool(e.length)) for e in elems if e.tag == 0x00020003]
-        plain = all(v.isascii() and b"\x1b" not in v for _, _, v in values)
+        # The SOP Instance UID changes file by file: only its VR, whether it is empty and
+        # whether it decodes (the walk reads it to map it) shape the template; the value
+        # itself where it is not plain ASCII.
+        sop = []
+        plain = all(v.isascii() and b"\x1b" not in v for *_, v in values)
+        for e in elems:
+            if e.tag == 0x00020003:
+                value = bytes(buf[e.vstart : e.end])
+                odd = not value.isascii() or b"\x1b" in value
+                sop.append((e.vr, bool(e.length), value if odd else None))
+                plain = plain and not odd
         return (
             *values,
             tuple(sop),

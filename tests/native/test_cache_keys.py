@@ -1,0 +1,350 @@
+"""Caches keyed by all their answer depends on: a warm engine answers as a fresh one.
+
+Every cache between a file's bytes and its release (the raw-byte engine's character sets
+and file meta templates, the core's value cache and meta templates, the post-check's
+learned terms, ...) must be keyed by everything its answer depends on. Otherwise the
+output, the report or the quarantine decision for a file depends on the files the
+process saw before it, and an adversary can order inputs to choose it. Each test here
+feeds an engine file A, then file B, and checks that B comes out exactly as it does from
+a fresh engine in a process whose module caches were emptied.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from medveil.engine import instance as inst
+from medveil.engine.dataset import Deidentifier
+from medveil.engine.native import NativeOutcome
+from medveil.policy.presets import load_policy
+from medveil.policy.schema import Policy
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from tests.native.roads import SECRET, check_roads, native, quiet
+
+Outcome = tuple[object, ...]
+
+# The module-level caches on the way from input bytes to a released file (module,
+# attribute). A fresh engine is compared in a process that has none of them filled.
+_MODULE_CACHES = (
+    ("medveil.engine.raw", "_IDENTITIES"),
+    ("medveil.engine.raw", "_CHARSETS"),
+    ("medveil.engine.native", "_CODECS"),
+    ("medveil.engine.native", "_DECODED"),
+    ("medveil.engine.decide", "_CLEANERS"),
+    ("medveil.engine.decide", "_DICT_VRS"),
+    ("medveil.engine.decide", "_SEEN_AS_IDENTIFYING"),
+    ("medveil.engine.decide", "_FOLDED"),
+    ("medveil.engine.postcheck", "_AUTOMATA"),
+    ("medveil.engine.postcheck", "_LEARNED"),
+    ("medveil.engine.postcheck", "_UID_FORMS"),
+    ("medveil.engine.postcheck", "_ASCII_PATTERNS"),
+    ("medveil.verify.elements", "_SHAPES"),
+    ("medveil.dicom.writer", "_META_CACHE"),
+    ("medveil.dicom.peek", "_UIDS"),
+    ("medveil.pixels.cleaner", "_GEOMETRIES"),
+)
+
+
+def _forget() -> None:
+    """Empty the module-level caches, as in a process that has seen no file yet."""
+    import importlib
+
+    for module, name in _MODULE_CACHES:
+        cache = getattr(importlib.import_module(module), name, None)
+        if cache is not None:
+            cache.clear()
+
+
+def _policy(name: str) -> Policy:
+    return Policy.default() if name == "default" else load_policy(name)
+
+
+def _raw(engine: Deidentifier, data: bytes) -> Outcome:
+    """What the raw-byte engine makes of one file: (bytes, report) or the error."""
+    with quiet():
+        try:
+            out = inst.raw_engine_of(engine).apply(bytearray(data))
+        except Exception as exc:
+            return (type(exc).__name__, str(exc))
+    return (b"".join(bytes(p) for p in out.parts), out.report.taken, out.report.actions)
+
+
+def _native(engine: Deidentifier, data: bytes) -> NativeOutcome | str | Exception:
+    with quiet():
+        return inst.native_engine_of(engine).apply(bytearray(data))
+
+
+def _clean(engine: Deidentifier, data: bytes) -> Outcome:
+    """clean_instance with the native road on: status, reason, bytes and records."""
+    with quiet(), native(True):
+        res = inst.clean_instance(engine, bytearray(data), "input")
+    body = res.data if res.status == "written" else None
+    return (res.status, res.reason, body, res.relpath, res.row, res.actions, res.pixels)
+
+
+def _teach(engine: Deidentifier, data: bytes) -> None:
+    """Every road of ``engine`` sees ``data``: the raw-byte engine, then the native road."""
+    _raw(engine, data)
+    _clean(engine, data)
+    _clean(engine, data)  # the second time through the native road, once it learned
+
+
+def _warm_vs_fresh(policy: str, a: bytes, b: bytes, label: str) -> None:
+    """B after A gives what B alone gives: raw-byte engine, native road and clean_instance."""
+    _forget()
+    fresh_raw = _raw(Deidentifier(_policy(policy), SECRET), b)
+    _forget()
+    fresh_clean = _clean(Deidentifier(_policy(policy), SECRET), b)
+    _forget()
+    warm = Deidentifier(_policy(policy), SECRET)
+    _teach(warm, a)
+    assert _raw(warm, b) == fresh_raw, f"{label}: raw-byte engine"
+    _forget()
+    warm = Deidentifier(_policy(policy), SECRET)
+    _teach(warm, a)
+    got = _native(warm, b)
+    if isinstance(got, NativeOutcome):
+        # The road writes only what the raw-byte engine writes for that file.
+        written = (b"".join(bytes(p) for p in got.parts), got.report.taken, got.report.actions)
+        assert written == fresh_raw, f"{label}: native road"
+    assert _clean(warm, b) == fresh_clean, f"{label}: clean_instance"
+
+
+def _base(charset: str | None = None) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.7"
+    if charset is not None:
+        ds.SpecificCharacterSet = charset
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = "1.2.3.4.5.6.7"
+    ds.StudyInstanceUID = "1.2.3.4.5.1"
+    ds.SeriesInstanceUID = "1.2.3.4.5.2"
+    ds.Modality = "CT"
+    ds.PatientName = "ZQXSMITH^ZQXJOHN"
+    ds.PatientID = "P1"
+    ds.StudyDescription = "CHEST ZQXSMITH"
+    ds.StudyDate = "20240101"
+    return ds
+
+
+def _encode(ds: Dataset, implicit: bool = False) -> bytes:
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _short_element(data: bytes, tag: int, start: int = 132) -> tuple[int, int]:
+    """(offset, value length) of an explicit short-form element of ``tag`` (first one)."""
+    at = data.index(struct.pack("<HH", tag >> 16, tag & 0xFFFF), start)
+    return at, struct.unpack_from("<H", data, at + 6)[0]
+
+
+def _with_vr(data: bytes, tag: int, vr: bytes) -> bytes:
+    """The file with one explicit element's VR replaced by another short-form VR."""
+    at, _ = _short_element(data, tag)
+    return data[: at + 4] + vr + data[at + 6 :]
+
+
+def test_character_set_is_keyed_by_its_vr() -> None:
+    # The raw-byte engine kept each Specific Character Set's codec by the value's bytes.
+    # Written with a binary VR, the same bytes do not read as a character set at all
+    # (pydicom raises): after a file with the CS one, such a file took its codec and was
+    # written where a fresh engine hands it to the Dataset engine.
+    plain = _encode(_base("ISO_IR 100"))
+    for vr in (b"US", b"AT", b"FL"):
+        _warm_vs_fresh("default", plain, _with_vr(plain, 0x00080005, vr), vr.decode())
+        _warm_vs_fresh("default", _with_vr(plain, 0x00080005, vr), plain, "CS after " + vr.decode())
+
+
+def _meta_group_length(data: bytes, size: int) -> bytes:
+    """The file with a File Meta Information Group Length value of ``size`` bytes."""
+    assert data[132:140] == b"\x02\x00\x00\x00UL\x04\x00"
+    value = (data[140:144] + b"\x00" * size)[:size]
+    return data[:138] + struct.pack("<H", size) + value + data[144:]
+
+
+def test_file_meta_group_length_is_one_ul_value() -> None:
+    # The meta template caches leave the group length out of their keys (the writer
+    # computes it anew), yet a group length of another size changed the output meta (or
+    # made pydicom raise): the second file took the first's template.
+    plain = _encode(_base())
+    for size in (0, 2, 6, 8):
+        _warm_vs_fresh("default", plain, _meta_group_length(plain, size), f"length {size}")
+
+
+def _meta_sop_instance(data: bytes, at_char: int, byte: bytes) -> bytes:
+    """The file with one byte of the meta's Media Storage SOP Instance UID replaced."""
+    at, size = _short_element(data, 0x00020003)
+    assert at_char < size
+    v = at + 8 + at_char
+    return data[:v] + byte + data[v + 1 :]
+
+
+def test_file_meta_sop_instance_that_does_not_decode() -> None:
+    # The walk maps the meta's SOP Instance UID (U), decoding it first: a value with an
+    # ISO 2022 escape, or bytes the character set cannot decode, sends the file to the
+    # Dataset engine. The template keys held only its VR and whether it is empty, so
+    # after a plain file such a file was written from the cached template.
+    for charset, byte in ((None, b"\x1b"), ("ISO_IR 192", b"\xe9"), ("ISO_IR 100", b"\x1b")):
+        plain = _encode(_base(charset))
+        odd = _meta_sop_instance(plain, 3, byte)
+        _warm_vs_fresh("default", plain, odd, f"{charset} {byte!r}")
+
+
+def test_fixed_files_still_take_the_native_road() -> None:
+    # The keys hold more, not everything: a series' files still share their templates.
+    engine = Deidentifier(Policy.default(), SECRET)
+    first = _encode(_base("ISO_IR 100"))
+    second = first.replace(b"1.2.3.4.5.6.7", b"1.2.3.4.5.6.8")
+    check_roads(engine, first, "first")
+    check_roads(engine, second, "second")
+    assert isinstance(_native(engine, second), NativeOutcome)
+
+
+# ---------------------------------------------------------------------- property
+_SHORT_VRS = [b"LO", b"SH", b"CS", b"PN", b"DA", b"TM", b"UI", b"AE", b"AS", b"ST", b"LT"]
+_SHORT_VRS += [b"US", b"SS", b"UL", b"AT", b"DS", b"IS", b"FL"]
+_CHARSETS = [None, "ISO_IR 100", "ISO_IR 192", "ISO_IR 6", "ISO 2022 IR 100", "ISO_IR 144"]
+# Top-level elements written with a short-form VR in _pair's files.
+_TAGS = [
+    0x00080005,
+    0x00080020,
+    0x00080050,
+    0x00080060,
+    0x00080080,
+    0x00081030,
+    0x00100010,
+    0x00100020,
+    0x00100030,
+    0x00101010,
+    0x00020002,
+    0x00020003,
+    0x00020010,
+]
+
+
+def _dataset(fields: dict[str, object]) -> Dataset:
+    ds = _base(fields["charset"])  # type: ignore[arg-type]
+    ds.PatientName = fields["name"]
+    ds.PatientID = fields["pid"]
+    ds.PatientBirthDate = fields["birth"]
+    ds.PatientAge = fields["age"]
+    ds.AccessionNumber = fields["accession"]
+    ds.StudyDescription = fields["description"]
+    ds.InstitutionName = fields["institution"]
+    code = Dataset()
+    code.CodeValue = "T-D3000"
+    code.CodingSchemeDesignator = fields["scheme"]
+    code.CodeMeaning = fields["meaning"]
+    ds.AnatomicRegionSequence = Sequence([code])
+    return ds
+
+
+_TEXT = st.sampled_from(["ZQXSMITH", "ZQXSMITH^ZQXJOHN", "CHEST", "Caf\u00e9", "", "P1", "99"])
+_FIELDS: dict[str, st.SearchStrategy[object]] = {
+    "charset": st.sampled_from(_CHARSETS),
+    "name": st.sampled_from(["ZQXSMITH^ZQXJOHN", "ZQXJONES^ZQXANN", "M\u00fcller^Zo\u00eb", ""]),
+    "pid": st.sampled_from(["P1", "P2", "ZQXSMITH", ""]),
+    "birth": st.sampled_from(["19510227", "", "19510228"]),
+    "age": st.sampled_from(["045Y", "095Y", "", "45"]),
+    "accession": st.sampled_from(["A1", "ZQXJOHN", ""]),
+    "description": st.sampled_from(
+        ["CHEST ZQXSMITH", "CHEST", "ZQXJONES scan", "Caf\u00e9 ZQXSMITH"]
+    ),
+    "institution": _TEXT,
+    "scheme": st.sampled_from(["SRT", "99LOCAL", "DCM", ""]),
+    "meaning": st.sampled_from(["Chest", "ZQXSMITH protocol", "ZQXJONES", "Caf\u00e9"]),
+}
+
+
+def _encoded(fields: dict[str, object], implicit: bool) -> bytes | None:
+    with quiet():
+        try:
+            return _encode(_dataset(fields), implicit)
+        except Exception:
+            return None  # a value the character set cannot encode
+
+
+def _change_vr(data: bytes, tag: int, vr: bytes) -> bytes | None:
+    try:
+        at, _ = _short_element(data, tag)
+    except ValueError:
+        return None
+    if data[at + 4 : at + 6] not in _SHORT_VRS:
+        return None  # a long-form element (or an Implicit VR one)
+    return data[: at + 4] + vr + data[at + 6 :]
+
+
+@st.composite
+def _pairs(draw: st.DrawFn) -> tuple[str, bytes, bytes, str]:
+    """(policy, A, B, how) with B made from A by changing one thing."""
+    policy = draw(st.sampled_from(["default", "safe-harbor", "tcia", "research"]))
+    fields = {k: draw(s) for k, s in _FIELDS.items()}
+    implicit = draw(st.booleans())
+    a = _encoded(fields, implicit)
+    if a is None:
+        return policy, b"", b"", "unencodable"
+    how = draw(st.sampled_from(["vr", "value", "charset", "length", "syntax"]))
+    b: bytes | None = None
+    if how == "syntax":
+        b = _encoded(fields, not implicit)
+    elif how in ("value", "charset"):
+        key = "charset" if how == "charset" else draw(st.sampled_from(sorted(_FIELDS)))
+        b = _encoded({**fields, key: draw(_FIELDS[key])}, implicit)
+        how = f"{how} {key}"
+    elif how == "vr" and not implicit:
+        tag = draw(st.sampled_from(_TAGS))
+        b = _change_vr(a, tag, draw(st.sampled_from(_SHORT_VRS)))
+        how = f"vr {tag:08x}"
+    elif how == "length":
+        tag = draw(st.sampled_from(_TAGS))
+        delta = draw(st.sampled_from([-2, -1, 1, 2]))
+        b = _resized(a, tag, delta, implicit)
+        how = f"length {tag:08x} {delta:+d}"
+    return policy, a, (b if b is not None else a), how
+
+
+def _resized(data: bytes, tag: int, delta: int, implicit: bool) -> bytes | None:
+    """The file with one short element's value grown (spaces) or cut by ``delta`` bytes."""
+    if tag >> 16 == 2:
+        return None  # the meta's group length would go stale: not this test's topic
+    try:
+        at = data.index(struct.pack("<HH", tag >> 16, tag & 0xFFFF), 132)
+    except ValueError:
+        return None
+    field, fmt = (at + 4, "<I") if implicit else (at + 6, "<H")
+    size = struct.unpack_from(fmt, data, field)[0]
+    start = at + 8
+    new = size + delta
+    if new < 0:
+        return None
+    value = data[start : start + size]
+    value = value[:new] if delta < 0 else value + b" " * delta
+    return data[:field] + struct.pack(fmt, new) + value + data[start + size :]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pair=_pairs())
+def test_warm_engine_answers_as_a_fresh_one(pair: tuple[str, bytes, bytes, str]) -> None:
+    policy, a, b, how = pair
+    if not a:
+        return
+    _warm_vs_fresh(policy, a, b, f"{policy}: {how}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_after() -> Iterator[None]:
+    """Leave the module caches empty for the tests that run next (they hold test PHI)."""
+    yield
+    _forget()
