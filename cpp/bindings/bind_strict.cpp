@@ -65,7 +65,8 @@ void bind_strict(py::module_& m) {
         py::arg("data"), py::arg("rows"), py::arg("implicit"), py::arg("text") = py::none(),
         py::arg("bad_undefined") = py::none(),
         "The first row rule the scanner's rows of data break, as (reason, byte offset), or\n"
-        "None. Implicit VR needs per-row flags: text (the dictionary VR is a text VR) and\n"
+        "None. Implicit VR needs per-row flags: text (the dictionary VR is a text VR; in\n"
+        "Explicit VR, optional: rows checked as text besides the text VRs) and\n"
         "bad_undefined (an undefined length the dictionary does not make a sequence).\n"
         "ValueError for rows that point outside data (never the scanner's own).");
 }

@@ -172,3 +172,81 @@ def test_a_stray_item_delimiter_at_the_top_level_is_refused() -> None:
         check_structure(bytes(data))
     with pytest.raises(StructureError, match=r"item delimiter outside|control bytes"):
         _slow(bytes(data))
+
+
+def _un_swallowing(keyword: str, swallow: int) -> tuple[bytes, bytes]:
+    """(file, name): an Explicit VR file whose text element `keyword` is written as UN with
+    a length grown by `swallow` bytes, so that its value takes in the elements after it,
+    the patient's name among them (what a fuzzer made of rtdose_rle_1frame.dcm)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    name = "Qzdoebrak^Wxmelkin"
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = "2.25.7"
+    ds.StudyDate = "20200101"
+    ds.StudyTime = "101010"
+    ds.Manufacturer = "ACME"
+    ds.InstitutionName = "General"
+    ds.PatientName = name
+    ds.PatientID = "QX7741230"
+    ds.Modality = "CT"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    import io
+
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    data = out.getvalue()
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    assert tag is not None
+    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    at = data.index(head, 132)
+    length = struct.unpack_from("<H", data, at + 6)[0]
+    rest = len(data) - (at + 8 + length)
+    grown = min(length + swallow, length + rest)
+    grown -= grown % 2
+    value = data[at + 8 : at + 8 + length]
+    forged = (
+        data[:at]
+        + head
+        + b"UN\x00\x00"
+        + struct.pack("<I", grown)
+        + value
+        + data[at + 8 + length :]
+    )
+    return forged, name.split("^")[0].encode()
+
+
+@pytest.mark.parametrize("keyword", ["StudyTime", "StudyDate", "Manufacturer", "InstitutionName"])
+def test_a_un_text_value_that_swallowed_elements_is_refused(keyword: str) -> None:
+    # Found by fuzzing (seed 11): StudyTime written as UN with a length that took in the
+    # elements after it. pydicom reads a UN value of a standard tag as its dictionary VR,
+    # so it was one long TM that the policy keeps; the name inside it was never learned
+    # (no element held it) and the file was released with it. A UN value of a standard
+    # text tag is text: the swallowed headers show as control bytes, on both roads.
+    data, family = _un_swallowing(keyword, 400)
+    assert data.count(family) == 1
+    with pytest.raises(StructureError, match="control bytes"):
+        check_structure(data)
+    with pytest.raises(StructureError, match="control bytes"):
+        _slow(data)
+    from medveil.engine import instance as inst
+    from medveil.engine.dataset import Deidentifier
+    from medveil.policy.presets import load_policy
+    from medveil.policy.schema import Policy
+
+    for policy in (Policy.default(), load_policy("tcia")):
+        got = inst.clean_instance(Deidentifier(policy, bytes(range(32))), bytearray(data), "f")
+        assert got.status == "quarantined", keyword
+        assert got.data is None or family not in bytes(got.data)
+
+
+def test_a_un_text_value_without_control_bytes_is_accepted() -> None:
+    # The same element as UN with its own length (a sender that did not know its VR):
+    # a valid file, accepted on both roads.
+    data, _ = _un_swallowing("StudyTime", 0)
+    check_structure(data)
+    _slow(data)

@@ -106,7 +106,10 @@ void check_rows(const std::uint8_t* data, std::size_t size, const std::int64_t* 
             return fail("odd value length", row(i, 2));
     for (std::size_t i = 0; i < n; ++i) {
         if (!is_elem(i) || row(i, 4) == kUndefined) continue;
-        const bool is_text = implicit ? text[i] != 0 : is_text_vr(vr(i));
+        // Explicit VR: the text VRs, and the rows the caller flags (UN values of standard
+        // text tags, which a reader takes as their dictionary VR).
+        const bool is_text = implicit ? text[i] != 0
+                                      : is_text_vr(vr(i)) || (text != nullptr && text[i] != 0);
         if (is_text && d.text_has_control(row(i, 3), row(i, 5)))
             return fail("a text value holds control bytes", row(i, 2));
     }

@@ -90,6 +90,7 @@ _LONG_VR_TABLE[[int.from_bytes(v, "little") for v in _LONG_VRS]] = True
 _TEXT_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
 _TEXT_VR_TABLE = np.zeros(1 << 16, dtype=bool)
 _TEXT_VR_TABLE[[int.from_bytes(v.encode(), "little") for v in _TEXT_VRS]] = True
+_UN_CODE = int.from_bytes(b"UN", "little")
 _CONTROL = np.zeros(256, dtype=bool)
 _CONTROL[[b for b in range(0x20) if b not in (0x09, 0x0A, 0x0C, 0x0D, 0x1B)]] = True
 
@@ -401,6 +402,8 @@ def _check_rows(buf: bytes | bytearray | memoryview, rows: np.ndarray, implicit:
         return
     if _strictcore is not None:
         text = bad_undefined = None
+        if not implicit:
+            text = _un_text_rows(rows)
         if implicit:
             # The dictionary's VRs, which only Python has: the text rows, and the opened
             # undefined-length rows it does not make sequences (few: looked up one by one).
@@ -473,6 +476,23 @@ def _check_rows_python(
         _check_group_lengths(buf, rows, cols, groups)
 
 
+def _un_text_rows(rows: np.ndarray) -> np.ndarray | None:
+    """Flags of the Explicit VR rows that are UN values of standard text tags; None: none.
+
+    A reader takes such a value as its dictionary VR (pydicom does), so it is text: a
+    length that swallowed the elements after it (names, IDs) shows as control bytes.
+    """
+    un = np.flatnonzero((rows[:, 0] >= 0) & ((rows[:, 1] & 0xFFFF) == _UN_CODE))
+    if not len(un):
+        return None
+    flags = np.zeros(len(rows), dtype=np.uint8)
+    for i in un.tolist():
+        tag = int(rows[i, 0])
+        if not tag >> 16 & 1 and _dict_vr(tag) in _TEXT_VRS:
+            flags[i] = 1
+    return flags if flags.any() else None
+
+
 def _text_has_control(value: bytes) -> bool:
     """Whether a text value holds a control byte before its trailing NUL/space padding."""
     body = value.rstrip(b"\x00 ")
@@ -494,6 +514,9 @@ def _check_text_rows(
         )
     else:
         text = is_elem & _TEXT_VR_TABLE[rows[:, 1] & 0xFFFF]
+        un = _un_text_rows(rows)
+        if un is not None:
+            text |= un.astype(bool)
     text &= rows[:, 4] != _UNDEFINED
     idx = np.flatnonzero(text)
     if not len(idx):
@@ -662,7 +685,10 @@ class _Walker:
                 raise _fail("value runs past the end", pos)
             if length % 2:
                 raise _fail("odd value length", pos)
-            if vr in _TEXT_VRS and _text_has_control(bytes(self.buf[vstart : vstart + length])):
+            as_text = vr in _TEXT_VRS or (
+                vr == "UN" and not tag >> 16 & 1 and _dict_vr(tag) in _TEXT_VRS
+            )
+            if as_text and _text_has_control(bytes(self.buf[vstart : vstart + length])):
                 raise _fail("a text value holds control bytes", pos)
             pos = vstart + length
         if in_item:
