@@ -290,9 +290,11 @@ def _folder_items(src: Path) -> Iterator[Item]:
             yield Item(name=name, verdict=("unreadable", why))
         dirs.sort()
         dirs[:] = [d for d in dirs if d != RECORDS]
+        # One relpath per folder, not per file (it resolves both paths each time).
+        here = os.path.relpath(root, src)
         for f in sorted(files):
             p = os.path.join(root, f)
-            name = os.path.relpath(p, src)
+            name = f if here == "." else os.path.join(here, f)
             try:
                 mode = os.stat(p).st_mode  # follows a symbolic link to what it names
             except OSError:
