@@ -13,6 +13,7 @@ void bind_fastpath(py::module_& m);
 void bind_digest(py::module_& m);
 void bind_termsearch(py::module_& m);
 void bind_strict(py::module_& m);
+void bind_gather(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "medveil's C++ core: pixel masking, ChaCha20-Poly1305, CSPRNG and noise kernels";
@@ -29,4 +30,5 @@ PYBIND11_MODULE(_core, m) {
     bind_digest(m);
     bind_termsearch(m);
     bind_strict(m);
+    bind_gather(m);
 }

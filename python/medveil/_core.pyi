@@ -355,6 +355,9 @@ def sha256(data: typing.Any) -> bytes:
 def hmac_sha256(key: typing.Any, data: typing.Any) -> bytes:
     """HMAC-SHA256 (RFC 2104, OpenSSL) of data under key, both bytes-like."""
 
+def gather(parts: typing.Sequence[typing.Any], hash: bool = True) -> tuple[bytes, str | None]:
+    """The parts joined into one new bytes object, and its SHA-256 hex made in the same pass."""
+
 class termsearch:
     """Aho-Corasick search of learned terms"""
 

@@ -34,7 +34,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from medveil._core import scan_elements
+from medveil._core import gather, scan_elements
 from medveil.dicom.io import check_pixel_length
 from medveil.dicom.keywords import IDENTITY_KEYWORDS, TERM_KEYWORDS
 from medveil.dicom.peek import decode_text
@@ -254,9 +254,14 @@ class RawOutcome:
     report: DeidReport
     final: Dataset  # top level of the output's catalog elements, as raw elements
     implicit: bool  # the output's encoding: Implicit VR (else Explicit VR) Little Endian
+    # SHA-256 (hex) of parts[0], made while joining it (None: not made; hash the output).
+    sha256: str | None = None
 
 
 _FLOAT_PIXELS = frozenset({BaseTag(0x7FE00008), BaseTag(0x7FE00009)})
+# Whether apply hashes a large output while joining it (RawOutcome.sha256): worth it only
+# where the caller takes that hash instead of hashing the output again.
+_HASH_OUTPUT = False
 _EXTENDED_OFFSETS = BaseTag(0x7FE00001)
 
 
@@ -389,22 +394,20 @@ class RawEngine:
             raise NotRaw("odd-length new pixel data")  # a new object: the input is untouched
         self._pixel_marks(report)
         pieces = self._assemble(out, new_pixels)
-        parts: list[bytes | memoryview] = []
-        pending: list[bytes | memoryview] = [head]
+        chunks: list[bytes | memoryview] = [head]
         size = len(head)
         pixel_at = -1
-        for tag, chunk, big in pieces:
+        big = False
+        for tag, chunk, is_big in pieces:
             if tag == PIXEL_DATA:
                 pixel_at = size
             size += len(chunk)
-            if big:
-                parts.append(b"".join(pending))
-                parts.append(chunk)
-                pending = []
-            else:
-                pending.append(chunk)
-        if pending:
-            parts.append(b"".join(pending))
+            big = big or is_big
+            chunks.append(chunk)
+        # The post-check, the write and the catalog's hash all take the output whole: it is
+        # made once here. A large one through the core (huge pages, no GIL; with the hash in
+        # the same pass when _HASH_OUTPUT), not b"".join's fresh 4 KiB page per fault.
+        data, sha256 = gather(chunks, _HASH_OUTPUT) if big else (b"".join(chunks), None)
         values = {}
         for tag in _CATALOG_TAGS:
             text = self.final.get(tag)
@@ -415,7 +418,7 @@ class RawEngine:
         if self.charset is not None:
             values[BaseTag(0x00080005)] = self.charset
         final = dataset_over(values)
-        return RawOutcome([p for p in parts if len(p)], pixel_at, report, final, self.implicit)
+        return RawOutcome([data], pixel_at, report, final, self.implicit, sha256)
 
     def _header_work(
         self, buf: bytes | bytearray | memoryview
