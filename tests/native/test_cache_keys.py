@@ -202,6 +202,26 @@ def test_file_meta_sop_instance_that_does_not_decode() -> None:
         _warm_vs_fresh("default", plain, odd, f"{charset} {byte!r}")
 
 
+def _meta_sop_value(data: bytes, value: bytes) -> bytes:
+    """The file with another meta Media Storage SOP Instance UID (group length fixed)."""
+    at, size = _short_element(data, 0x00020003)
+    out = data[: at + 6] + struct.pack("<H", len(value)) + value + data[at + 8 + size :]
+    length = struct.unpack_from("<I", out, 140)[0] + len(value) - size
+    return out[:140] + struct.pack("<I", length) + out[144:]
+
+
+def test_file_meta_sop_instance_of_many_values() -> None:
+    # Each value of the meta's SOP Instance UID is mapped: a few thousand short UIDs map
+    # to more than a UI value can hold, and the raw-byte engine hands the file on. The
+    # template keys did not tell one value from many, so after a plain file such a file
+    # was written from the cached template.
+    plain = _encode(_base())
+    many = b"\\".join(b"1.2.%d" % i for i in range(2000))
+    many += b"\0" * (len(many) % 2)
+    _warm_vs_fresh("default", plain, _meta_sop_value(plain, many), "many")
+    _warm_vs_fresh("default", plain, _meta_sop_value(plain, b"1.2.3\\1.2.4\0"), "two")
+
+
 def test_fixed_files_still_take_the_native_road() -> None:
     # The keys hold more, not everything: a series' files still share their templates.
     engine = Deidentifier(Policy.default(), SECRET)

@@ -785,13 +785,13 @@ std::string meta_key(const std::uint8_t* data, std::size_t size,
         // The VR is part of the key: a meta element whose VR its tag does not allow is
         // removed by the walk, so metas alike but for a VR have different templates.
         if (tag == 0x00020003) {
-            // The walk decodes the SOP Instance UID to map it: whether it is plain ASCII
-            // is part of the key (RawEngine.meta_template_key; such a template is not
-            // taught to the core).
+            // The walk decodes the SOP Instance UID and maps each of its values: whether
+            // it is one plain ASCII value is part of the key (RawEngine.meta_template_key;
+            // a template of another is not taught to the core).
             sop_vr = vr;
             if (meta_rows[k + 4]) sop = true;
             for (std::size_t x = vs; x < ve; ++x)
-                if (data[x] >= 0x80 || data[x] == 0x1b) sop_vr |= 0x10000u;
+                if (data[x] >= 0x80 || data[x] == 0x1b || data[x] == '\\') sop_vr |= 0x10000u;
             continue;
         }
         if (tag == 0x00020000) continue;

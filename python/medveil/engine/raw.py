@@ -617,13 +617,14 @@ class RawEngine:
         ]
         # The SOP Instance UID changes file by file: only its VR, whether it is empty and
         # whether it decodes (the walk reads it to map it) shape the template; the value
-        # itself where it is not plain ASCII.
+        # itself where it is not plain ASCII or holds more than one UID (each is mapped:
+        # many may not fit the VR's length).
         sop = []
         plain = all(v.isascii() and b"\x1b" not in v for *_, v in values)
         for e in elems:
             if e.tag == 0x00020003:
                 value = bytes(buf[e.vstart : e.end])
-                odd = not value.isascii() or b"\x1b" in value
+                odd = not value.isascii() or b"\x1b" in value or b"\\" in value
                 sop.append((e.vr, bool(e.length), value if odd else None))
                 plain = plain and not odd
         return (
