@@ -222,6 +222,28 @@ def test_file_meta_sop_instance_of_many_values() -> None:
     _warm_vs_fresh("default", plain, _meta_sop_value(plain, b"1.2.3\\1.2.4\0"), "two")
 
 
+def test_static_decisions_are_keyed_by_the_rule_itself() -> None:
+    # Decider.act keeps the answers that do not read the value by (tag, VR, empty,
+    # id(rule)). A rule made for one call and dropped frees its id for the next one:
+    # the next rule, with another action, was given the first one's answer.
+    from medveil.policy.schema import Rule
+
+    decider = Deidentifier(Policy.default(), SECRET).decider
+    for i in range(40):
+        rule = Rule("(0008,1030)", "StudyDescription", "XZ"[i % 2], "test", True)
+        want = Deidentifier(Policy.default(), SECRET).decider.act(
+            0x00081030,
+            "LO",
+            rule,
+            False,
+            lambda: ["CHEST"],
+            None,  # type: ignore[arg-type]
+        )
+        got = decider.act(0x00081030, "LO", rule, False, lambda: ["CHEST"], None)  # type: ignore[arg-type]
+        assert got == want, i
+        del rule
+
+
 def test_fixed_files_still_take_the_native_road() -> None:
     # The keys hold more, not everything: a series' files still share their templates.
     engine = Deidentifier(Policy.default(), SECRET)

@@ -972,7 +972,7 @@ class Decider:
         self.compiled = policy.compile()
         self.keyed = keyed
         self.mode = policy.combined_codes
-        self._static: dict[tuple[int, str, bool, int], Decision] = {}
+        self._static: dict[tuple[int, str, bool, int], tuple[Rule, Decision]] = {}
         self.by_tag: Mapping[int, Rule] = self.compiled.by_tag
         structured = policy.has(Option.CLEAN_STRUCTURED_CONTENT)
         net_text = self.by_tag.get(TEXT_VALUE)
@@ -1129,8 +1129,8 @@ class Decider:
         """
         key = (tag, vr, empty, id(rule))
         found = self._static.get(key)
-        if found is not None:
-            return found
+        if found is not None and found[0] is rule:
+            return found[1]
         asked = False
 
         def read() -> list[str]:
@@ -1140,9 +1140,9 @@ class Decider:
 
         decision = self._act(tag, vr, rule, empty, read, ctx)
         if not asked and len(self._static) < 65536:
-            # Decided without reading the value: the same for every file (rules are
-            # the compiled policy's own objects, alive as long as this Decider).
-            self._static[key] = decision
+            # Decided without reading the value: the same for every file. The rule is
+            # kept with the answer, so its id is not reused by another rule meanwhile.
+            self._static[key] = (rule, decision)
         return decision
 
     def _act(
