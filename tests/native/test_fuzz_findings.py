@@ -159,6 +159,14 @@ def test_sop_instance_uid_past_a_short_length_is_declined() -> None:
     ds.SOPInstanceUID = "\\".join(["1.2.3.4.5"] * 1600)
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     hostile = _bytes(ds, implicit=True)
+    # The meta's copy back to the taught file's one UID: its template is then known, and
+    # the road meets the long list only when it encodes the output.
+    at = hostile.index(b"\x02\x00\x03\x00UI", 132)
+    size = struct.unpack_from("<H", hostile, at + 6)[0]
+    one = b"1.2.3.4.5\x00"
+    hostile = hostile[: at + 6] + struct.pack("<H", len(one)) + one + hostile[at + 8 + size :]
+    group = struct.unpack_from("<I", hostile, 140)[0] + len(one) - size
+    hostile = hostile[:140] + struct.pack("<I", group) + hostile[144:]
     check_roads(engine, hostile, "long UID list", cov)
     assert check_direct(engine, hostile) == []
     got = inst.native_engine_of(engine).apply(bytearray(hostile))
