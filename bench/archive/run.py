@@ -93,11 +93,21 @@ class Tools:
     cert: Path
     names: list[str] = field(default_factory=list)
 
+    # With --timeline: a folder for one timeline log per medveil run (timeline.py).
+    timelines: Path | None = None
+    _logs: int = 0
+
     def argv(self, tool: str, src: Path, dst: Path) -> list[str]:
         """The command that converts folder src into folder dst."""
         py = sys.executable
         peers = str(HERE / "peers.py")
         medveil = [py, "-m", "medveil", "deid", str(src), str(dst), "--quiet"]
+        if self.timelines is not None and tool.startswith("medveil"):
+            self._logs += 1
+            name = f"{self._logs:03d}-{src.name}-{tool.replace(' ', '-')}.log"
+            log = self.timelines / name
+            log.unlink(missing_ok=True)
+            medveil = [py, str(HERE / "timeline.py"), str(log), "--", *medveil[3:]]
         medveil += ["--secret-file", str(self.secret), "--policy", str(self.policy)]
         return {
             "cp -r": ["cp", "-r", str(src), str(dst)],
@@ -515,6 +525,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--from-json", help="only re-print the tables of a run saved with --json")
     ap.add_argument("--json", help="also write every run to this JSON file")
+    ap.add_argument(
+        "--timeline",
+        metavar="DIR",
+        help="run medveil under timeline.py: one log per run in DIR, summaries printed "
+        "(the probes add a little time: for finding waits, not for the tables)",
+    )
     args = ap.parse_args(argv)
     if args.from_json:
         saved = [Run(**r) for r in json.loads(Path(args.from_json).read_text())]
@@ -522,6 +538,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = Path(args.work)
     tools = setup(work)
+    if args.timeline:
+        tools.timelines = Path(args.timeline)
+        tools.timelines.mkdir(parents=True, exist_ok=True)
     _compile_medveil(tools.policy)
     print(f"start: {time.strftime('%H:%M:%S')}, load {os.getloadavg()}", file=sys.stderr)
     if args.memory:
@@ -540,6 +559,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runs = bench(args, tools, work)
         print_tables(runs)
+    if tools.timelines is not None:
+        import timeline
+
+        for log in sorted(tools.timelines.glob("*.log")):
+            print(f"\n{timeline.show(log)}")
     print(f"end: {time.strftime('%H:%M:%S')}, load {os.getloadavg()}", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in runs], indent=1))
