@@ -39,12 +39,16 @@ def test_tasks_keep_every_input_once_in_listing_order(n: int, workers: int, size
 def test_last_tasks_shrink_so_two_workers_finish_together() -> None:
     sizes = _sizes(600, workers=2)
     assert sum(sizes) == 600
-    head = sizes[: len(sizes) - 8]
-    assert set(head) == {CHUNK_FILES}  # full tasks while the listing goes on
-    tail = sizes[-6:]
-    # Smaller and smaller towards the end, never below TAIL_FILES but for the remainder.
-    assert tail == sorted(tail, reverse=True) and max(tail) < CHUNK_FILES
-    assert min(sizes[:-1]) >= TAIL_FILES
+    # Full tasks while the listing goes on; then each takes half of what is left.
+    assert sizes == [CHUNK_FILES] * 36 + [12, 6, 6]
+    assert _sizes(610, workers=2)[-4:] == [16, 9, 5, 4]
+
+
+def test_last_tasks_never_leave_a_task_of_a_file_or_two() -> None:
+    for n in range(1, 200):
+        sizes = _sizes(n, workers=2)
+        assert sum(sizes) == n
+        assert min(sizes) >= min(n, TAIL_FILES), (n, sizes)
 
 
 def test_one_worker_keeps_full_tasks() -> None:
@@ -55,15 +59,15 @@ def test_one_worker_keeps_full_tasks() -> None:
 
 def test_a_small_run_is_shared_by_the_workers() -> None:
     # Ten files were one task (one worker busy, the other idle).
-    assert _sizes(10, workers=2) == [4, 4, 2]
+    assert _sizes(10, workers=2) == [5, 5]
 
 
-def test_the_first_task_waits_for_no_more_inputs_than_it_holds() -> None:
-    # A compressed tar spools each input it lists: the first task must not wait for more.
+def test_the_first_task_waits_for_few_more_inputs_than_it_holds() -> None:
+    # A compressed tar spools each input it lists: the first task must not wait for many.
     pulled: list[int] = []
     tasks = _chunks(_listing(600, pulled), CHUNK_FILES, 64 << 20, 2)
     first = next(tasks)
-    assert len(first) == CHUNK_FILES and len(pulled) == CHUNK_FILES
+    assert len(first) == CHUNK_FILES and len(pulled) == CHUNK_FILES + TAIL_FILES
     for _ in range(10):
         next(tasks)
     # Then it reads ahead a bounded number: one task per worker beyond the next one.

@@ -1145,16 +1145,17 @@ def _chunks(
     """Group inputs into worker tasks, bounded by count and by bytes carried.
 
     The listing is read a little ahead (up to ``workers`` tasks' worth): once it ends,
-    the tasks left shrink (to a share of what remains, at least TAIL_FILES), so that the
-    workers run out of work together instead of one finishing a whole task alone.
+    each task left takes a worker's share of what remains (at least TAIL_FILES), so that
+    the workers run out of work together instead of one finishing a whole task alone.
     """
     ahead: deque[tuple[str, Item]] = deque()
     ahead_bytes = 0
     # One worker has no one to finish with: its tasks keep their size.
     window = max_items * workers if workers > 1 else 0
-    # Read ahead one task more each time, up to the window: the first task waits for no
-    # more inputs than before (a compressed tar spools each one it lists).
-    target = max_items
+    # Read ahead one task more each time, up to the window: the first task waits for
+    # few more inputs than it holds (a compressed tar spools each one it lists), enough
+    # to know that no task of a file or two would follow it.
+    target = max_items + (TAIL_FILES if window else 0)
     ended = False
     error: MedveilError | None = None
     while True:
@@ -1174,7 +1175,9 @@ def _chunks(
             break
         size = max_items
         if ended and window:
-            size = min(max_items, max(TAIL_FILES, -(-len(ahead) // (2 * workers))))
+            size = min(max_items, max(TAIL_FILES, -(-len(ahead) // workers)))
+            if len(ahead) - size < TAIL_FILES and len(ahead) <= max_items:
+                size = len(ahead)  # no task of a file or two after this one
         chunk: list[tuple[str, Item]] = []
         carried = 0
         while ahead and len(chunk) < size and carried < max_bytes:
