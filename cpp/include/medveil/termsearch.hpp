@@ -63,7 +63,9 @@ private:
     std::uint32_t nclasses_ = 1;
     std::size_t nstates_ = 1;
     std::uint8_t cls_[256] = {};           // byte -> class (0: no pattern has the byte)
-    std::vector<std::uint32_t> delta_;     // state * nclasses_ + class -> next state
+    std::vector<std::uint32_t> delta_;     // state * nclasses_ + class -> next state (build)
+    std::vector<std::uint32_t> step_;      // the same, as (next * nclasses_) << 1 | whether
+                                           // next ends a pattern: what the scan reads
     std::vector<std::int32_t> own_;        // state -> pattern ending exactly here (-1: none)
     std::vector<std::uint32_t> first_out_; // state -> first state on its suffix chain with a
                                            // pattern (itself included; 0: none)

@@ -120,6 +120,17 @@ Automaton::Automaton(const std::vector<std::vector<std::uint8_t>>& patterns, Mod
             }
         }
     }
+
+    // The scan's table: each entry the next state's row offset (state * C) shifted left
+    // by one, its low bit set when that state ends a pattern (first_out_ nonzero). The
+    // scan then does one load per byte and no multiply; it fits: nstates * C is at most
+    // kMaxTableEntries (2^23), so the entry is below 2^24.
+    step_.resize(delta_.size());
+    for (std::size_t k = 0; k < delta_.size(); ++k) {
+        const std::uint32_t nxt = delta_[k];
+        step_[k] = ((nxt * C) << 1) | (first_out_[nxt] != 0 ? 1u : 0u);
+    }
+    std::vector<std::uint32_t>().swap(delta_);  // only the build reads it: freed (cached automata)
 }
 
 bool Automaton::boundaries_ok(const std::uint8_t* hay, std::size_t n, std::size_t s,
@@ -151,11 +162,13 @@ template <bool kStopAtFirst>
 void Automaton::run(const std::uint8_t* hay, std::size_t n, std::vector<Match>& out) const {
     if (nstates_ <= 1) return;
     const std::uint32_t C = nclasses_;
-    const std::uint32_t* delta = delta_.data();
+    const std::uint32_t* step = step_.data();
     const std::uint32_t* first = first_out_.data();
-    std::uint32_t st = 0;
+    std::uint32_t at = 0;  // the current state's step_ entry (row offset << 1 | ends a pattern)
     for (std::size_t i = 0; i < n; ++i) {
-        st = delta[st * C + cls_[hay[i]]];
+        at = step[(at >> 1) + cls_[hay[i]]];
+        if ((at & 1u) == 0) continue;  // the usual byte: no pattern ends here
+        const std::uint32_t st = (at >> 1) / C;
         for (std::uint32_t o = first[st]; o != 0; o = dict_link_[o]) {
             const auto pat = static_cast<std::uint32_t>(own_[o]);
             const std::size_t e = i + 1;
