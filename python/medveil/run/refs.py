@@ -15,11 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from medveil.run.outputs import FRAME_OF_REFERENCE, REFERENCE_TAGS, references
-from medveil.verify.elements import recall_scan, scan_file
+from medveil.verify.elements import Scanned, recall_scan, scan_file
 
-# Scanner row columns (cpp/include/medveil/dicomscan.hpp): tag, vr, start, value start,
-# length field, end, items, depth.
-_TAG, _VSTART, _END, _DEPTH = 0, 3, 5, 7
+# Scanner row columns (cpp/include/medveil/dicomscan.hpp): tag and depth.
+_TAG, _DEPTH = 0, 7
 _REFERENCE_TAGS = np.array(sorted(REFERENCE_TAGS), dtype=np.int64)
 
 
@@ -38,16 +37,36 @@ def output_references(parts: Sequence[bytes | bytearray | memoryview]) -> tuple[
     if scanned is None:
         return references([bytes(p) for p in parts])
     data = scanned.data
-    rows = scanned.rows  # file meta rows are group 0002: never a reference tag
-    tags = rows[:, _TAG]
     found: set[str] = set()
     frame = ""
-    # Sorted lookup: np.isin costs more than the rest of this on a file's few hundred rows.
-    at = np.minimum(np.searchsorted(_REFERENCE_TAGS, tags), len(_REFERENCE_TAGS) - 1)
-    for i in np.flatnonzero(_REFERENCE_TAGS[at] == tags).tolist():
-        value = bytes(data[int(rows[i, _VSTART]) : int(rows[i, _END])])
-        if int(rows[i, _DEPTH]) > 0:
+    vstarts, ends = scanned.bounds()
+    for i, nested in _reference_rows(scanned):
+        value = bytes(data[vstarts[i] : ends[i]])
+        if nested:
             found.update(_uids(value))
-        elif int(tags[i]) == FRAME_OF_REFERENCE:
+        else:
             frame = "\\".join(_uids(value))
     return sorted(found), frame
+
+
+def _reference_rows(scanned: Scanned) -> list[tuple[int, bool]]:
+    """(row, inside a sequence) of each reference read: nested reference tags, top-level FoR.
+
+    Tags and depths are the rows' structure, the same in every file of a series: worked
+    out once per Shape (whose key holds both columns) and kept in its memo.
+    """
+    memo = scanned.shape.memo
+    hit: list[tuple[int, bool]] | None = memo.get("references")
+    if hit is None:
+        rows = scanned.rows  # file meta rows are group 0002: never a reference tag
+        tags = rows[:, _TAG]
+        # Sorted lookup: np.isin costs more than the rest of this on a few hundred rows.
+        at = np.minimum(np.searchsorted(_REFERENCE_TAGS, tags), len(_REFERENCE_TAGS) - 1)
+        hit = []
+        for i in np.flatnonzero(_REFERENCE_TAGS[at] == tags).tolist():
+            if int(rows[i, _DEPTH]) > 0:
+                hit.append((i, True))
+            elif int(tags[i]) == FRAME_OF_REFERENCE:
+                hit.append((i, False))
+        memo["references"] = hit
+    return hit
