@@ -69,4 +69,22 @@ void bind_strict(py::module_& m) {
         "Explicit VR, optional: rows checked as text besides the text VRs) and\n"
         "bad_undefined (an undefined length the dictionary does not make a sequence).\n"
         "ValueError for rows that point outside data (never the scanner's own).");
+    sub.def(
+        "meta_extent",
+        [](const py::object& data) -> py::tuple {
+            const auto view = medveil::bindings::byte_view(data, "data", false);
+            medveil::MetaExtent found;
+            medveil::meta_extent(view.data(), view.size(), found);
+            if (!found.error.empty())
+                return py::make_tuple(0, 0, py::none(), found.error, found.at);
+            py::object ts = py::none();
+            if (found.has_syntax)
+                ts = py::bytes(reinterpret_cast<const char*>(view.data() + found.ts_start),
+                               found.ts_end - found.ts_start);
+            return py::make_tuple(found.start, found.pos, ts, py::none(), 0);
+        },
+        py::arg("data"),
+        "The file meta's extent: (meta start, data set start, Transfer Syntax UID bytes with\n"
+        "trailing NULs and spaces cut or None, None, 0), or (0, 0, None, reason, byte offset)\n"
+        "for the first finding of strict.dataset_offset's checks, in the same order.");
 }

@@ -29,4 +29,21 @@ void check_rows(const std::uint8_t* data, std::size_t size, const std::int64_t* 
                 std::size_t n, bool implicit, const std::uint8_t* text,
                 const std::uint8_t* bad_undefined, RowsVerdict& out);
 
+// The file meta's extent (python/medveil/dicom/strict.py, dataset_offset_python): where
+// group 0002 starts (after the preamble and DICM, or at 0), where the data set starts, and
+// the Transfer Syntax UID's bytes (trailing NULs and spaces cut). The same checks in the
+// same order, so the same first finding (reason, byte offset) as the Python reference.
+struct MetaExtent {
+    std::size_t start = 0;       // first byte of the file meta (0 without one)
+    std::size_t pos = 0;         // first byte of the data set
+    bool has_syntax = false;     // a (0002,0010) element was read
+    std::size_t ts_start = 0;    // its value bytes [ts_start, ts_end), trimmed
+    std::size_t ts_end = 0;
+    std::string error;           // empty: no finding
+    std::int64_t at = 0;         // the byte offset the finding names
+};
+
+// Never reads outside data[0, size).
+void meta_extent(const std::uint8_t* data, std::size_t size, MetaExtent& out);
+
 }  // namespace medveil

@@ -2,6 +2,8 @@
 // Every read of the data goes through byte()/u32(), which check the offset first.
 #include "medveil/strictrows.hpp"
 
+#include <cstring>
+
 #include <cstdint>
 #include <string>
 
@@ -162,6 +164,93 @@ void check_rows(const std::uint8_t* data, std::size_t size, const std::int64_t* 
         }
         if (declared > limit - row(i, 5)) return fail("group length runs past its container", start);
     }
+}
+
+namespace {
+
+// Explicit VRs with a 2-byte length, and those with 4 reserved bytes and a 4-byte length
+// (strict.py's _SHORT_VRS and _LONG_VRS), by their two bytes.
+bool meta_short_vr(std::uint8_t a, std::uint8_t b) {
+    static const char* const kShort[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT",
+                                         "FL", "FD", "IS", "LO", "LT", "PN", "SH",
+                                         "SL", "SS", "ST", "TM", "UI", "UL", "US"};
+    for (const char* v : kShort)
+        if (a == static_cast<std::uint8_t>(v[0]) && b == static_cast<std::uint8_t>(v[1]))
+            return true;
+    return false;
+}
+
+bool meta_long_vr(std::uint8_t a, std::uint8_t b) {
+    static const char* const kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ",
+                                        "UC", "UR", "UT", "SV", "UV", "UN"};
+    for (const char* v : kLong)
+        if (a == static_cast<std::uint8_t>(v[0]) && b == static_cast<std::uint8_t>(v[1]))
+            return true;
+    return false;
+}
+
+std::uint32_t le32(const std::uint8_t* p) {
+    return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
+           static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
+}
+
+}  // namespace
+
+void meta_extent(const std::uint8_t* data, std::size_t size, MetaExtent& out) {
+    out = MetaExtent{};
+    auto fail = [&](const char* why, std::size_t at) {
+        out.error = why;
+        out.at = static_cast<std::int64_t>(at);
+    };
+    std::size_t pos = (size >= 132 && std::memcmp(data + 128, "DICM", 4) == 0) ? 132 : 0;
+    const std::size_t start = pos;
+    if (size - pos < 8 || data[pos] != 0x02 || data[pos + 1] != 0x00) {
+        if (pos) fail("no file meta after the preamble", pos);
+        return;  // (0, 0): no file meta
+    }
+    bool has_declared = false;
+    std::uint64_t declared = 0;
+    const std::size_t n = size;
+    while (pos + 8 <= n) {
+        const std::uint8_t* h = data + pos;
+        const unsigned group = static_cast<unsigned>(h[0]) | static_cast<unsigned>(h[1]) << 8;
+        if (group != 2) break;
+        const unsigned elem = static_cast<unsigned>(h[2]) | static_cast<unsigned>(h[3]) << 8;
+        const unsigned short_len = static_cast<unsigned>(h[6]) | static_cast<unsigned>(h[7]) << 8;
+        std::uint64_t length = 0;
+        std::size_t vstart = 0;
+        if (meta_short_vr(h[4], h[5])) {
+            length = short_len;
+            vstart = pos + 8;
+        } else if (meta_long_vr(h[4], h[5])) {
+            if (n - pos < 12) return fail("truncated element header", pos);
+            if (short_len) return fail("reserved bytes of an element header are not zero", pos);
+            length = le32(h + 8);
+            vstart = pos + 12;
+        } else {
+            return fail("unknown VR", pos);
+        }
+        if (length == 0xFFFFFFFFu) return fail("undefined length in the file meta", pos);
+        const std::uint64_t end = static_cast<std::uint64_t>(vstart) + length;
+        if (end > size) return fail("file meta value runs past the end", pos);
+        if (length % 2) return fail("odd value length in the file meta", pos);
+        if (elem == 0x0000) {
+            if (pos != start || length != 4) return fail("misplaced file meta group length", pos);
+            has_declared = true;
+            declared = static_cast<std::uint64_t>(vstart) + 4 + le32(data + vstart);
+        } else if (elem == 0x0010) {
+            std::size_t e = static_cast<std::size_t>(end);
+            while (e > vstart && (data[e - 1] == 0x00 || data[e - 1] == 0x20)) --e;
+            out.has_syntax = true;
+            out.ts_start = vstart;
+            out.ts_end = e;
+        }
+        pos = static_cast<std::size_t>(end);
+    }
+    if (has_declared && declared != pos)
+        return fail("file meta group length is not the length of the file meta", start);
+    out.start = start;
+    out.pos = pos;
 }
 
 }  // namespace medveil

@@ -65,6 +65,8 @@ __all__ = [
 # The core's row rules; a core built before them uses the Python reference. (Looked up by
 # name: the import checker reads any import of the extension as one of the root package.)
 _strictcore: Any = getattr(importlib.import_module("medveil._core"), "strict", None)
+# The core's dataset_offset (a core built before it: the Python reference).
+_meta_extent: Any = getattr(_strictcore, "meta_extent", None)
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
@@ -128,8 +130,23 @@ def dataset_offset(data: bytes | bytearray | memoryview) -> tuple[int, int, str 
 
     The file meta (group 0002, Explicit VR Little Endian) follows the 128-byte preamble
     and ``DICM``, or starts the file when there is no preamble. Its group length, when
-    present, must be its exact length.
+    present, must be its exact length. The core's meta_extent when it has it (the same
+    checks in the same order: tests/dicom/test_meta_extent.py), else the reference below.
     """
+    if _meta_extent is not None:
+        try:
+            start, pos, ts, why, at = _meta_extent(data)
+        except (TypeError, ValueError, BufferError):
+            pass  # a buffer the core does not take: the reference reads it
+        else:
+            if why is not None:
+                raise _fail(why, at)
+            return start, pos, None if ts is None else ts.decode("ascii", "replace")
+    return dataset_offset_python(data)
+
+
+def dataset_offset_python(data: bytes | bytearray | memoryview) -> tuple[int, int, str | None]:
+    """The reference of :func:`dataset_offset`, in Python."""
     pos = 132 if len(data) >= 132 and bytes(data[128:132]) == b"DICM" else 0
     start = pos
     if len(data) - pos < 8 or bytes(data[pos : pos + 2]) != b"\x02\x00":
@@ -343,14 +360,31 @@ def _attr_int(value: bytes) -> int | None:
         return None
 
 
+# Rows of the image attributes and pixel elements at the top level, by the rows' tags and
+# depths (a series repeats one structure): bounded, in memory only (no values in it).
+_PIXEL_PLANS: dict[bytes, np.ndarray] = {}
+_PIXEL_PLAN_TAGS = np.array(sorted({*_IMAGE_ATTRS, *_PIXEL_BITS}), dtype=np.int64)
+
+
+def _pixel_plan(rows: np.ndarray) -> np.ndarray:
+    """Indices of the top-level rows _check_pixel_lengths reads, found once per structure."""
+    key = rows[:, [0, 7]].tobytes()  # the tags and depths: all the selection reads
+    hit = _PIXEL_PLANS.get(key)
+    if hit is None:
+        hit = np.flatnonzero((rows[:, 7] == 0) & np.isin(rows[:, 0], _PIXEL_PLAN_TAGS))
+        if len(_PIXEL_PLANS) >= 64:
+            _PIXEL_PLANS.clear()
+        _PIXEL_PLANS[key] = hit
+    return hit
+
+
 def _check_pixel_lengths(
     buf: bytes | bytearray | memoryview, rows: np.ndarray, ts: str | None
 ) -> None:
     """No top-level pixel element holds non-zero bytes beyond the image (issue 18 F2)."""
-    top = rows[(rows[:, 7] == 0) & (rows[:, 0] >= 0x00280002)]
     attrs: dict[str, bytes] = {}
     pixels = []
-    for tag, _code, start, vstart, length, stop, _n, _d in top.tolist():
+    for tag, _code, start, vstart, length, stop, _n, _d in rows[_pixel_plan(rows)].tolist():
         name = _IMAGE_ATTRS.get(tag)
         if name is not None:
             attrs[name] = bytes(buf[vstart:stop])
