@@ -244,6 +244,34 @@ def test_static_decisions_are_keyed_by_the_rule_itself() -> None:
         del rule
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="dicom/writer.file_meta_template keys a decoded value by str(): a list of UIDs"
+    " and the text of that list share a key (fix asked of writer.py's owner)",
+)
+def test_writer_meta_template_tells_a_list_from_its_text() -> None:
+    # The Dataset engine's meta goes through the writer's template cache, keyed by each
+    # element's VR and str(value): a two-valued Media Storage SOP Class UID and a value
+    # that is that list's text have one key, and the second took the first's bytes.
+    from medveil.dicom.writer import file_meta_template
+
+    def meta(value: object) -> FileMetaDataset:
+        m = FileMetaDataset()
+        m.MediaStorageSOPClassUID = value
+        m.MediaStorageSOPInstanceUID = "1.2.3"
+        m.TransferSyntaxUID = ExplicitVRLittleEndian
+        return m
+
+    listed = meta([str(CTImageStorage), "1.2.3"])
+    text = meta(str(listed.MediaStorageSOPClassUID))
+    with quiet():
+        _forget()
+        fresh = file_meta_template(listed)
+        _forget()
+        file_meta_template(text)
+        assert file_meta_template(listed) == fresh
+
+
 def test_fixed_files_still_take_the_native_road() -> None:
     # The keys hold more, not everything: a series' files still share their templates.
     engine = Deidentifier(Policy.default(), SECRET)
@@ -254,11 +282,48 @@ def test_fixed_files_still_take_the_native_road() -> None:
     assert isinstance(_native(engine, second), NativeOutcome)
 
 
+def _coded(scheme: str, meaning: str, charset: str | None = None) -> Dataset:
+    ds = _base(charset)
+    code = Dataset()
+    code.CodeValue = "T-D3000"
+    code.CodingSchemeDesignator = scheme
+    code.CodeMeaning = meaning
+    ds.AnatomicRegionSequence = Sequence([code])
+    return ds
+
+
+@pytest.mark.parametrize("policy", ["default", "research"])
+def test_value_cache_answers_depend_on_nothing_else(policy: str) -> None:
+    # The core's learned answers are keyed by the element's table entry (tag and VR),
+    # emptiness, the value's bytes and the file's fingerprint (identity, character set,
+    # syntax). What else a Python answer reads must not leak from one file to the next:
+    # a CodeMeaning's coding scheme (a sibling: a local code's meaning is cleaned when
+    # the policy cleans descriptors), the character set, the syntax.
+    cases = [
+        (_coded("SRT", "Chest", "ISO_IR 100"), _coded("SRT", "Chest", "ISO_IR 192"), "charset"),
+        (_coded("SRT", "Chest"), _coded("99LOCAL", "Chest"), "scheme"),
+    ]
+    if policy == "research":
+        # A local code's meaning is cleaned of the name (by Python: the core declines a
+        # local meaning it would keep, though it learned the keep); a standard code's is
+        # kept, and the post-check quarantines the file.
+        local, standard = _coded("99LOCAL", "ZQXSMITH scan"), _coded("SRT", "ZQXSMITH scan")
+        cases.append((local, standard, "standard after local"))
+    for first, second, label in cases:
+        a, b = _encode(first), _encode(second)
+        engine = Deidentifier(_policy(policy), SECRET)
+        _teach(engine, a)
+        got = _native(engine, a)
+        assert isinstance(got, NativeOutcome) or got == "local code meaning", label
+        _warm_vs_fresh(policy, a, b, label)
+        _warm_vs_fresh(policy, a, _encode(first, implicit=True), label + " implicit")
+
+
 # ---------------------------------------------------------------------- property
 _SHORT_VRS = [b"LO", b"SH", b"CS", b"PN", b"DA", b"TM", b"UI", b"AE", b"AS", b"ST", b"LT"]
 _SHORT_VRS += [b"US", b"SS", b"UL", b"AT", b"DS", b"IS", b"FL"]
 _CHARSETS = [None, "ISO_IR 100", "ISO_IR 192", "ISO_IR 6", "ISO 2022 IR 100", "ISO_IR 144"]
-# Top-level elements written with a short-form VR in _pair's files.
+# Elements written with a short-form VR in _pair's files (the first of each tag).
 _TAGS = [
     0x00080005,
     0x00080020,
@@ -270,6 +335,9 @@ _TAGS = [
     0x00100020,
     0x00100030,
     0x00101010,
+    0x00080100,  # in the code item: the VR its sibling CodeMeaning is judged with
+    0x00080102,
+    0x00080104,
     0x00020002,
     0x00020003,
     0x00020010,
@@ -354,7 +422,10 @@ def _pairs(draw: st.DrawFn) -> tuple[str, bytes, bytes, str]:
         delta = draw(st.sampled_from([-2, -1, 1, 2]))
         b = _resized(a, tag, delta, implicit)
         how = f"length {tag:08x} {delta:+d}"
-    return policy, a, (b if b is not None else a), how
+    b = b if b is not None else a
+    if draw(st.booleans()):
+        return policy, b, a, how + " (changed one first)"
+    return policy, a, b, how
 
 
 def _resized(data: bytes, tag: int, delta: int, implicit: bool) -> bytes | None:
