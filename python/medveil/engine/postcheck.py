@@ -66,6 +66,7 @@ from medveil.verify.elements import (
     vr_of_code,
     vr_table,
 )
+from medveil.verify.hidden import hidden_elements, hidden_in_spans
 from medveil.verify.matcher import (
     FIND_MAX,
     FindMatcher,
@@ -111,6 +112,7 @@ _NAME_TAGS = frozenset(
     t for t in (tag_for_keyword(kw) for kw in IDENTITY_KEYWORDS if "Name" in kw) if t
 )
 _BIRTH_DATE = 0x00100030
+_PATIENT_NAME = 0x00100010
 _MARK = 0x00120062
 # Kinds of learned values the policy may keep in place (same path, same text).
 _KEEPABLE = frozenset({"ids", "free_text", "private"})
@@ -493,13 +495,17 @@ def learn_terms(data: bytes | bytearray | memoryview, prescan: Prescan | None = 
         done = part.with_own(scan, [(i, tag, vr, raw_of[i]) for i, tag, vr in per_file])
     else:
         done = part.with_own(scan, [])
-    if done is None:  # not what _own_to_file promised: learn the whole file as one
+    hidden = hidden_elements(scan)
+    if done is None or hidden:
+        # Not what _own_to_file promised, or names inside binary values (a grown length
+        # swallowed their elements): learn the whole file as one, and those as names.
         learner = Learner(strict=False, spell_birth_date=False)
         terms = Terms()
         for i, tag, vr in sorted(layout.fixed + layout.own):
             texts = scan.texts(i, vr)
             if texts:
                 _learn_element(learner, terms, tag, vr, texts)
+        _learn_hidden(learner, terms, hidden)
         return _finish_terms(learner, terms)
     return done
 
@@ -733,13 +739,25 @@ def learn_terms_spans(data: bytes | bytearray | memoryview) -> Terms:
     The road for files the scanner rows do not cover (big endian, deflated, a character
     set of its own in an item, ...), and the reference the fast road is tested against.
     """
-    _, decoded = decoded_elements(bytes(data))
+    lays, decoded = decoded_elements(bytes(data))
     learner = Learner(strict=False, spell_birth_date=False)  # _identity spells it
     terms = Terms()
     for d in decoded:
         if d.texts:
             _learn_element(learner, terms, d.span.tag, d.span.vr, d.texts)
+    _learn_hidden(learner, terms, hidden_in_spans(lays))
     return _finish_terms(learner, terms)
+
+
+def _learn_hidden(
+    learner: Learner, terms: Terms, hidden: list[tuple[int, str, tuple[str, ...]]]
+) -> None:
+    """Learn names found inside binary values (verify.hidden) as never kept, whatever the
+    tag: no rule ever saw them, so none may have kept them."""
+    for tag, vr, texts in hidden:
+        _learn_element(learner, terms, tag, vr, texts)
+        for t in texts:
+            _identity(terms, _PATIENT_NAME if vr == "PN" else tag, t)
 
 
 def _learn_element(

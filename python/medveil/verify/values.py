@@ -57,9 +57,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from medveil.dicom.strict import StructureError, check_structure
+from medveil.verify.hidden import hidden_in_spans
 from medveil.verify.inputs import Item
 from medveil.verify.matcher import SubstringMatcher, few_matcher, is_spaceless
-from medveil.verify.rawscan import looks_like_dicom
+from medveil.verify.rawscan import layouts, looks_like_dicom
 
 try:
     from pydicom._uid_dict import UID_dictionary as _UID_DICT
@@ -745,4 +746,8 @@ def learn(items: Iterable[Path | Item], *, strict: bool = False) -> ValueIndex:
             learner.element(
                 tag, elem.VR, keyword_for_tag(elem.tag) or "", texts, elem.tag.is_private, src
             )
+        # Names inside binary values (a grown length swallowed their elements): pydicom
+        # reads them as bytes of the value, so they are found in the file's own bytes.
+        for tag, vr, texts in hidden_in_spans(layouts(data)):
+            learner.element(tag, vr, keyword_for_tag(tag) or "", texts, False, src)
     return learner.finish()

@@ -1,0 +1,135 @@
+"""Elements inside other elements' binary values: what a grown length swallowed.
+
+A length grown past its value makes the elements after it part of that value. Every reader
+then sees one binary element (palette or LUT data, a waveform, an unknown UN value, which
+many policies keep) and never reads the names inside it as names: no rule removes them and
+no learner learns them. This module finds the element headers of person names and of the
+patient's identity inside binary values, so that the post-check hunts their values in the
+output like any other name (a file that releases one is quarantined).
+
+The search is for exact header bytes (tag, then the tag's own VR or UN and a length in
+Explicit VR, or a length in Implicit VR) whose value is printable text: chance bytes in a
+binary value pass all of that with negligible odds, so a clean file is not refused.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydicom.datadict import DicomDictionary, tag_for_keyword
+
+from medveil._core import termsearch
+from medveil.dicom.keywords import IDENTITY_KEYWORDS
+from medveil.verify.rawscan import PIXEL_TAGS, RawLayout
+
+if TYPE_CHECKING:  # elements learns with values.Learner, which reads this module
+    from medveil.verify.elements import Scanned
+
+# Values a reader takes as bytes (the scanner's VR codes, little-endian), where swallowed
+# elements stay whole and unread. Text VRs are the strict check's (control bytes).
+_BINARY_VRS = ("OB", "OW", "OF", "OD", "OL", "OV", "SV", "UV", "UN")
+_BINARY_CODES = frozenset(int.from_bytes(v.encode(), "little") for v in _BINARY_VRS)
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UR UT SV UV UN".split())
+# Longest value taken as one hidden text: a PN of three 64-character groups and more.
+_MAX_VALUE = 1024
+_MIN_LETTERS = 3
+_EXTRA_KEYWORDS = ("InstitutionName", "InstitutionAddress")
+
+
+@lru_cache(maxsize=1)
+def _hunted() -> tuple[dict[int, bytes], termsearch.Automaton]:
+    """(tag -> its dictionary VR, an automaton over the tags' little-endian bytes)."""
+    tags: dict[int, bytes] = {}
+    for tag, entry in DicomDictionary.items():
+        if entry[0] == "PN" and not tag >> 16 & 1:
+            tags[tag] = b"PN"
+    for kw in (*IDENTITY_KEYWORDS, *_EXTRA_KEYWORDS):
+        tag = tag_for_keyword(kw)
+        if tag is not None:
+            tags[tag] = DicomDictionary[tag][0].split(" or ")[0].encode()
+    ordered = sorted(tags)
+    patterns = [struct.pack("<HH", t >> 16, t & 0xFFFF) for t in ordered]
+    return dict(zip(ordered, (tags[t] for t in ordered), strict=True)), termsearch.Automaton(
+        patterns, "substring"
+    )
+
+
+def _value_at(region: bytes, at: int, vr: bytes) -> tuple[str, bytes] | None:
+    """(VR, value bytes) of a header of a hunted tag at ``at``, in either encoding; or None."""
+    head = region[at + 4 : at + 6]
+    if head in (vr, b"UN"):
+        if head in _LONG_VRS:
+            if region[at + 6 : at + 8] != b"\x00\x00" or len(region) < at + 12:
+                return None
+            (length,) = struct.unpack_from("<I", region, at + 8)
+            start = at + 12
+        else:
+            if len(region) < at + 8:
+                return None
+            (length,) = struct.unpack_from("<H", region, at + 6)
+            start = at + 8
+    else:
+        if len(region) < at + 8:
+            return None
+        (length,) = struct.unpack_from("<I", region, at + 4)
+        start = at + 8
+    if not 0 < length <= min(_MAX_VALUE, len(region) - start):
+        return None
+    return vr.decode(), region[start : start + length]
+
+
+def _text_of(value: bytes) -> tuple[str, ...]:
+    """The value's text values when it reads as text with letters in it; () otherwise."""
+    body = value.rstrip(b"\x00 ")
+    if not body or any(b < 0x20 and b not in (0x09, 0x0A, 0x0D, 0x1B) for b in body):
+        return ()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("latin-1")
+    if sum(ch.isalpha() or ch.isdigit() for ch in text) < _MIN_LETTERS:
+        return ()
+    return tuple(v.strip() for v in text.split("\\") if v.strip())
+
+
+def hidden_in(regions: Iterable[bytes]) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(tag, VR, texts) of every hunted element whose header lies in one of the regions."""
+    vrs, automaton = _hunted()
+    order = sorted(vrs)
+    found: list[tuple[int, str, tuple[str, ...]]] = []
+    for region in regions:
+        for start, _, k in automaton.find(region):
+            tag = order[k]
+            got = _value_at(region, start, vrs[tag])
+            if got is None:
+                continue
+            texts = _text_of(got[1])
+            if texts:
+                found.append((tag, got[0], texts))
+    return found
+
+
+def hidden_elements(scan: Scanned) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(tag, VR, texts) of every person name or identity element found inside the binary
+    value of another element (pixel data aside), in file order."""
+    rows, codes = scan.rows, scan.codes
+    is_binary = (rows[:, 0] >= 0) & ~scan.shape.pixel & (rows[:, 5] - rows[:, 3] >= 10)
+    if not is_binary.any():
+        return []
+    picked = [i for i in np.flatnonzero(is_binary).tolist() if int(codes[i]) in _BINARY_CODES]
+    data = scan.data
+    return hidden_in(bytes(data[int(rows[i, 3]) : int(rows[i, 5])]) for i in picked)
+
+
+def hidden_in_spans(lays: Iterable[RawLayout]) -> list[tuple[int, str, tuple[str, ...]]]:
+    """:func:`hidden_elements` over the walker's spans (the files the scanner rows miss)."""
+    return hidden_in(
+        bytes(lay.data[sp.start : sp.end])
+        for lay in lays
+        for sp in lay.spans
+        if sp.vr in _BINARY_VRS and sp.tag not in PIXEL_TAGS and sp.end - sp.start >= 10
+    )

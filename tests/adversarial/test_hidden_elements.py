@@ -1,0 +1,142 @@
+"""Names inside a kept binary value, where a grown length swallowed their elements.
+
+A palette's LUT data (OW, kept by the default policy) whose length takes in the elements
+after it holds the Requesting Physician's name as bytes: no rule removes it, no element
+holds it for the post-check to learn. verify.hidden finds such headers inside binary
+values, and the post-check hunts their values as names: the file is quarantined.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from medveil.engine import instance as inst
+from medveil.engine import postcheck
+from medveil.engine.dataset import Deidentifier
+from medveil.policy.presets import load_policy
+from medveil.policy.schema import Policy
+from medveil.verify.hidden import hidden_in
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+
+NAME = "Zqvothian^Drxel"
+SECRET = bytes(range(32))
+
+
+def _palette(implicit: bool, nested: bool, grow: bool = True) -> bytes:
+    """A palette image whose red LUT data is followed by a physician's name; with ``grow``,
+    the LUT data's length runs on to Pixel Data, swallowing the name's element."""
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = "2.25.9"
+    ds.PatientName = "Plain^Person"
+    ds.PatientID = "ID1"
+    ds.Modality = "OT"
+    ds.Rows = ds.Columns = 2
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    ds.RedPaletteColorLookupTableDescriptor = [4, 0, 16]
+    ds.RedPaletteColorLookupTableData = bytes(8)
+    if nested:
+        item = Dataset()
+        item.ValueType = "PNAME"
+        item.PersonName = NAME
+        ds.ContentSequence = Sequence([item])
+    else:
+        ds.RequestingPhysician = NAME
+    ds.PixelData = bytes(8)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    data = bytearray(out.getvalue())
+    if grow:
+        at = data.index(b"\x28\x00\x01\x12", 132)
+        length_at = at + (4 if implicit else 8)
+        pixel = data.index(b"\xe0\x7f\x10\x00", at)
+        struct.pack_into("<I", data, length_at, pixel - (length_at + 4))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("nested", [False, True])
+@pytest.mark.parametrize("policy", ["default", "tcia"])
+@pytest.mark.parametrize("native", [False, True])
+def test_a_name_swallowed_into_kept_lut_data_is_never_released(
+    implicit: bool, nested: bool, policy: str, native: bool
+) -> None:
+    data = _palette(implicit, nested)
+    p = Policy.default() if policy == "default" else load_policy(policy)
+    old = inst.USE_NATIVE_ENGINE
+    inst.USE_NATIVE_ENGINE = native
+    try:
+        got = inst.clean_instance(Deidentifier(p, SECRET), bytearray(data), "f")
+    finally:
+        inst.USE_NATIVE_ENGINE = old
+    assert got.status == "quarantined"
+    assert "post-check" in (got.reason or "")
+    assert got.data is None or b"Zqvothian" not in bytes(got.data)
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_the_same_file_unswallowed_is_released_without_the_name(implicit: bool) -> None:
+    # The control: the name in its own element is removed by the rules, the file released.
+    data = _palette(implicit, nested=False, grow=False)
+    got = inst.clean_instance(Deidentifier(Policy.default(), SECRET), bytearray(data), "f")
+    assert got.status == "written", got.reason
+    assert b"Zqvothian" not in bytes(got.data)
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_both_learning_roads_learn_the_swallowed_name(implicit: bool) -> None:
+    data = _palette(implicit, nested=True)
+    for terms in (postcheck.learn_terms(data), postcheck.learn_terms_spans(data)):
+        assert {"zqvothian", "drxel"} <= {t.casefold() for t in terms.always}
+
+
+def test_random_binary_values_hold_no_names() -> None:
+    # Chance bytes must not read as a hunted header with a text value: 4 MiB of them, and
+    # LUT-like ramps that hold every 16-bit tag group value in turn.
+    rng = np.random.default_rng(20261207)
+    noise = rng.integers(0, 256, size=4 << 20, dtype=np.uint8).tobytes()
+    ramp = np.arange(1 << 16, dtype="<u2").tobytes() * 2
+    assert hidden_in([noise, ramp, os.urandom(1 << 16)]) == []
+
+
+def test_headers_of_both_encodings_are_found() -> None:
+    name = b"Qzdoebrak^Wx"
+    explicit = b"\x00" * 6 + b"\x10\x00\x10\x00PN" + struct.pack("<H", len(name)) + name
+    implicit = b"\x00" * 6 + b"\x10\x00\x20\x00" + struct.pack("<I", 10) + b"QX77412305"
+    as_un = b"\x08\x00\x90\x00UN\x00\x00" + struct.pack("<I", len(name)) + name
+    got = hidden_in([explicit, implicit, as_un])
+    assert got == [
+        (0x00100010, "PN", ("Qzdoebrak^Wx",)),
+        (0x00100020, "LO", ("QX77412305",)),
+        (0x00080090, "PN", ("Qzdoebrak^Wx",)),
+    ]
+    # Not text, or too short to be one: not taken.
+    assert hidden_in([b"\x10\x00\x10\x00PN\x04\x00\x01\x02\x03\x04"]) == []
+    assert hidden_in([b"\x10\x00\x10\x00PN\x02\x00AB"]) == []
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_the_verifier_learns_the_swallowed_name(implicit: bool, tmp_path: Path) -> None:
+    # medveil verify judges any tool's output against the originals: it reads them with
+    # pydicom, which takes the swallowed elements as bytes of the LUT data.
+    from medveil.verify.values import learn
+
+    path = tmp_path / "palette.dcm"
+    path.write_bytes(_palette(implicit, nested=True))
+    index = learn([path])
+    assert {"zqvothian", "drxel"} <= set(index.values)
+    assert index.values["zqvothian"].kind == "names"
