@@ -20,7 +20,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydicom.datadict import DicomDictionary, tag_for_keyword
+from pydicom._dicom_dict import DicomDictionary  # datadict does not re-export it
+from pydicom.datadict import tag_for_keyword
 
 from medveil._core import termsearch
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
@@ -48,9 +49,9 @@ def _hunted() -> tuple[dict[int, bytes], termsearch.Automaton]:
         if entry[0] == "PN" and not tag >> 16 & 1:
             tags[tag] = b"PN"
     for kw in (*IDENTITY_KEYWORDS, *_EXTRA_KEYWORDS):
-        tag = tag_for_keyword(kw)
-        if tag is not None:
-            tags[tag] = DicomDictionary[tag][0].split(" or ")[0].encode()
+        found = tag_for_keyword(kw)
+        if found is not None:
+            tags[found] = DicomDictionary[found][0].split(" or ")[0].encode()
     ordered = sorted(tags)
     patterns = [struct.pack("<HH", t >> 16, t & 0xFFFF) for t in ordered]
     return dict(zip(ordered, (tags[t] for t in ordered), strict=True)), termsearch.Automaton(

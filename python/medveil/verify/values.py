@@ -748,6 +748,6 @@ def learn(items: Iterable[Path | Item], *, strict: bool = False) -> ValueIndex:
             )
         # Names inside binary values (a grown length swallowed their elements): pydicom
         # reads them as bytes of the value, so they are found in the file's own bytes.
-        for tag, vr, texts in hidden_in_spans(layouts(data)):
-            learner.element(tag, vr, keyword_for_tag(tag) or "", texts, False, src)
+        for tag, vr, found in hidden_in_spans(layouts(data)):
+            learner.element(tag, vr, keyword_for_tag(tag) or "", found, False, src)
     return learner.finish()
