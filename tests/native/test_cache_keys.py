@@ -222,6 +222,52 @@ def test_file_meta_sop_instance_of_many_values() -> None:
     _warm_vs_fresh("default", plain, _meta_sop_value(plain, b"1.2.3\\1.2.4\0"), "two")
 
 
+def _with_meta_element(ds: Dataset, value: bytes | None) -> bytes:
+    """The file of ds with a (0002,0099) LO of ``value`` at the end of its meta."""
+    data = _encode(ds)
+    if value is None:
+        return data
+    group = struct.unpack_from("<I", data, 140)[0]
+    value += b" " * (len(value) % 2)
+    element = b"\x02\x00\x99\x00LO" + struct.pack("<H", len(value)) + value
+    out = data[: 144 + group] + element + data[144 + group :]
+    return out[:140] + struct.pack("<I", group + len(element)) + out[144:]
+
+
+def test_file_meta_template_of_a_patient_is_not_taught_to_the_core() -> None:
+    # A policy may give a meta tag the dictionary lacks a rule that reads the patient
+    # (C: cleaned of the file's names). The raw-byte engine's template key then holds
+    # the patient; the core's does not, and the native road checked only the dictionary's
+    # meta tags before teaching it: a later file of another patient, whose values the
+    # core knew, took the first patient's cleaned meta.
+    policy = Policy.from_toml(
+        '[profile]\noptions = ["clean_descriptors"]\n[elements]\n"(0002,0099)" = "C"\n'
+    )
+
+    def patient(name: str, pid: str, value: bytes | None) -> bytes:
+        ds = _base()
+        ds.PatientName, ds.PatientID = name, pid
+        return _with_meta_element(ds, value)
+
+    jones = patient("ZQXJONES^ZQXANN", "P2", None)  # teaches the core this patient
+    smith = patient("ZQXSMITH^ZQXJOHN", "P1", b"ZQXSMITH")  # and this meta, cleaned
+    again = patient("ZQXJONES^ZQXANN", "P2", b"ZQXSMITH")  # the name is not his: kept
+    _forget()
+    fresh = _raw(Deidentifier(policy, SECRET), again)
+    _forget()
+    engine = Deidentifier(policy, SECRET)
+    _teach(engine, jones)
+    _teach(engine, smith)
+    assert isinstance(_native(engine, jones), NativeOutcome)  # his values are known
+    got = _native(engine, again)
+    if isinstance(got, NativeOutcome):
+        written = (b"".join(bytes(p) for p in got.parts), got.report.taken, got.report.actions)
+        assert written == fresh
+    else:
+        assert got == "miss: file meta not in the cache"
+    check_roads(engine, again, "again")
+
+
 def test_static_decisions_are_keyed_by_the_rule_itself() -> None:
     # Decider.act keeps the answers that do not read the value by (tag, VR, empty,
     # id(rule)). A rule made for one call and dropped frees its id for the next one:

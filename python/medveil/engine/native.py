@@ -422,8 +422,10 @@ class NativeEngine:
         except NotRaw:
             return
         key = self.raw.meta_template_key(buf, elems, ctx)
-        if key[-2] is not None:
-            return  # read with the file's character set: the core's key does not hold it
+        if key[-2] is not None or key[-1] is not None:
+            # Read with the file's character set, or made for this patient (a rule of a
+            # meta tag the dictionary lacks reads it): the core's key holds neither.
+            return
         found = self.raw._meta_templates.get(key)
         if found is None:
             return
