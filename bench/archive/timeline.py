@@ -159,6 +159,14 @@ def show(log: Path) -> str:
             f"idle at the end {done - last[pid]:.3f} s"
         )
     out.append(f"last task ended at {done:.3f} s; command done at {end:.3f} s")
+    start = min(first.values(), default=0.0)
+    if done > start:
+        # The workers' own rate, without the command's fixed start and end: what the
+        # number of workers scales (the whole command's wall time also holds the rest).
+        out.append(
+            f"work span {done - start:.3f} s: {sum(sizes) / (done - start):.1f} files/s; "
+            f"before it {start:.3f} s, after it {end - done:.3f} s"
+        )
     out.append(f"tasks: {len(sizes)}, sizes {sizes}")
     return "\n".join(out)
 
