@@ -22,6 +22,7 @@ from pydicom.filewriter import (
     write_data_element,
     write_file_meta_info,
 )
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from medveil._version import __version__
@@ -176,10 +177,20 @@ def encode_file_meta(meta: FileMetaDataset) -> bytes:
     return splice_file_meta(pre, post, str(meta.MediaStorageSOPInstanceUID))
 
 
+def _value_key(value: object) -> object:
+    """A decoded value as the template cache tells it apart: a list of UIDs and the text
+    of that list are written differently, so their keys differ (type and items)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (list, tuple, MultiValue)):
+        return ("list", tuple(str(v) for v in value))
+    return (type(value).__name__, str(value))
+
+
 def file_meta_template(meta: FileMetaDataset) -> tuple[bytes, bytes]:
     """The encoded meta elements before and after MediaStorageSOPInstanceUID (cached)."""
     key = tuple(
-        (int(t), e.VR, e.value if isinstance(e.value, bytes) else str(e.value))
+        (int(t), e.VR, _value_key(e.value))
         for t, e in meta.items()
         if int(t) not in (0x00020000, _META_SOP_INSTANCE)
     )
