@@ -39,7 +39,7 @@ from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_eleme
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
 
-from medveil._core import fastpath
+from medveil._core import fastpath, gather
 from medveil.dicom.io import check_pixel_length
 from medveil.dicom.keywords import TERM_KEYWORDS
 from medveil.dicom.peek import decode_text
@@ -93,6 +93,8 @@ _TERM_TAGS = tuple(
     t for t in (datadict.tag_for_keyword(kw) for kw in (*TERM_KEYWORDS, "PatientID")) if t
 )
 _RAW_FIELDS_PIXEL = BaseTag(PIXEL_DATA)
+# Pixel data from this size on is joined with the rest of the output by the core.
+_GATHER_AT = 4 << 20
 _FLOAT_PIXELS = frozenset({BaseTag(0x7FE00008), BaseTag(0x7FE00009)})
 _UNDEFINED = 0xFFFFFFFF
 
@@ -675,6 +677,10 @@ class NativeEngine:
             parts.append(memoryview(src)[pix_start:pix_end])  # type: ignore[arg-type]
         if tail:
             parts.append(tail)
+        if pix_end - pix_start >= _GATHER_AT:
+            # Joined once here, on huge pages, as the raw-byte engine joins a large output
+            # (the post-check, the write and the reference reader take it as is).
+            parts = [gather(parts, False)[0]]
         actions = self.actions
         paths = res[9]
         # DeidReport.add's result, built in one go (a CT slice reports ~200 actions): the
