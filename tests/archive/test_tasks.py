@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import shutil
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +14,16 @@ from hypothesis import strategies as st
 from medveil.errors import MedveilError
 from medveil.policy.keys import Keyed
 from medveil.run import archive
-from medveil.run.archive import CHUNK_FILES, TAIL_FILES, Item, RunRecords, _Background, _chunks
+from medveil.run.archive import (
+    CHUNK_FILES,
+    TAIL_FILES,
+    Item,
+    RunRecords,
+    _Background,
+    _chunks,
+    deidentify_archive,
+)
+from pydicom.data import get_testdata_file
 
 
 def _listing(n: int, pulled: list[int] | None = None, error_after: int | None = None):
@@ -130,3 +142,24 @@ def test_schema_is_one_commit(tmp_path, monkeypatch) -> None:
     commit = statements.index("COMMIT")
     assert begin < min(creates) and max(creates) < commit
     assert statements.count("COMMIT") == 1
+
+
+def test_the_run_returns_with_its_workers_gone_and_its_records_written(tmp_path) -> None:
+    # The workers end while the records are finished: the run still returns only once
+    # every worker is gone (they hold the output's lock) and every record is written.
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm", "rtdose.dcm", "JPEG2000.dcm"):
+        shutil.copy(get_testdata_file(name, download=False), src / name)
+    out = tmp_path / "out"
+    summary = deidentify_archive(src, out, secret=bytes(range(32)), workers=2, durable=False)
+    assert multiprocessing.active_children() == []
+    assert summary.files_in == 4 and summary.written + summary.quarantined == 4
+    records = out / ".medveil"
+    assert (records / "summary.json").is_file() and (records / "quarantine.jsonl").is_file()
+    db = sqlite3.connect(records / "catalog.sqlite")
+    (rows,) = db.execute("SELECT COUNT(*) FROM instances").fetchone()
+    db.close()
+    assert rows == summary.written
+    released = [p for p in Path(out).rglob("*.dcm") if ".medveil" not in p.parts]
+    assert len(released) == summary.written
