@@ -97,8 +97,9 @@ def safe_component(uid: str) -> str:
     return "".join(ch for ch in uid if ch.isalnum() or ch in ".-_") or "unknown"
 
 
+@functools.lru_cache(maxsize=1024)
 def age_band_label(age: str) -> str:
-    """A catalog age band such as '65-69' or '90+' from a DICOM AS value."""
+    """A catalog age band such as '65-69' or '90+' from a DICOM AS value (remembered)."""
     band = age_band(age) if age else ""
     if not band:
         return ""

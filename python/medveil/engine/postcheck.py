@@ -171,6 +171,10 @@ class Terms:
         """
         key = (form, allowed)
         hit = self._compiled.get(key)
+        if hit is None and self._shared is not None and form.startswith("always-"):
+            # The never-kept values (and their spellings) are the series' own, which
+            # holds every other value this file has but its UIDs: its matcher, built once.
+            hit = self._compiled[key] = self._shared.matcher(form, allowed)
         if hit is None:
             only_always = form.startswith("always-")
             sub = form.startswith("sub-")
@@ -1545,8 +1549,12 @@ def _find_bytes(lays: list[RawLayout], terms: Terms, allow: Allowance) -> str:
 _RECORD_SPACES = str.maketrans({"/": " ", "_": " ", "^": " "})
 
 
+@lru_cache(maxsize=4096)
 def _record_text(text: str) -> str:
-    """normalize() of a path or catalog value, '/' and '_' read as spaces too."""
+    """normalize() of a path or catalog value, '/' and '_' read as spaces too.
+
+    Remembered (bounded, in memory only): a series' catalog rows repeat most values.
+    """
     return text.translate(_RECORD_SPACES).casefold().strip(" \x00\t\r\n")
 
 
