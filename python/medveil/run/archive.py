@@ -705,11 +705,16 @@ class _ReadInto(Protocol):
     def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
-def _fill(f: _ReadInto, view: memoryview) -> int:
-    """Read into view until it is full or the stream ends; the number of bytes read."""
+def _fill(f: _ReadInto | int, view: memoryview) -> int:
+    """Read into view until it is full or the stream ends; the number of bytes read.
+
+    ``f``: a stream, or a file descriptor read directly (a file object over it would
+    fstat it once more and cost an object per file).
+    """
     got = 0
     while got < len(view):
-        n = f.readinto(view[got:])
+        # os.readv retries on EINTR (PEP 475), as readinto does.
+        n = os.readv(f, [view[got:]]) if isinstance(f, int) else f.readinto(view[got:])
         if not n:
             break
         got += n
@@ -781,20 +786,22 @@ def _read_whole(item: Item) -> bytes | memoryview:
             return _read_zip_direct(item.path, item.offset, item.size, item.packed)
         return _read_zip_member(item.path, item.member)
     fd, file_size = _open_regular(item.path)
-    with open(fd, "rb", buffering=0) as f:
+    try:
         if item.size >= 0:
             _check_size(item.size)
             if item.offset + item.size > file_size:
                 raise _Damaged(errno.EIO, "archive member is cut short")
-            f.seek(item.offset)
+            os.lseek(fd, item.offset, os.SEEK_SET)
             view = _buffer(item.size)
-            got = _fill(f, view)
+            got = _fill(fd, view)
             if got < item.size:
                 raise _Damaged(errno.EIO, "archive member is cut short")
             return view
         _check_size(file_size)  # a sparse or huge file is refused before it is read
         view = _buffer(file_size)
-        return view[: _fill(f, view)]
+        return view[: _fill(fd, view)]
+    finally:
+        os.close(fd)
 
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then the name and extra lengths
