@@ -251,6 +251,43 @@ void bind_termsearch(py::module_& m) {
         "searched rows of substring VRs). leaves: element rows searched whatever their VR.\n"
         "Mirrors postcheck._plan_python and _masked.");
     t.def(
+        "row_values",
+        [](const py::object& data, const py::array_t<std::int64_t, py::array::c_style>& rows,
+           const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& index) {
+            if (rows.ndim() != 2 || rows.shape(1) != 8)
+                throw py::value_error("rows must be an (n, 8) int64 array");
+            if (index.ndim() != 1) throw py::value_error("index must be 1-d");
+            const auto view = byte_view(data, "data", false);
+            const auto* r = rows.data();
+            const auto nrows = rows.shape(0);
+            const auto* ix = index.data();
+            const auto n = static_cast<std::size_t>(index.size());
+            const auto size = static_cast<std::int64_t>(view.size());
+            std::size_t total = 0;
+            for (std::size_t k = 0; k < n; ++k) {
+                const std::int64_t i = ix[k];
+                if (i < 0 || i >= nrows) throw py::value_error("index past the rows");
+                const std::int64_t a = r[i * 8 + 3], e = r[i * 8 + 5];
+                if (a < 0 || e < a || e > size || e - a > 0xFFFFFFFFLL)
+                    throw py::value_error("a row's value lies outside the data");
+                total += 4 + static_cast<std::size_t>(e - a);
+            }
+            py::bytes out(nullptr, static_cast<py::ssize_t>(total));
+            auto* w = reinterpret_cast<std::uint8_t*>(PyBytes_AS_STRING(out.ptr()));
+            for (std::size_t k = 0; k < n; ++k) {
+                const std::int64_t i = ix[k];
+                const std::int64_t a = r[i * 8 + 3], e = r[i * 8 + 5];
+                const auto len = static_cast<std::uint32_t>(e - a);
+                for (int b = 0; b < 4; ++b) *w++ = static_cast<std::uint8_t>(len >> (8 * b));
+                if (len) std::memcpy(w, view.data() + a, len);
+                w += len;
+            }
+            return out;
+        },
+        py::arg("data"), py::arg("rows"), py::arg("index"),
+        "The values of these scanner rows (data[row[3]:row[5]]), each after its length as\n"
+        "4 bytes little-endian, in index order: one key for a set of values.");
+    t.def(
         "is_word_char", [](std::uint32_t c) { return text_word(c); }, py::arg("code_point"),
         "The text mode's word-character rule (str.isalnum, minus spaceless scripts).");
 }

@@ -391,6 +391,12 @@ class termsearch:
         numpy.typing.NDArray[numpy.int64],
     ]: ...
     @staticmethod
+    def row_values(
+        data: typing.Any,
+        rows: numpy.typing.NDArray[numpy.int64],
+        index: numpy.typing.ArrayLike,
+    ) -> bytes: ...
+    @staticmethod
     def is_word_char(code_point: int) -> bool: ...
 
 class strict:

@@ -99,6 +99,7 @@ from medveil.verify.values import (
 # (Looked up by name: the import checker reads any import of the extension as one of the
 # root package, which imports every layer.)
 _termsearch: Any = getattr(importlib.import_module("medveil._core"), "termsearch", None)
+_row_values: Any = getattr(_termsearch, "row_values", None)
 
 MIN_TERM = 3
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
@@ -473,16 +474,22 @@ def learn_terms(data: bytes | bytearray | memoryview, prescan: Prescan | None = 
         layout = layouts[taken] = _layout_plan(tags[take], codes[take], take.tolist())
     starts, stops = scan.bounds()
     data = scan.data
-    if not isinstance(data, bytes):
-        # One copy of the bytes up to the last value learned from, then slices of it.
-        data = bytes(data[: max((stops[i] for i in layout.rows), default=0)])
     # What the elements other than the instance's own UIDs teach is the same for every
     # file of a series (same patient, study, site): learned once per distinct content.
     # The UIDs that stay the same from file to file (study, series, frame of reference)
     # are learned with them; only those seen to change (the instance's) file by file.
-    own_values = [data[starts[i] : stops[i]] for i, _, _ in layout.own]
-    keyed, per_file, signature = layout.split(own_values)
-    values = tuple([data[starts[i] : stops[i]] for i, _, _ in keyed])
+    own_values = [bytes(data[starts[i] : stops[i]]) for i, _, _ in layout.own]
+    keyed, per_file, signature, keyed_rows = layout.split(own_values)
+    values: object = None
+    if _row_values is not None:
+        # The key's values in one core call: each after its length, one bytes object
+        # (the information of the tuple below, and never equal to a tuple).
+        try:
+            values = _row_values(data, rows, keyed_rows)
+        except (TypeError, ValueError):
+            pass  # rows or a buffer the core does not take: the tuple
+    if values is None:
+        values = tuple([bytes(data[starts[i] : stops[i]]) for i, _, _ in keyed])
     key = (tuple(scan.codecs), signature, values)
     part: _Learned | None = _LEARNED.get(key)
     if part is None:
@@ -515,6 +522,9 @@ def learn_terms(data: bytes | bytearray | memoryview, prescan: Prescan | None = 
 
 
 _Planned = tuple[int, int, str]  # (row of the scan, tag, VR)
+# _Layout.split's answer: learned once, learned per file, the signature of the first, the
+# scan rows of the first (an array, for the core's row_values).
+_Split = tuple[list[_Planned], list[_Planned], bytes, np.ndarray]
 
 
 class _Layout:
@@ -534,10 +544,10 @@ class _Layout:
         self.rows = [i for i, _, _ in fixed + own]
         self._prev: list[bytes] | None = None
         self._changed: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
-        self._splits: dict[frozenset[int], tuple[list[_Planned], list[_Planned], bytes]] = {}
+        self._splits: dict[frozenset[int], _Split] = {}
 
-    def split(self, own_values: list[bytes]) -> tuple[list[_Planned], list[_Planned], bytes]:
-        """(learned once, learned per file, signature of the first) for these own values.
+    def split(self, own_values: list[bytes]) -> _Split:
+        """(learned once, learned per file, signature of the first, its rows) for these.
 
         Learned per file: the own values that changed from one file to the next in either
         of the last two steps (a new series changes its study's UIDs once: two files
@@ -562,7 +572,8 @@ class _Layout:
             signature = repr([(tag, vr) for _, tag, vr in keyed]).encode()
             if len(self._splits) >= 16:
                 self._splits.clear()
-            hit = self._splits[varying] = (keyed, per_file, signature)
+            rows = np.array([i for i, _, _ in keyed], dtype=np.int64)
+            hit = self._splits[varying] = (keyed, per_file, signature, rows)
         return hit
 
 
