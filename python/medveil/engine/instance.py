@@ -368,6 +368,9 @@ def _clean_raw(
             "raw",
             terms=terms,
             allow=allow,
+            # Hashed by the raw-byte engine while it joined the output: the very buffer
+            # that is written (checked[0] is out.parts[0] when the output came joined).
+            sha256=out.sha256 if checked[0] is out.parts[0] else None,
         )
     except Exception as exc:  # fail closed: anything unexpected keeps the file out
         return _quarantined(exc, size_in)

@@ -261,7 +261,7 @@ class RawOutcome:
 _FLOAT_PIXELS = frozenset({BaseTag(0x7FE00008), BaseTag(0x7FE00009)})
 # Whether apply hashes a large output while joining it (RawOutcome.sha256): worth it only
 # where the caller takes that hash instead of hashing the output again.
-_HASH_OUTPUT = False
+_HASH_OUTPUT = True
 _EXTENDED_OFFSETS = BaseTag(0x7FE00001)
 
 
