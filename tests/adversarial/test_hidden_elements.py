@@ -8,7 +8,6 @@ values, and the post-check hunts their values as names: the file is quarantined.
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 from pathlib import Path
@@ -21,8 +20,11 @@ from medveil.engine.dataset import Deidentifier
 from medveil.policy.presets import load_policy
 from medveil.policy.schema import Policy
 from medveil.verify.hidden import hidden_in
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from .generator import save
 
 NAME = "Zqvothian^Drxel"
 SECRET = bytes(range(32))
@@ -53,13 +55,7 @@ def _palette(implicit: bool, nested: bool, grow: bool = True) -> bytes:
     else:
         ds.RequestingPhysician = NAME
     ds.PixelData = bytes(8)
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    data = bytearray(out.getvalue())
+    data = bytearray(save(ds, ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian))
     if grow:
         at = data.index(b"\x28\x00\x01\x12", 132)
         length_at = at + (4 if implicit else 8)

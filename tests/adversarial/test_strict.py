@@ -20,11 +20,16 @@ from medveil._core import scan_elements
 from medveil.dicom import strict
 from medveil.dicom.io import read_dataset
 from medveil.dicom.strict import StructureError, check_structure
+from medveil.engine import instance as inst
+from medveil.engine.dataset import Deidentifier
 from medveil.errors import DicomInputError
+from medveil.policy.presets import load_policy
+from medveil.policy.schema import Policy
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 
 from ..conftest import bundled_test_files
-from .generator import corpus
+from .generator import corpus, save
 
 # pydicom's own test files that pydicom reads but that are damaged, and why. Everything
 # else pydicom reads must be accepted (release rate matters as much as leaks).
@@ -178,8 +183,6 @@ def _un_swallowing(keyword: str, swallow: int) -> tuple[bytes, bytes]:
     """(file, name): an Explicit VR file whose text element `keyword` is written as UN with
     a length grown by `swallow` bytes, so that its value takes in the elements after it,
     the patient's name among them (what a fuzzer made of rtdose_rle_1frame.dcm)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-
     name = "Qzdoebrak^Wxmelkin"
     ds = Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
@@ -191,15 +194,7 @@ def _un_swallowing(keyword: str, swallow: int) -> tuple[bytes, bytes]:
     ds.PatientName = name
     ds.PatientID = "QX7741230"
     ds.Modality = "CT"
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    import io
-
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    data = out.getvalue()
+    data = save(ds)
     tag = pydicom.datadict.tag_for_keyword(keyword)
     assert tag is not None
     head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
@@ -233,11 +228,6 @@ def test_a_un_text_value_that_swallowed_elements_is_refused(keyword: str) -> Non
         check_structure(data)
     with pytest.raises(StructureError, match="control bytes"):
         _slow(data)
-    from medveil.engine import instance as inst
-    from medveil.engine.dataset import Deidentifier
-    from medveil.policy.presets import load_policy
-    from medveil.policy.schema import Policy
-
     for policy in (Policy.default(), load_policy("tcia")):
         got = inst.clean_instance(Deidentifier(policy, bytes(range(32))), bytearray(data), "f")
         assert got.status == "quarantined", keyword
