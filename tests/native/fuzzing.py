@@ -894,6 +894,42 @@ def m_hidden_sequence(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) 
     return _insert_top(d, lay, 0x00330010, creator + un)
 
 
+def m_swallow(rng: random.Random, d: bytes, _: list[tuple[str, bytes]]) -> bytes:
+    """Grow one value's length to end exactly where a later sibling ends: the elements
+    between become bytes of that value (a kept text, LUT data, a UN value), whole to every
+    reader, so no rule and no learner sees them as elements (written as UN half the time)."""
+    lay = layout(d)
+    if lay is None:
+        return d
+    body = lay.body.tolist()
+    picks = [
+        k
+        for k, r in enumerate(body)
+        if r[0] >= 0 and r[6] < 0 and r[4] != UNDEF and r[0] != 0x7FE00010
+    ]
+    if not picks:
+        return d
+    k = rng.choice(picks)
+    row = body[k]
+    depth = row[7]
+    ends = []
+    for later in body[k + 1 :]:
+        if later[0] == -1 or later[7] < depth:
+            break  # the container ends here: a sibling past it is not one
+        if later[7] == depth and later[0] != 0x7FE00010:
+            ends.append(later[5])
+    if not ends:
+        return d
+    grown = rng.choice(ends[:8]) - row[3]
+    off, size = _len_field(d, row, lay.implicit)
+    if not lay.implicit and (size == 2 or rng.random() < 0.5):
+        head = d[row[2] : row[2] + 4] + b"UN\x00\x00" + struct.pack("<I", grown)
+        return edit(lay, row[2], row[3] - row[2], head, depth)
+    out = bytearray(d)
+    _set_len(out, off, size, grown)
+    return bytes(out)
+
+
 MUTATORS: list[tuple[Mutator, int]] = [
     (m_flip, 3),
     (m_length, 5),
@@ -913,6 +949,7 @@ MUTATORS: list[tuple[Mutator, int]] = [
     (m_revr, 5),
     (m_meta, 3),
     (m_hidden_sequence, 3),
+    (m_swallow, 3),
 ]
 
 
@@ -1199,7 +1236,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policies", default="default,safe-harbor,tcia")
     args = ap.parse_args(argv)
     if args.semantic:
-        keep = {m_value, m_item_insert, m_revr, m_meta, m_hidden_sequence, m_splice, m_syntax}
+        keep = {
+            m_value,
+            m_item_insert,
+            m_revr,
+            m_meta,
+            m_hidden_sequence,
+            m_splice,
+            m_syntax,
+            m_swallow,
+        }
         MUTATORS[:] = [(fn, w * 4 if fn in keep else w) for fn, w in MUTATORS]
     args.out.mkdir(parents=True, exist_ok=True)
     faulthandler.enable()

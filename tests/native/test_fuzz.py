@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from tests.native import fuzzing
 
 # Small seeds keep the run fast; between them they cover both encodings, sequences,
@@ -67,3 +69,18 @@ def test_deep_nesting_is_refused_not_recursed() -> None:
             data = fuzzing.nested_sequence(1000, implicit, undefined)
             _, _, error = scan_elements(data, 0, len(data), implicit, _SQ_TAGS)
             assert error == "sequences nested too deep"
+
+
+def test_swallowing_mutants_release_no_planted_phi(monkeypatch: pytest.MonkeyPatch) -> None:
+    # m_swallow grows one value's length to end where a later sibling ends (often as UN):
+    # the elements between, planted names among them, become bytes of that value. The
+    # strict check (UN text values) and the post-check (names in binary values, a UN one
+    # among them) must keep every such name out. Each alone suffices here; without both,
+    # this run released planted names from 45 of its 200 mutants.
+    monkeypatch.setattr(fuzzing, "MUTATORS", [(fuzzing.m_swallow, 1)])
+    stats = fuzzing.run(
+        seed=5, count=200, seconds=None, out_dir=None, policies=("default",), pool=None
+    )
+    assert stats.inputs == 200
+    assert not stats.findings, stats.findings[:10]
+    assert stats.outcomes["written/raw"] + stats.outcomes["written/dataset"] >= 20, stats.outcomes
