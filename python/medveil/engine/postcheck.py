@@ -506,7 +506,7 @@ def learn_terms(data: bytes | bytearray | memoryview, prescan: Prescan | None = 
         done = part.with_own(scan, [(i, tag, vr, raw_of[i]) for i, tag, vr in per_file])
     else:
         done = part.with_own(scan, [])
-    hidden = hidden_elements(scan)
+    hidden = hidden_elements(scan.data, rows, codes, scan.shape.pixel)
     if done is None or hidden:
         # Not what _own_to_file promised, or names inside binary values (a grown length
         # swallowed their elements): learn the whole file as one, and those as names.

@@ -17,7 +17,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 from pydicom._dicom_dict import DicomDictionary  # datadict does not re-export it
@@ -26,9 +25,6 @@ from pydicom.datadict import tag_for_keyword
 from medveil._core import termsearch
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout
-
-if TYPE_CHECKING:  # elements learns with values.Learner, which reads this module
-    from medveil.verify.elements import Scanned
 
 # Values a reader takes as bytes (the scanner's VR codes, little-endian), where swallowed
 # elements stay whole and unread. Text VRs are the strict check's (control bytes).
@@ -114,15 +110,16 @@ def hidden_in(regions: Iterable[bytes]) -> list[tuple[int, str, tuple[str, ...]]
     return found
 
 
-def hidden_elements(scan: Scanned) -> list[tuple[int, str, tuple[str, ...]]]:
+def hidden_elements(
+    data: bytes | bytearray | memoryview, rows: np.ndarray, codes: np.ndarray, pixel: np.ndarray
+) -> list[tuple[int, str, tuple[str, ...]]]:
     """(tag, VR, texts) of every person name or identity element found inside the binary
-    value of another element (pixel data aside), in file order."""
-    rows, codes = scan.rows, scan.codes
-    is_binary = (rows[:, 0] >= 0) & ~scan.shape.pixel & (rows[:, 5] - rows[:, 3] >= 10)
+    value of another element, from the scanner's rows of ``data`` (their VR codes as read,
+    and which rows are pixel data), in file order."""
+    is_binary = (rows[:, 0] >= 0) & ~pixel & (rows[:, 5] - rows[:, 3] >= 10)
     if not is_binary.any():
         return []
     picked = [i for i in np.flatnonzero(is_binary).tolist() if int(codes[i]) in _BINARY_CODES]
-    data = scan.data
     return hidden_in(bytes(data[int(rows[i, 3]) : int(rows[i, 5])]) for i in picked)
 
 
