@@ -24,13 +24,13 @@ from pydicom.datadict import tag_for_keyword
 
 from medveil._core import termsearch
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
+from medveil.dicom.writer import LONG_VRS
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout
 
 # Values a reader takes as bytes (the scanner's VR codes, little-endian), where swallowed
 # elements stay whole and unread. Text VRs are the strict check's (control bytes).
 _BINARY_VRS = ("OB", "OW", "OF", "OD", "OL", "OV", "SV", "UV", "UN")
 _BINARY_CODES = frozenset(int.from_bytes(v.encode(), "little") for v in _BINARY_VRS)
-_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UR UT SV UV UN".split())
 # Longest value taken as one hidden text: a PN of three 64-character groups and more.
 _MAX_VALUE = 1024
 _MIN_LETTERS = 3
@@ -59,7 +59,7 @@ def _value_at(region: bytes, at: int, vr: bytes) -> tuple[str, bytes] | None:
     """(VR, value bytes) of a header of a hunted tag at ``at``, in either encoding; or None."""
     head = region[at + 4 : at + 6]
     if head in (vr, b"UN"):
-        if head in _LONG_VRS:
+        if head.decode("latin-1") in LONG_VRS:
             if region[at + 6 : at + 8] != b"\x00\x00" or len(region) < at + 12:
                 return None
             (length,) = struct.unpack_from("<I", region, at + 8)
