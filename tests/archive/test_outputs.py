@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import struct
 import sys
 import threading
 from collections.abc import Iterator
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from medveil.dicom.vr import LONG_VRS
 from medveil.policy.keys import Keyed
 from medveil.run.archive import RunSummary, deidentify_archive
 from medveil.run.outputs import (
+    MEDIA_STORAGE_DIRECTORY,
     REFERENCE_TAGS,
     SHARES_COLUMN,
     is_dicomdir,
@@ -242,6 +245,19 @@ def test_dicomdir_flag_and_detection(tmp_path: Path) -> None:
     assert summary.dicomdir == "dicomdir/DICOMDIR"
     with file_set(tmp_path / "with" / summary.dicomdir) as fs:
         assert len(fs) == 1
+
+
+@pytest.mark.parametrize("vr", sorted(LONG_VRS))
+def test_dicomdir_detected_past_a_meta_element_of_every_long_vr(vr: str) -> None:
+    """A 4-byte-length meta element before the SOP Class is stepped over, SV and UV too."""
+
+    def meta_naming(sop_class: str) -> bytes:
+        uid = sop_class.encode() + b"\0" * (len(sop_class) % 2)
+        first = struct.pack("<HH2sHI", 2, 1, vr.encode(), 0, 8) + bytes(8)
+        return bytes(128) + b"DICM" + first + struct.pack("<HH2sH", 2, 2, b"UI", len(uid)) + uid
+
+    assert is_dicomdir(meta_naming(MEDIA_STORAGE_DIRECTORY))
+    assert not is_dicomdir(meta_naming("1.2.840.10008.5.1.4.1.1.2"))
 
 
 def test_dicomdir_lists_files_whose_study_id_the_policy_removed(

@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from medveil.dicom.peek import peek, peek_int
 from medveil.dicom.pydicom_private import elements
 from medveil.dicom.strict import MAX_INFLATED, StructureError, check_structure, dataset_offset
+from medveil.dicom.vr import LONG_VR_BYTES
 from medveil.dicom.writer import fast_write_parts, prepare_meta
 from medveil.errors import DicomInputError, QuarantineError
 
@@ -252,7 +253,6 @@ DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
 _EXPLICIT_LE_UID = b"1.2.840.10008.1.2.1\x00"  # Explicit VR Little Endian, padded even
 _IN_STEP = 1 << 20  # compressed bytes fed to zlib at a time
 _OUT_STEP = 1 << 20  # inflated bytes taken from zlib at a time: the transient memory
-_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UR UT SV UV UN".split())
 
 
 class InflatedTooLarge(QuarantineError):
@@ -337,7 +337,7 @@ def _explicit_meta(meta: memoryview) -> bytes:
         tag = struct.unpack_from("<I", meta, at)[0]
         tag = (tag & 0xFFFF) << 16 | tag >> 16  # (group, element) as read little-endian
         vr = bytes(meta[at + 4 : at + 6])
-        if vr in _LONG_VRS:
+        if vr in LONG_VR_BYTES:
             end = at + 12 + struct.unpack_from("<I", meta, at + 8)[0]
         else:
             end = at + 8 + struct.unpack_from("<H", meta, at + 6)[0]

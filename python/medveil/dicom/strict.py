@@ -49,6 +49,7 @@ from pydicom.datadict import dictionary_VR
 
 from medveil._core import scan_elements
 from medveil.dicom.pixelbytes import PixelParseError, expected_length, split_frames
+from medveil.dicom.vr import LONG_VR_BYTES, SHORT_VR_BYTES
 from medveil.errors import DicomInputError
 
 __all__ = [
@@ -79,8 +80,8 @@ _PIXEL_DATA = 0x7FE00010
 _MAX_DEPTH = 64
 _META_HEAD = struct.Struct("<HH2sH")  # group, element, VR, short length / reserved bytes
 _U32 = struct.Struct("<I")
-_SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split())
-_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UR UT SV UV UN".split())
+_SHORT_VRS = SHORT_VR_BYTES
+_LONG_VRS = LONG_VR_BYTES
 _VRS = _SHORT_VRS | _LONG_VRS
 # The scanner's VR codes (two letters, little-endian) of the long-length VRs, as a lookup
 # table: ``_LONG_VR_TABLE[codes]`` costs a fraction of np.isin on a file's few hundred rows.

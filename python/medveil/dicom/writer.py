@@ -27,9 +27,9 @@ from pydicom.uid import UID
 
 from medveil._version import __version__
 from medveil.dicom.pydicom_private import character_set, elements, raw_element
+from medveil.dicom.vr import LONG_VRS
 from medveil.errors import DicomInputError
 
-LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
 PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
 

@@ -39,7 +39,8 @@ from medveil.dicom.pydicom_private import (
     raw_element,
 )
 from medveil.dicom.strict import check_structure
-from medveil.dicom.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, LONG_VRS
+from medveil.dicom.vr import LONG_VRS
+from medveil.dicom.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from medveil.durable import atomic_write
 from medveil.engine import decide
 from medveil.engine.decide import (

@@ -45,6 +45,7 @@ from medveil.dicom.pydicom_private import (
     raw_element,
     raw_tuple,
 )
+from medveil.dicom.vr import LONG_VR_BYTES
 from medveil.dicom.writer import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
@@ -87,9 +88,9 @@ from medveil.engine.decide import (
 from medveil.errors import MedveilError
 from medveil.policy.standard import COMBINED_ACTIONS, Rule
 
-_LONG = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR", b"UT", b"SV", b"UV"}
-)
+# The long-length VRs but UN: this engine measures and writes the file meta with them, and
+# the core's dicom_le::long_vr mirrors it byte for byte (an element of VR UN is never kept).
+_LONG = LONG_VR_BYTES - {b"UN"}
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _UNDEFINED = 0xFFFFFFFF
 _TAG = struct.Struct("<HH")

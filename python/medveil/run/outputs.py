@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medveil.dicom.vr import LONG_VR_BYTES
 from medveil.durable import BatchWriter
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -287,7 +288,6 @@ def settle_variants(
 
 # ---------------------------------------------------------------------------- DICOMDIR
 _META_ELEMENT = struct.Struct("<HH2s")
-_LONG_VRS = {b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV"}
 
 
 def is_dicomdir(raw: bytes | bytearray | memoryview) -> bool:
@@ -299,7 +299,7 @@ def is_dicomdir(raw: bytes | bytearray | memoryview) -> bool:
         group, elem, vr = _META_ELEMENT.unpack_from(raw, pos)
         if group != 0x0002:
             return False
-        if vr in _LONG_VRS:
+        if vr in LONG_VR_BYTES:
             if pos + 12 > end:
                 return False
             (length,) = struct.unpack_from("<I", raw, pos + 8)

@@ -24,7 +24,7 @@ from pydicom.datadict import tag_for_keyword
 
 from medveil._core import termsearch
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
-from medveil.dicom.writer import LONG_VRS
+from medveil.dicom.vr import LONG_VRS
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout
 
 # Values a reader takes as bytes (the scanner's VR codes, little-endian), where swallowed

@@ -26,10 +26,8 @@ from pydicom.datadict import dictionary_VR
 
 from medveil.dicom.pixelbytes import PixelParseError, expected_length, parse_encapsulated
 from medveil.dicom.strict import DEFLATED_SYNTAXES
+from medveil.dicom.vr import LONG_VR_BYTES
 
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
-)
 _UNDEFINED = 0xFFFFFFFF
 # Pixel data elements (at any depth, icons included) are excluded from the byte search;
 # what they hold beside the image is not (see pixel_side_spans).
@@ -137,7 +135,7 @@ class _Walker:
                 return pos if elem != 0xE00D else pos + 8
             vr_b = buf[pos + 4 : pos + 6]
             if self.explicit and vr_b.isalpha() and vr_b.isupper():
-                if vr_b in _LONG_VRS:
+                if vr_b in LONG_VR_BYTES:
                     if pos + 12 > end:
                         break
                     length, hdr = self._u32(pos + 8), 12
