@@ -2,14 +2,20 @@
 
 Run: python bench/release.py [--seed 0] [--patients 6] [--pydicom] [--policy P.toml]
      [--pixel-text MODE] [--workers 2] [--keep DIR] [--no-dciodvfy] [--reasons]
+     [--modalities [N]]
 
 Generates ``tests/corpus/realistic.py``'s archive (and, with ``--pydicom``, copies
-pydicom's bundled test files next to it), runs ``medveil deid`` on it with the default
-policy (or ``--policy``), then prints per modality class:
+pydicom's bundled test files next to it; with ``--modalities``, adds
+``tests/corpus/modalities.py``'s archive of N patients (default 3): enhanced CT/MR, PET,
+NM, mammography and tomosynthesis, encapsulated PDF, KO, GSPS, SEG, RT plan and dose,
+Comprehensive SR, vendor private groups; ``--patients 0 --modalities`` runs it alone),
+runs ``medveil deid`` on it with the default policy (or ``--policy``), then prints per
+modality class:
 
 - instances, released, quarantined by reason (the reason's first clause, values blanked);
 - leaks: released files whose header (every element but the pixel data, deflated files
-  inflated) holds one of the planted identifying strings (names in several spellings, IDs,
+  inflated, an encapsulated PDF's compressed streams inflated) holds one of the planted
+  identifying strings (names in several spellings, IDs,
   accession numbers, birth dates), and released files where a planted burned-in text line
   is not fully masked (every pixel of its ink box set to one value);
 - new dciodvfy errors: error messages of the output that its input does not have
@@ -48,7 +54,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.corpus import realistic  # noqa: E402
+from tests.corpus import modalities, realistic  # noqa: E402
 
 CLASS_OF_SOP = {
     realistic.CT_IMAGE: "CT",
@@ -60,6 +66,7 @@ CLASS_OF_SOP = {
     realistic.XA_IMAGE: "XA",
     realistic.BASIC_TEXT_SR: "SR",
     realistic.RT_STRUCT: "RTSTRUCT",
+    **modalities.CLASS_OF_SOP,
 }
 SECRET = bytes(range(32))
 #: Values medveil writes as dummies: a patient called "Anonymized" is not found in them.
@@ -87,7 +94,10 @@ def header_bytes(path: Path) -> bytes:
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=False)
-    return buf.getvalue()
+    doc = ds.get("EncapsulatedDocument")
+    # A PDF's text is mostly in Flate-compressed streams: search it inflated too.
+    extra = modalities.pdf_text(bytes(doc)) if isinstance(doc, bytes) else b""
+    return buf.getvalue() + extra
 
 
 def leaked(data: bytes, needles: list[bytes]) -> list[int]:
@@ -219,6 +229,14 @@ def main() -> None:
     ap.add_argument("--no-dciodvfy", action="store_true")
     ap.add_argument("--reasons", action="store_true", help="print one full reason per group")
     ap.add_argument("--quality", help="also measure recall/false masks in this pixel_text mode")
+    ap.add_argument(
+        "--modalities",
+        type=int,
+        nargs="?",
+        const=3,
+        default=0,
+        help="add tests/corpus/modalities.py's archive of N patients (default 3)",
+    )
     args = ap.parse_args()
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="medveil-release-"))
@@ -229,6 +247,14 @@ def main() -> None:
     man = realistic.generate(
         src, seed=args.seed, patients=args.patients, kept_text=not args.no_kept_text
     )
+    if args.modalities:
+        more = modalities.generate(src / "modalities", seed=args.seed, patients=args.modalities)
+        for inst in more.instances:
+            inst.path = f"modalities/{inst.path}"
+        man.instances += more.instances
+        man.uids += more.uids
+        for p, ids in more.identifiers.items():
+            man.identifiers[100 + p] = ids
     gen_s = time.perf_counter() - t
     classes = {i.path: i.cls for i in man.instances}
     extra = pydicom_inputs(src) if args.pydicom else {}

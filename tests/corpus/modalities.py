@@ -1,0 +1,1440 @@
+"""A second realistic archive: the other kinds of files a hospital PACS export holds.
+
+:mod:`tests.corpus.realistic` covers single-frame CT/MR/CR, US, SC, XA, a Basic Text SR
+and an RT Structure Set. :func:`generate` here writes, for a few patients, the objects
+written by other modalities and workstations, as those write them:
+
+- ``ENHCT`` / ``ENHMR``: Enhanced CT and MR multi-frame images with shared and per-frame
+  functional groups and a dimension index (stack and in-stack position);
+- ``PT``: PET slices with the Radiopharmaceutical Information Sequence and a GE PET
+  private block (``GEMS_PETD_01``) that repeats the patient's name, as GE PET exports do;
+- ``NM``: a multi-frame NM image with energy window and detector information;
+- ``MG`` / ``BTO``: digital mammograms (For Presentation, view and laterality codes) and a
+  breast tomosynthesis volume (enhanced multi-frame);
+- ``PDF``: Encapsulated PDF reports whose text names the patient (one with its content
+  stream Flate-compressed, as real PDF writers do, one plain);
+- ``KO``: Key Object Selection documents that flag images of the study;
+- ``PR``: Grayscale Softcopy Presentation States with text annotations naming the patient;
+- ``SEG``: binary Segmentations referencing the CT series they were drawn on;
+- ``RTPLAN`` / ``RTDOSE``: an RT Plan and its dose grid (32-bit multi-frame);
+- ``CSR``: Comprehensive SR with nested containers, numeric and text items, and
+  coordinates;
+- vendor private groups: Siemens CSA headers (``SIEMENS CSA HEADER``, OB blobs in the
+  ``SV10`` format, one whose protocol text names the patient), GE (``GEMS_IDEN_01``,
+  ``GEMS_PARM_01``) and Philips (``Philips Imaging DD 001``, ``Philips MR Imaging DD
+  001``) private creators, with the patient's name planted in some private text values.
+
+Transfer syntaxes are those the modalities use: Explicit and Implicit VR Little Endian,
+Deflated (SR, presentation states), RLE, JPEG 2000 lossless and JPEG-LS lossless (images).
+Every identifying string is in the returned :class:`~tests.corpus.realistic.Manifest`
+(``identifiers``, by :func:`~tests.corpus.realistic.identifier_strings`); :func:`pdf_text`
+gives the text a PDF shows, for a bench to search released documents.
+
+Deterministic: the same seed gives the same bytes. Small: about 50 files of a few kB to
+100 kB each for the default two patients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+from tests.corpus import realistic
+from tests.corpus.realistic import (
+    SYNTAX_NAMES,
+    Instance,
+    Manifest,
+    _code,
+    _common,
+    _meta,
+    _set_pixels,
+    identifier_strings,
+)
+
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
+PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
+NM_IMAGE = "1.2.840.10008.5.1.4.1.1.20"
+MG_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
+BREAST_TOMO = "1.2.840.10008.5.1.4.1.1.13.1.3"
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+KEY_OBJECT = "1.2.840.10008.5.1.4.1.1.88.59"
+GSPS = "1.2.840.10008.5.1.4.1.1.11.1"
+SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
+RT_PLAN = "1.2.840.10008.5.1.4.1.1.481.5"
+RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+
+#: Class name per SOP class, for a bench's table.
+CLASS_OF_SOP = {
+    ENHANCED_CT: "ENHCT",
+    ENHANCED_MR: "ENHMR",
+    PET_IMAGE: "PT",
+    NM_IMAGE: "NM",
+    MG_PRESENTATION: "MG",
+    BREAST_TOMO: "BTO",
+    ENCAPSULATED_PDF: "PDF",
+    KEY_OBJECT: "KO",
+    GSPS: "PR",
+    SEGMENTATION: "SEG",
+    RT_PLAN: "RTPLAN",
+    RT_DOSE: "RTDOSE",
+    COMPREHENSIVE_SR: "CSR",
+}
+
+#: Patients: other people than realistic.py's, so the two archives can share a run.
+PATIENTS = [
+    ("WIJNGAARDEN", "PETRONELLA", "F", "19570419"),
+    ("ABERNATHY", "LUCIUS", "M", "19690927"),
+    ("SZCZEPANSKI", "KAROLINA", "F", "19830212"),
+]
+RADIOLOGIST = "MONTGOMERY^EVANGELINE"
+
+
+class _Gen(realistic._Gen):
+    """realistic's generator state with its own UID root (the archives never share UIDs)."""
+
+    def uid(self) -> str:
+        self.n += 1
+        h = hashlib.sha256(f"modalities/{self.seed}/{self.n}".encode()).digest()[:12]
+        u = f"1.2.826.0.1.3680043.8.498.7.{int.from_bytes(h, 'big')}"
+        self.manifest.uids.append(u)
+        return u
+
+
+def _write(g: _Gen, root: Path, rel: str, ds: Dataset, inst: Instance) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    path.write_bytes(buf.getvalue())
+    g.manifest.instances.append(inst)
+
+
+def _ref(cls_uid: str, sop: str) -> Dataset:
+    r = Dataset()
+    r.ReferencedSOPClassUID = cls_uid
+    r.ReferencedSOPInstanceUID = sop
+    return r
+
+
+def _evidence(study_uid: str, series: list[tuple[str, str, list[str]]]) -> Sequence:
+    """A Hierarchical SOP Instance Reference item list: one study, its series and images."""
+    st = Dataset()
+    st.StudyInstanceUID = study_uid
+    items = []
+    for series_uid, cls_uid, sops in series:
+        se = Dataset()
+        se.SeriesInstanceUID = series_uid
+        se.ReferencedSOPSequence = Sequence([_ref(cls_uid, u) for u in sops])
+        items.append(se)
+    st.ReferencedSeriesSequence = Sequence(items)
+    return Sequence([st])
+
+
+def _series(g: _Gen, ds: Dataset, modality: str, number: int, desc: str) -> None:
+    ds.Modality = modality
+    ds.SeriesInstanceUID = g.uid()
+    ds.SeriesNumber = number
+    ds.SeriesDescription = desc
+    ds.SeriesDate = ds.StudyDate
+    ds.SeriesTime = ds.StudyTime
+
+
+def _base(
+    g: _Gen, sop_class: str, modality: str, pat: dict[str, str], study: dict[str, str]
+) -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = g.uid()
+    ds.Modality = modality
+    _common(g, ds, pat, study)
+    ds.InstanceCreationDate = study["StudyDate"]
+    ds.InstanceCreationTime = study["StudyTime"]
+    return ds
+
+
+# -- vendor private groups ------------------------------------------------------------------
+
+
+def csa_header(entries: list[tuple[str, str, list[str]]]) -> bytes:
+    """A Siemens CSA header blob (``SV10`` format): (name, VR, values) entries."""
+    out = [b"SV10\x04\x03\x02\x01", struct.pack("<II", len(entries), 77)]
+    for name, vr, values in entries:
+        out.append(name.encode().ljust(64, b"\0"))
+        out.append(struct.pack("<i", len(values) or 1))
+        out.append(vr.encode().ljust(4, b"\0"))
+        out.append(struct.pack("<iii", 0, len(values), 77 if values else 205))
+        for v in values:
+            raw = v.encode() + b"\0"
+            out.append(struct.pack("<iiii", len(raw), len(raw), 77, len(raw)))
+            out.append(raw + b"\0" * (-len(raw) % 4))
+    data = b"".join(out)
+    return data + b"\0" * (len(data) % 2)
+
+
+def _siemens(ds: Dataset, family: str, given: str, named: bool) -> None:
+    """Siemens syngo private groups: the CSA image and series headers, as MR/CT write them."""
+    ds.Manufacturer = "SIEMENS"
+    block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+    block.add_new(0x08, "CS", "IMAGE NUM 4")
+    block.add_new(0x09, "LO", "20100114")
+    block.add_new(
+        0x10,
+        "OB",
+        csa_header(
+            [
+                ("EchoLinePosition", "IS", ["32"]),
+                ("SliceNormalVector", "FD", ["0.0", "0.0", "1.0"]),
+                ("ImaCoilString", "LO", ["HE1-4"]),
+                ("SliceMeasurementDuration", "DS", ["60200.0"]),
+            ]
+        ),
+    )
+    block.add_new(0x18, "CS", "MR")
+    block.add_new(0x19, "LO", "20100114")
+    protocol = f"{family}_{given}_BRAIN" if named else "BRAIN_ROUTINE"
+    phoenix = (
+        "### ASCCONV BEGIN ###\n"
+        f'tProtocolName\t = \t""{protocol}""\n'
+        'sProtConsistencyInfo.tBaselineString\t = \t""N4_VE11C_LATEST_20160120""\n'
+        "sRXSPEC.alDwellTime[0]\t = \t7800\n"
+        "### ASCCONV END ###"
+    )
+    block.add_new(
+        0x20,
+        "OB",
+        csa_header(
+            [
+                ("UsedPatientWeight", "IS", ["72"]),
+                ("MrPhoenixProtocol", "UN", [phoenix]),
+                ("CoilForGradient", "SH", ["void"]),
+            ]
+        ),
+    )
+    med = ds.private_block(0x0029, "SIEMENS MEDCOM HEADER2", create=True)
+    med.add_new(0x60, "LO", "com")
+
+
+def _ge(ds: Dataset, family: str, given: str, pid: str) -> None:
+    """GE private creators as GE CT writes them, with text the technologist typed planted."""
+    ds.Manufacturer = "GE MEDICAL SYSTEMS"
+    iden = ds.private_block(0x0009, "GEMS_IDEN_01", create=True)
+    iden.add_new(0x01, "LO", "GE_GENESIS_FF")
+    iden.add_new(0x02, "SH", "CT01")
+    iden.add_new(0x04, "SH", "DISCOVERY CT750")
+    iden.add_new(0x27, "SL", 1679390400)
+    pati = ds.private_block(0x0011, "GEMS_PATI_01", create=True)
+    pati.add_new(0x10, "SS", 0)
+    parm = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+    parm.add_new(0x10, "US", 0)
+    parm.add_new(0x27, "SH", "/1.0:1")
+    parm.add_new(0x2D, "SH", f"{family[:8]}")  # scan comment field, typed by the tech
+    acqu = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+    acqu.add_new(0x9E, "LO", f"{pid} {given}")  # internal sequence name reused as a note
+
+
+def _philips(ds: Dataset, family: str, given: str) -> None:
+    """Philips private creators as Philips MR writes them, one text value naming the patient."""
+    ds.Manufacturer = "Philips Medical Systems"
+    dd = ds.private_block(0x2001, "Philips Imaging DD 001", create=True)
+    dd.add_new(0x01, "FL", 0.0)
+    dd.add_new(0x03, "FL", 0.0)
+    dd.add_new(0x0B, "CS", "TRANSVERSAL")
+    dd.add_new(0x1D, "LO", f"{family}^{given}")  # a free-text label the operator typed
+    mr = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
+    mr.add_new(0x0D, "FL", 0.0)
+    mr.add_new(0x0E, "FL", 1.0)
+
+
+def _item(**kw: object) -> Dataset:
+    d = Dataset()
+    for k, v in kw.items():
+        setattr(d, k, v)
+    return d
+
+
+def _ct_macros(shared: Dataset, event_uid: str) -> None:
+    """The Enhanced CT functional groups a scanner fills in for a helical acquisition."""
+    shared.CTAcquisitionTypeSequence = Sequence(
+        [_item(AcquisitionType="SPIRAL", ConstantVolumeFlag="NO", FluoroscopyFlag="NO")]
+    )
+    shared.CTAcquisitionDetailsSequence = Sequence(
+        [
+            _item(
+                DataCollectionDiameter=500,
+                GantryDetectorTilt=0,
+                TableHeight=150,
+                RotationDirection="CW",
+                RevolutionTime=0.5,
+                SingleCollimationWidth=0.625,
+                TotalCollimationWidth=40,
+            )
+        ]
+    )
+    shared.CTTableDynamicsSequence = Sequence(
+        [_item(TableSpeed=80, TableFeedPerRotation=40, SpiralPitchFactor=1.0)]
+    )
+    shared.CTGeometrySequence = Sequence(
+        [_item(DistanceSourceToDetector=1085.6, DistanceSourceToDataCollectionCenter=595)]
+    )
+    shared.CTReconstructionSequence = Sequence(
+        [
+            _item(
+                ReconstructionAlgorithm="ITERATIVE",
+                ConvolutionKernel="STANDARD",
+                ConvolutionKernelGroup="SOFT_TISSUE",
+                ReconstructionDiameter=38.4,
+                ReconstructionPixelSpacing=[0.8, 0.8],
+                ReconstructionAngle=360,
+                ImageFilter="SOFT",
+            )
+        ]
+    )
+    shared.CTExposureSequence = Sequence(
+        [
+            _item(
+                ExposureTimeInms=500,
+                XRayTubeCurrentInmA=200,
+                ExposureInmAs=100,
+                ExposureModulationType="NONE",
+                CTDIvol=10.2,
+            )
+        ]
+    )
+    shared.CTPositionSequence = Sequence(
+        [
+            _item(
+                TablePosition=-100,
+                ReconstructionTargetCenterPatient=[0.0, 0.0, 0.0],
+                DataCollectionCenterPatient=[0.0, 0.0, 0.0],
+            )
+        ]
+    )
+    shared.CTXRayDetailsSequence = Sequence(
+        [_item(KVP=120, FilterType="FLAT", FilterMaterial="ALUMINUM", FocalSpots=[0.7])]
+    )
+    shared.IrradiationEventIdentificationSequence = Sequence([_item(IrradiationEventUID=event_uid)])
+
+
+def _mr_macros(ds: Dataset, shared: Dataset) -> None:
+    """The Enhanced MR image-level attributes and functional groups of a 3D T1 gradient echo."""
+    for k, v in dict(
+        PixelPresentation="MONOCHROME",
+        ComplexImageComponent="MAGNITUDE",
+        AcquisitionContrast="T1",
+        ResonantNucleus="1H",
+        KSpaceFiltering="NONE",
+        MagneticFieldStrength=3.0,
+        ApplicableSafetyStandardAgency="IEC",
+        PulseSequenceName="tfl3d1",
+        MRAcquisitionType="3D",
+        EchoPulseSequence="GRADIENT",
+        MultiPlanarExcitation="NO",
+        PhaseContrast="NO",
+        TimeOfFlightContrast="NO",
+        SteadyStatePulseSequence="NONE",
+        EchoPlanarPulseSequence="NO",
+        SaturationRecovery="NO",
+        SpectrallySelectedSuppression="NONE",
+        OversamplingPhase="NONE",
+        GeometryOfKSpaceTraversal="RECTILINEAR",
+        SegmentedKSpaceTraversal="SINGLE",
+        RectilinearPhaseEncodeReordering="LINEAR",
+        NumberOfKSpaceTrajectories=1,
+        CoverageOfKSpace="FULL",
+    ).items():
+        setattr(ds, k, v)
+    shared.MRTimingAndRelatedParametersSequence = Sequence(
+        [
+            _item(
+                RepetitionTime=2300.0,
+                FlipAngle=9.0,
+                EchoTrainLength=1,
+                RFEchoTrainLength=1,
+                GradientEchoTrainLength=1,
+                SpecificAbsorptionRateSequence=Sequence(
+                    [
+                        _item(
+                            SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
+                            SpecificAbsorptionRateValue=0.05,
+                        )
+                    ]
+                ),
+                GradientOutputType="DB_DT",
+                GradientOutput=20.0,
+                OperatingModeSequence=Sequence(
+                    [_item(OperatingModeType="STATIC FIELD", OperatingMode="IEC_NORMAL")]
+                ),
+            )
+        ]
+    )
+    shared.MREchoSequence = Sequence([_item(EffectiveEchoTime=2.98)])
+    shared.MRModifierSequence = Sequence(
+        [
+            _item(
+                InversionRecovery="YES",
+                InversionTimes=[900.0],
+                FlowCompensation="NONE",
+                Spoiling="RF",
+                T2Preparation="NO",
+                SpectrallySelectedExcitation="NONE",
+                SpatialPresaturation="NONE",
+                PartialFourier="NO",
+                ParallelAcquisition="YES",
+                ParallelAcquisitionTechnique="SENSE",
+                ParallelReductionFactorInPlane=2.0,
+                ParallelReductionFactorOutOfPlane=1.0,
+                ParallelReductionFactorSecondInPlane=1.0,
+            )
+        ]
+    )
+    shared.MRImagingModifierSequence = Sequence(
+        [
+            _item(
+                MagnetizationTransfer="NONE",
+                BloodSignalNulling="NO",
+                Tagging="NONE",
+                TransmitterFrequency=123.2,
+                PixelBandwidth=240.0,
+            )
+        ]
+    )
+    shared.MRReceiveCoilSequence = Sequence(
+        [
+            _item(
+                ReceiveCoilName="HEAD 32",
+                ReceiveCoilManufacturerName="",
+                ReceiveCoilType="MULTICOIL",
+                QuadratureReceiveCoil="NO",
+                MultiCoilDefinitionSequence=Sequence(
+                    [_item(MultiCoilElementName="H1", MultiCoilElementUsed="YES")]
+                ),
+            )
+        ]
+    )
+    shared.MRTransmitCoilSequence = Sequence(
+        [
+            _item(
+                TransmitCoilName="BODY",
+                TransmitCoilManufacturerName="",
+                TransmitCoilType="BODY",
+            )
+        ]
+    )
+    shared.MRFOVGeometrySequence = Sequence(
+        [
+            _item(
+                InPlanePhaseEncodingDirection="ROW",
+                MRAcquisitionFrequencyEncodingSteps=48,
+                MRAcquisitionPhaseEncodingStepsInPlane=48,
+                MRAcquisitionPhaseEncodingStepsOutOfPlane=6,
+                PercentSampling=100.0,
+                PercentPhaseFieldOfView=100.0,
+            )
+        ]
+    )
+    shared.MRAveragesSequence = Sequence([_item(NumberOfAverages=1.0)])
+
+
+# -- PDF ------------------------------------------------------------------------------------
+
+
+def make_pdf(lines: list[str], compress: bool) -> bytes:
+    """A one-page PDF showing ``lines`` (Helvetica), its content stream Flate-compressed or not."""
+    text = ["BT", "/F1 11 Tf", "14 TL", "56 780 Td"]
+    for line in lines:
+        esc = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        text.append(f"({esc}) Tj T*")
+    text.append("ET")
+    content = "\n".join(text).encode("latin-1")
+    stream_dict = f"<< /Length {len(content)} >>"
+    if compress:
+        content = zlib.compress(content, 9)
+        stream_dict = f"<< /Length {len(content)} /Filter /FlateDecode >>"
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+        b"/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        stream_dict.encode() + b"\nstream\n" + content + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    for off in offsets:
+        out += f"{off:010d} 00000 n \n".encode()
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+_STREAM = re.compile(rb"<<(.*?)>>\s*stream\r?\n(.*?)\r?\nendstream", re.S)
+
+
+def pdf_text(data: bytes) -> bytes:
+    """The PDF's bytes with every Flate stream inflated after it (for a leak search)."""
+    out = [data]
+    for m in _STREAM.finditer(data):
+        if b"FlateDecode" in m.group(1):
+            try:
+                out.append(zlib.decompress(m.group(2)))
+            except zlib.error:
+                out.append(b"")
+    return b"\n".join(out)
+
+
+# -- generation -----------------------------------------------------------------------------
+
+
+def generate(root: str | Path, *, seed: int = 0, patients: int = 2) -> Manifest:
+    """Write the archive under ``root`` (created) and return its manifest (``patients`` 1..3)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    g = _Gen(seed)
+    for p in range(min(patients, len(PATIENTS))):
+        _patient(g, root, p)
+    return g.manifest
+
+
+def _patient(g: _Gen, root: Path, p: int) -> None:
+    family, given, sex, birth = PATIENTS[p]
+    pid = f"MRN{5520113 + 4211 * p}"
+    pat = {
+        "PatientName": f"{family}^{given}",
+        "PatientID": pid,
+        "PatientBirthDate": birth,
+        "PatientSex": sex,
+        "OtherPatientIDs": f"INS{88120034 + p}",
+        "PatientAddress": f"{40 + p} QUARRY LANE, SPRINGFIELD",
+    }
+    accs = [f"X{2025020100 + 11 * p + s}" for s in range(3)]
+    g.manifest.identifiers[p] = identifier_strings(
+        family, given, pid, birth, [*accs, pat["OtherPatientIDs"]]
+    )
+    folder = f"pacs/{pid}"
+    ctx = _Ctx(g, root, p, pat, family, given)
+
+    def study(s: int, desc: str) -> dict[str, str]:
+        return {
+            "StudyInstanceUID": g.uid(),
+            "StudyDate": f"{2023 + s}{(p + 2 * s) % 12 + 1:02d}{12 + s:02d}",
+            "StudyTime": f"{10 + s:02d}1500",
+            "AccessionNumber": accs[s],
+            "StudyID": f"{700 + 10 * p + s}",
+            "ReferringPhysicianName": realistic.PHYSICIANS[(p + s) % 3],
+            "PatientAge": f"{2023 + s - int(birth[:4]):03d}Y",
+            "StudyDescription": desc,
+        }
+
+    # Study 1: oncology CT + PET, with a segmentation, RT plan and dose, and reports.
+    st = study(0, "PET CT WHOLE BODY")
+    sd = f"{folder}/study1"
+    ct = ctx.enhanced(st, f"{sd}/01_ENHCT", "CT")
+    pt = ctx.pet(st, f"{sd}/02_PT")
+    ctx.seg(st, f"{sd}/03_SEG", ct)
+    plan = ctx.rtplan(st, f"{sd}/04_RTPLAN", ct)
+    ctx.rtdose(st, f"{sd}/05_RTDOSE", ct, plan)
+    ctx.ko(st, f"{sd}/06_KO", [ct, pt])
+    ctx.gsps(st, f"{sd}/07_PR", pt)
+    ctx.csr(st, f"{sd}/08_CSR", [ct, pt])
+    ctx.pdf(st, f"{sd}/09_PDF", compress=True)
+    # Study 2: MR brain (enhanced) and an NM bone scan.
+    st = study(1, "MR BRAIN")
+    sd = f"{folder}/study2"
+    mr = ctx.enhanced(st, f"{sd}/01_ENHMR", "MR")
+    ctx.nm(st, f"{sd}/02_NM")
+    ctx.gsps(st, f"{sd}/03_PR", mr)
+    ctx.pdf(st, f"{sd}/04_PDF", compress=False)
+    # Study 3: breast screening (women) or a second CT (men).
+    st = study(2, "MAMMO SCREENING BILATERAL" if sex == "F" else "CT FOLLOW UP")
+    sd = f"{folder}/study3"
+    if sex == "F":
+        mg = ctx.mammo(st, f"{sd}/01_MG")
+        ctx.tomo(st, f"{sd}/02_BTO")
+        ctx.ko(st, f"{sd}/03_KO", [mg])
+    else:
+        ct2 = ctx.enhanced(st, f"{sd}/01_ENHCT", "CT")
+        ctx.csr(st, f"{sd}/02_CSR", [ct2])
+
+
+#: (series UID, SOP class UID, SOP instance UIDs, frame of reference UID)
+Ref = tuple[str, str, list[str], str]
+
+
+class _Ctx:
+    """One patient's writer: shared arguments of every kind's method."""
+
+    def __init__(
+        self, g: _Gen, root: Path, p: int, pat: dict[str, str], family: str, given: str
+    ) -> None:
+        self.g, self.root, self.p, self.pat = g, root, p, pat
+        self.family, self.given = family, given
+
+    def write(self, rel: str, ds: Dataset, cls: str, ts: str, shape: tuple[int, int, int]) -> None:
+        """Save ``ds`` and list it in the manifest."""
+        inst = Instance(rel, cls, SYNTAX_NAMES[ts], ds.SOPInstanceUID, self.p, [], shape)
+        _write(self.g, self.root, rel, ds, inst)
+
+    def syntax(self, kind: str, options: list[str]) -> str:
+        """The next transfer syntax for ``kind`` (each kind cycles through its own list)."""
+        return realistic._syntax_cycle(self.g, kind, options)
+
+    # -- images -----------------------------------------------------------------------------
+
+    def enhanced(self, st: dict[str, str], sd: str, kind: str) -> Ref:
+        """An Enhanced CT or MR: one multi-frame instance with functional groups."""
+        g, ct = self.g, kind == "CT"
+        ts = self.syntax(
+            "ENH" + kind,
+            [ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless]
+            if ct
+            else [ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, JPEGLSLossless],
+        )
+        ds = _base(g, ENHANCED_CT if ct else ENHANCED_MR, kind, self.pat, st)
+        _series(g, ds, kind, 1, "AX 3MM" if ct else "T1 MPRAGE")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], st["StudyTime"]
+        ds.AcquisitionDateTime = st["StudyDate"] + st["StudyTime"]
+        ds.AcquisitionNumber = 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+        ds.FrameOfReferenceUID = g.uid()
+        ds.PositionReferenceIndicator = ""
+        ds.ProtocolName = "CHEST ROUTINE" if ct else "BRAIN ROUTINE"
+        ds.PatientPosition = "HFS"
+        ds.ContentQualification = "PRODUCT"
+        ds.BurnedInAnnotation = "NO"
+        ds.PresentationLUTShape = "IDENTITY"
+        ds.LossyImageCompression = "00"
+        ds.DimensionOrganizationType = "3D"
+        ds.PixelPresentation = "MONOCHROME"
+        ds.VolumetricProperties = "VOLUME"
+        ds.VolumeBasedCalculationTechnique = "NONE"
+        ds.AcquisitionDuration = 3.0
+        ds.AcquisitionContextSequence = Sequence()
+        ds.ImageComments = f"pt {self.family} cooperative" if self.p % 2 == 0 else "cooperative"
+        frames, size = 6, 48
+        dim_uid = g.uid()
+        org = Dataset()
+        org.DimensionOrganizationUID = dim_uid
+        ds.DimensionOrganizationSequence = Sequence([org])
+        dims = []
+        for pointer, group, label in (
+            (0x00209056, 0x00209111, "Stack ID"),
+            (0x00209057, 0x00209111, "In-Stack Position Number"),
+        ):
+            d = Dataset()
+            d.DimensionOrganizationUID = dim_uid
+            d.DimensionIndexPointer = pointer
+            d.FunctionalGroupPointer = group
+            d.DimensionDescriptionLabel = label
+            dims.append(d)
+        ds.DimensionIndexSequence = Sequence(dims)
+        shared = Dataset()
+        pm = Dataset()
+        pm.PixelSpacing = [0.8, 0.8]
+        pm.SliceThickness = 3.0
+        shared.PixelMeasuresSequence = Sequence([pm])
+        po = Dataset()
+        po.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        shared.PlaneOrientationSequence = Sequence([po])
+        anat = Dataset()
+        anat.AnatomicRegionSequence = Sequence(
+            [_code("T-D3000" if ct else "T-A0100", "SRT", "Chest" if ct else "Brain")]
+        )
+        anat.FrameLaterality = "U"
+        shared.FrameAnatomySequence = Sequence([anat])
+        if ct:
+            ft = Dataset()
+            ft.FrameType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+            ft.PixelPresentation = "MONOCHROME"
+            ft.VolumetricProperties = "VOLUME"
+            ft.VolumeBasedCalculationTechnique = "NONE"
+            shared.CTImageFrameTypeSequence = Sequence([ft])
+            pvt = Dataset()
+            pvt.RescaleIntercept, pvt.RescaleSlope, pvt.RescaleType = -1024, 1, "HU"
+            shared.PixelValueTransformationSequence = Sequence([pvt])
+            _ct_macros(shared, g.uid())
+        else:
+            ft = Dataset()
+            ft.FrameType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+            ft.PixelPresentation = "MONOCHROME"
+            ft.VolumetricProperties = "VOLUME"
+            ft.VolumeBasedCalculationTechnique = "NONE"
+            ft.ComplexImageComponent = "MAGNITUDE"
+            ft.AcquisitionContrast = "T1"
+            shared.MRImageFrameTypeSequence = Sequence([ft])
+            pvt = Dataset()
+            pvt.RescaleIntercept, pvt.RescaleSlope, pvt.RescaleType = 0, 1, "US"
+            shared.PixelValueTransformationSequence = Sequence([pvt])
+            _mr_macros(ds, shared)
+        voi = Dataset()
+        voi.WindowCenter, voi.WindowWidth = (40, 400) if ct else (600, 1200)
+        shared.FrameVOILUTSequence = Sequence([voi])
+        ds.SharedFunctionalGroupsSequence = Sequence([shared])
+        per = []
+        stack = []
+        for f in range(frames):
+            item = Dataset()
+            fc = Dataset()
+            fc.StackID = "1"
+            fc.InStackPositionNumber = f + 1
+            fc.DimensionIndexValues = [1, f + 1]
+            fc.FrameAcquisitionDateTime = st["StudyDate"] + st["StudyTime"]
+            fc.FrameReferenceDateTime = st["StudyDate"] + st["StudyTime"]
+            fc.FrameAcquisitionDuration = 500.0
+            item.FrameContentSequence = Sequence([fc])
+            pp = Dataset()
+            pp.ImagePositionPatient = [-19.2, -19.2, -9.0 + 3.0 * f]
+            item.PlanePositionSequence = Sequence([pp])
+            per.append(item)
+            if ct:
+                stack.append((g.ct_slice(f, size) + 1024).astype(np.uint16))
+            else:
+                stack.append(g.mr_slice(size))
+        ds.PerFrameFunctionalGroupsSequence = Sequence(per)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        arr = np.clip(np.stack(stack), 0, 4095).astype(np.uint16)
+        ds.NumberOfFrames = frames
+        if ct:
+            _ge(ds, self.family, self.given, self.pat["PatientID"])
+        elif self.p % 2 == 0:
+            _siemens(ds, self.family, self.given, named=True)
+        else:
+            _philips(ds, self.family, self.given)
+        _set_pixels(ds, arr, ts)
+        self.write(f"{sd}/EN0001.dcm", ds, "ENH" + kind, ts, (size, size, frames))
+        return ds.SeriesInstanceUID, ds.SOPClassUID, [ds.SOPInstanceUID], ds.FrameOfReferenceUID
+
+    def pet(self, st: dict[str, str], sd: str) -> Ref:
+        """Four PET slices, with the radiopharmaceutical and GE's PET private block."""
+        g = self.g
+        series, frame_ref = g.uid(), g.uid()
+        sops = []
+        size = 32
+        for i in range(4):
+            ts = self.syntax("PT", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+            ds = _base(g, PET_IMAGE, "PT", self.pat, st)
+            ds.Manufacturer = "GE MEDICAL SYSTEMS"
+            ds.SeriesInstanceUID = series
+            ds.SeriesNumber = 2
+            ds.SeriesDescription = "PET WB AC"
+            ds.SeriesDate, ds.SeriesTime = st["StudyDate"], st["StudyTime"]
+            ds.InstanceNumber = i + 1
+            ds.ContentDate, ds.ContentTime = st["StudyDate"], st["StudyTime"]
+            ds.AcquisitionDate, ds.AcquisitionTime = st["StudyDate"], st["StudyTime"]
+            ds.FrameOfReferenceUID = frame_ref
+            ds.PositionReferenceIndicator = ""
+            ds.PatientWeight, ds.PatientSize = 72.5, 1.68
+            ds.ImageType = ["ORIGINAL", "PRIMARY"]
+            ds.SeriesType = ["WHOLE BODY", "IMAGE"]
+            ds.Units = "BQML"
+            ds.CountsSource = "EMISSION"
+            ds.CorrectedImage = ["DECY", "ATTN", "SCAT", "DTIM", "RAN", "NORM"]
+            ds.DecayCorrection = "START"
+            ds.RandomsCorrectionMethod = "DLYD"
+            ds.ReconstructionMethod = "OSEM"
+            ds.AttenuationCorrectionMethod = "CT"
+            ds.DecayFactor = 1.0
+            ds.DoseCalibrationFactor = 1.0
+            ds.ScatterFractionFactor = 0.3
+            ds.DeadTimeFactor = 1.0
+            ds.NumberOfSlices = 4
+            ds.ImageIndex = i + 1
+            ds.AcquisitionStartCondition = "MANU"
+            ds.FrameReferenceTime = 0.0
+            ds.ActualFrameDuration = 120000
+            ds.PrimaryPromptsCountsAccumulated = 1000000
+            ds.SliceSensitivityFactor = 1.0
+            ds.CollimatorType = "NONE"
+            ds.PatientGantryRelationshipCodeSequence = Sequence(
+                [_code("F-10470", "SRT", "headfirst")]
+            )
+            ds.PatientOrientationCodeSequence = Sequence([_code("F-10450", "SRT", "recumbent")])
+            ds.PatientOrientationCodeSequence[0].PatientOrientationModifierCodeSequence = Sequence(
+                [_code("F-10340", "SRT", "supine")]
+            )
+            ds.Laterality = ""
+            rp = Dataset()
+            rp.Radiopharmaceutical = "Fluorodeoxyglucose"
+            rp.RadiopharmaceuticalStartTime = "093000"
+            rp.RadiopharmaceuticalStartDateTime = st["StudyDate"] + "093000"
+            rp.RadionuclideTotalDose = 370000000
+            rp.RadionuclideHalfLife = 6586.2
+            rp.RadionuclidePositronFraction = 0.97
+            rp.RadionuclideCodeSequence = Sequence([_code("C-111A1", "SRT", "^18^Fluorine")])
+            rp.RadiopharmaceuticalCodeSequence = Sequence(
+                [_code("C-B1031", "SRT", "Fluorodeoxyglucose F^18^")]
+            )
+            ds.RadiopharmaceuticalInformationSequence = Sequence([rp])
+            ds.SliceThickness = 3.27
+            ds.PixelSpacing = [4.0, 4.0]
+            ds.ImagePositionPatient = [-64.0, -64.0, -100.0 + 3.27 * i]
+            ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+            ds.SliceLocation = -100.0 + 3.27 * i
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+            ds.RescaleIntercept, ds.RescaleSlope = 0, 0.25
+            ds.LossyImageCompression = "00"
+            yy, xx = np.mgrid[0:size, 0:size]
+            img = 400 * np.exp(-((yy - 16) ** 2 + (xx - 14 - i) ** 2) / 30.0)
+            arr = (img + g.rng.poisson(20, img.shape)).astype(np.int16)
+            petd = ds.private_block(0x0009, "GEMS_PETD_01", create=True)
+            petd.add_new(0x02, "LO", f"{self.family}, {self.given}")  # GE PET patient name
+            petd.add_new(0x05, "DT", st["StudyDate"] + "093000")
+            petd.add_new(0x0D, "DT", st["StudyDate"] + st["StudyTime"])
+            _set_pixels(ds, arr[None], ts)
+            self.write(f"{sd}/PT{i + 1:04d}.dcm", ds, "PT", ts, (size, size, 1))
+            sops.append(ds.SOPInstanceUID)
+        return series, PET_IMAGE, sops, frame_ref
+
+    def nm(self, st: dict[str, str], sd: str) -> Ref:
+        """A two-detector NM whole-body image (multi-frame, energy window and detector)."""
+        g = self.g
+        ts = self.syntax("NM", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        ds = _base(g, NM_IMAGE, "NM", self.pat, st)
+        _series(g, ds, "NM", 2, "BONE WB")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], st["StudyTime"]
+        ds.AcquisitionDate, ds.AcquisitionTime = st["StudyDate"], st["StudyTime"]
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "WHOLE BODY", "EMISSION"]
+        ds.PatientOrientation = ""
+        ds.Laterality = ""
+        ds.FrameOfReferenceUID = g.uid()
+        ds.PositionReferenceIndicator = ""
+        ds.BurnedInAnnotation = "NO"
+        ds.PatientOrientationCodeSequence = Sequence([_code("F-10450", "SRT", "recumbent")])
+        ds.PatientGantryRelationshipCodeSequence = Sequence([_code("F-10470", "SRT", "headfirst")])
+        ds.CountsAccumulated = 2400000
+        ds.PixelSpacing = [2.4, 2.4]
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.NumberOfFrames = 2
+        ds.FrameIncrementPointer = [0x00540010, 0x00540020]
+        ds.EnergyWindowVector = [1, 1]
+        ds.NumberOfEnergyWindows = 1
+        ds.DetectorVector = [1, 2]
+        ds.NumberOfDetectors = 2
+        ew = Dataset()
+        rng = Dataset()
+        rng.EnergyWindowLowerLimit, rng.EnergyWindowUpperLimit = 126.45, 154.55
+        ew.EnergyWindowRangeSequence = Sequence([rng])
+        ew.EnergyWindowName = "TC99M"
+        ds.EnergyWindowInformationSequence = Sequence([ew])
+        rp = Dataset()
+        rp.Radiopharmaceutical = "Tc99m MDP"
+        rp.RadionuclideCodeSequence = Sequence([_code("C-163A8", "SRT", "^99m^Technetium")])
+        rp.RadionuclideTotalDose = 740.0
+        rp.RadiopharmaceuticalStartTime = "073000"
+        ds.RadiopharmaceuticalInformationSequence = Sequence([rp])
+        dets = []
+        for d in range(2):
+            it = Dataset()
+            it.CollimatorGridName = "LEHR"
+            it.CollimatorType = "PARA"
+            it.ImagePositionPatient = [0.0, 0.0, 0.0]
+            it.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+            it.ViewCodeSequence = Sequence(
+                [_code("R-10224" if d == 0 else "R-10226", "SRT", ["anterior", "posterior"][d])]
+            )
+            dets.append(it)
+        ds.DetectorInformationSequence = Sequence(dets)
+        ds.RotationVector = None
+        del ds.RotationVector
+        ds.ScanVelocity, ds.WholeBodyTechnique, ds.ScanLength = 12.0, ["1PS", "2PS"], 2000
+        ds.ActualFrameDuration = 900000
+        rows, cols = 96, 32
+        yy, xx = np.mgrid[0:rows, 0:cols]
+        body = (np.abs(xx - cols / 2) < 8 - 4 * np.cos(yy / rows * 6)).astype(float)
+        arr = np.stack([g.rng.poisson(40 * body + 2) for _ in range(2)]).astype(np.uint16)
+        _set_pixels(ds, arr, ts)
+        self.write(f"{sd}/NM0001.dcm", ds, "NM", ts, (rows, cols, 2))
+        return ds.SeriesInstanceUID, NM_IMAGE, [ds.SOPInstanceUID], ds.FrameOfReferenceUID
+
+    def mammo(self, st: dict[str, str], sd: str) -> Ref:
+        """The four screening views (R/L CC, R/L MLO) For Presentation."""
+        g = self.g
+        series = g.uid()
+        sops = []
+        rows, cols = 80, 64
+        views = [
+            ("R", "CC", "R-10242", "cranio-caudal"),
+            ("L", "CC", "R-10242", "cranio-caudal"),
+            ("R", "MLO", "R-10226", "medio-lateral oblique"),
+            ("L", "MLO", "R-10226", "medio-lateral oblique"),
+        ]
+        for i, (lat, view, code, meaning) in enumerate(views):
+            ts = self.syntax("MG", [JPEG2000Lossless, ExplicitVRLittleEndian, JPEGLSLossless])
+            ds = _base(g, MG_PRESENTATION, "MG", self.pat, st)
+            ds.Manufacturer = "HOLOGIC, Inc."
+            ds.SeriesInstanceUID = series
+            ds.SeriesNumber = 1
+            ds.SeriesDescription = "SCREENING"
+            ds.InstanceNumber = i + 1
+            ds.ContentDate, ds.ContentTime = st["StudyDate"], st["StudyTime"]
+            ds.AcquisitionDate, ds.AcquisitionTime = st["StudyDate"], st["StudyTime"]
+            ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
+            ds.PresentationIntentType = "FOR PRESENTATION"
+            ds.ImageLaterality = lat
+            ds.AcquisitionContextSequence = Sequence()
+            ds.PositionerType = "MAMMOGRAPHIC"
+            ds.OrganExposed = "BREAST"
+            ds.ViewPosition = view
+            ds.PatientOrientation = ["A", "R" if lat == "L" else "L"]
+            ds.ViewCodeSequence = Sequence([_code(code, "SRT", meaning)])
+            ds.ViewCodeSequence[0].ViewModifierCodeSequence = Sequence()
+            ds.AnatomicRegionSequence = Sequence([_code("T-04000", "SRT", "Breast")])
+            ds.BodyPartExamined = "BREAST"
+            ds.BurnedInAnnotation = "NO"
+            ds.PresentationLUTShape = "IDENTITY"
+            ds.PixelIntensityRelationship = "LOG"
+            ds.PixelIntensityRelationshipSign = -1
+            ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
+            ds.WindowCenter, ds.WindowWidth = 2048, 4096
+            ds.ImagerPixelSpacing = [0.07, 0.07]
+            ds.PixelSpacing = [0.07, 0.07]
+            ds.DetectorType = "DIRECT"
+            ds.KVP, ds.ExposureTime, ds.XRayTubeCurrent, ds.Exposure = 29, 1200, 100, 120
+            ds.DistanceSourceToDetector = 700
+            ds.DistanceSourceToPatient = 640
+            ds.BodyPartThickness = 48
+            ds.CompressionForce = 98
+            ds.PositionerPrimaryAngle = 0 if view == "CC" else 45
+            ds.OrganDose = 1.1
+            ds.EntranceDoseInmGy = 4.2
+            ds.BreastImplantPresent = "NO"
+            ds.QualityControlImage = "NO"
+            ds.LossyImageCompression = "00"
+            ds.OperatorsName = "LINDQVIST^MARIT"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+            yy, xx = np.mgrid[0:rows, 0:cols]
+            edge = xx if lat == "R" else cols - 1 - xx
+            breast = np.hypot(yy - rows / 2, edge) < rows * 0.45
+            img = np.where(breast, 2600 - 8 * edge, 300) + g.rng.normal(0, 20, (rows, cols))
+            arr = np.clip(img, 0, 4095).astype(np.uint16)
+            _set_pixels(ds, arr[None], ts)
+            self.write(f"{sd}/MG{i + 1:04d}.dcm", ds, "MG", ts, (rows, cols, 1))
+            sops.append(ds.SOPInstanceUID)
+        return series, MG_PRESENTATION, sops, ""
+
+    def tomo(self, st: dict[str, str], sd: str) -> Ref:
+        """A breast tomosynthesis volume: enhanced multi-frame, one plane per frame."""
+        g = self.g
+        ts = self.syntax("BTO", [ExplicitVRLittleEndian, JPEG2000Lossless])
+        ds = _base(g, BREAST_TOMO, "MG", self.pat, st)
+        ds.Manufacturer = "HOLOGIC, Inc."
+        _series(g, ds, "MG", 2, "R CC TOMO")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], st["StudyTime"]
+        ds.AcquisitionDateTime = st["StudyDate"] + st["StudyTime"]
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "TOMOSYNTHESIS", "NONE"]
+        ds.FrameOfReferenceUID = g.uid()
+        ds.PositionReferenceIndicator = ""
+        ds.ContentQualification = "PRODUCT"
+        ds.BurnedInAnnotation = "NO"
+        ds.PresentationIntentType = "FOR PRESENTATION"
+        ds.ImageLaterality = "R"
+        ds.PresentationLUTShape = "IDENTITY"
+        ds.LossyImageCompression = "00"
+        ds.VolumetricProperties = "VOLUME"
+        ds.VolumeBasedCalculationTechnique = "TOMOSYNTHESIS"
+        ds.PixelPresentation = "MONOCHROME"
+        ds.BreastImplantPresent = "NO"
+        ds.AcquisitionContextSequence = Sequence()
+        ds.DimensionOrganizationType = "3D"
+        dim_uid = g.uid()
+        org = Dataset()
+        org.DimensionOrganizationUID = dim_uid
+        ds.DimensionOrganizationSequence = Sequence([org])
+        d = Dataset()
+        d.DimensionOrganizationUID = dim_uid
+        d.DimensionIndexPointer = 0x00200032
+        d.FunctionalGroupPointer = 0x00209113
+        ds.DimensionIndexSequence = Sequence([d])
+        shared = Dataset()
+        pm = Dataset()
+        pm.PixelSpacing = [0.1, 0.1]
+        pm.SliceThickness = 1.0
+        shared.PixelMeasuresSequence = Sequence([pm])
+        po = Dataset()
+        po.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+        shared.PlaneOrientationSequence = Sequence([po])
+        anat = Dataset()
+        anat.AnatomicRegionSequence = Sequence([_code("T-04000", "SRT", "Breast")])
+        anat.FrameLaterality = "R"
+        shared.FrameAnatomySequence = Sequence([anat])
+        view = Dataset()
+        view.ViewCodeSequence = Sequence([_code("R-10242", "SRT", "cranio-caudal")])
+        view.ViewCodeSequence[0].ViewModifierCodeSequence = Sequence()
+        shared.PixelValueTransformationSequence = Sequence(
+            [_item(RescaleIntercept=0, RescaleSlope=1, RescaleType="US")]
+        )
+        ds.SharedFunctionalGroupsSequence = Sequence([shared])
+        ds.ViewCodeSequence = view.ViewCodeSequence
+        frames, rows, cols = 5, 48, 40
+        per = []
+        for f in range(frames):
+            it = Dataset()
+            fc = Dataset()
+            fc.DimensionIndexValues = [f + 1]
+            fc.FrameAcquisitionDateTime = st["StudyDate"] + st["StudyTime"]
+            fc.FrameReferenceDateTime = st["StudyDate"] + st["StudyTime"]
+            fc.FrameAcquisitionDuration = 100.0
+            it.FrameContentSequence = Sequence([fc])
+            it.XRay3DFrameTypeSequence = Sequence(
+                [
+                    _item(
+                        FrameType=["ORIGINAL", "PRIMARY", "TOMOSYNTHESIS", "NONE"],
+                        PixelPresentation="MONOCHROME",
+                        VolumetricProperties="VOLUME",
+                        VolumeBasedCalculationTechnique="TOMOSYNTHESIS",
+                    )
+                ]
+            )
+            pp = Dataset()
+            pp.ImagePositionPatient = [float(f), 0.0, 0.0]
+            it.PlanePositionSequence = Sequence([pp])
+            per.append(it)
+        ds.PerFrameFunctionalGroupsSequence = Sequence(per)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 10, 9, 0
+        arr = g.rng.integers(100, 1000, (frames, rows, cols)).astype(np.uint16)
+        ds.NumberOfFrames = frames
+        _set_pixels(ds, arr, ts)
+        self.write(f"{sd}/BT0001.dcm", ds, "BTO", ts, (rows, cols, frames))
+        return ds.SeriesInstanceUID, BREAST_TOMO, [ds.SOPInstanceUID], ds.FrameOfReferenceUID
+
+    def seg(self, st: dict[str, str], sd: str, src: Ref) -> None:
+        """A binary Segmentation of the first frames of ``src`` (one segment: a lesion)."""
+        g = self.g
+        ts = self.syntax("SEG", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        ds = _base(g, SEGMENTATION, "SEG", self.pat, st)
+        ds.Manufacturer = "QIICR"
+        ds.ManufacturerModelName = "dcmqi"
+        _series(g, ds, "SEG", 3, "LESION SEG")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], st["StudyTime"]
+        ds.ContentLabel = "LESION"
+        ds.ContentDescription = f"lesion of {self.family}" if self.p % 2 == 0 else "lesion"
+        ds.ContentCreatorName = RADIOLOGIST
+        ds.ImageType = ["DERIVED", "PRIMARY"]
+        ds.FrameOfReferenceUID = src[3]
+        ds.PositionReferenceIndicator = ""
+        ds.SegmentationType = "BINARY"
+        ds.LossyImageCompression = "00"
+        ds.ReferencedSeriesSequence = Sequence()
+        rs = Dataset()
+        rs.SeriesInstanceUID = src[0]
+        rs.ReferencedInstanceSequence = Sequence([_ref(src[1], u) for u in src[2]])
+        ds.ReferencedSeriesSequence = Sequence([rs])
+        seg = Dataset()
+        seg.SegmentNumber = 1
+        seg.SegmentLabel = "Lesion"
+        seg.SegmentAlgorithmType = "MANUAL"
+        seg.SegmentedPropertyCategoryCodeSequence = Sequence(
+            [_code("M-01000", "SRT", "Morphologically Altered Structure")]
+        )
+        seg.SegmentedPropertyTypeCodeSequence = Sequence([_code("M-03000", "SRT", "Mass")])
+        ds.SegmentSequence = Sequence([seg])
+        dim_uid = g.uid()
+        org = Dataset()
+        org.DimensionOrganizationUID = dim_uid
+        ds.DimensionOrganizationSequence = Sequence([org])
+        dims = []
+        for pointer, group in ((0x0062000B, 0x0062000A), (0x00200032, 0x00209113)):
+            d = Dataset()
+            d.DimensionOrganizationUID = dim_uid
+            d.DimensionIndexPointer = pointer
+            d.FunctionalGroupPointer = group
+            dims.append(d)
+        ds.DimensionIndexSequence = Sequence(dims)
+        shared = Dataset()
+        pm = Dataset()
+        pm.PixelSpacing = [0.8, 0.8]
+        pm.SliceThickness = 3.0
+        shared.PixelMeasuresSequence = Sequence([pm])
+        po = Dataset()
+        po.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        shared.PlaneOrientationSequence = Sequence([po])
+        ds.SharedFunctionalGroupsSequence = Sequence([shared])
+        frames, size = 3, 48
+        per = []
+        for f in range(frames):
+            it = Dataset()
+            fc = Dataset()
+            fc.DimensionIndexValues = [1, f + 1]
+            it.FrameContentSequence = Sequence([fc])
+            der = Dataset()
+            srcimg = _ref(src[1], src[2][0])
+            srcimg.ReferencedFrameNumber = f + 2
+            srcimg.PurposeOfReferenceCodeSequence = Sequence(
+                [_code("121322", "DCM", "Source image for image processing operation")]
+            )
+            der.SourceImageSequence = Sequence([srcimg])
+            der.DerivationCodeSequence = Sequence([_code("113076", "DCM", "Segmentation")])
+            it.DerivationImageSequence = Sequence([der])
+            pp = Dataset()
+            pp.ImagePositionPatient = [-19.2, -19.2, -9.0 + 3.0 * (f + 1)]
+            it.PlanePositionSequence = Sequence([pp])
+            si = Dataset()
+            si.ReferencedSegmentNumber = 1
+            it.SegmentIdentificationSequence = Sequence([si])
+            per.append(it)
+        ds.PerFrameFunctionalGroupsSequence = Sequence(per)
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows = ds.Columns = size
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 1, 0, 0
+        ds.NumberOfFrames = frames
+        yy, xx = np.mgrid[0:size, 0:size]
+        masks = [(np.hypot(yy - 26, xx - 20) < 5 + f).astype(np.uint8) for f in range(frames)]
+        bits = np.packbits(np.concatenate([m.ravel() for m in masks]), bitorder="little")
+        raw = bits.tobytes()
+        ds.PixelData = raw + b"\0" * (len(raw) % 2)
+        ds["PixelData"].VR = "OB" if ts == ExplicitVRLittleEndian else "OW"
+        _meta(ds, ts)
+        self.write(f"{sd}/SEG0001.dcm", ds, "SEG", ts, (size, size, frames))
+
+    # -- RT -----------------------------------------------------------------------------------
+
+    def rtplan(self, st: dict[str, str], sd: str, ct: Ref) -> tuple[str, str]:
+        """A one-beam photon RT Plan on the CT's frame of reference."""
+        g = self.g
+        ts = self.syntax("RTPLAN", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+        ds = _base(g, RT_PLAN, "RTPLAN", self.pat, st)
+        ds.Manufacturer = "Varian Medical Systems"
+        _series(g, ds, "RTPLAN", 4, "ARIA RadOnc Plan")
+        ds.OperatorsName = "HOLLINGSWORTH^DAGMAR"
+        ds.InstanceNumber = 1
+        ds.FrameOfReferenceUID = ct[3]
+        ds.PositionReferenceIndicator = ""
+        ds.RTPlanLabel = f"{self.family[:6]} LUNG" if self.p % 2 == 0 else "LUNG RT"
+        ds.RTPlanName = "LUNG 60GY"
+        ds.RTPlanDate, ds.RTPlanTime = st["StudyDate"], "140000"
+        ds.PlanIntent = "CURATIVE"
+        ds.RTPlanGeometry = "PATIENT"
+        ds.ApprovalStatus = "APPROVED"
+        ds.ReviewDate, ds.ReviewTime = st["StudyDate"], "150000"
+        ds.ReviewerName = RADIOLOGIST
+        ds.PrescriptionDescription = "60 Gy in 30 fx"
+        # The structure set the plan was made on (not part of this export, as is common).
+        ds.ReferencedStructureSetSequence = Sequence(
+            [_ref("1.2.840.10008.5.1.4.1.1.481.3", g.uid())]
+        )
+        fg = Dataset()
+        fg.FractionGroupNumber = 1
+        fg.NumberOfFractionsPlanned = 30
+        fg.NumberOfBeams = 1
+        fg.NumberOfBrachyApplicationSetups = 0
+        rb = Dataset()
+        rb.ReferencedBeamNumber = 1
+        rb.BeamMeterset = 212.5
+        fg.ReferencedBeamSequence = Sequence([rb])
+        ds.FractionGroupSequence = Sequence([fg])
+        beam = Dataset()
+        beam.BeamNumber = 1
+        beam.BeamName = "AP"
+        beam.BeamType = "STATIC"
+        beam.RadiationType = "PHOTON"
+        beam.TreatmentMachineName = "TRUEBEAM1"
+        beam.PrimaryDosimeterUnit = "MU"
+        beam.SourceAxisDistance = 1000
+        beam.TreatmentDeliveryType = "TREATMENT"
+        beam.NumberOfWedges = beam.NumberOfCompensators = beam.NumberOfBoli = 0
+        beam.NumberOfBlocks = 0
+        beam.FinalCumulativeMetersetWeight = 1
+        beam.NumberOfControlPoints = 2
+        lims = []
+        for t in ("ASYMX", "ASYMY"):
+            lim = Dataset()
+            lim.RTBeamLimitingDeviceType = t
+            lim.NumberOfLeafJawPairs = 1
+            lims.append(lim)
+        beam.BeamLimitingDeviceSequence = Sequence(lims)
+        cps = []
+        for i in range(2):
+            cp = Dataset()
+            cp.ControlPointIndex = i
+            cp.CumulativeMetersetWeight = i
+            if i == 0:
+                cp.NominalBeamEnergy = 6
+                cp.GantryAngle = 0
+                cp.GantryRotationDirection = "NONE"
+                cp.BeamLimitingDeviceAngle = 0
+                cp.BeamLimitingDeviceRotationDirection = "NONE"
+                cp.PatientSupportAngle = 0
+                cp.PatientSupportRotationDirection = "NONE"
+                cp.TableTopEccentricAngle = 0
+                cp.TableTopEccentricRotationDirection = "NONE"
+                cp.IsocenterPosition = [0.0, 0.0, 0.0]
+                cp.SourceToSurfaceDistance = 920.0
+                pos = []
+                for t in ("ASYMX", "ASYMY"):
+                    bp = Dataset()
+                    bp.RTBeamLimitingDeviceType = t
+                    bp.LeafJawPositions = [-50.0, 50.0]
+                    pos.append(bp)
+                cp.BeamLimitingDevicePositionSequence = Sequence(pos)
+            cps.append(cp)
+        beam.ControlPointSequence = Sequence(cps)
+        ds.BeamSequence = Sequence([beam])
+        ps = Dataset()
+        ps.PatientSetupNumber = 1
+        ps.PatientPosition = "HFS"
+        ds.PatientSetupSequence = Sequence([ps])
+        _meta(ds, ts)
+        self.write(f"{sd}/RP0001.dcm", ds, "RTPLAN", ts, (0, 0, 0))
+        return ds.SOPInstanceUID, ds.SeriesInstanceUID
+
+    def rtdose(self, st: dict[str, str], sd: str, ct: Ref, plan: tuple[str, str]) -> None:
+        """The plan's dose grid: a 32-bit multi-frame image, one frame per plane."""
+        g = self.g
+        ts = self.syntax("RTDOSE", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        ds = _base(g, RT_DOSE, "RTDOSE", self.pat, st)
+        ds.Manufacturer = "Varian Medical Systems"
+        _series(g, ds, "RTDOSE", 5, "ARIA RadOnc Dose")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], "141000"
+        ds.FrameOfReferenceUID = ct[3]
+        ds.PositionReferenceIndicator = ""
+        ds.DoseUnits, ds.DoseType, ds.DoseSummationType = "GY", "PHYSICAL", "PLAN"
+        ds.ReferencedRTPlanSequence = Sequence([_ref(RT_PLAN, plan[0])])
+        frames, rows, cols = 4, 24, 24
+        ds.GridFrameOffsetVector = [3.0 * f for f in range(frames)]
+        ds.DoseGridScaling = 1e-5
+        ds.FrameIncrementPointer = 0x3004000C
+        ds.ImagePositionPatient = [-19.2, -19.2, -9.0]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [1.6, 1.6]
+        ds.SliceThickness = 3.0
+        ds.NumberOfFrames = frames
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 32, 31, 0
+        yy, xx = np.mgrid[0:rows, 0:cols]
+        plane = 6e6 * np.exp(-((yy - 12) ** 2 + (xx - 12) ** 2) / 40.0)
+        arr = np.stack([plane * (1 - 0.1 * f) for f in range(frames)]).astype(np.uint32)
+        _set_pixels(ds, arr, ts)
+        ds.ImageType = None
+        del ds.ImageType
+        self.write(f"{sd}/RD0001.dcm", ds, "RTDOSE", ts, (rows, cols, frames))
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def pdf(self, st: dict[str, str], sd: str, compress: bool) -> None:
+        """An Encapsulated PDF report whose text names the patient, with ID and birth date."""
+        g = self.g
+        ts = self.syntax("PDF", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        ds = _base(g, ENCAPSULATED_PDF, "DOC", self.pat, st)
+        _series(g, ds, "DOC", 99, "REPORT")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], "170000"
+        ds.AcquisitionDateTime = st["StudyDate"] + "170000"
+        ds.ConversionType = "WSD"
+        ds.BurnedInAnnotation = "YES"
+        ds.DocumentTitle = "Radiology Report"
+        ds.ConceptNameCodeSequence = Sequence([_code("18748-4", "LN", "Diagnostic Imaging Report")])
+        ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+        birth = self.pat["PatientBirthDate"]
+        lines = [
+            "ST BARNABAS GENERAL HOSPITAL - DEPARTMENT OF RADIOLOGY",
+            f"Patient: {self.family}, {self.given}    MRN: {self.pat['PatientID']}",
+            f"DOB: {birth[4:6]}/{birth[6:]}/{birth[:4]}    Accession: {st['AccessionNumber']}",
+            f"Exam: {st['StudyDescription']}",
+            "Findings: no acute abnormality.",
+            f"Signed: {RADIOLOGIST.replace('^', ', ')}",
+        ]
+        doc = make_pdf(lines, compress)
+        ds.EncapsulatedDocument = doc + b"\0" * (len(doc) % 2)
+        ds.EncapsulatedDocumentLength = len(doc)
+        _meta(ds, ts)
+        self.write(f"{sd}/DOC0001.dcm", ds, "PDF", ts, (0, 0, 0))
+
+    def ko(self, st: dict[str, str], sd: str, refs: list[Ref]) -> None:
+        """A Key Object Selection ("For Teaching") flagging the referenced images."""
+        g = self.g
+        ts = self.syntax("KO", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        ds = _base(g, KEY_OBJECT, "KO", self.pat, st)
+        _series(g, ds, "KO", 98, "KEY IMAGES")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], "160500"
+        ds.ReferencedPerformedProcedureStepSequence = Sequence()
+        ds.ValueType = "CONTAINER"
+        ds.ConceptNameCodeSequence = Sequence([_code("113004", "DCM", "For Teaching")])
+        ds.ContinuityOfContent = "SEPARATE"
+        tmpl = Dataset()
+        tmpl.MappingResource = "DCMR"
+        tmpl.TemplateIdentifier = "2010"
+        ds.ContentTemplateSequence = Sequence([tmpl])
+        ds.CurrentRequestedProcedureEvidenceSequence = _evidence(
+            st["StudyInstanceUID"], [(r[0], r[1], r[2]) for r in refs]
+        )
+        items = []
+        desc = Dataset()
+        desc.RelationshipType = "CONTAINS"
+        desc.ValueType = "TEXT"
+        desc.ConceptNameCodeSequence = Sequence([_code("113012", "DCM", "Key Object Description")])
+        desc.TextValue = f"teaching case, {self.given} {self.family}"
+        items.append(desc)
+        for r in refs:
+            it = Dataset()
+            it.RelationshipType = "CONTAINS"
+            it.ValueType = "IMAGE"
+            it.ReferencedSOPSequence = Sequence([_ref(r[1], r[2][0])])
+            items.append(it)
+        ds.ContentSequence = Sequence(items)
+        _meta(ds, ts)
+        self.write(f"{sd}/KO0001.dcm", ds, "KO", ts, (0, 0, 0))
+
+    def gsps(self, st: dict[str, str], sd: str, ref: Ref) -> None:
+        """A Grayscale Softcopy Presentation State with an annotation that names the patient."""
+        g = self.g
+        ts = self.syntax("PR", [DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian])
+        ds = _base(g, GSPS, "PR", self.pat, st)
+        _series(g, ds, "PR", 97, "ANNOTATIONS")
+        ds.Laterality = ""
+        ds.InstanceNumber = 1
+        ds.ContentLabel = "MEASUREMENTS"
+        ds.ContentDescription = f"measurements {self.family}"
+        ds.PresentationCreationDate, ds.PresentationCreationTime = st["StudyDate"], "161000"
+        ds.ContentCreatorName = RADIOLOGIST
+        rs = Dataset()
+        rs.SeriesInstanceUID = ref[0]
+        rs.ReferencedImageSequence = Sequence([_ref(ref[1], u) for u in ref[2]])
+        ds.ReferencedSeriesSequence = Sequence([rs])
+        layer = Dataset()
+        layer.GraphicLayer = "ANNOTATION"
+        layer.GraphicLayerOrder = 1
+        ds.GraphicLayerSequence = Sequence([layer])
+        ann = Dataset()
+        ann.GraphicLayer = "ANNOTATION"
+        ann.ReferencedImageSequence = Sequence([_ref(ref[1], ref[2][0])])
+        txt = Dataset()
+        txt.UnformattedTextValue = f"{self.family}, {self.given} {self.pat['PatientID']}"
+        txt.AnchorPointAnnotationUnits = "PIXEL"
+        txt.AnchorPoint = [4.0, 4.0]
+        txt.AnchorPointVisibility = "Y"
+        txt2 = Dataset()
+        txt2.UnformattedTextValue = "SUV max 7.2"
+        txt2.BoundingBoxAnnotationUnits = "PIXEL"
+        txt2.BoundingBoxTopLeftHandCorner = [10.0, 10.0]
+        txt2.BoundingBoxBottomRightHandCorner = [30.0, 16.0]
+        txt2.BoundingBoxTextHorizontalJustification = "LEFT"
+        ann.TextObjectSequence = Sequence([txt, txt2])
+        gr = Dataset()
+        gr.GraphicAnnotationUnits = "PIXEL"
+        gr.GraphicDimensions = 2
+        gr.NumberOfGraphicPoints = 2
+        gr.GraphicData = [12.0, 12.0, 20.0, 20.0]
+        gr.GraphicType = "POLYLINE"
+        gr.GraphicFilled = "N"
+        ann.GraphicObjectSequence = Sequence([gr])
+        ds.GraphicAnnotationSequence = Sequence([ann])
+        da = Dataset()
+        da.PixelOriginInterpretation = "FRAME"
+        da.DisplayedAreaTopLeftHandCorner = [1, 1]
+        da.DisplayedAreaBottomRightHandCorner = [48, 48]
+        da.PresentationSizeMode = "SCALE TO FIT"
+        da.PresentationPixelSpacing = [0.8, 0.8]
+        ds.DisplayedAreaSelectionSequence = Sequence([da])
+        voi = Dataset()
+        voi.WindowCenter, voi.WindowWidth = 300, 800
+        ds.SoftcopyVOILUTSequence = Sequence([voi])
+        ds.PresentationLUTShape = "IDENTITY"
+        ds.ImageHorizontalFlip = "N"
+        ds.ImageRotation = 0
+        _meta(ds, ts)
+        self.write(f"{sd}/PR0001.dcm", ds, "PR", ts, (0, 0, 0))
+
+    def csr(self, st: dict[str, str], sd: str, refs: list[Ref]) -> None:
+        """A Comprehensive SR: nested findings with numbers, text, coordinates and images."""
+        g = self.g
+        ts = self.syntax("CSR", [DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian])
+        ds = _base(g, COMPREHENSIVE_SR, "SR", self.pat, st)
+        _series(g, ds, "SR", 96, "MEASUREMENT REPORT")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], "163000"
+        ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
+        ds.ReferencedPerformedProcedureStepSequence = Sequence()
+        ds.PerformedProcedureCodeSequence = Sequence()
+        ds.CurrentRequestedProcedureEvidenceSequence = _evidence(
+            st["StudyInstanceUID"], [(r[0], r[1], r[2]) for r in refs]
+        )
+        ds.ValueType = "CONTAINER"
+        ds.ConceptNameCodeSequence = Sequence(
+            [_code("126000", "DCM", "Imaging Measurement Report")]
+        )
+        ds.ContinuityOfContent = "SEPARATE"
+
+        def item(rel: str, vt: str, name: Dataset) -> Dataset:
+            it = Dataset()
+            it.RelationshipType = rel
+            it.ValueType = vt
+            it.ConceptNameCodeSequence = Sequence([name])
+            return it
+
+        observer = item("HAS OBS CONTEXT", "PNAME", _code("121008", "DCM", "Person Observer Name"))
+        observer.PersonName = RADIOLOGIST
+        subject = item("HAS OBS CONTEXT", "PNAME", _code("121029", "DCM", "Subject Name"))
+        subject.PersonName = self.pat["PatientName"]
+        subj_id = item("HAS OBS CONTEXT", "TEXT", _code("121030", "DCM", "Subject ID"))
+        subj_id.TextValue = self.pat["PatientID"]
+        dob = item("HAS OBS CONTEXT", "DATE", _code("121031", "DCM", "Subject Birth Date"))
+        dob.Date = self.pat["PatientBirthDate"]
+        group = item("CONTAINS", "CONTAINER", _code("125007", "DCM", "Measurement Group"))
+        group.ContinuityOfContent = "SEPARATE"
+        size = item("CONTAINS", "NUM", _code("410668003", "SCT", "Length"))
+        mv = Dataset()
+        mv.NumericValue = 23.5
+        mv.MeasurementUnitsCodeSequence = Sequence([_code("mm", "UCUM", "millimeter")])
+        size.MeasuredValueSequence = Sequence([mv])
+        coord = item("INFERRED FROM", "SCOORD", _code("111030", "DCM", "Image Region"))
+        coord.GraphicType = "POLYLINE"
+        coord.GraphicData = [10.0, 10.0, 30.0, 22.0]
+        img = Dataset()
+        img.RelationshipType = "SELECTED FROM"
+        img.ValueType = "IMAGE"
+        img.ReferencedSOPSequence = Sequence([_ref(refs[0][1], refs[0][2][0])])
+        coord.ContentSequence = Sequence([img])
+        size.ContentSequence = Sequence([coord])
+        note = item("CONTAINS", "TEXT", _code("121106", "DCM", "Comment"))
+        note.TextValue = (
+            f"Compared with prior exam of {self.given} {self.family} ({self.pat['PatientID']})."
+        )
+        group.ContentSequence = Sequence([size, note])
+        impression = item("CONTAINS", "CODE", _code("121073", "DCM", "Impression"))
+        impression.ConceptCodeSequence = Sequence([_code("RID3874", "RADLEX", "stable")])
+        ds.ContentSequence = Sequence([observer, subject, subj_id, dob, group, impression])
+        _meta(ds, ts)
+        self.write(f"{sd}/SR0001.dcm", ds, "CSR", ts, (0, 0, 0))
+
+
+def pdf_identifier_check(data: bytes, needles: list[bytes]) -> list[int]:
+    """Indexes of ``needles`` found in a PDF's text (streams inflated, upper-cased)."""
+    text = pdf_text(data).upper()
+    return [i for i, n in enumerate(needles) if n in text]
+
+
+__all__ = [
+    "CLASS_OF_SOP",
+    "csa_header",
+    "generate",
+    "make_pdf",
+    "pdf_identifier_check",
+    "pdf_text",
+]
