@@ -126,8 +126,11 @@ def dciodvfy_errors(path: Path) -> Counter[str] | None:
     if exe is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        ds = pydicom.dcmread(path)
-        if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        ds = pydicom.dcmread(path, force=True)
+        if "TransferSyntaxUID" not in ds.file_meta:
+            # A bare data set: dciodvfy reads it as it is (Implicit VR Little Endian).
+            pass
+        elif ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
             # dciodvfy cannot read deflated files: check the same dataset inflated.
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
             path = Path(tmp) / "inflated.dcm"

@@ -44,20 +44,25 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.tag import BaseTag
+from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
 )
 
 from tests.corpus import realistic
 from tests.corpus.realistic import (
-    SYNTAX_NAMES,
     Instance,
     Manifest,
     _code,
@@ -80,6 +85,14 @@ SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
 RT_PLAN = "1.2.840.10008.5.1.4.1.1.481.5"
 RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
+ECG_12LEAD = "1.2.840.10008.5.1.4.1.1.9.1.1"
+ENCAPSULATED_CDA = "1.2.840.10008.5.1.4.1.1.104.2"
+#: Siemens' private "CSA Non-Image" SOP class (spectroscopy, raw and protocol objects),
+#: in every Siemens MR export; no public IOD describes it.
+SIEMENS_CSA_NON_IMAGE = "1.3.12.2.1107.5.9.1"
+
+SYNTAX_NAMES = {**realistic.SYNTAX_NAMES, JPEGLosslessSV1: "jpeg-lossless"}
 
 #: Class name per SOP class, for a bench's table.
 CLASS_OF_SOP = {
@@ -96,13 +109,17 @@ CLASS_OF_SOP = {
     RT_PLAN: "RTPLAN",
     RT_DOSE: "RTDOSE",
     COMPREHENSIVE_SR: "CSR",
+    DOSE_SR: "DOSESR",
+    ECG_12LEAD: "ECG",
+    ENCAPSULATED_CDA: "CDA",
+    SIEMENS_CSA_NON_IMAGE: "CSANI",
 }
 
 #: Patients: other people than realistic.py's, so the two archives can share a run.
 PATIENTS = [
     ("WIJNGAARDEN", "PETRONELLA", "F", "19570419"),
     ("ABERNATHY", "LUCIUS", "M", "19690927"),
-    ("SZCZEPANSKI", "KAROLINA", "F", "19830212"),
+    ("SZCZEPAŃSKA", "KAROLINA", "F", "19830212"),  # written in UTF-8 (ISO_IR 192)
 ]
 RADIOLOGIST = "MONTGOMERY^EVANGELINE"
 
@@ -157,6 +174,13 @@ def _series(g: _Gen, ds: Dataset, modality: str, number: int, desc: str) -> None
     ds.SeriesTime = ds.StudyTime
 
 
+def _plain(text: str) -> str:
+    """``text`` without accents (as a PDF font or an old system spells a name)."""
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 def _base(
     g: _Gen, sop_class: str, modality: str, pat: dict[str, str], study: dict[str, str]
 ) -> Dataset:
@@ -165,6 +189,8 @@ def _base(
     ds.SOPInstanceUID = g.uid()
     ds.Modality = modality
     _common(g, ds, pat, study)
+    if not pat["PatientName"].isascii():
+        ds.SpecificCharacterSet = "ISO_IR 192"
     ds.InstanceCreationDate = study["StudyDate"]
     ds.InstanceCreationTime = study["StudyTime"]
     return ds
@@ -261,6 +287,33 @@ def _philips(ds: Dataset, family: str, given: str) -> None:
     mr = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
     mr.add_new(0x0D, "FL", 0.0)
     mr.add_new(0x0E, "FL", 1.0)
+    # Philips' private sequence of standard attributes (2005,140F), one item per frame.
+    dd5 = ds.private_block(0x2005, "Philips MR Imaging DD 005", create=True)
+    inner = _item(
+        InstanceCreationDate=ds.StudyDate,
+        InstanceCreationTime=ds.StudyTime,
+        InstanceCreatorUID="1.3.46.670589.11.0.1",
+        MagneticFieldStrength=3.0,
+        ImagedNucleus="1H",
+    )
+    dd5.add_new(0x0F, "SQ", Sequence([inner]))
+    # Through a PACS that did not know the private VR: UN of undefined length.
+    as_un(ds, dd5.get_tag(0x0F))
+
+
+def as_un(ds: Dataset, tag: int) -> None:
+    """Rewrite sequence ``tag`` as a PACS that lacks it in its dictionary does: VR UN,
+    undefined length, the items in Implicit VR Little Endian (PS3.5 6.2.2)."""
+    tmp = Dataset()
+    tmp[tag] = ds[tag]
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, True
+    write_dataset(buf, tmp)
+    raw = buf.getvalue()
+    body = raw[8:]
+    if struct.unpack_from("<I", raw, 4)[0] == 0xFFFFFFFF:
+        body = body[:-8]  # the sequence delimiter: the writer adds it back
+    ds[tag] = RawDataElement(BaseTag(tag), "UN", 0xFFFFFFFF, body, 0, False, True)
 
 
 def _item(**kw: object) -> Dataset:
@@ -453,6 +506,71 @@ def _mr_macros(ds: Dataset, shared: Dataset) -> None:
     shared.MRAveragesSequence = Sequence([_item(NumberOfAverages=1.0)])
 
 
+def jpeg_lossless(img: np.ndarray, precision: int) -> bytes:
+    """One grayscale frame as JPEG Lossless, Non-Hierarchical, First-Order Prediction (SV1).
+
+    pydicom has no encoder for the syntax PACS archives hold most (1.2.840.10008.1.2.4.70):
+    a small one here, every difference category coded in 5 bits (a valid table, not an
+    optimal one), as ITU T.81 H.1 describes.
+    """
+    x = img.astype(np.int64)
+    pred = np.empty_like(x)
+    pred[0, 0] = 1 << (precision - 1)
+    pred[0, 1:] = x[0, :-1]
+    pred[1:, 0] = x[:-1, 0]
+    pred[1:, 1:] = x[1:, :-1]
+    diff = (x - pred) & 0xFFFF
+    diff = np.where(diff >= 0x8000, diff - 0x10000, diff).ravel()
+    out = bytearray()
+    acc, nbits = 0, 0
+
+    def put(value: int, n: int) -> None:
+        nonlocal acc, nbits
+        acc = (acc << n) | (value & ((1 << n) - 1))
+        nbits += n
+        while nbits >= 8:
+            nbits -= 8
+            byte = (acc >> nbits) & 0xFF
+            out.append(byte)
+            if byte == 0xFF:
+                out.append(0)  # byte stuffing
+        acc &= (1 << nbits) - 1
+
+    for d in diff.tolist():
+        ssss = 16 if abs(d) == 32768 else abs(d).bit_length()
+        put(ssss, 5)
+        if 0 < ssss < 16:
+            put(d if d > 0 else d + (1 << ssss) - 1, ssss)
+    if nbits:
+        put((1 << (8 - nbits)) - 1, 8 - nbits)
+    rows, cols = img.shape
+    sof = struct.pack(">HBHHBBBB", 11, precision, rows, cols, 1, 1, 0x11, 0)
+    lengths = bytes([0, 0, 0, 0, 17] + [0] * 11)
+    dht = struct.pack(">HB", 2 + 1 + 16 + 17, 0) + lengths + bytes(range(17))
+    sos = struct.pack(">HBBBBBB", 8, 1, 1, 0, 1, 0, 0)
+    return b"".join(
+        [b"\xff\xd8\xff\xc3", sof, b"\xff\xc4", dht, b"\xff\xda", sos, bytes(out), b"\xff\xd9"]
+    )
+
+
+def _pixels(ds: Dataset, arr: np.ndarray, ts: str, extended: bool = False) -> None:
+    """realistic's _set_pixels, plus JPEG Lossless SV1 (grayscale frames, each in two
+    fragments when there are several) and the Extended Offset Table (``extended``)."""
+    if ts != JPEGLosslessSV1:
+        _set_pixels(ds, arr, ts)
+        if extended:
+            frames = list(generate_frames(ds.PixelData, number_of_frames=len(arr)))
+            out = encapsulate_extended(frames)
+            ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = out
+            ds["PixelData"].VR = "OB"
+        return
+    _set_pixels(ds, arr, ExplicitVRLittleEndian)  # the image pixel attributes
+    frames = [jpeg_lossless(f.astype(np.uint16), int(ds.BitsStored)) for f in arr]
+    ds.PixelData = encapsulate(frames, fragments_per_frame=2 if len(frames) > 1 else 1)
+    ds["PixelData"].VR = "OB"
+    _meta(ds, ts)
+
+
 # -- PDF ------------------------------------------------------------------------------------
 
 
@@ -529,11 +647,12 @@ def _patient(g: _Gen, root: Path, p: int) -> None:
         "PatientAddress": f"{40 + p} QUARRY LANE, SPRINGFIELD",
     }
     accs = [f"X{2025020100 + 11 * p + s}" for s in range(3)]
+    plain = _plain(family)
     g.manifest.identifiers[p] = identifier_strings(
         family, given, pid, birth, [*accs, pat["OtherPatientIDs"]]
-    )
+    ) + ([plain, f"{plain}, {given}", f"{given} {plain}"] if plain != family else [])
     folder = f"pacs/{pid}"
-    ctx = _Ctx(g, root, p, pat, family, given)
+    ctx = _More(g, root, p, pat, family, given)
 
     def study(s: int, desc: str) -> dict[str, str]:
         return {
@@ -559,6 +678,8 @@ def _patient(g: _Gen, root: Path, p: int) -> None:
     ctx.gsps(st, f"{sd}/07_PR", pt)
     ctx.csr(st, f"{sd}/08_CSR", [ct, pt])
     ctx.pdf(st, f"{sd}/09_PDF", compress=True)
+    ctx.dose_sr(st, f"{sd}/10_DOSE", ct)
+    ctx.ecg(st, f"{sd}/11_ECG")
     # Study 2: MR brain (enhanced) and an NM bone scan.
     st = study(1, "MR BRAIN")
     sd = f"{folder}/study2"
@@ -566,6 +687,8 @@ def _patient(g: _Gen, root: Path, p: int) -> None:
     ctx.nm(st, f"{sd}/02_NM")
     ctx.gsps(st, f"{sd}/03_PR", mr)
     ctx.pdf(st, f"{sd}/04_PDF", compress=False)
+    ctx.csa_non_image(st, f"{sd}/05_SPEC", mr)
+    ctx.cda(st, f"{sd}/06_CDA")
     # Study 3: breast screening (women) or a second CT (men).
     st = study(2, "MAMMO SCREENING BILATERAL" if sex == "F" else "CT FOLLOW UP")
     sd = f"{folder}/study3"
@@ -591,10 +714,29 @@ class _Ctx:
         self.g, self.root, self.p, self.pat = g, root, p, pat
         self.family, self.given = family, given
 
-    def write(self, rel: str, ds: Dataset, cls: str, ts: str, shape: tuple[int, int, int]) -> None:
-        """Save ``ds`` and list it in the manifest."""
+    def write(
+        self,
+        rel: str,
+        ds: Dataset,
+        cls: str,
+        ts: str,
+        shape: tuple[int, int, int],
+        bare: bool = False,
+    ) -> None:
+        """Save ``ds`` and list it in the manifest; ``bare``: no preamble nor file meta."""
         inst = Instance(rel, cls, SYNTAX_NAMES[ts], ds.SOPInstanceUID, self.p, [], shape)
-        _write(self.g, self.root, rel, ds, inst)
+        if not bare:
+            _write(self.g, self.root, rel, ds, inst)
+            return
+        # Old PACS exports (and DICOM over a pipe) hold bare Implicit VR LE data sets.
+        assert ts == ImplicitVRLittleEndian
+        del ds.file_meta
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        ds.save_as(buf, implicit_vr=True, little_endian=True, enforce_file_format=False)
+        path.write_bytes(buf.getvalue())
+        self.g.manifest.instances.append(inst)
 
     def syntax(self, kind: str, options: list[str]) -> str:
         """The next transfer syntax for ``kind`` (each kind cycles through its own list)."""
@@ -607,7 +749,7 @@ class _Ctx:
         g, ct = self.g, kind == "CT"
         ts = self.syntax(
             "ENH" + kind,
-            [ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless]
+            [ExplicitVRLittleEndian, JPEGLosslessSV1, JPEG2000Lossless, RLELossless]
             if ct
             else [ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, JPEGLSLossless],
         )
@@ -718,11 +860,16 @@ class _Ctx:
         ds.NumberOfFrames = frames
         if ct:
             _ge(ds, self.family, self.given, self.pat["PatientID"])
+            # GE pads some data sets after the pixel data (PS3.5 7.2).
+            ds.add_new(0xFFFCFFFC, "OB", b"\0" * 64)
         elif self.p % 2 == 0:
             _siemens(ds, self.family, self.given, named=True)
         else:
             _philips(ds, self.family, self.given)
-        _set_pixels(ds, arr, ts)
+        _pixels(ds, arr, ts, extended=ts == JPEG2000Lossless)
+        if ct and ts == JPEGLosslessSV1:
+            # An old PACS in between: functional groups it has no dictionary entry for.
+            as_un(ds, 0x52009229)
         self.write(f"{sd}/EN0001.dcm", ds, "ENH" + kind, ts, (size, size, frames))
         return ds.SeriesInstanceUID, ds.SOPClassUID, [ds.SOPInstanceUID], ds.FrameOfReferenceUID
 
@@ -733,7 +880,9 @@ class _Ctx:
         sops = []
         size = 32
         for i in range(4):
-            ts = self.syntax("PT", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+            ts = self.syntax(
+                "PT", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, JPEGLosslessSV1]
+            )
             ds = _base(g, PET_IMAGE, "PT", self.pat, st)
             ds.Manufacturer = "GE MEDICAL SYSTEMS"
             ds.SeriesInstanceUID = series
@@ -802,8 +951,16 @@ class _Ctx:
             petd.add_new(0x02, "LO", f"{self.family}, {self.given}")  # GE PET patient name
             petd.add_new(0x05, "DT", st["StudyDate"] + "093000")
             petd.add_new(0x0D, "DT", st["StudyDate"] + st["StudyTime"])
-            _set_pixels(ds, arr[None], ts)
-            self.write(f"{sd}/PT{i + 1:04d}.dcm", ds, "PT", ts, (size, size, 1))
+            _pixels(ds, arr[None], ts)
+            if self.p == 2 and i == 1:
+                # A modality that sends UTF-8 but declares Latin-1 (the bytes are as sent).
+                ds.SpecificCharacterSet = "ISO_IR 100"
+                for elem in ds.iterall():
+                    text = str(elem.value) if elem.VR in ("PN", "LO", "SH") else ""
+                    if not text.isascii():
+                        elem.value = text.encode()
+            bare = i == 3 and ts == ImplicitVRLittleEndian
+            self.write(f"{sd}/PT{i + 1:04d}.dcm", ds, "PT", ts, (size, size, 1), bare)
             sops.append(ds.SOPInstanceUID)
         return series, PET_IMAGE, sops, frame_ref
 
@@ -865,7 +1022,7 @@ class _Ctx:
         yy, xx = np.mgrid[0:rows, 0:cols]
         body = (np.abs(xx - cols / 2) < 8 - 4 * np.cos(yy / rows * 6)).astype(float)
         arr = np.stack([g.rng.poisson(40 * body + 2) for _ in range(2)]).astype(np.uint16)
-        _set_pixels(ds, arr, ts)
+        _pixels(ds, arr, ts)
         self.write(f"{sd}/NM0001.dcm", ds, "NM", ts, (rows, cols, 2))
         return ds.SeriesInstanceUID, NM_IMAGE, [ds.SOPInstanceUID], ds.FrameOfReferenceUID
 
@@ -882,7 +1039,9 @@ class _Ctx:
             ("L", "MLO", "R-10226", "medio-lateral oblique"),
         ]
         for i, (lat, view, code, meaning) in enumerate(views):
-            ts = self.syntax("MG", [JPEG2000Lossless, ExplicitVRLittleEndian, JPEGLSLossless])
+            ts = self.syntax(
+                "MG", [JPEGLosslessSV1, JPEG2000Lossless, ExplicitVRLittleEndian, JPEGLSLossless]
+            )
             ds = _base(g, MG_PRESENTATION, "MG", self.pat, st)
             ds.Manufacturer = "HOLOGIC, Inc."
             ds.SeriesInstanceUID = series
@@ -930,7 +1089,23 @@ class _Ctx:
             breast = np.hypot(yy - rows / 2, edge) < rows * 0.45
             img = np.where(breast, 2600 - 8 * edge, 300) + g.rng.normal(0, 20, (rows, cols))
             arr = np.clip(img, 0, 4095).astype(np.uint16)
-            _set_pixels(ds, arr[None], ts)
+            # A thumbnail for the PACS browser (Icon Image Sequence, 8-bit).
+            icon = _item(
+                SamplesPerPixel=1,
+                PhotometricInterpretation="MONOCHROME2",
+                Rows=rows // 4,
+                Columns=cols // 4,
+                BitsAllocated=8,
+                BitsStored=8,
+                HighBit=7,
+                PixelRepresentation=0,
+            )
+            icon.PixelData = (arr[::4, ::4] >> 4).astype(np.uint8).tobytes()
+            ds.IconImageSequence = Sequence([icon])
+            holo = ds.private_block(0x0019, "HOLOGIC, Inc.", create=True)
+            holo.add_new(0x06, "LO", "SBGH-MG01")
+            holo.add_new(0x07, "CS", "CC" if view == "CC" else "MLO")
+            _pixels(ds, arr[None], ts)
             self.write(f"{sd}/MG{i + 1:04d}.dcm", ds, "MG", ts, (rows, cols, 1))
             sops.append(ds.SOPInstanceUID)
         return series, MG_PRESENTATION, sops, ""
@@ -1017,7 +1192,7 @@ class _Ctx:
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 10, 9, 0
         arr = g.rng.integers(100, 1000, (frames, rows, cols)).astype(np.uint16)
         ds.NumberOfFrames = frames
-        _set_pixels(ds, arr, ts)
+        _pixels(ds, arr, ts)
         self.write(f"{sd}/BT0001.dcm", ds, "BTO", ts, (rows, cols, frames))
         return ds.SeriesInstanceUID, BREAST_TOMO, [ds.SOPInstanceUID], ds.FrameOfReferenceUID
 
@@ -1229,7 +1404,7 @@ class _Ctx:
         yy, xx = np.mgrid[0:rows, 0:cols]
         plane = 6e6 * np.exp(-((yy - 12) ** 2 + (xx - 12) ** 2) / 40.0)
         arr = np.stack([plane * (1 - 0.1 * f) for f in range(frames)]).astype(np.uint32)
-        _set_pixels(ds, arr, ts)
+        _pixels(ds, arr, ts)
         ds.ImageType = None
         del ds.ImageType
         self.write(f"{sd}/RD0001.dcm", ds, "RTDOSE", ts, (rows, cols, frames))
@@ -1253,7 +1428,7 @@ class _Ctx:
         birth = self.pat["PatientBirthDate"]
         lines = [
             "ST BARNABAS GENERAL HOSPITAL - DEPARTMENT OF RADIOLOGY",
-            f"Patient: {self.family}, {self.given}    MRN: {self.pat['PatientID']}",
+            f"Patient: {_plain(self.family)}, {self.given}    MRN: {self.pat['PatientID']}",
             f"DOB: {birth[4:6]}/{birth[6:]}/{birth[:4]}    Accession: {st['AccessionNumber']}",
             f"Exam: {st['StudyDescription']}",
             "Findings: no acute abnormality.",
@@ -1422,6 +1597,212 @@ class _Ctx:
         ds.ContentSequence = Sequence([observer, subject, subj_id, dob, group, impression])
         _meta(ds, ts)
         self.write(f"{sd}/SR0001.dcm", ds, "CSR", ts, (0, 0, 0))
+
+
+class _More(_Ctx):
+    """The kinds of the second batch: dose SR, ECG, CDA, Siemens non-image objects."""
+
+    def dose_sr(self, st: dict[str, str], sd: str, ct: Ref) -> None:
+        """An X-Ray Radiation Dose SR (TID 10011), as every CT scanner sends one per study."""
+        g = self.g
+        ts = self.syntax("DOSESR", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        ds = _base(g, DOSE_SR, "SR", self.pat, st)
+        ds.Manufacturer = "GE MEDICAL SYSTEMS"
+        _series(g, ds, "SR", 999, "Dose Report")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], st["StudyTime"]
+        ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
+        ds.ReferencedPerformedProcedureStepSequence = Sequence()
+        ds.PerformedProcedureCodeSequence = Sequence()
+        ds.ValueType = "CONTAINER"
+        ds.ConceptNameCodeSequence = Sequence(
+            [_code("113701", "DCM", "X-Ray Radiation Dose Report")]
+        )
+        ds.ContinuityOfContent = "SEPARATE"
+        ds.ContentTemplateSequence = Sequence(
+            [_item(MappingResource="DCMR", TemplateIdentifier="10011")]
+        )
+        ds.CurrentRequestedProcedureEvidenceSequence = _evidence(
+            st["StudyInstanceUID"], [(ct[0], ct[1], ct[2])]
+        )
+
+        def item(rel: str, vt: str, code: tuple[str, str, str], **values: object) -> Dataset:
+            it = _item(RelationshipType=rel, ValueType=vt, **values)
+            it.ConceptNameCodeSequence = Sequence([_code(*code)])
+            return it
+
+        def num(code: tuple[str, str, str], value: float, unit: str) -> Dataset:
+            it = item("CONTAINS", "NUM", code)
+            it.MeasuredValueSequence = Sequence(
+                [
+                    _item(
+                        NumericValue=value,
+                        MeasurementUnitsCodeSequence=Sequence([_code(unit, "UCUM", unit)]),
+                    )
+                ]
+            )
+            return it
+
+        proc = item("HAS CONCEPT MOD", "CODE", ("121058", "DCM", "Procedure reported"))
+        proc.ConceptCodeSequence = Sequence([_code("77477000", "SCT", "Computed Tomography X-Ray")])
+        device = item("HAS OBS CONTEXT", "UIDREF", ("121012", "DCM", "Device Observer UID"))
+        device.UID = "1.2.840.113619.2.55.3.2831164355.4"
+        dev_name = item("HAS OBS CONTEXT", "TEXT", ("121013", "DCM", "Device Observer Name"))
+        dev_name.TextValue = "SBGHCT01"
+        start = item("CONTAINS", "DATETIME", ("113809", "DCM", "Start of X-Ray Irradiation"))
+        start.DateTime = st["StudyDate"] + st["StudyTime"]
+        accum = item("CONTAINS", "CONTAINER", ("113811", "DCM", "CT Accumulated Dose Data"))
+        accum.ContinuityOfContent = "SEPARATE"
+        accum.ContentSequence = Sequence(
+            [
+                num(("113812", "DCM", "Total Number of Irradiation Events"), 2, "{events}"),
+                num(("113813", "DCM", "CT Dose Length Product Total"), 512.3, "mGy.cm"),
+            ]
+        )
+        acq = item("CONTAINS", "CONTAINER", ("113819", "DCM", "CT Acquisition"))
+        acq.ContinuityOfContent = "SEPARATE"
+        protocol = item("CONTAINS", "TEXT", ("125203", "DCM", "Acquisition Protocol"))
+        # The technologist's protocol name, with the patient's name in it (it happens).
+        protocol.TextValue = f"{self.family} CHEST ABD" if self.p % 2 == 0 else "CHEST ABD"
+        event = item("CONTAINS", "UIDREF", ("113769", "DCM", "Irradiation Event UID"))
+        event.UID = g.uid()
+        ctdi = num(("113830", "DCM", "Mean CTDIvol"), 10.2, "mGy")
+        acq.ContentSequence = Sequence([protocol, event, ctdi])
+        ds.ContentSequence = Sequence([proc, device, dev_name, start, accum, acq])
+        _meta(ds, ts)
+        self.write(f"{sd}/SR0001.dcm", ds, "DOSESR", ts, (0, 0, 0))
+
+    def ecg(self, st: dict[str, str], sd: str) -> None:
+        """A 12-lead resting ECG (GE MUSE style) with annotations, one naming the patient."""
+        g = self.g
+        ts = self.syntax("ECG", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        ds = _base(g, ECG_12LEAD, "ECG", self.pat, st)
+        ds.Manufacturer = "GE Healthcare"
+        _series(g, ds, "ECG", 1, "RESTING ECG")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], st["StudyTime"]
+        ds.AcquisitionDateTime = st["StudyDate"] + st["StudyTime"]
+        ds.AcquisitionContextSequence = Sequence()
+        n, leads = 500, ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+        mdc = [
+            "2:1",
+            "2:2",
+            "2:61",
+            "2:62",
+            "2:63",
+            "2:64",
+            "2:3",
+            "2:4",
+            "2:5",
+            "2:6",
+            "2:7",
+            "2:8",
+        ]
+        t = np.arange(n) / 500.0
+        beat = np.exp(-(((t % 0.8) - 0.3) ** 2) / 0.0004)
+        data = np.stack(
+            [(800 * beat * (1 + 0.1 * i) + g.rng.normal(0, 10, n)) for i in range(12)], axis=1
+        ).astype("<i2")
+        chans = []
+        for i, (lead, code) in enumerate(zip(leads, mdc, strict=True)):
+            ch = Dataset()
+            ch.ChannelSourceSequence = Sequence([_code(code, "MDC", f"Lead {lead}")])
+            ch.ChannelSensitivity = 2.5
+            ch.ChannelSensitivityUnitsSequence = Sequence([_code("uV", "UCUM", "microvolt")])
+            ch.ChannelSensitivityCorrectionFactor = 1
+            ch.ChannelBaseline = 0
+            ch.ChannelSampleSkew = 0
+            ch.WaveformBitsStored = 16
+            ch.FilterLowFrequency = 0.05
+            ch.FilterHighFrequency = 150
+            ch.ChannelLabel = lead
+            ch.ChannelNumber = i + 1
+            chans.append(ch)
+        wf = Dataset()
+        wf.WaveformOriginality = "ORIGINAL"
+        wf.NumberOfWaveformChannels = 12
+        wf.NumberOfWaveformSamples = n
+        wf.SamplingFrequency = 500
+        wf.MultiplexGroupLabel = "RHYTHM"
+        wf.ChannelDefinitionSequence = Sequence(chans)
+        wf.WaveformBitsAllocated = 16
+        wf.WaveformSampleInterpretation = "SS"
+        wf.WaveformData = data.tobytes()
+        ds.WaveformSequence = Sequence([wf])
+        notes = [
+            "Sinus rhythm",
+            "Normal ECG",
+            f"Confirmed by {RADIOLOGIST.replace('^', ', ')}",
+            f"Pt {self.family} {self.given}, ID {self.pat['PatientID']}",
+        ]
+        ann = []
+        for text in notes:
+            a = Dataset()
+            a.UnformattedTextValue = text
+            a.ReferencedWaveformChannels = [1, 0]
+            ann.append(a)
+        hr = Dataset()
+        hr.ConceptNameCodeSequence = Sequence([_code("8867-4", "LN", "Heart rate")])
+        hr.NumericValue = 75
+        hr.MeasurementUnitsCodeSequence = Sequence([_code("/min", "UCUM", "/min")])
+        hr.ReferencedWaveformChannels = [1, 0]
+        ann.append(hr)
+        ds.WaveformAnnotationSequence = Sequence(ann)
+        _meta(ds, ts)
+        self.write(f"{sd}/ECG0001.dcm", ds, "ECG", ts, (0, 0, 0))
+
+    def cda(self, st: dict[str, str], sd: str) -> None:
+        """An Encapsulated CDA discharge note: HL7 XML with the patient's name and ID."""
+        g = self.g
+        ts = self.syntax("CDA", [ExplicitVRLittleEndian])
+        ds = _base(g, ENCAPSULATED_CDA, "DOC", self.pat, st)
+        _series(g, ds, "DOC", 98, "CDA")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], "180000"
+        ds.AcquisitionDateTime = st["StudyDate"] + "180000"
+        ds.ConversionType = "WSD"
+        ds.BurnedInAnnotation = "YES"
+        ds.DocumentTitle = "Discharge Summary"
+        ds.ConceptNameCodeSequence = Sequence([_code("18842-5", "LN", "Discharge summary")])
+        ds.MIMETypeOfEncapsulatedDocument = "text/XML"
+        ds.HL7InstanceIdentifier = f"{g.uid()}^"
+        xml = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<ClinicalDocument xmlns="urn:hl7-org:v3"><recordTarget><patientRole>'
+            f'<id extension="{self.pat["PatientID"]}" root="2.16.840.1.113883.19.5"/>'
+            f"<patient><name><given>{self.given}</given><family>{self.family}</family></name>"
+            f'<birthTime value="{self.pat["PatientBirthDate"]}"/></patient>'
+            "</patientRole></recordTarget><component><structuredBody><component><section>"
+            "<text>Discharged home in good condition.</text>"
+            "</section></component></structuredBody></component></ClinicalDocument>"
+        ).encode()
+        ds.EncapsulatedDocument = xml + b" " * (len(xml) % 2)
+        ds.EncapsulatedDocumentLength = len(xml)
+        _meta(ds, ts)
+        self.write(f"{sd}/CDA0001.dcm", ds, "CDA", ts, (0, 0, 0))
+
+    def csa_non_image(self, st: dict[str, str], sd: str, mr: Ref) -> None:
+        """A Siemens CSA Non-Image object (single-voxel spectroscopy) of the MR study."""
+        g = self.g
+        ts = self.syntax("CSANI", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        ds = _base(g, SIEMENS_CSA_NON_IMAGE, "MR", self.pat, st)
+        _series(g, ds, "MR", 3, "SVS_SE_30")
+        ds.InstanceNumber = 1
+        ds.ContentDate, ds.ContentTime = st["StudyDate"], st["StudyTime"]
+        ds.AcquisitionDate, ds.AcquisitionTime = st["StudyDate"], st["StudyTime"]
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "SPECTROSCOPY", "NONE"]
+        ds.FrameOfReferenceUID = mr[3]
+        ds.ReferencedImageSequence = Sequence([_ref(mr[1], mr[2][0])])
+        _siemens(ds, self.family, self.given, named=self.p % 2 == 0)
+        block = ds.private_block(0x0029, "SIEMENS CSA NON-IMAGE", create=True)
+        block.add_new(0x08, "CS", "SPEC NUM 4")
+        block.add_new(0x09, "LO", "20100114")
+        block.add_new(0x10, "OB", csa_header([("DataPointColumns", "IS", ["1024"])]))
+        data = ds.private_block(0x7FE1, "SIEMENS CSA NON-IMAGE", create=True)
+        fid = (g.rng.normal(0, 1, 2048) * 1000).astype("<f4")
+        data.add_new(0x10, "OB", fid.tobytes())
+        _meta(ds, ts)
+        self.write(f"{sd}/SPEC0001.dcm", ds, "CSANI", ts, (0, 0, 0))
 
 
 def pdf_identifier_check(data: bytes, needles: list[bytes]) -> list[int]:
