@@ -210,7 +210,8 @@ void bind_fastpath(py::module_& m) {
     sub.def(
         "run",
         [](const std::shared_ptr<fp::Table>& table, const py::list& inputs,
-           const py::object& marks, const py::object& pixels, int threads, bool build) {
+           const py::object& marks, const py::object& pixels, int threads, bool build,
+           bool hash) {
             if (!table) throw py::value_error("table is None");
             const std::size_t n = inputs.size();
             std::vector<medveil::bindings::ByteView> views;
@@ -235,6 +236,7 @@ void bind_fastpath(py::module_& m) {
                 ins[i].data = views.back().data();
                 ins[i].size = views.back().size();
                 ins[i].build = build;
+                ins[i].hash = hash;
                 if (!mark_ids.empty()) ins[i].marks = mark_ids[i];
                 if (!pixels.is_none() && !pix_list[i].is_none()) {
                     pix_views.push_back(
@@ -280,10 +282,12 @@ void bind_fastpath(py::module_& m) {
         },
         py::arg("table"), py::arg("inputs"), py::arg("marks") = py::none(),
         py::arg("pixels") = py::none(), py::arg("threads") = 1, py::arg("build") = true,
+        py::arg("hash") = true,
         "De-identify a batch of files with the GIL released; one result tuple per input:\n"
         "(status, reason, head, tail, pix_start, pix_end, pix_replaced, sha256, taken,\n"
         "paths, catalog, misses, fingerprint, top, meta, meta_key, implicit). taken is\n"
         "(path ids, tags, action ids); top is (tags, VR codes, value starts, lengths,\n"
         "ends) of the top-level elements; status 0 is done, 1 declined (reason), 2 needs\n"
-        "Python's answers (misses).");
+        "Python's answers (misses). With hash=False the sha256 is 32 zero bytes (the\n"
+        "caller hashes the output itself).");
 }

@@ -337,6 +337,7 @@ class fastpath:
         pixels: list[typing.Any] | None = None,
         threads: int = 1,
         build: bool = True,
+        hash: bool = True,
     ) -> list[tuple[typing.Any, ...]]: ...
 
 def scan_elements(

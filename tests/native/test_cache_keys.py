@@ -502,3 +502,63 @@ def _fresh_after() -> Iterator[None]:
     """Leave the module caches empty for the tests that run next (they hold test PHI)."""
     yield
     _forget()
+
+
+_UID_TEXT = st.lists(st.integers(0, 10**12), min_size=2, max_size=6).map(
+    lambda parts: "1." + ".".join(str(p) for p in parts)
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps=st.lists(st.tuples(st.sampled_from([0, 1, 2]), _UID_TEXT), min_size=2, max_size=6))
+def test_remapped_uids_are_keyed_by_the_secret(steps: list[tuple[int, str]]) -> None:
+    # The core remembers each UID's remapping per thread (a series' files share their
+    # study, series and frame of reference UIDs): keyed by the secret and the UID, so
+    # engines of other secrets, one after the other in this thread, each map every UID
+    # as their raw-byte engine does, whatever was remapped before.
+    secrets = [SECRET, bytes(range(1, 33)), bytes(32)]
+    engines = [Deidentifier(Policy.default(), s) for s in secrets]
+    for engine in engines:
+        _teach(engine, _encode(_base()))
+    outputs: dict[tuple[int, str], bytes] = {}
+    for which, uid in steps:
+        ds = _base()
+        ds.StudyInstanceUID = uid
+        data = _encode(ds)
+        engine = engines[which]
+        _teach(engine, data)
+        got = _native(engine, data)
+        assert isinstance(got, NativeOutcome), got
+        written = b"".join(bytes(p) for p in got.parts)
+        assert written == _raw(engine, data)[0]
+        outputs[(which, uid)] = written
+    # The same UID under another secret is another UID.
+    for (which, uid), written in outputs.items():
+        for (other, uid2), written2 in outputs.items():
+            if uid2 == uid and other != which:
+                assert written != written2
+
+
+def test_first_pass_built_with_other_marks_is_built_again() -> None:
+    # The first pass builds with the marks the last file took; a file whose own marks
+    # differ (here: pixels the cleaner must mask, after a file it kept) is built again
+    # with its own, as the raw-byte engine writes it.
+    engine = Deidentifier(Policy.default(), SECRET)
+    road = inst.native_engine_of(engine)
+    plain = _encode(_base())
+    _teach(engine, plain)
+    assert isinstance(_native(engine, plain), NativeOutcome)
+    guess = road._guess
+    assert guess >= 0
+    # Another mark set registered and guessed: the next file's build must not keep it.
+    other = road.table.add_marks([])
+    road._guess = other
+    got = _native(engine, plain)
+    assert isinstance(got, NativeOutcome)
+    assert b"".join(bytes(p) for p in got.parts) == _raw(engine, plain)[0]
+    assert road._guess == guess
+    # A guess the core does not know (no such mark set): the file is walked again.
+    road._guess = 10_000
+    got = _native(engine, plain)
+    assert isinstance(got, NativeOutcome)
+    assert b"".join(bytes(p) for p in got.parts) == _raw(engine, plain)[0]

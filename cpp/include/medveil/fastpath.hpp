@@ -118,6 +118,7 @@ struct Input {
     const std::uint8_t* pixels = nullptr;    // replacement pixel value, or null
     std::size_t pixels_size = 0;
     bool build = true;                       // encode the output (else decide only)
+    bool hash = true;                        // with build: the output's SHA-256 too
 };
 
 // De-identifies one file; never throws for a bad input (the result says why not).

@@ -122,6 +122,32 @@ std::string decimal128(const std::uint8_t* b) {
     return digits;
 }
 
+// Keyed.uid of one UID under `secret`: "2.25." and the decimal of HMAC-SHA256's first 16
+// bytes over "uid\0" + uid. A series' files share most of their UIDs (study, series,
+// frame of reference, references), so each thread remembers its last answers; the memo
+// is keyed by everything the answer depends on, the secret and the UID, and is emptied
+// when the secret changes (another table) or it grows past its bound.
+const std::string& remapped(const std::string& secret, const std::string& uid) {
+    struct Memo {
+        std::string secret;
+        std::unordered_map<std::string, std::string> map;
+    };
+    thread_local Memo memo;
+    if (memo.secret != secret || memo.map.size() >= 4096) {
+        memo.map.clear();
+        memo.secret = secret;
+    }
+    auto it = memo.map.find(uid);
+    if (it != memo.map.end()) return it->second;
+    std::string msg = "uid";
+    msg.push_back('\0');
+    msg += uid;
+    std::uint8_t mac[32];
+    digest::hmac_sha256(reinterpret_cast<const std::uint8_t*>(secret.data()), secret.size(),
+                        reinterpret_cast<const std::uint8_t*>(msg.data()), msg.size(), mac);
+    return memo.map.emplace(uid, "2.25." + decimal128(mac)).first->second;
+}
+
 struct Elem {
     std::uint32_t tag;
     std::uint16_t code;  // VR written in the file (0: implicit)
@@ -236,16 +262,7 @@ struct Walker {
             if (t.well_known.count(uid)) {
                 out += uid;
             } else {
-                std::string msg = "uid";
-                msg.push_back('\0');
-                msg += uid;
-                std::uint8_t mac[32];
-                digest::hmac_sha256(reinterpret_cast<const std::uint8_t*>(t.secret.data()),
-                                    t.secret.size(),
-                                    reinterpret_cast<const std::uint8_t*>(msg.data()),
-                                    msg.size(), mac);
-                out += "2.25.";
-                out += decimal128(mac);
+                out += remapped(t.secret, uid);
             }
             if (j >= len) break;
             out.push_back('\\');
@@ -656,6 +673,12 @@ struct Walker {
             *cur += piece.second;
         }
         for (; mi < marks.size(); ++mi) *cur += marks[mi].second;
+        if (!in.hash) {
+            // The caller joins and hashes the output in one pass (gather) once Python has
+            // settled the pixels: no hash here, r.sha stays zero.
+            r.status = kOk;
+            return;
+        }
         digest::Sha256 h;
         h.update(reinterpret_cast<const std::uint8_t*>(r.head.data()), r.head.size());
         if (r.pix_start >= 0) {

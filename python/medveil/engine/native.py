@@ -93,7 +93,7 @@ _TERM_TAGS = tuple(
     t for t in (datadict.tag_for_keyword(kw) for kw in (*TERM_KEYWORDS, "PatientID")) if t
 )
 _RAW_FIELDS_PIXEL = BaseTag(PIXEL_DATA)
-# Pixel data from this size on is joined with the rest of the output by the core.
+# Every output is joined by the core (gather); from this size on, on huge pages.
 _GATHER_AT = 4 << 20
 _FLOAT_PIXELS = frozenset({BaseTag(0x7FE00008), BaseTag(0x7FE00009)})
 _UNDEFINED = 0xFFFFFFFF
@@ -199,6 +199,9 @@ class NativeEngine:
         self._marks: dict[tuple[bool, bool, str | None], int] = {}
         self._offsets: dict[bytes, int] = {}
         self.first_pass: list[tuple[Any, ...]] = []
+        # The mark set id the last output was built with: the next first pass builds with
+        # it (see _first_pass); -1: none yet.
+        self._guess = -1
         # Pixel verdicts by _verdict_key: a series' files share them (see _prepare).
         self._verdicts: dict[tuple[object, ...], PlainVerdict] = {}
         self._verdict_split: tuple[frozenset[int], tuple[int, ...], frozenset[int]] | None = None
@@ -458,13 +461,14 @@ class NativeEngine:
         value, a pixel rule that cannot be applied) quarantines the file.
         """
         names = list(names) if names is not None else ["input"] * len(bufs)
-        first = fastpath.run(self.table, list(bufs), None, None, threads, False)
+        first, built = self._first_pass(bufs, threads)
         self.first_pass = first
         out: list[NativeOutcome | str | Exception] = [""] * len(bufs)
         todo: list[int] = []
         marks: list[int] = []
         pixels: list[object] = []
-        prepared: dict[int, tuple[Any, DeidReport]] = {}
+        prepared: dict[int, tuple[Any, DeidReport, object]] = {}
+        done: dict[int, tuple[Any, ...]] = {}
         for i, res in enumerate(first):
             status, reason = res[0], res[1]
             if status != OK:
@@ -483,19 +487,57 @@ class NativeEngine:
                 out[i] = got
                 continue
             charset, report, new_pixels = got
-            prepared[i] = (charset, report)
+            prepared[i] = (charset, report, new_pixels)
+            mark = self._mark_set(bool(res[16]), report)
+            if built[i] and mark == self._guess and new_pixels is None:
+                # The first pass built it with these very marks and the input's pixels:
+                # the output the second pass would build (pixels masked in place are
+                # read when the output is joined, after this).
+                done[i] = res
+                continue
             todo.append(i)
-            marks.append(self._mark_set(bool(res[16]), report))
+            marks.append(mark)
             pixels.append(new_pixels)
         if todo:
-            second = fastpath.run(self.table, [bufs[i] for i in todo], marks, pixels, threads, True)
-            for i, res, new_pixels in zip(todo, second, pixels, strict=True):
+            second = fastpath.run(
+                self.table, [bufs[i] for i in todo], marks, pixels, threads, True, False
+            )
+            for i, res, mark in zip(todo, second, marks, strict=True):
                 if res[0] != OK:
                     out[i] = "dataset: " + (res[1] or "declined")
                     continue
-                charset, report = prepared[i]
-                out[i] = self._outcome(bufs[i], res, charset, report, new_pixels)
+                done[i] = res
+                self._guess = mark
+        for i, res in done.items():
+            charset, report, new_pixels = prepared[i]
+            out[i] = self._outcome(bufs[i], res, charset, report, new_pixels)
         return out
+
+    def _first_pass(
+        self, bufs: Sequence[bytes | bytearray | memoryview], threads: int
+    ) -> tuple[list[tuple[Any, ...]], list[bool]]:
+        """The core's decision walk of each file, and whether it also built its output.
+
+        Built (without its hash) with the mark set the last file took (``self._guess``):
+        a series' files all take the same one, so the usual file needs no second walk;
+        apply_batch builds again any file whose marks or pixels turn out otherwise. A file
+        the build declined is walked again without building, so that its reason and its
+        road are those of the decision walk alone.
+        """
+        guess = self._guess
+        if guess < 0:
+            first = fastpath.run(self.table, list(bufs), None, None, threads, False)
+            return first, [False] * len(first)
+        first = fastpath.run(
+            self.table, list(bufs), [guess] * len(bufs), None, threads, True, False
+        )
+        built = [res[0] == OK for res in first]
+        redo = [i for i, res in enumerate(first) if res[0] == DECLINED]
+        if redo:
+            again = fastpath.run(self.table, [bufs[i] for i in redo], None, None, threads, False)
+            for i, res in zip(redo, again, strict=True):
+                first[i] = res
+        return first, built
 
     def apply(
         self, buf: bytes | bytearray | memoryview, name: str = "input"
@@ -677,10 +719,12 @@ class NativeEngine:
             parts.append(memoryview(src)[pix_start:pix_end])  # type: ignore[arg-type]
         if tail:
             parts.append(tail)
-        if pix_end - pix_start >= _GATHER_AT:
-            # Joined once here, on huge pages, as the raw-byte engine joins a large output
-            # (the post-check, the write and the reference reader take it as is).
-            parts = [gather(parts, False)[0]]
+        # Joined once here (on huge pages when large, as the raw-byte engine joins a large
+        # output) and hashed in the same pass: the post-check, the write and the reference
+        # reader take that buffer as is, and its bytes are what the hash covers (pixels
+        # masked in place included).
+        joined, sha256 = gather(parts, True)
+        parts = [joined]
         actions = self.actions
         paths = res[9]
         # DeidReport.add's result, built in one go (a CT slice reports ~200 actions): the
@@ -690,7 +734,7 @@ class NativeEngine:
         named = map(actions.__getitem__, action_ids)
         report.taken.extend(zip(map(paths.__getitem__, path_ids), tags, named, strict=True))
         report.actions.update({actions[a]: n for a, n in Counter(action_ids).items()})
-        return NativeOutcome(parts, report, bool(res[16]), res[7].hex(), res[10], charset)
+        return NativeOutcome(parts, report, bool(res[16]), str(sha256), res[10], charset)
 
 
 def final_view(catalog: list[tuple[int, str, bytes]], charset: Any) -> Dataset:
