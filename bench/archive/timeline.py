@@ -84,7 +84,7 @@ def _install() -> None:
             event("flush", f"wall={time.time() - wall:.4f}")
 
     ExclusiveBatch.commit_variants = commit_variants  # type: ignore[method-assign]
-    for attr in ("_prebuild_engine", "settle_variants", "_init_worker"):
+    for attr in ("_prebuild_engine", "settle_variants", "_init_worker", "_place_tasks"):
         _probe(archive, attr, attr.strip("_"))
     _probe(archive.RunRecords, "__init__", "records-open")
     _probe(archive.RunRecords, "finish", "records-finish")

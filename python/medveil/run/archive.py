@@ -34,13 +34,13 @@ import weakref
 import zipfile
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from operator import attrgetter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Generic, NamedTuple, Protocol, TypeVar, cast
 
-from medveil.durable import UnsafePath, die_with_parent, safe_join
+from medveil.durable import BatchWriter, UnsafePath, die_with_parent, safe_join
 from medveil.errors import MedveilError
 from medveil.policy.keys import Keyed
 from medveil.policy.schema import Policy
@@ -515,6 +515,9 @@ _OUTPUT: Path | None = None
 _CAPTURE = False  # send each instance's identity to the parent, for the vault
 _EMBED = None  # OriginalsEmbedder of --embed-originals
 _DURABLE = True  # flush each batch to disk before its files get their final names
+# The parent flushes and places this worker's outputs (a durable run, not a dry one): the
+# worker never waits for the disk, and one flush covers the tasks of every worker.
+_DEFER = False
 _MAX_SIZE: int | None = None  # per-file size limit (bytes); None: no limit
 _TIMEOUT = 0.0  # per-file time limit before the size-proportional part; 0: none
 _DRY = False  # a dry run: every file is cleaned and checked, none is written
@@ -538,7 +541,7 @@ def _init_worker(
     dry_run: bool = False,
 ) -> None:
     """Create one engine per worker process; silence pydicom (its warnings quote values)."""
-    global _ENGINE, _OUTPUT, _CAPTURE, _EMBED, _DURABLE, _MAX_SIZE, _TIMEOUT, _DRY
+    global _ENGINE, _OUTPUT, _CAPTURE, _EMBED, _DURABLE, _MAX_SIZE, _TIMEOUT, _DRY, _DEFER
     # Signals first: whatever fails below, the pool's SIGTERM must end this process.
     die_with_parent(parent)  # kill -9 of the run must not leave workers writing on
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
@@ -560,6 +563,7 @@ def _init_worker(
     _MAX_SIZE = max_size
     _TIMEOUT = timeout
     _DRY = dry_run
+    _DEFER = durable and not dry_run
     if embed_cert:
         from medveil.crypto.vault.embed import OriginalsEmbedder
 
@@ -1008,6 +1012,9 @@ class Record(NamedTuple):
     native_declined: str = ""
     refs: tuple[str, ...] | list[str] | None = ()
     frame: str = ""
+    # A durable run's written file not yet placed: (staged name, its temporary, the name
+    # it varies), all under OUTPUT; the parent flushes and places it (see _place_tasks).
+    staged: tuple[str, str, str] | None = None
 
     @property
     def path(self) -> str:
@@ -1110,16 +1117,39 @@ def _process_one(item: Item, batch: ExclusiveBatch) -> tuple[Record, Path | None
     return record, staged
 
 
+# Per worker process: each task's temporaries get a name of their own, since a task's
+# files wait for the parent to place them while the worker writes the next task's.
+_TASKS = itertools.count()
+
+
+class _TaskBatch(ExclusiveBatch):
+    """An ExclusiveBatch whose temporaries no other task of this process can name."""
+
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
+        super().__init__(root, durable=durable)
+        self.tag = next(_TASKS)
+
+    def add(self, path: Path, data: bytes | Sequence[bytes]) -> None:
+        """Write data under a temporary named for path and this task (.NAME.TAG.PID.tmp)."""
+        tagged = path.with_name(f"{path.name}.{self.tag}")
+        super().add(tagged, data)
+        self.pending[path] = self.pending.pop(tagged)
+
+
 def process_chunk(items: list[Item]) -> list[Record]:
     """Worker task: clean a few inputs, make their outputs durable together, return records.
 
     A record's status is "written", "skipped", "quarantined" (a verdict on the file) or
     "retry" (the environment failed: disk full, out of memory; the parent tries again).
+    In a durable run the written files are left staged (``Record.staged``): the parent
+    flushes them to disk and gives them their final names (:func:`_place_tasks`).
     """
     assert _OUTPUT is not None
-    batch = ExclusiveBatch(_OUTPUT, durable=_DURABLE)
+    batch = _TaskBatch(_OUTPUT, durable=_DURABLE)
     try:
         done = [_process_one(item, batch) for item in items]
+        if _DEFER:
+            return [_staged_record(r, staged, batch) for r, staged in done]
         try:
             placed = batch.commit_variants()
         except (OSError, MemoryError) as exc:
@@ -1131,19 +1161,74 @@ def process_chunk(items: list[Item]) -> list[Record]:
     except BaseException:
         batch.abort()
         raise
-    out: list[Record] = []
-    for r, staged in done:
-        if r.status == "written" and staged is not None:
-            kind, final = placed[staged]
-            if kind == "refused":
-                r = Record("quarantined", TOO_MANY_VARIANTS, r.size_in)
-            else:
-                # The name it got: its own, or a variant when another file holds that
-                # UID's name ("same": an identical file is there, which the parent
-                # counts as a duplicate).
-                r = r.with_path(final.relative_to(_OUTPUT).as_posix())
-        out.append(r)
-    return out
+    return [_placed_record(r, staged, placed, _OUTPUT) for r, staged in done]
+
+
+def _staged_record(r: Record, staged: Path | None, batch: ExclusiveBatch) -> Record:
+    """A worker's record of a file it staged, with what the parent needs to place it."""
+    if r.status != "written" or staged is None:
+        return r
+    base = batch.base.get(staged, staged)
+    return r._replace(staged=(str(staged), str(batch.pending[staged]), str(base)))
+
+
+def _placed_record(
+    r: Record, staged: Path | None, placed: Mapping[Path, tuple[str, Path]], root: Path
+) -> Record:
+    """A written record once its file is placed: its final path, or refused (quarantined)."""
+    if r.status != "written" or staged is None:
+        return r
+    kind, final = placed[staged]
+    if kind == "refused":
+        return Record("quarantined", TOO_MANY_VARIANTS, r.size_in)
+    # The name it got: its own, or a variant when another file holds that UID's name
+    # ("same": an identical file is there, which the parent counts as a duplicate).
+    return r._replace(staged=None).with_path(final.relative_to(root).as_posix())
+
+
+def _has_staged(records: list[Record]) -> bool:
+    """Whether a task's records hold a file the parent has still to place."""
+    return any(r.staged is not None for r in records)
+
+
+def _place_tasks(out: Path, tasks: list[list[Record]]) -> list[list[Record] | str]:
+    """Make the staged outputs of finished tasks durable (one flush), then place them.
+
+    Per task, in order: its records with their final paths, or why its files could not
+    be flushed or placed (a failure of the environment: its written inputs are tried
+    again, and a file already placed is then found identical and kept).
+    """
+    batches: list[ExclusiveBatch] = []
+    for records in tasks:
+        batch = ExclusiveBatch(out, durable=False)  # flushed below, all at once
+        for r in records:
+            if r.staged is not None:
+                name, tmp, base = (Path(p) for p in r.staged)
+                batch.pending[name] = tmp
+                batch.base[name] = base
+                batch.sha256[name] = str(cast("tuple[Any, ...]", r.row)[_SHA256])
+        batches.append(batch)
+    try:
+        BatchWriter(out).flush()
+    except (OSError, MemoryError) as exc:
+        for batch in batches:
+            batch.abort()
+        return [_env_reason(exc)] * len(tasks)
+    out_tasks: list[list[Record] | str] = []
+    for records, batch in zip(tasks, batches, strict=True):
+        try:
+            placed = batch.commit_variants()
+        except (OSError, MemoryError) as exc:
+            batch.abort()
+            out_tasks.append(_env_reason(exc))
+            continue
+        out_tasks.append(
+            [
+                _placed_record(r, Path(r.staged[0]) if r.staged else None, placed, out)
+                for r in records
+            ]
+        )
+    return out_tasks
 
 
 def _chunks(
@@ -2028,6 +2113,8 @@ def _run(
 
     def collect(timeout: float | None = None) -> None:
         finished, _ = cf.wait(in_flight, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        # The tasks that returned records, in the order they finished.
+        returned: list[tuple[list[tuple[str, Item, int]], list[Record]]] = []
         for fut in finished:
             source, entries, alone = in_flight.pop(fut)
             if fut.cancelled():
@@ -2055,6 +2142,18 @@ def _run(
                 for key, item, tries in entries:
                     retry(key, item, tries, reason, suspect=spun)
                 continue
+            returned.append((entries, results))
+        staged = [i for i, (_e, results) in enumerate(returned) if _has_staged(results)]
+        if staged:
+            # A durable run's outputs, staged by the workers: flushed once for all these
+            # tasks, then placed, before any is recorded.
+            placed = _place_tasks(out, [returned[i][1] for i in staged])
+            for i, task in zip(staged, placed, strict=True):
+                entries, results = returned[i]
+                if isinstance(task, str):
+                    task = [_retry(task) if r.status == "written" else r for r in results]
+                returned[i] = (entries, task)
+        for entries, results in returned:
             done: list[tuple[str, str, Record]] = []
             for (key, item, tries), result in zip(entries, results, strict=True):
                 if result.status == "retry":
