@@ -5,12 +5,14 @@ Run: python bench/archive/timeline.py LOG -- deid INPUT OUTPUT [options]
 
 The first form runs the command in this process (as the ``medveil`` program does) with
 probes on the archive driver's steps: start-up (imports, the policy's compilation, the
-records, the engine built before the fork), each worker task (start, end, files, CPU,
-the flush's wall time) and the end (the pool's shutdown, variant settling, the records'
-finish). Every process appends ``seconds cpu pid event detail`` lines to LOG (seconds
+records, the engine built before the fork), each worker task (start, end, files, CPU),
+each flush to disk (wall time; in a durable run the parent's, when it places the staged
+outputs of finished tasks) and the end (the pool's shutdown, variant settling, the
+records' finish). Every process appends ``seconds cpu pid event detail`` lines to LOG (seconds
 from the start of this script, CPU of the process that wrote the line). The second form
 prints a summary: the parent's steps, when each worker started its first task, its busy
-time (and the flushes' share), its idle tail at the end, and the task sizes. The probes
+time (its CPU and flushes within it), its idle tail at the end, the parent's placements,
+and the task sizes. The probes
 cost a few microseconds per task; a timeline shows where a run waits, it does not time it.
 """
 
@@ -72,18 +74,19 @@ def _install() -> None:
     process_chunk.__module__ = chunk.__module__
     process_chunk.__qualname__ = chunk.__qualname__
     archive.process_chunk = process_chunk
-    from medveil.run.outputs import ExclusiveBatch
+    from medveil.durable import BatchWriter
 
-    commit = ExclusiveBatch.commit_variants
+    flush = BatchWriter.flush
 
-    def commit_variants(self: Any) -> Any:
+    def flushed(self: Any) -> Any:
         wall = time.time()
         try:
-            return commit(self)
+            return flush(self)
         finally:
-            event("flush", f"wall={time.time() - wall:.4f}")
+            if self.durable:
+                event("flush", f"wall={time.time() - wall:.4f}")
 
-    ExclusiveBatch.commit_variants = commit_variants  # type: ignore[method-assign]
+    BatchWriter.flush = flushed  # type: ignore[method-assign]
     for attr in ("_prebuild_engine", "settle_variants", "_init_worker", "_place_tasks"):
         _probe(archive, attr, attr.strip("_"))
     _probe(archive.RunRecords, "__init__", "records-open")
@@ -132,6 +135,11 @@ def show(log: Path) -> str:
     busy: dict[int, float] = defaultdict(float)
     last: dict[int, float] = {}
     flush: dict[int, float] = defaultdict(float)
+    cpu_of: dict[int, float] = defaultdict(float)
+    # The parent's flushes and placements of a durable run's staged outputs (see
+    # medveil.run.archive._place_tasks): calls and wall time.
+    placing: list[float] = []
+    place_start = 0.0
     sizes: list[int] = []
     started: dict[int, float] = {}
     end = rows[-1][0]
@@ -144,9 +152,14 @@ def show(log: Path) -> str:
             busy[pid] += t - started.pop(pid, t)
             last[pid] = t
             sizes.append(int(detail.split()[0]))
+            cpu_of[pid] += float(detail.split("cpu=")[1]) if "cpu=" in detail else 0.0
+        elif name == "place_tasks-start":
+            place_start = t
+        elif name == "place_tasks-end":
+            placing.append(t - place_start)
         elif name == "flush":
             flush[pid] += float(detail.split("=")[1])
-        elif pid == parent and name != "submit":  # the task sizes are listed below
+        elif pid == parent and name != "submit":  # task sizes and placements: below
             phases.append(f"  {t:7.3f} s  cpu {cpu:6.3f}  {name} {detail}".rstrip())
     out = [f"timeline of {log} (parent {parent}):", *phases]
     done = max(last.values(), default=0.0)
@@ -155,8 +168,13 @@ def show(log: Path) -> str:
         span = done - first[pid]
         out.append(
             f"  worker {pid}: first task {first[pid]:.3f} s, last ended {last[pid]:.3f} s, "
-            f"busy {busy[pid]:.3f} s of {span:.3f} s (flush {flush[pid]:.3f} s), "
-            f"idle at the end {done - last[pid]:.3f} s"
+            f"busy {busy[pid]:.3f} s of {span:.3f} s (CPU {cpu_of[pid]:.3f} s, flush "
+            f"{flush[pid]:.3f} s), idle at the end {done - last[pid]:.3f} s"
+        )
+    if placing:
+        out.append(
+            f"parent placed staged outputs {len(placing)} times, {sum(placing):.3f} s "
+            f"(flush {flush[parent]:.3f} s of it), longest {max(placing):.3f} s"
         )
     out.append(f"last task ended at {done:.3f} s; command done at {end:.3f} s")
     start = min(first.values(), default=0.0)

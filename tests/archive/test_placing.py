@@ -135,3 +135,33 @@ def test_a_flush_failure_in_the_parent_retries_to_the_same_release(
     assert tree(out) == tree(ref)
     assert _catalog(out) == _catalog(ref)
     assert _hidden(out) == []
+
+
+def test_an_interrupt_while_placing_leaves_no_temporaries_and_resumes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    src = tmp_path / "in"
+    files = write_demo_archive(src / "demo")
+    ct = next(p for p in files if p.suffix == ".dcm" and "ct" in p.parts[-2].lower())
+    write_copies(src / "copies", ct, 60)
+    ref = tmp_path / "ref"
+    deidentify_archive(src, ref, policy=POLICY, secret=SECRET, workers=2)
+    calls = []
+    place = archive._place_tasks
+
+    def interrupted(out: Path, tasks: list[list[Record]]) -> list[list[Record] | str]:
+        calls.append(1)
+        if len(calls) == 2:  # Ctrl-C with staged outputs not yet placed
+            raise KeyboardInterrupt
+        return place(out, tasks)
+
+    monkeypatch.setattr(archive, "_place_tasks", interrupted)
+    out = tmp_path / "out"
+    first = deidentify_archive(src, out, policy=POLICY, secret=SECRET, workers=2)
+    assert first.interrupted and first.written < len(tree(ref))
+    assert _hidden(out) == []
+    monkeypatch.setattr(archive, "_place_tasks", place)
+    second = deidentify_archive(src, out, policy=POLICY, secret=SECRET, workers=2, resume=True)
+    assert not second.interrupted and second.failed == 0
+    assert tree(out) == tree(ref)
+    assert _catalog(out) == _catalog(ref)

@@ -2275,7 +2275,11 @@ def _run(
         ending = None if in_flight or pools_broken else _manager_of(pool)
         pool.shutdown(wait=ending is None, cancel_futures=True)
         try:
-            if pools_broken:
+            if pools_broken or (
+                durable and not dry_run and (summary.interrupted or summary.failed or stop)
+            ):
+                # A worker killed mid-task, or staged outputs the parent did not place (an
+                # interrupted or stopped durable run): their temporaries go now.
                 _remove_partial_files(out)
             if exhausted and not (summary.interrupted or summary.failed):
                 summary.total = summary.files_in  # every input of this run is accounted for
