@@ -574,12 +574,28 @@ def _pixels(ds: Dataset, arr: np.ndarray, ts: str, extended: bool = False) -> No
 # -- PDF ------------------------------------------------------------------------------------
 
 
-def make_pdf(lines: list[str], compress: bool) -> bytes:
-    """A one-page PDF showing ``lines`` (Helvetica), its content stream Flate-compressed or not."""
+def _pdf_string(text: str) -> str:
+    return "(" + text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+
+
+def make_pdf(lines: list[str], compress: bool, style: str = "plain") -> bytes:
+    """A one-page PDF showing ``lines`` (Helvetica), its content stream Flate-compressed or not.
+
+    ``style``: how the text is drawn, as PDF writers do it: ``plain`` (one string per line,
+    ``Tj``), ``kerned`` (a ``TJ`` array of pieces of three letters with kerning between
+    them: word processors' output) or ``hex`` (hexadecimal strings). Only ``plain`` keeps
+    a line's letters together in the file's bytes.
+    """
     text = ["BT", "/F1 11 Tf", "14 TL", "56 780 Td"]
     for line in lines:
-        esc = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        text.append(f"({esc}) Tj T*")
+        raw = line.encode("latin-1")
+        if style == "kerned":
+            pieces = [_pdf_string(line[i : i + 3]) for i in range(0, len(line), 3)]
+            text.append("[" + " -12 ".join(pieces) + "] TJ T*")
+        elif style == "hex":
+            text.append(f"<{raw.hex().upper()}> Tj T*")
+        else:
+            text.append(f"{_pdf_string(line)} Tj T*")
     text.append("ET")
     content = "\n".join(text).encode("latin-1")
     stream_dict = f"<< /Length {len(content)} >>"
@@ -610,16 +626,34 @@ def make_pdf(lines: list[str], compress: bool) -> bytes:
 _STREAM = re.compile(rb"<<(.*?)>>\s*stream\r?\n(.*?)\r?\nendstream", re.S)
 
 
+_SHOWN = re.compile(rb"\[(.*?)\]\s*TJ|(\((?:\\.|[^\\)])*\)|<[0-9A-Fa-f\s]*>)\s*Tj", re.S)
+_PIECE = re.compile(rb"\((?:\\.|[^\\)])*\)|<[0-9A-Fa-f\s]*>")
+
+
+def _decode_piece(piece: bytes) -> bytes:
+    if piece.startswith(b"<"):
+        return bytes.fromhex(piece[1:-1].decode())
+    return re.sub(rb"\\(.)", rb"\1", piece[1:-1])
+
+
 def pdf_text(data: bytes) -> bytes:
-    """The PDF's bytes with every Flate stream inflated after it (for a leak search)."""
-    out = [data]
+    """The PDF's bytes, then every Flate stream inflated, then the text its content streams
+    show (``Tj`` and ``TJ`` strings, literal or hex, pieces joined): for a leak search."""
+    streams = [data]
     for m in _STREAM.finditer(data):
+        body = m.group(2)
         if b"FlateDecode" in m.group(1):
             try:
-                out.append(zlib.decompress(m.group(2)))
+                body = zlib.decompress(body)
             except zlib.error:
-                out.append(b"")
-    return b"\n".join(out)
+                body = b""
+            streams.append(body)
+    shown = []
+    for body in streams:
+        for m in _SHOWN.finditer(body):
+            parts = _PIECE.findall(m.group(1)) if m.group(1) is not None else [m.group(2)]
+            shown.append(b"".join(_decode_piece(p) for p in parts))
+    return b"\n".join([*streams, *shown])
 
 
 # -- generation -----------------------------------------------------------------------------
@@ -677,7 +711,7 @@ def _patient(g: _Gen, root: Path, p: int) -> None:
     ctx.ko(st, f"{sd}/06_KO", [ct, pt])
     ctx.gsps(st, f"{sd}/07_PR", pt)
     ctx.csr(st, f"{sd}/08_CSR", [ct, pt])
-    ctx.pdf(st, f"{sd}/09_PDF", compress=True)
+    ctx.pdf(st, f"{sd}/09_PDF", compress=True, style="kerned")
     ctx.dose_sr(st, f"{sd}/10_DOSE", ct)
     ctx.ecg(st, f"{sd}/11_ECG")
     # Study 2: MR brain (enhanced) and an NM bone scan.
@@ -686,7 +720,7 @@ def _patient(g: _Gen, root: Path, p: int) -> None:
     mr = ctx.enhanced(st, f"{sd}/01_ENHMR", "MR")
     ctx.nm(st, f"{sd}/02_NM")
     ctx.gsps(st, f"{sd}/03_PR", mr)
-    ctx.pdf(st, f"{sd}/04_PDF", compress=False)
+    ctx.pdf(st, f"{sd}/04_PDF", compress=False, style="plain" if p == 0 else "hex")
     ctx.csa_non_image(st, f"{sd}/05_SPEC", mr)
     ctx.cda(st, f"{sd}/06_CDA")
     # Study 3: breast screening (women) or a second CT (men).
@@ -1411,7 +1445,7 @@ class _Ctx:
 
     # -- documents ----------------------------------------------------------------------------
 
-    def pdf(self, st: dict[str, str], sd: str, compress: bool) -> None:
+    def pdf(self, st: dict[str, str], sd: str, compress: bool, style: str) -> None:
         """An Encapsulated PDF report whose text names the patient, with ID and birth date."""
         g = self.g
         ts = self.syntax("PDF", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
@@ -1434,7 +1468,7 @@ class _Ctx:
             "Findings: no acute abnormality.",
             f"Signed: {RADIOLOGIST.replace('^', ', ')}",
         ]
-        doc = make_pdf(lines, compress)
+        doc = make_pdf(lines, compress, style)
         ds.EncapsulatedDocument = doc + b"\0" * (len(doc) % 2)
         ds.EncapsulatedDocumentLength = len(doc)
         _meta(ds, ts)

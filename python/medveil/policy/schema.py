@@ -180,7 +180,17 @@ SUPPLEMENT = {
     "ReceivingPresentationAddress": "X",
     "PrivateInformationCreatorUID": "X",
     "PrivateInformation": "X",
+    # Type 3: the length of the document it describes, which no policy keeps (see
+    # DOCUMENT_ACTIONS); left as it was it would describe a document that is gone.
+    "EncapsulatedDocumentLength": "X",
 }
+
+ENCAPSULATED_DOCUMENT = 0x00420011
+#: The only actions a policy may give Encapsulated Document (0042,0011): its value is
+#: replaced or removed. A PDF's or CDA's text cannot be checked for identity the way a
+#: header's can (compressed streams, kerned pieces, hex strings, font glyph codes), so a
+#: policy that keeps or cleans it is refused rather than releasing what is not checked.
+DOCUMENT_ACTIONS = frozenset({"D", "X", "Z", "X/Z", "X/D", "Z/D", "X/Z/D"})
 
 
 # A private element is named by its creator and the element's low byte; the block byte is
@@ -1236,6 +1246,13 @@ class CompiledPolicy:
         self.retain_safe_private = policy.has(Option.RETAIN_SAFE_PRIVATE)
         self.shift_dates = policy.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
         self.full_dates = policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES)
+        doc = self.by_tag.get(ENCAPSULATED_DOCUMENT)
+        if doc is not None and doc.action not in DOCUMENT_ACTIONS:
+            raise PolicyError(
+                f"EncapsulatedDocument (0042,0011): action {doc.action!r} is not allowed "
+                f"({doc.decided_by}); an encapsulated PDF or CDA document is replaced or "
+                "removed, never kept: its text cannot be checked for identifying values"
+            )
 
     def _add_net(self, tables: BaseTables, exempt: set[int]) -> None:
         """Safety-net rules for dictionary elements no table row, mask or keep names."""
