@@ -46,11 +46,11 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
-from pydicom.tag import BaseTag
-from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
@@ -1680,7 +1680,9 @@ class _More(_Ctx):
         proc = item("HAS CONCEPT MOD", "CODE", ("121058", "DCM", "Procedure reported"))
         proc.ConceptCodeSequence = Sequence([_code("77477000", "SCT", "Computed Tomography X-Ray")])
         device = item("HAS OBS CONTEXT", "UIDREF", ("121012", "DCM", "Device Observer UID"))
-        device.UID = "1.2.840.113619.2.55.3.2831164355.4"
+        device.UID = "1.2.840.113619.2.55.3.2831164355.4"  # the scanner's own UID
+        if device.UID not in g.manifest.uids:
+            g.manifest.uids.append(device.UID)  # an input UID: mapped like the others
         dev_name = item("HAS OBS CONTEXT", "TEXT", ("121013", "DCM", "Device Observer Name"))
         dev_name.TextValue = "SBGHCT01"
         start = item("CONTAINS", "DATETIME", ("113809", "DCM", "Start of X-Ray Irradiation"))

@@ -126,12 +126,23 @@ def _put(ds: Dataset, tag: BaseTag, old: object, vr: str, values: list[str]) -> 
         elements(ds)[tag] = DataElement(tag, vr, values if len(values) > 1 else values[0])
 
 
-def _zero(ds: Dataset, tag: BaseTag, vr: str, old: object) -> None:
-    """Replace an element by one zero value of its (binary) VR."""
+def dummy_zeros(tag: int, vr: str) -> bytes:
+    """The bytes of a binary element's dummy inside a dummy item: as many zeros as its
+    dictionary VM asks at least (Graphic Data, FL 2-n: two), one for OB, OW and the like."""
+    zero = zero_value(vr)
+    return zero * decide.dummy_count(tag) if vr in decide.NUMBER_SIZES else zero
+
+
+def _zero(ds: Dataset, tag: BaseTag, vr: str, old: object, zeros: bytes | None = None) -> None:
+    """Replace an element by one zero value of its (binary) VR, or by ``zeros`` (its bytes)."""
+    zeros = zero_value(vr) if zeros is None else zeros
     if isinstance(old, RawDataElement):
-        elements(ds)[tag] = _raw_element(tag, vr, zero_value(vr), old)
+        elements(ds)[tag] = _raw_element(tag, vr, zeros, old)
+    elif vr in BYTES_VRS:
+        elements(ds)[tag] = DataElement(tag, vr, b"\x00\x00")
     else:
-        elements(ds)[tag] = DataElement(tag, vr, b"\x00\x00" if vr in BYTES_VRS else 0)
+        count = len(zeros) // len(zero_value(vr))
+        elements(ds)[tag] = DataElement(tag, vr, 0 if count == 1 else [0] * count)
 
 
 def _remove(ds: Dataset, tag: BaseTag) -> None:
@@ -575,7 +586,7 @@ class Deidentifier:
                     if len(cache) < 4096:
                         cache[key] = new
             elif kind is decide.KIND_ZERO:
-                _zero(item, tag, vr, elem)
+                _zero(item, tag, vr, elem, dummy_zeros(tag, vr))
             elif kind is decide.KIND_DUMMY_ITEMS:
                 for sub in item[tag].value:
                     self._dummy_item(sub)

@@ -53,7 +53,7 @@ from medveil.dicom.writer import (
     file_meta_template,
     splice_file_meta,
 )
-from medveil.engine.dataset import Deidentifier, pixel_marks
+from medveil.engine.dataset import Deidentifier, dummy_zeros, pixel_marks
 from medveil.engine.decide import (
     CODE_MEANING,
     CODING_SCHEME,
@@ -898,7 +898,7 @@ class RawEngine:
                     cache[key] = chunk
                 chunks.append(chunk)
             elif kind is KIND_ZERO:
-                zero = zero_value(e.vr)
+                zero = dummy_zeros(e.tag, e.vr)
                 chunks.append(_header(e.tag, e.vr, len(zero), self.implicit) + zero)
             elif kind is KIND_DUMMY_ITEMS:
                 chunks.append(
