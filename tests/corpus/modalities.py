@@ -92,6 +92,9 @@ ENCAPSULATED_CDA = "1.2.840.10008.5.1.4.1.1.104.2"
 #: in every Siemens MR export; no public IOD describes it.
 SIEMENS_CSA_NON_IMAGE = "1.3.12.2.1107.5.9.1"
 
+#: Philips' private "MR Series Data Storage": one per series in Philips MR exports.
+PHILIPS_SERIES_DATA = "1.3.46.670589.11.0.0.12.1"
+
 SYNTAX_NAMES = {**realistic.SYNTAX_NAMES, JPEGLosslessSV1: "jpeg-lossless"}
 
 #: Class name per SOP class, for a bench's table.
@@ -113,6 +116,7 @@ CLASS_OF_SOP = {
     ECG_12LEAD: "ECG",
     ENCAPSULATED_CDA: "CDA",
     SIEMENS_CSA_NON_IMAGE: "CSANI",
+    PHILIPS_SERIES_DATA: "PHSD",
 }
 
 #: Patients: other people than realistic.py's, so the two archives can share a run.
@@ -283,7 +287,7 @@ def _philips(ds: Dataset, family: str, given: str) -> None:
     dd.add_new(0x01, "FL", 0.0)
     dd.add_new(0x03, "FL", 0.0)
     dd.add_new(0x0B, "CS", "TRANSVERSAL")
-    dd.add_new(0x1D, "LO", f"{family}^{given}")  # a free-text label the operator typed
+    dd.add_new(0x20, "LO", f"{family}^{given}")  # scanning technique text the operator typed
     mr = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
     mr.add_new(0x0D, "FL", 0.0)
     mr.add_new(0x0E, "FL", 1.0)
@@ -686,7 +690,7 @@ def _patient(g: _Gen, root: Path, p: int) -> None:
         family, given, pid, birth, [*accs, pat["OtherPatientIDs"]]
     ) + ([plain, f"{plain}, {given}", f"{given} {plain}"] if plain != family else [])
     folder = f"pacs/{pid}"
-    ctx = _More(g, root, p, pat, family, given)
+    ctx = _Philips(g, root, p, pat, family, given)
 
     def study(s: int, desc: str) -> dict[str, str]:
         return {
@@ -721,7 +725,10 @@ def _patient(g: _Gen, root: Path, p: int) -> None:
     ctx.nm(st, f"{sd}/02_NM")
     ctx.gsps(st, f"{sd}/03_PR", mr)
     ctx.pdf(st, f"{sd}/04_PDF", compress=False, style="plain" if p == 0 else "hex")
-    ctx.csa_non_image(st, f"{sd}/05_SPEC", mr)
+    if p % 2 == 0:
+        ctx.csa_non_image(st, f"{sd}/05_SPEC", mr)
+    else:
+        ctx.philips_series_data(st, f"{sd}/05_PHSD", mr)
     ctx.cda(st, f"{sd}/06_CDA")
     # Study 3: breast screening (women) or a second CT (men).
     st = study(2, "MAMMO SCREENING BILATERAL" if sex == "F" else "CT FOLLOW UP")
@@ -1839,6 +1846,26 @@ class _More(_Ctx):
         data.add_new(0x10, "OB", fid.tobytes())
         _meta(ds, ts)
         self.write(f"{sd}/SPEC0001.dcm", ds, "CSANI", ts, (0, 0, 0))
+
+
+class _Philips(_More):
+    """Philips' private objects."""
+
+    def philips_series_data(self, st: dict[str, str], sd: str, mr: Ref) -> None:
+        """A Philips MR Series Data object: a standard header, the rest private."""
+        g = self.g
+        ts = self.syntax("PHSD", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+        ds = _base(g, PHILIPS_SERIES_DATA, "MR", self.pat, st)
+        ds.SeriesInstanceUID = mr[0]  # it belongs to the image series
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = 1
+        ds.FrameOfReferenceUID = mr[3]
+        _philips(ds, self.family, self.given)
+        block = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
+        block.add_new(0x20, "SL", 3)  # number of chemical shifts
+        block.add_new(0x31, "CS", ["NO", "NO"])
+        _meta(ds, ts)
+        self.write(f"{sd}/PHSD0001.dcm", ds, "PHSD", ts, (0, 0, 0))
 
 
 def pdf_identifier_check(data: bytes, needles: list[bytes]) -> list[int]:
