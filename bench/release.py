@@ -6,7 +6,7 @@ Run: python bench/release.py [--seed 0] [--patients 6] [--pydicom] [--policy P.t
 
 Generates ``tests/corpus/realistic.py``'s archive (and, with ``--pydicom``, copies
 pydicom's bundled test files next to it; with ``--modalities``, adds
-``tests/corpus/modalities.py``'s archive of N patients (default 3): enhanced CT/MR, PET,
+``tests/corpus/modalities.py``'s archive of N patients (default 4): enhanced CT/MR, PET,
 NM, mammography and tomosynthesis, encapsulated PDF, KO, GSPS, SEG, RT plan and dose,
 Comprehensive SR, vendor private groups; ``--patients 0 --modalities`` runs it alone),
 runs ``medveil deid`` on it with the default policy (or ``--policy``), then prints per
@@ -236,9 +236,9 @@ def main() -> None:
         "--modalities",
         type=int,
         nargs="?",
-        const=3,
+        const=4,
         default=0,
-        help="add tests/corpus/modalities.py's archive of N patients (default 3)",
+        help="add tests/corpus/modalities.py's archive of N patients (default 4)",
     )
     args = ap.parse_args()
 
@@ -287,7 +287,7 @@ def main() -> None:
     out_uids: set[str] = set()
     outputs = sorted(dst.glob("*/*/*/*.dcm"))  # not the DICOMDIR folder's copies
 
-    needles = [s.encode() for s in man.all_identifiers()]
+    needles = [b for s in man.all_identifiers() for b in modalities.needle_bytes(s)]
     # pydicom files: each output is searched for its own input's name parts and ID (4+
     # characters), found through the new SOP Instance UID.
     own_needles: dict[str, list[bytes]] = {}

@@ -124,7 +124,24 @@ PATIENTS = [
     ("WIJNGAARDEN", "PETRONELLA", "F", "19570419"),
     ("ABERNATHY", "LUCIUS", "M", "19690927"),
     ("SZCZEPAŃSKA", "KAROLINA", "F", "19830212"),  # written in UTF-8 (ISO_IR 192)
+    ("YAMADA", "TARO", "M", "19750707"),  # with ideographic and phonetic names, ISO 2022
 ]
+#: Ideographic and phonetic name groups (PS3.5 6.2.1.2), in ISO 2022 IR 87.
+JAPANESE = {"YAMADA": ("山田^太郎", "やまだ^たろう")}
+
+
+def needle_bytes(text: str) -> list[bytes]:
+    """The byte spellings of an identifying string a leak search looks for: UTF-8, and
+    ISO 2022 (JIS X 0208, with its escapes) for a Japanese one."""
+    out = [text.encode()]
+    if not text.isascii():
+        try:
+            out.append(text.encode("iso2022_jp"))
+        except UnicodeEncodeError:
+            pass
+    return out
+
+
 RADIOLOGIST = "MONTGOMERY^EVANGELINE"
 
 
@@ -193,7 +210,9 @@ def _base(
     ds.SOPInstanceUID = g.uid()
     ds.Modality = modality
     _common(g, ds, pat, study)
-    if not pat["PatientName"].isascii():
+    if "=" in pat["PatientName"]:
+        ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    elif not pat["PatientName"].isascii():
         ds.SpecificCharacterSet = "ISO_IR 192"
     ds.InstanceCreationDate = study["StudyDate"]
     ds.InstanceCreationTime = study["StudyTime"]
@@ -664,7 +683,7 @@ def pdf_text(data: bytes) -> bytes:
 
 
 def generate(root: str | Path, *, seed: int = 0, patients: int = 2) -> Manifest:
-    """Write the archive under ``root`` (created) and return its manifest (``patients`` 1..3)."""
+    """Write the archive under ``root`` (created) and return its manifest (``patients`` 1..4)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     g = _Gen(seed)
@@ -676,8 +695,9 @@ def generate(root: str | Path, *, seed: int = 0, patients: int = 2) -> Manifest:
 def _patient(g: _Gen, root: Path, p: int) -> None:
     family, given, sex, birth = PATIENTS[p]
     pid = f"MRN{5520113 + 4211 * p}"
+    ideographic = "=".join(JAPANESE.get(family, ()))
     pat = {
-        "PatientName": f"{family}^{given}",
+        "PatientName": f"{family}^{given}" + (f"={ideographic}" if ideographic else ""),
         "PatientID": pid,
         "PatientBirthDate": birth,
         "PatientSex": sex,
@@ -689,6 +709,8 @@ def _patient(g: _Gen, root: Path, p: int) -> None:
     g.manifest.identifiers[p] = identifier_strings(
         family, given, pid, birth, [*accs, pat["OtherPatientIDs"]]
     ) + ([plain, f"{plain}, {given}", f"{given} {plain}"] if plain != family else [])
+    for group in JAPANESE.get(family, ()):
+        g.manifest.identifiers[p] += [group, *group.split("^")]
     folder = f"pacs/{pid}"
     ctx = _Philips(g, root, p, pat, family, given)
 
@@ -1879,6 +1901,7 @@ __all__ = [
     "csa_header",
     "generate",
     "make_pdf",
+    "needle_bytes",
     "pdf_identifier_check",
     "pdf_text",
 ]
