@@ -37,6 +37,19 @@ def event(name: str, detail: object = "") -> None:
         os.write(_FD, line.encode())
 
 
+def _runqueue_wait() -> float:
+    """Seconds this thread has waited for a CPU while runnable (Linux schedstat), or 0.
+
+    A task's wall time is its CPU, this wait (other processes had the cores: load) and the
+    rest, blocked (the disk, a lock): the last does not depend on the machine's load.
+    """
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _probe(owner: Any, attr: str, name: str) -> None:
     """Log the start and end of owner.attr (a function or method) under name."""
     inner: Callable[..., Any] = getattr(owner, attr)
@@ -63,11 +76,16 @@ def _install() -> None:
 
     def process_chunk(items: list[Any]) -> Any:
         cpu = time.process_time()
+        queued = _runqueue_wait()
         event("task-start", len(items))
         try:
             return chunk(items)
         finally:
-            event("task-end", f"{len(items)} cpu={time.process_time() - cpu:.4f}")
+            waited = _runqueue_wait() - queued
+            event(
+                "task-end",
+                f"{len(items)} cpu={time.process_time() - cpu:.4f} runqueue={waited:.4f}",
+            )
 
     # The pool sends the task function by name: this one must be found under the name of
     # the one it replaces (the forked workers have the replacement too).
@@ -88,7 +106,8 @@ def _install() -> None:
 
     BatchWriter.flush = flushed  # type: ignore[method-assign]
     for attr in ("_prebuild_engine", "settle_variants", "_init_worker", "_place_tasks"):
-        _probe(archive, attr, attr.strip("_"))
+        if hasattr(archive, attr):  # an older tree may lack one (timed against this one)
+            _probe(archive, attr, attr.strip("_"))
     _probe(archive.RunRecords, "__init__", "records-open")
     _probe(archive.RunRecords, "finish", "records-finish")
     _probe(Policy, "compile", "policy-compile")
@@ -136,6 +155,7 @@ def show(log: Path) -> str:
     last: dict[int, float] = {}
     flush: dict[int, float] = defaultdict(float)
     cpu_of: dict[int, float] = defaultdict(float)
+    runqueue: dict[int, float] = defaultdict(float)
     # The parent's flushes and placements of a durable run's staged outputs (see
     # medveil.run.archive._place_tasks): calls and wall time.
     placing: list[float] = []
@@ -152,7 +172,9 @@ def show(log: Path) -> str:
             busy[pid] += t - started.pop(pid, t)
             last[pid] = t
             sizes.append(int(detail.split()[0]))
-            cpu_of[pid] += float(detail.split("cpu=")[1]) if "cpu=" in detail else 0.0
+            fields = dict(f.split("=") for f in detail.split()[1:] if "=" in f)
+            cpu_of[pid] += float(fields.get("cpu", 0.0))
+            runqueue[pid] += float(fields.get("runqueue", 0.0))
         elif name == "place_tasks-start":
             place_start = t
         elif name == "place_tasks-end":
@@ -168,7 +190,9 @@ def show(log: Path) -> str:
         span = done - first[pid]
         out.append(
             f"  worker {pid}: first task {first[pid]:.3f} s, last ended {last[pid]:.3f} s, "
-            f"busy {busy[pid]:.3f} s of {span:.3f} s (CPU {cpu_of[pid]:.3f} s, flush "
+            f"busy {busy[pid]:.3f} s of {span:.3f} s (CPU {cpu_of[pid]:.3f} s, waiting for "
+            f"a CPU {runqueue[pid]:.3f} s, blocked "
+            f"{busy[pid] - cpu_of[pid] - runqueue[pid]:.3f} s of which flush "
             f"{flush[pid]:.3f} s), idle at the end {done - last[pid]:.3f} s"
         )
     if placing:

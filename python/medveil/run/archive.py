@@ -1,7 +1,9 @@
 """Archive conversion: de-identify a folder tree, .zip or .tar(.gz) into a new archive.
 
-The parent process only lists inputs and writes the run records; worker processes read,
-de-identify, post-check and write each file. Inputs are streamed to the workers with a
+The parent process lists inputs and writes the run records; worker processes read,
+de-identify, post-check and write each file under a temporary name. In a durable run the
+parent then flushes the finished tasks' files to disk together and gives them their final
+names, so that no worker waits for the disk. Inputs are streamed to the workers with a
 bounded number in flight, so memory does not grow with the archive. Every input ends up
 written, skipped (not DICOM) or quarantined (with a reason); nothing half written ever
 carries a final name, and ``resume=True`` continues a killed run to the same output.
