@@ -192,7 +192,35 @@ def says_burned_in(ds: pydicom.Dataset) -> bool:
     such as ``YES\\NO``) may come from a device that does burn text in, so it is read as
     YES: the file is screened or held back, never released on the strength of it.
     """
-    value = _get(ds, "BurnedInAnnotation", None)
+    return _not_no(_get(ds, "BurnedInAnnotation", None))
+
+
+def specimen_label_reason(ds: pydicom.Dataset) -> str | None:
+    """Why ``ds`` shows a slide's specimen label in its pixels, or None (whole slide images).
+
+    A LABEL image (Image Type value 3) is a photograph of the label, and Specimen Label in
+    Image (0048,0010) other than NO says an overview or label image shows it: the patient's
+    name and ID, the accession number, often as a barcode or handwritten, whatever Burned
+    In Annotation says (scanners write NO there for the label).
+    """
+    if _not_no(_get(ds, "SpecimenLabelInImage", None)):
+        return "SpecimenLabelInImage is not NO"
+    image_type = _get(ds, "ImageType", None)
+    if isinstance(image_type, (bytes, bytearray)):
+        values = bytes(image_type).decode("latin-1").split("\\")
+    elif isinstance(image_type, str):
+        values = image_type.split("\\")
+    elif isinstance(image_type, (list, tuple, MultiValue)):
+        values = [str(v) for v in image_type]
+    else:
+        values = []
+    if len(values) >= 3 and values[2].strip(" \x00").upper() == "LABEL":
+        return "ImageType says LABEL (a photograph of the slide label)"
+    return None
+
+
+def _not_no(value: object) -> bool:
+    """True unless a YES/NO flag's value is absent, empty or exactly NO (fail closed)."""
     if value is None:
         return False
     if isinstance(value, (bytes, bytearray)):
@@ -224,6 +252,9 @@ def burned_in_reasons(ds: pydicom.Dataset) -> list[str]:
     reasons = []
     if says_burned_in(ds):
         reasons.append(_burned_in_reason(ds))
+    label = specimen_label_reason(ds)
+    if label:
+        reasons.append(label)
     sop = str(_get(ds, "SOPClassUID", ""))
     if sop in BURNED_IN_SOP_CLASSES:
         reasons.append(f"SOP class {BURNED_IN_SOP_CLASSES[sop]} typically has burned-in text")
@@ -885,6 +916,15 @@ class PixelCleaner:
             # decoded samples no longer holds what could not be parsed.
             side_error = exc
         if has_pixels:
+            label = specimen_label_reason(ds)
+            if label and not fired:
+                # Text detection reads printed text; a label's barcode or handwriting holds
+                # the same identity and is not text it finds. Only a rule that masks the
+                # label where this scanner puts it can clean it.
+                raise QuarantineError(
+                    f"{label}: the specimen label's barcode or handwriting cannot be found "
+                    "for sure; add a pixel rule masking the label for this scanner"
+                )
             # Read once, before anything changes (the reasons and whether the option holds
             # depend on the input's attributes, which cleaning the pixels does not touch).
             reasons = burned_in_reasons(ds)

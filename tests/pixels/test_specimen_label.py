@@ -1,0 +1,77 @@
+"""Whole slide microscopy label images: the slide label is the patient's identity.
+
+A LABEL image (Image Type value 3) is a photograph of the slide's label, and Specimen
+Label in Image (0048,0010) YES says an image shows it: the name, the ID and the accession
+number, printed, as a barcode or handwritten. Scanners write Burned In Annotation NO on
+such images; the cleaner released them with the label readable. Text detection finds
+printed text only, so without a pixel rule for the scanner the image is quarantined.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from medveil import Policy
+from medveil.engine.dataset import Deidentifier
+from medveil.engine.instance import clean_instance
+from medveil.pixels.cleaner import specimen_label_reason
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from tests.corpus.realistic import _render_lines
+
+SECRET = bytes(range(32))
+WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
+def _slide_image(flavour: str, burned: str | None, label_in_image: str) -> bytes:
+    """A small WSI image of ``flavour`` (LABEL, OVERVIEW) showing the patient's name."""
+    alpha, _ = _render_lines(96, 160, [("WIJNGAARDEN P", 10, 6), ("MRN5520113", 40, 6)], 14)
+    grey = np.clip(230 - 220 * alpha, 0, 255).astype(np.uint8)
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = WSI, generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "WIJNGAARDEN^PETRONELLA", "MRN5520113", "SM"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", flavour, "NONE"]
+    if burned is not None:
+        ds.BurnedInAnnotation = burned
+    ds.SpecimenLabelInImage = label_in_image
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 96, 160, 1
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = np.repeat(grey[:, :, None], 3, axis=2).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("flavour", "burned", "label_in_image", "why"),
+    [
+        ("LABEL", "NO", "YES", "SpecimenLabelInImage"),  # the scanners' usual flags
+        ("LABEL", None, "NO", "ImageType says LABEL"),  # a label image whatever it says
+        ("LABEL", "YES", "YES", "SpecimenLabelInImage"),
+        ("OVERVIEW", "NO", "YES", "SpecimenLabelInImage"),  # an overview with the label
+    ],
+)
+def test_label_images_are_quarantined(
+    flavour: str, burned: str | None, label_in_image: str, why: str
+) -> None:
+    data = _slide_image(flavour, burned, label_in_image)
+    result = clean_instance(Deidentifier(Policy.default(), SECRET), data, "slide.dcm")
+    assert result.status == "quarantined"
+    assert why in result.reason and "barcode" in result.reason
+
+
+def test_an_overview_without_the_label_is_released() -> None:
+    ds = pydicom.dcmread(io.BytesIO(_slide_image("OVERVIEW", "NO", "NO")))
+    assert specimen_label_reason(ds) is None
+    ds.SpecimenLabelInImage = "Y"  # not exactly NO: read as YES (fail closed)
+    assert specimen_label_reason(ds) == "SpecimenLabelInImage is not NO"
