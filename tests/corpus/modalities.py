@@ -11,27 +11,41 @@ written by other modalities and workstations, as those write them:
 - ``NM``: a multi-frame NM image with energy window and detector information;
 - ``MG`` / ``BTO``: digital mammograms (For Presentation, view and laterality codes) and a
   breast tomosynthesis volume (enhanced multi-frame);
-- ``PDF``: Encapsulated PDF reports whose text names the patient (one with its content
-  stream Flate-compressed, as real PDF writers do, one plain);
+- ``PDF`` / ``CDA``: Encapsulated PDF reports whose text names the patient (drawn plain,
+  in kerned pieces or in hex strings, Flate-compressed or not) and an HL7 CDA note;
 - ``KO``: Key Object Selection documents that flag images of the study;
 - ``PR``: Grayscale Softcopy Presentation States with text annotations naming the patient;
 - ``SEG``: binary Segmentations referencing the CT series they were drawn on;
 - ``RTPLAN`` / ``RTDOSE``: an RT Plan and its dose grid (32-bit multi-frame);
+- ``SM``: a slide scanned as Whole Slide Microscopy (tiled VOLUME, OVERVIEW, LABEL);
 - ``CSR``: Comprehensive SR with nested containers, numeric and text items, and
   coordinates;
+- ``DOSESR``: X-Ray Radiation Dose SRs (TID 10011); ``ECG``: 12-lead ECGs with text
+  annotations, one naming the patient;
+- ``CSANI`` / ``PHSD``: vendors' private SOP classes (Siemens CSA Non-Image, Philips MR
+  Series Data), as every Siemens and Philips MR export holds;
 - vendor private groups: Siemens CSA headers (``SIEMENS CSA HEADER``, OB blobs in the
   ``SV10`` format, one whose protocol text names the patient), GE (``GEMS_IDEN_01``,
-  ``GEMS_PARM_01``) and Philips (``Philips Imaging DD 001``, ``Philips MR Imaging DD
-  001``) private creators, with the patient's name planted in some private text values.
+  ``GEMS_PARM_01``, ``GEMS_PETD_01``), Philips (``Philips Imaging DD 001``, ``Philips MR
+  Imaging DD 001``, a private sequence of standard attributes) and Hologic blocks, with
+  the patient's name planted in some private text values;
+- what PACS exports do to files: a private and a standard sequence re-encoded as UN of
+  undefined length, a bare data set (no preamble, no file meta), trailing padding, UTF-8
+  sent under a Latin-1 declaration, names in UTF-8 and in ISO 2022 IR 87 (a Japanese
+  patient's ideographic and phonetic groups), icon images.
 
 Transfer syntaxes are those the modalities use: Explicit and Implicit VR Little Endian,
-Deflated (SR, presentation states), RLE, JPEG 2000 lossless and JPEG-LS lossless (images).
-Every identifying string is in the returned :class:`~tests.corpus.realistic.Manifest`
-(``identifiers``, by :func:`~tests.corpus.realistic.identifier_strings`); :func:`pdf_text`
-gives the text a PDF shows, for a bench to search released documents.
+Deflated (SR, presentation states, an enhanced MR), RLE, JPEG Lossless SV1 (the most
+common in PACS archives; a small encoder here, multi-fragment frames), JPEG 2000 lossless
+(with an Extended Offset Table) and JPEG-LS lossless. Every identifying string is in the
+returned :class:`~tests.corpus.realistic.Manifest` (``identifiers``, by
+:func:`~tests.corpus.realistic.identifier_strings`, plus unaccented and Japanese
+spellings; :func:`needle_bytes` gives their byte forms); :func:`pdf_text` gives the text
+a PDF shows, for a bench to search released documents. dciodvfy finds no error in any
+file but the private SOP classes' (no public IOD).
 
-Deterministic: the same seed gives the same bytes. Small: about 50 files of a few kB to
-100 kB each for the default two patients.
+Deterministic: the same seed gives the same bytes. Small: about 110 files of a few kB
+each for four patients, in under a second.
 """
 
 from __future__ import annotations
@@ -68,6 +82,7 @@ from tests.corpus.realistic import (
     _code,
     _common,
     _meta,
+    _render_lines,
     _set_pixels,
     identifier_strings,
 )
@@ -92,6 +107,7 @@ ENCAPSULATED_CDA = "1.2.840.10008.5.1.4.1.1.104.2"
 #: in every Siemens MR export; no public IOD describes it.
 SIEMENS_CSA_NON_IMAGE = "1.3.12.2.1107.5.9.1"
 
+WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 #: Philips' private "MR Series Data Storage": one per series in Philips MR exports.
 PHILIPS_SERIES_DATA = "1.3.46.670589.11.0.0.12.1"
 
@@ -117,6 +133,7 @@ CLASS_OF_SOP = {
     ENCAPSULATED_CDA: "CDA",
     SIEMENS_CSA_NON_IMAGE: "CSANI",
     PHILIPS_SERIES_DATA: "PHSD",
+    WSI: "SM",
 }
 
 #: Patients: other people than realistic.py's, so the two archives can share a run.
@@ -739,6 +756,7 @@ def _patient(g: _Gen, root: Path, p: int) -> None:
     ctx.csr(st, f"{sd}/08_CSR", [ct, pt])
     ctx.pdf(st, f"{sd}/09_PDF", compress=True, style="kerned")
     ctx.dose_sr(st, f"{sd}/10_DOSE", ct)
+    ctx.slide(st, f"{sd}/12_SM")
     ctx.ecg(st, f"{sd}/11_ECG")
     # Study 2: MR brain (enhanced) and an NM bone scan.
     st = study(1, "MR BRAIN")
@@ -1870,8 +1888,142 @@ class _More(_Ctx):
         self.write(f"{sd}/SPEC0001.dcm", ds, "CSANI", ts, (0, 0, 0))
 
 
+#: A minimal ICC profile header (display class, RGB, XYZ connection space): colour
+#: microscopy images must carry one; its tags do not matter here.
+_SRGB_ICC = (
+    struct.pack(">I", 128)
+    + b"none"
+    + bytes([2, 0x10, 0, 0])
+    + b"mntrRGB XYZ "
+    + bytes(12)
+    + b"acsp"
+    + bytes(128 - 40)
+)
+
+
 class _Philips(_More):
-    """Philips' private objects."""
+    """Philips' private objects, and a pathology slide."""
+
+    def slide(self, st: dict[str, str], sd: str) -> None:
+        """A biopsy slide scanned as Whole Slide Microscopy: a tiled VOLUME image, the
+        OVERVIEW (label not in it) and the LABEL (name, ID, accession number, a barcode)."""
+        g = self.g
+        series, frame_ref, dim_uid = g.uid(), g.uid(), g.uid()
+        container = f"S{st['AccessionNumber'][-6:]}-A1"
+        for n, flavour in enumerate(("VOLUME", "OVERVIEW", "LABEL")):
+            ts = self.syntax("SM", [ExplicitVRLittleEndian])
+            ds = _base(g, WSI, "SM", self.pat, st)
+            ds.Manufacturer = "Leica Biosystems"
+            ds.SeriesInstanceUID, ds.SeriesNumber = series, 12
+            ds.InstanceNumber = n + 1
+            ds.ContentDate, ds.ContentTime = st["StudyDate"], st["StudyTime"]
+            ds.AcquisitionDateTime = st["StudyDate"] + st["StudyTime"]
+            ds.ImageType = ["ORIGINAL", "PRIMARY", flavour, "NONE"]
+            ds.FrameOfReferenceUID = frame_ref
+            ds.PositionReferenceIndicator = "SLIDE_CORNER"
+            ds.VolumetricProperties = "VOLUME"
+            ds.BurnedInAnnotation = "NO"  # what scanners write, label included
+            # PS3.3 asks YES for OVERVIEW and LABEL images: the label is in them.
+            ds.SpecimenLabelInImage = "NO" if flavour == "VOLUME" else "YES"
+            ds.AcquisitionContextSequence = Sequence()
+            if flavour == "LABEL":
+                # The scanner's reading of the label (Slide Label module, Type 2).
+                ds.LabelText = f"{_plain(self.family)}, {self.given} {self.pat['PatientID']}"
+                ds.BarcodeValue = st["AccessionNumber"]
+            ds.FocusMethod, ds.ExtendedDepthOfField = "AUTO", "NO"
+            ds.ImagedVolumeWidth, ds.ImagedVolumeHeight, ds.ImagedVolumeDepth = 15.0, 15.0, 1.0
+            ds.ContainerIdentifier = container
+            ds.IssuerOfTheContainerIdentifierSequence = Sequence()
+            ds.ContainerTypeCodeSequence = Sequence([_code("433466003", "SCT", "Microscope slide")])
+            spec = _item(
+                SpecimenIdentifier=f"{container}-1",
+                SpecimenUID=g.uid(),
+                IssuerOfTheSpecimenIdentifierSequence=Sequence(),
+                SpecimenPreparationSequence=Sequence(),
+            )
+            ds.SpecimenDescriptionSequence = Sequence([spec])
+            ds.DimensionOrganizationType = "TILED_FULL"
+            ds.DimensionOrganizationSequence = Sequence([_item(DimensionOrganizationUID=dim_uid)])
+            ds.OpticalPathSequence = Sequence(
+                [
+                    _item(
+                        OpticalPathIdentifier="1",
+                        IlluminationTypeCodeSequence=Sequence(
+                            [_code("111744", "DCM", "Brightfield illumination")]
+                        ),
+                        IlluminationColorCodeSequence=Sequence(
+                            [_code("414298005", "SCT", "Full Spectrum")]
+                        ),
+                        ICCProfile=_SRGB_ICC,
+                    )
+                ]
+            )
+            ds.NumberOfOpticalPaths = 1
+            ds.TotalPixelMatrixFocalPlanes = 1
+            rows = cols = 32
+            if flavour == "VOLUME":
+                total_rows, total_cols = 32, 64
+                yy, xx = np.mgrid[0:rows, 0:cols]
+                tiles = []
+                for t in range(2):
+                    tissue = np.hypot(yy - 16, xx - 16 + 8 * t) < 12
+                    tile = np.where(tissue, 170, 235) + g.rng.normal(0, 6, (rows, cols))
+                    tiles.append(np.clip(tile, 0, 255).astype(np.uint8))
+                arr = np.repeat(np.stack(tiles)[..., None], 3, axis=3)
+                arr[..., 0] = np.clip(arr[..., 0].astype(int) + 20, 0, 255)
+                boxes: list[tuple[int, int, int, int, int, int]] = []
+            else:
+                rows, cols = 64, 160
+                total_rows, total_cols = rows, cols
+                lines = (
+                    [
+                        (f"{_plain(self.family)}, {self.given}", 4, 4),
+                        (self.pat["PatientID"], 22, 4),
+                        (st["AccessionNumber"], 40, 4),
+                    ]
+                    if flavour == "LABEL"
+                    else []
+                )
+                alpha, found = _render_lines(rows, cols, lines, 12) if lines else (0.0, [])
+                base = np.full((rows, cols), 238.0)
+                if flavour == "LABEL":
+                    # A 2D barcode beside the text: the accession number, machine-readable.
+                    code = g.rng.integers(0, 2, (12, 12)).astype(bool)
+                    base[8:56, 108:156] = np.where(np.kron(code, np.ones((4, 4))), 20, 238)
+                else:
+                    base[16:48, 20:140] = 190  # the tissue under the cover slip
+                grey = np.clip(base * (1 - alpha) + 10 * alpha, 0, 255).astype(np.uint8)
+                arr = np.repeat(grey[None, :, :, None], 3, axis=3)
+                boxes = [(0, 1, *b) for b in found]
+            ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns = total_rows, total_cols
+            ds.TotalPixelMatrixOriginSequence = Sequence(
+                [_item(XOffsetInSlideCoordinateSystem=0.0, YOffsetInSlideCoordinateSystem=0.0)]
+            )
+            ds.ImageOrientationSlide = [0, -1, 0, -1, 0, 0]
+            shared = Dataset()
+            shared.PixelMeasuresSequence = Sequence(
+                [_item(PixelSpacing=[0.25, 0.25], SliceThickness=0.004)]
+            )
+            shared.WholeSlideMicroscopyImageFrameTypeSequence = Sequence(
+                [_item(FrameType=["ORIGINAL", "PRIMARY", flavour, "NONE"])]
+            )
+            shared.OpticalPathIdentificationSequence = Sequence([_item(OpticalPathIdentifier="1")])
+            ds.SharedFunctionalGroupsSequence = Sequence([shared])
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+            ds.NumberOfFrames = len(arr)
+            _pixels(ds, arr, ts)
+            ds.LossyImageCompression = "00"
+            rel = f"{sd}/SM{n + 1:04d}.dcm"
+            inst = Instance(
+                rel,
+                "SM",
+                SYNTAX_NAMES[ts],
+                ds.SOPInstanceUID,
+                self.p,
+                boxes,
+                (rows, cols, len(arr)),
+            )
+            _write(g, self.root, rel, ds, inst)
 
     def philips_series_data(self, st: dict[str, str], sd: str, mr: Ref) -> None:
         """A Philips MR Series Data object: a standard header, the rest private."""

@@ -70,8 +70,12 @@ def test_classes_syntaxes_and_pixels(archive: tuple[Path, realistic.Manifest]) -
         rows, cols, frames = inst.shape
         if frames:
             arr = ds.pixel_array  # every image decodes with the installed plugins
-            assert arr.shape[-2:] == (rows, cols), inst.path
+            colour = int(ds.SamplesPerPixel) == 3
+            assert (arr.shape[-3:-1] if colour else arr.shape[-2:]) == (rows, cols), inst.path
             assert (arr.shape[0] if frames > 1 else 1) == frames
+            for f0, f1, r0, r1, c0, c1 in inst.text_boxes:  # the planted text is there
+                patch = (arr if frames > 1 else arr[None])[f0:f1, r0:r1, c0:c1]
+                assert patch.max() > patch.min()
             assert arr.max() > arr.min()
         if "PerFrameFunctionalGroupsSequence" in ds:
             per = ds.PerFrameFunctionalGroupsSequence
@@ -210,6 +214,12 @@ def test_default_policy_releases_every_kind_and_leaks_nothing(
     kinds = Counter(i.cls for i in man.instances if i.path in released)
     assert set(kinds) >= set(modalities.CLASS_OF_SOP.values()) - PRIVATE_CLASSES, reasons
     held = [i for i in man.instances if i.path not in released]
-    # Vendors' private SOP classes are held back (the post-check learns the class UID as
-    # an identifying UID; a fix is asked of verify.values.classify): nothing else is.
-    assert {i.cls for i in held} <= PRIVATE_CLASSES, reasons
+    # Held back, rightly: a slide's OVERVIEW and LABEL images (the label's barcode and
+    # handwriting cannot be found for sure). Wrongly, for now: vendors' private SOP
+    # classes (the post-check learns the class UID as an identifying UID; a fix is asked
+    # of verify.values.classify). Nothing else.
+    # (the VOLUME image, two tiles, is the slide's research content: it is released)
+    labels = {i.path for i in man.instances if i.cls == "SM" and i.shape[2] != 2}
+    assert {i.path for i in held if i.cls == "SM"} == labels, reasons
+    assert {i.cls for i in held} <= PRIVATE_CLASSES | {"SM"}, reasons
+    assert all("specimen label" in r for r in reasons if "/12_SM/" in r), reasons
