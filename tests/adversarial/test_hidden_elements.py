@@ -20,6 +20,7 @@ from medveil.engine.dataset import Deidentifier
 from medveil.policy.presets import load_policy
 from medveil.policy.schema import Policy
 from medveil.verify.hidden import hidden_in
+from pydicom._dicom_dict import DicomDictionary
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -98,6 +99,97 @@ def test_both_learning_roads_learn_the_swallowed_name(implicit: bool) -> None:
     data = _palette(implicit, nested=True)
     for terms in (postcheck.learn_terms(data), postcheck.learn_terms_spans(data)):
         assert {"zqvothian", "drxel"} <= {t.casefold() for t in terms.always}
+
+
+def _numbers_then_name(vr: str, implicit: bool) -> bytes:
+    """A file whose first element of VR ``vr`` (group 0018-0020) has its length grown over
+    the Requesting Physician's element after it: the name reads as more numbers."""
+    tag = min(
+        t
+        for t, entry in DicomDictionary.items()
+        if entry[0] == vr and 0x0018 <= t >> 16 <= 0x0020 and not entry[3]
+    )
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = "2.25.9"
+    ds.Modality = "OT"
+    ds.add_new(tag, vr, [0x00180010, 0x00180010] if vr == "AT" else [0] * (8 // _SIZE[vr]))
+    ds.RequestingPhysician = NAME
+    data = bytearray(save(ds, ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian))
+    at = data.index(struct.pack("<HH", tag >> 16, tag & 0xFFFF), 132)
+    end = data.index(b"\x32\x00\x32\x10", at) + 8 + 16  # the name's element: header, value
+    if implicit:
+        struct.pack_into("<I", data, at + 4, end - (at + 8))
+    else:
+        struct.pack_into("<H", data, at + 6, end - (at + 8))
+    return bytes(data)
+
+
+_SIZE = {"AT": 4, "FD": 8, "FL": 4, "SL": 4, "SS": 2, "UL": 4, "US": 2}
+
+
+@pytest.mark.parametrize("vr", sorted(_SIZE))
+@pytest.mark.parametrize("implicit", [False, True])
+def test_both_learning_roads_learn_a_name_swallowed_into_numbers(vr: str, implicit: bool) -> None:
+    data = _numbers_then_name(vr, implicit)
+    assert b"Zqvothian" in data
+    for terms in (postcheck.learn_terms(data), postcheck.learn_terms_spans(data)):
+        assert {"zqvothian", "drxel"} <= {t.casefold() for t in terms.always}
+
+
+def _simple_frame_list(implicit: bool, grow: bool = True) -> bytes:
+    """The fuzzer's find (seed 14): a kept Simple Frame List (UL) grown over the patient's
+    name and ID, which follow it; 8 bytes of the value's own, 4-byte aligned."""
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    ds.SOPInstanceUID = "2.25.10"
+    ds.Modality = "SR"
+    ds.SimpleFrameList = [1, 2]
+    ds.PatientName = "Zqvothian^Drxel1"  # 16 bytes: every element here is 4-byte aligned
+    ds.PatientID = "QX77412305ZZ"
+    data = bytearray(save(ds, ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian))
+    if grow:
+        at = data.index(b"\x08\x00\x61\x11", 132)
+        end = data.index(b"QX77412305ZZ") + 12
+        if implicit:
+            struct.pack_into("<I", data, at + 4, end - (at + 8))
+        else:
+            struct.pack_into("<H", data, at + 6, end - (at + 8))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("policy", ["default", "tcia"])
+@pytest.mark.parametrize("native", [False, True])
+def test_a_name_swallowed_into_a_kept_number_list_is_never_released(
+    implicit: bool, policy: str, native: bool
+) -> None:
+    data = _simple_frame_list(implicit)
+    p = Policy.default() if policy == "default" else load_policy(policy)
+    old = inst.USE_NATIVE_ENGINE
+    inst.USE_NATIVE_ENGINE = native
+    try:
+        got = inst.clean_instance(Deidentifier(p, SECRET), bytearray(data), "f")
+    finally:
+        inst.USE_NATIVE_ENGINE = old
+    assert got.status == "quarantined", got.reason
+    assert got.data is None or b"Zqvothian" not in bytes(got.data)
+    # The control: the same file with the UL list's own length is released without them.
+    clean = inst.clean_instance(
+        Deidentifier(p, SECRET), bytearray(_simple_frame_list(implicit, grow=False)), "f"
+    )
+    assert clean.status == "written", clean.reason
+    assert b"Zqvothian" not in bytes(clean.data) and b"QX77412305" not in bytes(clean.data)
+
+
+def test_every_vr_is_text_checked_binary_searched_or_a_sequence() -> None:
+    # A VR in none of the three would let a grown length hide elements from both defences.
+    from medveil.dicom import strict
+    from medveil.dicom.vr import LONG_VRS, SHORT_VRS
+    from medveil.verify import hidden
+
+    assert set(strict._TEXT_VRS) | set(hidden._BINARY_VRS) | {"SQ"} == LONG_VRS | SHORT_VRS
+    assert not set(strict._TEXT_VRS) & set(hidden._BINARY_VRS)
 
 
 def test_random_binary_values_hold_no_names() -> None:

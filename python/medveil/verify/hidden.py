@@ -27,9 +27,14 @@ from medveil.dicom.keywords import IDENTITY_KEYWORDS
 from medveil.dicom.vr import LONG_VRS
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout
 
-# Values a reader takes as bytes (the scanner's VR codes, little-endian), where swallowed
-# elements stay whole and unread. Text VRs are the strict check's (control bytes).
-_BINARY_VRS = ("OB", "OW", "OF", "OD", "OL", "OV", "SV", "UV", "UN")
+# Values a reader takes as bytes or numbers (the scanner's VR codes, little-endian), where
+# swallowed elements stay whole and unread: every VR but text (the strict check refuses
+# control bytes in those) and SQ (its items are read). Numbers count too: a kept UL list
+# (Simple Frame List) grown over the patient's elements hides them as more numbers.
+_BINARY_VRS = (
+    *("OB", "OW", "OF", "OD", "OL", "OV", "SV", "UV", "UN"),
+    *("AT", "FD", "FL", "SL", "SS", "UL", "US"),
+)
 _BINARY_CODES = frozenset(int.from_bytes(v.encode(), "little") for v in _BINARY_VRS)
 # Longest value taken as one hidden text: a PN of three 64-character groups and more.
 _MAX_VALUE = 1024
