@@ -10,6 +10,7 @@ printed text only, so without a pixel rule for the scanner the image is quaranti
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -75,3 +76,33 @@ def test_an_overview_without_the_label_is_released() -> None:
     assert specimen_label_reason(ds) is None
     ds.SpecimenLabelInImage = "Y"  # not exactly NO: read as YES (fail closed)
     assert specimen_label_reason(ds) == "SpecimenLabelInImage is not NO"
+
+
+def test_a_label_never_reuses_its_series_verdict(tmp_path: Path) -> None:
+    """The native road reuses a series' pixel verdict for files whose verdict attributes
+    match: an OVERVIEW without the label, released, then a LABEL of the same size and
+    series must still be looked at (and held back)."""
+    from medveil.run.archive import deidentify_archive
+
+    first = pydicom.dcmread(io.BytesIO(_slide_image("OVERVIEW", "NO", "NO")))
+    second = pydicom.dcmread(io.BytesIO(_slide_image("LABEL", "NO", "YES")))
+    second.SeriesInstanceUID, second.StudyInstanceUID = (
+        first.SeriesInstanceUID,
+        first.StudyInstanceUID,
+    )
+    src = tmp_path / "in"
+    src.mkdir()
+    first.save_as(src / "a_overview.dcm")
+    second.save_as(src / "b_label.dcm")
+    reasons: dict[str, str] = {}
+    deidentify_archive(
+        src,
+        tmp_path / "out",
+        policy=Policy.default(),
+        secret=SECRET,
+        workers=1,
+        durable=False,
+        on_quarantine=lambda name, why: reasons.__setitem__(name, why),
+    )
+    assert list(reasons) == ["b_label.dcm"], reasons
+    assert "SpecimenLabelInImage" in reasons["b_label.dcm"]

@@ -826,6 +826,10 @@ def _write_native(ds: pydicom.Dataset, arr: np.ndarray, photometric: str) -> Non
 #: classes, the geometry, the character set the values decode with.
 VERDICT_KEYWORDS = (
     "BurnedInAnnotation",
+    # A slide's label (specimen_label_reason): a LABEL image of a series whose VOLUME
+    # images were released must not reuse their verdict.
+    "SpecimenLabelInImage",
+    "ImageType",
     "SOPClassUID",
     "Modality",
     "SpecificCharacterSet",
