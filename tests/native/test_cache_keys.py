@@ -38,6 +38,7 @@ _MODULE_CACHES = (
     ("medveil.engine.raw", "_CHARSETS"),
     ("medveil.engine.native", "_CODECS"),
     ("medveil.engine.native", "_DECODED"),
+    ("medveil.engine.native", "_PEEKED"),
     ("medveil.engine.decide", "_CLEANERS"),
     ("medveil.engine.decide", "_DICT_VRS"),
     ("medveil.engine.decide", "_SEEN_AS_IDENTIFYING"),

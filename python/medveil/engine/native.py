@@ -163,13 +163,20 @@ class NativeOutcome:
             return None
         texts: dict[int, str] = {}
         numbers: dict[int, int] = {}
+        peeked = _PEEKED
         for tag, vr, value in self.catalog:
             if vr == "UN":
                 return None
-            values = decode_text(value, codec)
-            if values is None:
-                return None
-            texts[tag] = "\\".join(values)
+            key = (value, codec)
+            text = peeked.get(key)
+            if text is None:
+                values = decode_text(value, codec)
+                if values is None:
+                    return None
+                if len(peeked) >= 4096:
+                    peeked.clear()  # bounded: a long run's memory stays flat
+                text = peeked[key] = "\\".join(values)
+            texts[tag] = text
             if tag in _DIMENSIONS:
                 number = _US.get(vr)
                 if number is None or len(value) != number.size:
@@ -205,6 +212,8 @@ class NativeEngine:
         # Pixel verdicts by _verdict_key: a series' files share them (see _prepare).
         self._verdicts: dict[tuple[object, ...], PlainVerdict] = {}
         self._verdict_split: tuple[frozenset[int], tuple[int, ...], frozenset[int]] | None = None
+        # _verdict_key's rows by (top-level tags, verdict attributes, presence tags).
+        self._verdict_plans: dict[tuple[object, ...], tuple[Any, ...]] = {}
         overrides = self.compiled.private_overrides
         private_rules = any(t >> 16 & 1 for t in decider.by_tag)
         simple_private = not overrides and not self.compiled.retain_safe_private
@@ -651,29 +660,43 @@ class NativeEngine:
         None: no verdict is kept for such a file (no Pixel Data, or undefined length).
         """
         tags, codes, vstarts, lengths, ends = res[13]
-        index = dict(zip(tags, range(len(tags)), strict=True))
-        at = index.get(PIXEL_DATA)
+        top_tags, meta_tags = self._verdict_tags(pixels)
+        presence = tuple(pixels.verdict_presence)
+        # Where each attribute sits is the same in every file of a structure (the same
+        # top-level tags in the same order): found once per tag list and attribute lists.
+        plan_key = (tuple(tags), top_tags, presence)
+        plan = self._verdict_plans.get(plan_key)
+        if plan is None:
+            index = dict(zip(tags, range(len(tags)), strict=True))
+            at = index.get(PIXEL_DATA)
+            plan = (
+                at,
+                index.get(_CHARSET, -1),
+                (_SOP_INSTANCE in index, *(t in index for t in presence)),
+                tuple(index.get(tag) for tag in top_tags),
+            )
+            if len(self._verdict_plans) >= 64:
+                self._verdict_plans.clear()  # bounded: a long run's memory stays flat
+            self._verdict_plans[plan_key] = plan
+        at, charset_at, present, rows = plan
         if at is None or lengths[at] == _UNDEFINED:
             return None
-        top_tags, meta_tags = self._verdict_tags(pixels)
         src = buf if isinstance(buf, bytes) else memoryview(buf)
         parts: list[object] = [
             pixels.config(),
             config.settings.reading_validation_mode,
             bool(res[16]),
             ends[at] - vstarts[at],
-            _SOP_INSTANCE in index,
-            *(t in index for t in pixels.verdict_presence),
+            *present,
         ]
-        for tag in top_tags:
-            i = index.get(tag)
+        for i in rows:
             parts.append(
                 None if i is None else (codes[i], lengths[i], bytes(src[vstarts[i] : ends[i]]))
             )
         for tag, code, _, vstart, length, end in res[14].tolist():
             if tag in meta_tags:
                 parts.append((tag, code, length, bytes(src[vstart:end])))
-        return tuple(parts), (at, index.get(_CHARSET, -1))
+        return tuple(parts), (at, charset_at)
 
     def _prepare_plain(
         self,
@@ -752,6 +775,9 @@ def final_view(catalog: list[tuple[int, str, bytes]], charset: Any) -> Dataset:
 
 
 _VR_TEXT: dict[int, str | None] = {}
+# A catalog value's text by (value bytes, codec), all decode_text reads: a series' outputs
+# repeat most of their catalog values (in memory only, bounded).
+_PEEKED: dict[tuple[bytes, str], str] = {}
 # Rows and Columns: peek_int reads them as one number (medveil.dicom.peek.plain_value).
 _DIMENSIONS = (0x00280010, 0x00280011)
 _US = {"US": struct.Struct("<H"), "UL": struct.Struct("<L")}

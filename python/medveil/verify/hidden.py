@@ -36,6 +36,9 @@ _BINARY_VRS = (
     *("AT", "FD", "FL", "SL", "SS", "UL", "US"),
 )
 _BINARY_CODES = frozenset(int.from_bytes(v.encode(), "little") for v in _BINARY_VRS)
+# The same codes as a table over every 16-bit code: one numpy step picks a file's rows.
+_BINARY_TABLE = np.zeros(1 << 16, dtype=bool)
+_BINARY_TABLE[sorted(_BINARY_CODES)] = True
 # Longest value taken as one hidden text: a PN of three 64-character groups and more.
 _MAX_VALUE = 1024
 _MIN_LETTERS = 3
@@ -121,10 +124,14 @@ def hidden_elements(
     """(tag, VR, texts) of every person name or identity element found inside the binary
     value of another element, from the scanner's rows of ``data`` (their VR codes as read,
     and which rows are pixel data), in file order."""
-    is_binary = (rows[:, 0] >= 0) & ~pixel & (rows[:, 5] - rows[:, 3] >= 10)
-    if not is_binary.any():
+    # A code outside 16 bits is no VR of the table (nor of _BINARY_CODES): not picked.
+    in_range = (codes >= 0) & (codes < 1 << 16)
+    binary = _BINARY_TABLE[np.where(in_range, codes, 0)] & in_range
+    picked = np.flatnonzero(
+        binary & (rows[:, 0] >= 0) & ~pixel & (rows[:, 5] - rows[:, 3] >= 10)
+    ).tolist()
+    if not picked:
         return []
-    picked = [i for i in np.flatnonzero(is_binary).tolist() if int(codes[i]) in _BINARY_CODES]
     return hidden_in(bytes(data[int(rows[i, 3]) : int(rows[i, 5])]) for i in picked)
 
 
