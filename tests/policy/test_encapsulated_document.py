@@ -85,3 +85,9 @@ def test_default_policy_releases_the_pdf_without_its_text_or_stale_length(style:
     assert not doc.strip(b"\0")  # a dummy: no byte of the document is left
     # The length of the original document would describe a document that is gone.
     assert "EncapsulatedDocumentLength" not in out
+
+
+def test_the_refusal_comes_at_load_naming_the_line() -> None:
+    """Before any worker compiles the policy (a refusal there killed every worker)."""
+    with pytest.raises(PolicyError, match=r"^p.toml:3: EncapsulatedDocument = 'K': not allowed"):
+        Policy.from_toml('[elements]\nPatientName = "X"\nEncapsulatedDocument = "K"\n', "p.toml")

@@ -191,6 +191,22 @@ ENCAPSULATED_DOCUMENT = 0x00420011
 #: header's can (compressed streams, kerned pieces, hex strings, font glyph codes), so a
 #: policy that keeps or cleans it is refused rather than releasing what is not checked.
 DOCUMENT_ACTIONS = frozenset({"D", "X", "Z", "X/Z", "X/D", "Z/D", "X/Z/D"})
+_DOCUMENT_KEPT = (
+    "not allowed on EncapsulatedDocument (0042,0011): an encapsulated PDF or CDA "
+    "document is replaced or removed, never kept, as its text cannot be checked for "
+    "identifying values (give D, X or Z)"
+)
+
+
+def _names_document(selector: str) -> bool:
+    """Whether an [elements] selector reaches Encapsulated Document (a keyword or a tag
+    pattern; private selectors never do)."""
+    if selector == "EncapsulatedDocument":
+        return True
+    if not selector.startswith("(") or ":" in selector:
+        return False
+    g, gm, e, em = parse_tag_pattern(selector)
+    return (ENCAPSULATED_DOCUMENT >> 16) & gm == g and ENCAPSULATED_DOCUMENT & 0xFFFF & em == e
 
 
 # A private element is named by its creator and the element's low byte; the block byte is
@@ -647,6 +663,11 @@ class _PolicyParser:
             raise self.fail("elements", "[elements] must be a table", "")
         overrides = tuple(self.override(sel, spec) for sel, spec in elements.items())
         self.no_duplicates(overrides)
+        for ov in overrides:
+            if ov.action not in DOCUMENT_ACTIONS and _names_document(ov.selector):
+                # Said here, at the file's line: CompiledPolicy refuses it too, but only
+                # once the workers compile the policy.
+                raise self.fail(ov.selector, f"{ov.selector} = {ov.action!r}: {_DOCUMENT_KEPT}")
         kw["overrides"] = overrides
         kw["filters"] = self.filters(data)
         kw["lookups"] = self.lookups(data)
@@ -1249,9 +1270,8 @@ class CompiledPolicy:
         doc = self.by_tag.get(ENCAPSULATED_DOCUMENT)
         if doc is not None and doc.action not in DOCUMENT_ACTIONS:
             raise PolicyError(
-                f"EncapsulatedDocument (0042,0011): action {doc.action!r} is not allowed "
-                f"({doc.decided_by}); an encapsulated PDF or CDA document is replaced or "
-                "removed, never kept: its text cannot be checked for identifying values"
+                f"EncapsulatedDocument (0042,0011): action {doc.action!r} "
+                f"({doc.decided_by}): {_DOCUMENT_KEPT}"
             )
 
     def _add_net(self, tables: BaseTables, exempt: set[int]) -> None:
