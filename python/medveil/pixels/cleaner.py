@@ -99,7 +99,8 @@ LOSSY_METHOD: dict[str, str] = {
 ALWAYS_LOSSY = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
 
 #: SOP classes whose images typically carry burned-in text (PS3.4 storage SOP classes):
-#: ultrasound, secondary captures (screen and document captures), and video/visible light.
+#: ultrasound, secondary captures (screen and document captures), video/visible light and
+#: ophthalmic photography.
 BURNED_IN_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.6.1": "US Image",
     "1.2.840.10008.5.1.4.1.1.6": "US Image (retired)",
@@ -116,9 +117,15 @@ BURNED_IN_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.77.1.2.1": "Video Microscopic Image",
     "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic Image",
     "1.2.840.10008.5.1.4.1.1.77.1.4.1": "Video Photographic Image",
+    # Fundus cameras print the patient's name and ID on the photograph, and still write
+    # Burned In Annotation NO (Type 1 in the Ophthalmic Photography Image module).
+    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "Ophthalmic Photography 8 Bit Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.2": "Ophthalmic Photography 16 Bit Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.5": "Wide Field Ophthalmic Photography Stereographic",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.6": "Wide Field Ophthalmic Photography 3D Coordinates",
 }
 #: Modalities that typically carry burned-in text whatever their SOP class.
-BURNED_IN_MODALITIES = frozenset({"US", "IVUS", "XC", "ES", "GM", "DOC", "SC"})
+BURNED_IN_MODALITIES = frozenset({"US", "IVUS", "XC", "ES", "GM", "DOC", "SC", "OP"})
 #: Classes that often carry burned-in text too (angiography and fluoroscopy runs with the
 #: patient's name in a corner) but that a device rule alone is not required for: in
 #: ``pixel_text = "auto"`` they are screened, in "rules" they are released as rules leave
