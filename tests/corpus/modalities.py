@@ -18,6 +18,8 @@ written by other modalities and workstations, as those write them:
 - ``SEG``: binary Segmentations referencing the CT series they were drawn on;
 - ``RTPLAN`` / ``RTDOSE``: an RT Plan and its dose grid (32-bit multi-frame);
 - ``SM``: a slide scanned as Whole Slide Microscopy (tiled VOLUME, OVERVIEW, LABEL);
+- ``OP``: fundus photographs with the camera's caption (name, ID, date) burned in and
+  Burned In Annotation NO, as fundus cameras write them;
 - ``CSR``: Comprehensive SR with nested containers, numeric and text items, and
   coordinates;
 - ``DOSESR``: X-Ray Radiation Dose SRs (TID 10011); ``ECG``: 12-lead ECGs with text
@@ -44,7 +46,7 @@ spellings; :func:`needle_bytes` gives their byte forms); :func:`pdf_text` gives 
 a PDF shows, for a bench to search released documents. dciodvfy finds no error in any
 file but the private SOP classes' (no public IOD).
 
-Deterministic: the same seed gives the same bytes. Small: about 110 files of a few kB
+Deterministic: the same seed gives the same bytes. Small: about 120 files of a few kB
 each for four patients, in under a second.
 """
 
@@ -70,6 +72,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGBaseline8Bit,
     JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
@@ -108,6 +111,7 @@ ENCAPSULATED_CDA = "1.2.840.10008.5.1.4.1.1.104.2"
 SIEMENS_CSA_NON_IMAGE = "1.3.12.2.1107.5.9.1"
 
 WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
+OPHTHALMIC_8BIT = "1.2.840.10008.5.1.4.1.1.77.1.5.1"
 #: Philips' private "MR Series Data Storage": one per series in Philips MR exports.
 PHILIPS_SERIES_DATA = "1.3.46.670589.11.0.0.12.1"
 
@@ -134,6 +138,7 @@ CLASS_OF_SOP = {
     SIEMENS_CSA_NON_IMAGE: "CSANI",
     PHILIPS_SERIES_DATA: "PHSD",
     WSI: "SM",
+    OPHTHALMIC_8BIT: "OP",
 }
 
 #: Patients: other people than realistic.py's, so the two archives can share a run.
@@ -770,6 +775,7 @@ def _patient(g: _Gen, root: Path, p: int) -> None:
     else:
         ctx.philips_series_data(st, f"{sd}/05_PHSD", mr)
     ctx.cda(st, f"{sd}/06_CDA")
+    ctx.fundus(st, f"{sd}/07_OP")
     # Study 3: breast screening (women) or a second CT (men).
     st = study(2, "MAMMO SCREENING BILATERAL" if sex == "F" else "CT FOLLOW UP")
     sd = f"{folder}/study3"
@@ -1903,6 +1909,83 @@ _SRGB_ICC = (
 
 class _Philips(_More):
     """Philips' private objects, and a pathology slide."""
+
+    def fundus(self, st: dict[str, str], sd: str) -> None:
+        """Both eyes' fundus photographs, the camera's caption (name, ID, date) printed on
+        them, Burned In Annotation NO as such cameras write it."""
+        g = self.g
+        rows, cols = 192, 256
+        for n, lat in enumerate(("R", "L")):
+            ts = self.syntax("OP", [ExplicitVRLittleEndian, JPEGBaseline8Bit])
+            ds = _base(g, OPHTHALMIC_8BIT, "OP", self.pat, st)
+            ds.Manufacturer = "TOPCON"
+            if n == 0:
+                series = g.uid()
+            ds.SeriesInstanceUID, ds.SeriesNumber = series, 7
+            ds.InstanceNumber = n + 1
+            ds.ContentDate, ds.ContentTime = st["StudyDate"], st["StudyTime"]
+            ds.AcquisitionDateTime = st["StudyDate"] + st["StudyTime"]
+            ds.ImageType = ["ORIGINAL", "PRIMARY"]
+            ds.ImageLaterality = lat
+            ds.PatientOrientation = ""
+            ds.BurnedInAnnotation = "NO"
+            ds.PixelSpacing = [0.01, 0.01]
+            ds.AnatomicRegionSequence = Sequence([_code("T-AA610", "SRT", "Retina")])
+            ds.AcquisitionContextSequence = Sequence()
+            ds.PatientEyeMovementCommanded = "NO"
+            ds.HorizontalFieldOfView = 45
+            ds.RefractiveStateSequence = Sequence()
+            ds.EmmetropicMagnification = 1.0
+            ds.IntraOcularPressure = 15
+            ds.PupilDilated = "YES"
+            ds.MydriaticAgentSequence = Sequence()
+            ds.DegreeOfDilation = 6.0
+            ds.SynchronizationFrameOfReferenceUID = "1.2.840.10008.15.1.1"  # UTC
+            ds.SynchronizationTrigger, ds.AcquisitionTimeSynchronized = "NO TRIGGER", "N"
+            ds.NumberOfFrames = 1
+            ds.FrameIncrementPointer = 0x00181063  # FrameTime
+            ds.FrameTime = 0.0
+            ds.DetectorType = "CCD"
+            ds.AcquisitionDeviceTypeCodeSequence = Sequence(
+                [_code("R-1021A", "SRT", "Fundus Camera")]
+            )
+            ds.IlluminationTypeCodeSequence = Sequence()
+            ds.LightPathFilterTypeStackCodeSequence = Sequence()
+            ds.ImagePathFilterTypeStackCodeSequence = Sequence()
+            ds.LensesCodeSequence = Sequence()
+            ds.DepthSpatialResolution = 0.0
+            ds.MaximumDepthDistortion = 0.0
+            ds.AlongScanSpatialResolution = 0.0
+            ds.MaximumAlongScanDistortion = 0.0
+            ds.AcrossScanSpatialResolution = 0.0
+            ds.MaximumAcrossScanDistortion = 0.0
+            yy, xx = np.mgrid[0:rows, 0:cols]
+            disc = np.hypot(yy - rows / 2, xx - cols / 2) < 88
+            base = np.where(disc, 120 + 40 * np.cos((xx + 30 * n) / 9.0), 0.0)
+            base = base + disc * g.rng.normal(0, 4, (rows, cols))
+            date = st["StudyDate"]
+            lines = [
+                (f"{_plain(self.family)}, {self.given}", rows - 30, 4),
+                (f"{self.pat['PatientID']}  {date[:4]}-{date[4:6]}-{date[6:]}", rows - 16, 4),
+            ]
+            alpha, boxes = _render_lines(rows, cols, lines, 11)
+            grey = np.clip(base * (1 - alpha) + 250 * alpha, 0, 255)
+            rgb = np.stack([grey, grey * 0.6, grey * 0.3], axis=2).astype(np.uint8)
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+            _pixels(ds, rgb[None], ts)
+            if ts == ExplicitVRLittleEndian:
+                ds.LossyImageCompression = "00"
+            rel = f"{sd}/OP{n + 1:04d}.dcm"
+            inst = Instance(
+                rel,
+                "OP",
+                SYNTAX_NAMES[ts],
+                ds.SOPInstanceUID,
+                self.p,
+                [(0, 1, *b) for b in boxes],
+                (rows, cols, 1),
+            )
+            _write(g, self.root, rel, ds, inst)
 
     def slide(self, st: dict[str, str], sd: str) -> None:
         """A biopsy slide scanned as Whole Slide Microscopy: a tiled VOLUME image, the
