@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -165,3 +167,35 @@ def test_an_interrupt_while_placing_leaves_no_temporaries_and_resumes(
     assert not second.interrupted and second.failed == 0
     assert tree(out) == tree(ref)
     assert _catalog(out) == _catalog(ref)
+
+
+def test_a_stop_while_recording_counts_what_the_records_hold(tmp_path: Path, monkeypatch) -> None:
+    # SIGTERM (as Ctrl-C) while a task's outcomes are being recorded: the run stops after
+    # the task is recorded and counted, so its summary and its records agree, and a
+    # resumed run skips exactly the inputs the summary counted.
+    src = tmp_path / "in"
+    files = write_demo_archive(src / "demo")
+    ct = next(p for p in files if p.suffix == ".dcm" and "ct" in p.parts[-2].lower())
+    write_copies(src / "copies", ct, 60)
+    record = archive.RunRecords.record
+    calls = []
+
+    def stopped(self: archive.RunRecords, batch: list[tuple[str, Record]]) -> None:
+        record(self, batch)
+        calls.append(len(batch))
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled in this thread, right now
+
+    monkeypatch.setattr(archive.RunRecords, "record", stopped)
+    out = tmp_path / "out"
+    first = deidentify_archive(src, out, policy=POLICY, secret=SECRET, workers=1)
+    assert first.interrupted
+    db = sqlite3.connect(out / ".medveil" / "catalog.sqlite")
+    try:
+        (recorded,) = db.execute("SELECT count(*) FROM inputs").fetchone()
+    finally:
+        db.close()
+    assert first.files_in == recorded == sum(calls)
+    monkeypatch.setattr(archive.RunRecords, "record", record)
+    second = deidentify_archive(src, out, policy=POLICY, secret=SECRET, workers=1, resume=True)
+    assert second.resumed == first.files_in and not second.interrupted

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bz2
 import concurrent.futures as cf
+import contextlib
 import errno
 import fcntl
 import heapq
@@ -1754,21 +1755,47 @@ class _Retry:
 
 
 class _SignalStop:
-    """While active, SIGTERM in the main thread stops the run as Ctrl-C does (summary too)."""
+    """While active, SIGTERM in the main thread stops the run as Ctrl-C does (summary too).
+
+    Either signal is held off while a task's outcomes are recorded and counted
+    (:meth:`held`), so that the summary of an interrupted run counts exactly the inputs
+    its records hold as done.
+    """
+
+    def __init__(self) -> None:
+        self.old: dict[int, Any] = {}
+        self.holding = 0
+        self.pending = False
 
     def __enter__(self) -> _SignalStop:
-        self.old: Any = None
         if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGTERM, self._raise)
+            self.old[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._stop)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self.old[signal.SIGINT] = signal.signal(signal.SIGINT, self._stop)
         return self
 
-    @staticmethod
-    def _raise(_signum: int, _frame: object) -> None:
+    def _stop(self, _signum: int, _frame: object) -> None:
+        if self.holding:
+            self.pending = True  # raised when the section ends (see held)
+            return
         raise KeyboardInterrupt
 
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A section that SIGTERM and Ctrl-C do not cut short: they stop the run after it."""
+        self.holding += 1
+        try:
+            yield
+        finally:
+            self.holding -= 1
+        if not self.holding and self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
     def __exit__(self, *exc: object) -> None:
-        if self.old is not None:
-            signal.signal(signal.SIGTERM, self.old)
+        for signum, handler in self.old.items():
+            signal.signal(signum, handler)
+        self.old.clear()
 
 
 def check_paths(src: Path, out: Path, resume: bool) -> None:
@@ -1981,6 +2008,8 @@ def _run(
     seq = 0
     limit = workers * 2
     stop = False
+    # SIGTERM stops the run as Ctrl-C does; neither cuts a task's accounting short.
+    signals = _SignalStop()
 
     def fail(key: str, name: str, reason: str) -> None:
         """An input whose environment failure persisted: the run stops; --resume redoes it."""
@@ -2029,21 +2058,8 @@ def _run(
                     # an earlier one), byte for byte: the one file, the one catalog row.
                     r = Record("duplicate", IDENTICAL, r.size_in)
             decided.append((key, name, r))
-        try:
-            if vault is not None:
-                identities = [r.identity for _k, _n, r in decided if r.identity]
-                if identities:
-                    # Committed before the inputs are recorded as done, so a resumed run
-                    # never skips a file whose identity the vault lacks.
-                    for identity in identities:
-                        vault.add(identity)
-                    vault.flush()
-            records.record([(key, r) for key, _n, r in decided])
-            seqs = {key: listed.pop(key, None) for key, _n, _r in decided}
-            notes = [(path, seq) for key, path in led_to if (seq := seqs[key]) is not None]
-            if notes:
-                records.note_listed(notes)
-        except (sqlite3.Error, OSError, MemoryError) as exc:
+
+        def unrecorded(exc: BaseException) -> None:
             # The records (or the vault) cannot be written: a disk full, most likely. The
             # inputs stay unrecorded, so --resume does them again.
             reason = f"cannot write the run records: {_env_reason(exc)}"
@@ -2052,9 +2068,33 @@ def _run(
             for key, name, _r in decided:
                 listed.pop(key, None)
                 fail(key, name, reason)
-            return
-        for _key, name, r in decided:
-            count(name, r)
+
+        if vault is not None:
+            identities = [r.identity for _k, _n, r in decided if r.identity]
+            try:
+                if identities:
+                    # Committed before the inputs are recorded as done, so a resumed run
+                    # never skips a file whose identity the vault lacks.
+                    for identity in identities:
+                        vault.add(identity)
+                    vault.flush()
+            except (sqlite3.Error, OSError, MemoryError) as exc:
+                unrecorded(exc)
+                return
+        # Recorded, then counted, without a stop between: an interrupted run's summary
+        # counts exactly the inputs its records hold as done (a resumed run skips them).
+        with signals.held():
+            try:
+                records.record([(key, r) for key, _n, r in decided])
+                seqs = {key: listed.pop(key, None) for key, _n, _r in decided}
+                notes = [(path, seq) for key, path in led_to if (seq := seqs[key]) is not None]
+                if notes:
+                    records.note_listed(notes)
+            except (sqlite3.Error, OSError, MemoryError) as exc:
+                unrecorded(exc)
+                return
+            for _key, name, r in decided:
+                count(name, r)
 
     def would_be(r: Record) -> Record:
         """A dry run's record as place_variant would leave it on disk: identical content is
@@ -2217,7 +2257,7 @@ def _run(
     chunks = _chunks(pending(), max_items=CHUNK_FILES, max_bytes=CHUNK_BYTES, workers=workers)
     exhausted = False
     try:
-        with _SignalStop():
+        with signals:
             try:
                 while not stop:
                     now = time.monotonic()
