@@ -5,9 +5,8 @@ they are (safety_net_keep.csv: "a vendor's private class must stay readable"), a
 private groups go; but the post-check learns a SOP Class UID that is not a DICOM constant
 as an identifying UID, finds it again in (0002,0002) and (0008,0016), and quarantines the
 file ("an original identifying value is still in the output"). A class UID names a kind
-of object, never a patient: the fix asked of ctcore is in ``verify.values.classify``
-(None for the class and transfer syntax UID elements). Until it lands, this test fails as
-expected (strict: it tells when the fix is in).
+of object, never a patient: ``verify.values.classify`` does not learn the class and
+transfer syntax UID elements. Names and IDs are still hunted in every byte.
 """
 
 from __future__ import annotations
@@ -43,9 +42,6 @@ def _instance(sop_class: str) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="post-check learns private SOP Class UIDs (fix asked of ctcore)"
-)
 @pytest.mark.parametrize(
     "sop_class", [modalities.SIEMENS_CSA_NON_IMAGE, modalities.PHILIPS_SERIES_DATA]
 )
@@ -55,12 +51,3 @@ def test_private_sop_class_is_released_with_its_class(sop_class: str) -> None:
     out = pydicom.dcmread(io.BytesIO(b"".join(result.parts)))
     assert out.SOPClassUID == sop_class == out.file_meta.MediaStorageSOPClassUID
     assert not [t for t in out.keys() if t.group & 1]  # the private groups went
-
-
-def test_the_reason_today_is_the_class_uid() -> None:
-    """What the xfail above stands for, pinned: the class UID in the file meta is the hit."""
-    data = _instance(modalities.SIEMENS_CSA_NON_IMAGE)
-    result = clean_instance(Deidentifier(Policy.default(), SECRET), data, "x")
-    if result.status == "written":
-        pytest.skip("the post-check fix is in: the xfail above reports it")
-    assert "(0002,0002)" in result.reason or "(0008,0016)" in result.reason

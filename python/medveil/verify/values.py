@@ -299,6 +299,19 @@ def dates_in(text: str) -> list[str]:
     return found
 
 
+# UID elements naming a kind of object or an encoding, never an instance: the policy keeps
+# them readable (a vendor's private SOP class included), so they are not learned as UIDs.
+_KIND_UID_KEYWORDS = frozenset(
+    {
+        "SOPClassesInStudy",
+        "SOPClassesSupported",
+        "TransferSyntaxUID",
+        "ReferencedTransferSyntaxUIDInFile",
+        "StoredInstanceTransferSyntaxUID",
+    }
+)
+
+
 def classify(tag: int, vr: str, keyword: str, *, strict: bool = False) -> str | None:
     """Kind of value an element holds (``names``, ``ids``, ...), or None when not identifying."""
     group, elem = tag >> 16, tag & 0xFFFF
@@ -322,6 +335,8 @@ def classify(tag: int, vr: str, keyword: str, *, strict: bool = False) -> str | 
         return "names"
     if vr in ("DA", "DT"):
         return "dates"
+    if keyword.endswith("SOPClassUID") or keyword in _KIND_UID_KEYWORDS:
+        return None  # a kind of object or encoding, kept as it is: a vendor's own class too
     if vr == "UI":
         return "uids"
     if vr == "AE":
