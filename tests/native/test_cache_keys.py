@@ -563,3 +563,42 @@ def test_first_pass_built_with_other_marks_is_built_again() -> None:
     got = _native(engine, plain)
     assert isinstance(got, NativeOutcome)
     assert b"".join(bytes(p) for p in got.parts) == _raw(engine, plain)[0]
+
+
+_VR_NAMES = ("OB", "UL", "US", "LO", "PN", "SQ", "UN")
+_VR_CODES = [int.from_bytes(v.encode(), "little") for v in _VR_NAMES]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from([-1, 0x00080020, 0x00280010, 0x00091010, 0x7FE00010, 0x00100010]),
+            st.sampled_from([0, *_VR_CODES, 1 << 16, -5]),
+            st.integers(0, 40),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    payload=st.binary(min_size=40, max_size=40),
+)
+def test_hiding_is_a_function_of_the_structure(
+    rows: list[tuple[int, int, int]], payload: bytes
+) -> None:
+    # learn_terms keeps, per row structure (the Shape: tags, VR codes, pixel rows), whether
+    # any row may hide swallowed elements, and skips hidden_elements when none may: that
+    # must never drop a finding, whatever the rows' lengths and bytes.
+    import numpy as np
+    from medveil.verify.elements import pixel_rows
+    from medveil.verify.hidden import hidden_elements, may_hide
+
+    name = b"\x10\x00\x10\x00PN\x0e\x00ZQXDOE^ZQXJOHN"  # a swallowed Patient's Name
+    data = payload[:8] + name + payload[8 + len(name) :]
+    table = np.array(
+        [(tag, code, 0, 0, 0, length, -1, 0) for tag, code, length in rows], dtype=np.int64
+    )
+    tags, codes = table[:, 0], table[:, 1].copy()
+    pixel = pixel_rows(tags)
+    found = hidden_elements(data, table, codes, pixel)
+    if not may_hide(tags, codes, pixel):
+        assert found == []

@@ -66,7 +66,7 @@ from medveil.verify.elements import (
     vr_of_code,
     vr_table,
 )
-from medveil.verify.hidden import hidden_elements, hidden_in_spans
+from medveil.verify.hidden import hidden_elements, hidden_in_spans, may_hide
 from medveil.verify.matcher import (
     FIND_MAX,
     FindMatcher,
@@ -506,7 +506,12 @@ def learn_terms(data: bytes | bytearray | memoryview, prescan: Prescan | None = 
         done = part.with_own(scan, [(i, tag, vr, raw_of[i]) for i, tag, vr in per_file])
     else:
         done = part.with_own(scan, [])
-    hidden = hidden_elements(scan.data, rows, codes, scan.shape.pixel)
+    # Whether any row of this structure may hide elements: most structures have none, and
+    # the answer is the same for every file of one (tags, VR codes and pixel rows).
+    hiding = memo.get("may_hide")
+    if hiding is None:
+        hiding = memo["may_hide"] = may_hide(tags, codes, scan.shape.pixel)
+    hidden = hidden_elements(scan.data, rows, codes, scan.shape.pixel) if hiding else []
     if done is None or hidden:
         # Not what _own_to_file promised, or names inside binary values (a grown length
         # swallowed their elements): learn the whole file as one, and those as names.

@@ -118,17 +118,29 @@ def hidden_in(regions: Iterable[bytes]) -> list[tuple[int, str, tuple[str, ...]]
     return found
 
 
+def _binary_rows(codes: np.ndarray) -> np.ndarray:
+    """Which rows have a VR code of _BINARY_CODES (a code outside 16 bits is none)."""
+    in_range = (codes >= 0) & (codes < 1 << 16)
+    return _BINARY_TABLE[np.where(in_range, codes, 0)] & in_range
+
+
+def may_hide(tags: np.ndarray, codes: np.ndarray, pixel: np.ndarray) -> bool:
+    """Whether any element row outside pixel data has a VR :func:`hidden_elements` reads.
+
+    A function of the rows' structure alone (tags, VR codes, pixel rows): when False,
+    hidden_elements finds nothing in any file of that structure.
+    """
+    return bool((_binary_rows(codes) & (tags >= 0) & ~pixel).any())
+
+
 def hidden_elements(
     data: bytes | bytearray | memoryview, rows: np.ndarray, codes: np.ndarray, pixel: np.ndarray
 ) -> list[tuple[int, str, tuple[str, ...]]]:
     """(tag, VR, texts) of every person name or identity element found inside the binary
     value of another element, from the scanner's rows of ``data`` (their VR codes as read,
     and which rows are pixel data), in file order."""
-    # A code outside 16 bits is no VR of the table (nor of _BINARY_CODES): not picked.
-    in_range = (codes >= 0) & (codes < 1 << 16)
-    binary = _BINARY_TABLE[np.where(in_range, codes, 0)] & in_range
     picked = np.flatnonzero(
-        binary & (rows[:, 0] >= 0) & ~pixel & (rows[:, 5] - rows[:, 3] >= 10)
+        _binary_rows(codes) & (rows[:, 0] >= 0) & ~pixel & (rows[:, 5] - rows[:, 3] >= 10)
     ).tolist()
     if not picked:
         return []
