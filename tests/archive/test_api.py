@@ -68,3 +68,23 @@ def test_the_summary_says_which_engine_wrote_what(tmp_path, capsys) -> None:
     line = capsys.readouterr().out
     assert "1 by the raw-byte engine, 1 by the Dataset engine" in line
     assert "1 not a little-endian transfer syntax it covers" in line
+
+
+def test_a_policy_refused_at_compile_stops_the_run_before_any_output(tmp_path) -> None:
+    """A policy built in code that keeps the PDF: one PolicyError, no worker dies, no output."""
+    import dataclasses
+    import shutil
+
+    import pytest
+    from medveil.errors import PolicyError
+    from medveil.run.archive import deidentify_archive
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copyfile(get_testdata_file("CT_small.dcm"), src / "ct.dcm")  # type: ignore[arg-type]
+    good = medveil.Policy.from_toml('[elements]\nEncapsulatedDocument = "X"\n')
+    kept = dataclasses.replace(good.overrides[0], action="K")
+    bad = dataclasses.replace(good, overrides=(kept,))
+    with pytest.raises(PolicyError, match="EncapsulatedDocument"):
+        deidentify_archive(src, tmp_path / "out", policy=bad, secret=bytes(32))
+    assert not (tmp_path / "out").exists()

@@ -1886,6 +1886,9 @@ def deidentify_archive(
         from medveil.crypto.vault.embed import OriginalsEmbedder
 
         OriginalsEmbedder(embed_originals)  # a bad certificate fails before any work
+    # A policy built in code skips the load's checks: refused here, it is one clear
+    # PolicyError; refused in each worker, it was "a worker process died", retried.
+    policy.compile()
     out.mkdir(parents=True, exist_ok=True)
     lock = lock_output(out)
     try:

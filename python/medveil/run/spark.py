@@ -711,6 +711,7 @@ def deidentify_archive(
     ``replaced``: a DICOMDIR input; ``excluded``: a [filter] rule kept it from processing.
     """
     policy = policy or Policy.default()
+    policy.compile()  # refused on the driver, not in every executor's task
     if secret is not None and secret_file is not None:
         raise MedveilError("give either secret or secret_file, not both")
     if secret is None and secret_file is None:
