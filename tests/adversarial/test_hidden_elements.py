@@ -65,6 +65,17 @@ def _palette(implicit: bool, nested: bool, grow: bool = True) -> bytes:
     return bytes(data)
 
 
+def _clean(data: bytes, policy: str, native: bool) -> inst.CleanResult:
+    """clean_instance under the named policy, on the native road or not."""
+    p = Policy.default() if policy == "default" else load_policy(policy)
+    old = inst.USE_NATIVE_ENGINE
+    inst.USE_NATIVE_ENGINE = native
+    try:
+        return inst.clean_instance(Deidentifier(p, SECRET), bytearray(data), "f")
+    finally:
+        inst.USE_NATIVE_ENGINE = old
+
+
 @pytest.mark.parametrize("implicit", [False, True])
 @pytest.mark.parametrize("nested", [False, True])
 @pytest.mark.parametrize("policy", ["default", "tcia"])
@@ -73,13 +84,7 @@ def test_a_name_swallowed_into_kept_lut_data_is_never_released(
     implicit: bool, nested: bool, policy: str, native: bool
 ) -> None:
     data = _palette(implicit, nested)
-    p = Policy.default() if policy == "default" else load_policy(policy)
-    old = inst.USE_NATIVE_ENGINE
-    inst.USE_NATIVE_ENGINE = native
-    try:
-        got = inst.clean_instance(Deidentifier(p, SECRET), bytearray(data), "f")
-    finally:
-        inst.USE_NATIVE_ENGINE = old
+    got = _clean(data, policy, native)
     assert got.status == "quarantined"
     assert "post-check" in (got.reason or "")
     assert got.data is None or b"Zqvothian" not in bytes(got.data)
@@ -165,19 +170,11 @@ def test_a_name_swallowed_into_a_kept_number_list_is_never_released(
     implicit: bool, policy: str, native: bool
 ) -> None:
     data = _simple_frame_list(implicit)
-    p = Policy.default() if policy == "default" else load_policy(policy)
-    old = inst.USE_NATIVE_ENGINE
-    inst.USE_NATIVE_ENGINE = native
-    try:
-        got = inst.clean_instance(Deidentifier(p, SECRET), bytearray(data), "f")
-    finally:
-        inst.USE_NATIVE_ENGINE = old
+    got = _clean(data, policy, native)
     assert got.status == "quarantined", got.reason
     assert got.data is None or b"Zqvothian" not in bytes(got.data)
     # The control: the same file with the UL list's own length is released without them.
-    clean = inst.clean_instance(
-        Deidentifier(p, SECRET), bytearray(_simple_frame_list(implicit, grow=False)), "f"
-    )
+    clean = _clean(_simple_frame_list(implicit, grow=False), policy, native)
     assert clean.status == "written", clean.reason
     assert b"Zqvothian" not in bytes(clean.data) and b"QX77412305" not in bytes(clean.data)
 

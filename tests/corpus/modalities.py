@@ -598,6 +598,37 @@ def jpeg_lossless(img: np.ndarray, precision: int) -> bytes:
     )
 
 
+def _dimensions(ds: Dataset, dim_uid: str, rows: list[tuple[int, int, str | None]]) -> None:
+    """The multi-frame Dimension module: one organization, an index row per (pointer,
+    functional group, label or None)."""
+    org = Dataset()
+    org.DimensionOrganizationUID = dim_uid
+    ds.DimensionOrganizationSequence = Sequence([org])
+    dims = []
+    for pointer, group, label in rows:
+        d = Dataset()
+        d.DimensionOrganizationUID = dim_uid
+        d.DimensionIndexPointer = pointer
+        d.FunctionalGroupPointer = group
+        if label is not None:
+            d.DimensionDescriptionLabel = label
+        dims.append(d)
+    ds.DimensionIndexSequence = Sequence(dims)
+
+
+def _shared_geometry() -> Dataset:
+    """A Shared Functional Groups item with axial pixel measures and plane orientation."""
+    shared = Dataset()
+    pm = Dataset()
+    pm.PixelSpacing = [0.8, 0.8]
+    pm.SliceThickness = 3.0
+    shared.PixelMeasuresSequence = Sequence([pm])
+    po = Dataset()
+    po.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    shared.PlaneOrientationSequence = Sequence([po])
+    return shared
+
+
 def _pixels(ds: Dataset, arr: np.ndarray, ts: str, extended: bool = False) -> None:
     """realistic's _set_pixels, plus JPEG Lossless SV1 (grayscale frames, each in two
     fragments when there are several) and the Extended Offset Table (``extended``)."""
@@ -863,30 +894,15 @@ class _Ctx:
         ds.AcquisitionContextSequence = Sequence()
         ds.ImageComments = f"pt {self.family} cooperative" if self.p % 2 == 0 else "cooperative"
         frames, size = 6, 48
-        dim_uid = g.uid()
-        org = Dataset()
-        org.DimensionOrganizationUID = dim_uid
-        ds.DimensionOrganizationSequence = Sequence([org])
-        dims = []
-        for pointer, group, label in (
-            (0x00209056, 0x00209111, "Stack ID"),
-            (0x00209057, 0x00209111, "In-Stack Position Number"),
-        ):
-            d = Dataset()
-            d.DimensionOrganizationUID = dim_uid
-            d.DimensionIndexPointer = pointer
-            d.FunctionalGroupPointer = group
-            d.DimensionDescriptionLabel = label
-            dims.append(d)
-        ds.DimensionIndexSequence = Sequence(dims)
-        shared = Dataset()
-        pm = Dataset()
-        pm.PixelSpacing = [0.8, 0.8]
-        pm.SliceThickness = 3.0
-        shared.PixelMeasuresSequence = Sequence([pm])
-        po = Dataset()
-        po.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        shared.PlaneOrientationSequence = Sequence([po])
+        _dimensions(
+            ds,
+            g.uid(),
+            [
+                (0x00209056, 0x00209111, "Stack ID"),
+                (0x00209057, 0x00209111, "In-Stack Position Number"),
+            ],
+        )
+        shared = _shared_geometry()
         anat = Dataset()
         anat.AnatomicRegionSequence = Sequence(
             [_code("T-D3000" if ct else "T-A0100", "SRT", "Chest" if ct else "Brain")]
@@ -1315,26 +1331,8 @@ class _Ctx:
         )
         seg.SegmentedPropertyTypeCodeSequence = Sequence([_code("M-03000", "SRT", "Mass")])
         ds.SegmentSequence = Sequence([seg])
-        dim_uid = g.uid()
-        org = Dataset()
-        org.DimensionOrganizationUID = dim_uid
-        ds.DimensionOrganizationSequence = Sequence([org])
-        dims = []
-        for pointer, group in ((0x0062000B, 0x0062000A), (0x00200032, 0x00209113)):
-            d = Dataset()
-            d.DimensionOrganizationUID = dim_uid
-            d.DimensionIndexPointer = pointer
-            d.FunctionalGroupPointer = group
-            dims.append(d)
-        ds.DimensionIndexSequence = Sequence(dims)
-        shared = Dataset()
-        pm = Dataset()
-        pm.PixelSpacing = [0.8, 0.8]
-        pm.SliceThickness = 3.0
-        shared.PixelMeasuresSequence = Sequence([pm])
-        po = Dataset()
-        po.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        shared.PlaneOrientationSequence = Sequence([po])
+        _dimensions(ds, g.uid(), [(0x0062000B, 0x0062000A, None), (0x00200032, 0x00209113, None)])
+        shared = _shared_geometry()
         ds.SharedFunctionalGroupsSequence = Sequence([shared])
         frames, size = 3, 48
         per = []

@@ -18,9 +18,10 @@ import pytest
 from medveil import Policy
 from medveil.engine.dataset import Deidentifier
 from medveil.engine.instance import clean_instance
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
+from tests.adversarial.generator import save
 from tests.corpus import modalities
 
 SECRET = bytes(range(32))
@@ -33,13 +34,7 @@ def _instance(sop_class: str) -> bytes:
     ds.PatientName, ds.PatientID, ds.Modality = "ABERNATHY^LUCIUS", "MRN5524324", "MR"
     block = ds.private_block(0x0029, "SIEMENS CSA NON-IMAGE", create=True)
     block.add_new(0x10, "OB", modalities.csa_header([("DataPointColumns", "IS", ["1024"])]))
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return save(ds)
 
 
 @pytest.mark.parametrize(

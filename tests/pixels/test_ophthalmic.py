@@ -15,9 +15,10 @@ import pytest
 from medveil import Policy
 from medveil.engine.dataset import Deidentifier
 from medveil.engine.instance import clean_instance
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
+from tests.adversarial.generator import save
 from tests.corpus.realistic import _render_lines
 
 SECRET = bytes(range(32))
@@ -43,13 +44,7 @@ def _fundus(burned: str) -> tuple[bytes, list[tuple[int, int, int, int]]]:
     ds.Rows, ds.Columns = rows, cols
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelData = rgb.tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue(), boxes
+    return save(ds), boxes
 
 
 @pytest.mark.parametrize("burned", ["NO", "YES"])

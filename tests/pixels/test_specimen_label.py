@@ -19,9 +19,10 @@ from medveil import Policy
 from medveil.engine.dataset import Deidentifier
 from medveil.engine.instance import clean_instance
 from medveil.pixels.cleaner import specimen_label_reason
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
+from tests.adversarial.generator import save
 from tests.corpus.realistic import _render_lines
 
 SECRET = bytes(range(32))
@@ -44,13 +45,7 @@ def _slide_image(flavour: str, burned: str | None, label_in_image: str) -> bytes
     ds.Rows, ds.Columns, ds.NumberOfFrames = 96, 160, 1
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelData = np.repeat(grey[:, :, None], 3, axis=2).tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return save(ds)
 
 
 @pytest.mark.parametrize(

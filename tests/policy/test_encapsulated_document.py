@@ -17,9 +17,10 @@ from medveil.engine.dataset import Deidentifier
 from medveil.engine.instance import clean_instance
 from medveil.errors import PolicyError
 from medveil.policy.schema import CompiledPolicy
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
+from tests.adversarial.generator import save
 from tests.corpus import modalities
 
 SECRET = bytes(range(32))
@@ -38,13 +39,7 @@ def _pdf_instance(style: str) -> bytes:
     doc = modalities.make_pdf([f"Patient: {NAME}, PETRONELLA  MRN5520113"], True, style)
     ds.EncapsulatedDocument = doc + b"\0" * (len(doc) % 2)
     ds.EncapsulatedDocumentLength = len(doc)
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return save(ds)
 
 
 @pytest.mark.parametrize("style", ["kerned", "hex"])
