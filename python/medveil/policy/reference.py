@@ -588,6 +588,12 @@ def _elements() -> list[str]:
         "",
         "- **Keeps:** what the action says; an override replaces the table's action and "
         "every option's for that element.",
+        "- **Encapsulated documents:** `EncapsulatedDocument` (0042,0011) accepts only `D`, "
+        "`X` or `Z` (any other action, or a mask over it, is refused at load with the file "
+        "and line). A PDF or CDA names the patient in text the post-check cannot read for "
+        "sure (kerned pieces, hex strings, compressed streams), so it is never released. "
+        "With the default `D`, the released instance holds a 2-byte dummy and "
+        "`EncapsulatedDocumentLength` is removed.",
         "- **Risk that remains:** an override can keep what the profile would remove: "
         "`K`, `value`, `map` and the generalisations keep real information. `medveil "
         "profile` marks overrides as decided by `policy`.",
