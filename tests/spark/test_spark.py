@@ -898,6 +898,10 @@ def test_killed_spark_job_resumes_to_the_same_output(tmp_path) -> None:
     assert not (out / ".medveil" / "summary.json").exists(), "the job finished before the kill"
     done = mspark.read_progress(str(out))
     assert 40 <= len(done) < 415
+    # What an executor killed between writing and renaming leaves (the kill above lands
+    # there only by chance): the resumed job must not keep it.
+    placed = next(p for p in out.rglob("*.dcm") if ".medveil" not in p.parts)
+    placed.with_name(f".{placed.name}.99999.tmp").write_bytes(b"partial")
     rerun = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert tree(out) == tree(ref)

@@ -1567,7 +1567,7 @@ class RunRecords:
         os.replace(tmp, self.dir / DRY_RUN_REPORT)
 
 
-def _remove_partial_files(output: Path) -> None:
+def remove_partial_files(output: Path) -> None:
     """Remove the hidden temporaries a killed worker or run left (never under a final name)."""
     for root, _dirs, files in os.walk(output):
         for f in files:
@@ -1957,7 +1957,7 @@ def _run(
             raise
     done = records.done_keys() if resume else set()
     if resume:
-        _remove_partial_files(out)
+        remove_partial_files(out)
         # Outputs placed by a killed run whose records it never wrote: redone now (kept,
         # a redo would take them for another input's duplicates).
         _remove_unrecorded_outputs(out, records)
@@ -2210,7 +2210,7 @@ def _run(
 
     def pending() -> Iterator[tuple[str, Item]]:
         # Spooled tar.gz members live under OUTPUT: same file system, and a --resume
-        # removes what a killed run left (_remove_partial_files).
+        # removes what a killed run left (remove_partial_files).
         for item in iter_inputs(src, max_size, spool=out / RECORDS):
             if item.verdict is not None and item.verdict[0] == "unreadable":
                 summary.unreadable += 1  # not recorded: a resumed run lists it again
@@ -2325,7 +2325,7 @@ def _run(
             ):
                 # A worker killed mid-task, or staged outputs the parent did not place (an
                 # interrupted or stopped durable run): their temporaries go now.
-                _remove_partial_files(out)
+                remove_partial_files(out)
             if exhausted and not (summary.interrupted or summary.failed):
                 summary.total = summary.files_in  # every input of this run is accounted for
             summary.files_in += summary.resumed

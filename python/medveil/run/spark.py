@@ -51,7 +51,13 @@ from urllib.parse import urlparse
 from medveil.errors import MedveilError
 from medveil.policy.keys import Keyed, load_secret
 from medveil.policy.schema import Policy
-from medveil.run.archive import CATALOG_COLUMNS, RECORDS, RunSummary, lock_output
+from medveil.run.archive import (
+    CATALOG_COLUMNS,
+    RECORDS,
+    RunSummary,
+    lock_output,
+    remove_partial_files,
+)
 from medveil.run.outputs import (
     IDENTICAL,
     MAX_VARIANTS,
@@ -790,6 +796,9 @@ def _run_job(
     from pyspark.sql import functions as F
 
     finished = read_progress(output_uri) if resume else {}
+    if is_local_uri(output_uri) and resume:
+        # A killed job's executors leave temporaries (.NAME.PID.tmp) they never renamed.
+        remove_partial_files(local_path(output_uri))
     if is_local_uri(output_uri) and not resume:
         # Rows of an earlier, different job must not be taken for this one's.
         shutil.rmtree(local_path(output_uri) / RECORDS / PROGRESS, ignore_errors=True)
