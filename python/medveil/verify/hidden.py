@@ -24,7 +24,7 @@ from pydicom.datadict import tag_for_keyword
 
 from medveil._core import termsearch
 from medveil.dicom.keywords import IDENTITY_KEYWORDS
-from medveil.dicom.vr import LONG_VRS
+from medveil.dicom.vr import LONG_VR_BYTES
 from medveil.verify.rawscan import PIXEL_TAGS, RawLayout
 
 # Values a reader takes as bytes or numbers (the scanner's VR codes, little-endian), where
@@ -67,7 +67,7 @@ def _value_at(region: bytes, at: int, vr: bytes) -> tuple[str, bytes] | None:
     """(VR, value bytes) of a header of a hunted tag at ``at``, in either encoding; or None."""
     head = region[at + 4 : at + 6]
     if head in (vr, b"UN"):
-        if head.decode("latin-1") in LONG_VRS:
+        if head in LONG_VR_BYTES:
             if region[at + 6 : at + 8] != b"\x00\x00" or len(region) < at + 12:
                 return None
             (length,) = struct.unpack_from("<I", region, at + 8)
